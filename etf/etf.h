@@ -1,0 +1,205 @@
+/*
+ * etf.h — the External Term Format codec and the text syntax of terms.
+ *
+ * This is the one header etf/ exposes to its siblings.  Protocol constants
+ * (every ETF tag) are named once here; no tag byte appears as a bare number
+ * anywhere else.
+ *
+ * Decoding treats its input as hostile: every length is checked against the
+ * bytes that remain before anything is allocated, nesting is walked with an
+ * explicit work stack (no C recursion), depth, size and decompressed size are
+ * capped, and each failure reports a distinct code and the byte offset.
+ *
+ * Encoding produces exactly what `term_to_binary/1,2` produces on a chosen
+ * OTP release (25 by default; 26+ differs in atom encoding).
+ */
+#ifndef GIRDER_ETF_H
+#define GIRDER_ETF_H
+
+#include "heap.h"
+
+/* ---- ETF tags (erts/emulator/beam/external.h) ---- */
+#define ETF_VERSION_MAGIC 131
+#define ETF_COMPRESSED 80
+#define ETF_DIST_HEADER 68
+#define ETF_DIST_FRAG_HEADER 69
+#define ETF_DIST_FRAG_CONT 70
+#define ETF_NEW_FLOAT_EXT 70
+#define ETF_BIT_BINARY_EXT 77
+#define ETF_ATOM_CACHE_REF 82
+#define ETF_NEW_PID_EXT 88
+#define ETF_NEW_PORT_EXT 89
+#define ETF_NEWER_REFERENCE_EXT 90
+#define ETF_SMALL_INTEGER_EXT 97
+#define ETF_INTEGER_EXT 98
+#define ETF_FLOAT_EXT 99
+#define ETF_ATOM_EXT 100
+#define ETF_REFERENCE_EXT 101
+#define ETF_PORT_EXT 102
+#define ETF_PID_EXT 103
+#define ETF_SMALL_TUPLE_EXT 104
+#define ETF_LARGE_TUPLE_EXT 105
+#define ETF_NIL_EXT 106
+#define ETF_STRING_EXT 107
+#define ETF_LIST_EXT 108
+#define ETF_BINARY_EXT 109
+#define ETF_SMALL_BIG_EXT 110
+#define ETF_LARGE_BIG_EXT 111
+#define ETF_NEW_FUN_EXT 112
+#define ETF_EXPORT_EXT 113
+#define ETF_NEW_REFERENCE_EXT 114
+#define ETF_SMALL_ATOM_EXT 115
+#define ETF_MAP_EXT 116
+#define ETF_FUN_EXT 117
+#define ETF_ATOM_UTF8_EXT 118
+#define ETF_SMALL_ATOM_UTF8_EXT 119
+#define ETF_V4_PORT_EXT 120
+#define ETF_LOCAL_EXT 121
+
+/* ---- limits ---- */
+/* Deepest nesting the decoder, encoder and printer accept. */
+#define ETF_MAX_DEPTH_DEFAULT 100000
+/* Largest inflated size of a compressed term the decoder accepts (bytes). */
+#define ETF_MAX_DECOMPRESSED_DEFAULT ((size_t)1 << 30)
+/* Largest STRING_EXT (elements). */
+#define ETF_STRING_EXT_MAX 65535
+/* Longest FLOAT_EXT text. */
+#define ETF_FLOAT_EXT_LEN 31
+
+/* ---- error codes: distinct per failure, in etf/'s range ---- */
+enum {
+    ETF_EVERSION = -100,      /* missing or wrong version byte (131) */
+    ETF_ETRUNCATED = -101,    /* input ends inside a term */
+    ETF_EUNKNOWN_TAG = -102,  /* tag byte not in the table */
+    ETF_EATOM = -103,         /* atom text invalid: > 255 chars or bad UTF-8 */
+    ETF_EATOM_UNSAFE = -104,  /* safe mode: the atom does not exist */
+    ETF_EATOM_TABLE_FULL = -105,
+    ETF_EATOM_CACHE = -106,   /* ATOM_CACHE_REF without a cache, or bad index */
+    ETF_EDEPTH = -107,        /* nesting deeper than max_depth */
+    ETF_ETOO_LARGE = -108,    /* a length exceeds what the input can hold or a cap */
+    ETF_EFLOAT = -109,        /* NaN/Inf or an unparsable FLOAT_EXT */
+    ETF_EBITS = -110,         /* BIT_BINARY_EXT bits field out of range */
+    ETF_EDUPLICATE_KEY = -111,/* MAP_EXT with the same key twice */
+    ETF_ENODE = -112,         /* pid/port/ref node is not an atom */
+    ETF_EREF_LEN = -113,      /* reference with more than 5 id words */
+    ETF_EFUN = -114,          /* malformed NEW_FUN_EXT (size, fields) */
+    ETF_EEXPORT = -115,       /* malformed EXPORT_EXT */
+    ETF_ECOMPRESSED = -116,   /* bad zlib data or inflated size != declared */
+    ETF_EBIG = -117,          /* bignum larger than the runtime's limit */
+    ETF_ELOCAL = -118,        /* LOCAL_EXT (only its creating node can decode it) */
+    ETF_EOLD_FUN = -119,      /* FUN_EXT, rejected since OTP 23 */
+    ETF_ENOMEM = -120,        /* allocation failed */
+    ETF_ETRAILING = -121,     /* bytes after the term (only when forbidden) */
+    ETF_EUNENCODABLE = -122,  /* encode: the term cannot be expressed in ETF */
+    ETF_ETYPE = -123,         /* a field has the wrong type (e.g. EXPORT arity) */
+    ETF_EPARSE = -124,        /* text syntax error */
+};
+
+/* Describes any code: ETF_E* or GD_E*. */
+const char *etf_strerror(int code);
+
+/* Where decoding (or parsing) failed. */
+typedef struct etf_error {
+    int code;      /* ETF_E* (0 on success) */
+    size_t offset; /* byte offset into the input where the problem was found */
+} etf_error_t;
+
+typedef struct etf_decode_opts {
+    /* Refuse to create atoms (like binary_to_term(B, [safe])): unknown atoms
+     * fail with ETF_EATOM_UNSAFE and the atom table is not changed. */
+    bool safe;
+    /* Fail with ETF_ETRAILING if bytes follow the term (binary_to_term/1
+     * accepts them; callers that need the consumed length use *used). */
+    bool no_trailing;
+    size_t max_depth;        /* 0 = ETF_MAX_DEPTH_DEFAULT */
+    size_t max_decompressed; /* 0 = ETF_MAX_DECOMPRESSED_DEFAULT */
+    /* Atoms of the current distribution header, for ATOM_CACHE_REF (82).
+     * NULL: tag 82 is rejected with ETF_EATOM_CACHE. */
+    const term_t *atom_cache_refs;
+    size_t atom_cache_count;
+} etf_decode_opts_t;
+
+/*
+ * Decodes one term from buf[0..len), which starts with the version byte 131
+ * (and may be a compressed 131 80 term).  The term is built on h; *used gets
+ * the bytes consumed (trailing bytes are allowed unless opts->no_trailing).
+ * opts may be NULL (defaults).  On failure returns the ETF_E* code, fills
+ * *err (if non-NULL) with it and the offset; words already allocated on h
+ * stay there as garbage but no term escapes and nothing off-heap leaks.
+ * Work is O(len) plus the size of the decoded term; heap use is bounded by
+ * a constant times len (decompressed).
+ */
+int etf_decode(heap_t *h, const uint8_t *buf, size_t len, const etf_decode_opts_t *opts,
+               term_t *out, size_t *used, etf_error_t *err) GD_MUST_CHECK;
+
+/* As etf_decode for a term without the version byte (inside dist frames). */
+int etf_decode_body(heap_t *h, const uint8_t *buf, size_t len, const etf_decode_opts_t *opts,
+                    term_t *out, size_t *used, etf_error_t *err) GD_MUST_CHECK;
+
+/* A growable output buffer (malloc'ed; caller frees data). */
+typedef struct etf_buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+} etf_buf_t;
+
+/* Makes room for `more` bytes; GD_ENOMEM on failure. */
+int etf_buf_reserve(etf_buf_t *b, size_t more) GD_MUST_CHECK;
+void etf_buf_free(etf_buf_t *b);
+
+typedef struct etf_encode_opts {
+    /* OTP release whose term_to_binary output to reproduce: 25 (default, if
+     * 0) emits ATOM_EXT for Latin-1 atoms; 26 and later emit UTF-8 atoms. */
+    int otp_release;
+    /* -1 (or any negative) = no compression; 0..9 = zlib level, with OTP's
+     * rule that the compressed form is used only if it is smaller. */
+    int compressed;
+    /* Maps of every size in key term order ([deterministic]). */
+    bool deterministic;
+    /* -1 = the release's default; 0 = FLOAT_EXT and Latin-1 atoms; 1 = NEW_FLOAT
+     * and Latin-1 atoms where possible; 2 = UTF-8 atoms. */
+    int minor_version;
+    /* Node name and creation used for local pid/port immediates
+     * (default: 'nonode@nohost', 0). TERM_NONE / 0 means the default. */
+    term_t local_node;
+    uint32_t local_creation;
+} etf_encode_opts_t;
+
+/* Default options: OTP 25, no compression. */
+void etf_encode_opts_init(etf_encode_opts_t *o);
+
+/*
+ * Appends 131 + the encoding of t to *out (compressed if asked and smaller).
+ * Errors: ETF_EUNENCODABLE, ETF_EDEPTH, ETF_ENOMEM.  O(size of t); no
+ * recursion.  On failure out->len is unchanged.
+ */
+int etf_encode(term_t t, const etf_encode_opts_t *opts, etf_buf_t *out) GD_MUST_CHECK;
+
+/* As etf_encode without the version byte and never compressed (dist). */
+int etf_encode_body(term_t t, const etf_encode_opts_t *opts, etf_buf_t *out) GD_MUST_CHECK;
+
+/* Exact size in bytes of etf_encode_body's output for t. */
+int etf_encoded_size(term_t t, const etf_encode_opts_t *opts, size_t *size) GD_MUST_CHECK;
+
+/* ---- text syntax ---- */
+
+/*
+ * Appends the text of t to *out as io:format("~p") prints it on one line
+ * (printable lists as strings, printable binaries as <<"...">>, atoms quoted
+ * when needed, floats in shortest round-trip form, pids as <0.42.0> or
+ * <node.id.serial> forms), such that etf_parse reads it back to an equal
+ * term (except funs, which print as #Fun<...>).  No recursion.
+ */
+int etf_print(term_t t, etf_buf_t *out) GD_MUST_CHECK;
+
+/*
+ * Parses one Erlang term in text syntax from text[0..len) (no variables):
+ * integers of any size (and Base#Digits, $c), floats, atoms (bare and
+ * quoted), strings, binaries (<<"bin">>, <<1,2,3>>, <<1:3>>, <<"a"/utf8>>),
+ * lists incl. improper tails, tuples, maps #{K => V}, pids <0.42.0>, and
+ * an optional final '.'.  Errors: ETF_EPARSE with err->offset at the
+ * offending byte; GD_E* / ETF_E* for atoms, limits and memory.
+ */
+int etf_parse(heap_t *h, const char *text, size_t len, term_t *out, etf_error_t *err) GD_MUST_CHECK;
+
+#endif /* GIRDER_ETF_H */

@@ -1,0 +1,334 @@
+/*
+ * atoms.c — the global atom table.
+ *
+ * Atoms are indices into a chunked entry array.  Lookup by name goes through
+ * an open-addressing hash index of fixed capacity (twice the configured
+ * limit, so probes stay short even when full).  Readers never lock: an entry
+ * is fully written before its index is published into the hash slot with a
+ * release store, and readers load slots with acquire.  Writers (creating a
+ * new atom) serialise on one mutex.  Entries are never removed, so a pointer
+ * to an atom's text stays valid for the life of the process.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "heap.h"
+
+#define CHUNK_BITS 12
+#define CHUNK_SIZE (1u << CHUNK_BITS)
+
+typedef struct atom_entry {
+    uint64_t hash;
+    uint16_t len;   /* UTF-8 bytes */
+    uint16_t chars; /* code points */
+    bool latin1;    /* every code point < 256 */
+    char *text;     /* not NUL-terminated */
+} atom_entry_t;
+
+typedef struct atom_table {
+    uint32_t limit;
+    uint32_t slot_mask;
+    _Atomic uint32_t *slots;       /* atom index + 1, 0 = empty */
+    _Atomic(atom_entry_t *) *chunks; /* limit / CHUNK_SIZE (rounded up) */
+    atomic_uint_fast32_t count;
+    pthread_mutex_t write_lock;
+} atom_table_t;
+
+static atom_table_t table;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+static uint32_t configured_limit = HEAP_ATOM_LIMIT_DEFAULT;
+static atomic_bool table_started;
+static int table_init_error;
+
+static const char *const fixed_atom_names[] = {
+#define HEAP_ATOM_NAME(name, text) text,
+    HEAP_FIXED_ATOMS(HEAP_ATOM_NAME)
+#undef HEAP_ATOM_NAME
+};
+
+/* FNV-1a over the UTF-8 bytes, finalised with a 64-bit mixer. */
+static uint64_t hash_text(const char *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (uint8_t)s[i];
+        h *= 0x100000001b3u;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+    return h;
+}
+
+/*
+ * Validates UTF-8 (no overlong forms, no surrogates, max U+10FFFF) and
+ * counts characters; sets *latin1 if all code points are < 256.
+ */
+static int check_utf8(const char *text, size_t len, size_t *chars_out, bool *latin1)
+{
+    const uint8_t *s = (const uint8_t *)text;
+    size_t i = 0, chars = 0;
+    bool l1 = true;
+    while (i < len) {
+        uint8_t c = s[i];
+        uint32_t cp;
+        size_t n;
+        if (c < 0x80) {
+            cp = c;
+            n = 1;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            cp = c & 0x1F;
+            n = 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            cp = c & 0x0F;
+            n = 3;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            cp = c & 0x07;
+            n = 4;
+        } else {
+            return GD_EATOM_BAD_UTF8;
+        }
+        if (len - i < n)
+            return GD_EATOM_BAD_UTF8;
+        for (size_t k = 1; k < n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return GD_EATOM_BAD_UTF8;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return GD_EATOM_BAD_UTF8;
+        if (cp > 0xFF)
+            l1 = false;
+        i += n;
+        chars++;
+    }
+    if (chars > HEAP_ATOM_MAX_CHARS)
+        return GD_EATOM_TOO_LONG;
+    *chars_out = chars;
+    *latin1 = l1;
+    return GD_OK;
+}
+
+static atom_entry_t *entry_at(uint32_t index)
+{
+    /* acquire pairs with the release store that published the chunk */
+    atom_entry_t *chunk =
+        atomic_load_explicit(&table.chunks[index >> CHUNK_BITS], memory_order_acquire);
+    return &chunk[index & (CHUNK_SIZE - 1)];
+}
+
+/* Finds `text` in the index: returns the atom index or UINT32_MAX, and the
+ * first empty slot it reached in *empty_slot. */
+static uint32_t find(const char *text, size_t len, uint64_t hash, uint32_t *empty_slot)
+{
+    uint32_t slot = (uint32_t)hash & table.slot_mask;
+    for (;;) {
+        /* acquire pairs with the release store in create(): the entry the
+         * slot names is fully written before we read it */
+        uint32_t v = atomic_load_explicit(&table.slots[slot], memory_order_acquire);
+        if (v == 0) {
+            *empty_slot = slot;
+            return UINT32_MAX;
+        }
+        atom_entry_t *e = entry_at(v - 1);
+        if (e->hash == hash && e->len == len && memcmp(e->text, text, len) == 0)
+            return v - 1;
+        slot = (slot + 1) & table.slot_mask;
+    }
+}
+
+static int create(const char *text, size_t len, uint64_t hash, size_t chars, bool latin1,
+                  uint32_t *index_out)
+{
+    pthread_mutex_lock(&table.write_lock);
+    uint32_t slot;
+    uint32_t found = find(text, len, hash, &slot);
+    if (found != UINT32_MAX) {
+        pthread_mutex_unlock(&table.write_lock);
+        *index_out = found;
+        return GD_OK;
+    }
+    uint32_t index = (uint32_t)atomic_load_explicit(&table.count, memory_order_relaxed);
+    int rc = GD_EATOM_TABLE_FULL;
+    if (index >= table.limit)
+        goto unlock;
+    rc = GD_ENOMEM;
+    uint32_t chunk_no = index >> CHUNK_BITS;
+    atom_entry_t *chunk = atomic_load_explicit(&table.chunks[chunk_no], memory_order_relaxed);
+    if (chunk == NULL) {
+        chunk = calloc(CHUNK_SIZE, sizeof *chunk);
+        if (chunk == NULL)
+            goto unlock;
+        /* release: readers that find an index in this chunk see it zeroed */
+        atomic_store_explicit(&table.chunks[chunk_no], chunk, memory_order_release);
+    }
+    char *copy = malloc(len ? len : 1);
+    if (copy == NULL)
+        goto unlock;
+    memcpy(copy, text, len);
+    atom_entry_t *e = &chunk[index & (CHUNK_SIZE - 1)];
+    e->hash = hash;
+    e->len = (uint16_t)len;
+    e->chars = (uint16_t)chars;
+    e->latin1 = latin1;
+    e->text = copy;
+    atomic_store_explicit(&table.count, index + 1, memory_order_release);
+    /* release: publishes the entry written above to lock-free readers in find() */
+    atomic_store_explicit(&table.slots[slot], index + 1, memory_order_release);
+    *index_out = index;
+    rc = GD_OK;
+unlock:
+    pthread_mutex_unlock(&table.write_lock);
+    return rc;
+}
+
+static void init_table(void)
+{
+    uint32_t limit = configured_limit;
+    uint64_t cap = 1;
+    while (cap < 2 * (uint64_t)limit)
+        cap <<= 1;
+    table.limit = limit;
+    table.slot_mask = (uint32_t)(cap - 1);
+    table.slots = calloc(cap, sizeof *table.slots);
+    table.chunks = calloc((limit + CHUNK_SIZE - 1) / CHUNK_SIZE, sizeof *table.chunks);
+    pthread_mutex_init(&table.write_lock, NULL);
+    if (table.slots == NULL || table.chunks == NULL) {
+        table_init_error = GD_ENOMEM;
+        return;
+    }
+    for (size_t i = 0; i < HEAP_FIXED_ATOM_COUNT; i++) {
+        const char *name = fixed_atom_names[i];
+        size_t len = strlen(name), chars;
+        bool latin1;
+        uint32_t index;
+        if (check_utf8(name, len, &chars, &latin1) != GD_OK ||
+            create(name, len, hash_text(name, len), chars, latin1, &index) != GD_OK ||
+            index != i) {
+            table_init_error = GD_ENOMEM;
+            return;
+        }
+    }
+}
+
+static int ensure_table(void)
+{
+    atomic_store_explicit(&table_started, true, memory_order_relaxed);
+    pthread_once(&table_once, init_table);
+    return table_init_error;
+}
+
+int heap_atoms_configure(uint32_t limit)
+{
+    if (limit <= HEAP_FIXED_ATOM_COUNT || limit > HEAP_ATOM_LIMIT_MAX)
+        return GD_EINVAL;
+    if (atomic_load_explicit(&table_started, memory_order_relaxed))
+        return GD_EINVAL;
+    configured_limit = limit;
+    return GD_OK;
+}
+
+static int lookup_or_create(const char *utf8, size_t len, bool create_missing, term_t *out)
+{
+    int rc = ensure_table();
+    if (rc != GD_OK)
+        return rc;
+    if (len > HEAP_ATOM_MAX_BYTES)
+        return GD_EATOM_TOO_LONG;
+    uint64_t hash = hash_text(utf8, len);
+    uint32_t slot, index = find(utf8, len, hash, &slot);
+    if (index == UINT32_MAX) {
+        size_t chars;
+        bool latin1;
+        rc = check_utf8(utf8, len, &chars, &latin1);
+        if (rc != GD_OK)
+            return rc;
+        if (!create_missing)
+            return GD_EATOM_NOT_FOUND;
+        rc = create(utf8, len, hash, chars, latin1, &index);
+        if (rc != GD_OK)
+            return rc;
+    }
+    *out = term_make_atom(index);
+    return GD_OK;
+}
+
+int heap_atom_put(const char *utf8, size_t len, term_t *out)
+{
+    return lookup_or_create(utf8, len, true, out);
+}
+
+int heap_atom_lookup(const char *utf8, size_t len, term_t *out)
+{
+    return lookup_or_create(utf8, len, false, out);
+}
+
+/* Converts Latin-1 to UTF-8 in buf (capacity 2 * HEAP_ATOM_MAX_CHARS). */
+static int latin1_to_utf8(const uint8_t *latin1, size_t len, char *buf, size_t *out_len)
+{
+    if (len > HEAP_ATOM_MAX_CHARS)
+        return GD_EATOM_TOO_LONG;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = latin1[i];
+        if (c < 0x80) {
+            buf[n++] = (char)c;
+        } else {
+            buf[n++] = (char)(0xC0 | (c >> 6));
+            buf[n++] = (char)(0x80 | (c & 0x3F));
+        }
+    }
+    *out_len = n;
+    return GD_OK;
+}
+
+int heap_atom_put_latin1(const uint8_t *latin1, size_t len, term_t *out)
+{
+    char buf[2 * HEAP_ATOM_MAX_CHARS];
+    size_t n;
+    int rc = latin1_to_utf8(latin1, len, buf, &n);
+    return rc != GD_OK ? rc : heap_atom_put(buf, n, out);
+}
+
+/* The fixed atoms exist as constants before any table call, so the
+ * accessors make sure the table is built (pthread_once: one load when done). */
+const char *heap_atom_text(term_t atom, size_t *len)
+{
+    (void)ensure_table();
+    atom_entry_t *e = entry_at(term_atom_index(atom));
+    *len = e->len;
+    return e->text;
+}
+
+size_t heap_atom_chars(term_t atom)
+{
+    (void)ensure_table();
+    return entry_at(term_atom_index(atom))->chars;
+}
+
+bool heap_atom_is_latin1(term_t atom)
+{
+    (void)ensure_table();
+    return entry_at(term_atom_index(atom))->latin1;
+}
+
+uint32_t heap_atom_count(void)
+{
+    if (ensure_table() != GD_OK)
+        return 0;
+    return (uint32_t)atomic_load_explicit(&table.count, memory_order_acquire);
+}
+
+uint32_t heap_atom_limit(void)
+{
+    if (ensure_table() != GD_OK)
+        return 0;
+    return table.limit;
+}
+
+term_t heap_atom(const char *name)
+{
+    term_t a;
+    return heap_atom_put(name, strlen(name), &a) == GD_OK ? a : TERM_NONE;
+}

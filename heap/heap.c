@@ -1,0 +1,157 @@
+/*
+ * heap.c — heap objects: the young area, overflow fragments, the off-heap
+ * list of refcounted binaries, and the error-code table.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "heap.h"
+
+const char *gd_strerror(int code)
+{
+    switch (code) {
+    case GD_OK:
+        return "ok";
+    case GD_ENOMEM:
+        return "out of memory";
+    case GD_EINVAL:
+        return "invalid argument";
+    case GD_ESYSTEM_LIMIT:
+        return "system limit exceeded";
+    case GD_EATOM_TABLE_FULL:
+        return "atom table full";
+    case GD_EATOM_TOO_LONG:
+        return "atom longer than 255 characters";
+    case GD_EATOM_BAD_UTF8:
+        return "atom text is not valid UTF-8";
+    case GD_EATOM_NOT_FOUND:
+        return "atom does not exist";
+    case GD_EDUPLICATE_KEY:
+        return "duplicate map key";
+    case GD_EBADARG:
+        return "bad argument";
+    case GD_EAGAIN:
+        return "work budget exhausted; call again";
+    default:
+        return "unknown error";
+    }
+}
+
+#ifdef GD_ASSERTS
+void heap_assert_failed(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "girder: assertion failed: %s (%s:%d)\n", expr, file, line);
+    abort();
+}
+#endif
+
+heap_binary_t *heap_binary_new(size_t size)
+{
+    if (size > HEAP_BINARY_MAX_BYTES)
+        return NULL;
+    heap_binary_t *b = malloc(sizeof *b + size);
+    if (b == NULL)
+        return NULL;
+    atomic_init(&b->refc, 1);
+    b->size = size;
+    return b;
+}
+
+void heap_binary_unref(heap_binary_t *b)
+{
+    /* acq_rel: the release half orders this owner's reads/writes of the
+     * data before the count drops; the acquire half lets the thread that
+     * frees see every other owner's accesses as complete. */
+    if (atomic_fetch_sub_explicit(&b->refc, 1, memory_order_acq_rel) == 1)
+        free(b);
+}
+
+int heap_init(heap_t *h, size_t min_words)
+{
+    memset(h, 0, sizeof *h);
+    if (min_words == 0)
+        min_words = HEAP_MIN_WORDS_DEFAULT;
+    h->young_start = malloc(min_words * sizeof(term_t));
+    if (h->young_start == NULL)
+        return GD_ENOMEM;
+    h->young_top = h->young_start;
+    h->high_water = h->young_start;
+    h->young_end = h->young_start + min_words;
+    h->min_words = min_words;
+    h->fullsweep_after = HEAP_FULLSWEEP_AFTER_DEFAULT;
+    return GD_OK;
+}
+
+/* Drops the references held by a chain of REFC_BIN objects. */
+static void release_offheap_chain(term_t *obj)
+{
+    while (obj != NULL) {
+        heap_binary_t *bin = (heap_binary_t *)(uintptr_t)obj[2];
+        term_t *next = (term_t *)(uintptr_t)obj[3];
+        heap_binary_unref(bin);
+        obj = next;
+    }
+}
+
+void heap_destroy(heap_t *h)
+{
+    release_offheap_chain(h->offheap_first);
+    for (heap_frag_t *f = h->frags, *next; f != NULL; f = next) {
+        next = f->next;
+        release_offheap_chain(f->offheap_first);
+        free(f);
+    }
+    free(h->young_start);
+    free(h->old_start);
+    memset(h, 0, sizeof *h);
+}
+
+/* Fragments are at least this big so that many small overflow allocations
+ * do not each cost a malloc. */
+#define HEAP_FRAG_MIN_WORDS 1024
+
+term_t *heap_alloc_slow(heap_t *h, size_t words)
+{
+    heap_frag_t *f = h->frags;
+    if (f != NULL && f->capacity - f->used >= words) {
+        term_t *p = f->words + f->used;
+        f->used += words;
+        h->frag_words += words;
+        return p;
+    }
+    /* Grow geometrically with what the heap already holds, so building a
+     * large term costs O(log n) mallocs. */
+    size_t cap = heap_used_words(h) / 2;
+    if (cap < HEAP_FRAG_MIN_WORDS)
+        cap = HEAP_FRAG_MIN_WORDS;
+    if (cap < words)
+        cap = words;
+    if (cap > (SIZE_MAX - sizeof *f) / sizeof(term_t))
+        return NULL;
+    f = malloc(sizeof *f + cap * sizeof(term_t));
+    if (f == NULL)
+        return NULL;
+    f->capacity = cap;
+    f->used = words;
+    f->offheap_first = NULL;
+    f->next = h->frags;
+    h->frags = f;
+    h->frag_words += words;
+    return f->words;
+}
+
+size_t heap_used_words(const heap_t *h)
+{
+    size_t n = (size_t)(h->young_top - h->young_start) + h->frag_words;
+    if (h->old_start != NULL)
+        n += (size_t)(h->old_top - h->old_start);
+    return n;
+}
+
+void heap_offheap_link(heap_t *h, term_t *obj)
+{
+    heap_binary_t *bin = (heap_binary_t *)(uintptr_t)obj[2];
+    obj[3] = (term_t)(uintptr_t)h->offheap_first;
+    h->offheap_first = obj;
+    h->offheap_bytes += bin->size;
+}

@@ -1,0 +1,746 @@
+/*
+ * heap.h — girder's term model: tagged 64-bit words, the global atom table,
+ * heaps that terms live on, off-heap refcounted binaries, and the operations
+ * every other directory needs on terms (construction, access, equality,
+ * ordering, hashing).
+ *
+ * This is the one header heap/ exposes to its siblings (etf/, sched/, ...).
+ *
+ * Word layout (BEAM-like).  The two low bits are the primary tag:
+ *
+ *   ..00  header word: first word of a boxed object on a heap (never a term)
+ *   ..01  list: pointer to a cons cell [car, cdr]            (ptr | 1)
+ *   ..10  boxed: pointer to a header word                    (ptr | 2)
+ *   ..11  immediate; the next two bits say which kind:
+ *           0011  local pid     (60-bit payload: id:32 | serial:28 << 32)
+ *           0111  local port    (60-bit number)
+ *           1011  immediate-2; two more bits:
+ *                   00 1011  atom (index << 6)
+ *                   01 1011  special values (TERM_NONE, TERM_MOVED)
+ *                   11 1011  nil, []
+ *           1111  small integer (signed 60-bit, value << 4)
+ *
+ * A header word is (arity << 8) | (subtag << 2): arity is the number of words
+ * that follow the header, so every boxed object spans 1 + arity words and a
+ * collector can step over any of them.  Each subtag has a fixed number of raw
+ * (non-term) words right after the header; all words after those are terms.
+ * heap_boxed_raw_words() gives that number for the collector and copier.
+ */
+#ifndef GIRDER_HEAP_H
+#define GIRDER_HEAP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Conventions shared by every directory that builds on heap/.              */
+
+#define GD_MUST_CHECK __attribute__((warn_unused_result))
+#define GD_NOINLINE __attribute__((noinline))
+#define GD_COLD __attribute__((cold, noinline))
+#define GD_LIKELY(x) __builtin_expect(!!(x), 1)
+#define GD_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define GD_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+
+#ifdef GD_ASSERTS
+void heap_assert_failed(const char *expr, const char *file, int line) __attribute__((noreturn));
+#define GD_ASSERT(x) ((x) ? (void)0 : heap_assert_failed(#x, __FILE__, __LINE__))
+#else
+#define GD_ASSERT(x) ((void)0)
+#endif
+
+/*
+ * Error codes.  Fallible functions return 0 or one of these (all negative).
+ * Directories that need more codes (etf/ for decode errors) take their own
+ * ranges below GD_E_RANGE_END and make gd_strerror() aware of them.
+ */
+enum {
+    GD_OK = 0,
+    GD_ENOMEM = -1,        /* allocation failed */
+    GD_EINVAL = -2,        /* caller passed an invalid argument */
+    GD_ESYSTEM_LIMIT = -3, /* a size limit of the runtime was exceeded */
+    GD_EATOM_TABLE_FULL = -4,
+    GD_EATOM_TOO_LONG = -5,  /* more than 255 characters */
+    GD_EATOM_BAD_UTF8 = -6,  /* atom text is not valid UTF-8 */
+    GD_EATOM_NOT_FOUND = -7, /* lookup-only: the atom does not exist */
+    GD_EDUPLICATE_KEY = -8,  /* map built with the same key twice */
+    GD_EBADARG = -9,         /* term of the wrong type */
+    GD_EAGAIN = -10,         /* bounded work ran out of budget; call again */
+    GD_E_RANGE_END = -99,
+};
+
+/* Returns a static, human-readable description of any GD_E* code. */
+const char *gd_strerror(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Tags                                                                     */
+
+typedef uint64_t term_t;
+
+#define TAG_PRIMARY_MASK 0x3u
+#define TAG_PRIMARY_HEADER 0x0u
+#define TAG_PRIMARY_LIST 0x1u
+#define TAG_PRIMARY_BOXED 0x2u
+#define TAG_PRIMARY_IMMED1 0x3u
+
+#define TAG_IMMED1_MASK 0xFu
+#define TAG_IMMED1_PID 0x3u
+#define TAG_IMMED1_PORT 0x7u
+#define TAG_IMMED1_IMMED2 0xBu
+#define TAG_IMMED1_SMALL 0xFu
+#define TAG_IMMED1_SIZE 4
+
+#define TAG_IMMED2_MASK 0x3Fu
+#define TAG_IMMED2_ATOM 0x0Bu
+#define TAG_IMMED2_SPECIAL 0x1Bu
+#define TAG_IMMED2_NIL 0x3Bu
+#define TAG_IMMED2_SIZE 6
+
+/* The empty list. */
+#define TERM_NIL ((term_t)TAG_IMMED2_NIL)
+/* "No term": returned where a term is absent; never stored inside a term. */
+#define TERM_NONE ((term_t)TAG_IMMED2_SPECIAL)
+/* Written into the car of a cons cell the collector has moved; cdr = new. */
+#define TERM_MOVED ((term_t)((1u << TAG_IMMED2_SIZE) | TAG_IMMED2_SPECIAL))
+
+/* Boxed object subtags (6 bits, header bits 2..7). */
+enum heap_subtag {
+    HDR_TUPLE = 0,      /* elements                                         */
+    HDR_POS_BIG = 1,    /* raw: little-endian 64-bit digits, no leading 0   */
+    HDR_NEG_BIG = 2,    /* same, negative                                   */
+    HDR_FLOAT = 3,      /* raw: one IEEE double                             */
+    HDR_REF = 4,        /* raw: creation | nwords<<32, w0|w1<<32, w2|w3<<32, w4; term: node */
+    HDR_FUN = 5,        /* raw: arity | numfree<<8, index, uniq[0..7], uniq[8..15];
+                           terms: module, old_index, old_uniq, pid, free vars... */
+    HDR_EXPORT = 6,     /* terms: module, function, arity                   */
+    HDR_EXT_PID = 7,    /* raw: id | serial<<32, creation; term: node       */
+    HDR_EXT_PORT = 8,   /* raw: id (64 bits), creation; term: node          */
+    HDR_HEAP_BIN = 9,   /* raw: bit size, then the bytes                    */
+    HDR_REFC_BIN = 10,  /* raw: bit size, heap_binary_t *, next on off-heap list */
+    HDR_SUB_BIN = 11,   /* raw: bit size, bit offset; term: original binary */
+    HDR_MAP_FLAT = 12,  /* terms: n (small), keys[n] sorted, values[n]      */
+    HDR_MAP_HASH = 13,  /* HAMT root:  terms: size (small), bitmap (small), children */
+    HDR_HAMT_NODE = 14, /* HAMT inner: terms: bitmap (small), children       */
+    HDR_HAMT_COLLIDE = 15, /* leaves whose 64-bit hashes are all equal       */
+    HDR_SUBTAG_COUNT
+};
+
+#define HEADER_SUBTAG_SHIFT 2
+#define HEADER_ARITY_SHIFT 8
+#define HEADER_ARITY_MAX (((uint64_t)1 << 56) - 1)
+
+static inline unsigned term_primary(term_t t) { return (unsigned)(t & TAG_PRIMARY_MASK); }
+static inline bool term_is_list(term_t t) { return term_primary(t) == TAG_PRIMARY_LIST; }
+static inline bool term_is_boxed(term_t t) { return term_primary(t) == TAG_PRIMARY_BOXED; }
+static inline bool term_is_immediate(term_t t) { return term_primary(t) == TAG_PRIMARY_IMMED1; }
+static inline bool term_is_nil(term_t t) { return t == TERM_NIL; }
+static inline bool term_is_none(term_t t) { return t == TERM_NONE; }
+
+static inline term_t *term_list_ptr(term_t t) { return (term_t *)(uintptr_t)(t - TAG_PRIMARY_LIST); }
+static inline term_t term_make_list(const term_t *cell)
+{
+    return (term_t)(uintptr_t)cell | TAG_PRIMARY_LIST;
+}
+static inline term_t term_car(term_t t) { return term_list_ptr(t)[0]; }
+static inline term_t term_cdr(term_t t) { return term_list_ptr(t)[1]; }
+
+static inline term_t *term_boxed_ptr(term_t t) { return (term_t *)(uintptr_t)(t - TAG_PRIMARY_BOXED); }
+static inline term_t term_make_boxed(const term_t *obj)
+{
+    return (term_t)(uintptr_t)obj | TAG_PRIMARY_BOXED;
+}
+
+static inline term_t heap_make_header(enum heap_subtag subtag, uint64_t arity)
+{
+    return (arity << HEADER_ARITY_SHIFT) | ((term_t)subtag << HEADER_SUBTAG_SHIFT);
+}
+static inline enum heap_subtag header_subtag(term_t hdr)
+{
+    return (enum heap_subtag)((hdr >> HEADER_SUBTAG_SHIFT) & 0x3F);
+}
+static inline uint64_t header_arity(term_t hdr) { return hdr >> HEADER_ARITY_SHIFT; }
+
+/* Subtag of a boxed term. */
+static inline enum heap_subtag term_boxed_subtag(term_t t) { return header_subtag(*term_boxed_ptr(t)); }
+static inline bool term_is_boxed_of(term_t t, enum heap_subtag s)
+{
+    return term_is_boxed(t) && term_boxed_subtag(t) == s;
+}
+
+/*
+ * Number of raw (non-term) words after the header of a boxed object with the
+ * given header.  Everything after them up to the arity is a term.
+ */
+static inline uint64_t heap_boxed_raw_words(term_t hdr)
+{
+    switch (header_subtag(hdr)) {
+    case HDR_POS_BIG:
+    case HDR_NEG_BIG:
+    case HDR_FLOAT:
+    case HDR_HEAP_BIN:
+    case HDR_REFC_BIN:
+        return header_arity(hdr);
+    case HDR_REF:
+        return 4;
+    case HDR_FUN:
+        return 4;
+    case HDR_EXT_PID:
+    case HDR_EXT_PORT:
+    case HDR_SUB_BIN:
+        return 2;
+    default:
+        return 0;
+    }
+}
+
+/* ---- small integers ---- */
+
+#define SMALL_BITS 60
+#define SMALL_MAX ((int64_t)(((uint64_t)1 << (SMALL_BITS - 1)) - 1))
+#define SMALL_MIN (-SMALL_MAX - 1)
+
+static inline bool term_is_small(term_t t) { return (t & TAG_IMMED1_MASK) == TAG_IMMED1_SMALL; }
+static inline bool small_fits(int64_t v) { return v >= SMALL_MIN && v <= SMALL_MAX; }
+static inline term_t term_make_small(int64_t v)
+{
+    return ((uint64_t)v << TAG_IMMED1_SIZE) | TAG_IMMED1_SMALL;
+}
+static inline int64_t term_small_value(term_t t) { return (int64_t)t >> TAG_IMMED1_SIZE; }
+
+/* ---- atoms ---- */
+
+static inline bool term_is_atom(term_t t) { return (t & TAG_IMMED2_MASK) == TAG_IMMED2_ATOM; }
+static inline term_t term_make_atom(uint32_t index)
+{
+    return ((term_t)index << TAG_IMMED2_SIZE) | TAG_IMMED2_ATOM;
+}
+static inline uint32_t term_atom_index(term_t t) { return (uint32_t)(t >> TAG_IMMED2_SIZE); }
+
+/*
+ * Atoms every runtime has, at fixed indices (created when the table is made,
+ * in this order).  The table has them before any other atom.
+ */
+#define HEAP_FIXED_ATOMS(X)                                                    \
+    X(FALSE, "false")                                                          \
+    X(TRUE, "true")                                                            \
+    X(UNDEFINED, "undefined")                                                  \
+    X(OK, "ok")                                                                \
+    X(ERROR, "error")                                                          \
+    X(NONODE, "nonode@nohost")                                                 \
+    X(NORMAL, "normal")                                                        \
+    X(KILL, "kill")                                                            \
+    X(KILLED, "killed")                                                        \
+    X(NOPROC, "noproc")                                                        \
+    X(NOCONNECTION, "noconnection")                                            \
+    X(BADARG, "badarg")                                                        \
+    X(EXIT, "EXIT")                                                            \
+    X(DOWN, "DOWN")                                                            \
+    X(PROCESS, "process")                                                      \
+    X(SYSTEM_LIMIT, "system_limit")                                            \
+    X(EMPTY, "")
+
+enum heap_fixed_atom {
+#define HEAP_ATOM_ENUM(name, text) HEAP_ATOM_INDEX_##name,
+    HEAP_FIXED_ATOMS(HEAP_ATOM_ENUM)
+#undef HEAP_ATOM_ENUM
+    HEAP_FIXED_ATOM_COUNT
+};
+#define ATOM_FALSE term_make_atom(HEAP_ATOM_INDEX_FALSE)
+#define ATOM_TRUE term_make_atom(HEAP_ATOM_INDEX_TRUE)
+#define ATOM_UNDEFINED term_make_atom(HEAP_ATOM_INDEX_UNDEFINED)
+#define ATOM_OK term_make_atom(HEAP_ATOM_INDEX_OK)
+#define ATOM_ERROR term_make_atom(HEAP_ATOM_INDEX_ERROR)
+#define ATOM_NONODE term_make_atom(HEAP_ATOM_INDEX_NONODE)
+#define ATOM_NORMAL term_make_atom(HEAP_ATOM_INDEX_NORMAL)
+#define ATOM_KILL term_make_atom(HEAP_ATOM_INDEX_KILL)
+#define ATOM_KILLED term_make_atom(HEAP_ATOM_INDEX_KILLED)
+#define ATOM_NOPROC term_make_atom(HEAP_ATOM_INDEX_NOPROC)
+#define ATOM_NOCONNECTION term_make_atom(HEAP_ATOM_INDEX_NOCONNECTION)
+#define ATOM_BADARG term_make_atom(HEAP_ATOM_INDEX_BADARG)
+#define ATOM_EXIT term_make_atom(HEAP_ATOM_INDEX_EXIT)
+#define ATOM_DOWN term_make_atom(HEAP_ATOM_INDEX_DOWN)
+#define ATOM_PROCESS term_make_atom(HEAP_ATOM_INDEX_PROCESS)
+#define ATOM_SYSTEM_LIMIT term_make_atom(HEAP_ATOM_INDEX_SYSTEM_LIMIT)
+#define ATOM_EMPTY term_make_atom(HEAP_ATOM_INDEX_EMPTY)
+
+#define HEAP_ATOM_MAX_CHARS 255
+#define HEAP_ATOM_MAX_BYTES (4 * HEAP_ATOM_MAX_CHARS)
+#define HEAP_ATOM_LIMIT_DEFAULT 1048576u
+#define HEAP_ATOM_LIMIT_MAX (1u << 26)
+
+/*
+ * Sets the atom table's capacity.  Only effective before the first atom
+ * operation (the table is created lazily, once, on first use); afterwards
+ * returns GD_EINVAL.  `limit` must be in [HEAP_FIXED_ATOM_COUNT + 1,
+ * HEAP_ATOM_LIMIT_MAX].
+ */
+int heap_atoms_configure(uint32_t limit) GD_MUST_CHECK;
+
+/*
+ * Returns the atom whose text is the UTF-8 string `utf8[0..len)`, creating
+ * it if needed.  Errors: GD_EATOM_BAD_UTF8, GD_EATOM_TOO_LONG (> 255
+ * characters), GD_EATOM_TABLE_FULL (the configured limit is reached; the
+ * table stays usable for existing atoms), GD_ENOMEM.  Lock-free when the atom
+ * exists; creation takes the table's writer lock.  O(len).
+ */
+int heap_atom_put(const char *utf8, size_t len, term_t *out) GD_MUST_CHECK;
+
+/* As heap_atom_put, but the bytes are Latin-1 (each byte one character). */
+int heap_atom_put_latin1(const uint8_t *latin1, size_t len, term_t *out) GD_MUST_CHECK;
+
+/*
+ * Looks up an existing atom without creating one (binary_to_term's `safe`).
+ * Returns GD_EATOM_NOT_FOUND when absent; other errors as heap_atom_put.
+ * Lock-free.
+ */
+int heap_atom_lookup(const char *utf8, size_t len, term_t *out) GD_MUST_CHECK;
+
+/* The UTF-8 text of an atom (not NUL-terminated) and its byte length.  The
+ * pointer stays valid for the life of the process. */
+const char *heap_atom_text(term_t atom, size_t *len);
+
+/* Number of characters (code points) in the atom's name. */
+size_t heap_atom_chars(term_t atom);
+
+/* True if every character of the atom is below 256 (OTP 25 emits ATOM_EXT). */
+bool heap_atom_is_latin1(term_t atom);
+
+/* Number of atoms in the table, and its configured capacity. */
+uint32_t heap_atom_count(void);
+uint32_t heap_atom_limit(void);
+
+/* Convenience for C literals: the atom for a NUL-terminated ASCII/UTF-8
+ * string.  Returns TERM_NONE if it cannot be created. */
+term_t heap_atom(const char *name);
+
+/* ---- local pids and ports (immediates) ---- */
+
+static inline bool term_is_local_pid(term_t t) { return (t & TAG_IMMED1_MASK) == TAG_IMMED1_PID; }
+static inline bool term_is_local_port(term_t t) { return (t & TAG_IMMED1_MASK) == TAG_IMMED1_PORT; }
+#define LOCAL_PID_SERIAL_BITS 28
+static inline term_t term_make_local_pid(uint32_t id, uint32_t serial)
+{
+    uint64_t payload = (uint64_t)id | ((uint64_t)(serial & ((1u << LOCAL_PID_SERIAL_BITS) - 1)) << 32);
+    return (payload << TAG_IMMED1_SIZE) | TAG_IMMED1_PID;
+}
+static inline uint32_t term_local_pid_id(term_t t) { return (uint32_t)(t >> TAG_IMMED1_SIZE); }
+static inline uint32_t term_local_pid_serial(term_t t) { return (uint32_t)(t >> (TAG_IMMED1_SIZE + 32)); }
+#define LOCAL_PORT_MAX (((uint64_t)1 << 60) - 1)
+static inline term_t term_make_local_port(uint64_t number)
+{
+    return ((number & LOCAL_PORT_MAX) << TAG_IMMED1_SIZE) | TAG_IMMED1_PORT;
+}
+static inline uint64_t term_local_port_number(term_t t) { return t >> TAG_IMMED1_SIZE; }
+
+/* ------------------------------------------------------------------------ */
+/* Off-heap binaries                                                        */
+
+/* Binaries of more than this many bytes live off-heap and are refcounted. */
+#define HEAP_BIN_MAX_BYTES 64
+/* Largest binary the runtime creates (bytes); beyond it: GD_ESYSTEM_LIMIT. */
+#define HEAP_BINARY_MAX_BYTES ((size_t)1 << 40)
+
+/*
+ * An off-heap binary.  Shared by every heap that references it through a
+ * HDR_REFC_BIN object; freed when the last reference goes.
+ */
+typedef struct heap_binary {
+    /* Number of REFC_BIN objects (on any heap or fragment) pointing here.
+     * Increments are relaxed (the new owner already holds a reference);
+     * the decrement is acq_rel so the freeing thread sees every write. */
+    atomic_size_t refc;
+    size_t size; /* bytes */
+    uint8_t data[];
+} heap_binary_t;
+
+/* Allocates an off-heap binary of `size` bytes with refc 1; data uninitialised. */
+heap_binary_t *heap_binary_new(size_t size);
+static inline void heap_binary_ref(heap_binary_t *b)
+{
+    atomic_fetch_add_explicit(&b->refc, 1, memory_order_relaxed);
+}
+/* Drops one reference; frees the binary when it was the last. */
+void heap_binary_unref(heap_binary_t *b);
+
+/* ------------------------------------------------------------------------ */
+/* Heaps                                                                    */
+
+/*
+ * A block of heap words outside the main heap area: used when the main area
+ * is full (allocation never collects) and for messages, whose terms are
+ * built in a fragment owned by the message and merged into the receiver's
+ * heap at its next collection.
+ */
+typedef struct heap_frag {
+    struct heap_frag *next;
+    size_t used;     /* words in use */
+    size_t capacity; /* words */
+    term_t *offheap_first; /* REFC_BIN objects in this fragment (list via their next word) */
+    term_t words[];
+} heap_frag_t;
+
+/* Collector statistics of one heap (also summed node-wide by heap_gc_stats_node). */
+typedef struct heap_gc_stats {
+    uint64_t minor_collections;
+    uint64_t major_collections;
+    uint64_t words_reclaimed;
+    uint64_t pause_ns_total;
+    uint64_t pause_ns_max;
+} heap_gc_stats_t;
+
+/*
+ * A heap terms live on.  Until processes exist it is used standalone (tests,
+ * the codec, the `girder term` command); each process will own one.
+ *
+ * Allocation (heap_alloc) bumps a pointer in the young area and, when that
+ * is full, takes a fragment: it never collects and never moves a term.
+ * Collection happens only at explicit safe points (heap_gc /
+ * heap_ensure_free), which take the caller's roots.
+ */
+typedef struct heap {
+    term_t *young_start; /* current young generation area */
+    term_t *young_top;   /* next free word */
+    term_t *young_end;   /* one past the area */
+    term_t *high_water;  /* words below this survived the last minor GC */
+    term_t *old_start;   /* old generation (NULL until the first promotion) */
+    term_t *old_top;
+    term_t *old_end;
+    heap_frag_t *frags;        /* overflow and merged message fragments */
+    size_t frag_words;         /* words used in frags */
+    term_t *offheap_first;     /* REFC_BIN objects on this heap (young + old) */
+    size_t offheap_bytes;      /* bytes of off-heap binaries referenced */
+    size_t min_words;          /* the young area never shrinks below this */
+    size_t max_heap_words;     /* 0 = unlimited (max_heap_size) */
+    uint32_t fullsweep_after;  /* minors between major collections */
+    uint32_t minors_since_major;
+    heap_gc_stats_t stats;
+} heap_t;
+
+#define HEAP_MIN_WORDS_DEFAULT 233
+#define HEAP_FULLSWEEP_AFTER_DEFAULT 65535
+
+/* Initialises an empty heap whose young area holds at least `min_words`
+ * (0 = HEAP_MIN_WORDS_DEFAULT).  Errors: GD_ENOMEM. */
+int heap_init(heap_t *h, size_t min_words) GD_MUST_CHECK;
+
+/* Frees every word of the heap and drops its references to off-heap
+ * binaries.  Terms on it are invalid afterwards. */
+void heap_destroy(heap_t *h);
+
+/* Slow path of heap_alloc: puts the request in a (new) fragment. */
+term_t *heap_alloc_slow(heap_t *h, size_t words);
+
+/*
+ * Returns `words` uninitialised, 8-byte-aligned words on the heap, or NULL
+ * when memory is exhausted (the heap is unchanged then).  Never collects,
+ * never moves existing terms.  O(1) amortised.
+ */
+static inline term_t *heap_alloc(heap_t *h, size_t words)
+{
+    term_t *p = h->young_top;
+    if (GD_LIKELY((size_t)(h->young_end - p) >= words)) {
+        h->young_top = p + words;
+        return p;
+    }
+    return heap_alloc_slow(h, words);
+}
+
+/* Words in use on the heap (young + old + fragments). */
+size_t heap_used_words(const heap_t *h);
+
+/* Records a freshly built REFC_BIN object (its header at `obj`) on the heap's
+ * off-heap list, so the heap's collector/destroy drops its reference. */
+void heap_offheap_link(heap_t *h, term_t *obj);
+
+/* ------------------------------------------------------------------------ */
+/* Construction.  Functions taking a heap allocate on it and return GD_ENOMEM
+ * when it cannot grow; nothing is allocated on failure unless stated.      */
+
+/* A tuple of `arity` elements; the caller fills *elems_out[0..arity). */
+int heap_make_tuple(heap_t *h, size_t arity, term_t **elems_out, term_t *out) GD_MUST_CHECK;
+static inline term_t *term_tuple_elems(term_t t) { return term_boxed_ptr(t) + 1; }
+static inline size_t term_tuple_arity(term_t t) { return (size_t)header_arity(*term_boxed_ptr(t)); }
+static inline bool term_is_tuple(term_t t) { return term_is_boxed_of(t, HDR_TUPLE); }
+
+/* A cons cell [car | cdr]. */
+int heap_cons(heap_t *h, term_t car, term_t cdr, term_t *out) GD_MUST_CHECK;
+
+/* A proper list of the n terms in items[]. */
+int heap_make_list(heap_t *h, const term_t *items, size_t n, term_t *out) GD_MUST_CHECK;
+
+/* ---- integers ---- */
+
+static inline bool term_is_big(term_t t)
+{
+    return term_is_boxed(t) &&
+           (term_boxed_subtag(t) == HDR_POS_BIG || term_boxed_subtag(t) == HDR_NEG_BIG);
+}
+static inline bool term_is_integer(term_t t) { return term_is_small(t) || term_is_big(t); }
+
+/* Largest bignum the runtime builds, in 64-bit digits (OTP's limit is
+ * similar: about 2^24 bits). */
+#define HEAP_BIG_MAX_DIGITS ((size_t)1 << 18)
+
+/* An integer term for v (small if it fits, else a bignum). */
+int heap_make_int64(heap_t *h, int64_t v, term_t *out) GD_MUST_CHECK;
+int heap_make_uint64(heap_t *h, uint64_t v, term_t *out) GD_MUST_CHECK;
+
+/*
+ * An integer from a sign and a magnitude given as `nbytes` little-endian
+ * bytes (the ETF bignum layout).  Leading zero bytes are allowed; the result
+ * is normalised (small if it fits, no leading zero digits, -0 = 0).
+ * Errors: GD_ESYSTEM_LIMIT above HEAP_BIG_MAX_DIGITS, GD_ENOMEM.
+ */
+int heap_make_integer_le(heap_t *h, bool negative, const uint8_t *le, size_t nbytes,
+                         term_t *out) GD_MUST_CHECK;
+
+/*
+ * A normalised integer from `ndigits` little-endian 64-bit digits (copied).
+ */
+int heap_make_integer_digits(heap_t *h, bool negative, const uint64_t *digits, size_t ndigits,
+                             term_t *out) GD_MUST_CHECK;
+
+/* Bignum accessors: digit count, digits (little-endian), sign. */
+static inline size_t term_big_ndigits(term_t t) { return (size_t)header_arity(*term_boxed_ptr(t)); }
+static inline const uint64_t *term_big_digits(term_t t)
+{
+    return (const uint64_t *)(term_boxed_ptr(t) + 1);
+}
+static inline bool term_big_negative(term_t t) { return term_boxed_subtag(t) == HDR_NEG_BIG; }
+
+/* The value of an integer term if it fits in int64_t; GD_ESYSTEM_LIMIT if not,
+ * GD_EBADARG if t is not an integer. */
+int heap_integer_to_int64(term_t t, int64_t *out) GD_MUST_CHECK;
+
+/* ---- floats ---- */
+
+static inline bool term_is_float(term_t t) { return term_is_boxed_of(t, HDR_FLOAT); }
+static inline double term_float_value(term_t t)
+{
+    double d;
+    memcpy(&d, term_boxed_ptr(t) + 1, sizeof d);
+    return d;
+}
+/* A float term.  NaN and infinities are not Erlang terms: GD_EBADARG. */
+int heap_make_float(heap_t *h, double d, term_t *out) GD_MUST_CHECK;
+
+static inline bool term_is_number(term_t t) { return term_is_integer(t) || term_is_float(t); }
+
+/* ---- binaries and bitstrings ---- */
+
+static inline bool term_is_bitstring(term_t t)
+{
+    if (!term_is_boxed(t))
+        return false;
+    enum heap_subtag s = term_boxed_subtag(t);
+    return s == HDR_HEAP_BIN || s == HDR_REFC_BIN || s == HDR_SUB_BIN;
+}
+
+/* A read-only view of a binary's bits: `bit_size` bits starting `bit_offset`
+ * bits (0..7) into bytes[0]. */
+typedef struct heap_bin_view {
+    const uint8_t *bytes;
+    size_t bit_size;
+    unsigned bit_offset;
+} heap_bin_view_t;
+
+/* Fills *view for a bitstring term (heap, refc or sub-binary). */
+void heap_bin_view(term_t t, heap_bin_view_t *view);
+
+/* True if t is a bitstring with a whole number of bytes (an Erlang binary). */
+bool term_is_binary(term_t t);
+
+/*
+ * A new bitstring of `bit_size` bits (heap binary when it fits in
+ * HEAP_BIN_MAX_BYTES, else off-heap refcounted) whose bytes the caller writes
+ * through *data_out ((bit_size + 7) / 8 bytes; unused low bits of the last
+ * byte must be written as zero).  Errors: GD_ESYSTEM_LIMIT, GD_ENOMEM.
+ */
+int heap_make_bitstring_uninit(heap_t *h, size_t bit_size, uint8_t **data_out,
+                               term_t *out) GD_MUST_CHECK;
+
+/* A binary holding a copy of bytes[0..n). */
+int heap_make_binary(heap_t *h, const void *bytes, size_t n, term_t *out) GD_MUST_CHECK;
+
+/*
+ * A sub-binary of `bit_size` bits starting `bit_offset` bits into the
+ * bitstring `orig` (bounds are the caller's promise; GD_EBADARG if out of
+ * range).  Shares orig's bytes; a sub-binary of a sub-binary points at the
+ * underlying original.
+ */
+int heap_make_sub_binary(heap_t *h, term_t orig, size_t bit_offset, size_t bit_size,
+                         term_t *out) GD_MUST_CHECK;
+
+/* A REFC_BIN object on h for an existing off-heap binary, bumping its refc. */
+int heap_make_refc_binary(heap_t *h, heap_binary_t *bin, size_t bit_size,
+                          term_t *out) GD_MUST_CHECK;
+
+/* ---- pids, ports, references ---- */
+
+static inline bool term_is_ext_pid(term_t t) { return term_is_boxed_of(t, HDR_EXT_PID); }
+static inline bool term_is_ext_port(term_t t) { return term_is_boxed_of(t, HDR_EXT_PORT); }
+static inline bool term_is_pid(term_t t) { return term_is_local_pid(t) || term_is_ext_pid(t); }
+static inline bool term_is_port(term_t t) { return term_is_local_port(t) || term_is_ext_port(t); }
+static inline bool term_is_ref(term_t t) { return term_is_boxed_of(t, HDR_REF); }
+
+#define HEAP_REF_MAX_WORDS 5
+
+/* A pid of another node instance (or one decoded from ETF). */
+int heap_make_ext_pid(heap_t *h, term_t node, uint32_t id, uint32_t serial, uint32_t creation,
+                      term_t *out) GD_MUST_CHECK;
+/* A port of another node instance. */
+int heap_make_ext_port(heap_t *h, term_t node, uint64_t id, uint32_t creation,
+                       term_t *out) GD_MUST_CHECK;
+/* A reference with 1..HEAP_REF_MAX_WORDS 32-bit id words (0 words allowed
+ * as OTP decodes Len 0).  GD_EBADARG for more words. */
+int heap_make_ref(heap_t *h, term_t node, uint32_t creation, const uint32_t *words,
+                  size_t nwords, term_t *out) GD_MUST_CHECK;
+
+/* Accessors for the node-qualified identifiers (external pid/port, ref). */
+typedef struct heap_ident {
+    term_t node;
+    uint32_t creation;
+    uint32_t nwords;                    /* refs: id words used */
+    uint32_t words[HEAP_REF_MAX_WORDS]; /* pid: id, serial; ref: id words */
+    uint64_t port_id;                   /* ports */
+} heap_ident_t;
+void heap_ident(term_t t, heap_ident_t *out);
+
+/* ---- funs and exports ---- */
+
+static inline bool term_is_fun(term_t t) { return term_is_boxed_of(t, HDR_FUN); }
+static inline bool term_is_export(term_t t) { return term_is_boxed_of(t, HDR_EXPORT); }
+
+/* The parts of a NEW_FUN_EXT closure, kept so it re-encodes exactly. */
+typedef struct heap_fun_info {
+    uint8_t arity;
+    uint8_t uniq[16];
+    uint32_t index;
+    uint32_t num_free;
+    term_t module;    /* atom */
+    term_t old_index; /* integer */
+    term_t old_uniq;  /* integer */
+    term_t pid;       /* creator pid */
+} heap_fun_info_t;
+
+#define HEAP_FUN_MAX_FREE ((uint32_t)1 << 24)
+
+/* A fun; the caller fills *free_out[0..num_free) with the free variables. */
+int heap_make_fun(heap_t *h, const heap_fun_info_t *info, term_t **free_out,
+                  term_t *out) GD_MUST_CHECK;
+void heap_fun_info(term_t fun, heap_fun_info_t *info);
+static inline term_t *term_fun_free(term_t t) { return term_boxed_ptr(t) + 1 + 4 + 4; }
+
+/* `fun Module:Function/Arity`. */
+int heap_make_export(heap_t *h, term_t module, term_t function, uint8_t arity,
+                     term_t *out) GD_MUST_CHECK;
+
+/* ---- maps ---- */
+
+/* Maps with at most this many keys are flat (sorted keys); larger ones HAMT. */
+#define HEAP_MAP_FLAT_MAX 32
+
+static inline bool term_is_map(term_t t)
+{
+    return term_is_boxed(t) &&
+           (term_boxed_subtag(t) == HDR_MAP_FLAT || term_boxed_subtag(t) == HDR_MAP_HASH);
+}
+
+/*
+ * A map of the n pairs keys[i] => vals[i] (any order).  Errors:
+ * GD_EDUPLICATE_KEY if two keys are exactly equal (=:=), GD_ENOMEM.  The
+ * arrays are only read.  O(n log n).
+ */
+int heap_make_map(heap_t *h, const term_t *keys, const term_t *vals, size_t n,
+                  term_t *out) GD_MUST_CHECK;
+
+/* Number of pairs in a map. */
+size_t heap_map_size(term_t map);
+
+/* The value for `key` (exact match), or TERM_NONE if absent.  O(log n). */
+term_t heap_map_get(term_t map, term_t key);
+
+/*
+ * A map equal to `map` with key => val (replacing an existing value).
+ * O(log n) words allocated for hash maps, O(n) for flat ones.
+ */
+int heap_map_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out) GD_MUST_CHECK;
+
+/*
+ * Iterates a map's pairs in its storage order (sorted for flat maps, hash
+ * order for hash maps): set it->pos = 0 first (and keep the map reachable),
+ * then call heap_map_next until it returns false.
+ */
+typedef struct heap_map_iter {
+    term_t map;
+    size_t pos;
+    /* HAMT walk state: an explicit path (no recursion). */
+    uint32_t depth;
+    term_t path_node[16];
+    uint32_t path_index[16];
+} heap_map_iter_t;
+void heap_map_iter_init(heap_map_iter_t *it, term_t map);
+bool heap_map_next(heap_map_iter_t *it, term_t *key, term_t *val);
+
+/*
+ * Writes the map's keys and values to keys[]/vals[] (each heap_map_size()
+ * long) in ascending term order of the keys (the order of `deterministic`
+ * encoding and of printing).  O(n log n); no heap allocation.
+ */
+void heap_map_sorted(term_t map, term_t *keys, term_t *vals);
+
+/* ------------------------------------------------------------------------ */
+/* Equality, ordering, hashing                                              */
+
+/*
+ * Compares two terms in Erlang's standard order
+ * (number < atom < reference < fun < port < pid < tuple < map < nil < list <
+ * bitstring).  With exact = false, integers and floats compare by value
+ * (1 == 1.0, like ==/<); with exact = true the order is total and =:=
+ * (1 < 1.0 when equal by value, as OTP orders map keys).  Returns <0, 0, >0.
+ * No recursion on the C stack; O(size of the smaller term).
+ */
+int heap_compare(term_t a, term_t b, bool exact);
+static inline bool heap_equal_exact(term_t a, term_t b)
+{
+    return a == b || heap_compare(a, b, true) == 0;
+}
+
+/* A 64-bit hash consistent with exact equality (=:=).  No recursion. */
+uint64_t heap_hash(term_t t);
+
+/* ------------------------------------------------------------------------ */
+/* Copying and sizing                                                       */
+
+/* Words needed to copy t onto another heap (refc binaries counted as their
+ * REFC_BIN object, sharing preserved only for the term as a whole). */
+size_t heap_term_size(term_t t);
+
+/*
+ * Deep-copies t onto h (refc binaries shared, refc bumped).  No recursion.
+ * Errors: GD_ENOMEM (nothing reachable from *out is valid then).
+ */
+int heap_copy_term(heap_t *h, term_t t, term_t *out) GD_MUST_CHECK;
+
+/* ------------------------------------------------------------------------ */
+/* Type order classes (for the codec and printer).                          */
+
+enum heap_type_class {
+    HEAP_CLASS_NUMBER = 0,
+    HEAP_CLASS_ATOM,
+    HEAP_CLASS_REF,
+    HEAP_CLASS_FUN,
+    HEAP_CLASS_PORT,
+    HEAP_CLASS_PID,
+    HEAP_CLASS_TUPLE,
+    HEAP_CLASS_MAP,
+    HEAP_CLASS_NIL,
+    HEAP_CLASS_LIST,
+    HEAP_CLASS_BITSTRING,
+};
+enum heap_type_class heap_type_class(term_t t);
+
+#endif /* GIRDER_HEAP_H */

@@ -1,0 +1,16 @@
+/*
+ * commands.h — the subcommands of the `girder` command.  Each is a
+ * main-like function in node/cmd_<name>.c: it gets the arguments after the
+ * subcommand name (argv[0] is the subcommand name) and returns the process
+ * exit status (0 ok, 1 bad input or failure, 2 usage error).
+ */
+#ifndef GIRDER_NODE_COMMANDS_H
+#define GIRDER_NODE_COMMANDS_H
+
+typedef struct gd_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} gd_command_t;
+
+#endif
