@@ -1,0 +1,820 @@
+/*
+ * maps.c — Erlang maps: flat maps (at most HEAP_MAP_FLAT_MAX pairs, keys
+ * sorted in exact term order) and hash array mapped tries above that (layout
+ * in hamt.h).  Maps are persistent: heap_map_put returns a new map sharing
+ * every unchanged part with the old one.
+ *
+ * Flat layout: [hdr HDR_MAP_FLAT, arity 1+2n][n small][keys[n]][values[n]].
+ *
+ * Building a hash map sorts the pairs by their position in the trie (the
+ * hash with its 5-bit chunks reversed, so that level 0 is most significant),
+ * which makes every subtree a contiguous run; the trie is then written in one
+ * allocation whose size is computed first, so a failed build leaves nothing
+ * behind.  The builder recurses once per trie level, which the 64-bit hash
+ * bounds to HAMT_LEVELS + 1 frames whatever the input.
+ */
+#include <stdlib.h>
+
+#include "hamt.h"
+#include "heap.h"
+
+uint64_t heap_hamt_hash_mask = ~(uint64_t)0;
+
+static inline bool is_flat(const term_t *p) { return header_subtag(p[0]) == HDR_MAP_FLAT; }
+
+static inline size_t flat_size(const term_t *p) { return (size_t)term_small_value(p[1]); }
+
+/* Exact equality with the cheap cases first: two different immediates are
+ * never equal (local pids/ports compare equal only to boxed external ones). */
+static inline bool keys_equal(term_t a, term_t b)
+{
+    if (a == b)
+        return true;
+    if (term_is_immediate(a) && term_is_immediate(b))
+        return false;
+    return heap_compare(a, b, true) == 0;
+}
+
+/* Immediates whose only exactly equal term is themselves. */
+static inline bool is_plain_immediate(term_t t)
+{
+    return term_is_immediate(t) && !term_is_local_pid(t) && !term_is_local_port(t);
+}
+
+/*
+ * Binary search of a sorted key array: returns true with *pos the index of
+ * `key`, or false with *pos where it would be inserted.
+ */
+static bool flat_find(const term_t *keys, size_t n, term_t key, size_t *pos)
+{
+    size_t lo = 0, hi = n;
+    /* Keys often arrive in order (decoding a map girder or OTP sorted):
+     * one comparison settles "after the last". */
+    if (n > 0) {
+        int c = heap_compare(key, keys[n - 1], true);
+        if (c > 0) {
+            *pos = n;
+            return false;
+        }
+        if (c == 0) {
+            *pos = n - 1;
+            return true;
+        }
+        hi = n - 1;
+    }
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = heap_compare(key, keys[mid], true);
+        if (c == 0) {
+            *pos = mid;
+            return true;
+        }
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    *pos = lo;
+    return false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sorting pairs in place (heap_map_sorted, collision runs)                  */
+
+static inline void swap_pair(term_t *k, term_t *v, size_t i, size_t j)
+{
+    term_t t = k[i];
+    k[i] = k[j];
+    k[j] = t;
+    t = v[i];
+    v[i] = v[j];
+    v[j] = t;
+}
+
+static void insertion_sort_pairs(term_t *k, term_t *v, size_t lo, size_t hi)
+{
+    for (size_t i = lo + 1; i < hi; i++) {
+        term_t kk = k[i], vv = v[i];
+        size_t j = i;
+        while (j > lo && heap_compare(kk, k[j - 1], true) < 0) {
+            k[j] = k[j - 1];
+            v[j] = v[j - 1];
+            j--;
+        }
+        k[j] = kk;
+        v[j] = vv;
+    }
+}
+
+static void sift_down_pairs(term_t *k, term_t *v, size_t base, size_t root, size_t n)
+{
+    for (;;) {
+        size_t child = 2 * root + 1;
+        if (child >= n)
+            return;
+        if (child + 1 < n && heap_compare(k[base + child], k[base + child + 1], true) < 0)
+            child++;
+        if (heap_compare(k[base + root], k[base + child], true) >= 0)
+            return;
+        swap_pair(k, v, base + root, base + child);
+        root = child;
+    }
+}
+
+static void heapsort_pairs(term_t *k, term_t *v, size_t lo, size_t hi)
+{
+    size_t n = hi - lo;
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down_pairs(k, v, lo, i, n);
+    for (size_t end = n; end-- > 1;) {
+        swap_pair(k, v, lo, lo + end);
+        sift_down_pairs(k, v, lo, 0, end);
+    }
+}
+
+/*
+ * Sorts keys[lo..hi) ascending in exact term order, moving vals alongside.
+ * Introsort without recursion: quicksort (median of three) whose larger part
+ * waits on a stack of at most log2(n) ranges, heapsort for a range that
+ * partitions badly, insertion sort for short ranges.  O(n log n) compares.
+ */
+static void sort_pairs(term_t *k, term_t *v, size_t lo, size_t hi)
+{
+    struct range {
+        size_t lo, hi;
+        unsigned budget;
+    } stack[64];
+    size_t sp = 0;
+    unsigned budget = 2;
+    for (size_t n = hi - lo; n > 1; n >>= 1)
+        budget += 2;
+    for (;;) {
+        while (hi - lo > 16) {
+            if (budget == 0) {
+                heapsort_pairs(k, v, lo, hi);
+                break;
+            }
+            budget--;
+            size_t mid = lo + (hi - lo) / 2;
+            if (heap_compare(k[mid], k[lo], true) < 0)
+                swap_pair(k, v, mid, lo);
+            if (heap_compare(k[hi - 1], k[lo], true) < 0)
+                swap_pair(k, v, hi - 1, lo);
+            if (heap_compare(k[hi - 1], k[mid], true) < 0)
+                swap_pair(k, v, hi - 1, mid);
+            /* k[lo] <= pivot <= k[hi-1]: sentinels for both scans. */
+            swap_pair(k, v, mid, hi - 2);
+            term_t pivot = k[hi - 2];
+            size_t i = lo, j = hi - 2;
+            for (;;) {
+                while (heap_compare(k[++i], pivot, true) < 0)
+                    ;
+                while (heap_compare(pivot, k[--j], true) < 0)
+                    ;
+                if (i >= j)
+                    break;
+                swap_pair(k, v, i, j);
+            }
+            swap_pair(k, v, i, hi - 2);
+            /* [lo, i) < pivot = k[i] < (i, hi): continue with the smaller
+             * part, keep the larger one, so the stack stays logarithmic. */
+            if (i - lo < hi - (i + 1)) {
+                stack[sp++] = (struct range){i + 1, hi, budget};
+                hi = i;
+            } else {
+                stack[sp++] = (struct range){lo, i, budget};
+                lo = i + 1;
+            }
+        }
+        if (hi - lo <= 16)
+            insertion_sort_pairs(k, v, lo, hi);
+        if (sp == 0)
+            return;
+        sp--;
+        lo = stack[sp].lo;
+        hi = stack[sp].hi;
+        budget = stack[sp].budget;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Flat maps                                                                 */
+
+static int make_flat(heap_t *h, const term_t *keys, const term_t *vals, size_t n, term_t *out)
+{
+    /* Sort a permutation first, so a duplicate is found before anything is
+     * allocated. */
+    uint8_t order[HEAP_MAP_FLAT_MAX];
+    term_t sorted[HEAP_MAP_FLAT_MAX];
+    for (size_t i = 0; i < n; i++) {
+        size_t pos;
+        if (flat_find(sorted, i, keys[i], &pos))
+            return GD_EDUPLICATE_KEY;
+        memmove(order + pos + 1, order + pos, i - pos);
+        memmove(sorted + pos + 1, sorted + pos, (i - pos) * sizeof *sorted);
+        order[pos] = (uint8_t)i;
+        sorted[pos] = keys[i];
+    }
+    term_t *p = heap_alloc(h, 2 + 2 * n);
+    if (p == NULL)
+        return GD_ENOMEM;
+    p[0] = heap_make_header(HDR_MAP_FLAT, 1 + 2 * n);
+    p[1] = term_make_small((int64_t)n);
+    for (size_t i = 0; i < n; i++) {
+        p[2 + i] = sorted[i];
+        p[2 + n + i] = vals[order[i]];
+    }
+    *out = term_make_boxed(p);
+    return GD_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Building hash maps                                                        */
+
+typedef struct hent {
+    uint64_t okey; /* trie position: hash chunks reversed, level 0 on top */
+    uint64_t idx;  /* index into the caller's arrays */
+} hent_t;
+GD_STATIC_ASSERT(sizeof(hent_t) == 2 * sizeof(term_t), "collision runs are sorted in hent scratch");
+
+static inline uint64_t trie_order_key(uint64_t hash)
+{
+    uint64_t ok = 0;
+    for (unsigned l = 0; l < HAMT_LEVELS - 1; l++)
+        ok |= (uint64_t)hamt_chunk(hash, l) << (64 - HAMT_BITS * (l + 1));
+    /* The last level has the remaining 64 - 60 = 4 bits. */
+    ok |= hash >> (HAMT_BITS * (HAMT_LEVELS - 1));
+    return ok;
+}
+
+static inline unsigned ok_chunk(uint64_t ok, unsigned level)
+{
+    if (level < HAMT_LEVELS - 1)
+        return (unsigned)(ok >> (64 - HAMT_BITS * (level + 1))) & (HAMT_FANOUT - 1);
+    return (unsigned)(ok & ((1u << (64 - HAMT_BITS * (HAMT_LEVELS - 1))) - 1));
+}
+
+/* LSD radix sort of e[0..n) by okey, 8 bits a pass, tmp as scratch; passes
+ * where every key has the same byte are skipped. */
+static void radix_sort(hent_t *e, hent_t *tmp, size_t n)
+{
+    hent_t *src = e, *dst = tmp;
+    for (unsigned shift = 0; shift < 64; shift += 8) {
+        size_t count[256] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[(src[i].okey >> shift) & 0xFF]++;
+        if (count[(src[0].okey >> shift) & 0xFF] == n)
+            continue;
+        size_t sum = 0;
+        for (unsigned b = 0; b < 256; b++) {
+            size_t c = count[b];
+            count[b] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[count[(src[i].okey >> shift) & 0xFF]++] = src[i];
+        hent_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != e)
+        memcpy(e, src, n * sizeof *e);
+}
+
+/* Words of the subtree for entries [lo, hi) at `level` (a leaf for one
+ * entry unless it is the root). */
+static size_t trie_words(const hent_t *e, size_t lo, size_t hi, unsigned level, bool root)
+{
+    if (hi - lo == 1 && !root)
+        return 2;
+    if (level == HAMT_LEVELS)
+        return 1 + 3 * (hi - lo); /* collision node and its leaves */
+    size_t words = root ? 3 : 2;
+    size_t i = lo;
+    while (i < hi) {
+        unsigned c = ok_chunk(e[i].okey, level);
+        size_t g = i + 1;
+        while (g < hi && ok_chunk(e[g].okey, level) == c)
+            g++;
+        words += 1 + trie_words(e, i, g, level + 1, false);
+        i = g;
+    }
+    return words;
+}
+
+/* Writes the subtree for entries [lo, hi) at *cursor (advancing it). */
+static term_t trie_fill(const hent_t *e, size_t lo, size_t hi, unsigned level, bool root,
+                        const term_t *keys, const term_t *vals, term_t **cursor)
+{
+    if (hi - lo == 1 && !root) {
+        term_t *c = *cursor;
+        *cursor += 2;
+        c[0] = keys[e[lo].idx];
+        c[1] = vals[e[lo].idx];
+        return term_make_list(c);
+    }
+    if (level == HAMT_LEVELS) {
+        size_t k = hi - lo;
+        term_t *node = *cursor;
+        *cursor += 1 + k;
+        node[0] = heap_make_header(HDR_HAMT_COLLIDE, k);
+        for (size_t i = 0; i < k; i++) {
+            term_t *c = *cursor;
+            *cursor += 2;
+            c[0] = keys[e[lo + i].idx];
+            c[1] = vals[e[lo + i].idx];
+            node[1 + i] = term_make_list(c);
+        }
+        return term_make_boxed(node);
+    }
+    uint32_t bitmap = 0;
+    size_t k = 0;
+    for (size_t i = lo; i < hi; i++) {
+        uint32_t bit = (uint32_t)1 << ok_chunk(e[i].okey, level);
+        if (!(bitmap & bit)) {
+            bitmap |= bit;
+            k++;
+        }
+    }
+    term_t *node = *cursor;
+    size_t head = root ? 3 : 2;
+    *cursor += head + k;
+    if (root) {
+        node[0] = heap_make_header(HDR_MAP_HASH, 2 + k);
+        node[1] = term_make_small((int64_t)(hi - lo));
+        node[2] = term_make_small(bitmap);
+    } else {
+        node[0] = heap_make_header(HDR_HAMT_NODE, 1 + k);
+        node[1] = term_make_small(bitmap);
+    }
+    size_t i = lo, slot = 0;
+    while (i < hi) {
+        unsigned c = ok_chunk(e[i].okey, level);
+        size_t g = i + 1;
+        while (g < hi && ok_chunk(e[g].okey, level) == c)
+            g++;
+        node[head + slot++] = trie_fill(e, i, g, level + 1, false, keys, vals, cursor);
+        i = g;
+    }
+    return term_make_boxed(node);
+}
+
+/*
+ * Orders a run e[lo..hi) of entries with equal hashes in exact key order
+ * (the order of a collision node) and reports a duplicate key.  `scratch`
+ * holds at least 2 * (hi - lo) words.  O(k log k): the run may be long when
+ * an input is crafted to collide.
+ */
+static int order_collisions(hent_t *e, size_t lo, size_t hi, const term_t *keys, term_t *scratch)
+{
+    size_t k = hi - lo;
+    term_t *tk = scratch, *ti = scratch + k;
+    for (size_t i = 0; i < k; i++) {
+        tk[i] = keys[e[lo + i].idx];
+        ti[i] = e[lo + i].idx;
+    }
+    sort_pairs(tk, ti, 0, k);
+    for (size_t i = 1; i < k; i++)
+        if (heap_compare(tk[i - 1], tk[i], true) == 0)
+            return GD_EDUPLICATE_KEY;
+    for (size_t i = 0; i < k; i++)
+        e[lo + i].idx = ti[i];
+    return GD_OK;
+}
+
+#define HAMT_BUILD_INLINE 64
+
+static int make_hamt(heap_t *h, const term_t *keys, const term_t *vals, size_t n, term_t *out)
+{
+    if (n > (size_t)SMALL_MAX / 4)
+        return GD_ESYSTEM_LIMIT;
+    hent_t inline_buf[2 * HAMT_BUILD_INLINE];
+    hent_t *e = inline_buf;
+    if (n > HAMT_BUILD_INLINE) {
+        e = malloc(2 * n * sizeof *e);
+        if (e == NULL)
+            return GD_ENOMEM;
+    }
+    hent_t *tmp = e + n;
+    int rc;
+    for (size_t i = 0; i < n; i++) {
+        e[i].okey = trie_order_key(hamt_key_hash(keys[i]));
+        e[i].idx = i;
+    }
+    radix_sort(e, tmp, n);
+    for (size_t i = 0; i < n;) {
+        size_t g = i + 1;
+        while (g < n && e[g].okey == e[i].okey)
+            g++;
+        if (g - i > 1) {
+            rc = order_collisions(e, i, g, keys, (term_t *)tmp);
+            if (rc != GD_OK)
+                goto free_entries;
+        }
+        i = g;
+    }
+    size_t words = trie_words(e, 0, n, 0, true);
+    term_t *p = heap_alloc(h, words);
+    rc = GD_ENOMEM;
+    if (p == NULL)
+        goto free_entries;
+    term_t *cursor = p;
+    *out = trie_fill(e, 0, n, 0, true, keys, vals, &cursor);
+    GD_ASSERT(cursor == p + words);
+    rc = GD_OK;
+free_entries:
+    if (e != inline_buf)
+        free(e);
+    return rc;
+}
+
+int heap_make_map(heap_t *h, const term_t *keys, const term_t *vals, size_t n, term_t *out)
+{
+    if (n <= HEAP_MAP_FLAT_MAX)
+        return make_flat(h, keys, vals, n, out);
+    return make_hamt(h, keys, vals, n, out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lookup                                                                    */
+
+size_t heap_map_size(term_t map) { return (size_t)term_small_value(term_boxed_ptr(map)[1]); }
+
+static term_t flat_get(const term_t *p, term_t key)
+{
+    size_t n = flat_size(p);
+    const term_t *keys = p + 2;
+    if (is_plain_immediate(key)) {
+        /* A word scan beats a binary search of compares (atoms compare by
+         * text) at this size. */
+        for (size_t i = 0; i < n; i++)
+            if (keys[i] == key)
+                return p[2 + n + i];
+        return TERM_NONE;
+    }
+    size_t pos;
+    return flat_find(keys, n, key, &pos) ? p[2 + n + pos] : TERM_NONE;
+}
+
+/*
+ * Binary search of a collision node's leaves (ascending exact key order):
+ * true with *pos the leaf holding `key`, or false with *pos where it goes.
+ * A crafted input can put many keys under one hash; this keeps them at
+ * O(log k) a lookup.
+ */
+static bool collide_find(const term_t *leaves, size_t count, term_t key, size_t *pos)
+{
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = heap_compare(key, term_car(leaves[mid]), true);
+        if (c == 0) {
+            *pos = mid;
+            return true;
+        }
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    *pos = lo;
+    return false;
+}
+
+static term_t hamt_get(term_t *node, term_t key)
+{
+    uint64_t hash = hamt_key_hash(key);
+    for (unsigned level = 0;; level++) {
+        size_t count;
+        uint32_t bitmap;
+        term_t *children = hamt_children(node, &count, &bitmap);
+        if (header_subtag(node[0]) == HDR_HAMT_COLLIDE) {
+            size_t pos;
+            return collide_find(children, count, key, &pos) ? term_cdr(children[pos]) : TERM_NONE;
+        }
+        uint32_t bit = (uint32_t)1 << hamt_chunk(hash, level);
+        if (!(bitmap & bit))
+            return TERM_NONE;
+        term_t child = children[__builtin_popcount(bitmap & (bit - 1))];
+        if (term_is_list(child))
+            return keys_equal(term_car(child), key) ? term_cdr(child) : TERM_NONE;
+        node = term_boxed_ptr(child);
+    }
+}
+
+term_t heap_map_get(term_t map, term_t key)
+{
+    term_t *p = term_boxed_ptr(map);
+    return is_flat(p) ? flat_get(p, key) : hamt_get(p, key);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Update                                                                    */
+
+static int flat_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
+{
+    term_t *p = term_boxed_ptr(map);
+    size_t n = flat_size(p);
+    size_t pos;
+    bool found = flat_find(p + 2, n, key, &pos);
+    if (found) {
+        if (p[2 + n + pos] == val) {
+            *out = map;
+            return GD_OK;
+        }
+        term_t *q = heap_alloc(h, 2 + 2 * n);
+        if (q == NULL)
+            return GD_ENOMEM;
+        memcpy(q, p, (2 + 2 * n) * sizeof *q);
+        q[2 + n + pos] = val;
+        *out = term_make_boxed(q);
+        return GD_OK;
+    }
+    if (n == HEAP_MAP_FLAT_MAX) {
+        term_t keys[HEAP_MAP_FLAT_MAX + 1], vals[HEAP_MAP_FLAT_MAX + 1];
+        memcpy(keys, p + 2, n * sizeof *keys);
+        memcpy(vals, p + 2 + n, n * sizeof *vals);
+        keys[n] = key;
+        vals[n] = val;
+        return make_hamt(h, keys, vals, n + 1, out);
+    }
+    size_t m = n + 1;
+    term_t *q = heap_alloc(h, 2 + 2 * m);
+    if (q == NULL)
+        return GD_ENOMEM;
+    q[0] = heap_make_header(HDR_MAP_FLAT, 1 + 2 * m);
+    q[1] = term_make_small((int64_t)m);
+    term_t *qk = q + 2, *qv = q + 2 + m;
+    const term_t *pk = p + 2, *pv = p + 2 + n;
+    memcpy(qk, pk, pos * sizeof *qk);
+    qk[pos] = key;
+    memcpy(qk + pos + 1, pk + pos, (n - pos) * sizeof *qk);
+    memcpy(qv, pv, pos * sizeof *qv);
+    qv[pos] = val;
+    memcpy(qv + pos + 1, pv + pos, (n - pos) * sizeof *qv);
+    *out = term_make_boxed(q);
+    return GD_OK;
+}
+
+/* How the bottom of a hash-map update changes the node it stops at. */
+enum put_kind {
+    PUT_SLOT_INSERT,    /* empty slot of an inner/root node: add a leaf */
+    PUT_LEAF_REPLACE,   /* same key in a leaf: new leaf */
+    PUT_LEAF_SPLIT,     /* other key in a leaf: a subtree of both leaves */
+    PUT_COLLIDE_REPLACE,
+    PUT_COLLIDE_INSERT,
+};
+
+/* A copy of node (1 + arity words) at dst with children[idx] = child. */
+static void copy_node_with(term_t *dst, const term_t *node, size_t idx, term_t child)
+{
+    memcpy(dst, node, (1 + (size_t)header_arity(node[0])) * sizeof *dst);
+    size_t count;
+    uint32_t bitmap;
+    term_t *children = hamt_children(dst, &count, &bitmap);
+    children[idx] = child;
+}
+
+static int hamt_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
+{
+    uint64_t hash = hamt_key_hash(key);
+    struct {
+        term_t *node;
+        size_t idx;
+    } path[HAMT_MAX_PATH];
+    size_t depth = 0;
+    term_t *node = term_boxed_ptr(map);
+    unsigned level = 0;
+    enum put_kind kind;
+    size_t idx = 0, count = 0;
+    uint32_t bitmap = 0, bit = 0;
+    term_t *children;
+    term_t old_leaf = TERM_NONE;
+    for (;;) {
+        children = hamt_children(node, &count, &bitmap);
+        if (header_subtag(node[0]) == HDR_HAMT_COLLIDE) {
+            kind = collide_find(children, count, key, &idx) ? PUT_COLLIDE_REPLACE
+                                                             : PUT_COLLIDE_INSERT;
+            break;
+        }
+        bit = (uint32_t)1 << hamt_chunk(hash, level);
+        idx = (size_t)__builtin_popcount(bitmap & (bit - 1));
+        if (!(bitmap & bit)) {
+            kind = PUT_SLOT_INSERT;
+            break;
+        }
+        term_t child = children[idx];
+        if (term_is_list(child)) {
+            old_leaf = child;
+            kind = keys_equal(term_car(child), key) ? PUT_LEAF_REPLACE : PUT_LEAF_SPLIT;
+            break;
+        }
+        GD_ASSERT(depth < HAMT_MAX_PATH);
+        path[depth].node = node;
+        path[depth].idx = idx;
+        depth++;
+        node = term_boxed_ptr(child);
+        level++;
+    }
+    if ((kind == PUT_LEAF_REPLACE && term_cdr(old_leaf) == val) ||
+        (kind == PUT_COLLIDE_REPLACE && term_cdr(children[idx]) == val)) {
+        *out = map;
+        return GD_OK;
+    }
+
+    /* Size everything first: one allocation, nothing left behind on failure. */
+    size_t node_words = 1 + (size_t)header_arity(node[0]);
+    size_t words = 2; /* the new leaf */
+    uint64_t old_hash = 0;
+    unsigned split_level = 0;
+    switch (kind) {
+    case PUT_SLOT_INSERT:
+    case PUT_COLLIDE_INSERT:
+        words += node_words + 1;
+        break;
+    case PUT_LEAF_REPLACE:
+    case PUT_COLLIDE_REPLACE:
+        words += node_words;
+        break;
+    case PUT_LEAF_SPLIT:
+        words += node_words;
+        old_hash = hamt_key_hash(term_car(old_leaf));
+        split_level = level + 1;
+        while (split_level < HAMT_LEVELS &&
+               hamt_chunk(hash, split_level) == hamt_chunk(old_hash, split_level)) {
+            words += 3; /* single-child inner node */
+            split_level++;
+        }
+        words += split_level < HAMT_LEVELS ? 4 : 3; /* two-child node or collision node */
+        break;
+    }
+    for (size_t d = 0; d < depth; d++)
+        words += 1 + (size_t)header_arity(path[d].node[0]);
+
+    term_t *w = heap_alloc(h, words);
+    if (w == NULL)
+        return GD_ENOMEM;
+    term_t *cursor = w;
+    term_t *leaf = cursor;
+    cursor += 2;
+    leaf[0] = key;
+    leaf[1] = val;
+    term_t new_leaf = term_make_list(leaf);
+    bool inserted = kind == PUT_SLOT_INSERT || kind == PUT_COLLIDE_INSERT ||
+                    kind == PUT_LEAF_SPLIT;
+
+    term_t sub; /* the replacement for `node` */
+    term_t *nn = cursor;
+    switch (kind) {
+    case PUT_SLOT_INSERT:
+    case PUT_COLLIDE_INSERT: {
+        size_t head = (size_t)(children - node);
+        cursor += node_words + 1;
+        memcpy(nn, node, head * sizeof *nn);
+        nn[0] = heap_make_header(header_subtag(node[0]), header_arity(node[0]) + 1);
+        if (kind == PUT_SLOT_INSERT)
+            nn[head - 1] = term_make_small(bitmap | bit);
+        memcpy(nn + head, children, idx * sizeof *nn);
+        nn[head + idx] = new_leaf;
+        memcpy(nn + head + idx + 1, children + idx, (count - idx) * sizeof *nn);
+        break;
+    }
+    case PUT_LEAF_REPLACE:
+    case PUT_COLLIDE_REPLACE:
+        cursor += node_words;
+        copy_node_with(nn, node, idx, new_leaf);
+        break;
+    case PUT_LEAF_SPLIT: {
+        cursor += node_words;
+        /* Build the subtree bottom-up: the node where the hashes part (or
+         * the collision node), then single-child nodes up to level+1. */
+        term_t below;
+        term_t *t = cursor;
+        if (split_level < HAMT_LEVELS) {
+            cursor += 4;
+            unsigned cn = hamt_chunk(hash, split_level), co = hamt_chunk(old_hash, split_level);
+            t[0] = heap_make_header(HDR_HAMT_NODE, 3);
+            t[1] = term_make_small(((uint32_t)1 << cn) | ((uint32_t)1 << co));
+            t[2] = cn < co ? new_leaf : old_leaf;
+            t[3] = cn < co ? old_leaf : new_leaf;
+        } else {
+            cursor += 3;
+            t[0] = heap_make_header(HDR_HAMT_COLLIDE, 2);
+            bool new_first = heap_compare(key, term_car(old_leaf), true) < 0;
+            t[1] = new_first ? new_leaf : old_leaf;
+            t[2] = new_first ? old_leaf : new_leaf;
+        }
+        below = term_make_boxed(t);
+        for (unsigned l = split_level; l-- > level + 1;) {
+            t = cursor;
+            cursor += 3;
+            t[0] = heap_make_header(HDR_HAMT_NODE, 2);
+            t[1] = term_make_small((uint32_t)1 << hamt_chunk(hash, l));
+            t[2] = below;
+            below = term_make_boxed(t);
+        }
+        copy_node_with(nn, node, idx, below);
+        break;
+    }
+    }
+    sub = term_make_boxed(nn);
+    if (depth == 0 && inserted)
+        nn[1] = term_make_small(term_small_value(nn[1]) + 1); /* nn is the root */
+
+    /* Copy the path, bottom-up. */
+    for (size_t d = depth; d-- > 0;) {
+        term_t *pn = path[d].node;
+        term_t *c = cursor;
+        cursor += 1 + (size_t)header_arity(pn[0]);
+        copy_node_with(c, pn, path[d].idx, sub);
+        if (d == 0 && inserted)
+            c[1] = term_make_small(term_small_value(c[1]) + 1);
+        sub = term_make_boxed(c);
+    }
+    GD_ASSERT(cursor == w + words);
+    *out = sub;
+    return GD_OK;
+}
+
+int heap_map_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
+{
+    if (!term_is_map(map))
+        return GD_EBADARG;
+    if (is_flat(term_boxed_ptr(map)))
+        return flat_put(h, map, key, val, out);
+    return hamt_put(h, map, key, val, out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Iteration                                                                 */
+
+void heap_map_iter_init(heap_map_iter_t *it, term_t map)
+{
+    it->map = map;
+    it->pos = 0;
+    it->depth = 0;
+}
+
+bool heap_map_next(heap_map_iter_t *it, term_t *key, term_t *val)
+{
+    term_t *p = term_boxed_ptr(it->map);
+    if (is_flat(p)) {
+        size_t n = flat_size(p);
+        if (it->pos >= n)
+            return false;
+        *key = p[2 + it->pos];
+        *val = p[2 + n + it->pos];
+        it->pos++;
+        return true;
+    }
+    if (it->pos == 0) {
+        /* (Re)start: callers may set only map and pos. */
+        it->depth = 1;
+        it->path_node[0] = it->map;
+        it->path_index[0] = 0;
+    }
+    while (it->depth > 0) {
+        uint32_t d = it->depth - 1;
+        size_t count;
+        uint32_t bitmap;
+        term_t *children = hamt_children(term_boxed_ptr(it->path_node[d]), &count, &bitmap);
+        uint32_t i = it->path_index[d];
+        if (i >= count) {
+            it->depth--;
+            if (it->depth > 0)
+                it->path_index[it->depth - 1]++;
+            continue;
+        }
+        term_t child = children[i];
+        if (term_is_list(child)) {
+            *key = term_car(child);
+            *val = term_cdr(child);
+            it->path_index[d]++;
+            it->pos++;
+            return true;
+        }
+        GD_ASSERT(it->depth < HAMT_MAX_PATH);
+        it->path_node[it->depth] = child;
+        it->path_index[it->depth] = 0;
+        it->depth++;
+    }
+    return false;
+}
+
+void heap_map_sorted(term_t map, term_t *keys, term_t *vals)
+{
+    term_t *p = term_boxed_ptr(map);
+    size_t n = heap_map_size(map);
+    if (is_flat(p)) {
+        memcpy(keys, p + 2, n * sizeof *keys);
+        memcpy(vals, p + 2 + n, n * sizeof *vals);
+        return;
+    }
+    heap_map_iter_t it;
+    heap_map_iter_init(&it, map);
+    size_t i = 0;
+    while (i < n && heap_map_next(&it, &keys[i], &vals[i]))
+        i++;
+    GD_ASSERT(i == n);
+    sort_pairs(keys, vals, 0, i);
+}
