@@ -13,4 +13,7 @@ typedef struct gd_command {
     const char *summary;
 } gd_command_t;
 
+int gd_cmd_epmd(int argc, char **argv);
+int gd_cmd_names(int argc, char **argv);
+
 #endif

@@ -20,6 +20,8 @@ static int cmd_version(int argc, char **argv)
 
 static const gd_command_t commands[] = {
     {"version", cmd_version, "print the girder version"},
+    {"epmd", gd_cmd_epmd, "run an Erlang port mapper daemon (like OTP's epmd)"},
+    {"names", gd_cmd_names, "list the node names an epmd knows (like epmd -names)"},
 };
 
 static void print_usage(FILE *out)
