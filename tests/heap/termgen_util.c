@@ -318,7 +318,7 @@ term_t termgen_variant(heap_t *h, term_t t, uint64_t *seed)
             items[i] = termgen_variant(h, term_tuple_elems(t)[i], seed);
         term_t *el;
         int rc = heap_make_tuple(h, n, &el, &out);
-        if (rc == GD_OK)
+        if (rc == GD_OK && n > 0)
             memcpy(el, items, n * sizeof *el);
         free(items);
         return rc == GD_OK ? out : TERM_NONE;
@@ -347,7 +347,7 @@ term_t termgen_variant(heap_t *h, term_t t, uint64_t *seed)
             fv[i] = termgen_variant(h, term_fun_free(t)[i], seed);
         term_t *free_out;
         int rc = heap_make_fun(h, &fi, &free_out, &out);
-        if (rc == GD_OK)
+        if (rc == GD_OK && fi.num_free > 0)
             memcpy(free_out, fv, fi.num_free * sizeof *fv);
         free(fv);
         return rc == GD_OK ? out : TERM_NONE;
