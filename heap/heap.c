@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "gc_internal.h"
 #include "heap.h"
 
 const char *gd_strerror(int code)
@@ -32,6 +33,8 @@ const char *gd_strerror(int code)
         return "bad argument";
     case GD_EAGAIN:
         return "work budget exhausted; call again";
+    case GD_EHEAP_LIMIT:
+        return "process heap exceeds its max_heap_size";
     default:
         return "unknown error";
     }
@@ -45,6 +48,10 @@ void heap_assert_failed(const char *expr, const char *file, int line)
 }
 #endif
 
+/* Bytes held by live off-heap binaries.  A statistic only: relaxed, since
+ * no other memory is published through it. */
+static atomic_size_t binary_live_bytes;
+
 heap_binary_t *heap_binary_new(size_t size)
 {
     if (size > HEAP_BINARY_MAX_BYTES)
@@ -54,6 +61,7 @@ heap_binary_t *heap_binary_new(size_t size)
         return NULL;
     atomic_init(&b->refc, 1);
     b->size = size;
+    atomic_fetch_add_explicit(&binary_live_bytes, size, memory_order_relaxed);
     return b;
 }
 
@@ -62,23 +70,39 @@ void heap_binary_unref(heap_binary_t *b)
     /* acq_rel: the release half orders this owner's reads/writes of the
      * data before the count drops; the acquire half lets the thread that
      * frees see every other owner's accesses as complete. */
-    if (atomic_fetch_sub_explicit(&b->refc, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit(&b->refc, 1, memory_order_acq_rel) == 1) {
+        atomic_fetch_sub_explicit(&binary_live_bytes, b->size, memory_order_relaxed);
         free(b);
+    }
 }
+
+size_t heap_binary_live_bytes(void)
+{
+    return atomic_load_explicit(&binary_live_bytes, memory_order_relaxed);
+}
+
+/* The young area of a heap that has not allocated yet: zero words, so
+ * heap_alloc takes the slow path, which creates the real area.  Never
+ * written, never freed. */
+term_t heap_no_young_area[1];
 
 int heap_init(heap_t *h, size_t min_words)
 {
     memset(h, 0, sizeof *h);
     if (min_words == 0)
         min_words = HEAP_MIN_WORDS_DEFAULT;
-    h->young_start = malloc(min_words * sizeof(term_t));
-    if (h->young_start == NULL)
-        return GD_ENOMEM;
-    h->young_top = h->young_start;
-    h->high_water = h->young_start;
-    h->young_end = h->young_start + min_words;
+    min_words = heap_next_size(min_words, 0);
+    if (min_words == 0)
+        return GD_ESYSTEM_LIMIT;
+    /* The young area comes with the first allocation: a process that
+     * never allocates (a fresh waiter) costs no heap words. */
+    h->young_start = h->young_top = h->young_end = h->high_water = heap_no_young_area;
     h->min_words = min_words;
     h->fullsweep_after = HEAP_FULLSWEEP_AFTER_DEFAULT;
+    h->vheap_limit = GC_VHEAP_MIN_BYTES;
+    h->old_vheap_limit = GC_VHEAP_MIN_BYTES;
+    if (heap_gc_stress_enabled())
+        h->gc_flags |= HEAP_GCF_STRESS;
     return GD_OK;
 }
 
@@ -101,7 +125,8 @@ void heap_destroy(heap_t *h)
         release_offheap_chain(f->offheap_first);
         free(f);
     }
-    free(h->young_start);
+    if (h->young_start != heap_no_young_area)
+        free(h->young_start);
     free(h->old_start);
     memset(h, 0, sizeof *h);
 }
@@ -112,6 +137,16 @@ void heap_destroy(heap_t *h)
 
 term_t *heap_alloc_slow(heap_t *h, size_t words)
 {
+    if (h->young_start == heap_no_young_area) {
+        size_t size = heap_next_size(words > h->min_words ? words : h->min_words, 0);
+        term_t *area = size == 0 ? NULL : malloc(size * sizeof(term_t));
+        if (area == NULL)
+            return NULL;
+        h->young_start = h->high_water = area;
+        h->young_end = area + size;
+        h->young_top = area + words;
+        return area;
+    }
     heap_frag_t *f = h->frags;
     if (f != NULL && f->capacity - f->used >= words) {
         term_t *p = f->words + f->used;
@@ -134,9 +169,14 @@ term_t *heap_alloc_slow(heap_t *h, size_t words)
     f->capacity = cap;
     f->used = words;
     f->offheap_first = NULL;
+    f->offheap_bytes = 0;
     f->next = h->frags;
     h->frags = f;
     h->frag_words += words;
+    /* Overflow as large as the young area: merge it at the next safe
+     * point even if the young area still has a few words free. */
+    if (h->frag_words >= (size_t)(h->young_end - h->young_start))
+        h->gc_flags |= HEAP_GCF_WANTED;
     return f->words;
 }
 

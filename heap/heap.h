@@ -69,6 +69,8 @@ enum {
     GD_EDUPLICATE_KEY = -8,  /* map built with the same key twice */
     GD_EBADARG = -9,         /* term of the wrong type */
     GD_EAGAIN = -10,         /* bounded work ran out of budget; call again */
+    GD_EHEAP_LIMIT = -11,    /* a collection left the heap above its max_heap_size:
+                                the owner is to be killed with reason `killed` */
     GD_E_RANGE_END = -99,
 };
 
@@ -365,6 +367,10 @@ static inline void heap_binary_ref(heap_binary_t *b)
 /* Drops one reference; frees the binary when it was the last. */
 void heap_binary_unref(heap_binary_t *b);
 
+/* Bytes of data held by every off-heap binary alive in this OS process (a
+ * node-wide statistic; tests use it to prove a binary was given back). */
+size_t heap_binary_live_bytes(void);
+
 /* ------------------------------------------------------------------------ */
 /* Heaps                                                                    */
 
@@ -379,6 +385,7 @@ typedef struct heap_frag {
     size_t used;     /* words in use */
     size_t capacity; /* words */
     term_t *offheap_first; /* REFC_BIN objects in this fragment (list via their next word) */
+    size_t offheap_bytes;  /* bytes of the binaries on offheap_first */
     term_t words[];
 } heap_frag_t;
 
@@ -389,6 +396,7 @@ typedef struct heap_gc_stats {
     uint64_t words_reclaimed;
     uint64_t pause_ns_total;
     uint64_t pause_ns_max;
+    uint64_t words_copied; /* live words the collector moved (young + promoted) */
 } heap_gc_stats_t;
 
 /*
@@ -417,20 +425,36 @@ typedef struct heap {
     uint32_t fullsweep_after;  /* minors between major collections */
     uint32_t minors_since_major;
     heap_gc_stats_t stats;
+    /* Collector state (gc.c).  offheap_bytes above counts the binaries of
+     * the young generation and fragments; these count the old one. */
+    size_t old_offheap_bytes;  /* bytes of off-heap binaries held by the old heap */
+    size_t vheap_limit;        /* young off-heap bytes beyond which a GC is due */
+    size_t old_vheap_limit;    /* old off-heap bytes beyond which the next GC is major */
+    uint32_t gc_flags;         /* HEAP_GCF_* */
 } heap_t;
+
+/* heap_t.gc_flags */
+#define HEAP_GCF_WANTED 0x1u        /* collect at the next heap_ensure_free */
+#define HEAP_GCF_NEED_MAJOR 0x2u    /* the next collection is a full sweep */
+#define HEAP_GCF_GROW 0x4u          /* live data fills > 75%: grow at the next major */
+#define HEAP_GCF_STRESS 0x8u        /* GC stress: every heap_ensure_free collects */
 
 #define HEAP_MIN_WORDS_DEFAULT 233
 #define HEAP_FULLSWEEP_AFTER_DEFAULT 65535
 
 /* Initialises an empty heap whose young area holds at least `min_words`
- * (0 = HEAP_MIN_WORDS_DEFAULT).  Errors: GD_ENOMEM. */
+ * (0 = HEAP_MIN_WORDS_DEFAULT; rounded up to the heap size sequence, see
+ * heap_next_size).  The young area is allocated by the first allocation, so
+ * a heap that never held a term costs only sizeof(heap_t).  Reads
+ * GIRDER_GC_STRESS (see heap_gc_stress_set).  Errors: GD_ENOMEM. */
 int heap_init(heap_t *h, size_t min_words) GD_MUST_CHECK;
 
 /* Frees every word of the heap and drops its references to off-heap
  * binaries.  Terms on it are invalid afterwards. */
 void heap_destroy(heap_t *h);
 
-/* Slow path of heap_alloc: puts the request in a (new) fragment. */
+/* Slow path of heap_alloc: creates the young area on first use, else puts
+ * the request in a (new) fragment. */
 term_t *heap_alloc_slow(heap_t *h, size_t words);
 
 /*
@@ -454,6 +478,161 @@ size_t heap_used_words(const heap_t *h);
 /* Records a freshly built REFC_BIN object (its header at `obj`) on the heap's
  * off-heap list, so the heap's collector/destroy drops its reference. */
 void heap_offheap_link(heap_t *h, term_t *obj);
+
+/* ------------------------------------------------------------------------ */
+/* Garbage collection (gc.c)                                                */
+
+/*
+ * Roots.  A collection moves every live term, so C code holding a term
+ * across a call that may collect must hand the collector the *slot* that
+ * holds it; the slot is updated in place.  A term in no listed slot is
+ * invalid after the call.  Immediates in slots are left alone.
+ *
+ * Rules the collector relies on:
+ *  - every boxed or list term reachable from the roots lives on this heap
+ *    (young area, old area or one of its fragments), never on another heap;
+ *  - terms are immutable once a collection may have run after they were
+ *    built (fill a tuple's elements before the next heap_gc or
+ *    heap_ensure_free), so an old term never points to a younger one.
+ *
+ * heap_roots_t lists single slots plus, for roots the owner keeps in its own
+ * structures (mailbox messages, process dictionary), an enumerator that
+ * calls visit(vctx, terms, n) for each array of n term slots.  It may be
+ * called twice in one collection (copy, then after a resize) and must
+ * report the same slots both times.
+ */
+typedef void (*heap_root_visit_fn)(void *vctx, term_t *terms, size_t n);
+typedef struct heap_roots {
+    term_t *const *slots; /* nslots pointers to term slots */
+    size_t nslots;
+    void (*enumerate)(void *ctx, heap_root_visit_fn visit, void *vctx); /* or NULL */
+    void *ctx;
+} heap_roots_t;
+
+/* Flags for heap_collect. */
+#define HEAP_GC_MAJOR 0x1u /* full sweep: collect the old generation too */
+
+/*
+ * Collects h (generational Cheney copying) and leaves at least `need` free
+ * words in the young area, so the next heap_alloc calls totalling `need`
+ * words cannot fail or spill into a fragment.  Minor collections copy the
+ * young generation and fragments, promoting terms that survived the
+ * previous collection into the old heap; a major one (HEAP_GC_MAJOR, every
+ * fullsweep_after minors, or when the old heap or its binaries would
+ * overflow) copies everything into one new young area and frees the old
+ * heap.  Fragments (overflow and attached messages) are merged and freed;
+ * off-heap binaries no longer referenced are released.  The young area
+ * grows along heap_next_size and shrinks when mostly empty.
+ *
+ * Errors: GD_ENOMEM (memory ran out before or after collecting: the heap
+ * is consistent and the roots valid, but `need` words are not guaranteed),
+ * GD_ESYSTEM_LIMIT (need too large for any heap; nothing done),
+ * GD_EHEAP_LIMIT (max_heap_words is set and
+ * the heap is larger after the collection, or need alone exceeds it: the
+ * heap is consistent and the roots valid, but the owner must be killed).
+ * Work: O(live words of the collected generations + fragments + young
+ * off-heap binaries); no recursion.
+ */
+int heap_collect(heap_t *h, size_t need, const heap_roots_t *roots, unsigned flags) GD_MUST_CHECK;
+
+/* heap_collect with `nroots` single root slots and no flags. */
+int heap_gc(heap_t *h, size_t need, term_t *const roots[], size_t nroots) GD_MUST_CHECK;
+
+/* Out-of-line part of heap_ensure_free / heap_ensure_free_roots. */
+int heap_ensure_free_slow(heap_t *h, size_t need, const heap_roots_t *roots) GD_MUST_CHECK;
+
+/* True when heap_ensure_free(h, need, ...) would collect: the young area has
+ * fewer than `need` free words, a collection is due (fragments or off-heap
+ * binaries piled up) or GC stress is on. */
+static inline bool heap_gc_due(const heap_t *h, size_t need)
+{
+    return (size_t)(h->young_end - h->young_top) < need ||
+           (h->gc_flags & (HEAP_GCF_WANTED | HEAP_GCF_STRESS)) != 0 ||
+           h->offheap_bytes > h->vheap_limit;
+}
+
+/*
+ * The allocation safe point: returns GD_OK at once when `need` words are
+ * free in the young area and no collection is due, else collects as
+ * heap_collect (roots as `nroots` slots).  Errors as heap_collect.
+ */
+static inline int heap_ensure_free(heap_t *h, size_t need, term_t *const roots[], size_t nroots)
+{
+    if (GD_LIKELY(!heap_gc_due(h, need)))
+        return GD_OK;
+    heap_roots_t r = {roots, nroots, NULL, NULL};
+    return heap_ensure_free_slow(h, need, &r);
+}
+
+/* heap_ensure_free with a full root set. */
+static inline int heap_ensure_free_roots(heap_t *h, size_t need, const heap_roots_t *roots)
+{
+    if (GD_LIKELY(!heap_gc_due(h, need)))
+        return GD_OK;
+    return heap_ensure_free_slow(h, need, roots);
+}
+
+/*
+ * Full sweep into a young area of exactly the live size (erlang:hibernate):
+ * an idle process keeps only its live words.  The next allocation grows the
+ * heap again.  Errors: GD_ENOMEM (heap unchanged), GD_EHEAP_LIMIT (as heap_collect).
+ */
+int heap_hibernate(heap_t *h, const heap_roots_t *roots) GD_MUST_CHECK;
+
+/*
+ * The heap size sequence (BEAM's): 12, 38, 51, 90, 142, 233, 376, 610, 987,
+ * ... (Fibonacci plus one) up to 833026 words, then +20% per step.  Returns
+ * the smallest size >= `words` (offset 0) or the next one above it (offset
+ * 1); 0 when past the largest heap (2^50 words).
+ */
+size_t heap_next_size(size_t words, unsigned offset);
+
+/* Words allocated to the heap: young area + old area + fragments (what
+ * max_heap_words limits; OTP's total_heap_size). */
+size_t heap_size_words(const heap_t *h);
+
+/* Adds up every collection so far on every heap of this OS process. */
+void heap_gc_stats_node(heap_gc_stats_t *out);
+
+/*
+ * GC stress: every heap_ensure_free collects.  On when built with
+ * GD_GC_STRESS or when GIRDER_GC_STRESS=1 is in the environment at the
+ * first heap_init; heap_gc_stress_set overrides both for heaps initialised
+ * afterwards (tests).  heap_gc_stress_enabled says what new heaps get.
+ */
+void heap_gc_stress_set(bool on);
+bool heap_gc_stress_enabled(void);
+
+/* ------------------------------------------------------------------------ */
+/* Messages (message.c)                                                     */
+
+/*
+ * Copies t (on any heap the caller may read) into a new fragment owned by
+ * the caller, for a message: the receiver's heap is not touched.  Refc
+ * binaries are shared (count bumped), never copied.  *frag_out is NULL when
+ * t is immediate (nothing to copy).  Errors: GD_ENOMEM, GD_ESYSTEM_LIMIT
+ * (larger than HEAP_COPY_MAX_WORDS); nothing is allocated then.  O(size).
+ */
+int heap_msg_copy(term_t t, heap_frag_t **frag_out, term_t *out) GD_MUST_CHECK;
+
+/*
+ * As heap_msg_copy for the tuple {elems[0], ..., elems[n-1]}, built only in
+ * the fragment (e.g. {'EXIT', From, Reason} without allocating on the
+ * sender's heap).
+ */
+int heap_msg_copy_tuple(const term_t *elems, size_t n, heap_frag_t **frag_out,
+                        term_t *out) GD_MUST_CHECK;
+
+/*
+ * Hands a message fragment to its receiver's heap (consumed; NULL is a
+ * no-op).  Its terms are usable at once and are merged into the heap at
+ * its next collection.  O(1).
+ */
+void heap_attach_frag(heap_t *h, heap_frag_t *frag);
+
+/* Frees a fragment that was never attached (an undelivered message),
+ * dropping its binary references.  NULL is a no-op. */
+void heap_frag_free(heap_frag_t *frag);
 
 /* ------------------------------------------------------------------------ */
 /* Construction.  Functions taking a heap allocate on it and return GD_ENOMEM
@@ -715,13 +894,32 @@ uint64_t heap_hash(term_t t);
 /* ------------------------------------------------------------------------ */
 /* Copying and sizing                                                       */
 
+/*
+ * Sharing.  A copy is a tree copy except where sharing is cheap to see: a
+ * small cache of recently copied objects (keyed by source address) lets a
+ * tuple, map, fun, binary or list reached again through a non-tail slot
+ * soon after its first copy be shared, as in {X, X} or a balanced DAG
+ * (T(n+1) = {T(n), T(n)} copies in O(n) words).  List cells reached through
+ * a tail are never looked up (long lists cost nothing extra) and leaf
+ * objects without terms (floats, bignums, heap binaries) are always
+ * duplicated.  Sizing and copying walk the term identically, so
+ * heap_term_size is exactly what heap_copy_term allocates.
+ */
+
+/* Largest copy (words) heap_copy_term / heap_msg_copy attempt: beyond it
+ * GD_ESYSTEM_LIMIT (a DAG whose tree is astronomically large). */
+#define HEAP_COPY_MAX_WORDS ((size_t)1 << 40)
+
 /* Words needed to copy t onto another heap (refc binaries counted as their
- * REFC_BIN object, sharing preserved only for the term as a whole). */
+ * REFC_BIN object), saturating at SIZE_MAX past HEAP_COPY_MAX_WORDS or when
+ * memory for the walk runs out.  O(size); no recursion. */
 size_t heap_term_size(term_t t);
 
 /*
- * Deep-copies t onto h (refc binaries shared, refc bumped).  No recursion.
- * Errors: GD_ENOMEM (nothing reachable from *out is valid then).
+ * Deep-copies t onto h (refc binaries shared, refc bumped; sharing as
+ * above).  Allocates with heap_alloc (never collects).  No recursion.
+ * Errors: GD_ENOMEM, GD_ESYSTEM_LIMIT (past HEAP_COPY_MAX_WORDS); *out is
+ * not set then.
  */
 int heap_copy_term(heap_t *h, term_t t, term_t *out) GD_MUST_CHECK;
 

@@ -1,0 +1,59 @@
+/*
+ * gc_internal.h — what the collector (gc.c), the copier (copy.c), messages
+ * (message.c) and heap.c share inside heap/ and nobody else needs.
+ */
+#ifndef GIRDER_HEAP_GC_INTERNAL_H
+#define GIRDER_HEAP_GC_INTERNAL_H
+
+#include "heap.h"
+
+/* The zero-word young area of a heap that has not allocated yet (heap.c). */
+extern term_t heap_no_young_area[1];
+
+/* Largest heap (words): BEAM's 2^53 bytes. */
+#define GC_MAX_HEAP_WORDS ((size_t)1 << 50)
+
+/* Off-heap binary bytes a generation may hold before a collection is due
+ * (BEAM's default bin_vheap_size, 46422 words). */
+#define GC_VHEAP_MIN_BYTES ((size_t)46422 * sizeof(term_t))
+
+/* Where the copier writes: words [hp, hend), REFC_BIN copies linked on
+ * *offheap_first with their bytes added to *offheap_bytes. */
+typedef struct heap_copy_dest {
+    term_t *hp;
+    term_t *hend;
+    term_t **offheap_first;
+    size_t *offheap_bytes;
+} heap_copy_dest_t;
+
+/*
+ * Sizes the copy of the n terms in terms[] (walked as one copy, so sharing
+ * between them is seen as within one term) into *words.  Errors:
+ * GD_ESYSTEM_LIMIT past HEAP_COPY_MAX_WORDS, GD_ENOMEM for the walk stack.
+ */
+int heap_copy_size_n(const term_t *terms, size_t n, size_t *words) GD_MUST_CHECK;
+
+/*
+ * Copies the n terms into dest (exactly the words heap_copy_size_n gave),
+ * writing the copies to outs[0..n).  Errors: GD_ENOMEM for the walk stack,
+ * GD_EINVAL if the terms changed since they were sized (a caller bug).
+ */
+int heap_copy_write_n(const term_t *terms, size_t n, term_t *outs,
+                      heap_copy_dest_t *dest) GD_MUST_CHECK;
+
+/* Drops the binary references of a chain of REFC_BIN objects linked through
+ * their next word. */
+void heap_offheap_release(term_t *first);
+
+/* The next REFC_BIN object on an off-heap chain. */
+static inline term_t *offheap_next(const term_t *obj) { return (term_t *)(uintptr_t)obj[3]; }
+static inline void offheap_set_next(term_t *obj, const term_t *next)
+{
+    obj[3] = (term_t)(uintptr_t)next;
+}
+static inline heap_binary_t *offheap_binary(const term_t *obj)
+{
+    return (heap_binary_t *)(uintptr_t)obj[2];
+}
+
+#endif /* GIRDER_HEAP_GC_INTERNAL_H */

@@ -1,0 +1,115 @@
+/*
+ * message.c — message bodies: a term copied into a heap fragment that the
+ * message owns, built by the sender without touching the receiver's heap,
+ * then handed to the receiver's heap (heap_attach_frag) where the collector
+ * merges it at the next collection.
+ */
+#include <stdlib.h>
+
+#include "gc_internal.h"
+
+void heap_offheap_release(term_t *first)
+{
+    while (first != NULL) {
+        term_t *next = offheap_next(first);
+        heap_binary_unref(offheap_binary(first));
+        first = next;
+    }
+}
+
+/* A fragment of exactly `words` words, all in use. */
+static heap_frag_t *frag_new(size_t words)
+{
+    if (words > (SIZE_MAX - sizeof(heap_frag_t)) / sizeof(term_t))
+        return NULL;
+    heap_frag_t *f = malloc(sizeof *f + words * sizeof(term_t));
+    if (f == NULL)
+        return NULL;
+    f->next = NULL;
+    f->used = words;
+    f->capacity = words;
+    f->offheap_first = NULL;
+    f->offheap_bytes = 0;
+    return f;
+}
+
+/* Sizes `n` terms, creates a fragment with `extra` words in front of their
+ * copies, and copies them to outs[] (NULL: to the fragment's words 1..n,
+ * the elements of a tuple whose header the caller writes at word 0). */
+static int copy_to_frag(const term_t *terms, size_t n, size_t extra, heap_frag_t **frag_out,
+                        term_t *outs)
+{
+    size_t words;
+    int rc = heap_copy_size_n(terms, n, &words);
+    if (rc != GD_OK)
+        return rc;
+    if (words > HEAP_COPY_MAX_WORDS - extra)
+        return GD_ESYSTEM_LIMIT;
+    heap_frag_t *f = frag_new(extra + words);
+    if (f == NULL)
+        return GD_ENOMEM;
+    heap_copy_dest_t dest = {f->words + extra, f->words + extra + words, &f->offheap_first,
+                             &f->offheap_bytes};
+    rc = heap_copy_write_n(terms, n, outs != NULL ? outs : f->words + 1, &dest);
+    if (rc != GD_OK) {
+        heap_frag_free(f);
+        return rc;
+    }
+    GD_ASSERT(dest.hp == dest.hend);
+    *frag_out = f;
+    return GD_OK;
+}
+
+int heap_msg_copy(term_t t, heap_frag_t **frag_out, term_t *out)
+{
+    if (term_is_immediate(t)) {
+        *frag_out = NULL;
+        *out = t;
+        return GD_OK;
+    }
+    return copy_to_frag(&t, 1, 0, frag_out, out);
+}
+
+int heap_msg_copy_tuple(const term_t *elems, size_t n, heap_frag_t **frag_out, term_t *out)
+{
+    if (n > HEAP_COPY_MAX_WORDS)
+        return GD_ESYSTEM_LIMIT;
+    heap_frag_t *f;
+    int rc = copy_to_frag(elems, n, 1 + n, &f, NULL);
+    if (rc != GD_OK)
+        return rc;
+    f->words[0] = heap_make_header(HDR_TUPLE, n);
+    *frag_out = f;
+    *out = term_make_boxed(f->words);
+    return GD_OK;
+}
+
+void heap_attach_frag(heap_t *h, heap_frag_t *frag)
+{
+    if (frag == NULL)
+        return;
+    /* Keep an overflow fragment with room at the head: heap_alloc_slow
+     * only tries the first one. */
+    heap_frag_t *head = h->frags;
+    if (head != NULL && head->used < head->capacity) {
+        frag->next = head->next;
+        head->next = frag;
+    } else {
+        frag->next = head;
+        h->frags = frag;
+    }
+    h->frag_words += frag->used;
+    h->offheap_bytes += frag->offheap_bytes;
+    /* Messages piling up in fragments are merged once they match the young
+     * area in size, even if the process allocates little itself. */
+    if (h->frag_words >= (size_t)(h->young_end - h->young_start))
+        h->gc_flags |= HEAP_GCF_WANTED;
+}
+
+void heap_frag_free(heap_frag_t *frag)
+{
+    if (frag == NULL)
+        return;
+    heap_offheap_release(frag->offheap_first);
+    free(frag);
+}
