@@ -6,11 +6,11 @@
  *
  * Flat layout: [hdr HDR_MAP_FLAT, arity 1+2n][n small][keys[n]][values[n]].
  *
- * Building a hash map sorts the pairs by their position in the trie (the
- * hash with its 5-bit chunks reversed, so that level 0 is most significant),
- * which makes every subtree a contiguous run; the trie is then written in one
- * allocation whose size is computed first, so a failed build leaves nothing
- * behind.  The builder recurses once per trie level, which the 64-bit hash
+ * Building a hash map sorts the pairs by their position in the trie (their
+ * hashes compared chunk by chunk from level 0, hamt_hash_order), bucketing
+ * one level at a time; every subtree is then a contiguous run, and the trie
+ * is written in one allocation whose size is computed first, so a failed
+ * build leaves nothing behind.  The builder recurses once per trie level, which the 64-bit hash
  * bounds to HAMT_LEVELS + 1 frames whatever the input.
  */
 #include <stdlib.h>
@@ -200,20 +200,72 @@ static void sort_pairs(term_t *k, term_t *v, size_t lo, size_t hi)
 /* ------------------------------------------------------------------------ */
 /* Flat maps                                                                 */
 
+/* Orders two atoms by text, given their fetched texts. */
+static inline int cmp_atom_text(const char *ta, size_t la, const char *tb, size_t lb)
+{
+    int c = memcmp(ta, tb, la < lb ? la : lb);
+    if (c != 0)
+        return c;
+    return (la > lb) - (la < lb);
+}
+
+/*
+ * make_flat's sort when every key is an atom (records-like maps, the common
+ * case): each atom's text is fetched once instead of twice per comparison,
+ * and two atoms are the same key exactly when their words are equal.
+ */
+static int sort_atom_keys(const term_t *keys, size_t n, uint8_t *order, term_t *sorted)
+{
+    const char *text[HEAP_MAP_FLAT_MAX];
+    size_t len[HEAP_MAP_FLAT_MAX];
+    for (size_t i = 0; i < n; i++) {
+        size_t pos = i;
+        const char *t = heap_atom_text(keys[i], &len[i]);
+        text[i] = t;
+        /* Backwards from the end: sorted input costs one comparison. */
+        while (pos > 0) {
+            size_t o = order[pos - 1];
+            if (keys[o] == keys[i])
+                return GD_EDUPLICATE_KEY;
+            if (cmp_atom_text(text[o], len[o], t, len[i]) < 0)
+                break;
+            pos--;
+        }
+        /* Equal keys are adjacent in the order; check the one we stopped at
+         * from the other side too. */
+        if (pos < i && keys[order[pos]] == keys[i])
+            return GD_EDUPLICATE_KEY;
+        memmove(order + pos + 1, order + pos, i - pos);
+        order[pos] = (uint8_t)i;
+    }
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = keys[order[i]];
+    return GD_OK;
+}
+
 static int make_flat(heap_t *h, const term_t *keys, const term_t *vals, size_t n, term_t *out)
 {
     /* Sort a permutation first, so a duplicate is found before anything is
      * allocated. */
     uint8_t order[HEAP_MAP_FLAT_MAX];
     term_t sorted[HEAP_MAP_FLAT_MAX];
-    for (size_t i = 0; i < n; i++) {
-        size_t pos;
-        if (flat_find(sorted, i, keys[i], &pos))
-            return GD_EDUPLICATE_KEY;
-        memmove(order + pos + 1, order + pos, i - pos);
-        memmove(sorted + pos + 1, sorted + pos, (i - pos) * sizeof *sorted);
-        order[pos] = (uint8_t)i;
-        sorted[pos] = keys[i];
+    bool all_atoms = true;
+    for (size_t i = 0; i < n && all_atoms; i++)
+        all_atoms = term_is_atom(keys[i]);
+    if (all_atoms) {
+        int rc = sort_atom_keys(keys, n, order, sorted);
+        if (rc != GD_OK)
+            return rc;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            size_t pos;
+            if (flat_find(sorted, i, keys[i], &pos))
+                return GD_EDUPLICATE_KEY;
+            memmove(order + pos + 1, order + pos, i - pos);
+            memmove(sorted + pos + 1, sorted + pos, (i - pos) * sizeof *sorted);
+            order[pos] = (uint8_t)i;
+            sorted[pos] = keys[i];
+        }
     }
     term_t *p = heap_alloc(h, 2 + 2 * n);
     if (p == NULL)
@@ -232,53 +284,53 @@ static int make_flat(heap_t *h, const term_t *keys, const term_t *vals, size_t n
 /* Building hash maps                                                        */
 
 typedef struct hent {
-    uint64_t okey; /* trie position: hash chunks reversed, level 0 on top */
+    uint64_t hash; /* the key's HAMT hash: its position in the trie */
     uint64_t idx;  /* index into the caller's arrays */
 } hent_t;
 GD_STATIC_ASSERT(sizeof(hent_t) == 2 * sizeof(term_t), "collision runs are sorted in hent scratch");
 
-static inline uint64_t trie_order_key(uint64_t hash)
+/* Insertion sort of a short run by trie position. */
+static void trie_insertion_sort(hent_t *e, size_t n)
 {
-    uint64_t ok = 0;
-    for (unsigned l = 0; l < HAMT_LEVELS - 1; l++)
-        ok |= (uint64_t)hamt_chunk(hash, l) << (64 - HAMT_BITS * (l + 1));
-    /* The last level has the remaining 64 - 60 = 4 bits. */
-    ok |= hash >> (HAMT_BITS * (HAMT_LEVELS - 1));
-    return ok;
-}
-
-static inline unsigned ok_chunk(uint64_t ok, unsigned level)
-{
-    if (level < HAMT_LEVELS - 1)
-        return (unsigned)(ok >> (64 - HAMT_BITS * (level + 1))) & (HAMT_FANOUT - 1);
-    return (unsigned)(ok & ((1u << (64 - HAMT_BITS * (HAMT_LEVELS - 1))) - 1));
-}
-
-/* LSD radix sort of e[0..n) by okey, 8 bits a pass, tmp as scratch; passes
- * where every key has the same byte are skipped. */
-static void radix_sort(hent_t *e, hent_t *tmp, size_t n)
-{
-    hent_t *src = e, *dst = tmp;
-    for (unsigned shift = 0; shift < 64; shift += 8) {
-        size_t count[256] = {0};
-        for (size_t i = 0; i < n; i++)
-            count[(src[i].okey >> shift) & 0xFF]++;
-        if (count[(src[0].okey >> shift) & 0xFF] == n)
-            continue;
-        size_t sum = 0;
-        for (unsigned b = 0; b < 256; b++) {
-            size_t c = count[b];
-            count[b] = sum;
-            sum += c;
+    for (size_t i = 1; i < n; i++) {
+        hent_t x = e[i];
+        size_t j = i;
+        while (j > 0 && hamt_hash_order(e[j - 1].hash, x.hash) > 0) {
+            e[j] = e[j - 1];
+            j--;
         }
-        for (size_t i = 0; i < n; i++)
-            dst[count[(src[i].okey >> shift) & 0xFF]++] = src[i];
-        hent_t *t = src;
-        src = dst;
-        dst = t;
+        e[j] = x;
     }
-    if (src != e)
-        memcpy(e, src, n * sizeof *e);
+}
+
+/*
+ * Sorts e[0..n) by trie position, most significant chunk first: one
+ * counting pass per trie level that still has more than a handful of
+ * entries in a bucket, so about log32(n) passes instead of eight byte
+ * passes.  tmp has room for n entries.  Recursion depth is bounded by
+ * HAMT_LEVELS, not by the input.
+ */
+static void trie_sort(hent_t *e, hent_t *tmp, size_t n, unsigned level)
+{
+    if (n <= 24 || level >= HAMT_LEVELS) {
+        trie_insertion_sort(e, n);
+        return;
+    }
+    size_t start[HAMT_FANOUT + 1] = {0};
+    for (size_t i = 0; i < n; i++)
+        start[hamt_chunk(e[i].hash, level) + 1]++;
+    for (unsigned b = 0; b < HAMT_FANOUT; b++)
+        start[b + 1] += start[b];
+    size_t fill[HAMT_FANOUT];
+    memcpy(fill, start, sizeof fill);
+    for (size_t i = 0; i < n; i++)
+        tmp[fill[hamt_chunk(e[i].hash, level)]++] = e[i];
+    memcpy(e, tmp, n * sizeof *e);
+    for (unsigned b = 0; b < HAMT_FANOUT; b++) {
+        size_t len = start[b + 1] - start[b];
+        if (len > 1)
+            trie_sort(e + start[b], tmp + start[b], len, level + 1);
+    }
 }
 
 /* Words of the subtree for entries [lo, hi) at `level` (a leaf for one
@@ -292,9 +344,9 @@ static size_t trie_words(const hent_t *e, size_t lo, size_t hi, unsigned level, 
     size_t words = root ? 3 : 2;
     size_t i = lo;
     while (i < hi) {
-        unsigned c = ok_chunk(e[i].okey, level);
+        unsigned c = hamt_chunk(e[i].hash, level);
         size_t g = i + 1;
-        while (g < hi && ok_chunk(e[g].okey, level) == c)
+        while (g < hi && hamt_chunk(e[g].hash, level) == c)
             g++;
         words += 1 + trie_words(e, i, g, level + 1, false);
         i = g;
@@ -330,7 +382,7 @@ static term_t trie_fill(const hent_t *e, size_t lo, size_t hi, unsigned level, b
     uint32_t bitmap = 0;
     size_t k = 0;
     for (size_t i = lo; i < hi; i++) {
-        uint32_t bit = (uint32_t)1 << ok_chunk(e[i].okey, level);
+        uint32_t bit = (uint32_t)1 << hamt_chunk(e[i].hash, level);
         if (!(bitmap & bit)) {
             bitmap |= bit;
             k++;
@@ -349,9 +401,9 @@ static term_t trie_fill(const hent_t *e, size_t lo, size_t hi, unsigned level, b
     }
     size_t i = lo, slot = 0;
     while (i < hi) {
-        unsigned c = ok_chunk(e[i].okey, level);
+        unsigned c = hamt_chunk(e[i].hash, level);
         size_t g = i + 1;
-        while (g < hi && ok_chunk(e[g].okey, level) == c)
+        while (g < hi && hamt_chunk(e[g].hash, level) == c)
             g++;
         node[head + slot++] = trie_fill(e, i, g, level + 1, false, keys, vals, cursor);
         i = g;
@@ -398,13 +450,13 @@ static int make_hamt(heap_t *h, const term_t *keys, const term_t *vals, size_t n
     hent_t *tmp = e + n;
     int rc;
     for (size_t i = 0; i < n; i++) {
-        e[i].okey = trie_order_key(hamt_key_hash(keys[i]));
+        e[i].hash = hamt_key_hash(keys[i]);
         e[i].idx = i;
     }
-    radix_sort(e, tmp, n);
+    trie_sort(e, tmp, n, 0);
     for (size_t i = 0; i < n;) {
         size_t g = i + 1;
-        while (g < n && e[g].okey == e[i].okey)
+        while (g < n && e[g].hash == e[i].hash)
             g++;
         if (g - i > 1) {
             rc = order_collisions(e, i, g, keys, (term_t *)tmp);

@@ -323,6 +323,59 @@ static void test_duplicates(void)
     heap_destroy(&h);
 }
 
+/* Flat maps whose keys are all atoms take their own sorting path. */
+static void test_atom_keys(void)
+{
+    heap_t h;
+    CU_ASSERT_FATAL(heap_init(&h, 0) == GD_OK);
+    term_t atoms[40];
+    for (int i = 0; i < 40; i++) {
+        /* Names that share prefixes and differ in length, some non-ASCII. */
+        char buf[32];
+        snprintf(buf, sizeof buf, "%s%d", i % 3 == 0 ? "k" : (i % 3 == 1 ? "key" : "\xc3\xa9"),
+                 i / 2);
+        atoms[i] = heap_atom(buf);
+        CU_ASSERT_FATAL(atoms[i] != TERM_NONE);
+    }
+    uint64_t seed = termgen_seed_from_env(0xA70);
+    for (int round = 0; round < 300; round++) {
+        size_t n = 1 + termgen_below(&seed, HEAP_MAP_FLAT_MAX);
+        term_t keys[HEAP_MAP_FLAT_MAX], vals[HEAP_MAP_FLAT_MAX], map;
+        /* n distinct atoms in random order (or sorted / reversed) */
+        term_t pool[40];
+        memcpy(pool, atoms, sizeof pool);
+        for (size_t i = 0; i < n; i++) {
+            size_t r = i + termgen_below(&seed, 40 - i);
+            term_t x = pool[i];
+            pool[i] = pool[r];
+            pool[r] = x;
+            keys[i] = pool[i];
+            vals[i] = term_make_small((int64_t)i);
+        }
+        if (round % 3 != 0) {
+            qsort(keys, n, sizeof *keys, cmp_exact);
+            if (round % 3 == 2)
+                for (size_t i = 0; i < n / 2; i++) {
+                    term_t x = keys[i];
+                    keys[i] = keys[n - 1 - i];
+                    keys[n - 1 - i] = x;
+                }
+        }
+        CU_ASSERT_FATAL(heap_make_map(&h, keys, vals, n, &map) == GD_OK);
+        check_map(&h, map, keys, vals, n, &seed);
+        if (n >= 2) {
+            size_t a = termgen_below(&seed, n), b = termgen_below(&seed, n - 1);
+            if (b >= a)
+                b++;
+            keys[b] = keys[a];
+            size_t used = heap_used_words(&h);
+            CU_ASSERT_EQUAL(heap_make_map(&h, keys, vals, n, &map), GD_EDUPLICATE_KEY);
+            CU_ASSERT_EQUAL(heap_used_words(&h), used);
+        }
+    }
+    heap_destroy(&h);
+}
+
 /* Maps whose keys collide under a narrowed hash (hamt.h testing knob). */
 static void test_collisions(void)
 {
@@ -555,6 +608,7 @@ static const gd_test_case_t cases[] = {
     {"put grow and persistence", test_put_grow},
     {"put replace", test_put_replace},
     {"duplicates", test_duplicates},
+    {"atom keys", test_atom_keys},
     {"hash collisions", test_collisions},
     {"iterator with pos only", test_iter_pos_only},
     {"random model", test_random_model},
