@@ -6,6 +6,7 @@
 
 #include "cunit_main.h"
 #include "gc_util.h"
+#include "termgen_util.h"
 
 #define OK(expr) CU_ASSERT_EQUAL_FATAL((expr), GD_OK)
 
@@ -100,6 +101,30 @@ static void test_copy_random_terms(void)
         heap_destroy(&dst);
     }
     CU_ASSERT_EQUAL(heap_binary_live_bytes(), base);
+}
+
+static void test_copy_termgen_terms(void)
+{
+    uint64_t seed = termgen_seed_from_env(99);
+    for (int i = 0; i < 300; i++) {
+        heap_t src = fresh(), dst = fresh();
+        uint64_t s0 = seed;
+        term_t t = termgen_random(&src, &seed, 1 + i % 6);
+        CU_ASSERT_FATAL(t != TERM_NONE);
+        size_t words = heap_term_size(t);
+        size_t before = heap_used_words(&dst);
+        term_t c;
+        OK(heap_copy_term(&dst, t, &c));
+        CU_ASSERT_EQUAL(heap_used_words(&dst) - before, words);
+        CU_ASSERT(gcu_equal(t, c));
+        CU_ASSERT(heap_compare(t, c, true) == 0);
+        CU_ASSERT(heap_hash(t) == heap_hash(c));
+        CU_ASSERT(gcu_disjoint(&src, c));
+        if (heap_compare(t, c, true) != 0)
+            fprintf(stderr, "copy differs (seed %llu)\n", (unsigned long long)s0);
+        heap_destroy(&src);
+        heap_destroy(&dst);
+    }
 }
 
 static void test_copy_shares_refc_binaries(void)
@@ -280,6 +305,7 @@ static const gd_test_case_t cases[] = {
     {"size of immediates", test_size_immediates},
     {"size of each boxed type", test_size_each_type},
     {"copy random terms: equal, detached, exact size", test_copy_random_terms},
+    {"copy termgen terms (real maps): equal, same hash", test_copy_termgen_terms},
     {"copy shares refc binaries and sub-binaries", test_copy_shares_refc_binaries},
     {"copy preserves cheap sharing (DAG of depth 60)", test_copy_preserves_cheap_sharing},
     {"copy deep nesting and long lists without recursion", test_copy_deep_and_long},

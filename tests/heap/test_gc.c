@@ -501,6 +501,7 @@ static void proc_check(const proc_t *p)
     for (int i = 0; i < SLOTS; i++) {
         CU_ASSERT_FATAL(gcu_on_heap(&p->h, p->slot[i]));
         CU_ASSERT_FATAL(gcu_equal(p->slot[i], p->refv[i]));
+        CU_ASSERT_FATAL(heap_compare(p->slot[i], p->refv[i], true) == 0);
     }
 }
 
@@ -516,7 +517,7 @@ static void proc_step(proc_t *p, proc_t *other, gcu_rng_t *r)
 {
     int i = (int)gcu_below(r, SLOTS);
     term_t t;
-    switch (gcu_below(r, 14)) {
+    switch (gcu_below(r, 15)) {
     case 0:
     case 1: { /* leaf */
         ensure(p, GCU_LEAF_MAX_WORDS);
@@ -632,6 +633,32 @@ static void proc_step(proc_t *p, proc_t *other, gcu_rng_t *r)
         proc_set(p, i, t, other->tree[j]);
         break;
     }
+    case 13: { /* a real map (heap_make_map): flat, or a HAMT of 33..60
+                  small-integer keys built without a safe point */
+        bool hamt = gcu_below(r, 3) == 0;
+        size_t n = hamt ? 33 + gcu_below(r, 28) : 1 + gcu_below(r, 3);
+        term_t keys[60], vals[60];
+        size_t tree = hamt ? 40 * n : 2 + 2 * n;
+        int vs[60];
+        for (size_t j = 0; j < n; j++) {
+            vs[j] = (int)gcu_below(r, SLOTS);
+            tree += p->tree[vs[j]];
+        }
+        if (tree > TREE_CAP)
+            break;
+        if (!hamt)
+            ensure(p, 2 + 2 * n);
+        for (size_t j = 0; j < n; j++) {
+            keys[j] = hamt ? term_make_small((int64_t)(j * 7919)) : p->slot[vs[(j + 1) % n]];
+            vals[j] = p->slot[vs[j]];
+        }
+        int rc = heap_make_map(&p->h, keys, vals, n, &t);
+        if (rc == GD_EDUPLICATE_KEY)
+            break;
+        OK(rc);
+        proc_set(p, i, t, tree);
+        break;
+    }
     default:
         if (gcu_below(r, 20) == 0)
             OK(heap_hibernate(&p->h, &(heap_roots_t){p->roots, SLOTS, NULL, NULL}));
@@ -644,8 +671,8 @@ static void test_property_random_graphs(void)
     size_t base = heap_binary_live_bytes();
     unsigned failures = CU_get_number_of_failures();
     bool stress = heap_gc_stress_enabled();
-    int steps = stress ? 2500 : 8000;
-    for (uint64_t seed = 1; seed <= 3; seed++) {
+    int steps = stress ? 4000 : 8000;
+    for (uint64_t seed = 1; seed <= 4; seed++) {
         gcu_rng_t r = {seed * 0x1234567ull};
         static proc_t a, b;
         proc_init(&a, 0);
