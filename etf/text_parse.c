@@ -928,7 +928,7 @@ static int parse_export(parser_t *p, term_t *out)
 {
     size_t open = p->tok_off;
     term_t mod, fn;
-    uint64_t arity;
+    uint64_t arity = 0;
     int rc;
     if ((rc = expect(p, T_ATOM)) != GD_OK)
         return rc;
@@ -1262,7 +1262,7 @@ static int parse_type_spec(parser_t *p, segment_t *seg)
             seg->little = !IS("big");
 #endif
         } else if (IS("unit")) {
-            uint64_t unit;
+            uint64_t unit = 0;
             if (have_unit || (rc = expect(p, T_COLON)) != GD_OK || (rc = expect(p, T_INT)) != GD_OK)
                 return have_unit ? fail(p, ETF_EPARSE, off) : rc;
             if ((rc = mag_to_u64(p, 256, &unit)) != GD_OK || unit == 0)
@@ -1647,7 +1647,7 @@ int etf_parse(heap_t *h, const char *text, size_t len, term_t *out, etf_error_t 
         err->code = 0;
         err->offset = 0;
     }
-    term_t value;
+    term_t value = TERM_NONE;
     int rc = parse_term(&p, &value);
     if (rc == GD_OK)
         rc = next_token(&p);
