@@ -209,6 +209,8 @@ static int request(const epmd_client_opts_t *opts, const uint8_t *body, size_t l
     rc = send_all(fd, frame, len + 2, deadline);
     if (rc == 0)
         rc = recv_to_eof(fd, deadline, answer);
+    if (rc == 0 && answer->len == 0) /* closed without a word */
+        rc = EPMD_EIO;
     close(fd);
     return rc;
 }
@@ -465,8 +467,6 @@ int epmd_client_stop(const epmd_client_opts_t *opts, const char *name, char *ans
     memcpy(body + 1, name, nlen);
     epmd_buf_t ans = {0};
     int rc = request(opts, body, nlen + 1, &ans);
-    if (rc == 0 && ans.len == 0)
-        rc = EPMD_EIO;
     if (answer_size > 0) {
         size_t n = ans.len < answer_size - 1 ? ans.len : answer_size - 1;
         if (n)

@@ -216,7 +216,8 @@ EPMD_MUST_CHECK int epmd_client_kill(const epmd_client_opts_t *opts);
 /* epmd_client_stop sends STOP_REQ for name and copies the raw answer
  * ("STOPPED", or "NOEXISTSTOPPED" from OTP-compatible servers) into
  * answer[0..answer_size) NUL-terminated.  An epmd without
- * -relaxed_command_check closes silently: EPMD_EIO with an empty answer. */
+ * -relaxed_command_check closes silently: EPMD_EIO with an empty answer.
+ * (Every request closed without any answer byte gives EPMD_EIO.) */
 EPMD_MUST_CHECK int epmd_client_stop(const epmd_client_opts_t *opts, const char *name,
                                      char *answer, size_t answer_size);
 

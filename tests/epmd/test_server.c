@@ -1,0 +1,887 @@
+/*
+ * test_server.c — the epmd server and client over loopback sockets, in one
+ * process: the server runs in its own libevent loop thread (as it would be
+ * embedded in a node), the blocking client and raw sockets drive it from
+ * the test thread.  Covers registration lifetime, re-registration, limits
+ * (connection cap and eviction, EMFILE without spinning), timeouts, STOP
+ * and KILL, thousands of registrations, and the keeper: embedded start and
+ * "the system epmd replaces the embedded one".
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cunit_main.h"
+#include "internal.h"
+
+#define WAIT_STEP_MS 20
+#define CLIENT_TIMEOUT_MS 3000
+
+/* ---- helpers ----------------------------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* free_port asks the kernel for a currently unused TCP port. */
+static uint16_t free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sin;
+    uint16_t port = 0;
+    if (bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+        port = ntohs(sin.sin_port);
+    close(fd);
+    return port;
+}
+
+static int raw_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* read_until_close reads up to cap bytes until EOF or timeout; returns the
+ * count, and sets *closed when EOF/RST was seen. */
+static size_t read_until_close(int fd, uint8_t *buf, size_t cap, int timeout_ms, bool *closed)
+{
+    size_t got = 0;
+    int64_t deadline = mono_ms() + timeout_ms;
+    *closed = false;
+    for (;;) {
+        int left = (int)(deadline - mono_ms());
+        if (left <= 0)
+            return got;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, left) <= 0)
+            continue;
+        ssize_t n = recv(fd, buf + got, cap - got, 0);
+        if (n <= 0) {
+            *closed = true;
+            return got;
+        }
+        got += (size_t)n;
+        if (got == cap)
+            return got;
+    }
+}
+
+static epmd_node_info_t node_named(const char *name, uint16_t port)
+{
+    epmd_node_info_t n;
+    memset(&n, 0, sizeof n);
+    snprintf(n.name, sizeof n.name, "%s", name);
+    n.port = port;
+    n.node_type = EPMD_NODE_NORMAL;
+    n.protocol = EPMD_PROTO_TCP_IPV4;
+    n.high_vsn = EPMD_DIST_VSN_HIGH;
+    n.low_vsn = EPMD_DIST_VSN_LOW;
+    return n;
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* A libevent loop running in its own thread. */
+typedef struct loop {
+    struct event_base *base;
+    pthread_t th;
+    epmd_server_t *srv;
+    uint16_t port;
+    bool running;
+} loop_t;
+
+static void *loop_main(void *arg)
+{
+    loop_t *l = arg;
+    event_base_loop(l->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+static void loop_run(loop_t *l)
+{
+    CU_ASSERT_FATAL(pthread_create(&l->th, NULL, loop_main, l) == 0);
+    l->running = true;
+}
+
+static void loop_init(loop_t *l)
+{
+    memset(l, 0, sizeof *l);
+    l->base = event_base_new();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l->base);
+}
+
+/* loop_server starts a server (on a free port unless cfg->port is set)
+ * and the loop thread. */
+static void loop_server(loop_t *l, epmd_server_config_t cfg)
+{
+    loop_init(l);
+    int rc = EPMD_EADDRINUSE;
+    for (int tries = 0; tries < 20 && rc == EPMD_EADDRINUSE; tries++) {
+        if (cfg.port == 0 || tries > 0)
+            cfg.port = free_port();
+        rc = epmd_server_start(l->base, &cfg, &l->srv);
+    }
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    l->port = epmd_server_port(l->srv);
+    loop_run(l);
+}
+
+static void loop_join(loop_t *l)
+{
+    if (l->running) {
+        event_base_loopexit(l->base, NULL);
+        pthread_join(l->th, NULL);
+        l->running = false;
+    }
+}
+
+static void loop_free(loop_t *l)
+{
+    loop_join(l);
+    epmd_server_stop(l->srv);
+    l->srv = NULL;
+    event_base_free(l->base);
+    l->base = NULL;
+}
+
+/* Run fn(arg) inside the loop thread and wait for it. */
+typedef struct call {
+    void (*fn)(void *);
+    void *arg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+} call_t;
+
+static void call_cb(evutil_socket_t fd, short what, void *arg)
+{
+    call_t *c = arg;
+    c->fn(c->arg);
+    pthread_mutex_lock(&c->mu);
+    c->done = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void loop_call(loop_t *l, void (*fn)(void *), void *arg)
+{
+    call_t c = {.fn = fn, .arg = arg, .done = false};
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    struct timeval tv = {0, 0};
+    CU_ASSERT_FATAL(event_base_once(l->base, -1, EV_TIMEOUT, call_cb, &c, &tv) == 0);
+    pthread_mutex_lock(&c.mu);
+    while (!c.done)
+        pthread_cond_wait(&c.cv, &c.mu);
+    pthread_mutex_unlock(&c.mu);
+    pthread_mutex_destroy(&c.mu);
+    pthread_cond_destroy(&c.cv);
+}
+
+typedef struct stats_req {
+    loop_t *l;
+    epmd_server_stats_t st;
+} stats_req_t;
+
+static void stats_fn(void *arg)
+{
+    stats_req_t *r = arg;
+    epmd_server_get_stats(r->l->srv, &r->st);
+}
+
+static epmd_server_stats_t loop_stats(loop_t *l)
+{
+    stats_req_t r = {.l = l};
+    loop_call(l, stats_fn, &r);
+    return r.st;
+}
+
+/* wait_lookup polls PORT_PLEASE2 until it returns want (or timeout). */
+static int wait_lookup(uint16_t port, const char *name, int want, int timeout_ms)
+{
+    epmd_client_opts_t o = {.port = port, .timeout_ms = CLIENT_TIMEOUT_MS};
+    epmd_node_info_t info;
+    int64_t deadline = mono_ms() + timeout_ms;
+    int rc;
+    do {
+        rc = epmd_client_port_please(&o, name, &info);
+        if (rc == want)
+            return rc;
+        sleep_ms(WAIT_STEP_MS);
+    } while (mono_ms() < deadline);
+    return rc;
+}
+
+/* ---- client against the embedded server --------------------------------------- */
+
+static void test_client_basic(void)
+{
+    loop_t l;
+    loop_server(&l, (epmd_server_config_t){0});
+    epmd_client_opts_t o = {.port = l.port, .timeout_ms = CLIENT_TIMEOUT_MS};
+    CU_ASSERT_EQUAL(epmd_client_probe(&o), 0);
+
+    epmd_node_info_t a = node_named("alpha", 21000);
+    a.extra_len = 2;
+    a.extra[0] = 0;
+    a.extra[1] = 'e';
+    uint32_t cr = 0;
+    epmd_registration_t *reg = NULL;
+    CU_ASSERT_EQUAL_FATAL(epmd_client_register(&o, &a, &cr, &reg), 0);
+    CU_ASSERT(cr >= 4);
+    CU_ASSERT_EQUAL(epmd_registration_creation(reg), cr);
+    CU_ASSERT(epmd_registration_fd(reg) >= 0);
+    CU_ASSERT(epmd_registration_alive(reg));
+
+    epmd_node_info_t info;
+    CU_ASSERT_EQUAL(epmd_client_port_please(&o, "alpha", &info), 0);
+    CU_ASSERT_EQUAL(info.port, 21000);
+    CU_ASSERT_EQUAL(info.high_vsn, 6);
+    CU_ASSERT_EQUAL(info.low_vsn, 5);
+    CU_ASSERT_EQUAL(info.extra_len, 2);
+    CU_ASSERT_EQUAL(info.extra[1], 'e');
+    CU_ASSERT_EQUAL(epmd_client_port_please(&o, "beta", &info), EPMD_ENOTFOUND);
+    CU_ASSERT_EQUAL(epmd_client_port_please(&o, "", &info), EPMD_EINVAL);
+
+    /* the same name again is refused while alpha lives */
+    epmd_registration_t *dup = NULL;
+    CU_ASSERT_EQUAL(epmd_client_register(&o, &a, &cr, &dup), EPMD_EREFUSED);
+    CU_ASSERT_PTR_NULL(dup);
+
+    epmd_names_t names;
+    char *raw = NULL;
+    size_t raw_len = 0;
+    CU_ASSERT_EQUAL_FATAL(epmd_client_names(&o, &names, &raw, &raw_len), 0);
+    CU_ASSERT_EQUAL(names.epmd_port, l.port);
+    CU_ASSERT_EQUAL_FATAL(names.count, 1);
+    CU_ASSERT_STRING_EQUAL(names.entries[0].name, "alpha");
+    CU_ASSERT_EQUAL(names.entries[0].port, 21000);
+    CU_ASSERT_STRING_EQUAL(raw, "name alpha at port 21000\n");
+    free(raw);
+    epmd_names_free(&names);
+
+    uint32_t eport = 0;
+    CU_ASSERT_EQUAL_FATAL(epmd_client_dump(&o, &eport, &raw, &raw_len), 0);
+    CU_ASSERT_EQUAL(eport, l.port);
+    CU_ASSERT(strncmp(raw, "active name     <alpha> at port 21000, fd = ", 44) == 0);
+    CU_ASSERT_EQUAL(raw[raw_len - 1], '\0');
+    free(raw);
+
+    /* KILL refused with a live node; STOP closed silently (not relaxed) */
+    CU_ASSERT_EQUAL(epmd_client_kill(&o), EPMD_ENOTALLOWED);
+    char answer[32];
+    CU_ASSERT_EQUAL(epmd_client_stop(&o, "alpha", answer, sizeof answer), EPMD_EIO);
+    CU_ASSERT_STRING_EQUAL(answer, "");
+    CU_ASSERT(epmd_registration_alive(reg));
+
+    /* closing the registration unregisters at once */
+    epmd_registration_close(reg);
+    CU_ASSERT_EQUAL(wait_lookup(l.port, "alpha", EPMD_ENOTFOUND, 1000), EPMD_ENOTFOUND);
+    epmd_server_stats_t st = loop_stats(&l);
+    CU_ASSERT_EQUAL(st.registered, 0);
+    CU_ASSERT(st.requests >= 8);
+
+    /* nothing listens on a fresh port */
+    epmd_client_opts_t none = {.port = free_port(), .timeout_ms = 500};
+    CU_ASSERT_EQUAL(epmd_client_probe(&none), EPMD_ECONNREFUSED);
+    epmd_client_opts_t badhost = {.host = "no-such-host.invalid", .port = l.port,
+                                  .timeout_ms = 500};
+    CU_ASSERT_EQUAL(epmd_client_probe(&badhost), EPMD_ERESOLVE);
+    loop_free(&l);
+}
+
+static void test_reregister_after_restart(void)
+{
+    loop_t l;
+    loop_server(&l, (epmd_server_config_t){0});
+    uint16_t port = l.port;
+    epmd_client_opts_t o = {.port = port, .timeout_ms = CLIENT_TIMEOUT_MS};
+    epmd_node_info_t n = node_named("phoenix", 22000);
+    uint32_t cr1 = 0, cr2 = 0;
+    epmd_registration_t *reg = NULL;
+    CU_ASSERT_EQUAL_FATAL(epmd_client_register(&o, &n, &cr1, &reg), 0);
+    loop_free(&l); /* the epmd goes away: the registration connection closes */
+    int64_t t0 = mono_ms();
+    while (epmd_registration_alive(reg) && mono_ms() - t0 < 1000)
+        sleep_ms(WAIT_STEP_MS);
+    CU_ASSERT_FALSE(epmd_registration_alive(reg));
+    CU_ASSERT_EQUAL(epmd_registration_fd(reg), -1);
+    /* nothing answers: reregister gives up after its attempts */
+    CU_ASSERT_EQUAL(epmd_client_reregister(reg, 2, 10, &cr2), EPMD_ECONNREFUSED);
+    /* a new epmd on the same port: reregister succeeds */
+    epmd_server_config_t cfg = {.port = port};
+    loop_init(&l);
+    CU_ASSERT_EQUAL_FATAL(epmd_server_start(l.base, &cfg, &l.srv), 0);
+    l.port = port;
+    loop_run(&l);
+    CU_ASSERT_EQUAL(epmd_client_reregister(reg, 5, 50, &cr2), 0);
+    CU_ASSERT(epmd_registration_alive(reg));
+    CU_ASSERT_EQUAL(wait_lookup(port, "phoenix", 0, 1000), 0);
+    epmd_registration_close(reg);
+    loop_free(&l);
+}
+
+static void test_thousands_of_registrations(void)
+{
+    enum { COUNT = 2000 };
+    raise_nofile();
+    loop_t l;
+    loop_server(&l, (epmd_server_config_t){0});
+    epmd_client_opts_t o = {.port = l.port, .timeout_ms = CLIENT_TIMEOUT_MS};
+    epmd_registration_t **regs = calloc(COUNT, sizeof *regs);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(regs);
+    int ok = 0;
+    for (int i = 0; i < COUNT; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "n%05d", i);
+        epmd_node_info_t n = node_named(name, (uint16_t)(10000 + i));
+        uint32_t cr;
+        if (epmd_client_register(&o, &n, &cr, &regs[i]) == 0)
+            ok++;
+    }
+    CU_ASSERT_EQUAL(ok, COUNT);
+    epmd_names_t names;
+    CU_ASSERT_EQUAL_FATAL(epmd_client_names(&o, &names, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(names.count, COUNT);
+    if (names.count == COUNT) { /* newest first */
+        CU_ASSERT_STRING_EQUAL(names.entries[0].name, "n01999");
+        CU_ASSERT_STRING_EQUAL(names.entries[COUNT - 1].name, "n00000");
+    }
+    epmd_names_free(&names);
+    epmd_node_info_t info;
+    CU_ASSERT_EQUAL(epmd_client_port_please(&o, "n01234", &info), 0);
+    CU_ASSERT_EQUAL(info.port, 11234);
+    for (int i = 0; i < COUNT; i++)
+        epmd_registration_close(regs[i]);
+    free(regs);
+    int64_t t0 = mono_ms();
+    epmd_server_stats_t st;
+    do {
+        sleep_ms(WAIT_STEP_MS);
+        st = loop_stats(&l);
+    } while (st.registered != 0 && mono_ms() - t0 < 3000);
+    CU_ASSERT_EQUAL(st.registered, 0);
+    loop_free(&l);
+}
+
+/* ---- raw-socket behaviour ------------------------------------------------------- */
+
+static size_t alive_frame(uint8_t *b, const char *name)
+{
+    size_t nlen = strlen(name);
+    epmd_put16(b, (uint16_t)(13 + nlen));
+    b[2] = EPMD_ALIVE2_REQ;
+    epmd_put16(b + 3, 30000);
+    b[5] = EPMD_NODE_NORMAL;
+    b[6] = 0;
+    epmd_put16(b + 7, 6);
+    epmd_put16(b + 9, 5);
+    epmd_put16(b + 11, (uint16_t)nlen);
+    memcpy(b + 13, name, nlen);
+    epmd_put16(b + 13 + nlen, 0);
+    return 15 + nlen;
+}
+
+static void test_alive_socket_rules(void)
+{
+    loop_t l;
+    loop_server(&l, (epmd_server_config_t){0});
+    uint8_t b[64], r[64];
+    bool closed;
+    /* a second ALIVE2 on the registration socket: closed, name dropped */
+    int fd = raw_connect(l.port);
+    CU_ASSERT_FATAL(fd >= 0);
+    size_t n = alive_frame(b, "twice");
+    CU_ASSERT_EQUAL(send(fd, b, n, 0), (ssize_t)n);
+    CU_ASSERT_EQUAL(read_until_close(fd, r, 6, 1000, &closed), 6);
+    CU_ASSERT_EQUAL(r[0], EPMD_ALIVE2_X_RESP);
+    CU_ASSERT_EQUAL(r[1], 0);
+    CU_ASSERT_EQUAL(wait_lookup(l.port, "twice", 0, 500), 0);
+    CU_ASSERT_EQUAL(send(fd, b, n, 0), (ssize_t)n);
+    CU_ASSERT_EQUAL(read_until_close(fd, r, sizeof r, 1000, &closed), 0);
+    CU_ASSERT(closed);
+    close(fd);
+    CU_ASSERT_EQUAL(wait_lookup(l.port, "twice", EPMD_ENOTFOUND, 1000), EPMD_ENOTFOUND);
+    /* a client that resets right after ALIVE2 leaves no zombie */
+    fd = raw_connect(l.port);
+    n = alive_frame(b, "reset");
+    CU_ASSERT_EQUAL(send(fd, b, n, 0), (ssize_t)n);
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    CU_ASSERT_EQUAL(wait_lookup(l.port, "reset", EPMD_ENOTFOUND, 1000), EPMD_ENOTFOUND);
+    epmd_client_opts_t o = {.port = l.port, .timeout_ms = CLIENT_TIMEOUT_MS};
+    epmd_node_info_t node = node_named("reset", 1);
+    epmd_registration_t *reg = NULL;
+    uint32_t cr;
+    CU_ASSERT_EQUAL(epmd_client_register(&o, &node, &cr, &reg), 0);
+    epmd_registration_close(reg);
+    loop_free(&l);
+}
+
+static void test_timeouts_and_dribble(void)
+{
+    epmd_server_config_t cfg = {.packet_timeout_s = 1};
+    loop_t l;
+    loop_server(&l, cfg);
+    uint8_t r[16];
+    bool closed;
+    /* connect and send nothing: closed after about a second */
+    int idle = raw_connect(l.port);
+    /* half a request, then silence: closed too */
+    int half = raw_connect(l.port);
+    CU_ASSERT_EQUAL(send(half, "\x00\x05z", 3, 0), 3);
+    /* a request dribbled one byte per 100 ms is served */
+    int drib = raw_connect(l.port);
+    const char req[] = "\x00\x04zabc";
+    for (size_t i = 0; i < sizeof req - 1; i++) {
+        CU_ASSERT_EQUAL(send(drib, req + i, 1, MSG_NOSIGNAL), 1);
+        sleep_ms(100);
+    }
+    CU_ASSERT_EQUAL(read_until_close(drib, r, sizeof r, 1000, &closed), 2);
+    CU_ASSERT(closed);
+    CU_ASSERT(r[0] == EPMD_PORT2_RESP && r[1] == 1);
+    close(drib);
+    int64_t t0 = mono_ms();
+    CU_ASSERT_EQUAL(read_until_close(idle, r, sizeof r, 3000, &closed), 0);
+    CU_ASSERT(closed);
+    CU_ASSERT_EQUAL(read_until_close(half, r, sizeof r, 3000, &closed), 0);
+    CU_ASSERT(closed);
+    CU_ASSERT(mono_ms() - t0 < 3000);
+    close(idle);
+    close(half);
+    /* slower than packet_timeout: closed before the request completes */
+    int slow = raw_connect(l.port);
+    CU_ASSERT_EQUAL(send(slow, "\x00", 1, 0), 1);
+    sleep_ms(1700);
+    (void)send(slow, "\x01n", 2, MSG_NOSIGNAL);
+    CU_ASSERT_EQUAL(read_until_close(slow, r, sizeof r, 1000, &closed), 0);
+    CU_ASSERT(closed);
+    close(slow);
+    epmd_server_stats_t st = loop_stats(&l);
+    CU_ASSERT(st.timed_out >= 3);
+    loop_free(&l);
+}
+
+static void test_connection_cap_eviction(void)
+{
+    enum { CAP = 50 };
+    epmd_server_config_t cfg = {.max_connections = CAP};
+    loop_t l;
+    loop_server(&l, cfg);
+    int fds[CAP + 10];
+    for (int i = 0; i < CAP + 10; i++) {
+        fds[i] = raw_connect(l.port);
+        CU_ASSERT(fds[i] >= 0);
+    }
+    /* with the cap full of idle connections, a lookup is still served */
+    CU_ASSERT_EQUAL(wait_lookup(l.port, "nobody", EPMD_ENOTFOUND, 1000), EPMD_ENOTFOUND);
+    epmd_server_stats_t st = loop_stats(&l);
+    CU_ASSERT(st.evicted >= 10);
+    CU_ASSERT(st.connections <= CAP);
+    /* the oldest idle connection was the one evicted */
+    uint8_t r[4];
+    bool closed;
+    CU_ASSERT_EQUAL(read_until_close(fds[0], r, sizeof r, 1000, &closed), 0);
+    CU_ASSERT(closed);
+    for (int i = 0; i < CAP + 10; i++)
+        close(fds[i]);
+    loop_free(&l);
+
+    /* registrations are never evicted: a full house of them refuses others */
+    cfg.max_connections = 3;
+    loop_server(&l, cfg);
+    epmd_client_opts_t o = {.port = l.port, .timeout_ms = 1000};
+    epmd_registration_t *regs[3];
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "r%d", i);
+        epmd_node_info_t n = node_named(name, 1);
+        uint32_t cr;
+        CU_ASSERT_EQUAL_FATAL(epmd_client_register(&o, &n, &cr, &regs[i]), 0);
+    }
+    CU_ASSERT_EQUAL(epmd_client_probe(&o), EPMD_EIO);
+    epmd_registration_close(regs[0]);
+    CU_ASSERT_EQUAL(wait_lookup(l.port, "r1", 0, 1000), 0);
+    CU_ASSERT(epmd_registration_alive(regs[1]));
+    epmd_registration_close(regs[1]);
+    epmd_registration_close(regs[2]);
+    loop_free(&l);
+}
+
+/* cpu_ms returns the user+system CPU time of pid in milliseconds. */
+static long cpu_ms(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return -1;
+    long utime = 0, stime = 0;
+    /* fields after the command: state(3) ... utime(14) stime(15) */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime) != 2)
+        return -1;
+    return (utime + stime) * 1000 / sysconf(_SC_CLK_TCK);
+}
+
+static void test_emfile_does_not_spin(void)
+{
+    enum { CHILD_NOFILE = 48, CLIENTS = 120 };
+    uint16_t port = free_port();
+    int ready[2];
+    CU_ASSERT_FATAL(pipe(ready) == 0);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl = {CHILD_NOFILE, CHILD_NOFILE};
+        setrlimit(RLIMIT_NOFILE, &rl);
+        struct event_base *base = event_base_new();
+        epmd_server_config_t cfg = {.port = port, .max_connections = 1000};
+        epmd_server_t *srv = NULL;
+        char ok = epmd_server_start(base, &cfg, &srv) == 0 ? 'y' : 'n';
+        (void)write(ready[1], &ok, 1);
+        if (ok == 'y')
+            event_base_dispatch(base);
+        _exit(0);
+    }
+    close(ready[1]);
+    char ok = 'n';
+    CU_ASSERT_FATAL(read(ready[0], &ok, 1) == 1);
+    close(ready[0]);
+    CU_ASSERT_EQUAL_FATAL(ok, 'y');
+    int fds[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        fds[i] = raw_connect(port);
+    sleep_ms(300);
+    long c0 = cpu_ms(pid);
+    sleep_ms(1500);
+    long c1 = cpu_ms(pid);
+    /* out of descriptors with clients waiting: the loop must stay idle */
+    CU_ASSERT(c0 >= 0 && c1 >= 0);
+    CU_ASSERT(c1 - c0 < 300);
+    /* and it still serves: idle connections are evicted to make room */
+    CU_ASSERT_EQUAL(wait_lookup(port, "x", EPMD_ENOTFOUND, 2000), EPMD_ENOTFOUND);
+    for (int i = 0; i < CLIENTS; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    CU_ASSERT_EQUAL(wait_lookup(port, "x", EPMD_ENOTFOUND, 2000), EPMD_ENOTFOUND);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* ---- STOP and KILL ------------------------------------------------------------------ */
+
+static bool killed_flag;
+
+static void on_kill_flag(void *ud)
+{
+    loop_t *l = ud;
+    killed_flag = true;
+    event_base_loopexit(l->base, NULL);
+}
+
+static void test_stop_and_kill(void)
+{
+    epmd_server_config_t cfg = {.relaxed_command_check = true};
+    loop_t l;
+    loop_server(&l, cfg);
+    epmd_client_opts_t o = {.port = l.port, .timeout_ms = CLIENT_TIMEOUT_MS};
+    epmd_node_info_t n = node_named("victim", 1);
+    epmd_registration_t *reg = NULL;
+    uint32_t cr;
+    CU_ASSERT_EQUAL_FATAL(epmd_client_register(&o, &n, &cr, &reg), 0);
+    char answer[32];
+    CU_ASSERT_EQUAL(epmd_client_stop(&o, "victim", answer, sizeof answer), 0);
+    CU_ASSERT_STRING_EQUAL(answer, "STOPPED");
+    int64_t t0 = mono_ms();
+    while (epmd_registration_alive(reg) && mono_ms() - t0 < 1000)
+        sleep_ms(WAIT_STEP_MS);
+    CU_ASSERT_FALSE(epmd_registration_alive(reg));
+    epmd_registration_close(reg);
+    CU_ASSERT_EQUAL(epmd_client_stop(&o, "victim", answer, sizeof answer), 0);
+    CU_ASSERT_STRING_EQUAL(answer, "NOEXISTSTOPPED");
+    /* relaxed KILL with a live node: OK; no on_kill: the server stops serving */
+    CU_ASSERT_EQUAL(epmd_client_register(&o, &n, &cr, &reg), 0);
+    CU_ASSERT_EQUAL(epmd_client_kill(&o), 0);
+    t0 = mono_ms();
+    while (epmd_registration_alive(reg) && mono_ms() - t0 < 1000)
+        sleep_ms(WAIT_STEP_MS);
+    CU_ASSERT_FALSE(epmd_registration_alive(reg));
+    epmd_registration_close(reg);
+    epmd_client_opts_t quick = {.port = l.port, .timeout_ms = 300};
+    CU_ASSERT_EQUAL(epmd_client_probe(&quick), EPMD_ECONNREFUSED);
+    loop_free(&l);
+
+    /* with on_kill the owner decides (here: leave the loop) */
+    killed_flag = false;
+    loop_init(&l);
+    cfg = (epmd_server_config_t){.on_kill = on_kill_flag, .kill_ud = &l};
+    int rc = EPMD_EADDRINUSE;
+    for (int i = 0; i < 10 && rc == EPMD_EADDRINUSE; i++) {
+        cfg.port = free_port();
+        rc = epmd_server_start(l.base, &cfg, &l.srv);
+    }
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    l.port = cfg.port;
+    loop_run(&l);
+    o.port = l.port;
+    CU_ASSERT_EQUAL(epmd_client_kill(&o), 0);
+    pthread_join(l.th, NULL);
+    l.running = false;
+    CU_ASSERT(killed_flag);
+    loop_free(&l);
+}
+
+static void test_address_list(void)
+{
+    epmd_server_config_t cfg = {.addresses = "127.0.0.1, ::1"};
+    loop_t l;
+    loop_server(&l, cfg);
+    epmd_client_opts_t o = {.host = "127.0.0.1", .port = l.port, .timeout_ms = 1000};
+    CU_ASSERT_EQUAL(epmd_client_probe(&o), 0);
+    loop_free(&l);
+    loop_init(&l);
+    cfg.addresses = "not-an-address";
+    cfg.port = free_port();
+    CU_ASSERT_EQUAL(epmd_server_start(l.base, &cfg, &l.srv), EPMD_EINVAL);
+    CU_ASSERT_PTR_NULL(l.srv);
+    event_base_free(l.base);
+    /* a taken port reports EADDRINUSE (another epmd runs) */
+    loop_server(&l, (epmd_server_config_t){0});
+    struct event_base *b2 = event_base_new();
+    epmd_server_t *s2 = NULL;
+    epmd_server_config_t c2 = {.port = l.port};
+    CU_ASSERT_EQUAL(epmd_server_start(b2, &c2, &s2), EPMD_EADDRINUSE);
+    event_base_free(b2);
+    loop_free(&l);
+}
+
+/* ---- keeper: embedded start and replacement --------------------------------------- */
+
+typedef struct keeper_obs {
+    pthread_mutex_t mu;
+    int registered;
+    int lost;
+    uint32_t creation;
+} keeper_obs_t;
+
+static void on_change(void *ud, int err, uint32_t creation)
+{
+    keeper_obs_t *o = ud;
+    pthread_mutex_lock(&o->mu);
+    if (err == 0) {
+        o->registered++;
+        o->creation = creation;
+    } else {
+        o->lost++;
+    }
+    pthread_mutex_unlock(&o->mu);
+}
+
+static int obs_registered(keeper_obs_t *o)
+{
+    pthread_mutex_lock(&o->mu);
+    int n = o->registered;
+    pthread_mutex_unlock(&o->mu);
+    return n;
+}
+
+static bool wait_registered(keeper_obs_t *o, int count, int timeout_ms)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
+    while (obs_registered(o) < count && mono_ms() < deadline)
+        sleep_ms(WAIT_STEP_MS);
+    return obs_registered(o) >= count;
+}
+
+typedef struct keeper_start {
+    loop_t *l;
+    epmd_keeper_config_t cfg;
+    epmd_keeper_t *k;
+    int rc;
+} keeper_start_t;
+
+static void keeper_start_fn(void *arg)
+{
+    keeper_start_t *s = arg;
+    s->rc = epmd_keeper_start(s->l->base, &s->cfg, &s->k);
+}
+
+static void keeper_stop_fn(void *arg)
+{
+    keeper_start_t *s = arg;
+    epmd_keeper_stop(s->k);
+    s->k = NULL;
+}
+
+static void keeper_embedded_fn(void *arg)
+{
+    keeper_start_t *s = arg;
+    s->rc = epmd_keeper_embedded(s->k) != NULL;
+}
+
+static void keeper_start_in(loop_t *l, keeper_start_t *s, const char *name, uint16_t port,
+                            bool fallback, keeper_obs_t *obs)
+{
+    memset(s, 0, sizeof *s);
+    s->l = l;
+    s->cfg.node = node_named(name, 25000);
+    s->cfg.epmd_port = port;
+    s->cfg.retry_delay_ms = 50;
+    s->cfg.timeout_ms = 1000;
+    s->cfg.embedded_fallback = fallback;
+    s->cfg.on_change = on_change;
+    s->cfg.ud = obs;
+    loop_call(l, keeper_start_fn, s);
+    CU_ASSERT_EQUAL_FATAL(s->rc, 0);
+}
+
+static void test_keeper_embedded_then_system(void)
+{
+    uint16_t port = free_port();
+    keeper_obs_t oa = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    keeper_obs_t ob = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    loop_t la, lb;
+    loop_init(&la);
+    loop_run(&la);
+    loop_init(&lb);
+    loop_run(&lb);
+    /* node A finds no epmd: starts an embedded one and registers with it,
+     * from the same loop */
+    keeper_start_t ka, kb;
+    keeper_start_in(&la, &ka, "nodea", port, true, &oa);
+    CU_ASSERT_FATAL(wait_registered(&oa, 1, 3000));
+    loop_call(&la, keeper_embedded_fn, &ka);
+    CU_ASSERT_EQUAL(ka.rc, 1);
+    epmd_client_opts_t o = {.port = port, .timeout_ms = CLIENT_TIMEOUT_MS};
+    epmd_node_info_t info;
+    CU_ASSERT_EQUAL(epmd_client_port_please(&o, "nodea", &info), 0);
+    /* node B registers with A's embedded epmd */
+    keeper_start_in(&lb, &kb, "nodeb", port, false, &ob);
+    CU_ASSERT_FATAL(wait_registered(&ob, 1, 3000));
+    loop_call(&lb, keeper_embedded_fn, &kb);
+    CU_ASSERT_EQUAL(kb.rc, 0);
+    CU_ASSERT_EQUAL(wait_lookup(port, "nodeb", 0, 1000), 0);
+    /* A goes away with its embedded epmd; the system epmd (OTP's) takes the
+     * port; B notices and registers there */
+    loop_call(&la, keeper_stop_fn, &ka);
+    loop_free(&la);
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
+    pid_t sys = fork();
+    CU_ASSERT_FATAL(sys >= 0);
+    if (sys == 0) {
+        int null = open("/dev/null", 0);
+        dup2(null, 2);
+        execlp("epmd", "epmd", "-port", portstr, (char *)NULL);
+        _exit(127);
+    }
+    CU_ASSERT(wait_registered(&ob, 2, 5000));
+    CU_ASSERT_EQUAL(wait_lookup(port, "nodeb", 0, 2000), 0);
+    CU_ASSERT_EQUAL(epmd_client_port_please(&o, "nodea", &info), EPMD_ENOTFOUND);
+    epmd_names_t names;
+    CU_ASSERT_EQUAL(epmd_client_names(&o, &names, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(names.count, 1);
+    epmd_names_free(&names);
+    loop_call(&lb, keeper_stop_fn, &kb);
+    loop_free(&lb);
+    kill(sys, SIGTERM);
+    waitpid(sys, NULL, 0);
+}
+
+static void test_keeper_takes_over(void)
+{
+    uint16_t port = free_port();
+    keeper_obs_t oa = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    keeper_obs_t ob = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    loop_t la, lb;
+    loop_init(&la);
+    loop_run(&la);
+    loop_init(&lb);
+    loop_run(&lb);
+    keeper_start_t ka, kb;
+    keeper_start_in(&la, &ka, "first", port, true, &oa);
+    CU_ASSERT_FATAL(wait_registered(&oa, 1, 3000));
+    keeper_start_in(&lb, &kb, "second", port, true, &ob);
+    CU_ASSERT_FATAL(wait_registered(&ob, 1, 3000));
+    /* the hosting node leaves: the other one starts its own embedded epmd */
+    loop_call(&la, keeper_stop_fn, &ka);
+    loop_free(&la);
+    CU_ASSERT(wait_registered(&ob, 2, 3000));
+    loop_call(&lb, keeper_embedded_fn, &kb);
+    CU_ASSERT_EQUAL(kb.rc, 1);
+    CU_ASSERT_EQUAL(wait_lookup(port, "second", 0, 1000), 0);
+    uint32_t c1 = ob.creation;
+    CU_ASSERT(c1 >= 4);
+    loop_call(&lb, keeper_stop_fn, &kb);
+    loop_free(&lb);
+}
+
+static const gd_test_case_t gd_tests[] = {
+    {"client_basic", test_client_basic},
+    {"reregister_after_restart", test_reregister_after_restart},
+    {"thousands_of_registrations", test_thousands_of_registrations},
+    {"alive_socket_rules", test_alive_socket_rules},
+    {"timeouts_and_dribble", test_timeouts_and_dribble},
+    {"connection_cap_eviction", test_connection_cap_eviction},
+    {"emfile_does_not_spin", test_emfile_does_not_spin},
+    {"stop_and_kill", test_stop_and_kill},
+    {"address_list", test_address_list},
+    {"keeper_embedded_then_system", test_keeper_embedded_then_system},
+    {"keeper_takes_over", test_keeper_takes_over},
+    {NULL, NULL},
+};
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (evthread_use_pthreads() != 0)
+        return 2;
+    return gd_run_tests("epmd_server", gd_tests);
+}
