@@ -163,6 +163,9 @@ typedef struct etf_encode_opts {
      * (default: 'nonode@nohost', 0). TERM_NONE / 0 means the default. */
     term_t local_node;
     uint32_t local_creation;
+    /* Deepest nesting accepted (0 = ETF_MAX_DEPTH_DEFAULT), counted as the
+     * decoder counts it, so whatever decodes under a limit encodes under it. */
+    size_t max_depth;
 } etf_encode_opts_t;
 
 /* Default options: OTP 25, no compression. */

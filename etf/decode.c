@@ -1,0 +1,1074 @@
+/*
+ * decode.c — External Term Format decoder (binary_to_term).
+ *
+ * One pass over the bytes, with an explicit work stack instead of C
+ * recursion.  Each frame on the stack names the next unfilled slot of a
+ * compound term already built on the heap (tuple elements, cons cells, fun
+ * free variables, map keys/values in a scratch area), so scalar terms are
+ * written straight into their final place.
+ *
+ * Why one pass and not ERTS's size-then-build two passes: allocation on a
+ * girder heap is an inline pointer bump (heap_alloc), so reserving the
+ * whole term up front saves almost nothing, while a second walk over the
+ * bytes costs about as much as decoding them (measured: see the closing
+ * note of issue 3).  What the first pass buys ERTS — never allocating more
+ * than the input can describe — is kept here by *pending-slot accounting*:
+ * every unfilled slot on the stack needs at least one more input byte, so a
+ * compound of k slots is only allocated if k fits in the bytes that remain
+ * after all slots already pending.  Heap use is therefore bounded by a small
+ * constant times the (inflated) input length, and a 6-byte input can never
+ * allocate 4 GB.
+ *
+ * Every failure sets a distinct ETF_E* code and the offset of the tag byte
+ * of the term found malformed (or, for truncation, the offset where more
+ * bytes were needed).  Errors inside a compressed term report offsets into
+ * the inflated encoding counted as if it followed the version byte, i.e. as
+ * the uncompressed `131 Tag ...` form of the same term would.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <zlib.h>
+
+#include "internal.h"
+
+/* Frames the decoder keeps on the C stack before it moves to malloc. */
+#define DEC_INLINE_FRAMES 32
+/* Words of map scratch kept on the C stack before malloc'ed chunks. */
+#define DEC_INLINE_SCRATCH 256
+/* Entries of the per-call atom cache (a power of two, at most 64). */
+#define DEC_ATOM_CACHE 64
+/* deflate cannot expand more than this per input byte (258-byte matches
+ * coded in 2 bits); a COMPRESSED header claiming more is a lie. */
+#define DEC_MAX_INFLATE_RATIO 1032
+/* Old tags carry an 8-bit creation; OTP 25 rejects values above 3. */
+#define DEC_MAX_OLD_CREATION 3
+/* REFERENCE_EXT / NEW_REFERENCE_EXT first id word: OTP 25 accepts 18 bits. */
+#define DEC_OLD_REF_WORD0_MAX 0x3FFFFu
+/* NEW_FUN_EXT: more free variables than a function can have arguments. */
+#define DEC_FUN_MAX_FREE 255
+
+enum dec_frame_kind {
+    FRAME_SEQ,  /* consecutive slots: tuple elements, fun free variables */
+    FRAME_LIST, /* cars of consecutive cons cells, then the last cdr */
+    FRAME_MAP,  /* keys[i], vals[i] alternately in a scratch block */
+};
+
+typedef struct dec_frame {
+    term_t *dest;      /* next slot to fill */
+    size_t remaining;  /* slots still to fill */
+    term_t *aux;       /* FRAME_MAP: its scratch header */
+    uint32_t kind;
+} dec_frame_t;
+
+/* Map scratch header words (before keys[n], vals[n]). */
+enum { MAP_HDR_DEST, MAP_HDR_N, MAP_HDR_TAG_OFF, MAP_HDR_CHUNK, MAP_HDR_USED, MAP_HDR_WORDS };
+
+typedef struct dec_atom_entry {
+    const uint8_t *bytes;
+    uint32_t len;
+    uint32_t latin1;
+    term_t atom;
+} dec_atom_entry_t;
+
+typedef struct dec {
+    heap_t *h;
+    const uint8_t *buf; /* the encoding being walked (input or inflated) */
+    size_t len;
+    size_t off_bias; /* added to offsets in errors */
+    bool safe;
+    const term_t *cache_refs;
+    size_t cache_count;
+    size_t max_depth;
+    size_t max_decompressed;
+    int err;
+    size_t err_off;
+    /* work stack */
+    dec_frame_t *stack;
+    size_t stack_cap;
+    dec_frame_t inline_stack[DEC_INLINE_FRAMES];
+    /* map keys/values until the map is built (LIFO, blocks never move) */
+    etf_scratch_t scratch;
+    term_t inline_scratch[DEC_INLINE_SCRATCH];
+    /* per-call atom cache (validity bitmap, so nothing is cleared per call) */
+    uint64_t acache_valid;
+    dec_atom_entry_t acache[DEC_ATOM_CACHE];
+} dec_t;
+
+/* Records the first error (code and offset in the caller's terms). */
+static GD_COLD int fail_at(dec_t *d, int code, size_t off)
+{
+    d->err = code;
+    d->err_off = off + d->off_bias;
+    return code;
+}
+
+/* Maps a heap/atom-table error to the decoder's code. */
+static int map_heap_error(int rc)
+{
+    switch (rc) {
+    case GD_EATOM_BAD_UTF8:
+    case GD_EATOM_TOO_LONG:
+        return ETF_EATOM;
+    case GD_EATOM_NOT_FOUND:
+        return ETF_EATOM_UNSAFE;
+    case GD_EATOM_TABLE_FULL:
+        return ETF_EATOM_TABLE_FULL;
+    case GD_EDUPLICATE_KEY:
+        return ETF_EDUPLICATE_KEY;
+    case GD_ESYSTEM_LIMIT:
+        return ETF_ETOO_LARGE;
+    case GD_ENOMEM:
+        return ETF_ENOMEM;
+    default:
+        return rc;
+    }
+}
+
+/* ---- atoms ---- */
+
+static inline unsigned atom_cache_slot(const uint8_t *p, size_t n)
+{
+    uint32_t x = (uint32_t)n * 0x9E3779B1u;
+    if (n > 0)
+        x ^= (uint32_t)p[0] | ((uint32_t)p[n - 1] << 8) | ((uint32_t)p[n >> 1] << 16);
+    x *= 0x85EBCA6Bu;
+    return x >> (32 - 6);
+}
+
+/* Resolves atom text (Latin-1 or UTF-8) to an atom, creating it unless in
+ * safe mode.  Returns 0 or an ETF_E* code (offset set by the caller). */
+static GD_NOINLINE int resolve_atom_slow(dec_t *d, const uint8_t *p, size_t n, bool latin1,
+                                         term_t *out)
+{
+    int rc;
+    if (latin1) {
+        if (n > HEAP_ATOM_MAX_CHARS)
+            return ETF_EATOM;
+        char utf8[2 * HEAP_ATOM_MAX_CHARS];
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint8_t c = p[i];
+            if (c < 0x80) {
+                utf8[m++] = (char)c;
+            } else {
+                utf8[m++] = (char)(0xC0 | (c >> 6));
+                utf8[m++] = (char)(0x80 | (c & 0x3F));
+            }
+        }
+        rc = d->safe ? heap_atom_lookup(utf8, m, out) : heap_atom_put(utf8, m, out);
+    } else {
+        if (n > HEAP_ATOM_MAX_BYTES)
+            return ETF_EATOM;
+        rc = d->safe ? heap_atom_lookup((const char *)p, n, out)
+                     : heap_atom_put((const char *)p, n, out);
+    }
+    return rc == GD_OK ? GD_OK : map_heap_error(rc);
+}
+
+static inline int resolve_atom(dec_t *d, const uint8_t *p, size_t n, bool latin1, term_t *out)
+{
+    unsigned slot = atom_cache_slot(p, n);
+    dec_atom_entry_t *e = &d->acache[slot];
+    if ((d->acache_valid >> slot) & 1u) {
+        if (e->len == n && e->latin1 == latin1 && memcmp(e->bytes, p, n) == 0) {
+            *out = e->atom;
+            return GD_OK;
+        }
+    }
+    int rc = resolve_atom_slow(d, p, n, latin1, out);
+    if (rc == GD_OK) {
+        e->bytes = p;
+        e->len = (uint32_t)n;
+        e->latin1 = latin1;
+        e->atom = *out;
+        d->acache_valid |= (uint64_t)1 << slot;
+    }
+    return rc;
+}
+
+/*
+ * Reads an atom term (ATOM_EXT, SMALL_ATOM_EXT, the UTF-8 forms, or an
+ * ATOM_CACHE_REF) at *pos; `wrong_tag` is the error for any other tag (the
+ * field that wanted an atom decides: ENODE for node names, EFUN, EEXPORT).
+ */
+static int read_atom(dec_t *d, size_t *pos, int wrong_tag, term_t *out)
+{
+    const uint8_t *buf = d->buf;
+    size_t at = *pos, avail = d->len - at;
+    if (avail < 1)
+        return fail_at(d, ETF_ETRUNCATED, at);
+    size_t n, hdr;
+    bool latin1;
+    switch (buf[at]) {
+    case ETF_SMALL_ATOM_UTF8_EXT:
+    case ETF_SMALL_ATOM_EXT:
+        if (avail < 2)
+            return fail_at(d, ETF_ETRUNCATED, at);
+        n = buf[at + 1];
+        hdr = 2;
+        latin1 = buf[at] == ETF_SMALL_ATOM_EXT;
+        break;
+    case ETF_ATOM_EXT:
+    case ETF_ATOM_UTF8_EXT:
+        if (avail < 3)
+            return fail_at(d, ETF_ETRUNCATED, at);
+        n = etf_get16(buf + at + 1);
+        hdr = 3;
+        latin1 = buf[at] == ETF_ATOM_EXT;
+        break;
+    case ETF_ATOM_CACHE_REF: {
+        if (avail < 2)
+            return fail_at(d, ETF_ETRUNCATED, at);
+        unsigned ix = buf[at + 1];
+        if (d->cache_refs == NULL || ix >= d->cache_count || !term_is_atom(d->cache_refs[ix]))
+            return fail_at(d, ETF_EATOM_CACHE, at);
+        *out = d->cache_refs[ix];
+        *pos = at + 2;
+        return GD_OK;
+    }
+    default:
+        return fail_at(d, wrong_tag, at);
+    }
+    if (avail - hdr < n)
+        return fail_at(d, ETF_ETOO_LARGE, at);
+    int rc = resolve_atom(d, buf + at + hdr, n, latin1, out);
+    if (rc != GD_OK)
+        return fail_at(d, rc, at);
+    *pos = at + hdr + n;
+    return GD_OK;
+}
+
+/* ---- small helpers for fixed-layout terms ---- */
+
+/*
+ * Reads an integer field (SMALL_INTEGER, INTEGER, SMALL_BIG, LARGE_BIG)
+ * whose value must be a small (OTP's is_small: 60-bit signed).  Used for
+ * NEW_FUN_EXT OldIndex/OldUniq and EXPORT_EXT arity, which OTP decodes as a
+ * term and then requires to be a small integer.
+ */
+static int read_small_field(dec_t *d, size_t *pos, int wrong, int64_t *out)
+{
+    const uint8_t *buf = d->buf;
+    size_t at = *pos, avail = d->len - at;
+    if (avail < 1)
+        return fail_at(d, ETF_ETRUNCATED, at);
+    switch (buf[at]) {
+    case ETF_SMALL_INTEGER_EXT:
+        if (avail < 2)
+            return fail_at(d, ETF_ETRUNCATED, at);
+        *out = buf[at + 1];
+        *pos = at + 2;
+        return GD_OK;
+    case ETF_INTEGER_EXT:
+        if (avail < 5)
+            return fail_at(d, ETF_ETRUNCATED, at);
+        *out = (int32_t)etf_get32(buf + at + 1);
+        *pos = at + 5;
+        return GD_OK;
+    case ETF_SMALL_BIG_EXT:
+    case ETF_LARGE_BIG_EXT: {
+        size_t hdr = buf[at] == ETF_SMALL_BIG_EXT ? 3 : 6;
+        if (avail < hdr)
+            return fail_at(d, ETF_ETRUNCATED, at);
+        size_t n = hdr == 3 ? buf[at + 1] : etf_get32(buf + at + 1);
+        bool neg = buf[at + hdr - 1] != 0;
+        if (avail - hdr < n)
+            return fail_at(d, ETF_ETOO_LARGE, at);
+        const uint8_t *p = buf + at + hdr;
+        size_t m = n;
+        while (m > 0 && p[m - 1] == 0)
+            m--;
+        if (m > 8)
+            return fail_at(d, wrong, at);
+        uint64_t mag = 0;
+        for (size_t i = 0; i < m; i++)
+            mag |= (uint64_t)p[i] << (8 * i);
+        if (!neg && mag <= (uint64_t)SMALL_MAX)
+            *out = (int64_t)mag;
+        else if (neg && mag <= (uint64_t)SMALL_MAX + 1)
+            *out = -(int64_t)(mag - 1) - 1;
+        else
+            return fail_at(d, wrong, at);
+        *pos = at + hdr + n;
+        return GD_OK;
+    }
+    default:
+        return fail_at(d, wrong, at);
+    }
+}
+
+/* Reads the body of NEW_PID_EXT / PID_EXT after the tag at `at`. */
+static int read_pid(dec_t *d, size_t *pos, term_t *out)
+{
+    size_t at = *pos;
+    uint8_t tag = d->buf[at];
+    size_t p = at + 1;
+    term_t node;
+    if (read_atom(d, &p, ETF_ENODE, &node) != GD_OK)
+        return d->err;
+    size_t fixed = tag == ETF_NEW_PID_EXT ? 12 : 9;
+    if (d->len - p < fixed)
+        return fail_at(d, ETF_ETRUNCATED, at);
+    const uint8_t *b = d->buf + p;
+    uint32_t id = etf_get32(b), serial = etf_get32(b + 4), creation;
+    if (tag == ETF_NEW_PID_EXT) {
+        creation = etf_get32(b + 8);
+    } else {
+        creation = b[8];
+        if (creation > DEC_MAX_OLD_CREATION)
+            return fail_at(d, ETF_ETYPE, at);
+    }
+    int rc = heap_make_ext_pid(d->h, node, id, serial, creation, out);
+    if (rc != GD_OK)
+        return fail_at(d, map_heap_error(rc), at);
+    *pos = p + fixed;
+    return GD_OK;
+}
+
+/* Ports: NEW_PORT_EXT, V4_PORT_EXT, PORT_EXT. */
+static int read_port(dec_t *d, size_t *pos, term_t *out)
+{
+    size_t at = *pos;
+    uint8_t tag = d->buf[at];
+    size_t p = at + 1;
+    term_t node;
+    if (read_atom(d, &p, ETF_ENODE, &node) != GD_OK)
+        return d->err;
+    size_t fixed = tag == ETF_V4_PORT_EXT ? 12 : tag == ETF_NEW_PORT_EXT ? 8 : 5;
+    if (d->len - p < fixed)
+        return fail_at(d, ETF_ETRUNCATED, at);
+    const uint8_t *b = d->buf + p;
+    uint64_t id;
+    uint32_t creation;
+    if (tag == ETF_V4_PORT_EXT) {
+        id = etf_get64(b);
+        creation = etf_get32(b + 8);
+    } else if (tag == ETF_NEW_PORT_EXT) {
+        id = etf_get32(b);
+        creation = etf_get32(b + 4);
+    } else {
+        id = etf_get32(b);
+        creation = b[4];
+        if (creation > DEC_MAX_OLD_CREATION)
+            return fail_at(d, ETF_ETYPE, at);
+    }
+    int rc = heap_make_ext_port(d->h, node, id, creation, out);
+    if (rc != GD_OK)
+        return fail_at(d, map_heap_error(rc), at);
+    *pos = p + fixed;
+    return GD_OK;
+}
+
+/* References: NEWER_REFERENCE_EXT, NEW_REFERENCE_EXT, REFERENCE_EXT. */
+static int read_ref(dec_t *d, size_t *pos, term_t *out)
+{
+    size_t at = *pos;
+    uint8_t tag = d->buf[at];
+    size_t p = at + 1;
+    size_t nwords = 1;
+    if (tag != ETF_REFERENCE_EXT) {
+        if (d->len - p < 2)
+            return fail_at(d, ETF_ETRUNCATED, at);
+        nwords = etf_get16(d->buf + p);
+        p += 2;
+        /* OTP 25: NEWER_REFERENCE_EXT accepts 0..5 words, NEW_REFERENCE_EXT 1..5. */
+        if (nwords > HEAP_REF_MAX_WORDS || (nwords == 0 && tag == ETF_NEW_REFERENCE_EXT))
+            return fail_at(d, ETF_EREF_LEN, at);
+    }
+    term_t node;
+    if (read_atom(d, &p, ETF_ENODE, &node) != GD_OK)
+        return d->err;
+    size_t cre_len = tag == ETF_NEWER_REFERENCE_EXT ? 4 : 1;
+    size_t fixed = cre_len + 4 * nwords;
+    if (d->len - p < fixed)
+        return fail_at(d, ETF_ETRUNCATED, at);
+    const uint8_t *b = d->buf + p;
+    uint32_t creation, words[HEAP_REF_MAX_WORDS];
+    if (tag == ETF_REFERENCE_EXT) {
+        /* REFERENCE_EXT: ID before Creation. */
+        words[0] = etf_get32(b);
+        creation = b[4];
+    } else {
+        creation = cre_len == 4 ? etf_get32(b) : b[0];
+        for (size_t i = 0; i < nwords; i++)
+            words[i] = etf_get32(b + cre_len + 4 * i);
+    }
+    if (tag != ETF_NEWER_REFERENCE_EXT &&
+        (creation > DEC_MAX_OLD_CREATION || words[0] > DEC_OLD_REF_WORD0_MAX))
+        return fail_at(d, ETF_ETYPE, at);
+    int rc = heap_make_ref(d->h, node, creation, words, nwords, out);
+    if (rc != GD_OK)
+        return fail_at(d, map_heap_error(rc), at);
+    *pos = p + fixed;
+    return GD_OK;
+}
+
+/*
+ * FLOAT_EXT: 31 bytes of text.  OTP 25 accepts [+-]?digits.digits
+ * ([eE][+-]?digits)? up to the first NUL (what follows is ignored), and
+ * rejects values that overflow to infinity.
+ */
+static bool parse_float_ext(const uint8_t *p, double *out)
+{
+    char text[ETF_FLOAT_EXT_LEN + 1];
+    size_t n = 0;
+    while (n < ETF_FLOAT_EXT_LEN && p[n] != 0) {
+        text[n] = (char)p[n];
+        n++;
+    }
+    text[n] = 0;
+    size_t i = 0;
+    if (text[i] == '+' || text[i] == '-')
+        i++;
+    size_t start = i;
+    while (text[i] >= '0' && text[i] <= '9')
+        i++;
+    if (i == start || text[i] != '.')
+        return false;
+    start = ++i;
+    while (text[i] >= '0' && text[i] <= '9')
+        i++;
+    if (i == start)
+        return false;
+    if (text[i] == 'e' || text[i] == 'E') {
+        i++;
+        if (text[i] == '+' || text[i] == '-')
+            i++;
+        start = i;
+        while (text[i] >= '0' && text[i] <= '9')
+            i++;
+        if (i == start)
+            return false;
+    }
+    if (i != n)
+        return false;
+    errno = 0;
+    double v = strtod(text, NULL);
+    if (!isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* ---- work stack and scratch ---- */
+
+static GD_NOINLINE int grow_stack(dec_t *d)
+{
+    size_t cap = d->stack_cap * 2;
+    dec_frame_t *s;
+    if (d->stack == d->inline_stack) {
+        s = malloc(cap * sizeof *s);
+        if (s != NULL)
+            memcpy(s, d->stack, d->stack_cap * sizeof *s);
+    } else {
+        s = realloc(d->stack, cap * sizeof *s);
+    }
+    if (s == NULL)
+        return ETF_ENOMEM;
+    d->stack = s;
+    d->stack_cap = cap;
+    return GD_OK;
+}
+
+/* After a failure: writes [] into every slot still pending, so nothing on
+ * the heap holds an uninitialised word that looks like a term. */
+static void fill_pending(dec_t *d, size_t sp)
+{
+    for (size_t i = 0; i < sp; i++) {
+        dec_frame_t *f = &d->stack[i];
+        switch (f->kind) {
+        case FRAME_SEQ:
+            for (size_t k = 0; k < f->remaining; k++)
+                f->dest[k] = TERM_NIL;
+            break;
+        case FRAME_LIST:
+            /* r slots left: r - 1 cars two words apart, then the last cdr. */
+            if (f->remaining == 1) {
+                f->dest[0] = TERM_NIL;
+            } else if (f->remaining > 1) {
+                for (size_t k = 0; k + 1 < f->remaining; k++)
+                    f->dest[2 * k] = TERM_NIL;
+                f->dest[2 * (f->remaining - 2) + 1] = TERM_NIL;
+            }
+            break;
+        default:
+            break; /* map scratch is freed; its destination already holds [] */
+        }
+    }
+}
+
+/* ---- the decoder proper ---- */
+
+#define FAIL(code, off)                                                        \
+    do {                                                                       \
+        fail_at(d, (code), (off));                                             \
+        goto fail;                                                             \
+    } while (0)
+
+/* Room check for a variable-length part: n bytes (or slots) must fit in
+ * what is left after every slot still pending on the stack. */
+#define NEED_VAR(n, off)                                                       \
+    do {                                                                       \
+        if (GD_UNLIKELY((size_t)(n) > (len - pos) - pending))                  \
+            FAIL(ETF_ETOO_LARGE, off);                                         \
+    } while (0)
+#define NEED_FIXED(n)                                                          \
+    do {                                                                       \
+        if (GD_UNLIKELY(len - pos < (size_t)(n)))                              \
+            FAIL(ETF_ETRUNCATED, pos);                                         \
+    } while (0)
+
+#define PUSH(kind_, dest_, count_, aux_)                                       \
+    do {                                                                       \
+        if (GD_UNLIKELY(sp > d->max_depth))                                    \
+            FAIL(ETF_EDEPTH, tag_off);                                         \
+        if (GD_UNLIKELY(sp == d->stack_cap)) {                                 \
+            if (grow_stack(d) != GD_OK)                                        \
+                FAIL(ETF_ENOMEM, tag_off);                                     \
+        }                                                                      \
+        dec_frame_t *nf = &d->stack[sp++];                                     \
+        nf->dest = (dest_);                                                    \
+        nf->remaining = (count_);                                              \
+        nf->aux = (aux_);                                                      \
+        nf->kind = (kind_);                                                    \
+        pending += (count_);                                                   \
+    } while (0)
+
+#define HEAP_ALLOC(p, words)                                                   \
+    do {                                                                       \
+        (p) = heap_alloc(h, (words));                                          \
+        if (GD_UNLIKELY((p) == NULL))                                          \
+            FAIL(ETF_ENOMEM, tag_off);                                         \
+    } while (0)
+
+#define HEAP_CALL(expr)                                                        \
+    do {                                                                       \
+        int rc_ = (expr);                                                      \
+        if (GD_UNLIKELY(rc_ != GD_OK))                                         \
+            FAIL(map_heap_error(rc_), tag_off);                                \
+    } while (0)
+
+/*
+ * Decodes the term starting at d->buf[start]; on success *out is the term
+ * and *end the offset just past it.  Returns 0 or an ETF_E* code (with
+ * d->err/err_off set).
+ */
+static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
+{
+    heap_t *h = d->h;
+    const uint8_t *buf = d->buf;
+    const size_t len = d->len;
+    size_t pos = start;
+    size_t pending = 0; /* slots on the stack still to fill */
+    size_t sp = 0;
+    term_t result = TERM_NIL;
+    size_t tag_off = start;
+
+    /* The root frame: one slot, the result. */
+    d->stack[0] = (dec_frame_t){.dest = &result, .remaining = 1, .aux = NULL, .kind = FRAME_SEQ};
+    sp = 1;
+    pending = 1;
+
+    for (;;) {
+        dec_frame_t *f = &d->stack[sp - 1];
+        if (f->remaining == 0) {
+            if (f->kind == FRAME_MAP) {
+                term_t *hdr = f->aux;
+                size_t n = (size_t)hdr[MAP_HDR_N];
+                term_t *keys = hdr + MAP_HDR_WORDS;
+                term_t m;
+                int rc = heap_make_map(h, keys, keys + n, n, &m);
+                if (rc != GD_OK) {
+                    sp--; /* the map frame holds nothing to fill */
+                    tag_off = (size_t)hdr[MAP_HDR_TAG_OFF];
+                    FAIL(map_heap_error(rc), tag_off);
+                }
+                *(term_t *)(uintptr_t)hdr[MAP_HDR_DEST] = m;
+                etf_scratch_mark_t mark = {
+                    .chunk = (etf_scratch_chunk_t *)(uintptr_t)hdr[MAP_HDR_CHUNK],
+                    .used = (size_t)hdr[MAP_HDR_USED],
+                };
+                etf_scratch_release(&d->scratch, mark);
+            }
+            if (--sp == 0)
+                break;
+            continue;
+        }
+
+        /* Take the frame's next slot. */
+        term_t *dest = f->dest;
+        f->remaining--;
+        pending--;
+        switch (f->kind) {
+        case FRAME_SEQ:
+            f->dest = dest + 1;
+            break;
+        case FRAME_LIST:
+            f->dest = dest + (f->remaining == 1 ? 1 : 2);
+            break;
+        default: {
+            size_t n = (size_t)f->aux[MAP_HDR_N];
+            f->dest = (f->remaining & 1) ? dest + n : dest - (n - 1);
+            break;
+        }
+        }
+
+    again:
+        tag_off = pos;
+        if (GD_UNLIKELY(pos >= len))
+            FAIL(ETF_ETRUNCATED, pos);
+        uint8_t tag = buf[pos];
+        switch (tag) {
+        case ETF_SMALL_INTEGER_EXT:
+            NEED_FIXED(2);
+            *dest = term_make_small(buf[pos + 1]);
+            pos += 2;
+            break;
+
+        case ETF_INTEGER_EXT:
+            NEED_FIXED(5);
+            *dest = term_make_small((int32_t)etf_get32(buf + pos + 1));
+            pos += 5;
+            break;
+
+        case ETF_SMALL_ATOM_UTF8_EXT:
+        case ETF_SMALL_ATOM_EXT: {
+            NEED_FIXED(2);
+            size_t n = buf[pos + 1];
+            NEED_VAR(n + 2, pos);
+            int rc = resolve_atom(d, buf + pos + 2, n, tag == ETF_SMALL_ATOM_EXT, dest);
+            if (GD_UNLIKELY(rc != GD_OK))
+                FAIL(rc, tag_off);
+            pos += 2 + n;
+            break;
+        }
+
+        case ETF_ATOM_EXT:
+        case ETF_ATOM_UTF8_EXT: {
+            NEED_FIXED(3);
+            size_t n = etf_get16(buf + pos + 1);
+            NEED_VAR(n + 3, pos);
+            int rc = resolve_atom(d, buf + pos + 3, n, tag == ETF_ATOM_EXT, dest);
+            if (GD_UNLIKELY(rc != GD_OK))
+                FAIL(rc, tag_off);
+            pos += 3 + n;
+            break;
+        }
+
+        case ETF_ATOM_CACHE_REF:
+            if (read_atom(d, &pos, ETF_EATOM_CACHE, dest) != GD_OK)
+                goto fail;
+            break;
+
+        case ETF_NIL_EXT:
+            *dest = TERM_NIL;
+            pos += 1;
+            break;
+
+        case ETF_SMALL_TUPLE_EXT:
+        case ETF_LARGE_TUPLE_EXT: {
+            size_t arity;
+            if (tag == ETF_SMALL_TUPLE_EXT) {
+                NEED_FIXED(2);
+                arity = buf[pos + 1];
+                pos += 2;
+            } else {
+                NEED_FIXED(5);
+                arity = etf_get32(buf + pos + 1);
+                pos += 5;
+            }
+            NEED_VAR(arity, tag_off);
+            term_t *p;
+            HEAP_ALLOC(p, 1 + arity);
+            p[0] = heap_make_header(HDR_TUPLE, arity);
+            *dest = term_make_boxed(p);
+            if (arity > 0)
+                PUSH(FRAME_SEQ, p + 1, arity, NULL);
+            break;
+        }
+
+        case ETF_STRING_EXT: {
+            NEED_FIXED(3);
+            size_t n = etf_get16(buf + pos + 1);
+            pos += 3;
+            NEED_VAR(n, tag_off);
+            if (n == 0) {
+                *dest = TERM_NIL;
+                break;
+            }
+            term_t *p;
+            HEAP_ALLOC(p, 2 * n);
+            const uint8_t *s = buf + pos;
+            for (size_t i = 0; i < n; i++) {
+                p[2 * i] = term_make_small(s[i]);
+                p[2 * i + 1] = term_make_list(p + 2 * i + 2);
+            }
+            p[2 * n - 1] = TERM_NIL;
+            *dest = term_make_list(p);
+            pos += n;
+            break;
+        }
+
+        case ETF_LIST_EXT: {
+            NEED_FIXED(5);
+            size_t n = etf_get32(buf + pos + 1);
+            pos += 5;
+            if (n == 0)
+                goto again; /* LIST_EXT of length 0 is its tail (OTP 25) */
+            NEED_VAR(n + 1, tag_off);
+            term_t *p;
+            HEAP_ALLOC(p, 2 * n);
+            for (size_t i = 0; i + 1 < n; i++)
+                p[2 * i + 1] = term_make_list(p + 2 * i + 2);
+            *dest = term_make_list(p);
+            PUSH(FRAME_LIST, p, n + 1, NULL);
+            break;
+        }
+
+        case ETF_BINARY_EXT: {
+            NEED_FIXED(5);
+            size_t n = etf_get32(buf + pos + 1);
+            pos += 5;
+            NEED_VAR(n, tag_off);
+            uint8_t *data;
+            HEAP_CALL(heap_make_bitstring_uninit(h, n * 8, &data, dest));
+            memcpy(data, buf + pos, n);
+            pos += n;
+            break;
+        }
+
+        case ETF_BIT_BINARY_EXT: {
+            NEED_FIXED(6);
+            size_t n = etf_get32(buf + pos + 1);
+            unsigned bits = buf[pos + 5];
+            pos += 6;
+            if (n == 0 ? bits != 0 : (bits == 0 || bits > 8))
+                FAIL(ETF_EBITS, tag_off);
+            NEED_VAR(n, tag_off);
+            size_t bit_size = n == 0 ? 0 : (n - 1) * 8 + bits;
+            uint8_t *data;
+            HEAP_CALL(heap_make_bitstring_uninit(h, bit_size, &data, dest));
+            if (n > 0) {
+                memcpy(data, buf + pos, n);
+                data[n - 1] &= (uint8_t)(0xFF00u >> bits); /* dirty tail bits */
+            }
+            pos += n;
+            break;
+        }
+
+        case ETF_NEW_FLOAT_EXT: {
+            NEED_FIXED(9);
+            uint64_t bits = etf_get64(buf + pos + 1);
+            double v;
+            memcpy(&v, &bits, sizeof v);
+            if (GD_UNLIKELY(!isfinite(v)))
+                FAIL(ETF_EFLOAT, tag_off);
+            term_t *p;
+            HEAP_ALLOC(p, 2);
+            p[0] = heap_make_header(HDR_FLOAT, 1);
+            memcpy(p + 1, &v, sizeof v);
+            *dest = term_make_boxed(p);
+            pos += 9;
+            break;
+        }
+
+        case ETF_FLOAT_EXT: {
+            NEED_FIXED(1 + ETF_FLOAT_EXT_LEN);
+            double v;
+            if (!parse_float_ext(buf + pos + 1, &v))
+                FAIL(ETF_EFLOAT, tag_off);
+            term_t *p;
+            HEAP_ALLOC(p, 2);
+            p[0] = heap_make_header(HDR_FLOAT, 1);
+            memcpy(p + 1, &v, sizeof v);
+            *dest = term_make_boxed(p);
+            pos += 1 + ETF_FLOAT_EXT_LEN;
+            break;
+        }
+
+        case ETF_SMALL_BIG_EXT:
+        case ETF_LARGE_BIG_EXT: {
+            size_t n, hdr;
+            if (tag == ETF_SMALL_BIG_EXT) {
+                NEED_FIXED(3);
+                n = buf[pos + 1];
+                hdr = 3;
+            } else {
+                NEED_FIXED(6);
+                n = etf_get32(buf + pos + 1);
+                hdr = 6;
+            }
+            bool neg = buf[pos + hdr - 1] != 0;
+            pos += hdr;
+            NEED_VAR(n, tag_off);
+            const uint8_t *s = buf + pos;
+            if (n <= 8) {
+                uint64_t mag = 0;
+                for (size_t i = 0; i < n; i++)
+                    mag |= (uint64_t)s[i] << (8 * i);
+                HEAP_CALL(heap_make_integer_digits(h, neg, &mag, 1, dest));
+            } else {
+                int rc = heap_make_integer_le(h, neg, s, n, dest);
+                if (rc == GD_ESYSTEM_LIMIT)
+                    FAIL(ETF_EBIG, tag_off);
+                if (rc != GD_OK)
+                    FAIL(map_heap_error(rc), tag_off);
+            }
+            pos += n;
+            break;
+        }
+
+        case ETF_MAP_EXT: {
+            NEED_FIXED(5);
+            size_t n = etf_get32(buf + pos + 1);
+            pos += 5;
+            if (n > ((len - pos) - pending) / 2)
+                FAIL(ETF_ETOO_LARGE, tag_off);
+            if (n == 0) {
+                HEAP_CALL(heap_make_map(h, NULL, NULL, 0, dest));
+                break;
+            }
+            if (GD_UNLIKELY(sp > d->max_depth))
+                FAIL(ETF_EDEPTH, tag_off);
+            etf_scratch_mark_t mark;
+            term_t *hdr = etf_scratch_alloc(&d->scratch, MAP_HDR_WORDS + 2 * n, &mark);
+            if (hdr == NULL)
+                FAIL(ETF_ENOMEM, tag_off);
+            hdr[MAP_HDR_DEST] = (term_t)(uintptr_t)dest;
+            hdr[MAP_HDR_N] = n;
+            hdr[MAP_HDR_TAG_OFF] = tag_off;
+            hdr[MAP_HDR_CHUNK] = (term_t)(uintptr_t)mark.chunk;
+            hdr[MAP_HDR_USED] = mark.used;
+            *dest = TERM_NIL; /* until the map is built */
+            PUSH(FRAME_MAP, hdr + MAP_HDR_WORDS, 2 * n, hdr);
+            break;
+        }
+
+        case ETF_NEW_PID_EXT:
+        case ETF_PID_EXT:
+            if (read_pid(d, &pos, dest) != GD_OK)
+                goto fail;
+            break;
+
+        case ETF_NEW_PORT_EXT:
+        case ETF_V4_PORT_EXT:
+        case ETF_PORT_EXT:
+            if (read_port(d, &pos, dest) != GD_OK)
+                goto fail;
+            break;
+
+        case ETF_NEWER_REFERENCE_EXT:
+        case ETF_NEW_REFERENCE_EXT:
+        case ETF_REFERENCE_EXT:
+            if (read_ref(d, &pos, dest) != GD_OK)
+                goto fail;
+            break;
+
+        case ETF_EXPORT_EXT: {
+            size_t p = pos + 1;
+            term_t mod, fun;
+            int64_t arity;
+            if (read_atom(d, &p, ETF_EEXPORT, &mod) != GD_OK ||
+                read_atom(d, &p, ETF_EEXPORT, &fun) != GD_OK ||
+                read_small_field(d, &p, ETF_EEXPORT, &arity) != GD_OK)
+                goto fail;
+            /* OTP accepts any non-negative small arity; girder's export
+             * holds 0..255, the most a function can have. */
+            if (arity < 0 || arity > 255)
+                FAIL(ETF_EEXPORT, tag_off);
+            HEAP_CALL(heap_make_export(h, mod, fun, (uint8_t)arity, dest));
+            pos = p;
+            break;
+        }
+
+        case ETF_NEW_FUN_EXT: {
+            /* Size:32 is not checked: OTP 25 ignores it (probed). */
+            NEED_FIXED(1 + 4 + 1 + 16 + 4 + 4);
+            heap_fun_info_t info;
+            const uint8_t *b = buf + pos + 5;
+            info.arity = b[0];
+            memcpy(info.uniq, b + 1, 16);
+            info.index = etf_get32(b + 17);
+            info.num_free = etf_get32(b + 21);
+            size_t p = pos + 1 + 4 + 1 + 16 + 4 + 4;
+            if (info.num_free > DEC_FUN_MAX_FREE)
+                FAIL(ETF_EFUN, tag_off);
+            int64_t old_index, old_uniq;
+            if (read_atom(d, &p, ETF_EFUN, &info.module) != GD_OK ||
+                read_small_field(d, &p, ETF_EFUN, &old_index) != GD_OK ||
+                read_small_field(d, &p, ETF_EFUN, &old_uniq) != GD_OK)
+                goto fail;
+            /* OTP keeps both as 32-bit words and re-encodes them signed. */
+            info.old_index = term_make_small((int32_t)(uint32_t)old_index);
+            info.old_uniq = term_make_small((int32_t)(uint32_t)old_uniq);
+            if (p >= len)
+                FAIL(ETF_ETRUNCATED, p);
+            if (buf[p] != ETF_NEW_PID_EXT && buf[p] != ETF_PID_EXT)
+                FAIL(ETF_EFUN, p);
+            if (read_pid(d, &p, &info.pid) != GD_OK)
+                goto fail;
+            pos = p;
+            NEED_VAR(info.num_free, tag_off);
+            term_t *free_vars;
+            HEAP_CALL(heap_make_fun(h, &info, &free_vars, dest));
+            if (info.num_free > 0)
+                PUSH(FRAME_SEQ, free_vars, info.num_free, NULL);
+            break;
+        }
+
+        case ETF_FUN_EXT:
+            FAIL(ETF_EOLD_FUN, tag_off);
+        case ETF_LOCAL_EXT:
+            FAIL(ETF_ELOCAL, tag_off);
+        case ETF_COMPRESSED:
+            FAIL(ETF_ECOMPRESSED, tag_off); /* only valid right after 131 */
+        default:
+            FAIL(ETF_EUNKNOWN_TAG, tag_off);
+        }
+    }
+    *out = result;
+    *end = pos;
+    return GD_OK;
+
+fail:
+    fill_pending(d, sp);
+    return d->err;
+}
+
+#undef FAIL
+
+static void dec_init(dec_t *d, heap_t *h, const etf_decode_opts_t *opts)
+{
+    d->h = h;
+    d->off_bias = 0;
+    d->safe = opts != NULL && opts->safe;
+    d->cache_refs = opts != NULL ? opts->atom_cache_refs : NULL;
+    d->cache_count = opts != NULL ? opts->atom_cache_count : 0;
+    d->max_depth = opts != NULL && opts->max_depth != 0 ? opts->max_depth : ETF_MAX_DEPTH_DEFAULT;
+    d->max_decompressed = opts != NULL && opts->max_decompressed != 0
+                              ? opts->max_decompressed
+                              : ETF_MAX_DECOMPRESSED_DEFAULT;
+    d->err = 0;
+    d->err_off = 0;
+    d->stack = d->inline_stack;
+    d->stack_cap = DEC_INLINE_FRAMES;
+    etf_scratch_init(&d->scratch, d->inline_scratch, DEC_INLINE_SCRATCH);
+    d->acache_valid = 0;
+}
+
+static void dec_release(dec_t *d)
+{
+    if (d->stack != d->inline_stack)
+        free(d->stack);
+    d->stack = d->inline_stack;
+    etf_scratch_free(&d->scratch);
+}
+
+/*
+ * COMPRESSED: buf[1] = 80, then Size:32 and a zlib stream.  Inflates exactly
+ * Size bytes (refusing more, fewer, a Size above the cap or above what the
+ * remaining input could inflate to) and decodes the term in them; trailing
+ * bytes inside the inflated data are accepted as OTP 25 does.  Errors in
+ * the envelope are reported at offset 1 (the 80).  *end = bytes of buf
+ * consumed, up to the end of the zlib stream.
+ */
+static int decode_compressed(dec_t *d, const uint8_t *buf, size_t len, term_t *out, size_t *end)
+{
+    if (len < 6)
+        return fail_at(d, ETF_ETRUNCATED, 1);
+    size_t size = etf_get32(buf + 2);
+    size_t zlen = len - 6;
+    if (size > d->max_decompressed)
+        return fail_at(d, ETF_ETOO_LARGE, 1);
+    if (size == 0 || size / DEC_MAX_INFLATE_RATIO > zlen)
+        return fail_at(d, ETF_ECOMPRESSED, 1);
+    uint8_t *plain = malloc(size);
+    if (plain == NULL)
+        return fail_at(d, ETF_ENOMEM, 1);
+    int rc;
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (inflateInit(&zs) != Z_OK) {
+        rc = fail_at(d, ETF_ENOMEM, 1);
+        goto free_plain;
+    }
+    /* zlib counts in uInt: feed the input in pieces of at most UINT_MAX. */
+    const uint8_t *in = buf + 6;
+    size_t in_left = zlen;
+    int zr;
+    zs.next_out = plain;
+    zs.avail_out = (uInt)size; /* size < 2^32: it came from a 32-bit field */
+    do {
+        uInt piece = in_left > UINT32_MAX ? UINT32_MAX : (uInt)in_left;
+        zs.next_in = (Bytef *)(uintptr_t)in;
+        zs.avail_in = piece;
+        zr = inflate(&zs, Z_FINISH);
+        size_t eaten = piece - zs.avail_in;
+        in += eaten;
+        in_left -= eaten;
+    } while (zr == Z_BUF_ERROR && zs.avail_out > 0 && in_left > 0 && zs.avail_in == 0);
+    size_t produced = size - zs.avail_out;
+    inflateEnd(&zs);
+    if (zr != Z_STREAM_END || produced != size) {
+        rc = fail_at(d, ETF_ECOMPRESSED, 1);
+        goto free_plain;
+    }
+    d->buf = plain;
+    d->len = size;
+    d->off_bias = 1;
+    size_t term_end;
+    rc = decode_term(d, 0, out, &term_end);
+    d->off_bias = 0;
+    if (rc == GD_OK)
+        *end = len - in_left;
+free_plain:
+    free(plain);
+    return rc;
+}
+
+static int decode_common(heap_t *h, const uint8_t *buf, size_t len, const etf_decode_opts_t *opts,
+                         bool versioned, term_t *out, size_t *used, etf_error_t *err)
+{
+    dec_t d;
+    dec_init(&d, h, opts);
+    d.buf = buf;
+    d.len = len;
+    int rc;
+    term_t t = TERM_NIL;
+    size_t end = 0;
+    if (!versioned) {
+        rc = decode_term(&d, 0, &t, &end);
+    } else if (len == 0 || buf[0] != ETF_VERSION_MAGIC) {
+        rc = fail_at(&d, ETF_EVERSION, 0);
+    } else if (len > 1 && buf[1] == ETF_COMPRESSED) {
+        rc = decode_compressed(&d, buf, len, &t, &end);
+    } else {
+        rc = decode_term(&d, 1, &t, &end);
+    }
+    if (rc == GD_OK && opts != NULL && opts->no_trailing && end < len)
+        rc = fail_at(&d, ETF_ETRAILING, end);
+    dec_release(&d);
+    if (err != NULL) {
+        err->code = rc;
+        err->offset = rc == GD_OK ? 0 : d.err_off;
+    }
+    if (rc != GD_OK)
+        return rc;
+    *out = t;
+    if (used != NULL)
+        *used = end;
+    return GD_OK;
+}
+
+int etf_decode(heap_t *h, const uint8_t *buf, size_t len, const etf_decode_opts_t *opts,
+               term_t *out, size_t *used, etf_error_t *err)
+{
+    return decode_common(h, buf, len, opts, true, out, used, err);
+}
+
+int etf_decode_body(heap_t *h, const uint8_t *buf, size_t len, const etf_decode_opts_t *opts,
+                    term_t *out, size_t *used, etf_error_t *err)
+{
+    return decode_common(h, buf, len, opts, false, out, used, err);
+}

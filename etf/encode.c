@@ -1,0 +1,851 @@
+/*
+ * encode.c — External Term Format encoder (term_to_binary).
+ *
+ * One walker, enc_walk(), both measures and writes: it is instantiated
+ * twice with a compile-time `write` flag (always_inline), once counting
+ * bytes (etf_encoded_size) and once storing them (etf_encode_body), so the
+ * size and the bytes cannot drift apart — AtomVM's serialize_term(NULL, …)
+ * idea without a run-time test per byte.  Writing does not need the size
+ * first: the output buffer is grown as the walk goes, checked once per
+ * term, so a term is walked once to be encoded.
+ *
+ * Terms are walked with an explicit stack (no C recursion); a frame stays
+ * until all its children are written, so the stack height is the nesting
+ * depth the decoder counts too (a term the decoder accepted under a
+ * max_depth is always encodable under the same max_depth).
+ *
+ * The encodings are those of OTP's term_to_binary (erts external.c), probed
+ * on OTP 25 (protocol.md §1.3 and etf-otp25.txt): minimal integers, NEW_FLOAT
+ * (FLOAT_EXT for minor_version 0), Latin-1 ATOM_EXT for minor_version <= 1
+ * else UTF-8 atoms, STRING_EXT for proper byte lists up to 65535 long,
+ * NEW_PORT_EXT for port numbers of up to 28 bits else V4_PORT_EXT, and
+ * compression only when the compressed form is not longer.
+ */
+#include <stdio.h>
+#include <zlib.h>
+
+#include "internal.h"
+
+#define ENC_INLINE_FRAMES 32
+#define ENC_INLINE_SCRATCH 128
+#define ENC_ATOM_CACHE 64
+/* OTP uses NEW_PORT_EXT while the port number fits in 28 bits (probed on
+ * OTP 25; erl_interface's ei_encode_port uses the same limit). */
+#define ENC_PORT_V3_MAX 0x0FFFFFFFu
+
+enum enc_frame_kind {
+    EF_SEQ,  /* consecutive terms: tuple elements */
+    EF_FUN,  /* fun free variables; patches the fun's Size when done */
+    EF_LIST, /* cars of a list, then its tail */
+    EF_MAP,  /* keys[i], vals[i] alternately */
+};
+
+typedef struct enc_frame {
+    const term_t *p;  /* EF_SEQ/EF_FUN: next term; EF_MAP: keys */
+    term_t cur;       /* EF_LIST: remaining list; EF_MAP: n */
+    size_t remaining; /* children still to write */
+    size_t aux;       /* EF_FUN: offset of the Size field */
+    etf_scratch_mark_t mark; /* EF_MAP from scratch: what to release */
+    uint32_t kind;
+    bool scratch;
+} enc_frame_t;
+
+typedef struct enc_atom_entry {
+    term_t atom;
+    const char *text;
+    uint32_t len;   /* UTF-8 bytes */
+    uint32_t chars; /* code points */
+    bool latin1;
+} enc_atom_entry_t;
+
+typedef struct enc {
+    /* output (write mode) */
+    etf_buf_t *buf;
+    uint8_t *out;
+    size_t cap;
+    size_t pos; /* bytes written or counted so far */
+    /* options */
+    bool latin1_atoms;
+    bool float_ext;
+    bool deterministic;
+    term_t local_node;
+    uint32_t local_creation;
+    size_t max_depth;
+    /* work stack */
+    enc_frame_t *stack;
+    size_t stack_cap;
+    enc_frame_t inline_stack[ENC_INLINE_FRAMES];
+    etf_scratch_t scratch;
+    term_t inline_scratch[ENC_INLINE_SCRATCH];
+    uint64_t acache_valid;
+    enc_atom_entry_t acache[ENC_ATOM_CACHE];
+} enc_t;
+
+#define ENC_INLINE __attribute__((always_inline)) static inline
+
+/* ---- output ---- */
+
+static GD_NOINLINE int enc_grow(enc_t *e, size_t n)
+{
+    size_t saved = e->buf->len;
+    e->buf->len = e->pos;
+    int rc = etf_buf_reserve(e->buf, n);
+    e->buf->len = saved;
+    if (rc != GD_OK)
+        return ETF_ENOMEM;
+    e->out = e->buf->data;
+    e->cap = e->buf->cap;
+    return GD_OK;
+}
+
+/* Makes room for n more bytes (write mode only). */
+ENC_INLINE int room(enc_t *e, size_t n, const bool write)
+{
+    if (!write || GD_LIKELY(e->cap - e->pos >= n))
+        return GD_OK;
+    return enc_grow(e, n);
+}
+
+ENC_INLINE void put8(enc_t *e, unsigned v, const bool write)
+{
+    if (write)
+        e->out[e->pos] = (uint8_t)v;
+    e->pos += 1;
+}
+ENC_INLINE void put16(enc_t *e, unsigned v, const bool write)
+{
+    if (write)
+        etf_put16(e->out + e->pos, (uint16_t)v);
+    e->pos += 2;
+}
+ENC_INLINE void put32(enc_t *e, uint32_t v, const bool write)
+{
+    if (write)
+        etf_put32(e->out + e->pos, v);
+    e->pos += 4;
+}
+ENC_INLINE void put64(enc_t *e, uint64_t v, const bool write)
+{
+    if (write)
+        etf_put64(e->out + e->pos, v);
+    e->pos += 8;
+}
+ENC_INLINE void put_bytes(enc_t *e, const void *p, size_t n, const bool write)
+{
+    if (write && n > 0)
+        memcpy(e->out + e->pos, p, n);
+    e->pos += n;
+}
+
+/* ---- scalars ---- */
+
+/* Integers that fit in 64 bits (smalls, and bignums of one digit). */
+ENC_INLINE int enc_int64_mag(enc_t *e, bool neg, uint64_t mag, const bool write)
+{
+    if (!neg && mag <= 255) {
+        if (room(e, 2, write) != GD_OK)
+            return ETF_ENOMEM;
+        put8(e, ETF_SMALL_INTEGER_EXT, write);
+        put8(e, (unsigned)mag, write);
+        return GD_OK;
+    }
+    if (neg ? mag <= (uint64_t)1 << 31 : mag < (uint64_t)1 << 31) {
+        if (room(e, 5, write) != GD_OK)
+            return ETF_ENOMEM;
+        put8(e, ETF_INTEGER_EXT, write);
+        put32(e, neg ? (uint32_t)(0 - mag) : (uint32_t)mag, write);
+        return GD_OK;
+    }
+    unsigned nbytes = (unsigned)(64 - __builtin_clzll(mag) + 7) / 8;
+    if (room(e, 3 + 8, write) != GD_OK)
+        return ETF_ENOMEM;
+    put8(e, ETF_SMALL_BIG_EXT, write);
+    put8(e, nbytes, write);
+    put8(e, neg ? 1 : 0, write);
+    if (write)
+        memcpy(e->out + e->pos, &mag, 8); /* little-endian digits; extra bytes overwritten later */
+    e->pos += nbytes;
+    return GD_OK;
+}
+
+ENC_INLINE int enc_small(enc_t *e, term_t t, const bool write)
+{
+    int64_t v = term_small_value(t);
+    if (v >= 0)
+        return enc_int64_mag(e, false, (uint64_t)v, write);
+    return enc_int64_mag(e, true, (uint64_t)0 - (uint64_t)v, write);
+}
+
+static int enc_big(enc_t *e, term_t t, const bool write)
+{
+    size_t nd = term_big_ndigits(t);
+    const uint64_t *dig = term_big_digits(t);
+    bool neg = term_big_negative(t);
+    if (nd == 1)
+        return enc_int64_mag(e, neg, dig[0], write);
+    uint64_t top = dig[nd - 1];
+    size_t nbytes = (nd - 1) * 8 + (size_t)(64 - __builtin_clzll(top) + 7) / 8;
+    if (nbytes > UINT32_MAX)
+        return ETF_EUNENCODABLE;
+    if (room(e, 6 + nbytes, write) != GD_OK)
+        return ETF_ENOMEM;
+    if (nbytes <= 255) {
+        put8(e, ETF_SMALL_BIG_EXT, write);
+        put8(e, (unsigned)nbytes, write);
+    } else {
+        put8(e, ETF_LARGE_BIG_EXT, write);
+        put32(e, (uint32_t)nbytes, write);
+    }
+    put8(e, neg ? 1 : 0, write);
+    put_bytes(e, dig, nbytes, write); /* host digits are little-endian */
+    return GD_OK;
+}
+
+static int enc_float(enc_t *e, term_t t, const bool write)
+{
+    double v = term_float_value(t);
+    if (e->float_ext) {
+        if (room(e, 1 + ETF_FLOAT_EXT_LEN, write) != GD_OK)
+            return ETF_ENOMEM;
+        put8(e, ETF_FLOAT_EXT, write);
+        if (write) {
+            char text[ETF_FLOAT_EXT_LEN + 1];
+            memset(text, 0, sizeof text);
+            snprintf(text, sizeof text, "%.20e", v);
+            memcpy(e->out + e->pos, text, ETF_FLOAT_EXT_LEN);
+        }
+        e->pos += ETF_FLOAT_EXT_LEN;
+        return GD_OK;
+    }
+    if (room(e, 9, write) != GD_OK)
+        return ETF_ENOMEM;
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    put8(e, ETF_NEW_FLOAT_EXT, write);
+    put64(e, bits, write);
+    return GD_OK;
+}
+
+static GD_NOINLINE const enc_atom_entry_t *atom_info_slow(enc_t *e, term_t a, unsigned slot)
+{
+    enc_atom_entry_t *en = &e->acache[slot];
+    size_t len;
+    en->atom = a;
+    en->text = heap_atom_text(a, &len);
+    en->len = (uint32_t)len;
+    en->chars = (uint32_t)heap_atom_chars(a);
+    en->latin1 = heap_atom_is_latin1(a);
+    e->acache_valid |= (uint64_t)1 << slot;
+    return en;
+}
+
+ENC_INLINE const enc_atom_entry_t *atom_info(enc_t *e, term_t a)
+{
+    unsigned slot = term_atom_index(a) & (ENC_ATOM_CACHE - 1);
+    const enc_atom_entry_t *en = &e->acache[slot];
+    if (GD_LIKELY(((e->acache_valid >> slot) & 1u) && en->atom == a))
+        return en;
+    return atom_info_slow(e, a, slot);
+}
+
+ENC_INLINE int enc_atom(enc_t *e, term_t a, const bool write)
+{
+    const enc_atom_entry_t *en = atom_info(e, a);
+    if (e->latin1_atoms && en->latin1) {
+        /* ATOM_EXT (2-byte length) with one byte per character. */
+        if (room(e, 3 + en->chars, write) != GD_OK)
+            return ETF_ENOMEM;
+        put8(e, ETF_ATOM_EXT, write);
+        put16(e, en->chars, write);
+        if (en->chars == en->len) {
+            put_bytes(e, en->text, en->len, write);
+        } else {
+            const uint8_t *s = (const uint8_t *)en->text;
+            for (size_t i = 0; i < en->len; i++) {
+                if (s[i] < 0x80) {
+                    put8(e, s[i], write);
+                } else {
+                    put8(e, (unsigned)(((s[i] & 0x03) << 6) | (s[i + 1] & 0x3F)), write);
+                    i++;
+                }
+            }
+        }
+        return GD_OK;
+    }
+    if (room(e, 3 + en->len, write) != GD_OK)
+        return ETF_ENOMEM;
+    if (en->len <= 255) {
+        put8(e, ETF_SMALL_ATOM_UTF8_EXT, write);
+        put8(e, en->len, write);
+    } else {
+        put8(e, ETF_ATOM_UTF8_EXT, write);
+        put16(e, en->len, write);
+    }
+    put_bytes(e, en->text, en->len, write);
+    return GD_OK;
+}
+
+static int enc_pid(enc_t *e, term_t t, const bool write)
+{
+    term_t node;
+    uint32_t id, serial, creation;
+    if (term_is_local_pid(t)) {
+        node = e->local_node;
+        id = term_local_pid_id(t);
+        serial = term_local_pid_serial(t);
+        creation = e->local_creation;
+    } else {
+        heap_ident_t ident;
+        heap_ident(t, &ident);
+        node = ident.node;
+        id = ident.words[0];
+        serial = ident.words[1];
+        creation = ident.creation;
+    }
+    if (room(e, 1, write) != GD_OK)
+        return ETF_ENOMEM;
+    put8(e, ETF_NEW_PID_EXT, write);
+    int rc = enc_atom(e, node, write);
+    if (rc != GD_OK)
+        return rc;
+    if (room(e, 12, write) != GD_OK)
+        return ETF_ENOMEM;
+    put32(e, id, write);
+    put32(e, serial, write);
+    put32(e, creation, write);
+    return GD_OK;
+}
+
+static int enc_port(enc_t *e, term_t t, const bool write)
+{
+    term_t node;
+    uint64_t id;
+    uint32_t creation;
+    if (term_is_local_port(t)) {
+        node = e->local_node;
+        id = term_local_port_number(t);
+        creation = e->local_creation;
+    } else {
+        heap_ident_t ident;
+        heap_ident(t, &ident);
+        node = ident.node;
+        id = ident.port_id;
+        creation = ident.creation;
+    }
+    bool v4 = id > ENC_PORT_V3_MAX;
+    if (room(e, 1, write) != GD_OK)
+        return ETF_ENOMEM;
+    put8(e, v4 ? ETF_V4_PORT_EXT : ETF_NEW_PORT_EXT, write);
+    int rc = enc_atom(e, node, write);
+    if (rc != GD_OK)
+        return rc;
+    if (room(e, 12, write) != GD_OK)
+        return ETF_ENOMEM;
+    if (v4)
+        put64(e, id, write);
+    else
+        put32(e, (uint32_t)id, write);
+    put32(e, creation, write);
+    return GD_OK;
+}
+
+static int enc_ref(enc_t *e, term_t t, const bool write)
+{
+    heap_ident_t ident;
+    heap_ident(t, &ident);
+    if (room(e, 3, write) != GD_OK)
+        return ETF_ENOMEM;
+    put8(e, ETF_NEWER_REFERENCE_EXT, write);
+    put16(e, ident.nwords, write);
+    int rc = enc_atom(e, ident.node, write);
+    if (rc != GD_OK)
+        return rc;
+    if (room(e, 4 + 4 * (size_t)ident.nwords, write) != GD_OK)
+        return ETF_ENOMEM;
+    put32(e, ident.creation, write);
+    for (uint32_t i = 0; i < ident.nwords; i++)
+        put32(e, ident.words[i], write);
+    return GD_OK;
+}
+
+static int enc_bitstring(enc_t *e, term_t t, const bool write)
+{
+    heap_bin_view_t v;
+    heap_bin_view(t, &v);
+    size_t nbytes = v.bit_size / 8 + (v.bit_size % 8 != 0);
+    unsigned tail_bits = (unsigned)(v.bit_size % 8);
+    if (nbytes > UINT32_MAX)
+        return ETF_EUNENCODABLE;
+    if (room(e, 6 + nbytes, write) != GD_OK)
+        return ETF_ENOMEM;
+    if (tail_bits == 0) {
+        put8(e, ETF_BINARY_EXT, write);
+        put32(e, (uint32_t)nbytes, write);
+    } else {
+        put8(e, ETF_BIT_BINARY_EXT, write);
+        put32(e, (uint32_t)nbytes, write);
+        put8(e, tail_bits, write);
+    }
+    if (write && nbytes > 0) {
+        uint8_t *o = e->out + e->pos;
+        if (v.bit_offset == 0) {
+            memcpy(o, v.bytes, nbytes);
+        } else {
+            /* A sub-binary starting inside a byte: shift into place, never
+             * reading past the last source byte that holds its bits. */
+            unsigned sh = v.bit_offset;
+            size_t src_bytes = (v.bit_offset + v.bit_size + 7) / 8;
+            for (size_t i = 0; i < nbytes; i++) {
+                unsigned hi = (unsigned)v.bytes[i] << sh;
+                unsigned lo = i + 1 < src_bytes ? v.bytes[i + 1] >> (8 - sh) : 0;
+                o[i] = (uint8_t)(hi | lo);
+            }
+        }
+        if (tail_bits != 0)
+            o[nbytes - 1] &= (uint8_t)(0xFF00u >> tail_bits);
+    }
+    e->pos += nbytes;
+    return GD_OK;
+}
+
+/* ---- the walker ---- */
+
+static GD_NOINLINE int enc_grow_stack(enc_t *e)
+{
+    size_t cap = e->stack_cap * 2;
+    enc_frame_t *s;
+    if (e->stack == e->inline_stack) {
+        s = malloc(cap * sizeof *s);
+        if (s != NULL)
+            memcpy(s, e->stack, e->stack_cap * sizeof *s);
+    } else {
+        s = realloc(e->stack, cap * sizeof *s);
+    }
+    if (s == NULL)
+        return ETF_ENOMEM;
+    e->stack = s;
+    e->stack_cap = cap;
+    return GD_OK;
+}
+
+/* Pushes a frame; the stack height is the nesting depth. */
+ENC_INLINE int push(enc_t *e, size_t *sp, enc_frame_t **out)
+{
+    if (GD_UNLIKELY(*sp >= e->max_depth))
+        return ETF_EDEPTH;
+    if (GD_UNLIKELY(*sp == e->stack_cap) && enc_grow_stack(e) != GD_OK)
+        return ETF_ENOMEM;
+    *out = &e->stack[(*sp)++];
+    return GD_OK;
+}
+
+/* True if t is a small integer 0..255 (STRING_EXT material). */
+static inline bool is_byte(term_t t)
+{
+    return (t & TAG_IMMED1_MASK) == TAG_IMMED1_SMALL && t < ((term_t)256 << TAG_IMMED1_SIZE);
+}
+
+#define TRY(expr)                                                              \
+    do {                                                                       \
+        rc = (expr);                                                           \
+        if (GD_UNLIKELY(rc != GD_OK))                                          \
+            goto fail;                                                         \
+    } while (0)
+#define ROOM(n) TRY(room(e, (n), write))
+
+/*
+ * Walks t, counting (write = false) or writing (write = true) its encoding
+ * at e->pos.  Returns 0 or ETF_EUNENCODABLE / ETF_EDEPTH / ETF_ENOMEM.
+ */
+ENC_INLINE int enc_walk(enc_t *e, term_t root, const bool write)
+{
+    size_t sp = 0;
+    int rc = GD_OK;
+    term_t t = root;
+    goto encode;
+
+    for (;;) {
+        if (sp == 0)
+            return GD_OK;
+        {
+            enc_frame_t *f = &e->stack[sp - 1];
+            if (f->remaining == 0) {
+                if (f->kind == EF_FUN && write)
+                    etf_put32(e->out + f->aux, (uint32_t)(e->pos - f->aux));
+                else if (f->kind == EF_MAP && f->scratch)
+                    etf_scratch_release(&e->scratch, f->mark);
+                sp--;
+                continue;
+            }
+            f->remaining--;
+            switch (f->kind) {
+            case EF_SEQ:
+            case EF_FUN:
+                t = *f->p++;
+                break;
+            case EF_LIST:
+                if (f->remaining > 0) {
+                    t = term_car(f->cur);
+                    f->cur = term_cdr(f->cur);
+                } else {
+                    t = f->cur; /* the tail */
+                }
+                break;
+            default: {
+                size_t n = (size_t)f->cur;
+                size_t i = (2 * n - 1 - f->remaining) / 2;
+                t = (f->remaining & 1) ? f->p[i] : f->p[n + i];
+                break;
+            }
+            }
+        }
+
+    encode:
+        switch (term_primary(t)) {
+        case TAG_PRIMARY_IMMED1:
+            switch (t & TAG_IMMED1_MASK) {
+            case TAG_IMMED1_SMALL:
+                TRY(enc_small(e, t, write));
+                break;
+            case TAG_IMMED1_PID:
+                TRY(enc_pid(e, t, write));
+                break;
+            case TAG_IMMED1_PORT:
+                TRY(enc_port(e, t, write));
+                break;
+            default:
+                if (term_is_atom(t)) {
+                    TRY(enc_atom(e, t, write));
+                } else if (t == TERM_NIL) {
+                    ROOM(1);
+                    put8(e, ETF_NIL_EXT, write);
+                } else {
+                    rc = ETF_EUNENCODABLE;
+                    goto fail;
+                }
+                break;
+            }
+            break;
+
+        case TAG_PRIMARY_LIST: {
+            /* One walk decides STRING_EXT and counts LIST_EXT elements. */
+            size_t n = 0;
+            bool bytes = true;
+            term_t c = t;
+            do {
+                if (bytes && !is_byte(term_car(c)))
+                    bytes = false;
+                n++;
+                c = term_cdr(c);
+            } while (term_is_list(c));
+            if (bytes && c == TERM_NIL && n <= ETF_STRING_EXT_MAX) {
+                ROOM(3 + n);
+                put8(e, ETF_STRING_EXT, write);
+                put16(e, (unsigned)n, write);
+                if (write) {
+                    uint8_t *o = e->out + e->pos;
+                    for (c = t; c != TERM_NIL; c = term_cdr(c))
+                        *o++ = (uint8_t)term_small_value(term_car(c));
+                }
+                e->pos += n;
+                break;
+            }
+            if (n > UINT32_MAX) {
+                rc = ETF_EUNENCODABLE;
+                goto fail;
+            }
+            ROOM(5);
+            put8(e, ETF_LIST_EXT, write);
+            put32(e, (uint32_t)n, write);
+            enc_frame_t *f;
+            TRY(push(e, &sp, &f));
+            f->kind = EF_LIST;
+            f->cur = t;
+            f->remaining = n + 1;
+            break;
+        }
+
+        case TAG_PRIMARY_BOXED: {
+            const term_t *p = term_boxed_ptr(t);
+            switch (header_subtag(p[0])) {
+            case HDR_TUPLE: {
+                size_t arity = (size_t)header_arity(p[0]);
+                if (arity > UINT32_MAX) {
+                    rc = ETF_EUNENCODABLE;
+                    goto fail;
+                }
+                ROOM(5);
+                if (arity <= 255) {
+                    put8(e, ETF_SMALL_TUPLE_EXT, write);
+                    put8(e, (unsigned)arity, write);
+                } else {
+                    put8(e, ETF_LARGE_TUPLE_EXT, write);
+                    put32(e, (uint32_t)arity, write);
+                }
+                if (arity > 0) {
+                    enc_frame_t *f;
+                    TRY(push(e, &sp, &f));
+                    f->kind = EF_SEQ;
+                    f->p = p + 1;
+                    f->remaining = arity;
+                }
+                break;
+            }
+            case HDR_POS_BIG:
+            case HDR_NEG_BIG:
+                TRY(enc_big(e, t, write));
+                break;
+            case HDR_FLOAT:
+                TRY(enc_float(e, t, write));
+                break;
+            case HDR_HEAP_BIN:
+            case HDR_REFC_BIN:
+            case HDR_SUB_BIN:
+                TRY(enc_bitstring(e, t, write));
+                break;
+            case HDR_EXT_PID:
+                TRY(enc_pid(e, t, write));
+                break;
+            case HDR_EXT_PORT:
+                TRY(enc_port(e, t, write));
+                break;
+            case HDR_REF:
+                TRY(enc_ref(e, t, write));
+                break;
+            case HDR_EXPORT:
+                ROOM(1);
+                put8(e, ETF_EXPORT_EXT, write);
+                TRY(enc_atom(e, p[1], write));
+                TRY(enc_atom(e, p[2], write));
+                ROOM(2);
+                put8(e, ETF_SMALL_INTEGER_EXT, write);
+                put8(e, (unsigned)term_small_value(p[3]), write);
+                break;
+            case HDR_FUN: {
+                heap_fun_info_t info;
+                heap_fun_info(t, &info);
+                ROOM(1 + 4 + 1 + 16 + 4 + 4);
+                put8(e, ETF_NEW_FUN_EXT, write);
+                size_t size_at = e->pos;
+                put32(e, 0, write); /* Size, patched once the fun is written */
+                put8(e, info.arity, write);
+                put_bytes(e, info.uniq, 16, write);
+                put32(e, info.index, write);
+                put32(e, info.num_free, write);
+                TRY(enc_atom(e, info.module, write));
+                if (!term_is_small(info.old_index) || !term_is_small(info.old_uniq) ||
+                    !term_is_pid(info.pid)) {
+                    rc = ETF_EUNENCODABLE;
+                    goto fail;
+                }
+                TRY(enc_small(e, info.old_index, write));
+                TRY(enc_small(e, info.old_uniq, write));
+                TRY(enc_pid(e, info.pid, write));
+                if (info.num_free == 0) {
+                    if (write)
+                        etf_put32(e->out + size_at, (uint32_t)(e->pos - size_at));
+                } else {
+                    enc_frame_t *f;
+                    TRY(push(e, &sp, &f));
+                    f->kind = EF_FUN;
+                    f->p = term_fun_free(t);
+                    f->remaining = info.num_free;
+                    f->aux = size_at;
+                }
+                break;
+            }
+            case HDR_MAP_FLAT:
+            case HDR_MAP_HASH: {
+                size_t n = heap_map_size(t);
+                if (n > UINT32_MAX) {
+                    rc = ETF_EUNENCODABLE;
+                    goto fail;
+                }
+                ROOM(5);
+                put8(e, ETF_MAP_EXT, write);
+                put32(e, (uint32_t)n, write);
+                if (n == 0)
+                    break;
+                enc_frame_t *f;
+                TRY(push(e, &sp, &f));
+                f->kind = EF_MAP;
+                f->cur = n;
+                f->remaining = 2 * n;
+                f->scratch = false;
+                if (header_subtag(p[0]) == HDR_MAP_FLAT) {
+                    /* Flat maps store their keys in term order (OTP's
+                     * flatmap order, which is also [deterministic]'s):
+                     * p[2..2+n) keys, then the values. */
+                    f->p = p + 2;
+                    break;
+                }
+                term_t *kv = etf_scratch_alloc(&e->scratch, 2 * n, &f->mark);
+                if (kv == NULL) {
+                    sp--;
+                    rc = ETF_ENOMEM;
+                    goto fail;
+                }
+                f->scratch = true;
+                f->p = kv;
+                if (e->deterministic && write) {
+                    /* (Sizes do not depend on the order: counting skips the sort.) */
+                    heap_map_sorted(t, kv, kv + n);
+                } else {
+                    heap_map_iter_t it;
+                    heap_map_iter_init(&it, t);
+                    size_t i = 0;
+                    while (i < n && heap_map_next(&it, &kv[i], &kv[n + i]))
+                        i++;
+                }
+                break;
+            }
+            default:
+                rc = ETF_EUNENCODABLE;
+                goto fail;
+            }
+            break;
+        }
+
+        default: /* a header word is not a term */
+            rc = ETF_EUNENCODABLE;
+            goto fail;
+        }
+    }
+
+fail:
+    return rc;
+}
+
+#undef TRY
+#undef ROOM
+
+static GD_NOINLINE int enc_walk_size(enc_t *e, term_t t) { return enc_walk(e, t, false); }
+static GD_NOINLINE int enc_walk_write(enc_t *e, term_t t) { return enc_walk(e, t, true); }
+
+void etf_encode_opts_init(etf_encode_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->otp_release = 25;
+    o->compressed = -1;
+    o->deterministic = false;
+    o->minor_version = -1;
+    o->local_node = TERM_NONE;
+    o->local_creation = 0;
+    o->max_depth = 0;
+}
+
+static void enc_init(enc_t *e, const etf_encode_opts_t *opts)
+{
+    etf_encode_opts_t dflt;
+    if (opts == NULL) {
+        etf_encode_opts_init(&dflt);
+        opts = &dflt;
+    }
+    int release = opts->otp_release == 0 ? 25 : opts->otp_release;
+    int minor = opts->minor_version >= 0 ? opts->minor_version : (release >= 26 ? 2 : 1);
+    e->buf = NULL;
+    e->out = NULL;
+    e->cap = 0;
+    e->pos = 0;
+    e->latin1_atoms = minor <= 1;
+    e->float_ext = minor == 0;
+    e->deterministic = opts->deterministic;
+    e->local_node = (opts->local_node == TERM_NONE || opts->local_node == 0 ||
+                     !term_is_atom(opts->local_node))
+                        ? ATOM_NONODE
+                        : opts->local_node;
+    e->local_creation = opts->local_creation;
+    e->max_depth = opts->max_depth != 0 ? opts->max_depth : ETF_MAX_DEPTH_DEFAULT;
+    e->stack = e->inline_stack;
+    e->stack_cap = ENC_INLINE_FRAMES;
+    etf_scratch_init(&e->scratch, e->inline_scratch, ENC_INLINE_SCRATCH);
+    e->acache_valid = 0;
+}
+
+static void enc_release(enc_t *e)
+{
+    if (e->stack != e->inline_stack)
+        free(e->stack);
+    e->stack = e->inline_stack;
+    etf_scratch_free(&e->scratch);
+}
+
+int etf_encoded_size(term_t t, const etf_encode_opts_t *opts, size_t *size)
+{
+    enc_t e;
+    enc_init(&e, opts);
+    int rc = enc_walk_size(&e, t);
+    enc_release(&e);
+    if (rc == GD_OK)
+        *size = e.pos;
+    return rc;
+}
+
+/* Writes the body of t at out->len onward; on success out->len grows. */
+static int encode_body_at(term_t t, enc_t *e, etf_buf_t *out)
+{
+    e->buf = out;
+    e->out = out->data;
+    e->cap = out->cap;
+    e->pos = out->len;
+    int rc = enc_walk_write(e, t);
+    if (rc == GD_OK)
+        out->len = e->pos;
+    return rc;
+}
+
+int etf_encode_body(term_t t, const etf_encode_opts_t *opts, etf_buf_t *out)
+{
+    enc_t e;
+    enc_init(&e, opts);
+    int rc = encode_body_at(t, &e, out);
+    enc_release(&e);
+    return rc;
+}
+
+/*
+ * Replaces the plain body at out->data[body..out->len) by 80 Size:32 zlib
+ * when, as in OTP's term_to_binary, the compressed form is not longer than
+ * the plain one (zlib must fit in Size - 5 bytes).  Level 0 never
+ * compresses (OTP: {compressed, 0} is the plain encoding).
+ */
+static int maybe_compress(etf_buf_t *out, size_t body, int level)
+{
+    size_t plain = out->len - body;
+    if (level <= 0 || plain <= 5 || plain > UINT32_MAX)
+        return GD_OK;
+    if (level > 9)
+        level = 9;
+    uLongf zlen = (uLongf)(plain - 5);
+    uint8_t *z = malloc(zlen);
+    if (z == NULL)
+        return ETF_ENOMEM;
+    int zr = compress2(z, &zlen, out->data + body, (uLong)plain, level);
+    if (zr == Z_OK) {
+        out->data[body] = ETF_COMPRESSED;
+        etf_put32(out->data + body + 1, (uint32_t)plain);
+        memcpy(out->data + body + 5, z, zlen);
+        out->len = body + 5 + zlen;
+    }
+    free(z);
+    /* Z_BUF_ERROR: the compressed form would be longer; keep the plain one. */
+    return zr == Z_OK || zr == Z_BUF_ERROR ? GD_OK : ETF_ENOMEM;
+}
+
+int etf_encode(term_t t, const etf_encode_opts_t *opts, etf_buf_t *out)
+{
+    size_t start = out->len;
+    int rc = etf_buf_reserve(out, 1);
+    if (rc != GD_OK)
+        return ETF_ENOMEM;
+    out->data[out->len++] = ETF_VERSION_MAGIC;
+    enc_t e;
+    enc_init(&e, opts);
+    rc = encode_body_at(t, &e, out);
+    enc_release(&e);
+    if (rc == GD_OK && opts != NULL && opts->compressed > 0)
+        rc = maybe_compress(out, start + 1, opts->compressed);
+    if (rc != GD_OK)
+        out->len = start;
+    return rc;
+}
