@@ -163,20 +163,21 @@ static void account(heap_t *h, bool major, size_t before, size_t after, size_t c
 #define GC_POISON ((term_t)0xDEADDEADDEADDEADull)
 #endif
 
-/* Frees a collected area.  Debug builds first overwrite it so that a term
- * someone kept without registering it as a root crashes at once (ASan
- * builds also catch the read itself: the area is freed, not kept). */
-static void release_area(term_t *p, size_t words)
+/* Frees a collected area of `capacity` words whose first `used` held
+ * terms.  Debug builds first overwrite those so that a term someone kept
+ * without registering it as a root crashes at once (ASan builds also catch
+ * the read itself: there every area is malloc'd and freed, see area.c). */
+static void release_area(term_t *p, size_t capacity, size_t used)
 {
     if (p == NULL || p == heap_no_young_area)
         return;
 #ifdef GD_ASSERTS
-    for (size_t i = 0; i < words; i++)
+    for (size_t i = 0; i < used; i++)
         p[i] = GC_POISON;
 #else
-    (void)words;
+    (void)used;
 #endif
-    free(p);
+    heap_area_free(p, capacity);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -450,16 +451,16 @@ static bool resize_young(heap_t *h, size_t words, const heap_roots_t *roots)
 {
     term_t *old = h->young_start;
     size_t used = (size_t)(h->young_top - old);
+    size_t capacity = (size_t)(h->young_end - old);
     GD_ASSERT(words >= used);
     if (words == 0) {
-        release_area(old, used);
+        release_area(old, capacity, used);
         h->young_start = h->young_top = h->young_end = h->high_water = heap_no_young_area;
         return true;
     }
     uintptr_t lo = (uintptr_t)old;
     size_t hw = (size_t)(h->high_water - old);
-    term_t *area = old == heap_no_young_area ? malloc(words * sizeof(term_t))
-                                             : realloc(old, words * sizeof(term_t));
+    term_t *area = heap_area_resize(old, capacity, words, used);
     if (area == NULL)
         return false;
     h->young_start = area;
@@ -552,7 +553,7 @@ static int minor(heap_t *h, size_t need, const heap_roots_t *roots, size_t *copi
     if (h->old_start == NULL && mature > 0) {
         /* Larger than strictly needed, as BEAM: fewer full sweeps. */
         size_t osize = heap_next_size(young_used + h->frag_words, 1);
-        h->old_start = osize == 0 ? NULL : malloc(osize * sizeof(term_t));
+        h->old_start = osize == 0 ? NULL : heap_area_alloc(osize);
         if (h->old_start == NULL)
             return GD_ENOMEM;
         h->old_top = h->old_start;
@@ -565,10 +566,10 @@ static int minor(heap_t *h, size_t need, const heap_roots_t *roots, size_t *copi
     /* Room for every young and fragment word, as BEAM: survivors always
      * fit; if `need` does not fit next to them, the area grows after. */
     size_t to_size = heap_next_size(at_least_min(h, young_used + h->frag_words), 0);
-    term_t *to = to_size == 0 ? NULL : malloc(to_size * sizeof(term_t));
+    term_t *to = to_size == 0 ? NULL : heap_area_alloc(to_size);
     if (to == NULL) {
         if (new_old) {
-            free(h->old_start);
+            heap_area_free(h->old_start, (size_t)(h->old_end - h->old_start));
             h->old_start = h->old_top = h->old_end = NULL;
         }
         return to_size == 0 ? GD_ESYSTEM_LIMIT : GD_ENOMEM;
@@ -589,7 +590,7 @@ static int minor(heap_t *h, size_t need, const heap_roots_t *roots, size_t *copi
     sweep_offheap(h, g.old_lo, g.old_bytes);
 
     *before = young_used + h->frag_words;
-    release_area(h->young_start, young_used);
+    release_area(h->young_start, (size_t)(h->young_end - h->young_start), young_used);
     free_frags(h);
 
     size_t promoted = (size_t)(g.otop - old_top_before);
@@ -635,7 +636,7 @@ static int major(heap_t *h, size_t need, const heap_roots_t *roots, bool exact, 
     size_t to_size = heap_next_size(at_least_min(h, all), 0);
     if (to_size == young_size && (h->gc_flags & HEAP_GCF_GROW))
         to_size = heap_next_size(to_size, 1);
-    term_t *to = to_size == 0 ? NULL : malloc(to_size * sizeof(term_t));
+    term_t *to = to_size == 0 ? NULL : heap_area_alloc(to_size);
     if (to == NULL)
         return to_size == 0 ? GD_ESYSTEM_LIMIT : GD_ENOMEM;
     h->gc_flags &= ~(HEAP_GCF_GROW | HEAP_GCF_NEED_MAJOR);
@@ -649,8 +650,8 @@ static int major(heap_t *h, size_t need, const heap_roots_t *roots, bool exact, 
     sweep_offheap(h, 0, 0);
 
     *before = all;
-    release_area(h->young_start, young_used);
-    release_area(h->old_start, old_used);
+    release_area(h->young_start, young_size, young_used);
+    release_area(h->old_start, (size_t)(h->old_end - h->old_start), old_used);
     free_frags(h);
     h->old_start = h->old_top = h->old_end = NULL;
 

@@ -41,6 +41,15 @@ int heap_copy_size_n(const term_t *terms, size_t n, size_t *words) GD_MUST_CHECK
 int heap_copy_write_n(const term_t *terms, size_t n, term_t *outs,
                       heap_copy_dest_t *dest) GD_MUST_CHECK;
 
+/* Heap areas (area.c).  heap_area_alloc returns `words` uninitialised
+ * words or NULL; heap_area_free takes the same word count back (NULL and
+ * heap_no_young_area are ignored); heap_area_resize moves or resizes an
+ * area keeping its first keep_words words (NULL on failure, the old area
+ * intact then), returning a new address or the same one. */
+term_t *heap_area_alloc(size_t words);
+void heap_area_free(term_t *p, size_t words);
+term_t *heap_area_resize(term_t *p, size_t old_words, size_t new_words, size_t keep_words);
+
 /* Drops the binary references of a chain of REFC_BIN objects linked through
  * their next word. */
 void heap_offheap_release(term_t *first);

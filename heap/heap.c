@@ -125,9 +125,8 @@ void heap_destroy(heap_t *h)
         release_offheap_chain(f->offheap_first);
         free(f);
     }
-    if (h->young_start != heap_no_young_area)
-        free(h->young_start);
-    free(h->old_start);
+    heap_area_free(h->young_start, (size_t)(h->young_end - h->young_start));
+    heap_area_free(h->old_start, (size_t)(h->old_end - h->old_start));
     memset(h, 0, sizeof *h);
 }
 
@@ -139,7 +138,7 @@ term_t *heap_alloc_slow(heap_t *h, size_t words)
 {
     if (h->young_start == heap_no_young_area) {
         size_t size = heap_next_size(words > h->min_words ? words : h->min_words, 0);
-        term_t *area = size == 0 ? NULL : malloc(size * sizeof(term_t));
+        term_t *area = size == 0 ? NULL : heap_area_alloc(size);
         if (area == NULL)
             return NULL;
         h->young_start = h->high_water = area;
