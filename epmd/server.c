@@ -42,6 +42,9 @@
 #define KEEPER_DEFAULT_RETRY_MS 200
 /* ALIVE2 request: 2-byte length, fixed 13 bytes, name, extra. */
 #define ALIVE2_REQ_FIXED 15
+/* Requests up to this size (every PORT_PLEASE2 of a normal name) are read
+ * into the connection itself, without a heap buffer. */
+#define SMALL_REQUEST 64
 
 typedef struct conn conn_t;
 
@@ -67,7 +70,8 @@ struct conn {
     bool kill_after_write;
     epmd_node_t *node;
     uint64_t last_ms;
-    uint8_t *in;
+    uint8_t *in; /* small[] or a heap buffer of EPMD_INBUF_SIZE */
+    uint8_t small[SMALL_REQUEST];
     size_t got;
     size_t want;
     epmd_buf_t out;
@@ -176,7 +180,8 @@ static void conn_close(conn_t *c)
         c->node = NULL;
     }
     event_del(c->ev_read);
-    event_del(c->ev_write);
+    if (c->ev_write)
+        event_del(c->ev_write);
     list_del(c);
     close(c->fd);
     c->fd = -1;
@@ -185,11 +190,19 @@ static void conn_close(conn_t *c)
     event_active(srv->ev_reap, 0, 0);
 }
 
+static void release_input(conn_t *c)
+{
+    if (c->in != c->small)
+        free(c->in);
+    c->in = NULL;
+}
+
 static void conn_free(conn_t *c)
 {
     event_free(c->ev_read);
-    event_free(c->ev_write);
-    free(c->in);
+    if (c->ev_write)
+        event_free(c->ev_write);
+    release_input(c);
     epmd_buf_free(&c->out);
     free(c);
 }
@@ -227,6 +240,8 @@ static void kill_cb(evutil_socket_t fd, short what, void *arg)
     event_del(srv->ev_resume);
 }
 
+static void write_cb(evutil_socket_t fd, short what, void *arg);
+
 /* flush writes what is pending; returns false when the connection closed. */
 static bool flush(conn_t *c)
 {
@@ -239,7 +254,12 @@ static bool flush(conn_t *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            event_add(c->ev_write, NULL);
+            if (c->ev_write == NULL)
+                c->ev_write = event_new(c->srv->base, c->fd, EV_WRITE | EV_PERSIST, write_cb, c);
+            if (c->ev_write == NULL || event_add(c->ev_write, NULL) != 0) {
+                conn_close(c);
+                return false;
+            }
             touch(c);
             return true;
         }
@@ -247,7 +267,8 @@ static bool flush(conn_t *c)
         conn_close(c);
         return false;
     }
-    event_del(c->ev_write);
+    if (c->ev_write)
+        event_del(c->ev_write);
     epmd_buf_free(&c->out);
     c->out_off = 0;
     if (c->keep)
@@ -301,8 +322,7 @@ static void handle_request(conn_t *c, const uint8_t *body, size_t len)
         c->node = res.node;
         list_del(c);
         list_add(&srv->alive, c);
-        free(c->in);
-        c->in = NULL;
+        release_input(c);
         c->got = c->want = 0;
         event_add(c->ev_read, NULL); /* any byte or EOF now unregisters */
     } else if (res.action == EPMD_ACT_KILL) {
@@ -337,12 +357,16 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         conn_close(c);
         return;
     }
-    if (c->in == NULL) {
-        c->in = malloc(EPMD_INBUF_SIZE);
-        if (c->in == NULL) {
+    if (c->in == NULL)
+        c->in = c->small;
+    if (c->in == c->small && c->got + (size_t)n > sizeof c->small) {
+        uint8_t *big = malloc(EPMD_INBUF_SIZE);
+        if (big == NULL) {
             conn_close(c);
             return;
         }
+        memcpy(big, c->small, c->got);
+        c->in = big;
     }
     memcpy(c->in + c->got, buf, (size_t)n);
     c->got += (size_t)n;
@@ -386,12 +410,9 @@ static void conn_open(epmd_server_t *srv, int fd)
     c->srv = srv;
     c->fd = fd;
     c->ev_read = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, c);
-    c->ev_write = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, write_cb, c);
-    if (c->ev_read == NULL || c->ev_write == NULL || event_add(c->ev_read, NULL) != 0) {
+    if (c->ev_read == NULL || event_add(c->ev_read, NULL) != 0) {
         if (c->ev_read)
             event_free(c->ev_read);
-        if (c->ev_write)
-            event_free(c->ev_write);
         free(c);
         close(fd);
         return;
