@@ -265,6 +265,11 @@ static inline void evacuate(gc_t *g, term_t *slot, const bool minor)
     }
 }
 
+/* evacuate() specialised per collection kind, out of line: measured
+ * faster than inlining it into the scan loop. */
+static GD_NOINLINE void evacuate_minor(gc_t *g, term_t *slot) { evacuate(g, slot, true); }
+static GD_NOINLINE void evacuate_major(gc_t *g, term_t *slot) { evacuate(g, slot, false); }
+
 /* Scans [scan, *top) of a to-space, evacuating what its terms point to;
  * *top moves while it runs.  Returns where it stopped (== *top). */
 static inline term_t *scan_area(gc_t *g, term_t *scan, term_t *const *top, const bool minor)
@@ -277,7 +282,10 @@ static inline term_t *scan_area(gc_t *g, term_t *scan, term_t *const *top, const
             break;
         case TAG_PRIMARY_LIST:
         case TAG_PRIMARY_BOXED:
-            evacuate(g, scan, minor);
+            if (minor)
+                evacuate_minor(g, scan);
+            else
+                evacuate_major(g, scan);
             scan++;
             break;
         default:

@@ -445,8 +445,11 @@ typedef struct heap {
 /* Initialises an empty heap whose young area holds at least `min_words`
  * (0 = HEAP_MIN_WORDS_DEFAULT; rounded up to the heap size sequence, see
  * heap_next_size).  The young area is allocated by the first allocation, so
- * a heap that never held a term costs only sizeof(heap_t).  Reads
- * GIRDER_GC_STRESS (see heap_gc_stress_set).  Errors: GD_ENOMEM. */
+ * a heap that never held a term costs only sizeof(heap_t) (no
+ * heap words); after its first allocation it holds min_words (233 words =
+ * 1864 bytes by default) until it grows; heap_hibernate brings an idle one
+ * down to its live words.  Picks up GC stress mode (heap_gc_stress_set).
+ * Errors: GD_ESYSTEM_LIMIT (min_words beyond the largest heap). */
 int heap_init(heap_t *h, size_t min_words) GD_MUST_CHECK;
 
 /* Frees every word of the heap and drops its references to off-heap
