@@ -73,7 +73,10 @@ static size_t mapped_length(size_t bytes)
     return (bytes + align - 1) & ~(align - 1);
 }
 
-static void unmap_block(void *p, size_t len) { (void)munmap(p, len); }
+static void unmap_block(void *p, size_t len)
+{
+    (void)munmap(p, len);
+}
 
 /* -1 until read from the environment; then 0 or 1.  Relaxed: a flag whose
  * racing first readers compute the same value. */
@@ -110,7 +113,10 @@ static void drain_cache(void *unused)
     }
 }
 
-static void make_key(void) { (void)pthread_key_create(&area_cache_key, drain_cache); }
+static void make_key(void)
+{
+    (void)pthread_key_create(&area_cache_key, drain_cache);
+}
 
 static void *map_block(size_t len)
 {

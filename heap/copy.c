@@ -47,9 +47,9 @@ typedef struct copy_walk {
     copy_item_t *items;
     size_t n;
     size_t cap;
-    size_t words;            /* size pass: words counted so far */
+    size_t words; /* size pass: words counted so far */
     uint64_t epoch;
-    heap_copy_dest_t *dest;  /* write pass */
+    heap_copy_dest_t *dest; /* write pass */
     copy_item_t inline_items[COPY_STACK_INLINE];
 } copy_walk_t;
 

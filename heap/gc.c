@@ -148,9 +148,9 @@ static void account(heap_t *h, bool major, size_t before, size_t after, size_t c
     atomic_fetch_add_explicit(&node_stats.copied, copied, memory_order_relaxed);
     atomic_fetch_add_explicit(&node_stats.pause_total, pause, memory_order_relaxed);
     uint_fast64_t max = atomic_load_explicit(&node_stats.pause_max, memory_order_relaxed);
-    while (pause > max && !atomic_compare_exchange_weak_explicit(
-                              &node_stats.pause_max, &max, pause, memory_order_relaxed,
-                              memory_order_relaxed)) {
+    while (pause > max &&
+           !atomic_compare_exchange_weak_explicit(&node_stats.pause_max, &max, pause,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
     }
 }
 
@@ -184,13 +184,13 @@ static void release_area(term_t *p, size_t capacity, size_t used)
 /* Copying                                                                  */
 
 typedef struct gc {
-    term_t *ytop;            /* young to-space: next free word */
-    term_t *otop;            /* old area: next free word (minor) */
-    uintptr_t old_lo;        /* old area [old_lo, old_lo + old_bytes): not copied */
+    term_t *ytop;     /* young to-space: next free word */
+    term_t *otop;     /* old area: next free word (minor) */
+    uintptr_t old_lo; /* old area [old_lo, old_lo + old_bytes): not copied */
     size_t old_bytes;
-    uintptr_t mature_lo;     /* survivors from [mature_lo, +mature_bytes) are promoted */
+    uintptr_t mature_lo; /* survivors from [mature_lo, +mature_bytes) are promoted */
     size_t mature_bytes;
-    uintptr_t to_lo;         /* young to-space [to_lo, +to_bytes) */
+    uintptr_t to_lo; /* young to-space [to_lo, +to_bytes) */
     size_t to_bytes;
 } gc_t;
 
@@ -267,8 +267,14 @@ static inline void evacuate(gc_t *g, term_t *slot, const bool minor)
 
 /* evacuate() specialised per collection kind, out of line: measured
  * faster than inlining it into the scan loop. */
-static GD_NOINLINE void evacuate_minor(gc_t *g, term_t *slot) { evacuate(g, slot, true); }
-static GD_NOINLINE void evacuate_major(gc_t *g, term_t *slot) { evacuate(g, slot, false); }
+static GD_NOINLINE void evacuate_minor(gc_t *g, term_t *slot)
+{
+    evacuate(g, slot, true);
+}
+static GD_NOINLINE void evacuate_major(gc_t *g, term_t *slot)
+{
+    evacuate(g, slot, false);
+}
 
 /* Scans [scan, *top) of a to-space, evacuating what its terms point to;
  * *top moves while it runs.  Returns where it stopped (== *top). */
@@ -551,8 +557,8 @@ static void set_vheap_limits(heap_t *h, bool major)
  * GD_EAGAIN when the old area cannot take the mature data (the caller
  * does a major collection instead).
  */
-static int minor(heap_t *h, size_t need, const heap_roots_t *roots, size_t *copied,
-                 size_t *before, size_t *after)
+static int minor(heap_t *h, size_t need, const heap_roots_t *roots, size_t *copied, size_t *before,
+                 size_t *after)
 {
     size_t young_used = (size_t)(h->young_top - h->young_start);
     size_t mature = (size_t)(h->high_water - h->young_start);
@@ -698,10 +704,9 @@ static int collect(heap_t *h, size_t need, const heap_roots_t *roots, unsigned f
 
     uint64_t t0 = now_ns();
     size_t copied = 0, before = 0, after = 0;
-    bool is_major = (flags & HEAP_GC_MAJOR) || exact ||
-                    h->minors_since_major >= h->fullsweep_after ||
-                    (h->gc_flags & HEAP_GCF_NEED_MAJOR) ||
-                    h->old_offheap_bytes > h->old_vheap_limit;
+    bool is_major =
+        (flags & HEAP_GC_MAJOR) || exact || h->minors_since_major >= h->fullsweep_after ||
+        (h->gc_flags & HEAP_GCF_NEED_MAJOR) || h->old_offheap_bytes > h->old_vheap_limit;
     int rc = GD_EAGAIN;
     if (!is_major) {
         rc = minor(h, need, roots, &copied, &before, &after);

@@ -55,7 +55,10 @@ term_t *heap_area_resize(term_t *p, size_t old_words, size_t new_words, size_t k
 void heap_offheap_release(term_t *first);
 
 /* The next REFC_BIN object on an off-heap chain. */
-static inline term_t *offheap_next(const term_t *obj) { return (term_t *)(uintptr_t)obj[3]; }
+static inline term_t *offheap_next(const term_t *obj)
+{
+    return (term_t *)(uintptr_t)obj[3];
+}
 static inline void offheap_set_next(term_t *obj, const term_t *next)
 {
     obj[3] = (term_t)(uintptr_t)next;

@@ -196,7 +196,7 @@ static void test_destroy_releases_everything(void)
     OK(heap_ensure_free(&h, 10, roots, 3));
     OK(heap_make_binary(&h, bytes, sizeof bytes, &a));
     OK(heap_gc(&h, 0, roots, 3));
-    OK(heap_gc(&h, 0, roots, 3)); /* a is old now */
+    OK(heap_gc(&h, 0, roots, 3));                      /* a is old now */
     OK(heap_make_binary(&h, bytes, sizeof bytes, &b)); /* young */
     term_t m;
     OK(heap_make_binary(&other, bytes, sizeof bytes, &m));

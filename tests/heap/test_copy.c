@@ -68,8 +68,11 @@ static void test_size_each_type(void)
     CU_ASSERT_EQUAL(heap_term_size(t), 6);
     OK(heap_make_export(&h, ATOM_OK, ATOM_ERROR, 2, &t));
     CU_ASSERT_EQUAL(heap_term_size(t), 4);
-    heap_fun_info_t info = {.arity = 1, .num_free = 2, .module = ATOM_OK,
-                            .old_index = term_make_small(0), .old_uniq = term_make_small(0),
+    heap_fun_info_t info = {.arity = 1,
+                            .num_free = 2,
+                            .module = ATOM_OK,
+                            .old_index = term_make_small(0),
+                            .old_uniq = term_make_small(0),
                             .pid = term_make_local_pid(1, 0)};
     term_t *fv;
     OK(heap_make_fun(&h, &info, &fv, &t));
@@ -200,9 +203,9 @@ static void test_copy_deep_and_long(void)
     heap_t a = fresh(), b = fresh();
     term_t nested = TERM_NIL, tnest = ATOM_OK, longl = TERM_NIL;
     for (int i = 0; i < DEPTH; i++) {
-        OK(heap_cons(&a, nested, TERM_NIL, &nested));          /* [[[...]]] */
-        tnest = tuple2(&a, term_make_small(i), tnest);           /* {i, {...}} */
-        OK(heap_cons(&a, term_make_small(i), longl, &longl));   /* [i | ...] */
+        OK(heap_cons(&a, nested, TERM_NIL, &nested));         /* [[[...]]] */
+        tnest = tuple2(&a, term_make_small(i), tnest);        /* {i, {...}} */
+        OK(heap_cons(&a, term_make_small(i), longl, &longl)); /* [i | ...] */
     }
     /* Cars nested deep, with something in every tail: no stack growth
      * shortcut applies, the explicit stack takes the depth. */

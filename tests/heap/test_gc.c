@@ -59,10 +59,9 @@ static int64_t sum_pairs(term_t l)
 
 static void test_size_sequence(void)
 {
-    static const size_t expect[] = {12,    38,    51,    90,     142,    233,    376,
-                                    610,   987,   1598,  2586,   4185,   6772,   10958,
-                                    17731, 28690, 46422, 75113,  121536, 196650, 318187,
-                                    514838, 833026};
+    static const size_t expect[] = {12,    38,    51,     90,     142,    233,    376,   610,
+                                    987,   1598,  2586,   4185,   6772,   10958,  17731, 28690,
+                                    46422, 75113, 121536, 196650, 318187, 514838, 833026};
     size_t n = sizeof expect / sizeof expect[0];
     for (size_t i = 0; i < n; i++) {
         CU_ASSERT_EQUAL(heap_next_size(expect[i], 0), expect[i]);
@@ -148,10 +147,10 @@ static void test_promotion_to_old(void)
     build_pairs(&h, &keep, 10);
     term_t *roots[] = {&keep};
     OK(heap_gc(&h, 0, roots, 1));
-    CU_ASSERT(in_young(&h, keep));          /* survived once: still young */
+    CU_ASSERT(in_young(&h, keep)); /* survived once: still young */
     CU_ASSERT_PTR_EQUAL(h.high_water, h.young_top);
     OK(heap_gc(&h, 0, roots, 1));
-    CU_ASSERT(in_old(&h, keep));            /* survived twice: promoted */
+    CU_ASSERT(in_old(&h, keep)); /* survived twice: promoted */
     CU_ASSERT_EQUAL((size_t)(h.old_top - h.old_start), 50);
     CU_ASSERT_EQUAL(h.stats.minor_collections, 2);
     CU_ASSERT_EQUAL(h.stats.words_copied, 100);
@@ -510,8 +509,8 @@ typedef struct proc {
     heap_t h;
     term_t slot[SLOTS];
     term_t *roots[SLOTS];
-    size_t tree[SLOTS];     /* tree words of slot[i] (sharing expanded) */
-    heap_t ref[SLOTS];      /* a deep copy of each slot, made when it was set */
+    size_t tree[SLOTS]; /* tree words of slot[i] (sharing expanded) */
+    heap_t ref[SLOTS];  /* a deep copy of each slot, made when it was set */
     term_t refv[SLOTS];
 } proc_t;
 
@@ -668,8 +667,7 @@ static void proc_step(proc_t *p, proc_t *other, gcu_rng_t *r)
         break;
     }
     case 11: /* explicit collections */
-        OK(heap_collect(&p->h, gcu_below(r, 64),
-                        &(heap_roots_t){p->roots, SLOTS, NULL, NULL},
+        OK(heap_collect(&p->h, gcu_below(r, 64), &(heap_roots_t){p->roots, SLOTS, NULL, NULL},
                         gcu_below(r, 4) == 0 ? HEAP_GC_MAJOR : 0));
         break;
     case 12: { /* copy from the other heap (no message) */
@@ -725,7 +723,7 @@ static void test_property_random_graphs(void)
         gcu_rng_t r = {seed * 0x1234567ull};
         static proc_t a, b;
         proc_init(&a, 0);
-        proc_init(&b, 12);    /* a tiny heap: many collections */
+        proc_init(&b, 12); /* a tiny heap: many collections */
         a.h.fullsweep_after = 4;
         for (int s = 0; s < steps; s++) {
             if (gcu_below(&r, 2))
@@ -771,7 +769,8 @@ static const gd_test_case_t cases[] = {
     {"need limits", test_need_limits},
     {"statistics per heap and node-wide", test_stats},
     {"stress mode collects at every safe point", test_stress_mode},
-    {"a thread's cached heap areas are returned at its exit", test_thread_exit_returns_cached_areas},
+    {"a thread's cached heap areas are returned at its exit",
+     test_thread_exit_returns_cached_areas},
     {"property: random graphs, many collections", test_property_random_graphs},
     {NULL, NULL},
 };

@@ -213,7 +213,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < reps; i++)
         if (one_rep(rounds, elems, &rs[i]) != GD_OK)
             return 1;
-#define EMIT(name, field, unit) emit(name, rounds, elems, reps, rs, offsetof(rep_result_t, field), unit)
+#define EMIT(name, field, unit)                                                                    \
+    emit(name, rounds, elems, reps, rs, offsetof(rep_result_t, field), unit)
     EMIT("gc_pause_p50", p50, "us");
     EMIT("gc_pause_p99", p99, "us");
     EMIT("gc_pause_max", max, "us");
@@ -233,10 +234,11 @@ int main(int argc, char **argv)
     if (heap_ensure_free(&idle, 1, roots, 1) != GD_OK)
         return 1;
     size_t after = heap_size_words(&idle);
-    printf("{\"bench\":\"gc_idle_heap_words\",\"impl\":\"girder\",\"params\":{\"before_first_alloc\":"
-           "%zu,\"heap_t_bytes\":%zu,\"after_hibernate\":\"live words\"},\"value\":%zu,"
-           "\"unit\":\"words\"}\n",
-           before, sizeof(heap_t), after);
+    printf(
+        "{\"bench\":\"gc_idle_heap_words\",\"impl\":\"girder\",\"params\":{\"before_first_alloc\":"
+        "%zu,\"heap_t_bytes\":%zu,\"after_hibernate\":\"live words\"},\"value\":%zu,"
+        "\"unit\":\"words\"}\n",
+        before, sizeof(heap_t), after);
     heap_destroy(&idle);
     return 0;
 }
