@@ -629,7 +629,10 @@ int heap_msg_copy_tuple(const term_t *elems, size_t n, heap_frag_t **frag_out,
 /*
  * Hands a message fragment to its receiver's heap (consumed; NULL is a
  * no-op).  Its terms are usable at once and are merged into the heap at
- * its next collection.  O(1).
+ * its next collection, so from now on the message term must be held in a
+ * root slot (e.g. reported by the mailbox enumerator of heap_roots_t) to
+ * survive it; an unreferenced one is simply collected.  Called by the
+ * heap's owner only.  O(1).
  */
 void heap_attach_frag(heap_t *h, heap_frag_t *frag);
 
