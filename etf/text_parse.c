@@ -1468,7 +1468,7 @@ static int close_frame(parser_t *p, term_t *out)
 {
     frame_t *f = &p->frames[p->depth - 1];
     size_t n = p->nvals - f->base;
-    term_t *items = p->vals + f->base;
+    term_t *items = n > 0 ? p->vals + f->base : NULL; /* vals is NULL before the first push */
     int rc = GD_OK;
     switch (f->kind) {
     case FR_TUPLE: {

@@ -43,9 +43,10 @@
  * and cannot be parsed back; exports print as fun M:F/A.
  *
  * Integers print in decimal up to PRINT_BIG_DECIMAL_MAX_DIGITS 64-bit digits
- * (about 315,000 decimal digits; decimal conversion is quadratic); larger
- * ones print as 16#HEX, which is valid Erlang and reads back, so that a
- * hostile 2 MB bignum cannot stall the printer for minutes.
+ * (about 79,000 decimal digits; decimal conversion is quadratic, ~50 ms at
+ * the limit); larger ones print as 16#HEX, which is valid Erlang and reads
+ * back, so that hostile bignums cannot stall the printer (a 2 MB one would
+ * take minutes in decimal).
  */
 #include <math.h>
 #include <stdio.h>
@@ -54,7 +55,7 @@
 #include "etf.h"
 
 /* Bignums above this many 64-bit digits print in hexadecimal (see above). */
-#define PRINT_BIG_DECIMAL_MAX_DIGITS 16384u
+#define PRINT_BIG_DECIMAL_MAX_DIGITS 4096u
 
 /* Nesting the printer's work stack starts with (it grows on demand). */
 #define PRINT_STACK_INITIAL 64
