@@ -164,7 +164,10 @@ static int grow(void **arr, size_t *cap, size_t need, size_t size)
 /* ------------------------------------------------------------------------ */
 /* Characters.                                                              */
 
-static bool is_digit(int c) { return c >= '0' && c <= '9'; }
+static bool is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
 
 /* Value of c as a digit in any base up to 36, or 99. */
 static unsigned digit_value(int c)
@@ -178,7 +181,10 @@ static unsigned digit_value(int c)
     return 99;
 }
 
-static int peek_byte(const parser_t *p, size_t at) { return at < p->len ? p->s[at] : -1; }
+static int peek_byte(const parser_t *p, size_t at)
+{
+    return at < p->len ? p->s[at] : -1;
+}
 
 /*
  * Decodes the UTF-8 character at p->s[at] into *cp and returns its length;
@@ -590,16 +596,36 @@ static int next_token(parser_t *p)
     int c1 = peek_byte(p, at + 1);
     p->pos++;
     switch (c) {
-    case '{': p->tok = T_LBRACE; return GD_OK;
-    case '}': p->tok = T_RBRACE; return GD_OK;
-    case '[': p->tok = T_LBRACK; return GD_OK;
-    case ']': p->tok = T_RBRACK; return GD_OK;
-    case '|': p->tok = T_BAR; return GD_OK;
-    case ',': p->tok = T_COMMA; return GD_OK;
-    case ':': p->tok = T_COLON; return GD_OK;
-    case '/': p->tok = T_SLASH; return GD_OK;
-    case '-': p->tok = T_MINUS; return GD_OK;
-    case '+': p->tok = T_PLUS; return GD_OK;
+    case '{':
+        p->tok = T_LBRACE;
+        return GD_OK;
+    case '}':
+        p->tok = T_RBRACE;
+        return GD_OK;
+    case '[':
+        p->tok = T_LBRACK;
+        return GD_OK;
+    case ']':
+        p->tok = T_RBRACK;
+        return GD_OK;
+    case '|':
+        p->tok = T_BAR;
+        return GD_OK;
+    case ',':
+        p->tok = T_COMMA;
+        return GD_OK;
+    case ':':
+        p->tok = T_COLON;
+        return GD_OK;
+    case '/':
+        p->tok = T_SLASH;
+        return GD_OK;
+    case '-':
+        p->tok = T_MINUS;
+        return GD_OK;
+    case '+':
+        p->tok = T_PLUS;
+        return GD_OK;
     case '=':
         if (c1 != '>')
             return fail(p, ETF_EPARSE, at);
@@ -631,7 +657,8 @@ static int next_token(parser_t *p)
         static const struct {
             const char *text;
             enum token tok;
-        } hashes[] = {{"{", T_MAP_OPEN}, {"Ref<", T_REF_OPEN}, {"Port<", T_PORT_OPEN}, {"Fun<", T_FUN_OPEN}};
+        } hashes[] = {
+            {"{", T_MAP_OPEN}, {"Ref<", T_REF_OPEN}, {"Port<", T_PORT_OPEN}, {"Fun<", T_FUN_OPEN}};
         for (size_t i = 0; i < sizeof hashes / sizeof hashes[0]; i++) {
             size_t n = strlen(hashes[i].text);
             if (p->len - p->pos >= n && memcmp(p->s + p->pos, hashes[i].text, n) == 0) {
@@ -1352,7 +1379,8 @@ static int parse_binary(parser_t *p, term_t *out)
         }
         if (p->tok == T_SLASH && (rc = parse_type_spec(p, &seg)) != GD_OK)
             break;
-        if ((seg.type == SEG_UTF8 || seg.type == SEG_UTF16 || seg.type == SEG_UTF32) && seg.has_size) {
+        if ((seg.type == SEG_UTF8 || seg.type == SEG_UTF16 || seg.type == SEG_UTF32) &&
+            seg.has_size) {
             rc = fail(p, ETF_EPARSE, seg.offset);
             break;
         }
@@ -1573,7 +1601,9 @@ static int parse_term(parser_t *p, term_t *out)
             if ((rc = close_frame(p, &value)) != GD_OK)
                 return rc;
         } else if (p->tok == T_LBRACE || p->tok == T_LBRACK || p->tok == T_MAP_OPEN) {
-            enum frame_kind k = p->tok == T_LBRACE ? FR_TUPLE : p->tok == T_LBRACK ? FR_LIST : FR_MAP;
+            enum frame_kind k = p->tok == T_LBRACE   ? FR_TUPLE
+                                : p->tok == T_LBRACK ? FR_LIST
+                                                     : FR_MAP;
             if ((rc = push_frame(p, k)) != GD_OK)
                 return rc;
             may_close = true;

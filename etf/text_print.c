@@ -74,7 +74,10 @@ static int put_bytes(etf_buf_t *out, const void *s, size_t n)
     return GD_OK;
 }
 
-static int put_str(etf_buf_t *out, const char *s) { return put_bytes(out, s, strlen(s)); }
+static int put_str(etf_buf_t *out, const char *s)
+{
+    return put_bytes(out, s, strlen(s));
+}
 
 static int put_char(etf_buf_t *out, char c)
 {
@@ -160,20 +163,13 @@ static int put_quoted_char(etf_buf_t *out, uint32_t c, char q)
         int n = snprintf(tmp, sizeof tmp, "\\x{%X}", (unsigned)c);
         return put_bytes(out, tmp, (size_t)n);
     }
-    const char *esc = NULL;
-    switch (c) {
-    case '\n': esc = "\\n"; break;
-    case '\r': esc = "\\r"; break;
-    case '\t': esc = "\\t"; break;
-    case '\v': esc = "\\v"; break;
-    case '\b': esc = "\\b"; break;
-    case '\f': esc = "\\f"; break;
-    case 27: esc = "\\e"; break;
-    case 127: esc = "\\d"; break;
-    default: break;
+    static const char from[] = "\n\r\t\v\b\f\x1b\x7f", to[] = "nrtvbfed";
+    for (size_t i = 0; from[i] != '\0'; i++) {
+        if (c == (uint8_t)from[i]) {
+            char e[2] = {'\\', to[i]};
+            return put_bytes(out, e, 2);
+        }
     }
-    if (esc != NULL)
-        return put_bytes(out, esc, 2);
     char oct[4] = {'\\', (char)('0' + (c >> 6)), (char)('0' + ((c >> 3) & 7)),
                    (char)('0' + (c & 7))};
     return put_bytes(out, oct, 4);
@@ -207,9 +203,9 @@ static size_t utf8_next(const uint8_t *s, size_t len, uint32_t *cp)
 
 /* erl_scan:reserved_word/1 on OTP 25 (no optional features enabled). */
 static const char *const reserved_words[] = {
-    "after", "and",  "andalso", "band", "begin", "bnot", "bor",     "bsl", "bsr",
-    "bxor",  "case", "catch",   "cond", "div",   "end",  "fun",     "if",  "let",
-    "not",   "of",   "or",      "orelse", "receive", "rem", "try",  "when", "xor",
+    "after", "and",  "andalso", "band",   "begin",   "bnot", "bor", "bsl",  "bsr",
+    "bxor",  "case", "catch",   "cond",   "div",     "end",  "fun", "if",   "let",
+    "not",   "of",   "or",      "orelse", "receive", "rem",  "try", "when", "xor",
 };
 
 static bool is_reserved_word(const char *s, size_t len)
@@ -385,8 +381,7 @@ static size_t format_float(double d, char *buf)
         upper = 1;
     }
     bool fixed = lower <= e && e <= upper;
-    if (fixed && ((m >= ((uint64_t)1 << 53) && e == 0) ||
-                  (m > ((uint64_t)1 << 52) / 5 && e == 1) ||
+    if (fixed && ((m >= ((uint64_t)1 << 53) && e == 0) || (m > ((uint64_t)1 << 52) / 5 && e == 1) ||
                   (m > ((uint64_t)1 << 51) / 25 && e == 2)))
         fixed = false;
     char digits[24];
@@ -598,7 +593,8 @@ static int print_ident(etf_buf_t *out, term_t t)
 {
     int rc;
     if (term_is_local_pid(t)) {
-        if ((rc = put_str(out, "<0.")) != GD_OK || (rc = put_u64(out, term_local_pid_id(t))) != GD_OK ||
+        if ((rc = put_str(out, "<0.")) != GD_OK ||
+            (rc = put_u64(out, term_local_pid_id(t))) != GD_OK ||
             (rc = put_char(out, '.')) != GD_OK ||
             (rc = put_u64(out, term_local_pid_serial(t))) != GD_OK)
             return rc;
@@ -659,9 +655,10 @@ static int print_fun(etf_buf_t *out, term_t t)
     }
     heap_fun_info_t info;
     heap_fun_info(t, &info);
-    if ((rc = put_str(out, "#Fun<")) != GD_OK || (rc = print_atom(out, info.module, false)) != GD_OK ||
-        (rc = put_char(out, '.')) != GD_OK || (rc = print_integer(out, info.old_index)) != GD_OK ||
-        (rc = put_char(out, '.')) != GD_OK || (rc = print_integer(out, info.old_uniq)) != GD_OK)
+    if ((rc = put_str(out, "#Fun<")) != GD_OK ||
+        (rc = print_atom(out, info.module, false)) != GD_OK || (rc = put_char(out, '.')) != GD_OK ||
+        (rc = print_integer(out, info.old_index)) != GD_OK || (rc = put_char(out, '.')) != GD_OK ||
+        (rc = print_integer(out, info.old_uniq)) != GD_OK)
         return rc;
     return put_char(out, '>');
 }

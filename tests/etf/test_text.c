@@ -25,7 +25,10 @@
 
 static heap_t heap;
 
-static void heap_setup(void) { CU_ASSERT_FATAL(heap_init(&heap, 0) == GD_OK); }
+static void heap_setup(void)
+{
+    CU_ASSERT_FATAL(heap_init(&heap, 0) == GD_OK);
+}
 
 /* Prints t into a NUL-terminated malloc'ed string (NULL on failure). */
 static char *print_term(term_t t)
@@ -174,9 +177,9 @@ static void test_print_built(void)
     check_print(atom("a@b"), "a@b");
     check_print(atom("x_Y1@"), "x_Y1@");
     check_print(atom("_x"), "'_x'");
-    check_print(atom("\xc3\xa4"), "\xc3\xa4");            /* ä */
-    check_print(atom("\xc3\x84x"), "'\xc3\x84x'");        /* Äx */
-    check_print(atom("\xce\xb1"), "'\\x{3B1}'");          /* α */
+    check_print(atom("\xc3\xa4"), "\xc3\xa4");     /* ä */
+    check_print(atom("\xc3\x84x"), "'\xc3\x84x'"); /* Äx */
+    check_print(atom("\xce\xb1"), "'\\x{3B1}'");   /* α */
     check_print(atom("a'b\\c\n"), "'a\\'b\\\\c\\n'");
     check_print(atom("\x01\x7f\xc2\x80\xc2\x9f\xc2\xa0\xc3\xbf\xc4\x80"),
                 "'\\001\\d\\200\\237\xc2\xa0\xc3\xbf\\x{100}'");
@@ -259,29 +262,106 @@ static void test_print_built(void)
 /* erl's ~p output parses and prints back identically.                      */
 
 static const char *const erl_printed[] = {
-    "0", "1", "-1", "42", "576460752303423487", "576460752303423488", "-576460752303423488",
-    "-576460752303423489", "18446744073709551615", "18446744073709551616",
-    "-18446744073709551616", "1606938044258990275541962092341162602522202993782792835301376",
+    "0",
+    "1",
+    "-1",
+    "42",
+    "576460752303423487",
+    "576460752303423488",
+    "-576460752303423488",
+    "-576460752303423489",
+    "18446744073709551615",
+    "18446744073709551616",
+    "-18446744073709551616",
+    "1606938044258990275541962092341162602522202993782792835301376",
     "-6111107929003458258805337065228134483154405180997808751908421348063143899290010118550192128",
-    "10000000000000000000", "9999999999999999999",
-    "1.0", "-1.0", "0.1", "0.0", "-0.0", "1.0e20", "1.0e-10", "123.456", "1.0e100", "2.5e-5",
-    "100.0", "1.0e3", "0.0001", "1.0e15", "1.0e16", "9.007199254740992e15",
-    "1.7976931348623157e308", "5.0e-324",
-    "ok", "'hello world'", "'A'", "''", "'and'", "'fun'", "'andalso'", "maybe", "else", "'a.b'",
-    "a@b", "'a-b'", "'a b'", "\xc3\xa4", "'\xc3\x84x'", "\xc3\x9fx", "'a\\nb'", "'a\\'b'",
-    "'a\\\\b'", "'\\x{3B1}'", "'\\001\\d\\200\\237\xc2\xa0\xc3\xbf\\x{100}'", "'_x'", "x_Y1@",
-    "[]", "\"abc\"", "\"a\\\"b\\\\c\\n\\t\\e\\v\\b\\f\\r\"", "[127]", "\"\xc2\xa0\xc3\xbf\"",
-    "[256]", "\"\xc3\xa4\"", "[1,2|3]", "[a|b]", "[[]]", "[\"a\"]", "[1,2,3]",
-    "[a,\"b\",<<\"c\">>]", "\" ~\"",
-    "<<>>", "<<\"abc\">>", "<<1,2,3>>", "<<1,2:3>>", "<<5:4>>", "<<\"ab\\n\">>",
-    "<<\"\xc3\x83\xc2\xa4\">>", "<<\"\xc3\x88\">>", "<<97,98,99,1:3>>", "<<0:1>>",
-    "<<\"a\\\"\\\\\">>", "<<127>>",
-    "{}", "{a}", "{a,b,{c,[d]}}", "{-1,-2.5}", "{[],<<>>,#{}}",
-    "#{}", "#{a => 1,b => [2]}", "#{1 => a,1.0 => b}", "#{-1 => -2}", "#{{a} => #{b => c}}",
+    "10000000000000000000",
+    "9999999999999999999",
+    "1.0",
+    "-1.0",
+    "0.1",
+    "0.0",
+    "-0.0",
+    "1.0e20",
+    "1.0e-10",
+    "123.456",
+    "1.0e100",
+    "2.5e-5",
+    "100.0",
+    "1.0e3",
+    "0.0001",
+    "1.0e15",
+    "1.0e16",
+    "9.007199254740992e15",
+    "1.7976931348623157e308",
+    "5.0e-324",
+    "ok",
+    "'hello world'",
+    "'A'",
+    "''",
+    "'and'",
+    "'fun'",
+    "'andalso'",
+    "maybe",
+    "else",
+    "'a.b'",
+    "a@b",
+    "'a-b'",
+    "'a b'",
+    "\xc3\xa4",
+    "'\xc3\x84x'",
+    "\xc3\x9fx",
+    "'a\\nb'",
+    "'a\\'b'",
+    "'a\\\\b'",
+    "'\\x{3B1}'",
+    "'\\001\\d\\200\\237\xc2\xa0\xc3\xbf\\x{100}'",
+    "'_x'",
+    "x_Y1@",
+    "[]",
+    "\"abc\"",
+    "\"a\\\"b\\\\c\\n\\t\\e\\v\\b\\f\\r\"",
+    "[127]",
+    "\"\xc2\xa0\xc3\xbf\"",
+    "[256]",
+    "\"\xc3\xa4\"",
+    "[1,2|3]",
+    "[a|b]",
+    "[[]]",
+    "[\"a\"]",
+    "[1,2,3]",
+    "[a,\"b\",<<\"c\">>]",
+    "\" ~\"",
+    "<<>>",
+    "<<\"abc\">>",
+    "<<1,2,3>>",
+    "<<1,2:3>>",
+    "<<5:4>>",
+    "<<\"ab\\n\">>",
+    "<<\"\xc3\x83\xc2\xa4\">>",
+    "<<\"\xc3\x88\">>",
+    "<<97,98,99,1:3>>",
+    "<<0:1>>",
+    "<<\"a\\\"\\\\\">>",
+    "<<127>>",
+    "{}",
+    "{a}",
+    "{a,b,{c,[d]}}",
+    "{-1,-2.5}",
+    "{[],<<>>,#{}}",
+    "#{}",
+    "#{a => 1,b => [2]}",
+    "#{1 => a,1.0 => b}",
+    "#{-1 => -2}",
+    "#{{a} => #{b => c}}",
     "#{[1] => \"x\",<<\"k\">> => 1.5}",
-    "fun lists:map/2", "fun 'A':'b c'/1", "fun erlang:'+'/2",
+    "fun lists:map/2",
+    "fun 'A':'b c'/1",
+    "fun erlang:'+'/2",
     /* OTP's own local identifiers print the same in our syntax. */
-    "<0.9.0>", "#Ref<0.319204872.2489057281.131594>", "#Port<0.0>",
+    "<0.9.0>",
+    "#Ref<0.319204872.2489057281.131594>",
+    "#Port<0.0>",
 };
 
 static void test_erl_printed_fixpoint(void)
@@ -458,7 +538,8 @@ static void test_identifiers(void)
     CU_ASSERT_FATAL(heap_make_ext_pid(&heap, node, 42, 0, 3, &t) == GD_OK);
     check_print(t, "<'b@host'.42.0.3>");
     check_roundtrip(t);
-    CU_ASSERT_FATAL(heap_make_ext_pid(&heap, node, UINT32_MAX, UINT32_MAX, UINT32_MAX, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_ext_pid(&heap, node, UINT32_MAX, UINT32_MAX, UINT32_MAX, &t) ==
+                    GD_OK);
     check_print(t, "<'b@host'.4294967295.4294967295.4294967295>");
     check_roundtrip(t);
     CU_ASSERT_FATAL(heap_make_ext_port(&heap, node, (uint64_t)1 << 40, 9, &t) == GD_OK);
@@ -492,8 +573,12 @@ static void test_identifiers(void)
     check_roundtrip(t);
 
     /* Funs print as OTP does and are refused by the parser. */
-    heap_fun_info_t fi = {.arity = 1, .index = 0, .num_free = 1, .module = atom("t1"),
-                          .old_index = term_make_small(0), .old_uniq = term_make_small(98666),
+    heap_fun_info_t fi = {.arity = 1,
+                          .index = 0,
+                          .num_free = 1,
+                          .module = atom("t1"),
+                          .old_index = term_make_small(0),
+                          .old_uniq = term_make_small(98666),
                           .pid = term_make_local_pid(9, 0)};
     term_t *fv;
     CU_ASSERT_FATAL(heap_make_fun(&heap, &fi, &fv, &t) == GD_OK);
@@ -513,38 +598,38 @@ static const struct {
     int code;
     size_t offset;
 } bad_inputs[] = {
-    {"", ETF_EPARSE, 0},                    /* no term */
+    {"", ETF_EPARSE, 0}, /* no term */
     {"   % only a comment", ETF_EPARSE, 19},
-    {"{a,b", ETF_EPARSE, 4},                /* unclosed */
+    {"{a,b", ETF_EPARSE, 4}, /* unclosed */
     {"[1,]", ETF_EPARSE, 3},
     {"{a b}", ETF_EPARSE, 3},
     {"[1|2|3]", ETF_EPARSE, 4},
     {"[1|]", ETF_EPARSE, 3},
     {"#{a => 1, b}", ETF_EPARSE, 11},
     {"#{a}", ETF_EPARSE, 3},
-    {"{a}}", ETF_EPARSE, 3},                /* text after the term */
+    {"{a}}", ETF_EPARSE, 3}, /* text after the term */
     {"ok. x", ETF_EPARSE, 4},
     {"a.b", ETF_EPARSE, 1},
-    {"X", ETF_EPARSE, 0},                   /* variables */
+    {"X", ETF_EPARSE, 0}, /* variables */
     {"{ok, _}", ETF_EPARSE, 5},
-    {"'abc", ETF_EPARSE, 0},                /* unterminated */
+    {"'abc", ETF_EPARSE, 0}, /* unterminated */
     {"[\"abc]", ETF_EPARSE, 1},
-    {"1e10", ETF_EPARSE, 1},                /* Erlang floats need a fraction */
-    {"1.0e400", ETF_EPARSE, 0},             /* overflow */
+    {"1e10", ETF_EPARSE, 1},    /* Erlang floats need a fraction */
+    {"1.0e400", ETF_EPARSE, 0}, /* overflow */
     {"37#1", ETF_EPARSE, 0},
     {"16#", ETF_EPARSE, 3},
     {"2#102", ETF_EPARSE, 4},
     {"- a", ETF_EPARSE, 2},
     {"- - 1", ETF_EPARSE, 2},
-    {"\"\\x{110000}\"", ETF_EPARSE, 1},     /* beyond Unicode */
-    {"\"\\x{D800}\"", ETF_EPARSE, 1},       /* surrogate */
+    {"\"\\x{110000}\"", ETF_EPARSE, 1}, /* beyond Unicode */
+    {"\"\\x{D800}\"", ETF_EPARSE, 1},   /* surrogate */
     {"\"\\xz\"", ETF_EPARSE, 1},
-    {"\"\xff\"", ETF_EPARSE, 1},            /* invalid UTF-8 */
+    {"\"\xff\"", ETF_EPARSE, 1}, /* invalid UTF-8 */
     {"[a, \xc3]", ETF_EPARSE, 4},
     {"a = b", ETF_EPARSE, 2},
     {"#x", ETF_EPARSE, 0},
     {"<0.1>", ETF_EPARSE, 4},
-    {"<1.2.3>", ETF_EPARSE, 1},             /* another node's index */
+    {"<1.2.3>", ETF_EPARSE, 1}, /* another node's index */
     {"<0.1.2.3>", ETF_EPARSE, 7},
     {"< 0.1.2>", ETF_EPARSE, 2},
     {"<'n@h'.1.2>", ETF_EPARSE, 10},
@@ -718,15 +803,38 @@ static uint64_t rnd(void)
     return z ^ (z >> 31);
 }
 
-static uint64_t below(uint64_t n) { return rnd() % n; }
+static uint64_t below(uint64_t n)
+{
+    return rnd() % n;
+}
 
 static const char *const atom_pool[] = {
-    "ok", "a", "", "A", "hello world", "and", "fun", "a@b", "x_Y1@", "\xc3\xa4", "\xc3\x84x",
-    "\xce\xb1\xce\xb2", "a'b", "a\\b", "\n", "nonode@nohost", "b@host", "\xf0\x9f\x98\x80", "_",
+    "ok",
+    "a",
+    "",
+    "A",
+    "hello world",
+    "and",
+    "fun",
+    "a@b",
+    "x_Y1@",
+    "\xc3\xa4",
+    "\xc3\x84x",
+    "\xce\xb1\xce\xb2",
+    "a'b",
+    "a\\b",
+    "\n",
+    "nonode@nohost",
+    "b@host",
+    "\xf0\x9f\x98\x80",
+    "_",
     "\x01\x7f",
 };
 
-static term_t gen_atom(void) { return atom(atom_pool[below(sizeof atom_pool / sizeof atom_pool[0])]); }
+static term_t gen_atom(void)
+{
+    return atom(atom_pool[below(sizeof atom_pool / sizeof atom_pool[0])]);
+}
 
 static term_t gen_integer(void)
 {
@@ -754,8 +862,18 @@ static term_t gen_integer(void)
 
 static term_t gen_float(void)
 {
-    static const double specials[] = {0.0, -0.0, 1.0, 0.1, 1e20, 1e-10, 5e-324, 1.7976931348623157e308,
-                                      9007199254740992.0, 123456789.0, 1e15, 1e16};
+    static const double specials[] = {0.0,
+                                      -0.0,
+                                      1.0,
+                                      0.1,
+                                      1e20,
+                                      1e-10,
+                                      5e-324,
+                                      1.7976931348623157e308,
+                                      9007199254740992.0,
+                                      123456789.0,
+                                      1e15,
+                                      1e16};
     double d;
     if (below(3) == 0) {
         d = specials[below(sizeof specials / sizeof specials[0])];
@@ -810,7 +928,8 @@ static term_t gen_ident(void)
     case 1:
         return term_make_local_port(below((uint64_t)1 << 40));
     case 2:
-        CU_ASSERT_FATAL(heap_make_ext_pid(&heap, node, (uint32_t)rnd(), (uint32_t)rnd(), creation, &t) == GD_OK);
+        CU_ASSERT_FATAL(heap_make_ext_pid(&heap, node, (uint32_t)rnd(), (uint32_t)rnd(), creation,
+                                          &t) == GD_OK);
         return t;
     case 3:
         CU_ASSERT_FATAL(heap_make_ext_port(&heap, node, rnd(), creation, &t) == GD_OK);
@@ -845,7 +964,8 @@ static term_t gen_term(int depth)
     case 6:
         return gen_ident();
     case 7:
-        CU_ASSERT_FATAL(heap_make_export(&heap, gen_atom(), gen_atom(), (uint8_t)below(256), &t) == GD_OK);
+        CU_ASSERT_FATAL(heap_make_export(&heap, gen_atom(), gen_atom(), (uint8_t)below(256), &t) ==
+                        GD_OK);
         return t;
     case 8:
         return TERM_NIL;
@@ -898,8 +1018,8 @@ static void test_random_roundtrip(void)
         etf_error_t err;
         int rc = etf_parse(&heap, text, strlen(text), &back, &err);
         if (rc != GD_OK || heap_compare(t, back, true) != 0) {
-            printf("\n  seed %llu round %d: [%.300s] rc %d at %zu\n", (unsigned long long)seed, round,
-                   text, rc, err.offset);
+            printf("\n  seed %llu round %d: [%.300s] rc %d at %zu\n", (unsigned long long)seed,
+                   round, text, rc, err.offset);
             CU_FAIL("random round trip");
         } else {
             char *again = print_term(back);
