@@ -289,61 +289,76 @@ static bool decimal_reads_as(uint64_t m, int e, double d)
 }
 
 /*
+ * The p-digit decimal m * 10^e nearest the finite, positive double d among
+ * those that read back as d, if any.  glibc's exactly rounded "%.*e" gives
+ * the p-digit decimal nearest d; if it does not read back, the only other
+ * p-digit candidate that can is its neighbour on the other side of d (the
+ * rounding interval is convex and contains d).
+ */
+static bool nearest_digits(double d, int p, uint64_t *m_out, int *e_out)
+{
+    uint64_t pow10 = 1; /* 10^(p-1) */
+    for (int i = 1; i < p; i++)
+        pow10 *= 10;
+    char tmp[48];
+    snprintf(tmp, sizeof tmp, "%.*e", p - 1, d);
+    uint64_t m = 0;
+    const char *s = tmp;
+    for (; *s != 'e'; s++)
+        if (*s >= '0' && *s <= '9')
+            m = m * 10 + (uint64_t)(*s - '0');
+    int e = atoi(s + 1) - (p - 1);
+    double back = strtod(tmp, NULL);
+    if (back == d) {
+        *m_out = m;
+        *e_out = e;
+        return true;
+    }
+    uint64_t other_m = m + 1;
+    int other_e = e;
+    if (back > d) {
+        other_m = m - 1;
+        /* Just below a power of ten the grid below d is ten times finer. */
+        if (m == pow10) {
+            other_m = pow10 * 10 - 1;
+            other_e = e - 1;
+        }
+    }
+    if (!decimal_reads_as(other_m, other_e, d))
+        return false;
+    *m_out = other_m;
+    *e_out = other_e;
+    return true;
+}
+
+/*
  * Finds the shortest decimal m * 10^e (m without trailing zeros) that reads
- * back as the finite, positive double d, choosing the one nearest to d when
- * several of that length do — the digits Ryu (and so OTP) produces.
- *
- * For each length p, glibc's exactly rounded "%.*e" gives the p-digit
- * decimal nearest d; if it does not read back, the only other p-digit
- * candidate that can is its neighbour on the other side of d (the rounding
- * interval is convex and contains d).
+ * back as the finite, positive double d, the one nearest to d when several
+ * of that length do: the digits Ryu (and so OTP) produces.  Whether some
+ * p-digit decimal reads back is monotone in p (one that does is also a
+ * (p+1)-digit decimal), so the length is found by binary search over 1..17;
+ * 17 digits always identify a double.
  */
 static void shortest_decimal(double d, uint64_t *m_out, int *e_out)
 {
-    uint64_t pow10 = 1; /* 10^(p-1) */
-    for (int p = 1; p <= 17; p++, pow10 *= 10) {
-        char tmp[48];
-        snprintf(tmp, sizeof tmp, "%.*e", p - 1, d);
-        uint64_t m = 0;
-        const char *s = tmp;
-        for (; *s != 'e'; s++)
-            if (*s >= '0' && *s <= '9')
-                m = m * 10 + (uint64_t)(*s - '0');
-        int e = atoi(s + 1) - (p - 1);
-        double back = strtod(tmp, NULL);
-        bool found = back == d;
-        if (!found && back < d) {
-            if (decimal_reads_as(m + 1, e, d)) {
-                m += 1;
-                found = true;
-            }
-        } else if (!found) {
-            /* Just below a power of ten the grid below d is ten times finer. */
-            uint64_t lower_m = m - 1;
-            int lower_e = e;
-            if (m == pow10) {
-                lower_m = pow10 * 10 - 1;
-                lower_e = e - 1;
-            }
-            if (decimal_reads_as(lower_m, lower_e, d)) {
-                m = lower_m;
-                e = lower_e;
-                found = true;
-            }
-        }
-        if (found) {
-            while (m % 10 == 0) {
-                m /= 10;
-                e++;
-            }
+    uint64_t m;
+    int e;
+    nearest_digits(d, 17, m_out, e_out);
+    int lo = 1, hi = 17;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (nearest_digits(d, mid, &m, &e)) {
+            hi = mid;
             *m_out = m;
             *e_out = e;
-            return;
+        } else {
+            lo = mid + 1;
         }
     }
-    /* 17 significant digits always identify a double; not reached. */
-    *m_out = 0;
-    *e_out = 0;
+    while (*m_out % 10 == 0) {
+        *m_out /= 10;
+        (*e_out)++;
+    }
 }
 
 /*
