@@ -343,6 +343,30 @@ static void test_enumerated_roots_and_resize(void)
     heap_destroy(&h);
 }
 
+static void test_minor_shrinks_young_area(void)
+{
+    heap_t h = fresh(0);
+    term_t big = TERM_NIL, small = TERM_NIL;
+    term_t *roots[] = {&big, &small};
+    for (int k = 0; k < 50000; k++) {
+        OK(heap_ensure_free(&h, 2, roots, 2));
+        OK(heap_cons(&h, term_make_small(k), big, &big));
+    }
+    build_pairs(&h, &small, 10);
+    size_t grown = (size_t)(h.young_end - h.young_start);
+    uint64_t majors = h.stats.major_collections;
+    big = TERM_NIL;
+    OK(heap_gc(&h, 0, roots, 2));
+    OK(heap_gc(&h, 0, roots, 2));
+    CU_ASSERT_EQUAL(h.stats.major_collections, majors); /* minors did it */
+    size_t now = (size_t)(h.young_end - h.young_start);
+    CU_ASSERT(grown > 8000);
+    CU_ASSERT(now < grown / 2);
+    CU_ASSERT_EQUAL(heap_next_size(now, 0), now);
+    CU_ASSERT_EQUAL(sum_pairs(small), 55);
+    heap_destroy(&h);
+}
+
 static void test_max_heap_size(void)
 {
     heap_t h = fresh(0), ref = fresh(0);
@@ -765,6 +789,7 @@ static const gd_test_case_t cases[] = {
     {"message fragments merged", test_messages_merged},
     {"sharing preserved, duplicate roots", test_sharing_preserved},
     {"enumerated roots survive a moving shrink", test_enumerated_roots_and_resize},
+    {"a mostly empty young area shrinks after a minor", test_minor_shrinks_young_area},
     {"max_heap_size returns GD_EHEAP_LIMIT, heap consistent", test_max_heap_size},
     {"need limits", test_need_limits},
     {"statistics per heap and node-wide", test_stats},
