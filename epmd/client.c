@@ -310,9 +310,15 @@ int epmd_client_register(const epmd_client_opts_t *opts, const epmd_node_info_t 
     return 0;
 }
 
-uint32_t epmd_registration_creation(const epmd_registration_t *reg) { return reg->creation; }
+uint32_t epmd_registration_creation(const epmd_registration_t *reg)
+{
+    return reg->creation;
+}
 
-int epmd_registration_fd(const epmd_registration_t *reg) { return reg->fd; }
+int epmd_registration_fd(const epmd_registration_t *reg)
+{
+    return reg->fd;
+}
 
 bool epmd_registration_alive(epmd_registration_t *reg)
 {
@@ -330,8 +336,7 @@ bool epmd_registration_alive(epmd_registration_t *reg)
     return false;
 }
 
-int epmd_client_reregister(epmd_registration_t *reg, int attempts, int delay_ms,
-                           uint32_t *creation)
+int epmd_client_reregister(epmd_registration_t *reg, int attempts, int delay_ms, uint32_t *creation)
 {
     *creation = 0;
     if (reg->fd >= 0) {

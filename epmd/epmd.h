@@ -43,13 +43,13 @@
 
 /* ---- limits (OTP's epmd_int.h values where OTP has one) ---------------- */
 
-#define EPMD_MAX_NAME_CHARS 255                     /* UTF-8 characters */
+#define EPMD_MAX_NAME_CHARS 255                       /* UTF-8 characters */
 #define EPMD_MAX_NAME_BYTES (EPMD_MAX_NAME_CHARS * 4) /* MAXSYMLEN */
 #define EPMD_MAX_EXTRA_BYTES EPMD_MAX_NAME_BYTES
 #define EPMD_INBUF_SIZE (3 * EPMD_MAX_NAME_BYTES) /* OTP INBUF_SIZE */
 /* Largest body accepted: OTP closes when Length + 2 >= INBUF_SIZE. */
 #define EPMD_MAX_REQUEST_BODY (EPMD_INBUF_SIZE - 3)
-#define EPMD_CLOSE_TIMEOUT_S 60 /* OTP CLOSE_TIMEOUT, -packet_timeout default */
+#define EPMD_CLOSE_TIMEOUT_S 60   /* OTP CLOSE_TIMEOUT, -packet_timeout default */
 #define EPMD_MAX_UNREG_COUNT 1000 /* remembered old names (creation reuse) */
 #define EPMD_DEBUG_MAX_UNREG_COUNT 5
 #define EPMD_DEFAULT_MAX_CONNECTIONS 8192
@@ -119,8 +119,7 @@ EPMD_MUST_CHECK int epmd_parse_alive2_resp(const uint8_t *buf, size_t len, uint8
  * server closes after it, so len is everything received).  Returns 0 and
  * fills *info for result 0, EPMD_ENOTFOUND for "w 1", EPMD_EPROTO for any
  * malformed, truncated or over-long response.  O(len). */
-EPMD_MUST_CHECK int epmd_parse_port2_resp(const uint8_t *buf, size_t len,
-                                          epmd_node_info_t *info);
+EPMD_MUST_CHECK int epmd_parse_port2_resp(const uint8_t *buf, size_t len, epmd_node_info_t *info);
 
 /* epmd_parse_names_resp parses a complete NAMES answer (4-byte port, then
  * "name N at port P\n" lines) into *out, which the caller frees with
@@ -199,8 +198,8 @@ EPMD_MUST_CHECK int epmd_client_port_please(const epmd_client_opts_t *opts, cons
  * epmd_names_free.  When raw is non-NULL, the unparsed text after the
  * port prefix is also returned in *raw (malloc'd, NUL-terminated, caller
  * frees) with its length in *raw_len, for printing like `epmd -names`. */
-EPMD_MUST_CHECK int epmd_client_names(const epmd_client_opts_t *opts, epmd_names_t *out,
-                                      char **raw, size_t *raw_len);
+EPMD_MUST_CHECK int epmd_client_names(const epmd_client_opts_t *opts, epmd_names_t *out, char **raw,
+                                      size_t *raw_len);
 
 /* epmd_client_dump sends DUMP_REQ (local epmd only) and returns the raw
  * answer text after the port prefix in *raw (malloc'd, NUL-terminated;
@@ -218,8 +217,8 @@ EPMD_MUST_CHECK int epmd_client_kill(const epmd_client_opts_t *opts);
  * answer[0..answer_size) NUL-terminated.  An epmd without
  * -relaxed_command_check closes silently: EPMD_EIO with an empty answer.
  * (Every request closed without any answer byte gives EPMD_EIO.) */
-EPMD_MUST_CHECK int epmd_client_stop(const epmd_client_opts_t *opts, const char *name,
-                                     char *answer, size_t answer_size);
+EPMD_MUST_CHECK int epmd_client_stop(const epmd_client_opts_t *opts, const char *name, char *answer,
+                                     size_t answer_size);
 
 /* epmd_client_probe reports whether an epmd answers at opts: 0 when a
  * NAMES request is answered with the 4-byte port prefix, else the error. */
@@ -232,15 +231,15 @@ typedef struct epmd_server epmd_server_t;
 
 /* Server configuration; zero-initialise and set what you need. */
 typedef struct epmd_server_config {
-    uint16_t port;             /* 0: epmd_default_port() */
-    const char *addresses;     /* NULL: any address (IPv4 + IPv6); else a
-                                  comma/space list, loopback always added */
-    bool relaxed_command_check; /* allow KILL with live nodes, and STOP */
-    unsigned packet_timeout_s; /* 0: EPMD_CLOSE_TIMEOUT_S */
-    unsigned max_connections;  /* 0: min(EPMD_DEFAULT_MAX_CONNECTIONS,
-                                  RLIMIT_NOFILE - reserve) */
-    int debug;                 /* 0 quiet; >= 1 log through log_fn; debug
-                                  mode also keeps only 5 old names, as OTP */
+    uint16_t port;                             /* 0: epmd_default_port() */
+    const char *addresses;                     /* NULL: any address (IPv4 + IPv6); else a
+                                                  comma/space list, loopback always added */
+    bool relaxed_command_check;                /* allow KILL with live nodes, and STOP */
+    unsigned packet_timeout_s;                 /* 0: EPMD_CLOSE_TIMEOUT_S */
+    unsigned max_connections;                  /* 0: min(EPMD_DEFAULT_MAX_CONNECTIONS,
+                                                  RLIMIT_NOFILE - reserve) */
+    int debug;                                 /* 0 quiet; >= 1 log through log_fn; debug
+                                                  mode also keeps only 5 old names, as OTP */
     void (*log_fn)(void *ud, const char *msg); /* NULL: no logging */
     /* Called (from the loop) after KILL was answered "OK".  NULL: the
      * server stops itself and the loop keeps running. */
@@ -296,12 +295,12 @@ typedef struct epmd_keeper epmd_keeper_t;
 
 /* What epmd_keeper_start keeps registered, and how. */
 typedef struct epmd_keeper_config {
-    epmd_node_info_t node;  /* what to register */
-    uint16_t epmd_port;     /* 0: epmd_default_port(); always loopback */
-    int timeout_ms;         /* per attempt (0: 2000) */
-    int retry_delay_ms;     /* between attempts (0: 200) */
-    bool embedded_fallback; /* start an embedded server in the loop when
-                               no epmd answers on the port */
+    epmd_node_info_t node;         /* what to register */
+    uint16_t epmd_port;            /* 0: epmd_default_port(); always loopback */
+    int timeout_ms;                /* per attempt (0: 2000) */
+    int retry_delay_ms;            /* between attempts (0: 200) */
+    bool embedded_fallback;        /* start an embedded server in the loop when
+                                      no epmd answers on the port */
     epmd_server_config_t embedded; /* its configuration (port is forced) */
     /* Called from the loop on every change: registered (err == 0, with the
      * creation), or lost/failed attempt (err < 0).  May be NULL. */

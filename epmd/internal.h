@@ -32,7 +32,10 @@ void epmd_buf_free(epmd_buf_t *b);
 
 /* ---- byte helpers ----------------------------------------------------------- */
 
-static inline uint16_t epmd_get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint16_t epmd_get16(const uint8_t *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
 
 static inline uint32_t epmd_get32(const uint8_t *p)
 {
@@ -123,8 +126,8 @@ void epmd_registry_free(epmd_registry_t *r);
  * name is live already, too long (bytes or characters), not UTF-8, the
  * extra is too long or the registry is full; EPMD_ENOMEM.  O(name). */
 EPMD_MUST_CHECK int epmd_registry_register(epmd_registry_t *r, const epmd_request_t *req,
-                                           void *owner, int fd, uint32_t now,
-                                           epmd_node_t **node, uint32_t *creation);
+                                           void *owner, int fd, uint32_t now, epmd_node_t **node,
+                                           uint32_t *creation);
 
 /* epmd_registry_unregister moves the live node to the old-names list (its
  * connection closed).  O(1) amortised. */
@@ -136,8 +139,7 @@ EPMD_MUST_CHECK int epmd_registry_unregister_name(epmd_registry_t *r, const uint
                                                   size_t len, void **owner);
 
 /* epmd_registry_lookup returns the live node called name[0..len) or NULL. */
-const epmd_node_t *epmd_registry_lookup(const epmd_registry_t *r, const uint8_t *name,
-                                        size_t len);
+const epmd_node_t *epmd_registry_lookup(const epmd_registry_t *r, const uint8_t *name, size_t len);
 
 /* epmd_registry_count returns the number of live registrations. */
 unsigned epmd_registry_count(const epmd_registry_t *r);
@@ -178,19 +180,19 @@ typedef enum epmd_action {
 /* Per-request context the core needs from the server. */
 typedef struct epmd_core_ctx {
     epmd_registry_t *reg;
-    uint16_t epmd_port;  /* reported by NAMES and DUMP */
-    bool relaxed;        /* -relaxed_command_check */
-    bool local_peer;     /* loopback or own address */
-    void *owner;         /* the requesting connection */
-    int fd;              /* its descriptor, for DUMP */
-    uint32_t now;        /* seconds, for creation seeds */
+    uint16_t epmd_port; /* reported by NAMES and DUMP */
+    bool relaxed;       /* -relaxed_command_check */
+    bool local_peer;    /* loopback or own address */
+    void *owner;        /* the requesting connection */
+    int fd;             /* its descriptor, for DUMP */
+    uint32_t now;       /* seconds, for creation seeds */
 } epmd_core_ctx_t;
 
 /* The core's verdict on one request. */
 typedef struct epmd_outcome {
     epmd_action_t action;
-    epmd_node_t *node;  /* EPMD_ACT_KEEP: the registration */
-    void *stop_owner;   /* STOP: connection of the node stopped, or NULL */
+    epmd_node_t *node; /* EPMD_ACT_KEEP: the registration */
+    void *stop_owner;  /* STOP: connection of the node stopped, or NULL */
 } epmd_outcome_t;
 
 /* epmd_core_handle answers the request body[0..len) the way OTP 25's epmd

@@ -29,22 +29,38 @@
 const char *epmd_strerror(int err)
 {
     switch (err) {
-    case EPMD_OK: return "success";
-    case EPMD_ENOMEM: return "out of memory";
-    case EPMD_EINVAL: return "invalid argument";
-    case EPMD_EADDRINUSE: return "address already in use (another epmd is running)";
-    case EPMD_ECONNREFUSED: return "no epmd answers";
-    case EPMD_ETIMEDOUT: return "timed out";
-    case EPMD_EIO: return "connection error";
-    case EPMD_EPROTO: return "malformed epmd answer";
-    case EPMD_ENOTFOUND: return "name not registered";
-    case EPMD_EREFUSED: return "registration refused";
-    case EPMD_ERESOLVE: return "host name does not resolve";
-    case EPMD_ENOTALLOWED: return "not allowed (live nodes)";
-    case EPMD_ECLOSED: return "registration connection closed";
-    case EPMD_ESYS: return "system call failed";
-    case EPMD_EAGAIN: return "incomplete";
-    default: return "unknown error";
+    case EPMD_OK:
+        return "success";
+    case EPMD_ENOMEM:
+        return "out of memory";
+    case EPMD_EINVAL:
+        return "invalid argument";
+    case EPMD_EADDRINUSE:
+        return "address already in use (another epmd is running)";
+    case EPMD_ECONNREFUSED:
+        return "no epmd answers";
+    case EPMD_ETIMEDOUT:
+        return "timed out";
+    case EPMD_EIO:
+        return "connection error";
+    case EPMD_EPROTO:
+        return "malformed epmd answer";
+    case EPMD_ENOTFOUND:
+        return "name not registered";
+    case EPMD_EREFUSED:
+        return "registration refused";
+    case EPMD_ERESOLVE:
+        return "host name does not resolve";
+    case EPMD_ENOTALLOWED:
+        return "not allowed (live nodes)";
+    case EPMD_ECLOSED:
+        return "registration connection closed";
+    case EPMD_ESYS:
+        return "system call failed";
+    case EPMD_EAGAIN:
+        return "incomplete";
+    default:
+        return "unknown error";
     }
 }
 
@@ -222,8 +238,7 @@ static int answer_alive2(const epmd_core_ctx_t *ctx, const epmd_request_t *req, 
 {
     epmd_node_t *node = NULL;
     uint32_t creation = 0;
-    int rc = epmd_registry_register(ctx->reg, req, ctx->owner, ctx->fd, ctx->now, &node,
-                                    &creation);
+    int rc = epmd_registry_register(ctx->reg, req, ctx->owner, ctx->fd, ctx->now, &node, &creation);
     if (rc == EPMD_ENOMEM)
         return rc;
     bool ok = rc == 0;
@@ -261,8 +276,8 @@ static int answer_port_prefix(const epmd_core_ctx_t *ctx, epmd_buf_t *out)
     return epmd_buf_append(out, p, sizeof p);
 }
 
-int epmd_core_handle(const epmd_core_ctx_t *ctx, const uint8_t *body, size_t len,
-                     epmd_buf_t *out, epmd_outcome_t *res)
+int epmd_core_handle(const epmd_core_ctx_t *ctx, const uint8_t *body, size_t len, epmd_buf_t *out,
+                     epmd_outcome_t *res)
 {
     memset(res, 0, sizeof *res);
     res->action = EPMD_ACT_CLOSE;
@@ -270,8 +285,8 @@ int epmd_core_handle(const epmd_core_ctx_t *ctx, const uint8_t *body, size_t len
         return 0;
     /* Local-only requests from others are closed before any parsing. */
     uint8_t op = body[0];
-    if (!ctx->local_peer && (op == EPMD_ALIVE2_REQ || op == EPMD_DUMP_REQ ||
-                             op == EPMD_KILL_REQ || op == EPMD_STOP_REQ))
+    if (!ctx->local_peer && (op == EPMD_ALIVE2_REQ || op == EPMD_DUMP_REQ || op == EPMD_KILL_REQ ||
+                             op == EPMD_STOP_REQ))
         return 0;
     if (op == EPMD_STOP_REQ && !ctx->relaxed) /* silently closed */
         return 0;

@@ -39,14 +39,14 @@ struct epmd_node {
     uint16_t low_vsn;
     uint16_t name_len;
     uint16_t extra_len;
-    uint8_t *extra; /* points into bytes[] after the name */
+    uint8_t *extra;  /* points into bytes[] after the name */
     uint8_t bytes[]; /* name, NUL, extra */
 };
 
 struct epmd_registry {
     epmd_node_t **buckets;
-    size_t nbuckets; /* power of two */
-    size_t nentries; /* live + unused */
+    size_t nbuckets;    /* power of two */
+    size_t nentries;    /* live + unused */
     node_list_t live;   /* newest at head */
     node_list_t unused; /* oldest at head */
     unsigned max_unreg;
@@ -102,8 +102,7 @@ static void list_remove(node_list_t *l, epmd_node_t *n)
     l->count--;
 }
 
-int epmd_registry_new(unsigned max_unreg, unsigned max_nodes, uint64_t seed,
-                      epmd_registry_t **out)
+int epmd_registry_new(unsigned max_unreg, unsigned max_nodes, uint64_t seed, epmd_registry_t **out)
 {
     *out = NULL;
     epmd_registry_t *r = calloc(1, sizeof *r);
@@ -271,8 +270,7 @@ void epmd_registry_unregister(epmd_registry_t *r, epmd_node_t *node)
     list_push_tail(&r->unused, node);
 }
 
-int epmd_registry_unregister_name(epmd_registry_t *r, const uint8_t *name, size_t len,
-                                  void **owner)
+int epmd_registry_unregister_name(epmd_registry_t *r, const uint8_t *name, size_t len, void **owner)
 {
     *owner = NULL;
     epmd_node_t *n = find(r, name, len, hash_name(r->seed, name, len));
@@ -283,16 +281,21 @@ int epmd_registry_unregister_name(epmd_registry_t *r, const uint8_t *name, size_
     return 0;
 }
 
-const epmd_node_t *epmd_registry_lookup(const epmd_registry_t *r, const uint8_t *name,
-                                        size_t len)
+const epmd_node_t *epmd_registry_lookup(const epmd_registry_t *r, const uint8_t *name, size_t len)
 {
     const epmd_node_t *n = find(r, name, len, hash_name(r->seed, name, len));
     return (n != NULL && n->live) ? n : NULL;
 }
 
-unsigned epmd_registry_count(const epmd_registry_t *r) { return r->live.count; }
+unsigned epmd_registry_count(const epmd_registry_t *r)
+{
+    return r->live.count;
+}
 
-unsigned epmd_registry_unused_count(const epmd_registry_t *r) { return r->unused.count; }
+unsigned epmd_registry_unused_count(const epmd_registry_t *r)
+{
+    return r->unused.count;
+}
 
 static int check_list(const epmd_registry_t *r, const node_list_t *l, bool live)
 {
@@ -380,8 +383,8 @@ int epmd_registry_write_port2(const epmd_registry_t *r, const uint8_t *name, siz
 
 /* write_line appends prefix, the node's name and the formatted tail (plus
  * its NUL when nul is set). */
-static int write_line(epmd_buf_t *out, const char *prefix, const epmd_node_t *n,
-                      const char *tail, bool nul)
+static int write_line(epmd_buf_t *out, const char *prefix, const epmd_node_t *n, const char *tail,
+                      bool nul)
 {
     int rc = epmd_buf_append(out, prefix, strlen(prefix));
     if (rc == 0)

@@ -310,8 +310,8 @@ static void handle_request(conn_t *c, const uint8_t *body, size_t len)
         conn_close(c);
         return;
     }
-    slog(srv, 1, "request '%c' (%zu bytes) on fd %d: %zu answer bytes", body[0] >= 32 &&
-         body[0] < 127 ? body[0] : '?', len, c->fd, c->out.len);
+    slog(srv, 1, "request '%c' (%zu bytes) on fd %d: %zu answer bytes",
+         body[0] >= 32 && body[0] < 127 ? body[0] : '?', len, c->fd, c->out.len);
     if (res.stop_owner != NULL) {
         conn_t *victim = res.stop_owner;
         victim->node = NULL; /* already unregistered by STOP */
@@ -341,8 +341,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         ssize_t n = recv(c->fd, buf, sizeof buf, 0);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             return;
-        slog(c->srv, 1, n > 0 ? "got more than expected on ALIVE socket %d"
-                              : "ALIVE socket %d closed", c->fd);
+        slog(c->srv, 1,
+             n > 0 ? "got more than expected on ALIVE socket %d" : "ALIVE socket %d closed", c->fd);
         conn_close(c);
         return;
     }
@@ -465,9 +465,13 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
             return;
         srv->stats.accept_errors++;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-            /* Out of descriptors: take the pending client with the spare
-             * descriptor and close it, so the listener does not stay
-             * readable and spin; then make room and pause briefly. */
+            /* Out of descriptors: closing the request connection idle the
+             * longest frees one, so try again at once. */
+            if (evict_one(srv))
+                continue;
+            /* Only registrations hold descriptors: take the pending client
+             * with the spare descriptor and close it, so the listener does
+             * not stay readable and spin, then pause briefly. */
             slog(srv, 0, "accept: %s", strerror(errno));
             if (srv->reserve_fd >= 0) {
                 close(srv->reserve_fd);
@@ -476,7 +480,6 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
                 if (drop >= 0)
                     close(drop);
             }
-            evict_one(srv);
         } else {
             slog(srv, 0, "accept failed: %s", strerror(errno));
         }
@@ -605,8 +608,7 @@ static unsigned default_max_conn(void)
     return cap ? cap : 1;
 }
 
-int epmd_server_start(struct event_base *base, const epmd_server_config_t *cfg,
-                      epmd_server_t **out)
+int epmd_server_start(struct event_base *base, const epmd_server_config_t *cfg, epmd_server_t **out)
 {
     *out = NULL;
     if (base == NULL || cfg == NULL)
@@ -644,8 +646,8 @@ int epmd_server_start(struct event_base *base, const epmd_server_config_t *cfg,
     rc = open_listeners(srv);
     if (rc != 0)
         goto free_events;
-    slog(srv, 1, "epmd listening on port %u (%d sockets, max %u connections)",
-         (unsigned)srv->port, srv->nlisten, srv->max_conn);
+    slog(srv, 1, "epmd listening on port %u (%d sockets, max %u connections)", (unsigned)srv->port,
+         srv->nlisten, srv->max_conn);
     *out = srv;
     return 0;
 
@@ -699,7 +701,10 @@ void epmd_server_stop(epmd_server_t *srv)
     free(srv);
 }
 
-uint16_t epmd_server_port(const epmd_server_t *srv) { return srv->port; }
+uint16_t epmd_server_port(const epmd_server_t *srv)
+{
+    return srv->port;
+}
 
 void epmd_server_get_stats(const epmd_server_t *srv, epmd_server_stats_t *st)
 {
@@ -986,8 +991,7 @@ static void keeper_step(epmd_keeper_t *k)
     keeper_retry(k, EPMD_ECONNREFUSED, false);
 }
 
-int epmd_keeper_start(struct event_base *base, const epmd_keeper_config_t *cfg,
-                      epmd_keeper_t **out)
+int epmd_keeper_start(struct event_base *base, const epmd_keeper_config_t *cfg, epmd_keeper_t **out)
 {
     *out = NULL;
     size_t nlen = strnlen(cfg->node.name, sizeof cfg->node.name);
@@ -1045,7 +1049,10 @@ bool epmd_keeper_creation(const epmd_keeper_t *k, uint32_t *creation)
     return true;
 }
 
-epmd_server_t *epmd_keeper_embedded(const epmd_keeper_t *k) { return k->embedded; }
+epmd_server_t *epmd_keeper_embedded(const epmd_keeper_t *k)
+{
+    return k->embedded;
+}
 
 void epmd_keeper_stop(epmd_keeper_t *k)
 {

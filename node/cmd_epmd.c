@@ -18,25 +18,24 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: girder epmd [-d|-debug] [-address List] [-port No] [-daemon]\n"
-            "                   [-relaxed_command_check] [-packet_timeout Seconds]\n"
-            "                   [-max_connections N]\n"
-            "       girder epmd [-d|-debug] [-port No] [-names|-kill|-stop Name|-dump]\n"
-            "\n"
-            "Starts an Erlang port mapper daemon (like OTP's epmd), or talks to the\n"
-            "one running on this host.  ERL_EPMD_PORT, ERL_EPMD_ADDRESS and\n"
-            "ERL_EPMD_RELAXED_COMMAND_CHECK are honoured as by epmd.\n"
-            "  -address List          listen on these addresses (and loopback)\n"
-            "  -port No               listen on / talk to port No (default 4369)\n"
-            "  -daemon                detach once the port is bound\n"
-            "  -relaxed_command_check allow -kill with live nodes, and -stop\n"
-            "  -packet_timeout S      close request connections idle S seconds (60)\n"
-            "  -max_connections N     cap on open connections (idle ones are evicted)\n"
-            "  -names                 list registered names\n"
-            "  -kill                  stop the running epmd\n"
-            "  -stop Name             forcibly unregister Name (relaxed epmd only)\n"
-            "  -dump                  print everything the epmd knows (local only)\n");
+    fprintf(out, "usage: girder epmd [-d|-debug] [-address List] [-port No] [-daemon]\n"
+                 "                   [-relaxed_command_check] [-packet_timeout Seconds]\n"
+                 "                   [-max_connections N]\n"
+                 "       girder epmd [-d|-debug] [-port No] [-names|-kill|-stop Name|-dump]\n"
+                 "\n"
+                 "Starts an Erlang port mapper daemon (like OTP's epmd), or talks to the\n"
+                 "one running on this host.  ERL_EPMD_PORT, ERL_EPMD_ADDRESS and\n"
+                 "ERL_EPMD_RELAXED_COMMAND_CHECK are honoured as by epmd.\n"
+                 "  -address List          listen on these addresses (and loopback)\n"
+                 "  -port No               listen on / talk to port No (default 4369)\n"
+                 "  -daemon                detach once the port is bound\n"
+                 "  -relaxed_command_check allow -kill with live nodes, and -stop\n"
+                 "  -packet_timeout S      close request connections idle S seconds (60)\n"
+                 "  -max_connections N     cap on open connections (idle ones are evicted)\n"
+                 "  -names                 list registered names\n"
+                 "  -kill                  stop the running epmd\n"
+                 "  -stop Name             forcibly unregister Name (relaxed epmd only)\n"
+                 "  -dump                  print everything the epmd knows (local only)\n");
 }
 
 static void log_line(void *ud, const char *msg)
@@ -246,8 +245,8 @@ int gd_cmd_names(int argc, char **argv)
     size_t raw_len = 0;
     int rc = epmd_client_names(&opts, &names, &raw, &raw_len);
     if (rc != 0) {
-        fprintf(stderr, "epmd: Cannot connect to %s epmd (%s)\n",
-                opts.host ? opts.host : "local", epmd_strerror(rc));
+        fprintf(stderr, "epmd: Cannot connect to %s epmd (%s)\n", opts.host ? opts.host : "local",
+                epmd_strerror(rc));
         return 1;
     }
     printf("epmd: up and running on port %u with data:\n", (unsigned)names.epmd_port);

@@ -41,7 +41,7 @@ typedef struct daemon {
     bool otp;
 } daemon_t;
 
-static daemon_t d_otp, d_gd;         /* strict (no -relaxed_command_check) */
+static daemon_t d_otp, d_gd; /* strict (no -relaxed_command_check) */
 static epmd_registration_t *keeper[2];
 
 /* ---- process and socket helpers ---------------------------------------------------------- */
@@ -95,8 +95,7 @@ static bool start_daemon(daemon_t *d, bool otp, bool relaxed)
             if (otp)
                 execlp("epmd", "epmd", "-port", port, flag, fval, last, (char *)NULL);
             else
-                execl(girder_path, "girder", "epmd", "-port", port, flag, fval, last,
-                      (char *)NULL);
+                execl(girder_path, "girder", "epmd", "-port", port, flag, fval, last, (char *)NULL);
             _exit(127);
         }
         d->pid = pid;
@@ -321,12 +320,19 @@ static void test_malformed(void)
     probe("port2_huge_name", buf, 0x10000, "", 0);
     /* E19 unknown opcode, and the old R3 requests */
     probe("unknown_51", (const uint8_t *)"\x00\x01\x51", 3, "", 0);
-    probe("old_alive_a", (const uint8_t *)"\x00\x03" "a\x01\x02", 5, "", 0);
+    probe("old_alive_a",
+          (const uint8_t *)"\x00\x03"
+                           "a\x01\x02",
+          5, "", 0);
     probe("old_port_p", (const uint8_t *)"\x00\x04pabc", 6, "", 0);
     /* E20 PORT2 with empty name, or just a NUL */
     probe("port2_empty", (const uint8_t *)"\x00\x01z", 3, "", 0);
     probe("port2_nul", (const uint8_t *)"\x00\x02z\x00", 4, "", 0);
-    probe("port2_nul_inside", (const uint8_t *)"\x00\x04z" "a\x00" "b", 6, "", 0);
+    probe("port2_nul_inside",
+          (const uint8_t *)"\x00\x04z"
+                           "a\x00"
+                           "b",
+          6, "", 0);
     probe("port2_bad_utf8", (const uint8_t *)"\x00\x03z\xff\xfe", 5, "", 0);
     body[0] = 'z';
     memset(body + 1, 'k', 255);
@@ -380,7 +386,10 @@ static void test_malformed(void)
     probe("stop_not_relaxed", (const uint8_t *)"\x00\x07skeeper", 9, "", 0);
     /* the good requests answer identically */
     probe("names", (const uint8_t *)"\x00\x01n", 3, NULL, 0);
-    probe("dump", (const uint8_t *)"\x00\x01" "d", 3, NULL, 0);
+    probe("dump",
+          (const uint8_t *)"\x00\x01"
+                           "d",
+          3, NULL, 0);
     probe("port2_keeper", (const uint8_t *)"\x00\x07zkeeper", 9, NULL, 0);
     probe("port2_keeper_nul", (const uint8_t *)"\x00\x08zkeeper\x00", 10, NULL, 0);
 }
@@ -474,7 +483,12 @@ static void test_timeouts_and_dribble(void)
     static const struct {
         const char *bytes;
         size_t len;
-    } cases[] = {{"", 0}, {"\x00", 1}, {"\x00\x03", 2}, {"\x00\x64" "0123456789abcdef", 18}};
+    } cases[] = {{"", 0},
+                 {"\x00", 1},
+                 {"\x00\x03", 2},
+                 {"\x00\x64"
+                  "0123456789abcdef",
+                  18}};
     enum { NC = sizeof cases / sizeof cases[0] };
     int fds[2][NC];
     const daemon_t *ds[2] = {&d_otp, &d_gd};
@@ -606,8 +620,8 @@ static void test_client_against_both(void)
         CU_ASSERT_EQUAL(names.epmd_port, ds[d]->port);
         bool seen = false;
         for (size_t i = 0; i < names.count; i++)
-            seen |= strcmp(names.entries[i].name, "libclient") == 0 &&
-                    names.entries[i].port == 5555;
+            seen |=
+                strcmp(names.entries[i].name, "libclient") == 0 && names.entries[i].port == 5555;
         CU_ASSERT(seen);
         epmd_names_free(&names);
         /* re-registering the same name gets a new creation */

@@ -391,8 +391,8 @@ static void test_core_port2(void)
     b[3] = EPMD_NODE_HIDDEN;
     h_run(&h, b, n);
     h_run(&h, (const uint8_t *)"zbaz", 4);
-    const uint8_t found[] = {119, 0, 0x75, 0x33, 72, 0, 0, 6, 0, 5, 0, 3, 'b', 'a', 'z', 0, 3,
-                             'X', 0, 'Z'};
+    const uint8_t found[] = {119, 0, 0x75, 0x33, 72,  0, 0, 6,   0, 5,
+                             0,   3, 'b',  'a',  'z', 0, 3, 'X', 0, 'Z'};
     CU_ASSERT(out_is(&h, found, sizeof found));
     CU_ASSERT_EQUAL(h.res.action, EPMD_ACT_CLOSE);
     h_run(&h, (const uint8_t *)"zbaz\0", 5);

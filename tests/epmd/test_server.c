@@ -323,8 +323,8 @@ static void test_client_basic(void)
     /* nothing listens on a fresh port */
     epmd_client_opts_t none = {.port = free_port(), .timeout_ms = 500};
     CU_ASSERT_EQUAL(epmd_client_probe(&none), EPMD_ECONNREFUSED);
-    epmd_client_opts_t badhost = {.host = "no-such-host.invalid", .port = l.port,
-                                  .timeout_ms = 500};
+    epmd_client_opts_t badhost = {
+        .host = "no-such-host.invalid", .port = l.port, .timeout_ms = 500};
     CU_ASSERT_EQUAL(epmd_client_probe(&badhost), EPMD_ERESOLVE);
     loop_free(&l);
 }
@@ -570,21 +570,23 @@ static long cpu_ms(pid_t pid)
     return (utime + stime) * 1000 / sysconf(_SC_CLK_TCK);
 }
 
-static void test_emfile_does_not_spin(void)
+/* spawn_limited_server forks a server process limited to nofile
+ * descriptors on port; returns its pid (or -1). */
+static pid_t spawn_limited_server(uint16_t port, rlim_t nofile)
 {
-    enum { CHILD_NOFILE = 48, CLIENTS = 120 };
-    uint16_t port = free_port();
     int ready[2];
-    CU_ASSERT_FATAL(pipe(ready) == 0);
+    if (pipe(ready) != 0)
+        return -1;
     pid_t pid = fork();
-    CU_ASSERT_FATAL(pid >= 0);
+    if (pid < 0)
+        return -1;
     if (pid == 0) {
-        struct rlimit rl = {CHILD_NOFILE, CHILD_NOFILE};
+        struct rlimit rl = {nofile, nofile};
         setrlimit(RLIMIT_NOFILE, &rl);
         struct event_base *base = event_base_new();
         epmd_server_config_t cfg = {.port = port, .max_connections = 1000};
         epmd_server_t *srv = NULL;
-        char ok = epmd_server_start(base, &cfg, &srv) == 0 ? 'y' : 'n';
+        char ok = base && epmd_server_start(base, &cfg, &srv) == 0 ? 'y' : 'n';
         (void)write(ready[1], &ok, 1);
         if (ok == 'y')
             event_base_dispatch(base);
@@ -592,9 +594,22 @@ static void test_emfile_does_not_spin(void)
     }
     close(ready[1]);
     char ok = 'n';
-    CU_ASSERT_FATAL(read(ready[0], &ok, 1) == 1);
+    if (read(ready[0], &ok, 1) != 1 || ok != 'y') {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        pid = -1;
+    }
     close(ready[0]);
-    CU_ASSERT_EQUAL_FATAL(ok, 'y');
+    return pid;
+}
+
+static void test_emfile_does_not_spin(void)
+{
+    enum { CHILD_NOFILE = 48, CLIENTS = 120 };
+    /* 1: the descriptors are taken by idle request connections */
+    uint16_t port = free_port();
+    pid_t pid = spawn_limited_server(port, CHILD_NOFILE);
+    CU_ASSERT_FATAL(pid > 0);
     int fds[CLIENTS];
     for (int i = 0; i < CLIENTS; i++)
         fds[i] = raw_connect(port);
@@ -611,6 +626,41 @@ static void test_emfile_does_not_spin(void)
         if (fds[i] >= 0)
             close(fds[i]);
     CU_ASSERT_EQUAL(wait_lookup(port, "x", EPMD_ENOTFOUND, 2000), EPMD_ENOTFOUND);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+
+    /* 2: the descriptors are taken by registrations (never evicted): new
+     * clients are dropped, slowly, without spinning */
+    port = free_port();
+    pid = spawn_limited_server(port, CHILD_NOFILE);
+    CU_ASSERT_FATAL(pid > 0);
+    epmd_client_opts_t o = {.port = port, .timeout_ms = 300};
+    epmd_registration_t *regs[CHILD_NOFILE];
+    int nregs = 0;
+    for (int i = 0; i < CHILD_NOFILE; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "full%d", i);
+        epmd_node_info_t n = node_named(name, 1);
+        uint32_t cr;
+        if (epmd_client_register(&o, &n, &cr, &regs[nregs]) == 0)
+            nregs++;
+    }
+    CU_ASSERT(nregs > 10 && nregs < CHILD_NOFILE);
+    for (int i = 0; i < CLIENTS / 2; i++)
+        fds[i] = raw_connect(port);
+    sleep_ms(200);
+    c0 = cpu_ms(pid);
+    sleep_ms(1500);
+    c1 = cpu_ms(pid);
+    CU_ASSERT(c1 - c0 < 300);
+    for (int i = 0; i < CLIENTS / 2; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    /* a registration leaving frees a descriptor: service resumes */
+    epmd_registration_close(regs[0]);
+    CU_ASSERT_EQUAL(wait_lookup(port, "full1", 0, 8000), 0);
+    for (int i = 1; i < nregs; i++)
+        epmd_registration_close(regs[i]);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
 }

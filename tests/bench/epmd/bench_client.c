@@ -44,8 +44,8 @@ static int start_lookup(uint16_t port)
         close(fd);
         return -1;
     }
-    static const uint8_t req[] = {0, 1 + sizeof BENCH_NAME - 1, EPMD_PORT2_REQ, 'b', 'e', 'n',
-                                  'c', 'h', 'n', 'o', 'd', 'e'};
+    static const uint8_t req[] = {
+        0, 1 + sizeof BENCH_NAME - 1, EPMD_PORT2_REQ, 'b', 'e', 'n', 'c', 'h', 'n', 'o', 'd', 'e'};
     if (send(fd, req, sizeof req, MSG_NOSIGNAL) != (ssize_t)sizeof req) {
         close(fd);
         return -1;
