@@ -142,9 +142,13 @@ static void *map_block(size_t len)
 }
 #endif
 
+_Thread_local unsigned heap_area_fail_countdown;
+
 term_t *heap_area_alloc(size_t words)
 {
     if (words == 0 || words > GC_MAX_HEAP_WORDS)
+        return NULL;
+    if (GD_UNLIKELY(heap_area_fail_countdown != 0) && --heap_area_fail_countdown == 0)
         return NULL;
 #ifndef AREA_ALWAYS_MALLOC
     if (is_mapped(words)) {
@@ -199,8 +203,11 @@ term_t *heap_area_resize(term_t *p, size_t old_words, size_t new_words, size_t k
         return heap_area_alloc(new_words);
     if (new_words == 0 || new_words > GC_MAX_HEAP_WORDS)
         return NULL;
-    if (!is_mapped(old_words) && !is_mapped(new_words))
+    if (!is_mapped(old_words) && !is_mapped(new_words)) {
+        if (GD_UNLIKELY(heap_area_fail_countdown != 0) && --heap_area_fail_countdown == 0)
+            return NULL;
         return realloc(p, new_words * sizeof(term_t));
+    }
     term_t *q = heap_area_alloc(new_words);
     if (q == NULL)
         return NULL;

@@ -47,6 +47,10 @@ int heap_copy_write_n(const term_t *terms, size_t n, term_t *outs,
  * area keeping its first keep_words words (NULL on failure, the old area
  * intact then), returning a new address or the same one. */
 term_t *heap_area_alloc(size_t words);
+/* Allocation-failure injection for tests: when non-zero, each
+ * heap_area_alloc on this thread counts it down and the one that brings it
+ * to zero fails. */
+extern _Thread_local unsigned heap_area_fail_countdown;
 void heap_area_free(term_t *p, size_t words);
 term_t *heap_area_resize(term_t *p, size_t old_words, size_t new_words, size_t keep_words);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "cunit_main.h"
+#include "gc_internal.h" /* heap_area_fail_countdown */
 #include "gc_util.h"
 
 #define OK(expr) CU_ASSERT_EQUAL_FATAL((expr), GD_OK)
@@ -406,6 +407,65 @@ static void test_max_heap_size(void)
     heap_destroy(&ref);
 }
 
+static void test_out_of_memory(void)
+{
+    heap_t h = fresh(0), ref = fresh(0);
+    term_t t = TERM_NIL, copy;
+    term_t *roots[] = {&t};
+    build_pairs(&h, &t, 40);
+    OK(heap_copy_term(&ref, t, &copy));
+    term_t before = t;
+
+    /* The to-space of a minor (this heap has no mature data yet). */
+    heap_area_fail_countdown = 1;
+    CU_ASSERT_EQUAL(heap_gc(&h, 0, roots, 1), GD_ENOMEM);
+    CU_ASSERT_EQUAL(t, before); /* nothing moved */
+    CU_ASSERT(gcu_equal(t, copy));
+    OK(heap_gc(&h, 0, roots, 1));
+    CU_ASSERT(gcu_equal(t, copy));
+
+    /* Now mature data needs an old area: its allocation fails, then the
+     * to-space's (and the new old area is given back). */
+    for (unsigned n = 1; n <= 2; n++) {
+        before = t;
+        heap_area_fail_countdown = n;
+        CU_ASSERT_EQUAL(heap_gc(&h, 0, roots, 1), GD_ENOMEM);
+        CU_ASSERT_EQUAL(t, before);
+        CU_ASSERT_PTR_NULL(h.old_start);
+        CU_ASSERT(gcu_equal(t, copy));
+    }
+    OK(heap_gc(&h, 0, roots, 1));
+    CU_ASSERT_PTR_NOT_NULL(h.old_start);
+
+    /* A major's to-space. */
+    heap_area_fail_countdown = 1;
+    CU_ASSERT_EQUAL(heap_collect(&h, 0, &(heap_roots_t){roots, 1, NULL, NULL}, HEAP_GC_MAJOR),
+                    GD_ENOMEM);
+    CU_ASSERT(gcu_equal(t, copy));
+
+    /* The collection works but the young area cannot grow for `need`: the
+     * roots are valid (moved), the need is not met. */
+    uint64_t gcs = h.stats.minor_collections + h.stats.major_collections;
+    heap_area_fail_countdown = 2;
+    CU_ASSERT_EQUAL(heap_gc(&h, 50000, roots, 1), GD_ENOMEM);
+    CU_ASSERT_EQUAL(h.stats.minor_collections + h.stats.major_collections, gcs + 1);
+    CU_ASSERT(gcu_on_heap(&h, t));
+    CU_ASSERT(gcu_equal(t, copy));
+    heap_area_fail_countdown = 0;
+    OK(heap_ensure_free(&h, 50000, roots, 1));
+    CU_ASSERT((size_t)(h.young_end - h.young_top) >= 50000);
+
+    /* A fresh heap whose first young area cannot be had. */
+    heap_t f = fresh(0);
+    term_t x;
+    heap_area_fail_countdown = 1;
+    CU_ASSERT_EQUAL(heap_cons(&f, ATOM_OK, TERM_NIL, &x), GD_ENOMEM);
+    OK(heap_cons(&f, ATOM_OK, TERM_NIL, &x));
+    heap_destroy(&f);
+    heap_destroy(&h);
+    heap_destroy(&ref);
+}
+
 static void test_need_limits(void)
 {
     heap_t h = fresh(0);
@@ -792,6 +852,7 @@ static const gd_test_case_t cases[] = {
     {"a mostly empty young area shrinks after a minor", test_minor_shrinks_young_area},
     {"max_heap_size returns GD_EHEAP_LIMIT, heap consistent", test_max_heap_size},
     {"need limits", test_need_limits},
+    {"out of memory: heap and roots stay valid", test_out_of_memory},
     {"statistics per heap and node-wide", test_stats},
     {"stress mode collects at every safe point", test_stress_mode},
     {"a thread's cached heap areas are returned at its exit",
