@@ -36,8 +36,9 @@
 #define DEC_INLINE_FRAMES 32
 /* Words of map scratch kept on the C stack before malloc'ed chunks. */
 #define DEC_INLINE_SCRATCH 256
-/* Entries of the per-call atom cache (a power of two, at most 64). */
-#define DEC_ATOM_CACHE 64
+/* Entries of each thread's atom cache. */
+#define DEC_ATOM_CACHE_BITS 10
+#define DEC_ATOM_CACHE (1u << DEC_ATOM_CACHE_BITS)
 /* deflate cannot expand more than this per input byte (258-byte matches
  * coded in 2 bits); a COMPRESSED header claiming more is a lie. */
 #define DEC_MAX_INFLATE_RATIO 1032
@@ -64,12 +65,20 @@ typedef struct dec_frame {
 /* Map scratch header words (before keys[n], vals[n]). */
 enum { MAP_HDR_DEST, MAP_HDR_N, MAP_HDR_TAG_OFF, MAP_HDR_CHUNK, MAP_HDR_USED, MAP_HDR_WORDS };
 
+/*
+ * Each thread keeps a direct-mapped cache from atom text (UTF-8) to atom
+ * across calls: atoms are never removed and their text never moves, so an
+ * entry, once written, stays true.  A hit costs a hash and a memcmp instead
+ * of a probe of the shared atom table; typical traffic repeats a small set
+ * of atoms (record tags, map keys, node names).
+ */
 typedef struct dec_atom_entry {
-    const uint8_t *bytes;
+    const char *text; /* the atom's own text (heap_atom_text), stable */
     uint32_t len;
-    uint32_t latin1;
-    term_t atom;
+    term_t atom; /* 0 (not an atom) in an empty entry */
 } dec_atom_entry_t;
+
+static _Thread_local dec_atom_entry_t atom_cache[DEC_ATOM_CACHE];
 
 typedef struct dec {
     heap_t *h;
@@ -90,9 +99,6 @@ typedef struct dec {
     /* map keys/values until the map is built (LIFO, blocks never move) */
     etf_scratch_t scratch;
     term_t inline_scratch[DEC_INLINE_SCRATCH];
-    /* per-call atom cache (validity bitmap, so nothing is cleared per call) */
-    uint64_t acache_valid;
-    dec_atom_entry_t acache[DEC_ATOM_CACHE];
 } dec_t;
 
 /* Records the first error (code and offset in the caller's terms). */
@@ -127,25 +133,75 @@ static int map_heap_error(int rc)
 
 /* ---- atoms ---- */
 
-static inline unsigned atom_cache_slot(const uint8_t *p, size_t n)
+static inline uint64_t load64(const uint8_t *p)
 {
-    uint32_t x = (uint32_t)n * 0x9E3779B1u;
-    if (n > 0)
-        x ^= (uint32_t)p[0] | ((uint32_t)p[n - 1] << 8) | ((uint32_t)p[n >> 1] << 16);
-    x *= 0x85EBCA6Bu;
-    return x >> (32 - 6);
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+static inline uint32_t load32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
 }
 
-/* Resolves atom text (Latin-1 or UTF-8) to an atom, creating it unless in
- * safe mode.  Returns 0 or an ETF_E* code (offset set by the caller). */
-static GD_NOINLINE int resolve_atom_slow(dec_t *d, const uint8_t *p, size_t n, bool latin1,
+/*
+ * Hashes atom text for the cache slot and ORs all its bytes into *bits (so
+ * the caller learns whether a Latin-1 atom has bytes >= 0x80) in one pass
+ * of word loads; the tail is read as an overlapping word, never past n.
+ */
+static inline unsigned atom_cache_slot(const uint8_t *p, size_t n, uint64_t *bits)
+{
+    const uint64_t k = 0x9E3779B97F4A7C15u;
+    uint64_t x = (uint64_t)n * k, all = 0, w;
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 < n; i += 8) {
+            w = load64(p + i);
+            all |= w;
+            x = (x ^ w) * k;
+        }
+        w = load64(p + n - 8);
+    } else if (n >= 4) {
+        w = load32(p) | (uint64_t)load32(p + n - 4) << 32;
+    } else if (n > 0) {
+        w = p[0] | (uint64_t)p[n / 2] << 8 | (uint64_t)p[n - 1] << 16;
+    } else {
+        w = 0;
+    }
+    all |= w;
+    x = (x ^ w) * k;
+    *bits = all;
+    return (unsigned)(x >> (64 - DEC_ATOM_CACHE_BITS));
+}
+
+/* Looks up or creates (unless safe) the atom with UTF-8 text p[0..n) and
+ * caches it.  Returns 0 or an ETF_E* code (offset set by the caller). */
+static GD_NOINLINE int resolve_atom_slow(dec_t *d, dec_atom_entry_t *e, const uint8_t *p, size_t n,
                                          term_t *out)
 {
-    int rc;
-    if (latin1) {
-        if (n > HEAP_ATOM_MAX_CHARS)
-            return ETF_EATOM;
-        char utf8[2 * HEAP_ATOM_MAX_CHARS];
+    int rc = d->safe ? heap_atom_lookup((const char *)p, n, out)
+                     : heap_atom_put((const char *)p, n, out);
+    if (rc != GD_OK)
+        return map_heap_error(rc);
+    size_t len;
+    e->text = heap_atom_text(*out, &len);
+    e->len = (uint32_t)len;
+    e->atom = *out;
+    return GD_OK;
+}
+
+/* Resolves atom text, Latin-1 (ATOM_EXT, SMALL_ATOM_EXT) or UTF-8. */
+static inline int resolve_atom(dec_t *d, const uint8_t *p, size_t n, bool latin1, term_t *out)
+{
+    if (GD_UNLIKELY(n > (latin1 ? HEAP_ATOM_MAX_CHARS : HEAP_ATOM_MAX_BYTES)))
+        return ETF_EATOM;
+    uint64_t bits;
+    unsigned slot = atom_cache_slot(p, n, &bits);
+    char utf8[2 * HEAP_ATOM_MAX_CHARS];
+    if (latin1 && GD_UNLIKELY(bits & 0x8080808080808080u)) {
+        /* Latin-1 beyond ASCII: the atom's text is its UTF-8 form. */
         size_t m = 0;
         for (size_t i = 0; i < n; i++) {
             uint8_t c = p[i];
@@ -156,35 +212,16 @@ static GD_NOINLINE int resolve_atom_slow(dec_t *d, const uint8_t *p, size_t n, b
                 utf8[m++] = (char)(0x80 | (c & 0x3F));
             }
         }
-        rc = d->safe ? heap_atom_lookup(utf8, m, out) : heap_atom_put(utf8, m, out);
-    } else {
-        if (n > HEAP_ATOM_MAX_BYTES)
-            return ETF_EATOM;
-        rc = d->safe ? heap_atom_lookup((const char *)p, n, out)
-                     : heap_atom_put((const char *)p, n, out);
+        p = (const uint8_t *)utf8;
+        n = m;
+        slot = atom_cache_slot(p, n, &bits);
     }
-    return rc == GD_OK ? GD_OK : map_heap_error(rc);
-}
-
-static inline int resolve_atom(dec_t *d, const uint8_t *p, size_t n, bool latin1, term_t *out)
-{
-    unsigned slot = atom_cache_slot(p, n);
-    dec_atom_entry_t *e = &d->acache[slot];
-    if ((d->acache_valid >> slot) & 1u) {
-        if (e->len == n && e->latin1 == latin1 && memcmp(e->bytes, p, n) == 0) {
-            *out = e->atom;
-            return GD_OK;
-        }
+    dec_atom_entry_t *e = &atom_cache[slot];
+    if (GD_LIKELY(e->atom != 0 && e->len == n && memcmp(e->text, p, n) == 0)) {
+        *out = e->atom;
+        return GD_OK;
     }
-    int rc = resolve_atom_slow(d, p, n, latin1, out);
-    if (rc == GD_OK) {
-        e->bytes = p;
-        e->len = (uint32_t)n;
-        e->latin1 = latin1;
-        e->atom = *out;
-        d->acache_valid |= (uint64_t)1 << slot;
-    }
-    return rc;
+    return resolve_atom_slow(d, e, p, n, out);
 }
 
 /*
@@ -506,11 +543,14 @@ static void fill_pending(dec_t *d, size_t sp)
         goto fail;                                                             \
     } while (0)
 
+/* Bytes left after one byte for every slot still pending on the stack
+ * (after a header was read, fewer bytes than pending slots may be left). */
+#define AVAIL() ((len - pos) > pending ? (len - pos) - pending : 0)
 /* Room check for a variable-length part: n bytes (or slots) must fit in
  * what is left after every slot still pending on the stack. */
 #define NEED_VAR(n, off)                                                       \
     do {                                                                       \
-        if (GD_UNLIKELY((size_t)(n) > (len - pos) - pending))                  \
+        if (GD_UNLIKELY((size_t)(n) > AVAIL()))                                \
             FAIL(ETF_ETOO_LARGE, off);                                         \
     } while (0)
 #define NEED_FIXED(n)                                                          \
@@ -823,7 +863,7 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
             NEED_FIXED(5);
             size_t n = etf_get32(buf + pos + 1);
             pos += 5;
-            if (n > ((len - pos) - pending) / 2)
+            if (n > AVAIL() / 2)
                 FAIL(ETF_ETOO_LARGE, tag_off);
             if (n == 0) {
                 HEAP_CALL(heap_make_map(h, NULL, NULL, 0, dest));
@@ -954,7 +994,6 @@ static void dec_init(dec_t *d, heap_t *h, const etf_decode_opts_t *opts)
     d->stack = d->inline_stack;
     d->stack_cap = DEC_INLINE_FRAMES;
     etf_scratch_init(&d->scratch, d->inline_scratch, DEC_INLINE_SCRATCH);
-    d->acache_valid = 0;
 }
 
 static void dec_release(dec_t *d)

@@ -28,7 +28,7 @@
 
 #define ENC_INLINE_FRAMES 32
 #define ENC_INLINE_SCRATCH 128
-#define ENC_ATOM_CACHE 64
+#define ENC_ATOM_CACHE 1024
 /* OTP uses NEW_PORT_EXT while the port number fits in 28 bits (probed on
  * OTP 25; erl_interface's ei_encode_port uses the same limit). */
 #define ENC_PORT_V3_MAX 0x0FFFFFFFu
@@ -50,13 +50,20 @@ typedef struct enc_frame {
     bool scratch;
 } enc_frame_t;
 
+/*
+ * Each thread caches what encoding an atom needs (its text, length,
+ * characters, Latin-1-ness), keyed by atom index, across calls: atoms never
+ * change once created, so an entry stays true.
+ */
 typedef struct enc_atom_entry {
-    term_t atom;
+    term_t atom; /* 0 (not an atom) in an empty entry */
     const char *text;
     uint32_t len;   /* UTF-8 bytes */
     uint32_t chars; /* code points */
     bool latin1;
 } enc_atom_entry_t;
+
+static _Thread_local enc_atom_entry_t atom_cache[ENC_ATOM_CACHE];
 
 typedef struct enc {
     /* output (write mode) */
@@ -77,8 +84,6 @@ typedef struct enc {
     enc_frame_t inline_stack[ENC_INLINE_FRAMES];
     etf_scratch_t scratch;
     term_t inline_scratch[ENC_INLINE_SCRATCH];
-    uint64_t acache_valid;
-    enc_atom_entry_t acache[ENC_ATOM_CACHE];
 } enc_t;
 
 #define ENC_INLINE __attribute__((always_inline)) static inline
@@ -226,31 +231,28 @@ static int enc_float(enc_t *e, term_t t, const bool write)
     return GD_OK;
 }
 
-static GD_NOINLINE const enc_atom_entry_t *atom_info_slow(enc_t *e, term_t a, unsigned slot)
+static GD_NOINLINE const enc_atom_entry_t *atom_info_slow(enc_atom_entry_t *en, term_t a)
 {
-    enc_atom_entry_t *en = &e->acache[slot];
     size_t len;
-    en->atom = a;
     en->text = heap_atom_text(a, &len);
     en->len = (uint32_t)len;
     en->chars = (uint32_t)heap_atom_chars(a);
     en->latin1 = heap_atom_is_latin1(a);
-    e->acache_valid |= (uint64_t)1 << slot;
+    en->atom = a;
     return en;
 }
 
-ENC_INLINE const enc_atom_entry_t *atom_info(enc_t *e, term_t a)
+ENC_INLINE const enc_atom_entry_t *atom_info(term_t a)
 {
-    unsigned slot = term_atom_index(a) & (ENC_ATOM_CACHE - 1);
-    const enc_atom_entry_t *en = &e->acache[slot];
-    if (GD_LIKELY(((e->acache_valid >> slot) & 1u) && en->atom == a))
+    enc_atom_entry_t *en = &atom_cache[term_atom_index(a) & (ENC_ATOM_CACHE - 1)];
+    if (GD_LIKELY(en->atom == a))
         return en;
-    return atom_info_slow(e, a, slot);
+    return atom_info_slow(en, a);
 }
 
 ENC_INLINE int enc_atom(enc_t *e, term_t a, const bool write)
 {
-    const enc_atom_entry_t *en = atom_info(e, a);
+    const enc_atom_entry_t *en = atom_info(a);
     if (e->latin1_atoms && en->latin1) {
         /* ATOM_EXT (2-byte length) with one byte per character. */
         if (room(e, 3 + en->chars, write) != GD_OK)
@@ -759,7 +761,6 @@ static void enc_init(enc_t *e, const etf_encode_opts_t *opts)
     e->stack = e->inline_stack;
     e->stack_cap = ENC_INLINE_FRAMES;
     etf_scratch_init(&e->scratch, e->inline_scratch, ENC_INLINE_SCRATCH);
-    e->acache_valid = 0;
 }
 
 static void enc_release(enc_t *e)

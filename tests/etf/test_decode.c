@@ -992,6 +992,19 @@ static void test_error_after_partial_build(void)
     teardown();
 }
 
+/* Inputs found by fz_etf_decode that once misbehaved. */
+static void test_fuzz_regressions(void)
+{
+    setup();
+    /* A BINARY_EXT length checked against the bytes left minus the slots
+     * still pending, where fewer bytes than pending slots were left after
+     * its header (the subtraction wrapped and a 33 MB read followed). */
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 104, 4, 108, 0, 0, 0, 2, 97, 1, 108, 0, 0, 0, 2, 97, 2, 104, 2, 70,
+                                 64, 12, 0, 0, 0, 0, 0, 0, 109, 2, 3, 101, 103, 4, 97),
+                           NULL, ETF_ETOO_LARGE, 28);
+    teardown();
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"integers", test_integers},
     {"floats", test_floats},
@@ -1014,6 +1027,7 @@ static const gd_test_case_t gd_tests[] = {
     {"bad_inputs_d16_d19", test_bad_inputs_d16_d19},
     {"bad_inputs_d20_safe", test_bad_inputs_d20_safe},
     {"error_after_partial_build", test_error_after_partial_build},
+    {"fuzz_regressions", test_fuzz_regressions},
     {NULL, NULL},
 };
 

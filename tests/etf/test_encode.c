@@ -592,8 +592,16 @@ static void test_unencodable_and_depth(void)
     CU_ASSERT(etf_encode(TUPLE(TUPLE(LIST(atom("a")))), &o, &b) == ETF_EDEPTH);
     /* a million nested tuples */
     term_t deep = SMALL(0);
-    for (int i = 0; i < 1000000; i++)
-        deep = TUPLE(deep);
+    bool built = true;
+    for (int i = 0; i < 1000000 && built; i++) {
+        term_t *el, t;
+        built = heap_make_tuple(&H, 1, &el, &t) == GD_OK;
+        if (built) {
+            el[0] = deep;
+            deep = t;
+        }
+    }
+    CU_ASSERT_FATAL(built);
     CU_ASSERT(etf_encode(deep, NULL, &b) == ETF_EDEPTH);
     o.max_depth = 1000000;
     b.len = 0;
