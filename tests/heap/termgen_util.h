@@ -19,7 +19,9 @@ uint64_t termgen_below(uint64_t *seed, uint64_t n);
 
 /*
  * A random term on h, nested at most max_depth levels (0 = leaves only),
- * fully determined by *seed (which it advances).  Returns TERM_NONE only
+ * fully determined by *seed (which it advances).  Every term is one a real
+ * OTP node accepts (references have 1..5 words, 1..3 for the local identity
+ * 'nonode@nohost'/0), so tests can hand them to erl.  Returns TERM_NONE only
  * when h cannot grow.  Recursive in max_depth: keep it modest (< 50).
  */
 term_t termgen_random(heap_t *h, uint64_t *seed, int max_depth);
@@ -33,8 +35,9 @@ term_t termgen_leaf(heap_t *h, uint64_t *seed);
  * allows one: bitstrings become sub-binaries of a larger (heap or refc)
  * binary at a random bit offset, maps are rebuilt from their pairs in a
  * shuffled order (or by successive puts), local pids/ports may become
- * external ones of 'nonode@nohost' creation 0, references get explicit
- * high zero words.  Recursive in t's depth (test terms only).
+ * external ones of 'nonode@nohost' creation 0, funs differ in the fields
+ * that take no part in comparison.  Recursive in t's depth (test terms
+ * only).
  * TERM_NONE when h cannot grow.
  */
 term_t termgen_variant(heap_t *h, term_t t, uint64_t *seed);
