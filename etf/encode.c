@@ -530,27 +530,31 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, const bool write)
             break;
 
         case TAG_PRIMARY_LIST: {
-            /* One walk decides STRING_EXT and counts LIST_EXT elements. */
+            /* One walk decides STRING_EXT and, when writing, copies the
+             * bytes as it goes (speculatively, past the 3-byte header);
+             * if the list is not a string the walk just goes on counting
+             * LIST_EXT elements and the copied bytes are overwritten. */
             size_t n = 0;
-            bool bytes = true;
             term_t c = t;
-            do {
-                if (bytes && !is_byte(term_car(c)))
-                    bytes = false;
+            while (term_is_list(c) && n <= ETF_STRING_EXT_MAX && is_byte(term_car(c))) {
+                if (write) {
+                    if ((n & 255) == 0)
+                        ROOM(3 + n + 256);
+                    e->out[e->pos + 3 + n] = (uint8_t)(term_car(c) >> TAG_IMMED1_SIZE);
+                }
                 n++;
                 c = term_cdr(c);
-            } while (term_is_list(c));
-            if (bytes && c == TERM_NIL && n <= ETF_STRING_EXT_MAX) {
+            }
+            if (c == TERM_NIL && n <= ETF_STRING_EXT_MAX) {
                 ROOM(3 + n);
                 put8(e, ETF_STRING_EXT, write);
                 put16(e, (unsigned)n, write);
-                if (write) {
-                    uint8_t *o = e->out + e->pos;
-                    for (c = t; c != TERM_NIL; c = term_cdr(c))
-                        *o++ = (uint8_t)term_small_value(term_car(c));
-                }
                 e->pos += n;
                 break;
+            }
+            while (term_is_list(c)) {
+                n++;
+                c = term_cdr(c);
             }
             if (n > UINT32_MAX) {
                 rc = ETF_EUNENCODABLE;
