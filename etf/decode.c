@@ -148,6 +148,23 @@ static inline uint32_t load32(const uint8_t *p)
     return v;
 }
 
+/* a[0..n) == b[0..n), with word loads that never pass either end (atoms
+ * are short: this beats a call to memcmp). */
+static inline bool bytes_equal(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (load64(a + i) != load64(b + i))
+                return false;
+        return load64(a + n - 8) == load64(b + n - 8);
+    }
+    if (n >= 4)
+        return load32(a) == load32(b) && load32(a + n - 4) == load32(b + n - 4);
+    if (n > 0)
+        return a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1];
+    return true;
+}
+
 /*
  * Hashes atom text for the cache slot and ORs all its bytes into *bits (so
  * the caller learns whether a Latin-1 atom has bytes >= 0x80) in one pass
@@ -219,7 +236,7 @@ static inline int resolve_atom(dec_t *d, const uint8_t *p, size_t n, bool latin1
         slot = atom_cache_slot(p, n, &bits);
     }
     dec_atom_entry_t *e = &atom_cache[slot];
-    if (GD_LIKELY(e->atom != 0 && e->len == n && memcmp(e->text, p, n) == 0)) {
+    if (GD_LIKELY(e->atom != 0 && e->len == n && bytes_equal((const uint8_t *)e->text, p, n))) {
         *out = e->atom;
         return GD_OK;
     }

@@ -992,6 +992,27 @@ static void test_error_after_partial_build(void)
     teardown();
 }
 
+/* heap/'s test hook (heap/gc_internal.h): the heap_area_alloc call that
+ * counts this down to zero fails, as if memory were exhausted. */
+extern _Thread_local unsigned heap_area_fail_countdown;
+
+/* Running out of heap: ETF_ENOMEM at the term that could not be built,
+ * nothing leaked, and the heap still usable afterwards. */
+static void test_out_of_memory(void)
+{
+    heap_t h;
+    CU_ASSERT_FATAL(heap_init(&h, 0) == GD_OK);
+    term_t t = TERM_NONE;
+    etf_error_t err;
+    static const uint8_t tuple[] = {131, 104, 2, 109, 0, 0, 0, 1, 7, 97, 1};
+    heap_area_fail_countdown = 1; /* the young area, created by the first allocation */
+    CU_ASSERT(etf_decode(&h, tuple, sizeof tuple, NULL, &t, NULL, &err) == ETF_ENOMEM);
+    CU_ASSERT(err.code == ETF_ENOMEM && err.offset == 1 && t == TERM_NONE);
+    heap_area_fail_countdown = 0;
+    CU_ASSERT(etf_decode(&h, tuple, sizeof tuple, NULL, &t, NULL, NULL) == GD_OK && term_is_tuple(t));
+    heap_destroy(&h);
+}
+
 /* Inputs found by fz_etf_decode that once misbehaved. */
 static void test_fuzz_regressions(void)
 {
@@ -1027,6 +1048,7 @@ static const gd_test_case_t gd_tests[] = {
     {"bad_inputs_d16_d19", test_bad_inputs_d16_d19},
     {"bad_inputs_d20_safe", test_bad_inputs_d20_safe},
     {"error_after_partial_build", test_error_after_partial_build},
+    {"out_of_memory", test_out_of_memory},
     {"fuzz_regressions", test_fuzz_regressions},
     {NULL, NULL},
 };
