@@ -544,10 +544,10 @@ static void test_random_model(void)
     }
 }
 
-/* The map order itself on random maps, against size/sorted-keys/values. */
-static void test_random_order(void)
+/* The map order itself on random maps, against size/sorted-keys/values;
+ * returns the number of disagreements. */
+static size_t check_random_order(uint64_t seed0)
 {
-    uint64_t seed0 = termgen_seed_from_env(0x0DE5);
     uint64_t s = seed0;
     heap_t h;
     CU_ASSERT_FATAL(heap_init(&h, 0) == GD_OK);
@@ -558,7 +558,7 @@ static void test_random_order(void)
         size_t n = termgen_below(&s, 3) == 0 ? 33 + termgen_below(&s, 4) : termgen_below(&s, 4);
         term_t keys[40], vals[40];
         for (size_t j = 0; j < n; j++) {
-            keys[j] = term_make_small((int64_t)j);
+            keys[j] = termgen_below(&s, 4) ? term_make_small((int64_t)j) : key_of(&h, j);
             vals[j] = term_make_small((int64_t)termgen_below(&s, 2));
         }
         if (n > 0 && termgen_below(&s, 2))
@@ -596,11 +596,111 @@ static void test_random_order(void)
                 if (sgn(heap_compare(maps[i], maps[j], ex)) != want)
                     bad++;
             }
-    if (bad)
-        fprintf(stderr, "\nmap order mismatches: %zu, GD_TEST_SEED=%llu\n", bad,
-                (unsigned long long)seed0);
-    CU_ASSERT_EQUAL(bad, 0);
     heap_destroy(&h);
+    return bad;
+}
+
+/* Reference order of two maps: size, sorted keys (exact), then values in
+ * key order with the given exactness. */
+static int ref_map_order(term_t a, term_t b, bool exact)
+{
+    size_t na = heap_map_size(a), nb = heap_map_size(b);
+    if (na != nb)
+        return na < nb ? -1 : 1;
+    term_t *ka = malloc((na + 1) * 4 * sizeof *ka);
+    term_t *va = ka + na + 1, *kb = va + na + 1, *vb = kb + na + 1;
+    heap_map_sorted(a, ka, va);
+    heap_map_sorted(b, kb, vb);
+    int want = 0;
+    for (size_t x = 0; x < na && want == 0; x++)
+        want = sgn(heap_compare(ka[x], kb[x], true));
+    for (size_t x = 0; x < na && want == 0; x++)
+        want = sgn(heap_compare(va[x], vb[x], exact));
+    free(ka);
+    return want;
+}
+
+/*
+ * Hash maps with the same size: a base map against copies that differ in a
+ * few values (either sign, or only arithmetically) and/or a few keys.  The
+ * answer must come from the smallest differing key, whatever the hash order
+ * visits first.
+ */
+static void test_hash_map_order(void)
+{
+    static const uint64_t masks[] = {~(uint64_t)0, 0, 0x3, 0x3FF, 0xF000000000000000u};
+    uint64_t seed0 = termgen_seed_from_env(0x0DE6);
+    size_t bad = 0, trials = 0;
+    for (size_t mi = 0; mi < sizeof masks / sizeof masks[0]; mi++) {
+        heap_hamt_hash_mask = masks[mi];
+        uint64_t s = seed0 + mi;
+        heap_t h;
+        CU_ASSERT_FATAL(heap_init(&h, 0) == GD_OK);
+        enum { N = 45 };
+        term_t keys[N], vals[N], base;
+        for (size_t i = 0; i < N; i++) {
+            keys[i] = i % 3 == 0 ? key_of(&h, i) : term_make_small((int64_t)i * 11);
+            vals[i] = term_make_small(1);
+        }
+        CU_ASSERT_FATAL(heap_make_map(&h, keys, vals, N, &base) == GD_OK);
+        for (int trial = 0; trial < 300; trial++) {
+            term_t k2[N], v2[N], other;
+            memcpy(k2, keys, sizeof k2);
+            memcpy(v2, vals, sizeof v2);
+            size_t nval = termgen_below(&s, 5), nkey = termgen_below(&s, 3);
+            for (size_t c = 0; c < nval; c++) {
+                term_t nv;
+                switch (termgen_below(&s, 3)) {
+                case 0:
+                    nv = term_make_small(0);
+                    break;
+                case 1:
+                    nv = term_make_small(2);
+                    break;
+                default:
+                    CU_ASSERT_FATAL(heap_make_float(&h, 1.0, &nv) == GD_OK); /* == 1 */
+                }
+                v2[termgen_below(&s, N)] = nv;
+            }
+            for (size_t c = 0; c < nkey; c++)
+                k2[termgen_below(&s, N)] = term_make_small(-1 - (int64_t)termgen_below(&s, 600));
+            if (heap_make_map(&h, k2, v2, N, &other) != GD_OK)
+                continue; /* a replaced key collided with another: skip */
+            trials++;
+            for (int ex = 0; ex < 2; ex++) {
+                int want = ref_map_order(base, other, ex);
+                if (sgn(heap_compare(base, other, ex)) != want ||
+                    sgn(heap_compare(other, base, ex)) != -want)
+                    bad++;
+            }
+        }
+        heap_destroy(&h);
+    }
+    heap_hamt_hash_mask = ~(uint64_t)0;
+    if (bad)
+        fprintf(stderr, "\nhash map order: %zu wrong of %zu trials, GD_TEST_SEED=%llu\n", bad,
+                trials, (unsigned long long)seed0);
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(trials > 1000);
+}
+
+static void test_random_order(void)
+{
+    uint64_t seed0 = termgen_seed_from_env(0x0DE5);
+    /* Also with narrowed hashes: the hash-map merge then meets equal hashes
+     * and must fall back on the exact key order (collision nodes). */
+    static const uint64_t masks[] = {~(uint64_t)0, 0, 0x3, 0xF000000000000000u};
+    for (size_t mi = 0; mi < sizeof masks / sizeof masks[0]; mi++) {
+        heap_hamt_hash_mask = masks[mi];
+        for (uint64_t r = 0; r < 3; r++) {
+            size_t bad = check_random_order(seed0 + r);
+            if (bad)
+                fprintf(stderr, "\nmap order mismatches: %zu, mask %llx, GD_TEST_SEED=%llu\n",
+                        bad, (unsigned long long)masks[mi], (unsigned long long)(seed0 + r));
+            CU_ASSERT_EQUAL(bad, 0);
+        }
+    }
+    heap_hamt_hash_mask = ~(uint64_t)0;
 }
 
 static const gd_test_case_t cases[] = {
@@ -613,6 +713,7 @@ static const gd_test_case_t cases[] = {
     {"iterator with pos only", test_iter_pos_only},
     {"random model", test_random_model},
     {"random order", test_random_order},
+    {"hash map order", test_hash_map_order},
     {NULL, NULL},
 };
 
