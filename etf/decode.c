@@ -1132,12 +1132,17 @@ static int decode_common(heap_t *h, const uint8_t *buf, size_t len, const etf_de
     return GD_OK;
 }
 
+/* Decodes `131 Tag ...` (or a compressed `131 80 ...`) from buf[0..len)
+ * onto h; see etf.h for the contract.  Borrows buf; the term is owned by h
+ * (off-heap binaries on h's off-heap list).  O(len + size of the term). */
 int etf_decode(heap_t *h, const uint8_t *buf, size_t len, const etf_decode_opts_t *opts,
                term_t *out, size_t *used, etf_error_t *err)
 {
     return decode_common(h, buf, len, opts, true, out, used, err);
 }
 
+/* As etf_decode for a term without the version byte (terms after a dist
+ * header); a COMPRESSED tag is not valid there (ETF_ECOMPRESSED). */
 int etf_decode_body(heap_t *h, const uint8_t *buf, size_t len, const etf_decode_opts_t *opts,
                     term_t *out, size_t *used, etf_error_t *err)
 {

@@ -728,6 +728,9 @@ fail:
 static GD_NOINLINE int enc_walk_size(enc_t *e, term_t t) { return enc_walk(e, t, false); }
 static GD_NOINLINE int enc_walk_write(enc_t *e, term_t t) { return enc_walk(e, t, true); }
 
+/* Fills *o with OTP 25's term_to_binary/1 defaults: no compression, no
+ * deterministic ordering, the release's minor version, local pids and
+ * ports as 'nonode@nohost' with creation 0, the default depth cap. */
 void etf_encode_opts_init(etf_encode_opts_t *o)
 {
     memset(o, 0, sizeof *o);
@@ -775,6 +778,9 @@ static void enc_release(enc_t *e)
     etf_scratch_free(&e->scratch);
 }
 
+/* Counts the bytes etf_encode_body would append for t, with the same walk
+ * that writes them (never compressed).  Borrows t; allocates only its work
+ * stack and map scratch, freed before returning.  O(size of t). */
 int etf_encoded_size(term_t t, const etf_encode_opts_t *opts, size_t *size)
 {
     enc_t e;
@@ -799,6 +805,8 @@ static int encode_body_at(term_t t, enc_t *e, etf_buf_t *out)
     return rc;
 }
 
+/* Appends the encoding of t without the version byte to *out (grown as
+ * needed; out->len unchanged on failure).  Borrows t.  O(size of t). */
 int etf_encode_body(term_t t, const etf_encode_opts_t *opts, etf_buf_t *out)
 {
     enc_t e;
@@ -837,6 +845,9 @@ static int maybe_compress(etf_buf_t *out, size_t body, int level)
     return zr == Z_OK || zr == Z_BUF_ERROR ? GD_OK : ETF_ENOMEM;
 }
 
+/* Appends 131 and the encoding of t to *out, compressed as OTP would when
+ * opts->compressed is 1..9 (out->len unchanged on failure).  Borrows t.
+ * O(size of t), plus zlib's work when compressing. */
 int etf_encode(term_t t, const etf_encode_opts_t *opts, etf_buf_t *out)
 {
     size_t start = out->len;
