@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# tests/bench/etf/run.sh — ETF encode/decode throughput: BEAM, girder and
+# libei on the same corpus in the same run, interleaved.
+#
+#   tests/bench/etf/run.sh [-n ROUNDS] [-o FILE] [BUILD_DIR]
+#
+# Each round runs BEAM's bench_etf.erl (A: term_to_binary/binary_to_term),
+# then bench_etf girder (B) and bench_etf libei (C): A B C A B C ... for
+# ROUNDS rounds (default 3; the machine is noisy, see bench-beam/README.md).
+# The first BEAM run writes the corpus (BENCH_DUMP_DIR) that girder and libei
+# then load, so all three work on exactly the same terms and bytes.  Every
+# run does 5 repetitions over the whole corpus and 3 per kind and reports
+# medians (MiB/s of encoded corpus bytes).
+#
+# stdout (and -o FILE, appended) gets JSON lines: every result of every run
+# tagged "impl":"beam"|"girder"|"girder_gc"|"libei" and "run":N, an "env"
+# line per run, then "impl":"ratio" lines per bench and kind: value = median
+# over rounds of girder's (or girder_gc's) values / median over rounds of the
+# other's, per-round ratios in params.  girder_gc is girder decoding with a
+# GC safe point after every term (see bench_etf.c); "girder" is the headline.  A summary table (and the targets: >= 2x libei, >= 1.5x BEAM) goes
+# to stderr with the progress.  BUILD_DIR defaults to build/release (built
+# with -DCMAKE_BUILD_TYPE=Release if bench_etf is missing there); BEAM's
+# sources come from $BENCH_BEAM_DIR (default /work/shared/bench-beam).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+rounds=3
+out=/dev/null
+while getopts "n:o:" opt; do
+  case $opt in
+    n) rounds=$OPTARG ;;
+    o) out=$OPTARG ;;
+    *) echo "usage: $0 [-n ROUNDS] [-o FILE] [BUILD_DIR]" >&2; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+build=${1:-$root/build/release}
+case $rounds in ''|*[!0-9]*) echo "ROUNDS must be a number" >&2; exit 2 ;; esac
+[ "$rounds" -ge 1 ] || { echo "ROUNDS must be at least 1" >&2; exit 2; }
+
+beam_dir=${BENCH_BEAM_DIR:-/work/shared/bench-beam}
+command -v erl >/dev/null && command -v erlc >/dev/null || { echo "erl/erlc not found" >&2; exit 1; }
+[ -f "$beam_dir/bench_etf.erl" ] && [ -f "$beam_dir/ba.erl" ] ||
+  { echo "no bench_etf.erl/ba.erl in $beam_dir" >&2; exit 1; }
+
+bin="$build/tests/bench/etf/bench_etf"
+if [ ! -x "$bin" ]; then
+  echo "building bench_etf in $build" >&2
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null &&
+    cmake --build "$build" --target bench_etf -j "$(nproc 2>/dev/null || echo 2)" >/dev/null ||
+    { echo "build failed (bench_etf needs erl_interface: package erlang-dev)" >&2; exit 1; }
+fi
+
+tmp=$(mktemp -d -t bench-etf.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+erlc -o "$tmp" "$beam_dir/bench_etf.erl" "$beam_dir/ba.erl" || { echo "erlc failed" >&2; exit 1; }
+
+emit() { echo "$1"; echo "$1" >>"$out"; }
+
+# run_one <impl> <run> <command...>: runs it, tags and emits its JSON lines.
+status=0
+run_one() {
+  local impl=$1 run=$2; shift 2
+  local load t0 t1 rc
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  echo "== run $run: $impl" >&2
+  t0=$(date +%s.%N)
+  BENCH_RUN=$run timeout 300 "$@" >"$tmp/$impl.$run" 2>"$tmp/err"
+  rc=$?
+  t1=$(date +%s.%N)
+  cat "$tmp/err" >&2
+  emit "{\"bench\":\"env\",\"impl\":\"$impl\",\"params\":{\"for\":\"etf\",\"loadavg_before\":$load},\"value\":$(awk "BEGIN{printf \"%.1f\", $t1-$t0}"),\"unit\":\"s\",\"run\":$run}"
+  if [ $rc -ne 0 ]; then
+    status=1
+    emit "{\"bench\":\"etf\",\"impl\":\"$impl\",\"params\":{},\"value\":null,\"unit\":null,\"error\":\"exit $rc\",\"run\":$run}"
+    : >"$tmp/$impl.$run"
+    return
+  fi
+  # BEAM's lines carry no impl: add it after the bench name.
+  sed -i '/"impl":/!s/^{"bench":"\([^"]*\)",/{"bench":"\1","impl":"'"$impl"'",/' "$tmp/$impl.$run"
+  while IFS= read -r line; do emit "$line"; done <"$tmp/$impl.$run"
+}
+
+corpus=$tmp/etf_corpus.etf
+for run in $(seq 1 "$rounds"); do
+  if [ "$run" -eq 1 ]; then
+    BENCH_DUMP_DIR=$tmp run_one beam "$run" erl -noshell -pa "$tmp" -s ba run bench_etf
+    [ -s "$corpus" ] || { echo "BEAM did not write $corpus" >&2; exit 1; }
+  else
+    run_one beam "$run" erl -noshell -pa "$tmp" -s ba run bench_etf
+  fi
+  run_one girder "$run" "$bin" "$corpus" girder "$run"
+  run_one libei "$run" "$bin" "$corpus" libei "$run"
+done
+
+# Every impl must have measured the same corpus.
+sizes=$(sed -n 's/^{"bench":"etf_decode","impl":"[a-z]*","params":{.*"corpus_bytes":\([0-9]*\).*/\1/p' "$tmp"/*.[0-9]* | sort -u)
+[ "$(echo "$sizes" | wc -l)" -eq 1 ] || { echo "implementations measured different corpora: $sizes" >&2; status=1; }
+
+# value <file> <bench> <kind|all>: the "value" of that line, or nothing.
+value() {
+  if [ "$3" = all ]; then
+    sed -n 's/^{"bench":"'"$2"'",.*"value":\([-0-9.e+]*\),.*/\1/p' "$1" 2>/dev/null | head -n1
+  else
+    sed -n '/"kind":"'"$3"'"/s/^{"bench":"'"$2"'",.*"value":\([-0-9.e+]*\),.*/\1/p' "$1" 2>/dev/null | head -n1
+  fi
+}
+
+# median of the numbers on stdin (nearest rank, as ba:pct/2)
+median() {
+  sort -g | awk '{v[NR] = $1} END {if (NR == 0) exit; k = int((50 * NR + 99) / 100); if (k < 1) k = 1; print v[k]}'
+}
+
+ratio() { awk "BEGIN{ if ($2 == 0) print \"null\"; else printf \"%.3f\", $1 / $2 }"; }
+
+kinds=$(sed -n 's/^{"bench":"etf_decode_kind",.*"kind":"\([a-z0-9_]*\)".*/\1/p' "$tmp/beam.1" 2>/dev/null)
+# girder mode writes two impls: "girder" (heap per repetition, the headline)
+# and "girder_gc" (decode only, GC safe point after each term).
+for run in $(seq 1 "$rounds"); do
+  grep '"impl":"girder_gc"' "$tmp/girder.$run" >"$tmp/girder_gc.$run" 2>/dev/null
+done
+{
+  printf '\nETF throughput, MiB/s: median over %s round(s) of each run'"'"'s median\n' "$rounds"
+  printf '(girder_gc: girder decoding with a GC safe point after every term, like a process)\n'
+  printf '%-7s %-11s %9s %9s %9s %9s %8s %8s %8s %8s\n' op kind girder girder_gc libei beam \
+    g/libei g/beam gc/libei gc/beam
+} >&2
+for op in decode encode; do
+  for kind in all $kinds; do
+    if [ "$kind" = all ]; then b=etf_$op; else b=etf_${op}_kind; fi
+    declare -A med=() rat=()
+    for impl in girder girder_gc libei beam; do
+      : >"$tmp/vals"
+      for run in $(seq 1 "$rounds"); do
+        v=$(value "$tmp/$impl.$run" "$b" "$kind")
+        [ -n "$v" ] && echo "$v" >>"$tmp/vals"
+      done
+      med[$impl]=$(median <"$tmp/vals")
+    done
+    for mine in girder girder_gc; do
+      [ -n "${med[$mine]}" ] || { rat[$mine.libei]=-; rat[$mine.beam]=-; continue; }
+      for other in libei beam; do
+        p=""
+        for run in $(seq 1 "$rounds"); do
+          g=$(value "$tmp/$mine.$run" "$b" "$kind"); o=$(value "$tmp/$other.$run" "$b" "$kind")
+          [ -n "$g" ] && [ -n "$o" ] && p="$p${p:+,}$(ratio "$g" "$o")"
+        done
+        if [ -n "${med[$other]}" ]; then
+          rat[$mine.$other]=$(ratio "${med[$mine]}" "${med[$other]}")
+        else
+          rat[$mine.$other]=null; status=1
+        fi
+        emit "{\"bench\":\"$b\",\"impl\":\"ratio\",\"params\":{\"kind\":\"$kind\",\"of\":\"$mine\",\"vs\":\"$other\",\"rounds\":$rounds,\"${mine}_median\":${med[$mine]},\"${other}_median\":${med[$other]:-null},\"per_round\":[$p]},\"value\":${rat[$mine.$other]},\"unit\":\"$mine/$other\"}"
+      done
+    done
+    [ "$kind" = all ] && [ "$op" = encode ] && [ -z "${med[girder]}" ] && status=1
+    printf '%-7s %-11s %9s %9s %9s %9s %8s %8s %8s %8s\n' "$op" "$kind" "${med[girder]:--}" \
+      "${med[girder_gc]:--}" "${med[libei]:--}" "${med[beam]:--}" "${rat[girder.libei]}" \
+      "${rat[girder.beam]}" "${rat[girder_gc.libei]}" "${rat[girder_gc.beam]}" >&2
+    if [ "$kind" = all ]; then
+      eval "all_${op}_libei=${rat[girder.libei]} all_${op}_beam=${rat[girder.beam]}"
+      [ "$op" = decode ] && eval "all_gc_libei=${rat[girder_gc.libei]} all_gc_beam=${rat[girder_gc.beam]}"
+    fi
+    unset med rat
+  done
+done
+verdict() { awk "BEGIN{ if (\"$1\" == \"null\") print \"n/a\"; else if ($1 >= $2) print \"met\"; else print \"NOT met\" }"; }
+{
+  echo
+  echo "targets (whole corpus, ratio of medians):"
+  for op in decode encode; do
+    eval "l=\$all_${op}_libei b=\$all_${op}_beam"
+    echo "  $op: girder/libei ${l}x (>= 2: $(verdict "$l" 2)), girder/beam ${b}x (>= 1.5: $(verdict "$b" 1.5))"
+  done
+  echo "  decode, girder_gc: /libei ${all_gc_libei}x (>= 2: $(verdict "$all_gc_libei" 2)), /beam ${all_gc_beam}x (>= 1.5: $(verdict "$all_gc_beam" 1.5))"
+} >&2
+exit $status
