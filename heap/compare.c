@@ -89,8 +89,14 @@ static inline enum heap_type_class class_of(term_t t)
     }
 }
 
-static inline int sign_u64(uint64_t a, uint64_t b) { return a < b ? -1 : a > b; }
-static inline int sign_i64(int64_t a, int64_t b) { return a < b ? -1 : a > b; }
+static inline int sign_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? -1 : a > b;
+}
+static inline int sign_i64(int64_t a, int64_t b)
+{
+    return a < b ? -1 : a > b;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Numbers                                                                   */
@@ -196,7 +202,10 @@ static int cmp_int_double(term_t a, double f)
     return x.neg ? -c : c;
 }
 
-static inline int cmp_doubles(double a, double b) { return a < b ? -1 : (a > b ? 1 : 0); }
+static inline int cmp_doubles(double a, double b)
+{
+    return a < b ? -1 : (a > b ? 1 : 0);
+}
 
 static int cmp_numbers(term_t a, term_t b, bool exact)
 {
@@ -495,8 +504,7 @@ typedef struct cmp_ctx {
     cmp_mapstate_t ms_inline[CMP_INLINE_MAPS];
 } cmp_ctx_t;
 
-static inline void push_frame(cmp_ctx_t *cx, uint8_t kind, term_t x, term_t y, size_t n,
-                              bool exact)
+static inline void push_frame(cmp_ctx_t *cx, uint8_t kind, term_t x, term_t y, size_t n, bool exact)
 {
     if (GD_UNLIKELY(cx->len == cx->cap))
         cx->st = grow_stack(cx->st, cx->st_inline, &cx->cap, sizeof *cx->st, "heap_compare");
@@ -689,14 +697,13 @@ array:
                 goto not_equal;
             continue;
         }
-        push_frame(&cx, FR_ARRAY, (term_t)(uintptr_t)arr_a, (term_t)(uintptr_t)arr_b, arr_n,
-                   exact);
+        push_frame(&cx, FR_ARRAY, (term_t)(uintptr_t)arr_a, (term_t)(uintptr_t)arr_b, arr_n, exact);
         a = xa;
         b = xb;
         goto pair;
     }
 
-map: {
+map : {
     term_t *p = term_boxed_ptr(a), *q = term_boxed_ptr(b);
     size_t sa = map_size_of(p), sb = map_size_of(q);
     if (sa != sb) {
@@ -846,7 +853,7 @@ phase1_next:
     s->op = MOP_P1_KEYS;
     goto nested;
 
-phase2_enter: {
+phase2_enter : {
     /* The current keys differ (j is their exact order): the one earlier in
      * the walk is missing from the other map, and from now on only keys
      * decide.  It is the first candidate. */
@@ -865,7 +872,7 @@ phase2_enter: {
     goto phase2_loop;
 }
 
-phase2_unmatched: {
+phase2_unmatched : {
     int o = hamt_hash_order(s->ha, s->hb);
     if (o == 0)
         o = j;
@@ -917,6 +924,13 @@ done:
     return j < 0 ? -1 : (j > 0 ? 1 : 0);
 }
 
+/*
+ * Compares a and b in Erlang's term order (arithmetic number comparison when
+ * exact is false, term order when true); returns -1, 0 or 1.  Both terms are
+ * borrowed.  Immediates, atoms and floats are settled inline; everything else
+ * walks both terms with an explicit stack, O(size of the smaller term), which
+ * allocates only for terms that branch more than a few dozen levels deep.
+ */
 int heap_compare(term_t a, term_t b, bool exact)
 {
     if (a == b)
@@ -969,7 +983,10 @@ enum {
     HM_OTHER = 0x34,
 };
 
-static inline uint64_t rotl64(uint64_t x, unsigned r) { return (x << r) | (x >> (64 - r)); }
+static inline uint64_t rotl64(uint64_t x, unsigned r)
+{
+    return (x << r) | (x >> (64 - r));
+}
 
 static inline uint64_t absorb(uint64_t h, uint64_t v)
 {
@@ -1265,6 +1282,12 @@ next:
     return fmix64(h);
 }
 
+/*
+ * Returns the 64-bit hash of t: equal under =:= implies equal hashes, across
+ * every representation (see the serialisation notes above).  Atoms hash by
+ * their table index, so values are stable within one OS process, not across
+ * runs.  O(size of t), no recursion; immediates take a single mixing round.
+ */
 uint64_t heap_hash(term_t t)
 {
     if (is_plain_immediate(t))

@@ -37,7 +37,7 @@
 #define HAMT_LEVELS 13 /* ceil(64 / HAMT_BITS) */
 #define HAMT_MAX_PATH (HAMT_LEVELS + 1)
 
-GD_STATIC_ASSERT(HAMT_BITS * HAMT_LEVELS >= 64 && HAMT_BITS * (HAMT_LEVELS - 1) < 64,
+GD_STATIC_ASSERT(HAMT_BITS *HAMT_LEVELS >= 64 && HAMT_BITS * (HAMT_LEVELS - 1) < 64,
                  "HAMT_LEVELS must cover the 64-bit hash exactly");
 GD_STATIC_ASSERT(HAMT_MAX_PATH <= 16, "a HAMT path must fit heap_map_iter_t");
 GD_STATIC_ASSERT(HAMT_FANOUT <= SMALL_BITS - 1, "a bitmap must fit a small integer");
@@ -52,7 +52,10 @@ GD_STATIC_ASSERT(HAMT_FANOUT <= SMALL_BITS - 1, "a bitmap must fit a small integ
 extern uint64_t heap_hamt_hash_mask;
 
 /* The hash a key is stored under in a hash map. */
-static inline uint64_t hamt_key_hash(term_t key) { return heap_hash(key) & heap_hamt_hash_mask; }
+static inline uint64_t hamt_key_hash(term_t key)
+{
+    return heap_hash(key) & heap_hamt_hash_mask;
+}
 
 /* The child index bits of `hash` at `level`. */
 static inline unsigned hamt_chunk(uint64_t hash, unsigned level)

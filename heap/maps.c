@@ -18,11 +18,18 @@
 #include "hamt.h"
 #include "heap.h"
 
+/* All ones except while a test narrows it (hamt.h). */
 uint64_t heap_hamt_hash_mask = ~(uint64_t)0;
 
-static inline bool is_flat(const term_t *p) { return header_subtag(p[0]) == HDR_MAP_FLAT; }
+static inline bool is_flat(const term_t *p)
+{
+    return header_subtag(p[0]) == HDR_MAP_FLAT;
+}
 
-static inline size_t flat_size(const term_t *p) { return (size_t)term_small_value(p[1]); }
+static inline size_t flat_size(const term_t *p)
+{
+    return (size_t)term_small_value(p[1]);
+}
 
 /* Exact equality with the cheap cases first: two different immediates are
  * never equal (local pids/ports compare equal only to boxed external ones). */
@@ -480,6 +487,14 @@ free_entries:
     return rc;
 }
 
+/*
+ * Builds the map of keys[i] => vals[i] on h (arrays only read): flat with
+ * keys sorted for n <= HEAP_MAP_FLAT_MAX, a hash map above.  Duplicates under
+ * =:= give GD_EDUPLICATE_KEY and no allocation; GD_ENOMEM when h cannot grow
+ * (or, for a hash map, the O(n) scratch cannot be malloc'd); nothing is left
+ * on h on failure.  O(n log n) comparisons for flat maps (one per key when
+ * the keys come sorted), O(n) hashing plus O(n log32 n) for hash maps.
+ */
 int heap_make_map(heap_t *h, const term_t *keys, const term_t *vals, size_t n, term_t *out)
 {
     if (n <= HEAP_MAP_FLAT_MAX)
@@ -490,7 +505,11 @@ int heap_make_map(heap_t *h, const term_t *keys, const term_t *vals, size_t n, t
 /* ------------------------------------------------------------------------ */
 /* Lookup                                                                    */
 
-size_t heap_map_size(term_t map) { return (size_t)term_small_value(term_boxed_ptr(map)[1]); }
+/* Returns the number of pairs in map (flat and hash maps keep it in word 1). */
+size_t heap_map_size(term_t map)
+{
+    return (size_t)term_small_value(term_boxed_ptr(map)[1]);
+}
 
 static term_t flat_get(const term_t *p, term_t key)
 {
@@ -554,6 +573,11 @@ static term_t hamt_get(term_t *node, term_t key)
     }
 }
 
+/*
+ * Returns the value stored under a key exactly equal to `key`, or TERM_NONE.
+ * Flat maps: a word scan for plain immediate keys, else binary search; hash
+ * maps: one hash of the key and at most 13 levels.  Allocates nothing.
+ */
 term_t heap_map_get(term_t map, term_t key)
 {
     term_t *p = term_boxed_ptr(map);
@@ -610,9 +634,9 @@ static int flat_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
 
 /* How the bottom of a hash-map update changes the node it stops at. */
 enum put_kind {
-    PUT_SLOT_INSERT,    /* empty slot of an inner/root node: add a leaf */
-    PUT_LEAF_REPLACE,   /* same key in a leaf: new leaf */
-    PUT_LEAF_SPLIT,     /* other key in a leaf: a subtree of both leaves */
+    PUT_SLOT_INSERT,  /* empty slot of an inner/root node: add a leaf */
+    PUT_LEAF_REPLACE, /* same key in a leaf: new leaf */
+    PUT_LEAF_SPLIT,   /* other key in a leaf: a subtree of both leaves */
     PUT_COLLIDE_REPLACE,
     PUT_COLLIDE_INSERT,
 };
@@ -645,8 +669,8 @@ static int hamt_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
     for (;;) {
         children = hamt_children(node, &count, &bitmap);
         if (header_subtag(node[0]) == HDR_HAMT_COLLIDE) {
-            kind = collide_find(children, count, key, &idx) ? PUT_COLLIDE_REPLACE
-                                                             : PUT_COLLIDE_INSERT;
+            kind =
+                collide_find(children, count, key, &idx) ? PUT_COLLIDE_REPLACE : PUT_COLLIDE_INSERT;
             break;
         }
         bit = (uint32_t)1 << hamt_chunk(hash, level);
@@ -712,8 +736,7 @@ static int hamt_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
     leaf[0] = key;
     leaf[1] = val;
     term_t new_leaf = term_make_list(leaf);
-    bool inserted = kind == PUT_SLOT_INSERT || kind == PUT_COLLIDE_INSERT ||
-                    kind == PUT_LEAF_SPLIT;
+    bool inserted = kind == PUT_SLOT_INSERT || kind == PUT_COLLIDE_INSERT || kind == PUT_LEAF_SPLIT;
 
     term_t sub; /* the replacement for `node` */
     term_t *nn = cursor;
@@ -788,6 +811,14 @@ static int hamt_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
     return GD_OK;
 }
 
+/*
+ * Returns in *out a map equal to `map` with key => val; `map` is unchanged
+ * and shares everything but the copied path (flat maps are copied whole,
+ * O(n) words; hash maps copy the nodes from the root to the key, O(log n)
+ * nodes).  If key is present with the very same value word, *out = map and
+ * nothing is allocated.  A flat map growing past HEAP_MAP_FLAT_MAX becomes a
+ * hash map.  Errors: GD_EBADARG (not a map), GD_ENOMEM (nothing allocated).
+ */
 int heap_map_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
 {
     if (!term_is_map(map))
@@ -800,6 +831,7 @@ int heap_map_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
 /* ------------------------------------------------------------------------ */
 /* Iteration                                                                 */
 
+/* Prepares *it to walk map from its first pair (map must stay reachable). */
 void heap_map_iter_init(heap_map_iter_t *it, term_t map)
 {
     it->map = map;
@@ -807,6 +839,12 @@ void heap_map_iter_init(heap_map_iter_t *it, term_t map)
     it->depth = 0;
 }
 
+/*
+ * Returns the next pair of the walk in storage order (sorted keys for flat
+ * maps, trie order for hash maps) through *key and *val, or false at the end
+ * (and on every later call).  A walk restarts whenever it->pos is 0, so a
+ * caller may set only map and pos.  O(1) amortised, no allocation.
+ */
 bool heap_map_next(heap_map_iter_t *it, term_t *key, term_t *val)
 {
     term_t *p = term_boxed_ptr(it->map);
@@ -853,6 +891,12 @@ bool heap_map_next(heap_map_iter_t *it, term_t *key, term_t *val)
     return false;
 }
 
+/*
+ * Writes map's pairs to keys[]/vals[] (heap_map_size(map) entries each,
+ * owned by the caller) in ascending exact order of the keys.  Flat maps are
+ * copied; hash maps are walked and sorted in place (introsort, O(n log n)
+ * comparisons, no allocation at all).
+ */
 void heap_map_sorted(term_t map, term_t *keys, term_t *vals)
 {
     term_t *p = term_boxed_ptr(map);

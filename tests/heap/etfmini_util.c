@@ -7,13 +7,25 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static int put8(FILE *f, unsigned v) { return fputc((int)(v & 0xFF), f) == EOF ? -1 : 0; }
+static int put8(FILE *f, unsigned v)
+{
+    return fputc((int)(v & 0xFF), f) == EOF ? -1 : 0;
+}
 
-static int put16(FILE *f, unsigned v) { return put8(f, v >> 8) | put8(f, v); }
+static int put16(FILE *f, unsigned v)
+{
+    return put8(f, v >> 8) | put8(f, v);
+}
 
-static int put32(FILE *f, uint32_t v) { return put16(f, v >> 16) | put16(f, v & 0xFFFF); }
+static int put32(FILE *f, uint32_t v)
+{
+    return put16(f, v >> 16) | put16(f, v & 0xFFFF);
+}
 
-static int put64(FILE *f, uint64_t v) { return put32(f, (uint32_t)(v >> 32)) | put32(f, (uint32_t)v); }
+static int put64(FILE *f, uint64_t v)
+{
+    return put32(f, (uint32_t)(v >> 32)) | put32(f, (uint32_t)v);
+}
 
 static int put_bytes(FILE *f, const void *p, size_t n)
 {
@@ -94,7 +106,8 @@ int etfmini_write(FILE *f, term_t t)
     switch (header_subtag(p[0])) {
     case HDR_TUPLE: {
         size_t n = term_tuple_arity(t);
-        int rc = n < 256 ? put8(f, 104) | put8(f, (unsigned)n) : put8(f, 105) | put32(f, (uint32_t)n);
+        int rc =
+            n < 256 ? put8(f, 104) | put8(f, (unsigned)n) : put8(f, 105) | put32(f, (uint32_t)n);
         for (size_t i = 0; i < n; i++)
             rc |= etfmini_write(f, term_tuple_elems(t)[i]);
         return rc;

@@ -15,7 +15,10 @@ uint64_t termgen_next(uint64_t *seed)
     return z ^ (z >> 31);
 }
 
-uint64_t termgen_below(uint64_t *seed, uint64_t n) { return termgen_next(seed) % n; }
+uint64_t termgen_below(uint64_t *seed, uint64_t n)
+{
+    return termgen_next(seed) % n;
+}
 
 uint64_t termgen_seed_from_env(uint64_t fallback)
 {
@@ -26,8 +29,9 @@ uint64_t termgen_seed_from_env(uint64_t fallback)
 }
 
 static const char *const atom_pool[] = {
-    "a", "b", "ab", "abc", "ok", "error", "", "z", "\xc3\xa4", "\xe2\x82\xac", "nonode@nohost",
-    "node1@host", "node2@host", "m", "mod", "f",
+    "a",   "b",        "ab",           "abc",           "ok",         "error",      "",
+    "z",   "\xc3\xa4", "\xe2\x82\xac", "nonode@nohost", "node1@host", "node2@host", "m",
+    "mod", "f",
 };
 #define ATOM_POOL_N (sizeof atom_pool / sizeof atom_pool[0])
 
@@ -79,8 +83,9 @@ static term_t gen_integer(heap_t *h, uint64_t *seed)
 
 static term_t gen_float(heap_t *h, uint64_t *seed)
 {
-    static const double special[] = {0.0, -0.0, 1.0, -1.0, 0.5, 1e300, -1e300, 9007199254740992.0,
-                                     1152921504606846976.0, 2.0, 3.5, 1e-300};
+    static const double special[] = {
+        0.0, -0.0, 1.0,   -1.0, 0.5, 1e300, -1e300, 9007199254740992.0, 1152921504606846976.0,
+        2.0, 3.5,  1e-300};
     double d;
     if (termgen_below(seed, 2)) {
         d = special[termgen_below(seed, sizeof special / sizeof special[0])];
@@ -168,8 +173,8 @@ term_t termgen_leaf(heap_t *h, uint64_t *seed)
     case 9:
         return gen_bitstring(h, seed);
     case 10:
-        if (heap_make_export(h, pool_atom(seed), pool_atom(seed),
-                             (uint8_t)termgen_below(seed, 3), &t) != GD_OK)
+        if (heap_make_export(h, pool_atom(seed), pool_atom(seed), (uint8_t)termgen_below(seed, 3),
+                             &t) != GD_OK)
             return TERM_NONE;
         return t;
     default:
@@ -179,8 +184,8 @@ term_t termgen_leaf(heap_t *h, uint64_t *seed)
 
 static term_t gen_map(heap_t *h, uint64_t *seed, int max_depth)
 {
-    size_t want = termgen_below(seed, 8) == 0 ? 33 + termgen_below(seed, 40)
-                                              : termgen_below(seed, 6);
+    size_t want =
+        termgen_below(seed, 8) == 0 ? 33 + termgen_below(seed, 40) : termgen_below(seed, 6);
     term_t keys[80], vals[80];
     size_t n = 0;
     for (size_t tries = 0; n < want && tries < 4 * want + 8; tries++) {
@@ -303,8 +308,8 @@ term_t termgen_variant(heap_t *h, term_t t, uint64_t *seed)
 {
     term_t out;
     if (term_is_local_pid(t) && termgen_below(seed, 2)) {
-        return heap_make_ext_pid(h, ATOM_NONODE, term_local_pid_id(t), term_local_pid_serial(t),
-                                 0, &out) == GD_OK
+        return heap_make_ext_pid(h, ATOM_NONODE, term_local_pid_id(t), term_local_pid_serial(t), 0,
+                                 &out) == GD_OK
                    ? out
                    : TERM_NONE;
     }

@@ -125,8 +125,7 @@ static void run_limit_child(const char *mode)
     CU_ASSERT_EQUAL(w, pid);
     CU_ASSERT(WIFEXITED(status));
     if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
-        fprintf(stderr, "\natom limit child (%s) failed at check %d\n", mode,
-                WEXITSTATUS(status));
+        fprintf(stderr, "\natom limit child (%s) failed at check %d\n", mode, WEXITSTATUS(status));
     CU_ASSERT_EQUAL(WEXITSTATUS(status), 0);
 }
 
@@ -299,11 +298,11 @@ static void test_bad_utf8(void)
     CU_ASSERT_EQUAL(heap_atom_count(), before);
     /* The boundaries just inside are fine. */
     term_t a;
-    CU_ASSERT_EQUAL(heap_atom_put("\xc2\x80", 2, &a), GD_OK);             /* U+80 */
-    CU_ASSERT_EQUAL(heap_atom_put("\xe0\xa0\x80", 3, &a), GD_OK);         /* U+800 */
-    CU_ASSERT_EQUAL(heap_atom_put("\xed\x9f\xbf", 3, &a), GD_OK);         /* U+D7FF */
-    CU_ASSERT_EQUAL(heap_atom_put("\xee\x80\x80", 3, &a), GD_OK);         /* U+E000 */
-    CU_ASSERT_EQUAL(heap_atom_put("\xf0\x90\x80\x80", 4, &a), GD_OK);     /* U+10000 */
+    CU_ASSERT_EQUAL(heap_atom_put("\xc2\x80", 2, &a), GD_OK);         /* U+80 */
+    CU_ASSERT_EQUAL(heap_atom_put("\xe0\xa0\x80", 3, &a), GD_OK);     /* U+800 */
+    CU_ASSERT_EQUAL(heap_atom_put("\xed\x9f\xbf", 3, &a), GD_OK);     /* U+D7FF */
+    CU_ASSERT_EQUAL(heap_atom_put("\xee\x80\x80", 3, &a), GD_OK);     /* U+E000 */
+    CU_ASSERT_EQUAL(heap_atom_put("\xf0\x90\x80\x80", 4, &a), GD_OK); /* U+10000 */
 }
 
 /* ------------------------------------------------------------------------ */

@@ -15,8 +15,14 @@
 
 static heap_t H;
 
-static void setup(void) { CU_ASSERT_FATAL(heap_init(&H, 0) == GD_OK); }
-static void teardown(void) { heap_destroy(&H); }
+static void setup(void)
+{
+    CU_ASSERT_FATAL(heap_init(&H, 0) == GD_OK);
+}
+static void teardown(void)
+{
+    heap_destroy(&H);
+}
 
 static term_t I(int64_t v)
 {
@@ -187,18 +193,21 @@ static term_t MAP(size_t n, const term_t *kv)
     return m;
 }
 
-static int sgn(int x) { return (x > 0) - (x < 0); }
+static int sgn(int x)
+{
+    return (x > 0) - (x < 0);
+}
 
 /* Checks cmp(a, b) == want and cmp(b, a) == -want in the given mode, and
  * that equal terms hash equally. */
 #define CHECK_CMP(a, b, exact, want)                                                               \
     do {                                                                                           \
         term_t a_ = (a), b_ = (b);                                                                 \
-        int got_ = sgn(heap_compare(a_, b_, (exact)));                                            \
-        int rev_ = sgn(heap_compare(b_, a_, (exact)));                                            \
+        int got_ = sgn(heap_compare(a_, b_, (exact)));                                             \
+        int rev_ = sgn(heap_compare(b_, a_, (exact)));                                             \
         if (got_ != (want) || rev_ != -(want))                                                     \
-            fprintf(stderr, "\n%s:%d: compare(%s, %s, %d) = %d / reverse %d, want %d\n",           \
-                    __FILE__, __LINE__, #a, #b, (int)(exact), got_, rev_, (want));                 \
+            fprintf(stderr, "\n%s:%d: compare(%s, %s, %d) = %d / reverse %d, want %d\n", __FILE__, \
+                    __LINE__, #a, #b, (int)(exact), got_, rev_, (want));                           \
         CU_ASSERT_EQUAL(got_, (want));                                                             \
         CU_ASSERT_EQUAL(rev_, -(want));                                                            \
         if ((exact) && (want) == 0)                                                                \
@@ -286,7 +295,7 @@ static void test_numbers(void)
     CHECK_CMP(I(0), F(1e-300), false, -1);
     CHECK_CMP(I(0), F(-1e-300), false, 1);
     CHECK_CMP(I(SMALL_MAX), F(1152921504606846976.0), false, -1); /* 2^60 */
-    CHECK_CMP(I(SMALL_MIN), F(-576460752303423488.0), false, 0); /* -2^59 */
+    CHECK_CMP(I(SMALL_MIN), F(-576460752303423488.0), false, 0);  /* -2^59 */
     CHECK_CMP(I(SMALL_MIN), F(-576460752303423488.0), true, -1);
 
     /* Beyond 2^53 the float grid is coarse; the integer is exact. */
@@ -335,8 +344,7 @@ static void test_numbers(void)
     CHECK_BOTH(BIG(true, 2, (uint64_t)5, (uint64_t)1), BIG(true, 1, (uint64_t)UINT64_MAX), -1);
     CHECK_BOTH(BIG(false, 2, (uint64_t)5, (uint64_t)1), BIG(false, 2, (uint64_t)6, (uint64_t)1),
                -1);
-    CHECK_BOTH(BIG(false, 2, (uint64_t)5, (uint64_t)1), BIG(false, 2, (uint64_t)5, (uint64_t)1),
-               0);
+    CHECK_BOTH(BIG(false, 2, (uint64_t)5, (uint64_t)1), BIG(false, 2, (uint64_t)5, (uint64_t)1), 0);
     CHECK_BOTH(BIG(true, 2, (uint64_t)5, (uint64_t)1), I(SMALL_MIN), -1);
     /* Floats among themselves. */
     CHECK_BOTH(F(1e-300), F(2e-300), -1);
@@ -406,17 +414,15 @@ static void test_funs_exports(void)
     term_t base = FUN("m", 1, 1, 0, 1, 1, 0);
     /* Arity, uniq, old_index and creator pid take no part. */
     CHECK_BOTH(base, FUN("m", 1, 1, 2, 9, 5, 0), 0);
-    CHECK_BOTH(base, FUN("m", 2, 1, 0, 1, 1, 0), -1);  /* index */
-    CHECK_BOTH(base, FUN("m", 1, 2, 0, 1, 1, 0), -1);  /* old_uniq */
+    CHECK_BOTH(base, FUN("m", 2, 1, 0, 1, 1, 0), -1); /* index */
+    CHECK_BOTH(base, FUN("m", 1, 2, 0, 1, 1, 0), -1); /* old_uniq */
     CHECK_BOTH(FUN("m", 1, 9, 0, 1, 1, 0), FUN("m", 2, 1, 0, 1, 1, 0), -1);
-    CHECK_BOTH(FUN("m", 1, -1, 0, 1, 1, 0), base, -1); /* old_uniq is signed */
+    CHECK_BOTH(FUN("m", 1, -1, 0, 1, 1, 0), base, -1);          /* old_uniq is signed */
     CHECK_BOTH(FUN("m", 0xFFFFFFFFu, 1, 0, 1, 1, 0), base, -1); /* index as int32 */
     CHECK_BOTH(FUN("b", 9, 1, 0, 1, 1, 0), FUN("c", 1, 1, 0, 1, 1, 0), -1);
     /* Number of free variables before their values. */
-    CHECK_BOTH(FUN("m", 1, 1, 0, 1, 1, 2, A("x"), A("y")), FUN("m", 1, 2, 0, 1, 1, 1, A("x")),
-               -1);
-    CHECK_BOTH(FUN("m", 1, 1, 0, 1, 1, 1, A("x")), FUN("m", 1, 1, 0, 1, 1, 2, A("a"), A("a")),
-               -1);
+    CHECK_BOTH(FUN("m", 1, 1, 0, 1, 1, 2, A("x"), A("y")), FUN("m", 1, 2, 0, 1, 1, 1, A("x")), -1);
+    CHECK_BOTH(FUN("m", 1, 1, 0, 1, 1, 1, A("x")), FUN("m", 1, 1, 0, 1, 1, 2, A("a"), A("a")), -1);
     CHECK_BOTH(FUN("m", 1, 1, 0, 1, 1, 1, A("a")), FUN("m", 1, 1, 0, 1, 1, 1, A("b")), -1);
     CHECK_CMP(FUN("m", 1, 1, 0, 1, 1, 1, I(1)), FUN("m", 1, 1, 0, 1, 1, 1, F(1.0)), false, 0);
     CHECK_CMP(FUN("m", 1, 1, 0, 1, 1, 1, I(1)), FUN("m", 1, 1, 0, 1, 1, 1, F(1.0)), true, -1);
@@ -582,8 +588,8 @@ static void test_maps_order(void)
             int want = ref_map_cmp(a, b, ex);
             int got = sgn(heap_compare(a, b, ex)), rev = sgn(heap_compare(b, a, ex));
             if (got != want || rev != -want)
-                fprintf(stderr, "\nround %d exact %d: got %d rev %d want %d\n", round, ex, got,
-                        rev, want);
+                fprintf(stderr, "\nround %d exact %d: got %d rev %d want %d\n", round, ex, got, rev,
+                        want);
             CU_ASSERT_EQUAL(got, want);
             CU_ASSERT_EQUAL(rev, -want);
         }
@@ -839,8 +845,8 @@ static void test_random_properties(void)
                                        sorted[i], sorted[j]);
         }
         if (!ok)
-            fprintf(stderr, "  replay: GD_TEST_SEED=%llu (round %d)\n",
-                    (unsigned long long)seed0, round);
+            fprintf(stderr, "  replay: GD_TEST_SEED=%llu (round %d)\n", (unsigned long long)seed0,
+                    round);
         CU_ASSERT(ok);
         heap_destroy(&h);
     }
@@ -984,8 +990,10 @@ static void test_order_against_erl(void)
             int ge = sgn(heap_compare(terms[i], terms[j], true));
             if (ga != wa || ge != we) {
                 if (mismatches++ < 5) {
-                    fprintf(stderr, "\nOTP order differs (arith %d vs OTP %d, exact %d vs OTP %d)\n"
-                                    "  a = ", ga, wa, ge, we);
+                    fprintf(stderr,
+                            "\nOTP order differs (arith %d vs OTP %d, exact %d vs OTP %d)\n"
+                            "  a = ",
+                            ga, wa, ge, we);
                     termgen_dump(stderr, terms[i]);
                     fprintf(stderr, "\n  b = ");
                     termgen_dump(stderr, terms[j]);
@@ -993,8 +1001,8 @@ static void test_order_against_erl(void)
                 }
             }
         }
-    fprintf(stderr, "\n  (OTP order: %zu pairs checked, %zu of %d terms refused by OTP)\n",
-            checked, invalid, N);
+    fprintf(stderr, "\n  (OTP order: %zu pairs checked, %zu of %d terms refused by OTP)\n", checked,
+            invalid, N);
     if (mismatches || invalid)
         fprintf(stderr, "\n%zu mismatches in %zu pairs, %zu terms OTP refused; GD_TEST_SEED=%llu\n",
                 mismatches, checked, invalid, (unsigned long long)seed0);

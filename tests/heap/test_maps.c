@@ -12,7 +12,10 @@
 #include "heap.h"
 #include "termgen_util.h"
 
-static int sgn(int x) { return (x > 0) - (x < 0); }
+static int sgn(int x)
+{
+    return (x > 0) - (x < 0);
+}
 
 static int cmp_exact(const void *a, const void *b)
 {
@@ -279,7 +282,10 @@ static void test_duplicates(void)
     one = term_make_small(1);
     CU_ASSERT_FATAL(heap_make_ext_pid(&h, ATOM_NONODE, 4, 5, 0, &pid_ext) == GD_OK);
     term_t pairs[][2] = {
-        {ATOM_OK, ATOM_OK}, {bin1, sub}, {f0, fm0}, {term_make_local_pid(4, 5), pid_ext},
+        {ATOM_OK, ATOM_OK},
+        {bin1, sub},
+        {f0, fm0},
+        {term_make_local_pid(4, 5), pid_ext},
     };
     for (size_t base = 0; base <= 60; base += 30) {
         /* base filler keys, then each duplicate pair at both ends */
@@ -380,11 +386,11 @@ static void test_atom_keys(void)
 static void test_collisions(void)
 {
     static const uint64_t masks[] = {
-        0,                       /* everything in one collision node, 12 levels down */
-        0x7,                     /* 8 collision nodes under the root */
-        0x3FF,                   /* two levels then collisions */
-        0xF000000000000000u,     /* differ only at the last level */
-        0x8000000000000421u,     /* sparse bits */
+        0,                   /* everything in one collision node, 12 levels down */
+        0x7,                 /* 8 collision nodes under the root */
+        0x3FF,               /* two levels then collisions */
+        0xF000000000000000u, /* differ only at the last level */
+        0x8000000000000421u, /* sparse bits */
     };
     uint64_t seed = 99;
     for (size_t mi = 0; mi < sizeof masks / sizeof masks[0]; mi++) {
@@ -521,8 +527,7 @@ static void test_random_model(void)
                 memcpy(v2, mv, mn * sizeof *v2);
                 shuffle(k2, v2, mn, &s);
                 CU_ASSERT_FATAL(heap_make_map(&h, k2, v2, mn, &rebuilt) == GD_OK);
-                if (heap_compare(rebuilt, map, true) != 0 ||
-                    heap_hash(rebuilt) != heap_hash(map))
+                if (heap_compare(rebuilt, map, true) != 0 || heap_hash(rebuilt) != heap_hash(map))
                     ok = false;
                 break;
             }
@@ -695,8 +700,8 @@ static void test_random_order(void)
         for (uint64_t r = 0; r < 3; r++) {
             size_t bad = check_random_order(seed0 + r);
             if (bad)
-                fprintf(stderr, "\nmap order mismatches: %zu, mask %llx, GD_TEST_SEED=%llu\n",
-                        bad, (unsigned long long)masks[mi], (unsigned long long)(seed0 + r));
+                fprintf(stderr, "\nmap order mismatches: %zu, mask %llx, GD_TEST_SEED=%llu\n", bad,
+                        (unsigned long long)masks[mi], (unsigned long long)(seed0 + r));
             CU_ASSERT_EQUAL(bad, 0);
         }
     }

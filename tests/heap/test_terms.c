@@ -15,8 +15,14 @@
 
 static heap_t H;
 
-static void setup(void) { CU_ASSERT_FATAL(heap_init(&H, 0) == GD_OK); }
-static void teardown(void) { heap_destroy(&H); }
+static void setup(void)
+{
+    CU_ASSERT_FATAL(heap_init(&H, 0) == GD_OK);
+}
+static void teardown(void)
+{
+    heap_destroy(&H);
+}
 
 static void check_int64(int64_t v)
 {
@@ -43,8 +49,22 @@ static void test_integers(void)
 {
     setup();
     static const int64_t values[] = {
-        0, 1, -1, 42, -42, SMALL_MAX, SMALL_MAX - 1, SMALL_MAX + 1, SMALL_MIN, SMALL_MIN + 1,
-        SMALL_MIN - 1, INT64_MAX, INT64_MIN, INT64_MIN + 1, (int64_t)1 << 62, -((int64_t)1 << 62),
+        0,
+        1,
+        -1,
+        42,
+        -42,
+        SMALL_MAX,
+        SMALL_MAX - 1,
+        SMALL_MAX + 1,
+        SMALL_MIN,
+        SMALL_MIN + 1,
+        SMALL_MIN - 1,
+        INT64_MAX,
+        INT64_MIN,
+        INT64_MIN + 1,
+        (int64_t)1 << 62,
+        -((int64_t)1 << 62),
     };
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         check_int64(values[i]);
