@@ -53,7 +53,7 @@ static bool is_mapped(size_t words)
 }
 
 #ifndef AREA_ALWAYS_MALLOC
-/* Freed mapped blocks, oldest first. */
+/* Freed mapped blocks, in the order they were freed. */
 typedef struct area_cache {
     void *block[AREA_CACHE_SLOTS];
     size_t len[AREA_CACHE_SLOTS];
@@ -183,9 +183,17 @@ void heap_area_free(term_t *p, size_t words)
             (void)pthread_setspecific(area_cache_key, &area_cache);
             area_cache_registered = true;
         }
+        /* Full: drop the smallest blocks first.  Faulting a block back in
+         * costs in proportion to its size, so the big ones are the ones
+         * worth keeping (a process cycling through its growth sizes finds
+         * its expensive ones here next time). */
         while (area_cache.n == AREA_CACHE_SLOTS || area_cache.total + len > AREA_CACHE_MAX_BYTES) {
-            unmap_block(area_cache.block[0], area_cache.len[0]);
-            cache_remove(0);
+            int smallest = 0;
+            for (int i = 1; i < area_cache.n; i++)
+                if (area_cache.len[i] < area_cache.len[smallest])
+                    smallest = i;
+            unmap_block(area_cache.block[smallest], area_cache.len[smallest]);
+            cache_remove(smallest);
         }
         area_cache.block[area_cache.n] = p;
         area_cache.len[area_cache.n] = len;
