@@ -231,10 +231,7 @@ static int cmp_atoms(term_t a, term_t b)
     size_t la, lb;
     const char *ta = heap_atom_text(a, &la);
     const char *tb = heap_atom_text(b, &lb);
-    int c = memcmp(ta, tb, la < lb ? la : lb);
-    if (c != 0)
-        return c < 0 ? -1 : 1;
-    return sign_u64(la, lb);
+    return atom_text_order(ta, la, tb, lb);
 }
 
 static int cmp_nodes(term_t na, uint32_t ca, term_t nb, uint32_t cb)

@@ -1,8 +1,8 @@
 /*
  * hamt.h — private to heap/: the layout of hash maps (HAMT) shared by
  * maps.c (build, lookup, update, iteration) and compare.c (ordering and
- * hashing of maps).  Not part of heap/'s interface; other directories use
- * heap.h only.
+ * hashing of maps), and the atom text order both use.  Not part of heap/'s
+ * interface; other directories use heap.h only.
  *
  * A hash map stores a pair under the 64-bit hash of its key, consumed
  * HAMT_BITS bits per level from the least significant end: level l indexes
@@ -96,6 +96,31 @@ static inline term_t *hamt_children(term_t *node, size_t *count, uint32_t *bitma
         *count = arity;
         return node + 1;
     }
+}
+
+GD_STATIC_ASSERT(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+                 "atom_text_order byte-swaps little-endian loads");
+
+/* Orders two atoms by their fetched texts (UTF-8 byte order), eight bytes
+ * at a time: atom names are short and often share long prefixes, where a
+ * libc memcmp call costs more than the comparison. */
+static inline int atom_text_order(const char *ta, size_t la, const char *tb, size_t lb)
+{
+    size_t n = la < lb ? la : lb, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, ta + i, 8);
+        memcpy(&y, tb + i, 8);
+        if (x != y) {
+            x = __builtin_bswap64(x); /* most significant byte first */
+            y = __builtin_bswap64(y);
+            return x < y ? -1 : 1;
+        }
+    }
+    for (; i < n; i++)
+        if (ta[i] != tb[i])
+            return (uint8_t)ta[i] < (uint8_t)tb[i] ? -1 : 1;
+    return (la > lb) - (la < lb);
 }
 
 #endif /* GIRDER_HEAP_HAMT_H */

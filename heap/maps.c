@@ -207,15 +207,6 @@ static void sort_pairs(term_t *k, term_t *v, size_t lo, size_t hi)
 /* ------------------------------------------------------------------------ */
 /* Flat maps                                                                 */
 
-/* Orders two atoms by text, given their fetched texts. */
-static inline int cmp_atom_text(const char *ta, size_t la, const char *tb, size_t lb)
-{
-    int c = memcmp(ta, tb, la < lb ? la : lb);
-    if (c != 0)
-        return c;
-    return (la > lb) - (la < lb);
-}
-
 /*
  * make_flat's sort when every key is an atom (records-like maps, the common
  * case): each atom's text is fetched once instead of twice per comparison,
@@ -234,7 +225,7 @@ static int sort_atom_keys(const term_t *keys, size_t n, uint8_t *order, term_t *
             size_t o = order[pos - 1];
             if (keys[o] == keys[i])
                 return GD_EDUPLICATE_KEY;
-            if (cmp_atom_text(text[o], len[o], t, len[i]) < 0)
+            if (atom_text_order(text[o], len[o], t, len[i]) < 0)
                 break;
             pos--;
         }

@@ -367,6 +367,30 @@ static void test_atoms(void)
     term_t late = A("aaaa_created_late");
     CHECK_BOTH(late, A("b"), -1);
     CHECK_BOTH(A("ok"), A("ok"), 0);
+    /* Long shared prefixes, differences at every position around the
+     * 8-byte steps of the comparison, bytes above 0x7F. */
+    static const char *const ladder[] = {
+        "abcdefg",
+        "abcdefgh",
+        "abcdefgh\x7f",
+        "abcdefgh\xc3\xa4",
+        "abcdefgi",
+        "abcdefghijklmnop",
+        "abcdefghijklmnoq",
+        "abcdefghijklmnopq",
+        "abcdefghijklmnpa",
+        "abcdefg\xc3\xa4",
+        "abcdefh",
+        "\xc3\xa4"
+        "bcdefghij",
+    };
+    size_t nl = sizeof ladder / sizeof ladder[0];
+    for (size_t i = 0; i < nl; i++)
+        for (size_t j = 0; j < nl; j++) {
+            int want = strcmp(ladder[i], ladder[j]); /* byte order, unsigned */
+            want = (want > 0) - (want < 0);
+            CU_ASSERT_EQUAL(sgn(heap_compare(A(ladder[i]), A(ladder[j]), true)), want);
+        }
     teardown();
 }
 
