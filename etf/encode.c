@@ -41,7 +41,7 @@ enum enc_frame_kind {
 };
 
 typedef struct enc_frame {
-    const term_t *p;  /* EF_SEQ/EF_FUN: next term; EF_MAP: keys */
+    const term_t *p;  /* EF_SEQ/EF_FUN: next term; EF_MAP: current key */
     term_t cur;       /* EF_LIST: remaining list; EF_MAP: n */
     size_t remaining; /* children still to write */
     size_t aux;       /* EF_FUN: offset of the Size field */
@@ -493,12 +493,15 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, const bool write)
                     t = f->cur; /* the tail */
                 }
                 break;
-            default: {
-                size_t n = (size_t)f->cur;
-                size_t i = (2 * n - 1 - f->remaining) / 2;
-                t = (f->remaining & 1) ? f->p[i] : f->p[n + i];
+            default:
+                /* keys[i] then vals[i] = keys[i + n]; odd remaining = a key */
+                if (f->remaining & 1) {
+                    t = *f->p;
+                } else {
+                    t = f->p[f->cur];
+                    f->p++;
+                }
                 break;
-            }
             }
         }
 
