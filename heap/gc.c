@@ -341,11 +341,18 @@ static GD_NOINLINE void copy_minor(gc_t *g, const heap_roots_t *roots, term_t *o
 {
     term_t *yscan = (term_t *)g->to_lo;
     for_each_root(roots, visit_minor, g);
-    /* Young terms may point to mature ones (promoted) and, defensively,
-     * the other way round: alternate until both queues are empty. */
+    /* Young terms may point to mature ones, which get promoted; scanning
+     * the promoted ones then only promotes more: mature terms point to
+     * mature or old ones only (terms are immutable).  A term changed after
+     * a collection would break that and leave an old term pointing into the
+     * young area, which the next minor would not see: debug builds check. */
     do {
         yscan = scan_area(g, yscan, &g->ytop, true);
+#ifdef GD_ASSERTS
+        term_t *ytop_before = g->ytop;
+#endif
         old_scan = scan_area(g, old_scan, &g->otop, true);
+        GD_ASSERT(g->ytop == ytop_before);
     } while (yscan < g->ytop);
 }
 
