@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tests/bench/gc/run.sh — girder's GC benchmark next to BEAM's, interleaved.
 #
-#   tests/bench/gc/run.sh [-n ROUNDS] [-b BUILD_DIR] [-o FILE]
+#   tests/bench/gc/run.sh [-n ROUNDS] [-b BUILD_DIR] [-o FILE] [BUILD_DIR]
 #
+# (scripts/bench gc runs it as `run.sh BUILD_DIR`.)
 # Runs girder's bench_gc (A) and BEAM's bench_gc.erl (B) alternately,
 # A B A B ... for ROUNDS rounds (default 2, at least 2 recommended: the
 # machine is noisy, see bench-beam/README.md).  Each run does 3 repetitions
@@ -11,23 +12,26 @@
 # an "env" line per run (load average before it, wall time), then per
 # metric "impl":"ratio" lines: value = median over rounds of girder's values
 # / median over rounds of BEAM's, with the per-round ratios in params.
-# Progress goes to stderr.  BUILD_DIR defaults to build/release (built with
-# -DCMAKE_BUILD_TYPE=Release if bench_gc is missing there); BEAM's sources
-# come from $BENCH_BEAM_DIR (default /work/shared/bench-beam).
+# Progress goes to stderr.  BUILD_DIR defaults to $GD_BUILD_DIR, else
+# build/release (built with -DCMAKE_BUILD_TYPE=Release if bench_gc is
+# missing there); BEAM's sources come from $BENCH_BEAM_DIR (default
+# /work/shared/bench-beam).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 rounds=2
-build="$root/build/release"
+build="${GD_BUILD_DIR:-$root/build/release}"
 out=/dev/null
 while getopts "n:b:o:" opt; do
   case $opt in
     n) rounds=$OPTARG ;;
     b) build=$OPTARG ;;
     o) out=$OPTARG ;;
-    *) echo "usage: $0 [-n ROUNDS] [-b BUILD_DIR] [-o FILE]" >&2; exit 2 ;;
+    *) echo "usage: $0 [-n ROUNDS] [-b BUILD_DIR] [-o FILE] [BUILD_DIR]" >&2; exit 2 ;;
   esac
 done
+shift $((OPTIND - 1))
+[ $# -ge 1 ] && build=$1
 case $rounds in ''|*[!0-9]*) echo "ROUNDS must be a number" >&2; exit 2 ;; esac
 [ "$rounds" -ge 1 ] || { echo "ROUNDS must be at least 1" >&2; exit 2; }
 
