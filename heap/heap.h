@@ -884,9 +884,13 @@ void heap_map_sorted(term_t map, term_t *keys, term_t *vals);
  * Compares two terms in Erlang's standard order
  * (number < atom < reference < fun < port < pid < tuple < map < nil < list <
  * bitstring).  With exact = false, integers and floats compare by value
- * (1 == 1.0, like ==/<); with exact = true the order is total and =:=
- * (1 < 1.0 when equal by value, as OTP orders map keys).  Returns <0, 0, >0.
- * No recursion on the C stack; O(size of the smaller term).
+ * (1 == 1.0, like ==/<); with exact = true it is OTP's term order, total
+ * and consistent with =:=: every integer sorts below every float whatever
+ * the values (2 < 1.0, as erts_internal:cmp_term and map key order), and
+ * 0.0 =:= -0.0 (OTP 25).  A local pid/port counts as one of 'nonode@nohost'
+ * with creation 0.  Returns <0, 0, >0.  No recursion on the C stack;
+ * O(size of the smaller term).  Aborts only if its work stack cannot grow
+ * (terms branching deeper than ~32 levels while malloc fails).
  */
 int heap_compare(term_t a, term_t b, bool exact);
 static inline bool heap_equal_exact(term_t a, term_t b)
@@ -894,7 +898,8 @@ static inline bool heap_equal_exact(term_t a, term_t b)
     return a == b || heap_compare(a, b, true) == 0;
 }
 
-/* A 64-bit hash consistent with exact equality (=:=).  No recursion. */
+/* A 64-bit hash consistent with exact equality (=:=).  No recursion.  Stable
+ * only within one OS process: atoms hash by their table index. */
 uint64_t heap_hash(term_t t);
 
 /* ------------------------------------------------------------------------ */
