@@ -44,51 +44,6 @@
 #include "hamt.h"
 #include "heap.h"
 
-/* ------------------------------------------------------------------------ */
-/* Type classes                                                              */
-
-static inline enum heap_type_class class_of(term_t t)
-{
-    switch (term_primary(t)) {
-    case TAG_PRIMARY_LIST:
-        return HEAP_CLASS_LIST;
-    case TAG_PRIMARY_BOXED:
-        switch (term_boxed_subtag(t)) {
-        case HDR_TUPLE:
-            return HEAP_CLASS_TUPLE;
-        case HDR_POS_BIG:
-        case HDR_NEG_BIG:
-        case HDR_FLOAT:
-            return HEAP_CLASS_NUMBER;
-        case HDR_REF:
-            return HEAP_CLASS_REF;
-        case HDR_FUN:
-        case HDR_EXPORT:
-            return HEAP_CLASS_FUN;
-        case HDR_EXT_PID:
-            return HEAP_CLASS_PID;
-        case HDR_EXT_PORT:
-            return HEAP_CLASS_PORT;
-        case HDR_HEAP_BIN:
-        case HDR_REFC_BIN:
-        case HDR_SUB_BIN:
-            return HEAP_CLASS_BITSTRING;
-        default:
-            return HEAP_CLASS_MAP;
-        }
-    default:
-        if (term_is_small(t))
-            return HEAP_CLASS_NUMBER;
-        if (term_is_atom(t))
-            return HEAP_CLASS_ATOM;
-        if (term_is_local_pid(t))
-            return HEAP_CLASS_PID;
-        if (term_is_local_port(t))
-            return HEAP_CLASS_PORT;
-        return HEAP_CLASS_NIL;
-    }
-}
-
 static inline int sign_u64(uint64_t a, uint64_t b)
 {
     return a < b ? -1 : a > b;
@@ -335,7 +290,7 @@ static int cmp_scalar(term_t a, term_t b)
         return 0;
     if (term_is_integer(a) && term_is_integer(b))
         return cmp_ints(a, b);
-    enum heap_type_class ca = class_of(a), cb = class_of(b);
+    enum heap_type_class ca = heap_type_class(a), cb = heap_type_class(b);
     if (ca != cb)
         return ca < cb ? -1 : 1;
     return sign_u64(a, b);
@@ -578,7 +533,7 @@ pair:
         goto pop;
     }
     {
-        enum heap_type_class ca = class_of(a), cb = class_of(b);
+        enum heap_type_class ca = heap_type_class(a), cb = heap_type_class(b);
         if (ca != cb) {
             j = ca < cb ? -1 : 1;
             goto not_equal;

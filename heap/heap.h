@@ -950,6 +950,47 @@ enum heap_type_class {
     HEAP_CLASS_LIST,
     HEAP_CLASS_BITSTRING,
 };
-enum heap_type_class heap_type_class(term_t t);
+/* The order class of a term (the first key of Erlang's term order). */
+static inline enum heap_type_class heap_type_class(term_t t)
+{
+    switch (term_primary(t)) {
+    case TAG_PRIMARY_LIST:
+        return HEAP_CLASS_LIST;
+    case TAG_PRIMARY_BOXED:
+        switch (term_boxed_subtag(t)) {
+        case HDR_TUPLE:
+            return HEAP_CLASS_TUPLE;
+        case HDR_POS_BIG:
+        case HDR_NEG_BIG:
+        case HDR_FLOAT:
+            return HEAP_CLASS_NUMBER;
+        case HDR_REF:
+            return HEAP_CLASS_REF;
+        case HDR_FUN:
+        case HDR_EXPORT:
+            return HEAP_CLASS_FUN;
+        case HDR_EXT_PID:
+            return HEAP_CLASS_PID;
+        case HDR_EXT_PORT:
+            return HEAP_CLASS_PORT;
+        case HDR_HEAP_BIN:
+        case HDR_REFC_BIN:
+        case HDR_SUB_BIN:
+            return HEAP_CLASS_BITSTRING;
+        default:
+            return HEAP_CLASS_MAP;
+        }
+    default:
+        if (term_is_small(t))
+            return HEAP_CLASS_NUMBER;
+        if (term_is_atom(t))
+            return HEAP_CLASS_ATOM;
+        if (term_is_local_pid(t))
+            return HEAP_CLASS_PID;
+        if (term_is_local_port(t))
+            return HEAP_CLASS_PORT;
+        return HEAP_CLASS_NIL;
+    }
+}
 
 #endif /* GIRDER_HEAP_H */
