@@ -250,13 +250,15 @@ typedef struct epmd_server_config {
 
 /* Counters, for tests and girder's metrics. */
 typedef struct epmd_server_stats {
-    unsigned connections;   /* open client connections now */
-    unsigned registered;    /* live registrations now */
-    uint64_t accepted;      /* connections accepted so far */
-    uint64_t requests;      /* complete requests handled */
-    uint64_t evicted;       /* idle connections closed to make room */
-    uint64_t timed_out;     /* connections closed by packet_timeout */
-    uint64_t accept_errors; /* EMFILE/ENFILE/ENOBUFS from accept() */
+    unsigned connections;        /* open client connections now */
+    unsigned registered;         /* live registrations now */
+    uint64_t accepted;           /* connections accepted so far */
+    uint64_t requests;           /* complete requests handled */
+    uint64_t answered_at_accept; /* of those, complete when accepted and answered
+                                    without waiting for a read event */
+    uint64_t evicted;            /* idle connections closed to make room */
+    uint64_t timed_out;          /* connections closed by packet_timeout */
+    uint64_t accept_errors;      /* EMFILE/ENFILE/ENOBUFS from accept() */
 } epmd_server_stats_t;
 
 /* epmd_server_start binds the listening sockets and serves requests from

@@ -18,16 +18,32 @@
 
 /* ---- growable byte buffer ------------------------------------------------ */
 
+/* A zero-initialised buffer starts empty and allocates on first append.
+ * One started with epmd_buf_init_borrowed writes into the caller's storage
+ * first (the server answers a lookup without touching the heap) and moves
+ * to heap memory only when that storage is outgrown. */
 typedef struct epmd_buf {
     uint8_t *data;
     size_t len;
     size_t cap;
+    bool borrowed; /* data is the caller's storage: never freed or realloc'd */
 } epmd_buf_t;
+
+/* epmd_buf_init_borrowed makes b an empty buffer over storage[0..cap),
+ * which the caller owns and keeps alive for as long as b is used. */
+static inline void epmd_buf_init_borrowed(epmd_buf_t *b, uint8_t *storage, size_t cap)
+{
+    b->data = storage;
+    b->len = 0;
+    b->cap = cap;
+    b->borrowed = true;
+}
 
 /* epmd_buf_append copies n bytes to the end of b, growing it. */
 EPMD_MUST_CHECK int epmd_buf_append(epmd_buf_t *b, const void *p, size_t n);
 
-/* epmd_buf_free releases b's storage and zeroes it. */
+/* epmd_buf_free releases b's heap storage (never borrowed storage) and
+ * zeroes it. */
 void epmd_buf_free(epmd_buf_t *b);
 
 /* ---- byte helpers ----------------------------------------------------------- */

@@ -72,11 +72,14 @@ int epmd_buf_append(epmd_buf_t *b, const void *p, size_t n)
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->len + n)
             cap *= 2;
-        uint8_t *d = realloc(b->data, cap);
+        uint8_t *d = realloc(b->borrowed ? NULL : b->data, cap);
         if (d == NULL)
             return EPMD_ENOMEM;
+        if (b->borrowed && b->len > 0)
+            memcpy(d, b->data, b->len);
         b->data = d;
         b->cap = cap;
+        b->borrowed = false;
     }
     memcpy(b->data + b->len, p, n);
     b->len += n;
@@ -85,9 +88,11 @@ int epmd_buf_append(epmd_buf_t *b, const void *p, size_t n)
 
 void epmd_buf_free(epmd_buf_t *b)
 {
-    free(b->data);
+    if (!b->borrowed)
+        free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+    b->borrowed = false;
 }
 
 int epmd_utf8_chars(const uint8_t *s, size_t n)

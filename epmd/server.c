@@ -7,7 +7,16 @@
  *
  * Connections are never freed inside their own callbacks: closing one
  * unregisters its node, closes its descriptor and queues it for the reaper
- * event, which frees it at a safe point of the loop.
+ * event, which recycles it at a safe point of the loop.
+ *
+ * The lookup path is short because a PORT_PLEASE2 connection lives for
+ * one request: the request usually arrives with the handshake, so the
+ * accept callback reads it at once and answers and closes without ever
+ * registering the descriptor with the event loop (accept4, recv, send,
+ * close: four system calls).  A connection whose bytes are not there yet
+ * gets a read event and the normal path.  Connection structures (with
+ * their read event and small input and output buffers inline) are kept on
+ * a bounded free list, so a lookup allocates nothing.
  */
 #include "internal.h"
 
@@ -19,6 +28,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +55,11 @@
 /* Requests up to this size (every PORT_PLEASE2 of a normal name) are read
  * into the connection itself, without a heap buffer. */
 #define SMALL_REQUEST 64
+/* Answers up to this size (every PORT2_RESP with a short extra, ALIVE2
+ * answers, KILL and STOP) are built in the connection itself. */
+#define SMALL_ANSWER 128
+/* Recycled connection structures kept for reuse; the rest are freed. */
+#define FREE_CONN_MAX 256
 
 typedef struct conn conn_t;
 
@@ -74,8 +89,13 @@ struct conn {
     uint8_t small[SMALL_REQUEST];
     size_t got;
     size_t want;
-    epmd_buf_t out;
+    epmd_buf_t out; /* starts over small_out */
     size_t out_off;
+    uint8_t small_out[SMALL_ANSWER];
+    conn_t *free_next; /* in srv->free_conns */
+    /* The read event lives here (event_get_struct_event_size() bytes), so
+     * a recycled connection needs no allocation at all. */
+    _Alignas(max_align_t) unsigned char ev_read_space[];
 };
 
 struct epmd_server {
@@ -94,6 +114,9 @@ struct epmd_server {
     conn_list_t idle;
     conn_list_t alive;
     conn_t *reap;
+    conn_t *free_conns;
+    unsigned nfree;
+    size_t conn_size; /* sizeof(conn_t) + the size of struct event */
     unsigned max_conn;
     uint64_t timeout_ms;
     bool paused;
@@ -197,14 +220,24 @@ static void release_input(conn_t *c)
     c->in = NULL;
 }
 
-static void conn_free(conn_t *c)
+/* conn_recycle releases what a closed connection holds beyond its own
+ * structure and puts the structure on the free list (or frees it when the
+ * list is full).  Its read event is not pending: conn_close deleted it. */
+static void conn_recycle(epmd_server_t *srv, conn_t *c)
 {
-    event_free(c->ev_read);
-    if (c->ev_write)
+    if (c->ev_write) {
         event_free(c->ev_write);
+        c->ev_write = NULL;
+    }
     release_input(c);
     epmd_buf_free(&c->out);
-    free(c);
+    if (srv->nfree >= FREE_CONN_MAX) {
+        free(c);
+        return;
+    }
+    c->free_next = srv->free_conns;
+    srv->free_conns = c;
+    srv->nfree++;
 }
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
@@ -214,7 +247,7 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
     srv->reap = NULL;
     while (c) {
         conn_t *next = c->reap_next;
-        conn_free(c);
+        conn_recycle(srv, c);
         c = next;
     }
 }
@@ -245,8 +278,15 @@ static void write_cb(evutil_socket_t fd, short what, void *arg);
 /* flush writes what is pending; returns false when the connection closed. */
 static bool flush(conn_t *c)
 {
+    /* An answer that ends the connection is sent with MSG_MORE: the bytes
+     * wait in the socket until close(), which sends them with the FIN in
+     * one segment.  The client sees the same bytes and the same orderly
+     * end of stream, and one packet fewer crosses the loopback per lookup
+     * (with its wake-up of the client and its ACK).  A registration's
+     * answer must go out at once: the node waits for it. */
+    int flags = MSG_NOSIGNAL | (c->keep ? 0 : MSG_MORE);
     while (c->out_off < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, flags);
         if (n > 0) {
             c->out_off += (size_t)n;
             continue;
@@ -331,31 +371,32 @@ static void handle_request(conn_t *c, const uint8_t *body, size_t len)
     (void)flush(c);
 }
 
-static void read_cb(evutil_socket_t fd, short what, void *arg)
+/* conn_input reads what the connection has sent and acts on it; false
+ * while the request is still incomplete (the caller must keep or start
+ * waiting for more bytes), true when the connection was handled or closed
+ * or is a registration, whose read event handle_request armed. */
+static bool conn_input(conn_t *c)
 {
-    conn_t *c = arg;
-    if (c->closing)
-        return;
     uint8_t buf[EPMD_INBUF_SIZE];
     if (c->keep) {
         ssize_t n = recv(c->fd, buf, sizeof buf, 0);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            return;
+            return true;
         slog(c->srv, 1,
              n > 0 ? "got more than expected on ALIVE socket %d" : "ALIVE socket %d closed", c->fd);
         conn_close(c);
-        return;
+        return true;
     }
     /* Read as OTP does: everything that fits while the length is unknown,
      * then exactly the rest of the announced request. */
     size_t room = c->want ? c->want - c->got : (EPMD_INBUF_SIZE - 1) - c->got;
     ssize_t n = recv(c->fd, buf, room, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return;
+        return false;
     if (n <= 0) {
         slog(c->srv, 1, "partial request on fd %d (%zu bytes)", c->fd, c->got);
         conn_close(c);
-        return;
+        return true;
     }
     if (c->in == NULL)
         c->in = c->small;
@@ -363,7 +404,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         uint8_t *big = malloc(EPMD_INBUF_SIZE);
         if (big == NULL) {
             conn_close(c);
-            return;
+            return true;
         }
         memcpy(big, c->small, c->got);
         c->in = big;
@@ -375,11 +416,20 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     if (st == EPMD_EPROTO) {
         slog(c->srv, 1, "invalid request framing on fd %d", c->fd);
         conn_close(c);
-        return;
+        return true;
     }
     touch(c);
-    if (st == EPMD_FRAME_COMPLETE)
-        handle_request(c, c->in + 2, body_len);
+    if (st != EPMD_FRAME_COMPLETE)
+        return false;
+    handle_request(c, c->in + 2, body_len);
+    return true;
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    conn_t *c = arg;
+    if (!c->closing)
+        (void)conn_input(c);
 }
 
 /* evict_one closes the request connection idle the longest; false when
@@ -395,37 +445,69 @@ static bool evict_one(epmd_server_t *srv)
     return true;
 }
 
-static void conn_open(epmd_server_t *srv, int fd)
+/* conn_get takes a structure from the free list or allocates one, zeroed
+ * up to its event storage; NULL when out of memory. */
+static conn_t *conn_get(epmd_server_t *srv)
+{
+    conn_t *c = srv->free_conns;
+    if (c != NULL) {
+        srv->free_conns = c->free_next;
+        srv->nfree--;
+    } else {
+        c = malloc(srv->conn_size);
+        if (c == NULL)
+            return NULL;
+    }
+    memset(c, 0, offsetof(conn_t, ev_read_space));
+    return c;
+}
+
+/* conn_open serves a freshly accepted descriptor: its request is read at
+ * once (it usually came with the handshake) and, when complete, answered
+ * before this returns; otherwise the connection waits for a read event.
+ * peer is the address accept4 reported. */
+static void conn_open(epmd_server_t *srv, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
     if (srv->idle.count + srv->alive.count >= srv->max_conn && !evict_one(srv)) {
         slog(srv, 0, "connection limit %u reached by registrations", srv->max_conn);
         close(fd);
         return;
     }
-    conn_t *c = calloc(1, sizeof *c);
+    conn_t *c = conn_get(srv);
     if (c == NULL) {
         close(fd);
         return;
     }
     c->srv = srv;
     c->fd = fd;
-    c->ev_read = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, c);
-    if (c->ev_read == NULL || event_add(c->ev_read, NULL) != 0) {
-        if (c->ev_read)
-            event_free(c->ev_read);
-        free(c);
+    c->ev_read = (struct event *)c->ev_read_space;
+    if (event_assign(c->ev_read, srv->base, fd, EV_READ | EV_PERSIST, read_cb, c) != 0) {
+        conn_recycle(srv, c);
         close(fd);
         return;
     }
-    struct sockaddr_storage peer, self;
-    socklen_t pl = sizeof peer, sl = sizeof self;
-    c->local = getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 &&
-               getsockname(fd, (struct sockaddr *)&self, &sl) == 0 &&
-               epmd_addr_is_local((struct sockaddr *)&peer, (struct sockaddr *)&self);
+    epmd_buf_init_borrowed(&c->out, c->small_out, sizeof c->small_out);
+    /* A loopback peer is local whatever our own address is; only other
+     * peers need our end of the socket to compare with. */
+    c->local = peer_len > 0 && epmd_addr_is_local(peer, NULL);
+    if (!c->local) {
+        struct sockaddr_storage self;
+        socklen_t sl = sizeof self;
+        c->local = peer_len > 0 && getsockname(fd, (struct sockaddr *)&self, &sl) == 0 &&
+                   epmd_addr_is_local(peer, (struct sockaddr *)&self);
+    }
     c->last_ms = now_ms(srv->base);
     list_add(&srv->idle, c);
     srv->stats.accepted++;
     slog(srv, 2, "%s peer connected on fd %d", c->local ? "local" : "non-local", fd);
+    uint64_t before = srv->stats.requests;
+    bool handled = conn_input(c);
+    if (srv->stats.requests != before)
+        srv->stats.answered_at_accept++;
+    if (handled)
+        return;
+    if (event_add(c->ev_read, NULL) != 0)
+        conn_close(c);
 }
 
 static void pause_listeners(epmd_server_t *srv)
@@ -454,9 +536,11 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
     epmd_server_t *srv = arg;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t pl = sizeof peer;
+        int fd = accept4(lfd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            conn_open(srv, fd);
+            conn_open(srv, fd, (struct sockaddr *)&peer, pl <= sizeof peer ? pl : 0);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
@@ -621,6 +705,7 @@ int epmd_server_start(struct event_base *base, const epmd_server_config_t *cfg, 
     srv->cfg = *cfg;
     srv->port = cfg->port ? cfg->port : epmd_default_port();
     srv->reserve_fd = -1;
+    srv->conn_size = sizeof(conn_t) + event_get_struct_event_size();
     for (int i = 0; i < EPMD_MAX_LISTEN_SOCKETS; i++)
         srv->listen_fd[i] = -1;
     srv->max_conn = cfg->max_connections ? cfg->max_connections : default_max_conn();
@@ -683,8 +768,13 @@ void epmd_server_stop(epmd_server_t *srv)
     conn_t *c = srv->reap;
     while (c) {
         conn_t *next = c->reap_next;
-        conn_free(c);
+        conn_recycle(srv, c);
         c = next;
+    }
+    while (srv->free_conns) {
+        c = srv->free_conns;
+        srv->free_conns = c->free_next;
+        free(c);
     }
     for (int i = 0; i < srv->nlisten; i++) {
         event_free(srv->ev_listen[i]);

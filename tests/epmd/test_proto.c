@@ -580,8 +580,46 @@ static void test_addr_local(void)
     CU_ASSERT_FALSE(epmd_addr_is_local(&other, NULL));
 }
 
+/* A buffer over caller storage writes there until it is outgrown, then
+ * moves to the heap with its bytes; free never touches the storage. */
+static void test_buf_borrowed(void)
+{
+    uint8_t storage[8];
+    memset(storage, 0xAA, sizeof storage);
+    epmd_buf_t b;
+    epmd_buf_init_borrowed(&b, storage, 4);
+    CU_ASSERT_EQUAL(epmd_buf_append(&b, "abc", 3), 0);
+    CU_ASSERT_PTR_EQUAL(b.data, storage);
+    CU_ASSERT_EQUAL(memcmp(storage, "abc", 3), 0);
+    CU_ASSERT_EQUAL(epmd_buf_append(&b, "d", 1), 0); /* exactly full: still borrowed */
+    CU_ASSERT_PTR_EQUAL(b.data, storage);
+    CU_ASSERT(b.borrowed);
+    CU_ASSERT_EQUAL(epmd_buf_append(&b, "efghijklmnop", 12), 0);
+    CU_ASSERT_PTR_NOT_EQUAL(b.data, storage);
+    CU_ASSERT_FALSE(b.borrowed);
+    CU_ASSERT_EQUAL(b.len, 16);
+    CU_ASSERT(b.cap >= 16);
+    CU_ASSERT_EQUAL(memcmp(b.data, "abcdefghijklmnop", 16), 0);
+    CU_ASSERT_EQUAL(storage[4], 0xAA); /* nothing written past the storage's cap */
+    epmd_buf_free(&b);
+    CU_ASSERT_PTR_NULL(b.data);
+    CU_ASSERT_EQUAL(b.len, 0);
+
+    /* freeing a buffer that never left its storage frees nothing */
+    epmd_buf_init_borrowed(&b, storage, sizeof storage);
+    CU_ASSERT_EQUAL(epmd_buf_append(&b, "xy", 2), 0);
+    epmd_buf_free(&b);
+    CU_ASSERT_FALSE(b.borrowed);
+    CU_ASSERT_EQUAL(memcmp(storage, "xy", 2), 0);
+    /* and a zeroed buffer grows on the heap as before */
+    CU_ASSERT_EQUAL(epmd_buf_append(&b, "z", 1), 0);
+    CU_ASSERT_PTR_NOT_EQUAL(b.data, storage);
+    epmd_buf_free(&b);
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"frame", test_frame},
+    {"buf_borrowed", test_buf_borrowed},
     {"parse_alive2", test_parse_alive2},
     {"parse_port2_and_others", test_parse_port2_and_others},
     {"utf8", test_utf8},

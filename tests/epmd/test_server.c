@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -149,9 +151,9 @@ static void loop_init(loop_t *l)
     CU_ASSERT_PTR_NOT_NULL_FATAL(l->base);
 }
 
-/* loop_server starts a server (on a free port unless cfg->port is set)
- * and the loop thread. */
-static void loop_server(loop_t *l, epmd_server_config_t cfg)
+/* loop_server_start starts a server (on a free port unless cfg->port is
+ * set) without a loop thread: the test then drives the loop itself. */
+static void loop_server_start(loop_t *l, epmd_server_config_t cfg)
 {
     loop_init(l);
     int rc = EPMD_EADDRINUSE;
@@ -162,6 +164,13 @@ static void loop_server(loop_t *l, epmd_server_config_t cfg)
     }
     CU_ASSERT_EQUAL_FATAL(rc, 0);
     l->port = epmd_server_port(l->srv);
+}
+
+/* loop_server starts a server as loop_server_start does, and the loop
+ * thread. */
+static void loop_server(loop_t *l, epmd_server_config_t cfg)
+{
+    loop_server_start(l, cfg);
     loop_run(l);
 }
 
@@ -421,6 +430,150 @@ static size_t alive_frame(uint8_t *b, const char *name)
     return 15 + nlen;
 }
 
+/* wait_acked waits (up to a second) until the peer's kernel has
+ * acknowledged everything sent on fd, so the bytes wait in the server's
+ * socket before the server looks. */
+static void wait_acked(int fd)
+{
+    int64_t deadline = mono_ms() + 1000;
+    int outq = 1;
+    while (ioctl(fd, SIOCOUTQ, &outq) == 0 && outq > 0 && mono_ms() < deadline)
+        sleep_ms(1);
+    CU_ASSERT_EQUAL(outq, 0);
+}
+
+/* step runs the stepped loop's ready callbacks without blocking until the
+ * server has accepted `accepted` connections and handled `requests`
+ * requests in all (up to a second), then once more so that the reaper
+ * recycles what closed. */
+static void step(loop_t *l, uint64_t accepted, uint64_t requests)
+{
+    int64_t deadline = mono_ms() + 1000;
+    epmd_server_stats_t st;
+    for (;;) {
+        event_base_loop(l->base, EVLOOP_NONBLOCK);
+        epmd_server_get_stats(l->srv, &st);
+        if ((st.accepted >= accepted && st.requests >= requests) || mono_ms() > deadline)
+            break;
+        sleep_ms(1);
+    }
+    event_base_loop(l->base, EVLOOP_NONBLOCK);
+    CU_ASSERT_EQUAL(st.accepted, accepted);
+    CU_ASSERT_EQUAL(st.requests, requests);
+}
+
+static void test_answer_at_accept(void)
+{
+    enum { EXTRA = 200 }; /* a PORT2_RESP larger than the inline answer buffer */
+    loop_t l;
+    loop_server_start(&l, (epmd_server_config_t){0});
+    uint8_t b[512], r[512];
+    bool closed;
+
+    /* ALIVE2 sent with the connect: registered from the accept callback */
+    int reg = raw_connect(l.port);
+    CU_ASSERT_FATAL(reg >= 0);
+    const char name[] = "quick";
+    size_t nlen = sizeof name - 1;
+    epmd_put16(b, (uint16_t)(13 + nlen + EXTRA));
+    b[2] = EPMD_ALIVE2_REQ;
+    epmd_put16(b + 3, 30000);
+    b[5] = EPMD_NODE_HIDDEN;
+    b[6] = 0;
+    epmd_put16(b + 7, 6);
+    epmd_put16(b + 9, 5);
+    epmd_put16(b + 11, (uint16_t)nlen);
+    memcpy(b + 13, name, nlen);
+    epmd_put16(b + 13 + nlen, EXTRA);
+    for (int i = 0; i < EXTRA; i++)
+        b[15 + nlen + (size_t)i] = (uint8_t)i;
+    size_t n = 15 + nlen + EXTRA;
+    CU_ASSERT_EQUAL(send(reg, b, n, 0), (ssize_t)n);
+    wait_acked(reg);
+    step(&l, 1, 1);
+    CU_ASSERT_EQUAL(read_until_close(reg, r, 6, 1000, &closed), 6);
+    CU_ASSERT_FALSE(closed);
+    CU_ASSERT(r[0] == EPMD_ALIVE2_X_RESP && r[1] == 0);
+    epmd_server_stats_t st;
+    epmd_server_get_stats(l.srv, &st);
+    CU_ASSERT_EQUAL(st.registered, 1);
+    CU_ASSERT_EQUAL(st.requests, 1);
+    CU_ASSERT_EQUAL(st.answered_at_accept, 1);
+
+    /* lookups sent with the connect are answered from the accept callback,
+     * many times over recycled connections, the answer outgrowing the
+     * inline buffer */
+    enum { LOOKUPS = 20 };
+    const uint8_t req[] = "\x00\x06zquick";
+    for (int i = 0; i < LOOKUPS; i++) {
+        int fd = raw_connect(l.port);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT_EQUAL(send(fd, req, sizeof req - 1, 0), (ssize_t)(sizeof req - 1));
+        wait_acked(fd);
+        step(&l, 2 + (uint64_t)i, 2 + (uint64_t)i);
+        size_t got = read_until_close(fd, r, sizeof r, 1000, &closed);
+        close(fd);
+        CU_ASSERT(closed);
+        epmd_node_info_t info;
+        CU_ASSERT_EQUAL_FATAL(epmd_parse_port2_resp(r, got, &info), 0);
+        CU_ASSERT_EQUAL(info.port, 30000);
+        CU_ASSERT_EQUAL(info.node_type, EPMD_NODE_HIDDEN);
+        CU_ASSERT_STRING_EQUAL(info.name, "quick");
+        CU_ASSERT_EQUAL(info.extra_len, EXTRA);
+        CU_ASSERT_EQUAL(memcmp(info.extra, b + 15 + nlen, EXTRA), 0);
+    }
+    epmd_server_get_stats(l.srv, &st);
+    CU_ASSERT_EQUAL(st.requests, 1 + LOOKUPS);
+    CU_ASSERT_EQUAL(st.answered_at_accept, 1 + LOOKUPS);
+    CU_ASSERT_EQUAL(st.connections, 1);
+
+    /* nothing sent yet when accepted: the connection waits for its bytes,
+     * and a request arriving in two parts is answered on the second */
+    int fd = raw_connect(l.port);
+    CU_ASSERT_FATAL(fd >= 0);
+    step(&l, 2 + LOOKUPS, 1 + LOOKUPS);
+    epmd_server_get_stats(l.srv, &st);
+    CU_ASSERT_EQUAL(st.connections, 2);
+    CU_ASSERT_EQUAL(send(fd, req, 3, 0), 3);
+    wait_acked(fd);
+    step(&l, 2 + LOOKUPS, 1 + LOOKUPS);
+    CU_ASSERT_EQUAL(send(fd, req + 3, sizeof req - 4, 0), (ssize_t)(sizeof req - 4));
+    step(&l, 2 + LOOKUPS, 2 + LOOKUPS);
+    size_t got = read_until_close(fd, r, sizeof r, 1000, &closed);
+    close(fd);
+    CU_ASSERT(closed);
+    epmd_node_info_t info;
+    CU_ASSERT_EQUAL(epmd_parse_port2_resp(r, got, &info), 0);
+    CU_ASSERT_EQUAL(info.extra_len, EXTRA);
+    /* half a request with the connect: the rest is waited for */
+    fd = raw_connect(l.port);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(send(fd, "\x00\x04", 2, 0), 2);
+    wait_acked(fd);
+    step(&l, 3 + LOOKUPS, 2 + LOOKUPS);
+    CU_ASSERT_EQUAL(send(fd, "zabc", 4, 0), 4);
+    step(&l, 3 + LOOKUPS, 3 + LOOKUPS);
+    got = read_until_close(fd, r, sizeof r, 1000, &closed);
+    close(fd);
+    CU_ASSERT(closed);
+    CU_ASSERT(got == 2 && r[0] == EPMD_PORT2_RESP && r[1] == 1);
+    epmd_server_get_stats(l.srv, &st);
+    CU_ASSERT_EQUAL(st.requests, 3 + LOOKUPS);
+    CU_ASSERT_EQUAL(st.answered_at_accept, 1 + LOOKUPS);
+    CU_ASSERT_EQUAL(st.connections, 1);
+
+    /* the registration still lives until its connection closes */
+    close(reg);
+    int64_t deadline = mono_ms() + 1000;
+    do {
+        step(&l, 3 + LOOKUPS, 3 + LOOKUPS);
+        epmd_server_get_stats(l.srv, &st);
+    } while (st.registered > 0 && mono_ms() < deadline);
+    CU_ASSERT_EQUAL(st.registered, 0);
+    CU_ASSERT_EQUAL(st.connections, 0);
+    loop_free(&l);
+}
+
 static void test_alive_socket_rules(void)
 {
     loop_t l;
@@ -603,6 +756,34 @@ static pid_t spawn_limited_server(uint16_t port, rlim_t nofile)
     return pid;
 }
 
+/* Deadline of a lookup at a server out of descriptors: generous, because
+ * on a loaded machine the server may get little CPU for seconds; that it
+ * does not spin meanwhile is checked from its CPU time instead. */
+#define EMFILE_LOOKUP_MS 10000
+/* CPU a non-spinning server may use while a lookup waits: a fixed
+ * allowance plus a tenth of the wait.  A spinning one gets a share of a
+ * core for the whole wait even on a loaded 2-core machine. */
+#define EMFILE_CPU_ALLOW_MS 300
+#define EMFILE_CPU_PER_WAIT 10
+
+/* lookup_no_spin waits (up to EMFILE_LOOKUP_MS) for a PORT_PLEASE2 of name
+ * at the server process pid to give want, and asserts that the server's
+ * CPU time during the wait stayed small; returns the last answer. */
+static int lookup_no_spin(pid_t pid, uint16_t port, const char *name, int want)
+{
+    long c0 = cpu_ms(pid);
+    int64_t t0 = mono_ms();
+    int rc = wait_lookup(port, name, want, EMFILE_LOOKUP_MS);
+    int64_t waited = mono_ms() - t0;
+    long c1 = cpu_ms(pid);
+    CU_ASSERT(c0 >= 0 && c1 >= 0);
+    CU_ASSERT(c1 - c0 < EMFILE_CPU_ALLOW_MS + waited / EMFILE_CPU_PER_WAIT);
+    if (rc != want || waited > 2000)
+        fprintf(stderr, "lookup of %s: %d after %lld ms, server CPU %ld ms\n", name, rc,
+                (long long)waited, c1 - c0);
+    return rc;
+}
+
 static void test_emfile_does_not_spin(void)
 {
     enum { CHILD_NOFILE = 48, CLIENTS = 120 };
@@ -621,11 +802,11 @@ static void test_emfile_does_not_spin(void)
     CU_ASSERT(c0 >= 0 && c1 >= 0);
     CU_ASSERT(c1 - c0 < 300);
     /* and it still serves: idle connections are evicted to make room */
-    CU_ASSERT_EQUAL(wait_lookup(port, "x", EPMD_ENOTFOUND, 2000), EPMD_ENOTFOUND);
+    CU_ASSERT_EQUAL(lookup_no_spin(pid, port, "x", EPMD_ENOTFOUND), EPMD_ENOTFOUND);
     for (int i = 0; i < CLIENTS; i++)
         if (fds[i] >= 0)
             close(fds[i]);
-    CU_ASSERT_EQUAL(wait_lookup(port, "x", EPMD_ENOTFOUND, 2000), EPMD_ENOTFOUND);
+    CU_ASSERT_EQUAL(lookup_no_spin(pid, port, "x", EPMD_ENOTFOUND), EPMD_ENOTFOUND);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
 
@@ -658,7 +839,7 @@ static void test_emfile_does_not_spin(void)
             close(fds[i]);
     /* a registration leaving frees a descriptor: service resumes */
     epmd_registration_close(regs[0]);
-    CU_ASSERT_EQUAL(wait_lookup(port, "full1", 0, 8000), 0);
+    CU_ASSERT_EQUAL(lookup_no_spin(pid, port, "full1", 0), 0);
     for (int i = 1; i < nregs; i++)
         epmd_registration_close(regs[i]);
     kill(pid, SIGKILL);
@@ -920,6 +1101,7 @@ static const gd_test_case_t gd_tests[] = {
     {"alive_socket_rules", test_alive_socket_rules},
     {"timeouts_and_dribble", test_timeouts_and_dribble},
     {"connection_cap_eviction", test_connection_cap_eviction},
+    {"answer_at_accept", test_answer_at_accept},
     {"emfile_does_not_spin", test_emfile_does_not_spin},
     {"stop_and_kill", test_stop_and_kill},
     {"address_list", test_address_list},

@@ -2,7 +2,8 @@
  * bench_client.c — PORT_PLEASE2 load generator for comparing epmd
  * implementations.  Registers one node (kept open for the run), then keeps
  * `concurrency` lookups in flight, each on a fresh connection as real
- * nodes do, for `seconds`, and prints the completed lookups per second.
+ * nodes do, for `seconds`, and prints the completed lookups per second,
+ * the failed lookups and the completed lookups.
  *   bench_client <port> <seconds> <concurrency>
  */
 #include <errno.h>
@@ -117,6 +118,6 @@ int main(int argc, char **argv)
         if (slots[i].fd >= 0)
             close(slots[i].fd);
     epmd_registration_close(reg);
-    printf("%.0f %lu\n", done / elapsed, errors);
+    printf("%.0f %lu %lu\n", done / elapsed, errors, done);
     return 0;
 }

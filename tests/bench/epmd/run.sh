@@ -43,10 +43,10 @@ oport=$(start_epmd epmd)
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 g=(); o=()
 for r in $(seq 1 "$rounds"); do
-  read -r v err < <("$client" "$gport" "$secs" "$conc")
+  read -r v err _ < <("$client" "$gport" "$secs" "$conc")
   g+=("$v")
   echo "{\"bench\":\"epmd_port_please\",\"impl\":\"girder\",\"round\":$r,\"value\":$v,\"errors\":$err,\"unit\":\"lookups/s\"}"
-  read -r v err < <("$client" "$oport" "$secs" "$conc")
+  read -r v err _ < <("$client" "$oport" "$secs" "$conc")
   o+=("$v")
   echo "{\"bench\":\"epmd_port_please\",\"impl\":\"otp\",\"round\":$r,\"value\":$v,\"errors\":$err,\"unit\":\"lookups/s\"}"
 done
