@@ -24,6 +24,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
+. "$here/../lib.sh"
 rounds=3
 out=/dev/null
 while getopts "n:o:" opt; do
@@ -35,51 +36,16 @@ while getopts "n:o:" opt; do
 done
 shift $((OPTIND - 1))
 build=${1:-$root/build/release}
-case $rounds in ''|*[!0-9]*) echo "ROUNDS must be a number" >&2; exit 2 ;; esac
-[ "$rounds" -ge 1 ] || { echo "ROUNDS must be at least 1" >&2; exit 2; }
+bench_check_rounds
+bench_for=etf
+env_extra='"for":"etf",'
 
 beam_dir=${BENCH_BEAM_DIR:-/work/shared/bench-beam}
-command -v erl >/dev/null && command -v erlc >/dev/null || { echo "erl/erlc not found" >&2; exit 1; }
-[ -f "$beam_dir/bench_etf.erl" ] && [ -f "$beam_dir/ba.erl" ] ||
-  { echo "no bench_etf.erl/ba.erl in $beam_dir" >&2; exit 1; }
+bench_need_beam "$beam_dir" bench_etf.erl
 
 bin="$build/tests/bench/etf/bench_etf"
-if [ ! -x "$bin" ]; then
-  echo "building bench_etf in $build" >&2
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null &&
-    cmake --build "$build" --target bench_etf -j "$(nproc 2>/dev/null || echo 2)" >/dev/null ||
-    { echo "build failed (bench_etf needs erl_interface: package erlang-dev)" >&2; exit 1; }
-fi
-
-tmp=$(mktemp -d -t bench-etf.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-erlc -o "$tmp" "$beam_dir/bench_etf.erl" "$beam_dir/ba.erl" || { echo "erlc failed" >&2; exit 1; }
-
-emit() { echo "$1"; echo "$1" >>"$out"; }
-
-# run_one <impl> <run> <command...>: runs it, tags and emits its JSON lines.
-status=0
-run_one() {
-  local impl=$1 run=$2; shift 2
-  local load t0 t1 rc
-  load=$(cut -d' ' -f1 /proc/loadavg)
-  echo "== run $run: $impl" >&2
-  t0=$(date +%s.%N)
-  BENCH_RUN=$run timeout 300 "$@" >"$tmp/$impl.$run" 2>"$tmp/err"
-  rc=$?
-  t1=$(date +%s.%N)
-  cat "$tmp/err" >&2
-  emit "{\"bench\":\"env\",\"impl\":\"$impl\",\"params\":{\"for\":\"etf\",\"loadavg_before\":$load},\"value\":$(awk "BEGIN{printf \"%.1f\", $t1-$t0}"),\"unit\":\"s\",\"run\":$run}"
-  if [ $rc -ne 0 ]; then
-    status=1
-    emit "{\"bench\":\"etf\",\"impl\":\"$impl\",\"params\":{},\"value\":null,\"unit\":null,\"error\":\"exit $rc\",\"run\":$run}"
-    : >"$tmp/$impl.$run"
-    return
-  fi
-  # BEAM's lines carry no impl: add it after the bench name.
-  sed -i '/"impl":/!s/^{"bench":"\([^"]*\)",/{"bench":"\1","impl":"'"$impl"'",/' "$tmp/$impl.$run"
-  while IFS= read -r line; do emit "$line"; done <"$tmp/$impl.$run"
-}
+bench_need_bin "$root" "$build" "$bin" bench_etf "build failed (bench_etf needs erl_interface: package erlang-dev)"
+bench_tmpdir bench-etf.XXXXXX "$beam_dir/bench_etf.erl" "$beam_dir/ba.erl"
 
 corpus=$tmp/etf_corpus.etf
 for run in $(seq 1 "$rounds"); do
@@ -96,22 +62,6 @@ done
 # Every impl must have measured the same corpus.
 sizes=$(sed -n 's/^{"bench":"etf_decode","impl":"[a-z]*","params":{.*"corpus_bytes":\([0-9]*\).*/\1/p' "$tmp"/*.[0-9]* | sort -u)
 [ "$(echo "$sizes" | wc -l)" -eq 1 ] || { echo "implementations measured different corpora: $sizes" >&2; status=1; }
-
-# value <file> <bench> <kind|all>: the "value" of that line, or nothing.
-value() {
-  if [ "$3" = all ]; then
-    sed -n 's/^{"bench":"'"$2"'",.*"value":\([-0-9.e+]*\),.*/\1/p' "$1" 2>/dev/null | head -n1
-  else
-    sed -n '/"kind":"'"$3"'"/s/^{"bench":"'"$2"'",.*"value":\([-0-9.e+]*\),.*/\1/p' "$1" 2>/dev/null | head -n1
-  fi
-}
-
-# median of the numbers on stdin (nearest rank, as ba:pct/2)
-median() {
-  sort -g | awk '{v[NR] = $1} END {if (NR == 0) exit; k = int((50 * NR + 99) / 100); if (k < 1) k = 1; print v[k]}'
-}
-
-ratio() { awk "BEGIN{ if ($2 == 0) print \"null\"; else printf \"%.3f\", $1 / $2 }"; }
 
 kinds=$(sed -n 's/^{"bench":"etf_decode_kind",.*"kind":"\([a-z0-9_]*\)".*/\1/p' "$tmp/beam.1" 2>/dev/null)
 # girder mode writes two impls: "girder" (heap per repetition, the headline)

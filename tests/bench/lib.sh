@@ -1,0 +1,92 @@
+# tests/bench/lib.sh — shell functions shared by the bench run.sh scripts
+# that run girder next to BEAM (tests/bench/etf, tests/bench/gc): the same
+# interleaved rounds, the same JSON tagging and the same medians, so that
+# every comparison is made by one piece of code.  Source it; it runs nothing.
+#
+# The caller sets, before calling these:
+#   rounds     number of rounds (checked by bench_check_rounds)
+#   out        file that emit appends to (/dev/null for none)
+#   bench_for  the bench's name: the "bench" of a failed run's line
+#   env_extra  JSON members put first in every "env" line's params, each
+#              followed by a comma (may be empty)
+# and reads back `status` (1 once any run failed) and `tmp` (the scratch
+# directory made by bench_tmpdir, removed at exit).
+
+# bench_check_rounds: exits 2 unless $rounds is a whole number >= 1.
+bench_check_rounds() {
+  case $rounds in ''|*[!0-9]*) echo "ROUNDS must be a number" >&2; exit 2 ;; esac
+  [ "$rounds" -ge 1 ] || { echo "ROUNDS must be at least 1" >&2; exit 2; }
+}
+
+# bench_need_beam <beam_dir> <bench.erl>: exits 1 unless erl, erlc and the
+# BEAM side of the bench (with ba.erl) are there.
+bench_need_beam() {
+  command -v erl >/dev/null && command -v erlc >/dev/null || { echo "erl/erlc not found" >&2; exit 1; }
+  [ -f "$1/$2" ] && [ -f "$1/ba.erl" ] ||
+    { echo "no $2/ba.erl in $1" >&2; exit 1; }
+}
+
+# bench_need_bin <root> <build> <bin> <target> <failure text>: builds <target>
+# in <build> (Release) unless <bin> is already an executable; exits 1 with
+# the failure text if that build fails.
+bench_need_bin() {
+  if [ ! -x "$3" ]; then
+    echo "building $4 in $2" >&2
+    cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=Release >/dev/null &&
+      cmake --build "$2" --target "$4" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null ||
+      { echo "$5" >&2; exit 1; }
+  fi
+}
+
+# bench_tmpdir <template> <erl files...>: makes $tmp (removed on exit) and
+# compiles the BEAM side into it; exits 1 if erlc fails.
+bench_tmpdir() {
+  tmp=$(mktemp -d -t "$1")
+  shift
+  trap 'rm -rf "$tmp"' EXIT
+  erlc -o "$tmp" "$@" || { echo "erlc failed" >&2; exit 1; }
+}
+
+emit() { echo "$1"; echo "$1" >>"$out"; }
+
+# run_one <impl> <run> <command...>: runs it, tags and emits its JSON lines.
+status=0
+run_one() {
+  local impl=$1 run=$2; shift 2
+  local load t0 t1 rc
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  echo "== run $run: $impl" >&2
+  t0=$(date +%s.%N)
+  BENCH_RUN=$run timeout 300 "$@" >"$tmp/$impl.$run" 2>"$tmp/err"
+  rc=$?
+  t1=$(date +%s.%N)
+  cat "$tmp/err" >&2
+  emit "{\"bench\":\"env\",\"impl\":\"$impl\",\"params\":{$env_extra\"loadavg_before\":$load},\"value\":$(awk "BEGIN{printf \"%.1f\", $t1-$t0}"),\"unit\":\"s\",\"run\":$run}"
+  if [ $rc -ne 0 ]; then
+    status=1
+    emit "{\"bench\":\"$bench_for\",\"impl\":\"$impl\",\"params\":{},\"value\":null,\"unit\":null,\"error\":\"exit $rc\",\"run\":$run}"
+    : >"$tmp/$impl.$run"
+    return
+  fi
+  # BEAM's lines carry no impl: add it after the bench name.
+  sed -i '/"impl":/!s/^{"bench":"\([^"]*\)",/{"bench":"\1","impl":"'"$impl"'",/' "$tmp/$impl.$run"
+  while IFS= read -r line; do emit "$line"; done <"$tmp/$impl.$run"
+}
+
+# value <file> <bench> [kind]: the "value" of that bench's line (of that
+# kind's line when a kind other than "all" is given), or nothing.
+value() {
+  if [ "${3:-all}" = all ]; then
+    sed -n 's/^{"bench":"'"$2"'",.*"value":\([-0-9.e+]*\),.*/\1/p' "$1" 2>/dev/null | head -n1
+  else
+    sed -n '/"kind":"'"$3"'"/s/^{"bench":"'"$2"'",.*"value":\([-0-9.e+]*\),.*/\1/p' "$1" 2>/dev/null | head -n1
+  fi
+}
+
+# median of the numbers on stdin (nearest rank, as ba:pct/2)
+median() {
+  sort -g | awk '{v[NR] = $1} END {if (NR == 0) exit; k = int((50 * NR + 99) / 100); if (k < 1) k = 1; print v[k]}'
+}
+
+# ratio <a> <b>: a / b to three decimals, or null when b is 0.
+ratio() { awk "BEGIN{ if ($2 == 0) print \"null\"; else printf \"%.3f\", $1 / $2 }"; }
