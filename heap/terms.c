@@ -17,6 +17,23 @@ static inline int alloc_words(heap_t *h, size_t words, term_t **out)
     return GD_OK;
 }
 
+/* Builds the boxed object {subtag header of arity 3, w1, w2, w3}: the
+ * layout of sub-binaries, external pids and ports, and exports. */
+static inline int make_boxed3(heap_t *h, enum heap_subtag subtag, term_t w1, term_t w2, term_t w3,
+                              term_t *out)
+{
+    term_t *p;
+    int rc = alloc_words(h, 4, &p);
+    if (rc != GD_OK)
+        return rc;
+    p[0] = heap_make_header(subtag, 3);
+    p[1] = w1;
+    p[2] = w2;
+    p[3] = w3;
+    *out = term_make_boxed(p);
+    return GD_OK;
+}
+
 int heap_make_tuple(heap_t *h, size_t arity, term_t **elems_out, term_t *out)
 {
     if (arity > HEADER_ARITY_MAX)
@@ -280,16 +297,7 @@ int heap_make_sub_binary(heap_t *h, term_t orig, size_t bit_offset, size_t bit_s
         bit_offset += (size_t)o[2];
         orig = o[3];
     }
-    term_t *p;
-    int rc = alloc_words(h, 4, &p);
-    if (rc != GD_OK)
-        return rc;
-    p[0] = heap_make_header(HDR_SUB_BIN, 3);
-    p[1] = bit_size;
-    p[2] = bit_offset;
-    p[3] = orig;
-    *out = term_make_boxed(p);
-    return GD_OK;
+    return make_boxed3(h, HDR_SUB_BIN, bit_size, bit_offset, orig, out);
 }
 
 /* ---- pids, ports, references ---- */
@@ -299,32 +307,15 @@ int heap_make_ext_pid(heap_t *h, term_t node, uint32_t id, uint32_t serial, uint
 {
     if (!term_is_atom(node))
         return GD_EBADARG;
-    term_t *p;
-    int rc = alloc_words(h, 4, &p);
-    if (rc != GD_OK)
-        return rc;
-    p[0] = heap_make_header(HDR_EXT_PID, 3);
-    p[1] = (uint64_t)id | ((uint64_t)serial << 32);
-    p[2] = creation;
-    p[3] = node;
-    *out = term_make_boxed(p);
-    return GD_OK;
+    return make_boxed3(h, HDR_EXT_PID, (uint64_t)id | ((uint64_t)serial << 32), creation, node,
+                       out);
 }
 
 int heap_make_ext_port(heap_t *h, term_t node, uint64_t id, uint32_t creation, term_t *out)
 {
     if (!term_is_atom(node))
         return GD_EBADARG;
-    term_t *p;
-    int rc = alloc_words(h, 4, &p);
-    if (rc != GD_OK)
-        return rc;
-    p[0] = heap_make_header(HDR_EXT_PORT, 3);
-    p[1] = id;
-    p[2] = creation;
-    p[3] = node;
-    *out = term_make_boxed(p);
-    return GD_OK;
+    return make_boxed3(h, HDR_EXT_PORT, id, creation, node, out);
 }
 
 int heap_make_ref(heap_t *h, term_t node, uint32_t creation, const uint32_t *words, size_t nwords,
@@ -422,14 +413,5 @@ int heap_make_export(heap_t *h, term_t module, term_t function, uint8_t arity, t
 {
     if (!term_is_atom(module) || !term_is_atom(function))
         return GD_EBADARG;
-    term_t *p;
-    int rc = alloc_words(h, 4, &p);
-    if (rc != GD_OK)
-        return rc;
-    p[0] = heap_make_header(HDR_EXPORT, 3);
-    p[1] = module;
-    p[2] = function;
-    p[3] = term_make_small(arity);
-    *out = term_make_boxed(p);
-    return GD_OK;
+    return make_boxed3(h, HDR_EXPORT, module, function, term_make_small(arity), out);
 }
