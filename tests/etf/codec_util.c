@@ -80,22 +80,6 @@ bool cu_roundtrip_bytes(const uint8_t *buf, size_t len)
     return ok;
 }
 
-uint64_t cu_rand(uint64_t *seed)
-{
-    uint64_t z = (*seed += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-uint64_t cu_below(uint64_t *seed, uint64_t n) { return cu_rand(seed) % n; }
-
-uint64_t cu_seed(uint64_t fallback)
-{
-    const char *s = getenv("GD_TEST_SEED");
-    return s != NULL && *s != '\0' ? strtoull(s, NULL, 0) : fallback;
-}
-
 static const char *const atom_pool[] = {
     "a", "ok", "error", "", "nonode@nohost", "node1@host", "\xc3\xb6",  /* ö: Latin-1 */
     "\xce\xb1\xce\xb2", /* αβ: not Latin-1 */
@@ -105,11 +89,11 @@ static const char *const atom_pool[] = {
 
 static term_t gen_atom(uint64_t *seed)
 {
-    if (cu_below(seed, 16) == 0) {
+    if (termgen_below(seed, 16) == 0) {
         /* Long atoms: 255 characters, Latin-1 or not (UTF-8 > 255 bytes). */
         char text[4 * HEAP_ATOM_MAX_CHARS];
         size_t n = 0;
-        bool wide = cu_below(seed, 2);
+        bool wide = termgen_below(seed, 2);
         for (int i = 0; i < HEAP_ATOM_MAX_CHARS; i++) {
             if (wide) {
                 text[n++] = (char)0xCE;
@@ -121,43 +105,44 @@ static term_t gen_atom(uint64_t *seed)
         term_t a;
         return heap_atom_put(text, n, &a) == GD_OK ? a : TERM_NONE;
     }
-    return heap_atom(atom_pool[cu_below(seed, ATOM_POOL_N)]);
+    return heap_atom(atom_pool[termgen_below(seed, ATOM_POOL_N)]);
 }
 
 static term_t gen_node(uint64_t *seed)
 {
     static const char *const nodes[] = {"nonode@nohost", "node1@host", "n\xc3\xb6@h"};
-    return heap_atom(nodes[cu_below(seed, 3)]);
+    return heap_atom(nodes[termgen_below(seed, 3)]);
 }
 
 static term_t gen_integer(heap_t *h, uint64_t *seed)
 {
     term_t t;
-    switch (cu_below(seed, 7)) {
+    switch (termgen_below(seed, 7)) {
     case 0:
-        return term_make_small((int64_t)cu_below(seed, 256));
+        return term_make_small((int64_t)termgen_below(seed, 256));
     case 1:
-        return term_make_small((int64_t)cu_below(seed, 2001) - 1000);
+        return term_make_small((int64_t)termgen_below(seed, 2001) - 1000);
     case 2: { /* around the INTEGER_EXT and small boundaries */
         static const int64_t edges[] = {INT32_MAX, INT32_MIN, (int64_t)INT32_MAX + 1,
                                         (int64_t)INT32_MIN - 1, SMALL_MAX, SMALL_MIN, 256, -256};
-        int64_t v = edges[cu_below(seed, sizeof edges / sizeof edges[0])];
+        int64_t v = edges[termgen_below(seed, sizeof edges / sizeof edges[0])];
         return heap_make_int64(h, v, &t) == GD_OK ? t : TERM_NONE;
     }
     case 3: {
-        int64_t v = (int64_t)cu_rand(seed);
+        int64_t v = (int64_t)termgen_next(seed);
         return heap_make_int64(h, v, &t) == GD_OK ? t : TERM_NONE;
     }
     case 4: {
-        uint64_t v = cu_rand(seed) | (uint64_t)1 << 63;
+        uint64_t v = termgen_next(seed) | (uint64_t)1 << 63;
         return heap_make_uint64(h, v, &t) == GD_OK ? t : TERM_NONE;
     }
     default: { /* bignums up to 40 digits: SMALL_BIG and LARGE_BIG */
         uint64_t d[40];
-        size_t n = 1 + cu_below(seed, cu_below(seed, 4) == 0 ? 40 : 4);
+        size_t n = 1 + termgen_below(seed, termgen_below(seed, 4) == 0 ? 40 : 4);
         for (size_t i = 0; i < n; i++)
-            d[i] = cu_below(seed, 3) == 0 ? cu_below(seed, 3) : cu_rand(seed);
-        return heap_make_integer_digits(h, cu_below(seed, 2), d, n, &t) == GD_OK ? t : TERM_NONE;
+            d[i] = termgen_below(seed, 3) == 0 ? termgen_below(seed, 3) : termgen_next(seed);
+        return heap_make_integer_digits(h, termgen_below(seed, 2), d, n, &t) == GD_OK ? t
+                                                                                      : TERM_NONE;
     }
     }
 }
@@ -166,11 +151,11 @@ static term_t gen_float(heap_t *h, uint64_t *seed)
 {
     static const double special[] = {0.0, -0.0, 1.5, -1.0, 1e300, -1e-300, 5e-324, 0.1};
     double d;
-    if (cu_below(seed, 2)) {
-        d = special[cu_below(seed, sizeof special / sizeof special[0])];
+    if (termgen_below(seed, 2)) {
+        d = special[termgen_below(seed, sizeof special / sizeof special[0])];
     } else {
         do {
-            uint64_t bits = cu_rand(seed);
+            uint64_t bits = termgen_next(seed);
             memcpy(&d, &bits, sizeof d);
         } while (!isfinite(d));
     }
@@ -181,19 +166,19 @@ static term_t gen_float(heap_t *h, uint64_t *seed)
 static term_t gen_bits(heap_t *h, uint64_t *seed)
 {
     static const size_t sizes[] = {0, 1, 3, 8, 64, 65, 200};
-    size_t nbytes = sizes[cu_below(seed, sizeof sizes / sizeof sizes[0])];
+    size_t nbytes = sizes[termgen_below(seed, sizeof sizes / sizeof sizes[0])];
     size_t bits = nbytes * 8;
-    if (nbytes > 0 && cu_below(seed, 3) == 0)
-        bits -= 1 + cu_below(seed, 7);
+    if (nbytes > 0 && termgen_below(seed, 3) == 0)
+        bits -= 1 + termgen_below(seed, 7);
     /* Sometimes a sub-binary at an odd bit offset of a larger binary. */
-    size_t off = cu_below(seed, 3) == 0 ? cu_below(seed, 13) : 0;
+    size_t off = termgen_below(seed, 3) == 0 ? termgen_below(seed, 13) : 0;
     uint8_t *data;
     term_t t;
     if (heap_make_bitstring_uninit(h, bits + off + 5, &data, &t) != GD_OK)
         return TERM_NONE;
     size_t len = (bits + off + 5 + 7) / 8;
     for (size_t i = 0; i < len; i++)
-        data[i] = (uint8_t)cu_rand(seed);
+        data[i] = (uint8_t)termgen_next(seed);
     unsigned tail = (unsigned)((bits + off + 5) % 8);
     if (tail)
         data[len - 1] &= (uint8_t)(0xFF00u >> tail);
@@ -205,7 +190,7 @@ static term_t gen_leaf(heap_t *h, uint64_t *seed)
 {
     term_t t;
     uint32_t w[HEAP_REF_MAX_WORDS];
-    switch (cu_below(seed, 12)) {
+    switch (termgen_below(seed, 12)) {
     case 0:
     case 1:
         return gen_integer(h, seed);
@@ -215,25 +200,27 @@ static term_t gen_leaf(heap_t *h, uint64_t *seed)
     case 4:
         return gen_atom(seed);
     case 5: {
-        size_t n = cu_below(seed, HEAP_REF_MAX_WORDS + 1);
+        size_t n = termgen_below(seed, HEAP_REF_MAX_WORDS + 1);
         for (size_t i = 0; i < n; i++)
-            w[i] = (uint32_t)cu_rand(seed);
-        return heap_make_ref(h, gen_node(seed), (uint32_t)cu_rand(seed), w, n, &t) == GD_OK
+            w[i] = (uint32_t)termgen_next(seed);
+        return heap_make_ref(h, gen_node(seed), (uint32_t)termgen_next(seed), w, n, &t) == GD_OK
                    ? t
                    : TERM_NONE;
     }
     case 6:
-        if (cu_below(seed, 2))
-            return term_make_local_pid((uint32_t)cu_rand(seed), (uint32_t)cu_below(seed, 1u << 28));
-        return heap_make_ext_pid(h, gen_node(seed), (uint32_t)cu_rand(seed), (uint32_t)cu_rand(seed),
-                                 (uint32_t)cu_rand(seed), &t) == GD_OK
+        if (termgen_below(seed, 2))
+            return term_make_local_pid((uint32_t)termgen_next(seed),
+                                       (uint32_t)termgen_below(seed, 1u << 28));
+        return heap_make_ext_pid(h, gen_node(seed), (uint32_t)termgen_next(seed),
+                                 (uint32_t)termgen_next(seed), (uint32_t)termgen_next(seed),
+                                 &t) == GD_OK
                    ? t
                    : TERM_NONE;
     case 7: {
-        uint64_t id = cu_below(seed, 2) ? cu_below(seed, 1u << 28) : cu_rand(seed);
-        if (cu_below(seed, 2))
+        uint64_t id = termgen_below(seed, 2) ? termgen_below(seed, 1u << 28) : termgen_next(seed);
+        if (termgen_below(seed, 2))
             return term_make_local_port(id & LOCAL_PORT_MAX);
-        return heap_make_ext_port(h, gen_node(seed), id, (uint32_t)cu_rand(seed), &t) == GD_OK
+        return heap_make_ext_port(h, gen_node(seed), id, (uint32_t)termgen_next(seed), &t) == GD_OK
                    ? t
                    : TERM_NONE;
     }
@@ -241,8 +228,8 @@ static term_t gen_leaf(heap_t *h, uint64_t *seed)
     case 9:
         return gen_bits(h, seed);
     case 10:
-        return heap_make_export(h, gen_atom(seed), gen_atom(seed), (uint8_t)cu_rand(seed), &t) ==
-                       GD_OK
+        return heap_make_export(h, gen_atom(seed), gen_atom(seed), (uint8_t)termgen_next(seed),
+                                &t) == GD_OK
                    ? t
                    : TERM_NONE;
     default:
@@ -252,18 +239,18 @@ static term_t gen_leaf(heap_t *h, uint64_t *seed)
 
 static term_t gen_list(heap_t *h, uint64_t *seed, int depth)
 {
-    size_t n = cu_below(seed, 6);
-    bool bytes = cu_below(seed, 3) == 0;
-    if (bytes && cu_below(seed, 64) == 0)
-        n = 65534 + cu_below(seed, 3); /* either side of the STRING_EXT limit */
+    size_t n = termgen_below(seed, 6);
+    bool bytes = termgen_below(seed, 3) == 0;
+    if (bytes && termgen_below(seed, 64) == 0)
+        n = 65534 + termgen_below(seed, 3); /* either side of the STRING_EXT limit */
     term_t tail = TERM_NIL;
-    if (!bytes && cu_below(seed, 4) == 0) {
+    if (!bytes && termgen_below(seed, 4) == 0) {
         tail = cu_random_term(h, seed, depth - 1);
         if (tail == TERM_NONE)
             return TERM_NONE;
     }
     for (size_t i = 0; i < n; i++) {
-        term_t x = bytes ? term_make_small((int64_t)cu_below(seed, 256))
+        term_t x = bytes ? term_make_small((int64_t)termgen_below(seed, 256))
                          : cu_random_term(h, seed, depth - 1);
         if (x == TERM_NONE || heap_cons(h, x, tail, &tail) != GD_OK)
             return TERM_NONE;
@@ -273,11 +260,13 @@ static term_t gen_list(heap_t *h, uint64_t *seed, int depth)
 
 static term_t gen_map(heap_t *h, uint64_t *seed, int depth)
 {
-    size_t want = cu_below(seed, 12) == 0 ? 33 + cu_below(seed, 60) : cu_below(seed, 8);
+    size_t want =
+        termgen_below(seed, 12) == 0 ? 33 + termgen_below(seed, 60) : termgen_below(seed, 8);
     term_t keys[100], vals[100];
     size_t n = 0;
     for (size_t tries = 0; n < want && tries < 4 * want + 8; tries++) {
-        term_t k = cu_below(seed, 4) == 0 ? cu_random_term(h, seed, depth - 2) : gen_leaf(h, seed);
+        term_t k =
+            termgen_below(seed, 4) == 0 ? cu_random_term(h, seed, depth - 2) : gen_leaf(h, seed);
         if (k == TERM_NONE)
             return TERM_NONE;
         bool dup = false;
@@ -300,16 +289,16 @@ static term_t gen_fun(heap_t *h, uint64_t *seed, int depth)
 {
     heap_fun_info_t fi;
     memset(&fi, 0, sizeof fi);
-    fi.arity = (uint8_t)cu_rand(seed);
+    fi.arity = (uint8_t)termgen_next(seed);
     for (int i = 0; i < 16; i++)
-        fi.uniq[i] = (uint8_t)cu_rand(seed);
-    fi.index = (uint32_t)cu_rand(seed);
-    fi.num_free = (uint32_t)cu_below(seed, 4);
+        fi.uniq[i] = (uint8_t)termgen_next(seed);
+    fi.index = (uint32_t)termgen_next(seed);
+    fi.num_free = (uint32_t)termgen_below(seed, 4);
     fi.module = gen_atom(seed);
-    fi.old_index = term_make_small((int64_t)cu_below(seed, 300));
-    fi.old_uniq = term_make_small((int32_t)cu_rand(seed));
-    if (cu_below(seed, 2)) {
-        fi.pid = term_make_local_pid((uint32_t)cu_below(seed, 1000), 0);
+    fi.old_index = term_make_small((int64_t)termgen_below(seed, 300));
+    fi.old_uniq = term_make_small((int32_t)termgen_next(seed));
+    if (termgen_below(seed, 2)) {
+        fi.pid = term_make_local_pid((uint32_t)termgen_below(seed, 1000), 0);
     } else if (heap_make_ext_pid(h, gen_node(seed), 7, 1, 2, &fi.pid) != GD_OK) {
         return TERM_NONE;
     }
@@ -326,11 +315,12 @@ static term_t gen_fun(heap_t *h, uint64_t *seed, int depth)
 
 term_t cu_random_term(heap_t *h, uint64_t *seed, int depth)
 {
-    if (depth <= 0 || cu_below(seed, 3) == 0)
+    if (depth <= 0 || termgen_below(seed, 3) == 0)
         return gen_leaf(h, seed);
-    switch (cu_below(seed, 5)) {
+    switch (termgen_below(seed, 5)) {
     case 0: {
-        size_t arity = cu_below(seed, 20) == 0 ? 256 + cu_below(seed, 4) : cu_below(seed, 5);
+        size_t arity =
+            termgen_below(seed, 20) == 0 ? 256 + termgen_below(seed, 4) : termgen_below(seed, 5);
         term_t items[260];
         for (size_t i = 0; i < arity; i++) {
             items[i] = i < 8 ? cu_random_term(h, seed, depth - 1) : gen_leaf(h, seed);

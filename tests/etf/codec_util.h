@@ -12,6 +12,9 @@
 
 #include "cunit_main.h"
 #include "etf.h"
+/* The random stream (termgen_next/termgen_below) and the test seed
+ * (termgen_seed_from_env) are tests/heap's, linked into every etf suite. */
+#include "termgen_util.h"
 
 /* A byte array literal and its length: BYTES(131, 97, 1). */
 #define BYTES(...) ((const uint8_t[]){__VA_ARGS__}), sizeof((const uint8_t[]){__VA_ARGS__})
@@ -33,15 +36,8 @@ bool cu_decode_fails(const uint8_t *buf, size_t len, const etf_decode_opts_t *op
 /* Decodes buf and checks that re-encoding (OTP 25 defaults) reproduces it. */
 bool cu_roundtrip_bytes(const uint8_t *buf, size_t len);
 
-/* splitmix64 step and bounded draw. */
-uint64_t cu_rand(uint64_t *seed);
-uint64_t cu_below(uint64_t *seed, uint64_t n);
-
 /* A random term with nesting at most `depth`; TERM_NONE if h cannot grow. */
 term_t cu_random_term(heap_t *h, uint64_t *seed, int depth);
-
-/* The test seed: GD_TEST_SEED from the environment if set, else fallback. */
-uint64_t cu_seed(uint64_t fallback);
 
 #define CU_ASSERT_DECODE_FAILS(bytes_and_len, opts, code, offset)                  \
     CU_ASSERT(cu_decode_fails_va(opts, code, offset, bytes_and_len))

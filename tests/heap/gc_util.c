@@ -2,17 +2,16 @@
  * gc_util.c — see gc_util.h.
  */
 #include "gc_util.h"
+#include "termgen_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* The same splitmix64 stream as termgen's (one copy of the generator). */
 uint64_t gcu_next(gcu_rng_t *r)
 {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return termgen_next(&r->s);
 }
 
 size_t gcu_below(gcu_rng_t *r, size_t n)
