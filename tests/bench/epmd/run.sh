@@ -2,7 +2,11 @@
 # PORT_PLEASE2 lookups/s: girder epmd vs OTP epmd, same client, same run,
 # interleaved rounds (girder, otp, girder, otp, ...).  Prints one JSON line
 # per round and one per implementation with the median.
-#   tests/bench/epmd/run.sh [BUILD_DIR] [ROUNDS] [SECONDS] [CONCURRENCY]
+#   tests/bench/epmd/run.sh [BUILD_DIR] [ROUNDS] [SECONDS] [CONCURRENCY] [THREADS]
+# THREADS (default 2) client threads share the in-flight lookups: the
+# client pays for most of each lookup's TCP work (its connect runs the
+# handshake on both ends, about twice the server's CPU per lookup), so a
+# single client thread saturates before either server and both look equal.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -10,6 +14,7 @@ build=${1:-$root/build/release}
 rounds=${2:-3}
 secs=${3:-3}
 conc=${4:-16}
+threads=${5:-2}
 girder=$build/node/girder
 client=$build/tests/bench/epmd/bench_epmd_client
 [ -x "$girder" ] && [ -x "$client" ] || { echo "build girder and bench_epmd_client in $build first" >&2; exit 1; }
@@ -43,12 +48,12 @@ oport=$(start_epmd epmd)
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 g=(); o=()
 for r in $(seq 1 "$rounds"); do
-  read -r v err _ < <("$client" "$gport" "$secs" "$conc")
+  read -r v err _ < <("$client" "$gport" "$secs" "$conc" "$threads")
   g+=("$v")
-  echo "{\"bench\":\"epmd_port_please\",\"impl\":\"girder\",\"round\":$r,\"value\":$v,\"errors\":$err,\"unit\":\"lookups/s\"}"
-  read -r v err _ < <("$client" "$oport" "$secs" "$conc")
+  echo "{\"bench\":\"epmd_port_please\",\"impl\":\"girder\",\"round\":$r,\"value\":$v,\"errors\":$err,\"threads\":$threads,\"unit\":\"lookups/s\"}"
+  read -r v err _ < <("$client" "$oport" "$secs" "$conc" "$threads")
   o+=("$v")
-  echo "{\"bench\":\"epmd_port_please\",\"impl\":\"otp\",\"round\":$r,\"value\":$v,\"errors\":$err,\"unit\":\"lookups/s\"}"
+  echo "{\"bench\":\"epmd_port_please\",\"impl\":\"otp\",\"round\":$r,\"value\":$v,\"errors\":$err,\"threads\":$threads,\"unit\":\"lookups/s\"}"
 done
 gm=$(printf '%s\n' "${g[@]}" | median)
 om=$(printf '%s\n' "${o[@]}" | median)
