@@ -540,7 +540,7 @@ static void free_frags(heap_t *h)
         for (size_t i = 0; i < f->used; i++)
             f->words[i] = GC_POISON;
 #endif
-        free(f);
+        heap_frag_release_storage(f);
     }
     h->frags = NULL;
     h->frag_words = 0;

@@ -54,6 +54,12 @@ extern _Thread_local unsigned heap_area_fail_countdown;
 void heap_area_free(term_t *p, size_t words);
 term_t *heap_area_resize(term_t *p, size_t old_words, size_t new_words, size_t keep_words);
 
+/* A fragment with room for `capacity` words, none used, from the area
+ * allocator (NULL when memory is exhausted); heap_frag_release_storage
+ * gives its memory back without touching its off-heap list. */
+heap_frag_t *heap_frag_new(size_t capacity);
+void heap_frag_release_storage(heap_frag_t *f);
+
 /* Drops the binary references of a chain of REFC_BIN objects linked through
  * their next word. */
 void heap_offheap_release(term_t *first);

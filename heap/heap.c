@@ -106,24 +106,47 @@ int heap_init(heap_t *h, size_t min_words)
     return GD_OK;
 }
 
-/* Drops the references held by a chain of REFC_BIN objects. */
-static void release_offheap_chain(term_t *obj)
+/* Words of a fragment's header (heap_frag_t before its words[]). */
+#define FRAG_HEADER_WORDS ((sizeof(heap_frag_t) + sizeof(term_t) - 1) / sizeof(term_t))
+
+heap_frag_t *heap_frag_new(size_t capacity)
 {
-    while (obj != NULL) {
-        heap_binary_t *bin = (heap_binary_t *)(uintptr_t)obj[2];
-        term_t *next = (term_t *)(uintptr_t)obj[3];
-        heap_binary_unref(bin);
-        obj = next;
-    }
+    if (capacity > SIZE_MAX / sizeof(term_t) - FRAG_HEADER_WORDS)
+        return NULL;
+    /* Through the area allocator: large fragments are recycled blocks, so a
+     * heap that overflows into fragments again and again (decoding big
+     * terms, building large messages) does not page-fault fresh memory
+     * each time. */
+    heap_frag_t *f = (heap_frag_t *)heap_area_alloc(FRAG_HEADER_WORDS + capacity);
+    if (f == NULL)
+        return NULL;
+    f->next = NULL;
+    f->used = 0;
+    f->capacity = capacity;
+    f->offheap_first = NULL;
+    f->offheap_bytes = 0;
+    return f;
+}
+
+void heap_frag_release_storage(heap_frag_t *f)
+{
+    heap_area_free((term_t *)f, FRAG_HEADER_WORDS + f->capacity);
+}
+
+void heap_frag_free(heap_frag_t *frag)
+{
+    if (frag == NULL)
+        return;
+    heap_offheap_release(frag->offheap_first);
+    heap_frag_release_storage(frag);
 }
 
 void heap_destroy(heap_t *h)
 {
-    release_offheap_chain(h->offheap_first);
+    heap_offheap_release(h->offheap_first);
     for (heap_frag_t *f = h->frags, *next; f != NULL; f = next) {
         next = f->next;
-        release_offheap_chain(f->offheap_first);
-        free(f);
+        heap_frag_free(f);
     }
     heap_area_free(h->young_start, (size_t)(h->young_end - h->young_start));
     heap_area_free(h->old_start, (size_t)(h->old_end - h->old_start));
@@ -160,15 +183,10 @@ term_t *heap_alloc_slow(heap_t *h, size_t words)
         cap = HEAP_FRAG_MIN_WORDS;
     if (cap < words)
         cap = words;
-    if (cap > (SIZE_MAX - sizeof *f) / sizeof(term_t))
-        return NULL;
-    f = malloc(sizeof *f + cap * sizeof(term_t));
+    f = heap_frag_new(cap);
     if (f == NULL)
         return NULL;
-    f->capacity = cap;
     f->used = words;
-    f->offheap_first = NULL;
-    f->offheap_bytes = 0;
     f->next = h->frags;
     h->frags = f;
     h->frag_words += words;

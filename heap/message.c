@@ -20,16 +20,9 @@ void heap_offheap_release(term_t *first)
 /* A fragment of exactly `words` words, all in use. */
 static heap_frag_t *frag_new(size_t words)
 {
-    if (words > (SIZE_MAX - sizeof(heap_frag_t)) / sizeof(term_t))
-        return NULL;
-    heap_frag_t *f = malloc(sizeof *f + words * sizeof(term_t));
-    if (f == NULL)
-        return NULL;
-    f->next = NULL;
-    f->used = words;
-    f->capacity = words;
-    f->offheap_first = NULL;
-    f->offheap_bytes = 0;
+    heap_frag_t *f = heap_frag_new(words);
+    if (f != NULL)
+        f->used = words;
     return f;
 }
 
@@ -104,12 +97,4 @@ void heap_attach_frag(heap_t *h, heap_frag_t *frag)
      * area in size, even if the process allocates little itself. */
     if (h->frag_words >= (size_t)(h->young_end - h->young_start))
         h->gc_flags |= HEAP_GCF_WANTED;
-}
-
-void heap_frag_free(heap_frag_t *frag)
-{
-    if (frag == NULL)
-        return;
-    heap_offheap_release(frag->offheap_first);
-    free(frag);
 }
