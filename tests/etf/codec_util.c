@@ -80,6 +80,47 @@ bool cu_roundtrip_bytes(const uint8_t *buf, size_t len)
     return ok;
 }
 
+heap_t cu_heap;
+
+void cu_setup(void)
+{
+    CU_ASSERT_FATAL(heap_init(&cu_heap, 0) == GD_OK);
+}
+void cu_teardown(void)
+{
+    heap_destroy(&cu_heap);
+}
+
+term_t cu_int64(int64_t v)
+{
+    term_t t;
+    CU_ASSERT_FATAL(heap_make_int64(&cu_heap, v, &t) == GD_OK);
+    return t;
+}
+
+term_t cu_tuple(size_t n, const term_t *items)
+{
+    term_t *el, t;
+    CU_ASSERT_FATAL(heap_make_tuple(&cu_heap, n, &el, &t) == GD_OK);
+    if (n > 0)
+        memcpy(el, items, n * sizeof *el);
+    return t;
+}
+
+term_t cu_list(size_t n, const term_t *items, term_t tail)
+{
+    for (size_t i = n; i-- > 0;)
+        CU_ASSERT_FATAL(heap_cons(&cu_heap, items[i], tail, &tail) == GD_OK);
+    return tail;
+}
+
+term_t cu_binary(const void *p, size_t n)
+{
+    term_t t;
+    CU_ASSERT_FATAL(heap_make_binary(&cu_heap, p, n, &t) == GD_OK);
+    return t;
+}
+
 static const char *const atom_pool[] = {
     "a", "ok", "error", "", "nonode@nohost", "node1@host", "\xc3\xb6",  /* ö: Latin-1 */
     "\xce\xb1\xce\xb2", /* αβ: not Latin-1 */

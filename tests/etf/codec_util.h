@@ -39,6 +39,25 @@ bool cu_roundtrip_bytes(const uint8_t *buf, size_t len);
 /* A random term with nesting at most `depth`; TERM_NONE if h cannot grow. */
 term_t cu_random_term(heap_t *h, uint64_t *seed, int depth);
 
+/*
+ * The heap the term builders below allocate on.  A test calls cu_setup()
+ * first and cu_teardown() last; the builders fail the test (fatally) when
+ * the heap cannot grow.
+ */
+extern heap_t cu_heap;
+void cu_setup(void);
+void cu_teardown(void);
+term_t cu_int64(int64_t v);
+term_t cu_tuple(size_t n, const term_t *items);
+term_t cu_list(size_t n, const term_t *items, term_t tail);
+term_t cu_binary(const void *p, size_t n);
+
+#define SMALL(v) term_make_small(v)
+#define TUPLE(...)                                                                                 \
+    cu_tuple(sizeof((term_t[]){__VA_ARGS__}) / sizeof(term_t), (term_t[]){__VA_ARGS__})
+#define LIST(...)                                                                                  \
+    cu_list(sizeof((term_t[]){__VA_ARGS__}) / sizeof(term_t), (term_t[]){__VA_ARGS__}, TERM_NIL)
+
 #define CU_ASSERT_DECODE_FAILS(bytes_and_len, opts, code, offset)                  \
     CU_ASSERT(cu_decode_fails_va(opts, code, offset, bytes_and_len))
 static inline bool cu_decode_fails_va(const etf_decode_opts_t *opts, int code, size_t offset,

@@ -10,18 +10,13 @@
 
 #include "codec_util.h"
 
-static heap_t H;
-
-static void setup(void) { CU_ASSERT_FATAL(heap_init(&H, 0) == GD_OK); }
-static void teardown(void) { heap_destroy(&H); }
-
 /* Decodes bytes that must be a complete term; returns it. */
 static term_t dec(const uint8_t *b, size_t n)
 {
     term_t t = TERM_NONE;
     size_t used = 0;
     etf_error_t err = {0, 0};
-    int rc = etf_decode(&H, b, n, NULL, &t, &used, &err);
+    int rc = etf_decode(&cu_heap, b, n, NULL, &t, &used, &err);
     if (rc != GD_OK || used != n) {
         fprintf(stderr, "\ndecode rc=%d at %zu used=%zu\n", rc, err.offset, used);
         cu_dump("  input", b, n);
@@ -31,44 +26,13 @@ static term_t dec(const uint8_t *b, size_t n)
 }
 #define DEC(...) dec(BYTES(__VA_ARGS__))
 
-static term_t atom(const char *s) { return heap_atom(s); }
-static term_t big(int64_t v)
-{
-    term_t t;
-    CU_ASSERT_FATAL(heap_make_int64(&H, v, &t) == GD_OK);
-    return t;
-}
-static term_t tup(size_t n, const term_t *items)
-{
-    term_t *el, t;
-    CU_ASSERT_FATAL(heap_make_tuple(&H, n, &el, &t) == GD_OK);
-    if (n > 0)
-        memcpy(el, items, n * sizeof *el);
-    return t;
-}
-static term_t lst(size_t n, const term_t *items, term_t tail)
-{
-    for (size_t i = n; i-- > 0;)
-        CU_ASSERT_FATAL(heap_cons(&H, items[i], tail, &tail) == GD_OK);
-    return tail;
-}
-static term_t bin(const void *p, size_t n)
-{
-    term_t t;
-    CU_ASSERT_FATAL(heap_make_binary(&H, p, n, &t) == GD_OK);
-    return t;
-}
 static bool eq(term_t a, term_t b) { return a != TERM_NONE && b != TERM_NONE && heap_equal_exact(a, b); }
-
-#define SMALL(v) term_make_small(v)
-#define TUPLE(...) tup(sizeof((term_t[]){__VA_ARGS__}) / sizeof(term_t), (term_t[]){__VA_ARGS__})
-#define LIST(...) lst(sizeof((term_t[]){__VA_ARGS__}) / sizeof(term_t), (term_t[]){__VA_ARGS__}, TERM_NIL)
 
 /* ---- integers ---- */
 
 static void test_integers(void)
 {
-    setup();
+    cu_setup();
     CU_ASSERT(DEC(131, 97, 0) == SMALL(0));
     CU_ASSERT(DEC(131, 97, 255) == SMALL(255));
     CU_ASSERT(DEC(131, 98, 0, 0, 1, 0) == SMALL(256));
@@ -87,9 +51,10 @@ static void test_integers(void)
     CU_ASSERT(term_is_big(t) && term_big_negative(t) && term_big_ndigits(t) == 2);
     /* small/big boundary of the 60-bit small */
     CU_ASSERT(DEC(131, 110, 8, 0, 255, 255, 255, 255, 255, 255, 255, 7) == SMALL(SMALL_MAX));
-    CU_ASSERT(eq(DEC(131, 110, 8, 0, 0, 0, 0, 0, 0, 0, 0, 8), big(SMALL_MAX + 1)));
+    CU_ASSERT(eq(DEC(131, 110, 8, 0, 0, 0, 0, 0, 0, 0, 0, 8), cu_int64(SMALL_MAX + 1)));
     CU_ASSERT(DEC(131, 110, 8, 1, 0, 0, 0, 0, 0, 0, 0, 8) == SMALL(SMALL_MIN));
-    CU_ASSERT(eq(DEC(131, 110, 8, 1, 255, 255, 255, 255, 255, 255, 255, 127), big(INT64_MIN + 1)));
+    CU_ASSERT(
+        eq(DEC(131, 110, 8, 1, 255, 255, 255, 255, 255, 255, 255, 127), cu_int64(INT64_MIN + 1)));
     /* 2^2040: LARGE_BIG_EXT with 256 digit bytes */
     uint8_t b[6 + 1 + 256];
     memset(b, 0, sizeof b);
@@ -108,14 +73,14 @@ static void test_integers(void)
     CU_ASSERT(DEC(131, 110, 1, 2, 5) == SMALL(-5));   /* any non-zero sign is negative */
     CU_ASSERT(DEC(131, 111, 0, 0, 0, 1, 0, 5) == SMALL(5));
     CU_ASSERT(DEC(131, 110, 9, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0) == SMALL(1));
-    teardown();
+    cu_teardown();
 }
 
 /* ---- floats ---- */
 
 static void test_floats(void)
 {
-    setup();
+    cu_setup();
     term_t t = DEC(131, 70, 63, 248, 0, 0, 0, 0, 0, 0);
     CU_ASSERT(term_is_float(t) && term_float_value(t) == 1.5);
     t = DEC(131, 70, 0, 0, 0, 0, 0, 0, 0, 0);
@@ -128,13 +93,13 @@ static void test_floats(void)
     t = DEC(131, 99, 49, 46, 53, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48,
             48, 48, 101, 43, 48, 48, 0, 0, 0, 0, 0);
     CU_ASSERT(term_is_float(t) && term_float_value(t) == 1.5);
-    teardown();
+    cu_teardown();
 }
 
 /* FLOAT_EXT text rules, as probed on OTP 25. */
 static void test_float_ext_text(void)
 {
-    setup();
+    cu_setup();
     static const struct {
         const char *text;
         bool ok;
@@ -159,7 +124,7 @@ static void test_float_ext_text(void)
         memcpy(b + 2, cases[i].text, strlen(cases[i].text));
         term_t t;
         etf_error_t err;
-        int rc = etf_decode(&H, b, sizeof b, NULL, &t, NULL, &err);
+        int rc = etf_decode(&cu_heap, b, sizeof b, NULL, &t, NULL, &err);
         if (cases[i].ok) {
             CU_ASSERT(rc == GD_OK && term_is_float(t) && term_float_value(t) == cases[i].value);
         } else {
@@ -171,25 +136,26 @@ static void test_float_ext_text(void)
     /* text after the first NUL is ignored */
     uint8_t b[2 + ETF_FLOAT_EXT_LEN] = {131, 99, '1', '.', '5', 0, 'a', 'b', 'c'};
     term_t t;
-    CU_ASSERT(etf_decode(&H, b, sizeof b, NULL, &t, NULL, NULL) == GD_OK && term_float_value(t) == 1.5);
-    teardown();
+    CU_ASSERT(etf_decode(&cu_heap, b, sizeof b, NULL, &t, NULL, NULL) == GD_OK &&
+              term_float_value(t) == 1.5);
+    cu_teardown();
 }
 
 /* ---- atoms ---- */
 
 static void test_atoms(void)
 {
-    setup();
-    CU_ASSERT(DEC(131, 100, 0, 1, 97) == atom("a"));
-    CU_ASSERT(DEC(131, 119, 2, 206, 177) == atom("\xce\xb1"));
+    cu_setup();
+    CU_ASSERT(DEC(131, 100, 0, 1, 97) == heap_atom("a"));
+    CU_ASSERT(DEC(131, 119, 2, 206, 177) == heap_atom("\xce\xb1"));
     /* 'ö' as Latin-1 ATOM_EXT, SMALL_ATOM_EXT and UTF-8: one atom */
-    term_t o = atom("\xc3\xb6");
+    term_t o = heap_atom("\xc3\xb6");
     CU_ASSERT(DEC(131, 100, 0, 1, 246) == o);
     CU_ASSERT(DEC(131, 115, 1, 246) == o);
     CU_ASSERT(DEC(131, 119, 2, 195, 182) == o);
     CU_ASSERT(DEC(131, 118, 0, 2, 195, 182) == o);
     CU_ASSERT(DEC(131, 100, 0, 0) == ATOM_EMPTY);
-    CU_ASSERT(DEC(131, 119, 1, 0) == atom("\0") || heap_atom_chars(DEC(131, 119, 1, 0)) == 1);
+    CU_ASSERT(DEC(131, 119, 1, 0) == heap_atom("\0") || heap_atom_chars(DEC(131, 119, 1, 0)) == 1);
     /* 255 characters: the longest atom, in both encodings */
     uint8_t b[4 + 4 * 255];
     b[0] = 131;
@@ -212,50 +178,51 @@ static void test_atoms(void)
     t = DEC(131, 104, 3, 100, 0, 2, 111, 107, 100, 0, 2, 111, 107, 119, 2, 111, 107);
     CU_ASSERT(term_is_tuple(t) && term_tuple_elems(t)[0] == ATOM_OK &&
               term_tuple_elems(t)[1] == ATOM_OK && term_tuple_elems(t)[2] == ATOM_OK);
-    teardown();
+    cu_teardown();
 }
 
 static void test_atom_cache_ref(void)
 {
-    setup();
-    term_t refs[2] = {atom("cached"), ATOM_TRUE};
+    cu_setup();
+    term_t refs[2] = {heap_atom("cached"), ATOM_TRUE};
     etf_decode_opts_t o = {0};
     o.atom_cache_refs = refs;
     o.atom_cache_count = 2;
     term_t t;
-    CU_ASSERT(etf_decode(&H, BYTES(131, 104, 2, 82, 0, 82, 1), &o, &t, NULL, NULL) == GD_OK);
+    CU_ASSERT(etf_decode(&cu_heap, BYTES(131, 104, 2, 82, 0, 82, 1), &o, &t, NULL, NULL) == GD_OK);
     CU_ASSERT(term_is_tuple(t) && term_tuple_elems(t)[0] == refs[0] &&
               term_tuple_elems(t)[1] == ATOM_TRUE);
     /* in a pid node */
-    CU_ASSERT(etf_decode(&H, BYTES(131, 88, 82, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3), &o, &t, NULL,
-                         NULL) == GD_OK);
+    CU_ASSERT(etf_decode(&cu_heap, BYTES(131, 88, 82, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3), &o,
+                         &t, NULL, NULL) == GD_OK);
     heap_ident_t id;
     heap_ident(t, &id);
     CU_ASSERT(id.node == refs[0] && id.words[0] == 1 && id.words[1] == 2 && id.creation == 3);
     /* index beyond the table, or no table (outside dist) */
     CU_ASSERT_DECODE_FAILS(BYTES(131, 104, 1, 82, 2), &o, ETF_EATOM_CACHE, 3);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 82, 0), NULL, ETF_EATOM_CACHE, 1);
-    teardown();
+    cu_teardown();
 }
 
 /* ---- lists, strings, tuples ---- */
 
 static void test_lists(void)
 {
-    setup();
+    cu_setup();
     CU_ASSERT(DEC(131, 106) == TERM_NIL);
     CU_ASSERT(eq(DEC(131, 107, 0, 3, 97, 98, 99), LIST(SMALL('a'), SMALL('b'), SMALL('c'))));
     CU_ASSERT(DEC(131, 107, 0, 0) == TERM_NIL); /* STRING_EXT of length 0 */
     term_t items[] = {SMALL(1), SMALL(2)};
-    CU_ASSERT(eq(DEC(131, 108, 0, 0, 0, 2, 97, 1, 97, 2, 97, 3), lst(2, items, SMALL(3))));
+    CU_ASSERT(eq(DEC(131, 108, 0, 0, 0, 2, 97, 1, 97, 2, 97, 3), cu_list(2, items, SMALL(3))));
     CU_ASSERT(eq(DEC(131, 108, 0, 0, 0, 1, 98, 0, 0, 1, 0, 106), LIST(SMALL(256))));
-    CU_ASSERT(eq(DEC(131, 108, 0, 0, 0, 1, 100, 0, 1, 97, 106), LIST(atom("a"))));
-    CU_ASSERT(eq(DEC(131, 108, 0, 0, 0, 2, 97, 1, 97, 2, 100, 0, 1, 120), lst(2, items, atom("x"))));
+    CU_ASSERT(eq(DEC(131, 108, 0, 0, 0, 1, 100, 0, 1, 97, 106), LIST(heap_atom("a"))));
+    CU_ASSERT(eq(DEC(131, 108, 0, 0, 0, 2, 97, 1, 97, 2, 100, 0, 1, 120),
+                 cu_list(2, items, heap_atom("x"))));
     CU_ASSERT(eq(DEC(131, 108, 0, 0, 0, 3, 97, 97, 97, 98, 98, 0, 0, 1, 44, 106),
                  LIST(SMALL('a'), SMALL('b'), SMALL(300))));
     /* LIST_EXT of length 0 is its tail (OTP 25) */
     CU_ASSERT(DEC(131, 108, 0, 0, 0, 0, 106) == TERM_NIL);
-    CU_ASSERT(DEC(131, 108, 0, 0, 0, 0, 100, 0, 1, 120) == atom("x"));
+    CU_ASSERT(DEC(131, 108, 0, 0, 0, 0, 100, 0, 1, 120) == heap_atom("x"));
     /* a LIST_EXT tail that is itself a LIST_EXT makes one list */
     CU_ASSERT(eq(DEC(131, 108, 0, 0, 0, 1, 97, 1, 108, 0, 0, 0, 1, 97, 2, 106), LIST(SMALL(1), SMALL(2))));
     /* 65535 bytes as STRING_EXT */
@@ -274,15 +241,15 @@ static void test_lists(void)
         ok = ok && term_car(t) == SMALL((uint8_t)count);
     CU_ASSERT(ok && count == n && t == TERM_NIL);
     free(b);
-    teardown();
+    cu_teardown();
 }
 
 static void test_tuples(void)
 {
-    setup();
+    cu_setup();
     term_t t = DEC(131, 104, 0);
     CU_ASSERT(term_is_tuple(t) && term_tuple_arity(t) == 0);
-    CU_ASSERT(eq(DEC(131, 104, 2, 100, 0, 1, 97, 97, 1), TUPLE(atom("a"), SMALL(1))));
+    CU_ASSERT(eq(DEC(131, 104, 2, 100, 0, 1, 97, 97, 1), TUPLE(heap_atom("a"), SMALL(1))));
     /* LARGE_TUPLE_EXT, including a small arity in the large form */
     CU_ASSERT(eq(DEC(131, 105, 0, 0, 0, 2, 97, 1, 97, 2), TUPLE(SMALL(1), SMALL(2))));
     uint8_t b[6 + 2 * 300];
@@ -299,16 +266,16 @@ static void test_tuples(void)
     t = dec(b, sizeof b);
     CU_ASSERT(term_is_tuple(t) && term_tuple_arity(t) == 300 &&
               term_tuple_elems(t)[299] == SMALL(299 & 0xFF));
-    teardown();
+    cu_teardown();
 }
 
 /* ---- binaries ---- */
 
 static void test_binaries(void)
 {
-    setup();
-    CU_ASSERT(eq(DEC(131, 109, 0, 0, 0, 3, 1, 2, 3), bin("\1\2\3", 3)));
-    CU_ASSERT(eq(DEC(131, 109, 0, 0, 0, 0), bin("", 0)));
+    cu_setup();
+    CU_ASSERT(eq(DEC(131, 109, 0, 0, 0, 3, 1, 2, 3), cu_binary("\1\2\3", 3)));
+    CU_ASSERT(eq(DEC(131, 109, 0, 0, 0, 0), cu_binary("", 0)));
     heap_bin_view_t v;
     term_t t = DEC(131, 77, 0, 0, 0, 1, 3, 32);
     heap_bin_view(t, &v);
@@ -320,8 +287,8 @@ static void test_binaries(void)
     heap_bin_view(t, &v);
     CU_ASSERT(v.bit_size == 9);
     /* bits 0 with length 0 is <<>>; bits 8 is a whole binary */
-    CU_ASSERT(eq(DEC(131, 77, 0, 0, 0, 0, 0), bin("", 0)));
-    CU_ASSERT(eq(DEC(131, 77, 0, 0, 0, 1, 8, 5), bin("\5", 1)));
+    CU_ASSERT(eq(DEC(131, 77, 0, 0, 0, 0, 0), cu_binary("", 0)));
+    CU_ASSERT(eq(DEC(131, 77, 0, 0, 0, 1, 8, 5), cu_binary("\5", 1)));
     /* dirty tail bits are masked: <<7:3>> */
     t = DEC(131, 77, 0, 0, 0, 1, 3, 0xFF);
     heap_bin_view(t, &v);
@@ -338,22 +305,24 @@ static void test_binaries(void)
         b[6 + i] = (uint8_t)(i * 7);
     t = dec(b, sizeof b);
     CU_ASSERT(term_is_boxed_of(t, HDR_REFC_BIN));
-    CU_ASSERT(eq(t, bin(b + 6, 1000)));
-    teardown();
+    CU_ASSERT(eq(t, cu_binary(b + 6, 1000)));
+    cu_teardown();
 }
 
 /* ---- maps ---- */
 
 static void test_maps(void)
 {
-    setup();
+    cu_setup();
     term_t t = DEC(131, 116, 0, 0, 0, 0);
     CU_ASSERT(term_is_map(t) && heap_map_size(t) == 0);
     t = DEC(131, 116, 0, 0, 0, 2, 100, 0, 1, 97, 97, 2, 100, 0, 1, 98, 97, 1);
-    CU_ASSERT(term_is_map(t) && heap_map_size(t) == 2 && heap_map_get(t, atom("a")) == SMALL(2) &&
-              heap_map_get(t, atom("b")) == SMALL(1));
+    CU_ASSERT(term_is_map(t) && heap_map_size(t) == 2 &&
+              heap_map_get(t, heap_atom("a")) == SMALL(2) &&
+              heap_map_get(t, heap_atom("b")) == SMALL(1));
     t = DEC(131, 116, 0, 0, 0, 2, 97, 1, 100, 0, 1, 97, 100, 0, 1, 97, 97, 1);
-    CU_ASSERT(heap_map_get(t, SMALL(1)) == atom("a") && heap_map_get(t, atom("a")) == SMALL(1));
+    CU_ASSERT(heap_map_get(t, SMALL(1)) == heap_atom("a") &&
+              heap_map_get(t, heap_atom("a")) == SMALL(1));
     /* unsorted keys are accepted */
     t = DEC(131, 116, 0, 0, 0, 2, 97, 2, 97, 1, 97, 1, 97, 2);
     CU_ASSERT(heap_map_size(t) == 2 && heap_map_get(t, SMALL(1)) == SMALL(2));
@@ -378,14 +347,14 @@ static void test_maps(void)
     t = dec(b, sizeof b);
     CU_ASSERT(term_is_map(t) && heap_map_size(t) == 40 && heap_map_get(t, SMALL(40)) == SMALL(0) &&
               heap_map_get(t, SMALL(1)) == SMALL(39));
-    teardown();
+    cu_teardown();
 }
 
 /* ---- pids, ports, references ---- */
 
 static void test_pids_ports_refs(void)
 {
-    setup();
+    cu_setup();
     heap_ident_t id;
     term_t t = DEC(131, 88, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115, 116,
                    0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0);
@@ -432,7 +401,7 @@ static void test_pids_ports_refs(void)
     t = DEC(131, 101, 100, 0, 1, 97, 0, 3, 255, 255, 1); /* REFERENCE_EXT, 18-bit id */
     heap_ident(t, &id);
     CU_ASSERT(term_is_ref(t) && id.nwords == 1 && id.words[0] == 0x3FFFF && id.creation == 1);
-    teardown();
+    cu_teardown();
 }
 
 /* ---- funs and exports ---- */
@@ -456,11 +425,11 @@ static const uint8_t FUN1_BYTES[] = {
 
 static void test_funs_exports(void)
 {
-    setup();
+    cu_setup();
     term_t t = DEC(131, 113, 100, 0, 5, 108, 105, 115, 116, 115, 100, 0, 3, 109, 97, 112, 97, 2);
     CU_ASSERT_FATAL(term_is_export(t));
-    CU_ASSERT(term_boxed_ptr(t)[1] == atom("lists") && term_boxed_ptr(t)[2] == atom("map") &&
-              term_boxed_ptr(t)[3] == SMALL(2));
+    CU_ASSERT(term_boxed_ptr(t)[1] == heap_atom("lists") &&
+              term_boxed_ptr(t)[2] == heap_atom("map") && term_boxed_ptr(t)[3] == SMALL(2));
     /* arity given as INTEGER_EXT or a (small) bignum: OTP accepts both */
     t = DEC(131, 113, 100, 0, 1, 109, 100, 0, 1, 102, 98, 0, 0, 0, 1);
     CU_ASSERT(term_is_export(t) && term_boxed_ptr(t)[3] == SMALL(1));
@@ -471,20 +440,21 @@ static void test_funs_exports(void)
     CU_ASSERT_FATAL(term_is_fun(t));
     heap_fun_info_t fi;
     heap_fun_info(t, &fi);
-    CU_ASSERT(fi.arity == 0 && fi.index == 0 && fi.num_free == 0 && fi.module == atom("probe3") &&
-              fi.old_index == SMALL(0) && fi.old_uniq == SMALL(0x02436C0F) && fi.uniq[0] == 72 &&
-              fi.uniq[15] == 13 && term_is_ext_pid(fi.pid));
+    CU_ASSERT(fi.arity == 0 && fi.index == 0 && fi.num_free == 0 &&
+              fi.module == heap_atom("probe3") && fi.old_index == SMALL(0) &&
+              fi.old_uniq == SMALL(0x02436C0F) && fi.uniq[0] == 72 && fi.uniq[15] == 13 &&
+              term_is_ext_pid(fi.pid));
     t = dec(FUN1_BYTES, sizeof FUN1_BYTES);
     CU_ASSERT_FATAL(term_is_fun(t));
     heap_fun_info(t, &fi);
     CU_ASSERT(fi.num_free == 1 && term_is_ext_pid(term_fun_free(t)[0]));
-    teardown();
+    cu_teardown();
 }
 
 /* NEW_FUN_EXT fields as OTP 25 checks them. */
 static void test_fun_fields(void)
 {
-    setup();
+    cu_setup();
     /* A fun of module 'nomod' with the given OldIndex/OldUniq/pid/free bytes. */
     uint8_t b[2048];
     const uint8_t pid[] = {88, 100, 0, 1, 'n', 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -531,7 +501,7 @@ static void test_fun_fields(void)
         }
         term_t t;
         etf_error_t err;
-        int rc = etf_decode(&H, b, n, NULL, &t, NULL, &err);
+        int rc = etf_decode(&cu_heap, b, n, NULL, &t, NULL, &err);
         CU_ASSERT(rc == cases[c].expect);
         if (rc != cases[c].expect)
             fprintf(stderr, "\nfun case %zu: rc=%d at %zu\n", c, rc, err.offset);
@@ -548,41 +518,41 @@ static void test_fun_fields(void)
     memcpy(b, head, sizeof head);
     memcpy(b + sizeof head, (const uint8_t[]){103, 100, 0, 1, 'a', 0, 0, 0, 1, 0, 0, 0, 0, 1}, 14);
     term_t t;
-    CU_ASSERT(etf_decode(&H, b, sizeof head + 14, NULL, &t, NULL, NULL) == GD_OK);
+    CU_ASSERT(etf_decode(&cu_heap, b, sizeof head + 14, NULL, &t, NULL, NULL) == GD_OK);
     memcpy(b + sizeof head, (const uint8_t[]){100, 0, 1, 'a'}, 4);
     CU_ASSERT(cu_decode_fails(b, sizeof head + 4, NULL, ETF_EFUN, sizeof head));
     /* the Size field is not checked (OTP 25 ignores it): 0 and a lie are accepted */
     uint8_t lie[sizeof FUN_BYTES];
     memcpy(lie, FUN_BYTES, sizeof lie);
     lie[5] = 0;
-    CU_ASSERT(etf_decode(&H, lie, sizeof lie, NULL, &t, NULL, NULL) == GD_OK);
+    CU_ASSERT(etf_decode(&cu_heap, lie, sizeof lie, NULL, &t, NULL, NULL) == GD_OK);
     lie[5] = 200;
-    CU_ASSERT(etf_decode(&H, lie, sizeof lie, NULL, &t, NULL, NULL) == GD_OK);
-    teardown();
+    CU_ASSERT(etf_decode(&cu_heap, lie, sizeof lie, NULL, &t, NULL, NULL) == GD_OK);
+    cu_teardown();
 }
 
 /* ---- envelopes: trailing bytes, compression ---- */
 
 static void test_trailing_and_used(void)
 {
-    setup();
+    cu_setup();
     term_t t;
     size_t used = 0;
-    CU_ASSERT(etf_decode(&H, BYTES(131, 97, 1, 0, 0), NULL, &t, &used, NULL) == GD_OK);
+    CU_ASSERT(etf_decode(&cu_heap, BYTES(131, 97, 1, 0, 0), NULL, &t, &used, NULL) == GD_OK);
     CU_ASSERT(t == SMALL(1) && used == 3);
     etf_decode_opts_t o = {0};
     o.no_trailing = true;
     CU_ASSERT_DECODE_FAILS(BYTES(131, 97, 1, 0), &o, ETF_ETRAILING, 3);
-    CU_ASSERT(etf_decode(&H, BYTES(131, 97, 1), &o, &t, &used, NULL) == GD_OK && used == 3);
+    CU_ASSERT(etf_decode(&cu_heap, BYTES(131, 97, 1), &o, &t, &used, NULL) == GD_OK && used == 3);
     /* etf_decode_body: no version byte */
-    CU_ASSERT(etf_decode_body(&H, BYTES(104, 1, 97, 7, 9), NULL, &t, &used, NULL) == GD_OK);
+    CU_ASSERT(etf_decode_body(&cu_heap, BYTES(104, 1, 97, 7, 9), NULL, &t, &used, NULL) == GD_OK);
     CU_ASSERT(used == 4 && term_is_tuple(t) && term_tuple_elems(t)[0] == SMALL(7));
-    teardown();
+    cu_teardown();
 }
 
 static void test_compressed(void)
 {
-    setup();
+    cu_setup();
     term_t t;
     size_t used;
     /* 100 zeros, level 6 and level 1, as OTP 25 emits them */
@@ -592,7 +562,7 @@ static void test_compressed(void)
                                  72,  97, 160, 3,  0, 0,   82,  232, 0,   208};
     for (int k = 0; k < 2; k++) {
         const uint8_t *b = k ? l1 : l6;
-        CU_ASSERT_FATAL(etf_decode(&H, b, sizeof l6, NULL, &t, &used, NULL) == GD_OK);
+        CU_ASSERT_FATAL(etf_decode(&cu_heap, b, sizeof l6, NULL, &t, &used, NULL) == GD_OK);
         CU_ASSERT(used == sizeof l6);
         size_t n = 0;
         bool zeros = true;
@@ -605,8 +575,9 @@ static void test_compressed(void)
     memcpy(tr, l6, sizeof l6);
     tr[sizeof l6] = 9;
     tr[sizeof l6 + 1] = 9;
-    CU_ASSERT(etf_decode(&H, tr, sizeof tr, NULL, &t, &used, NULL) == GD_OK && used == sizeof l6);
-    teardown();
+    CU_ASSERT(etf_decode(&cu_heap, tr, sizeof tr, NULL, &t, &used, NULL) == GD_OK &&
+              used == sizeof l6);
+    cu_teardown();
 }
 
 /* A COMPRESSED term with the given declared size and inflated body. */
@@ -627,7 +598,7 @@ static size_t make_compressed(uint8_t *out, size_t cap, uint32_t declared, const
 
 static void test_compressed_errors(void)
 {
-    setup();
+    cu_setup();
     uint8_t buf[4096];
     uint8_t body[5 + 2 * 999];
     /* a tuple of 999 zeros (LARGE_TUPLE_EXT) */
@@ -644,7 +615,8 @@ static void test_compressed_errors(void)
     term_t t;
     size_t n = make_compressed(buf, sizeof buf, (uint32_t)bl, body, bl);
     CU_ASSERT_FATAL(n > 0);
-    CU_ASSERT(etf_decode(&H, buf, n, NULL, &t, NULL, NULL) == GD_OK && term_tuple_arity(t) == 999);
+    CU_ASSERT(etf_decode(&cu_heap, buf, n, NULL, &t, NULL, NULL) == GD_OK &&
+              term_tuple_arity(t) == 999);
     /* D10: claims more than it inflates to */
     n = make_compressed(buf, sizeof buf, (uint32_t)bl + 1, body, bl);
     CU_ASSERT(cu_decode_fails(buf, n, NULL, ETF_ECOMPRESSED, 1));
@@ -661,7 +633,7 @@ static void test_compressed_errors(void)
     n = make_compressed(buf, sizeof buf, (uint32_t)bl, body, bl);
     CU_ASSERT(cu_decode_fails(buf, n, &o, ETF_ETOO_LARGE, 1));
     o.max_decompressed = bl;
-    CU_ASSERT(etf_decode(&H, buf, n, &o, &t, NULL, NULL) == GD_OK);
+    CU_ASSERT(etf_decode(&cu_heap, buf, n, &o, &t, NULL, NULL) == GD_OK);
     /* a claim no zlib stream of this length could inflate to */
     CU_ASSERT_DECODE_FAILS(BYTES(131, 80, 0, 16, 0, 0, 120, 156, 3, 0), NULL, ETF_ECOMPRESSED, 1);
     /* truncated zlib stream, corrupted checksum, raw deflate */
@@ -695,15 +667,15 @@ static void test_compressed_errors(void)
     CU_ASSERT(cu_decode_fails(bomb, n, NULL, ETF_ECOMPRESSED, 1));
     free(zeros);
     free(bomb);
-    teardown();
+    cu_teardown();
 }
 
 /* ---- the bad-input list, robustness.md §2 ---- */
 
 static void test_bad_inputs_d1_d7(void)
 {
-    setup();
-    size_t before = heap_used_words(&H);
+    cu_setup();
+    size_t before = heap_used_words(&cu_heap);
     /* D1 */
     CU_ASSERT_DECODE_FAILS(BYTES(131), NULL, ETF_ETRUNCATED, 1);
     CU_ASSERT_DECODE_FAILS(BYTES(0), NULL, ETF_EVERSION, 0);
@@ -729,7 +701,7 @@ static void test_bad_inputs_d1_d7(void)
     /* D7 */
     CU_ASSERT_DECODE_FAILS(BYTES(131, 111, 127, 255, 255, 255, 0), NULL, ETF_ETOO_LARGE, 1);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 110, 5, 0, 1, 2), NULL, ETF_ETOO_LARGE, 1);
-    CU_ASSERT(heap_used_words(&H) == before);
+    CU_ASSERT(heap_used_words(&cu_heap) == before);
     /* a nest of lengths each just fitting the remaining bytes cannot
      * multiply allocations: every pending slot is backed by a byte */
     uint8_t nest[5 * 2000 + 1];
@@ -751,7 +723,7 @@ static void test_bad_inputs_d1_d7(void)
     CU_ASSERT(heap_used_words(&h2) < 8 * sizeof nest + 8192);
     heap_destroy(&h2);
     free(v);
-    teardown();
+    cu_teardown();
 }
 
 /* Builds 10^6 nested `prefix` headers around a final `leaf` byte string. */
@@ -777,7 +749,7 @@ static uint8_t *deep_input(const uint8_t *prefix, size_t plen, const uint8_t *su
 
 static void test_bad_inputs_d11_deep(void)
 {
-    setup();
+    cu_setup();
     const size_t depth = 1000000;
     size_t n;
     /* D11: 10^6 nested one-element lists [[[...]]] */
@@ -786,7 +758,7 @@ static void test_bad_inputs_d11_deep(void)
     etf_decode_opts_t o = {0};
     o.max_depth = depth;
     term_t t;
-    CU_ASSERT(etf_decode(&H, b, n, &o, &t, NULL, NULL) == GD_OK);
+    CU_ASSERT(etf_decode(&cu_heap, b, n, &o, &t, NULL, NULL) == GD_OK);
     size_t d = 0;
     bool shape = true;
     while (term_is_list(t)) {
@@ -800,7 +772,7 @@ static void test_bad_inputs_d11_deep(void)
     etf_encode_opts_init(&eo);
     eo.max_depth = depth;
     term_t root;
-    CU_ASSERT(etf_decode(&H, b, n, &o, &root, NULL, NULL) == GD_OK);
+    CU_ASSERT(etf_decode(&cu_heap, b, n, &o, &root, NULL, NULL) == GD_OK);
     etf_buf_t out = {0};
     CU_ASSERT(etf_encode(root, &eo, &out) == GD_OK);
     CU_ASSERT(out.len == n && memcmp(out.data, b, n) == 0);
@@ -812,19 +784,20 @@ static void test_bad_inputs_d11_deep(void)
     /* 10^6 nested one-tuples {{{...}}} */
     b = deep_input((const uint8_t[]){104, 1}, 2, NULL, 0, depth, &n);
     CU_ASSERT(cu_decode_fails(b, n, NULL, ETF_EDEPTH, 1 + 2 * ETF_MAX_DEPTH_DEFAULT));
-    CU_ASSERT(etf_decode(&H, b, n, &o, &t, NULL, NULL) == GD_OK);
+    CU_ASSERT(etf_decode(&cu_heap, b, n, &o, &t, NULL, NULL) == GD_OK);
     free(b);
     /* depth counts nesting exactly: max_depth 2 allows {{1}} not {{{1}}} */
     o.max_depth = 2;
-    CU_ASSERT(etf_decode(&H, BYTES(131, 104, 1, 104, 1, 97, 1), &o, &t, NULL, NULL) == GD_OK);
+    CU_ASSERT(etf_decode(&cu_heap, BYTES(131, 104, 1, 104, 1, 97, 1), &o, &t, NULL, NULL) == GD_OK);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 104, 1, 104, 1, 104, 1, 97, 1), &o, ETF_EDEPTH, 5);
-    CU_ASSERT(etf_decode(&H, BYTES(131, 104, 1, 104, 1, 104, 0), &o, &t, NULL, NULL) == GD_OK);
-    teardown();
+    CU_ASSERT(etf_decode(&cu_heap, BYTES(131, 104, 1, 104, 1, 104, 0), &o, &t, NULL, NULL) ==
+              GD_OK);
+    cu_teardown();
 }
 
 static void test_bad_inputs_d12_d15(void)
 {
-    setup();
+    cu_setup();
     /* D12 */
     CU_ASSERT_DECODE_FAILS(BYTES(131, 77, 0, 0, 0, 3, 0, 11, 22, 33), NULL, ETF_EBITS, 1);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 77, 0, 0, 0, 3, 9, 11, 22, 33), NULL, ETF_EBITS, 1);
@@ -870,12 +843,12 @@ static void test_bad_inputs_d12_d15(void)
     CU_ASSERT_DECODE_FAILS(BYTES(131, 116, 255, 255, 255, 255), NULL, ETF_ETOO_LARGE, 1);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 116, 0, 0, 0, 3, 97, 1, 97, 1, 97), NULL, ETF_ETOO_LARGE, 1);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 116, 0, 0, 0, 2, 97, 1, 97, 1), NULL, ETF_ETRUNCATED, 10);
-    teardown();
+    cu_teardown();
 }
 
 static void test_bad_inputs_d16_d19(void)
 {
-    setup();
+    cu_setup();
     /* D16: duplicate keys (OTP 25: badarg), also in hash-map size */
     CU_ASSERT_DECODE_FAILS(BYTES(131, 116, 0, 0, 0, 2, 97, 1, 97, 1, 97, 1, 97, 2), NULL,
                            ETF_EDUPLICATE_KEY, 1);
@@ -925,17 +898,18 @@ static void test_bad_inputs_d16_d19(void)
     fun[30] = 3; /* NumFree = 3 with no free variables following */
     CU_ASSERT(cu_decode_fails(fun, sizeof fun, NULL, ETF_ETOO_LARGE, 1));
     CU_ASSERT(cu_decode_fails(FUN_BYTES, 20, NULL, ETF_ETRUNCATED, 1));
-    teardown();
+    cu_teardown();
 }
 
 static void test_bad_inputs_d20_safe(void)
 {
-    setup();
+    cu_setup();
     etf_decode_opts_t o = {0};
     o.safe = true;
     term_t t;
     /* existing atoms decode in safe mode */
-    CU_ASSERT(etf_decode(&H, BYTES(131, 100, 0, 2, 111, 107), &o, &t, NULL, NULL) == GD_OK && t == ATOM_OK);
+    CU_ASSERT(etf_decode(&cu_heap, BYTES(131, 100, 0, 2, 111, 107), &o, &t, NULL, NULL) == GD_OK &&
+              t == ATOM_OK);
     uint32_t before = heap_atom_count();
     /* D20: an unknown atom; a pid/ref/port of an unknown node; a fun of an unknown module */
     CU_ASSERT_DECODE_FAILS(BYTES(131, 104, 1, 100, 0, 5, 'z', 'q', 'x', 'w', '1'), &o, ETF_EATOM_UNSAFE, 3);
@@ -956,16 +930,17 @@ static void test_bad_inputs_d20_safe(void)
     CU_ASSERT_DECODE_FAILS(BYTES(131, 119, 2, 0xC3, 0x28), &o, ETF_EATOM, 1);
     CU_ASSERT(heap_atom_count() == before);
     /* the same inputs create atoms without safe */
-    CU_ASSERT(etf_decode(&H, BYTES(131, 119, 5, 'z', 'q', 'x', 'w', '2'), NULL, &t, NULL, NULL) == GD_OK);
+    CU_ASSERT(etf_decode(&cu_heap, BYTES(131, 119, 5, 'z', 'q', 'x', 'w', '2'), NULL, &t, NULL,
+                         NULL) == GD_OK);
     CU_ASSERT(heap_atom_count() == before + 1);
-    teardown();
+    cu_teardown();
 }
 
 /* Errors in the middle of big terms leave no half-built term behind and no
  * off-heap binary unreleased (ASan/LSan check the latter). */
 static void test_error_after_partial_build(void)
 {
-    setup();
+    cu_setup();
     uint8_t b[3 + 2 * 100 + 6 + 100 + 1];
     size_t n = 0;
     b[n++] = 131;
@@ -991,8 +966,9 @@ static void test_error_after_partial_build(void)
     b[n++] = 0;
     CU_ASSERT(cu_decode_fails(b, n, NULL, ETF_EUNKNOWN_TAG, 115));
     term_t t = TERM_NONE;
-    CU_ASSERT(etf_decode(&H, b, n, NULL, &t, NULL, NULL) == ETF_EUNKNOWN_TAG && t == TERM_NONE);
-    teardown();
+    CU_ASSERT(etf_decode(&cu_heap, b, n, NULL, &t, NULL, NULL) == ETF_EUNKNOWN_TAG &&
+              t == TERM_NONE);
+    cu_teardown();
 }
 
 /* heap/'s test hook (heap/gc_internal.h): the heap_area_alloc call that
@@ -1019,14 +995,14 @@ static void test_out_of_memory(void)
 /* Inputs found by fz_etf_decode that once misbehaved. */
 static void test_fuzz_regressions(void)
 {
-    setup();
+    cu_setup();
     /* A BINARY_EXT length checked against the bytes left minus the slots
      * still pending, where fewer bytes than pending slots were left after
      * its header (the subtraction wrapped and a 33 MB read followed). */
     CU_ASSERT_DECODE_FAILS(BYTES(131, 104, 4, 108, 0, 0, 0, 2, 97, 1, 108, 0, 0, 0, 2, 97, 2, 104, 2, 70,
                                  64, 12, 0, 0, 0, 0, 0, 0, 109, 2, 3, 101, 103, 4, 97),
                            NULL, ETF_ETOO_LARGE, 28);
-    teardown();
+    cu_teardown();
 }
 
 static const gd_test_case_t gd_tests[] = {

@@ -10,69 +10,34 @@
 
 #include "codec_util.h"
 
-static heap_t H;
-
-static void setup(void) { CU_ASSERT_FATAL(heap_init(&H, 0) == GD_OK); }
-static void teardown(void) { heap_destroy(&H); }
-
-static term_t atom(const char *s) { return heap_atom(s); }
-static term_t int64(int64_t v)
-{
-    term_t t;
-    CU_ASSERT_FATAL(heap_make_int64(&H, v, &t) == GD_OK);
-    return t;
-}
 static term_t flt(double d)
 {
     term_t t;
-    CU_ASSERT_FATAL(heap_make_float(&H, d, &t) == GD_OK);
-    return t;
-}
-static term_t tup(size_t n, const term_t *items)
-{
-    term_t *el, t;
-    CU_ASSERT_FATAL(heap_make_tuple(&H, n, &el, &t) == GD_OK);
-    if (n > 0)
-        memcpy(el, items, n * sizeof *el);
-    return t;
-}
-static term_t lst(size_t n, const term_t *items, term_t tail)
-{
-    for (size_t i = n; i-- > 0;)
-        CU_ASSERT_FATAL(heap_cons(&H, items[i], tail, &tail) == GD_OK);
-    return tail;
-}
-static term_t bin(const void *p, size_t n)
-{
-    term_t t;
-    CU_ASSERT_FATAL(heap_make_binary(&H, p, n, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_float(&cu_heap, d, &t) == GD_OK);
     return t;
 }
 static term_t bits(const uint8_t *p, size_t nbits)
 {
     uint8_t *data;
     term_t t;
-    CU_ASSERT_FATAL(heap_make_bitstring_uninit(&H, nbits, &data, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_bitstring_uninit(&cu_heap, nbits, &data, &t) == GD_OK);
     memcpy(data, p, (nbits + 7) / 8);
     return t;
 }
 static term_t map(size_t n, const term_t *k, const term_t *v)
 {
     term_t m;
-    CU_ASSERT_FATAL(heap_make_map(&H, k, v, n, &m) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_map(&cu_heap, k, v, n, &m) == GD_OK);
     return m;
 }
 /* Decodes bytes (for terms easier to give as ETF than to build by hand). */
 static term_t dec(const uint8_t *b, size_t n)
 {
     term_t t = TERM_NONE;
-    CU_ASSERT_FATAL(etf_decode(&H, b, n, NULL, &t, NULL, NULL) == GD_OK);
+    CU_ASSERT_FATAL(etf_decode(&cu_heap, b, n, NULL, &t, NULL, NULL) == GD_OK);
     return t;
 }
 
-#define SMALL(v) term_make_small(v)
-#define TUPLE(...) tup(sizeof((term_t[]){__VA_ARGS__}) / sizeof(term_t), (term_t[]){__VA_ARGS__})
-#define LIST(...) lst(sizeof((term_t[]){__VA_ARGS__}) / sizeof(term_t), (term_t[]){__VA_ARGS__}, TERM_NIL)
 #define ENC(t, ...) CU_ASSERT(cu_encodes_to((t), NULL, BYTES(__VA_ARGS__)))
 #define ENC_O(t, o, ...) CU_ASSERT(cu_encodes_to((t), (o), BYTES(__VA_ARGS__)))
 
@@ -86,7 +51,7 @@ static etf_encode_opts_t opts_release(int release)
 
 static void test_integers(void)
 {
-    setup();
+    cu_setup();
     ENC(SMALL(0), 131, 97, 0);
     ENC(SMALL(255), 131, 97, 255);
     ENC(SMALL(256), 131, 98, 0, 0, 1, 0);
@@ -98,38 +63,38 @@ static void test_integers(void)
     ENC(SMALL((int64_t)1 << 31), 131, 110, 4, 0, 0, 0, 0, 128);
     ENC(SMALL(-((int64_t)1 << 31) - 1), 131, 110, 4, 1, 1, 0, 0, 128);
     ENC(SMALL(-((int64_t)1 << 59)), 131, 110, 8, 1, 0, 0, 0, 0, 0, 0, 0, 8);
-    ENC(int64(SMALL_MAX + 1), 131, 110, 8, 0, 0, 0, 0, 0, 0, 0, 0, 8);
+    ENC(cu_int64(SMALL_MAX + 1), 131, 110, 8, 0, 0, 0, 0, 0, 0, 0, 0, 8);
     term_t t;
-    CU_ASSERT_FATAL(heap_make_uint64(&H, UINT64_MAX, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_uint64(&cu_heap, UINT64_MAX, &t) == GD_OK);
     ENC(t, 131, 110, 8, 0, 255, 255, 255, 255, 255, 255, 255, 255);
     uint64_t two64[2] = {0, 1};
-    CU_ASSERT_FATAL(heap_make_integer_digits(&H, false, two64, 2, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_integer_digits(&cu_heap, false, two64, 2, &t) == GD_OK);
     ENC(t, 131, 110, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
-    CU_ASSERT_FATAL(heap_make_integer_digits(&H, true, two64, 2, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_integer_digits(&cu_heap, true, two64, 2, &t) == GD_OK);
     ENC(t, 131, 110, 9, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1);
     /* -(2^100) + 12345 */
     uint64_t d[2] = {0 - (uint64_t)12345, ((uint64_t)1 << 36) - 1};
-    CU_ASSERT_FATAL(heap_make_integer_digits(&H, true, d, 2, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_integer_digits(&cu_heap, true, d, 2, &t) == GD_OK);
     ENC(t, 131, 110, 13, 1, 199, 207, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 15);
     /* 2^2040: 256 digit bytes, LARGE_BIG_EXT */
     uint64_t dd[32] = {0};
     dd[31] = (uint64_t)1 << 56;
-    CU_ASSERT_FATAL(heap_make_integer_digits(&H, false, dd, 32, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_integer_digits(&cu_heap, false, dd, 32, &t) == GD_OK);
     uint8_t want[7 + 256] = {131, 111, 0, 0, 1, 0, 0};
     want[7 + 255] = 1;
     CU_ASSERT(cu_encodes_to(t, NULL, want, sizeof want));
     /* 2^2032 still fits SMALL_BIG_EXT (255 bytes) */
     dd[31] = (uint64_t)1 << 48;
-    CU_ASSERT_FATAL(heap_make_integer_digits(&H, false, dd, 32, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_integer_digits(&cu_heap, false, dd, 32, &t) == GD_OK);
     uint8_t want2[4 + 255] = {131, 110, 255, 0};
     want2[4 + 254] = 1;
     CU_ASSERT(cu_encodes_to(t, NULL, want2, sizeof want2));
-    teardown();
+    cu_teardown();
 }
 
 static void test_floats(void)
 {
-    setup();
+    cu_setup();
     ENC(flt(1.5), 131, 70, 63, 248, 0, 0, 0, 0, 0, 0);
     ENC(flt(0.0), 131, 70, 0, 0, 0, 0, 0, 0, 0, 0);
     ENC(flt(-0.0), 131, 70, 128, 0, 0, 0, 0, 0, 0, 0);
@@ -139,7 +104,7 @@ static void test_floats(void)
     o.minor_version = 0;
     ENC_O(flt(1.5), &o, 131, 99, 49, 46, 53, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48,
           48, 48, 48, 48, 101, 43, 48, 48, 0, 0, 0, 0, 0);
-    term_t t = TUPLE(flt(1.5), flt(-0.0), flt(1.0e-300), flt(123456789.125), atom("\xc3\xb6"));
+    term_t t = TUPLE(flt(1.5), flt(-0.0), flt(1.0e-300), flt(123456789.125), heap_atom("\xc3\xb6"));
     ENC_O(t, &o, 131, 104, 5, 99, 49, 46, 53, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48,
           48, 48, 48, 48, 48, 48, 101, 43, 48, 48, 0, 0, 0, 0, 0, 99, 45, 48, 46, 48, 48, 48, 48,
           48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 48, 101, 43, 48, 48, 0, 0, 0,
@@ -149,14 +114,14 @@ static void test_floats(void)
           246);
     ENC_O(flt(5e-324), &o, 131, 99, 52, 46, 57, 52, 48, 54, 53, 54, 52, 53, 56, 52, 49, 50, 52, 54, 53,
           52, 52, 49, 55, 55, 101, 45, 51, 50, 52, 0, 0, 0, 0);
-    teardown();
+    cu_teardown();
 }
 
 static void test_atoms_by_release(void)
 {
-    setup();
+    cu_setup();
     etf_encode_opts_t r25 = opts_release(25), r26 = opts_release(26), r28 = opts_release(28);
-    term_t a = atom("a"), o = atom("\xc3\xb6"), alpha = atom("\xce\xb1");
+    term_t a = heap_atom("a"), o = heap_atom("\xc3\xb6"), alpha = heap_atom("\xce\xb1");
     ENC_O(a, &r25, 131, 100, 0, 1, 97);
     ENC_O(a, &r26, 131, 119, 1, 97);
     ENC_O(o, &r25, 131, 100, 0, 1, 246);
@@ -205,45 +170,48 @@ static void test_atoms_by_release(void)
     memcpy(want + 4, text, 510);
     CU_ASSERT(cu_encodes_to(o255, &r26, want, 4 + 510));
     /* a nested term with atoms in every position, OTP 25 and 26 */
-    term_t inner[] = {SMALL(2), TUPLE(flt(3.5), bin("x", 1))};
-    term_t nested = TUPLE(LIST(SMALL(1), lst(2, inner, atom("t"))), map(1, (term_t[]){atom("k")}, (term_t[]){TERM_NIL}),
-                          SMALL(-70000), atom("\xce\xa9mega"));
+    term_t inner[] = {SMALL(2), TUPLE(flt(3.5), cu_binary("x", 1))};
+    term_t nested = TUPLE(LIST(SMALL(1), cu_list(2, inner, heap_atom("t"))),
+                          map(1, (term_t[]){heap_atom("k")}, (term_t[]){TERM_NIL}), SMALL(-70000),
+                          heap_atom("\xce\xa9mega"));
     ENC_O(nested, &r25, 131, 104, 4, 108, 0, 0, 0, 2, 97, 1, 108, 0, 0, 0, 2, 97, 2, 104, 2, 70, 64, 12,
           0, 0, 0, 0, 0, 0, 109, 0, 0, 0, 1, 120, 100, 0, 1, 116, 106, 116, 0, 0, 0, 1, 100, 0, 1, 107,
           106, 98, 255, 254, 238, 144, 119, 6, 206, 169, 109, 101, 103, 97);
     ENC_O(nested, &r26, 131, 104, 4, 108, 0, 0, 0, 2, 97, 1, 108, 0, 0, 0, 2, 97, 2, 104, 2, 70, 64, 12,
           0, 0, 0, 0, 0, 0, 109, 0, 0, 0, 1, 120, 119, 1, 116, 106, 116, 0, 0, 0, 1, 119, 1, 107, 106,
           98, 255, 254, 238, 144, 119, 6, 206, 169, 109, 101, 103, 97);
-    teardown();
+    cu_teardown();
 }
 
 static void test_lists(void)
 {
-    setup();
+    cu_setup();
     ENC(TERM_NIL, 131, 106);
     ENC(LIST(SMALL('a'), SMALL('b'), SMALL('c')), 131, 107, 0, 3, 97, 98, 99);
     term_t one_two[] = {SMALL(1), SMALL(2)};
-    ENC(lst(2, one_two, SMALL(3)), 131, 108, 0, 0, 0, 2, 97, 1, 97, 2, 97, 3);
-    ENC(lst(2, one_two, atom("x")), 131, 108, 0, 0, 0, 2, 97, 1, 97, 2, 100, 0, 1, 120);
+    ENC(cu_list(2, one_two, SMALL(3)), 131, 108, 0, 0, 0, 2, 97, 1, 97, 2, 97, 3);
+    ENC(cu_list(2, one_two, heap_atom("x")), 131, 108, 0, 0, 0, 2, 97, 1, 97, 2, 100, 0, 1, 120);
     ENC(LIST(SMALL(256)), 131, 108, 0, 0, 0, 1, 98, 0, 0, 1, 0, 106);
-    ENC(LIST(atom("a")), 131, 108, 0, 0, 0, 1, 100, 0, 1, 97, 106);
-    ENC(lst(1, (term_t[]){atom("a")}, atom("b")), 131, 108, 0, 0, 0, 1, 100, 0, 1, 97, 100, 0, 1, 98);
+    ENC(LIST(heap_atom("a")), 131, 108, 0, 0, 0, 1, 100, 0, 1, 97, 106);
+    ENC(cu_list(1, (term_t[]){heap_atom("a")}, heap_atom("b")), 131, 108, 0, 0, 0, 1, 100, 0, 1, 97,
+        100, 0, 1, 98);
     ENC(LIST(SMALL('a'), SMALL('b'), SMALL(300)), 131, 108, 0, 0, 0, 3, 97, 97, 97, 98, 98, 0, 0, 1, 44,
         106);
     ENC(LIST(SMALL(1), SMALL(-1)), 131, 108, 0, 0, 0, 2, 97, 1, 98, 255, 255, 255, 255, 106);
     term_t three[] = {SMALL(1), SMALL(2), SMALL(3)};
-    ENC(lst(3, three, bin("", 0)), 131, 108, 0, 0, 0, 3, 97, 1, 97, 2, 97, 3, 109, 0, 0, 0, 0);
+    ENC(cu_list(3, three, cu_binary("", 0)), 131, 108, 0, 0, 0, 3, 97, 1, 97, 2, 97, 3, 109, 0, 0,
+        0, 0);
     /* [[1],[2,3]|4] */
-    term_t l = lst(2, (term_t[]){LIST(SMALL(1)), LIST(SMALL(2), SMALL(3))}, SMALL(4));
+    term_t l = cu_list(2, (term_t[]){LIST(SMALL(1)), LIST(SMALL(2), SMALL(3))}, SMALL(4));
     ENC(l, 131, 108, 0, 0, 0, 2, 107, 0, 1, 1, 107, 0, 2, 2, 3, 97, 4);
     /* 65535 bytes: STRING_EXT; 65536: LIST_EXT of SMALL_INTEGER_EXT */
     term_t s = TERM_NIL;
     for (int i = 0; i < 65535; i++)
-        CU_ASSERT_FATAL(heap_cons(&H, SMALL(7), s, &s) == GD_OK);
+        CU_ASSERT_FATAL(heap_cons(&cu_heap, SMALL(7), s, &s) == GD_OK);
     etf_buf_t b = {0};
     CU_ASSERT(etf_encode(s, NULL, &b) == GD_OK && b.len == 65539 && b.data[1] == 107 &&
               b.data[2] == 255 && b.data[3] == 255 && b.data[65538] == 7);
-    CU_ASSERT_FATAL(heap_cons(&H, SMALL(7), s, &s) == GD_OK);
+    CU_ASSERT_FATAL(heap_cons(&cu_heap, SMALL(7), s, &s) == GD_OK);
     b.len = 0;
     CU_ASSERT(etf_encode(s, NULL, &b) == GD_OK && b.len == 1 + 5 + 2 * 65536 + 1);
     static const uint8_t head[] = {131, 108, 0, 1, 0, 0, 97, 7, 97, 7, 97, 7};
@@ -251,14 +219,14 @@ static void test_lists(void)
     size_t size;
     CU_ASSERT(etf_encoded_size(s, NULL, &size) == GD_OK && size == b.len - 1);
     etf_buf_free(&b);
-    teardown();
+    cu_teardown();
 }
 
 static void test_tuples(void)
 {
-    setup();
-    ENC(tup(0, NULL), 131, 104, 0);
-    ENC(TUPLE(atom("a"), SMALL(1)), 131, 104, 2, 100, 0, 1, 97, 97, 1);
+    cu_setup();
+    ENC(cu_tuple(0, NULL), 131, 104, 0);
+    ENC(TUPLE(heap_atom("a"), SMALL(1)), 131, 104, 2, 100, 0, 1, 97, 97, 1);
     term_t items[256];
     uint8_t want[6 + 2 * 256] = {131, 105, 0, 0, 1, 0};
     for (int i = 0; i < 256; i++) {
@@ -266,65 +234,66 @@ static void test_tuples(void)
         want[6 + 2 * i] = 97;
         want[7 + 2 * i] = (uint8_t)i;
     }
-    CU_ASSERT(cu_encodes_to(tup(256, items), NULL, want, sizeof want));
+    CU_ASSERT(cu_encodes_to(cu_tuple(256, items), NULL, want, sizeof want));
     want[1] = 104;
     want[2] = 255;
     for (int i = 0; i < 255; i++) {
         want[3 + 2 * i] = 97;
         want[4 + 2 * i] = (uint8_t)i;
     }
-    CU_ASSERT(cu_encodes_to(tup(255, items), NULL, want, 3 + 2 * 255));
-    teardown();
+    CU_ASSERT(cu_encodes_to(cu_tuple(255, items), NULL, want, 3 + 2 * 255));
+    cu_teardown();
 }
 
 static void test_binaries(void)
 {
-    setup();
-    ENC(bin("\1\2\3", 3), 131, 109, 0, 0, 0, 3, 1, 2, 3);
-    ENC(bin("", 0), 131, 109, 0, 0, 0, 0);
+    cu_setup();
+    ENC(cu_binary("\1\2\3", 3), 131, 109, 0, 0, 0, 3, 1, 2, 3);
+    ENC(cu_binary("", 0), 131, 109, 0, 0, 0, 0);
     ENC(bits((const uint8_t[]){32}, 3), 131, 77, 0, 0, 0, 1, 3, 32);
     ENC(bits((const uint8_t[]){1, 32}, 12), 131, 77, 0, 0, 0, 2, 4, 1, 32);
     ENC(bits((const uint8_t[]){1, 128}, 9), 131, 77, 0, 0, 0, 2, 1, 1, 128);
     /* sub-binaries: <<_:5, X:19/bits, _/bits>> = <<255,1,2,3,4>> */
-    term_t whole = bin("\xff\1\2\3\4", 5), sub;
-    CU_ASSERT_FATAL(heap_make_sub_binary(&H, whole, 5, 19, &sub) == GD_OK);
+    term_t whole = cu_binary("\xff\1\2\3\4", 5), sub;
+    CU_ASSERT_FATAL(heap_make_sub_binary(&cu_heap, whole, 5, 19, &sub) == GD_OK);
     ENC(sub, 131, 77, 0, 0, 0, 3, 3, 224, 32, 64);
     /* <<_:3, B:13/bitstring, _/bits>> = <<1,2,3,4>> */
-    whole = bin("\1\2\3\4", 4);
-    CU_ASSERT_FATAL(heap_make_sub_binary(&H, whole, 3, 13, &sub) == GD_OK);
+    whole = cu_binary("\1\2\3\4", 4);
+    CU_ASSERT_FATAL(heap_make_sub_binary(&cu_heap, whole, 3, 13, &sub) == GD_OK);
     ENC(sub, 131, 77, 0, 0, 0, 2, 5, 8, 16);
     /* byte-aligned sub-binary at a bit offset: whole bytes shifted */
-    CU_ASSERT_FATAL(heap_make_sub_binary(&H, whole, 4, 16, &sub) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_sub_binary(&cu_heap, whole, 4, 16, &sub) == GD_OK);
     ENC(sub, 131, 109, 0, 0, 0, 2, 0x10, 0x20);
     /* an off-heap (refc) binary, and a sub-binary of it */
     uint8_t big[300];
     for (int i = 0; i < 300; i++)
         big[i] = (uint8_t)(i * 31);
-    term_t rb = bin(big, 300);
+    term_t rb = cu_binary(big, 300);
     CU_ASSERT(term_is_boxed_of(rb, HDR_REFC_BIN));
     uint8_t want[6 + 300] = {131, 109, 0, 0, 1, 44};
     memcpy(want + 6, big, 300);
     CU_ASSERT(cu_encodes_to(rb, NULL, want, sizeof want));
-    CU_ASSERT_FATAL(heap_make_sub_binary(&H, rb, 8 * 100, 8 * 150, &sub) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_sub_binary(&cu_heap, rb, 8 * 100, 8 * 150, &sub) == GD_OK);
     uint8_t want_sub[6 + 150] = {131, 109, 0, 0, 0, 150};
     memcpy(want_sub + 6, big + 100, 150);
     CU_ASSERT(cu_encodes_to(sub, NULL, want_sub, sizeof want_sub));
-    teardown();
+    cu_teardown();
 }
 
 static void test_maps(void)
 {
-    setup();
+    cu_setup();
     ENC(map(0, NULL, NULL), 131, 116, 0, 0, 0, 0);
-    ENC(map(2, (term_t[]){atom("b"), atom("a")}, (term_t[]){SMALL(1), SMALL(2)}), 131, 116, 0, 0, 0, 2,
-        100, 0, 1, 97, 97, 2, 100, 0, 1, 98, 97, 1);
-    ENC(map(2, (term_t[]){atom("a"), SMALL(1)}, (term_t[]){SMALL(1), atom("a")}), 131, 116, 0, 0, 0, 2, 97,
-        1, 100, 0, 1, 97, 100, 0, 1, 97, 97, 1);
+    ENC(map(2, (term_t[]){heap_atom("b"), heap_atom("a")}, (term_t[]){SMALL(1), SMALL(2)}), 131,
+        116, 0, 0, 0, 2, 100, 0, 1, 97, 97, 2, 100, 0, 1, 98, 97, 1);
+    ENC(map(2, (term_t[]){heap_atom("a"), SMALL(1)}, (term_t[]){SMALL(1), heap_atom("a")}), 131,
+        116, 0, 0, 0, 2, 97, 1, 100, 0, 1, 97, 100, 0, 1, 97, 97, 1);
     /* keys of every type, in OTP 25's flatmap order (-1 < 1 < 1.0 < atom < ...) */
-    term_t k[9] = {SMALL(1),         flt(1.0), SMALL(-1), atom("a"), LIST(SMALL('s')),
-                   TUPLE(atom("x")), bin("b", 1), TERM_NIL, map(0, NULL, NULL)};
-    term_t v[9] = {atom("a"), atom("b"), atom("c"), atom("d"), atom("e"),
-                   atom("f"), atom("g"), atom("h"), atom("i")};
+    term_t k[9] = {SMALL(1),          flt(1.0),         SMALL(-1),
+                   heap_atom("a"),    LIST(SMALL('s')), TUPLE(heap_atom("x")),
+                   cu_binary("b", 1), TERM_NIL,         map(0, NULL, NULL)};
+    term_t v[9] = {heap_atom("a"), heap_atom("b"), heap_atom("c"), heap_atom("d"), heap_atom("e"),
+                   heap_atom("f"), heap_atom("g"), heap_atom("h"), heap_atom("i")};
     term_t m = map(9, k, v);
     static const uint8_t mixed[] = {
         131, 116, 0,   0,   0,   9,  98,  255, 255, 255, 255, 100, 0,   1,  99,  97,  1,  100,
@@ -336,13 +305,13 @@ static void test_maps(void)
     etf_encode_opts_t det = opts_release(25);
     det.deterministic = true;
     CU_ASSERT(cu_encodes_to(m, &det, mixed, sizeof mixed));
-    teardown();
+    cu_teardown();
 }
 
 /* [deterministic] on hash maps (> 32 keys): every key in term order. */
 static void test_maps_deterministic(void)
 {
-    setup();
+    cu_setup();
     term_t k[40], v[40];
     for (int i = 0; i < 40; i++) {
         k[i] = SMALL(40 - i);
@@ -363,7 +332,7 @@ static void test_maps_deterministic(void)
     char name[16];
     for (int i = 0; i < 40; i++) {
         snprintf(name, sizeof name, "k%d", i + 1);
-        k[i] = atom(name);
+        k[i] = heap_atom(name);
         v[i] = SMALL(i + 1);
     }
     m = map(40, k, v);
@@ -378,54 +347,55 @@ static void test_maps_deterministic(void)
     CU_ASSERT_FATAL(etf_encode(m, NULL, &plain) == GD_OK);
     CU_ASSERT(plain.len == b.len);
     term_t back;
-    CU_ASSERT(etf_decode(&H, plain.data, plain.len, NULL, &back, NULL, NULL) == GD_OK &&
+    CU_ASSERT(etf_decode(&cu_heap, plain.data, plain.len, NULL, &back, NULL, NULL) == GD_OK &&
               heap_equal_exact(back, m));
     size_t size;
     CU_ASSERT(etf_encoded_size(m, &det, &size) == GD_OK && size == b.len - 1);
     etf_buf_free(&b);
     etf_buf_free(&plain);
-    teardown();
+    cu_teardown();
 }
 
 static void test_pids_ports_refs(void)
 {
-    setup();
+    cu_setup();
     /* self() on a non-distributed OTP 25 node: <0.9.0> */
     ENC(term_make_local_pid(9, 0), 131, 88, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104,
         111, 115, 116, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0);
     term_t t;
-    CU_ASSERT_FATAL(heap_make_ext_pid(&H, ATOM_NONODE, 9, 0, 0, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_ext_pid(&cu_heap, ATOM_NONODE, 9, 0, 0, &t) == GD_OK);
     ENC(t, 131, 88, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115, 116, 0, 0, 0,
         9, 0, 0, 0, 0, 0, 0, 0, 0);
-    CU_ASSERT_FATAL(heap_make_ext_pid(&H, atom("a"), UINT32_MAX, UINT32_MAX, 3, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_ext_pid(&cu_heap, heap_atom("a"), UINT32_MAX, UINT32_MAX, 3, &t) ==
+                    GD_OK);
     ENC(t, 131, 88, 100, 0, 1, 97, 255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 3);
     /* local node and creation from the options */
     etf_encode_opts_t o = opts_release(26);
-    o.local_node = atom("n@h");
+    o.local_node = heap_atom("n@h");
     o.local_creation = 0x01020304;
     ENC_O(term_make_local_pid(1, 2), &o, 131, 88, 119, 3, 110, 64, 104, 0, 0, 0, 1, 0, 0, 0, 2, 1, 2, 3, 4);
     ENC_O(term_make_local_port(5), &o, 131, 89, 119, 3, 110, 64, 104, 0, 0, 0, 5, 1, 2, 3, 4);
     /* ports: NEW_PORT_EXT up to 28 bits, V4_PORT_EXT above (OTP 25) */
     ENC(term_make_local_port(0), 131, 89, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111,
         115, 116, 0, 0, 0, 0, 0, 0, 0, 0);
-    CU_ASSERT_FATAL(heap_make_ext_port(&H, atom("a"), 0x0FFFFFFF, 7, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_ext_port(&cu_heap, heap_atom("a"), 0x0FFFFFFF, 7, &t) == GD_OK);
     ENC(t, 131, 89, 100, 0, 1, 97, 15, 255, 255, 255, 0, 0, 0, 7);
-    CU_ASSERT_FATAL(heap_make_ext_port(&H, atom("a"), 0x10000000, 7, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_ext_port(&cu_heap, heap_atom("a"), 0x10000000, 7, &t) == GD_OK);
     ENC(t, 131, 120, 100, 0, 1, 97, 0, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 7);
-    CU_ASSERT_FATAL(heap_make_ext_port(&H, atom("a"), UINT64_MAX, 7, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_ext_port(&cu_heap, heap_atom("a"), UINT64_MAX, 7, &t) == GD_OK);
     ENC(t, 131, 120, 100, 0, 1, 97, 255, 255, 255, 255, 255, 255, 255, 255, 0, 0, 0, 7);
     ENC(term_make_local_port((uint64_t)1 << 32), 131, 120, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64,
         110, 111, 104, 111, 115, 116, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     /* references keep their word count, 0..5 */
     uint32_t w[5] = {0x0003D790, 0xDB7C0002, 0x34FC9F92, 4, 5};
-    CU_ASSERT_FATAL(heap_make_ref(&H, ATOM_NONODE, 0, w, 3, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_ref(&cu_heap, ATOM_NONODE, 0, w, 3, &t) == GD_OK);
     ENC(t, 131, 90, 0, 3, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115, 116, 0,
         0, 0, 0, 0, 3, 215, 144, 219, 124, 0, 2, 52, 252, 159, 146);
     uint32_t w5[5] = {1, 2, 3, 4, 5};
-    CU_ASSERT_FATAL(heap_make_ref(&H, atom("a"), 9, w5, 5, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_ref(&cu_heap, heap_atom("a"), 9, w5, 5, &t) == GD_OK);
     ENC(t, 131, 90, 0, 5, 100, 0, 1, 97, 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0,
         0, 5);
-    CU_ASSERT_FATAL(heap_make_ref(&H, atom("a"), 1, w5, 0, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_ref(&cu_heap, heap_atom("a"), 1, w5, 0, &t) == GD_OK);
     ENC(t, 131, 90, 0, 0, 100, 0, 1, 97, 0, 0, 0, 1);
     /* old-format pids/ports/refs re-encode in the new forms, as OTP does */
     CU_ASSERT(cu_encodes_to(dec(BYTES(131, 103, 100, 0, 1, 97, 0, 0, 128, 0, 0, 0, 128, 0, 1)), NULL,
@@ -434,15 +404,16 @@ static void test_pids_ports_refs(void)
                             BYTES(131, 90, 0, 1, 100, 0, 1, 97, 0, 0, 0, 1, 0, 3, 255, 255)));
     CU_ASSERT(cu_encodes_to(dec(BYTES(131, 102, 100, 0, 1, 97, 255, 255, 255, 255, 3)), NULL,
                             BYTES(131, 120, 100, 0, 1, 97, 0, 0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 3)));
-    teardown();
+    cu_teardown();
 }
 
 /* Captured funs (see test_decode.c): decode and re-encode byte for byte. */
 static void test_funs_exports(void)
 {
-    setup();
+    cu_setup();
     term_t t;
-    CU_ASSERT_FATAL(heap_make_export(&H, atom("lists"), atom("map"), 2, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_export(&cu_heap, heap_atom("lists"), heap_atom("map"), 2, &t) ==
+                    GD_OK);
     ENC(t, 131, 113, 100, 0, 5, 108, 105, 115, 116, 115, 100, 0, 3, 109, 97, 112, 97, 2);
     etf_encode_opts_t r26 = opts_release(26);
     ENC_O(t, &r26, 131, 113, 119, 5, 108, 105, 115, 116, 115, 119, 3, 109, 97, 112, 97, 2);
@@ -474,19 +445,19 @@ static void test_funs_exports(void)
     fi.arity = 2;
     fi.index = 5;
     fi.num_free = 2;
-    fi.module = atom("m");
+    fi.module = heap_atom("m");
     fi.old_index = SMALL(300);
     fi.old_uniq = SMALL(-2);
     fi.pid = term_make_local_pid(4, 0);
     term_t *fv;
-    CU_ASSERT_FATAL(heap_make_fun(&H, &fi, &fv, &t) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_fun(&cu_heap, &fi, &fv, &t) == GD_OK);
     fv[0] = TUPLE(SMALL(1));
-    fv[1] = atom("z");
+    fv[1] = heap_atom("z");
     ENC(t, 131, 112, 0, 0, 0, 80, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0,
         2, 100, 0, 1, 109, 98, 0, 0, 1, 44, 98, 255, 255, 255, 254, 88, 100, 0, 13, 110, 111, 110, 111,
         100, 101, 64, 110, 111, 104, 111, 115, 116, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 104, 1, 97, 1,
         100, 0, 1, 122);
-    teardown();
+    cu_teardown();
 }
 
 /* The 33-byte binary whose compressed form has exactly the plain length. */
@@ -495,15 +466,15 @@ static term_t boundary_binary(size_t n)
     uint8_t b[64] = {0};
     for (size_t i = 1; i <= n / 2; i++)
         b[i - 1] = (uint8_t)((i * 7919 + (i * i) % 251) % 256);
-    return bin(b, n);
+    return cu_binary(b, n);
 }
 
 static void test_compressed(void)
 {
-    setup();
+    cu_setup();
     term_t zeros = TERM_NIL;
     for (int i = 0; i < 100; i++)
-        CU_ASSERT_FATAL(heap_cons(&H, SMALL(0), zeros, &zeros) == GD_OK);
+        CU_ASSERT_FATAL(heap_cons(&cu_heap, SMALL(0), zeros, &zeros) == GD_OK);
     etf_encode_opts_t o = opts_release(25);
     o.compressed = 6;
     ENC_O(zeros, &o, 131, 80, 0, 0, 0, 103, 120, 156, 203, 102, 72, 97, 160, 3, 0, 0, 82, 232, 0, 208);
@@ -518,7 +489,7 @@ static void test_compressed(void)
     etf_buf_free(&b);
     /* only if not longer: abc stays plain; equal length compresses (OTP 25) */
     o.compressed = 6;
-    ENC_O(atom("abc"), &o, 131, 100, 0, 3, 97, 98, 99);
+    ENC_O(heap_atom("abc"), &o, 131, 100, 0, 3, 97, 98, 99);
     ENC_O(boundary_binary(33), &o, 131, 80, 0, 0, 0, 38, 120, 156, 203, 101, 96, 96, 80, 252, 240, 232,
           218, 153, 35, 251, 118, 237, 216, 177, 107, 223, 145, 51, 215, 30, 125, 101, 64, 7, 0, 91, 215,
           13, 100);
@@ -527,25 +498,25 @@ static void test_compressed(void)
     /* a tuple of 50 'hello' */
     term_t items[50];
     for (int i = 0; i < 50; i++)
-        items[i] = atom("hello");
-    ENC_O(tup(50, items), &o, 131, 80, 0, 0, 1, 146, 120, 156, 203, 48, 74, 97, 96, 205, 72, 205, 201,
-          201, 31, 165, 7, 7, 13, 0, 15, 212, 125, 5);
+        items[i] = heap_atom("hello");
+    ENC_O(cu_tuple(50, items), &o, 131, 80, 0, 0, 1, 146, 120, 156, 203, 48, 74, 97, 96, 205, 72,
+          205, 201, 201, 31, 165, 7, 7, 13, 0, 15, 212, 125, 5);
     /* and it decodes back */
-    CU_ASSERT_FATAL(etf_encode(tup(50, items), &o, &b) == GD_OK);
+    CU_ASSERT_FATAL(etf_encode(cu_tuple(50, items), &o, &b) == GD_OK);
     term_t back;
-    CU_ASSERT(etf_decode(&H, b.data, b.len, NULL, &back, NULL, NULL) == GD_OK &&
-              heap_equal_exact(back, tup(50, items)));
+    CU_ASSERT(etf_decode(&cu_heap, b.data, b.len, NULL, &back, NULL, NULL) == GD_OK &&
+              heap_equal_exact(back, cu_tuple(50, items)));
     etf_buf_free(&b);
-    teardown();
+    cu_teardown();
 }
 
 static void test_buffers_and_body(void)
 {
-    setup();
+    cu_setup();
     etf_buf_t b = {0};
     /* etf_encode appends */
     CU_ASSERT(etf_encode(SMALL(1), NULL, &b) == GD_OK);
-    CU_ASSERT(etf_encode(atom("a"), NULL, &b) == GD_OK);
+    CU_ASSERT(etf_encode(heap_atom("a"), NULL, &b) == GD_OK);
     static const uint8_t two[] = {131, 97, 1, 131, 100, 0, 1, 97};
     CU_ASSERT(b.len == sizeof two && memcmp(b.data, two, sizeof two) == 0);
     /* the body has no version byte */
@@ -557,17 +528,17 @@ static void test_buffers_and_body(void)
     etf_buf_free(&b);
     term_t s = TERM_NIL;
     for (int i = 0; i < 100000; i++)
-        CU_ASSERT_FATAL(heap_cons(&H, atom("abcdefgh"), s, &s) == GD_OK);
+        CU_ASSERT_FATAL(heap_cons(&cu_heap, heap_atom("abcdefgh"), s, &s) == GD_OK);
     CU_ASSERT(etf_encode_body(s, NULL, &b) == GD_OK && b.len == 5 + 100000 * 11 + 1);
     size_t size;
     CU_ASSERT(etf_encoded_size(s, NULL, &size) == GD_OK && size == b.len);
     etf_buf_free(&b);
-    teardown();
+    cu_teardown();
 }
 
 static void test_unencodable_and_depth(void)
 {
-    setup();
+    cu_setup();
     etf_buf_t b = {0};
     size_t size;
     CU_ASSERT(etf_encode(TERM_NONE, NULL, &b) == ETF_EUNENCODABLE && b.len == 0);
@@ -586,16 +557,16 @@ static void test_unencodable_and_depth(void)
     CU_ASSERT(etf_encode(t2, &o, &b) == GD_OK);
     CU_ASSERT(etf_encode(t3, &o, &b) == ETF_EDEPTH);
     CU_ASSERT(etf_encoded_size(t3, &o, &size) == ETF_EDEPTH);
-    CU_ASSERT(etf_encode(TUPLE(TUPLE(tup(0, NULL))), &o, &b) == GD_OK);
+    CU_ASSERT(etf_encode(TUPLE(TUPLE(cu_tuple(0, NULL))), &o, &b) == GD_OK);
     /* a byte list is a STRING_EXT, no deeper */
     CU_ASSERT(etf_encode(TUPLE(TUPLE(LIST(SMALL(1)))), &o, &b) == GD_OK);
-    CU_ASSERT(etf_encode(TUPLE(TUPLE(LIST(atom("a")))), &o, &b) == ETF_EDEPTH);
+    CU_ASSERT(etf_encode(TUPLE(TUPLE(LIST(heap_atom("a")))), &o, &b) == ETF_EDEPTH);
     /* a million nested tuples */
     term_t deep = SMALL(0);
     bool built = true;
     for (int i = 0; i < 1000000 && built; i++) {
         term_t *el, t;
-        built = heap_make_tuple(&H, 1, &el, &t) == GD_OK;
+        built = heap_make_tuple(&cu_heap, 1, &el, &t) == GD_OK;
         if (built) {
             el[0] = deep;
             deep = t;
@@ -609,9 +580,10 @@ static void test_unencodable_and_depth(void)
     etf_decode_opts_t d = {0};
     d.max_depth = 1000000;
     term_t back;
-    CU_ASSERT(etf_decode(&H, b.data, b.len, &d, &back, NULL, NULL) == GD_OK && heap_equal_exact(back, deep));
+    CU_ASSERT(etf_decode(&cu_heap, b.data, b.len, &d, &back, NULL, NULL) == GD_OK &&
+              heap_equal_exact(back, deep));
     etf_buf_free(&b);
-    teardown();
+    cu_teardown();
 }
 
 /* encode -> decode gives an equal term; encoding that gives the same bytes. */
@@ -622,7 +594,7 @@ static bool roundtrip(term_t t, const etf_encode_opts_t *o, uint64_t seed, int i
     size_t size = 0;
     etf_error_t err = {0, 0};
     bool ok = etf_encode(t, o, &a) == GD_OK;
-    ok = ok && etf_decode(&H, a.data, a.len, NULL, &back, NULL, &err) == GD_OK;
+    ok = ok && etf_decode(&cu_heap, a.data, a.len, NULL, &back, NULL, &err) == GD_OK;
     ok = ok && heap_equal_exact(back, t);
     ok = ok && etf_encode(back, o, &b) == GD_OK && a.len == b.len && memcmp(a.data, b.data, a.len) == 0;
     if (ok && (o == NULL || o->compressed <= 0))
@@ -649,13 +621,13 @@ static void test_random_roundtrip(void)
     variants[4].minor_version = 0;
     int failures = 0;
     for (int i = 0; i < 1000 && failures < 5; i++) {
-        setup();
-        term_t t = cu_random_term(&H, &seed, 5);
+        cu_setup();
+        term_t t = cu_random_term(&cu_heap, &seed, 5);
         CU_ASSERT_FATAL(t != TERM_NONE);
         for (int k = 0; k < 5; k++)
             if (!roundtrip(t, &variants[k], seed0, i))
                 failures++;
-        teardown();
+        cu_teardown();
     }
     CU_ASSERT(failures == 0);
 }
