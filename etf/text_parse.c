@@ -34,6 +34,7 @@
 #include <stdlib.h>
 
 #include "etf.h"
+#include "internal.h"
 
 /* Deepest nesting of lists, tuples and maps accepted. */
 #define TEXT_MAX_DEPTH ((size_t)1 << 20)
@@ -332,6 +333,21 @@ static int scan_escape(parser_t *p, uint32_t *cp)
     return GD_OK;
 }
 
+/* Reads one character of a quoted sequence or of a $c literal at p->pos
+ * (p->pos < p->len): an escape sequence or one UTF-8 character. */
+static int scan_char(parser_t *p, uint32_t *cp)
+{
+    if (p->s[p->pos] == '\\') {
+        p->pos++;
+        return scan_escape(p, cp);
+    }
+    size_t n = decode_utf8(p, p->pos, cp);
+    if (n == 0)
+        return fail(p, ETF_EPARSE, p->pos);
+    p->pos += n;
+    return GD_OK;
+}
+
 /* Reads a quoted sequence closed by q (the opening quote already consumed),
  * appending its characters to p->chars. */
 static int scan_quoted(parser_t *p, int q)
@@ -340,24 +356,15 @@ static int scan_quoted(parser_t *p, int q)
     for (;;) {
         if (p->pos >= p->len)
             return fail(p, ETF_EPARSE, open);
-        int c = p->s[p->pos];
-        if (c == q) {
+        if (p->s[p->pos] == q) {
             p->pos++;
             return GD_OK;
         }
         uint32_t cp;
-        if (c == '\\') {
-            p->pos++;
-            int rc = scan_escape(p, &cp);
-            if (rc != GD_OK)
-                return rc;
-        } else {
-            size_t n = decode_utf8(p, p->pos, &cp);
-            if (n == 0)
-                return fail(p, ETF_EPARSE, p->pos);
-            p->pos += n;
-        }
-        int rc = push_char(p, cp);
+        int rc = scan_char(p, &cp);
+        if (rc != GD_OK)
+            return rc;
+        rc = push_char(p, cp);
         if (rc != GD_OK)
             return rc;
     }
@@ -558,27 +565,11 @@ static int make_atom_from_chars(parser_t *p, size_t offset)
 {
     if (p->nchars > HEAP_ATOM_MAX_CHARS)
         return fail(p, ETF_EATOM, offset);
-    char utf8[HEAP_ATOM_MAX_BYTES];
+    uint8_t utf8[HEAP_ATOM_MAX_BYTES];
     size_t n = 0;
-    for (size_t i = 0; i < p->nchars; i++) {
-        uint32_t c = p->chars[i];
-        if (c < 0x80) {
-            utf8[n++] = (char)c;
-        } else if (c < 0x800) {
-            utf8[n++] = (char)(0xC0 | (c >> 6));
-            utf8[n++] = (char)(0x80 | (c & 0x3F));
-        } else if (c < 0x10000) {
-            utf8[n++] = (char)(0xE0 | (c >> 12));
-            utf8[n++] = (char)(0x80 | ((c >> 6) & 0x3F));
-            utf8[n++] = (char)(0x80 | (c & 0x3F));
-        } else {
-            utf8[n++] = (char)(0xF0 | (c >> 18));
-            utf8[n++] = (char)(0x80 | ((c >> 12) & 0x3F));
-            utf8[n++] = (char)(0x80 | ((c >> 6) & 0x3F));
-            utf8[n++] = (char)(0x80 | (c & 0x3F));
-        }
-    }
-    int rc = heap_atom_put(utf8, n, &p->tok_term);
+    for (size_t i = 0; i < p->nchars; i++)
+        n += etf_utf8_put(utf8 + n, p->chars[i]);
+    int rc = heap_atom_put((const char *)utf8, n, &p->tok_term);
     return rc == GD_OK ? GD_OK : heap_error(p, rc, offset);
 }
 
@@ -673,18 +664,10 @@ static int next_token(parser_t *p)
         uint32_t cp;
         if (p->pos >= p->len)
             return fail(p, ETF_EPARSE, at);
-        if (p->s[p->pos] == '\\') {
-            p->pos++;
-            int rc = scan_escape(p, &cp);
-            if (rc != GD_OK)
-                return rc;
-        } else {
-            size_t n = decode_utf8(p, p->pos, &cp);
-            if (n == 0)
-                return fail(p, ETF_EPARSE, p->pos);
-            p->pos += n;
-        }
-        int rc = set_mag_len(p, 1);
+        int rc = scan_char(p, &cp);
+        if (rc != GD_OK)
+            return rc;
+        rc = set_mag_len(p, 1);
         if (rc != GD_OK)
             return rc;
         p->mag[0] = cp;
@@ -1198,21 +1181,7 @@ static int put_utf_segment(parser_t *p, const seg_value_t *v, const segment_t *s
     uint8_t b[4];
     size_t n = 0;
     if (seg->type == SEG_UTF8) {
-        if (c < 0x80) {
-            b[n++] = (uint8_t)c;
-        } else if (c < 0x800) {
-            b[n++] = (uint8_t)(0xC0 | (c >> 6));
-            b[n++] = (uint8_t)(0x80 | (c & 0x3F));
-        } else if (c < 0x10000) {
-            b[n++] = (uint8_t)(0xE0 | (c >> 12));
-            b[n++] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
-            b[n++] = (uint8_t)(0x80 | (c & 0x3F));
-        } else {
-            b[n++] = (uint8_t)(0xF0 | (c >> 18));
-            b[n++] = (uint8_t)(0x80 | ((c >> 12) & 0x3F));
-            b[n++] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
-            b[n++] = (uint8_t)(0x80 | (c & 0x3F));
-        }
+        n = etf_utf8_put(b, c);
     } else if (seg->type == SEG_UTF16) {
         uint16_t u[2];
         size_t k = 0;

@@ -53,6 +53,7 @@
 #include <stdlib.h>
 
 #include "etf.h"
+#include "internal.h"
 
 /* Bignums above this many 64-bit digits print in hexadecimal (see above). */
 #define PRINT_BIG_DECIMAL_MAX_DIGITS 4096u
@@ -106,27 +107,7 @@ static int put_i64(etf_buf_t *out, int64_t v)
 static int put_utf8(etf_buf_t *out, uint32_t cp)
 {
     uint8_t b[4];
-    size_t n;
-    if (cp < 0x80) {
-        b[0] = (uint8_t)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        b[0] = (uint8_t)(0xC0 | (cp >> 6));
-        b[1] = (uint8_t)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (uint8_t)(0xE0 | (cp >> 12));
-        b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        b[0] = (uint8_t)(0xF0 | (cp >> 18));
-        b[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        b[3] = (uint8_t)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    return put_bytes(out, b, n);
+    return put_bytes(out, b, etf_utf8_put(b, cp));
 }
 
 /* ------------------------------------------------------------------------ */
