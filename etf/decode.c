@@ -354,6 +354,32 @@ static int read_small_field(dec_t *d, size_t *pos, int wrong, int64_t *out)
     }
 }
 
+/*
+ * The node atom of a pid, port or reference at *p (the term's tag at `at`)
+ * and the `fixed` bytes that must follow it: moves *p past the atom and
+ * returns those bytes, or NULL with the error recorded.
+ */
+static const uint8_t *read_ident_node(dec_t *d, size_t at, size_t *p, size_t fixed, term_t *node)
+{
+    if (read_atom(d, p, ETF_ENODE, node) != GD_OK)
+        return NULL;
+    if (d->len - *p < fixed) {
+        fail_at(d, ETF_ETRUNCATED, at);
+        return NULL;
+    }
+    return d->buf + *p;
+}
+
+/* Ends a pid, port or reference with its constructor's code rc: the error,
+ * or *pos moved to `end`. */
+static int end_ident(dec_t *d, int rc, size_t at, size_t *pos, size_t end)
+{
+    if (rc != GD_OK)
+        return fail_at(d, map_heap_error(rc), at);
+    *pos = end;
+    return GD_OK;
+}
+
 /* Reads the body of NEW_PID_EXT / PID_EXT after the tag at `at`. */
 static int read_pid(dec_t *d, size_t *pos, term_t *out)
 {
@@ -361,12 +387,10 @@ static int read_pid(dec_t *d, size_t *pos, term_t *out)
     uint8_t tag = d->buf[at];
     size_t p = at + 1;
     term_t node;
-    if (read_atom(d, &p, ETF_ENODE, &node) != GD_OK)
-        return d->err;
     size_t fixed = tag == ETF_NEW_PID_EXT ? 12 : 9;
-    if (d->len - p < fixed)
-        return fail_at(d, ETF_ETRUNCATED, at);
-    const uint8_t *b = d->buf + p;
+    const uint8_t *b = read_ident_node(d, at, &p, fixed, &node);
+    if (b == NULL)
+        return d->err;
     uint32_t id = etf_get32(b), serial = etf_get32(b + 4), creation;
     if (tag == ETF_NEW_PID_EXT) {
         creation = etf_get32(b + 8);
@@ -375,11 +399,8 @@ static int read_pid(dec_t *d, size_t *pos, term_t *out)
         if (creation > DEC_MAX_OLD_CREATION)
             return fail_at(d, ETF_ETYPE, at);
     }
-    int rc = heap_make_ext_pid(d->h, node, id, serial, creation, out);
-    if (rc != GD_OK)
-        return fail_at(d, map_heap_error(rc), at);
-    *pos = p + fixed;
-    return GD_OK;
+    return end_ident(d, heap_make_ext_pid(d->h, node, id, serial, creation, out), at, pos,
+                     p + fixed);
 }
 
 /* Ports: NEW_PORT_EXT, V4_PORT_EXT, PORT_EXT. */
@@ -389,12 +410,10 @@ static int read_port(dec_t *d, size_t *pos, term_t *out)
     uint8_t tag = d->buf[at];
     size_t p = at + 1;
     term_t node;
-    if (read_atom(d, &p, ETF_ENODE, &node) != GD_OK)
-        return d->err;
     size_t fixed = tag == ETF_V4_PORT_EXT ? 12 : tag == ETF_NEW_PORT_EXT ? 8 : 5;
-    if (d->len - p < fixed)
-        return fail_at(d, ETF_ETRUNCATED, at);
-    const uint8_t *b = d->buf + p;
+    const uint8_t *b = read_ident_node(d, at, &p, fixed, &node);
+    if (b == NULL)
+        return d->err;
     uint64_t id;
     uint32_t creation;
     if (tag == ETF_V4_PORT_EXT) {
@@ -409,11 +428,7 @@ static int read_port(dec_t *d, size_t *pos, term_t *out)
         if (creation > DEC_MAX_OLD_CREATION)
             return fail_at(d, ETF_ETYPE, at);
     }
-    int rc = heap_make_ext_port(d->h, node, id, creation, out);
-    if (rc != GD_OK)
-        return fail_at(d, map_heap_error(rc), at);
-    *pos = p + fixed;
-    return GD_OK;
+    return end_ident(d, heap_make_ext_port(d->h, node, id, creation, out), at, pos, p + fixed);
 }
 
 /* References: NEWER_REFERENCE_EXT, NEW_REFERENCE_EXT, REFERENCE_EXT. */
@@ -433,13 +448,11 @@ static int read_ref(dec_t *d, size_t *pos, term_t *out)
             return fail_at(d, ETF_EREF_LEN, at);
     }
     term_t node;
-    if (read_atom(d, &p, ETF_ENODE, &node) != GD_OK)
-        return d->err;
     size_t cre_len = tag == ETF_NEWER_REFERENCE_EXT ? 4 : 1;
     size_t fixed = cre_len + 4 * nwords;
-    if (d->len - p < fixed)
-        return fail_at(d, ETF_ETRUNCATED, at);
-    const uint8_t *b = d->buf + p;
+    const uint8_t *b = read_ident_node(d, at, &p, fixed, &node);
+    if (b == NULL)
+        return d->err;
     uint32_t creation, words[HEAP_REF_MAX_WORDS];
     if (tag == ETF_REFERENCE_EXT) {
         /* REFERENCE_EXT: ID before Creation. */
@@ -453,11 +466,8 @@ static int read_ref(dec_t *d, size_t *pos, term_t *out)
     if (tag != ETF_NEWER_REFERENCE_EXT &&
         (creation > DEC_MAX_OLD_CREATION || words[0] > DEC_OLD_REF_WORD0_MAX))
         return fail_at(d, ETF_ETYPE, at);
-    int rc = heap_make_ref(d->h, node, creation, words, nwords, out);
-    if (rc != GD_OK)
-        return fail_at(d, map_heap_error(rc), at);
-    *pos = p + fixed;
-    return GD_OK;
+    return end_ident(d, heap_make_ref(d->h, node, creation, words, nwords, out), at, pos,
+                     p + fixed);
 }
 
 /*
