@@ -82,6 +82,23 @@ int heap_make_list(heap_t *h, const term_t *items, size_t n, term_t *out)
 
 /* ---- integers ---- */
 
+/* Allocates a bignum of `ndigits` (> 1 or not small-representable) digits
+ * and returns where its digits go; the caller writes them. */
+static int alloc_big(heap_t *h, bool negative, size_t ndigits, uint64_t **digits_out,
+                     term_t *out)
+{
+    if (ndigits > HEAP_BIG_MAX_DIGITS)
+        return GD_ESYSTEM_LIMIT;
+    term_t *p;
+    int rc = alloc_words(h, 1 + ndigits, &p);
+    if (rc != GD_OK)
+        return rc;
+    p[0] = heap_make_header(negative ? HDR_NEG_BIG : HDR_POS_BIG, ndigits);
+    *digits_out = p + 1;
+    *out = term_make_boxed(p);
+    return GD_OK;
+}
+
 int heap_make_integer_digits(heap_t *h, bool negative, const uint64_t *digits, size_t ndigits,
                              term_t *out)
 {
@@ -102,16 +119,11 @@ int heap_make_integer_digits(heap_t *h, bool negative, const uint64_t *digits, s
             return GD_OK;
         }
     }
-    if (ndigits > HEAP_BIG_MAX_DIGITS)
-        return GD_ESYSTEM_LIMIT;
-    term_t *p;
-    int rc = alloc_words(h, 1 + ndigits, &p);
-    if (rc != GD_OK)
-        return rc;
-    p[0] = heap_make_header(negative ? HDR_NEG_BIG : HDR_POS_BIG, ndigits);
-    memcpy(p + 1, digits, ndigits * sizeof(uint64_t));
-    *out = term_make_boxed(p);
-    return GD_OK;
+    uint64_t *big;
+    int rc = alloc_big(h, negative, ndigits, &big, out);
+    if (rc == GD_OK)
+        memcpy(big, digits, ndigits * sizeof(uint64_t));
+    return rc;
 }
 
 int heap_make_uint64(heap_t *h, uint64_t v, term_t *out)
@@ -140,14 +152,10 @@ int heap_make_integer_le(heap_t *h, bool negative, const uint8_t *le, size_t nby
             d |= (uint64_t)le[i] << (8 * i);
         return heap_make_integer_digits(h, negative, &d, ndigits, out);
     }
-    if (ndigits > HEAP_BIG_MAX_DIGITS)
-        return GD_ESYSTEM_LIMIT;
-    term_t *p;
-    int rc = alloc_words(h, 1 + ndigits, &p);
+    uint64_t *digits;
+    int rc = alloc_big(h, negative, ndigits, &digits, out);
     if (rc != GD_OK)
         return rc;
-    p[0] = heap_make_header(negative ? HDR_NEG_BIG : HDR_POS_BIG, ndigits);
-    uint64_t *digits = p + 1;
     for (size_t d = 0; d < ndigits; d++) {
         uint64_t v = 0;
         size_t base = d * 8;
@@ -156,7 +164,6 @@ int heap_make_integer_le(heap_t *h, bool negative, const uint8_t *le, size_t nby
             v |= (uint64_t)le[base + i] << (8 * i);
         digits[d] = v;
     }
-    *out = term_make_boxed(p);
     return GD_OK;
 }
 
