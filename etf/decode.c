@@ -58,9 +58,9 @@ enum dec_frame_kind {
 };
 
 typedef struct dec_frame {
-    term_t *dest;      /* next slot to fill */
-    size_t remaining;  /* slots still to fill */
-    term_t *aux;       /* FRAME_MAP: its scratch header */
+    term_t *dest;     /* next slot to fill */
+    size_t remaining; /* slots still to fill */
+    term_t *aux;      /* FRAME_MAP: its scratch header */
     uint32_t kind;
 } dec_frame_t;
 
@@ -565,10 +565,10 @@ static void fill_pending(dec_t *d, size_t sp)
 
 /* ---- the decoder proper ---- */
 
-#define FAIL(code, off)                                                        \
-    do {                                                                       \
-        fail_at(d, (code), (off));                                             \
-        goto fail;                                                             \
+#define FAIL(code, off)                                                                            \
+    do {                                                                                           \
+        fail_at(d, (code), (off));                                                                 \
+        goto fail;                                                                                 \
     } while (0)
 
 /* Bytes left after one byte for every slot still pending on the stack
@@ -576,51 +576,51 @@ static void fill_pending(dec_t *d, size_t sp)
 #define AVAIL() ((len - pos) > pending ? (len - pos) - pending : 0)
 /* Room check for a variable-length part: n bytes (or slots) must fit in
  * what is left after every slot still pending on the stack. */
-#define NEED_VAR(n, off)                                                       \
-    do {                                                                       \
-        if (GD_UNLIKELY((size_t)(n) > AVAIL()))                                \
-            FAIL(ETF_ETOO_LARGE, off);                                         \
+#define NEED_VAR(n, off)                                                                           \
+    do {                                                                                           \
+        if (GD_UNLIKELY((size_t)(n) > AVAIL()))                                                    \
+            FAIL(ETF_ETOO_LARGE, off);                                                             \
     } while (0)
-#define NEED_FIXED(n)                                                          \
-    do {                                                                       \
-        if (GD_UNLIKELY(len - pos < (size_t)(n)))                              \
-            FAIL(ETF_ETRUNCATED, pos);                                         \
+#define NEED_FIXED(n)                                                                              \
+    do {                                                                                           \
+        if (GD_UNLIKELY(len - pos < (size_t)(n)))                                                  \
+            FAIL(ETF_ETRUNCATED, pos);                                                             \
     } while (0)
 
 /* Makes sure one more frame may be pushed (depth cap, stack room); done
  * before the compound is allocated, so a failure leaves no half-built
  * object whose slots no frame would fill. */
-#define CAN_PUSH()                                                             \
-    do {                                                                       \
-        if (GD_UNLIKELY(sp > d->max_depth))                                    \
-            FAIL(ETF_EDEPTH, tag_off);                                         \
-        if (GD_UNLIKELY(sp == d->stack_cap) && grow_stack(d) != GD_OK)         \
-            FAIL(ETF_ENOMEM, tag_off);                                         \
+#define CAN_PUSH()                                                                                 \
+    do {                                                                                           \
+        if (GD_UNLIKELY(sp > d->max_depth))                                                        \
+            FAIL(ETF_EDEPTH, tag_off);                                                             \
+        if (GD_UNLIKELY(sp == d->stack_cap) && grow_stack(d) != GD_OK)                             \
+            FAIL(ETF_ENOMEM, tag_off);                                                             \
     } while (0)
 
 /* Pushes a frame; CAN_PUSH() must have succeeded just before. */
-#define PUSH(kind_, dest_, count_, aux_)                                       \
-    do {                                                                       \
-        dec_frame_t *nf = &d->stack[sp++];                                     \
-        nf->dest = (dest_);                                                    \
-        nf->remaining = (count_);                                              \
-        nf->aux = (aux_);                                                      \
-        nf->kind = (kind_);                                                    \
-        pending += (count_);                                                   \
+#define PUSH(kind_, dest_, count_, aux_)                                                           \
+    do {                                                                                           \
+        dec_frame_t *nf = &d->stack[sp++];                                                         \
+        nf->dest = (dest_);                                                                        \
+        nf->remaining = (count_);                                                                  \
+        nf->aux = (aux_);                                                                          \
+        nf->kind = (kind_);                                                                        \
+        pending += (count_);                                                                       \
     } while (0)
 
-#define HEAP_ALLOC(p, words)                                                   \
-    do {                                                                       \
-        (p) = heap_alloc(h, (words));                                          \
-        if (GD_UNLIKELY((p) == NULL))                                          \
-            FAIL(ETF_ENOMEM, tag_off);                                         \
+#define HEAP_ALLOC(p, words)                                                                       \
+    do {                                                                                           \
+        (p) = heap_alloc(h, (words));                                                              \
+        if (GD_UNLIKELY((p) == NULL))                                                              \
+            FAIL(ETF_ENOMEM, tag_off);                                                             \
     } while (0)
 
-#define HEAP_CALL(expr)                                                        \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        if (GD_UNLIKELY(rc_ != GD_OK))                                         \
-            FAIL(map_heap_error(rc_), tag_off);                                \
+#define HEAP_CALL(expr)                                                                            \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (GD_UNLIKELY(rc_ != GD_OK))                                                             \
+            FAIL(map_heap_error(rc_), tag_off);                                                    \
     } while (0)
 
 /*

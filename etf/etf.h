@@ -68,31 +68,31 @@
 
 /* ---- error codes: distinct per failure, in etf/'s range ---- */
 enum {
-    ETF_EVERSION = -100,      /* missing or wrong version byte (131) */
-    ETF_ETRUNCATED = -101,    /* input ends inside a term */
-    ETF_EUNKNOWN_TAG = -102,  /* tag byte not in the table */
-    ETF_EATOM = -103,         /* atom text invalid: > 255 chars or bad UTF-8 */
-    ETF_EATOM_UNSAFE = -104,  /* safe mode: the atom does not exist */
+    ETF_EVERSION = -100,     /* missing or wrong version byte (131) */
+    ETF_ETRUNCATED = -101,   /* input ends inside a term */
+    ETF_EUNKNOWN_TAG = -102, /* tag byte not in the table */
+    ETF_EATOM = -103,        /* atom text invalid: > 255 chars or bad UTF-8 */
+    ETF_EATOM_UNSAFE = -104, /* safe mode: the atom does not exist */
     ETF_EATOM_TABLE_FULL = -105,
-    ETF_EATOM_CACHE = -106,   /* ATOM_CACHE_REF without a cache, or bad index */
-    ETF_EDEPTH = -107,        /* nesting deeper than max_depth */
-    ETF_ETOO_LARGE = -108,    /* a length exceeds what the input can hold or a cap */
-    ETF_EFLOAT = -109,        /* NaN/Inf or an unparsable FLOAT_EXT */
-    ETF_EBITS = -110,         /* BIT_BINARY_EXT bits field out of range */
-    ETF_EDUPLICATE_KEY = -111,/* MAP_EXT with the same key twice */
-    ETF_ENODE = -112,         /* pid/port/ref node is not an atom */
-    ETF_EREF_LEN = -113,      /* reference with more than 5 id words */
-    ETF_EFUN = -114,          /* malformed NEW_FUN_EXT (size, fields) */
-    ETF_EEXPORT = -115,       /* malformed EXPORT_EXT */
-    ETF_ECOMPRESSED = -116,   /* bad zlib data or inflated size != declared */
-    ETF_EBIG = -117,          /* bignum larger than the runtime's limit */
-    ETF_ELOCAL = -118,        /* LOCAL_EXT (only its creating node can decode it) */
-    ETF_EOLD_FUN = -119,      /* FUN_EXT, rejected since OTP 23 */
-    ETF_ENOMEM = -120,        /* allocation failed */
-    ETF_ETRAILING = -121,     /* bytes after the term (only when forbidden) */
-    ETF_EUNENCODABLE = -122,  /* encode: the term cannot be expressed in ETF */
-    ETF_ETYPE = -123,         /* a field has the wrong type (e.g. EXPORT arity) */
-    ETF_EPARSE = -124,        /* text syntax error */
+    ETF_EATOM_CACHE = -106,    /* ATOM_CACHE_REF without a cache, or bad index */
+    ETF_EDEPTH = -107,         /* nesting deeper than max_depth */
+    ETF_ETOO_LARGE = -108,     /* a length exceeds what the input can hold or a cap */
+    ETF_EFLOAT = -109,         /* NaN/Inf or an unparsable FLOAT_EXT */
+    ETF_EBITS = -110,          /* BIT_BINARY_EXT bits field out of range */
+    ETF_EDUPLICATE_KEY = -111, /* MAP_EXT with the same key twice */
+    ETF_ENODE = -112,          /* pid/port/ref node is not an atom */
+    ETF_EREF_LEN = -113,       /* reference with more than 5 id words */
+    ETF_EFUN = -114,           /* malformed NEW_FUN_EXT (size, fields) */
+    ETF_EEXPORT = -115,        /* malformed EXPORT_EXT */
+    ETF_ECOMPRESSED = -116,    /* bad zlib data or inflated size != declared */
+    ETF_EBIG = -117,           /* bignum larger than the runtime's limit */
+    ETF_ELOCAL = -118,         /* LOCAL_EXT (only its creating node can decode it) */
+    ETF_EOLD_FUN = -119,       /* FUN_EXT, rejected since OTP 23 */
+    ETF_ENOMEM = -120,         /* allocation failed */
+    ETF_ETRAILING = -121,      /* bytes after the term (only when forbidden) */
+    ETF_EUNENCODABLE = -122,   /* encode: the term cannot be expressed in ETF */
+    ETF_ETYPE = -123,          /* a field has the wrong type (e.g. EXPORT arity) */
+    ETF_EPARSE = -124,         /* text syntax error */
 };
 
 /* Describes any code: ETF_E* or GD_E*. */

@@ -13,7 +13,10 @@
 GD_STATIC_ASSERT(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                  "the codec byte-swaps assuming a little-endian host");
 
-static inline uint16_t etf_get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint16_t etf_get16(const uint8_t *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
 static inline uint32_t etf_get32(const uint8_t *p)
 {
     uint32_t v;

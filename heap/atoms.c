@@ -28,7 +28,7 @@ typedef struct atom_entry {
 typedef struct atom_table {
     uint32_t limit;
     uint32_t slot_mask;
-    _Atomic uint32_t *slots;       /* atom index + 1, 0 = empty */
+    _Atomic uint32_t *slots;         /* atom index + 1, 0 = empty */
     _Atomic(atom_entry_t *) *chunks; /* limit / CHUNK_SIZE (rounded up) */
     atomic_uint_fast32_t count;
     pthread_mutex_t write_lock;
@@ -204,8 +204,7 @@ static void init_table(void)
         bool latin1;
         uint32_t index;
         if (check_utf8(name, len, &chars, &latin1) != GD_OK ||
-            create(name, len, hash_text(name, len), chars, latin1, &index) != GD_OK ||
-            index != i) {
+            create(name, len, hash_text(name, len), chars, latin1, &index) != GD_OK || index != i) {
             table_init_error = GD_ENOMEM;
             return;
         }

@@ -110,22 +110,22 @@ typedef uint64_t term_t;
 
 /* Boxed object subtags (6 bits, header bits 2..7). */
 enum heap_subtag {
-    HDR_TUPLE = 0,      /* elements                                         */
-    HDR_POS_BIG = 1,    /* raw: little-endian 64-bit digits, no leading 0   */
-    HDR_NEG_BIG = 2,    /* same, negative                                   */
-    HDR_FLOAT = 3,      /* raw: one IEEE double                             */
-    HDR_REF = 4,        /* raw: creation | nwords<<32, w0|w1<<32, w2|w3<<32, w4; term: node */
-    HDR_FUN = 5,        /* raw: arity | numfree<<8, index, uniq[0..7], uniq[8..15];
-                           terms: module, old_index, old_uniq, pid, free vars... */
-    HDR_EXPORT = 6,     /* terms: module, function, arity                   */
-    HDR_EXT_PID = 7,    /* raw: id | serial<<32, creation; term: node       */
-    HDR_EXT_PORT = 8,   /* raw: id (64 bits), creation; term: node          */
-    HDR_HEAP_BIN = 9,   /* raw: bit size, then the bytes                    */
-    HDR_REFC_BIN = 10,  /* raw: bit size, heap_binary_t *, next on off-heap list */
-    HDR_SUB_BIN = 11,   /* raw: bit size, bit offset; term: original binary */
-    HDR_MAP_FLAT = 12,  /* terms: n (small), keys[n] sorted, values[n]      */
-    HDR_MAP_HASH = 13,  /* HAMT root:  terms: size (small), bitmap (small), children */
-    HDR_HAMT_NODE = 14, /* HAMT inner: terms: bitmap (small), children       */
+    HDR_TUPLE = 0,         /* elements                                         */
+    HDR_POS_BIG = 1,       /* raw: little-endian 64-bit digits, no leading 0   */
+    HDR_NEG_BIG = 2,       /* same, negative                                   */
+    HDR_FLOAT = 3,         /* raw: one IEEE double                             */
+    HDR_REF = 4,           /* raw: creation | nwords<<32, w0|w1<<32, w2|w3<<32, w4; term: node */
+    HDR_FUN = 5,           /* raw: arity | numfree<<8, index, uniq[0..7], uniq[8..15];
+                              terms: module, old_index, old_uniq, pid, free vars... */
+    HDR_EXPORT = 6,        /* terms: module, function, arity                   */
+    HDR_EXT_PID = 7,       /* raw: id | serial<<32, creation; term: node       */
+    HDR_EXT_PORT = 8,      /* raw: id (64 bits), creation; term: node          */
+    HDR_HEAP_BIN = 9,      /* raw: bit size, then the bytes                    */
+    HDR_REFC_BIN = 10,     /* raw: bit size, heap_binary_t *, next on off-heap list */
+    HDR_SUB_BIN = 11,      /* raw: bit size, bit offset; term: original binary */
+    HDR_MAP_FLAT = 12,     /* terms: n (small), keys[n] sorted, values[n]      */
+    HDR_MAP_HASH = 13,     /* HAMT root:  terms: size (small), bitmap (small), children */
+    HDR_HAMT_NODE = 14,    /* HAMT inner: terms: bitmap (small), children       */
     HDR_HAMT_COLLIDE = 15, /* leaves whose 64-bit hashes are all equal       */
     HDR_SUBTAG_COUNT
 };
@@ -134,22 +134,52 @@ enum heap_subtag {
 #define HEADER_ARITY_SHIFT 8
 #define HEADER_ARITY_MAX (((uint64_t)1 << 56) - 1)
 
-static inline unsigned term_primary(term_t t) { return (unsigned)(t & TAG_PRIMARY_MASK); }
-static inline bool term_is_list(term_t t) { return term_primary(t) == TAG_PRIMARY_LIST; }
-static inline bool term_is_boxed(term_t t) { return term_primary(t) == TAG_PRIMARY_BOXED; }
-static inline bool term_is_immediate(term_t t) { return term_primary(t) == TAG_PRIMARY_IMMED1; }
-static inline bool term_is_nil(term_t t) { return t == TERM_NIL; }
-static inline bool term_is_none(term_t t) { return t == TERM_NONE; }
+static inline unsigned term_primary(term_t t)
+{
+    return (unsigned)(t & TAG_PRIMARY_MASK);
+}
+static inline bool term_is_list(term_t t)
+{
+    return term_primary(t) == TAG_PRIMARY_LIST;
+}
+static inline bool term_is_boxed(term_t t)
+{
+    return term_primary(t) == TAG_PRIMARY_BOXED;
+}
+static inline bool term_is_immediate(term_t t)
+{
+    return term_primary(t) == TAG_PRIMARY_IMMED1;
+}
+static inline bool term_is_nil(term_t t)
+{
+    return t == TERM_NIL;
+}
+static inline bool term_is_none(term_t t)
+{
+    return t == TERM_NONE;
+}
 
-static inline term_t *term_list_ptr(term_t t) { return (term_t *)(uintptr_t)(t - TAG_PRIMARY_LIST); }
+static inline term_t *term_list_ptr(term_t t)
+{
+    return (term_t *)(uintptr_t)(t - TAG_PRIMARY_LIST);
+}
 static inline term_t term_make_list(const term_t *cell)
 {
     return (term_t)(uintptr_t)cell | TAG_PRIMARY_LIST;
 }
-static inline term_t term_car(term_t t) { return term_list_ptr(t)[0]; }
-static inline term_t term_cdr(term_t t) { return term_list_ptr(t)[1]; }
+static inline term_t term_car(term_t t)
+{
+    return term_list_ptr(t)[0];
+}
+static inline term_t term_cdr(term_t t)
+{
+    return term_list_ptr(t)[1];
+}
 
-static inline term_t *term_boxed_ptr(term_t t) { return (term_t *)(uintptr_t)(t - TAG_PRIMARY_BOXED); }
+static inline term_t *term_boxed_ptr(term_t t)
+{
+    return (term_t *)(uintptr_t)(t - TAG_PRIMARY_BOXED);
+}
 static inline term_t term_make_boxed(const term_t *obj)
 {
     return (term_t)(uintptr_t)obj | TAG_PRIMARY_BOXED;
@@ -163,10 +193,16 @@ static inline enum heap_subtag header_subtag(term_t hdr)
 {
     return (enum heap_subtag)((hdr >> HEADER_SUBTAG_SHIFT) & 0x3F);
 }
-static inline uint64_t header_arity(term_t hdr) { return hdr >> HEADER_ARITY_SHIFT; }
+static inline uint64_t header_arity(term_t hdr)
+{
+    return hdr >> HEADER_ARITY_SHIFT;
+}
 
 /* Subtag of a boxed term. */
-static inline enum heap_subtag term_boxed_subtag(term_t t) { return header_subtag(*term_boxed_ptr(t)); }
+static inline enum heap_subtag term_boxed_subtag(term_t t)
+{
+    return header_subtag(*term_boxed_ptr(t));
+}
 static inline bool term_is_boxed_of(term_t t, enum heap_subtag s)
 {
     return term_is_boxed(t) && term_boxed_subtag(t) == s;
@@ -204,51 +240,66 @@ static inline uint64_t heap_boxed_raw_words(term_t hdr)
 #define SMALL_MAX ((int64_t)(((uint64_t)1 << (SMALL_BITS - 1)) - 1))
 #define SMALL_MIN (-SMALL_MAX - 1)
 
-static inline bool term_is_small(term_t t) { return (t & TAG_IMMED1_MASK) == TAG_IMMED1_SMALL; }
-static inline bool small_fits(int64_t v) { return v >= SMALL_MIN && v <= SMALL_MAX; }
+static inline bool term_is_small(term_t t)
+{
+    return (t & TAG_IMMED1_MASK) == TAG_IMMED1_SMALL;
+}
+static inline bool small_fits(int64_t v)
+{
+    return v >= SMALL_MIN && v <= SMALL_MAX;
+}
 static inline term_t term_make_small(int64_t v)
 {
     return ((uint64_t)v << TAG_IMMED1_SIZE) | TAG_IMMED1_SMALL;
 }
-static inline int64_t term_small_value(term_t t) { return (int64_t)t >> TAG_IMMED1_SIZE; }
+static inline int64_t term_small_value(term_t t)
+{
+    return (int64_t)t >> TAG_IMMED1_SIZE;
+}
 
 /* ---- atoms ---- */
 
-static inline bool term_is_atom(term_t t) { return (t & TAG_IMMED2_MASK) == TAG_IMMED2_ATOM; }
+static inline bool term_is_atom(term_t t)
+{
+    return (t & TAG_IMMED2_MASK) == TAG_IMMED2_ATOM;
+}
 static inline term_t term_make_atom(uint32_t index)
 {
     return ((term_t)index << TAG_IMMED2_SIZE) | TAG_IMMED2_ATOM;
 }
-static inline uint32_t term_atom_index(term_t t) { return (uint32_t)(t >> TAG_IMMED2_SIZE); }
+static inline uint32_t term_atom_index(term_t t)
+{
+    return (uint32_t)(t >> TAG_IMMED2_SIZE);
+}
 
 /*
  * Atoms every runtime has, at fixed indices (created when the table is made,
  * in this order).  The table has them before any other atom.
  */
-#define HEAP_FIXED_ATOMS(X)                                                    \
-    X(FALSE, "false")                                                          \
-    X(TRUE, "true")                                                            \
-    X(UNDEFINED, "undefined")                                                  \
-    X(OK, "ok")                                                                \
-    X(ERROR, "error")                                                          \
-    X(NONODE, "nonode@nohost")                                                 \
-    X(NORMAL, "normal")                                                        \
-    X(KILL, "kill")                                                            \
-    X(KILLED, "killed")                                                        \
-    X(NOPROC, "noproc")                                                        \
-    X(NOCONNECTION, "noconnection")                                            \
-    X(BADARG, "badarg")                                                        \
-    X(EXIT, "EXIT")                                                            \
-    X(DOWN, "DOWN")                                                            \
-    X(PROCESS, "process")                                                      \
-    X(SYSTEM_LIMIT, "system_limit")                                            \
+#define HEAP_FIXED_ATOMS(X)                                                                        \
+    X(FALSE, "false")                                                                              \
+    X(TRUE, "true")                                                                                \
+    X(UNDEFINED, "undefined")                                                                      \
+    X(OK, "ok")                                                                                    \
+    X(ERROR, "error")                                                                              \
+    X(NONODE, "nonode@nohost")                                                                     \
+    X(NORMAL, "normal")                                                                            \
+    X(KILL, "kill")                                                                                \
+    X(KILLED, "killed")                                                                            \
+    X(NOPROC, "noproc")                                                                            \
+    X(NOCONNECTION, "noconnection")                                                                \
+    X(BADARG, "badarg")                                                                            \
+    X(EXIT, "EXIT")                                                                                \
+    X(DOWN, "DOWN")                                                                                \
+    X(PROCESS, "process")                                                                          \
+    X(SYSTEM_LIMIT, "system_limit")                                                                \
     X(EMPTY, "")
 
 enum heap_fixed_atom {
 #define HEAP_ATOM_ENUM(name, text) HEAP_ATOM_INDEX_##name,
     HEAP_FIXED_ATOMS(HEAP_ATOM_ENUM)
 #undef HEAP_ATOM_ENUM
-    HEAP_FIXED_ATOM_COUNT
+        HEAP_FIXED_ATOM_COUNT
 };
 #define ATOM_FALSE term_make_atom(HEAP_ATOM_INDEX_FALSE)
 #define ATOM_TRUE term_make_atom(HEAP_ATOM_INDEX_TRUE)
@@ -320,22 +371,38 @@ term_t heap_atom(const char *name);
 
 /* ---- local pids and ports (immediates) ---- */
 
-static inline bool term_is_local_pid(term_t t) { return (t & TAG_IMMED1_MASK) == TAG_IMMED1_PID; }
-static inline bool term_is_local_port(term_t t) { return (t & TAG_IMMED1_MASK) == TAG_IMMED1_PORT; }
+static inline bool term_is_local_pid(term_t t)
+{
+    return (t & TAG_IMMED1_MASK) == TAG_IMMED1_PID;
+}
+static inline bool term_is_local_port(term_t t)
+{
+    return (t & TAG_IMMED1_MASK) == TAG_IMMED1_PORT;
+}
 #define LOCAL_PID_SERIAL_BITS 28
 static inline term_t term_make_local_pid(uint32_t id, uint32_t serial)
 {
-    uint64_t payload = (uint64_t)id | ((uint64_t)(serial & ((1u << LOCAL_PID_SERIAL_BITS) - 1)) << 32);
+    uint64_t payload =
+        (uint64_t)id | ((uint64_t)(serial & ((1u << LOCAL_PID_SERIAL_BITS) - 1)) << 32);
     return (payload << TAG_IMMED1_SIZE) | TAG_IMMED1_PID;
 }
-static inline uint32_t term_local_pid_id(term_t t) { return (uint32_t)(t >> TAG_IMMED1_SIZE); }
-static inline uint32_t term_local_pid_serial(term_t t) { return (uint32_t)(t >> (TAG_IMMED1_SIZE + 32)); }
+static inline uint32_t term_local_pid_id(term_t t)
+{
+    return (uint32_t)(t >> TAG_IMMED1_SIZE);
+}
+static inline uint32_t term_local_pid_serial(term_t t)
+{
+    return (uint32_t)(t >> (TAG_IMMED1_SIZE + 32));
+}
 #define LOCAL_PORT_MAX (((uint64_t)1 << 60) - 1)
 static inline term_t term_make_local_port(uint64_t number)
 {
     return ((number & LOCAL_PORT_MAX) << TAG_IMMED1_SIZE) | TAG_IMMED1_PORT;
 }
-static inline uint64_t term_local_port_number(term_t t) { return t >> TAG_IMMED1_SIZE; }
+static inline uint64_t term_local_port_number(term_t t)
+{
+    return t >> TAG_IMMED1_SIZE;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Off-heap binaries                                                        */
@@ -382,8 +449,8 @@ size_t heap_binary_live_bytes(void);
  */
 typedef struct heap_frag {
     struct heap_frag *next;
-    size_t used;     /* words in use */
-    size_t capacity; /* words */
+    size_t used;           /* words in use */
+    size_t capacity;       /* words */
     term_t *offheap_first; /* REFC_BIN objects in this fragment (list via their next word) */
     size_t offheap_bytes;  /* bytes of the binaries on offheap_first */
     term_t words[];
@@ -416,28 +483,28 @@ typedef struct heap {
     term_t *old_start;   /* old generation (NULL until the first promotion) */
     term_t *old_top;
     term_t *old_end;
-    heap_frag_t *frags;        /* overflow and merged message fragments */
-    size_t frag_words;         /* words used in frags */
-    term_t *offheap_first;     /* REFC_BIN objects on this heap (young + old) */
-    size_t offheap_bytes;      /* bytes of off-heap binaries referenced */
-    size_t min_words;          /* the young area never shrinks below this */
-    size_t max_heap_words;     /* 0 = unlimited (max_heap_size) */
-    uint32_t fullsweep_after;  /* minors between major collections */
+    heap_frag_t *frags;       /* overflow and merged message fragments */
+    size_t frag_words;        /* words used in frags */
+    term_t *offheap_first;    /* REFC_BIN objects on this heap (young + old) */
+    size_t offheap_bytes;     /* bytes of off-heap binaries referenced */
+    size_t min_words;         /* the young area never shrinks below this */
+    size_t max_heap_words;    /* 0 = unlimited (max_heap_size) */
+    uint32_t fullsweep_after; /* minors between major collections */
     uint32_t minors_since_major;
     heap_gc_stats_t stats;
     /* Collector state (gc.c).  offheap_bytes above counts the binaries of
      * the young generation and fragments; these count the old one. */
-    size_t old_offheap_bytes;  /* bytes of off-heap binaries held by the old heap */
-    size_t vheap_limit;        /* young off-heap bytes beyond which a GC is due */
-    size_t old_vheap_limit;    /* old off-heap bytes beyond which the next GC is major */
-    uint32_t gc_flags;         /* HEAP_GCF_* */
+    size_t old_offheap_bytes; /* bytes of off-heap binaries held by the old heap */
+    size_t vheap_limit;       /* young off-heap bytes beyond which a GC is due */
+    size_t old_vheap_limit;   /* old off-heap bytes beyond which the next GC is major */
+    uint32_t gc_flags;        /* HEAP_GCF_* */
 } heap_t;
 
 /* heap_t.gc_flags */
-#define HEAP_GCF_WANTED 0x1u        /* collect at the next heap_ensure_free */
-#define HEAP_GCF_NEED_MAJOR 0x2u    /* the next collection is a full sweep */
-#define HEAP_GCF_GROW 0x4u          /* live data fills > 75%: grow at the next major */
-#define HEAP_GCF_STRESS 0x8u        /* GC stress: every heap_ensure_free collects */
+#define HEAP_GCF_WANTED 0x1u     /* collect at the next heap_ensure_free */
+#define HEAP_GCF_NEED_MAJOR 0x2u /* the next collection is a full sweep */
+#define HEAP_GCF_GROW 0x4u       /* live data fills > 75%: grow at the next major */
+#define HEAP_GCF_STRESS 0x8u     /* GC stress: every heap_ensure_free collects */
 
 #define HEAP_MIN_WORDS_DEFAULT 233
 #define HEAP_FULLSWEEP_AFTER_DEFAULT 65535
@@ -646,9 +713,18 @@ void heap_frag_free(heap_frag_t *frag);
 
 /* A tuple of `arity` elements; the caller fills *elems_out[0..arity). */
 int heap_make_tuple(heap_t *h, size_t arity, term_t **elems_out, term_t *out) GD_MUST_CHECK;
-static inline term_t *term_tuple_elems(term_t t) { return term_boxed_ptr(t) + 1; }
-static inline size_t term_tuple_arity(term_t t) { return (size_t)header_arity(*term_boxed_ptr(t)); }
-static inline bool term_is_tuple(term_t t) { return term_is_boxed_of(t, HDR_TUPLE); }
+static inline term_t *term_tuple_elems(term_t t)
+{
+    return term_boxed_ptr(t) + 1;
+}
+static inline size_t term_tuple_arity(term_t t)
+{
+    return (size_t)header_arity(*term_boxed_ptr(t));
+}
+static inline bool term_is_tuple(term_t t)
+{
+    return term_is_boxed_of(t, HDR_TUPLE);
+}
 
 /* A cons cell [car | cdr]. */
 int heap_cons(heap_t *h, term_t car, term_t cdr, term_t *out) GD_MUST_CHECK;
@@ -663,7 +739,10 @@ static inline bool term_is_big(term_t t)
     return term_is_boxed(t) &&
            (term_boxed_subtag(t) == HDR_POS_BIG || term_boxed_subtag(t) == HDR_NEG_BIG);
 }
-static inline bool term_is_integer(term_t t) { return term_is_small(t) || term_is_big(t); }
+static inline bool term_is_integer(term_t t)
+{
+    return term_is_small(t) || term_is_big(t);
+}
 
 /* Largest bignum the runtime builds, in 64-bit digits (OTP's limit is
  * similar: about 2^24 bits). */
@@ -689,12 +768,18 @@ int heap_make_integer_digits(heap_t *h, bool negative, const uint64_t *digits, s
                              term_t *out) GD_MUST_CHECK;
 
 /* Bignum accessors: digit count, digits (little-endian), sign. */
-static inline size_t term_big_ndigits(term_t t) { return (size_t)header_arity(*term_boxed_ptr(t)); }
+static inline size_t term_big_ndigits(term_t t)
+{
+    return (size_t)header_arity(*term_boxed_ptr(t));
+}
 static inline const uint64_t *term_big_digits(term_t t)
 {
     return (const uint64_t *)(term_boxed_ptr(t) + 1);
 }
-static inline bool term_big_negative(term_t t) { return term_boxed_subtag(t) == HDR_NEG_BIG; }
+static inline bool term_big_negative(term_t t)
+{
+    return term_boxed_subtag(t) == HDR_NEG_BIG;
+}
 
 /* The value of an integer term if it fits in int64_t; GD_ESYSTEM_LIMIT if not,
  * GD_EBADARG if t is not an integer. */
@@ -702,7 +787,10 @@ int heap_integer_to_int64(term_t t, int64_t *out) GD_MUST_CHECK;
 
 /* ---- floats ---- */
 
-static inline bool term_is_float(term_t t) { return term_is_boxed_of(t, HDR_FLOAT); }
+static inline bool term_is_float(term_t t)
+{
+    return term_is_boxed_of(t, HDR_FLOAT);
+}
 static inline double term_float_value(term_t t)
 {
     double d;
@@ -712,7 +800,10 @@ static inline double term_float_value(term_t t)
 /* A float term.  NaN and infinities are not Erlang terms: GD_EBADARG. */
 int heap_make_float(heap_t *h, double d, term_t *out) GD_MUST_CHECK;
 
-static inline bool term_is_number(term_t t) { return term_is_integer(t) || term_is_float(t); }
+static inline bool term_is_number(term_t t)
+{
+    return term_is_integer(t) || term_is_float(t);
+}
 
 /* ---- binaries and bitstrings ---- */
 
@@ -765,11 +856,26 @@ int heap_make_refc_binary(heap_t *h, heap_binary_t *bin, size_t bit_size,
 
 /* ---- pids, ports, references ---- */
 
-static inline bool term_is_ext_pid(term_t t) { return term_is_boxed_of(t, HDR_EXT_PID); }
-static inline bool term_is_ext_port(term_t t) { return term_is_boxed_of(t, HDR_EXT_PORT); }
-static inline bool term_is_pid(term_t t) { return term_is_local_pid(t) || term_is_ext_pid(t); }
-static inline bool term_is_port(term_t t) { return term_is_local_port(t) || term_is_ext_port(t); }
-static inline bool term_is_ref(term_t t) { return term_is_boxed_of(t, HDR_REF); }
+static inline bool term_is_ext_pid(term_t t)
+{
+    return term_is_boxed_of(t, HDR_EXT_PID);
+}
+static inline bool term_is_ext_port(term_t t)
+{
+    return term_is_boxed_of(t, HDR_EXT_PORT);
+}
+static inline bool term_is_pid(term_t t)
+{
+    return term_is_local_pid(t) || term_is_ext_pid(t);
+}
+static inline bool term_is_port(term_t t)
+{
+    return term_is_local_port(t) || term_is_ext_port(t);
+}
+static inline bool term_is_ref(term_t t)
+{
+    return term_is_boxed_of(t, HDR_REF);
+}
 
 #define HEAP_REF_MAX_WORDS 5
 
@@ -781,8 +887,8 @@ int heap_make_ext_port(heap_t *h, term_t node, uint64_t id, uint32_t creation,
                        term_t *out) GD_MUST_CHECK;
 /* A reference with 1..HEAP_REF_MAX_WORDS 32-bit id words (0 words allowed
  * as OTP decodes Len 0).  GD_EBADARG for more words. */
-int heap_make_ref(heap_t *h, term_t node, uint32_t creation, const uint32_t *words,
-                  size_t nwords, term_t *out) GD_MUST_CHECK;
+int heap_make_ref(heap_t *h, term_t node, uint32_t creation, const uint32_t *words, size_t nwords,
+                  term_t *out) GD_MUST_CHECK;
 
 /* Accessors for the node-qualified identifiers (external pid/port, ref). */
 typedef struct heap_ident {
@@ -796,8 +902,14 @@ void heap_ident(term_t t, heap_ident_t *out);
 
 /* ---- funs and exports ---- */
 
-static inline bool term_is_fun(term_t t) { return term_is_boxed_of(t, HDR_FUN); }
-static inline bool term_is_export(term_t t) { return term_is_boxed_of(t, HDR_EXPORT); }
+static inline bool term_is_fun(term_t t)
+{
+    return term_is_boxed_of(t, HDR_FUN);
+}
+static inline bool term_is_export(term_t t)
+{
+    return term_is_boxed_of(t, HDR_EXPORT);
+}
 
 /* The parts of a NEW_FUN_EXT closure, kept so it re-encodes exactly. */
 typedef struct heap_fun_info {
@@ -817,7 +929,10 @@ typedef struct heap_fun_info {
 int heap_make_fun(heap_t *h, const heap_fun_info_t *info, term_t **free_out,
                   term_t *out) GD_MUST_CHECK;
 void heap_fun_info(term_t fun, heap_fun_info_t *info);
-static inline term_t *term_fun_free(term_t t) { return term_boxed_ptr(t) + 1 + 4 + 4; }
+static inline term_t *term_fun_free(term_t t)
+{
+    return term_boxed_ptr(t) + 1 + 4 + 4;
+}
 
 /* `fun Module:Function/Arity`. */
 int heap_make_export(heap_t *h, term_t module, term_t function, uint8_t arity,

@@ -84,8 +84,7 @@ int heap_make_list(heap_t *h, const term_t *items, size_t n, term_t *out)
 
 /* Allocates a bignum of `ndigits` (> 1 or not small-representable) digits
  * and returns where its digits go; the caller writes them. */
-static int alloc_big(heap_t *h, bool negative, size_t ndigits, uint64_t **digits_out,
-                     term_t *out)
+static int alloc_big(heap_t *h, bool negative, size_t ndigits, uint64_t **digits_out, term_t *out)
 {
     if (ndigits > HEAP_BIG_MAX_DIGITS)
         return GD_ESYSTEM_LIMIT;

@@ -34,7 +34,10 @@ static inline int gd_run_tests(const char *suite_name, const gd_test_case_t *cas
     return (failed == 0 && ran > 0) ? 0 : 1;
 }
 
-#define GD_TEST_MAIN(suite_name, cases)                                        \
-    int main(void) { return gd_run_tests(suite_name, cases); }
+#define GD_TEST_MAIN(suite_name, cases)                                                            \
+    int main(void)                                                                                 \
+    {                                                                                              \
+        return gd_run_tests(suite_name, cases);                                                    \
+    }
 
 #endif

@@ -122,9 +122,18 @@ term_t cu_binary(const void *p, size_t n)
 }
 
 static const char *const atom_pool[] = {
-    "a", "ok", "error", "", "nonode@nohost", "node1@host", "\xc3\xb6",  /* ö: Latin-1 */
+    "a",
+    "ok",
+    "error",
+    "",
+    "nonode@nohost",
+    "node1@host",
+    "\xc3\xb6",         /* ö: Latin-1 */
     "\xce\xb1\xce\xb2", /* αβ: not Latin-1 */
-    "with space", "Caps", "m", "f",
+    "with space",
+    "Caps",
+    "m",
+    "f",
 };
 #define ATOM_POOL_N (sizeof atom_pool / sizeof atom_pool[0])
 
@@ -164,8 +173,14 @@ static term_t gen_integer(heap_t *h, uint64_t *seed)
     case 1:
         return term_make_small((int64_t)termgen_below(seed, 2001) - 1000);
     case 2: { /* around the INTEGER_EXT and small boundaries */
-        static const int64_t edges[] = {INT32_MAX, INT32_MIN, (int64_t)INT32_MAX + 1,
-                                        (int64_t)INT32_MIN - 1, SMALL_MAX, SMALL_MIN, 256, -256};
+        static const int64_t edges[] = {INT32_MAX,
+                                        INT32_MIN,
+                                        (int64_t)INT32_MAX + 1,
+                                        (int64_t)INT32_MIN - 1,
+                                        SMALL_MAX,
+                                        SMALL_MIN,
+                                        256,
+                                        -256};
         int64_t v = edges[termgen_below(seed, sizeof edges / sizeof edges[0])];
         return heap_make_int64(h, v, &t) == GD_OK ? t : TERM_NONE;
     }

@@ -58,7 +58,7 @@ term_t cu_binary(const void *p, size_t n);
 #define LIST(...)                                                                                  \
     cu_list(sizeof((term_t[]){__VA_ARGS__}) / sizeof(term_t), (term_t[]){__VA_ARGS__}, TERM_NIL)
 
-#define CU_ASSERT_DECODE_FAILS(bytes_and_len, opts, code, offset)                  \
+#define CU_ASSERT_DECODE_FAILS(bytes_and_len, opts, code, offset)                                  \
     CU_ASSERT(cu_decode_fails_va(opts, code, offset, bytes_and_len))
 static inline bool cu_decode_fails_va(const etf_decode_opts_t *opts, int code, size_t offset,
                                       const uint8_t *buf, size_t len)

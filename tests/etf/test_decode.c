@@ -26,7 +26,10 @@ static term_t dec(const uint8_t *b, size_t n)
 }
 #define DEC(...) dec(BYTES(__VA_ARGS__))
 
-static bool eq(term_t a, term_t b) { return a != TERM_NONE && b != TERM_NONE && heap_equal_exact(a, b); }
+static bool eq(term_t a, term_t b)
+{
+    return a != TERM_NONE && b != TERM_NONE && heap_equal_exact(a, b);
+}
 
 /* ---- integers ---- */
 
@@ -64,7 +67,8 @@ static void test_integers(void)
     b[6] = 0; /* sign */
     b[6 + 256] = 1;
     t = dec(b, sizeof b);
-    CU_ASSERT(term_is_big(t) && term_big_ndigits(t) == 32 && term_big_digits(t)[31] == (uint64_t)1 << 56);
+    CU_ASSERT(term_is_big(t) && term_big_ndigits(t) == 32 &&
+              term_big_digits(t)[31] == (uint64_t)1 << 56);
     /* non-canonical forms OTP 25 accepts */
     CU_ASSERT(DEC(131, 110, 0, 0) == SMALL(0));
     CU_ASSERT(DEC(131, 110, 0, 1) == SMALL(0));       /* negative zero */
@@ -105,15 +109,32 @@ static void test_float_ext_text(void)
         bool ok;
         double value;
     } cases[] = {
-        {"1.5e+5", true, 1.5e5},    {"1.5E5", true, 1.5e5},   {"-1.5", true, -1.5},
-        {"+1.5", true, 1.5},        {"00001.5", true, 1.5},   {"1.0e-400", true, 0.0},
-        {"-0.0", true, -0.0},       {"4.9e-324", true, 4.9e-324},
-        {"1e5", false, 0},          {"1.e5", false, 0},       {"1.5e", false, 0},
-        {"1.5e+", false, 0},        {"15", false, 0},         {"1.", false, 0},
-        {"-.5", false, 0},          {".5", false, 0},         {"1.5x", false, 0},
-        {" 1.5", false, 0},         {"1.5 ", false, 0},       {"1..5", false, 0},
-        {"--1.5", false, 0},        {"inf", false, 0},        {"nan", false, 0},
-        {"", false, 0},             {"1.8e308", false, 0},    {"0x10", false, 0},
+        {"1.5e+5", true, 1.5e5},
+        {"1.5E5", true, 1.5e5},
+        {"-1.5", true, -1.5},
+        {"+1.5", true, 1.5},
+        {"00001.5", true, 1.5},
+        {"1.0e-400", true, 0.0},
+        {"-0.0", true, -0.0},
+        {"4.9e-324", true, 4.9e-324},
+        {"1e5", false, 0},
+        {"1.e5", false, 0},
+        {"1.5e", false, 0},
+        {"1.5e+", false, 0},
+        {"15", false, 0},
+        {"1.", false, 0},
+        {"-.5", false, 0},
+        {".5", false, 0},
+        {"1.5x", false, 0},
+        {" 1.5", false, 0},
+        {"1.5 ", false, 0},
+        {"1..5", false, 0},
+        {"--1.5", false, 0},
+        {"inf", false, 0},
+        {"nan", false, 0},
+        {"", false, 0},
+        {"1.8e308", false, 0},
+        {"0x10", false, 0},
         {"1.0e99999999999999999999", false, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -224,7 +245,8 @@ static void test_lists(void)
     CU_ASSERT(DEC(131, 108, 0, 0, 0, 0, 106) == TERM_NIL);
     CU_ASSERT(DEC(131, 108, 0, 0, 0, 0, 100, 0, 1, 120) == heap_atom("x"));
     /* a LIST_EXT tail that is itself a LIST_EXT makes one list */
-    CU_ASSERT(eq(DEC(131, 108, 0, 0, 0, 1, 97, 1, 108, 0, 0, 0, 1, 97, 2, 106), LIST(SMALL(1), SMALL(2))));
+    CU_ASSERT(eq(DEC(131, 108, 0, 0, 0, 1, 97, 1, 108, 0, 0, 0, 1, 97, 2, 106),
+                 LIST(SMALL(1), SMALL(2))));
     /* 65535 bytes as STRING_EXT */
     size_t n = 65535;
     uint8_t *b = malloc(4 + n);
@@ -330,8 +352,8 @@ static void test_maps(void)
     t = DEC(131, 116, 0, 0, 0, 2, 97, 1, 97, 1, 70, 63, 240, 0, 0, 0, 0, 0, 0, 97, 2);
     CU_ASSERT(heap_map_size(t) == 2);
     /* nested maps as keys and values, and a 40-key (hash) map */
-    t = DEC(131, 116, 0, 0, 0, 1, 116, 0, 0, 0, 1, 97, 1, 97, 2, 116, 0, 0, 0, 1, 97, 3, 116, 0, 0, 0,
-            0);
+    t = DEC(131, 116, 0, 0, 0, 1, 116, 0, 0, 0, 1, 97, 1, 97, 2, 116, 0, 0, 0, 1, 97, 3, 116, 0, 0,
+            0, 0);
     CU_ASSERT(term_is_map(t) && heap_map_size(t) == 1);
     uint8_t b[6 + 40 * 4];
     b[0] = 131;
@@ -356,8 +378,8 @@ static void test_pids_ports_refs(void)
 {
     cu_setup();
     heap_ident_t id;
-    term_t t = DEC(131, 88, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115, 116,
-                   0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0);
+    term_t t = DEC(131, 88, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115,
+                   116, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0);
     CU_ASSERT_FATAL(term_is_ext_pid(t));
     heap_ident(t, &id);
     CU_ASSERT(id.node == ATOM_NONODE && id.words[0] == 9 && id.words[1] == 0 && id.creation == 0);
@@ -370,8 +392,8 @@ static void test_pids_ports_refs(void)
     heap_ident(t, &id);
     CU_ASSERT(term_is_ext_pid(t) && id.words[0] == 1 && id.creation == 3);
 
-    t = DEC(131, 89, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115, 116, 0, 0,
-            0, 0, 0, 0, 0, 0);
+    t = DEC(131, 89, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115, 116, 0,
+            0, 0, 0, 0, 0, 0, 0);
     CU_ASSERT_FATAL(term_is_ext_port(t));
     heap_ident(t, &id);
     CU_ASSERT(id.node == ATOM_NONODE && id.port_id == 0 && id.creation == 0);
@@ -382,14 +404,14 @@ static void test_pids_ports_refs(void)
     heap_ident(t, &id);
     CU_ASSERT(term_is_ext_port(t) && id.port_id == 1 && id.creation == 3);
 
-    t = DEC(131, 90, 0, 3, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115, 116,
-            0, 0, 0, 0, 0, 3, 215, 144, 219, 124, 0, 2, 52, 252, 159, 146);
+    t = DEC(131, 90, 0, 3, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115,
+            116, 0, 0, 0, 0, 0, 3, 215, 144, 219, 124, 0, 2, 52, 252, 159, 146);
     CU_ASSERT_FATAL(term_is_ref(t));
     heap_ident(t, &id);
     CU_ASSERT(id.node == ATOM_NONODE && id.nwords == 3 && id.words[0] == 0x0003D790 &&
               id.words[1] == 0xDB7C0002 && id.words[2] == 0x34FC9F92);
-    t = DEC(131, 90, 0, 5, 100, 0, 1, 97, 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0,
-            0, 0, 5);
+    t = DEC(131, 90, 0, 5, 100, 0, 1, 97, 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0,
+            4, 0, 0, 0, 5);
     heap_ident(t, &id);
     CU_ASSERT(id.nwords == 5 && id.words[4] == 5 && id.creation == 9);
     t = DEC(131, 90, 0, 0, 100, 0, 1, 97, 0, 0, 0, 1); /* NEWER_REFERENCE len 0 */
@@ -408,11 +430,10 @@ static void test_pids_ports_refs(void)
 
 /* fun() -> 42 end from module probe3 (term_to_binary on OTP 25). */
 static const uint8_t FUN_BYTES[] = {
-    131, 112, 0,   0,   0,   74,  0,   72,  109, 129, 235, 234, 231, 28,  78,  240,
-    236, 181, 105, 119, 255, 33,  13,  0,   0,   0,   0,   0,   0,   0,   0,   100,
-    0,   6,   112, 114, 111, 98,  101, 51,  97,  0,   98,  2,   67,  108, 15,  88,
-    100, 0,   13,  110, 111, 110, 111, 100, 101, 64,  110, 111, 104, 111, 115, 116,
-    0,   0,   0,   9,   0,   0,   0,   0,   0,   0,   0,   0};
+    131, 112, 0,   0,   0,   74,  0,   72,  109, 129, 235, 234, 231, 28,  78,  240, 236, 181, 105,
+    119, 255, 33,  13,  0,   0,   0,   0,   0,   0,   0,   0,   100, 0,   6,   112, 114, 111, 98,
+    101, 51,  97,  0,   98,  2,   67,  108, 15,  88,  100, 0,   13,  110, 111, 110, 111, 100, 101,
+    64,  110, 111, 104, 111, 115, 116, 0,   0,   0,   9,   0,   0,   0,   0,   0,   0,   0,   0};
 
 /* fun() -> Y end with Y = self() (one free variable). */
 static const uint8_t FUN1_BYTES[] = {
@@ -508,13 +529,14 @@ static void test_fun_fields(void)
         if (rc == GD_OK) {
             heap_fun_info_t fi;
             heap_fun_info(t, &fi);
-            CU_ASSERT(fi.old_index == SMALL(cases[c].oi_val) && fi.old_uniq == SMALL(cases[c].ou_val));
+            CU_ASSERT(fi.old_index == SMALL(cases[c].oi_val) &&
+                      fi.old_uniq == SMALL(cases[c].ou_val));
             CU_ASSERT(fi.num_free == cases[c].num_free);
         }
     }
     /* the creator must be a pid: old PID_EXT is fine, an atom is not */
-    uint8_t head[] = {131, 112, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                      0, 0, 0, 0, 0, 0, 0, 0, 100, 0, 1, 'm', 97, 0, 97, 0};
+    uint8_t head[] = {131, 112, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   0, 0, 0,   0,  0, 0,  0, 0,
+                      0,   0,   0, 0, 0, 0, 0, 0, 0, 0, 0, 100, 0, 1, 'm', 97, 0, 97, 0};
     memcpy(b, head, sizeof head);
     memcpy(b + sizeof head, (const uint8_t[]){103, 100, 0, 1, 'a', 0, 0, 0, 1, 0, 0, 0, 0, 1}, 14);
     term_t t;
@@ -556,10 +578,10 @@ static void test_compressed(void)
     term_t t;
     size_t used;
     /* 100 zeros, level 6 and level 1, as OTP 25 emits them */
-    static const uint8_t l6[] = {131, 80, 0,   0,  0, 103, 120, 156, 203, 102,
-                                 72,  97, 160, 3,  0, 0,   82,  232, 0,   208};
-    static const uint8_t l1[] = {131, 80, 0,   0,  0, 103, 120, 1,   203, 102,
-                                 72,  97, 160, 3,  0, 0,   82,  232, 0,   208};
+    static const uint8_t l6[] = {131, 80, 0,   0, 0, 103, 120, 156, 203, 102,
+                                 72,  97, 160, 3, 0, 0,   82,  232, 0,   208};
+    static const uint8_t l1[] = {131, 80, 0,   0, 0, 103, 120, 1,   203, 102,
+                                 72,  97, 160, 3, 0, 0,   82,  232, 0,   208};
     for (int k = 0; k < 2; k++) {
         const uint8_t *b = k ? l1 : l6;
         CU_ASSERT_FATAL(etf_decode(&cu_heap, b, sizeof l6, NULL, &t, &used, NULL) == GD_OK);
@@ -627,7 +649,8 @@ static void test_compressed_errors(void)
     n = make_compressed(buf, sizeof buf, 0, body, 0);
     CU_ASSERT(cu_decode_fails(buf, n, NULL, ETF_ECOMPRESSED, 1));
     /* D8: a claim above the cap is refused before inflating */
-    CU_ASSERT_DECODE_FAILS(BYTES(131, 80, 255, 255, 255, 255, 120, 156, 1, 2, 3), NULL, ETF_ETOO_LARGE, 1);
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 80, 255, 255, 255, 255, 120, 156, 1, 2, 3), NULL,
+                           ETF_ETOO_LARGE, 1);
     etf_decode_opts_t o = {0};
     o.max_decompressed = 1000;
     n = make_compressed(buf, sizeof buf, (uint32_t)bl, body, bl);
@@ -753,7 +776,8 @@ static void test_bad_inputs_d11_deep(void)
     const size_t depth = 1000000;
     size_t n;
     /* D11: 10^6 nested one-element lists [[[...]]] */
-    uint8_t *b = deep_input((const uint8_t[]){108, 0, 0, 0, 1}, 5, (const uint8_t[]){106}, 1, depth, &n);
+    uint8_t *b =
+        deep_input((const uint8_t[]){108, 0, 0, 0, 1}, 5, (const uint8_t[]){106}, 1, depth, &n);
     CU_ASSERT(cu_decode_fails(b, n, NULL, ETF_EDEPTH, 1 + 5 * ETF_MAX_DEPTH_DEFAULT));
     etf_decode_opts_t o = {0};
     o.max_depth = depth;
@@ -806,8 +830,9 @@ static void test_bad_inputs_d12_d15(void)
     /* D13 */
     CU_ASSERT_DECODE_FAILS(BYTES(131, 119, 1, 0xC2, 0xA3), NULL, ETF_EATOM, 1);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 119, 2, 0xC3, 0x28), NULL, ETF_EATOM, 1);
-    CU_ASSERT_DECODE_FAILS(BYTES(131, 119, 2, 0xC0, 0x80), NULL, ETF_EATOM, 1);       /* overlong */
-    CU_ASSERT_DECODE_FAILS(BYTES(131, 119, 3, 0xED, 0xA0, 0x80), NULL, ETF_EATOM, 1); /* surrogate */
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 119, 2, 0xC0, 0x80), NULL, ETF_EATOM, 1); /* overlong */
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 119, 3, 0xED, 0xA0, 0x80), NULL, ETF_EATOM,
+                           1); /* surrogate */
     CU_ASSERT_DECODE_FAILS(BYTES(131, 119, 4, 0xF4, 0x90, 0x80, 0x80), NULL, ETF_EATOM, 1);
     /* atoms longer than 255 characters, in every encoding */
     uint8_t b[4 + 1100];
@@ -852,9 +877,9 @@ static void test_bad_inputs_d16_d19(void)
     /* D16: duplicate keys (OTP 25: badarg), also in hash-map size */
     CU_ASSERT_DECODE_FAILS(BYTES(131, 116, 0, 0, 0, 2, 97, 1, 97, 1, 97, 1, 97, 2), NULL,
                            ETF_EDUPLICATE_KEY, 1);
-    CU_ASSERT_DECODE_FAILS(BYTES(131, 104, 2, 97, 0, 116, 0, 0, 0, 2, 100, 0, 1, 97, 106, 119, 1, 97,
-                                 106),
-                           NULL, ETF_EDUPLICATE_KEY, 5);
+    CU_ASSERT_DECODE_FAILS(
+        BYTES(131, 104, 2, 97, 0, 116, 0, 0, 0, 2, 100, 0, 1, 97, 106, 119, 1, 97, 106), NULL,
+        ETF_EDUPLICATE_KEY, 5);
     /* 40 keys (hash map) with a duplicate; pairs are 3 bytes here */
     uint8_t m[6 + 40 * 3] = {131, 116, 0, 0, 0, 40};
     for (int i = 0; i < 40; i++) {
@@ -869,9 +894,11 @@ static void test_bad_inputs_d16_d19(void)
     CU_ASSERT_DECODE_FAILS(BYTES(131, 70, 0xFF, 0xF0, 0, 0, 0, 0, 0, 0), NULL, ETF_EFLOAT, 1);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 70, 0, 0, 0), NULL, ETF_ETRUNCATED, 1);
     /* D18: node / module not atoms */
-    CU_ASSERT_DECODE_FAILS(BYTES(131, 88, 97, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0), NULL, ETF_ENODE, 2);
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 88, 97, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0), NULL,
+                           ETF_ENODE, 2);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 89, 106, 0, 0, 0, 1, 0, 0, 0, 0), NULL, ETF_ENODE, 2);
-    CU_ASSERT_DECODE_FAILS(BYTES(131, 90, 0, 1, 107, 0, 1, 97, 0, 0, 0, 0, 0, 0, 0, 1), NULL, ETF_ENODE, 4);
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 90, 0, 1, 107, 0, 1, 97, 0, 0, 0, 0, 0, 0, 0, 1), NULL,
+                           ETF_ENODE, 4);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 113, 97, 1, 100, 0, 1, 102, 97, 1), NULL, ETF_EEXPORT, 2);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 113, 100, 0, 1, 109, 97, 1, 97, 1), NULL, ETF_EEXPORT, 6);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 113, 100, 0, 1, 109, 100, 0, 1, 102, 107, 0, 1, 1), NULL,
@@ -881,7 +908,8 @@ static void test_bad_inputs_d16_d19(void)
     CU_ASSERT_DECODE_FAILS(BYTES(131, 113, 100, 0, 1, 109, 100, 0, 1, 102, 98, 0, 0, 1, 0), NULL,
                            ETF_EEXPORT, 1); /* 256: beyond what a girder export holds */
     /* old tags: creation above 3, and an 18-bit first reference word */
-    CU_ASSERT_DECODE_FAILS(BYTES(131, 103, 100, 0, 1, 97, 0, 0, 0, 1, 0, 0, 0, 0, 4), NULL, ETF_ETYPE, 1);
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 103, 100, 0, 1, 97, 0, 0, 0, 1, 0, 0, 0, 0, 4), NULL,
+                           ETF_ETYPE, 1);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 102, 100, 0, 1, 97, 0, 0, 0, 1, 4), NULL, ETF_ETYPE, 1);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 101, 100, 0, 1, 97, 0, 0, 0, 1, 4), NULL, ETF_ETYPE, 1);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 101, 100, 0, 1, 97, 0, 4, 0, 0, 1), NULL, ETF_ETYPE, 1);
@@ -912,16 +940,18 @@ static void test_bad_inputs_d20_safe(void)
               t == ATOM_OK);
     uint32_t before = heap_atom_count();
     /* D20: an unknown atom; a pid/ref/port of an unknown node; a fun of an unknown module */
-    CU_ASSERT_DECODE_FAILS(BYTES(131, 104, 1, 100, 0, 5, 'z', 'q', 'x', 'w', '1'), &o, ETF_EATOM_UNSAFE, 3);
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 104, 1, 100, 0, 5, 'z', 'q', 'x', 'w', '1'), &o,
+                           ETF_EATOM_UNSAFE, 3);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 119, 5, 'z', 'q', 'x', 'w', '2'), &o, ETF_EATOM_UNSAFE, 1);
     CU_ASSERT_DECODE_FAILS(BYTES(131, 115, 3, 'z', 'q', 0xF6), &o, ETF_EATOM_UNSAFE, 1);
-    CU_ASSERT_DECODE_FAILS(BYTES(131, 88, 119, 5, 'z', 'q', '@', 'h', '3', 0, 0, 0, 1, 0, 0, 0, 0, 0,
-                                 0, 0, 0),
+    CU_ASSERT_DECODE_FAILS(
+        BYTES(131, 88, 119, 5, 'z', 'q', '@', 'h', '3', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0), &o,
+        ETF_EATOM_UNSAFE, 2);
+    CU_ASSERT_DECODE_FAILS(
+        BYTES(131, 90, 0, 1, 119, 5, 'z', 'q', '@', 'h', '4', 0, 0, 0, 0, 0, 0, 0, 1), &o,
+        ETF_EATOM_UNSAFE, 4);
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 89, 119, 5, 'z', 'q', '@', 'h', '5', 0, 0, 0, 1, 0, 0, 0, 0),
                            &o, ETF_EATOM_UNSAFE, 2);
-    CU_ASSERT_DECODE_FAILS(BYTES(131, 90, 0, 1, 119, 5, 'z', 'q', '@', 'h', '4', 0, 0, 0, 0, 0, 0, 0, 1),
-                           &o, ETF_EATOM_UNSAFE, 4);
-    CU_ASSERT_DECODE_FAILS(BYTES(131, 89, 119, 5, 'z', 'q', '@', 'h', '5', 0, 0, 0, 1, 0, 0, 0, 0), &o,
-                           ETF_EATOM_UNSAFE, 2);
     uint8_t fun[sizeof FUN_BYTES];
     memcpy(fun, FUN_BYTES, sizeof fun);
     memcpy(fun + 34, "zqxw_6", 6); /* module probe3 -> zqxw_6 */
@@ -988,7 +1018,8 @@ static void test_out_of_memory(void)
     CU_ASSERT(etf_decode(&h, tuple, sizeof tuple, NULL, &t, NULL, &err) == ETF_ENOMEM);
     CU_ASSERT(err.code == ETF_ENOMEM && err.offset == 1 && t == TERM_NONE);
     heap_area_fail_countdown = 0;
-    CU_ASSERT(etf_decode(&h, tuple, sizeof tuple, NULL, &t, NULL, NULL) == GD_OK && term_is_tuple(t));
+    CU_ASSERT(etf_decode(&h, tuple, sizeof tuple, NULL, &t, NULL, NULL) == GD_OK &&
+              term_is_tuple(t));
     heap_destroy(&h);
 }
 
@@ -999,8 +1030,8 @@ static void test_fuzz_regressions(void)
     /* A BINARY_EXT length checked against the bytes left minus the slots
      * still pending, where fewer bytes than pending slots were left after
      * its header (the subtraction wrapped and a 33 MB read followed). */
-    CU_ASSERT_DECODE_FAILS(BYTES(131, 104, 4, 108, 0, 0, 0, 2, 97, 1, 108, 0, 0, 0, 2, 97, 2, 104, 2, 70,
-                                 64, 12, 0, 0, 0, 0, 0, 0, 109, 2, 3, 101, 103, 4, 97),
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 104, 4, 108, 0, 0, 0, 2, 97, 1, 108, 0, 0, 0, 2, 97, 2, 104,
+                                 2, 70, 64, 12, 0, 0, 0, 0, 0, 0, 109, 2, 3, 101, 103, 4, 97),
                            NULL, ETF_ETOO_LARGE, 28);
     cu_teardown();
 }

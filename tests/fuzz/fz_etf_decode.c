@@ -24,13 +24,12 @@
 
 #include "etf.h"
 
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "fz_etf_decode: check failed: %s (line %d)\n",     \
-                    #cond, __LINE__);                                          \
-            abort();                                                           \
-        }                                                                      \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fz_etf_decode: check failed: %s (line %d)\n", #cond, __LINE__);       \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -100,8 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* What the term may be built from: the input, or the inflated data. */
     size_t budget = size;
     if (!(ctl & 4) && size >= 6 && data[0] == ETF_VERSION_MAGIC && data[1] == ETF_COMPRESSED) {
-        size_t inflated = ((size_t)data[2] << 24) | ((size_t)data[3] << 16) |
-                          ((size_t)data[4] << 8) | data[5];
+        size_t inflated =
+            ((size_t)data[2] << 24) | ((size_t)data[3] << 16) | ((size_t)data[4] << 8) | data[5];
         if (inflated > budget)
             budget = inflated;
     }
