@@ -66,11 +66,7 @@ typedef struct enc_atom_entry {
 static _Thread_local enc_atom_entry_t atom_cache[ENC_ATOM_CACHE];
 
 typedef struct enc {
-    /* output (write mode) */
-    etf_buf_t *buf;
-    uint8_t *out;
-    size_t cap;
-    size_t pos; /* bytes written or counted so far */
+    etf_buf_t *buf; /* output (write mode) */
     /* options */
     bool latin1_atoms;
     bool float_ext;
@@ -78,7 +74,8 @@ typedef struct enc {
     term_t local_node;
     uint32_t local_creation;
     size_t max_depth;
-    /* work stack */
+    /* work stack: frames below the top one (whose hot fields the walker
+     * keeps in locals) */
     enc_frame_t *stack;
     size_t stack_cap;
     enc_frame_t inline_stack[ENC_INLINE_FRAMES];
@@ -86,148 +83,180 @@ typedef struct enc {
     term_t inline_scratch[ENC_INLINE_SCRATCH];
 } enc_t;
 
+/*
+ * The output cursor.  The walker keeps it in a local whose address never
+ * escapes (helpers are always_inline; out-of-line ones get a copy, see
+ * COLD), so the compiler holds it in registers: through e->..., every byte
+ * store (a char store may alias anything) would force a reload of the
+ * cursor and of the frame.  In counting mode out is NULL and only pos moves.
+ */
+typedef struct enc_out {
+    uint8_t *out;
+    size_t pos; /* bytes written or counted so far */
+    size_t cap;
+} enc_out_t;
+
 #define ENC_INLINE __attribute__((always_inline)) static inline
 
 /* ---- output ---- */
 
-static GD_NOINLINE int enc_grow(enc_t *e, size_t n)
+static GD_NOINLINE int enc_grow(enc_t *e, enc_out_t *w, size_t n)
 {
     size_t saved = e->buf->len;
-    e->buf->len = e->pos;
+    e->buf->len = w->pos;
     int rc = etf_buf_reserve(e->buf, n);
     e->buf->len = saved;
     if (rc != GD_OK)
         return ETF_ENOMEM;
-    e->out = e->buf->data;
-    e->cap = e->buf->cap;
+    w->out = e->buf->data;
+    w->cap = e->buf->cap;
     return GD_OK;
 }
 
 /* Makes room for n more bytes (write mode only). */
-ENC_INLINE int room(enc_t *e, size_t n, const bool write)
+ENC_INLINE int room(enc_t *e, enc_out_t *w, size_t n, const bool write)
 {
-    if (!write || GD_LIKELY(e->cap - e->pos >= n))
+    if (!write || GD_LIKELY(w->cap - w->pos >= n))
         return GD_OK;
-    return enc_grow(e, n);
+    enc_out_t tmp = *w; /* keeps *w's address from escaping */
+    int rc = enc_grow(e, &tmp, n);
+    *w = tmp;
+    return rc;
 }
 
-ENC_INLINE void put8(enc_t *e, unsigned v, const bool write)
+ENC_INLINE void put8(enc_out_t *w, unsigned v, const bool write)
 {
     if (write)
-        e->out[e->pos] = (uint8_t)v;
-    e->pos += 1;
+        w->out[w->pos] = (uint8_t)v;
+    w->pos += 1;
 }
-ENC_INLINE void put16(enc_t *e, unsigned v, const bool write)
+ENC_INLINE void put16(enc_out_t *w, unsigned v, const bool write)
 {
     if (write)
-        etf_put16(e->out + e->pos, (uint16_t)v);
-    e->pos += 2;
+        etf_put16(w->out + w->pos, (uint16_t)v);
+    w->pos += 2;
 }
-ENC_INLINE void put32(enc_t *e, uint32_t v, const bool write)
+ENC_INLINE void put32(enc_out_t *w, uint32_t v, const bool write)
 {
     if (write)
-        etf_put32(e->out + e->pos, v);
-    e->pos += 4;
+        etf_put32(w->out + w->pos, v);
+    w->pos += 4;
 }
-ENC_INLINE void put64(enc_t *e, uint64_t v, const bool write)
+ENC_INLINE void put64(enc_out_t *w, uint64_t v, const bool write)
 {
     if (write)
-        etf_put64(e->out + e->pos, v);
-    e->pos += 8;
+        etf_put64(w->out + w->pos, v);
+    w->pos += 8;
 }
-ENC_INLINE void put_bytes(enc_t *e, const void *p, size_t n, const bool write)
+ENC_INLINE void put_bytes(enc_out_t *w, const void *p, size_t n, const bool write)
 {
     if (write && n > 0)
-        memcpy(e->out + e->pos, p, n);
-    e->pos += n;
+        memcpy(w->out + w->pos, p, n);
+    w->pos += n;
 }
 
 /* ---- scalars ---- */
 
 /* Integers that fit in 64 bits (smalls, and bignums of one digit). */
-ENC_INLINE int enc_int64_mag(enc_t *e, bool neg, uint64_t mag, const bool write)
+ENC_INLINE int enc_int64_mag(enc_t *e, enc_out_t *w, bool neg, uint64_t mag, const bool write)
 {
     if (!neg && mag <= 255) {
-        if (room(e, 2, write) != GD_OK)
+        if (room(e, w, 2, write) != GD_OK)
             return ETF_ENOMEM;
-        put8(e, ETF_SMALL_INTEGER_EXT, write);
-        put8(e, (unsigned)mag, write);
+        put8(w, ETF_SMALL_INTEGER_EXT, write);
+        put8(w, (unsigned)mag, write);
         return GD_OK;
     }
     if (neg ? mag <= (uint64_t)1 << 31 : mag < (uint64_t)1 << 31) {
-        if (room(e, 5, write) != GD_OK)
+        if (room(e, w, 5, write) != GD_OK)
             return ETF_ENOMEM;
-        put8(e, ETF_INTEGER_EXT, write);
-        put32(e, neg ? (uint32_t)(0 - mag) : (uint32_t)mag, write);
+        put8(w, ETF_INTEGER_EXT, write);
+        put32(w, neg ? (uint32_t)(0 - mag) : (uint32_t)mag, write);
         return GD_OK;
     }
     unsigned nbytes = (unsigned)(64 - __builtin_clzll(mag) + 7) / 8;
-    if (room(e, 3 + 8, write) != GD_OK)
+    if (room(e, w, 3 + 8, write) != GD_OK)
         return ETF_ENOMEM;
-    put8(e, ETF_SMALL_BIG_EXT, write);
-    put8(e, nbytes, write);
-    put8(e, neg ? 1 : 0, write);
+    put8(w, ETF_SMALL_BIG_EXT, write);
+    put8(w, nbytes, write);
+    put8(w, neg ? 1 : 0, write);
     if (write)
-        memcpy(e->out + e->pos, &mag, 8); /* little-endian digits; extra bytes overwritten later */
-    e->pos += nbytes;
+        memcpy(w->out + w->pos, &mag, 8); /* little-endian digits; extra bytes overwritten later */
+    w->pos += nbytes;
     return GD_OK;
 }
 
-ENC_INLINE int enc_small(enc_t *e, term_t t, const bool write)
+ENC_INLINE int enc_small(enc_t *e, enc_out_t *w, term_t t, const bool write)
 {
     int64_t v = term_small_value(t);
     if (v >= 0)
-        return enc_int64_mag(e, false, (uint64_t)v, write);
-    return enc_int64_mag(e, true, (uint64_t)0 - (uint64_t)v, write);
+        return enc_int64_mag(e, w, false, (uint64_t)v, write);
+    return enc_int64_mag(e, w, true, (uint64_t)0 - (uint64_t)v, write);
 }
 
-static int enc_big(enc_t *e, term_t t, const bool write)
+ENC_INLINE int enc_big(enc_t *e, enc_out_t *w, term_t t, const bool write)
 {
     size_t nd = term_big_ndigits(t);
     const uint64_t *dig = term_big_digits(t);
     bool neg = term_big_negative(t);
     if (nd == 1)
-        return enc_int64_mag(e, neg, dig[0], write);
+        return enc_int64_mag(e, w, neg, dig[0], write);
     uint64_t top = dig[nd - 1];
     size_t nbytes = (nd - 1) * 8 + (size_t)(64 - __builtin_clzll(top) + 7) / 8;
     if (nbytes > UINT32_MAX)
         return ETF_EUNENCODABLE;
-    if (room(e, 6 + nbytes, write) != GD_OK)
+    /* Whole digits are copied (the host digits are little-endian, the
+     * wire's order); the top digit's zero bytes past nbytes land in the
+     * spare room and are overwritten by what follows. */
+    if (room(e, w, 6 + nd * 8, write) != GD_OK)
         return ETF_ENOMEM;
     if (nbytes <= 255) {
-        put8(e, ETF_SMALL_BIG_EXT, write);
-        put8(e, (unsigned)nbytes, write);
+        put8(w, ETF_SMALL_BIG_EXT, write);
+        put8(w, (unsigned)nbytes, write);
     } else {
-        put8(e, ETF_LARGE_BIG_EXT, write);
-        put32(e, (uint32_t)nbytes, write);
+        put8(w, ETF_LARGE_BIG_EXT, write);
+        put32(w, (uint32_t)nbytes, write);
     }
-    put8(e, neg ? 1 : 0, write);
-    put_bytes(e, dig, nbytes, write); /* host digits are little-endian */
+    put8(w, neg ? 1 : 0, write);
+    if (write) {
+        if (nd <= 4) {
+            for (size_t i = 0; i < nd; i++)
+                memcpy(w->out + w->pos + 8 * i, &dig[i], 8);
+        } else {
+            memcpy(w->out + w->pos, dig, nd * 8);
+        }
+    }
+    w->pos += nbytes;
     return GD_OK;
 }
 
-static int enc_float(enc_t *e, term_t t, const bool write)
+/* FLOAT_EXT (minor_version 0): the value as "%.20e" text, NUL-padded. */
+static GD_NOINLINE void put_float_text(uint8_t *o, double v)
+{
+    char text[ETF_FLOAT_EXT_LEN + 1];
+    memset(text, 0, sizeof text);
+    snprintf(text, sizeof text, "%.20e", v);
+    memcpy(o, text, ETF_FLOAT_EXT_LEN);
+}
+
+ENC_INLINE int enc_float(enc_t *e, enc_out_t *w, term_t t, const bool write)
 {
     double v = term_float_value(t);
-    if (e->float_ext) {
-        if (room(e, 1 + ETF_FLOAT_EXT_LEN, write) != GD_OK)
+    if (GD_UNLIKELY(e->float_ext)) {
+        if (room(e, w, 1 + ETF_FLOAT_EXT_LEN, write) != GD_OK)
             return ETF_ENOMEM;
-        put8(e, ETF_FLOAT_EXT, write);
-        if (write) {
-            char text[ETF_FLOAT_EXT_LEN + 1];
-            memset(text, 0, sizeof text);
-            snprintf(text, sizeof text, "%.20e", v);
-            memcpy(e->out + e->pos, text, ETF_FLOAT_EXT_LEN);
-        }
-        e->pos += ETF_FLOAT_EXT_LEN;
+        put8(w, ETF_FLOAT_EXT, write);
+        if (write)
+            put_float_text(w->out + w->pos, v);
+        w->pos += ETF_FLOAT_EXT_LEN;
         return GD_OK;
     }
-    if (room(e, 9, write) != GD_OK)
+    if (room(e, w, 9, write) != GD_OK)
         return ETF_ENOMEM;
     uint64_t bits;
     memcpy(&bits, &v, sizeof bits);
-    put8(e, ETF_NEW_FLOAT_EXT, write);
-    put64(e, bits, write);
+    put8(w, ETF_NEW_FLOAT_EXT, write);
+    put64(w, bits, write);
     return GD_OK;
 }
 
@@ -250,44 +279,47 @@ ENC_INLINE const enc_atom_entry_t *atom_info(term_t a)
     return atom_info_slow(en, a);
 }
 
-ENC_INLINE int enc_atom(enc_t *e, term_t a, const bool write)
+ENC_INLINE int enc_atom(enc_t *e, enc_out_t *w, term_t a, const bool write)
 {
     const enc_atom_entry_t *en = atom_info(a);
     if (e->latin1_atoms && en->latin1) {
         /* ATOM_EXT (2-byte length) with one byte per character. */
-        if (room(e, 3 + en->chars, write) != GD_OK)
+        if (room(e, w, 3 + en->chars, write) != GD_OK)
             return ETF_ENOMEM;
-        put8(e, ETF_ATOM_EXT, write);
-        put16(e, en->chars, write);
-        if (en->chars == en->len) {
-            put_bytes(e, en->text, en->len, write);
+        put8(w, ETF_ATOM_EXT, write);
+        put16(w, en->chars, write);
+        if (GD_LIKELY(en->chars == en->len)) {
+            put_bytes(w, en->text, en->len, write);
         } else {
             const uint8_t *s = (const uint8_t *)en->text;
             for (size_t i = 0; i < en->len; i++) {
                 if (s[i] < 0x80) {
-                    put8(e, s[i], write);
+                    put8(w, s[i], write);
                 } else {
-                    put8(e, (unsigned)(((s[i] & 0x03) << 6) | (s[i + 1] & 0x3F)), write);
+                    put8(w, (unsigned)(((s[i] & 0x03) << 6) | (s[i + 1] & 0x3F)), write);
                     i++;
                 }
             }
         }
         return GD_OK;
     }
-    if (room(e, 3 + en->len, write) != GD_OK)
+    if (room(e, w, 3 + en->len, write) != GD_OK)
         return ETF_ENOMEM;
     if (en->len <= 255) {
-        put8(e, ETF_SMALL_ATOM_UTF8_EXT, write);
-        put8(e, en->len, write);
+        put8(w, ETF_SMALL_ATOM_UTF8_EXT, write);
+        put8(w, en->len, write);
     } else {
-        put8(e, ETF_ATOM_UTF8_EXT, write);
-        put16(e, en->len, write);
+        put8(w, ETF_ATOM_UTF8_EXT, write);
+        put16(w, en->len, write);
     }
-    put_bytes(e, en->text, en->len, write);
+    put_bytes(w, en->text, en->len, write);
     return GD_OK;
 }
 
-static int enc_pid(enc_t *e, term_t t, const bool write)
+/* The rarer terms below are out of line: the walker calls them through
+ * COLD with a copy of its cursor. */
+
+static int enc_pid(enc_t *e, enc_out_t *w, term_t t, const bool write)
 {
     term_t node;
     uint32_t id, serial, creation;
@@ -304,21 +336,21 @@ static int enc_pid(enc_t *e, term_t t, const bool write)
         serial = ident.words[1];
         creation = ident.creation;
     }
-    if (room(e, 1, write) != GD_OK)
+    if (room(e, w, 1, write) != GD_OK)
         return ETF_ENOMEM;
-    put8(e, ETF_NEW_PID_EXT, write);
-    int rc = enc_atom(e, node, write);
+    put8(w, ETF_NEW_PID_EXT, write);
+    int rc = enc_atom(e, w, node, write);
     if (rc != GD_OK)
         return rc;
-    if (room(e, 12, write) != GD_OK)
+    if (room(e, w, 12, write) != GD_OK)
         return ETF_ENOMEM;
-    put32(e, id, write);
-    put32(e, serial, write);
-    put32(e, creation, write);
+    put32(w, id, write);
+    put32(w, serial, write);
+    put32(w, creation, write);
     return GD_OK;
 }
 
-static int enc_port(enc_t *e, term_t t, const bool write)
+static int enc_port(enc_t *e, enc_out_t *w, term_t t, const bool write)
 {
     term_t node;
     uint64_t id;
@@ -335,42 +367,89 @@ static int enc_port(enc_t *e, term_t t, const bool write)
         creation = ident.creation;
     }
     bool v4 = id > ENC_PORT_V3_MAX;
-    if (room(e, 1, write) != GD_OK)
+    if (room(e, w, 1, write) != GD_OK)
         return ETF_ENOMEM;
-    put8(e, v4 ? ETF_V4_PORT_EXT : ETF_NEW_PORT_EXT, write);
-    int rc = enc_atom(e, node, write);
+    put8(w, v4 ? ETF_V4_PORT_EXT : ETF_NEW_PORT_EXT, write);
+    int rc = enc_atom(e, w, node, write);
     if (rc != GD_OK)
         return rc;
-    if (room(e, 12, write) != GD_OK)
+    if (room(e, w, 12, write) != GD_OK)
         return ETF_ENOMEM;
     if (v4)
-        put64(e, id, write);
+        put64(w, id, write);
     else
-        put32(e, (uint32_t)id, write);
-    put32(e, creation, write);
+        put32(w, (uint32_t)id, write);
+    put32(w, creation, write);
     return GD_OK;
 }
 
-static int enc_ref(enc_t *e, term_t t, const bool write)
+static int enc_ref(enc_t *e, enc_out_t *w, term_t t, const bool write)
 {
     heap_ident_t ident;
     heap_ident(t, &ident);
-    if (room(e, 3, write) != GD_OK)
+    if (room(e, w, 3, write) != GD_OK)
         return ETF_ENOMEM;
-    put8(e, ETF_NEWER_REFERENCE_EXT, write);
-    put16(e, ident.nwords, write);
-    int rc = enc_atom(e, ident.node, write);
+    put8(w, ETF_NEWER_REFERENCE_EXT, write);
+    put16(w, ident.nwords, write);
+    int rc = enc_atom(e, w, ident.node, write);
     if (rc != GD_OK)
         return rc;
-    if (room(e, 4 + 4 * (size_t)ident.nwords, write) != GD_OK)
+    if (room(e, w, 4 + 4 * (size_t)ident.nwords, write) != GD_OK)
         return ETF_ENOMEM;
-    put32(e, ident.creation, write);
+    put32(w, ident.creation, write);
     for (uint32_t i = 0; i < ident.nwords; i++)
-        put32(e, ident.words[i], write);
+        put32(w, ident.words[i], write);
     return GD_OK;
 }
 
-static int enc_bitstring(enc_t *e, term_t t, const bool write)
+static int enc_export(enc_t *e, enc_out_t *w, term_t t, const bool write)
+{
+    const term_t *p = term_boxed_ptr(t);
+    if (room(e, w, 1, write) != GD_OK)
+        return ETF_ENOMEM;
+    put8(w, ETF_EXPORT_EXT, write);
+    int rc = enc_atom(e, w, p[1], write);
+    if (rc == GD_OK)
+        rc = enc_atom(e, w, p[2], write);
+    if (rc != GD_OK)
+        return rc;
+    if (room(e, w, 2, write) != GD_OK)
+        return ETF_ENOMEM;
+    put8(w, ETF_SMALL_INTEGER_EXT, write);
+    put8(w, (unsigned)term_small_value(p[3]), write);
+    return GD_OK;
+}
+
+/* Writes a fun up to its free variables; *size_at gets the offset of its
+ * Size field, patched once the free variables are written. */
+static int enc_fun_head(enc_t *e, enc_out_t *w, term_t t, heap_fun_info_t *info, size_t *size_at,
+                        const bool write)
+{
+    heap_fun_info(t, info);
+    if (room(e, w, 1 + 4 + 1 + 16 + 4 + 4, write) != GD_OK)
+        return ETF_ENOMEM;
+    put8(w, ETF_NEW_FUN_EXT, write);
+    *size_at = w->pos;
+    put32(w, 0, write); /* Size, patched once the fun is written */
+    put8(w, info->arity, write);
+    put_bytes(w, info->uniq, 16, write);
+    put32(w, info->index, write);
+    put32(w, info->num_free, write);
+    int rc = enc_atom(e, w, info->module, write);
+    if (rc != GD_OK)
+        return rc;
+    if (!term_is_small(info->old_index) || !term_is_small(info->old_uniq) ||
+        !term_is_pid(info->pid))
+        return ETF_EUNENCODABLE;
+    rc = enc_small(e, w, info->old_index, write);
+    if (rc == GD_OK)
+        rc = enc_small(e, w, info->old_uniq, write);
+    if (rc == GD_OK)
+        rc = enc_pid(e, w, info->pid, write);
+    return rc;
+}
+
+static int enc_bitstring(enc_t *e, enc_out_t *w, term_t t, const bool write)
 {
     heap_bin_view_t v;
     heap_bin_view(t, &v);
@@ -378,18 +457,18 @@ static int enc_bitstring(enc_t *e, term_t t, const bool write)
     unsigned tail_bits = (unsigned)(v.bit_size % 8);
     if (nbytes > UINT32_MAX)
         return ETF_EUNENCODABLE;
-    if (room(e, 6 + nbytes, write) != GD_OK)
+    if (room(e, w, 6 + nbytes, write) != GD_OK)
         return ETF_ENOMEM;
     if (tail_bits == 0) {
-        put8(e, ETF_BINARY_EXT, write);
-        put32(e, (uint32_t)nbytes, write);
+        put8(w, ETF_BINARY_EXT, write);
+        put32(w, (uint32_t)nbytes, write);
     } else {
-        put8(e, ETF_BIT_BINARY_EXT, write);
-        put32(e, (uint32_t)nbytes, write);
-        put8(e, tail_bits, write);
+        put8(w, ETF_BIT_BINARY_EXT, write);
+        put32(w, (uint32_t)nbytes, write);
+        put8(w, tail_bits, write);
     }
     if (write && nbytes > 0) {
-        uint8_t *o = e->out + e->pos;
+        uint8_t *o = w->out + w->pos;
         if (v.bit_offset == 0) {
             memcpy(o, v.bytes, nbytes);
         } else {
@@ -406,7 +485,7 @@ static int enc_bitstring(enc_t *e, term_t t, const bool write)
         if (tail_bits != 0)
             o[nbytes - 1] &= (uint8_t)(0xFF00u >> tail_bits);
     }
-    e->pos += nbytes;
+    w->pos += nbytes;
     return GD_OK;
 }
 
@@ -430,21 +509,10 @@ static GD_NOINLINE int enc_grow_stack(enc_t *e)
     return GD_OK;
 }
 
-/* Pushes a frame; the stack height is the nesting depth. */
-ENC_INLINE int push(enc_t *e, size_t *sp, enc_frame_t **out)
-{
-    if (GD_UNLIKELY(*sp >= e->max_depth))
-        return ETF_EDEPTH;
-    if (GD_UNLIKELY(*sp == e->stack_cap) && enc_grow_stack(e) != GD_OK)
-        return ETF_ENOMEM;
-    *out = &e->stack[(*sp)++];
-    return GD_OK;
-}
-
 /* True if t is a small integer 0..255 (STRING_EXT material). */
 static inline bool is_byte(term_t t)
 {
-    return (t & TAG_IMMED1_MASK) == TAG_IMMED1_SMALL && t < ((term_t)256 << TAG_IMMED1_SIZE);
+    return (t & ~((term_t)0xFF << TAG_IMMED1_SIZE)) == TAG_IMMED1_SMALL;
 }
 
 #define TRY(expr)                                                              \
@@ -453,56 +521,114 @@ static inline bool is_byte(term_t t)
         if (GD_UNLIKELY(rc != GD_OK))                                          \
             goto fail;                                                         \
     } while (0)
-#define ROOM(n) TRY(room(e, (n), write))
+#define ROOM(n) TRY(room(e, &w, (n), write))
+/* Calls an out-of-line helper on a copy of the cursor, so the walker's own
+ * cursor never has its address taken. */
+#define COLD(fn, ...)                                                          \
+    do {                                                                       \
+        enc_out_t cold_w = w;                                                  \
+        rc = fn(e, &cold_w, __VA_ARGS__, write);                               \
+        w = cold_w;                                                            \
+        if (GD_UNLIKELY(rc != GD_OK))                                          \
+            goto fail;                                                         \
+    } while (0)
+
+/*
+ * Opens a frame (kind k; first child pointer p_, list/map word cur_, n_
+ * children): the open frame's hot fields are saved to its stack slot and
+ * the new one's go to the locals; f points at the new slot for the cold
+ * fields.  The stack height sp is the nesting depth.
+ */
+#define PUSH(k, p_, cur_, n_)                                                  \
+    do {                                                                       \
+        if (GD_UNLIKELY(sp >= e->max_depth)) {                                 \
+            rc = ETF_EDEPTH;                                                   \
+            goto fail;                                                         \
+        }                                                                      \
+        if (GD_UNLIKELY(sp == e->stack_cap))                                   \
+            TRY(enc_grow_stack(e));                                            \
+        if (sp > 0) {                                                          \
+            enc_frame_t *parent = &e->stack[sp - 1];                           \
+            parent->kind = kind;                                               \
+            parent->p = fp;                                                    \
+            parent->cur = fcur;                                                \
+            parent->remaining = frem;                                          \
+        }                                                                      \
+        f = &e->stack[sp++];                                                   \
+        kind = (k);                                                            \
+        fp = (p_);                                                             \
+        fcur = (cur_);                                                         \
+        frem = (n_);                                                           \
+    } while (0)
 
 /*
  * Walks t, counting (write = false) or writing (write = true) its encoding
- * at e->pos.  Returns 0 or ETF_EUNENCODABLE / ETF_EDEPTH / ETF_ENOMEM.
+ * from *posp on; *posp gets the end.  Returns 0 or ETF_EUNENCODABLE /
+ * ETF_EDEPTH / ETF_ENOMEM.
  */
-ENC_INLINE int enc_walk(enc_t *e, term_t root, const bool write)
+ENC_INLINE int enc_walk(enc_t *e, term_t root, size_t *posp, const bool write)
 {
+    enc_out_t w = {NULL, *posp, 0};
+    if (write) {
+        w.out = e->buf->data;
+        w.cap = e->buf->cap;
+    }
+    /* The open frame's hot fields (its slot e->stack[sp - 1] keeps the
+     * cold ones: aux, scratch, mark). */
     size_t sp = 0;
+    uint32_t kind = EF_SEQ;
+    const term_t *fp = NULL;
+    term_t fcur = 0;
+    size_t frem = 0;
+    enc_frame_t *f = NULL;
     int rc = GD_OK;
     term_t t = root;
     goto encode;
 
     for (;;) {
-        if (sp == 0)
-            return GD_OK;
-        {
-            enc_frame_t *f = &e->stack[sp - 1];
-            if (f->remaining == 0) {
-                if (f->kind == EF_FUN && write)
-                    etf_put32(e->out + f->aux, (uint32_t)(e->pos - f->aux));
-                else if (f->kind == EF_MAP && f->scratch)
-                    etf_scratch_release(&e->scratch, f->mark);
-                sp--;
-                continue;
+        if (frem == 0) {
+            if (sp == 0)
+                break;
+            f = &e->stack[sp - 1];
+            if (kind == EF_FUN) {
+                if (write)
+                    etf_put32(w.out + f->aux, (uint32_t)(w.pos - f->aux));
+            } else if (kind == EF_MAP && f->scratch) {
+                etf_scratch_release(&e->scratch, f->mark);
             }
-            f->remaining--;
-            switch (f->kind) {
-            case EF_SEQ:
-            case EF_FUN:
-                t = *f->p++;
+            if (--sp == 0)
                 break;
-            case EF_LIST:
-                if (f->remaining > 0) {
-                    t = term_car(f->cur);
-                    f->cur = term_cdr(f->cur);
-                } else {
-                    t = f->cur; /* the tail */
-                }
-                break;
-            default:
-                /* keys[i] then vals[i] = keys[i + n]; odd remaining = a key */
-                if (f->remaining & 1) {
-                    t = *f->p;
-                } else {
-                    t = f->p[f->cur];
-                    f->p++;
-                }
-                break;
+            f--;
+            kind = f->kind;
+            fp = f->p;
+            fcur = f->cur;
+            frem = f->remaining;
+            continue;
+        }
+        frem--;
+        switch (kind) {
+        case EF_SEQ:
+        case EF_FUN:
+            t = *fp++;
+            break;
+        case EF_LIST:
+            if (frem > 0) {
+                const term_t *cell = term_list_ptr(fcur);
+                t = cell[0];
+                fcur = cell[1];
+            } else {
+                t = fcur; /* the tail */
             }
+            break;
+        default:
+            /* keys[i] then vals[i] = keys[i + n]; odd remaining = a key */
+            if (frem & 1) {
+                t = *fp;
+            } else {
+                t = fp[fcur];
+                fp++;
+            }
+            break;
         }
 
     encode:
@@ -510,20 +636,20 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, const bool write)
         case TAG_PRIMARY_IMMED1:
             switch (t & TAG_IMMED1_MASK) {
             case TAG_IMMED1_SMALL:
-                TRY(enc_small(e, t, write));
+                TRY(enc_small(e, &w, t, write));
                 break;
             case TAG_IMMED1_PID:
-                TRY(enc_pid(e, t, write));
+                COLD(enc_pid, t);
                 break;
             case TAG_IMMED1_PORT:
-                TRY(enc_port(e, t, write));
+                COLD(enc_port, t);
                 break;
             default:
                 if (term_is_atom(t)) {
-                    TRY(enc_atom(e, t, write));
+                    TRY(enc_atom(e, &w, t, write));
                 } else if (t == TERM_NIL) {
                     ROOM(1);
-                    put8(e, ETF_NIL_EXT, write);
+                    put8(&w, ETF_NIL_EXT, write);
                 } else {
                     rc = ETF_EUNENCODABLE;
                     goto fail;
@@ -534,27 +660,42 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, const bool write)
 
         case TAG_PRIMARY_LIST: {
             /* One walk decides STRING_EXT and, when writing, copies the
-             * bytes as it goes (speculatively, past the 3-byte header);
-             * if the list is not a string the walk just goes on counting
-             * LIST_EXT elements and the copied bytes are overwritten. */
+             * bytes as it goes (speculatively, past the 3-byte header, room
+             * made 256 bytes at a time); if the list is not a string the
+             * walk just goes on counting LIST_EXT elements and the copied
+             * bytes are overwritten.  n counts the cells before c. */
             size_t n = 0;
             term_t c = t;
-            while (term_is_list(c) && n <= ETF_STRING_EXT_MAX && is_byte(term_car(c))) {
+            for (;;) {
+                size_t lim = n + 256; /* 65536 = 256 * 256: one past the longest string */
+                uint8_t *s = NULL;
                 if (write) {
-                    if ((n & 255) == 0)
-                        ROOM(3 + n + 256);
-                    e->out[e->pos + 3 + n] = (uint8_t)(term_car(c) >> TAG_IMMED1_SIZE);
+                    ROOM(3 + lim);
+                    s = w.out + w.pos + 3;
                 }
-                n++;
-                c = term_cdr(c);
+                do {
+                    const term_t *cell = term_list_ptr(c);
+                    term_t car = cell[0];
+                    if (!is_byte(car))
+                        goto not_string;
+                    if (write)
+                        s[n] = (uint8_t)(car >> TAG_IMMED1_SIZE);
+                    n++;
+                    c = cell[1];
+                    if (!term_is_list(c))
+                        goto list_end;
+                } while (n < lim);
+                if (n > ETF_STRING_EXT_MAX)
+                    goto not_string;
             }
+        list_end:
             if (c == TERM_NIL && n <= ETF_STRING_EXT_MAX) {
-                ROOM(3 + n);
-                put8(e, ETF_STRING_EXT, write);
-                put16(e, (unsigned)n, write);
-                e->pos += n;
+                put8(&w, ETF_STRING_EXT, write);
+                put16(&w, (unsigned)n, write);
+                w.pos += n;
                 break;
             }
+        not_string:
             while (term_is_list(c)) {
                 n++;
                 c = term_cdr(c);
@@ -564,13 +705,9 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, const bool write)
                 goto fail;
             }
             ROOM(5);
-            put8(e, ETF_LIST_EXT, write);
-            put32(e, (uint32_t)n, write);
-            enc_frame_t *f;
-            TRY(push(e, &sp, &f));
-            f->kind = EF_LIST;
-            f->cur = t;
-            f->remaining = n + 1;
+            put8(&w, ETF_LIST_EXT, write);
+            put32(&w, (uint32_t)n, write);
+            PUSH(EF_LIST, NULL, t, n + 1);
             break;
         }
 
@@ -585,80 +722,49 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, const bool write)
                 }
                 ROOM(5);
                 if (arity <= 255) {
-                    put8(e, ETF_SMALL_TUPLE_EXT, write);
-                    put8(e, (unsigned)arity, write);
+                    put8(&w, ETF_SMALL_TUPLE_EXT, write);
+                    put8(&w, (unsigned)arity, write);
                 } else {
-                    put8(e, ETF_LARGE_TUPLE_EXT, write);
-                    put32(e, (uint32_t)arity, write);
+                    put8(&w, ETF_LARGE_TUPLE_EXT, write);
+                    put32(&w, (uint32_t)arity, write);
                 }
-                if (arity > 0) {
-                    enc_frame_t *f;
-                    TRY(push(e, &sp, &f));
-                    f->kind = EF_SEQ;
-                    f->p = p + 1;
-                    f->remaining = arity;
-                }
+                if (arity > 0)
+                    PUSH(EF_SEQ, p + 1, 0, arity);
                 break;
             }
             case HDR_POS_BIG:
             case HDR_NEG_BIG:
-                TRY(enc_big(e, t, write));
+                TRY(enc_big(e, &w, t, write));
                 break;
             case HDR_FLOAT:
-                TRY(enc_float(e, t, write));
+                TRY(enc_float(e, &w, t, write));
                 break;
             case HDR_HEAP_BIN:
             case HDR_REFC_BIN:
             case HDR_SUB_BIN:
-                TRY(enc_bitstring(e, t, write));
+                COLD(enc_bitstring, t);
                 break;
             case HDR_EXT_PID:
-                TRY(enc_pid(e, t, write));
+                COLD(enc_pid, t);
                 break;
             case HDR_EXT_PORT:
-                TRY(enc_port(e, t, write));
+                COLD(enc_port, t);
                 break;
             case HDR_REF:
-                TRY(enc_ref(e, t, write));
+                COLD(enc_ref, t);
                 break;
             case HDR_EXPORT:
-                ROOM(1);
-                put8(e, ETF_EXPORT_EXT, write);
-                TRY(enc_atom(e, p[1], write));
-                TRY(enc_atom(e, p[2], write));
-                ROOM(2);
-                put8(e, ETF_SMALL_INTEGER_EXT, write);
-                put8(e, (unsigned)term_small_value(p[3]), write);
+                COLD(enc_export, t);
                 break;
             case HDR_FUN: {
                 heap_fun_info_t info;
-                heap_fun_info(t, &info);
-                ROOM(1 + 4 + 1 + 16 + 4 + 4);
-                put8(e, ETF_NEW_FUN_EXT, write);
-                size_t size_at = e->pos;
-                put32(e, 0, write); /* Size, patched once the fun is written */
-                put8(e, info.arity, write);
-                put_bytes(e, info.uniq, 16, write);
-                put32(e, info.index, write);
-                put32(e, info.num_free, write);
-                TRY(enc_atom(e, info.module, write));
-                if (!term_is_small(info.old_index) || !term_is_small(info.old_uniq) ||
-                    !term_is_pid(info.pid)) {
-                    rc = ETF_EUNENCODABLE;
-                    goto fail;
-                }
-                TRY(enc_small(e, info.old_index, write));
-                TRY(enc_small(e, info.old_uniq, write));
-                TRY(enc_pid(e, info.pid, write));
+                size_t size_at;
+                COLD(enc_fun_head, t, &info, &size_at);
                 if (info.num_free == 0) {
                     if (write)
-                        etf_put32(e->out + size_at, (uint32_t)(e->pos - size_at));
+                        etf_put32(w.out + size_at, (uint32_t)(w.pos - size_at));
                 } else {
-                    enc_frame_t *f;
-                    TRY(push(e, &sp, &f));
-                    f->kind = EF_FUN;
-                    f->p = term_fun_free(t);
-                    f->remaining = info.num_free;
+                    PUSH(EF_FUN, term_fun_free(t), 0, info.num_free);
                     f->aux = size_at;
                 }
                 break;
@@ -671,31 +777,24 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, const bool write)
                     goto fail;
                 }
                 ROOM(5);
-                put8(e, ETF_MAP_EXT, write);
-                put32(e, (uint32_t)n, write);
+                put8(&w, ETF_MAP_EXT, write);
+                put32(&w, (uint32_t)n, write);
                 if (n == 0)
                     break;
-                enc_frame_t *f;
-                TRY(push(e, &sp, &f));
-                f->kind = EF_MAP;
-                f->cur = n;
-                f->remaining = 2 * n;
-                f->scratch = false;
                 if (header_subtag(p[0]) == HDR_MAP_FLAT) {
                     /* Flat maps store their keys in term order (OTP's
                      * flatmap order, which is also [deterministic]'s):
                      * p[2..2+n) keys, then the values. */
-                    f->p = p + 2;
+                    PUSH(EF_MAP, p + 2, n, 2 * n);
+                    f->scratch = false;
                     break;
                 }
-                term_t *kv = etf_scratch_alloc(&e->scratch, 2 * n, &f->mark);
+                etf_scratch_mark_t mark;
+                term_t *kv = etf_scratch_alloc(&e->scratch, 2 * n, &mark);
                 if (kv == NULL) {
-                    sp--;
                     rc = ETF_ENOMEM;
                     goto fail;
                 }
-                f->scratch = true;
-                f->p = kv;
                 if (e->deterministic && write) {
                     /* (Sizes do not depend on the order: counting skips the sort.) */
                     heap_map_sorted(t, kv, kv + n);
@@ -706,6 +805,9 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, const bool write)
                     while (i < n && heap_map_next(&it, &kv[i], &kv[n + i]))
                         i++;
                 }
+                PUSH(EF_MAP, kv, n, 2 * n);
+                f->scratch = true;
+                f->mark = mark;
                 break;
             }
             default:
@@ -720,6 +822,8 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, const bool write)
             goto fail;
         }
     }
+    *posp = w.pos;
+    return GD_OK;
 
 fail:
     return rc;
@@ -727,9 +831,17 @@ fail:
 
 #undef TRY
 #undef ROOM
+#undef COLD
+#undef PUSH
 
-static GD_NOINLINE int enc_walk_size(enc_t *e, term_t t) { return enc_walk(e, t, false); }
-static GD_NOINLINE int enc_walk_write(enc_t *e, term_t t) { return enc_walk(e, t, true); }
+static GD_NOINLINE int enc_walk_size(enc_t *e, term_t t, size_t *pos)
+{
+    return enc_walk(e, t, pos, false);
+}
+static GD_NOINLINE int enc_walk_write(enc_t *e, term_t t, size_t *pos)
+{
+    return enc_walk(e, t, pos, true);
+}
 
 /* Fills *o with OTP 25's term_to_binary/1 defaults: no compression, no
  * deterministic ordering, the release's minor version, local pids and
@@ -756,9 +868,6 @@ static void enc_init(enc_t *e, const etf_encode_opts_t *opts)
     int release = opts->otp_release == 0 ? 25 : opts->otp_release;
     int minor = opts->minor_version >= 0 ? opts->minor_version : (release >= 26 ? 2 : 1);
     e->buf = NULL;
-    e->out = NULL;
-    e->cap = 0;
-    e->pos = 0;
     e->latin1_atoms = minor <= 1;
     e->float_ext = minor == 0;
     e->deterministic = opts->deterministic;
@@ -788,10 +897,11 @@ int etf_encoded_size(term_t t, const etf_encode_opts_t *opts, size_t *size)
 {
     enc_t e;
     enc_init(&e, opts);
-    int rc = enc_walk_size(&e, t);
+    size_t pos = 0;
+    int rc = enc_walk_size(&e, t, &pos);
     enc_release(&e);
     if (rc == GD_OK)
-        *size = e.pos;
+        *size = pos;
     return rc;
 }
 
@@ -799,12 +909,10 @@ int etf_encoded_size(term_t t, const etf_encode_opts_t *opts, size_t *size)
 static int encode_body_at(term_t t, enc_t *e, etf_buf_t *out)
 {
     e->buf = out;
-    e->out = out->data;
-    e->cap = out->cap;
-    e->pos = out->len;
-    int rc = enc_walk_write(e, t);
+    size_t pos = out->len;
+    int rc = enc_walk_write(e, t, &pos);
     if (rc == GD_OK)
-        out->len = e->pos;
+        out->len = pos;
     return rc;
 }
 
