@@ -799,11 +799,7 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, size_t *posp, const bool write)
                     /* (Sizes do not depend on the order: counting skips the sort.) */
                     heap_map_sorted(t, kv, kv + n);
                 } else {
-                    heap_map_iter_t it;
-                    heap_map_iter_init(&it, t);
-                    size_t i = 0;
-                    while (i < n && heap_map_next(&it, &kv[i], &kv[n + i]))
-                        i++;
+                    heap_map_pairs(t, kv, kv + n);
                 }
                 PUSH(EF_MAP, kv, n, 2 * n);
                 f->scratch = true;

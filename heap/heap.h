@@ -985,6 +985,11 @@ typedef struct heap_map_iter {
 void heap_map_iter_init(heap_map_iter_t *it, term_t map);
 bool heap_map_next(heap_map_iter_t *it, term_t *key, term_t *val);
 
+/* Writes the map's keys and values to keys[]/vals[] (each heap_map_size()
+ * long, owned by the caller) in heap_map_next's order, in one O(n) pass
+ * without allocating. */
+void heap_map_pairs(term_t map, term_t *keys, term_t *vals);
+
 /*
  * Writes the map's keys and values to keys[]/vals[] (each heap_map_size()
  * long) in ascending term order of the keys (the order of `deterministic`

@@ -884,6 +884,54 @@ bool heap_map_next(heap_map_iter_t *it, term_t *key, term_t *val)
 
 /*
  * Writes map's pairs to keys[]/vals[] (heap_map_size(map) entries each,
+ * owned by the caller) in storage order, the order heap_map_next visits,
+ * in one pass: O(n), no allocation.  A hash map is walked with an explicit
+ * path of at most HAMT_MAX_PATH nodes, without the per-pair restart of the
+ * iterator (the encoder's hot path for maps of more than 32 keys).
+ */
+void heap_map_pairs(term_t map, term_t *keys, term_t *vals)
+{
+    term_t *p = term_boxed_ptr(map);
+    if (is_flat(p)) {
+        size_t n = flat_size(p);
+        memcpy(keys, p + 2, n * sizeof *keys);
+        memcpy(vals, p + 2 + n, n * sizeof *vals);
+        return;
+    }
+    const term_t *path_next[HAMT_MAX_PATH];
+    const term_t *path_end[HAMT_MAX_PATH];
+    size_t depth = 0, i = 0, count;
+    uint32_t bitmap;
+    const term_t *c = hamt_children(p, &count, &bitmap);
+    const term_t *end = c + count;
+    for (;;) {
+        while (c < end) {
+            term_t child = *c++;
+            if (term_is_list(child)) {
+                const term_t *cell = term_list_ptr(child);
+                keys[i] = cell[0];
+                vals[i] = cell[1];
+                i++;
+                continue;
+            }
+            GD_ASSERT(depth < HAMT_MAX_PATH);
+            path_next[depth] = c;
+            path_end[depth] = end;
+            depth++;
+            c = hamt_children(term_boxed_ptr(child), &count, &bitmap);
+            end = c + count;
+        }
+        if (depth == 0)
+            break;
+        depth--;
+        c = path_next[depth];
+        end = path_end[depth];
+    }
+    GD_ASSERT(i == heap_map_size(map));
+}
+
+/*
+ * Writes map's pairs to keys[]/vals[] (heap_map_size(map) entries each,
  * owned by the caller) in ascending exact order of the keys.  Flat maps are
  * copied; hash maps are walked and sorted in place (introsort, O(n log n)
  * comparisons, no allocation at all).
