@@ -632,6 +632,11 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, size_t *posp, const bool write)
         }
 
     encode:
+        /* Small integers first: the commonest leaf, one mask test. */
+        if ((t & TAG_IMMED1_MASK) == TAG_IMMED1_SMALL) {
+            TRY(enc_small(e, &w, t, write));
+            continue;
+        }
         switch (term_primary(t)) {
         case TAG_PRIMARY_IMMED1:
             switch (t & TAG_IMMED1_MASK) {
