@@ -945,11 +945,6 @@ void heap_map_sorted(term_t map, term_t *keys, term_t *vals)
         memcpy(vals, p + 2 + n, n * sizeof *vals);
         return;
     }
-    heap_map_iter_t it;
-    heap_map_iter_init(&it, map);
-    size_t i = 0;
-    while (i < n && heap_map_next(&it, &keys[i], &vals[i]))
-        i++;
-    GD_ASSERT(i == n);
-    sort_pairs(keys, vals, 0, i);
+    heap_map_pairs(map, keys, vals);
+    sort_pairs(keys, vals, 0, n);
 }

@@ -115,6 +115,17 @@ static void check_map(heap_t *h, term_t map, const term_t *keys, const term_t *v
     CU_ASSERT_EQUAL(count, n);
     CU_ASSERT_FALSE(heap_map_next(&it, &k, &v)); /* stays finished */
     CU_ASSERT_EQUAL(bad, 0);
+    /* The bulk walk gives the same pairs in the same order as the iterator. */
+    term_t *pair_keys = malloc((n + 1) * sizeof *pair_keys);
+    term_t *pair_vals = malloc((n + 1) * sizeof *pair_vals);
+    CU_ASSERT_FATAL(pair_keys != NULL && pair_vals != NULL);
+    heap_map_pairs(map, pair_keys, pair_vals);
+    for (size_t i = 0; i < count && i < n; i++)
+        if (pair_keys[i] != it_keys[i] || pair_vals[i] != heap_map_get(map, it_keys[i]))
+            bad++;
+    CU_ASSERT_EQUAL(bad, 0);
+    free(pair_keys);
+    free(pair_vals);
     memcpy(ref_keys, keys, n * sizeof *keys);
     qsort(ref_keys, n, sizeof *ref_keys, cmp_exact);
     qsort(it_keys, count, sizeof *it_keys, cmp_exact);
