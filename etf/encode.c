@@ -44,10 +44,10 @@ enum enc_frame_kind {
  * kind live in the walker's locals and its slot holds only aux, mark and
  * scratch; they are written to the slot when a child frame is pushed. */
 typedef struct enc_frame {
-    const term_t *p;  /* EF_SEQ/EF_FUN: next term; EF_MAP: current key */
-    term_t cur;       /* EF_LIST: remaining list; EF_MAP: n */
-    size_t remaining; /* children still to write */
-    size_t aux;       /* EF_FUN: offset of the Size field */
+    const term_t *p;         /* EF_SEQ/EF_FUN: next term; EF_MAP: current key */
+    term_t cur;              /* EF_LIST: remaining list; EF_MAP: n */
+    size_t remaining;        /* children still to write */
+    size_t aux;              /* EF_FUN: offset of the Size field */
     etf_scratch_mark_t mark; /* EF_MAP from scratch: what to release */
     uint32_t kind;
     bool scratch;
@@ -518,22 +518,22 @@ static inline bool is_byte(term_t t)
     return (t & ~((term_t)0xFF << TAG_IMMED1_SIZE)) == TAG_IMMED1_SMALL;
 }
 
-#define TRY(expr)                                                              \
-    do {                                                                       \
-        rc = (expr);                                                           \
-        if (GD_UNLIKELY(rc != GD_OK))                                          \
-            goto fail;                                                         \
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        rc = (expr);                                                                               \
+        if (GD_UNLIKELY(rc != GD_OK))                                                              \
+            goto fail;                                                                             \
     } while (0)
 #define ROOM(n) TRY(room(e, &w, (n), write))
 /* Calls an out-of-line helper on a copy of the cursor, so the walker's own
  * cursor never has its address taken. */
-#define COLD(fn, ...)                                                          \
-    do {                                                                       \
-        enc_out_t cold_w = w;                                                  \
-        rc = fn(e, &cold_w, __VA_ARGS__, write);                               \
-        w = cold_w;                                                            \
-        if (GD_UNLIKELY(rc != GD_OK))                                          \
-            goto fail;                                                         \
+#define COLD(fn, ...)                                                                              \
+    do {                                                                                           \
+        enc_out_t cold_w = w;                                                                      \
+        rc = fn(e, &cold_w, __VA_ARGS__, write);                                                   \
+        w = cold_w;                                                                                \
+        if (GD_UNLIKELY(rc != GD_OK))                                                              \
+            goto fail;                                                                             \
     } while (0)
 
 /*
@@ -542,26 +542,26 @@ static inline bool is_byte(term_t t)
  * the new one's go to the locals; f points at the new slot for the cold
  * fields.  The stack height sp is the nesting depth.
  */
-#define PUSH(k, p_, cur_, n_)                                                  \
-    do {                                                                       \
-        if (GD_UNLIKELY(sp >= e->max_depth)) {                                 \
-            rc = ETF_EDEPTH;                                                   \
-            goto fail;                                                         \
-        }                                                                      \
-        if (GD_UNLIKELY(sp == e->stack_cap))                                   \
-            TRY(enc_grow_stack(e));                                            \
-        if (sp > 0) {                                                          \
-            enc_frame_t *parent = &e->stack[sp - 1];                           \
-            parent->kind = kind;                                               \
-            parent->p = fp;                                                    \
-            parent->cur = fcur;                                                \
-            parent->remaining = frem;                                          \
-        }                                                                      \
-        f = &e->stack[sp++];                                                   \
-        kind = (k);                                                            \
-        fp = (p_);                                                             \
-        fcur = (cur_);                                                         \
-        frem = (n_);                                                           \
+#define PUSH(k, p_, cur_, n_)                                                                      \
+    do {                                                                                           \
+        if (GD_UNLIKELY(sp >= e->max_depth)) {                                                     \
+            rc = ETF_EDEPTH;                                                                       \
+            goto fail;                                                                             \
+        }                                                                                          \
+        if (GD_UNLIKELY(sp == e->stack_cap))                                                       \
+            TRY(enc_grow_stack(e));                                                                \
+        if (sp > 0) {                                                                              \
+            enc_frame_t *parent = &e->stack[sp - 1];                                               \
+            parent->kind = kind;                                                                   \
+            parent->p = fp;                                                                        \
+            parent->cur = fcur;                                                                    \
+            parent->remaining = frem;                                                              \
+        }                                                                                          \
+        f = &e->stack[sp++];                                                                       \
+        kind = (k);                                                                                \
+        fp = (p_);                                                                                 \
+        fcur = (cur_);                                                                             \
+        frem = (n_);                                                                               \
     } while (0)
 
 /*
@@ -885,10 +885,10 @@ static void enc_init(enc_t *e, const etf_encode_opts_t *opts)
     e->latin1_atoms = minor <= 1;
     e->float_ext = minor == 0;
     e->deterministic = opts->deterministic;
-    e->local_node = (opts->local_node == TERM_NONE || opts->local_node == 0 ||
-                     !term_is_atom(opts->local_node))
-                        ? ATOM_NONODE
-                        : opts->local_node;
+    e->local_node =
+        (opts->local_node == TERM_NONE || opts->local_node == 0 || !term_is_atom(opts->local_node))
+            ? ATOM_NONODE
+            : opts->local_node;
     e->local_creation = opts->local_creation;
     e->max_depth = opts->max_depth != 0 ? opts->max_depth : ETF_MAX_DEPTH_DEFAULT;
     e->stack = e->inline_stack;
