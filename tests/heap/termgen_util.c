@@ -20,6 +20,19 @@ uint64_t termgen_below(uint64_t *seed, uint64_t n)
     return termgen_next(seed) % n;
 }
 
+void termgen_shuffle_pairs(term_t *k, term_t *v, size_t n, uint64_t *seed)
+{
+    for (size_t j = n; j > 1; j--) {
+        size_t r = termgen_below(seed, j);
+        term_t x = k[j - 1];
+        k[j - 1] = k[r];
+        k[r] = x;
+        x = v[j - 1];
+        v[j - 1] = v[r];
+        v[r] = x;
+    }
+}
+
 uint64_t termgen_seed_from_env(uint64_t fallback)
 {
     const char *s = getenv("GD_TEST_SEED");
@@ -386,15 +399,7 @@ term_t termgen_variant(heap_t *h, term_t t, uint64_t *seed)
             v[i] = termgen_variant(h, v[i], seed);
             i++;
         }
-        for (size_t j = n; j > 1; j--) {
-            size_t r = termgen_below(seed, j);
-            term_t x = k[j - 1];
-            k[j - 1] = k[r];
-            k[r] = x;
-            x = v[j - 1];
-            v[j - 1] = v[r];
-            v[r] = x;
-        }
+        termgen_shuffle_pairs(k, v, n, seed);
         int rc;
         if (termgen_below(seed, 2)) {
             rc = heap_make_map(h, k, v, n, &out);

@@ -17,6 +17,11 @@ uint64_t termgen_next(uint64_t *seed);
 /* A pseudo-random integer in [0, n) (n > 0). */
 uint64_t termgen_below(uint64_t *seed, uint64_t n);
 
+/* Shuffles the n pairs k[i] => v[i] in place (Fisher-Yates, the same
+ * permutation for keys and values), determined by *seed (which it
+ * advances); for building a map from its pairs in another order. */
+void termgen_shuffle_pairs(term_t *k, term_t *v, size_t n, uint64_t *seed);
+
 /*
  * A random term on h, nested at most max_depth levels (0 = leaves only),
  * fully determined by *seed (which it advances).  Every term is one a real

@@ -58,19 +58,6 @@ static term_t key_of(heap_t *h, size_t i)
     }
 }
 
-static void shuffle(term_t *k, term_t *v, size_t n, uint64_t *seed)
-{
-    for (size_t j = n; j > 1; j--) {
-        size_t r = termgen_below(seed, j);
-        term_t x = k[j - 1];
-        k[j - 1] = k[r];
-        k[r] = x;
-        x = v[j - 1];
-        v[j - 1] = v[r];
-        v[r] = x;
-    }
-}
-
 /*
  * Checks that map holds exactly keys[i] => vals[i] (i < n): size, storage
  * kind, every lookup (also through an equal key built elsewhere), absent
@@ -150,7 +137,7 @@ static void check_map(heap_t *h, term_t map, const term_t *keys, const term_t *v
     term_t *k2 = malloc((n + 1) * sizeof *k2), *v2 = malloc((n + 1) * sizeof *v2);
     memcpy(k2, keys, n * sizeof *k2);
     memcpy(v2, vals, n * sizeof *v2);
-    shuffle(k2, v2, n, seed);
+    termgen_shuffle_pairs(k2, v2, n, seed);
     term_t other;
     CU_ASSERT_FATAL(heap_make_map(h, k2, v2, n, &other) == GD_OK);
     CU_ASSERT_EQUAL(heap_compare(map, other, true), 0);
@@ -175,7 +162,7 @@ static void run_sizes(const size_t *sizes, size_t nsizes, uint64_t seed)
             keys[i] = key_of(&h, i);
             vals[i] = term_make_small((int64_t)i);
         }
-        shuffle(keys, vals, n, &seed);
+        termgen_shuffle_pairs(keys, vals, n, &seed);
         term_t map;
         CU_ASSERT_FATAL(heap_make_map(&h, keys, vals, n, &map) == GD_OK);
         check_map(&h, map, keys, vals, n, &seed);
@@ -536,7 +523,7 @@ static void test_random_model(void)
                 term_t k2[MAXN], v2[MAXN], rebuilt;
                 memcpy(k2, mk, mn * sizeof *k2);
                 memcpy(v2, mv, mn * sizeof *v2);
-                shuffle(k2, v2, mn, &s);
+                termgen_shuffle_pairs(k2, v2, mn, &s);
                 CU_ASSERT_FATAL(heap_make_map(&h, k2, v2, mn, &rebuilt) == GD_OK);
                 if (heap_compare(rebuilt, map, true) != 0 || heap_hash(rebuilt) != heap_hash(map))
                     ok = false;
