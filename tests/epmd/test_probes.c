@@ -10,21 +10,17 @@
  *
  * usage: test_epmd_probes <path-to-girder>
  */
-#include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cunit_main.h"
+#include "epmd_test_util.h"
 #include "internal.h"
 
 #define ANSWER_MAX 65536
@@ -46,40 +42,13 @@ static epmd_registration_t *keeper[2];
 
 /* ---- process and socket helpers ---------------------------------------------------------- */
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    socklen_t len = sizeof sin;
-    uint16_t port = 0;
-    if (bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
-        port = ntohs(sin.sin_port);
-    close(fd);
-    return port;
-}
-
 static bool start_daemon(daemon_t *d, bool otp, bool relaxed)
 {
     memset(d, 0, sizeof d[0]);
     d->otp = otp;
     d->label = otp ? "otp" : "girder";
     for (int attempt = 0; attempt < 5; attempt++) {
-        d->port = free_port();
+        d->port = et_free_port();
         char port[8];
         snprintf(port, sizeof port, "%u", (unsigned)d->port);
         pid_t pid = fork();
@@ -100,13 +69,13 @@ static bool start_daemon(daemon_t *d, bool otp, bool relaxed)
         }
         d->pid = pid;
         epmd_client_opts_t o = {.port = d->port, .timeout_ms = 500};
-        int64_t deadline = mono_ms() + 5000;
-        while (mono_ms() < deadline) {
+        int64_t deadline = et_mono_ms() + 5000;
+        while (et_mono_ms() < deadline) {
             if (epmd_client_probe(&o) == 0)
                 return true;
             if (waitpid(pid, NULL, WNOHANG) == pid)
                 break; /* port taken by someone else: try another */
-            sleep_ms(20);
+            et_sleep_ms(20);
         }
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -126,27 +95,15 @@ static void stop_daemon(daemon_t *d)
 /* exited_within reports whether the daemon exited (e.g. after KILL). */
 static bool exited_within(daemon_t *d, int ms)
 {
-    int64_t deadline = mono_ms() + ms;
-    while (mono_ms() < deadline) {
+    int64_t deadline = et_mono_ms() + ms;
+    while (et_mono_ms() < deadline) {
         if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
             d->pid = 0;
             return true;
         }
-        sleep_ms(20);
+        et_sleep_ms(20);
     }
     return false;
-}
-
-static int connect_port(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
 }
 
 typedef struct answer {
@@ -155,32 +112,16 @@ typedef struct answer {
     bool closed;
 } answer_t;
 
-/* collect reads until EOF/RST or wait_ms (or max bytes). */
+/* collect reads until EOF/RST or wait_ms (or max bytes, max > 0). */
 static void collect(int fd, answer_t *a, int wait_ms, size_t max)
 {
-    a->len = 0;
-    a->closed = false;
-    int64_t deadline = mono_ms() + wait_ms;
-    while (a->len < max) {
-        int left = (int)(deadline - mono_ms());
-        if (left <= 0)
-            return;
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, left) <= 0)
-            continue;
-        ssize_t n = recv(fd, a->data + a->len, max - a->len, 0);
-        if (n <= 0) {
-            a->closed = true;
-            return;
-        }
-        a->len += (size_t)n;
-    }
+    a->len = et_read_until_close(fd, a->data, max, wait_ms, &a->closed);
 }
 
 /* exchange sends bytes on a fresh connection and collects the answer. */
 static void exchange(uint16_t port, const uint8_t *bytes, size_t len, answer_t *a)
 {
-    int fd = connect_port(port);
+    int fd = et_connect(port);
     CU_ASSERT_FATAL(fd >= 0);
     size_t off = 0;
     while (off < len) {
@@ -222,9 +163,9 @@ static int alive_lookup_ms(uint16_t port)
 {
     epmd_client_opts_t o = {.port = port, .timeout_ms = 2000};
     epmd_node_info_t info;
-    int64_t t0 = mono_ms();
+    int64_t t0 = et_mono_ms();
     int rc = epmd_client_port_please(&o, "keeper", &info);
-    int ms = (int)(mono_ms() - t0);
+    int ms = (int)(et_mono_ms() - t0);
     return rc == 0 && info.port == 4242 ? ms : -1;
 }
 
@@ -398,7 +339,7 @@ static void test_malformed(void)
 static int open_alive(uint16_t port, const uint8_t *body, size_t n, answer_t *a)
 {
     uint8_t buf[4096];
-    int fd = connect_port(port);
+    int fd = et_connect(port);
     size_t len = frame(buf, body, n);
     CU_ASSERT(send(fd, buf, len, MSG_NOSIGNAL) == (ssize_t)len);
     collect(fd, a, 500, body[5] == 0 && body[6] < 6 ? 4 : 6);
@@ -463,7 +404,7 @@ static void test_registrations(void)
     /* A18 reset right after ALIVE2: no zombie, the name is free again */
     n = alive_body(body, (const uint8_t *)"rst", 3, 6, NULL, 0);
     for (int i = 0; i < 2; i++) {
-        int fd = connect_port(ds[i]->port);
+        int fd = et_connect(ds[i]->port);
         uint8_t f2[64];
         size_t l2 = frame(f2, body, n);
         (void)send(fd, f2, l2, MSG_NOSIGNAL);
@@ -471,7 +412,7 @@ static void test_registrations(void)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         close(fd);
     }
-    sleep_ms(300);
+    et_sleep_ms(300);
     probe("port2_rst_gone", (const uint8_t *)"\x00\x04zrst", 6, "\x77\x01", 2);
 }
 
@@ -494,17 +435,17 @@ static void test_timeouts_and_dribble(void)
     const daemon_t *ds[2] = {&d_otp, &d_gd};
     for (int d = 0; d < 2; d++)
         for (int i = 0; i < NC; i++) {
-            fds[d][i] = connect_port(ds[d]->port);
+            fds[d][i] = et_connect(ds[d]->port);
             if (cases[i].len)
                 (void)send(fds[d][i], cases[i].bytes, cases[i].len, MSG_NOSIGNAL);
         }
     /* meanwhile E25: a request dribbled 1 byte / 100 ms is served */
     for (int d = 0; d < 2; d++) {
-        int fd = connect_port(ds[d]->port);
+        int fd = et_connect(ds[d]->port);
         const char req[] = "\x00\x07zkeeper";
         for (size_t i = 0; i < sizeof req - 1; i++) {
             (void)send(fd, req + i, 1, MSG_NOSIGNAL);
-            sleep_ms(100);
+            et_sleep_ms(100);
         }
         static answer_t a;
         collect(fd, &a, 1000, ANSWER_MAX);
@@ -528,16 +469,12 @@ static void test_idle_flood(void)
     /* E26: thousands of idle connections from one address; girder keeps
      * answering lookups at once (OTP's select() epmd stops at 1024 fds, so
      * this one runs against girder only). */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    et_raise_nofile();
     int *fds = calloc(IDLE_FLOOD, sizeof *fds);
     CU_ASSERT_PTR_NOT_NULL_FATAL(fds);
     int opened = 0;
     for (int i = 0; i < IDLE_FLOOD; i++) {
-        fds[i] = connect_port(d_gd.port);
+        fds[i] = et_connect(d_gd.port);
         if (fds[i] >= 0)
             opened++;
     }
@@ -582,10 +519,10 @@ static void test_kill9_registered_node(void)
         CU_ASSERT_EQUAL(epmd_client_port_please(&o, "doomed", &info), 0);
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
-        int64_t t0 = mono_ms();
+        int64_t t0 = et_mono_ms();
         int rc;
-        while ((rc = epmd_client_port_please(&o, "doomed", &info)) == 0 && mono_ms() - t0 < 1000)
-            sleep_ms(10);
+        while ((rc = epmd_client_port_please(&o, "doomed", &info)) == 0 && et_mono_ms() - t0 < 1000)
+            et_sleep_ms(10);
         CU_ASSERT_EQUAL(rc, EPMD_ENOTFOUND);
         epmd_node_info_t n = {.port = 778, .node_type = 77, .high_vsn = 6, .low_vsn = 5};
         strcpy(n.name, "doomed");
@@ -696,9 +633,9 @@ static void test_relaxed_stop_kill(void)
         static answer_t first;
         exchange(r[d].port, (const uint8_t *)"\x00\x07svictim", 9, &first);
         CU_ASSERT(first.closed && first.len == 7 && memcmp(first.data, "STOPPED", 7) == 0);
-        int64_t t0 = mono_ms();
-        while (epmd_registration_alive(reg) && mono_ms() - t0 < 1000)
-            sleep_ms(10);
+        int64_t t0 = et_mono_ms();
+        while (epmd_registration_alive(reg) && et_mono_ms() - t0 < 1000)
+            et_sleep_ms(10);
         CU_ASSERT_FALSE(epmd_registration_alive(reg));
         epmd_registration_close(reg);
         exchange(r[d].port, (const uint8_t *)"\x00\x07svictim", 9, &a[d]);
@@ -725,7 +662,7 @@ static void test_relaxed_stop_kill(void)
 static void test_daemon_flag(void)
 {
     /* -daemon returns once the port answers; -kill stops it */
-    uint16_t port = free_port();
+    uint16_t port = et_free_port();
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "'%s' epmd -daemon -port %u", girder_path, (unsigned)port);
     CU_ASSERT_EQUAL(system(cmd), 0);
@@ -736,7 +673,7 @@ static void test_daemon_flag(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(out);
     CU_ASSERT_STRING_EQUAL(out, "Killed\n");
     free(out);
-    sleep_ms(200);
+    et_sleep_ms(200);
     CU_ASSERT_EQUAL(epmd_client_probe(&o), EPMD_ECONNREFUSED);
     /* a second daemon on a taken port exits quietly, like epmd */
     CU_ASSERT_FATAL(d_gd.port != 0);

@@ -7,12 +7,9 @@
  * and KILL, thousands of registrations, and the keeper: embedded start and
  * "the system epmd replaces the embedded one".
  */
-#include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,82 +20,16 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cunit_main.h"
+#include "epmd_test_util.h"
 #include "internal.h"
 
 #define WAIT_STEP_MS 20
 #define CLIENT_TIMEOUT_MS 3000
 
 /* ---- helpers ----------------------------------------------------------------- */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* free_port asks the kernel for a currently unused TCP port. */
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof sin;
-    uint16_t port = 0;
-    if (bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
-        port = ntohs(sin.sin_port);
-    close(fd);
-    return port;
-}
-
-static int raw_connect(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* read_until_close reads up to cap bytes until EOF or timeout; returns the
- * count, and sets *closed when EOF/RST was seen. */
-static size_t read_until_close(int fd, uint8_t *buf, size_t cap, int timeout_ms, bool *closed)
-{
-    size_t got = 0;
-    int64_t deadline = mono_ms() + timeout_ms;
-    *closed = false;
-    for (;;) {
-        int left = (int)(deadline - mono_ms());
-        if (left <= 0)
-            return got;
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, left) <= 0)
-            continue;
-        ssize_t n = recv(fd, buf + got, cap - got, 0);
-        if (n <= 0) {
-            *closed = true;
-            return got;
-        }
-        got += (size_t)n;
-        if (got == cap)
-            return got;
-    }
-}
 
 static epmd_node_info_t node_named(const char *name, uint16_t port)
 {
@@ -111,15 +42,6 @@ static epmd_node_info_t node_named(const char *name, uint16_t port)
     n.high_vsn = EPMD_DIST_VSN_HIGH;
     n.low_vsn = EPMD_DIST_VSN_LOW;
     return n;
-}
-
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
-    }
 }
 
 /* A libevent loop running in its own thread. */
@@ -159,7 +81,7 @@ static void loop_server_start(loop_t *l, epmd_server_config_t cfg)
     int rc = EPMD_EADDRINUSE;
     for (int tries = 0; tries < 20 && rc == EPMD_EADDRINUSE; tries++) {
         if (cfg.port == 0 || tries > 0)
-            cfg.port = free_port();
+            cfg.port = et_free_port();
         rc = epmd_server_start(l->base, &cfg, &l->srv);
     }
     CU_ASSERT_EQUAL_FATAL(rc, 0);
@@ -249,14 +171,14 @@ static int wait_lookup(uint16_t port, const char *name, int want, int timeout_ms
 {
     epmd_client_opts_t o = {.port = port, .timeout_ms = CLIENT_TIMEOUT_MS};
     epmd_node_info_t info;
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = et_mono_ms() + timeout_ms;
     int rc;
     do {
         rc = epmd_client_port_please(&o, name, &info);
         if (rc == want)
             return rc;
-        sleep_ms(WAIT_STEP_MS);
-    } while (mono_ms() < deadline);
+        et_sleep_ms(WAIT_STEP_MS);
+    } while (et_mono_ms() < deadline);
     return rc;
 }
 
@@ -330,7 +252,7 @@ static void test_client_basic(void)
     CU_ASSERT(st.requests >= 8);
 
     /* nothing listens on a fresh port */
-    epmd_client_opts_t none = {.port = free_port(), .timeout_ms = 500};
+    epmd_client_opts_t none = {.port = et_free_port(), .timeout_ms = 500};
     CU_ASSERT_EQUAL(epmd_client_probe(&none), EPMD_ECONNREFUSED);
     epmd_client_opts_t badhost = {
         .host = "no-such-host.invalid", .port = l.port, .timeout_ms = 500};
@@ -349,9 +271,9 @@ static void test_reregister_after_restart(void)
     epmd_registration_t *reg = NULL;
     CU_ASSERT_EQUAL_FATAL(epmd_client_register(&o, &n, &cr1, &reg), 0);
     loop_free(&l); /* the epmd goes away: the registration connection closes */
-    int64_t t0 = mono_ms();
-    while (epmd_registration_alive(reg) && mono_ms() - t0 < 1000)
-        sleep_ms(WAIT_STEP_MS);
+    int64_t t0 = et_mono_ms();
+    while (epmd_registration_alive(reg) && et_mono_ms() - t0 < 1000)
+        et_sleep_ms(WAIT_STEP_MS);
     CU_ASSERT_FALSE(epmd_registration_alive(reg));
     CU_ASSERT_EQUAL(epmd_registration_fd(reg), -1);
     /* nothing answers: reregister gives up after its attempts */
@@ -372,7 +294,7 @@ static void test_reregister_after_restart(void)
 static void test_thousands_of_registrations(void)
 {
     enum { COUNT = 2000 };
-    raise_nofile();
+    et_raise_nofile();
     loop_t l;
     loop_server(&l, (epmd_server_config_t){0});
     epmd_client_opts_t o = {.port = l.port, .timeout_ms = CLIENT_TIMEOUT_MS};
@@ -402,12 +324,12 @@ static void test_thousands_of_registrations(void)
     for (int i = 0; i < COUNT; i++)
         epmd_registration_close(regs[i]);
     free(regs);
-    int64_t t0 = mono_ms();
+    int64_t t0 = et_mono_ms();
     epmd_server_stats_t st;
     do {
-        sleep_ms(WAIT_STEP_MS);
+        et_sleep_ms(WAIT_STEP_MS);
         st = loop_stats(&l);
-    } while (st.registered != 0 && mono_ms() - t0 < 3000);
+    } while (st.registered != 0 && et_mono_ms() - t0 < 3000);
     CU_ASSERT_EQUAL(st.registered, 0);
     loop_free(&l);
 }
@@ -435,10 +357,10 @@ static size_t alive_frame(uint8_t *b, const char *name)
  * socket before the server looks. */
 static void wait_acked(int fd)
 {
-    int64_t deadline = mono_ms() + 1000;
+    int64_t deadline = et_mono_ms() + 1000;
     int outq = 1;
-    while (ioctl(fd, SIOCOUTQ, &outq) == 0 && outq > 0 && mono_ms() < deadline)
-        sleep_ms(1);
+    while (ioctl(fd, SIOCOUTQ, &outq) == 0 && outq > 0 && et_mono_ms() < deadline)
+        et_sleep_ms(1);
     CU_ASSERT_EQUAL(outq, 0);
 }
 
@@ -448,14 +370,14 @@ static void wait_acked(int fd)
  * recycles what closed. */
 static void step(loop_t *l, uint64_t accepted, uint64_t requests)
 {
-    int64_t deadline = mono_ms() + 1000;
+    int64_t deadline = et_mono_ms() + 1000;
     epmd_server_stats_t st;
     for (;;) {
         event_base_loop(l->base, EVLOOP_NONBLOCK);
         epmd_server_get_stats(l->srv, &st);
-        if ((st.accepted >= accepted && st.requests >= requests) || mono_ms() > deadline)
+        if ((st.accepted >= accepted && st.requests >= requests) || et_mono_ms() > deadline)
             break;
-        sleep_ms(1);
+        et_sleep_ms(1);
     }
     event_base_loop(l->base, EVLOOP_NONBLOCK);
     CU_ASSERT_EQUAL(st.accepted, accepted);
@@ -471,7 +393,7 @@ static void test_answer_at_accept(void)
     bool closed;
 
     /* ALIVE2 sent with the connect: registered from the accept callback */
-    int reg = raw_connect(l.port);
+    int reg = et_connect(l.port);
     CU_ASSERT_FATAL(reg >= 0);
     const char name[] = "quick";
     size_t nlen = sizeof name - 1;
@@ -491,7 +413,7 @@ static void test_answer_at_accept(void)
     CU_ASSERT_EQUAL(send(reg, b, n, 0), (ssize_t)n);
     wait_acked(reg);
     step(&l, 1, 1);
-    CU_ASSERT_EQUAL(read_until_close(reg, r, 6, 1000, &closed), 6);
+    CU_ASSERT_EQUAL(et_read_until_close(reg, r, 6, 1000, &closed), 6);
     CU_ASSERT_FALSE(closed);
     CU_ASSERT(r[0] == EPMD_ALIVE2_X_RESP && r[1] == 0);
     epmd_server_stats_t st;
@@ -506,12 +428,12 @@ static void test_answer_at_accept(void)
     enum { LOOKUPS = 20 };
     const uint8_t req[] = "\x00\x06zquick";
     for (int i = 0; i < LOOKUPS; i++) {
-        int fd = raw_connect(l.port);
+        int fd = et_connect(l.port);
         CU_ASSERT_FATAL(fd >= 0);
         CU_ASSERT_EQUAL(send(fd, req, sizeof req - 1, 0), (ssize_t)(sizeof req - 1));
         wait_acked(fd);
         step(&l, 2 + (uint64_t)i, 2 + (uint64_t)i);
-        size_t got = read_until_close(fd, r, sizeof r, 1000, &closed);
+        size_t got = et_read_until_close(fd, r, sizeof r, 1000, &closed);
         close(fd);
         CU_ASSERT(closed);
         epmd_node_info_t info;
@@ -529,7 +451,7 @@ static void test_answer_at_accept(void)
 
     /* nothing sent yet when accepted: the connection waits for its bytes,
      * and a request arriving in two parts is answered on the second */
-    int fd = raw_connect(l.port);
+    int fd = et_connect(l.port);
     CU_ASSERT_FATAL(fd >= 0);
     step(&l, 2 + LOOKUPS, 1 + LOOKUPS);
     epmd_server_get_stats(l.srv, &st);
@@ -539,21 +461,21 @@ static void test_answer_at_accept(void)
     step(&l, 2 + LOOKUPS, 1 + LOOKUPS);
     CU_ASSERT_EQUAL(send(fd, req + 3, sizeof req - 4, 0), (ssize_t)(sizeof req - 4));
     step(&l, 2 + LOOKUPS, 2 + LOOKUPS);
-    size_t got = read_until_close(fd, r, sizeof r, 1000, &closed);
+    size_t got = et_read_until_close(fd, r, sizeof r, 1000, &closed);
     close(fd);
     CU_ASSERT(closed);
     epmd_node_info_t info;
     CU_ASSERT_EQUAL(epmd_parse_port2_resp(r, got, &info), 0);
     CU_ASSERT_EQUAL(info.extra_len, EXTRA);
     /* half a request with the connect: the rest is waited for */
-    fd = raw_connect(l.port);
+    fd = et_connect(l.port);
     CU_ASSERT_FATAL(fd >= 0);
     CU_ASSERT_EQUAL(send(fd, "\x00\x04", 2, 0), 2);
     wait_acked(fd);
     step(&l, 3 + LOOKUPS, 2 + LOOKUPS);
     CU_ASSERT_EQUAL(send(fd, "zabc", 4, 0), 4);
     step(&l, 3 + LOOKUPS, 3 + LOOKUPS);
-    got = read_until_close(fd, r, sizeof r, 1000, &closed);
+    got = et_read_until_close(fd, r, sizeof r, 1000, &closed);
     close(fd);
     CU_ASSERT(closed);
     CU_ASSERT(got == 2 && r[0] == EPMD_PORT2_RESP && r[1] == 1);
@@ -564,11 +486,11 @@ static void test_answer_at_accept(void)
 
     /* the registration still lives until its connection closes */
     close(reg);
-    int64_t deadline = mono_ms() + 1000;
+    int64_t deadline = et_mono_ms() + 1000;
     do {
         step(&l, 3 + LOOKUPS, 3 + LOOKUPS);
         epmd_server_get_stats(l.srv, &st);
-    } while (st.registered > 0 && mono_ms() < deadline);
+    } while (st.registered > 0 && et_mono_ms() < deadline);
     CU_ASSERT_EQUAL(st.registered, 0);
     CU_ASSERT_EQUAL(st.connections, 0);
     loop_free(&l);
@@ -581,21 +503,21 @@ static void test_alive_socket_rules(void)
     uint8_t b[64], r[64];
     bool closed;
     /* a second ALIVE2 on the registration socket: closed, name dropped */
-    int fd = raw_connect(l.port);
+    int fd = et_connect(l.port);
     CU_ASSERT_FATAL(fd >= 0);
     size_t n = alive_frame(b, "twice");
     CU_ASSERT_EQUAL(send(fd, b, n, 0), (ssize_t)n);
-    CU_ASSERT_EQUAL(read_until_close(fd, r, 6, 1000, &closed), 6);
+    CU_ASSERT_EQUAL(et_read_until_close(fd, r, 6, 1000, &closed), 6);
     CU_ASSERT_EQUAL(r[0], EPMD_ALIVE2_X_RESP);
     CU_ASSERT_EQUAL(r[1], 0);
     CU_ASSERT_EQUAL(wait_lookup(l.port, "twice", 0, 500), 0);
     CU_ASSERT_EQUAL(send(fd, b, n, 0), (ssize_t)n);
-    CU_ASSERT_EQUAL(read_until_close(fd, r, sizeof r, 1000, &closed), 0);
+    CU_ASSERT_EQUAL(et_read_until_close(fd, r, sizeof r, 1000, &closed), 0);
     CU_ASSERT(closed);
     close(fd);
     CU_ASSERT_EQUAL(wait_lookup(l.port, "twice", EPMD_ENOTFOUND, 1000), EPMD_ENOTFOUND);
     /* a client that resets right after ALIVE2 leaves no zombie */
-    fd = raw_connect(l.port);
+    fd = et_connect(l.port);
     n = alive_frame(b, "reset");
     CU_ASSERT_EQUAL(send(fd, b, n, 0), (ssize_t)n);
     struct linger lg = {1, 0};
@@ -619,35 +541,35 @@ static void test_timeouts_and_dribble(void)
     uint8_t r[16];
     bool closed;
     /* connect and send nothing: closed after about a second */
-    int idle = raw_connect(l.port);
+    int idle = et_connect(l.port);
     /* half a request, then silence: closed too */
-    int half = raw_connect(l.port);
+    int half = et_connect(l.port);
     CU_ASSERT_EQUAL(send(half, "\x00\x05z", 3, 0), 3);
     /* a request dribbled one byte per 100 ms is served */
-    int drib = raw_connect(l.port);
+    int drib = et_connect(l.port);
     const char req[] = "\x00\x04zabc";
     for (size_t i = 0; i < sizeof req - 1; i++) {
         CU_ASSERT_EQUAL(send(drib, req + i, 1, MSG_NOSIGNAL), 1);
-        sleep_ms(100);
+        et_sleep_ms(100);
     }
-    CU_ASSERT_EQUAL(read_until_close(drib, r, sizeof r, 1000, &closed), 2);
+    CU_ASSERT_EQUAL(et_read_until_close(drib, r, sizeof r, 1000, &closed), 2);
     CU_ASSERT(closed);
     CU_ASSERT(r[0] == EPMD_PORT2_RESP && r[1] == 1);
     close(drib);
-    int64_t t0 = mono_ms();
-    CU_ASSERT_EQUAL(read_until_close(idle, r, sizeof r, 3000, &closed), 0);
+    int64_t t0 = et_mono_ms();
+    CU_ASSERT_EQUAL(et_read_until_close(idle, r, sizeof r, 3000, &closed), 0);
     CU_ASSERT(closed);
-    CU_ASSERT_EQUAL(read_until_close(half, r, sizeof r, 3000, &closed), 0);
+    CU_ASSERT_EQUAL(et_read_until_close(half, r, sizeof r, 3000, &closed), 0);
     CU_ASSERT(closed);
-    CU_ASSERT(mono_ms() - t0 < 3000);
+    CU_ASSERT(et_mono_ms() - t0 < 3000);
     close(idle);
     close(half);
     /* slower than packet_timeout: closed before the request completes */
-    int slow = raw_connect(l.port);
+    int slow = et_connect(l.port);
     CU_ASSERT_EQUAL(send(slow, "\x00", 1, 0), 1);
-    sleep_ms(1700);
+    et_sleep_ms(1700);
     (void)send(slow, "\x01n", 2, MSG_NOSIGNAL);
-    CU_ASSERT_EQUAL(read_until_close(slow, r, sizeof r, 1000, &closed), 0);
+    CU_ASSERT_EQUAL(et_read_until_close(slow, r, sizeof r, 1000, &closed), 0);
     CU_ASSERT(closed);
     close(slow);
     epmd_server_stats_t st = loop_stats(&l);
@@ -663,7 +585,7 @@ static void test_connection_cap_eviction(void)
     loop_server(&l, cfg);
     int fds[CAP + 10];
     for (int i = 0; i < CAP + 10; i++) {
-        fds[i] = raw_connect(l.port);
+        fds[i] = et_connect(l.port);
         CU_ASSERT(fds[i] >= 0);
     }
     /* with the cap full of idle connections, a lookup is still served */
@@ -674,7 +596,7 @@ static void test_connection_cap_eviction(void)
     /* the oldest idle connection was the one evicted */
     uint8_t r[4];
     bool closed;
-    CU_ASSERT_EQUAL(read_until_close(fds[0], r, sizeof r, 1000, &closed), 0);
+    CU_ASSERT_EQUAL(et_read_until_close(fds[0], r, sizeof r, 1000, &closed), 0);
     CU_ASSERT(closed);
     for (int i = 0; i < CAP + 10; i++)
         close(fds[i]);
@@ -772,9 +694,9 @@ static pid_t spawn_limited_server(uint16_t port, rlim_t nofile)
 static int lookup_no_spin(pid_t pid, uint16_t port, const char *name, int want)
 {
     long c0 = cpu_ms(pid);
-    int64_t t0 = mono_ms();
+    int64_t t0 = et_mono_ms();
     int rc = wait_lookup(port, name, want, EMFILE_LOOKUP_MS);
-    int64_t waited = mono_ms() - t0;
+    int64_t waited = et_mono_ms() - t0;
     long c1 = cpu_ms(pid);
     CU_ASSERT(c0 >= 0 && c1 >= 0);
     CU_ASSERT(c1 - c0 < EMFILE_CPU_ALLOW_MS + waited / EMFILE_CPU_PER_WAIT);
@@ -788,15 +710,15 @@ static void test_emfile_does_not_spin(void)
 {
     enum { CHILD_NOFILE = 48, CLIENTS = 120 };
     /* 1: the descriptors are taken by idle request connections */
-    uint16_t port = free_port();
+    uint16_t port = et_free_port();
     pid_t pid = spawn_limited_server(port, CHILD_NOFILE);
     CU_ASSERT_FATAL(pid > 0);
     int fds[CLIENTS];
     for (int i = 0; i < CLIENTS; i++)
-        fds[i] = raw_connect(port);
-    sleep_ms(300);
+        fds[i] = et_connect(port);
+    et_sleep_ms(300);
     long c0 = cpu_ms(pid);
-    sleep_ms(1500);
+    et_sleep_ms(1500);
     long c1 = cpu_ms(pid);
     /* out of descriptors with clients waiting: the loop must stay idle */
     CU_ASSERT(c0 >= 0 && c1 >= 0);
@@ -812,7 +734,7 @@ static void test_emfile_does_not_spin(void)
 
     /* 2: the descriptors are taken by registrations (never evicted): new
      * clients are dropped, slowly, without spinning */
-    port = free_port();
+    port = et_free_port();
     pid = spawn_limited_server(port, CHILD_NOFILE);
     CU_ASSERT_FATAL(pid > 0);
     epmd_client_opts_t o = {.port = port, .timeout_ms = 300};
@@ -828,10 +750,10 @@ static void test_emfile_does_not_spin(void)
     }
     CU_ASSERT(nregs > 10 && nregs < CHILD_NOFILE);
     for (int i = 0; i < CLIENTS / 2; i++)
-        fds[i] = raw_connect(port);
-    sleep_ms(200);
+        fds[i] = et_connect(port);
+    et_sleep_ms(200);
     c0 = cpu_ms(pid);
-    sleep_ms(1500);
+    et_sleep_ms(1500);
     c1 = cpu_ms(pid);
     CU_ASSERT(c1 - c0 < 300);
     for (int i = 0; i < CLIENTS / 2; i++)
@@ -870,9 +792,9 @@ static void test_stop_and_kill(void)
     char answer[32];
     CU_ASSERT_EQUAL(epmd_client_stop(&o, "victim", answer, sizeof answer), 0);
     CU_ASSERT_STRING_EQUAL(answer, "STOPPED");
-    int64_t t0 = mono_ms();
-    while (epmd_registration_alive(reg) && mono_ms() - t0 < 1000)
-        sleep_ms(WAIT_STEP_MS);
+    int64_t t0 = et_mono_ms();
+    while (epmd_registration_alive(reg) && et_mono_ms() - t0 < 1000)
+        et_sleep_ms(WAIT_STEP_MS);
     CU_ASSERT_FALSE(epmd_registration_alive(reg));
     epmd_registration_close(reg);
     CU_ASSERT_EQUAL(epmd_client_stop(&o, "victim", answer, sizeof answer), 0);
@@ -880,9 +802,9 @@ static void test_stop_and_kill(void)
     /* relaxed KILL with a live node: OK; no on_kill: the server stops serving */
     CU_ASSERT_EQUAL(epmd_client_register(&o, &n, &cr, &reg), 0);
     CU_ASSERT_EQUAL(epmd_client_kill(&o), 0);
-    t0 = mono_ms();
-    while (epmd_registration_alive(reg) && mono_ms() - t0 < 1000)
-        sleep_ms(WAIT_STEP_MS);
+    t0 = et_mono_ms();
+    while (epmd_registration_alive(reg) && et_mono_ms() - t0 < 1000)
+        et_sleep_ms(WAIT_STEP_MS);
     CU_ASSERT_FALSE(epmd_registration_alive(reg));
     epmd_registration_close(reg);
     epmd_client_opts_t quick = {.port = l.port, .timeout_ms = 300};
@@ -895,7 +817,7 @@ static void test_stop_and_kill(void)
     cfg = (epmd_server_config_t){.on_kill = on_kill_flag, .kill_ud = &l};
     int rc = EPMD_EADDRINUSE;
     for (int i = 0; i < 10 && rc == EPMD_EADDRINUSE; i++) {
-        cfg.port = free_port();
+        cfg.port = et_free_port();
         rc = epmd_server_start(l.base, &cfg, &l.srv);
     }
     CU_ASSERT_EQUAL_FATAL(rc, 0);
@@ -919,7 +841,7 @@ static void test_address_list(void)
     loop_free(&l);
     loop_init(&l);
     cfg.addresses = "not-an-address";
-    cfg.port = free_port();
+    cfg.port = et_free_port();
     CU_ASSERT_EQUAL(epmd_server_start(l.base, &cfg, &l.srv), EPMD_EINVAL);
     CU_ASSERT_PTR_NULL(l.srv);
     event_base_free(l.base);
@@ -965,9 +887,9 @@ static int obs_registered(keeper_obs_t *o)
 
 static bool wait_registered(keeper_obs_t *o, int count, int timeout_ms)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
-    while (obs_registered(o) < count && mono_ms() < deadline)
-        sleep_ms(WAIT_STEP_MS);
+    int64_t deadline = et_mono_ms() + timeout_ms;
+    while (obs_registered(o) < count && et_mono_ms() < deadline)
+        et_sleep_ms(WAIT_STEP_MS);
     return obs_registered(o) >= count;
 }
 
@@ -1015,7 +937,7 @@ static void keeper_start_in(loop_t *l, keeper_start_t *s, const char *name, uint
 
 static void test_keeper_embedded_then_system(void)
 {
-    uint16_t port = free_port();
+    uint16_t port = et_free_port();
     keeper_obs_t oa = {.mu = PTHREAD_MUTEX_INITIALIZER};
     keeper_obs_t ob = {.mu = PTHREAD_MUTEX_INITIALIZER};
     loop_t la, lb;
@@ -1068,7 +990,7 @@ static void test_keeper_embedded_then_system(void)
 
 static void test_keeper_takes_over(void)
 {
-    uint16_t port = free_port();
+    uint16_t port = et_free_port();
     keeper_obs_t oa = {.mu = PTHREAD_MUTEX_INITIALIZER};
     keeper_obs_t ob = {.mu = PTHREAD_MUTEX_INITIALIZER};
     loop_t la, lb;
