@@ -4,12 +4,15 @@
 #include "epmd_test_util.h"
 
 #include <errno.h>
+#include <string.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "internal.h"
 
 int64_t et_mono_ms(void)
 {
@@ -81,4 +84,21 @@ void et_raise_nofile(void)
         rl.rlim_cur = rl.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+size_t et_alive_body(uint8_t *b, const void *name, size_t nlen, uint16_t port, uint16_t hi,
+                     uint16_t lo, const uint8_t *extra, size_t elen)
+{
+    b[0] = EPMD_ALIVE2_REQ;
+    epmd_put16(b + 1, port);
+    b[3] = EPMD_NODE_NORMAL;
+    b[4] = 0;
+    epmd_put16(b + 5, hi);
+    epmd_put16(b + 7, lo);
+    epmd_put16(b + 9, (uint16_t)nlen);
+    memcpy(b + 11, name, nlen);
+    epmd_put16(b + 11 + nlen, (uint16_t)elen);
+    if (elen)
+        memcpy(b + 13 + nlen, extra, elen);
+    return 13 + nlen + elen;
 }

@@ -141,21 +141,12 @@ static size_t frame(uint8_t *out, const uint8_t *body, size_t len)
     return len + 2;
 }
 
+/* alive_body builds an ALIVE2 body as the probes send it: node port 30000,
+ * lowest version 5. */
 static size_t alive_body(uint8_t *b, const uint8_t *name, size_t nlen, uint16_t hi,
                          const uint8_t *extra, size_t elen)
 {
-    b[0] = EPMD_ALIVE2_REQ;
-    epmd_put16(b + 1, 30000);
-    b[3] = EPMD_NODE_NORMAL;
-    b[4] = 0;
-    epmd_put16(b + 5, hi);
-    epmd_put16(b + 7, 5);
-    epmd_put16(b + 9, (uint16_t)nlen);
-    memcpy(b + 11, name, nlen);
-    epmd_put16(b + 11 + nlen, (uint16_t)elen);
-    if (elen)
-        memcpy(b + 13 + nlen, extra, elen);
-    return 13 + nlen + elen;
+    return et_alive_body(b, name, nlen, 30000, hi, 5, extra, elen);
 }
 
 /* alive_lookup_ms times a PORT_PLEASE2 of the keeper name (-1: failed). */

@@ -11,29 +11,13 @@
 #include <sys/socket.h>
 
 #include "cunit_main.h"
+#include "epmd_test_util.h"
 #include "internal.h"
 
 #define T_NOW 1000000u
 #define T_PORT 4369
 
 /* ---- helpers -------------------------------------------------------------------- */
-
-static size_t mk_alive(uint8_t *b, const char *name, size_t nlen, uint16_t port, uint16_t hi,
-                       uint16_t lo, const uint8_t *extra, size_t elen)
-{
-    b[0] = EPMD_ALIVE2_REQ;
-    epmd_put16(b + 1, port);
-    b[3] = EPMD_NODE_NORMAL;
-    b[4] = 0;
-    epmd_put16(b + 5, hi);
-    epmd_put16(b + 7, lo);
-    epmd_put16(b + 9, (uint16_t)nlen);
-    memcpy(b + 11, name, nlen);
-    epmd_put16(b + 11 + nlen, (uint16_t)elen);
-    if (elen)
-        memcpy(b + 13 + nlen, extra, elen);
-    return 13 + nlen + elen;
-}
 
 typedef struct harness {
     epmd_registry_t *reg;
@@ -77,7 +61,7 @@ static bool out_is(const harness_t *h, const void *bytes, size_t n)
 static uint32_t register_name(harness_t *h, const char *name, uintptr_t owner, uint16_t hi)
 {
     uint8_t b[2048];
-    size_t n = mk_alive(b, name, strlen(name), 5000, hi, 5, NULL, 0);
+    size_t n = et_alive_body(b, name, strlen(name), 5000, hi, 5, NULL, 0);
     h->ctx.owner = (void *)owner;
     h_run(h, b, n);
     CU_ASSERT_EQUAL(h->res.action, EPMD_ACT_KEEP);
@@ -118,7 +102,7 @@ static void test_parse_alive2(void)
     uint8_t b[4096];
     epmd_request_t r;
     const uint8_t ex[] = {'X', 0, 'Y'};
-    size_t n = mk_alive(b, "node", 4, 20000, 6, 5, ex, sizeof ex);
+    size_t n = et_alive_body(b, "node", 4, 20000, 6, 5, ex, sizeof ex);
     CU_ASSERT_EQUAL(epmd_parse_request(b, n, &r), 0);
     CU_ASSERT_EQUAL(r.op, EPMD_ALIVE2_REQ);
     CU_ASSERT_EQUAL(r.port, 20000);
@@ -137,19 +121,19 @@ static void test_parse_alive2(void)
     CU_ASSERT_EQUAL(epmd_parse_request(b, 13, &r), EPMD_EPROTO);
     CU_ASSERT_EQUAL(epmd_parse_request(b, n - 1, &r), EPMD_EPROTO);
     /* name with NUL inside and NUL-terminated name */
-    n = mk_alive(b, "foo\0bar", 7, 1, 6, 5, NULL, 0);
+    n = et_alive_body(b, "foo\0bar", 7, 1, 6, 5, NULL, 0);
     CU_ASSERT_EQUAL(epmd_parse_request(b, n, &r), EPMD_EPROTO);
-    n = mk_alive(b, "foo\0", 4, 1, 6, 5, NULL, 0);
+    n = et_alive_body(b, "foo\0", 4, 1, 6, 5, NULL, 0);
     CU_ASSERT_EQUAL(epmd_parse_request(b, n, &r), EPMD_EPROTO);
     /* empty name (closed by girder; OTP would register "") */
-    n = mk_alive(b, "", 0, 1, 6, 5, ex, 1);
+    n = et_alive_body(b, "", 0, 1, 6, 5, ex, 1);
     CU_ASSERT_EQUAL(epmd_parse_request(b, n, &r), EPMD_EPROTO);
     /* extra length claimed beyond the packet */
-    n = mk_alive(b, "a", 1, 1, 6, 5, NULL, 0);
+    n = et_alive_body(b, "a", 1, 1, 6, 5, NULL, 0);
     epmd_put16(b + 12, 1000);
     CU_ASSERT_EQUAL(epmd_parse_request(b, n, &r), EPMD_EPROTO);
     /* name length claimed beyond the packet */
-    n = mk_alive(b, "abc", 3, 1, 6, 5, NULL, 0);
+    n = et_alive_body(b, "abc", 3, 1, 6, 5, NULL, 0);
     epmd_put16(b + 9, 0xFFFF);
     CU_ASSERT_EQUAL(epmd_parse_request(b, n, &r), EPMD_EPROTO);
 }
@@ -204,7 +188,7 @@ static void test_core_alive2_forms(void)
     harness_t h;
     h_init(&h, false);
     uint8_t b[4096];
-    size_t n = mk_alive(b, "b", 1, 20000, 6, 5, NULL, 0);
+    size_t n = et_alive_body(b, "b", 1, 20000, 6, 5, NULL, 0);
     h_run(&h, b, n);
     const uint8_t ok_x[] = {EPMD_ALIVE2_X_RESP, 0, 0, 0x0F, 0x42, 0x41}; /* T_NOW + 1 */
     CU_ASSERT(out_is(&h, ok_x, sizeof ok_x));
@@ -217,7 +201,7 @@ static void test_core_alive2_forms(void)
     CU_ASSERT(out_is(&h, dup_x, sizeof dup_x));
     CU_ASSERT_EQUAL(h.res.action, EPMD_ACT_CLOSE);
     /* old 16-bit form for HighestVersion 5 */
-    n = mk_alive(b, "old", 3, 20001, 5, 5, NULL, 0);
+    n = et_alive_body(b, "old", 3, 20001, 5, 5, NULL, 0);
     h_run(&h, b, n);
     CU_ASSERT_EQUAL(h.out.len, 4);
     CU_ASSERT_EQUAL(h.out.data[0], EPMD_ALIVE2_RESP);
@@ -227,41 +211,41 @@ static void test_core_alive2_forms(void)
     /* 600-byte name: error in the form the version asks for (y 01 0063) */
     char longname[600];
     memset(longname, 'a', sizeof longname);
-    n = mk_alive(b, longname, sizeof longname, 1, 5, 5, NULL, 0);
+    n = et_alive_body(b, longname, sizeof longname, 1, 5, 5, NULL, 0);
     h_run(&h, b, n);
     const uint8_t err_y[] = {EPMD_ALIVE2_RESP, 1, 0, 99};
     CU_ASSERT(out_is(&h, err_y, sizeof err_y));
     /* 1021-byte name, invalid UTF-8, too long extra: errors */
     char huge[1021];
     memset(huge, 'a', sizeof huge);
-    n = mk_alive(b, huge, sizeof huge, 1, 6, 5, NULL, 0);
+    n = et_alive_body(b, huge, sizeof huge, 1, 6, 5, NULL, 0);
     h_run(&h, b, n);
     CU_ASSERT(out_is(&h, dup_x, sizeof dup_x));
-    n = mk_alive(b, "\xff\xfe", 2, 1, 6, 5, NULL, 0);
+    n = et_alive_body(b, "\xff\xfe", 2, 1, 6, 5, NULL, 0);
     h_run(&h, b, n);
     CU_ASSERT(out_is(&h, dup_x, sizeof dup_x));
     uint8_t extra[1021];
     memset(extra, 0xFF, sizeof extra);
-    n = mk_alive(b, "ex", 2, 1, 6, 5, extra, 1020);
+    n = et_alive_body(b, "ex", 2, 1, 6, 5, extra, 1020);
     h_run(&h, b, n);
     CU_ASSERT_EQUAL(h.res.action, EPMD_ACT_KEEP);
-    n = mk_alive(b, "ex2", 3, 1, 6, 5, extra, 1021);
+    n = et_alive_body(b, "ex2", 3, 1, 6, 5, extra, 1021);
     h_run(&h, b, n);
     CU_ASSERT(out_is(&h, dup_x, sizeof dup_x));
     /* 255 four-byte characters (1020 bytes) are fine; 256 characters are not */
     char uni[1024];
     for (int i = 0; i < 255; i++)
         memcpy(uni + 4 * i, "\xf0\x9f\x98\x80", 4);
-    n = mk_alive(b, uni, 1020, 1, 6, 5, NULL, 0);
+    n = et_alive_body(b, uni, 1020, 1, 6, 5, NULL, 0);
     h_run(&h, b, n);
     CU_ASSERT_EQUAL(h.res.action, EPMD_ACT_KEEP);
     memset(longname, 'q', 256);
-    n = mk_alive(b, longname, 256, 1, 6, 5, NULL, 0);
+    n = et_alive_body(b, longname, 256, 1, 6, 5, NULL, 0);
     h_run(&h, b, n);
     CU_ASSERT(out_is(&h, dup_x, sizeof dup_x));
     /* node type / protocol / versions are not checked, as OTP (erl_interface
      * registers with other type bytes) */
-    n = mk_alive(b, "odd", 3, 1, 3, 9, NULL, 0);
+    n = et_alive_body(b, "odd", 3, 1, 3, 9, NULL, 0);
     b[3] = 104;
     b[4] = 7;
     h_run(&h, b, n);
@@ -272,7 +256,7 @@ static void test_core_alive2_forms(void)
     CU_ASSERT_EQUAL(h.res.action, EPMD_ACT_CLOSE);
     /* non-local peers cannot register */
     h.ctx.local_peer = false;
-    n = mk_alive(b, "remote", 6, 1, 6, 5, NULL, 0);
+    n = et_alive_body(b, "remote", 6, 1, 6, 5, NULL, 0);
     h_run(&h, b, n);
     CU_ASSERT(out_is(&h, "", 0));
     CU_ASSERT_PTR_NULL(epmd_registry_lookup(h.reg, (const uint8_t *)"remote", 6));
@@ -324,13 +308,13 @@ static void test_registry_limits(void)
     char name[24];
     for (int i = 0; i < 3; i++) {
         snprintf(name, sizeof name, "n%d", i);
-        size_t n = mk_alive(b, name, strlen(name), 1, 6, 5, NULL, 0);
+        size_t n = et_alive_body(b, name, strlen(name), 1, 6, 5, NULL, 0);
         epmd_request_t req;
         CU_ASSERT_FATAL(epmd_parse_request(b, n, &req) == 0);
         CU_ASSERT_EQUAL(epmd_registry_register(r, &req, NULL, 0, 1, &nodes[i], &cr), 0);
     }
     /* full: the fourth is refused */
-    size_t n = mk_alive(b, "n3", 2, 1, 6, 5, NULL, 0);
+    size_t n = et_alive_body(b, "n3", 2, 1, 6, 5, NULL, 0);
     epmd_request_t req;
     epmd_node_t *node;
     CU_ASSERT_FATAL(epmd_parse_request(b, n, &req) == 0);
@@ -339,7 +323,7 @@ static void test_registry_limits(void)
     for (int round = 0; round < 20; round++) {
         epmd_registry_unregister(r, nodes[0]);
         snprintf(name, sizeof name, "cycle%d", round);
-        n = mk_alive(b, name, strlen(name), 1, 6, 5, NULL, 0);
+        n = et_alive_body(b, name, strlen(name), 1, 6, 5, NULL, 0);
         CU_ASSERT_FATAL(epmd_parse_request(b, n, &req) == 0);
         CU_ASSERT_EQUAL(epmd_registry_register(r, &req, NULL, 0, 1, &nodes[0], &cr), 0);
         CU_ASSERT(epmd_registry_unused_count(r) <= 6);
@@ -362,7 +346,7 @@ static void test_registry_many(void)
     char name[32];
     for (int i = 0; i < 10000; i++) {
         snprintf(name, sizeof name, "node%d", i);
-        size_t n = mk_alive(b, name, strlen(name), (uint16_t)i, 6, 5, NULL, 0);
+        size_t n = et_alive_body(b, name, strlen(name), (uint16_t)i, 6, 5, NULL, 0);
         epmd_request_t req;
         epmd_node_t *node;
         uint32_t cr;
@@ -387,7 +371,7 @@ static void test_core_port2(void)
     h_init(&h, false);
     uint8_t b[128];
     const uint8_t ex[] = {'X', 0, 'Z'};
-    size_t n = mk_alive(b, "baz", 3, 30003, 6, 5, ex, sizeof ex);
+    size_t n = et_alive_body(b, "baz", 3, 30003, 6, 5, ex, sizeof ex);
     b[3] = EPMD_NODE_HIDDEN;
     h_run(&h, b, n);
     h_run(&h, (const uint8_t *)"zbaz", 4);

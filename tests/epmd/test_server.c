@@ -336,20 +336,13 @@ static void test_thousands_of_registrations(void)
 
 /* ---- raw-socket behaviour ------------------------------------------------------- */
 
+/* alive_frame writes a framed ALIVE2 of name (node port 30000, versions
+ * 6/5, no extra); returns its length. */
 static size_t alive_frame(uint8_t *b, const char *name)
 {
-    size_t nlen = strlen(name);
-    epmd_put16(b, (uint16_t)(13 + nlen));
-    b[2] = EPMD_ALIVE2_REQ;
-    epmd_put16(b + 3, 30000);
-    b[5] = EPMD_NODE_NORMAL;
-    b[6] = 0;
-    epmd_put16(b + 7, 6);
-    epmd_put16(b + 9, 5);
-    epmd_put16(b + 11, (uint16_t)nlen);
-    memcpy(b + 13, name, nlen);
-    epmd_put16(b + 13 + nlen, 0);
-    return 15 + nlen;
+    size_t n = et_alive_body(b + 2, name, strlen(name), 30000, 6, 5, NULL, 0);
+    epmd_put16(b, (uint16_t)n);
+    return n + 2;
 }
 
 /* wait_acked waits (up to a second) until the peer's kernel has
