@@ -912,6 +912,8 @@ static void keeper_embedded_fn(void *arg)
     s->rc = epmd_keeper_embedded(s->k) != NULL;
 }
 
+/* keeper_start_in starts a keeper for name on loop l (epmd at port, with
+ * or without the embedded fallback) and waits until it has registered. */
 static void keeper_start_in(loop_t *l, keeper_start_t *s, const char *name, uint16_t port,
                             bool fallback, keeper_obs_t *obs)
 {
@@ -926,40 +928,61 @@ static void keeper_start_in(loop_t *l, keeper_start_t *s, const char *name, uint
     s->cfg.ud = obs;
     loop_call(l, keeper_start_fn, s);
     CU_ASSERT_EQUAL_FATAL(s->rc, 0);
+    CU_ASSERT_FATAL(wait_registered(obs, 1, 3000));
+}
+
+/* keeper_stop_in stops s's keeper in its loop, then frees the loop. */
+static void keeper_stop_in(loop_t *l, keeper_start_t *s)
+{
+    loop_call(l, keeper_stop_fn, s);
+    loop_free(l);
+}
+
+/* Two nodes of a keeper test on one epmd port: A and B, each with its own
+ * loop thread, observer and keeper. */
+typedef struct keeper_pair {
+    uint16_t port;
+    keeper_obs_t oa, ob;
+    loop_t la, lb;
+    keeper_start_t ka, kb;
+} keeper_pair_t;
+
+/* keeper_pair_start picks a free port, starts both loop threads of p
+ * (whose observer mutexes the caller has initialised), and starts node A's keeper (named
+ * name_a, with the embedded fallback) until it has registered; B's keeper
+ * is the test's to start. */
+static void keeper_pair_start(keeper_pair_t *p, const char *name_a)
+{
+    p->port = et_free_port();
+    loop_init(&p->la);
+    loop_run(&p->la);
+    loop_init(&p->lb);
+    loop_run(&p->lb);
+    keeper_start_in(&p->la, &p->ka, name_a, p->port, true, &p->oa);
 }
 
 static void test_keeper_embedded_then_system(void)
 {
-    uint16_t port = et_free_port();
-    keeper_obs_t oa = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    keeper_obs_t ob = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    loop_t la, lb;
-    loop_init(&la);
-    loop_run(&la);
-    loop_init(&lb);
-    loop_run(&lb);
+    keeper_pair_t p = {.oa = {.mu = PTHREAD_MUTEX_INITIALIZER},
+                       .ob = {.mu = PTHREAD_MUTEX_INITIALIZER}};
     /* node A finds no epmd: starts an embedded one and registers with it,
      * from the same loop */
-    keeper_start_t ka, kb;
-    keeper_start_in(&la, &ka, "nodea", port, true, &oa);
-    CU_ASSERT_FATAL(wait_registered(&oa, 1, 3000));
-    loop_call(&la, keeper_embedded_fn, &ka);
-    CU_ASSERT_EQUAL(ka.rc, 1);
-    epmd_client_opts_t o = {.port = port, .timeout_ms = CLIENT_TIMEOUT_MS};
+    keeper_pair_start(&p, "nodea");
+    loop_call(&p.la, keeper_embedded_fn, &p.ka);
+    CU_ASSERT_EQUAL(p.ka.rc, 1);
+    epmd_client_opts_t o = {.port = p.port, .timeout_ms = CLIENT_TIMEOUT_MS};
     epmd_node_info_t info;
     CU_ASSERT_EQUAL(epmd_client_port_please(&o, "nodea", &info), 0);
     /* node B registers with A's embedded epmd */
-    keeper_start_in(&lb, &kb, "nodeb", port, false, &ob);
-    CU_ASSERT_FATAL(wait_registered(&ob, 1, 3000));
-    loop_call(&lb, keeper_embedded_fn, &kb);
-    CU_ASSERT_EQUAL(kb.rc, 0);
-    CU_ASSERT_EQUAL(wait_lookup(port, "nodeb", 0, 1000), 0);
+    keeper_start_in(&p.lb, &p.kb, "nodeb", p.port, false, &p.ob);
+    loop_call(&p.lb, keeper_embedded_fn, &p.kb);
+    CU_ASSERT_EQUAL(p.kb.rc, 0);
+    CU_ASSERT_EQUAL(wait_lookup(p.port, "nodeb", 0, 1000), 0);
     /* A goes away with its embedded epmd; the system epmd (OTP's) takes the
      * port; B notices and registers there */
-    loop_call(&la, keeper_stop_fn, &ka);
-    loop_free(&la);
+    keeper_stop_in(&p.la, &p.ka);
     char portstr[8];
-    snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
+    snprintf(portstr, sizeof portstr, "%u", (unsigned)p.port);
     pid_t sys = fork();
     CU_ASSERT_FATAL(sys >= 0);
     if (sys == 0) {
@@ -968,45 +991,33 @@ static void test_keeper_embedded_then_system(void)
         execlp("epmd", "epmd", "-port", portstr, (char *)NULL);
         _exit(127);
     }
-    CU_ASSERT(wait_registered(&ob, 2, 5000));
-    CU_ASSERT_EQUAL(wait_lookup(port, "nodeb", 0, 2000), 0);
+    CU_ASSERT(wait_registered(&p.ob, 2, 5000));
+    CU_ASSERT_EQUAL(wait_lookup(p.port, "nodeb", 0, 2000), 0);
     CU_ASSERT_EQUAL(epmd_client_port_please(&o, "nodea", &info), EPMD_ENOTFOUND);
     epmd_names_t names;
     CU_ASSERT_EQUAL(epmd_client_names(&o, &names, NULL, NULL), 0);
     CU_ASSERT_EQUAL(names.count, 1);
     epmd_names_free(&names);
-    loop_call(&lb, keeper_stop_fn, &kb);
-    loop_free(&lb);
+    keeper_stop_in(&p.lb, &p.kb);
     kill(sys, SIGTERM);
     waitpid(sys, NULL, 0);
 }
 
 static void test_keeper_takes_over(void)
 {
-    uint16_t port = et_free_port();
-    keeper_obs_t oa = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    keeper_obs_t ob = {.mu = PTHREAD_MUTEX_INITIALIZER};
-    loop_t la, lb;
-    loop_init(&la);
-    loop_run(&la);
-    loop_init(&lb);
-    loop_run(&lb);
-    keeper_start_t ka, kb;
-    keeper_start_in(&la, &ka, "first", port, true, &oa);
-    CU_ASSERT_FATAL(wait_registered(&oa, 1, 3000));
-    keeper_start_in(&lb, &kb, "second", port, true, &ob);
-    CU_ASSERT_FATAL(wait_registered(&ob, 1, 3000));
+    keeper_pair_t p = {.oa = {.mu = PTHREAD_MUTEX_INITIALIZER},
+                       .ob = {.mu = PTHREAD_MUTEX_INITIALIZER}};
+    keeper_pair_start(&p, "first");
+    keeper_start_in(&p.lb, &p.kb, "second", p.port, true, &p.ob);
     /* the hosting node leaves: the other one starts its own embedded epmd */
-    loop_call(&la, keeper_stop_fn, &ka);
-    loop_free(&la);
-    CU_ASSERT(wait_registered(&ob, 2, 3000));
-    loop_call(&lb, keeper_embedded_fn, &kb);
-    CU_ASSERT_EQUAL(kb.rc, 1);
-    CU_ASSERT_EQUAL(wait_lookup(port, "second", 0, 1000), 0);
-    uint32_t c1 = ob.creation;
+    keeper_stop_in(&p.la, &p.ka);
+    CU_ASSERT(wait_registered(&p.ob, 2, 3000));
+    loop_call(&p.lb, keeper_embedded_fn, &p.kb);
+    CU_ASSERT_EQUAL(p.kb.rc, 1);
+    CU_ASSERT_EQUAL(wait_lookup(p.port, "second", 0, 1000), 0);
+    uint32_t c1 = p.ob.creation;
     CU_ASSERT(c1 >= 4);
-    loop_call(&lb, keeper_stop_fn, &kb);
-    loop_free(&lb);
+    keeper_stop_in(&p.lb, &p.kb);
 }
 
 static const gd_test_case_t gd_tests[] = {
