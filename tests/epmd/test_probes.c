@@ -160,6 +160,18 @@ static int alive_lookup_ms(uint16_t port)
     return rc == 0 && info.port == 4242 ? ms : -1;
 }
 
+/* register_node registers name for node port node_port (type 77, versions
+ * 6/5) at the daemon on port; *reg is then the caller's to close. */
+static int register_node(uint16_t port, const char *name, uint16_t node_port,
+                         epmd_registration_t **reg)
+{
+    epmd_client_opts_t o = {.port = port, .timeout_ms = 2000};
+    epmd_node_info_t n = {.port = node_port, .node_type = 77, .high_vsn = 6, .low_vsn = 5};
+    snprintf(n.name, sizeof n.name, "%s", name);
+    uint32_t cr;
+    return epmd_client_register(&o, &n, &cr, reg);
+}
+
 static void assert_both_alive(const char *after)
 {
     int a = alive_lookup_ms(d_otp.port);
@@ -491,12 +503,8 @@ static void test_kill9_registered_node(void)
         pid_t pid = fork();
         CU_ASSERT_FATAL(pid >= 0);
         if (pid == 0) {
-            epmd_client_opts_t o = {.port = ds[d]->port, .timeout_ms = 2000};
-            epmd_node_info_t n = {.port = 777, .node_type = 77, .high_vsn = 6, .low_vsn = 5};
-            strcpy(n.name, "doomed");
             epmd_registration_t *reg = NULL;
-            uint32_t cr;
-            char ok = epmd_client_register(&o, &n, &cr, &reg) == 0 ? 'y' : 'n';
+            char ok = register_node(ds[d]->port, "doomed", 777, &reg) == 0 ? 'y' : 'n';
             (void)write(ready[1], &ok, 1);
             for (;;)
                 pause();
@@ -515,11 +523,8 @@ static void test_kill9_registered_node(void)
         while ((rc = epmd_client_port_please(&o, "doomed", &info)) == 0 && et_mono_ms() - t0 < 1000)
             et_sleep_ms(10);
         CU_ASSERT_EQUAL(rc, EPMD_ENOTFOUND);
-        epmd_node_info_t n = {.port = 778, .node_type = 77, .high_vsn = 6, .low_vsn = 5};
-        strcpy(n.name, "doomed");
         epmd_registration_t *reg = NULL;
-        uint32_t cr;
-        CU_ASSERT_EQUAL(epmd_client_register(&o, &n, &cr, &reg), 0);
+        CU_ASSERT_EQUAL(register_node(ds[d]->port, "doomed", 778, &reg), 0);
         epmd_registration_close(reg);
     }
 }
@@ -615,12 +620,8 @@ static void test_relaxed_stop_kill(void)
     CU_ASSERT_FATAL(start_daemon(&r[1], false, true));
     static answer_t a[2];
     for (int d = 0; d < 2; d++) {
-        epmd_client_opts_t o = {.port = r[d].port, .timeout_ms = 2000};
-        epmd_node_info_t n = {.port = 1, .node_type = 77, .high_vsn = 6, .low_vsn = 5};
-        strcpy(n.name, "victim");
         epmd_registration_t *reg = NULL;
-        uint32_t cr;
-        CU_ASSERT_EQUAL_FATAL(epmd_client_register(&o, &n, &cr, &reg), 0);
+        CU_ASSERT_EQUAL_FATAL(register_node(r[d].port, "victim", 1, &reg), 0);
         static answer_t first;
         exchange(r[d].port, (const uint8_t *)"\x00\x07svictim", 9, &first);
         CU_ASSERT(first.closed && first.len == 7 && memcmp(first.data, "STOPPED", 7) == 0);
@@ -635,12 +636,8 @@ static void test_relaxed_stop_kill(void)
     CU_ASSERT(a[1].len == 14 && memcmp(a[1].data, "NOEXISTSTOPPED", 14) == 0);
     /* KILL: "OK" and the daemon exits, with a live node too (relaxed) */
     for (int d = 0; d < 2; d++) {
-        epmd_client_opts_t o = {.port = r[d].port, .timeout_ms = 2000};
-        epmd_node_info_t n = {.port = 1, .node_type = 77, .high_vsn = 6, .low_vsn = 5};
-        strcpy(n.name, "live");
         epmd_registration_t *reg = NULL;
-        uint32_t cr;
-        CU_ASSERT_EQUAL(epmd_client_register(&o, &n, &cr, &reg), 0);
+        CU_ASSERT_EQUAL(register_node(r[d].port, "live", 1, &reg), 0);
         exchange(r[d].port, (const uint8_t *)"\x00\x01k", 3, &a[d]);
         CU_ASSERT(a[d].closed && a[d].len == 2 && memcmp(a[d].data, "OK", 2) == 0);
         CU_ASSERT(exited_within(&r[d], 3000));
