@@ -388,21 +388,13 @@ static void test_answer_at_accept(void)
     /* ALIVE2 sent with the connect: registered from the accept callback */
     int reg = et_connect(l.port);
     CU_ASSERT_FATAL(reg >= 0);
-    const char name[] = "quick";
-    size_t nlen = sizeof name - 1;
-    epmd_put16(b, (uint16_t)(13 + nlen + EXTRA));
-    b[2] = EPMD_ALIVE2_REQ;
-    epmd_put16(b + 3, 30000);
-    b[5] = EPMD_NODE_HIDDEN;
-    b[6] = 0;
-    epmd_put16(b + 7, 6);
-    epmd_put16(b + 9, 5);
-    epmd_put16(b + 11, (uint16_t)nlen);
-    memcpy(b + 13, name, nlen);
-    epmd_put16(b + 13 + nlen, EXTRA);
+    uint8_t extra[EXTRA];
     for (int i = 0; i < EXTRA; i++)
-        b[15 + nlen + (size_t)i] = (uint8_t)i;
-    size_t n = 15 + nlen + EXTRA;
+        extra[i] = (uint8_t)i;
+    size_t n = et_alive_body(b + 2, "quick", 5, 30000, 6, 5, extra, EXTRA);
+    b[5] = EPMD_NODE_HIDDEN; /* the body's node type */
+    epmd_put16(b, (uint16_t)n);
+    n += 2;
     CU_ASSERT_EQUAL(send(reg, b, n, 0), (ssize_t)n);
     wait_acked(reg);
     step(&l, 1, 1);
@@ -435,7 +427,7 @@ static void test_answer_at_accept(void)
         CU_ASSERT_EQUAL(info.node_type, EPMD_NODE_HIDDEN);
         CU_ASSERT_STRING_EQUAL(info.name, "quick");
         CU_ASSERT_EQUAL(info.extra_len, EXTRA);
-        CU_ASSERT_EQUAL(memcmp(info.extra, b + 15 + nlen, EXTRA), 0);
+        CU_ASSERT_EQUAL(memcmp(info.extra, extra, EXTRA), 0);
     }
     epmd_server_get_stats(l.srv, &st);
     CU_ASSERT_EQUAL(st.requests, 1 + LOOKUPS);
