@@ -146,7 +146,9 @@ EPMD_MUST_CHECK int epmd_registry_register(epmd_registry_t *r, const epmd_reques
                                            uint32_t *creation);
 
 /* epmd_registry_unregister moves the live node to the old-names list (its
- * connection closed).  O(1) amortised. */
+ * connection closed), forgetting the oldest names beyond max_unreg + 1 -- which
+ * may free `node` itself, so the caller must drop its pointer.  O(1)
+ * amortised. */
 void epmd_registry_unregister(epmd_registry_t *r, epmd_node_t *node);
 
 /* epmd_registry_unregister_name unregisters the live node called

@@ -227,8 +227,6 @@ int epmd_registry_register(epmd_registry_t *r, const epmd_request_t *req, void *
         hash_unlink(r, old);
         free(old);
     } else {
-        if (r->unused.count > r->max_unreg)
-            forget_oldest_unused(r);
         n->cr_counter = now;
     }
     bump_creation(n);
@@ -268,6 +266,13 @@ void epmd_registry_unregister(epmd_registry_t *r, epmd_node_t *node)
     node->live = false;
     node->owner = NULL;
     list_push_tail(&r->unused, node);
+    /* The remembered names are bounded here, where they are added, at
+     * max_unreg + 1 as before (OTP's count): many nodes going away at once
+     * must not grow the list towards max_nodes (a fuzzer found that).
+     * Callers drop their pointer to an unregistered node, so even the one
+     * just added may go. */
+    while (r->unused.count > r->max_unreg + 1)
+        forget_oldest_unused(r);
 }
 
 int epmd_registry_unregister_name(epmd_registry_t *r, const uint8_t *name, size_t len, void **owner)

@@ -338,6 +338,34 @@ static void test_registry_limits(void)
     epmd_registry_free(r);
 }
 
+/* Many live nodes going away at once (no registration in between) keep the
+ * old-name list within max_unreg + 1 (fuzzer regression: it grew to the
+ * number of live nodes). */
+static void test_registry_mass_unregister(void)
+{
+    epmd_registry_t *r = NULL;
+    CU_ASSERT_FATAL(epmd_registry_new(2, 16, 3, &r) == 0);
+    epmd_node_t *nodes[16];
+    uint8_t b[64];
+    char name[24];
+    uint32_t cr;
+    for (int i = 0; i < 16; i++) {
+        snprintf(name, sizeof name, "m%d", i);
+        size_t n = et_alive_body(b, name, strlen(name), 1, 6, 5, NULL, 0);
+        epmd_request_t req;
+        CU_ASSERT_FATAL(epmd_parse_request(b, n, &req) == 0);
+        CU_ASSERT_FATAL(epmd_registry_register(r, &req, NULL, 0, 1, &nodes[i], &cr) == 0);
+    }
+    for (int i = 0; i < 16; i++) {
+        epmd_registry_unregister(r, nodes[i]);
+        CU_ASSERT(epmd_registry_unused_count(r) <= 3);
+        CU_ASSERT(epmd_registry_check(r) == 0);
+    }
+    CU_ASSERT_EQUAL(epmd_registry_count(r), 0);
+    CU_ASSERT_EQUAL(epmd_registry_unused_count(r), 3);
+    epmd_registry_free(r);
+}
+
 static void test_registry_many(void)
 {
     epmd_registry_t *r = NULL;
@@ -610,6 +638,7 @@ static const gd_test_case_t gd_tests[] = {
     {"core_alive2_forms", test_core_alive2_forms},
     {"core_creation_rotation", test_core_creation_rotation},
     {"registry_limits", test_registry_limits},
+    {"registry_mass_unregister", test_registry_mass_unregister},
     {"registry_many", test_registry_many},
     {"core_port2", test_core_port2},
     {"core_names_dump", test_core_names_dump},
