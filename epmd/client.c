@@ -22,8 +22,7 @@
 /* Largest answer accepted (NAMES/DUMP with many thousands of nodes). */
 #define CLIENT_MAX_RESPONSE (16u << 20)
 #define CLIENT_READ_CHUNK 4096
-#define ALIVE2_REQ_FIXED 15 /* length prefix + 13 fixed bytes */
-#define STOP_NAME_MAX 1000  /* as OTP's epmd -stop */
+#define STOP_NAME_MAX 1000 /* as OTP's epmd -stop */
 
 struct epmd_registration {
     int fd;
@@ -221,24 +220,14 @@ static int do_register(epmd_registration_t *reg)
     size_t nlen = strlen(n->name);
     int timeout = reg->opts.timeout_ms > 0 ? reg->opts.timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS;
     int64_t deadline = mono_ms() + timeout;
-    uint8_t req[ALIVE2_REQ_FIXED + EPMD_MAX_NAME_BYTES + EPMD_MAX_EXTRA_BYTES];
-    epmd_put16(req, (uint16_t)(13 + nlen + n->extra_len));
-    req[2] = EPMD_ALIVE2_REQ;
-    epmd_put16(req + 3, n->port);
-    req[5] = n->node_type;
-    req[6] = n->protocol;
-    epmd_put16(req + 7, n->high_vsn);
-    epmd_put16(req + 9, n->low_vsn);
-    epmd_put16(req + 11, (uint16_t)nlen);
-    memcpy(req + 13, n->name, nlen);
-    epmd_put16(req + 13 + nlen, n->extra_len);
-    memcpy(req + ALIVE2_REQ_FIXED + nlen, n->extra, n->extra_len);
+    uint8_t req[EPMD_ALIVE2_FRAME_MAX];
+    size_t req_len = epmd_alive2_frame(n, nlen, req);
 
     int fd = -1;
     int rc = connect_epmd(&reg->opts, deadline, &fd);
     if (rc != 0)
         return rc;
-    rc = send_all(fd, req, ALIVE2_REQ_FIXED + nlen + n->extra_len, deadline);
+    rc = send_all(fd, req, req_len, deadline);
     if (rc != 0)
         goto close_fd;
     uint8_t resp[8];

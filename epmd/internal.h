@@ -110,6 +110,17 @@ typedef struct epmd_request {
     size_t name_len;
 } epmd_request_t;
 
+/* Bytes of an ALIVE2 frame before the name: length prefix + 13 fixed. */
+#define EPMD_ALIVE2_FRAME_FIXED 15
+/* Largest ALIVE2 frame epmd_alive2_frame writes. */
+#define EPMD_ALIVE2_FRAME_MAX (EPMD_ALIVE2_FRAME_FIXED + EPMD_MAX_NAME_BYTES + EPMD_MAX_EXTRA_BYTES)
+
+/* epmd_alive2_frame writes the length-prefixed ALIVE2 request registering
+ * n (name length nlen, already checked <= EPMD_MAX_NAME_BYTES, extra <=
+ * EPMD_MAX_EXTRA_BYTES) into out (EPMD_ALIVE2_FRAME_MAX bytes) and returns
+ * its length. */
+size_t epmd_alive2_frame(const epmd_node_info_t *n, size_t nlen, uint8_t *out);
+
 /* epmd_parse_request parses one request body (the bytes after the length
  * prefix) into *req.  Returns 0, or EPMD_EPROTO for anything OTP's epmd
  * answers by closing without a reply: unknown opcode, ALIVE2 shorter than

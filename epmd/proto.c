@@ -207,6 +207,22 @@ static int parse_port2(const uint8_t *body, size_t len, epmd_request_t *req)
     return 0;
 }
 
+size_t epmd_alive2_frame(const epmd_node_info_t *n, size_t nlen, uint8_t *out)
+{
+    epmd_put16(out, (uint16_t)(13 + nlen + n->extra_len));
+    out[2] = EPMD_ALIVE2_REQ;
+    epmd_put16(out + 3, n->port);
+    out[5] = n->node_type;
+    out[6] = n->protocol;
+    epmd_put16(out + 7, n->high_vsn);
+    epmd_put16(out + 9, n->low_vsn);
+    epmd_put16(out + 11, (uint16_t)nlen);
+    memcpy(out + 13, n->name, nlen);
+    epmd_put16(out + 13 + nlen, n->extra_len);
+    memcpy(out + EPMD_ALIVE2_FRAME_FIXED + nlen, n->extra, n->extra_len);
+    return EPMD_ALIVE2_FRAME_FIXED + nlen + n->extra_len;
+}
+
 int epmd_parse_request(const uint8_t *body, size_t len, epmd_request_t *req)
 {
     memset(req, 0, sizeof *req);

@@ -50,8 +50,6 @@
 #define LOG_LINE_MAX 512
 #define KEEPER_DEFAULT_TIMEOUT_MS 2000
 #define KEEPER_DEFAULT_RETRY_MS 200
-/* ALIVE2 request: 2-byte length, fixed 13 bytes, name, extra. */
-#define ALIVE2_REQ_FIXED 15
 /* Requests up to this size (every PORT_PLEASE2 of a normal name) are read
  * into the connection itself, without a heap buffer. */
 #define SMALL_REQUEST 64
@@ -890,7 +888,7 @@ struct epmd_keeper {
     int fd;
     struct event *ev_io;
     struct event *ev_timer;
-    uint8_t req[ALIVE2_REQ_FIXED + EPMD_MAX_NAME_BYTES + EPMD_MAX_EXTRA_BYTES];
+    uint8_t req[EPMD_ALIVE2_FRAME_MAX];
     size_t req_len;
     size_t sent;
     uint8_t resp[8];
@@ -1111,19 +1109,7 @@ int epmd_keeper_start(struct event_base *base, const epmd_keeper_config_t *cfg, 
     }
     /* The ALIVE2 request, built once. */
     const epmd_node_info_t *n = &cfg->node;
-    uint8_t *p = k->req;
-    epmd_put16(p, (uint16_t)(13 + nlen + n->extra_len));
-    p[2] = EPMD_ALIVE2_REQ;
-    epmd_put16(p + 3, n->port);
-    p[5] = n->node_type;
-    p[6] = n->protocol;
-    epmd_put16(p + 7, n->high_vsn);
-    epmd_put16(p + 9, n->low_vsn);
-    epmd_put16(p + 11, (uint16_t)nlen);
-    memcpy(p + 13, n->name, nlen);
-    epmd_put16(p + 13 + nlen, n->extra_len);
-    memcpy(p + ALIVE2_REQ_FIXED + nlen, n->extra, n->extra_len);
-    k->req_len = ALIVE2_REQ_FIXED + nlen + n->extra_len;
+    k->req_len = epmd_alive2_frame(n, nlen, k->req);
     k->state = K_WAIT;
     struct timeval tv = {0, 0};
     event_add(k->ev_timer, &tv);
