@@ -84,6 +84,8 @@ const char *etf_strerror(int code)
         return "field of the wrong type";
     case ETF_EPARSE:
         return "syntax error";
+    case ETF_EHEAP_LIMIT:
+        return "the term would exceed the decode's memory limit (max_heap)";
     default:
         return gd_strerror(code);
     }

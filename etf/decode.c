@@ -50,6 +50,15 @@
 #define DEC_OLD_REF_WORD0_MAX 0x3FFFFu
 /* NEW_FUN_EXT: more free variables than a function can have arguments. */
 #define DEC_FUN_MAX_FREE 255
+/* Inflate at least this much at a time (a COMPRESSED term is inflated as
+ * the decoder reaches it). */
+#define DEC_INFLATE_STEP ((size_t)64 << 10)
+/* Heap words charged against max_heap for objects whose exact size the
+ * heap decides: a pid, port or reference (at most 6 words with its node),
+ * a binary's header (REFC_BIN: 4 words), a bignum's header and sign. */
+#define DEC_IDENT_WORDS 8
+#define DEC_BIN_HDR_WORDS 4
+#define DEC_BIG_HDR_WORDS 2
 
 enum dec_frame_kind {
     FRAME_SEQ,  /* consecutive slots: tuple elements, fun free variables */
@@ -82,11 +91,30 @@ typedef struct dec_atom_entry {
 
 static _Thread_local dec_atom_entry_t atom_cache[DEC_ATOM_CACHE];
 
+/*
+ * A COMPRESSED term is inflated as the decoder reaches it, not all at once:
+ * buf holds the declared size, of which the first `ready` bytes exist so
+ * far.  A term that its first bytes already show to be over the heap budget
+ * (a LIST_EXT header claiming 10^9 elements) fails before the rest of the
+ * stream is inflated, so a zip bomb costs neither its inflated size in
+ * memory nor the time to inflate it.
+ */
+typedef struct dec_inflate {
+    z_stream zs;
+    const uint8_t *in; /* compressed bytes not yet given to zlib */
+    size_t in_left;
+    size_t in_len; /* all compressed bytes, for the consumed count */
+    bool ended;    /* zlib reported the end of the stream */
+} dec_inflate_t;
+
 typedef struct dec {
     heap_t *h;
     const uint8_t *buf; /* the encoding being walked (input or inflated) */
     size_t len;
-    size_t off_bias; /* added to offsets in errors */
+    size_t ready;      /* bytes of buf available: len, or what is inflated so far */
+    dec_inflate_t *zi; /* the stream filling buf (NULL: not compressed) */
+    size_t budget;     /* heap words this decode may still build (max_heap) */
+    size_t off_bias;   /* added to offsets in errors */
     bool safe;
     const term_t *cache_refs;
     size_t cache_count;
@@ -131,6 +159,114 @@ static int map_heap_error(int rc)
     default:
         return rc;
     }
+}
+
+/* ---- input availability (inflating on demand) and the heap budget ---- */
+
+/* Fails a broken or lying zlib stream: reported at the 80 of `131 80`. */
+static GD_COLD int fail_compressed(dec_t *d)
+{
+    d->err = ETF_ECOMPRESSED;
+    d->err_off = 1;
+    return ETF_ECOMPRESSED;
+}
+
+/* Hands zlib the next piece of compressed input once it has used the last
+ * (zlib counts in uInt: pieces of at most UINT32_MAX bytes). */
+static void feed_input(dec_inflate_t *zi)
+{
+    if (zi->zs.avail_in != 0 || zi->in_left == 0)
+        return;
+    uInt piece = zi->in_left > UINT32_MAX ? UINT32_MAX : (uInt)zi->in_left;
+    zi->zs.next_in = (Bytef *)(uintptr_t)zi->in;
+    zi->zs.avail_in = piece;
+    zi->in += piece;
+    zi->in_left -= piece;
+}
+
+/*
+ * Inflates until buf[0..end) exists (end <= len), DEC_INFLATE_STEP bytes
+ * at least at a time.  Returns 0, or ETF_ECOMPRESSED (recorded) when the
+ * stream is corrupt or ends before the size its header declared.
+ */
+static GD_NOINLINE int inflate_to(dec_t *d, size_t end)
+{
+    dec_inflate_t *zi = d->zi;
+    if (zi == NULL || zi->ended)
+        return fail_compressed(d); /* unreachable: end <= len == ready then */
+    size_t want = d->ready + DEC_INFLATE_STEP;
+    if (want < end)
+        want = end;
+    if (want > d->len)
+        want = d->len;
+    uint8_t *out = (uint8_t *)(uintptr_t)d->buf;
+    while (d->ready < want) {
+        feed_input(zi);
+        zi->zs.next_out = out + d->ready;
+        zi->zs.avail_out = (uInt)(want - d->ready); /* len < 2^32: a 32-bit field */
+        int zr = inflate(&zi->zs, Z_NO_FLUSH);
+        d->ready = want - zi->zs.avail_out;
+        if (zr == Z_STREAM_END) {
+            zi->ended = true;
+            break;
+        }
+        if (zr == Z_OK || (zr == Z_BUF_ERROR && zi->zs.avail_in == 0 && zi->in_left > 0))
+            continue;
+        return fail_compressed(d);
+    }
+    return d->ready >= end ? GD_OK : fail_compressed(d);
+}
+
+/* Makes buf[0..end) available; end must not exceed len (callers check the
+ * declared length first, so a short input still reports ETRUNCATED). */
+static inline int need(dec_t *d, size_t end)
+{
+    return GD_LIKELY(end <= d->ready) ? GD_OK : inflate_to(d, end);
+}
+
+/*
+ * After the term: inflates what is left and checks that the stream ends
+ * exactly at the declared size (bytes after the term inside it are allowed,
+ * as OTP 25 allows them; a stream longer or shorter than declared is not).
+ */
+static int finish_inflate(dec_t *d)
+{
+    if (need(d, d->len) != GD_OK)
+        return d->err;
+    dec_inflate_t *zi = d->zi;
+    uint8_t extra;
+    while (!zi->ended) {
+        feed_input(zi);
+        zi->zs.next_out = &extra;
+        zi->zs.avail_out = 1;
+        int zr = inflate(&zi->zs, Z_NO_FLUSH);
+        if (zi->zs.avail_out == 0)
+            return fail_compressed(d); /* inflates past the declared size */
+        if (zr == Z_STREAM_END)
+            zi->ended = true;
+        else if (!(zr == Z_OK || (zr == Z_BUF_ERROR && zi->zs.avail_in == 0 && zi->in_left > 0)))
+            return fail_compressed(d);
+    }
+    return GD_OK;
+}
+
+/* Takes `words` heap words from the decode's budget (opts->max_heap), or
+ * fails with ETF_EHEAP_LIMIT before anything that large is allocated. */
+static inline int charge(dec_t *d, size_t words, size_t off)
+{
+    if (GD_UNLIKELY(words > d->budget))
+        return fail_at(d, ETF_EHEAP_LIMIT, off);
+    d->budget -= words;
+    return GD_OK;
+}
+
+/* n bytes from `at` exist (inflating them if needed), or the error `code`
+ * at `off` (ETRUNCATED for fixed fields, ETOO_LARGE for a length). */
+static inline int have(dec_t *d, size_t at, size_t n, int code, size_t off)
+{
+    if (GD_UNLIKELY(d->len - at < n))
+        return fail_at(d, code, off);
+    return need(d, at + n);
 }
 
 /* ---- atoms ---- */
@@ -251,31 +387,31 @@ static inline int resolve_atom(dec_t *d, const uint8_t *p, size_t n, bool latin1
 static int read_atom(dec_t *d, size_t *pos, int wrong_tag, term_t *out)
 {
     const uint8_t *buf = d->buf;
-    size_t at = *pos, avail = d->len - at;
-    if (avail < 1)
-        return fail_at(d, ETF_ETRUNCATED, at);
+    size_t at = *pos;
+    if (have(d, at, 1, ETF_ETRUNCATED, at) != GD_OK)
+        return d->err;
     size_t n, hdr;
     bool latin1;
     switch (buf[at]) {
     case ETF_SMALL_ATOM_UTF8_EXT:
     case ETF_SMALL_ATOM_EXT:
-        if (avail < 2)
-            return fail_at(d, ETF_ETRUNCATED, at);
+        if (have(d, at, 2, ETF_ETRUNCATED, at) != GD_OK)
+            return d->err;
         n = buf[at + 1];
         hdr = 2;
         latin1 = buf[at] == ETF_SMALL_ATOM_EXT;
         break;
     case ETF_ATOM_EXT:
     case ETF_ATOM_UTF8_EXT:
-        if (avail < 3)
-            return fail_at(d, ETF_ETRUNCATED, at);
+        if (have(d, at, 3, ETF_ETRUNCATED, at) != GD_OK)
+            return d->err;
         n = etf_get16(buf + at + 1);
         hdr = 3;
         latin1 = buf[at] == ETF_ATOM_EXT;
         break;
     case ETF_ATOM_CACHE_REF: {
-        if (avail < 2)
-            return fail_at(d, ETF_ETRUNCATED, at);
+        if (have(d, at, 2, ETF_ETRUNCATED, at) != GD_OK)
+            return d->err;
         unsigned ix = buf[at + 1];
         if (d->cache_refs == NULL || ix >= d->cache_count || !term_is_atom(d->cache_refs[ix]))
             return fail_at(d, ETF_EATOM_CACHE, at);
@@ -286,8 +422,8 @@ static int read_atom(dec_t *d, size_t *pos, int wrong_tag, term_t *out)
     default:
         return fail_at(d, wrong_tag, at);
     }
-    if (avail - hdr < n)
-        return fail_at(d, ETF_ETOO_LARGE, at);
+    if (have(d, at + hdr, n, ETF_ETOO_LARGE, at) != GD_OK)
+        return d->err;
     int rc = resolve_atom(d, buf + at + hdr, n, latin1, out);
     if (rc != GD_OK)
         return fail_at(d, rc, at);
@@ -306,31 +442,31 @@ static int read_atom(dec_t *d, size_t *pos, int wrong_tag, term_t *out)
 static int read_small_field(dec_t *d, size_t *pos, int wrong, int64_t *out)
 {
     const uint8_t *buf = d->buf;
-    size_t at = *pos, avail = d->len - at;
-    if (avail < 1)
-        return fail_at(d, ETF_ETRUNCATED, at);
+    size_t at = *pos;
+    if (have(d, at, 1, ETF_ETRUNCATED, at) != GD_OK)
+        return d->err;
     switch (buf[at]) {
     case ETF_SMALL_INTEGER_EXT:
-        if (avail < 2)
-            return fail_at(d, ETF_ETRUNCATED, at);
+        if (have(d, at, 2, ETF_ETRUNCATED, at) != GD_OK)
+            return d->err;
         *out = buf[at + 1];
         *pos = at + 2;
         return GD_OK;
     case ETF_INTEGER_EXT:
-        if (avail < 5)
-            return fail_at(d, ETF_ETRUNCATED, at);
+        if (have(d, at, 5, ETF_ETRUNCATED, at) != GD_OK)
+            return d->err;
         *out = (int32_t)etf_get32(buf + at + 1);
         *pos = at + 5;
         return GD_OK;
     case ETF_SMALL_BIG_EXT:
     case ETF_LARGE_BIG_EXT: {
         size_t hdr = buf[at] == ETF_SMALL_BIG_EXT ? 3 : 6;
-        if (avail < hdr)
-            return fail_at(d, ETF_ETRUNCATED, at);
+        if (have(d, at, hdr, ETF_ETRUNCATED, at) != GD_OK)
+            return d->err;
         size_t n = hdr == 3 ? buf[at + 1] : etf_get32(buf + at + 1);
         bool neg = buf[at + hdr - 1] != 0;
-        if (avail - hdr < n)
-            return fail_at(d, ETF_ETOO_LARGE, at);
+        if (have(d, at + hdr, n, ETF_ETOO_LARGE, at) != GD_OK)
+            return d->err;
         const uint8_t *p = buf + at + hdr;
         size_t m = n;
         while (m > 0 && p[m - 1] == 0)
@@ -363,10 +499,8 @@ static const uint8_t *read_ident_node(dec_t *d, size_t at, size_t *p, size_t fix
 {
     if (read_atom(d, p, ETF_ENODE, node) != GD_OK)
         return NULL;
-    if (d->len - *p < fixed) {
-        fail_at(d, ETF_ETRUNCATED, at);
+    if (have(d, *p, fixed, ETF_ETRUNCATED, at) != GD_OK)
         return NULL;
-    }
     return d->buf + *p;
 }
 
@@ -439,8 +573,8 @@ static int read_ref(dec_t *d, size_t *pos, term_t *out)
     size_t p = at + 1;
     size_t nwords = 1;
     if (tag != ETF_REFERENCE_EXT) {
-        if (d->len - p < 2)
-            return fail_at(d, ETF_ETRUNCATED, at);
+        if (have(d, p, 2, ETF_ETRUNCATED, at) != GD_OK)
+            return d->err;
         nwords = etf_get16(d->buf + p);
         p += 2;
         /* OTP 25: NEWER_REFERENCE_EXT accepts 0..5 words, NEW_REFERENCE_EXT 1..5. */
@@ -471,49 +605,72 @@ static int read_ref(dec_t *d, size_t *pos, term_t *out)
 }
 
 /*
- * FLOAT_EXT: 31 bytes of text.  OTP 25 accepts [+-]?digits.digits
- * ([eE][+-]?digits)? up to the first NUL (what follows is ignored), and
- * rejects values that overflow to infinity.
+ * FLOAT_EXT: 31 bytes of text, read as OTP's sys_chars_to_double reads
+ * them (erts/emulator/sys/unix/sys_float.c, OTP 25): the text runs to the
+ * first NUL, which the 31 bytes need not contain, so the scan goes on into
+ * the bytes after the field (within the input; running off its end is a
+ * failure here where OTP would read past the binary).  It must be all of
+ *     [+-]? digit+ [.,] digit+ ([eE] [+-]? digit+)?
+ * (',' is a radix point too: OTP retries strtod with the other character),
+ * and the value must be finite; underflow to 0 or a subnormal is accepted.
+ * Returns 0, ETF_EFLOAT, or an inflate error (recorded).
  */
-static bool parse_float_ext(const uint8_t *p, double *out)
+static int parse_float_ext(dec_t *d, size_t at, double *out)
 {
-    char text[ETF_FLOAT_EXT_LEN + 1];
-    size_t n = 0;
-    while (n < ETF_FLOAT_EXT_LEN && p[n] != 0) {
-        text[n] = (char)p[n];
-        n++;
-    }
-    text[n] = 0;
-    size_t i = 0;
-    if (text[i] == '+' || text[i] == '-')
+    const uint8_t *b = d->buf;
+    size_t i = at;
+#define FLOAT_AT(k) ((k) < d->len && need(d, (k) + 1) == GD_OK ? b[k] : 0)
+#define FLOAT_DIGITS(start)                                                                        \
+    do {                                                                                           \
+        (start) = i;                                                                               \
+        while (FLOAT_AT(i) >= '0' && FLOAT_AT(i) <= '9')                                           \
+            i++;                                                                                   \
+    } while (0)
+    size_t start;
+    int c = FLOAT_AT(i);
+    if (c == '+' || c == '-')
         i++;
-    size_t start = i;
-    while (text[i] >= '0' && text[i] <= '9')
-        i++;
-    if (i == start || text[i] != '.')
-        return false;
-    start = ++i;
-    while (text[i] >= '0' && text[i] <= '9')
-        i++;
+    FLOAT_DIGITS(start);
+    if (i == start || (FLOAT_AT(i) != '.' && FLOAT_AT(i) != ','))
+        goto bad;
+    size_t radix = i++;
+    FLOAT_DIGITS(start);
     if (i == start)
-        return false;
-    if (text[i] == 'e' || text[i] == 'E') {
+        goto bad;
+    c = FLOAT_AT(i);
+    if (c == 'e' || c == 'E') {
         i++;
-        if (text[i] == '+' || text[i] == '-')
+        c = FLOAT_AT(i);
+        if (c == '+' || c == '-')
             i++;
-        start = i;
-        while (text[i] >= '0' && text[i] <= '9')
-            i++;
+        FLOAT_DIGITS(start);
         if (i == start)
-            return false;
+            goto bad;
     }
-    if (i != n)
-        return false;
+    /* The text must end in a NUL that is really there. */
+    if (i >= d->len || FLOAT_AT(i) != 0)
+        goto bad;
+#undef FLOAT_DIGITS
+#undef FLOAT_AT
+    if (d->err != 0)
+        return d->err; /* the stream broke while the text was scanned */
+    size_t n = i - at;
+    char small[64];
+    char *text = n < sizeof small ? small : malloc(n + 1);
+    if (text == NULL)
+        return ETF_ENOMEM;
+    memcpy(text, b + at, n);
+    text[n] = 0;
+    text[radix - at] = '.'; /* strtod in the C locale reads '.' */
     double v = strtod(text, NULL);
+    if (text != small)
+        free(text);
     if (!isfinite(v))
-        return false;
+        return ETF_EFLOAT;
     *out = v;
-    return true;
+    return GD_OK;
+bad:
+    return d->err != 0 ? d->err : ETF_EFLOAT;
 }
 
 /* ---- work stack and scratch ---- */
@@ -583,8 +740,26 @@ static void fill_pending(dec_t *d, size_t sp)
     } while (0)
 #define NEED_FIXED(n)                                                                              \
     do {                                                                                           \
-        if (GD_UNLIKELY(len - pos < (size_t)(n)))                                                  \
-            FAIL(ETF_ETRUNCATED, pos);                                                             \
+        if (GD_UNLIKELY(d->ready - pos < (size_t)(n))) {                                           \
+            if (len - pos < (size_t)(n))                                                           \
+                FAIL(ETF_ETRUNCATED, pos);                                                         \
+            if (inflate_to(d, pos + (n)) != GD_OK)                                                 \
+                goto fail;                                                                         \
+        }                                                                                          \
+    } while (0)
+/* The bytes up to `end` (already checked against len by NEED_VAR) exist:
+ * inflates them if the term is compressed. */
+#define NEED_IN(end)                                                                               \
+    do {                                                                                           \
+        if (GD_UNLIKELY(need(d, (end)) != GD_OK))                                                  \
+            goto fail;                                                                             \
+    } while (0)
+/* Charges `words` heap words against the budget (max_heap) before they are
+ * built. */
+#define CHARGE(words)                                                                              \
+    do {                                                                                           \
+        if (GD_UNLIKELY(charge(d, (words), tag_off) != GD_OK))                                     \
+            goto fail;                                                                             \
     } while (0)
 
 /* Makes sure one more frame may be pushed (depth cap, stack room); done
@@ -611,6 +786,7 @@ static void fill_pending(dec_t *d, size_t sp)
 
 #define HEAP_ALLOC(p, words)                                                                       \
     do {                                                                                           \
+        CHARGE(words);                                                                             \
         (p) = heap_alloc(h, (words));                                                              \
         if (GD_UNLIKELY((p) == NULL))                                                              \
             FAIL(ETF_ENOMEM, tag_off);                                                             \
@@ -653,7 +829,14 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
                 size_t n = (size_t)hdr[MAP_HDR_N];
                 term_t *keys = hdr + MAP_HDR_WORDS;
                 term_t m;
+                size_t before = heap_used_words(h);
                 int rc = heap_make_map(h, keys, keys + n, n, &m);
+                /* A hash map's size depends on its keys' hashes: charged
+                 * once known (it is one allocation, bounded by O(n)). */
+                if (rc == GD_OK && heap_used_words(h) - before > d->budget)
+                    rc = ETF_EHEAP_LIMIT;
+                else if (rc == GD_OK)
+                    d->budget -= heap_used_words(h) - before;
                 if (rc != GD_OK) {
                     sp--;        /* the map frame holds nothing to fill */
                     dest = NULL; /* and the last slot decoded is complete */
@@ -692,8 +875,7 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
 
     again:
         tag_off = pos;
-        if (GD_UNLIKELY(pos >= len))
-            FAIL(ETF_ETRUNCATED, pos);
+        NEED_FIXED(1);
         uint8_t tag = buf[pos];
         switch (tag) {
         case ETF_SMALL_INTEGER_EXT:
@@ -713,6 +895,7 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
             NEED_FIXED(2);
             size_t n = buf[pos + 1];
             NEED_VAR(n + 2, pos);
+            NEED_IN(pos + 2 + n);
             int rc = resolve_atom(d, buf + pos + 2, n, tag == ETF_SMALL_ATOM_EXT, dest);
             if (GD_UNLIKELY(rc != GD_OK))
                 FAIL(rc, tag_off);
@@ -725,6 +908,7 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
             NEED_FIXED(3);
             size_t n = etf_get16(buf + pos + 1);
             NEED_VAR(n + 3, pos);
+            NEED_IN(pos + 3 + n);
             int rc = resolve_atom(d, buf + pos + 3, n, tag == ETF_ATOM_EXT, dest);
             if (GD_UNLIKELY(rc != GD_OK))
                 FAIL(rc, tag_off);
@@ -771,6 +955,7 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
             size_t n = etf_get16(buf + pos + 1);
             pos += 3;
             NEED_VAR(n, tag_off);
+            NEED_IN(pos + n);
             if (n == 0) {
                 *dest = TERM_NIL;
                 break;
@@ -810,6 +995,8 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
             size_t n = etf_get32(buf + pos + 1);
             pos += 5;
             NEED_VAR(n, tag_off);
+            NEED_IN(pos + n);
+            CHARGE(DEC_BIN_HDR_WORDS + (n + 7) / 8);
             uint8_t *data;
             HEAP_CALL(heap_make_bitstring_uninit(h, n * 8, &data, dest));
             memcpy(data, buf + pos, n);
@@ -825,6 +1012,8 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
             if (n == 0 ? bits != 0 : (bits == 0 || bits > 8))
                 FAIL(ETF_EBITS, tag_off);
             NEED_VAR(n, tag_off);
+            NEED_IN(pos + n);
+            CHARGE(DEC_BIN_HDR_WORDS + (n + 7) / 8);
             size_t bit_size = n == 0 ? 0 : (n - 1) * 8 + bits;
             uint8_t *data;
             HEAP_CALL(heap_make_bitstring_uninit(h, bit_size, &data, dest));
@@ -855,8 +1044,12 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
         case ETF_FLOAT_EXT: {
             NEED_FIXED(1 + ETF_FLOAT_EXT_LEN);
             double v;
-            if (!parse_float_ext(buf + pos + 1, &v))
-                FAIL(ETF_EFLOAT, tag_off);
+            int rc = parse_float_ext(d, pos + 1, &v);
+            if (GD_UNLIKELY(rc != GD_OK)) {
+                if (rc != d->err)
+                    FAIL(rc, tag_off);
+                goto fail; /* inflating failed, already recorded */
+            }
             term_t *p;
             HEAP_ALLOC(p, 2);
             p[0] = heap_make_header(HDR_FLOAT, 1);
@@ -881,6 +1074,8 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
             bool neg = buf[pos + hdr - 1] != 0;
             pos += hdr;
             NEED_VAR(n, tag_off);
+            NEED_IN(pos + n);
+            CHARGE(DEC_BIG_HDR_WORDS + (n + 7) / 8);
             const uint8_t *s = buf + pos;
             if (n <= 8) {
                 uint64_t mag = 0;
@@ -909,6 +1104,8 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
                 break;
             }
             CAN_PUSH();
+            /* The scratch block; the map itself is charged when built. */
+            CHARGE(MAP_HDR_WORDS + 2 * n);
             etf_scratch_mark_t mark;
             term_t *hdr = etf_scratch_alloc(&d->scratch, MAP_HDR_WORDS + 2 * n, &mark);
             if (hdr == NULL)
@@ -925,6 +1122,7 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
 
         case ETF_NEW_PID_EXT:
         case ETF_PID_EXT:
+            CHARGE(DEC_IDENT_WORDS);
             if (read_pid(d, &pos, dest) != GD_OK)
                 goto fail;
             break;
@@ -932,6 +1130,7 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
         case ETF_NEW_PORT_EXT:
         case ETF_V4_PORT_EXT:
         case ETF_PORT_EXT:
+            CHARGE(DEC_IDENT_WORDS);
             if (read_port(d, &pos, dest) != GD_OK)
                 goto fail;
             break;
@@ -939,6 +1138,7 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
         case ETF_NEWER_REFERENCE_EXT:
         case ETF_NEW_REFERENCE_EXT:
         case ETF_REFERENCE_EXT:
+            CHARGE(DEC_IDENT_WORDS);
             if (read_ref(d, &pos, dest) != GD_OK)
                 goto fail;
             break;
@@ -955,6 +1155,7 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
              * holds 0..255, the most a function can have. */
             if (arity < 0 || arity > 255)
                 FAIL(ETF_EEXPORT, tag_off);
+            CHARGE(DEC_IDENT_WORDS);
             HEAP_CALL(heap_make_export(h, mod, fun, (uint8_t)arity, dest));
             pos = p;
             break;
@@ -980,20 +1181,18 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
             /* OTP keeps both as 32-bit words and re-encodes them signed. */
             info.old_index = term_make_small((int32_t)(uint32_t)old_index);
             info.old_uniq = term_make_small((int32_t)(uint32_t)old_uniq);
-            if (p >= len)
-                FAIL(ETF_ETRUNCATED, p);
-            if (buf[p] != ETF_NEW_PID_EXT && buf[p] != ETF_PID_EXT)
-                FAIL(ETF_EFUN, p);
-            if (read_pid(d, &p, &info.pid) != GD_OK)
-                goto fail;
             pos = p;
-            NEED_VAR(info.num_free, tag_off);
-            if (info.num_free > 0)
-                CAN_PUSH();
+            /* The Pid slot: OTP 25 decodes any term there (it no longer
+             * uses it) and keeps it, so it is decoded as the first of the
+             * fun's slots, in the word just before the free variables. */
+            info.pid = TERM_NIL;
+            NEED_VAR((size_t)info.num_free + 1, tag_off);
+            CAN_PUSH();
+            CHARGE(1 + 8 + (size_t)info.num_free);
             term_t *free_vars;
             HEAP_CALL(heap_make_fun(h, &info, &free_vars, dest));
-            if (info.num_free > 0)
-                PUSH(FRAME_SEQ, free_vars, info.num_free, NULL);
+            GD_ASSERT(free_vars - 1 == term_boxed_ptr(*dest) + 8); /* heap_make_fun's layout */
+            PUSH(FRAME_SEQ, free_vars - 1, (size_t)info.num_free + 1, NULL);
             break;
         }
 
@@ -1031,6 +1230,9 @@ static void dec_init(dec_t *d, heap_t *h, const etf_decode_opts_t *opts)
     d->max_decompressed = opts != NULL && opts->max_decompressed != 0
                               ? opts->max_decompressed
                               : ETF_MAX_DECOMPRESSED_DEFAULT;
+    size_t max_heap = opts != NULL && opts->max_heap != 0 ? opts->max_heap : ETF_MAX_HEAP_DEFAULT;
+    d->budget = max_heap / sizeof(term_t);
+    d->zi = NULL;
     d->err = 0;
     d->err_off = 0;
     d->stack = d->inline_stack;
@@ -1047,12 +1249,16 @@ static void dec_release(dec_t *d)
 }
 
 /*
- * COMPRESSED: buf[1] = 80, then Size:32 and a zlib stream.  Inflates exactly
- * Size bytes (refusing more, fewer, a Size above the cap or above what the
- * remaining input could inflate to) and decodes the term in them; trailing
- * bytes inside the inflated data are accepted as OTP 25 does.  Errors in
- * the envelope are reported at offset 1 (the 80).  *end = bytes of buf
- * consumed, up to the end of the zlib stream.
+ * COMPRESSED: buf[1] = 80, then Size:32 and a zlib stream.  The inflated
+ * bytes must number exactly Size (refusing more, fewer, a Size above the
+ * caps or above what the remaining input could inflate to); the term is
+ * decoded from them as they are inflated (see dec_inflate_t), the Size
+ * bytes charged to the heap budget up front.  Trailing bytes inside the
+ * inflated data are accepted as OTP 25 does.  Errors in the envelope are
+ * reported at offset 1 (the 80); errors are reported in the order the
+ * decoder meets them, so a term found malformed (or over budget) in the
+ * first bytes fails before a corrupt stream further on is noticed.
+ * *end = bytes of buf consumed, up to the end of the zlib stream.
  */
 static int decode_compressed(dec_t *d, const uint8_t *buf, size_t len, term_t *out, size_t *end)
 {
@@ -1064,45 +1270,37 @@ static int decode_compressed(dec_t *d, const uint8_t *buf, size_t len, term_t *o
         return fail_at(d, ETF_ETOO_LARGE, 1);
     if (size == 0 || size / DEC_MAX_INFLATE_RATIO > zlen)
         return fail_at(d, ETF_ECOMPRESSED, 1);
+    /* The inflated bytes count against the same budget as the heap. */
+    if (charge(d, (size + sizeof(term_t) - 1) / sizeof(term_t), 1) != GD_OK)
+        return d->err;
+    /* Pages of the buffer are touched only as the stream fills them. */
     uint8_t *plain = malloc(size);
     if (plain == NULL)
         return fail_at(d, ETF_ENOMEM, 1);
     int rc;
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    if (inflateInit(&zs) != Z_OK) {
+    dec_inflate_t zi;
+    memset(&zi, 0, sizeof zi);
+    if (inflateInit(&zi.zs) != Z_OK) {
         rc = fail_at(d, ETF_ENOMEM, 1);
         goto free_plain;
     }
-    /* zlib counts in uInt: feed the input in pieces of at most UINT_MAX. */
-    const uint8_t *in = buf + 6;
-    size_t in_left = zlen;
-    int zr;
-    zs.next_out = plain;
-    zs.avail_out = (uInt)size; /* size < 2^32: it came from a 32-bit field */
-    do {
-        uInt piece = in_left > UINT32_MAX ? UINT32_MAX : (uInt)in_left;
-        zs.next_in = (Bytef *)(uintptr_t)in;
-        zs.avail_in = piece;
-        zr = inflate(&zs, Z_FINISH);
-        size_t eaten = piece - zs.avail_in;
-        in += eaten;
-        in_left -= eaten;
-    } while (zr == Z_BUF_ERROR && zs.avail_out > 0 && in_left > 0 && zs.avail_in == 0);
-    size_t produced = size - zs.avail_out;
-    inflateEnd(&zs);
-    if (zr != Z_STREAM_END || produced != size) {
-        rc = fail_at(d, ETF_ECOMPRESSED, 1);
-        goto free_plain;
-    }
+    zi.in = buf + 6;
+    zi.in_left = zlen;
+    zi.in_len = zlen;
     d->buf = plain;
     d->len = size;
+    d->ready = 0;
+    d->zi = &zi;
     d->off_bias = 1;
     size_t term_end;
     rc = decode_term(d, 0, out, &term_end);
-    d->off_bias = 0;
     if (rc == GD_OK)
-        *end = len - in_left;
+        rc = finish_inflate(d);
+    d->off_bias = 0;
+    d->zi = NULL;
+    if (rc == GD_OK)
+        *end = 6 + (zi.in_len - zi.in_left - zi.zs.avail_in);
+    inflateEnd(&zi.zs);
 free_plain:
     free(plain);
     return rc;
@@ -1115,6 +1313,7 @@ static int decode_common(heap_t *h, const uint8_t *buf, size_t len, const etf_de
     dec_init(&d, h, opts);
     d.buf = buf;
     d.len = len;
+    d.ready = len;
     int rc;
     term_t t = TERM_NIL;
     size_t end = 0;

@@ -423,8 +423,8 @@ static int enc_export(enc_t *e, enc_out_t *w, term_t t, const bool write)
     return GD_OK;
 }
 
-/* Writes a fun up to its free variables; *size_at gets the offset of its
- * Size field, patched once the free variables are written. */
+/* Writes a fun up to its Pid slot; *size_at gets the offset of its Size
+ * field, patched once the Pid slot and the free variables are written. */
 static int enc_fun_head(enc_t *e, enc_out_t *w, term_t t, heap_fun_info_t *info, size_t *size_at,
                         const bool write)
 {
@@ -441,14 +441,11 @@ static int enc_fun_head(enc_t *e, enc_out_t *w, term_t t, heap_fun_info_t *info,
     int rc = enc_atom(e, w, info->module, write);
     if (rc != GD_OK)
         return rc;
-    if (!term_is_small(info->old_index) || !term_is_small(info->old_uniq) ||
-        !term_is_pid(info->pid))
+    if (!term_is_small(info->old_index) || !term_is_small(info->old_uniq))
         return ETF_EUNENCODABLE;
     rc = enc_small(e, w, info->old_index, write);
     if (rc == GD_OK)
         rc = enc_small(e, w, info->old_uniq, write);
-    if (rc == GD_OK)
-        rc = enc_pid(e, w, info->pid, write);
     return rc;
 }
 
@@ -768,13 +765,10 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, size_t *posp, const bool write)
                 heap_fun_info_t info;
                 size_t size_at;
                 COLD(enc_fun_head, t, &info, &size_at);
-                if (info.num_free == 0) {
-                    if (write)
-                        etf_put32(w.out + size_at, (uint32_t)(w.pos - size_at));
-                } else {
-                    PUSH(EF_FUN, term_fun_free(t), 0, info.num_free);
-                    f->aux = size_at;
-                }
+                /* The Pid slot (any term: OTP 25 decodes any, see
+                 * decode.c) is the word before the free variables. */
+                PUSH(EF_FUN, term_fun_free(t) - 1, 0, (size_t)info.num_free + 1);
+                f->aux = size_at;
                 break;
             }
             case HDR_MAP_FLAT:

@@ -61,6 +61,10 @@
 #define ETF_MAX_DEPTH_DEFAULT 100000
 /* Largest inflated size of a compressed term the decoder accepts (bytes). */
 #define ETF_MAX_DECOMPRESSED_DEFAULT ((size_t)1 << 30)
+/* Most memory one decode may build, in bytes: heap words of the term,
+ * off-heap binary bytes, map scratch, and a compressed term's inflated
+ * bytes all count against it. */
+#define ETF_MAX_HEAP_DEFAULT ((size_t)1 << 30)
 /* Largest STRING_EXT (elements). */
 #define ETF_STRING_EXT_MAX 65535
 /* Longest FLOAT_EXT text. */
@@ -93,6 +97,7 @@ enum {
     ETF_EUNENCODABLE = -122,   /* encode: the term cannot be expressed in ETF */
     ETF_ETYPE = -123,          /* a field has the wrong type (e.g. EXPORT arity) */
     ETF_EPARSE = -124,         /* text syntax error */
+    ETF_EHEAP_LIMIT = -125,    /* the decoded term would exceed max_heap */
 };
 
 /* Describes any code: ETF_E* or GD_E*. */
@@ -113,6 +118,12 @@ typedef struct etf_decode_opts {
     bool no_trailing;
     size_t max_depth;        /* 0 = ETF_MAX_DEPTH_DEFAULT */
     size_t max_decompressed; /* 0 = ETF_MAX_DECOMPRESSED_DEFAULT */
+    /* Bytes the decode may build (0 = ETF_MAX_HEAP_DEFAULT): every heap
+     * word, off-heap binary byte and inflated byte counts, charged before
+     * it is allocated, so a zip bomb (a few KB claiming a list of 10^9
+     * elements) fails with ETF_EHEAP_LIMIT at once instead of building
+     * it. */
+    size_t max_heap;
     /* Atoms of the current distribution header, for ATOM_CACHE_REF (82).
      * NULL: tag 82 is rejected with ETF_EATOM_CACHE. */
     const term_t *atom_cache_refs;

@@ -7,6 +7,7 @@
  * offset, with exit status 1; usage errors exit 2.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@ static void usage(FILE *out)
             "usage: girder term encode [--otp 25|26|27|28] [--compressed[=LEVEL]]\n"
             "                          [--deterministic] [--minor-version 0|1|2]\n"
             "                          [--hex] [--lines]\n"
-            "       girder term decode [--safe] [--hex] [--lines]\n"
+            "       girder term decode [--safe] [--max-heap BYTES] [--hex] [--lines]\n"
             "\n"
             "encode reads one Erlang term in text syntax on stdin (no variables; an\n"
             "optional final '.') and writes the bytes term_to_binary/2 produces on\n"
@@ -44,12 +45,15 @@ static void usage(FILE *out)
             "                      ETF as one hex line each (implies --hex)\n"
             "  --safe              decode: refuse to create atoms (binary_to_term\n"
             "                      [safe])\n"
+            "  --max-heap BYTES    decode: most memory one term may build (its heap\n"
+            "                      words, binaries, and a compressed term's inflated\n"
+            "                      bytes); larger terms fail at once (default %zu)\n"
             "\n"
             "Pids, ports and references of other nodes print as\n"
             "<'node@host'.Id.Serial.Creation>, #Port<'node@host'.Id.Creation> and\n"
             "#Ref<'node@host'.W2.W1.W0.Creation>, which encode reads back; those of\n"
             "'nonode@nohost' with creation 0 print as OTP's local <0.Id.Serial>.\n",
-            TERM_COMPRESS_DEFAULT_LEVEL);
+            TERM_COMPRESS_DEFAULT_LEVEL, ETF_MAX_HEAP_DEFAULT);
 }
 
 /* Reads all of stdin into a malloc'ed buffer; false on a read error. */
@@ -191,7 +195,7 @@ free_heap:
  * appends its text and a newline to *out.  Returns 0, or 1 after printing
  * the error (prefixed by `where`).
  */
-static int decode_bytes(const uint8_t *data, size_t len, bool safe, etf_buf_t *out,
+static int decode_bytes(const uint8_t *data, size_t len, bool safe, size_t max_heap, etf_buf_t *out,
                         const char *where)
 {
     heap_t h;
@@ -200,7 +204,7 @@ static int decode_bytes(const uint8_t *data, size_t len, bool safe, etf_buf_t *o
         return 1;
     }
     int status = 1;
-    etf_decode_opts_t opts = {.safe = safe, .no_trailing = true};
+    etf_decode_opts_t opts = {.safe = safe, .no_trailing = true, .max_heap = max_heap};
     term_t t;
     size_t used;
     etf_error_t err;
@@ -265,6 +269,7 @@ typedef struct term_args {
     bool hex;
     bool lines;
     bool safe;
+    size_t max_heap; /* decode: 0 = ETF_MAX_HEAP_DEFAULT */
     etf_encode_opts_t opts;
 } term_args_t;
 
@@ -289,7 +294,7 @@ static int convert(const term_args_t *a, uint8_t *in, size_t len, etf_buf_t *out
         fprintf(stderr, "girder: term decode: %sbad hex digit at offset %zu\n", where, bad);
         return 1;
     }
-    return decode_bytes(in, len, a->safe, out, where);
+    return decode_bytes(in, len, a->safe, a->max_heap, out, where);
 }
 
 static int run(const term_args_t *a)
@@ -367,6 +372,12 @@ int gd_cmd_term(int argc, char **argv)
             a.hex = true;
         } else if (!a.encode && strcmp(arg, "--safe") == 0) {
             a.safe = true;
+        } else if (!a.encode &&
+                   (strcmp(arg, "--max-heap") == 0 || strncmp(arg, "--max-heap=", 11) == 0)) {
+            const char *val = arg[10] == '=' ? arg + 11 : (i + 1 < argc ? argv[++i] : "");
+            if (!parse_int_arg(val, 1, LONG_MAX, &v))
+                return usage_error("bad --max-heap '%s' (a number of bytes, 1 or more)", val);
+            a.max_heap = (size_t)v;
         } else if (a.encode && strcmp(arg, "--deterministic") == 0) {
             a.opts.deterministic = true;
         } else if (a.encode && strcmp(arg, "--compressed") == 0) {

@@ -6,6 +6,8 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <zlib.h>
 
 #include "codec_util.h"
@@ -136,6 +138,13 @@ static void test_float_ext_text(void)
         {"1.8e308", false, 0},
         {"0x10", false, 0},
         {"1.0e99999999999999999999", false, 0},
+        /* ',' is a radix point too (erl: 1.5, -0.015) */
+        {"1,5", true, 1.5},
+        {"-1,5E-2", true, -0.015},
+        {"1,5e", false, 0},
+        {"1,,5", false, 0},
+        {"1.5,", false, 0},
+        {"1.5e-310", true, 1.5e-310},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t b[2 + ETF_FLOAT_EXT_LEN];
@@ -159,6 +168,29 @@ static void test_float_ext_text(void)
     term_t t;
     CU_ASSERT(etf_decode(&cu_heap, b, sizeof b, NULL, &t, NULL, NULL) == GD_OK &&
               term_float_value(t) == 1.5);
+    /*
+     * 31 bytes without a NUL: OTP's scan runs on into the bytes after the
+     * field, the term still ending 31 bytes on (erl: "1." + 29 zeros alone
+     * is badarg; followed by "e5\0" it is 100000.0, by "5\0" or "\0" 1.0, by
+     * "x\0" badarg).  At the input's end girder fails where OTP reads past
+     * the binary.
+     */
+    uint8_t run[2 + ETF_FLOAT_EXT_LEN + 3] = {131, 99, '1', '.'};
+    memset(run + 4, '0', ETF_FLOAT_EXT_LEN - 2);
+    size_t used = 0;
+    CU_ASSERT(cu_decode_fails(run, 2 + ETF_FLOAT_EXT_LEN, NULL, ETF_EFLOAT, 1));
+    memcpy(run + 2 + ETF_FLOAT_EXT_LEN, "e5", 3);
+    CU_ASSERT(etf_decode(&cu_heap, run, sizeof run, NULL, &t, &used, NULL) == GD_OK &&
+              term_float_value(t) == 1e5 && used == 2 + ETF_FLOAT_EXT_LEN);
+    memcpy(run + 2 + ETF_FLOAT_EXT_LEN, "5", 2);
+    CU_ASSERT(etf_decode(&cu_heap, run, sizeof run - 1, NULL, &t, NULL, NULL) == GD_OK &&
+              term_float_value(t) == 1.0);
+    CU_ASSERT(etf_decode(&cu_heap, run, sizeof run - 2, NULL, &t, NULL, NULL) == ETF_EFLOAT);
+    memcpy(run + 2 + ETF_FLOAT_EXT_LEN, "x", 2);
+    CU_ASSERT(etf_decode(&cu_heap, run, sizeof run - 1, NULL, &t, NULL, NULL) == ETF_EFLOAT);
+    run[2 + ETF_FLOAT_EXT_LEN] = 0;
+    CU_ASSERT(etf_decode(&cu_heap, run, 3 + ETF_FLOAT_EXT_LEN, NULL, &t, NULL, NULL) == GD_OK &&
+              term_float_value(t) == 1.0);
     cu_teardown();
 }
 
@@ -472,6 +504,58 @@ static void test_funs_exports(void)
     cu_teardown();
 }
 
+/*
+ * NEW_FUN_EXT's Pid slot holding [] (issue 12's reproducer, from OTP 25's
+ * differential run): binary_to_term/1 accepts it (fun_info(F, pid) is []),
+ * girder keeps the term and writes it back, so OTP 26's form of the same
+ * fun (SMALL_ATOM_UTF8_EXT module) re-encodes to the identical bytes; a
+ * nested term in the slot round-trips too.
+ */
+static void test_fun_any_creator(void)
+{
+    cu_setup();
+    static const uint8_t repro[] = {
+        0x83, 0x70, 0x00, 0x00, 0x00, 0x4c, 0x00, 0x20, 0x59, 0xb3, 0x82, 0x2d, 0x2f,
+        0xab, 0xe4, 0x85, 0xc3, 0xbe, 0x84, 0x95, 0x38, 0x0a, 0x01, 0x00, 0x00, 0x00,
+        0x14, 0x00, 0x00, 0x00, 0x00, 0x77, 0x0a, 0x67, 0x65, 0x6e, 0x5f, 0x63, 0x6f,
+        0x72, 0x70, 0x75, 0x73, 0x61, 0x14, 0x62, 0x01, 0x02, 0xcd, 0x9c, 0x6a};
+    term_t t = dec(repro, sizeof repro);
+    CU_ASSERT_FATAL(term_is_fun(t));
+    heap_fun_info_t fi;
+    heap_fun_info(t, &fi);
+    CU_ASSERT(fi.pid == TERM_NIL && fi.index == 20 && fi.num_free == 0);
+    etf_encode_opts_t eo;
+    etf_encode_opts_init(&eo);
+    eo.otp_release = 26;
+    etf_buf_t out = {0};
+    CU_ASSERT_FATAL(etf_encode(t, &eo, &out) == GD_OK);
+    /* The mutated input's Size (76) is a lie OTP does not check; the
+     * re-encoding has the true one, 49 bytes from the Size field on. */
+    uint8_t canonical[sizeof repro];
+    memcpy(canonical, repro, sizeof repro);
+    canonical[5] = sizeof repro - 2;
+    CU_ASSERT(out.len == sizeof repro && memcmp(out.data, canonical, sizeof repro) == 0);
+    /* {[], [1]} in the slot, then one free variable (the atom a) */
+    uint8_t nested[sizeof repro + 16];
+    memcpy(nested, repro, sizeof repro - 1);
+    nested[30] = 1; /* NumFree */
+    static const uint8_t tail[] = {0x68, 0x02, 0x6a, 0x6b, 0x00, 0x01, 0x01, 0x77, 0x01, 0x61};
+    memcpy(nested + sizeof repro - 1, tail, sizeof tail);
+    size_t n = sizeof repro - 1 + sizeof tail;
+    nested[5] = (uint8_t)(n - 2); /* Size: from the Size field to the end */
+    t = dec(nested, n);
+    CU_ASSERT_FATAL(term_is_fun(t));
+    heap_fun_info(t, &fi);
+    CU_ASSERT(term_is_tuple(fi.pid) && fi.num_free == 1 && term_fun_free(t)[0] == heap_atom("a"));
+    out.len = 0;
+    CU_ASSERT_FATAL(etf_encode(t, &eo, &out) == GD_OK);
+    CU_ASSERT(out.len == n && memcmp(out.data, nested, n) == 0);
+    size_t size = 0;
+    CU_ASSERT(etf_encoded_size(t, &eo, &size) == GD_OK && size == n - 1);
+    etf_buf_free(&out);
+    cu_teardown();
+}
+
 /* NEW_FUN_EXT fields as OTP 25 checks them. */
 static void test_fun_fields(void)
 {
@@ -534,7 +618,8 @@ static void test_fun_fields(void)
             CU_ASSERT(fi.num_free == cases[c].num_free);
         }
     }
-    /* the creator must be a pid: old PID_EXT is fine, an atom is not */
+    /* The creator slot: old PID_EXT is fine, and so is any other term
+     * (OTP 25 decodes and keeps whatever is there), kept as it is. */
     uint8_t head[] = {131, 112, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   0, 0, 0,   0,  0, 0,  0, 0,
                       0,   0,   0, 0, 0, 0, 0, 0, 0, 0, 0, 100, 0, 1, 'm', 97, 0, 97, 0};
     memcpy(b, head, sizeof head);
@@ -542,7 +627,14 @@ static void test_fun_fields(void)
     term_t t;
     CU_ASSERT(etf_decode(&cu_heap, b, sizeof head + 14, NULL, &t, NULL, NULL) == GD_OK);
     memcpy(b + sizeof head, (const uint8_t[]){100, 0, 1, 'a'}, 4);
-    CU_ASSERT(cu_decode_fails(b, sizeof head + 4, NULL, ETF_EFUN, sizeof head));
+    CU_ASSERT(etf_decode(&cu_heap, b, sizeof head + 4, NULL, &t, NULL, NULL) == GD_OK);
+    heap_fun_info_t slot;
+    heap_fun_info(t, &slot);
+    CU_ASSERT(slot.pid == heap_atom("a"));
+    /* the slot is a term like any other: missing or malformed there fails */
+    CU_ASSERT(cu_decode_fails(b, sizeof head, NULL, ETF_ETOO_LARGE, 1));
+    b[sizeof head] = 0;
+    CU_ASSERT(cu_decode_fails(b, sizeof head + 4, NULL, ETF_EUNKNOWN_TAG, sizeof head));
     /* the Size field is not checked (OTP 25 ignores it): 0 and a lie are accepted */
     uint8_t lie[sizeof FUN_BYTES];
     memcpy(lie, FUN_BYTES, sizeof lie);
@@ -642,9 +734,15 @@ static void test_compressed_errors(void)
     /* D10: claims more than it inflates to */
     n = make_compressed(buf, sizeof buf, (uint32_t)bl + 1, body, bl);
     CU_ASSERT(cu_decode_fails(buf, n, NULL, ETF_ECOMPRESSED, 1));
-    /* D9: claims less than it inflates to (stops at the claim) */
-    n = make_compressed(buf, sizeof buf, 100, body, bl);
+    /* D9: claims less than it inflates to: the term inside the claim
+     * decodes, the stream going on past it is refused ... */
+    uint8_t small_int[100] = {97, 7};
+    n = make_compressed(buf, sizeof buf, 2, small_int, sizeof small_int);
     CU_ASSERT(cu_decode_fails(buf, n, NULL, ETF_ECOMPRESSED, 1));
+    /* ... and a term claiming more than the claim fails as it is met
+     * (inflating stops there), the tuple of 999 in 100 bytes */
+    n = make_compressed(buf, sizeof buf, 100, body, bl);
+    CU_ASSERT(cu_decode_fails(buf, n, NULL, ETF_ETOO_LARGE, 1));
     /* size 0 */
     n = make_compressed(buf, sizeof buf, 0, body, 0);
     CU_ASSERT(cu_decode_fails(buf, n, NULL, ETF_ECOMPRESSED, 1));
@@ -690,6 +788,145 @@ static void test_compressed_errors(void)
     CU_ASSERT(cu_decode_fails(bomb, n, NULL, ETF_ECOMPRESSED, 1));
     free(zeros);
     free(bomb);
+    cu_teardown();
+}
+
+/* Deflates in[0..n) onto *out with `flush`; false on a zlib error. */
+static bool deflate_piece(z_stream *zs, const uint8_t *in, size_t n, int flush, etf_buf_t *out)
+{
+    zs->next_in = (Bytef *)(uintptr_t)in;
+    zs->avail_in = (uInt)n;
+    do {
+        if (etf_buf_reserve(out, 1 << 16) != GD_OK)
+            return false;
+        zs->next_out = out->data + out->len;
+        zs->avail_out = 1 << 16;
+        int zr = deflate(zs, flush);
+        out->len += (1 << 16) - zs->avail_out;
+        if (zr == Z_STREAM_ERROR)
+            return false;
+    } while (zs->avail_out == 0 || zs->avail_in != 0);
+    return true;
+}
+
+/*
+ * Issue 12's zip bomb: 131 80 Size + zlib of LIST_EXT with 10^9 NILs (1 GB
+ * inflated) in about 1.6 MB.  Deflating 1 GB here would take seconds, so
+ * the stream is assembled: after Z_FULL_FLUSH deflate's output for a chunk
+ * depends on that chunk alone, so the output for 64 KiB of NILs is repeated
+ * and the Adler-32 trailer recomputed for the whole.  The result is a valid
+ * stream (inflating it all gives the 1 GB).
+ */
+static bool make_list_bomb(etf_buf_t *out, uint32_t *declared)
+{
+    const uint64_t nils = 1000000000ull + 1; /* the elements and the tail */
+    const size_t chunk = 1 << 16;
+    uint8_t hdr[5] = {ETF_LIST_EXT, 0x3B, 0x9A, 0xCA, 0x00}; /* 10^9 */
+    uint8_t *js = malloc(chunk);
+    if (js == NULL)
+        return false;
+    memset(js, ETF_NIL_EXT, chunk);
+    uint64_t reps = nils / chunk, rest = nils % chunk;
+    etf_buf_t a = {0}, b = {0}, c = {0};
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    bool ok = deflateInit(&zs, 9) == Z_OK;
+    ok = ok && deflate_piece(&zs, hdr, sizeof hdr, Z_FULL_FLUSH, &a) &&
+         deflate_piece(&zs, js, chunk, Z_FULL_FLUSH, &b) &&
+         deflate_piece(&zs, js, (size_t)rest, Z_FINISH, &c);
+    deflateEnd(&zs);
+    uLong adler = adler32(adler32(0, NULL, 0), hdr, sizeof hdr);
+    uLong chunk_adler = adler32(adler32(0, NULL, 0), js, (uInt)chunk);
+    for (uint64_t i = 0; i < reps; i++)
+        adler = adler32_combine(adler, chunk_adler, (z_off_t)chunk);
+    adler = adler32_combine(adler, adler32(adler32(0, NULL, 0), js, (uInt)rest), (z_off_t)rest);
+    size_t total = 6 + a.len + (size_t)reps * b.len + c.len;
+    ok = ok && c.len >= 4 && etf_buf_reserve(out, total) == GD_OK;
+    if (ok) {
+        uint64_t size = sizeof hdr + nils;
+        uint8_t env[6] = {ETF_VERSION_MAGIC,     ETF_COMPRESSED,       (uint8_t)(size >> 24),
+                          (uint8_t)(size >> 16), (uint8_t)(size >> 8), (uint8_t)size};
+        *declared = (uint32_t)size;
+        memcpy(out->data, env, 6);
+        out->len = 6;
+        memcpy(out->data + out->len, a.data, a.len);
+        out->len += a.len;
+        for (uint64_t i = 0; i < reps; i++, out->len += b.len)
+            memcpy(out->data + out->len, b.data, b.len);
+        memcpy(out->data + out->len, c.data, c.len);
+        out->len += c.len;
+        for (int i = 0; i < 4; i++) /* the trailer: big-endian Adler-32 */
+            out->data[out->len - 4 + i] = (uint8_t)(adler >> (24 - 8 * i));
+    }
+    etf_buf_free(&a);
+    etf_buf_free(&b);
+    etf_buf_free(&c);
+    free(js);
+    return ok;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long max_rss_kib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/*
+ * The bomb fails with ETF_EHEAP_LIMIT at once: the LIST_EXT header in the
+ * first inflated bytes claims 2 * 10^9 heap words, beyond the 1 GiB
+ * default budget, so the rest of the stream is never inflated.  Before the
+ * budget it ran two minutes and peaked at 18 GB.  Bounded growth is
+ * checked on the heap (words used) and on the process's peak RSS.
+ */
+static void test_zip_bomb_budget(void)
+{
+    cu_setup();
+    etf_buf_t bomb = {0};
+    uint32_t declared = 0;
+    CU_ASSERT_FATAL(make_list_bomb(&bomb, &declared));
+    CU_ASSERT(declared == 1000000006u);
+    CU_ASSERT(bomb.len > 900000 && bomb.len < (size_t)4 << 20);
+    size_t words_before = heap_used_words(&cu_heap);
+    long rss_before = max_rss_kib();
+    double t0 = now_seconds();
+    term_t t;
+    etf_error_t err;
+    int rc = etf_decode(&cu_heap, bomb.data, bomb.len, NULL, &t, NULL, &err);
+    double took = now_seconds() - t0;
+    CU_ASSERT(rc == ETF_EHEAP_LIMIT && err.code == ETF_EHEAP_LIMIT && err.offset == 1);
+    CU_ASSERT(took < 0.5);
+    CU_ASSERT(heap_used_words(&cu_heap) - words_before < 4096);
+    CU_ASSERT(max_rss_kib() - rss_before < 64 * 1024);
+    if (rc != ETF_EHEAP_LIMIT || took >= 0.5)
+        fprintf(stderr, "\nzip bomb: rc=%d in %.3f s, peak RSS +%ld KiB\n", rc, took,
+                max_rss_kib() - rss_before);
+    /* A budget below the declared inflated size refuses it before inflating. */
+    etf_decode_opts_t o = {0};
+    o.max_heap = (size_t)declared - 1;
+    CU_ASSERT(cu_decode_fails(bomb.data, bomb.len, &o, ETF_EHEAP_LIMIT, 1));
+    etf_buf_free(&bomb);
+
+    /* The budget is the caller's: [1,2,...] of 1000 elements needs 2000
+     * heap words (16000 bytes) and fits 16000 bytes but not one word less. */
+    uint8_t list[6 + 2 * 1000 + 1] = {ETF_VERSION_MAGIC, ETF_LIST_EXT, 0, 0, 0x03, 0xE8};
+    size_t n = 6;
+    for (int i = 0; i < 1000; i++) {
+        list[n++] = ETF_SMALL_INTEGER_EXT;
+        list[n++] = (uint8_t)i;
+    }
+    list[n++] = ETF_NIL_EXT;
+    o.max_heap = 16000;
+    CU_ASSERT(etf_decode(&cu_heap, list, n, &o, &t, NULL, NULL) == GD_OK);
+    o.max_heap = 16000 - 8;
+    CU_ASSERT(cu_decode_fails(list, n, &o, ETF_EHEAP_LIMIT, 1));
     cu_teardown();
 }
 
@@ -923,7 +1160,7 @@ static void test_bad_inputs_d16_d19(void)
     /* NEW_FUN_EXT: too many free variables for the bytes left, truncated header */
     uint8_t fun[sizeof FUN_BYTES];
     memcpy(fun, FUN_BYTES, sizeof fun);
-    fun[30] = 3; /* NumFree = 3 with no free variables following */
+    fun[30] = 200; /* NumFree = 200 with no free variables following */
     CU_ASSERT(cu_decode_fails(fun, sizeof fun, NULL, ETF_ETOO_LARGE, 1));
     CU_ASSERT(cu_decode_fails(FUN_BYTES, 20, NULL, ETF_ETRUNCATED, 1));
     cu_teardown();
@@ -1049,6 +1286,8 @@ static const gd_test_case_t gd_tests[] = {
     {"pids_ports_refs", test_pids_ports_refs},
     {"funs_exports", test_funs_exports},
     {"fun_fields", test_fun_fields},
+    {"fun_any_creator", test_fun_any_creator},
+    {"zip_bomb_budget", test_zip_bomb_budget},
     {"trailing_and_used", test_trailing_and_used},
     {"compressed", test_compressed},
     {"compressed_errors", test_compressed_errors},
