@@ -12,6 +12,32 @@
  *
  * Encoding produces exactly what `term_to_binary/1,2` produces on a chosen
  * OTP release (25 by default; 26+ differs in atom encoding).
+ *
+ * Decoding accepts what OTP 25's `binary_to_term/1,2` accepts, with these
+ * deliberate deviations, each refusing input OTP would take:
+ *   - Trailing bytes.  binary_to_term/1 ignores bytes after the term and
+ *     binary_to_term(B, [used]) reports how many it read.  etf_decode does
+ *     both by default (*used is the bytes consumed); opts->no_trailing
+ *     refuses them (ETF_ETRAILING), as `girder term decode` does.
+ *   - Nesting deeper than opts->max_depth (ETF_MAX_DEPTH_DEFAULT, 100,000):
+ *     ETF_EDEPTH.  OTP has no cap; girder's printer, encoder, text parser
+ *     and copier share this one, so a term that decodes can be printed,
+ *     re-encoded and parsed back.
+ *   - More memory than opts->max_heap (ETF_MAX_HEAP_DEFAULT, 1 GiB):
+ *     ETF_EHEAP_LIMIT.  OTP builds whatever the input describes.
+ *   - EXPORT_EXT with an arity above 255: ETF_EEXPORT.  OTP accepts any
+ *     non-negative small; no function has more than 255 arguments, and
+ *     girder's export keeps the arity in a byte.
+ *   - Tags 73 and 75 (ATOM_INTERNAL_REF2/3): ETF_EUNKNOWN_TAG.  OTP uses
+ *     them only between its own processes to name an atom by its index in
+ *     the local atom table; accepting them from outside would decode atoms
+ *     by table position.
+ *   - FLOAT_EXT text with no NUL before the end of the input: ETF_EFLOAT.
+ *     OTP reads the text up to a NUL wherever it is, past the end of the
+ *     binary if need be.
+ * Pids, ports and references naming the local node with numbers outside
+ * the local ranges are kept as external identifiers for now (node
+ * identity belongs to the runtime).
  */
 #ifndef GIRDER_ETF_H
 #define GIRDER_ETF_H

@@ -556,6 +556,35 @@ static void test_fun_any_creator(void)
     cu_teardown();
 }
 
+/* The deviations from binary_to_term that etf.h documents, one by one. */
+static void test_documented_deviations(void)
+{
+    cu_setup();
+    /* trailing bytes: accepted with *used (binary_to_term/1 and [used]) */
+    static const uint8_t two[] = {131, 97, 1, 97, 2};
+    term_t t;
+    size_t used = 0;
+    CU_ASSERT(etf_decode(&cu_heap, two, sizeof two, NULL, &t, &used, NULL) == GD_OK &&
+              t == SMALL(1) && used == 3);
+    etf_decode_opts_t o = {0};
+    o.no_trailing = true;
+    CU_ASSERT(cu_decode_fails(two, sizeof two, &o, ETF_ETRAILING, 3));
+    /* OTP's internal atom-index tags are unknown here */
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 73, 0, 0, 0, 1), NULL, ETF_EUNKNOWN_TAG, 1);
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 75, 0, 0, 0, 1), NULL, ETF_EUNKNOWN_TAG, 1);
+    /* EXPORT_EXT arity 255 is the most (OTP takes 256) */
+    t = DEC(131, 113, 100, 0, 1, 109, 100, 0, 1, 102, 97, 255);
+    CU_ASSERT(term_is_export(t) && term_boxed_ptr(t)[3] == SMALL(255));
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 113, 100, 0, 1, 109, 100, 0, 1, 102, 98, 0, 0, 1, 0), NULL,
+                           ETF_EEXPORT, 1);
+    /* nesting beyond max_depth */
+    o = (etf_decode_opts_t){.max_depth = 2};
+    CU_ASSERT(etf_decode(&cu_heap, (const uint8_t[]){131, 104, 1, 104, 1, 106}, 6, &o, &t, NULL,
+                         NULL) == GD_OK);
+    CU_ASSERT_DECODE_FAILS(BYTES(131, 104, 1, 104, 1, 104, 1, 106), &o, ETF_EDEPTH, 5);
+    cu_teardown();
+}
+
 /* NEW_FUN_EXT fields as OTP 25 checks them. */
 static void test_fun_fields(void)
 {
@@ -1287,6 +1316,7 @@ static const gd_test_case_t gd_tests[] = {
     {"funs_exports", test_funs_exports},
     {"fun_fields", test_fun_fields},
     {"fun_any_creator", test_fun_any_creator},
+    {"documented_deviations", test_documented_deviations},
     {"zip_bomb_budget", test_zip_bomb_budget},
     {"trailing_and_used", test_trailing_and_used},
     {"compressed", test_compressed},
