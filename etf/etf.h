@@ -83,7 +83,8 @@
 #define ETF_LOCAL_EXT 121
 
 /* ---- limits ---- */
-/* Deepest nesting the decoder, encoder and printer accept. */
+/* Deepest nesting the decoder, encoder and text parser accept (one level
+ * per non-empty tuple, list or map; the printer takes any depth). */
 #define ETF_MAX_DEPTH_DEFAULT 100000
 /* Largest inflated size of a compressed term the decoder accepts (bytes). */
 #define ETF_MAX_DECOMPRESSED_DEFAULT ((size_t)1 << 30)

@@ -36,8 +36,10 @@
 #include "etf.h"
 #include "internal.h"
 
-/* Deepest nesting of lists, tuples and maps accepted. */
-#define TEXT_MAX_DEPTH ((size_t)1 << 20)
+/* Deepest nesting of lists, tuples and maps accepted: the codec's, so the
+ * text parser never builds a term that etf_encode would refuse (see
+ * check_codec_depth for the one case brackets undercount). */
+#define TEXT_MAX_DEPTH ETF_MAX_DEPTH_DEFAULT
 /* Longest integer literal in a base that is not a power of two (digits). */
 #define TEXT_INT_MAX_DIGITS 400000u
 /* Longest float literal (characters). */
@@ -106,6 +108,7 @@ typedef struct parser {
     /* Containers being built. */
     frame_t *frames;
     size_t depth, frames_cap;
+    size_t deepest_off; /* where depth first reached TEXT_MAX_DEPTH (0: never) */
     term_t *vals;
     size_t nvals, vals_cap;
 
@@ -1390,10 +1393,18 @@ static int parse_binary(parser_t *p, term_t *out)
 /* ------------------------------------------------------------------------ */
 /* Containers.                                                              */
 
+/* Fails a container nested one level deeper than the codec allows, at its
+ * opening bracket.  An empty container there is fine ({} and [] are
+ * leaves to the codec): only putting something in it fails. */
+static int fail_depth(parser_t *p)
+{
+    return fail(p, ETF_EDEPTH, p->frames[p->depth - 1].offset);
+}
+
 static int push_frame(parser_t *p, enum frame_kind kind)
 {
-    if (p->depth >= TEXT_MAX_DEPTH)
-        return fail(p, ETF_EDEPTH, p->tok_off);
+    if (p->depth > TEXT_MAX_DEPTH)
+        return fail_depth(p);
     if (grow((void **)&p->frames, &p->frames_cap, p->depth + 1, sizeof *p->frames) != GD_OK)
         return fail(p, ETF_ENOMEM, p->tok_off);
     p->frames[p->depth++] = (frame_t){.kind = kind, .base = p->nvals, .offset = p->tok_off};
@@ -1402,6 +1413,10 @@ static int push_frame(parser_t *p, enum frame_kind kind)
 
 static int push_value(parser_t *p, term_t t)
 {
+    if (p->depth > TEXT_MAX_DEPTH)
+        return fail_depth(p);
+    if (p->depth == TEXT_MAX_DEPTH && p->deepest_off == 0)
+        p->deepest_off = p->frames[p->depth - 1].offset + 1;
     if (grow((void **)&p->vals, &p->vals_cap, p->nvals + 1, sizeof *p->vals) != GD_OK)
         return fail(p, ETF_ENOMEM, p->tok_off);
     p->vals[p->nvals++] = t;
@@ -1639,6 +1654,29 @@ static int parse_term(parser_t *p, term_t *out)
  * before a failure stay there as garbage; no term escapes.  Work is linear
  * in len apart from integer conversion (capped as above).
  */
+/*
+ * Brackets count the codec's nesting (etf.h: ETF_MAX_DEPTH_DEFAULT, one
+ * level per non-empty tuple, list or map) exactly but for one case: a
+ * string leaf that encodes as LIST_EXT (longer than 65535 or beyond
+ * Latin-1) is one level more than its quotes show.  So a term whose
+ * brackets reached the cap is measured as the encoder measures it, and
+ * refused if the codec would refuse it.  (The other way, "[a|[b|[c]]]"
+ * counts three brackets for one level; such text nested 100,000 deep is
+ * refused though its term would encode.)
+ */
+static int check_codec_depth(parser_t *p, term_t t)
+{
+    if (p->deepest_off == 0)
+        return GD_OK;
+    etf_encode_opts_t o;
+    etf_encode_opts_init(&o);
+    size_t size;
+    int rc = etf_encoded_size(t, &o, &size);
+    if (rc == ETF_EDEPTH)
+        return fail(p, ETF_EDEPTH, p->deepest_off - 1);
+    return rc == ETF_ENOMEM ? fail(p, ETF_ENOMEM, p->deepest_off - 1) : GD_OK;
+}
+
 int etf_parse(heap_t *h, const char *text, size_t len, term_t *out, etf_error_t *err)
 {
     parser_t p = {.h = h, .s = (const uint8_t *)text, .len = len, .err = err};
@@ -1654,6 +1692,8 @@ int etf_parse(heap_t *h, const char *text, size_t len, term_t *out, etf_error_t 
         rc = next_token(&p);
     if (rc == GD_OK && p.tok != T_EOF)
         rc = fail(&p, ETF_EPARSE, p.tok_off);
+    if (rc == GD_OK)
+        rc = check_codec_depth(&p, value);
     if (rc == GD_OK)
         *out = value;
     free(p.mag);

@@ -714,14 +714,39 @@ static void test_errors(void)
     CU_ASSERT_EQUAL(parse_str(hex, &t, &err), GD_OK);
     free(hex);
 
-    /* Nesting beyond the cap (2^20) fails cleanly. */
-    size_t depth = ((size_t)1 << 20) + 1;
-    char *deep = malloc(depth + 1);
+    /* Nesting: the codec's cap (ETF_MAX_DEPTH_DEFAULT) is the parser's.
+     * {{...{1}...}} at the cap parses and encodes; one level more fails
+     * at the bracket that passed it; so does the cap plus a string that
+     * encodes as LIST_EXT (one level more than its quotes show). */
+    size_t cap = ETF_MAX_DEPTH_DEFAULT;
+    char *deep = malloc(2 * cap + 16);
     CU_ASSERT_PTR_NOT_NULL_FATAL(deep);
-    memset(deep, '[', depth);
-    deep[depth] = '\0';
+    memset(deep, '{', cap);
+    memcpy(deep + cap, "1", 1);
+    memset(deep + cap + 1, '}', cap);
+    deep[2 * cap + 1] = '\0';
+    CU_ASSERT_EQUAL_FATAL(parse_str(deep, &t, &err), GD_OK);
+    etf_buf_t enc = {0};
+    etf_encode_opts_t eo;
+    etf_encode_opts_init(&eo);
+    CU_ASSERT_EQUAL(etf_encode(t, &eo, &enc), GD_OK);
+    etf_buf_free(&enc);
+    memset(deep, '{', cap + 1);
+    memcpy(deep + cap + 1, "1", 1);
+    memset(deep + cap + 2, '}', cap + 1);
+    deep[2 * cap + 3] = '\0';
     CU_ASSERT_EQUAL(parse_str(deep, &t, &err), ETF_EDEPTH);
-    CU_ASSERT_EQUAL(err.offset, depth - 1);
+    CU_ASSERT_EQUAL(err.offset, cap);
+    memset(deep, '{', cap);
+    memcpy(deep + cap, "\"\xc4\x80\"", 4); /* "\x{100}": LIST_EXT */
+    memset(deep + cap + 4, '}', cap);
+    deep[2 * cap + 4] = '\0';
+    CU_ASSERT_EQUAL(parse_str(deep, &t, &err), ETF_EDEPTH);
+    CU_ASSERT_EQUAL(err.offset, cap - 1);
+    memcpy(deep + cap - 1, "\"\xc4\x80\"", 4); /* one tuple less: fine */
+    memset(deep + cap + 3, '}', cap - 1);
+    deep[2 * cap + 2] = '\0';
+    CU_ASSERT_EQUAL(parse_str(deep, &t, &err), GD_OK);
     free(deep);
 
     /* The binary budget (2^27 bits plus 64 per input byte) is per parse. */
@@ -733,9 +758,9 @@ static void test_errors(void)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Deep nesting: a million levels, no C recursion in either direction.      */
+/* Deep nesting: the codec's cap, no C recursion in either direction.       */
 
-#define DEEP 1000000
+#define DEEP ETF_MAX_DEPTH_DEFAULT
 
 static void check_deep(term_t t, size_t expect_len)
 {
@@ -787,6 +812,25 @@ static void test_deep_nesting(void)
     for (size_t i = 0; i < DEEP; i++)
         CU_ASSERT_FATAL(heap_cons(&heap, term_make_small(1), t, &t) == GD_OK);
     check_deep(t, 2 * DEEP + 3);
+    heap_destroy(&heap);
+    heap_setup();
+    /* A million levels print (the printer has no cap) and are refused by
+     * the parser as by the codec, at the bracket one past the cap. */
+    t = term_make_small(1);
+    for (size_t i = 0; i < 10 * (size_t)DEEP; i++)
+        CU_ASSERT_FATAL(heap_cons(&heap, t, TERM_NIL, &t) == GD_OK);
+    etf_buf_t b = {0};
+    CU_ASSERT_FATAL(etf_print(t, &b) == GD_OK);
+    term_t back;
+    etf_error_t err;
+    CU_ASSERT(etf_parse(&heap, (const char *)b.data, b.len, &back, &err) == ETF_EDEPTH &&
+              err.offset == DEEP);
+    etf_buf_t enc = {0};
+    etf_encode_opts_t eo;
+    etf_encode_opts_init(&eo);
+    CU_ASSERT(etf_encode(t, &eo, &enc) == ETF_EDEPTH);
+    etf_buf_free(&enc);
+    etf_buf_free(&b);
     heap_destroy(&heap);
 }
 
