@@ -357,18 +357,8 @@ static inline int resolve_atom(dec_t *d, const uint8_t *p, size_t n, bool latin1
     char utf8[2 * HEAP_ATOM_MAX_CHARS];
     if (latin1 && GD_UNLIKELY(bits & 0x8080808080808080u)) {
         /* Latin-1 beyond ASCII: the atom's text is its UTF-8 form. */
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++) {
-            uint8_t c = p[i];
-            if (c < 0x80) {
-                utf8[m++] = (char)c;
-            } else {
-                utf8[m++] = (char)(0xC0 | (c >> 6));
-                utf8[m++] = (char)(0x80 | (c & 0x3F));
-            }
-        }
+        n = heap_utf8_from_latin1(p, n, (uint8_t *)utf8);
         p = (const uint8_t *)utf8;
-        n = m;
         slot = atom_cache_slot(p, n, &bits);
     }
     dec_atom_entry_t *e = &atom_cache[slot];

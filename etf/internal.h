@@ -1,6 +1,6 @@
 /*
  * internal.h — helpers shared by the files of etf/ only: big-endian byte
- * access, UTF-8 encoding and a LIFO scratch allocator whose blocks never move (the codec
+ * access and a LIFO scratch allocator whose blocks never move (the codec
  * keeps pointers into them while it walks nested maps).
  */
 #ifndef GIRDER_ETF_INTERNAL_H
@@ -43,32 +43,6 @@ static inline void etf_put64(uint8_t *p, uint64_t v)
 {
     v = __builtin_bswap64(v);
     memcpy(p, &v, 8);
-}
-
-/* Writes code point cp (< 0x110000) as UTF-8 into b; returns its length
- * (1..4).  The one encoder of the term text printer and parser. */
-static inline size_t etf_utf8_put(uint8_t b[4], uint32_t cp)
-{
-    if (cp < 0x80) {
-        b[0] = (uint8_t)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        b[0] = (uint8_t)(0xC0 | (cp >> 6));
-        b[1] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        b[0] = (uint8_t)(0xE0 | (cp >> 12));
-        b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    b[0] = (uint8_t)(0xF0 | (cp >> 18));
-    b[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-    b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-    b[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 /*

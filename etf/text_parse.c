@@ -196,41 +196,7 @@ static int peek_byte(const parser_t *p, size_t at)
  */
 static size_t decode_utf8(const parser_t *p, size_t at, uint32_t *cp)
 {
-    const uint8_t *s = p->s + at;
-    size_t left = p->len - at;
-    uint8_t b = s[0];
-    if (b < 0x80) {
-        *cp = b;
-        return 1;
-    }
-    size_t n;
-    uint32_t c, min;
-    if ((b & 0xE0) == 0xC0) {
-        n = 2;
-        c = b & 0x1F;
-        min = 0x80;
-    } else if ((b & 0xF0) == 0xE0) {
-        n = 3;
-        c = b & 0x0F;
-        min = 0x800;
-    } else if ((b & 0xF8) == 0xF0) {
-        n = 4;
-        c = b & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (left < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-        return 0;
-    *cp = c;
-    return n;
+    return heap_utf8_decode(p->s + at, p->len - at, cp);
 }
 
 /* erl_scan: a character that may start an unquoted atom. */
@@ -571,7 +537,7 @@ static int make_atom_from_chars(parser_t *p, size_t offset)
     uint8_t utf8[HEAP_ATOM_MAX_BYTES];
     size_t n = 0;
     for (size_t i = 0; i < p->nchars; i++)
-        n += etf_utf8_put(utf8 + n, p->chars[i]);
+        n += heap_utf8_encode(utf8 + n, p->chars[i]);
     int rc = heap_atom_put((const char *)utf8, n, &p->tok_term);
     return rc == GD_OK ? GD_OK : heap_error(p, rc, offset);
 }
@@ -1184,7 +1150,7 @@ static int put_utf_segment(parser_t *p, const seg_value_t *v, const segment_t *s
     uint8_t b[4];
     size_t n = 0;
     if (seg->type == SEG_UTF8) {
-        n = etf_utf8_put(b, c);
+        n = heap_utf8_encode(b, c);
     } else if (seg->type == SEG_UTF16) {
         uint16_t u[2];
         size_t k = 0;

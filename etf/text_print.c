@@ -107,7 +107,7 @@ static int put_i64(etf_buf_t *out, int64_t v)
 static int put_utf8(etf_buf_t *out, uint32_t cp)
 {
     uint8_t b[4];
-    return put_bytes(out, b, etf_utf8_put(b, cp));
+    return put_bytes(out, b, heap_utf8_encode(b, cp));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -157,29 +157,16 @@ static int put_quoted_char(etf_buf_t *out, uint32_t c, char q)
 }
 
 /* Decodes one UTF-8 sequence of atom text (valid by the atom table's
- * invariant); returns its length. */
+ * invariant); returns its length (1 for a byte that is not, so a walk
+ * always advances). */
 static size_t utf8_next(const uint8_t *s, size_t len, uint32_t *cp)
 {
-    uint8_t b = s[0];
-    if (b < 0x80 || len < 2) {
-        *cp = b;
+    size_t n = heap_utf8_decode(s, len, cp);
+    if (n == 0) {
+        *cp = s[0];
         return 1;
     }
-    if (b < 0xE0) {
-        *cp = ((uint32_t)(b & 0x1F) << 6) | (s[1] & 0x3F);
-        return 2;
-    }
-    if (b < 0xF0 || len < 4) {
-        if (len < 3) {
-            *cp = b;
-            return 1;
-        }
-        *cp = ((uint32_t)(b & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
-        return 3;
-    }
-    *cp = ((uint32_t)(b & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) |
-          ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
-    return 4;
+    return n;
 }
 
 /* erl_scan:reserved_word/1 on OTP 25 (no optional features enabled). */

@@ -61,52 +61,18 @@ static uint64_t hash_text(const char *s, size_t len)
 }
 
 /*
- * Validates UTF-8 (no overlong forms, no surrogates, max U+10FFFF) and
- * counts characters; sets *latin1 if all code points are < 256.
+ * Validates UTF-8 (heap_utf8_validate: no overlong forms, no surrogates,
+ * max U+10FFFF) and counts characters; sets *latin1 if all code points are
+ * < 256.
  */
 static int check_utf8(const char *text, size_t len, size_t *chars_out, bool *latin1)
 {
-    const uint8_t *s = (const uint8_t *)text;
-    size_t i = 0, chars = 0;
-    bool l1 = true;
-    while (i < len) {
-        uint8_t c = s[i];
-        uint32_t cp;
-        size_t n;
-        if (c < 0x80) {
-            cp = c;
-            n = 1;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            cp = c & 0x1F;
-            n = 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            cp = c & 0x0F;
-            n = 3;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            cp = c & 0x07;
-            n = 4;
-        } else {
-            return GD_EATOM_BAD_UTF8;
-        }
-        if (len - i < n)
-            return GD_EATOM_BAD_UTF8;
-        for (size_t k = 1; k < n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return GD_EATOM_BAD_UTF8;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return GD_EATOM_BAD_UTF8;
-        if (cp > 0xFF)
-            l1 = false;
-        i += n;
-        chars++;
-    }
+    size_t chars;
+    if (!heap_utf8_validate((const uint8_t *)text, len, &chars, latin1))
+        return GD_EATOM_BAD_UTF8;
     if (chars > HEAP_ATOM_MAX_CHARS)
         return GD_EATOM_TOO_LONG;
     *chars_out = chars;
-    *latin1 = l1;
     return GD_OK;
 }
 
@@ -268,17 +234,7 @@ static int latin1_to_utf8(const uint8_t *latin1, size_t len, char *buf, size_t *
 {
     if (len > HEAP_ATOM_MAX_CHARS)
         return GD_EATOM_TOO_LONG;
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        uint8_t c = latin1[i];
-        if (c < 0x80) {
-            buf[n++] = (char)c;
-        } else {
-            buf[n++] = (char)(0xC0 | (c >> 6));
-            buf[n++] = (char)(0x80 | (c & 0x3F));
-        }
-    }
-    *out_len = n;
+    *out_len = heap_utf8_from_latin1(latin1, len, (uint8_t *)buf);
     return GD_OK;
 }
 

@@ -920,7 +920,7 @@ typedef struct heap_fun_info {
     term_t module;    /* atom */
     term_t old_index; /* integer */
     term_t old_uniq;  /* integer */
-    term_t pid;       /* creator pid */
+    term_t pid;       /* creator pid slot: any term (OTP 25 decodes any) */
 } heap_fun_info_t;
 
 #define HEAP_FUN_MAX_FREE ((uint32_t)1 << 24)
@@ -1112,5 +1112,41 @@ static inline enum heap_type_class heap_type_class(term_t t)
         return HEAP_CLASS_NIL;
     }
 }
+
+/* ------------------------------------------------------------------------ */
+/* UTF-8 (utf8.c): the one decoder and encoder of the atom table, the ETF    */
+/* codec and the term text parser and printer.                               */
+
+/* Longest UTF-8 sequence of one code point. */
+#define HEAP_UTF8_MAX_BYTES 4
+
+/*
+ * Decodes the code point starting at s[0] (len >= 1 bytes available) into
+ * *cp and returns its length, 1..4; returns 0 for anything that is not
+ * well-formed UTF-8: a stray continuation byte, an overlong form, a
+ * surrogate (U+D800..U+DFFF), a value above U+10FFFF, a sequence cut off
+ * by len.  O(1).
+ */
+size_t heap_utf8_decode(const uint8_t *s, size_t len, uint32_t *cp);
+
+/* Writes code point cp (< 0x110000) as UTF-8 into b and returns its length
+ * (1..4).  Surrogates are written like any value; callers that must not
+ * produce them check first. */
+size_t heap_utf8_encode(uint8_t b[HEAP_UTF8_MAX_BYTES], uint32_t cp);
+
+/*
+ * True if s[0..len) is well-formed UTF-8 (as heap_utf8_decode defines it);
+ * then *chars gets its number of code points and *latin1 whether all of
+ * them are below 256 (either pointer may be NULL).  O(len).
+ */
+bool heap_utf8_validate(const uint8_t *s, size_t len, size_t *chars, bool *latin1);
+
+/* Bytes the Latin-1 text s[0..n) takes as UTF-8 (n plus one per byte
+ * >= 0x80).  O(n). */
+size_t heap_utf8_latin1_len(const uint8_t *s, size_t n);
+
+/* Writes the Latin-1 text s[0..n) as UTF-8 into out, which holds
+ * heap_utf8_latin1_len(s, n) bytes, and returns that length.  O(n). */
+size_t heap_utf8_from_latin1(const uint8_t *s, size_t n, uint8_t *out);
 
 #endif /* GIRDER_HEAP_H */
