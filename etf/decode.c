@@ -30,6 +30,8 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "internal.h"
@@ -53,6 +55,8 @@
 /* Inflate at least this much at a time (a COMPRESSED term is inflated as
  * the decoder reaches it). */
 #define DEC_INFLATE_STEP ((size_t)64 << 10)
+/* Inflated buffers from this size on are mapped rather than malloc'ed. */
+#define DEC_MAP_MIN ((size_t)8 << 20)
 /* Heap words charged against max_heap for objects whose exact size the
  * heap decides: a pid, port or reference (at most 6 words with its node),
  * a binary's header (REFC_BIN: 4 words), a bignum's header and sign. */
@@ -1239,6 +1243,41 @@ static void dec_release(dec_t *d)
 }
 
 /*
+ * The buffer a compressed term inflates into.  Large ones are mapped, not
+ * malloc'ed, so their pages cost memory only once the stream fills them
+ * (malloc'ed, a sanitizer build would write shadow for all of a 1 GB
+ * claim up front), with an inaccessible page after the end so a stray read
+ * faults.  Small ones (every input the fuzzer makes) stay malloc'ed, under
+ * the sanitizers' eye.  NULL when out of memory.
+ */
+static uint8_t *plain_alloc(size_t size, size_t *mapped)
+{
+    *mapped = 0;
+    if (size < DEC_MAP_MIN)
+        return malloc(size);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t total = (size + page - 1) / page * page + page;
+    void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (mprotect((uint8_t *)p + total - page, page, PROT_NONE) != 0) {
+        munmap(p, total);
+        return NULL;
+    }
+    *mapped = total;
+    return p;
+}
+
+static void plain_free(uint8_t *p, size_t mapped)
+{
+    if (mapped != 0)
+        munmap(p, mapped);
+    else
+        free(p);
+}
+
+/*
  * COMPRESSED: buf[1] = 80, then Size:32 and a zlib stream.  The inflated
  * bytes must number exactly Size (refusing more, fewer, a Size above the
  * caps or above what the remaining input could inflate to); the term is
@@ -1263,8 +1302,8 @@ static int decode_compressed(dec_t *d, const uint8_t *buf, size_t len, term_t *o
     /* The inflated bytes count against the same budget as the heap. */
     if (charge(d, (size + sizeof(term_t) - 1) / sizeof(term_t), 1) != GD_OK)
         return d->err;
-    /* Pages of the buffer are touched only as the stream fills them. */
-    uint8_t *plain = malloc(size);
+    size_t mapped;
+    uint8_t *plain = plain_alloc(size, &mapped);
     if (plain == NULL)
         return fail_at(d, ETF_ENOMEM, 1);
     int rc;
@@ -1292,7 +1331,7 @@ static int decode_compressed(dec_t *d, const uint8_t *buf, size_t len, term_t *o
         *end = 6 + (zi.in_len - zi.in_left - zi.zs.avail_in);
     inflateEnd(&zi.zs);
 free_plain:
-    free(plain);
+    plain_free(plain, mapped);
     return rc;
 }
 
