@@ -15,7 +15,7 @@ seed=${3:-${ETF_INTEROP_SEED:-20251205}}
 n=${4:-3000}
 command -v escript >/dev/null || { echo "FAIL: escript not found (Erlang/OTP is required; run scripts/setup)"; exit 1; }
 mkdir -p "$work" || exit 2
-cases=$work/float_cases.txt
+cases=$work/float_cases.bin
 rm -f "$cases"
 escript "$here/etf_float_gen.escript" "$cases" "$seed" "$n" || { echo "FAIL: etf_float_gen"; exit 1; }
 "$driver" "$cases"
