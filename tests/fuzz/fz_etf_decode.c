@@ -8,11 +8,14 @@
  *   bit 2  decode a body without the version byte (etf_decode_body)
  *   bit 3  no_trailing
  *   bit 4  a small max_depth (64) instead of the default
+ *   bit 5  a small max_heap (FZ_SMALL_MAX_HEAP bytes) instead of the default
  *
  * Oracles (abort on violation):
  *   - safe mode never changes the atom count;
  *   - on failure the error struct carries the code and an offset inside
  *     the (inflated) input;
+ *   - with a max_heap: the heap never holds more than it (plus the words a
+ *     hash map is charged for once built, bounded by its input);
  *   - on success: *used <= input length; heap words used <= 8 per input
  *     byte (inflated size for compressed terms) + 64 KiB; the term encodes
  *     (sizing and writing agree), the encoding decodes to an exactly equal
@@ -34,6 +37,9 @@
 
 /* Largest inflated size the harness lets the decoder accept. */
 #define FZ_MAX_DECOMPRESSED ((size_t)4 << 20)
+/* The max_heap of control bit 5 (bytes): small enough that ordinary inputs
+ * hit it, so every charge and its ETF_EHEAP_LIMIT path runs. */
+#define FZ_SMALL_MAX_HEAP ((size_t)16 << 10)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -90,6 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * longer than the fuzzer's hang timeout under the sanitizers; a 4 MiB
      * cap keeps every run short and exercises the cap's error path. */
     o.max_decompressed = FZ_MAX_DECOMPRESSED;
+    o.max_heap = (ctl & 32) ? FZ_SMALL_MAX_HEAP : 0;
 
     heap_t h;
     CHECK(heap_init(&h, 0) == GD_OK);
@@ -111,6 +118,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (inflated > budget)
             budget = inflated;
     }
+    /* Everything is charged before it is built except a hash map, charged
+     * once built (its size depends on its keys' hashes): it may pass the
+     * budget by its own words, at most 45 per two keys (a 13-level path of
+     * 3-word nodes plus leaves), each key at least one input byte. */
+    if (o.max_heap != 0)
+        CHECK(heap_used_words(&h) * sizeof(term_t) <= o.max_heap + 8 * 23 * size);
     if (rc != GD_OK) {
         CHECK(rc < 0 && err.offset <= budget + 1);
         CHECK(t == TERM_NONE);
