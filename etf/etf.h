@@ -165,7 +165,11 @@ typedef struct etf_decode_opts {
  * *err (if non-NULL) with it and the offset; words already allocated on h
  * stay there as garbage but no term escapes and nothing off-heap leaks.
  * Work is O(len) plus the size of the decoded term; heap use is bounded by
- * a constant times len (decompressed).
+ * a constant times len (decompressed) and by opts->max_heap, checked before
+ * each allocation (ETF_EHEAP_LIMIT).  A compressed term is inflated as it
+ * is decoded, so one that fails early (over budget, malformed) inflates
+ * only what was read; the zlib stream's own errors (ETF_ECOMPRESSED) are
+ * then reported only if met first.
  */
 int etf_decode(heap_t *h, const uint8_t *buf, size_t len, const etf_decode_opts_t *opts,
                term_t *out, size_t *used, etf_error_t *err) GD_MUST_CHECK;
