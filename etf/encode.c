@@ -805,7 +805,10 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, size_t *posp, const bool write)
                 }
                 if (e->deterministic && write) {
                     /* (Sizes do not depend on the order: counting skips the sort.) */
-                    heap_map_sorted(t, kv, kv + n);
+                    if (heap_map_sorted(t, kv, kv + n) != GD_OK) {
+                        rc = ETF_ENOMEM;
+                        goto fail;
+                    }
                 } else {
                     heap_map_pairs(t, kv, kv + n);
                 }

@@ -1412,10 +1412,17 @@ static int push_value(parser_t *p, term_t t)
  * has no context argument, so the keys come through a thread-local (callers
  * may parse on several threads at once). */
 static _Thread_local const term_t *sort_keys;
+/* Set when a key comparison ran out of memory (the sort then finishes in
+ * some order and make_map fails). */
+static _Thread_local int sort_err;
 static int compare_pair_index(const void *a, const void *b)
 {
     size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    int c = heap_compare(sort_keys[i], sort_keys[j], true);
+    int c;
+    if (heap_compare_checked(sort_keys[i], sort_keys[j], true, &c) != GD_OK) {
+        sort_err = GD_ENOMEM;
+        c = 0;
+    }
     if (c != 0)
         return c;
     return i < j ? -1 : 1;
@@ -1440,17 +1447,20 @@ static int make_map(parser_t *p, term_t *keys, term_t *vals, size_t n, size_t of
     for (size_t i = 0; i < n; i++)
         idx[i] = i;
     sort_keys = keys;
+    sort_err = GD_OK;
     qsort(idx, n, sizeof *idx, compare_pair_index);
     size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        bool last_of_run = i + 1 == n || heap_compare(keys[idx[i]], keys[idx[i + 1]], true) != 0;
-        if (last_of_run) {
+    for (size_t i = 0; i < n && sort_err == GD_OK; i++) {
+        int c = 1;
+        if (i + 1 < n && heap_compare_checked(keys[idx[i]], keys[idx[i + 1]], true, &c) != GD_OK)
+            sort_err = GD_ENOMEM;
+        if (c != 0) {
             k2[m] = keys[idx[i]];
             v2[m] = vals[idx[i]];
             m++;
         }
     }
-    rc = heap_make_map(p->h, k2, v2, m, out);
+    rc = sort_err != GD_OK ? sort_err : heap_make_map(p->h, k2, v2, m, out);
     if (rc != GD_OK)
         rc = heap_error(p, rc, offset);
 free_arrays:

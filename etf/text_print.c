@@ -755,9 +755,11 @@ static int open_map(printer_t *p, term_t map)
         p->pairs_cap = cap;
     }
     size_t base = p->npairs;
-    heap_map_sorted(map, p->pairs + base, p->pairs + base + n);
+    int rc = heap_map_sorted(map, p->pairs + base, p->pairs + base + n);
+    if (rc != GD_OK)
+        return rc;
     p->npairs += 2 * n;
-    int rc = put_str(p->out, "#{");
+    rc = put_str(p->out, "#{");
     if (rc != GD_OK)
         return rc;
     return push(p, (print_frame_t){.kind = PK_MAP_NEXT, .t = map, .n = n, .base = base});

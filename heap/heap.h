@@ -71,6 +71,9 @@ enum {
     GD_EAGAIN = -10,         /* bounded work ran out of budget; call again */
     GD_EHEAP_LIMIT = -11,    /* a collection left the heap above its max_heap_size:
                                 the owner is to be killed with reason `killed` */
+    GD_EOLD_HEAP_FULL = -12, /* the old generation cannot take what a minor collection
+                                would promote (the collector does a major one instead) */
+    GD_EALREADY = -13,       /* a set-once setting was already fixed */
     GD_E_RANGE_END = -99,
 };
 
@@ -951,7 +954,8 @@ static inline bool term_is_map(term_t t)
 
 /*
  * A map of the n pairs keys[i] => vals[i] (any order).  Errors:
- * GD_EDUPLICATE_KEY if two keys are exactly equal (=:=), GD_ENOMEM.  The
+ * GD_EDUPLICATE_KEY if two keys are exactly equal (=:=), GD_ENOMEM (the heap,
+ * the scratch, or a key comparison ran out of memory).  The
  * arrays are only read.  O(n log n).
  */
 int heap_make_map(heap_t *h, const term_t *keys, const term_t *vals, size_t n,
@@ -960,12 +964,15 @@ int heap_make_map(heap_t *h, const term_t *keys, const term_t *vals, size_t n,
 /* Number of pairs in a map. */
 size_t heap_map_size(term_t map);
 
-/* The value for `key` (exact match), or TERM_NONE if absent.  O(log n). */
-term_t heap_map_get(term_t map, term_t key);
+/* Sets *val to the value for `key` (exact match), or TERM_NONE if absent.
+ * O(log n).  Errors: GD_ENOMEM (comparing or hashing a deeply branching key
+ * ran out of memory; *val not set). */
+int heap_map_find(term_t map, term_t key, term_t *val) GD_MUST_CHECK;
 
 /*
  * A map equal to `map` with key => val (replacing an existing value).
- * O(log n) words allocated for hash maps, O(n) for flat ones.
+ * O(log n) words allocated for hash maps, O(n) for flat ones.  Errors:
+ * GD_EBADARG, GD_ENOMEM (the heap, or a key comparison, ran out of memory).
  */
 int heap_map_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out) GD_MUST_CHECK;
 
@@ -993,9 +1000,10 @@ void heap_map_pairs(term_t map, term_t *keys, term_t *vals);
 /*
  * Writes the map's keys and values to keys[]/vals[] (each heap_map_size()
  * long) in ascending term order of the keys (the order of `deterministic`
- * encoding and of printing).  O(n log n); no heap allocation.
+ * encoding and of printing).  O(n log n); no heap allocation.  Errors:
+ * GD_ENOMEM when comparing deeply branching keys ran out of memory.
  */
-void heap_map_sorted(term_t map, term_t *keys, term_t *vals);
+int heap_map_sorted(term_t map, term_t *keys, term_t *vals) GD_MUST_CHECK;
 
 /* ------------------------------------------------------------------------ */
 /* Equality, ordering, hashing                                              */
@@ -1008,19 +1016,17 @@ void heap_map_sorted(term_t map, term_t *keys, term_t *vals);
  * and consistent with =:=: every integer sorts below every float whatever
  * the values (2 < 1.0, as erts_internal:cmp_term and map key order), and
  * 0.0 =:= -0.0 (OTP 25).  A local pid/port counts as one of 'nonode@nohost'
- * with creation 0.  Returns <0, 0, >0.  No recursion on the C stack;
- * O(size of the smaller term).  Aborts only if its work stack cannot grow
- * (terms branching deeper than ~32 levels while malloc fails).
+ * with creation 0.  Sets *order to -1, 0 or 1.  No recursion on the C
+ * stack; O(size of the smaller term).  Errors: GD_ENOMEM when its work stack
+ * (malloc'd only for terms branching deeper than ~32 levels) cannot grow:
+ * the comparison fails, never the node.
  */
-int heap_compare(term_t a, term_t b, bool exact);
-static inline bool heap_equal_exact(term_t a, term_t b)
-{
-    return a == b || heap_compare(a, b, true) == 0;
-}
+int heap_compare_checked(term_t a, term_t b, bool exact, int *order) GD_MUST_CHECK;
 
-/* A 64-bit hash consistent with exact equality (=:=).  No recursion.  Stable
- * only within one OS process: atoms hash by their table index. */
-uint64_t heap_hash(term_t t);
+/* A 64-bit hash consistent with exact equality (=:=), in *out.  No
+ * recursion.  Stable only within one OS process: atoms hash by their table
+ * index.  Errors: GD_ENOMEM as heap_compare_checked. */
+int heap_hash_checked(term_t t, uint64_t *out) GD_MUST_CHECK;
 
 /* ------------------------------------------------------------------------ */
 /* Copying and sizing                                                       */

@@ -327,7 +327,7 @@ static term_t gen_map(heap_t *h, uint64_t *seed, int depth)
             return TERM_NONE;
         bool dup = false;
         for (size_t i = 0; i < n && !dup; i++)
-            dup = heap_equal_exact(keys[i], k);
+            dup = tg_equal_exact(keys[i], k);
         if (dup)
             continue;
         term_t v = cu_random_term(h, seed, n < 8 ? depth - 1 : depth - 2);

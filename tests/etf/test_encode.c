@@ -349,7 +349,7 @@ static void test_maps_deterministic(void)
     CU_ASSERT(plain.len == b.len);
     term_t back;
     CU_ASSERT(etf_decode(&cu_heap, plain.data, plain.len, NULL, &back, NULL, NULL) == GD_OK &&
-              heap_equal_exact(back, m));
+              tg_equal_exact(back, m));
     size_t size;
     CU_ASSERT(etf_encoded_size(m, &det, &size) == GD_OK && size == b.len - 1);
     etf_buf_free(&b);
@@ -513,7 +513,7 @@ static void test_compressed(void)
     CU_ASSERT_FATAL(etf_encode(cu_tuple(50, items), &o, &b) == GD_OK);
     term_t back;
     CU_ASSERT(etf_decode(&cu_heap, b.data, b.len, NULL, &back, NULL, NULL) == GD_OK &&
-              heap_equal_exact(back, cu_tuple(50, items)));
+              tg_equal_exact(back, cu_tuple(50, items)));
     etf_buf_free(&b);
     cu_teardown();
 }
@@ -589,7 +589,7 @@ static void test_unencodable_and_depth(void)
     d.max_depth = 1000000;
     term_t back;
     CU_ASSERT(etf_decode(&cu_heap, b.data, b.len, &d, &back, NULL, NULL) == GD_OK &&
-              heap_equal_exact(back, deep));
+              tg_equal_exact(back, deep));
     etf_buf_free(&b);
     cu_teardown();
 }
@@ -603,7 +603,7 @@ static bool roundtrip(term_t t, const etf_encode_opts_t *o, uint64_t seed, int i
     etf_error_t err = {0, 0};
     bool ok = etf_encode(t, o, &a) == GD_OK;
     ok = ok && etf_decode(&cu_heap, a.data, a.len, NULL, &back, NULL, &err) == GD_OK;
-    ok = ok && heap_equal_exact(back, t);
+    ok = ok && tg_equal_exact(back, t);
     ok = ok && etf_encode(back, o, &b) == GD_OK && a.len == b.len &&
          memcmp(a.data, b.data, a.len) == 0;
     if (ok && (o == NULL || o->compressed <= 0))

@@ -19,6 +19,7 @@
 
 #include "cunit_main.h"
 #include "etf.h"
+#include "termgen_util.h"
 
 /* ------------------------------------------------------------------------ */
 /* Helpers.                                                                 */
@@ -85,7 +86,7 @@ static void check_roundtrip(term_t t)
         free(text);
         return;
     }
-    if (heap_compare(t, back, true) != 0) {
+    if (tg_compare(t, back, true) != 0) {
         printf("\n  reparse of [%.200s] is not =:=\n", text);
         CU_FAIL("reparse differs");
     }
@@ -509,7 +510,7 @@ static void test_parse_values(void)
     CU_ASSERT_EQUAL(term_car(term_cdr(l)), term_make_small(2));
     CU_ASSERT_EQUAL(term_cdr(term_cdr(l)), atom("x"));
     CU_ASSERT_FATAL(parse_str("#{a => 1}", &t, NULL) == GD_OK);
-    CU_ASSERT_EQUAL(heap_map_get(t, atom("a")), term_make_small(1));
+    CU_ASSERT_EQUAL(tg_map_get(t, atom("a")), term_make_small(1));
     CU_ASSERT_FATAL(parse_str("fun m:f/3", &t, NULL) == GD_OK);
     CU_ASSERT_FATAL(term_is_export(t));
     CU_ASSERT_EQUAL(term_boxed_ptr(t)[3], term_make_small(3));
@@ -745,7 +746,7 @@ static void check_deep(term_t t, size_t expect_len)
     term_t back;
     etf_error_t err;
     CU_ASSERT_FATAL(etf_parse(&heap, (const char *)b.data, b.len, &back, &err) == GD_OK);
-    CU_ASSERT(heap_compare(t, back, true) == 0);
+    CU_ASSERT(tg_compare(t, back, true) == 0);
     etf_buf_t b2 = {0};
     CU_ASSERT_FATAL(etf_print(back, &b2) == GD_OK);
     CU_ASSERT(b2.len == b.len && memcmp(b.data, b2.data, b.len) == 0);
@@ -1017,7 +1018,7 @@ static void test_random_roundtrip(void)
         term_t back;
         etf_error_t err;
         int rc = etf_parse(&heap, text, strlen(text), &back, &err);
-        if (rc != GD_OK || heap_compare(t, back, true) != 0) {
+        if (rc != GD_OK || tg_compare(t, back, true) != 0) {
             printf("\n  seed %llu round %d: [%.300s] rc %d at %zu\n", (unsigned long long)seed,
                    round, text, rc, err.offset);
             CU_FAIL("random round trip");
