@@ -370,3 +370,435 @@ int heap_hash_checked(term_t t, uint64_t *out)
     }
     return hash_slow(t, out);
 }
+
+/* ------------------------------------------------------------------------ */
+/* erlang:phash2/1,2                                                         */
+
+/*
+ * OTP's make_hash2 (erts/emulator/beam/utils.c; erl_term_hashing.c from
+ * OTP 26), which phash2 is defined by and OTP documents as portable across
+ * releases and machines.  It is Bob Jenkins' 96-bit mix over 32-bit pieces
+ * of the term, in a pre-order walk:
+ *  - a top-level atom or [] (hash still 0) takes a fixed value unmixed;
+ *  - integers of 28 bits or less mix as signed 32-bit values (negatives
+ *    twice), larger ones as 32-bit halves of each 64-bit magnitude digit
+ *    with a sign constant (so a small and a bignum agree);
+ *  - lists of bytes are packed four to a 32-bit word (string optimisation);
+ *  - binaries go through Jenkins' block hash seeded with the hash so far;
+ *  - pids hash only their number, ports their number, references their
+ *    first id word: the node never takes part;
+ *  - maps hash each pair from zero and combine the pairs with xor, so the
+ *    result does not depend on the order pairs are stored in;
+ *  - atoms hash by hashpjw over their UTF-8 name, with two-byte sequences of
+ *    Latin-1 characters folded back to one byte (OTP's "latin1 clutch").
+ */
+
+#define PH_HCONST 0x9e3779b9u
+#define PH_HCONST_2 0x3c6ef372u
+#define PH_HCONST_3 0xdaa66d2bu
+#define PH_HCONST_4 0x78dde6e4u
+#define PH_HCONST_5 0x1715609du
+#define PH_HCONST_6 0xb54cda56u
+#define PH_HCONST_7 0x5384540fu
+#define PH_HCONST_9 0x8ff34781u
+#define PH_HCONST_10 0x2e2ac13au
+#define PH_HCONST_11 0xcc623af3u
+#define PH_HCONST_12 0x6a99b4acu
+#define PH_HCONST_13 0x08d12e65u
+#define PH_HCONST_14 0xa708a81eu
+#define PH_HCONST_15 0x454021d7u
+#define PH_HCONST_16 0xe3779b90u
+#define PH_HCONST_19 0xbe1e08bbu
+/* [] at the top of a term, and the word OTP mixes for [] elsewhere. */
+#define PH_NIL_TOP 3468870702u
+#define PH_NIL_WORD 0x02u /* OTP's NIL_DEF */
+
+static inline void ph_mix(uint32_t *pa, uint32_t *pb, uint32_t *pc)
+{
+    uint32_t a = *pa, b = *pb, c = *pc;
+    a -= b;
+    a -= c;
+    a ^= (c >> 13);
+    b -= c;
+    b -= a;
+    b ^= (a << 8);
+    c -= a;
+    c -= b;
+    c ^= (b >> 13);
+    a -= b;
+    a -= c;
+    a ^= (c >> 12);
+    b -= c;
+    b -= a;
+    b ^= (a << 16);
+    c -= a;
+    c -= b;
+    c ^= (b >> 5);
+    a -= b;
+    a -= c;
+    a ^= (c >> 3);
+    b -= c;
+    b -= a;
+    b ^= (a << 10);
+    c -= a;
+    c -= b;
+    c ^= (b >> 15);
+    *pa = a;
+    *pb = b;
+    *pc = c;
+}
+
+/* OTP's UINT32_HASH_2 / UINT32_HASH: mixes two 32-bit values into h. */
+static inline uint32_t ph_u32x2(uint32_t h, uint32_t x, uint32_t y, uint32_t k)
+{
+    uint32_t a = k + x, b = k + y;
+    ph_mix(&a, &b, &h);
+    return h;
+}
+static inline uint32_t ph_u32(uint32_t h, uint32_t x, uint32_t k)
+{
+    return ph_u32x2(h, x, 0, k);
+}
+
+/* hashpjw over the atom's name, Latin-1 characters as one byte each. */
+static uint32_t ph_atom(term_t atom)
+{
+    size_t len;
+    const uint8_t *p = (const uint8_t *)heap_atom_text(atom, &len);
+    uint32_t h = 0, g;
+    while (len--) {
+        uint32_t v = *p++;
+        if (len && (v & 0xFE) == 0xC2 && (*p & 0xC0) == 0x80) {
+            v = ((v << 6) | (*p & 0x3F)) & 0xFF;
+            p++;
+            len--;
+        }
+        h = (h << 4) + v;
+        if ((g = h & 0xf0000000u) != 0) {
+            h ^= g >> 24;
+            h ^= g;
+        }
+    }
+    return h;
+}
+
+/* A 64-bit magnitude digit with its sign constant. */
+static inline uint32_t ph_digit(uint32_t h, uint64_t d, uint32_t con)
+{
+    return ph_u32x2(h, (uint32_t)d, (uint32_t)(d >> 32), con);
+}
+
+static uint32_t ph_small(uint32_t h, int64_t v)
+{
+    if (v >= -((int64_t)1 << 27) && v < ((int64_t)1 << 27)) {
+        int32_t y = (int32_t)v;
+        if (y < 0)
+            h = ph_u32(h, (uint32_t)-y, PH_HCONST);
+        return ph_u32(h, (uint32_t)y, PH_HCONST);
+    }
+    uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    return ph_digit(h, mag, v < 0 ? PH_HCONST_10 : PH_HCONST_11);
+}
+
+static uint32_t ph_integer(uint32_t h, term_t t)
+{
+    if (term_is_small(t))
+        return ph_small(h, term_small_value(t));
+    intval_t x;
+    int_of(t, &x);
+    if (x.n == 0)
+        return ph_small(h, 0);
+    if (x.n == 1 && x.d[0] <= (uint64_t)SMALL_MAX)
+        return ph_small(h, x.neg ? -(int64_t)x.d[0] : (int64_t)x.d[0]);
+    uint32_t con = x.neg ? PH_HCONST_10 : PH_HCONST_11;
+    for (size_t i = 0; i < x.n; i++)
+        h = ph_digit(h, x.d[i], con);
+    return h;
+}
+
+/* Jenkins' block hash over the bitstring's whole bytes, seeded with
+ * HCONST_13 + h, then the trailing bits. */
+static uint32_t ph_bits(uint32_t h, term_t t)
+{
+    heap_bin_view_t v;
+    heap_bin_view(t, &v);
+    /* OTP truncates the byte count to 32 bits (compatibility). */
+    size_t sz = (v.bit_size / 8) & 0xFFFFFFFFu;
+    unsigned tail = (unsigned)(v.bit_size % 8);
+    if (sz == 0 && tail == 0)
+        return PH_HCONST_13 + h;
+    uint32_t a = PH_HCONST, b = PH_HCONST, c = PH_HCONST_13 + h;
+    uint8_t k[12];
+    size_t i = 0;
+    for (; i + 12 <= sz; i += 12) {
+        for (unsigned j = 0; j < 12; j++)
+            k[j] = bit_byte(&v, i + j);
+        a += k[0] + ((uint32_t)k[1] << 8) + ((uint32_t)k[2] << 16) + ((uint32_t)k[3] << 24);
+        b += k[4] + ((uint32_t)k[5] << 8) + ((uint32_t)k[6] << 16) + ((uint32_t)k[7] << 24);
+        c += k[8] + ((uint32_t)k[9] << 8) + ((uint32_t)k[10] << 16) + ((uint32_t)k[11] << 24);
+        ph_mix(&a, &b, &c);
+    }
+    size_t left = sz - i;
+    for (unsigned j = 0; j < left; j++)
+        k[j] = bit_byte(&v, i + j);
+    c += (uint32_t)sz;
+    /* Byte j of the rest goes to a, b or c (c's low byte holds the length). */
+    for (unsigned j = 0; j < left; j++) {
+        if (j < 4)
+            a += (uint32_t)k[j] << (8 * j);
+        else if (j < 8)
+            b += (uint32_t)k[j] << (8 * (j - 4));
+        else
+            c += (uint32_t)k[j] << (8 * (j - 7));
+    }
+    ph_mix(&a, &b, &c);
+    h = c;
+    if (tail > 0)
+        h = ph_u32x2(h, tail, (uint32_t)(bit_byte(&v, sz) >> (8 - tail)), PH_HCONST_15);
+    return h;
+}
+
+/* Work items of the phash2 walk. */
+enum {
+    PH_TERM,       /* hash p[0]                                       */
+    PH_ARRAY,      /* hash p[0..n) in order                           */
+    PH_FLAT_PAIRS, /* pairs n.. of the flat map at p (n = next index)  */
+    PH_HAMT,       /* the children p[0..n) of a HAMT node             */
+    PH_PAIR_END,   /* a pair is hashed: xor it in, restart from 0     */
+    PH_MAP_END,    /* all pairs hashed: a = saved hash, b = saved xor  */
+};
+
+typedef struct ph_frame {
+    const term_t *p;
+    size_t n;
+    uint32_t a, b;
+    uint8_t kind;
+} ph_frame_t;
+
+#define PH_INLINE_FRAMES 32
+
+int heap_phash2(term_t t, uint64_t range, uint32_t *out)
+{
+    if (range > ((uint64_t)1 << 32))
+        return GD_EINVAL;
+    ph_frame_t st_inline[PH_INLINE_FRAMES];
+    ph_frame_t *st = st_inline;
+    size_t len = 0, cap = PH_INLINE_FRAMES;
+    uint32_t h = 0, pairs = 0;
+    int rc;
+
+#define PH_PUSH(KIND, P, N, A, B)                                                                  \
+    do {                                                                                           \
+        if (GD_UNLIKELY(len == cap)) {                                                             \
+            ph_frame_t *ns_ = walk_grow_stack(st, st_inline, &cap, sizeof *st);                    \
+            if (ns_ == NULL)                                                                       \
+                goto out_of_memory;                                                                \
+            st = ns_;                                                                              \
+        }                                                                                          \
+        st[len++] = (ph_frame_t){(P), (N), (A), (B), (KIND)};                                      \
+    } while (0)
+
+term:
+    switch (term_primary(t)) {
+    case TAG_PRIMARY_LIST: {
+        const term_t *cell = term_list_ptr(t);
+        uint32_t sh = 0;
+        unsigned c = 0;
+        for (;;) {
+            term_t car = cell[0];
+            if (!term_is_small(car) || (uint64_t)term_small_value(car) > 255)
+                break;
+            sh = (sh << 8) + (uint32_t)term_small_value(car);
+            if (c == 3) {
+                h = ph_u32(h, sh, PH_HCONST_4);
+                c = 0;
+                sh = 0;
+            } else {
+                c++;
+            }
+            t = cell[1];
+            if (!term_is_list(t)) {
+                cell = NULL;
+                break;
+            }
+            cell = term_list_ptr(t);
+        }
+        if (c > 0)
+            h = ph_u32(h, sh, PH_HCONST_4);
+        if (cell != NULL) {
+            /* A non-byte head: the tail waits, the head goes first. */
+            PH_PUSH(PH_TERM, cell + 1, 1, 0, 0);
+            t = cell[0];
+        }
+        goto term;
+    }
+    case TAG_PRIMARY_IMMED1:
+        if (term_is_small(t)) {
+            h = ph_small(h, term_small_value(t));
+        } else if (term_is_atom(t)) {
+            uint32_t hv = ph_atom(t);
+            h = h == 0 ? hv : ph_u32(h, hv, PH_HCONST_3);
+        } else if (term_is_nil(t)) {
+            h = h == 0 ? PH_NIL_TOP : ph_u32(h, PH_NIL_WORD, PH_HCONST_2);
+        } else if (term_is_local_pid(t)) {
+            h = ph_u32(h, term_local_pid_id(t), PH_HCONST_5);
+        } else if (term_is_local_port(t)) {
+            uint64_t num = term_local_port_number(t);
+            h = ph_u32x2(h, (uint32_t)num, (uint32_t)(num >> 32), PH_HCONST_6);
+        }
+        goto next;
+    default:
+        break;
+    }
+    {
+        const term_t *p = term_boxed_ptr(t);
+        size_t arity = (size_t)header_arity(p[0]);
+        switch (header_subtag(p[0])) {
+        case HDR_TUPLE:
+            h = ph_u32(h, (uint32_t)arity, PH_HCONST_9);
+            if (arity > 0)
+                PH_PUSH(PH_ARRAY, p + 1, arity, 0, 0);
+            goto next;
+        case HDR_POS_BIG:
+        case HDR_NEG_BIG:
+            h = ph_integer(h, t);
+            goto next;
+        case HDR_FLOAT: {
+            double d = term_float_value(t);
+            uint64_t bits;
+            if (d == 0.0)
+                d = 0.0; /* -0.0 hashes as 0.0 */
+            memcpy(&bits, &d, sizeof bits);
+            h = ph_u32x2(h, (uint32_t)(bits >> 32), (uint32_t)bits, PH_HCONST_12);
+            goto next;
+        }
+        case HDR_REF:
+            h = ph_u32(h, (uint32_t)p[2], PH_HCONST_7);
+            goto next;
+        case HDR_FUN: {
+            heap_fun_info_t fi;
+            heap_fun_info(t, &fi);
+            h = ph_u32x2(h, fi.num_free, ph_atom(fi.module), PH_HCONST);
+            int64_t old_uniq = 0;
+            if (heap_integer_to_int64(fi.old_uniq, &old_uniq) != GD_OK)
+                old_uniq = 0;
+            h = ph_u32x2(h, fi.index, (uint32_t)old_uniq, PH_HCONST);
+            if (fi.num_free > 0)
+                PH_PUSH(PH_ARRAY, term_fun_free(t), fi.num_free, 0, 0);
+            goto next;
+        }
+        case HDR_EXPORT:
+            h = ph_u32x2(h, (uint32_t)term_small_value(p[3]), ph_atom(p[1]), PH_HCONST);
+            h = ph_u32(h, ph_atom(p[2]), PH_HCONST_14);
+            goto next;
+        case HDR_EXT_PID:
+            h = ph_u32(h, (uint32_t)p[1], PH_HCONST_5);
+            goto next;
+        case HDR_EXT_PORT:
+            h = ph_u32x2(h, (uint32_t)p[1], (uint32_t)(p[1] >> 32), PH_HCONST_6);
+            goto next;
+        case HDR_HEAP_BIN:
+        case HDR_REFC_BIN:
+        case HDR_SUB_BIN:
+            h = ph_bits(h, t);
+            goto next;
+        case HDR_MAP_FLAT:
+        case HDR_MAP_HASH: {
+            size_t n = map_size_of(p);
+            h = ph_u32(h, (uint32_t)n, PH_HCONST_16);
+            if (n == 0)
+                goto next;
+            PH_PUSH(PH_MAP_END, NULL, 0, h, pairs);
+            h = 0;
+            pairs = 0;
+            if (header_subtag(p[0]) == HDR_MAP_FLAT)
+                PH_PUSH(PH_FLAT_PAIRS, p, 0, 0, 0);
+            else
+                PH_PUSH(PH_HAMT, p + 3, arity - 2, 0, 0);
+            goto next;
+        }
+        default:
+            /* HAMT inner nodes are reached only through PH_HAMT. */
+            GD_ASSERT(!"phash2 of a non-term");
+            goto next;
+        }
+    }
+
+next:
+    while (len > 0) {
+        ph_frame_t *f = &st[len - 1];
+        switch (f->kind) {
+        case PH_TERM:
+            len--;
+            t = f->p[0];
+            goto term;
+        case PH_ARRAY:
+            t = f->p[0];
+            if (--f->n == 0)
+                len--;
+            else
+                f->p++;
+            goto term;
+        case PH_FLAT_PAIRS: {
+            size_t n = map_size_of(f->p), i = f->n;
+            if (i == n) {
+                len--;
+                continue;
+            }
+            f->n++;
+            const term_t *keys = f->p + 2;
+            PH_PUSH(PH_PAIR_END, NULL, 0, 0, 0);
+            PH_PUSH(PH_TERM, keys + n + i, 1, 0, 0);
+            t = keys[i];
+            goto term;
+        }
+        case PH_HAMT: {
+            if (f->n == 0) {
+                len--;
+                continue;
+            }
+            term_t child = f->p[0];
+            f->p++;
+            f->n--;
+            if (term_is_list(child)) {
+                PH_PUSH(PH_PAIR_END, NULL, 0, 0, 0);
+                PH_PUSH(PH_TERM, term_list_ptr(child) + 1, 1, 0, 0);
+                t = term_car(child);
+                goto term;
+            }
+            const term_t *q = term_boxed_ptr(child);
+            size_t qa = (size_t)header_arity(q[0]);
+            if (header_subtag(q[0]) == HDR_HAMT_NODE)
+                PH_PUSH(PH_HAMT, q + 2, qa - 1, 0, 0);
+            else /* HDR_HAMT_COLLIDE */
+                PH_PUSH(PH_HAMT, q + 1, qa, 0, 0);
+            continue;
+        }
+        case PH_PAIR_END:
+            len--;
+            pairs ^= h;
+            h = 0;
+            continue;
+        default: /* PH_MAP_END */
+            len--;
+            h = ph_u32(f->a, pairs, PH_HCONST_19);
+            pairs = f->b;
+            continue;
+        }
+    }
+#undef PH_PUSH
+    if (range == 0)
+        *out = h & ((1u << 27) - 1);
+    else if (range == ((uint64_t)1 << 32))
+        *out = h;
+    else
+        *out = (uint32_t)(h % (uint32_t)range);
+    rc = GD_OK;
+    goto free_stack;
+out_of_memory:
+    rc = GD_ENOMEM;
+free_stack:
+    if (st != st_inline)
+        free(st);
+    return rc;
+}

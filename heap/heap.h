@@ -1028,6 +1028,16 @@ int heap_compare_checked(term_t a, term_t b, bool exact, int *order) GD_MUST_CHE
  * index.  Errors: GD_ENOMEM as heap_compare_checked. */
 int heap_hash_checked(term_t t, uint64_t *out) GD_MUST_CHECK;
 
+/*
+ * erlang:phash2/1,2, bit-exact with OTP (portable across releases and
+ * machines; hash.c says how it is computed).  range = 0 is phash2/1 (27
+ * bits); 1..2^32 is phash2/2 (a value in [0, range)).  Local pids, ports
+ * and references hash as OTP's: by number only, never by node.  No
+ * recursion; O(size of t).  Errors: GD_EINVAL (range above 2^32), GD_ENOMEM
+ * (the walk stack could not grow); *out is not set then.
+ */
+int heap_phash2(term_t t, uint64_t range, uint32_t *out) GD_MUST_CHECK;
+
 /* ------------------------------------------------------------------------ */
 /* Copying and sizing                                                       */
 
