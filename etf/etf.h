@@ -159,10 +159,6 @@ typedef struct etf_encode_opts {
     /* -1 = the release's default; 0 = FLOAT_EXT and Latin-1 atoms; 1 = NEW_FLOAT
      * and Latin-1 atoms where possible; 2 = UTF-8 atoms. */
     int minor_version;
-    /* Node name and creation used for local pid/port immediates
-     * (default: 'nonode@nohost', 0). TERM_NONE / 0 means the default. */
-    term_t local_node;
-    uint32_t local_creation;
     /* Deepest nesting accepted (0 = ETF_MAX_DEPTH_DEFAULT), counted as the
      * decoder counts it, so whatever decodes under a limit encodes under it. */
     size_t max_depth;

@@ -857,12 +857,10 @@ static int parse_pid(parser_t *p, term_t *out)
             return rc;
         if (v[0] > UINT32_MAX || v[1] > UINT32_MAX)
             return fail(p, ETF_EPARSE, open);
-        if (v[1] < ((uint64_t)1 << LOCAL_PID_SERIAL_BITS)) {
-            *out = term_make_local_pid((uint32_t)v[0], (uint32_t)v[1]);
-            return GD_OK;
-        }
-        node = ATOM_NONODE;
-        v[2] = 0;
+        /* <0.Id.Serial> is a pid of this node (out of the local ranges:
+         * badarg, as list_to_pid). */
+        node = heap_node_name();
+        v[2] = heap_node_creation();
     } else {
         if ((rc = scan_dotted(p, 3, 3, v, &n)) != GD_OK)
             return rc;
@@ -885,12 +883,8 @@ static int parse_port(parser_t *p, term_t *out)
     if (node == TERM_NONE) {
         if ((rc = scan_dotted(p, 1, 1, v, &n)) != GD_OK)
             return rc;
-        if (v[0] <= LOCAL_PORT_MAX) {
-            *out = term_make_local_port(v[0]);
-            return GD_OK;
-        }
-        node = ATOM_NONODE;
-        v[1] = 0;
+        node = heap_node_name(); /* #Port<0.N>: a port of this node */
+        v[1] = heap_node_creation();
     } else {
         if ((rc = scan_dotted(p, 2, 2, v, &n)) != GD_OK)
             return rc;
@@ -914,7 +908,8 @@ static int parse_ref(parser_t *p, term_t *out)
     if (node == TERM_NONE) {
         if ((rc = scan_dotted(p, 0, HEAP_REF_MAX_WORDS, v, &n)) != GD_OK)
             return rc;
-        node = ATOM_NONODE;
+        node = heap_node_name(); /* #Ref<0.W2.W1.W0>: a reference of this node */
+        creation = heap_node_creation();
     } else {
         if ((rc = scan_dotted(p, 1, HEAP_REF_MAX_WORDS + 1, v, &n)) != GD_OK)
             return rc;

@@ -22,9 +22,9 @@
  * - References: node name, creation, then the 32-bit id words from the most
  *   significant (the last); extra high words that are zero do not count.
  * - Ports: node name, creation, then number.  Pids: serial, number, then node
- *   name and creation.  A local (immediate) pid or port is treated as one of
- *   node 'nonode@nohost', creation 0, so it equals an external one with the
- *   same identity.
+ *   name and creation.  A local pid, port or reference is treated as one of
+ *   this node's name and creation (heap_node_name); the constructors never
+ *   build an external one of this node, so each has one representation.
  * - Funs: module, index (as a signed 32-bit value), old_uniq, number of free
  *   variables, then the free variables; arity, uniq, old_index and the
  *   creator pid take no part (OTP 25 behaves so).  A fun is below an export;
@@ -179,17 +179,17 @@ static int cmp_ports(term_t a, term_t b)
 
 static int cmp_refs(term_t a, term_t b)
 {
-    const term_t *p = term_boxed_ptr(a), *q = term_boxed_ptr(b);
-    int c = cmp_nodes(p[5], (uint32_t)p[1], q[5], (uint32_t)q[1]);
+    ref_ident_t x, y;
+    ref_ident(a, &x);
+    ref_ident(b, &y);
+    int c = cmp_nodes(x.node, x.creation, y.node, y.creation);
     if (c != 0)
         return c;
-    uint32_t wa[HEAP_REF_MAX_WORDS], wb[HEAP_REF_MAX_WORDS];
-    size_t na = ref_words(p, wa), nb = ref_words(q, wb);
-    if (na != nb)
-        return na < nb ? -1 : 1;
-    for (size_t i = na; i-- > 0;)
-        if (wa[i] != wb[i])
-            return wa[i] < wb[i] ? -1 : 1;
+    if (x.n != y.n)
+        return x.n < y.n ? -1 : 1;
+    for (size_t i = x.n; i-- > 0;)
+        if (x.w[i] != y.w[i])
+            return x.w[i] < y.w[i] ? -1 : 1;
     return 0;
 }
 

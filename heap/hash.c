@@ -19,10 +19,9 @@
  * murmur3 64-bit finaliser.  Canonical means the same for every
  * representation of exactly equal terms: integers by value (a bignum that
  * fits a small hashes as the small), floats with -0.0 as 0.0, bitstrings by
- * their bits whatever the storage and alignment, local pids/ports as the
- * external ones of 'nonode@nohost' creation 0, references without high zero
- * words, funs by the fields that take part in comparison, maps by their
- * storage (which is a function of their contents, see hamt.h).
+ * their bits whatever the storage and alignment, local pids/ports/refs with
+ * this node's name and creation, references without high zero words, funs by the fields that take
+ * part in comparison, maps by their storage (which is a function of their contents, see hamt.h).
  */
 
 #define HASH_SEED 0x6a09e667f3bcc908u
@@ -243,13 +242,14 @@ term:
             h = absorb(h, bits);
             goto next;
         }
-        case HDR_REF: {
-            uint32_t w[HEAP_REF_MAX_WORDS];
-            size_t n = ref_words(p, w);
-            h = absorb(h, HM_REF | ((uint64_t)(uint32_t)p[1] << 8) | ((uint64_t)n << 40));
-            h = absorb(h, p[5]);
-            for (size_t i = 0; i < n; i++)
-                h = absorb(h, w[i]);
+        case HDR_REF:
+        case HDR_LOCAL_REF: {
+            ref_ident_t r;
+            ref_ident(t, &r);
+            h = absorb(h, HM_REF | ((uint64_t)r.creation << 8) | ((uint64_t)r.n << 40));
+            h = absorb(h, r.node);
+            for (size_t i = 0; i < r.n; i++)
+                h = absorb(h, r.w[i]);
             goto next;
         }
         case HDR_FUN: {
@@ -674,6 +674,9 @@ term:
         }
         case HDR_REF:
             h = ph_u32(h, (uint32_t)p[2], PH_HCONST_7);
+            goto next;
+        case HDR_LOCAL_REF:
+            h = ph_u32(h, (uint32_t)p[1], PH_HCONST_7);
             goto next;
         case HDR_FUN: {
             heap_fun_info_t fi;

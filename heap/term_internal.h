@@ -57,8 +57,8 @@ typedef struct ident {
 static inline void pid_ident(term_t t, ident_t *id)
 {
     if (term_is_local_pid(t)) {
-        id->node = ATOM_NONODE;
-        id->creation = 0;
+        id->node = heap_node_name();
+        id->creation = heap_node_creation();
         id->data = ((uint64_t)term_local_pid_serial(t) << 32) | term_local_pid_id(t);
         return;
     }
@@ -71,8 +71,8 @@ static inline void pid_ident(term_t t, ident_t *id)
 static inline void port_ident(term_t t, ident_t *id)
 {
     if (term_is_local_port(t)) {
-        id->node = ATOM_NONODE;
-        id->creation = 0;
+        id->node = heap_node_name();
+        id->creation = heap_node_creation();
         id->data = term_local_port_number(t);
         return;
     }
@@ -82,20 +82,42 @@ static inline void port_ident(term_t t, ident_t *id)
     id->node = p[3];
 }
 
-/* The id words of a reference and their count without high zero words. */
-static inline size_t ref_words(const term_t *p, uint32_t w[HEAP_REF_MAX_WORDS])
+/* A reference's node, creation and id words (local ones with this node's
+ * identity); n counts the words without high zero words. */
+typedef struct ref_ident {
+    term_t node;
+    uint32_t creation;
+    size_t n;
+    uint32_t w[HEAP_REF_MAX_WORDS];
+} ref_ident_t;
+
+static inline void ref_ident(term_t t, ref_ident_t *r)
 {
-    size_t n = (size_t)(p[1] >> 32);
-    if (n > HEAP_REF_MAX_WORDS)
-        n = HEAP_REF_MAX_WORDS;
-    w[0] = (uint32_t)p[2];
-    w[1] = (uint32_t)(p[2] >> 32);
-    w[2] = (uint32_t)p[3];
-    w[3] = (uint32_t)(p[3] >> 32);
-    w[4] = (uint32_t)p[4];
-    while (n > 0 && w[n - 1] == 0)
+    const term_t *p = term_boxed_ptr(t);
+    size_t n;
+    if (header_subtag(p[0]) == HDR_LOCAL_REF) {
+        r->node = heap_node_name();
+        r->creation = heap_node_creation();
+        r->w[0] = (uint32_t)p[1];
+        r->w[1] = (uint32_t)(p[1] >> 32);
+        r->w[2] = (uint32_t)p[2];
+        r->w[3] = r->w[4] = 0;
+        n = HEAP_LOCAL_REF_WORDS;
+    } else {
+        r->node = p[5];
+        r->creation = (uint32_t)p[1];
+        n = (size_t)(p[1] >> 32);
+        if (n > HEAP_REF_MAX_WORDS)
+            n = HEAP_REF_MAX_WORDS;
+        r->w[0] = (uint32_t)p[2];
+        r->w[1] = (uint32_t)(p[2] >> 32);
+        r->w[2] = (uint32_t)p[3];
+        r->w[3] = (uint32_t)(p[3] >> 32);
+        r->w[4] = (uint32_t)p[4];
+    }
+    while (n > 0 && r->w[n - 1] == 0)
         n--;
-    return n;
+    r->n = n;
 }
 
 /* Byte k of a bitstring's bit sequence (8k < bit_size); bits past the end

@@ -380,7 +380,8 @@ static void test_pids_ports_refs(void)
     heap_ident_t id;
     term_t t = DEC(131, 88, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115,
                    116, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0);
-    CU_ASSERT_FATAL(term_is_ext_pid(t));
+    /* This node ('nonode@nohost', creation 0 by default): the local form. */
+    CU_ASSERT_FATAL(term_is_local_pid(t));
     heap_ident(t, &id);
     CU_ASSERT(id.node == ATOM_NONODE && id.words[0] == 9 && id.words[1] == 0 && id.creation == 0);
     /* full 32-bit id/serial/creation */
@@ -394,7 +395,7 @@ static void test_pids_ports_refs(void)
 
     t = DEC(131, 89, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115, 116, 0,
             0, 0, 0, 0, 0, 0, 0);
-    CU_ASSERT_FATAL(term_is_ext_port(t));
+    CU_ASSERT_FATAL(term_is_local_port(t)); /* this node's */
     heap_ident(t, &id);
     CU_ASSERT(id.node == ATOM_NONODE && id.port_id == 0 && id.creation == 0);
     t = DEC(131, 120, 100, 0, 1, 97, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7);
@@ -406,7 +407,7 @@ static void test_pids_ports_refs(void)
 
     t = DEC(131, 90, 0, 3, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115,
             116, 0, 0, 0, 0, 0, 3, 215, 144, 219, 124, 0, 2, 52, 252, 159, 146);
-    CU_ASSERT_FATAL(term_is_ref(t));
+    CU_ASSERT_FATAL(term_is_local_ref(t));
     heap_ident(t, &id);
     CU_ASSERT(id.node == ATOM_NONODE && id.nwords == 3 && id.words[0] == 0x0003D790 &&
               id.words[1] == 0xDB7C0002 && id.words[2] == 0x34FC9F92);
@@ -464,11 +465,11 @@ static void test_funs_exports(void)
     CU_ASSERT(fi.arity == 0 && fi.index == 0 && fi.num_free == 0 &&
               fi.module == heap_atom("probe3") && fi.old_index == SMALL(0) &&
               fi.old_uniq == SMALL(0x02436C0F) && fi.uniq[0] == 72 && fi.uniq[15] == 13 &&
-              term_is_ext_pid(fi.pid));
+              term_is_pid(fi.pid));
     t = dec(FUN1_BYTES, sizeof FUN1_BYTES);
     CU_ASSERT_FATAL(term_is_fun(t));
     heap_fun_info(t, &fi);
-    CU_ASSERT(fi.num_free == 1 && term_is_ext_pid(term_fun_free(t)[0]));
+    CU_ASSERT(fi.num_free == 1 && term_is_pid(term_fun_free(t)[0]));
     cu_teardown();
 }
 

@@ -565,12 +565,17 @@ static void test_identifiers(void)
     CU_ASSERT_FATAL(heap_make_ref(&heap, ATOM_NONODE, 0, w, 3, &t) == GD_OK);
     check_print(t, "#Ref<0.319204872.2489057281.131594>");
     check_roundtrip(t);
+    /* A shorter reference of this node is widened to 3 words, as OTP does. */
     CU_ASSERT_FATAL(heap_make_ref(&heap, ATOM_NONODE, 0, w, 0, &t) == GD_OK);
-    check_print(t, "#Ref<0>");
+    check_print(t, "#Ref<0.0.0.0>");
     check_roundtrip(t);
-    /* A serial beyond the immediate's 28 bits stays exact. */
-    CU_ASSERT_FATAL(heap_make_ext_pid(&heap, ATOM_NONODE, 1, 1u << 30, 0, &t) == GD_OK);
-    check_print(t, "<0.1.1073741824>");
+    /* Numbers outside the local ranges are refused for this node (OTP:
+     * badarg), never truncated into a live local pid; another creation
+     * keeps them exact. */
+    CU_ASSERT_EQUAL(heap_make_ext_pid(&heap, ATOM_NONODE, 1, 1u << 30, 0, &t), GD_EBADARG);
+    CU_ASSERT(parse_str("<0.1.1073741824>", &back, NULL) != GD_OK);
+    CU_ASSERT_FATAL(heap_make_ext_pid(&heap, ATOM_NONODE, 1, 1u << 30, 1, &t) == GD_OK);
+    check_print(t, "<'nonode@nohost'.1.1073741824.1>");
     check_roundtrip(t);
 
     /* Funs print as OTP does and are refused by the parser. */
@@ -922,12 +927,15 @@ static term_t gen_ident(void)
 {
     term_t node = below(3) == 0 ? ATOM_NONODE : gen_atom();
     uint32_t creation = below(2) ? 0 : (uint32_t)rnd();
+    if (node == ATOM_NONODE && creation == 0)
+        creation = 1; /* this node's identifiers are the local cases */
     term_t t;
     switch (below(5)) {
     case 0:
-        return term_make_local_pid((uint32_t)rnd(), (uint32_t)below(1u << 28));
+        return term_make_local_pid((uint32_t)below(HEAP_LOCAL_PID_NUMBER_MAX + 1),
+                                   (uint32_t)below(HEAP_LOCAL_PID_SERIAL_MAX + 1));
     case 1:
-        return term_make_local_port(below((uint64_t)1 << 40));
+        return term_make_local_port(below(LOCAL_PORT_MAX + 1));
     case 2:
         CU_ASSERT_FATAL(heap_make_ext_pid(&heap, node, (uint32_t)rnd(), (uint32_t)rnd(), creation,
                                           &t) == GD_OK);

@@ -338,10 +338,16 @@ static void test_pids_ports_refs(void)
     term_t node = heap_atom("n1@host"), t;
     heap_ident_t id;
     /* Local pids and ports are immediates. */
-    term_t lp = term_make_local_pid(0xFFFFFFFFu, (1u << LOCAL_PID_SERIAL_BITS) - 1);
+    term_t lp = term_make_local_pid(HEAP_LOCAL_PID_NUMBER_MAX, HEAP_LOCAL_PID_SERIAL_MAX);
     CU_ASSERT(term_is_local_pid(lp) && term_is_pid(lp) && term_is_immediate(lp));
-    CU_ASSERT_EQUAL(term_local_pid_id(lp), 0xFFFFFFFFu);
-    CU_ASSERT_EQUAL(term_local_pid_serial(lp), (1u << LOCAL_PID_SERIAL_BITS) - 1);
+    CU_ASSERT_EQUAL(term_local_pid_id(lp), HEAP_LOCAL_PID_NUMBER_MAX);
+    CU_ASSERT_EQUAL(term_local_pid_serial(lp), HEAP_LOCAL_PID_SERIAL_MAX);
+    /* Outside the local ranges: refused, never truncated. */
+    term_t bad = TERM_NONE;
+    CU_ASSERT_EQUAL(heap_make_local_pid(HEAP_LOCAL_PID_NUMBER_MAX + 1, 0, &bad), GD_EBADARG);
+    CU_ASSERT_EQUAL(heap_make_local_pid(0, HEAP_LOCAL_PID_SERIAL_MAX + 1, &bad), GD_EBADARG);
+    CU_ASSERT_EQUAL(heap_make_local_port(LOCAL_PORT_MAX + 1, &bad), GD_EBADARG);
+    CU_ASSERT_EQUAL(bad, TERM_NONE);
     CU_ASSERT(heap_type_class(lp) == HEAP_CLASS_PID);
     term_t lport = term_make_local_port(LOCAL_PORT_MAX);
     CU_ASSERT(term_is_local_port(lport) && term_is_port(lport));
