@@ -353,8 +353,8 @@ int heap_make_ref(heap_t *h, term_t node, uint32_t creation, const uint32_t *wor
         w[i] = words[i];
     if (heap_node_is_local(node, creation)) {
         /* OTP widens a shorter reference of its own node to 3 words and
-         * refuses a longer one. */
-        if (nwords > HEAP_LOCAL_REF_WORDS)
+         * refuses a longer one, and one without words. */
+        if (nwords == 0 || nwords > HEAP_LOCAL_REF_WORDS)
             return GD_EBADARG;
         return heap_make_local_ref(h, w, out);
     }

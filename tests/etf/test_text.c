@@ -565,10 +565,12 @@ static void test_identifiers(void)
     CU_ASSERT_FATAL(heap_make_ref(&heap, ATOM_NONODE, 0, w, 3, &t) == GD_OK);
     check_print(t, "#Ref<0.319204872.2489057281.131594>");
     check_roundtrip(t);
-    /* A shorter reference of this node is widened to 3 words, as OTP does. */
-    CU_ASSERT_FATAL(heap_make_ref(&heap, ATOM_NONODE, 0, w, 0, &t) == GD_OK);
-    check_print(t, "#Ref<0.0.0.0>");
+    /* A shorter reference of this node is widened to 3 words, as OTP does;
+     * one without words is refused (OTP: badarg). */
+    CU_ASSERT_FATAL(heap_make_ref(&heap, ATOM_NONODE, 0, w, 1, &t) == GD_OK);
+    check_print(t, "#Ref<0.0.0.131594>");
     check_roundtrip(t);
+    CU_ASSERT_EQUAL(heap_make_ref(&heap, ATOM_NONODE, 0, w, 0, &t), GD_EBADARG);
     /* Numbers outside the local ranges are refused for this node (OTP:
      * badarg), never truncated into a live local pid; another creation
      * keeps them exact. */
