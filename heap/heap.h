@@ -12,8 +12,9 @@
  *   ..01  list: pointer to a cons cell [car, cdr]            (ptr | 1)
  *   ..10  boxed: pointer to a header word                    (ptr | 2)
  *   ..11  immediate; the next two bits say which kind:
- *           0011  local pid     (60-bit payload: id:32 | serial:28 << 32)
- *           0111  local port    (60-bit number)
+ *           0011  local pid     (payload: number | serial << 32; OTP 25's local
+ *                                ranges, 15 and 13 bits)
+ *           0111  local port    (28-bit number)
  *           1011  immediate-2; two more bits:
  *                   00 1011  atom (index << 6)
  *                   01 1011  special values (TERM_NONE, TERM_MOVED)

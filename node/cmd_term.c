@@ -56,8 +56,10 @@ static void usage(FILE *out)
             "\n"
             "Pids, ports and references of other nodes print as\n"
             "<'node@host'.Id.Serial.Creation>, #Port<'node@host'.Id.Creation> and\n"
-            "#Ref<'node@host'.W2.W1.W0.Creation>, which encode reads back; those of\n"
-            "'nonode@nohost' with creation 0 print as OTP's local <0.Id.Serial>.\n",
+            "#Ref<'node@host'.W2.W1.W0.Creation>, which encode reads back; this\n"
+            "node's ('nonode@nohost', creation 0) print as OTP's local <0.Id.Serial>,\n"
+            "#Port<0.N> and #Ref<0.W2.W1.W0>; numbers outside OTP's local ranges\n"
+            "for this node are refused, as binary_to_term does.\n",
             TERM_COMPRESS_DEFAULT_LEVEL);
 }
 

@@ -57,8 +57,8 @@ static void test_local_forms_round_trip(void)
     uint32_t w[3] = {0x3FFFF, 0xDEADBEEF, 7};
     term_t ref;
     OK(heap_make_local_ref(&heap, w, &ref));
-    static const uint8_t ref_bytes[] = {131,  90,   0,    3,    NODE, CRE, 0, 3, 255, 255,
-                                        0xDE, 0xAD, 0xBE, 0xEF, 0,    0,   0, 7};
+    static const uint8_t ref_bytes[] = {131, 90,   0,    3,    NODE, CRE, 0, 3, 255,
+                                        255, 0xDE, 0xAD, 0xBE, 0xEF, 0,   0, 0, 7};
     encode_expect(ref, ref_bytes, sizeof ref_bytes);
     term_t echo = decode(ref_bytes, sizeof ref_bytes, &rc);
     OK(rc);

@@ -429,6 +429,12 @@ static void test_pids_ports_refs(void)
     CHECK_BOTH(REF("a@b", 2, 1, 0u), REF("b@a", 1, 1, 1u), -1);
     CHECK_BOTH(REF("a@b", 2, 1, 1u), REF("a@b", 1, 1, 5u), 1);
     CHECK_BOTH(REF("a@b", 1, 1, 0xFFFFFFFFu), REF("a@b", 1, 2, 0u, 1u), -1);
+    /* This node's references (local form, widened to 3 words) against
+     * external ones of the same name, another creation (erl: the 2-word
+     * local ref =:= its widened form; creation 0 < 1 before any word). */
+    CHECK_BOTH(REF("nonode@nohost", 0, 2, 1u, 2u), REF("nonode@nohost", 0, 3, 1u, 2u, 0u), 0);
+    CHECK_BOTH(REF("nonode@nohost", 0, 3, 1u, 2u, 3u), REF("nonode@nohost", 1, 3, 1u, 2u, 3u), -1);
+    CHECK_BOTH(REF("nonode@nohost", 0, 3, 9u, 9u, 9u), REF("nonode@nohost", 1, 1, 1u), -1);
     teardown();
 }
 

@@ -51,8 +51,8 @@ static void test_local_forms(void)
     CU_ASSERT_EQUAL(header_arity(*term_boxed_ptr(t)), 2); /* 3 words, no node word */
     heap_ident_t id;
     heap_ident(t, &id);
-    CU_ASSERT(id.node == me && id.creation == CREATION && id.nwords == 3 && id.words[0] == 0x3FFFF &&
-              id.words[1] == 0xFFFFFFFF && id.words[2] == 9);
+    CU_ASSERT(id.node == me && id.creation == CREATION && id.nwords == 3 &&
+              id.words[0] == 0x3FFFF && id.words[1] == 0xFFFFFFFF && id.words[2] == 9);
     /* The same numbers under another creation or node: external forms. */
     OK(heap_make_ext_pid(&h, me, 5, 6, CREATION + 1, &t));
     CU_ASSERT(term_is_ext_pid(t));
