@@ -413,36 +413,28 @@ int heap_hash_checked(term_t t, uint64_t *out)
 #define PH_NIL_TOP 3468870702u
 #define PH_NIL_WORD 0x02u /* OTP's NIL_DEF */
 
+/* One step of Jenkins' mix: x - y - z, xored with z shifted right by s
+ * (s > 0) or left by -s. */
+static inline uint32_t ph_step(uint32_t x, uint32_t y, uint32_t z, int s)
+{
+    x -= y;
+    x -= z;
+    return x ^ (s > 0 ? z >> s : z << -s);
+}
+
+/* Bob Jenkins' 96-bit mix (OTP's MIX). */
 static inline void ph_mix(uint32_t *pa, uint32_t *pb, uint32_t *pc)
 {
     uint32_t a = *pa, b = *pb, c = *pc;
-    a -= b;
-    a -= c;
-    a ^= (c >> 13);
-    b -= c;
-    b -= a;
-    b ^= (a << 8);
-    c -= a;
-    c -= b;
-    c ^= (b >> 13);
-    a -= b;
-    a -= c;
-    a ^= (c >> 12);
-    b -= c;
-    b -= a;
-    b ^= (a << 16);
-    c -= a;
-    c -= b;
-    c ^= (b >> 5);
-    a -= b;
-    a -= c;
-    a ^= (c >> 3);
-    b -= c;
-    b -= a;
-    b ^= (a << 10);
-    c -= a;
-    c -= b;
-    c ^= (b >> 15);
+    a = ph_step(a, b, c, 13);
+    b = ph_step(b, c, a, -8);
+    c = ph_step(c, a, b, 13);
+    a = ph_step(a, b, c, 12);
+    b = ph_step(b, c, a, -16);
+    c = ph_step(c, a, b, 5);
+    a = ph_step(a, b, c, 3);
+    b = ph_step(b, c, a, -10);
+    c = ph_step(c, a, b, 15);
     *pa = a;
     *pb = b;
     *pc = c;
