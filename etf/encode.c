@@ -889,8 +889,7 @@ static void enc_init(enc_t *e, const etf_encode_opts_t *opts)
     e->float_ext = minor == 0;
     e->deterministic = opts->deterministic;
     /* Local pids, ports and refs carry the node identity heap/ holds (the
-     * one place it lives, so a decoded echo becomes local again);
-     * opts->local_node / local_creation are not consulted. */
+     * one place it lives, so a decoded echo becomes local again). */
     e->local_node = heap_node_name();
     e->local_creation = heap_node_creation();
     e->max_depth = opts->max_depth != 0 ? opts->max_depth : ETF_MAX_DEPTH_DEFAULT;
