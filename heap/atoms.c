@@ -333,8 +333,10 @@ const char *heap_atom_text(term_t atom, size_t *len)
 size_t heap_atom_chars(term_t atom)
 {
     size_t len;
-    if (GD_UNLIKELY(ensure_table() != GD_OK))
-        return fixed_text(atom, &len) == NULL ? 0 : len;
+    if (GD_UNLIKELY(ensure_table() != GD_OK)) {
+        (void)fixed_text(atom, &len); /* ASCII: one character a byte */
+        return len;
+    }
     return entry_at(term_atom_index(atom))->chars;
 }
 
