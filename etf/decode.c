@@ -502,6 +502,11 @@ static const uint8_t *read_ident_node(dec_t *d, size_t at, size_t *p, size_t fix
  * or *pos moved to `end`. */
 static int end_ident(dec_t *d, int rc, size_t at, size_t *pos, size_t end)
 {
+    /* The node is an atom here, so GD_EBADARG means the identifier names
+     * this node and creation with numbers outside its local ranges (or a
+     * reference of more than 3 words): badarg in OTP. */
+    if (rc == GD_EBADARG)
+        return fail_at(d, ETF_ETYPE, at);
     if (rc != GD_OK)
         return fail_at(d, map_heap_error(rc), at);
     *pos = end;

@@ -756,6 +756,7 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, size_t *posp, const bool write)
                 COLD(enc_port, t);
                 break;
             case HDR_REF:
+            case HDR_LOCAL_REF:
                 COLD(enc_ref, t);
                 break;
             case HDR_EXPORT:
@@ -799,7 +800,10 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, size_t *posp, const bool write)
                 }
                 if (e->deterministic && write) {
                     /* (Sizes do not depend on the order: counting skips the sort.) */
-                    heap_map_sorted(t, kv, kv + n);
+                    if (heap_map_sorted(t, kv, kv + n) != GD_OK) {
+                        rc = ETF_ENOMEM;
+                        goto fail;
+                    }
                 } else {
                     heap_map_pairs(t, kv, kv + n);
                 }
@@ -852,8 +856,9 @@ static GD_NOINLINE ENC_WALK_ATTR int enc_walk_write(enc_t *e, term_t t, size_t *
 }
 
 /* Fills *o with OTP 25's term_to_binary/1 defaults: no compression, no
- * deterministic ordering, the release's minor version, local pids and
- * ports as 'nonode@nohost' with creation 0, the default depth cap. */
+ * deterministic ordering, the release's minor version, the default depth
+ * cap.  (Local pids, ports and refs are written with heap_node_name and
+ * heap_node_creation.) */
 void etf_encode_opts_init(etf_encode_opts_t *o)
 {
     memset(o, 0, sizeof *o);
@@ -861,8 +866,6 @@ void etf_encode_opts_init(etf_encode_opts_t *o)
     o->compressed = -1;
     o->deterministic = false;
     o->minor_version = -1;
-    o->local_node = TERM_NONE;
-    o->local_creation = 0;
     o->max_depth = 0;
 }
 
@@ -879,11 +882,10 @@ static void enc_init(enc_t *e, const etf_encode_opts_t *opts)
     e->latin1_atoms = minor <= 1;
     e->float_ext = minor == 0;
     e->deterministic = opts->deterministic;
-    e->local_node =
-        (opts->local_node == TERM_NONE || opts->local_node == 0 || !term_is_atom(opts->local_node))
-            ? ATOM_NONODE
-            : opts->local_node;
-    e->local_creation = opts->local_creation;
+    /* Local pids, ports and refs carry the node identity heap/ holds (the
+     * one place it lives, so a decoded echo becomes local again). */
+    e->local_node = heap_node_name();
+    e->local_creation = heap_node_creation();
     e->max_depth = opts->max_depth != 0 ? opts->max_depth : ETF_MAX_DEPTH_DEFAULT;
     e->stack = e->inline_stack;
     e->stack_cap = ENC_INLINE_FRAMES;

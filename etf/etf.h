@@ -35,9 +35,13 @@
  *   - FLOAT_EXT text with no NUL before the end of the input: ETF_EFLOAT.
  *     OTP reads the text up to a NUL wherever it is, past the end of the
  *     binary if need be.
- * Pids, ports and references naming the local node with numbers outside
- * the local ranges are kept as external identifiers for now (node
- * identity belongs to the runtime).
+ *   - NEWER_REFERENCE_EXT (and NEW_REFERENCE_EXT) with 0 id words:
+ *     ETF_ETYPE.  OTP 25 reads one id word regardless, past the end of the
+ *     input if need be, so its answer depends on the memory that follows.
+ * Pids, ports and references naming the local node (heap_node_name(),
+ * heap_node_creation()) decode to the local forms; numbers outside OTP's
+ * local ranges fail as binary_to_term fails (badarg), and a shorter local
+ * reference is widened to 3 words as OTP does.
  */
 #ifndef GIRDER_ETF_H
 #define GIRDER_ETF_H
@@ -201,10 +205,6 @@ typedef struct etf_encode_opts {
     /* -1 = the release's default; 0 = FLOAT_EXT and Latin-1 atoms; 1 = NEW_FLOAT
      * and Latin-1 atoms where possible; 2 = UTF-8 atoms. */
     int minor_version;
-    /* Node name and creation used for local pid/port immediates
-     * (default: 'nonode@nohost', 0). TERM_NONE / 0 means the default. */
-    term_t local_node;
-    uint32_t local_creation;
     /* Deepest nesting accepted (0 = ETF_MAX_DEPTH_DEFAULT), counted as the
      * decoder counts it, so whatever decodes under a limit encodes under it. */
     size_t max_depth;

@@ -149,12 +149,10 @@ static int parse_pid(parser_t *p, term_t *out)
             return rc;
         if (v[0] > UINT32_MAX || v[1] > UINT32_MAX)
             return etf_text_fail(p, ETF_EPARSE, open);
-        if (v[1] < ((uint64_t)1 << LOCAL_PID_SERIAL_BITS)) {
-            *out = term_make_local_pid((uint32_t)v[0], (uint32_t)v[1]);
-            return GD_OK;
-        }
-        node = ATOM_NONODE;
-        v[2] = 0;
+        /* <0.Id.Serial> is a pid of this node (out of the local ranges:
+         * badarg, as list_to_pid). */
+        node = heap_node_name();
+        v[2] = heap_node_creation();
     } else {
         if ((rc = scan_dotted(p, 3, 3, v, &n)) != GD_OK)
             return rc;
@@ -177,12 +175,8 @@ static int parse_port(parser_t *p, term_t *out)
     if (node == TERM_NONE) {
         if ((rc = scan_dotted(p, 1, 1, v, &n)) != GD_OK)
             return rc;
-        if (v[0] <= LOCAL_PORT_MAX) {
-            *out = term_make_local_port(v[0]);
-            return GD_OK;
-        }
-        node = ATOM_NONODE;
-        v[1] = 0;
+        node = heap_node_name(); /* #Port<0.N>: a port of this node */
+        v[1] = heap_node_creation();
     } else {
         if ((rc = scan_dotted(p, 2, 2, v, &n)) != GD_OK)
             return rc;
@@ -206,7 +200,8 @@ static int parse_ref(parser_t *p, term_t *out)
     if (node == TERM_NONE) {
         if ((rc = scan_dotted(p, 0, HEAP_REF_MAX_WORDS, v, &n)) != GD_OK)
             return rc;
-        node = ATOM_NONODE;
+        node = heap_node_name(); /* #Ref<0.W2.W1.W0>: a reference of this node */
+        creation = heap_node_creation();
     } else {
         if ((rc = scan_dotted(p, 1, HEAP_REF_MAX_WORDS + 1, v, &n)) != GD_OK)
             return rc;
@@ -283,10 +278,17 @@ static int push_value(parser_t *p, term_t t)
  * has no context argument, so the keys come through a thread-local (callers
  * may parse on several threads at once). */
 static _Thread_local const term_t *sort_keys;
+/* Set when a key comparison ran out of memory (the sort then finishes in
+ * some order and make_map fails). */
+static _Thread_local int sort_err;
 static int compare_pair_index(const void *a, const void *b)
 {
     size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    int c = heap_compare(sort_keys[i], sort_keys[j], true);
+    int c;
+    if (heap_compare_checked(sort_keys[i], sort_keys[j], true, &c) != GD_OK) {
+        sort_err = GD_ENOMEM;
+        c = 0;
+    }
     if (c != 0)
         return c;
     return i < j ? -1 : 1;
@@ -311,17 +313,20 @@ static int make_map(parser_t *p, term_t *keys, term_t *vals, size_t n, size_t of
     for (size_t i = 0; i < n; i++)
         idx[i] = i;
     sort_keys = keys;
+    sort_err = GD_OK;
     qsort(idx, n, sizeof *idx, compare_pair_index);
     size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        bool last_of_run = i + 1 == n || heap_compare(keys[idx[i]], keys[idx[i + 1]], true) != 0;
-        if (last_of_run) {
+    for (size_t i = 0; i < n && sort_err == GD_OK; i++) {
+        int c = 1;
+        if (i + 1 < n && heap_compare_checked(keys[idx[i]], keys[idx[i + 1]], true, &c) != GD_OK)
+            sort_err = GD_ENOMEM;
+        if (c != 0) {
             k2[m] = keys[idx[i]];
             v2[m] = vals[idx[i]];
             m++;
         }
     }
-    rc = heap_make_map(p->h, k2, v2, m, out);
+    rc = sort_err != GD_OK ? sort_err : heap_make_map(p->h, k2, v2, m, out);
     if (rc != GD_OK)
         rc = etf_text_heap_error(p, rc, offset);
 free_arrays:

@@ -565,13 +565,6 @@ static int print_bitstring(etf_buf_t *out, term_t t)
 /* ------------------------------------------------------------------------ */
 /* Pids, ports, references, funs.                                           */
 
-/* True for the node a non-distributed OTP node (and etf_encode by default)
- * calls itself, with creation 0: printed as OTP prints local identifiers. */
-static bool is_default_local(const heap_ident_t *id)
-{
-    return id->node == ATOM_NONODE && id->creation == 0;
-}
-
 static int print_ident(etf_buf_t *out, term_t t)
 {
     int rc;
@@ -591,7 +584,9 @@ static int print_ident(etf_buf_t *out, term_t t)
     }
     heap_ident_t id;
     heap_ident(t, &id);
-    bool local = is_default_local(&id);
+    /* Identifiers of this node are always in local form (heap/ builds no
+     * external one of it): printed as OTP prints local ones. */
+    bool local = term_is_local_ref(t);
     const char *open = term_is_ext_pid(t) ? "<" : term_is_ext_port(t) ? "#Port<" : "#Ref<";
     if ((rc = put_str(out, open)) != GD_OK)
         return rc;
@@ -742,9 +737,11 @@ static int open_map(printer_t *p, term_t map)
         p->pairs_cap = cap;
     }
     size_t base = p->npairs;
-    heap_map_sorted(map, p->pairs + base, p->pairs + base + n);
+    int rc = heap_map_sorted(map, p->pairs + base, p->pairs + base + n);
+    if (rc != GD_OK)
+        return rc;
     p->npairs += 2 * n;
-    int rc = put_str(p->out, "#{");
+    rc = put_str(p->out, "#{");
     if (rc != GD_OK)
         return rc;
     return push(p, (print_frame_t){.kind = PK_MAP_NEXT, .t = map, .n = n, .base = base});
@@ -781,6 +778,7 @@ static int print_one(printer_t *p, term_t t)
             return put_bytes(out, buf, n);
         }
         case HDR_REF:
+        case HDR_LOCAL_REF:
         case HDR_EXT_PID:
         case HDR_EXT_PORT:
             return print_ident(out, t);

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "gc_internal.h"
 #include "heap.h"
 
 #define CHUNK_BITS 12
@@ -38,6 +39,11 @@ static atom_table_t table;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 static uint32_t configured_limit = HEAP_ATOM_LIMIT_DEFAULT;
 static atomic_bool table_started;
+/* Set (release) once init_table succeeded: the accessors' fast path loads it
+ * (acquire, pairing with that store) instead of entering pthread_once, and
+ * never store to shared memory, so atom reads on every scheduler thread
+ * keep the line shared. */
+static atomic_bool table_ready;
 static int table_init_error;
 
 static const char *const fixed_atom_names[] = {
@@ -123,13 +129,13 @@ static int create(const char *text, size_t len, uint64_t hash, size_t chars, boo
     uint32_t chunk_no = index >> CHUNK_BITS;
     atom_entry_t *chunk = atomic_load_explicit(&table.chunks[chunk_no], memory_order_relaxed);
     if (chunk == NULL) {
-        chunk = calloc(CHUNK_SIZE, sizeof *chunk);
+        chunk = heap_xcalloc(CHUNK_SIZE, sizeof *chunk);
         if (chunk == NULL)
             goto unlock;
         /* release: readers that find an index in this chunk see it zeroed */
         atomic_store_explicit(&table.chunks[chunk_no], chunk, memory_order_release);
     }
-    char *copy = malloc(len ? len : 1);
+    char *copy = heap_xmalloc(len ? len : 1);
     if (copy == NULL)
         goto unlock;
     memcpy(copy, text, len);
@@ -157,10 +163,14 @@ static void init_table(void)
         cap <<= 1;
     table.limit = limit;
     table.slot_mask = (uint32_t)(cap - 1);
-    table.slots = calloc(cap, sizeof *table.slots);
-    table.chunks = calloc((limit + CHUNK_SIZE - 1) / CHUNK_SIZE, sizeof *table.chunks);
+    table.slots = heap_xcalloc(cap, sizeof *table.slots);
+    table.chunks = heap_xcalloc((limit + CHUNK_SIZE - 1) / CHUNK_SIZE, sizeof *table.chunks);
     pthread_mutex_init(&table.write_lock, NULL);
     if (table.slots == NULL || table.chunks == NULL) {
+        free(table.slots);
+        free(table.chunks);
+        table.slots = NULL;
+        table.chunks = NULL;
         table_init_error = GD_ENOMEM;
         return;
     }
@@ -175,10 +185,13 @@ static void init_table(void)
             return;
         }
     }
+    atomic_store_explicit(&table_ready, true, memory_order_release);
 }
 
 static int ensure_table(void)
 {
+    if (GD_LIKELY(atomic_load_explicit(&table_ready, memory_order_acquire)))
+        return GD_OK;
     atomic_store_explicit(&table_started, true, memory_order_relaxed);
     pthread_once(&table_once, init_table);
     return table_init_error;
@@ -246,11 +259,28 @@ int heap_atom_put_latin1(const uint8_t *latin1, size_t len, term_t *out)
     return rc != GD_OK ? rc : heap_atom_put(buf, n, out);
 }
 
-/* The fixed atoms exist as constants before any table call, so the
- * accessors make sure the table is built (pthread_once: one load when done). */
+/*
+ * The fixed atoms exist as constants before any table call, so the
+ * accessors make sure the table is built.  If it could not be (memory ran
+ * out at the first atom operation) no other atom can exist, and the fixed
+ * ones are answered from their static names (all ASCII).
+ */
+static const char *fixed_text(term_t atom, size_t *len)
+{
+    uint32_t index = term_atom_index(atom);
+    if (index >= HEAP_FIXED_ATOM_COUNT) {
+        GD_ASSERT(!"an atom index without an atom table");
+        *len = 0;
+        return "";
+    }
+    *len = strlen(fixed_atom_names[index]);
+    return fixed_atom_names[index];
+}
+
 const char *heap_atom_text(term_t atom, size_t *len)
 {
-    (void)ensure_table();
+    if (GD_UNLIKELY(ensure_table() != GD_OK))
+        return fixed_text(atom, len);
     atom_entry_t *e = entry_at(term_atom_index(atom));
     *len = e->len;
     return e->text;
@@ -258,13 +288,18 @@ const char *heap_atom_text(term_t atom, size_t *len)
 
 size_t heap_atom_chars(term_t atom)
 {
-    (void)ensure_table();
+    size_t len;
+    if (GD_UNLIKELY(ensure_table() != GD_OK)) {
+        (void)fixed_text(atom, &len); /* ASCII: one character a byte */
+        return len;
+    }
     return entry_at(term_atom_index(atom))->chars;
 }
 
 bool heap_atom_is_latin1(term_t atom)
 {
-    (void)ensure_table();
+    if (GD_UNLIKELY(ensure_table() != GD_OK))
+        return true;
     return entry_at(term_atom_index(atom))->latin1;
 }
 

@@ -22,9 +22,9 @@
  * - References: node name, creation, then the 32-bit id words from the most
  *   significant (the last); extra high words that are zero do not count.
  * - Ports: node name, creation, then number.  Pids: serial, number, then node
- *   name and creation.  A local (immediate) pid or port is treated as one of
- *   node 'nonode@nohost', creation 0, so it equals an external one with the
- *   same identity.
+ *   name and creation.  A local pid, port or reference is treated as one of
+ *   this node's name and creation (heap_node_name); the constructors never
+ *   build an external one of this node, so each has one representation.
  * - Funs: module, index (as a signed 32-bit value), old_uniq, number of free
  *   variables, then the free variables; arity, uniq, old_index and the
  *   creator pid take no part (OTP 25 behaves so).  A fun is below an export;
@@ -38,52 +38,14 @@
  *   so no sorting or allocation is needed.
  */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "hamt.h"
 #include "heap.h"
-
-static inline int sign_u64(uint64_t a, uint64_t b)
-{
-    return a < b ? -1 : a > b;
-}
-static inline int sign_i64(int64_t a, int64_t b)
-{
-    return a < b ? -1 : a > b;
-}
+#include "term_internal.h"
 
 /* ------------------------------------------------------------------------ */
 /* Numbers                                                                   */
-
-/* An integer as sign and magnitude (little-endian digits, no leading zero
- * digit; zero has n = 0).  `one` backs the digit of a small integer, so the
- * struct must stay where it was filled. */
-typedef struct intval {
-    bool neg;
-    size_t n;
-    const uint64_t *d;
-    uint64_t one;
-} intval_t;
-
-static inline void int_of(term_t t, intval_t *v)
-{
-    if (term_is_small(t)) {
-        int64_t x = term_small_value(t);
-        v->neg = x < 0;
-        v->one = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x;
-        v->d = &v->one;
-        v->n = v->one != 0;
-        return;
-    }
-    v->neg = term_big_negative(t);
-    v->d = term_big_digits(t);
-    v->n = term_big_ndigits(t);
-    while (v->n > 0 && v->d[v->n - 1] == 0)
-        v->n--;
-    if (v->n == 0)
-        v->neg = false;
-}
 
 static int cmp_mag(const uint64_t *a, size_t an, const uint64_t *b, size_t bn)
 {
@@ -195,40 +157,6 @@ static int cmp_nodes(term_t na, uint32_t ca, term_t nb, uint32_t cb)
     return c != 0 ? c : sign_u64(ca, cb);
 }
 
-typedef struct ident {
-    term_t node;
-    uint32_t creation;
-    uint64_t data; /* pid: serial << 32 | number; port: number */
-} ident_t;
-
-static inline void pid_ident(term_t t, ident_t *id)
-{
-    if (term_is_local_pid(t)) {
-        id->node = ATOM_NONODE;
-        id->creation = 0;
-        id->data = ((uint64_t)term_local_pid_serial(t) << 32) | term_local_pid_id(t);
-        return;
-    }
-    const term_t *p = term_boxed_ptr(t);
-    id->data = p[1]; /* id | serial << 32 */
-    id->creation = (uint32_t)p[2];
-    id->node = p[3];
-}
-
-static inline void port_ident(term_t t, ident_t *id)
-{
-    if (term_is_local_port(t)) {
-        id->node = ATOM_NONODE;
-        id->creation = 0;
-        id->data = term_local_port_number(t);
-        return;
-    }
-    const term_t *p = term_boxed_ptr(t);
-    id->data = p[1];
-    id->creation = (uint32_t)p[2];
-    id->node = p[3];
-}
-
 static int cmp_pids(term_t a, term_t b)
 {
     ident_t x, y;
@@ -249,35 +177,19 @@ static int cmp_ports(term_t a, term_t b)
     return c != 0 ? c : sign_u64(x.data, y.data);
 }
 
-/* The id words of a reference and their count without high zero words. */
-static inline size_t ref_words(const term_t *p, uint32_t w[HEAP_REF_MAX_WORDS])
-{
-    size_t n = (size_t)(p[1] >> 32);
-    if (n > HEAP_REF_MAX_WORDS)
-        n = HEAP_REF_MAX_WORDS;
-    w[0] = (uint32_t)p[2];
-    w[1] = (uint32_t)(p[2] >> 32);
-    w[2] = (uint32_t)p[3];
-    w[3] = (uint32_t)(p[3] >> 32);
-    w[4] = (uint32_t)p[4];
-    while (n > 0 && w[n - 1] == 0)
-        n--;
-    return n;
-}
-
 static int cmp_refs(term_t a, term_t b)
 {
-    const term_t *p = term_boxed_ptr(a), *q = term_boxed_ptr(b);
-    int c = cmp_nodes(p[5], (uint32_t)p[1], q[5], (uint32_t)q[1]);
+    ref_ident_t x, y;
+    ref_ident(a, &x);
+    ref_ident(b, &y);
+    int c = cmp_nodes(x.node, x.creation, y.node, y.creation);
     if (c != 0)
         return c;
-    uint32_t wa[HEAP_REF_MAX_WORDS], wb[HEAP_REF_MAX_WORDS];
-    size_t na = ref_words(p, wa), nb = ref_words(q, wb);
-    if (na != nb)
-        return na < nb ? -1 : 1;
-    for (size_t i = na; i-- > 0;)
-        if (wa[i] != wb[i])
-            return wa[i] < wb[i] ? -1 : 1;
+    if (x.n != y.n)
+        return x.n < y.n ? -1 : 1;
+    for (size_t i = x.n; i-- > 0;)
+        if (x.w[i] != y.w[i])
+            return x.w[i] < y.w[i] ? -1 : 1;
     return 0;
 }
 
@@ -328,20 +240,6 @@ static int cmp_exports(term_t a, term_t b)
     return c;
 }
 
-/* Byte k of a bitstring's bit sequence (8k < bit_size); bits past the end
- * are unspecified and must be masked by the caller.  Reads no byte outside
- * the bitstring. */
-static inline uint8_t bit_byte(const heap_bin_view_t *v, size_t k)
-{
-    unsigned o = v->bit_offset;
-    if (o == 0)
-        return v->bytes[k];
-    uint8_t x = (uint8_t)(v->bytes[k] << o);
-    if (8 * (k + 1) < o + v->bit_size)
-        x |= (uint8_t)(v->bytes[k + 1] >> (8 - o));
-    return x;
-}
-
 static int cmp_bits(term_t a, term_t b)
 {
     heap_bin_view_t va, vb;
@@ -374,36 +272,6 @@ static int cmp_bits(term_t a, term_t b)
 
 /* ------------------------------------------------------------------------ */
 /* The comparison engine                                                     */
-
-/* The work stack could only fail to grow when memory is exhausted; the
- * API cannot report that (heap_compare and heap_hash return a result, as
- * OTP's erts_cmp does), and the stack needs at most a few words per level of
- * the terms that already exist, so this is treated like a failed stack
- * allocation: a clear message and abort. */
-GD_COLD static void walk_out_of_memory(const char *who)
-{
-    fprintf(stderr, "girder: out of memory growing the work stack of %s\n", who);
-    abort();
-}
-
-/* Grows a stack whose storage may still be the caller's inline buffer. */
-static void *grow_stack(void *base, const void *inline_buf, size_t *cap, size_t elem,
-                        const char *who)
-{
-    size_t ncap = *cap * 2;
-    void *nb;
-    if (base == inline_buf) {
-        nb = malloc(ncap * elem);
-        if (nb != NULL)
-            memcpy(nb, base, *cap * elem);
-    } else {
-        nb = realloc(base, ncap * elem);
-    }
-    if (nb == NULL)
-        walk_out_of_memory(who);
-    *cap = ncap;
-    return nb;
-}
 
 enum { FR_PAIR, FR_ARRAY, FR_MAPOP };
 
@@ -456,37 +324,55 @@ typedef struct cmp_ctx {
     cmp_mapstate_t ms_inline[CMP_INLINE_MAPS];
 } cmp_ctx_t;
 
-static inline void push_frame(cmp_ctx_t *cx, uint8_t kind, term_t x, term_t y, size_t n, bool exact)
+/* Pushes a frame; false when the stack cannot grow (memory exhausted). */
+static inline bool push_frame(cmp_ctx_t *cx, uint8_t kind, term_t x, term_t y, size_t n, bool exact)
 {
-    if (GD_UNLIKELY(cx->len == cx->cap))
-        cx->st = grow_stack(cx->st, cx->st_inline, &cx->cap, sizeof *cx->st, "heap_compare");
+    if (GD_UNLIKELY(cx->len == cx->cap)) {
+        cmp_frame_t *ns = walk_grow_stack(cx->st, cx->st_inline, &cx->cap, sizeof *cx->st);
+        if (ns == NULL)
+            return false;
+        cx->st = ns;
+    }
     cmp_frame_t *f = &cx->st[cx->len++];
     f->x = x;
     f->y = y;
     f->n = n;
     f->kind = kind;
     f->exact = exact;
+    return true;
 }
 
+/* A new map state on top, or NULL when memory is exhausted. */
 static cmp_mapstate_t *push_mapstate(cmp_ctx_t *cx)
 {
-    if (cx->nms == cx->mscap)
-        cx->ms = grow_stack(cx->ms, cx->ms_inline, &cx->mscap, sizeof *cx->ms, "heap_compare");
+    if (cx->nms == cx->mscap) {
+        cmp_mapstate_t *nm = walk_grow_stack(cx->ms, cx->ms_inline, &cx->mscap, sizeof *cx->ms);
+        if (nm == NULL)
+            return NULL;
+        cx->ms = nm;
+    }
     return &cx->ms[cx->nms++];
 }
 
-static inline void ms_advance_a(cmp_mapstate_t *s)
+/* The next pair of map A (B) with its key's hash; GD_ENOMEM if hashing the
+ * key ran out of memory. */
+static inline int ms_advance_a(cmp_mapstate_t *s)
 {
     s->has_a = heap_map_next(&s->ia, &s->ka, &s->va);
-    if (s->has_a)
-        s->ha = hamt_key_hash(s->ka);
+    return s->has_a ? hamt_key_hash(s->ka, &s->ha) : GD_OK;
 }
 
-static inline void ms_advance_b(cmp_mapstate_t *s)
+static inline int ms_advance_b(cmp_mapstate_t *s)
 {
     s->has_b = heap_map_next(&s->ib, &s->kb, &s->vb);
-    if (s->has_b)
-        s->hb = hamt_key_hash(s->kb);
+    return s->has_b ? hamt_key_hash(s->kb, &s->hb) : GD_OK;
+}
+
+/* Both maps one pair on. */
+static inline int ms_advance_both(cmp_mapstate_t *s)
+{
+    int rc = ms_advance_a(s);
+    return rc != GD_OK ? rc : ms_advance_b(s);
 }
 
 /* Resolves the cheap cases without the engine: true with *res set, or false. */
@@ -503,13 +389,7 @@ static inline bool quick_cmp(term_t a, term_t b, int *res)
     return false;
 }
 
-static inline size_t map_size_of(const term_t *p)
-{
-    /* flat: [hdr][n]...; hash: [hdr][size]... — both keep it in word 1 */
-    return (size_t)term_small_value(p[1]);
-}
-
-static int compare_slow(term_t a, term_t b, bool exact)
+static int compare_slow(term_t a, term_t b, bool exact, int *order)
 {
     cmp_ctx_t cx;
     cx.st = cx.st_inline;
@@ -523,6 +403,7 @@ static int compare_slow(term_t a, term_t b, bool exact)
     const term_t *arr_a = NULL, *arr_b = NULL;
     size_t arr_n = 0;
     cmp_mapstate_t *s;
+    int rc = GD_OK;
 
 pair:
     if (a == b)
@@ -613,8 +494,8 @@ list:
                 if (j != 0)
                     goto not_equal;
             } else {
-                if (ta != tb)
-                    push_frame(&cx, FR_PAIR, ta, tb, 0, exact);
+                if (ta != tb && !push_frame(&cx, FR_PAIR, ta, tb, 0, exact))
+                    goto out_of_memory;
                 a = xa;
                 b = xb;
                 goto pair;
@@ -649,7 +530,9 @@ array:
                 goto not_equal;
             continue;
         }
-        push_frame(&cx, FR_ARRAY, (term_t)(uintptr_t)arr_a, (term_t)(uintptr_t)arr_b, arr_n, exact);
+        if (!push_frame(&cx, FR_ARRAY, (term_t)(uintptr_t)arr_a, (term_t)(uintptr_t)arr_b, arr_n,
+                        exact))
+            goto out_of_memory;
         a = xa;
         b = xb;
         goto pair;
@@ -668,8 +551,9 @@ map : {
     if (fa && fb) {
         /* Keys are stored in ascending exact order: comparing the key arrays
          * exactly, then the value arrays, is OTP's map order. */
-        push_frame(&cx, FR_ARRAY, (term_t)(uintptr_t)(p + 2 + sa), (term_t)(uintptr_t)(q + 2 + sa),
-                   sa, exact);
+        if (!push_frame(&cx, FR_ARRAY, (term_t)(uintptr_t)(p + 2 + sa),
+                        (term_t)(uintptr_t)(q + 2 + sa), sa, exact))
+            goto out_of_memory;
         arr_a = p + 2;
         arr_b = q + 2;
         arr_n = sa;
@@ -684,13 +568,15 @@ map : {
         goto not_equal;
     }
     s = push_mapstate(&cx);
+    if (s == NULL)
+        goto out_of_memory;
     s->was_exact = exact;
     s->cmp_res = 0;
     s->min_key = TERM_NONE;
     heap_map_iter_init(&s->ia, a);
     heap_map_iter_init(&s->ib, b);
-    ms_advance_a(s);
-    ms_advance_b(s);
+    if ((rc = ms_advance_both(s)) != GD_OK)
+        goto fail;
     a = s->ka;
     b = s->kb;
     s->op = MOP_P1_KEYS;
@@ -700,7 +586,8 @@ map : {
     /* Starts the sub-comparison (a, b, exact) of the top map state, which
      * set s->op; its result comes back to map_step. */
 nested:
-    push_frame(&cx, FR_MAPOP, 0, 0, 0, exact);
+    if (!push_frame(&cx, FR_MAPOP, 0, 0, 0, exact))
+        goto out_of_memory;
     s->rollback = cx.len;
     exact = true;
     if (s->op == MOP_P1_VALS)
@@ -772,8 +659,8 @@ map_step:
         goto phase1_next;
     case MOP_P2_KEYS:
         if (j == 0) {
-            ms_advance_a(s);
-            ms_advance_b(s);
+            if ((rc = ms_advance_both(s)) != GD_OK)
+                goto fail;
             goto phase2_loop;
         }
         goto phase2_unmatched;
@@ -782,20 +669,22 @@ map_step:
             s->min_key = s->ka;
             s->cmp_res = -1;
         }
-        ms_advance_a(s);
+        if ((rc = ms_advance_a(s)) != GD_OK)
+            goto fail;
         goto phase2_loop;
     default: /* MOP_P2_MIN_B */
         if (j < 0) {
             s->min_key = s->kb;
             s->cmp_res = 1;
         }
-        ms_advance_b(s);
+        if ((rc = ms_advance_b(s)) != GD_OK)
+            goto fail;
         goto phase2_loop;
     }
 
 phase1_next:
-    ms_advance_a(s);
-    ms_advance_b(s);
+    if ((rc = ms_advance_both(s)) != GD_OK)
+        goto fail;
     if (!s->has_a || !s->has_b) {
         GD_ASSERT(s->has_a == s->has_b);
         goto map_done;
@@ -815,12 +704,14 @@ phase2_enter : {
     if (o < 0) {
         s->min_key = s->ka;
         s->cmp_res = -1;
-        ms_advance_a(s);
+        rc = ms_advance_a(s);
     } else {
         s->min_key = s->kb;
         s->cmp_res = 1;
-        ms_advance_b(s);
+        rc = ms_advance_b(s);
     }
+    if (rc != GD_OK)
+        goto fail;
     goto phase2_loop;
 }
 
@@ -868,381 +759,46 @@ map_done:
         goto not_equal;
     goto pop;
 
+out_of_memory:
+    rc = GD_ENOMEM;
+    goto fail;
+
 done:
+    *order = j < 0 ? -1 : (j > 0 ? 1 : 0);
+fail:
     if (cx.st != cx.st_inline)
         free(cx.st);
     if (cx.ms != cx.ms_inline)
         free(cx.ms);
-    return j < 0 ? -1 : (j > 0 ? 1 : 0);
+    return rc;
 }
 
 /*
  * Compares a and b in Erlang's term order (arithmetic number comparison when
- * exact is false, term order when true); returns -1, 0 or 1.  Both terms are
- * borrowed.  Immediates, atoms and floats are settled inline; everything else
- * walks both terms with an explicit stack, O(size of the smaller term), which
- * allocates only for terms that branch more than a few dozen levels deep.
+ * exact is false, term order when true) and sets *order to -1, 0 or 1.  Both
+ * terms are borrowed.  Immediates, atoms and floats are settled inline;
+ * everything else walks both terms with an explicit stack, O(size of the
+ * smaller term), which mallocs only for terms that branch more than a few
+ * dozen levels deep.  Errors: GD_ENOMEM when that stack (or the hash of a
+ * map key met on the way) cannot grow; *order is not set then.
  */
-int heap_compare(term_t a, term_t b, bool exact)
+int heap_compare_checked(term_t a, term_t b, bool exact, int *order)
 {
-    if (a == b)
-        return 0;
-    if (term_is_small(a) && term_is_small(b))
-        return sign_i64(term_small_value(a), term_small_value(b));
-    if (term_is_atom(a) && term_is_atom(b))
-        return cmp_atoms(a, b);
-    if (term_is_float(a) && term_is_float(b))
-        return cmp_doubles(term_float_value(a), term_float_value(b));
-    return compare_slow(a, b, exact);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Hashing                                                                   */
-
-/*
- * The hash absorbs a canonical pre-order serialisation of the term, one
- * 64-bit word at a time (an xxhash64-style round), and finishes with the
- * murmur3 64-bit finaliser.  Canonical means the same for every
- * representation of exactly equal terms: integers by value (a bignum that
- * fits a small hashes as the small), floats with -0.0 as 0.0, bitstrings by
- * their bits whatever the storage and alignment, local pids/ports as the
- * external ones of 'nonode@nohost' creation 0, references without high zero
- * words, funs by the fields that take part in comparison, maps by their
- * storage (which is a function of their contents, see hamt.h).
- */
-
-#define HASH_SEED 0x6a09e667f3bcc908u
-#define HP1 0x9E3779B97F4A7C15u
-#define HP2 0xC2B2AE3D27D4EB4Fu
-#define HP3 0x165667B19E3779F9u
-
-/* Type markers absorbed before the parts of a compound term.  Immediates
- * (small integers, atoms, nil) absorb their own tagged word, so these use
- * low bits (header-like, ..00) no immediate word has. */
-enum {
-    HM_TUPLE = 0x04,
-    HM_CONS = 0x08,
-    HM_IMMTAIL = 0x0C,
-    HM_BIG = 0x10,
-    HM_FLOAT = 0x14,
-    HM_REF = 0x18,
-    HM_FUN = 0x1C,
-    HM_EXPORT = 0x20,
-    HM_PID = 0x24,
-    HM_PORT = 0x28,
-    HM_BITS = 0x2C,
-    HM_MAP = 0x30,
-    HM_OTHER = 0x34,
-};
-
-static inline uint64_t rotl64(uint64_t x, unsigned r)
-{
-    return (x << r) | (x >> (64 - r));
-}
-
-static inline uint64_t absorb(uint64_t h, uint64_t v)
-{
-    v *= HP2;
-    v = rotl64(v, 31);
-    v *= HP1;
-    h ^= v;
-    return rotl64(h, 27) * HP1 + HP3;
-}
-
-static inline uint64_t fmix64(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdu;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53u;
-    h ^= h >> 33;
-    return h;
-}
-
-static uint64_t absorb_integer(uint64_t h, term_t t)
-{
-    if (term_is_small(t))
-        return absorb(h, t);
-    intval_t x;
-    int_of(t, &x);
-    if (x.n == 0)
-        return absorb(h, term_make_small(0));
-    if (x.n == 1) {
-        if (!x.neg && x.d[0] <= (uint64_t)SMALL_MAX)
-            return absorb(h, term_make_small((int64_t)x.d[0]));
-        if (x.neg && x.d[0] <= (uint64_t)SMALL_MAX + 1)
-            return absorb(h, term_make_small(-(int64_t)(x.d[0] - 1) - 1));
+    if (a == b) {
+        *order = 0;
+        return GD_OK;
     }
-    h = absorb(h, HM_BIG | ((uint64_t)x.neg << 6) | ((uint64_t)x.n << 8));
-    for (size_t i = 0; i < x.n; i++)
-        h = absorb(h, x.d[i]);
-    return h;
-}
-
-static uint64_t absorb_ident(uint64_t h, unsigned marker, const ident_t *id)
-{
-    h = absorb(h, marker | ((uint64_t)id->creation << 8));
-    h = absorb(h, id->node);
-    return absorb(h, id->data);
-}
-
-static uint64_t absorb_bits(uint64_t h, term_t t)
-{
-    heap_bin_view_t v;
-    heap_bin_view(t, &v);
-    h = absorb(h, HM_BITS | ((uint64_t)v.bit_size << 8));
-    size_t full = v.bit_size / 8;
-    unsigned rem = (unsigned)(v.bit_size % 8);
-    size_t k = 0;
-    if (v.bit_offset == 0) {
-        for (; k + 8 <= full; k += 8) {
-            uint64_t w;
-            memcpy(&w, v.bytes + k, 8);
-            h = absorb(h, w);
-        }
-    } else {
-        for (; k + 8 <= full; k += 8) {
-            uint64_t w = 0;
-            for (unsigned i = 0; i < 8; i++)
-                w |= (uint64_t)bit_byte(&v, k + i) << (8 * i);
-            h = absorb(h, w);
-        }
+    if (term_is_small(a) && term_is_small(b)) {
+        *order = sign_i64(term_small_value(a), term_small_value(b));
+        return GD_OK;
     }
-    /* The last 0..7 whole bytes and the partial byte, zero padded. */
-    if (k < full || rem != 0) {
-        uint64_t w = 0;
-        unsigned i = 0;
-        for (; k < full; k++, i++)
-            w |= (uint64_t)bit_byte(&v, k) << (8 * i);
-        if (rem != 0)
-            w |= (uint64_t)(bit_byte(&v, full) & (uint8_t)(0xFF << (8 - rem))) << (8 * i);
-        h = absorb(h, w);
+    if (term_is_atom(a) && term_is_atom(b)) {
+        *order = cmp_atoms(a, b);
+        return GD_OK;
     }
-    return h;
-}
-
-static inline uint64_t absorb_immediate(uint64_t h, term_t t)
-{
-    ident_t id;
-    if (term_is_local_pid(t)) {
-        pid_ident(t, &id);
-        return absorb_ident(h, HM_PID, &id);
+    if (term_is_float(a) && term_is_float(b)) {
+        *order = cmp_doubles(term_float_value(a), term_float_value(b));
+        return GD_OK;
     }
-    if (term_is_local_port(t)) {
-        port_ident(t, &id);
-        return absorb_ident(h, HM_PORT, &id);
-    }
-    return absorb(h, t);
-}
-
-static inline bool is_plain_immediate(term_t t)
-{
-    return term_is_immediate(t) && !term_is_local_pid(t) && !term_is_local_port(t);
-}
-
-typedef struct hash_frame {
-    const term_t *p;
-    size_t n;
-} hash_frame_t;
-
-#define HASH_INLINE_FRAMES 32
-
-static uint64_t hash_slow(term_t t)
-{
-    hash_frame_t st_inline[HASH_INLINE_FRAMES];
-    hash_frame_t *st = st_inline;
-    size_t len = 0, cap = HASH_INLINE_FRAMES;
-    uint64_t h = HASH_SEED;
-    const term_t *arr = NULL;
-    size_t arr_n = 0;
-
-#define HASH_PUSH(P, N)                                                                            \
-    do {                                                                                           \
-        if (GD_UNLIKELY(len == cap))                                                               \
-            st = grow_stack(st, st_inline, &cap, sizeof *st, "heap_hash");                         \
-        st[len].p = (P);                                                                           \
-        st[len].n = (N);                                                                           \
-        len++;                                                                                     \
-    } while (0)
-
-term:
-    switch (term_primary(t)) {
-    case TAG_PRIMARY_IMMED1:
-        h = absorb_immediate(h, t);
-        goto next;
-    case TAG_PRIMARY_LIST:
-        for (;;) {
-            const term_t *cell = term_list_ptr(t);
-            term_t car = cell[0], cdr = cell[1];
-            h = absorb(h, HM_CONS);
-            if (term_is_list(cdr)) {
-                if (term_is_immediate(car)) {
-                    h = absorb_immediate(h, car);
-                } else {
-                    HASH_PUSH(cell + 1, 1);
-                    t = car;
-                    goto term;
-                }
-                t = cdr;
-                continue;
-            }
-            if (is_plain_immediate(cdr)) {
-                /* The tail first, so the car is processed without a push
-                 * (deeply nested cars with [] tails).  Not for local pids
-                 * and ports: they equal boxed external ones, which take the
-                 * other path, and the order must not depend on storage. */
-                h = absorb(h, HM_IMMTAIL);
-                h = absorb_immediate(h, cdr);
-            } else {
-                HASH_PUSH(cell + 1, 1);
-            }
-            t = car;
-            goto term;
-        }
-    default: /* TAG_PRIMARY_BOXED */
-        break;
-    }
-    {
-        term_t *p = term_boxed_ptr(t);
-        term_t hdr = p[0];
-        size_t arity = (size_t)header_arity(hdr);
-        ident_t id;
-        switch (header_subtag(hdr)) {
-        case HDR_TUPLE:
-            h = absorb(h, HM_TUPLE | ((uint64_t)arity << 8));
-            if (arity == 0)
-                goto next;
-            arr = p + 1;
-            arr_n = arity;
-            goto array;
-        case HDR_POS_BIG:
-        case HDR_NEG_BIG:
-            h = absorb_integer(h, t);
-            goto next;
-        case HDR_FLOAT: {
-            double d = term_float_value(t);
-            uint64_t bits;
-            if (d == 0.0)
-                d = 0.0; /* -0.0 =:= 0.0 */
-            memcpy(&bits, &d, sizeof bits);
-            h = absorb(h, HM_FLOAT);
-            h = absorb(h, bits);
-            goto next;
-        }
-        case HDR_REF: {
-            uint32_t w[HEAP_REF_MAX_WORDS];
-            size_t n = ref_words(p, w);
-            h = absorb(h, HM_REF | ((uint64_t)(uint32_t)p[1] << 8) | ((uint64_t)n << 40));
-            h = absorb(h, p[5]);
-            for (size_t i = 0; i < n; i++)
-                h = absorb(h, w[i]);
-            goto next;
-        }
-        case HDR_FUN: {
-            size_t nfree = (size_t)(p[1] >> 8);
-            h = absorb(h, HM_FUN | ((uint64_t)nfree << 8));
-            h = absorb(h, p[5]);
-            h = absorb(h, (uint32_t)p[2]);
-            if (term_is_integer(p[7]))
-                h = absorb_integer(h, p[7]);
-            else
-                h = absorb(h, p[7]);
-            if (nfree == 0)
-                goto next;
-            arr = term_fun_free(t);
-            arr_n = nfree;
-            goto array;
-        }
-        case HDR_EXPORT:
-            h = absorb(h, HM_EXPORT);
-            h = absorb(h, p[1]);
-            h = absorb(h, p[2]);
-            h = absorb(h, p[3]);
-            goto next;
-        case HDR_EXT_PID:
-            pid_ident(t, &id);
-            h = absorb_ident(h, HM_PID, &id);
-            goto next;
-        case HDR_EXT_PORT:
-            port_ident(t, &id);
-            h = absorb_ident(h, HM_PORT, &id);
-            goto next;
-        case HDR_HEAP_BIN:
-        case HDR_REFC_BIN:
-        case HDR_SUB_BIN:
-            h = absorb_bits(h, t);
-            goto next;
-        case HDR_MAP_FLAT: {
-            size_t n = map_size_of(p);
-            h = absorb(h, HM_MAP | ((uint64_t)n << 8));
-            if (n == 0)
-                goto next;
-            arr = p + 2; /* keys then values */
-            arr_n = 2 * n;
-            goto array;
-        }
-        case HDR_MAP_HASH:
-            h = absorb(h, HM_MAP | ((uint64_t)map_size_of(p) << 8));
-            arr = p + 3;
-            arr_n = arity - 2;
-            goto array;
-        case HDR_HAMT_NODE:
-            arr = p + 2;
-            arr_n = arity - 1;
-            goto array;
-        case HDR_HAMT_COLLIDE:
-            arr = p + 1;
-            arr_n = arity;
-            goto array;
-        default:
-            /* Not a term (a header subtag out of range): hash the word so
-             * the result is at least deterministic. */
-            h = absorb(h, HM_OTHER);
-            h = absorb(h, hdr);
-            goto next;
-        }
-    }
-
-array:
-    while (arr_n > 0) {
-        term_t x = *arr++;
-        arr_n--;
-        if (arr_n == 0) {
-            t = x;
-            goto term;
-        }
-        if (term_is_immediate(x)) {
-            h = absorb_immediate(h, x);
-            continue;
-        }
-        HASH_PUSH(arr, arr_n);
-        t = x;
-        goto term;
-    }
-    goto next;
-
-next:
-    if (len > 0) {
-        len--;
-        arr = st[len].p;
-        arr_n = st[len].n;
-        goto array;
-    }
-#undef HASH_PUSH
-    if (st != st_inline)
-        free(st);
-    return fmix64(h);
-}
-
-/*
- * Returns the 64-bit hash of t: equal under =:= implies equal hashes, across
- * every representation (see the serialisation notes above).  Atoms hash by
- * their table index, so values are stable within one OS process, not across
- * runs.  O(size of t), no recursion; immediates take a single mixing round.
- */
-uint64_t heap_hash(term_t t)
-{
-    if (is_plain_immediate(t))
-        return fmix64(absorb(HASH_SEED, t));
-    return hash_slow(t);
+    return compare_slow(a, b, exact, order);
 }

@@ -561,7 +561,7 @@ static void set_vheap_limits(heap_t *h, bool major)
 
 /*
  * Minor collection.  Returns GD_OK, GD_ENOMEM (nothing changed) or
- * GD_EAGAIN when the old area cannot take the mature data (the caller
+ * GD_EOLD_HEAP_FULL when the old area cannot take the mature data (the caller
  * does a major collection instead).
  */
 static int minor(heap_t *h, size_t need, const heap_roots_t *roots, size_t *copied, size_t *before,
@@ -582,7 +582,7 @@ static int minor(heap_t *h, size_t need, const heap_roots_t *roots, size_t *copi
         new_old = true;
     }
     if (mature > (size_t)(h->old_end - h->old_top))
-        return GD_EAGAIN;
+        return GD_EOLD_HEAP_FULL;
 
     /* Room for every young and fragment word, as BEAM: survivors always
      * fit; if `need` does not fit next to them, the area grows after. */
@@ -714,10 +714,10 @@ static int collect(heap_t *h, size_t need, const heap_roots_t *roots, unsigned f
     bool is_major =
         (flags & HEAP_GC_MAJOR) || exact || h->minors_since_major >= h->fullsweep_after ||
         (h->gc_flags & HEAP_GCF_NEED_MAJOR) || h->old_offheap_bytes > h->old_vheap_limit;
-    int rc = GD_EAGAIN;
+    int rc = GD_OK;
     if (!is_major) {
         rc = minor(h, need, roots, &copied, &before, &after);
-        if (rc == GD_EAGAIN)
+        if (rc == GD_EOLD_HEAP_FULL)
             is_major = true;
     }
     if (is_major)

@@ -1,11 +1,37 @@
 /*
  * gc_internal.h — what the collector (gc.c), the copier (copy.c), messages
- * (message.c) and heap.c share inside heap/ and nobody else needs.
+ * (message.c), heap.c and the other heap/ files share inside heap/ and
+ * nobody else needs (tests reach the failure-injection counters).
  */
 #ifndef GIRDER_HEAP_GC_INTERNAL_H
 #define GIRDER_HEAP_GC_INTERNAL_H
 
+#include <stdlib.h>
+
 #include "heap.h"
+
+/* Allocation-failure injection for tests: when non-zero, each
+ * heap_xmalloc / heap_xcalloc / heap_xrealloc on this thread (the atom
+ * table, the compare and hash work stacks) counts it down and the one that
+ * brings it to zero fails.  A thread-local load per malloc: free next to
+ * the malloc itself, so it is on in every build and tests run it in all. */
+extern _Thread_local unsigned heap_malloc_fail_countdown;
+static inline bool heap_malloc_injected_failure(void)
+{
+    return GD_UNLIKELY(heap_malloc_fail_countdown != 0) && --heap_malloc_fail_countdown == 0;
+}
+static inline void *heap_xmalloc(size_t n)
+{
+    return heap_malloc_injected_failure() ? NULL : malloc(n);
+}
+static inline void *heap_xcalloc(size_t n, size_t size)
+{
+    return heap_malloc_injected_failure() ? NULL : calloc(n, size);
+}
+static inline void *heap_xrealloc(void *p, size_t n)
+{
+    return heap_malloc_injected_failure() ? NULL : realloc(p, n);
+}
 
 /* The zero-word young area of a heap that has not allocated yet (heap.c). */
 extern term_t heap_no_young_area[1];

@@ -44,17 +44,23 @@ GD_STATIC_ASSERT(HAMT_FANOUT <= SMALL_BITS - 1, "a bitmap must fit a small integ
 
 /*
  * Testing knob (style practice 17: make rare paths common): the hash maps use
- * heap_hash(key) & heap_hamt_hash_mask.  Tests narrow the mask so that full
+ * heap_hash_checked(key) & heap_hamt_hash_mask.  Tests narrow the mask so that full
  * hash collisions (collision nodes) happen with a handful of keys.  Only set
  * it while no hash map exists: maps built under one mask are invalid under
  * another.  Defaults to all ones.
  */
 extern uint64_t heap_hamt_hash_mask;
 
-/* The hash a key is stored under in a hash map. */
-static inline uint64_t hamt_key_hash(term_t key)
+/* The hash a key is stored under in a hash map, in *out; GD_ENOMEM when
+ * hashing a deeply branching key ran out of memory. */
+static inline int hamt_key_hash(term_t key, uint64_t *out)
 {
-    return heap_hash(key) & heap_hamt_hash_mask;
+    uint64_t h;
+    int rc = heap_hash_checked(key, &h);
+    if (rc != GD_OK)
+        return rc;
+    *out = h & heap_hamt_hash_mask;
+    return GD_OK;
 }
 
 /* The child index bits of `hash` at `level`. */

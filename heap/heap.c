@@ -8,6 +8,8 @@
 #include "gc_internal.h"
 #include "heap.h"
 
+_Thread_local unsigned heap_malloc_fail_countdown;
+
 const char *gd_strerror(int code)
 {
     switch (code) {
@@ -35,6 +37,10 @@ const char *gd_strerror(int code)
         return "work budget exhausted; call again";
     case GD_EHEAP_LIMIT:
         return "process heap exceeds its max_heap_size";
+    case GD_EOLD_HEAP_FULL:
+        return "old heap generation full";
+    case GD_EALREADY:
+        return "already set";
     default:
         return "unknown error";
     }

@@ -12,8 +12,9 @@
  *   ..01  list: pointer to a cons cell [car, cdr]            (ptr | 1)
  *   ..10  boxed: pointer to a header word                    (ptr | 2)
  *   ..11  immediate; the next two bits say which kind:
- *           0011  local pid     (60-bit payload: id:32 | serial:28 << 32)
- *           0111  local port    (60-bit number)
+ *           0011  local pid     (payload: number | serial << 32; OTP 25's local
+ *                                ranges, 15 and 13 bits)
+ *           0111  local port    (28-bit number)
  *           1011  immediate-2; two more bits:
  *                   00 1011  atom (index << 6)
  *                   01 1011  special values (TERM_NONE, TERM_MOVED)
@@ -71,6 +72,9 @@ enum {
     GD_EAGAIN = -10,         /* bounded work ran out of budget; call again */
     GD_EHEAP_LIMIT = -11,    /* a collection left the heap above its max_heap_size:
                                 the owner is to be killed with reason `killed` */
+    GD_EOLD_HEAP_FULL = -12, /* the old generation cannot take what a minor collection
+                                would promote (the collector does a major one instead) */
+    GD_EALREADY = -13,       /* a set-once setting was already fixed */
     GD_E_RANGE_END = -99,
 };
 
@@ -127,6 +131,7 @@ enum heap_subtag {
     HDR_MAP_HASH = 13,     /* HAMT root:  terms: size (small), bitmap (small), children */
     HDR_HAMT_NODE = 14,    /* HAMT inner: terms: bitmap (small), children       */
     HDR_HAMT_COLLIDE = 15, /* leaves whose 64-bit hashes are all equal       */
+    HDR_LOCAL_REF = 16,    /* raw: w0 | w1<<32, w2: a reference of the local node */
     HDR_SUBTAG_COUNT
 };
 
@@ -220,6 +225,7 @@ static inline uint64_t heap_boxed_raw_words(term_t hdr)
     case HDR_FLOAT:
     case HDR_HEAP_BIN:
     case HDR_REFC_BIN:
+    case HDR_LOCAL_REF:
         return header_arity(hdr);
     case HDR_REF:
         return 4;
@@ -369,7 +375,47 @@ uint32_t heap_atom_limit(void);
  * string.  Returns TERM_NONE if it cannot be created. */
 term_t heap_atom(const char *name);
 
+/* ---- the local node's identity ---- */
+
+/*
+ * The local node's name (an atom) and creation, read by everything that
+ * gives local pids, ports and references their node: the codec (a decoded
+ * identifier naming this node and creation becomes the local form, the
+ * encoder writes ours with them), term order and the internal hash.
+ *
+ * Set once, before the first process runs (and before any term holding a
+ * local identifier is compared, hashed, encoded or decoded): the first read
+ * freezes it, and heap_node_identity_set then returns GD_EALREADY.  Hashes
+ * of local identifiers therefore never change under a live map.  A new
+ * creation (a new EPMD registration) is a new node incarnation: a new OS
+ * process, not a rehash.  Default: 'nonode@nohost', creation 0.
+ * Errors: GD_EINVAL (name not an atom), GD_EALREADY.
+ */
+int heap_node_identity_set(term_t name, uint32_t creation) GD_MUST_CHECK;
+
+/* The local node's name and creation (freezing the identity). */
+term_t heap_node_name(void);
+uint32_t heap_node_creation(void);
+
+/* True if (node, creation) names this node. */
+static inline bool heap_node_is_local(term_t node, uint32_t creation)
+{
+    return node == heap_node_name() && creation == heap_node_creation();
+}
+
 /* ---- local pids and ports (immediates) ---- */
+
+/*
+ * OTP 25's local ranges: a pid of this node has a 15-bit number and a
+ * 13-bit serial, a port a 28-bit number, a reference 3 id words whose first
+ * has 18 bits.  binary_to_term refuses an identifier naming this node and
+ * creation with numbers outside them (badarg), and so does the decoder.
+ */
+#define HEAP_LOCAL_PID_NUMBER_MAX ((1u << 15) - 1)
+#define HEAP_LOCAL_PID_SERIAL_MAX ((1u << 13) - 1)
+#define HEAP_LOCAL_PORT_MAX ((1u << 28) - 1)
+#define HEAP_LOCAL_REF_WORDS 3
+#define HEAP_LOCAL_REF_W0_MAX ((1u << 18) - 1)
 
 static inline bool term_is_local_pid(term_t t)
 {
@@ -379,12 +425,26 @@ static inline bool term_is_local_port(term_t t)
 {
     return (t & TAG_IMMED1_MASK) == TAG_IMMED1_PORT;
 }
-#define LOCAL_PID_SERIAL_BITS 28
+static inline bool heap_local_pid_fits(uint32_t id, uint32_t serial)
+{
+    return id <= HEAP_LOCAL_PID_NUMBER_MAX && serial <= HEAP_LOCAL_PID_SERIAL_MAX;
+}
+/* A local pid; id and serial must be in the local ranges (callers with
+ * outside numbers use heap_make_local_pid, which checks). */
 static inline term_t term_make_local_pid(uint32_t id, uint32_t serial)
 {
-    uint64_t payload =
-        (uint64_t)id | ((uint64_t)(serial & ((1u << LOCAL_PID_SERIAL_BITS) - 1)) << 32);
+    GD_ASSERT(heap_local_pid_fits(id, serial));
+    uint64_t payload = (uint64_t)id | ((uint64_t)serial << 32);
     return (payload << TAG_IMMED1_SIZE) | TAG_IMMED1_PID;
+}
+/* The local pid <0.id.serial>; GD_EBADARG outside the local ranges (never
+ * truncated, so no outside value aliases a live local pid). */
+static inline int heap_make_local_pid(uint32_t id, uint32_t serial, term_t *out)
+{
+    if (!heap_local_pid_fits(id, serial))
+        return GD_EBADARG;
+    *out = term_make_local_pid(id, serial);
+    return GD_OK;
 }
 static inline uint32_t term_local_pid_id(term_t t)
 {
@@ -394,10 +454,20 @@ static inline uint32_t term_local_pid_serial(term_t t)
 {
     return (uint32_t)(t >> (TAG_IMMED1_SIZE + 32));
 }
-#define LOCAL_PORT_MAX (((uint64_t)1 << 60) - 1)
+#define LOCAL_PORT_MAX ((uint64_t)HEAP_LOCAL_PORT_MAX)
+/* A local port; number must be in the local range (heap_make_local_port
+ * checks). */
 static inline term_t term_make_local_port(uint64_t number)
 {
-    return ((number & LOCAL_PORT_MAX) << TAG_IMMED1_SIZE) | TAG_IMMED1_PORT;
+    GD_ASSERT(number <= LOCAL_PORT_MAX);
+    return (number << TAG_IMMED1_SIZE) | TAG_IMMED1_PORT;
+}
+static inline int heap_make_local_port(uint64_t number, term_t *out)
+{
+    if (number > LOCAL_PORT_MAX)
+        return GD_EBADARG;
+    *out = term_make_local_port(number);
+    return GD_OK;
 }
 static inline uint64_t term_local_port_number(term_t t)
 {
@@ -872,25 +942,52 @@ static inline bool term_is_port(term_t t)
 {
     return term_is_local_port(t) || term_is_ext_port(t);
 }
+static inline bool term_is_local_ref(term_t t)
+{
+    return term_is_boxed_of(t, HDR_LOCAL_REF);
+}
 static inline bool term_is_ref(term_t t)
 {
-    return term_is_boxed_of(t, HDR_REF);
+    return term_is_boxed(t) &&
+           (term_boxed_subtag(t) == HDR_REF || term_boxed_subtag(t) == HDR_LOCAL_REF);
 }
 
 #define HEAP_REF_MAX_WORDS 5
 
-/* A pid of another node instance (or one decoded from ETF). */
+/*
+ * The pid <node.id.serial> of creation `creation` (as decoded from ETF).
+ * When (node, creation) is this node's identity the result is the local
+ * (immediate) form, and numbers outside the local ranges are refused with
+ * GD_EBADARG, as binary_to_term does: a pid of this node never exists in
+ * external form, so every pid has one representation.  Any other node
+ * gets the external (boxed) form with all 32 bits of id and serial.
+ * Errors: GD_EBADARG (node not an atom, or local numbers out of range),
+ * GD_ENOMEM.
+ */
 int heap_make_ext_pid(heap_t *h, term_t node, uint32_t id, uint32_t serial, uint32_t creation,
                       term_t *out) GD_MUST_CHECK;
-/* A port of another node instance. */
+/* A port, by the same rules (local: 28-bit number). */
 int heap_make_ext_port(heap_t *h, term_t node, uint64_t id, uint32_t creation,
                        term_t *out) GD_MUST_CHECK;
-/* A reference with 1..HEAP_REF_MAX_WORDS 32-bit id words (0 words allowed
- * as OTP decodes Len 0).  GD_EBADARG for more words. */
+/*
+ * A reference with 0..HEAP_REF_MAX_WORDS 32-bit id words (0 allowed as OTP
+ * decodes Len 0), by the same rules: one of this node becomes the local
+ * form of HEAP_LOCAL_REF_WORDS words, a shorter one widened with zero words
+ * as OTP does; more than 3 words, or a first word above
+ * HEAP_LOCAL_REF_W0_MAX, is GD_EBADARG.  GD_EBADARG for more than
+ * HEAP_REF_MAX_WORDS words.
+ */
 int heap_make_ref(heap_t *h, term_t node, uint32_t creation, const uint32_t *words, size_t nwords,
                   term_t *out) GD_MUST_CHECK;
 
-/* Accessors for the node-qualified identifiers (external pid/port, ref). */
+/* A reference of the local node from its three id words (w[0] in the local
+ * range, else GD_EBADARG). */
+int heap_make_local_ref(heap_t *h, const uint32_t w[HEAP_LOCAL_REF_WORDS],
+                        term_t *out) GD_MUST_CHECK;
+
+/* Accessors for the identifiers: node, creation and numbers of any pid,
+ * port or reference, local ones with this node's identity (a local ref has
+ * 3 words). */
 typedef struct heap_ident {
     term_t node;
     uint32_t creation;
@@ -951,7 +1048,8 @@ static inline bool term_is_map(term_t t)
 
 /*
  * A map of the n pairs keys[i] => vals[i] (any order).  Errors:
- * GD_EDUPLICATE_KEY if two keys are exactly equal (=:=), GD_ENOMEM.  The
+ * GD_EDUPLICATE_KEY if two keys are exactly equal (=:=), GD_ENOMEM (the heap,
+ * the scratch, or a key comparison ran out of memory).  The
  * arrays are only read.  O(n log n).
  */
 int heap_make_map(heap_t *h, const term_t *keys, const term_t *vals, size_t n,
@@ -960,12 +1058,15 @@ int heap_make_map(heap_t *h, const term_t *keys, const term_t *vals, size_t n,
 /* Number of pairs in a map. */
 size_t heap_map_size(term_t map);
 
-/* The value for `key` (exact match), or TERM_NONE if absent.  O(log n). */
-term_t heap_map_get(term_t map, term_t key);
+/* Sets *val to the value for `key` (exact match), or TERM_NONE if absent.
+ * O(log n).  Errors: GD_ENOMEM (comparing or hashing a deeply branching key
+ * ran out of memory; *val not set). */
+int heap_map_find(term_t map, term_t key, term_t *val) GD_MUST_CHECK;
 
 /*
  * A map equal to `map` with key => val (replacing an existing value).
- * O(log n) words allocated for hash maps, O(n) for flat ones.
+ * O(log n) words allocated for hash maps, O(n) for flat ones.  Errors:
+ * GD_EBADARG, GD_ENOMEM (the heap, or a key comparison, ran out of memory).
  */
 int heap_map_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out) GD_MUST_CHECK;
 
@@ -993,9 +1094,10 @@ void heap_map_pairs(term_t map, term_t *keys, term_t *vals);
 /*
  * Writes the map's keys and values to keys[]/vals[] (each heap_map_size()
  * long) in ascending term order of the keys (the order of `deterministic`
- * encoding and of printing).  O(n log n); no heap allocation.
+ * encoding and of printing).  O(n log n); no heap allocation.  Errors:
+ * GD_ENOMEM when comparing deeply branching keys ran out of memory.
  */
-void heap_map_sorted(term_t map, term_t *keys, term_t *vals);
+int heap_map_sorted(term_t map, term_t *keys, term_t *vals) GD_MUST_CHECK;
 
 /* ------------------------------------------------------------------------ */
 /* Equality, ordering, hashing                                              */
@@ -1007,20 +1109,27 @@ void heap_map_sorted(term_t map, term_t *keys, term_t *vals);
  * (1 == 1.0, like ==/<); with exact = true it is OTP's term order, total
  * and consistent with =:=: every integer sorts below every float whatever
  * the values (2 < 1.0, as erts_internal:cmp_term and map key order), and
- * 0.0 =:= -0.0 (OTP 25).  A local pid/port counts as one of 'nonode@nohost'
- * with creation 0.  Returns <0, 0, >0.  No recursion on the C stack;
- * O(size of the smaller term).  Aborts only if its work stack cannot grow
- * (terms branching deeper than ~32 levels while malloc fails).
+ * 0.0 =:= -0.0 (OTP 25).  A local pid, port or reference counts as one of
+ * this node's name and creation (heap_node_name).  Sets *order to -1, 0 or 1.  No recursion on the
+ * C stack; O(size of the smaller term).  Errors: GD_ENOMEM when its work stack (malloc'd only for
+ * terms branching deeper than ~32 levels) cannot grow: the comparison fails, never the node.
  */
-int heap_compare(term_t a, term_t b, bool exact);
-static inline bool heap_equal_exact(term_t a, term_t b)
-{
-    return a == b || heap_compare(a, b, true) == 0;
-}
+int heap_compare_checked(term_t a, term_t b, bool exact, int *order) GD_MUST_CHECK;
 
-/* A 64-bit hash consistent with exact equality (=:=).  No recursion.  Stable
- * only within one OS process: atoms hash by their table index. */
-uint64_t heap_hash(term_t t);
+/* A 64-bit hash consistent with exact equality (=:=), in *out.  No
+ * recursion.  Stable only within one OS process: atoms hash by their table
+ * index.  Errors: GD_ENOMEM as heap_compare_checked. */
+int heap_hash_checked(term_t t, uint64_t *out) GD_MUST_CHECK;
+
+/*
+ * erlang:phash2/1,2, bit-exact with OTP (portable across releases and
+ * machines; hash.c says how it is computed).  range = 0 is phash2/1 (27
+ * bits); 1..2^32 is phash2/2 (a value in [0, range)).  Local pids, ports
+ * and references hash as OTP's: by number only, never by node.  No
+ * recursion; O(size of t).  Errors: GD_EINVAL (range above 2^32), GD_ENOMEM
+ * (the walk stack could not grow); *out is not set then.
+ */
+int heap_phash2(term_t t, uint64_t range, uint32_t *out) GD_MUST_CHECK;
 
 /* ------------------------------------------------------------------------ */
 /* Copying and sizing                                                       */
@@ -1085,6 +1194,7 @@ static inline enum heap_type_class heap_type_class(term_t t)
         case HDR_FLOAT:
             return HEAP_CLASS_NUMBER;
         case HDR_REF:
+        case HDR_LOCAL_REF:
             return HEAP_CLASS_REF;
         case HDR_FUN:
         case HDR_EXPORT:

@@ -33,13 +33,41 @@ static inline size_t flat_size(const term_t *p)
 
 /* Exact equality with the cheap cases first: two different immediates are
  * never equal (local pids/ports compare equal only to boxed external ones). */
-static inline bool keys_equal(term_t a, term_t b)
+/*
+ * Exact order of two keys for the searches and sorts below.  They run to
+ * completion whatever the comparisons say, so a comparison that fails for
+ * lack of memory answers 0 ("equal": every loop below still ends) and
+ * records GD_ENOMEM in *err, which the public entry points check before
+ * they trust or publish a result.
+ */
+static inline int key_cmp(term_t a, term_t b, int *err)
+{
+    int order;
+    int rc = heap_compare_checked(a, b, true, &order);
+    if (GD_UNLIKELY(rc != GD_OK)) {
+        *err = rc;
+        return 0;
+    }
+    return order;
+}
+
+static inline bool keys_equal(term_t a, term_t b, int *err)
 {
     if (a == b)
         return true;
     if (term_is_immediate(a) && term_is_immediate(b))
         return false;
-    return heap_compare(a, b, true) == 0;
+    return key_cmp(a, b, err) == 0;
+}
+
+/* hamt_key_hash with the error recorded in *err (the hash is 0 then). */
+static inline uint64_t key_hash(term_t key, int *err)
+{
+    uint64_t h = 0;
+    int rc = hamt_key_hash(key, &h);
+    if (GD_UNLIKELY(rc != GD_OK))
+        *err = rc;
+    return h;
 }
 
 /* Immediates whose only exactly equal term is themselves. */
@@ -52,13 +80,13 @@ static inline bool is_plain_immediate(term_t t)
  * Binary search of a sorted key array: returns true with *pos the index of
  * `key`, or false with *pos where it would be inserted.
  */
-static bool flat_find(const term_t *keys, size_t n, term_t key, size_t *pos)
+static bool flat_find(const term_t *keys, size_t n, term_t key, size_t *pos, int *err)
 {
     size_t lo = 0, hi = n;
     /* Keys often arrive in order (decoding a map girder or OTP sorted):
      * one comparison settles "after the last". */
     if (n > 0) {
-        int c = heap_compare(key, keys[n - 1], true);
+        int c = key_cmp(key, keys[n - 1], err);
         if (c > 0) {
             *pos = n;
             return false;
@@ -71,7 +99,7 @@ static bool flat_find(const term_t *keys, size_t n, term_t key, size_t *pos)
     }
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = heap_compare(key, keys[mid], true);
+        int c = key_cmp(key, keys[mid], err);
         if (c == 0) {
             *pos = mid;
             return true;
@@ -98,12 +126,12 @@ static inline void swap_pair(term_t *k, term_t *v, size_t i, size_t j)
     v[j] = t;
 }
 
-static void insertion_sort_pairs(term_t *k, term_t *v, size_t lo, size_t hi)
+static void insertion_sort_pairs(term_t *k, term_t *v, size_t lo, size_t hi, int *err)
 {
     for (size_t i = lo + 1; i < hi; i++) {
         term_t kk = k[i], vv = v[i];
         size_t j = i;
-        while (j > lo && heap_compare(kk, k[j - 1], true) < 0) {
+        while (j > lo && key_cmp(kk, k[j - 1], err) < 0) {
             k[j] = k[j - 1];
             v[j] = v[j - 1];
             j--;
@@ -113,29 +141,29 @@ static void insertion_sort_pairs(term_t *k, term_t *v, size_t lo, size_t hi)
     }
 }
 
-static void sift_down_pairs(term_t *k, term_t *v, size_t base, size_t root, size_t n)
+static void sift_down_pairs(term_t *k, term_t *v, size_t base, size_t root, size_t n, int *err)
 {
     for (;;) {
         size_t child = 2 * root + 1;
         if (child >= n)
             return;
-        if (child + 1 < n && heap_compare(k[base + child], k[base + child + 1], true) < 0)
+        if (child + 1 < n && key_cmp(k[base + child], k[base + child + 1], err) < 0)
             child++;
-        if (heap_compare(k[base + root], k[base + child], true) >= 0)
+        if (key_cmp(k[base + root], k[base + child], err) >= 0)
             return;
         swap_pair(k, v, base + root, base + child);
         root = child;
     }
 }
 
-static void heapsort_pairs(term_t *k, term_t *v, size_t lo, size_t hi)
+static void heapsort_pairs(term_t *k, term_t *v, size_t lo, size_t hi, int *err)
 {
     size_t n = hi - lo;
     for (size_t i = n / 2; i-- > 0;)
-        sift_down_pairs(k, v, lo, i, n);
+        sift_down_pairs(k, v, lo, i, n, err);
     for (size_t end = n; end-- > 1;) {
         swap_pair(k, v, lo, lo + end);
-        sift_down_pairs(k, v, lo, 0, end);
+        sift_down_pairs(k, v, lo, 0, end, err);
     }
 }
 
@@ -145,7 +173,7 @@ static void heapsort_pairs(term_t *k, term_t *v, size_t lo, size_t hi)
  * waits on a stack of at most log2(n) ranges, heapsort for a range that
  * partitions badly, insertion sort for short ranges.  O(n log n) compares.
  */
-static void sort_pairs(term_t *k, term_t *v, size_t lo, size_t hi)
+static void sort_pairs(term_t *k, term_t *v, size_t lo, size_t hi, int *err)
 {
     struct range {
         size_t lo, hi;
@@ -158,25 +186,25 @@ static void sort_pairs(term_t *k, term_t *v, size_t lo, size_t hi)
     for (;;) {
         while (hi - lo > 16) {
             if (budget == 0) {
-                heapsort_pairs(k, v, lo, hi);
+                heapsort_pairs(k, v, lo, hi, err);
                 break;
             }
             budget--;
             size_t mid = lo + (hi - lo) / 2;
-            if (heap_compare(k[mid], k[lo], true) < 0)
+            if (key_cmp(k[mid], k[lo], err) < 0)
                 swap_pair(k, v, mid, lo);
-            if (heap_compare(k[hi - 1], k[lo], true) < 0)
+            if (key_cmp(k[hi - 1], k[lo], err) < 0)
                 swap_pair(k, v, hi - 1, lo);
-            if (heap_compare(k[hi - 1], k[mid], true) < 0)
+            if (key_cmp(k[hi - 1], k[mid], err) < 0)
                 swap_pair(k, v, hi - 1, mid);
             /* k[lo] <= pivot <= k[hi-1]: sentinels for both scans. */
             swap_pair(k, v, mid, hi - 2);
             term_t pivot = k[hi - 2];
             size_t i = lo, j = hi - 2;
             for (;;) {
-                while (heap_compare(k[++i], pivot, true) < 0)
+                while (key_cmp(k[++i], pivot, err) < 0)
                     ;
-                while (heap_compare(pivot, k[--j], true) < 0)
+                while (key_cmp(pivot, k[--j], err) < 0)
                     ;
                 if (i >= j)
                     break;
@@ -194,7 +222,7 @@ static void sort_pairs(term_t *k, term_t *v, size_t lo, size_t hi)
             }
         }
         if (hi - lo <= 16)
-            insertion_sort_pairs(k, v, lo, hi);
+            insertion_sort_pairs(k, v, lo, hi, err);
         if (sp == 0)
             return;
         sp--;
@@ -257,7 +285,11 @@ static int make_flat(heap_t *h, const term_t *keys, const term_t *vals, size_t n
     } else {
         for (size_t i = 0; i < n; i++) {
             size_t pos;
-            if (flat_find(sorted, i, keys[i], &pos))
+            int err = GD_OK;
+            bool dup = flat_find(sorted, i, keys[i], &pos, &err);
+            if (err != GD_OK)
+                return err;
+            if (dup)
                 return GD_EDUPLICATE_KEY;
             memmove(order + pos + 1, order + pos, i - pos);
             memmove(sorted + pos + 1, sorted + pos, (i - pos) * sizeof *sorted);
@@ -423,10 +455,13 @@ static int order_collisions(hent_t *e, size_t lo, size_t hi, const term_t *keys,
         tk[i] = keys[e[lo + i].idx];
         ti[i] = e[lo + i].idx;
     }
-    sort_pairs(tk, ti, 0, k);
-    for (size_t i = 1; i < k; i++)
-        if (heap_compare(tk[i - 1], tk[i], true) == 0)
+    int err = GD_OK;
+    sort_pairs(tk, ti, 0, k, &err);
+    for (size_t i = 1; i < k && err == GD_OK; i++)
+        if (key_cmp(tk[i - 1], tk[i], &err) == 0 && err == GD_OK)
             return GD_EDUPLICATE_KEY;
+    if (err != GD_OK)
+        return err;
     for (size_t i = 0; i < k; i++)
         e[lo + i].idx = ti[i];
     return GD_OK;
@@ -446,11 +481,13 @@ static int make_hamt(heap_t *h, const term_t *keys, const term_t *vals, size_t n
             return GD_ENOMEM;
     }
     hent_t *tmp = e + n;
-    int rc;
-    for (size_t i = 0; i < n; i++) {
-        e[i].hash = hamt_key_hash(keys[i]);
+    int rc = GD_OK;
+    for (size_t i = 0; i < n && rc == GD_OK; i++) {
+        e[i].hash = key_hash(keys[i], &rc);
         e[i].idx = i;
     }
+    if (rc != GD_OK)
+        goto free_entries;
     trie_sort(e, tmp, n, 0);
     for (size_t i = 0; i < n;) {
         size_t g = i + 1;
@@ -502,7 +539,7 @@ size_t heap_map_size(term_t map)
     return (size_t)term_small_value(term_boxed_ptr(map)[1]);
 }
 
-static term_t flat_get(const term_t *p, term_t key)
+static term_t flat_get(const term_t *p, term_t key, int *err)
 {
     size_t n = flat_size(p);
     const term_t *keys = p + 2;
@@ -515,7 +552,7 @@ static term_t flat_get(const term_t *p, term_t key)
         return TERM_NONE;
     }
     size_t pos;
-    return flat_find(keys, n, key, &pos) ? p[2 + n + pos] : TERM_NONE;
+    return flat_find(keys, n, key, &pos, err) ? p[2 + n + pos] : TERM_NONE;
 }
 
 /*
@@ -524,12 +561,12 @@ static term_t flat_get(const term_t *p, term_t key)
  * A crafted input can put many keys under one hash; this keeps them at
  * O(log k) a lookup.
  */
-static bool collide_find(const term_t *leaves, size_t count, term_t key, size_t *pos)
+static bool collide_find(const term_t *leaves, size_t count, term_t key, size_t *pos, int *err)
 {
     size_t lo = 0, hi = count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = heap_compare(key, term_car(leaves[mid]), true);
+        int c = key_cmp(key, term_car(leaves[mid]), err);
         if (c == 0) {
             *pos = mid;
             return true;
@@ -543,36 +580,46 @@ static bool collide_find(const term_t *leaves, size_t count, term_t key, size_t 
     return false;
 }
 
-static term_t hamt_get(term_t *node, term_t key)
+static term_t hamt_get(term_t *node, term_t key, int *err)
 {
-    uint64_t hash = hamt_key_hash(key);
+    uint64_t hash = key_hash(key, err);
+    if (*err != GD_OK)
+        return TERM_NONE;
     for (unsigned level = 0;; level++) {
         size_t count;
         uint32_t bitmap;
         term_t *children = hamt_children(node, &count, &bitmap);
         if (header_subtag(node[0]) == HDR_HAMT_COLLIDE) {
             size_t pos;
-            return collide_find(children, count, key, &pos) ? term_cdr(children[pos]) : TERM_NONE;
+            return collide_find(children, count, key, &pos, err) ? term_cdr(children[pos])
+                                                                 : TERM_NONE;
         }
         uint32_t bit = (uint32_t)1 << hamt_chunk(hash, level);
         if (!(bitmap & bit))
             return TERM_NONE;
         term_t child = children[__builtin_popcount(bitmap & (bit - 1))];
         if (term_is_list(child))
-            return keys_equal(term_car(child), key) ? term_cdr(child) : TERM_NONE;
+            return keys_equal(term_car(child), key, err) ? term_cdr(child) : TERM_NONE;
         node = term_boxed_ptr(child);
     }
 }
 
 /*
- * Returns the value stored under a key exactly equal to `key`, or TERM_NONE.
- * Flat maps: a word scan for plain immediate keys, else binary search; hash
- * maps: one hash of the key and at most 13 levels.  Allocates nothing.
+ * Sets *val to the value stored under a key exactly equal to `key`, or to
+ * TERM_NONE when there is none.  Flat maps: a word scan for plain immediate
+ * keys, else binary search; hash maps: one hash of the key and at most 13
+ * levels.  Errors: GD_ENOMEM when comparing or hashing a deeply branching
+ * key ran out of memory (*val is not set then).
  */
-term_t heap_map_get(term_t map, term_t key)
+int heap_map_find(term_t map, term_t key, term_t *val)
 {
     term_t *p = term_boxed_ptr(map);
-    return is_flat(p) ? flat_get(p, key) : hamt_get(p, key);
+    int err = GD_OK;
+    term_t v = is_flat(p) ? flat_get(p, key, &err) : hamt_get(p, key, &err);
+    if (err != GD_OK)
+        return err;
+    *val = v;
+    return GD_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -583,7 +630,10 @@ static int flat_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
     term_t *p = term_boxed_ptr(map);
     size_t n = flat_size(p);
     size_t pos;
-    bool found = flat_find(p + 2, n, key, &pos);
+    int err = GD_OK;
+    bool found = flat_find(p + 2, n, key, &pos, &err);
+    if (err != GD_OK)
+        return err;
     if (found) {
         if (p[2 + n + pos] == val) {
             *out = map;
@@ -644,7 +694,10 @@ static void copy_node_with(term_t *dst, const term_t *node, size_t idx, term_t c
 
 static int hamt_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
 {
-    uint64_t hash = hamt_key_hash(key);
+    int err = GD_OK;
+    uint64_t hash = key_hash(key, &err);
+    if (err != GD_OK)
+        return err;
     struct {
         term_t *node;
         size_t idx;
@@ -660,8 +713,8 @@ static int hamt_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
     for (;;) {
         children = hamt_children(node, &count, &bitmap);
         if (header_subtag(node[0]) == HDR_HAMT_COLLIDE) {
-            kind =
-                collide_find(children, count, key, &idx) ? PUT_COLLIDE_REPLACE : PUT_COLLIDE_INSERT;
+            kind = collide_find(children, count, key, &idx, &err) ? PUT_COLLIDE_REPLACE
+                                                                  : PUT_COLLIDE_INSERT;
             break;
         }
         bit = (uint32_t)1 << hamt_chunk(hash, level);
@@ -673,7 +726,7 @@ static int hamt_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
         term_t child = children[idx];
         if (term_is_list(child)) {
             old_leaf = child;
-            kind = keys_equal(term_car(child), key) ? PUT_LEAF_REPLACE : PUT_LEAF_SPLIT;
+            kind = keys_equal(term_car(child), key, &err) ? PUT_LEAF_REPLACE : PUT_LEAF_SPLIT;
             break;
         }
         GD_ASSERT(depth < HAMT_MAX_PATH);
@@ -683,6 +736,8 @@ static int hamt_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
         node = term_boxed_ptr(child);
         level++;
     }
+    if (err != GD_OK)
+        return err;
     if ((kind == PUT_LEAF_REPLACE && term_cdr(old_leaf) == val) ||
         (kind == PUT_COLLIDE_REPLACE && term_cdr(children[idx]) == val)) {
         *out = map;
@@ -705,7 +760,7 @@ static int hamt_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
         break;
     case PUT_LEAF_SPLIT:
         words += node_words;
-        old_hash = hamt_key_hash(term_car(old_leaf));
+        old_hash = key_hash(term_car(old_leaf), &err);
         split_level = level + 1;
         while (split_level < HAMT_LEVELS &&
                hamt_chunk(hash, split_level) == hamt_chunk(old_hash, split_level)) {
@@ -717,6 +772,11 @@ static int hamt_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
     }
     for (size_t d = 0; d < depth; d++)
         words += 1 + (size_t)header_arity(path[d].node[0]);
+    bool new_first = false;
+    if (kind == PUT_LEAF_SPLIT && split_level >= HAMT_LEVELS)
+        new_first = key_cmp(key, term_car(old_leaf), &err) < 0;
+    if (err != GD_OK)
+        return err; /* nothing allocated yet */
 
     term_t *w = heap_alloc(h, words);
     if (w == NULL)
@@ -766,7 +826,6 @@ static int hamt_put(heap_t *h, term_t map, term_t key, term_t val, term_t *out)
         } else {
             cursor += 3;
             t[0] = heap_make_header(HDR_HAMT_COLLIDE, 2);
-            bool new_first = heap_compare(key, term_car(old_leaf), true) < 0;
             t[1] = new_first ? new_leaf : old_leaf;
             t[2] = new_first ? old_leaf : new_leaf;
         }
@@ -934,17 +993,21 @@ void heap_map_pairs(term_t map, term_t *keys, term_t *vals)
  * Writes map's pairs to keys[]/vals[] (heap_map_size(map) entries each,
  * owned by the caller) in ascending exact order of the keys.  Flat maps are
  * copied; hash maps are walked and sorted in place (introsort, O(n log n)
- * comparisons, no allocation at all).
+ * comparisons, no allocation but the comparisons' own).  Errors: GD_ENOMEM
+ * when a comparison of deeply branching keys ran out of memory (the arrays
+ * hold the pairs in an unspecified order then).
  */
-void heap_map_sorted(term_t map, term_t *keys, term_t *vals)
+int heap_map_sorted(term_t map, term_t *keys, term_t *vals)
 {
     term_t *p = term_boxed_ptr(map);
     size_t n = heap_map_size(map);
     if (is_flat(p)) {
         memcpy(keys, p + 2, n * sizeof *keys);
         memcpy(vals, p + 2 + n, n * sizeof *vals);
-        return;
+        return GD_OK;
     }
     heap_map_pairs(map, keys, vals);
-    sort_pairs(keys, vals, 0, n);
+    int err = GD_OK;
+    sort_pairs(keys, vals, 0, n, &err);
+    return err;
 }

@@ -313,6 +313,8 @@ int heap_make_ext_pid(heap_t *h, term_t node, uint32_t id, uint32_t serial, uint
 {
     if (!term_is_atom(node))
         return GD_EBADARG;
+    if (heap_node_is_local(node, creation))
+        return heap_make_local_pid(id, serial, out);
     return make_boxed3(h, HDR_EXT_PID, (uint64_t)id | ((uint64_t)serial << 32), creation, node,
                        out);
 }
@@ -321,7 +323,24 @@ int heap_make_ext_port(heap_t *h, term_t node, uint64_t id, uint32_t creation, t
 {
     if (!term_is_atom(node))
         return GD_EBADARG;
+    if (heap_node_is_local(node, creation))
+        return heap_make_local_port(id, out);
     return make_boxed3(h, HDR_EXT_PORT, id, creation, node, out);
+}
+
+int heap_make_local_ref(heap_t *h, const uint32_t w[HEAP_LOCAL_REF_WORDS], term_t *out)
+{
+    if (w[0] > HEAP_LOCAL_REF_W0_MAX)
+        return GD_EBADARG;
+    term_t *p;
+    int rc = alloc_words(h, 3, &p);
+    if (rc != GD_OK)
+        return rc;
+    p[0] = heap_make_header(HDR_LOCAL_REF, 2);
+    p[1] = (uint64_t)w[0] | ((uint64_t)w[1] << 32);
+    p[2] = w[2];
+    *out = term_make_boxed(p);
+    return GD_OK;
 }
 
 int heap_make_ref(heap_t *h, term_t node, uint32_t creation, const uint32_t *words, size_t nwords,
@@ -332,6 +351,13 @@ int heap_make_ref(heap_t *h, term_t node, uint32_t creation, const uint32_t *wor
     uint32_t w[HEAP_REF_MAX_WORDS] = {0};
     for (size_t i = 0; i < nwords; i++)
         w[i] = words[i];
+    if (heap_node_is_local(node, creation)) {
+        /* OTP widens a shorter reference of its own node to 3 words and
+         * refuses a longer one, and one without words. */
+        if (nwords == 0 || nwords > HEAP_LOCAL_REF_WORDS)
+            return GD_EBADARG;
+        return heap_make_local_ref(h, w, out);
+    }
     term_t *p;
     int rc = alloc_words(h, 6, &p);
     if (rc != GD_OK)
@@ -349,8 +375,28 @@ int heap_make_ref(heap_t *h, term_t node, uint32_t creation, const uint32_t *wor
 void heap_ident(term_t t, heap_ident_t *out)
 {
     memset(out, 0, sizeof *out);
+    if (term_is_local_pid(t) || term_is_local_port(t)) {
+        out->node = heap_node_name();
+        out->creation = heap_node_creation();
+        if (term_is_local_port(t)) {
+            out->port_id = term_local_port_number(t);
+        } else {
+            out->words[0] = term_local_pid_id(t);
+            out->words[1] = term_local_pid_serial(t);
+            out->nwords = 2;
+        }
+        return;
+    }
     term_t *p = term_boxed_ptr(t);
     switch (header_subtag(p[0])) {
+    case HDR_LOCAL_REF:
+        out->node = heap_node_name();
+        out->creation = heap_node_creation();
+        out->nwords = HEAP_LOCAL_REF_WORDS;
+        out->words[0] = (uint32_t)p[1];
+        out->words[1] = (uint32_t)(p[1] >> 32);
+        out->words[2] = (uint32_t)p[2];
+        break;
     case HDR_EXT_PID:
         out->words[0] = (uint32_t)p[1];
         out->words[1] = (uint32_t)(p[1] >> 32);

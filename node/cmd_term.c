@@ -2,8 +2,9 @@
  * cmd_term.c — `girder term encode` (Erlang term text on stdin → External
  * Term Format bytes on stdout, as term_to_binary/2 produces them) and
  * `girder term decode` (ETF on stdin → the term printed like io:format("~p")
- * on one line).  A thin shell over etf_parse/etf_encode and
- * etf_decode/etf_print: every failure is one line on stderr naming the byte
+ * on one line), and `girder term hash` (term text → erlang:phash2/1,2 of
+ * each term).  A thin shell over etf_parse/etf_encode,
+ * etf_decode/etf_print and heap_phash2: every failure is one line on stderr naming the byte
  * offset, with exit status 1; usage errors exit 2.
  */
 #include <errno.h>
@@ -26,12 +27,16 @@ static void usage(FILE *out)
             "                          [--deterministic] [--minor-version 0|1|2]\n"
             "                          [--hex] [--lines]\n"
             "       girder term decode [--safe] [--max-heap BYTES] [--hex] [--lines]\n"
+            "       girder term hash [--range N] [--hex] [--lines]\n"
             "\n"
             "encode reads one Erlang term in text syntax on stdin (no variables; an\n"
             "optional final '.') and writes the bytes term_to_binary/2 produces on\n"
             "that OTP release (default 25) to stdout.\n"
             "decode reads External Term Format bytes (starting with 131) on stdin and\n"
             "prints the term like io:format(\"~p\") on one line.\n"
+            "hash reads term text like encode (with --hex: ETF in hex digits, like\n"
+            "decode) and prints erlang:phash2(Term) (or phash2(Term, N) with\n"
+            "--range N, 1..4294967296) in decimal.\n"
             "\n"
             "  --otp N             release whose encoding to reproduce (26+ encodes\n"
             "                      every atom as UTF-8)\n"
@@ -40,9 +45,13 @@ static void usage(FILE *out)
             "  --deterministic     maps of any size in key order ([deterministic])\n"
             "  --minor-version N   term_to_binary's {minor_version, N}\n"
             "  --hex               encode: write hex digits and a newline instead of\n"
-            "                      bytes; decode: read hex digits (blanks ignored)\n"
+            "                      bytes; decode and hash: read ETF as hex digits\n"
+            "                      (blanks ignored)\n"
             "  --lines             one term per input line, converted separately;\n"
-            "                      ETF as one hex line each (implies --hex)\n"
+            "                      ETF as one hex line each (implies --hex for\n"
+            "                      encode and decode; hash reads text lines\n"
+            "                      unless --hex is given)\n"
+            "  --range N           hash: phash2/2's range\n"
             "  --safe              decode: refuse to create atoms (binary_to_term\n"
             "                      [safe])\n"
             "  --max-heap BYTES    decode: most memory one term may build (its heap\n"
@@ -51,8 +60,10 @@ static void usage(FILE *out)
             "\n"
             "Pids, ports and references of other nodes print as\n"
             "<'node@host'.Id.Serial.Creation>, #Port<'node@host'.Id.Creation> and\n"
-            "#Ref<'node@host'.W2.W1.W0.Creation>, which encode reads back; those of\n"
-            "'nonode@nohost' with creation 0 print as OTP's local <0.Id.Serial>.\n",
+            "#Ref<'node@host'.W2.W1.W0.Creation>, which encode reads back; this\n"
+            "node's ('nonode@nohost', creation 0) print as OTP's local <0.Id.Serial>,\n"
+            "#Port<0.N> and #Ref<0.W2.W1.W0>; numbers outside OTP's local ranges\n"
+            "for this node are refused, as binary_to_term does.\n",
             TERM_COMPRESS_DEFAULT_LEVEL, ETF_MAX_HEAP_DEFAULT);
 }
 
@@ -190,6 +201,63 @@ free_heap:
     return status;
 }
 
+/* Appends phash2(t) (range 0 = phash2/1) in decimal and a newline to
+ * *out.  Returns 0, or 1 after printing the error (prefixed by `where`). */
+static int put_hash(term_t t, uint64_t range, etf_buf_t *out, const char *where)
+{
+    uint32_t hash;
+    int rc = heap_phash2(t, range, &hash);
+    char num[16];
+    int n = snprintf(num, sizeof num, "%u\n", (unsigned)hash);
+    if (rc == GD_OK)
+        rc = etf_buf_reserve(out, (size_t)n);
+    if (rc != GD_OK) {
+        fprintf(stderr, "girder: term hash: %s%s\n", where, etf_strerror(rc));
+        return 1;
+    }
+    memcpy(out->data + out->len, num, (size_t)n);
+    out->len += (size_t)n;
+    return 0;
+}
+
+/*
+ * Reads one term from in[0..len) -- term text, or ETF bytes when `etf` --
+ * and appends its phash2 as put_hash does.  Returns 0, or 1 after printing
+ * the error (prefixed by `where`).
+ */
+static int hash_input(const uint8_t *in, size_t len, bool etf, uint64_t range, etf_buf_t *out,
+                      const char *where)
+{
+    heap_t h;
+    if (heap_init(&h, 0) != GD_OK) {
+        fprintf(stderr, "girder: term hash: %s%s\n", where, etf_strerror(GD_ENOMEM));
+        return 1;
+    }
+    int status = 1;
+    term_t t;
+    etf_error_t err;
+    if (etf) {
+        etf_decode_opts_t opts = {.no_trailing = true};
+        size_t used;
+        int rc = etf_decode(&h, in, len, &opts, &t, &used, &err);
+        if (rc != GD_OK) {
+            fprintf(stderr, "girder: term hash: %s%s at offset %zu\n", where, etf_strerror(rc),
+                    err.offset);
+            goto free_heap;
+        }
+    } else {
+        int rc = etf_parse(&h, (const char *)in, len, &t, &err);
+        if (rc != GD_OK) {
+            report_text(where, rc, err.offset, in, len);
+            goto free_heap;
+        }
+    }
+    status = put_hash(t, range, out, where);
+free_heap:
+    heap_destroy(&h);
+    return status;
+}
+
 /*
  * Decodes one ETF term from data[0..len) (nothing may follow it) and
  * appends its text and a newline to *out.  Returns 0, or 1 after printing
@@ -266,6 +334,8 @@ static int usage_error(const char *fmt, const char *arg)
 
 typedef struct term_args {
     bool encode;
+    bool hash;
+    uint64_t range; /* hash: 0 = phash2/1 */
     bool hex;
     bool lines;
     bool safe;
@@ -277,6 +347,8 @@ typedef struct term_args {
  * appended to *out. */
 static int convert(const term_args_t *a, uint8_t *in, size_t len, etf_buf_t *out, const char *where)
 {
+    if (a->hash && !a->hex)
+        return hash_input(in, len, false, a->range, out, where);
     if (a->encode) {
         if (!a->hex)
             return encode_text(in, len, &a->opts, out, where);
@@ -294,12 +366,14 @@ static int convert(const term_args_t *a, uint8_t *in, size_t len, etf_buf_t *out
         fprintf(stderr, "girder: term decode: %sbad hex digit at offset %zu\n", where, bad);
         return 1;
     }
+    if (a->hash)
+        return hash_input(in, len, true, a->range, out, where);
     return decode_bytes(in, len, a->safe, a->max_heap, out, where);
 }
 
 static int run(const term_args_t *a)
 {
-    const char *mode = a->encode ? "encode" : "decode";
+    const char *mode = a->hash ? "hash" : (a->encode ? "encode" : "decode");
     uint8_t *in = NULL;
     size_t len = 0;
     etf_buf_t out = {0};
@@ -340,9 +414,9 @@ static int run(const term_args_t *a)
 }
 
 /*
- * `girder term encode|decode [options]`: converts between term text and
- * ETF through stdin/stdout.  Returns 0, 1 for bad input or I/O failure (one
- * line on stderr with the offset), 2 for usage errors.
+ * `girder term encode|decode|hash [options]`: converts between term text and
+ * ETF through stdin/stdout, or prints the phash2 of term text.  Returns 0, 1 for bad input or I/O
+ * failure (one line on stderr with the offset), 2 for usage errors.
  */
 int gd_cmd_term(int argc, char **argv)
 {
@@ -355,9 +429,9 @@ int gd_cmd_term(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    term_args_t a = {.encode = strcmp(mode, "encode") == 0};
-    if (!a.encode && strcmp(mode, "decode") != 0)
-        return usage_error("unknown mode '%s' (expected encode or decode)", mode);
+    term_args_t a = {.encode = strcmp(mode, "encode") == 0, .hash = strcmp(mode, "hash") == 0};
+    if (!a.encode && !a.hash && strcmp(mode, "decode") != 0)
+        return usage_error("unknown mode '%s' (expected encode, decode or hash)", mode);
     etf_encode_opts_init(&a.opts);
     for (int i = 2; i < argc; i++) {
         const char *arg = argv[i];
@@ -369,7 +443,16 @@ int gd_cmd_term(int argc, char **argv)
             a.hex = true;
         } else if (strcmp(arg, "--lines") == 0) {
             a.lines = true;
-            a.hex = true;
+            a.hex = a.hex || !a.hash;
+        } else if (a.hash && (strcmp(arg, "--range") == 0 || strncmp(arg, "--range=", 8) == 0)) {
+            const char *val = arg[7] == '=' ? arg + 8 : (i + 1 < argc ? argv[++i] : "");
+            char *end = NULL;
+            errno = 0;
+            unsigned long long r = strtoull(val, &end, 10);
+            if (val[0] < '1' || val[0] > '9' || *end != '\0' || errno != 0 ||
+                r > ((unsigned long long)1 << 32))
+                return usage_error("bad range '%s' (1..4294967296)", val);
+            a.range = r;
         } else if (!a.encode && strcmp(arg, "--safe") == 0) {
             a.safe = true;
         } else if (!a.encode &&

@@ -275,8 +275,9 @@ static term_t gen_leaf(heap_t *h, uint64_t *seed)
     }
     case 6:
         if (termgen_below(seed, 2))
-            return term_make_local_pid((uint32_t)termgen_next(seed),
-                                       (uint32_t)termgen_below(seed, 1u << 28));
+            return term_make_local_pid(
+                (uint32_t)termgen_below(seed, HEAP_LOCAL_PID_NUMBER_MAX + 1),
+                (uint32_t)termgen_below(seed, HEAP_LOCAL_PID_SERIAL_MAX + 1));
         return heap_make_ext_pid(h, gen_node(seed), (uint32_t)termgen_next(seed),
                                  (uint32_t)termgen_next(seed), (uint32_t)termgen_next(seed),
                                  &t) == GD_OK
@@ -285,7 +286,7 @@ static term_t gen_leaf(heap_t *h, uint64_t *seed)
     case 7: {
         uint64_t id = termgen_below(seed, 2) ? termgen_below(seed, 1u << 28) : termgen_next(seed);
         if (termgen_below(seed, 2))
-            return term_make_local_port(id & LOCAL_PORT_MAX);
+            return term_make_local_port(id % (LOCAL_PORT_MAX + 1));
         return heap_make_ext_port(h, gen_node(seed), id, (uint32_t)termgen_next(seed), &t) == GD_OK
                    ? t
                    : TERM_NONE;
@@ -337,7 +338,7 @@ static term_t gen_map(heap_t *h, uint64_t *seed, int depth)
             return TERM_NONE;
         bool dup = false;
         for (size_t i = 0; i < n && !dup; i++)
-            dup = heap_equal_exact(keys[i], k);
+            dup = tg_equal_exact(keys[i], k);
         if (dup)
             continue;
         term_t v = cu_random_term(h, seed, n < 8 ? depth - 1 : depth - 2);

@@ -30,7 +30,7 @@ static term_t dec(const uint8_t *b, size_t n)
 
 static bool eq(term_t a, term_t b)
 {
-    return a != TERM_NONE && b != TERM_NONE && heap_equal_exact(a, b);
+    return a != TERM_NONE && b != TERM_NONE && tg_equal_exact(a, b);
 }
 
 /*
@@ -388,14 +388,14 @@ static void test_maps(void)
     CU_ASSERT(term_is_map(t) && heap_map_size(t) == 0);
     t = DEC(131, 116, 0, 0, 0, 2, 100, 0, 1, 97, 97, 2, 100, 0, 1, 98, 97, 1);
     CU_ASSERT(term_is_map(t) && heap_map_size(t) == 2 &&
-              heap_map_get(t, heap_atom("a")) == SMALL(2) &&
-              heap_map_get(t, heap_atom("b")) == SMALL(1));
+              tg_map_get(t, heap_atom("a")) == SMALL(2) &&
+              tg_map_get(t, heap_atom("b")) == SMALL(1));
     t = DEC(131, 116, 0, 0, 0, 2, 97, 1, 100, 0, 1, 97, 100, 0, 1, 97, 97, 1);
-    CU_ASSERT(heap_map_get(t, SMALL(1)) == heap_atom("a") &&
-              heap_map_get(t, heap_atom("a")) == SMALL(1));
+    CU_ASSERT(tg_map_get(t, SMALL(1)) == heap_atom("a") &&
+              tg_map_get(t, heap_atom("a")) == SMALL(1));
     /* unsorted keys are accepted */
     t = DEC(131, 116, 0, 0, 0, 2, 97, 2, 97, 1, 97, 1, 97, 2);
-    CU_ASSERT(heap_map_size(t) == 2 && heap_map_get(t, SMALL(1)) == SMALL(2));
+    CU_ASSERT(heap_map_size(t) == 2 && tg_map_get(t, SMALL(1)) == SMALL(2));
     /* 1 and 1.0 are different keys */
     t = DEC(131, 116, 0, 0, 0, 2, 97, 1, 97, 1, 70, 63, 240, 0, 0, 0, 0, 0, 0, 97, 2);
     CU_ASSERT(heap_map_size(t) == 2);
@@ -415,8 +415,8 @@ static void test_maps(void)
         b[9 + 4 * i] = (uint8_t)i;
     }
     t = dec(b, sizeof b);
-    CU_ASSERT(term_is_map(t) && heap_map_size(t) == 40 && heap_map_get(t, SMALL(40)) == SMALL(0) &&
-              heap_map_get(t, SMALL(1)) == SMALL(39));
+    CU_ASSERT(term_is_map(t) && heap_map_size(t) == 40 && tg_map_get(t, SMALL(40)) == SMALL(0) &&
+              tg_map_get(t, SMALL(1)) == SMALL(39));
     cu_teardown();
 }
 
@@ -428,7 +428,8 @@ static void test_pids_ports_refs(void)
     heap_ident_t id;
     term_t t = DEC(131, 88, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115,
                    116, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0);
-    CU_ASSERT_FATAL(term_is_ext_pid(t));
+    /* This node ('nonode@nohost', creation 0 by default): the local form. */
+    CU_ASSERT_FATAL(term_is_local_pid(t));
     heap_ident(t, &id);
     CU_ASSERT(id.node == ATOM_NONODE && id.words[0] == 9 && id.words[1] == 0 && id.creation == 0);
     /* full 32-bit id/serial/creation */
@@ -442,7 +443,7 @@ static void test_pids_ports_refs(void)
 
     t = DEC(131, 89, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115, 116, 0,
             0, 0, 0, 0, 0, 0, 0);
-    CU_ASSERT_FATAL(term_is_ext_port(t));
+    CU_ASSERT_FATAL(term_is_local_port(t)); /* this node's */
     heap_ident(t, &id);
     CU_ASSERT(id.node == ATOM_NONODE && id.port_id == 0 && id.creation == 0);
     t = DEC(131, 120, 100, 0, 1, 97, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7);
@@ -454,7 +455,7 @@ static void test_pids_ports_refs(void)
 
     t = DEC(131, 90, 0, 3, 100, 0, 13, 110, 111, 110, 111, 100, 101, 64, 110, 111, 104, 111, 115,
             116, 0, 0, 0, 0, 0, 3, 215, 144, 219, 124, 0, 2, 52, 252, 159, 146);
-    CU_ASSERT_FATAL(term_is_ref(t));
+    CU_ASSERT_FATAL(term_is_local_ref(t));
     heap_ident(t, &id);
     CU_ASSERT(id.node == ATOM_NONODE && id.nwords == 3 && id.words[0] == 0x0003D790 &&
               id.words[1] == 0xDB7C0002 && id.words[2] == 0x34FC9F92);
@@ -512,11 +513,11 @@ static void test_funs_exports(void)
     CU_ASSERT(fi.arity == 0 && fi.index == 0 && fi.num_free == 0 &&
               fi.module == heap_atom("probe3") && fi.old_index == SMALL(0) &&
               fi.old_uniq == SMALL(0x02436C0F) && fi.uniq[0] == 72 && fi.uniq[15] == 13 &&
-              term_is_ext_pid(fi.pid));
+              term_is_pid(fi.pid));
     t = dec(FUN1_BYTES, sizeof FUN1_BYTES);
     CU_ASSERT_FATAL(term_is_fun(t));
     heap_fun_info(t, &fi);
-    CU_ASSERT(fi.num_free == 1 && term_is_ext_pid(term_fun_free(t)[0]));
+    CU_ASSERT(fi.num_free == 1 && term_is_pid(term_fun_free(t)[0]));
     cu_teardown();
 }
 

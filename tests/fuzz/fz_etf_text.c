@@ -57,7 +57,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (small_term && etf_print(t, &text) == GD_OK) {
         term_t u;
         CHECK(etf_parse(&h, (const char *)text.data, text.len, &u, &err) == GD_OK);
-        CHECK(heap_compare(t, u, true) == 0);
+        {
+            int order_ = 1;
+            CHECK(heap_compare_checked(t, u, true, &order_) == GD_OK && order_ == 0);
+        }
         CHECK(etf_print(u, &again) == GD_OK);
         CHECK(again.len == text.len && memcmp(again.data, text.data, text.len) == 0);
     }
@@ -68,7 +71,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t used;
         CHECK(etf_decode(&h, bytes.data, bytes.len, NULL, &v, &used, &err) == GD_OK);
         CHECK(used == bytes.len);
-        CHECK(heap_compare(t, v, true) == 0);
+        {
+            int order_ = 1;
+            CHECK(heap_compare_checked(t, v, true, &order_) == GD_OK && order_ == 0);
+        }
     }
     etf_buf_free(&bytes);
     etf_buf_free(&again);

@@ -261,7 +261,7 @@ term_t gcu_leaf(heap_t *h, gcu_rng_t *r)
         must(heap_make_export(h, ATOM_OK, ATOM_ERROR, (uint8_t)gcu_below(r, 5), &t));
         return t;
     default:
-        return term_make_local_pid((uint32_t)gcu_below(r, 100000), 0);
+        return term_make_local_pid((uint32_t)gcu_below(r, HEAP_LOCAL_PID_NUMBER_MAX + 1), 0);
     }
 }
 

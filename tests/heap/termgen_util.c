@@ -208,7 +208,7 @@ static term_t gen_map(heap_t *h, uint64_t *seed, int max_depth)
             return TERM_NONE;
         bool dup = false;
         for (size_t i = 0; i < n && !dup; i++)
-            dup = heap_equal_exact(keys[i], k);
+            dup = tg_equal_exact(keys[i], k);
         if (dup)
             continue;
         term_t v = termgen_random(h, seed, max_depth - 1);
@@ -552,4 +552,49 @@ void termgen_dump(FILE *f, term_t t)
     } else {
         fprintf(f, "?%llx", (unsigned long long)t);
     }
+}
+
+GD_COLD static void tg_failed(const char *what, int rc)
+{
+    fprintf(stderr, "%s failed: %s\n", what, gd_strerror(rc));
+    exit(3);
+}
+
+int tg_compare(term_t a, term_t b, bool exact)
+{
+    int order = 0;
+    int rc = heap_compare_checked(a, b, exact, &order);
+    if (rc != GD_OK)
+        tg_failed("heap_compare_checked", rc);
+    return order;
+}
+
+bool tg_equal_exact(term_t a, term_t b)
+{
+    return a == b || tg_compare(a, b, true) == 0;
+}
+
+uint64_t tg_hash(term_t t)
+{
+    uint64_t h = 0;
+    int rc = heap_hash_checked(t, &h);
+    if (rc != GD_OK)
+        tg_failed("heap_hash_checked", rc);
+    return h;
+}
+
+term_t tg_map_get(term_t map, term_t key)
+{
+    term_t v = TERM_NONE;
+    int rc = heap_map_find(map, key, &v);
+    if (rc != GD_OK)
+        tg_failed("heap_map_find", rc);
+    return v;
+}
+
+void tg_map_sorted(term_t map, term_t *keys, term_t *vals)
+{
+    int rc = heap_map_sorted(map, keys, vals);
+    if (rc != GD_OK)
+        tg_failed("heap_map_sorted", rc);
 }

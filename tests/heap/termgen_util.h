@@ -55,4 +55,15 @@ void termgen_dump(FILE *f, term_t t);
  * `fallback`.  Printed by suites on failure so a run can be replayed. */
 uint64_t termgen_seed_from_env(uint64_t fallback);
 
+/*
+ * The checked comparison, hash and map calls for tests, whose terms are
+ * small enough that GD_ENOMEM means a broken machine: each reports failure
+ * on stderr and exits the test program (the library itself never aborts).
+ */
+int tg_compare(term_t a, term_t b, bool exact);
+bool tg_equal_exact(term_t a, term_t b);
+uint64_t tg_hash(term_t t);
+term_t tg_map_get(term_t map, term_t key);
+void tg_map_sorted(term_t map, term_t *keys, term_t *vals);
+
 #endif

@@ -11,6 +11,7 @@
 #include "cunit_main.h"
 #include "gc_internal.h" /* heap_area_fail_countdown */
 #include "gc_util.h"
+#include "termgen_util.h"
 
 #define OK(expr) CU_ASSERT_EQUAL_FATAL((expr), GD_OK)
 
@@ -633,7 +634,7 @@ static void proc_check(const proc_t *p)
     for (int i = 0; i < SLOTS; i++) {
         CU_ASSERT_FATAL(gcu_on_heap(&p->h, p->slot[i]));
         CU_ASSERT_FATAL(gcu_equal(p->slot[i], p->refv[i]));
-        CU_ASSERT_FATAL(heap_compare(p->slot[i], p->refv[i], true) == 0);
+        CU_ASSERT_FATAL(tg_compare(p->slot[i], p->refv[i], true) == 0);
     }
 }
 

@@ -19,7 +19,7 @@ static int sgn(int x)
 
 static int cmp_exact(const void *a, const void *b)
 {
-    return heap_compare(*(const term_t *)a, *(const term_t *)b, true);
+    return tg_compare(*(const term_t *)a, *(const term_t *)b, true);
 }
 
 /* The i-th distinct key: a mix of types so that maps hold every kind. */
@@ -72,20 +72,20 @@ static void check_map(heap_t *h, term_t map, const term_t *keys, const term_t *v
     CU_ASSERT_EQUAL(term_boxed_subtag(map), n <= HEAP_MAP_FLAT_MAX ? HDR_MAP_FLAT : HDR_MAP_HASH);
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
-        if (heap_map_get(map, keys[i]) != vals[i])
+        if (tg_map_get(map, keys[i]) != vals[i])
             bad++;
         if (i % 17 == 0) {
             term_t v = termgen_variant(h, keys[i], seed);
-            if (heap_map_get(map, v) != vals[i])
+            if (tg_map_get(map, v) != vals[i])
                 bad++;
         }
     }
     CU_ASSERT_EQUAL(bad, 0);
     /* Keys that are not there, including near misses: 1.0 for 1. */
-    CU_ASSERT_EQUAL(heap_map_get(map, heap_atom("no_such_key_in_any_map")), TERM_NONE);
+    CU_ASSERT_EQUAL(tg_map_get(map, heap_atom("no_such_key_in_any_map")), TERM_NONE);
     term_t f;
     CU_ASSERT_FATAL(heap_make_float(h, -1000.0, &f) == GD_OK);
-    CU_ASSERT_EQUAL(heap_map_get(map, f), TERM_NONE); /* key_of(0) is the integer -1000 */
+    CU_ASSERT_EQUAL(tg_map_get(map, f), TERM_NONE); /* key_of(0) is the integer -1000 */
 
     /* Iteration: every key once. */
     term_t *it_keys = malloc((n + 1) * sizeof *it_keys);
@@ -95,7 +95,7 @@ static void check_map(heap_t *h, term_t map, const term_t *keys, const term_t *v
     size_t count = 0;
     term_t k, v;
     while (count <= n && heap_map_next(&it, &k, &v)) {
-        if (heap_map_get(map, k) != v)
+        if (tg_map_get(map, k) != v)
             bad++;
         it_keys[count++] = k;
     }
@@ -108,7 +108,7 @@ static void check_map(heap_t *h, term_t map, const term_t *keys, const term_t *v
     CU_ASSERT_FATAL(pair_keys != NULL && pair_vals != NULL);
     heap_map_pairs(map, pair_keys, pair_vals);
     for (size_t i = 0; i < count && i < n; i++)
-        if (pair_keys[i] != it_keys[i] || pair_vals[i] != heap_map_get(map, it_keys[i]))
+        if (pair_keys[i] != it_keys[i] || pair_vals[i] != tg_map_get(map, it_keys[i]))
             bad++;
     CU_ASSERT_EQUAL(bad, 0);
     free(pair_keys);
@@ -117,17 +117,17 @@ static void check_map(heap_t *h, term_t map, const term_t *keys, const term_t *v
     qsort(ref_keys, n, sizeof *ref_keys, cmp_exact);
     qsort(it_keys, count, sizeof *it_keys, cmp_exact);
     for (size_t i = 0; i < count && i < n; i++)
-        if (heap_compare(it_keys[i], ref_keys[i], true) != 0)
+        if (tg_compare(it_keys[i], ref_keys[i], true) != 0)
             bad++;
     CU_ASSERT_EQUAL(bad, 0);
 
     /* Sorted export. */
     term_t *sk = malloc((n + 1) * sizeof *sk), *sv = malloc((n + 1) * sizeof *sv);
-    heap_map_sorted(map, sk, sv);
+    tg_map_sorted(map, sk, sv);
     for (size_t i = 0; i < n; i++) {
-        if (heap_compare(sk[i], ref_keys[i], true) != 0 || heap_map_get(map, sk[i]) != sv[i])
+        if (tg_compare(sk[i], ref_keys[i], true) != 0 || tg_map_get(map, sk[i]) != sv[i])
             bad++;
-        if (i > 0 && heap_compare(sk[i - 1], sk[i], true) >= 0)
+        if (i > 0 && tg_compare(sk[i - 1], sk[i], true) >= 0)
             bad++;
     }
     CU_ASSERT_EQUAL(bad, 0);
@@ -140,9 +140,9 @@ static void check_map(heap_t *h, term_t map, const term_t *keys, const term_t *v
     termgen_shuffle_pairs(k2, v2, n, seed);
     term_t other;
     CU_ASSERT_FATAL(heap_make_map(h, k2, v2, n, &other) == GD_OK);
-    CU_ASSERT_EQUAL(heap_compare(map, other, true), 0);
-    CU_ASSERT_EQUAL(heap_compare(other, map, false), 0);
-    CU_ASSERT_EQUAL(heap_hash(map), heap_hash(other));
+    CU_ASSERT_EQUAL(tg_compare(map, other, true), 0);
+    CU_ASSERT_EQUAL(tg_compare(other, map, false), 0);
+    CU_ASSERT_EQUAL(tg_hash(map), tg_hash(other));
     free(k2);
     free(v2);
     free(sk);
@@ -195,7 +195,7 @@ static void test_put_grow(void)
         if (heap_map_size(versions[i + 1]) != i + 1)
             bad++;
         for (size_t j = 0; j <= i; j++)
-            if (heap_map_get(versions[i + 1], keys[j]) != term_make_small((int64_t)j))
+            if (tg_map_get(versions[i + 1], keys[j]) != term_make_small((int64_t)j))
                 bad++;
     }
     CU_ASSERT_EQUAL(bad, 0);
@@ -206,7 +206,7 @@ static void test_put_grow(void)
         if (heap_map_size(versions[v]) != v)
             bad++;
         for (size_t j = 0; j < N; j++) {
-            term_t got = heap_map_get(versions[v], keys[j]);
+            term_t got = tg_map_get(versions[v], keys[j]);
             if ((j < v) != (got != TERM_NONE))
                 bad++;
         }
@@ -243,18 +243,18 @@ static void test_put_replace(void)
             term_t kv = termgen_variant(&h, keys[i], &seed);
             CU_ASSERT_FATAL(heap_map_put(&h, map, kv, ATOM_TRUE, &m2) == GD_OK);
             CU_ASSERT_EQUAL(heap_map_size(m2), n);
-            CU_ASSERT_EQUAL(heap_map_get(m2, keys[i]), ATOM_TRUE);
-            CU_ASSERT_EQUAL(heap_map_get(map, keys[i]), vals[i]);
-            CU_ASSERT(heap_compare(map, m2, true) < 0); /* small int < atom */
+            CU_ASSERT_EQUAL(tg_map_get(m2, keys[i]), ATOM_TRUE);
+            CU_ASSERT_EQUAL(tg_map_get(map, keys[i]), vals[i]);
+            CU_ASSERT(tg_compare(map, m2, true) < 0); /* small int < atom */
             CU_ASSERT_FATAL(heap_map_put(&h, m2, keys[i], vals[i], &m3) == GD_OK);
-            CU_ASSERT_EQUAL(heap_compare(map, m3, true), 0);
-            CU_ASSERT_EQUAL(heap_hash(map), heap_hash(m3));
+            CU_ASSERT_EQUAL(tg_compare(map, m3, true), 0);
+            CU_ASSERT_EQUAL(tg_hash(map), tg_hash(m3));
             /* Replacing with an arithmetically equal value: == but not =:=. */
             term_t fl;
             CU_ASSERT_FATAL(heap_make_float(&h, (double)i, &fl) == GD_OK);
             CU_ASSERT_FATAL(heap_map_put(&h, map, keys[i], fl, &m2) == GD_OK);
-            CU_ASSERT_EQUAL(heap_compare(map, m2, false), 0);
-            CU_ASSERT_EQUAL(heap_compare(map, m2, true), -1);
+            CU_ASSERT_EQUAL(tg_compare(map, m2, false), 0);
+            CU_ASSERT_EQUAL(tg_compare(map, m2, true), -1);
         }
     }
     term_t out, notmap;
@@ -304,7 +304,7 @@ static void test_duplicates(void)
             term_t m2;
             CU_ASSERT_FATAL(heap_map_put(&h, m, pairs[p][1], ATOM_TRUE, &m2) == GD_OK);
             CU_ASSERT_EQUAL(heap_map_size(m2), n - 1);
-            CU_ASSERT_EQUAL(heap_map_get(m2, pairs[p][0]), ATOM_TRUE);
+            CU_ASSERT_EQUAL(tg_map_get(m2, pairs[p][0]), ATOM_TRUE);
         }
         /* 1 and 1.0 are different keys. */
         term_t keys[70], vals[70];
@@ -317,11 +317,11 @@ static void test_duplicates(void)
             vals[i] = term_make_small((int64_t)i);
         CU_ASSERT_FATAL(heap_make_map(&h, keys, vals, n, &m) == GD_OK);
         CU_ASSERT_EQUAL(heap_map_size(m), n);
-        CU_ASSERT_EQUAL(heap_map_get(m, one), term_make_small(0));
-        CU_ASSERT_EQUAL(heap_map_get(m, onef), term_make_small((int64_t)n - 1));
+        CU_ASSERT_EQUAL(tg_map_get(m, one), term_make_small(0));
+        CU_ASSERT_EQUAL(tg_map_get(m, onef), term_make_small((int64_t)n - 1));
         /* Key order: every integer before every float. */
         term_t sk[70], sv[70];
-        heap_map_sorted(m, sk, sv);
+        tg_map_sorted(m, sk, sv);
         CU_ASSERT_EQUAL(sk[n - 1], onef);
     }
     heap_destroy(&h);
@@ -424,9 +424,9 @@ static void test_collisions(void)
         for (size_t i = 0; i < N; i += 7) {
             term_t m2;
             CU_ASSERT_FATAL(heap_map_put(&h, map, keys[i], ATOM_UNDEFINED, &m2) == GD_OK);
-            CU_ASSERT_EQUAL(heap_map_get(m2, keys[i]), ATOM_UNDEFINED);
+            CU_ASSERT_EQUAL(tg_map_get(m2, keys[i]), ATOM_UNDEFINED);
             CU_ASSERT_EQUAL(heap_map_size(m2), N);
-            CU_ASSERT_EQUAL(sgn(heap_compare(map, m2, true)), -1);
+            CU_ASSERT_EQUAL(sgn(tg_compare(map, m2, true)), -1);
         }
         /* Duplicates inside a collision run. */
         term_t dk[40], dv[40], m;
@@ -489,7 +489,7 @@ static void test_random_model(void)
             CU_ASSERT_FATAL(k != TERM_NONE);
             bool dup = false;
             for (size_t i = 0; i < npool && !dup; i++)
-                dup = heap_equal_exact(pool[i], k);
+                dup = tg_equal_exact(pool[i], k);
             if (!dup)
                 pool[npool++] = k;
         }
@@ -510,7 +510,7 @@ static void test_random_model(void)
                 term_t old = map;
                 CU_ASSERT_FATAL(heap_map_put(&h, map, k, v, &map) == GD_OK);
                 size_t i = 0;
-                while (i < mn && !heap_equal_exact(mk[i], k))
+                while (i < mn && !tg_equal_exact(mk[i], k))
                     i++;
                 if (i == mn) {
                     mk[mn++] = k;
@@ -525,7 +525,7 @@ static void test_random_model(void)
                 memcpy(v2, mv, mn * sizeof *v2);
                 termgen_shuffle_pairs(k2, v2, mn, &s);
                 CU_ASSERT_FATAL(heap_make_map(&h, k2, v2, mn, &rebuilt) == GD_OK);
-                if (heap_compare(rebuilt, map, true) != 0 || heap_hash(rebuilt) != heap_hash(map))
+                if (tg_compare(rebuilt, map, true) != 0 || tg_hash(rebuilt) != tg_hash(map))
                     ok = false;
                 break;
             }
@@ -533,7 +533,7 @@ static void test_random_model(void)
             if (heap_map_size(map) != mn)
                 ok = false;
             for (size_t i = 0; i < mn && ok; i++)
-                if (heap_map_get(map, mk[i]) != mv[i])
+                if (tg_map_get(map, mk[i]) != mv[i])
                     ok = false;
         }
         if (ok) {
@@ -588,15 +588,15 @@ static size_t check_random_order(uint64_t seed0)
                     want = na < nb ? -1 : 1;
                 } else {
                     term_t ka[40], va[40], kb[40], vb[40];
-                    heap_map_sorted(maps[i], ka, va);
-                    heap_map_sorted(maps[j], kb, vb);
+                    tg_map_sorted(maps[i], ka, va);
+                    tg_map_sorted(maps[j], kb, vb);
                     want = 0;
                     for (size_t x = 0; x < na && want == 0; x++)
-                        want = sgn(heap_compare(ka[x], kb[x], true));
+                        want = sgn(tg_compare(ka[x], kb[x], true));
                     for (size_t x = 0; x < na && want == 0; x++)
-                        want = sgn(heap_compare(va[x], vb[x], ex));
+                        want = sgn(tg_compare(va[x], vb[x], ex));
                 }
-                if (sgn(heap_compare(maps[i], maps[j], ex)) != want)
+                if (sgn(tg_compare(maps[i], maps[j], ex)) != want)
                     bad++;
             }
     heap_destroy(&h);
@@ -612,13 +612,13 @@ static int ref_map_order(term_t a, term_t b, bool exact)
         return na < nb ? -1 : 1;
     term_t *ka = malloc((na + 1) * 4 * sizeof *ka);
     term_t *va = ka + na + 1, *kb = va + na + 1, *vb = kb + na + 1;
-    heap_map_sorted(a, ka, va);
-    heap_map_sorted(b, kb, vb);
+    tg_map_sorted(a, ka, va);
+    tg_map_sorted(b, kb, vb);
     int want = 0;
     for (size_t x = 0; x < na && want == 0; x++)
-        want = sgn(heap_compare(ka[x], kb[x], true));
+        want = sgn(tg_compare(ka[x], kb[x], true));
     for (size_t x = 0; x < na && want == 0; x++)
-        want = sgn(heap_compare(va[x], vb[x], exact));
+        want = sgn(tg_compare(va[x], vb[x], exact));
     free(ka);
     return want;
 }
@@ -672,8 +672,8 @@ static void test_hash_map_order(void)
             trials++;
             for (int ex = 0; ex < 2; ex++) {
                 int want = ref_map_order(base, other, ex);
-                if (sgn(heap_compare(base, other, ex)) != want ||
-                    sgn(heap_compare(other, base, ex)) != -want)
+                if (sgn(tg_compare(base, other, ex)) != want ||
+                    sgn(tg_compare(other, base, ex)) != -want)
                     bad++;
             }
         }

@@ -156,8 +156,8 @@ static void test_integer_le(void)
         term_t a, c;
         CU_ASSERT_FATAL(heap_make_integer_le(&H, neg, bytes, n, &a) == GD_OK);
         CU_ASSERT_FATAL(heap_make_integer_digits(&H, neg, digits, 4, &c) == GD_OK);
-        CU_ASSERT_EQUAL(heap_compare(a, c, true), 0);
-        CU_ASSERT_EQUAL(heap_hash(a), heap_hash(c));
+        CU_ASSERT_EQUAL(tg_compare(a, c, true), 0);
+        CU_ASSERT_EQUAL(tg_hash(a), tg_hash(c));
         CU_ASSERT_EQUAL(term_is_small(a), term_is_small(c));
         if (term_is_big(a))
             CU_ASSERT(term_big_digits(a)[term_big_ndigits(a) - 1] != 0);
@@ -306,7 +306,7 @@ static void test_refcounts(void)
     CU_ASSERT_FATAL(heap_make_refc_binary(&h1, bin, 300 * 8, &b2) == GD_OK);
     CU_ASSERT_FATAL(heap_make_refc_binary(&h2, bin, 100 * 8, &b3) == GD_OK);
     CU_ASSERT_EQUAL(atomic_load(&bin->refc), 3);
-    CU_ASSERT_EQUAL(heap_compare(b, b2, true), 0);
+    CU_ASSERT_EQUAL(tg_compare(b, b2, true), 0);
     heap_bin_view_t v;
     heap_bin_view(b3, &v);
     CU_ASSERT(v.bit_size == 800 && v.bytes == bin->data);
@@ -338,10 +338,16 @@ static void test_pids_ports_refs(void)
     term_t node = heap_atom("n1@host"), t;
     heap_ident_t id;
     /* Local pids and ports are immediates. */
-    term_t lp = term_make_local_pid(0xFFFFFFFFu, (1u << LOCAL_PID_SERIAL_BITS) - 1);
+    term_t lp = term_make_local_pid(HEAP_LOCAL_PID_NUMBER_MAX, HEAP_LOCAL_PID_SERIAL_MAX);
     CU_ASSERT(term_is_local_pid(lp) && term_is_pid(lp) && term_is_immediate(lp));
-    CU_ASSERT_EQUAL(term_local_pid_id(lp), 0xFFFFFFFFu);
-    CU_ASSERT_EQUAL(term_local_pid_serial(lp), (1u << LOCAL_PID_SERIAL_BITS) - 1);
+    CU_ASSERT_EQUAL(term_local_pid_id(lp), HEAP_LOCAL_PID_NUMBER_MAX);
+    CU_ASSERT_EQUAL(term_local_pid_serial(lp), HEAP_LOCAL_PID_SERIAL_MAX);
+    /* Outside the local ranges: refused, never truncated. */
+    term_t bad = TERM_NONE;
+    CU_ASSERT_EQUAL(heap_make_local_pid(HEAP_LOCAL_PID_NUMBER_MAX + 1, 0, &bad), GD_EBADARG);
+    CU_ASSERT_EQUAL(heap_make_local_pid(0, HEAP_LOCAL_PID_SERIAL_MAX + 1, &bad), GD_EBADARG);
+    CU_ASSERT_EQUAL(heap_make_local_port(LOCAL_PORT_MAX + 1, &bad), GD_EBADARG);
+    CU_ASSERT_EQUAL(bad, TERM_NONE);
     CU_ASSERT(heap_type_class(lp) == HEAP_CLASS_PID);
     term_t lport = term_make_local_port(LOCAL_PORT_MAX);
     CU_ASSERT(term_is_local_port(lport) && term_is_port(lport));
@@ -483,7 +489,10 @@ static void test_strerror(void)
                                 GD_EATOM_NOT_FOUND,
                                 GD_EDUPLICATE_KEY,
                                 GD_EBADARG,
-                                GD_EAGAIN};
+                                GD_EAGAIN,
+                                GD_EHEAP_LIMIT,
+                                GD_EOLD_HEAP_FULL,
+                                GD_EALREADY};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         const char *s = gd_strerror(codes[i]);
         CU_ASSERT_PTR_NOT_NULL_FATAL(s);

@@ -6,6 +6,11 @@
 %%   erl -noshell -pa EBIN -run etf_gen main check CORPUS GIRDER
 %%       Reads what girder encoded (GIRDER, written by etf_interop) and
 %%       checks that binary_to_term gives back the original terms.
+%%   erl -noshell -pa EBIN -run etf_gen main phash2 SEED OUT
+%%       Writes one line per corpus term (the same terms as gen): its
+%%       term_to_binary in hex, then erlang:phash2(T), phash2(T, 1),
+%%       phash2(T, 1000003) and phash2(T, 4294967296), space separated
+%%       (tests/interop/phash2_interop.sh).
 %%   erl -noshell -pa EBIN -run etf_gen main seeds SEED DIR MAXBYTES TOTAL
 %%       Writes one file per distinct encoding of at most MAXBYTES bytes into
 %%       DIR, TOTAL bytes at most (fuzz seed corpus for the decoder).
@@ -39,6 +44,8 @@ main(["gen", Seed, File]) ->
     run(fun() -> gen(list_to_integer(Seed), File) end);
 main(["check", Corpus, Girder]) ->
     run(fun() -> check(Corpus, Girder) end);
+main(["phash2", Seed, File]) ->
+    run(fun() -> phash2(list_to_integer(Seed), File) end);
 main(["seeds", Seed, Dir, Max, Total]) ->
     run(fun() -> seeds(list_to_integer(Seed), Dir, list_to_integer(Max), list_to_integer(Total)) end);
 main(Args) ->
@@ -54,6 +61,19 @@ run(F) ->
                    1
            end,
     halt(Code).
+
+%% ---------------------------------------------------------------------------
+%% phash2
+
+phash2(Seed, File) ->
+    Terms = terms(Seed),
+    Lines = [[binary:encode_hex(term_to_binary(T)),
+              [[$\s, integer_to_list(H)]
+               || H <- [erlang:phash2(T) | [erlang:phash2(T, R) || R <- [1, 1000003, 1 bsl 32]]]],
+              $\n] || T <- Terms],
+    ok = file:write_file(File, Lines),
+    io:format("etf_gen: seed ~p: phash2 of ~p terms~n", [Seed, length(Terms)]),
+    ok.
 
 %% ---------------------------------------------------------------------------
 %% gen

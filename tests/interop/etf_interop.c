@@ -421,7 +421,7 @@ static int check_record(run_t *run, const corpus_rec_t *r, size_t index)
         report_error(run, r, index, "etf_decode of OTP's expected bytes", code, err.offset);
         goto count;
     }
-    if (heap_compare(t, mine, true) != 0 || heap_compare(theirs, mine, true) != 0) {
+    if (tg_compare(t, mine, true) != 0 || tg_compare(theirs, mine, true) != 0) {
         report_mismatch(run, r, index, "large map: re-encoding decodes to a different term",
                         run->enc.data, run->enc.len);
         goto count;
@@ -508,7 +508,7 @@ static int gen_girder_terms(run_t *run, uint64_t seed, size_t ngen, size_t *reco
             term_t back;
             etf_error_t err = {0, 0};
             code = decode_all(&h, run->enc.data, run->enc.len, &back, &err);
-            if (code == GD_OK && heap_compare(t, back, true) == 0) {
+            if (code == GD_OK && tg_compare(t, back, true) == 0) {
                 (*roundtrip_ok)++;
             } else if ((*failed)++ < MAX_REPORTED_FAILURES) {
                 fprintf(stderr, "FAIL generated term %zu (option set %zu): %s: ", i, k,
