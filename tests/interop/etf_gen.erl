@@ -143,7 +143,8 @@ terms(Seed) ->
 
 edge_terms() ->
     ints() ++ floats() ++ atoms() ++ binaries() ++ bitstrings() ++ strings()
-        ++ lists() ++ tuples() ++ maps_() ++ identifiers() ++ funs() ++ nested().
+        ++ lists() ++ tuples() ++ maps_() ++ identifiers() ++ funs() ++ nested()
+        ++ hash_order_maps().
 
 ints() ->
     Base = [0, 1, 2, 127, 128, 255, 256, 257, 65535, 65536, -1, -2, -127, -128,
@@ -239,6 +240,49 @@ maps_() ->
      #{nested => #{deep => #{deeper => M(40)}}},
      maps:from_list([{self(), pid}, {make_ref(), ref}, {fun lists:map/2, f}, {-0.0, z}]),
      maps:from_list([{I, M(I)} || I <- [0, 1, 33]])].
+
+%% Maps of more than 32 keys whose keys OTP hashes the same in every VM
+%% (no atoms, pids, ports, references or funs inside): girder must re-encode
+%% them to OTP's exact bytes, i.e. reproduce OTP's internal hash and HAMT
+%% order.  Every key type and shape the hash treats differently, mixed.
+hash_order_maps() ->
+    Sizes = [33, 34, 40, 48, 64, 100, 257, 1000, 4000]
+        ++ [32 + rand:uniform(300) || _ <- lists:seq(1, 150)],
+    Typed = [maps:from_list([{portable_key(Kind, 2), I} || I <- lists:seq(1, 80)])
+             || Kind <- lists:seq(1, 14)],
+    [maps:from_list([{portable_key(rand:uniform(14), 2), I} || I <- lists:seq(1, N)])
+     || N <- Sizes] ++ Typed ++ [#{nested => hd(Typed)}, {hd(Typed), lists:last(Typed)}].
+
+portable_key(Kind, D) ->
+    case Kind of
+        1 -> rand:uniform(1 bsl 20) - (1 bsl 19);
+        2 -> element(rand:uniform(6), {(1 bsl 59) - 1, -(1 bsl 59), 1 bsl 59,
+                                       -(1 bsl 59) - 1, 0, rand:uniform(1 bsl 59)});
+        3 -> sign() * rand_big(rand:uniform(24));
+        4 -> (rand:uniform() - 0.5) * math:pow(10, rand:uniform(40) - 20);
+        5 -> element(rand:uniform(4), {0.0, -0.0, float(rand:uniform(1000)), -1.5});
+        6 -> rand:bytes(rand:uniform(41) - 1);
+        7 -> <<(rand:bytes(rand:uniform(30) - 1))/binary, (rand:uniform(127)):(rand:uniform(7))>>;
+        8 -> %% unaligned sub-binaries (OTP hashes a copy of their bits)
+            Len = rand:uniform(30) - 1,
+            Bits = rand:uniform(7),
+            <<_:Bits, Sub:Len/binary, _/bitstring>> = rand:bytes(Len + 1),
+            Sub;
+        9 -> [rand:uniform(256) - 1 || _ <- lists:seq(1, rand:uniform(13) - 1)];
+        10 -> %% mixed and improper lists
+            lists:foldl(fun(_, Acc) -> [key_leaf(D) | Acc] end, key_leaf(D),
+                        lists:seq(1, rand:uniform(5) - 1));
+        11 -> list_to_tuple([key_leaf(D) || _ <- lists:seq(1, rand:uniform(5) - 1)]);
+        12 -> maps:from_list([{key_leaf(D), key_leaf(D)} || _ <- lists:seq(1, rand:uniform(4) - 1)]);
+        13 -> [];
+        14 when D > 0 -> %% a map of more than 32 keys as a key
+            maps:from_list([{portable_key(rand:uniform(9), D - 1), I}
+                            || I <- lists:seq(1, 33 + rand:uniform(20))]);
+        14 -> rand:uniform(1000)
+    end.
+
+key_leaf(D) when D =< 0 -> rand:uniform(300) - 100;
+key_leaf(D) -> portable_key(rand:uniform(13), D - 1).
 
 %% Local pids/ports/refs and ones of other nodes, made with binary_to_term
 %% of crafted NEW_PID_EXT / NEW_PORT_EXT / V4_PORT_EXT / NEWER_REFERENCE_EXT.
