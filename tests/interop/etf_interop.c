@@ -9,9 +9,12 @@
  *    25 (format in etf_gen.erl).  Each is decoded with etf_decode and
  *    re-encoded with etf_encode under the options that made it; the bytes
  *    must be identical.  The one allowed difference: a term holding a map of
- *    more than 32 keys, encoded without [deterministic], is stored by OTP in
- *    its HAMT hash order, which girder does not reproduce; there both byte
- *    strings must decode to exactly equal terms (heap_compare exact).
+ *    more than 32 keys, encoded without [deterministic], whose keys hold
+ *    atoms, pids, ports, references or funs: OTP 25 orders its pairs by a
+ *    hash of the atoms' indices in its atom table and of node-entry
+ *    addresses, which only the emitting VM knows (etf.h); there both byte
+ *    strings must decode to exactly equal terms (heap_compare exact).  Every
+ *    other map of more than 32 keys must come out in OTP's exact order.
  * 2. girder -> OTP.  Every girder encoding from step 1, plus several
  *    encodings of NGEN terms built by girder itself (tests/heap/termgen_util,
  *    seeded by SEED), goes to GIRDER_OUT; etf_gen.erl's `check` step then
@@ -590,7 +593,8 @@ int main(int argc, char **argv)
     }
 
     printf("forward (OTP -> girder): %zu terms, %zu records checked: %zu byte-identical, "
-           "%zu map-equal (maps > %d keys in OTP's hash order), %zu failed\n",
+           "%zu map-equal (maps > %d keys with atom, pid, port, ref or fun keys: the emitting VM's "
+           "hash order), %zu failed\n",
            terms, run.total.records, run.total.identical, run.total.map_equal, HEAP_MAP_FLAT_MAX,
            run.total.failed);
     for (int v = 0; v < V_COUNT; v++) {
