@@ -49,6 +49,9 @@
  * does (each level needs its own order, computed by a nested call). */
 #define OTP_KEY_MAP_NEST_MAX 4
 
+/* Maps of up to this many keys are ordered without malloc. */
+#define ORDER_STACK_KEYS 64
+
 #define OTP_MIX(a, b, c)                                                                           \
     do {                                                                                           \
         a -= b;                                                                                    \
@@ -484,23 +487,56 @@ static inline uint32_t order_key(uint32_t h)
     return ~h;
 }
 
-/* Sorts a[0..n) by their high 32 bits (LSD radix, stable), using tmp[0..n). */
-static void radix_sort_hi32(uint64_t *a, uint64_t *tmp, size_t n)
+/* Buckets for n keys: about four keys per bucket, 2^3 .. 2^16 of them. */
+static unsigned bucket_bits(size_t n)
 {
-    size_t count[256];
-    for (unsigned shift = 32; shift < 64; shift += 8) {
-        memset(count, 0, sizeof count);
-        for (size_t i = 0; i < n; i++)
-            count[(a[i] >> shift) & 0xFF]++;
-        size_t sum = 0;
-        for (size_t b = 0; b < 256; b++) {
-            size_t c = count[b];
-            count[b] = sum;
-            sum += c;
+    unsigned bits = 3;
+    while (bits < 16 && ((size_t)4 << bits) < n)
+        bits++;
+    return bits;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * Sorts a[0..n) (distinct values) into out[0..n): scattered into 2^bits
+ * buckets by their top bits (count[] has 2^bits + 1 entries), then each
+ * bucket sorted, by insertion when small and by qsort when keys crowd into
+ * one bucket (crafted hashes cannot make it quadratic).  O(n) expected.
+ */
+static void bucket_sort(const uint64_t *a, uint64_t *out, size_t n, size_t *count, unsigned bits)
+{
+    size_t nb = (size_t)1 << bits;
+    unsigned shift = 64 - bits;
+    memset(count, 0, (nb + 1) * sizeof *count);
+    for (size_t i = 0; i < n; i++)
+        count[(a[i] >> shift) + 1]++;
+    for (size_t b = 1; b <= nb; b++)
+        count[b] += count[b - 1];
+    for (size_t i = 0; i < n; i++)
+        out[count[a[i] >> shift]++] = a[i];
+    /* count[b] is now the end of bucket b, and the start of bucket b + 1. */
+    size_t start = 0;
+    for (size_t b = 0; b < nb; b++) {
+        size_t end = count[b];
+        if (end - start > 16) {
+            qsort(out + start, end - start, sizeof *out, u64_cmp);
+        } else {
+            for (size_t x = start + 1; x < end; x++) {
+                uint64_t v = out[x];
+                size_t y = x;
+                while (y > start && out[y - 1] > v) {
+                    out[y] = out[y - 1];
+                    y--;
+                }
+                out[y] = v;
+            }
         }
-        for (size_t i = 0; i < n; i++)
-            tmp[count[(a[i] >> shift) & 0xFF]++] = a[i];
-        memcpy(a, tmp, n * sizeof *a);
+        start = end;
     }
 }
 
@@ -521,32 +557,49 @@ static int map_order(const order_ctx_t *cx, term_t map, term_t *keys, term_t *va
         heap_map_sorted(map, keys, vals);
         return GD_OK;
     }
-    if (n > UINT32_MAX || n > SIZE_MAX / (4 * sizeof(uint64_t)))
+    unsigned bits = bucket_bits(n);
+    size_t nb = (size_t)1 << bits;
+    if (n > UINT32_MAX || n > (SIZE_MAX / sizeof(uint64_t) - nb - 1) / 4)
         return ETF_ENOMEM;
-    uint64_t *ord = malloc(2 * n * sizeof *ord);
-    term_t *kv = malloc(2 * n * sizeof *kv);
+    /* ord[n], sorted[n], kv[2n], count[nb + 1]: on the stack for small maps. */
+    uint64_t stack_words[4 * ORDER_STACK_KEYS + (ORDER_STACK_KEYS * 2) + 1];
+    size_t words = 4 * n + nb + 1;
+    uint64_t *mem = words <= sizeof stack_words / sizeof *stack_words ? stack_words
+                                                                      : malloc(words * sizeof *mem);
+    if (mem == NULL)
+        return ETF_ENOMEM;
+    uint64_t *ord = mem, *sorted = mem + n;
+    term_t *kv = (term_t *)(mem + 2 * n);
+    size_t *count = (size_t *)(mem + 4 * n);
     int rc = GD_OK;
-    if (ord == NULL || kv == NULL) {
-        rc = ETF_ENOMEM;
-        goto out;
-    }
     heap_map_pairs(map, kv, kv + n);
     for (size_t i = 0; i < n; i++) {
+        term_t k = kv[i];
         uint32_t h;
-        rc = otp_hash(cx, kv[i], &h, nest);
-        if (rc != GD_OK)
-            goto out;
+        if (term_is_small(k)) { /* the common keys, without the work stack */
+            h = mix_word(OTP_INTERNAL_HASH_SALT,
+                         ((uint64_t)term_small_value(k) << 4) | OTP_TAG_SMALL, OTP_HCONST);
+        } else if (term_is_atom(k)) {
+            h = mix_word(OTP_INTERNAL_HASH_SALT, otp_atom_word(k), OTP_HCONST);
+        } else {
+            rc = otp_hash(cx, k, &h, nest);
+            if (rc != GD_OK)
+                goto out;
+        }
         ord[i] = ((uint64_t)order_key(h) << 32) | i;
     }
-    radix_sort_hi32(ord, ord + n, n);
+    bucket_sort(ord, sorted, n, count, bits);
+    ord = sorted;
+    bool ties = false;
     for (size_t i = 0; i < n; i++) {
         size_t j = (uint32_t)ord[i];
         keys[i] = kv[j];
         vals[i] = kv[n + j];
+        ties |= i > 0 && (ord[i] >> 32) == (ord[i - 1] >> 32);
     }
     /* Keys whose 32-bit hashes are equal: term order (see the file comment). */
     pair_t *pairs = (pair_t *)kv; /* kv is free again: n pairs fit in its 2n words */
-    for (size_t i = 0; i + 1 < n;) {
+    for (size_t i = 0; ties && i + 1 < n;) {
         size_t j = i + 1;
         while (j < n && (ord[j] >> 32) == (ord[i] >> 32))
             j++;
@@ -564,8 +617,8 @@ static int map_order(const order_ctx_t *cx, term_t map, term_t *keys, term_t *va
         i = j;
     }
 out:
-    free(ord);
-    free(kv);
+    if (mem != stack_words)
+        free(mem);
     return rc;
 }
 
