@@ -83,6 +83,9 @@
         c ^= (b >> 15);                                                                            \
     } while (0)
 
+/* Four 32-bit lanes (GCC/clang vector extension; SSE2/NEON width). */
+typedef uint32_t v4u __attribute__((vector_size(16)));
+
 static inline uint32_t mix2(uint32_t hash, uint32_t x, uint32_t y, uint32_t k)
 {
     uint32_t a = k + x, b = k + y;
@@ -573,20 +576,45 @@ static int map_order(const order_ctx_t *cx, term_t map, term_t *keys, term_t *va
     size_t *count = (size_t *)(mem + 4 * n);
     int rc = GD_OK;
     heap_map_pairs(map, kv, kv + n);
+    /* Pass 1: the tagged words of immediate keys go to ord[] (hashed four at
+     * a time below); other keys are hashed now, sorted[i] marking them. */
     for (size_t i = 0; i < n; i++) {
         term_t k = kv[i];
-        uint32_t h;
-        if (term_is_small(k)) { /* the common keys, without the work stack */
-            h = mix_word(OTP_INTERNAL_HASH_SALT,
-                         ((uint64_t)term_small_value(k) << 4) | OTP_TAG_SMALL, OTP_HCONST);
+        sorted[i] = 0;
+        if (term_is_small(k)) {
+            ord[i] = ((uint64_t)term_small_value(k) << 4) | OTP_TAG_SMALL;
         } else if (term_is_atom(k)) {
-            h = mix_word(OTP_INTERNAL_HASH_SALT, otp_atom_word(k), OTP_HCONST);
+            ord[i] = otp_atom_word(k);
         } else {
+            uint32_t h;
             rc = otp_hash(cx, k, &h, nest);
             if (rc != GD_OK)
                 goto out;
+            ord[i] = h;
+            sorted[i] = 1;
         }
-        ord[i] = ((uint64_t)order_key(h) << 32) | i;
+    }
+    /* Pass 2: hash the words, four lanes per step (the mix is adds, xors and
+     * shifts: plain SIMD), and make the sort keys. */
+    size_t q = 0;
+    for (; q + 4 <= n; q += 4) {
+        v4u a, b,
+            c = {OTP_INTERNAL_HASH_SALT, OTP_INTERNAL_HASH_SALT, OTP_INTERNAL_HASH_SALT,
+                 OTP_INTERNAL_HASH_SALT};
+        for (int l = 0; l < 4; l++) {
+            a[l] = OTP_HCONST + (uint32_t)ord[q + l];
+            b[l] = OTP_HCONST + (uint32_t)(ord[q + l] >> 32);
+        }
+        OTP_MIX(a, b, c);
+        for (int l = 0; l < 4; l++) {
+            uint32_t h = sorted[q + l] ? (uint32_t)ord[q + l] : c[l];
+            ord[q + l] = ((uint64_t)order_key(h) << 32) | (q + l);
+        }
+    }
+    for (; q < n; q++) {
+        uint32_t h =
+            sorted[q] ? (uint32_t)ord[q] : mix_word(OTP_INTERNAL_HASH_SALT, ord[q], OTP_HCONST);
+        ord[q] = ((uint64_t)order_key(h) << 32) | q;
     }
     bucket_sort(ord, sorted, n, count, bits);
     ord = sorted;
