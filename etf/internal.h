@@ -161,7 +161,8 @@ static inline void etf_scratch_free(etf_scratch_t *s)
  * caller) in OTP 25's term_to_binary order: maps of up to 32 keys sorted by
  * key, larger ones in OTP's hash (HAMT) order; local pids and ports hash as
  * those of local_node/local_creation (what they encode as).  ETF_ENOMEM on
- * allocation failure.  O(n log n) plus the size of the keys. */
+ * allocation failure, ETF_EUNENCODABLE for a key that is not a term.
+ * Expected O(n) plus the size of the keys (O(n log n) at worst). */
 int etf_otp_map_order(term_t map, term_t *keys, term_t *vals, term_t local_node,
                       uint32_t local_creation) GD_MUST_CHECK;
 

@@ -652,9 +652,10 @@ out:
 
 /* Writes map's pairs to keys[]/vals[] (heap_map_size(map) each, owned by the
  * caller) in the order OTP 25's term_to_binary emits them, local pids and
- * ports standing for local_node/local_creation.  Errors: ETF_ENOMEM;
- * nothing to free.  O(n log n) for n keys plus the size of the keys (hashed
- * once each); the temporary arrays are 4n words. */
+ * ports standing for local_node/local_creation.  Errors: ETF_ENOMEM,
+ * ETF_EUNENCODABLE (a key that is not a term); nothing to free.  Expected
+ * O(n) for n keys plus the size of the keys (hashed once each), O(n log n)
+ * at worst; temporary arrays of about 4n words (on the stack up to 64 keys). */
 int etf_otp_map_order(term_t map, term_t *keys, term_t *vals, term_t local_node,
                       uint32_t local_creation)
 {

@@ -238,7 +238,32 @@ static void test_vm_specific_keys_stable(void)
     cu_teardown();
 }
 
+/* Terms girder keeps apart but OTP hashes alike: -0.0 and 0.0 (erts hashes
+ * the positive zero), a local pid or port and the external form it encodes
+ * and decodes as ('nonode@nohost', creation 0). */
+static void test_hash_identities(void)
+{
+    cu_setup();
+    term_t pz, nz, epid, eport;
+    CU_ASSERT_FATAL(heap_make_float(&cu_heap, 0.0, &pz) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_float(&cu_heap, -0.0, &nz) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_ext_pid(&cu_heap, ATOM_NONODE, 5, 6, 0, &epid) == GD_OK);
+    CU_ASSERT_FATAL(heap_make_ext_port(&cu_heap, ATOM_NONODE, 77, 0, &eport) == GD_OK);
+    uint32_t a, b;
+    CU_ASSERT(etf_otp_internal_hash(pz, &a) == GD_OK && etf_otp_internal_hash(nz, &b) == GD_OK &&
+              a == b);
+    CU_ASSERT(etf_otp_internal_hash(term_make_local_pid(5, 6), &a) == GD_OK &&
+              etf_otp_internal_hash(epid, &b) == GD_OK && a == b);
+    CU_ASSERT(etf_otp_internal_hash(term_make_local_port(77), &a) == GD_OK &&
+              etf_otp_internal_hash(eport, &b) == GD_OK && a == b);
+    /* and pids differing in their serial only hash apart */
+    CU_ASSERT(etf_otp_internal_hash(term_make_local_pid(5, 6), &a) == GD_OK &&
+              etf_otp_internal_hash(term_make_local_pid(5, 7), &b) == GD_OK && a != b);
+    cu_teardown();
+}
+
 static const gd_test_case_t gd_tests[] = {
+    {"hash_identities", test_hash_identities},
     {"small_integers", test_small_integers},
     {"mixed_keys", test_mixed_keys},
     {"large_maps", test_large_maps},
