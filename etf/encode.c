@@ -798,14 +798,21 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, size_t *posp, const bool write)
                     rc = ETF_ENOMEM;
                     goto fail;
                 }
-                if (e->deterministic && write) {
-                    /* (Sizes do not depend on the order: counting skips the sort.) */
+                if (!write) {
+                    /* Sizes do not depend on the order: counting skips it. */
+                    heap_map_pairs(t, kv, kv + n);
+                } else if (e->deterministic) {
                     if (heap_map_sorted(t, kv, kv + n) != GD_OK) {
                         rc = ETF_ENOMEM;
                         goto fail;
                     }
                 } else {
-                    heap_map_pairs(t, kv, kv + n);
+                    /* OTP's hash (HAMT) order for maps over 32 keys. */
+                    rc = etf_otp_map_order(t, kv, kv + n, e->local_node, e->local_creation);
+                    if (rc != GD_OK) {
+                        etf_scratch_release(&e->scratch, mark);
+                        goto fail;
+                    }
                 }
                 PUSH(EF_MAP, kv, n, 2 * n);
                 f->scratch = true;

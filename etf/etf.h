@@ -11,7 +11,8 @@
  * capped, and each failure reports a distinct code and the byte offset.
  *
  * Encoding produces exactly what `term_to_binary/1,2` produces on a chosen
- * OTP release (25 by default; 26+ differs in atom encoding).
+ * OTP release (25 by default; 26+ differs in atom encoding), maps of more
+ * than 32 keys included as far as their keys allow (see "Map pair order").
  *
  * Decoding accepts what OTP 25's `binary_to_term/1,2` accepts, with these
  * deliberate deviations, each refusing input OTP would take:
@@ -200,7 +201,8 @@ typedef struct etf_encode_opts {
     /* -1 (or any negative) = no compression; 0..9 = zlib level, with OTP's
      * rule that the compressed form is used only if it is smaller. */
     int compressed;
-    /* Maps of every size in key term order ([deterministic]). */
+    /* Maps of every size in key term order ([deterministic]); otherwise maps
+     * over 32 keys come out in OTP's hash order (see "Map pair order"). */
     bool deterministic;
     /* -1 = the release's default; 0 = FLOAT_EXT and Latin-1 atoms; 1 = NEW_FLOAT
      * and Latin-1 atoms where possible; 2 = UTF-8 atoms. */
@@ -212,6 +214,44 @@ typedef struct etf_encode_opts {
 
 /* Default options: OTP 25, no compression. */
 void etf_encode_opts_init(etf_encode_opts_t *o);
+
+/*
+ * Map pair order.  Maps of up to 32 keys are emitted sorted by key (OTP's
+ * flatmaps).  Larger maps are emitted in OTP 25's order (etf/otp_map_order.c):
+ * descending by the nibble-reversed 32-bit internal hash of the key
+ * (make_internal_hash(Key, 0), the HAMT order erts' encoder walks), checked
+ * byte for byte against OTP 25.2.3 in tests/etf/test_map_order.c and
+ * tests/interop.  [deterministic] sorts maps of every size by key instead,
+ * as OTP does.
+ *
+ * Exact for keys made of integers, floats, binaries, bitstrings, lists,
+ * tuples and maps of those.  Not reproducible outside the emitting VM, so
+ * only deterministic here:
+ * - atoms: OTP 25 hashes an atom's tagged word, i.e. its index in that VM's
+ *   atom table (probed: the same 40 atom keys encode in different orders
+ *   when the atoms were created in a different order); girder uses its own
+ *   atom index;
+ * - pids, ports, references, funs and exports: OTP mixes in the address of
+ *   the node or export entry (local pids and ports: VM-specific words);
+ *   girder uses the node atom, creation and numbers, and hashes a local pid
+ *   or port as the external one it decodes back to, so that decoding and
+ *   re-encoding gives the same bytes;
+ * - keys whose full 32-bit hashes are equal (about n^2 / 2^33 pairs in an
+ *   n-key map): OTP 25 rehashes them with a rule that neither the salt nor
+ *   the cons form of hashmap_restore_hash in the sources we could read
+ *   reproduces (probed on 60 colliding integer pairs); girder orders them by
+ *   key.
+ * OTP 26 and later (otp_release >= 26) get the same order: not checked, as
+ * no OTP 26+ node runs here and the captures hold no map over 32 keys.  What
+ * the sources say: OTP 26 keeps this hash (salt, Jenkins mix, tagged words)
+ * unless the emulator was built with ERL_INTERNAL_HASH_CRC32C (then the mix
+ * is the CRC32C instruction: a build option, not a release property), puts
+ * fully colliding keys in collision nodes in key order, and changes how
+ * refs, pids and funs are hashed; a later release (erl_term_hashing.c,
+ * dated 2022-2025, so OTP 28 as far as we can tell) replaces it with a
+ * 64-bit MurmurHash3-based map hash over 16 HAMT levels, which girder does
+ * not implement.
+ */
 
 /*
  * Appends 131 + the encoding of t to *out (compressed if asked and smaller).

@@ -129,4 +129,19 @@ static inline void etf_scratch_free(etf_scratch_t *s)
     s->cur = &s->first;
 }
 
+/* ---- OTP's order of the pairs of maps over 32 keys (otp_map_order.c) ---- */
+
+/* Writes map's pairs to keys[]/vals[] (heap_map_size(map) each, owned by the
+ * caller) in OTP 25's term_to_binary order: maps of up to 32 keys sorted by
+ * key, larger ones in OTP's hash (HAMT) order; local pids and ports hash as
+ * those of local_node/local_creation (what they encode as).  ETF_ENOMEM on
+ * allocation failure, ETF_EUNENCODABLE for a key that is not a term.
+ * Expected O(n) plus the size of the keys (O(n log n) at worst). */
+int etf_otp_map_order(term_t map, term_t *keys, term_t *vals, term_t local_node,
+                      uint32_t local_creation) GD_MUST_CHECK;
+
+/* OTP 25's internal term hash of t (make_internal_hash(t, 0)), as the
+ * order above uses it.  ETF_ENOMEM on allocation failure. */
+int etf_otp_internal_hash(term_t t, uint32_t *hash) GD_MUST_CHECK;
+
 #endif /* GIRDER_ETF_INTERNAL_H */
