@@ -1,37 +1,39 @@
 /*
  * bench_etf.c — ETF encode/decode throughput of girder and of libei
- * (erl_interface) on exactly the corpus of BEAM's bench_etf.erl
- * (/work/shared/bench-beam, README §8), measured the way that bench
- * measures BEAM, so tests/bench/etf/run.sh can put the three side by side.
+ * (erl_interface) on exactly the corpus of BEAM's side, beam_etf.erl in
+ * this directory, measured the way that program measures BEAM, so tests/bench/etf/run.sh can put
+ * the three side by side.
  *
  *   bench_etf CORPUS.etf girder|libei [RUN]
  *
- * (girder mode reports impls "girder" and "girder_gc", see below.)
+ * (girder mode reports impls "girder" and "girder_nogc", see below.)
  *
- * CORPUS.etf is what bench_etf.erl writes with BENCH_DUMP_DIR set:
+ * CORPUS.etf is what beam_etf.erl writes with BENCH_DUMP_DIR set:
  * term_to_binary([{Kind, [Term]}]).  Each term's encoding is sliced out of
  * that file (ETF is compositional, so the slice, behind a 131 byte, is
  * byte for byte what term_to_binary(Term) gave BEAM — maps of more than 32
  * keys included, in BEAM's hash order); those slices are the decode inputs
- * for every implementation.  Method, as bench_etf.erl:
+ * for every implementation.  Method, as beam_etf.erl:
  * - every term is encoded (decoded) by a separate call, default options
  *   (OTP 25 encoding, no compression), and the results are consumed
  *   (encode: sum of sizes, checked; decode: a type check summed);
  * - throughput = MiB (2^20 bytes) of the corpus encoding / seconds of one
  *   repetition over all terms, timed with CLOCK_MONOTONIC around the whole
  *   repetition; 5 repetitions for the whole corpus, 3 per kind; the value
- *   is the median (nearest rank, as ba:pct/2) and every sample is listed.
+ *   is the median (nearest rank, as bench_beam:pct/2) and every sample is
+ *   listed.
  * Memory, the choices that have to be made in C (documented in the JSON
  * params too):
- * - girder decode: one heap_t per repetition, heap_init before the first
- *   term and heap_destroy after the last, both inside the timed region (so
- *   freeing what was decoded is paid for, while BEAM's repetition ends with
- *   the process exiting, outside its timer).  The heap then holds every
- *   term of the repetition (42 MB for the whole corpus: fresh pages each
- *   repetition), where BEAM's process collects the dropped terms as it
- *   goes; so girder mode also reports impl "girder_gc", decode only: the
- *   same with a GC safe point (heap_ensure_free, no roots) after every term,
- *   as a girder process dropping each decoded term would run;
+ * - girder decode ("girder", the headline): one heap_t per repetition,
+ *   heap_init before the first term and heap_destroy after the last, both
+ *   inside the timed region, and a GC safe point (heap_ensure_free, no
+ *   roots) after every term, as a girder process dropping each decoded term
+ *   runs: the same work as BEAM's repetition, whose process collects the
+ *   dropped terms as it goes (freeing the heap is paid for, while BEAM's
+ *   repetition ends with the process exiting, outside its timer);
+ * - girder decode without collecting (impl "girder_nogc", decode only, for
+ *   information): the heap then holds every term of the repetition (42 MB
+ *   for the whole corpus), which BEAM never does;
  * - libei decode: ei_decode_* into a tree of nodes (atom text, binary bytes,
  *   string bytes and bignum digits copied) in a bump arena, emptied inside
  *   the timed region at the end of every repetition but keeping its chunks,
@@ -293,7 +295,7 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Nearest-rank median, as ba:pct(L, 50). */
+/* Nearest-rank median, as bench_beam:median/1. */
 static double median(const double *v, size_t n)
 {
     double s[16];
@@ -735,17 +737,19 @@ int main(int argc, char **argv)
         memset(&g, 0, sizeof g);
         g.c = &c;
         etf_encode_opts_init(&g.opts);
+        g.gc_each = true;
         impl_t im = {"girder",
-                     "decode: one heap_t per rep, heap_init and heap_destroy timed; encode: one "
-                     "etf_buf_t reused",
+                     "decode: one heap_t per rep, a GC safe point (heap_ensure_free, no roots) "
+                     "after every term, heap_init and heap_destroy timed; encode: one etf_buf_t "
+                     "reused",
                      girder_encode, girder_decode, &g};
         measure(&im, &c, run, c.bytes);
-        g.gc_each = true;
-        impl_t im_gc = {"girder_gc",
-                        "decode only: one heap_t per rep, a GC safe point (heap_ensure_free, no "
-                        "roots) after every term, heap_init and heap_destroy timed",
-                        NULL, girder_decode, &g};
-        measure(&im_gc, &c, run, c.bytes);
+        g.gc_each = false;
+        impl_t im_nogc = {"girder_nogc",
+                          "decode only: one heap_t per rep holding every decoded term (never "
+                          "collected), heap_init and heap_destroy timed",
+                          NULL, girder_decode, &g};
+        measure(&im_nogc, &c, run, c.bytes);
         etf_buf_free(&g.out);
     } else {
         if (ei_init() != 0)
