@@ -231,15 +231,33 @@ typedef struct epmd_server epmd_server_t;
 
 /* Server configuration; zero-initialise and set what you need. */
 typedef struct epmd_server_config {
-    uint16_t port;                             /* 0: epmd_default_port() */
-    const char *addresses;                     /* NULL: any address (IPv4 + IPv6); else a
-                                                  comma/space list, loopback always added */
-    bool relaxed_command_check;                /* allow KILL with live nodes, and STOP */
-    unsigned packet_timeout_s;                 /* 0: EPMD_CLOSE_TIMEOUT_S */
-    unsigned max_connections;                  /* 0: min(EPMD_DEFAULT_MAX_CONNECTIONS,
-                                                  RLIMIT_NOFILE - reserve) */
-    int debug;                                 /* 0 quiet; >= 1 log through log_fn; debug
-                                                  mode also keeps only 5 old names, as OTP */
+    uint16_t port;              /* 0: epmd_default_port() */
+    const char *addresses;      /* NULL: any address (IPv4 + IPv6); else a
+                                   comma/space list, loopback always added */
+    bool relaxed_command_check; /* allow KILL with live nodes, and STOP */
+    unsigned packet_timeout_s;  /* 0: EPMD_CLOSE_TIMEOUT_S */
+    unsigned max_connections;   /* 0: min(EPMD_DEFAULT_MAX_CONNECTIONS,
+                                   RLIMIT_NOFILE - reserve) */
+    int debug;                  /* 0 quiet; >= 1 log through log_fn; debug
+                                   mode also keeps only 5 old names, as OTP */
+    /* epmd(1)'s "busy server" test options, in seconds (0: off).
+     * delay_accept_s: a pending connection is accepted delay_accept_s
+     * seconds after the listener reported it, one connection per delay,
+     * as OTP's epmd sleeps before each accept.  delay_write_s: every
+     * answer goes out delay_write_s seconds after its request was handled
+     * (a registration is made at once; its ALIVE2 answer waits), out of
+     * reach of the packet timeout, as OTP sleeps before writing.
+     * Deliberate differences: OTP's epmd sleep()s in its only thread, so
+     * while it sleeps it serves nothing, and its -delay_accept sleeps after
+     * every select() wake-up (a request whose bytes arrive after its accept
+     * waits twice); here both are timers: the loop, which may be a node's
+     * own with its keeper in it, keeps running, requests handled together
+     * are answered together, closed registrations are still noticed, and
+     * only the accept is delayed.  OTP sleeps before each write() of an
+     * answer (NAMES: one per line); here an answer is one write, delayed
+     * once. */
+    unsigned delay_accept_s;
+    unsigned delay_write_s;
     void (*log_fn)(void *ud, const char *msg); /* NULL: no logging */
     /* Called (from the loop) after KILL was answered "OK".  NULL: the
      * server stops itself and the loop keeps running. */

@@ -17,6 +17,10 @@
  * gets a read event and the normal path.  Connection structures (with
  * their read event and small input and output buffers inline) are kept on
  * a bounded free list, so a lookup allocates nothing.
+ *
+ * The debug delays (-delay_accept, -delay_write) are timers, never sleeps:
+ * the loop may be a node's, and the server shares it with the node's own
+ * work and its keeper.
  */
 #include "internal.h"
 
@@ -72,8 +76,10 @@ struct conn {
     int fd;
     struct event *ev_read;
     struct event *ev_write;
-    conn_t *prev; /* in srv->idle (request connections, by last activity)
-                     or srv->alive (registrations) */
+    struct event *ev_delay; /* delay_write_s: the answer's timer */
+    conn_t *prev;           /* in srv->idle (request connections, by last
+                               activity), srv->alive (registrations) or
+                               srv->delayed (answers waiting for delay_write_s) */
     conn_t *next;
     conn_list_t *list;
     conn_t *reap_next;
@@ -109,8 +115,10 @@ struct epmd_server {
     struct event *ev_sweep;
     struct event *ev_reap;
     struct event *ev_kill;
+    struct event *ev_accept_delay; /* delay_accept_s: the pending accept's timer */
     conn_list_t idle;
     conn_list_t alive;
+    conn_list_t delayed; /* answered, waiting out delay_write_s: no timeout */
     conn_t *reap;
     conn_t *free_conns;
     unsigned nfree;
@@ -118,6 +126,7 @@ struct epmd_server {
     unsigned max_conn;
     uint64_t timeout_ms;
     bool paused;
+    bool accept_delayed; /* listeners off until ev_accept_delay fires */
     bool killed;
     epmd_server_stats_t stats;
 };
@@ -203,6 +212,8 @@ static void conn_close(conn_t *c)
     event_del(c->ev_read);
     if (c->ev_write)
         event_del(c->ev_write);
+    if (c->ev_delay)
+        event_del(c->ev_delay);
     list_del(c);
     close(c->fd);
     c->fd = -1;
@@ -227,6 +238,10 @@ static void conn_recycle(epmd_server_t *srv, conn_t *c)
         event_free(c->ev_write);
         c->ev_write = NULL;
     }
+    if (c->ev_delay) {
+        event_free(c->ev_delay);
+        c->ev_delay = NULL;
+    }
     release_input(c);
     epmd_buf_free(&c->out);
     if (srv->nfree >= FREE_CONN_MAX) {
@@ -250,6 +265,17 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* close_all closes every connection (unregistering every node). */
+static void close_all(epmd_server_t *srv)
+{
+    while (srv->idle.head)
+        conn_close(srv->idle.head);
+    while (srv->alive.head)
+        conn_close(srv->alive.head);
+    while (srv->delayed.head)
+        conn_close(srv->delayed.head);
+}
+
 static void kill_cb(evutil_socket_t fd, short what, void *arg)
 {
     epmd_server_t *srv = arg;
@@ -263,12 +289,10 @@ static void kill_cb(evutil_socket_t fd, short what, void *arg)
         close(srv->listen_fd[i]);
         srv->listen_fd[i] = -1;
     }
-    while (srv->idle.head)
-        conn_close(srv->idle.head);
-    while (srv->alive.head)
-        conn_close(srv->alive.head);
+    close_all(srv);
     event_del(srv->ev_sweep);
     event_del(srv->ev_resume);
+    event_del(srv->ev_accept_delay);
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg);
@@ -328,6 +352,43 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
         (void)flush(c);
 }
 
+/* write_delay_cb sends an answer held back by delay_write_s. */
+static void write_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    conn_t *c = arg;
+    if (c->closing)
+        return;
+    if (c->list == &c->srv->delayed) {
+        list_del(c);
+        list_add(&c->srv->idle, c);
+    }
+    touch(c);
+    (void)flush(c);
+}
+
+/* delay_answer holds c's answer back for delay_write_s seconds; false when
+ * the timer could not be set up (the connection is then closed).  A request
+ * connection waits on the delayed list, out of reach of the packet timeout
+ * and of eviction, as OTP's epmd, asleep in its write, times nothing out;
+ * a registration stays on the alive list and a close still unregisters. */
+static bool delay_answer(conn_t *c)
+{
+    epmd_server_t *srv = c->srv;
+    if (c->ev_delay == NULL)
+        c->ev_delay = evtimer_new(srv->base, write_delay_cb, c);
+    struct timeval tv = {(time_t)srv->cfg.delay_write_s, 0};
+    if (c->ev_delay == NULL || evtimer_add(c->ev_delay, &tv) != 0) {
+        conn_close(c);
+        return false;
+    }
+    if (!c->keep) {
+        list_del(c);
+        list_add(&srv->delayed, c);
+    }
+    slog(srv, 1, "delaying the answer on fd %d by %u s", c->fd, srv->cfg.delay_write_s);
+    return true;
+}
+
 static void handle_request(conn_t *c, const uint8_t *body, size_t len)
 {
     epmd_server_t *srv = c->srv;
@@ -365,6 +426,10 @@ static void handle_request(conn_t *c, const uint8_t *body, size_t len)
         event_add(c->ev_read, NULL); /* any byte or EOF now unregisters */
     } else if (res.action == EPMD_ACT_KILL) {
         c->kill_after_write = true;
+    }
+    if (srv->cfg.delay_write_s > 0 && c->out.len > 0) {
+        (void)delay_answer(c);
+        return;
     }
     (void)flush(c);
 }
@@ -466,7 +531,8 @@ static conn_t *conn_get(epmd_server_t *srv)
  * peer is the address accept4 reported. */
 static void conn_open(epmd_server_t *srv, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
-    if (srv->idle.count + srv->alive.count >= srv->max_conn && !evict_one(srv)) {
+    if (srv->idle.count + srv->alive.count + srv->delayed.count >= srv->max_conn &&
+        !evict_one(srv)) {
         slog(srv, 0, "connection limit %u reached by registrations", srv->max_conn);
         close(fd);
         return;
@@ -508,13 +574,25 @@ static void conn_open(epmd_server_t *srv, int fd, const struct sockaddr *peer, s
         conn_close(c);
 }
 
+static void listeners_on(epmd_server_t *srv)
+{
+    for (int i = 0; i < srv->nlisten; i++)
+        if (srv->listen_fd[i] >= 0)
+            event_add(srv->ev_listen[i], NULL);
+}
+
+static void listeners_off(epmd_server_t *srv)
+{
+    for (int i = 0; i < srv->nlisten; i++)
+        event_del(srv->ev_listen[i]);
+}
+
 static void pause_listeners(epmd_server_t *srv)
 {
     if (srv->paused)
         return;
     srv->paused = true;
-    for (int i = 0; i < srv->nlisten; i++)
-        event_del(srv->ev_listen[i]);
+    listeners_off(srv);
     struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
     event_add(srv->ev_resume, &tv);
 }
@@ -525,26 +603,29 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
     srv->paused = false;
     if (srv->reserve_fd < 0)
         srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    for (int i = 0; i < srv->nlisten; i++)
-        if (srv->listen_fd[i] >= 0)
-            event_add(srv->ev_listen[i], NULL);
+    if (!srv->accept_delayed)
+        listeners_on(srv);
 }
 
-static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+/* accept_some accepts and serves up to max pending connections of the
+ * listener lfd (at most ACCEPT_BATCH attempts); returns how many it took. */
+static unsigned accept_some(epmd_server_t *srv, int lfd, unsigned max)
 {
-    epmd_server_t *srv = arg;
+    unsigned taken = 0;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage peer;
         socklen_t pl = sizeof peer;
         int fd = accept4(lfd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             conn_open(srv, fd, (struct sockaddr *)&peer, pl <= sizeof peer ? pl : 0);
+            if (++taken >= max)
+                return taken;
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return;
+            return taken;
         srv->stats.accept_errors++;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             /* Out of descriptors: closing the request connection idle the
@@ -566,8 +647,42 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
             slog(srv, 0, "accept failed: %s", strerror(errno));
         }
         pause_listeners(srv);
+        return taken;
+    }
+    return taken;
+}
+
+/* accept_delay_cb ends a delay_accept_s wait: one pending connection is
+ * accepted (from the first listener that has one), then the listeners
+ * watch again, so the next pending connection waits a delay of its own. */
+static void accept_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    epmd_server_t *srv = arg;
+    srv->accept_delayed = false;
+    for (int i = 0; i < srv->nlisten && !srv->paused; i++)
+        if (srv->listen_fd[i] >= 0 && accept_some(srv, srv->listen_fd[i], 1) > 0)
+            break;
+    if (!srv->paused && !srv->killed)
+        listeners_on(srv);
+}
+
+static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+    epmd_server_t *srv = arg;
+    if (srv->cfg.delay_accept_s == 0) {
+        (void)accept_some(srv, lfd, ACCEPT_BATCH);
         return;
     }
+    if (srv->accept_delayed)
+        return;
+    struct timeval tv = {(time_t)srv->cfg.delay_accept_s, 0};
+    if (evtimer_add(srv->ev_accept_delay, &tv) != 0) {
+        (void)accept_some(srv, lfd, 1); /* no timer: do not stall the listener */
+        return;
+    }
+    srv->accept_delayed = true;
+    listeners_off(srv);
+    slog(srv, 1, "delaying the next accept by %u s", srv->cfg.delay_accept_s);
 }
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
@@ -719,7 +834,9 @@ int epmd_server_start(struct event_base *base, const epmd_server_config_t *cfg, 
     srv->ev_kill = event_new(base, -1, 0, kill_cb, srv);
     srv->ev_resume = event_new(base, -1, 0, resume_cb, srv);
     srv->ev_sweep = event_new(base, -1, EV_PERSIST, sweep_cb, srv);
-    if (!srv->ev_reap || !srv->ev_kill || !srv->ev_resume || !srv->ev_sweep)
+    srv->ev_accept_delay = evtimer_new(base, accept_delay_cb, srv);
+    if (!srv->ev_reap || !srv->ev_kill || !srv->ev_resume || !srv->ev_sweep ||
+        !srv->ev_accept_delay)
         goto free_events;
     uint64_t sweep = srv->timeout_ms / 4 < SWEEP_MAX_MS ? srv->timeout_ms / 4 : SWEEP_MAX_MS;
     struct timeval tv = {(time_t)(sweep / 1000), (suseconds_t)(sweep % 1000) * 1000};
@@ -749,6 +866,8 @@ free_events:
         event_free(srv->ev_resume);
     if (srv->ev_sweep)
         event_free(srv->ev_sweep);
+    if (srv->ev_accept_delay)
+        event_free(srv->ev_accept_delay);
     epmd_registry_free(srv->reg);
 free_srv:
     free(srv);
@@ -759,10 +878,7 @@ void epmd_server_stop(epmd_server_t *srv)
 {
     if (srv == NULL)
         return;
-    while (srv->idle.head)
-        conn_close(srv->idle.head);
-    while (srv->alive.head)
-        conn_close(srv->alive.head);
+    close_all(srv);
     conn_t *c = srv->reap;
     while (c) {
         conn_t *next = c->reap_next;
@@ -785,6 +901,7 @@ void epmd_server_stop(epmd_server_t *srv)
     event_free(srv->ev_kill);
     event_free(srv->ev_resume);
     event_free(srv->ev_sweep);
+    event_free(srv->ev_accept_delay);
     epmd_registry_free(srv->reg);
     free(srv);
 }
@@ -797,7 +914,7 @@ uint16_t epmd_server_port(const epmd_server_t *srv)
 void epmd_server_get_stats(const epmd_server_t *srv, epmd_server_stats_t *st)
 {
     *st = srv->stats;
-    st->connections = srv->idle.count + srv->alive.count;
+    st->connections = srv->idle.count + srv->alive.count + srv->delayed.count;
     st->registered = epmd_registry_count(srv->reg);
 }
 

@@ -20,7 +20,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: girder epmd [-d|-debug] [-address List] [-port No] [-daemon]\n"
                  "                   [-relaxed_command_check] [-packet_timeout Seconds]\n"
-                 "                   [-max_connections N]\n"
+                 "                   [-max_connections N] [-delay_accept S] [-delay_write S]\n"
                  "       girder epmd [-d|-debug] [-port No] [-names|-kill|-stop Name|-dump]\n"
                  "\n"
                  "Starts an Erlang port mapper daemon (like OTP's epmd), or talks to the\n"
@@ -32,6 +32,10 @@ static void usage(FILE *out)
                  "  -relaxed_command_check allow -kill with live nodes, and -stop\n"
                  "  -packet_timeout S      close request connections idle S seconds (60)\n"
                  "  -max_connections N     cap on open connections (idle ones are evicted)\n"
+                 "  -delay_accept S        busy-server test: accept each connection S seconds\n"
+                 "                         after it is pending (one per S seconds)\n"
+                 "  -delay_write S         busy-server test: send each answer S seconds late\n"
+                 "                         (both are timers: other connections are still served)\n"
                  "  -names                 list registered names\n"
                  "  -kill                  stop the running epmd\n"
                  "  -stop Name             forcibly unregister Name (relaxed epmd only)\n"
@@ -177,6 +181,12 @@ int gd_cmd_epmd(int argc, char **argv)
             i++;
         } else if (strcmp(a, "-max_connections") == 0 && val && parse_uint(val, 1u << 24, &v)) {
             cfg.max_connections = (unsigned)v;
+            i++;
+        } else if (strcmp(a, "-delay_accept") == 0 && val && parse_uint(val, 86400, &v)) {
+            cfg.delay_accept_s = (unsigned)v;
+            i++;
+        } else if (strcmp(a, "-delay_write") == 0 && val && parse_uint(val, 86400, &v)) {
+            cfg.delay_write_s = (unsigned)v;
             i++;
         } else if (strcmp(a, "-address") == 0 && val) {
             cfg.addresses = val;

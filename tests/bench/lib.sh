@@ -18,12 +18,17 @@ bench_check_rounds() {
   [ "$rounds" -ge 1 ] || { echo "ROUNDS must be at least 1" >&2; exit 2; }
 }
 
-# bench_need_beam <beam_dir> <bench.erl>: exits 1 unless erl, erlc and the
-# BEAM side of the bench (with ba.erl) are there.
+# The BEAM side of every bench is ours: tests/bench/<name>/beam_<name>.erl
+# with the shared helpers of tests/bench/bench_beam.erl, run as
+# `erl -noshell -pa DIR -s bench_beam run beam_<name>`.
+bench_beam_lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/bench_beam.erl
+
+# bench_need_beam <beam_name.erl>: exits 1 unless erl, erlc and the BEAM
+# side of the bench (with bench_beam.erl) are there.
 bench_need_beam() {
   command -v erl >/dev/null && command -v erlc >/dev/null || { echo "erl/erlc not found" >&2; exit 1; }
-  [ -f "$1/$2" ] && [ -f "$1/ba.erl" ] ||
-    { echo "no $2/ba.erl in $1" >&2; exit 1; }
+  [ -f "$1" ] && [ -f "$bench_beam_lib" ] ||
+    { echo "missing $1 or $bench_beam_lib" >&2; exit 1; }
 }
 
 # bench_need_bin <root> <build> <bin> <target> <failure text>: builds <target>
@@ -39,12 +44,13 @@ bench_need_bin() {
 }
 
 # bench_tmpdir <template> <erl files...>: makes $tmp (removed on exit) and
-# compiles the BEAM side into it; exits 1 if erlc fails.
+# compiles the BEAM side (the files and bench_beam.erl) into it; exits 1 if
+# erlc fails.
 bench_tmpdir() {
   tmp=$(mktemp -d -t "$1")
   shift
   trap 'rm -rf "$tmp"' EXIT
-  erlc -o "$tmp" "$@" || { echo "erlc failed" >&2; exit 1; }
+  erlc -o "$tmp" "$@" "$bench_beam_lib" || { echo "erlc failed" >&2; exit 1; }
 }
 
 emit() { echo "$1"; echo "$1" >>"$out"; }

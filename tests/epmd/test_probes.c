@@ -42,7 +42,13 @@ static epmd_registration_t *keeper[2];
 
 /* ---- process and socket helpers ---------------------------------------------------------- */
 
-static bool start_daemon(daemon_t *d, bool otp, bool relaxed)
+#define DAEMON_ARGS_MAX 8
+static const char *const strict_args[] = {"-packet_timeout", "1", NULL};
+static const char *const relaxed_args[] = {"-relaxed_command_check", "-packet_timeout", "1", NULL};
+
+/* start_daemon starts OTP's epmd or girder epmd on a free port with the
+ * flags of args (NULL-terminated, at most DAEMON_ARGS_MAX) after -port. */
+static bool start_daemon(daemon_t *d, bool otp, const char *const *args)
 {
     memset(d, 0, sizeof d[0]);
     d->otp = otp;
@@ -58,17 +64,22 @@ static bool start_daemon(daemon_t *d, bool otp, bool relaxed)
             int null = open("/dev/null", O_RDWR);
             dup2(null, 1);
             dup2(null, 2);
-            const char *flag = relaxed ? "-relaxed_command_check" : "-packet_timeout";
-            const char *fval = relaxed ? "-packet_timeout" : "1";
-            const char *last = relaxed ? "1" : NULL;
-            if (otp)
-                execlp("epmd", "epmd", "-port", port, flag, fval, last, (char *)NULL);
-            else
-                execl(girder_path, "girder", "epmd", "-port", port, flag, fval, last, (char *)NULL);
+            const char *argv[DAEMON_ARGS_MAX + 5];
+            int n = 0;
+            argv[n++] = otp ? "epmd" : "girder";
+            if (!otp)
+                argv[n++] = "epmd";
+            argv[n++] = "-port";
+            argv[n++] = port;
+            for (int i = 0; args[i] != NULL && i < DAEMON_ARGS_MAX; i++)
+                argv[n++] = args[i];
+            argv[n] = NULL;
+            execvp(otp ? "epmd" : girder_path, (char *const *)argv);
             _exit(127);
         }
         d->pid = pid;
-        epmd_client_opts_t o = {.port = d->port, .timeout_ms = 500};
+        /* long enough for an answer held back by -delay_write 1 */
+        epmd_client_opts_t o = {.port = d->port, .timeout_ms = 2500};
         int64_t deadline = et_mono_ms() + 5000;
         while (et_mono_ms() < deadline) {
             if (epmd_client_probe(&o) == 0)
@@ -616,8 +627,8 @@ static void test_cli_output(void)
 static void test_relaxed_stop_kill(void)
 {
     daemon_t r[2];
-    CU_ASSERT_FATAL(start_daemon(&r[0], true, true));
-    CU_ASSERT_FATAL(start_daemon(&r[1], false, true));
+    CU_ASSERT_FATAL(start_daemon(&r[0], true, relaxed_args));
+    CU_ASSERT_FATAL(start_daemon(&r[1], false, relaxed_args));
     static answer_t a[2];
     for (int d = 0; d < 2; d++) {
         epmd_registration_t *reg = NULL;
@@ -669,6 +680,37 @@ static void test_daemon_flag(void)
     CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+/* -delay_write S: both daemons answer a NAMES request S seconds late, with
+ * the same bytes; a delay of 0 is a usage error, as for epmd. */
+static void test_delay_write_flag(void)
+{
+    static const char *const args[] = {"-delay_write", "1", NULL};
+    daemon_t d[2];
+    static answer_t a[2];
+    CU_ASSERT_FATAL(start_daemon(&d[0], true, args));
+    CU_ASSERT_FATAL(start_daemon(&d[1], false, args));
+    for (int i = 0; i < 2; i++) {
+        int64_t t0 = et_mono_ms();
+        exchange(d[i].port, (const uint8_t *)"\x00\x01n", 3, &a[i]);
+        int64_t took = et_mono_ms() - t0;
+        CU_ASSERT(took >= 900 && took < 2500);
+        CU_ASSERT(a[i].closed && a[i].len == 4);
+        mask_port(&a[i]);
+    }
+    CU_ASSERT(same(&a[0], &a[1]));
+    stop_daemon(&d[0]);
+    stop_daemon(&d[1]);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' epmd -delay_write 0 2>/dev/null", girder_path);
+    CU_ASSERT_NOT_EQUAL(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "'%s' epmd --help", girder_path);
+    char *out = run_capture(cmd);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "-delay_accept S"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "-delay_write S"));
+    free(out);
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"malformed_requests", test_malformed},
     {"registrations", test_registrations},
@@ -679,6 +721,7 @@ static const gd_test_case_t gd_tests[] = {
     {"cli_output", test_cli_output},
     {"relaxed_stop_kill", test_relaxed_stop_kill},
     {"daemon_flag", test_daemon_flag},
+    {"delay_write_flag", test_delay_write_flag},
     {NULL, NULL},
 };
 
@@ -691,7 +734,7 @@ int main(int argc, char **argv)
     girder_path = argv[1];
     signal(SIGPIPE, SIG_IGN);
     unsetenv("ERL_EPMD_PORT");
-    if (!start_daemon(&d_otp, true, false) || !start_daemon(&d_gd, false, false)) {
+    if (!start_daemon(&d_otp, true, strict_args) || !start_daemon(&d_gd, false, strict_args)) {
         fprintf(stderr, "cannot start the daemons\n");
         stop_daemon(&d_otp);
         return 1;

@@ -10,6 +10,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -840,6 +841,159 @@ static void test_address_list(void)
     loop_free(&l);
 }
 
+/* ---- debug delays (-delay_accept, -delay_write) ------------------------------------ */
+
+enum { DELAY_CONNS = 2 };
+
+/* A request connection of the delay tests: what it got and when it ended. */
+typedef struct timed_conn {
+    int fd;
+    uint8_t buf[256];
+    size_t got;
+    int64_t closed_ms; /* -1 while open */
+} timed_conn_t;
+
+/* read_all_timed reads every connection of cs until each one is closed by
+ * the server (or timeout_ms passes), noting when each closed. */
+static void read_all_timed(timed_conn_t *cs, int n, int timeout_ms)
+{
+    int64_t deadline = et_mono_ms() + timeout_ms;
+    for (;;) {
+        struct pollfd p[DELAY_CONNS];
+        int open = 0;
+        for (int i = 0; i < n; i++) {
+            p[i] = (struct pollfd){.fd = cs[i].closed_ms < 0 ? cs[i].fd : -1, .events = POLLIN};
+            open += cs[i].closed_ms < 0;
+        }
+        int left = (int)(deadline - et_mono_ms());
+        if (open == 0 || left <= 0)
+            return;
+        if (poll(p, (nfds_t)n, left) <= 0)
+            continue;
+        for (int i = 0; i < n; i++) {
+            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            ssize_t r = recv(cs[i].fd, cs[i].buf + cs[i].got, sizeof cs[i].buf - cs[i].got, 0);
+            if (r > 0)
+                cs[i].got += (size_t)r;
+            else
+                cs[i].closed_ms = et_mono_ms();
+        }
+    }
+}
+
+/* send_requests connects n sockets to port and sends each a request at
+ * once: NAMES on the first, PORT_PLEASE2 for name on the others. */
+static void send_requests(timed_conn_t *cs, int n, uint16_t port, const char *name)
+{
+    for (int i = 0; i < n; i++) {
+        memset(&cs[i], 0, sizeof cs[i]);
+        cs[i].closed_ms = -1;
+        cs[i].fd = et_connect(port);
+        CU_ASSERT_FATAL(cs[i].fd >= 0);
+        uint8_t req[64];
+        size_t len;
+        if (i == 0) {
+            req[2] = EPMD_NAMES_REQ;
+            len = 1;
+        } else {
+            len = strlen(name);
+            req[2] = EPMD_PORT2_REQ;
+            memcpy(req + 3, name, len);
+            len++;
+        }
+        epmd_put16(req, (uint16_t)len);
+        CU_ASSERT_EQUAL(send(cs[i].fd, req, len + 2, 0), (ssize_t)(len + 2));
+    }
+}
+
+/* loop_latency_ms is how long the loop thread takes to run a call: near 0
+ * unless something blocks the loop. */
+static int64_t loop_latency_ms(loop_t *l)
+{
+    int64_t t0 = et_mono_ms();
+    (void)loop_stats(l);
+    return et_mono_ms() - t0;
+}
+
+static void test_delay_write(void)
+{
+    /* answers 2 s late, with a 1 s packet timeout that must not cut them */
+    loop_t l;
+    loop_server(&l, (epmd_server_config_t){.delay_write_s = 2, .packet_timeout_s = 1});
+    epmd_client_opts_t o = {.port = l.port, .timeout_ms = 5000};
+    epmd_node_info_t a = node_named("slowpoke", 23456);
+    uint32_t cr = 0;
+    epmd_registration_t *reg = NULL;
+    int64_t t0 = et_mono_ms();
+    CU_ASSERT_EQUAL_FATAL(epmd_client_register(&o, &a, &cr, &reg), 0);
+    CU_ASSERT(et_mono_ms() - t0 >= 1900);
+
+    /* two requests at once: both answered after one delay (OTP's epmd
+     * sleeps in its only thread: the second would come after two), and
+     * the loop serves calls meanwhile */
+    timed_conn_t cs[DELAY_CONNS];
+    t0 = et_mono_ms();
+    send_requests(cs, DELAY_CONNS, l.port, "slowpoke");
+    et_sleep_ms(300);
+    CU_ASSERT(loop_latency_ms(&l) < 500);
+    read_all_timed(cs, DELAY_CONNS, 6000);
+    for (int i = 0; i < DELAY_CONNS; i++) {
+        CU_ASSERT(cs[i].closed_ms - t0 >= 1900);
+        CU_ASSERT(cs[i].closed_ms - t0 < 3500);
+        close(cs[i].fd);
+    }
+    CU_ASSERT(cs[0].got > 4 && epmd_get32(cs[0].buf) == l.port);
+    CU_ASSERT(memmem(cs[0].buf + 4, cs[0].got - 4, "name slowpoke at port 23456\n", 28) != NULL);
+    epmd_node_info_t info;
+    CU_ASSERT_EQUAL(epmd_parse_port2_resp(cs[1].buf, cs[1].got, &info), 0);
+    CU_ASSERT_EQUAL(info.port, 23456);
+
+    /* a registration closed while its answer waits is unregistered */
+    epmd_registration_close(reg);
+    int fd = et_connect(l.port);
+    CU_ASSERT_FATAL(fd >= 0);
+    uint8_t b[64];
+    size_t n = et_alive_body(b + 2, "gone", 4, 23457, 6, 5, NULL, 0);
+    epmd_put16(b, (uint16_t)n);
+    CU_ASSERT_EQUAL(send(fd, b, n + 2, 0), (ssize_t)(n + 2));
+    et_sleep_ms(300);
+    CU_ASSERT_EQUAL(loop_stats(&l).registered, 1); /* "gone" only: slowpoke closed */
+    close(fd);
+    int64_t deadline = et_mono_ms() + 1000;
+    while (loop_stats(&l).registered > 0 && et_mono_ms() < deadline)
+        et_sleep_ms(WAIT_STEP_MS);
+    CU_ASSERT_EQUAL(loop_stats(&l).registered, 0);
+    loop_free(&l);
+}
+
+static void test_delay_accept(void)
+{
+    loop_t l;
+    loop_server(&l, (epmd_server_config_t){.delay_accept_s = 1});
+    /* two connections pending at once: one is accepted per delay, as
+     * OTP's epmd sleeps before each accept; the loop runs meanwhile */
+    timed_conn_t cs[DELAY_CONNS];
+    int64_t t0 = et_mono_ms();
+    send_requests(cs, DELAY_CONNS, l.port, "nobody");
+    et_sleep_ms(300);
+    CU_ASSERT(loop_latency_ms(&l) < 500);
+    CU_ASSERT_EQUAL(loop_stats(&l).accepted, 0);
+    read_all_timed(cs, DELAY_CONNS, 6000);
+    int64_t first = cs[0].closed_ms < cs[1].closed_ms ? cs[0].closed_ms : cs[1].closed_ms;
+    int64_t second = cs[0].closed_ms < cs[1].closed_ms ? cs[1].closed_ms : cs[0].closed_ms;
+    CU_ASSERT(first - t0 >= 900 && first - t0 < 1800);
+    CU_ASSERT(second - t0 >= 1900 && second - t0 < 3000);
+    CU_ASSERT(cs[0].got >= 4 && epmd_get32(cs[0].buf) == l.port);
+    CU_ASSERT(cs[1].got == 2 && cs[1].buf[0] == EPMD_PORT2_RESP && cs[1].buf[1] == 1);
+    for (int i = 0; i < DELAY_CONNS; i++)
+        close(cs[i].fd);
+    epmd_server_stats_t st = loop_stats(&l);
+    CU_ASSERT_EQUAL(st.accepted, 2);
+    CU_ASSERT_EQUAL(st.requests, 2);
+    loop_free(&l);
+}
+
 /* ---- keeper: embedded start and replacement --------------------------------------- */
 
 typedef struct keeper_obs {
@@ -1012,6 +1166,43 @@ static void test_keeper_takes_over(void)
     keeper_stop_in(&p.lb, &p.kb);
 }
 
+/* A keeper whose embedded epmd has both debug delays registers with it
+ * from the same loop, which keeps running meanwhile. */
+static void test_keeper_embedded_with_delays(void)
+{
+    keeper_obs_t obs = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    loop_t l;
+    loop_init(&l);
+    loop_run(&l);
+    keeper_start_t s;
+    memset(&s, 0, sizeof s);
+    s.l = &l;
+    s.cfg.node = node_named("patient", 25001);
+    s.cfg.epmd_port = et_free_port();
+    s.cfg.retry_delay_ms = 50;
+    s.cfg.timeout_ms = 4000;
+    s.cfg.embedded_fallback = true;
+    s.cfg.embedded.delay_accept_s = 1;
+    s.cfg.embedded.delay_write_s = 1;
+    s.cfg.on_change = on_change;
+    s.cfg.ud = &obs;
+    int64_t t0 = et_mono_ms();
+    loop_call(&l, keeper_start_fn, &s);
+    CU_ASSERT_EQUAL_FATAL(s.rc, 0);
+    et_sleep_ms(500);
+    CU_ASSERT_EQUAL(obs_registered(&obs), 0);
+    int64_t t1 = et_mono_ms();
+    loop_call(&l, keeper_embedded_fn, &s);
+    CU_ASSERT(et_mono_ms() - t1 < 500);
+    CU_ASSERT_EQUAL(s.rc, 1);
+    CU_ASSERT(wait_registered(&obs, 1, 5000));
+    CU_ASSERT(et_mono_ms() - t0 >= 1900);
+    pthread_mutex_lock(&obs.mu);
+    CU_ASSERT_EQUAL(obs.lost, 0);
+    pthread_mutex_unlock(&obs.mu);
+    keeper_stop_in(&l, &s);
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"client_basic", test_client_basic},
     {"reregister_after_restart", test_reregister_after_restart},
@@ -1023,8 +1214,11 @@ static const gd_test_case_t gd_tests[] = {
     {"emfile_does_not_spin", test_emfile_does_not_spin},
     {"stop_and_kill", test_stop_and_kill},
     {"address_list", test_address_list},
+    {"delay_write", test_delay_write},
+    {"delay_accept", test_delay_accept},
     {"keeper_embedded_then_system", test_keeper_embedded_then_system},
     {"keeper_takes_over", test_keeper_takes_over},
+    {"keeper_embedded_with_delays", test_keeper_embedded_with_delays},
     {NULL, NULL},
 };
 

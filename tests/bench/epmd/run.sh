@@ -24,9 +24,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-# start_epmd <cmd...>: starts a daemon on a free port, echoes the port.
+# start_epmd <cmd...>: starts a daemon (in the foreground of a background
+# job) on a free port and sets $port to it.  It runs in this shell, not in a
+# $(...) subshell, so the pid it adds to $pids is the one cleanup sees.
 start_epmd() {
-  local port pid
+  local pid
   for _ in $(seq 1 20); do
     port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
     "$@" -port "$port" >/dev/null 2>&1 &
@@ -34,7 +36,7 @@ start_epmd() {
     for _ in $(seq 1 50); do
       kill -0 "$pid" 2>/dev/null || break
       if "$girder" names -port "$port" >/dev/null 2>&1; then
-        pids+=("$pid"); echo "$port"; return 0
+        pids+=("$pid"); return 0
       fi
       sleep 0.1
     done
@@ -42,8 +44,10 @@ start_epmd() {
   done
   return 1
 }
-gport=$(start_epmd "$girder" epmd)
-oport=$(start_epmd epmd)
+start_epmd "$girder" epmd || { echo "girder epmd did not start" >&2; exit 1; }
+gport=$port
+start_epmd epmd || { echo "OTP epmd did not start" >&2; exit 1; }
+oport=$port
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 g=(); o=()

@@ -1,40 +1,44 @@
 /*
  * bench_etf.c — ETF encode/decode throughput of girder and of libei
- * (erl_interface) on exactly the corpus of BEAM's bench_etf.erl
- * (/work/shared/bench-beam, README §8), measured the way that bench
- * measures BEAM, so tests/bench/etf/run.sh can put the three side by side.
+ * (erl_interface) on exactly the corpus of BEAM's side, beam_etf.erl in
+ * this directory, measured the way that program measures BEAM, so tests/bench/etf/run.sh can put
+ * the three side by side.
  *
  *   bench_etf CORPUS.etf girder|libei [RUN]
  *
- * (girder mode reports impls "girder" and "girder_gc", see below.)
+ * (girder mode reports impls "girder" and "girder_nogc", see below.)
  *
- * CORPUS.etf is what bench_etf.erl writes with BENCH_DUMP_DIR set:
+ * CORPUS.etf is what beam_etf.erl writes with BENCH_DUMP_DIR set:
  * term_to_binary([{Kind, [Term]}]).  Each term's encoding is sliced out of
  * that file (ETF is compositional, so the slice, behind a 131 byte, is
  * byte for byte what term_to_binary(Term) gave BEAM — maps of more than 32
  * keys included, in BEAM's hash order); those slices are the decode inputs
- * for every implementation.  Method, as bench_etf.erl:
+ * for every implementation.  Method, as beam_etf.erl:
  * - every term is encoded (decoded) by a separate call, default options
  *   (OTP 25 encoding, no compression), and the results are consumed
  *   (encode: sum of sizes, checked; decode: a type check summed);
  * - throughput = MiB (2^20 bytes) of the corpus encoding / seconds of one
  *   repetition over all terms, timed with CLOCK_MONOTONIC around the whole
  *   repetition; 5 repetitions for the whole corpus, 3 per kind; the value
- *   is the median (nearest rank, as ba:pct/2) and every sample is listed.
+ *   is the median (nearest rank, as bench_beam:pct/2) and every sample is
+ *   listed.
  * Memory, the choices that have to be made in C (documented in the JSON
  * params too):
- * - girder decode: one heap_t per repetition, heap_init before the first
- *   term and heap_destroy after the last, both inside the timed region (so
- *   freeing what was decoded is paid for, while BEAM's repetition ends with
- *   the process exiting, outside its timer).  The heap then holds every
- *   term of the repetition (42 MB for the whole corpus: fresh pages each
- *   repetition), where BEAM's process collects the dropped terms as it
- *   goes; so girder mode also reports impl "girder_gc", decode only: the
- *   same with a GC safe point (heap_ensure_free, no roots) after every term,
- *   as a girder process dropping each decoded term would run;
+ * - girder decode ("girder", the headline): one heap_t per repetition,
+ *   heap_init before the first term and heap_destroy after the last, both
+ *   inside the timed region, and a GC safe point (heap_ensure_free, no
+ *   roots) after every term, as a girder process dropping each decoded term
+ *   runs: the same work as BEAM's repetition, whose process collects the
+ *   dropped terms as it goes (freeing the heap is paid for, while BEAM's
+ *   repetition ends with the process exiting, outside its timer);
+ * - girder decode without collecting (impl "girder_nogc", decode only, for
+ *   information): the heap then holds every term of the repetition (42 MB
+ *   for the whole corpus), which BEAM never does;
  * - libei decode: ei_decode_* into a tree of nodes (atom text, binary bytes,
- *   string bytes and bignum digits copied) in a bump arena, one arena per
- *   repetition, freed inside the timed region (same rule);
+ *   string bytes and bignum digits copied) in a bump arena, emptied inside
+ *   the timed region at the end of every repetition but keeping its chunks,
+ *   as girder's heap keeps its areas (a freed arena went back to the kernel
+ *   and was faulted in again by every whole-corpus repetition);
  * - encode, both: one growable output buffer reused for every term (its
  *   length reset before each call; it grows to the largest term once, in
  *   the first repetition), as a C caller would.  libei encodes from the
@@ -291,7 +295,7 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Nearest-rank median, as ba:pct(L, 50). */
+/* Nearest-rank median, as bench_beam:median/1. */
 static double median(const double *v, size_t n)
 {
     double s[16];
@@ -429,7 +433,9 @@ static double girder_decode(void *self, size_t first, size_t count, uint64_t *si
 /* ------------------------------------------------------------------------ */
 /* libei: a tree of nodes decoded with ei_decode_*, encoded with ei_x_*     */
 
-/* A bump allocator: chunks of at least ARENA_CHUNK bytes, freed together. */
+/* A bump allocator: chunks of at least ARENA_CHUNK bytes.  arena_reset
+ * empties it but keeps its chunks for reuse (their pages stay mapped), the
+ * way a C program reuses one decode arena; arena_free returns them. */
 #define ARENA_CHUNK ((size_t)1 << 20)
 typedef struct arena_chunk {
     struct arena_chunk *next;
@@ -438,7 +444,8 @@ typedef struct arena_chunk {
 } arena_chunk_t;
 
 typedef struct arena {
-    arena_chunk_t *head;
+    arena_chunk_t *head;  /* chunks in use, the current one first */
+    arena_chunk_t *spare; /* chunks emptied by arena_reset */
 } arena_t;
 
 static void *arena_alloc(arena_t *a, size_t n)
@@ -446,13 +453,18 @@ static void *arena_alloc(arena_t *a, size_t n)
     n = (n + 15) & ~(size_t)15;
     arena_chunk_t *ch = a->head;
     if (ch == NULL || ch->cap - ch->used < n) {
-        size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
-        ch = malloc(sizeof *ch + cap);
-        if (ch == NULL)
-            die("%s", "out of memory");
-        ch->next = a->head;
+        if (a->spare != NULL && a->spare->cap >= n) {
+            ch = a->spare;
+            a->spare = ch->next;
+        } else {
+            size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+            ch = malloc(sizeof *ch + cap);
+            if (ch == NULL)
+                die("%s", "out of memory");
+            ch->cap = cap;
+        }
         ch->used = 0;
-        ch->cap = cap;
+        ch->next = a->head;
         a->head = ch;
     }
     void *p = ch->mem + ch->used;
@@ -460,13 +472,30 @@ static void *arena_alloc(arena_t *a, size_t n)
     return p;
 }
 
-static void arena_free(arena_t *a)
+static void arena_reset(arena_t *a)
 {
     while (a->head != NULL) {
         arena_chunk_t *next = a->head->next;
-        free(a->head);
+        a->head->next = a->spare;
+        a->spare = a->head;
         a->head = next;
     }
+}
+
+static void chunks_free(arena_chunk_t *ch)
+{
+    while (ch != NULL) {
+        arena_chunk_t *next = ch->next;
+        free(ch);
+        ch = next;
+    }
+}
+
+static void arena_free(arena_t *a)
+{
+    chunks_free(a->head);
+    chunks_free(a->spare);
+    a->head = a->spare = NULL;
 }
 
 /* One decoded term.  type is what ei_get_type reports (all atom tags fold
@@ -626,6 +655,11 @@ typedef struct libei_ctx {
     arena_t trees_arena; /* the trees encode works from (decoded once) */
     ei_node_t **trees;
     ei_x_buff x;
+    /* The decode arena, emptied (not freed) by every repetition: freeing
+     * it returned ~70 MB to the kernel after each whole-corpus repetition
+     * and the next one page-faulted it all back in (16,000 faults, about
+     * three quarters of its time), while girder's heap keeps its areas. */
+    arena_t dec_arena;
 } libei_ctx_t;
 
 static ei_node_t *libei_decode_one(const corpus_t *c, size_t i, arena_t *a)
@@ -662,16 +696,16 @@ static double libei_decode(void *self, size_t first, size_t count, uint64_t *sin
     libei_ctx_t *e = self;
     uint64_t kinds = 0;
     double t0 = now_s();
-    arena_t a = {NULL};
+    arena_t *a = &e->dec_arena;
     for (size_t i = first; i < first + count; i++) {
-        ei_node_t *n = libei_decode_one(e->c, i, &a);
+        ei_node_t *n = libei_decode_one(e->c, i, a);
         if (n == NULL)
             die("%s", "ei_decode failed");
         kinds += n->type == ERL_LIST_EXT || n->type == ERL_STRING_EXT || n->type == ERL_NIL_EXT ? 1
                  : n->type == ERL_MAP_EXT                                                       ? 2
                                                                                                 : 3;
     }
-    arena_free(&a);
+    arena_reset(a);
     double t = now_s() - t0;
     *sink += kinds;
     return t;
@@ -703,17 +737,19 @@ int main(int argc, char **argv)
         memset(&g, 0, sizeof g);
         g.c = &c;
         etf_encode_opts_init(&g.opts);
+        g.gc_each = true;
         impl_t im = {"girder",
-                     "decode: one heap_t per rep, heap_init and heap_destroy timed; encode: one "
-                     "etf_buf_t reused",
+                     "decode: one heap_t per rep, a GC safe point (heap_ensure_free, no roots) "
+                     "after every term, heap_init and heap_destroy timed; encode: one etf_buf_t "
+                     "reused",
                      girder_encode, girder_decode, &g};
         measure(&im, &c, run, c.bytes);
-        g.gc_each = true;
-        impl_t im_gc = {"girder_gc",
-                        "decode only: one heap_t per rep, a GC safe point (heap_ensure_free, no "
-                        "roots) after every term, heap_init and heap_destroy timed",
-                        NULL, girder_decode, &g};
-        measure(&im_gc, &c, run, c.bytes);
+        g.gc_each = false;
+        impl_t im_nogc = {"girder_nogc",
+                          "decode only: one heap_t per rep holding every decoded term (never "
+                          "collected), heap_init and heap_destroy timed",
+                          NULL, girder_decode, &g};
+        measure(&im_nogc, &c, run, c.bytes);
         etf_buf_free(&g.out);
     } else {
         if (ei_init() != 0)
@@ -734,12 +770,14 @@ int main(int argc, char **argv)
             out_bytes += (size_t)e.x.index;
         }
         impl_t im = {"libei",
-                     "decode: ei_decode_* into a node tree in an arena per rep, freeing timed; "
+                     "decode: ei_decode_* into a node tree in one arena, emptied (chunks kept) "
+                     "at the end of every rep, timed; "
                      "encode: ei_x_encode_* from the tree, one ei_x_buff reused",
                      libei_encode, libei_decode, &e};
         measure(&im, &c, run, out_bytes);
         ei_x_free(&e.x);
         arena_free(&e.trees_arena);
+        arena_free(&e.dec_arena);
         free(e.trees);
     }
     heap_destroy(&c.heap);

@@ -1,5 +1,5 @@
 /*
- * bench_gc.c — girder's side of bench-beam's gc workload (bench_gc.erl).
+ * bench_gc.c — girder's side of the gc workload (BEAM's side: beam_gc.erl).
  *
  * One heap plays the worker process.  Each of 200 rounds builds
  * [{N, N} | Acc] for N = 262144 down to 1 (tuple 3 words + cons 2 words =
@@ -11,11 +11,11 @@
  * fresh worker.  Every collection is timed with CLOCK_MONOTONIC around the
  * heap_ensure_free call that collects (BEAM: trace timestamps around the
  * GC).  3 repetitions; values are medians of the per-repetition results,
- * percentiles nearest-rank, as ba.erl.
+ * percentiles nearest-rank, as bench_beam.erl.
  *
  *   bench_gc [-n ROUNDS] [-e ELEMS] [-r REPS]
  *
- * Output: one JSON line per result on stdout (bench-beam's format plus
+ * Output: one JSON line per result on stdout (beam_gc.erl's format plus
  * "impl":"girder"); progress on stderr.  Exit status 1 if a sum is wrong
  * or the heap fails.
  */

@@ -4,9 +4,9 @@
 #   tests/bench/gc/run.sh [-n ROUNDS] [-b BUILD_DIR] [-o FILE] [BUILD_DIR]
 #
 # (scripts/bench gc runs it as `run.sh BUILD_DIR`.)
-# Runs girder's bench_gc (A) and BEAM's bench_gc.erl (B) alternately,
+# Runs girder's bench_gc (A) and BEAM's beam_gc.erl (B) alternately,
 # A B A B ... for ROUNDS rounds (default 2, at least 2 recommended: the
-# machine is noisy, see bench-beam/README.md).  Each run does 3 repetitions
+# machine is noisy: one BEAM run moves by up to 30% from the next).  Each run does 3 repetitions
 # and reports medians.  stdout (and -o FILE, appended) gets JSON lines: every
 # result of every run tagged "impl":"girder" or "impl":"beam" and "run":N,
 # an "env" line per run (load average before it, wall time), then per
@@ -14,8 +14,8 @@
 # / median over rounds of BEAM's, with the per-round ratios in params.
 # Progress goes to stderr.  BUILD_DIR defaults to $GD_BUILD_DIR, else
 # build/release (built with -DCMAKE_BUILD_TYPE=Release if bench_gc is
-# missing there); BEAM's sources come from $BENCH_BEAM_DIR (default
-# /work/shared/bench-beam).
+# missing there).  BEAM's side is ours: beam_gc.erl here and
+# ../bench_beam.erl.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -37,16 +37,15 @@ bench_check_rounds
 bench_for=gc
 env_extra=
 
-beam_dir=${BENCH_BEAM_DIR:-/work/shared/bench-beam}
-bench_need_beam "$beam_dir" bench_gc.erl
+bench_need_beam "$here/beam_gc.erl"
 
 bin="$build/tests/bench/gc/bench_gc"
 bench_need_bin "$root" "$build" "$bin" bench_gc "build failed"
-bench_tmpdir bench-gc.XXXXXX "$beam_dir/bench_gc.erl" "$beam_dir/ba.erl"
+bench_tmpdir bench-gc.XXXXXX "$here/beam_gc.erl"
 
 for run in $(seq 1 "$rounds"); do
   run_one girder "$run" "$bin"
-  run_one beam "$run" erl -noshell -pa "$tmp" -s ba run bench_gc
+  run_one beam "$run" erl -noshell -pa "$tmp" -s bench_beam run beam_gc
 done
 
 for b in gc_pause_p50 gc_pause_p99 gc_pause_max gc_count gc_time_share gc_round_time; do
