@@ -54,15 +54,15 @@
 #endif
 
 struct sched_coro {
-    void *sp;        /* the coroutine's stack pointer while it is suspended */
-    void *caller_sp; /* the resumer's stack pointer while the coroutine runs */
+    void *sp;           /* the coroutine's stack pointer while it is suspended */
+    void *caller_sp;    /* the resumer's stack pointer while the coroutine runs */
     sched_coro_t *prev; /* what sched_coro_current said before the resume */
     void (*fn)(void *);
     void *arg;
-    char *map;         /* the whole mapping, guard included */
+    char *map; /* the whole mapping, guard included */
     size_t map_len;
-    char *stack_lo;    /* lowest usable stack byte (just above the guard) */
-    size_t stack_len;  /* usable bytes, from stack_lo up to this block */
+    char *stack_lo;   /* lowest usable stack byte (just above the guard) */
+    size_t stack_len; /* usable bytes, from stack_lo up to this block */
     bool done;
 #ifdef CORO_ASAN
     void *asan_fake;           /* the coroutine's fake stack while suspended */
@@ -260,10 +260,9 @@ static inline void hook_arrived(sched_coro_t *c)
 static inline void hook_leave(sched_coro_t *c, bool final)
 {
 #ifdef CORO_ASAN
-    __sanitizer_start_switch_fiber(final ? NULL : &c->asan_fake, c->caller_bottom,
-                                   c->caller_size);
+    __sanitizer_start_switch_fiber(final ? NULL : &c->asan_fake, c->caller_bottom, c->caller_size);
 #else
-    (void)final;
+    (void) final;
 #endif
 #ifdef CORO_TSAN
     __tsan_switch_to_fiber(c->tsan_caller, 0);

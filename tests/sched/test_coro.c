@@ -534,10 +534,8 @@ static void test_bad_arguments_and_no_memory(void)
     sched_coro_t *c = (sched_coro_t *)(uintptr_t)1;
     int v = 0;
     CU_ASSERT_EQUAL(sched_coro_create(&c, 0, NULL, &v), GD_EINVAL);
-    CU_ASSERT_EQUAL(sched_coro_create(&c, SCHED_CORO_MIN_STACK - 1, return_at_once, &v),
-                    GD_EINVAL);
-    CU_ASSERT_EQUAL(sched_coro_create(&c, SCHED_CORO_MAX_STACK + 1, return_at_once, &v),
-                    GD_EINVAL);
+    CU_ASSERT_EQUAL(sched_coro_create(&c, SCHED_CORO_MIN_STACK - 1, return_at_once, &v), GD_EINVAL);
+    CU_ASSERT_EQUAL(sched_coro_create(&c, SCHED_CORO_MAX_STACK + 1, return_at_once, &v), GD_EINVAL);
     CU_ASSERT_PTR_EQUAL(c, (sched_coro_t *)(uintptr_t)1); /* untouched on error */
 
     sched_coro_cache_drain(); /* so the next create must map */
