@@ -288,9 +288,12 @@ static size_t page_size(void)
 
 typedef struct stack_cache {
     char *map[SCHED_CORO_CACHE_SLOTS];
+    uint64_t dirty; /* bit i: map[i] may hold pages below the kept top */
     size_t n;
     bool registered;
 } stack_cache_t;
+
+GD_STATIC_ASSERT(SCHED_CORO_CACHE_SLOTS <= 64, "the dirty mask has one bit per slot");
 
 static _Thread_local stack_cache_t stack_cache;
 static pthread_key_t stack_cache_key;
@@ -330,8 +333,9 @@ static char *map_stack(size_t len)
     return p;
 }
 
-/* Gives a stack back: into the cache (its pages below the hot top returned
- * to the kernel) when it has the default size and there is room. */
+/* Gives a stack back: into the cache (as it is: its pages are returned by
+ * sched_coro_cache_trim, not here) when it has the default size and there
+ * is room, else to the kernel. */
 static void release_stack(char *map, size_t len)
 {
     if (len == default_map_len() && stack_cache.n < SCHED_CORO_CACHE_SLOTS) {
@@ -340,21 +344,31 @@ static void release_stack(char *map, size_t len)
             (void)pthread_setspecific(stack_cache_key, &stack_cache);
             stack_cache.registered = true;
         }
-        /* DONTNEED rather than FREE: RSS drops now, not under pressure;
-         * on pages never touched it only walks empty page tables. */
-        if (madvise(map + SCHED_CORO_GUARD, len - SCHED_CORO_GUARD - SCHED_CORO_CACHE_KEEP,
-                    MADV_DONTNEED) == 0) {
-            stack_cache.map[stack_cache.n++] = map;
-            return;
-        }
+        stack_cache.dirty |= (uint64_t)1 << stack_cache.n;
+        stack_cache.map[stack_cache.n++] = map;
+        return;
     }
     (void)munmap(map, len);
+}
+
+void sched_coro_cache_trim(void)
+{
+    for (size_t i = 0; i < stack_cache.n; i++) {
+        if (!(stack_cache.dirty & ((uint64_t)1 << i)))
+            continue;
+        /* DONTNEED rather than FREE: RSS drops now, not under memory
+         * pressure.  On failure the stack simply stays dirty. */
+        if (madvise(stack_cache.map[i] + SCHED_CORO_GUARD,
+                    SCHED_CORO_DEFAULT_STACK - SCHED_CORO_CACHE_KEEP, MADV_DONTNEED) == 0)
+            stack_cache.dirty &= ~((uint64_t)1 << i);
+    }
 }
 
 void sched_coro_cache_drain(void)
 {
     while (stack_cache.n > 0)
         (void)munmap(stack_cache.map[--stack_cache.n], default_map_len());
+    stack_cache.dirty = 0;
 }
 
 size_t sched_coro_cache_count(void)
@@ -377,9 +391,10 @@ int sched_coro_create(sched_coro_t **out, size_t stack_size, void (*fn)(void *),
     size_t len = SCHED_CORO_GUARD + stack_size;
 
     char *map = NULL;
-    if (len == default_map_len() && stack_cache.n > 0)
+    if (len == default_map_len() && stack_cache.n > 0) {
         map = stack_cache.map[--stack_cache.n];
-    else
+        stack_cache.dirty &= ~((uint64_t)1 << stack_cache.n);
+    } else
         map = map_stack(len);
     if (map == NULL)
         return GD_ENOMEM;
