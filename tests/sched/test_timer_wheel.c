@@ -464,7 +464,9 @@ static void run_random(uint64_t seed, size_t ntimers, size_t steps)
                 ref_cancel(&r, id);
             else
                 ref_arm(&r, id, r.prev_now + random_delay(), false);
-            if (check_wheel(&w, "after insert or cancel"))
+            /* After every operation only in the small runs: the check
+             * walks every pending timer. */
+            if (ntimers <= 64 && check_wheel(&w, "after insert or cancel"))
                 r.failed = true;
         }
         /* Mostly one tick; sometimes a jump, small or huge. */
@@ -501,7 +503,7 @@ static void run_random(uint64_t seed, size_t ntimers, size_t steps)
             fprintf(stderr, "count %zu, reference %zu\n", sched_timer_wheel_count(&w), r.pending);
             r.failed = true;
         }
-        if (check_wheel(&w, "after advance"))
+        if ((ntimers <= 64 || step % 16 == 0) && check_wheel(&w, "after advance"))
             r.failed = true;
         /* next_deadline: in the future, never after the earliest pending. */
         while (r.heap_len > 0 &&
