@@ -87,8 +87,8 @@ struct sched_proc {
     /* The wake-up state word (PS_*); see sched.h.  Every change is an RMW. */
     _Atomic uint32_t state;
     uint8_t prio;
-    uint8_t flags;  /* PF_* */
-    uint16_t home;  /* run queue index it was last queued on */
+    uint8_t flags; /* PF_* */
+    uint16_t home; /* run queue index it was last queued on */
     term_t pid;
     /* Inbox (Vyukov intrusive MPSC): producers exchange tail, the owner
      * takes from head; stub keeps it non-empty. */
@@ -102,14 +102,14 @@ struct sched_proc {
     /* Private queue: messages taken from the inbox, in order. */
     msg_t *q_first;
     msg_t **q_last;
-    msg_t **save;     /* selective receive: next link to scan */
-    msg_t **mark;     /* queue end when mark_ref was made; NULL if none */
+    msg_t **save; /* selective receive: next link to scan */
+    msg_t **mark; /* queue end when mark_ref was made; NULL if none */
     sched_ref_t mark_ref;
     sched_pred_fn sel_pred; /* selection in force, or NULL */
     void *sel_arg;
     const sched_behaviour_t *beh;
-    term_t st;      /* behaviour state (root) */
-    term_t reason;  /* exit reason once decided (root) */
+    term_t st;     /* behaviour state (root) */
+    term_t reason; /* exit reason once decided (root) */
     heap_frag_t *reason_frag;
     heap_frag_t *arg_frag; /* spawn argument until init */
     term_t arg;
@@ -192,8 +192,8 @@ typedef struct node {
      * (Treiber stack: push CAS release, take exchange acquire). */
     _Atomic(sched_proc_t *) zombies;
     runq_t *rqs;
-    unsigned nsched;     /* base schedulers */
-    unsigned max_rqs;    /* base + extra */
+    unsigned nsched;       /* base schedulers */
+    unsigned max_rqs;      /* base + extra */
     _Atomic unsigned nrqs; /* started (release after the queue is ready) */
     _Atomic unsigned sleepers;
     _Atomic bool stopping;

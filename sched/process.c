@@ -260,9 +260,14 @@ int proc_atoms_init(void)
         term_t *slot;
         const char *text;
     } atoms[] = {
-        {&atom_normal, "normal"},   {&atom_kill, "kill"},           {&atom_killed, "killed"},
-        {&atom_noproc, "noproc"},   {&atom_exit_tag, "EXIT"},       {&atom_down, "DOWN"},
-        {&atom_process, "process"}, {&atom_undefined, "undefined"},
+        {&atom_normal, "normal"},
+        {&atom_kill, "kill"},
+        {&atom_killed, "killed"},
+        {&atom_noproc, "noproc"},
+        {&atom_exit_tag, "EXIT"},
+        {&atom_down, "DOWN"},
+        {&atom_process, "process"},
+        {&atom_undefined, "undefined"},
         {&atom_callback_error, "callback_error"},
     };
     for (size_t i = 0; i < sizeof atoms / sizeof atoms[0]; i++) {
@@ -812,9 +817,9 @@ void proc_run(sched_proc_t *p)
     /* Acq_rel: the acquire half pairs with the senders' release CAS in
      * wake(), so their inbox pushes are visible to take_inbox. */
     uint32_t s = atomic_load_explicit(&p->state, memory_order_relaxed);
-    while (!atomic_compare_exchange_weak_explicit(
-        &p->state, &s, (s & ~(PS_IN_RUNQ | PS_ACTIVE)) | PS_RUNNING, memory_order_acq_rel,
-        memory_order_relaxed)) {
+    while (!atomic_compare_exchange_weak_explicit(&p->state, &s,
+                                                  (s & ~(PS_IN_RUNQ | PS_ACTIVE)) | PS_RUNNING,
+                                                  memory_order_acq_rel, memory_order_relaxed)) {
     }
     p->reds = SCHED_CONTEXT_REDS;
     int64_t counted = 0;
@@ -833,10 +838,9 @@ void proc_run(sched_proc_t *p)
             account(p, &counted);
             /* Acq_rel: hands the PCB over to whichever scheduler dequeues
              * it (the queue lock orders it too). */
-            while (!atomic_compare_exchange_weak_explicit(&p->state, &s,
-                                                          (s & ~PS_RUNNING) | PS_IN_RUNQ,
-                                                          memory_order_acq_rel,
-                                                          memory_order_relaxed)) {
+            while (!atomic_compare_exchange_weak_explicit(
+                &p->state, &s, (s & ~PS_RUNNING) | PS_IN_RUNQ, memory_order_acq_rel,
+                memory_order_relaxed)) {
             }
             runq_push(p);
             return;
@@ -880,8 +884,8 @@ int sched_spawn_opt(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
     sched_proc_t *p = calloc(1, sizeof *p);
     if (p == NULL)
         return GD_ENOMEM;
-    rc = heap_init(&p->heap, opts->min_heap_size != 0 ? opts->min_heap_size
-                                                      : SCHED_MIN_HEAP_DEFAULT);
+    rc = heap_init(&p->heap,
+                   opts->min_heap_size != 0 ? opts->min_heap_size : SCHED_MIN_HEAP_DEFAULT);
     if (rc != GD_OK)
         goto fail_pcb;
     p->heap.max_heap_words = opts->max_heap_size;
@@ -895,9 +899,9 @@ int sched_spawn_opt(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
     if (rc != GD_OK)
         goto fail_arg;
     slot_t *slot = &sched_node.slots[idx];
-    uint64_t serial = (atomic_load_explicit(&slot->word, memory_order_relaxed) >>
-                       SLOT_SERIAL_SHIFT) &
-                      SLOT_SERIAL_MASK;
+    uint64_t serial =
+        (atomic_load_explicit(&slot->word, memory_order_relaxed) >> SLOT_SERIAL_SHIFT) &
+        SLOT_SERIAL_MASK;
     p->pid = make_pid(idx, (uint32_t)serial);
     inbox_init(p);
     p->q_last = &p->q_first;

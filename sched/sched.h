@@ -78,11 +78,11 @@
 
 /* sched/ error codes (the range below etf/'s). */
 enum {
-    SCHED_EEXIT = -200,     /* returned by sched_exit: the callback ends its process */
-    SCHED_ENOPROC = -201,   /* no such process (or no such registered name) */
+    SCHED_EEXIT = -200,       /* returned by sched_exit: the callback ends its process */
+    SCHED_ENOPROC = -201,     /* no such process (or no such registered name) */
     SCHED_ENAME_TAKEN = -202, /* register: the name or the process is already registered */
-    SCHED_ETOO_MANY = -203, /* the process table is full */
-    SCHED_ESTOPPED = -204,  /* the node is not running */
+    SCHED_ETOO_MANY = -203,   /* the process table is full */
+    SCHED_ESTOPPED = -204,    /* the node is not running */
 };
 
 /* OTP's CONTEXT_REDS: reductions per slice. */
@@ -303,9 +303,9 @@ typedef struct sched_process_info {
     size_t heap_size_words;     /* OTP's total_heap_size */
     uint64_t reductions;
     uint32_t links;
-    uint32_t monitors;    /* processes this one monitors */
+    uint32_t monitors; /* processes this one monitors */
     uint32_t monitored_by;
-    size_t memory_bytes;  /* PCB + heap + link/monitor/dictionary tables */
+    size_t memory_bytes;    /* PCB + heap + link/monitor/dictionary tables */
     term_t registered_name; /* or [] */
 } sched_process_info_t;
 
@@ -314,10 +314,10 @@ int sched_process_info(term_t pid, sched_process_info_t *out) GD_MUST_CHECK;
 
 /* Node statistics for tests and benchmarks. */
 typedef struct sched_stats {
-    unsigned schedulers;       /* threads running now (extra included) */
-    uint64_t steals;           /* processes moved by stealing */
-    uint64_t stuck_marks;      /* times a scheduler was marked stuck */
-    uint64_t extra_started;    /* extra scheduler threads started */
+    unsigned schedulers;    /* threads running now (extra included) */
+    uint64_t steals;        /* processes moved by stealing */
+    uint64_t stuck_marks;   /* times a scheduler was marked stuck */
+    uint64_t extra_started; /* extra scheduler threads started */
 } sched_stats_t;
 void sched_stats(sched_stats_t *out);
 

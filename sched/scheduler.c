@@ -412,8 +412,8 @@ int sched_start(const sched_opts_t *opts)
     if (nsched > 1024)
         return GD_EINVAL;
     n->nsched = nsched;
-    n->max_rqs = nsched + (opts->max_extra_schedulers != 0 ? opts->max_extra_schedulers
-                                                           : MAX_EXTRA_DEFAULT);
+    n->max_rqs =
+        nsched + (opts->max_extra_schedulers != 0 ? opts->max_extra_schedulers : MAX_EXTRA_DEFAULT);
     n->max_procs = opts->max_processes != 0 ? opts->max_processes : SCHED_MAX_PROCESSES_DEFAULT;
     n->stuck_ns = opts->stuck_ns != 0 ? opts->stuck_ns : STUCK_NS_DEFAULT;
     pthread_mutex_init(&n->free_lock, NULL);

@@ -259,8 +259,7 @@ static int obs_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         return GD_EBADARG;
     if (is_tuple_of(msg, 3) && term_tuple_elems(msg)[0] == st_atom("EXIT")) {
         term_t *e = term_tuple_elems(msg);
-        log_add((st_rec_t){self, ST_EXIT, e[1], term_is_immediate(e[2]) ? e[2] : TERM_NONE,
-                           false});
+        log_add((st_rec_t){self, ST_EXIT, e[1], term_is_immediate(e[2]) ? e[2] : TERM_NONE, false});
         return GD_OK;
     }
     if (is_tuple_of(msg, 5) && term_tuple_elems(msg)[0] == st_atom("DOWN")) {
@@ -281,8 +280,8 @@ static int obs_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         if (handled)
             return rc;
         if (is_tuple_of(msg, 2)) {
-            log_add((st_rec_t){self, ST_MSG, term_tuple_elems(msg)[0],
-                               term_tuple_elems(msg)[1], false});
+            log_add((st_rec_t){self, ST_MSG, term_tuple_elems(msg)[0], term_tuple_elems(msg)[1],
+                               false});
             return GD_OK;
         }
     }

@@ -218,8 +218,12 @@ static void test_dictionary(void)
     st_send(o, st_tuple(2, A("get"), S(99)));
     st_send(o, st_tuple(2, A("get"), A("nokey")));
     CU_ASSERT_FATAL(st_log_wait(7));
-    term_t want[7][2] = {{A("k1"), A("undefined")}, {S(99), A("undefined")}, {A("k1"), S(1)},
-                         {A("k1"), S(3)},           {S(99), A("v2")},        {S(99), A("undefined")},
+    term_t want[7][2] = {{A("k1"), A("undefined")},
+                         {S(99), A("undefined")},
+                         {A("k1"), S(1)},
+                         {A("k1"), S(3)},
+                         {S(99), A("v2")},
+                         {S(99), A("undefined")},
                          {A("nokey"), A("undefined")}};
     for (size_t i = 0; i < 7; i++) {
         st_rec_t r = st_log_get(i);
