@@ -182,8 +182,8 @@ static void many_senders(int nproc, int nthreads, int count, bool payload)
     }
     ext_sender_t th[16];
     for (int i = 0; i < nthreads; i++) {
-        th[i] = (ext_sender_t){.idx = nproc + i, .count = count, .target = target,
-                               .payload = payload};
+        th[i] =
+            (ext_sender_t){.idx = nproc + i, .count = count, .target = target, .payload = payload};
         CU_ASSERT_FATAL(pthread_create(&th[i].th, NULL, ext_send_main, &th[i]) == 0);
     }
     for (int i = 0; i < nthreads; i++)
@@ -257,8 +257,7 @@ static void test_pingpong_pairs(void)
     int pairs = 20, rounds = ST_SCALE(20000, 2000);
     for (int i = 0; i < pairs; i++) {
         term_t a, b;
-        CU_ASSERT_FATAL(sched_spawn(NULL, &pp_beh, st_tuple(2, TERM_NIL, S(rounds)), &a) ==
-                        GD_OK);
+        CU_ASSERT_FATAL(sched_spawn(NULL, &pp_beh, st_tuple(2, TERM_NIL, S(rounds)), &a) == GD_OK);
         CU_ASSERT_FATAL(sched_spawn(NULL, &pp_beh, st_tuple(2, a, S(rounds)), &b) == GD_OK);
         st_send(a, st_tuple(2, A("peer"), b));
     }
@@ -294,8 +293,7 @@ static int w_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 
 static int w_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
-    if (term_is_tuple(msg) && term_tuple_arity(msg) == 5 &&
-        term_tuple_elems(msg)[4] == A("killed"))
+    if (term_is_tuple(msg) && term_tuple_arity(msg) == 5 && term_tuple_elems(msg)[4] == A("killed"))
         atomic_fetch_add(&downs, 1);
     else
         atomic_fetch_add(&downs_bad, 1);
