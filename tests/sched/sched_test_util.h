@@ -18,6 +18,8 @@
 
 /* Starts a node with n schedulers (CUnit assert) and the test heap. */
 void st_start(unsigned schedulers);
+/* Only the test heap and log, for a node started by hand. */
+void st_start_heap_only(void);
 /* Waits for every process to exit (no assert), stops the node, frees the
  * test heap. */
 void st_stop(void);
