@@ -16,6 +16,7 @@
 static _Atomic bool gate_open;
 static int order[64]; /* priorities in the order the processes ran init */
 static _Atomic int norder;
+static _Atomic int ndone; /* incremented after order[] is written (release) */
 
 static int gate_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
@@ -43,6 +44,7 @@ static int rec_init(sched_ctx_t *ctx, term_t arg, term_t *state)
     int i = atomic_fetch_add(&norder, 1);
     if (i < 64)
         order[i] = (int)term_small_value(arg);
+    atomic_fetch_add_explicit(&ndone, 1, memory_order_release);
     return GD_OK;
 }
 
@@ -66,6 +68,7 @@ static void test_priority_order(void)
 {
     atomic_store(&gate_open, false);
     atomic_store(&norder, 0);
+    atomic_store(&ndone, 0);
     start_one();
     term_t gate;
     CU_ASSERT_FATAL(sched_spawn(NULL, &gate_beh, TERM_NIL, &gate) == GD_OK);
@@ -81,9 +84,9 @@ static void test_priority_order(void)
     spawn_prio(SCHED_PRIO_MAX);
     atomic_store(&gate_open, true);
     uint64_t end = st_now_ns() + 5000000000u;
-    while (atomic_load(&norder) < 34 && st_now_ns() < end)
+    while (atomic_load_explicit(&ndone, memory_order_acquire) < 34 && st_now_ns() < end)
         nanosleep(&(struct timespec){0, 1000000}, NULL);
-    CU_ASSERT_FATAL(atomic_load(&norder) == 34);
+    CU_ASSERT_FATAL(atomic_load_explicit(&ndone, memory_order_acquire) == 34);
     CU_ASSERT(order[0] == SCHED_PRIO_MAX);
     for (int i = 1; i <= 3; i++)
         CU_ASSERT(order[i] == SCHED_PRIO_HIGH);
