@@ -237,6 +237,8 @@ void registry_free(void);
 void registry_remove_if(term_t name, term_t pid);
 /* The name pid is registered under, or [] (O(names)). */
 term_t sched_registered_name(term_t pid);
+/* Wakes a sleeping scheduler so that it reaps the zombies. */
+void sched_kick_reaper(void);
 /* Wakes the watchdog (it sleeps while no process is runnable). */
 void watchdog_kick(void);
 

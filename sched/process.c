@@ -119,6 +119,10 @@ void proc_put(sched_proc_t *p)
          * PCB as this thread left it. */
     } while (!atomic_compare_exchange_weak_explicit(&sched_node.zombies, &head, p,
                                                     memory_order_release, memory_order_relaxed));
+    /* Off the schedulers (a foreign sender dropped the last reference):
+     * make sure a scheduler comes round to reap it. */
+    if (sched_current_rq == NULL)
+        sched_kick_reaper();
 }
 
 bool sched_is_alive(term_t pid)
@@ -723,6 +727,16 @@ static void safe_point(sched_proc_t *p)
      * allocation that fails is reported to its callback. */
 }
 
+/* Charges the words a callback allocated (one reduction per 16 words, as
+ * for words sent and collected). */
+static void charge_alloc(sched_proc_t *p, size_t used_before)
+{
+    size_t used = heap_used_words(&p->heap);
+    if (used > used_before)
+        p->reds -= (int32_t)((used - used_before) / 16 > INT32_MAX / 4 ? INT32_MAX / 4
+                                                                       : (used - used_before) / 16);
+}
+
 /* Turns a callback's error return into the process's exit. */
 static void callback_failed(sched_proc_t *p, int rc)
 {
@@ -771,10 +785,12 @@ static void run_callbacks(sched_proc_t *p)
         heap_attach_frag(&p->heap, p->arg_frag);
         p->arg_frag = NULL;
         p->reds--;
+        size_t used = heap_used_words(&p->heap);
         int rc = p->beh->init(p, p->arg, &p->st);
         p->arg = TERM_NIL;
         if (rc != GD_OK)
             callback_failed(p, rc);
+        charge_alloc(p, used);
         safe_point(p);
     }
     while (!(p->flags & PF_EXIT_PENDING) && p->reds > 0) {
@@ -789,9 +805,11 @@ static void run_callbacks(sched_proc_t *p)
         term_t msg = accept_body(p, m);
         free(m);
         p->reds -= 1 + (int32_t)(words / 16);
+        size_t used = heap_used_words(&p->heap);
         int rc = p->beh->handle_message(p, msg, &p->st);
         if (rc != GD_OK)
             callback_failed(p, rc);
+        charge_alloc(p, used);
         safe_point(p);
     }
 }

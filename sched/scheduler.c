@@ -35,6 +35,8 @@ uint64_t sched_now_ns(void)
 #define WATCHDOG_TICK_NS 1000000
 #define STUCK_NS_DEFAULT 2000000
 #define MAX_EXTRA_DEFAULT 2
+/* Polls of the queue lengths before a scheduler sleeps (~10-20 µs). */
+#define SPIN_ROUNDS 400
 
 /* ---- run queues ---- */
 
@@ -102,6 +104,13 @@ static void wake_one_sleeper(const runq_t *except)
     for (unsigned i = 0; i < nrqs; i++)
         if (&n->rqs[i] != except && rq_wake(&n->rqs[i]))
             return;
+}
+
+void sched_kick_reaper(void)
+{
+    node_t *n = &sched_node;
+    if (atomic_load_explicit(&n->nrqs, memory_order_acquire) != 0)
+        (void)rq_wake(&n->rqs[0]);
 }
 
 static bool rq_stuck(runq_t *rq)
@@ -205,6 +214,29 @@ static sched_proc_t *steal(runq_t *self)
     return first;
 }
 
+/* Spins briefly for work before sleeping: a wake-up through the condition
+ * variable costs a futex call on both sides (~5 µs each here), far more
+ * than a message, so a scheduler that just ran out of work polls the
+ * queue lengths for a few microseconds first (BEAM's scheduler busy-wait,
+ * much shorter).  True when work appeared. */
+static bool spin_for_work(runq_t *self)
+{
+    node_t *n = &sched_node;
+    for (int i = 0; i < SPIN_ROUNDS; i++) {
+        unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+        for (unsigned k = 0; k < nrqs; k++)
+            if (atomic_load_explicit(&n->rqs[(self->index + k) % nrqs].len, memory_order_relaxed) >
+                (k == 0 ? 0u : 1u))
+                return true;
+        if (atomic_load_explicit(&n->stopping, memory_order_relaxed))
+            return true;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    return false;
+}
+
 /* Frees the PCBs whose last reference dropped. */
 static void reap_zombies(void)
 {
@@ -233,6 +265,8 @@ static void *scheduler_main(void *arg)
         pthread_mutex_unlock(&rq->lock);
         if (p == NULL)
             p = steal(rq);
+        if (p == NULL && spin_for_work(rq))
+            continue;
         if (p == NULL) {
             pthread_mutex_lock(&rq->lock);
             if (atomic_load_explicit(&rq->len, memory_order_relaxed) == 0 && !rq->wake_pending &&

@@ -118,6 +118,9 @@ static void test_links(void)
     term_t c = st_spawn_observer(), d = st_spawn_observer();
     st_send(c, st_tuple(2, A("link"), d));
     st_send(c, st_tuple(2, A("unlink"), d));
+    /* Both signals must reach d before it dies: a LINK that reaches a dead
+     * d is answered with a noproc exit that kills c (correctly). */
+    CU_ASSERT(st_wait_idle(c) && st_wait_idle(d));
     st_send(d, st_tuple(2, A("die"), A("boom")));
     st_wait_dead(d);
     CU_ASSERT(st_wait_idle(c));
