@@ -112,6 +112,7 @@ void proc_put(sched_proc_t *p)
     if ((w & SLOT_REFS_MASK) != 1)
         return;
     GD_ASSERT(!(w & SLOT_LIVE));
+    /* Relaxed: only the CAS below publishes. */
     sched_proc_t *head = atomic_load_explicit(&sched_node.zombies, memory_order_relaxed);
     do {
         p->rq_next = head;
@@ -136,6 +137,7 @@ bool sched_is_alive(term_t pid)
 
 uint32_t sched_process_count(void)
 {
+    /* Acquire pairs with the exit's seq_cst decrement. */
     return atomic_load_explicit(&sched_node.nprocs, memory_order_acquire);
 }
 
@@ -151,6 +153,7 @@ static void inbox_init(sched_proc_t *p)
 
 static void inbox_push(sched_proc_t *p, msg_link_t *n)
 {
+    /* Relaxed: n is not reachable yet; the exchange below publishes it. */
     atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
     /* acq_rel: orders n's contents before other producers link after it. */
     msg_link_t *prev = atomic_exchange_explicit(&p->in_tail, n, memory_order_acq_rel);
@@ -199,6 +202,7 @@ static void msg_free(msg_t *m)
 /* Marks p as having work; queues it if it was neither running nor queued. */
 static void wake(sched_proc_t *p)
 {
+    /* Relaxed: a first guess for the CAS, which does the ordering. */
     uint32_t s = atomic_load_explicit(&p->state, memory_order_relaxed);
     uint32_t n;
     do {
@@ -218,6 +222,7 @@ static void wake(sched_proc_t *p)
 /* Queues m on p (consumed) and wakes p. */
 static void deliver(sched_proc_t *p, msg_t *m)
 {
+    /* Relaxed: message_queue_len is a statistic. */
     if (m->kind == MSG_MESSAGE)
         atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed);
     inbox_push(p, &m->link);
@@ -449,7 +454,7 @@ static void handle_signal(sched_proc_t *p, msg_t *m)
             die(p, atom_killed);
         } else if (p->flags & PF_TRAP_EXIT) {
             m->kind = MSG_MESSAGE;
-            atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
             queue_append(p, m);
             return;
         } else if (reason != atom_normal || (!m->linked && m->from == p->pid)) {
@@ -483,7 +488,7 @@ static void handle_signal(sched_proc_t *p, msg_t *m)
     case SIG_DOWN:
         if (mon_remove(p->monitors, m->ref, NULL)) {
             m->kind = MSG_MESSAGE;
-            atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
             queue_append(p, m);
             return;
         }
@@ -533,7 +538,7 @@ static msg_t *next_deliverable(sched_proc_t *p)
     /* Links into the queue may now dangle: drop them. */
     p->save = &p->q_first;
     p->mark = NULL;
-    atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
     return m;
 }
 
@@ -684,6 +689,7 @@ void proc_destroy_all(void)
     node_t *n = &sched_node;
     for (uint32_t i = 0; i < n->fresh; i++) {
         slot_t *s = &n->slots[i];
+        /* Every other thread is joined: the orders below are moot. */
         uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
         if (!(w & SLOT_LIVE))
             continue;
@@ -826,6 +832,7 @@ static bool has_work(const sched_proc_t *p, uint32_t s)
 static void account(sched_proc_t *p, int64_t *counted)
 {
     int64_t used = (int64_t)SCHED_CONTEXT_REDS - p->reds;
+    /* Relaxed: a statistic for process_info. */
     atomic_fetch_add_explicit(&p->pub_reds, (uint64_t)(used - *counted), memory_order_relaxed);
     *counted = used;
 }
@@ -849,6 +856,7 @@ void proc_run(sched_proc_t *p)
             do_exit(p);
             return;
         }
+        /* Relaxed: the CASes below validate it. */
         s = atomic_load_explicit(&p->state, memory_order_relaxed);
         if (p->reds <= 0 && has_work(p, s)) {
             /* Slice used up: to the back of the queue. */
@@ -917,6 +925,7 @@ int sched_spawn_opt(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
     if (rc != GD_OK)
         goto fail_arg;
     slot_t *slot = &sched_node.slots[idx];
+    /* Relaxed: the slot is ours (from the free list, under its mutex). */
     uint64_t serial =
         (atomic_load_explicit(&slot->word, memory_order_relaxed) >> SLOT_SERIAL_SHIFT) &
         SLOT_SERIAL_MASK;
@@ -929,6 +938,7 @@ int sched_spawn_opt(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
     p->reason = atom_normal;
     p->name = TERM_NIL;
     p->prio = (uint8_t)opts->priority;
+    /* Acquire pairs with the release that published the queues. */
     unsigned nrqs = atomic_load_explicit(&sched_node.nrqs, memory_order_acquire);
     if (opts->scheduler > 0)
         p->home = (uint16_t)((unsigned)(opts->scheduler - 1) % sched_node.nsched);
@@ -952,6 +962,7 @@ int sched_spawn_opt(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
     }
     atomic_init(&p->state, PS_ACTIVE | PS_IN_RUNQ);
     slot->proc = p;
+    /* Relaxed: a count; waiters re-check in timed steps. */
     atomic_fetch_add_explicit(&sched_node.nprocs, 1, memory_order_relaxed);
     /* Release: publishes the PCB (and slot->proc) to proc_get's acquire. */
     atomic_store_explicit(&slot->word, SLOT_LIVE | (serial << SLOT_SERIAL_SHIFT) | 1,
@@ -967,6 +978,7 @@ fail_link:
         links_remove(ctx, p->pid);
 fail_slot:
     rc = GD_ENOMEM;
+    /* Relaxed: never published; the mutex in slot_free orders it. */
     atomic_store_explicit(&slot->word, ((serial + 1) & SLOT_SERIAL_MASK) << SLOT_SERIAL_SHIFT,
                           memory_order_relaxed);
     slot_free(idx);
@@ -1032,7 +1044,10 @@ static int resolve(term_t to, term_t *pid)
     return GD_OK;
 }
 
-int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
+/* The live process `to` (pid or name) names, with a reference (*out NULL
+ * when it is dead: a send is then dropped).  Errors: SCHED_ESTOPPED,
+ * GD_EBADARG, SCHED_ENOPROC (an unregistered name). */
+static int lookup_target(term_t to, sched_proc_t **out)
 {
     if (!node_running())
         return SCHED_ESTOPPED;
@@ -1042,9 +1057,16 @@ int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
         return rc;
     if (pid == TERM_NONE)
         return SCHED_ENOPROC;
-    sched_proc_t *t = proc_get(pid);
-    if (t == NULL)
-        return GD_OK;
+    *out = proc_get(pid);
+    return GD_OK;
+}
+
+int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
+{
+    sched_proc_t *t;
+    int rc = lookup_target(to, &t);
+    if (rc != GD_OK || t == NULL)
+        return rc;
     msg_t *m = msg_new(MSG_MESSAGE, ctx != NULL ? ctx->pid : TERM_NIL);
     if (m == NULL) {
         rc = GD_ENOMEM;
@@ -1065,17 +1087,10 @@ out:
 
 int sched_exit_pid(sched_ctx_t *ctx, term_t to, term_t reason)
 {
-    if (!node_running())
-        return SCHED_ESTOPPED;
-    term_t pid;
-    int rc = resolve(to, &pid);
-    if (rc != GD_OK)
+    sched_proc_t *t;
+    int rc = lookup_target(to, &t);
+    if (rc != GD_OK || t == NULL)
         return rc;
-    if (pid == TERM_NONE)
-        return SCHED_ENOPROC;
-    sched_proc_t *t = proc_get(pid);
-    if (t == NULL)
-        return GD_OK;
     msg_t *m = exit_sig(ctx != NULL ? ctx->pid : atom_undefined, reason, false);
     if (m == NULL) {
         rc = GD_ENOMEM;
@@ -1310,6 +1325,7 @@ int sched_process_info(term_t pid, sched_process_info_t *out)
     sched_proc_t *p = proc_get(pid);
     if (p == NULL)
         return SCHED_ENOPROC;
+    /* Acquire: a snapshot; the rest are relaxed statistics. */
     uint32_t s = atomic_load_explicit(&p->state, memory_order_acquire);
     out->status = (s & PS_EXITING)   ? SCHED_STATUS_EXITING
                   : (s & PS_RUNNING) ? SCHED_STATUS_RUNNING

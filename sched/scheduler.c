@@ -61,6 +61,8 @@ static sched_proc_t *rq_take(runq_t *rq, unsigned q)
     rq->head[q] = p->rq_next;
     if (rq->head[q] == NULL)
         rq->tail[q] = NULL;
+    /* Relaxed: the queue itself is under the lock; lock-free readers use
+     * the length only as a hint (a stale value costs a wasted look). */
     atomic_fetch_sub_explicit(&rq->len, 1, memory_order_relaxed);
     return p;
 }
@@ -98,8 +100,12 @@ static bool rq_wake(runq_t *rq)
 static void wake_one_sleeper(const runq_t *except)
 {
     node_t *n = &sched_node;
+    /* Relaxed hint: a sleeper missed here is found by the watchdog's next
+     * balancing pass. */
     if (atomic_load_explicit(&n->sleepers, memory_order_relaxed) == 0)
         return;
+    /* Acquire pairs with the release that published a new queue (start,
+     * watchdog_pass). */
     unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
     for (unsigned i = 0; i < nrqs; i++)
         if (&n->rqs[i] != except && rq_wake(&n->rqs[i]))
@@ -109,6 +115,7 @@ static void wake_one_sleeper(const runq_t *except)
 void sched_kick_reaper(void)
 {
     node_t *n = &sched_node;
+    /* Acquire: as in wake_one_sleeper. */
     if (atomic_load_explicit(&n->nrqs, memory_order_acquire) != 0)
         (void)rq_wake(&n->rqs[0]);
 }
@@ -122,6 +129,7 @@ static bool rq_stuck(runq_t *rq)
 void runq_push(sched_proc_t *p)
 {
     node_t *n = &sched_node;
+    /* Acquire: as in wake_one_sleeper. */
     unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
     unsigned i = p->home < nrqs ? p->home : 0;
     if (rq_stuck(&n->rqs[i])) {
@@ -146,7 +154,7 @@ void runq_push(sched_proc_t *p)
         rq->wake_pending = true;
         pthread_cond_signal(&rq->wake);
     }
-    uint32_t len = atomic_load_explicit(&rq->len, memory_order_relaxed);
+    uint32_t len = atomic_load_explicit(&rq->len, memory_order_relaxed); /* under the lock */
     pthread_mutex_unlock(&rq->lock);
     if (!asleep && len > 1)
         wake_one_sleeper(rq);
@@ -159,12 +167,14 @@ void runq_push(sched_proc_t *p)
 static sched_proc_t *steal(runq_t *self)
 {
     node_t *n = &sched_node;
+    /* Acquire: as in wake_one_sleeper. */
     unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
     runq_t *victim = NULL;
     uint32_t best = 0;
     bool take_all = false;
     for (unsigned k = 1; k < nrqs; k++) {
         runq_t *rq = &n->rqs[(self->index + k) % nrqs];
+        /* Relaxed hint; the victim's lock decides. */
         uint32_t len = atomic_load_explicit(&rq->len, memory_order_relaxed);
         if (len == 0)
             continue;
@@ -183,7 +193,7 @@ static sched_proc_t *steal(runq_t *self)
     sched_proc_t *first = NULL, *list = NULL, **tail = &list;
     uint32_t moved = 0;
     pthread_mutex_lock(&victim->lock);
-    uint32_t len = atomic_load_explicit(&victim->len, memory_order_relaxed);
+    uint32_t len = atomic_load_explicit(&victim->len, memory_order_relaxed); /* under the lock */
     uint32_t want = take_all ? len : (len + 1) / 2;
     for (; moved < want; moved++) {
         sched_proc_t *p = rq_pick(victim);
@@ -210,7 +220,7 @@ static sched_proc_t *steal(runq_t *self)
         }
         pthread_mutex_unlock(&self->lock);
     }
-    atomic_fetch_add_explicit(&n->steals, moved, memory_order_relaxed);
+    atomic_fetch_add_explicit(&n->steals, moved, memory_order_relaxed); /* statistic */
     return first;
 }
 
@@ -223,11 +233,14 @@ static bool spin_for_work(runq_t *self)
 {
     node_t *n = &sched_node;
     for (int i = 0; i < SPIN_ROUNDS; i++) {
+        /* Acquire: as in wake_one_sleeper; the lengths are relaxed hints
+         * (the locked pick or steal that follows decides). */
         unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
         for (unsigned k = 0; k < nrqs; k++)
             if (atomic_load_explicit(&n->rqs[(self->index + k) % nrqs].len, memory_order_relaxed) >
                 (k == 0 ? 0u : 1u))
                 return true;
+        /* Relaxed: the loop re-reads it with acquire. */
         if (atomic_load_explicit(&n->stopping, memory_order_relaxed))
             return true;
 #if defined(__x86_64__) || defined(__i386__)
@@ -240,6 +253,7 @@ static bool spin_for_work(runq_t *self)
 /* Frees the PCBs whose last reference dropped. */
 static void reap_zombies(void)
 {
+    /* Relaxed peek; the exchange below is the acquire. */
     if (atomic_load_explicit(&sched_node.zombies, memory_order_relaxed) == NULL)
         return;
     /* Acquire pairs with the release CAS in proc_put. */
@@ -258,6 +272,7 @@ static void *scheduler_main(void *arg)
     sched_current_rq = rq;
     for (;;) {
         reap_zombies();
+        /* Acquire pairs with the release store in stop_threads. */
         if (atomic_load_explicit(&n->stopping, memory_order_acquire))
             break;
         pthread_mutex_lock(&rq->lock);
@@ -269,9 +284,12 @@ static void *scheduler_main(void *arg)
             continue;
         if (p == NULL) {
             pthread_mutex_lock(&rq->lock);
+            /* len under the lock; stopping as above. */
             if (atomic_load_explicit(&rq->len, memory_order_relaxed) == 0 && !rq->wake_pending &&
                 !atomic_load_explicit(&n->stopping, memory_order_acquire)) {
                 rq->sleeping = true;
+                /* Relaxed: a hint for wake_one_sleeper (the watchdog
+                 * covers a stale read). */
                 atomic_fetch_add_explicit(&n->sleepers, 1, memory_order_relaxed);
                 while (!rq->wake_pending)
                     pthread_cond_wait(&rq->wake, &rq->lock);
@@ -282,10 +300,13 @@ static void *scheduler_main(void *arg)
             pthread_mutex_unlock(&rq->lock);
             continue;
         }
-        /* Relaxed: a hint for the watchdog. */
+        /* Relaxed: a timestamp hint read by the watchdog; nothing is
+         * published through it. */
         atomic_store_explicit(&rq->slice_start, sched_now_ns(), memory_order_relaxed);
         proc_run(p);
         atomic_store_explicit(&rq->slice_start, 0, memory_order_relaxed);
+        /* Relaxed peek, release clear: pairs with the stealers' acquire
+         * loads (they stop taking the whole queue). */
         if (atomic_load_explicit(&rq->stuck, memory_order_relaxed))
             atomic_store_explicit(&rq->stuck, false, memory_order_release);
     }
@@ -319,22 +340,24 @@ static int start_scheduler(unsigned i)
 static bool watchdog_pass(void)
 {
     node_t *n = &sched_node;
+    /* Acquire: as in wake_one_sleeper. */
     unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
     uint64_t now = sched_now_ns();
     bool busy = false;
     unsigned stuck = 0;
     for (unsigned i = 0; i < nrqs; i++) {
         runq_t *rq = &n->rqs[i];
+        /* Relaxed: a timestamp hint.  len seq_cst: see rq_append. */
         uint64_t t0 = atomic_load_explicit(&rq->slice_start, memory_order_relaxed);
         uint32_t len = atomic_load_explicit(&rq->len, memory_order_seq_cst);
         if (t0 != 0 || len != 0)
             busy = true;
         if (t0 != 0 && now > t0 && now - t0 > n->stuck_ns) {
             stuck++;
-            if (!atomic_load_explicit(&rq->stuck, memory_order_relaxed)) {
+            if (!atomic_load_explicit(&rq->stuck, memory_order_relaxed)) { /* own flag */
                 /* Release: pairs with the stealers' acquire load. */
                 atomic_store_explicit(&rq->stuck, true, memory_order_release);
-                atomic_fetch_add_explicit(&n->stuck_marks, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&n->stuck_marks, 1, memory_order_relaxed); /* stat */
             }
             if (len != 0)
                 wake_one_sleeper(rq);
@@ -347,12 +370,12 @@ static bool watchdog_pass(void)
         /* Every scheduler is stuck: add one (bounded). */
         bool queued = false;
         for (unsigned i = 0; i < nrqs; i++)
-            if (atomic_load_explicit(&n->rqs[i].len, memory_order_relaxed) != 0)
+            if (atomic_load_explicit(&n->rqs[i].len, memory_order_relaxed) != 0) /* hint */
                 queued = true;
         if (queued && start_scheduler(nrqs) == GD_OK) {
             /* Release: the new queue is initialised (start). */
             atomic_store_explicit(&n->nrqs, nrqs + 1, memory_order_release);
-            atomic_fetch_add_explicit(&n->extra_started, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&n->extra_started, 1, memory_order_relaxed); /* stat */
         }
     }
     return busy;
@@ -362,6 +385,7 @@ static void *watchdog_main(void *arg)
 {
     (void)arg;
     node_t *n = &sched_node;
+    /* Acquire pairs with the release store in stop_threads. */
     while (!atomic_load_explicit(&n->stopping, memory_order_acquire)) {
         if (watchdog_pass()) {
             struct timespec ts = {0, WATCHDOG_TICK_NS};
@@ -374,6 +398,7 @@ static void *watchdog_main(void *arg)
         atomic_store_explicit(&n->wd_idle, true, memory_order_seq_cst);
         if (!watchdog_pass() && !atomic_load_explicit(&n->stopping, memory_order_acquire))
             pthread_cond_wait(&n->wd_cond, &n->wd_lock);
+        /* Relaxed: a kicker that still sees true only signals in vain. */
         atomic_store_explicit(&n->wd_idle, false, memory_order_relaxed);
         pthread_mutex_unlock(&n->wd_lock);
     }
@@ -405,7 +430,9 @@ static void free_node(void)
 static void stop_threads(void)
 {
     node_t *n = &sched_node;
+    /* Release: pairs with the threads' acquire loads of stopping. */
     atomic_store_explicit(&n->stopping, true, memory_order_release);
+    /* Acquire: as in wake_one_sleeper. */
     unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
     for (unsigned i = 0; i < nrqs; i++) {
         runq_t *rq = &n->rqs[i];
@@ -572,6 +599,7 @@ int sched_wait_count(uint32_t count, uint64_t timeout_ms)
 void sched_stats(sched_stats_t *out)
 {
     node_t *n = &sched_node;
+    /* Statistics: relaxed (nrqs acquire as everywhere). */
     out->schedulers = atomic_load_explicit(&n->nrqs, memory_order_acquire);
     out->steals = atomic_load_explicit(&n->steals, memory_order_relaxed);
     out->stuck_marks = atomic_load_explicit(&n->stuck_marks, memory_order_relaxed);
