@@ -82,6 +82,14 @@ typedef struct dict {
     term_t kv[]; /* key, value pairs */
 } dict_t;
 
+/*
+ * The PCB.  Everything a process owns that is not always needed is a
+ * pointer to a table allocated on first use (links, monitors, dictionary),
+ * so an idle behaviour process is this struct plus its heap.  Two fields
+ * come with the primitives being written separately: a coroutine context
+ * (stack pointer and stack mapping, for coroutine processes, next to `beh`)
+ * and an intrusive timer-wheel entry (receive timeouts, next to `sel_pred`).
+ */
 struct sched_proc {
     heap_t heap;
     /* The wake-up state word (PS_*); see sched.h.  Every change is an RMW. */

@@ -45,12 +45,18 @@
  * run queue of four priorities: max runs before high before normal; low runs
  * within normal's turns (every 8th normal pick takes a low process if one is
  * waiting).  A process runs until it has no deliverable message or has used
- * SCHED_CONTEXT_REDS reductions (charged for messages handled, words sent
- * and received, garbage collected, and by sched_bump_reds), then goes to the
- * back of its queue.  An idle scheduler steals from the others, then sleeps
- * on a condition variable (no CPU while the node is idle).  A watchdog
- * thread ticks every millisecond while any process is runnable; it wakes a
- * sleeping scheduler when another has queued work (balancing).
+ * SCHED_CONTEXT_REDS reductions (one per message or signal taken, one per
+ * 16 words sent, received, allocated or moved by the collector, and
+ * sched_bump_reds), checked between callbacks, then goes to the
+ * back of its queue.  An idle scheduler steals half of the longest other
+ * queue, polls the queue lengths for ~10-20 µs (a futex wake-up costs more
+ * than many messages), then sleeps on a condition variable: no CPU while the
+ * node is idle.  A watchdog thread ticks every millisecond while any process
+ * is runnable or running and sleeps otherwise; each tick it wakes a sleeping
+ * scheduler for any queue holding more than one process (balancing).  Run
+ * queues take a mutex each (uncontended in the common case: a scheduler
+ * works on its own queue; stealing and cross-scheduler wake-ups lock the
+ * other's).
  *
  * Stuck schedulers.  A callback that loops in plain C without calling the
  * runtime cannot be preempted.  The watchdog notices a slice (callback or
@@ -60,7 +66,12 @@
  * idle schedulers are woken.  When every scheduler is stuck the watchdog
  * starts an extra scheduler thread (at most max_extra_schedulers), so the
  * other processes keep their latency.  A scheduler clears its stuck mark when
- * its slice ends.
+ * its slice ends.  Garbage collection runs inside the slice (at the safe
+ * point after each callback), so a long collection of a big heap is caught
+ * the same way: the others are stolen meanwhile.  Why this design rather
+ * than interrupting the callback: C code cannot be preempted safely at an
+ * arbitrary point (it may hold locks or half-built terms), while moving the
+ * other processes away needs nothing from it.
  *
  * Thread use.  sched_send*, sched_exit_pid, sched_whereis, sched_spawn* with
  * ctx == NULL and sched_process_info may be called from any thread while the

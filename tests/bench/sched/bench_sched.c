@@ -282,8 +282,8 @@ static void bench_pingpong(int pairs, int k)
         p50[r] = pct(rtts, n, 50);
         p99[r] = pct(rtts, n, 99);
         sched_stop();
-        fprintf(stderr, "pingpong %d x %d: %.0f rt/s p50 %.2f us p99 %.2f us\n", pairs, k,
-                rate[r], p50[r], p99[r]);
+        fprintf(stderr, "pingpong %d x %d: %.0f rt/s p50 %.2f us p99 %.2f us\n", pairs, k, rate[r],
+                p50[r], p99[r]);
     }
     char params[64];
     snprintf(params, sizeof params, "\"pairs\":%d,\"k\":%d", pairs, k);
