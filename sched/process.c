@@ -846,6 +846,9 @@ void proc_run(sched_proc_t *p)
                                                   (s & ~(PS_IN_RUNQ | PS_ACTIVE)) | PS_RUNNING,
                                                   memory_order_acq_rel, memory_order_relaxed)) {
     }
+    /* Exactly one queue held it, and nobody runs it: a double enqueue or a
+     * run of a dead process stops debug builds here. */
+    GD_ASSERT((s & PS_IN_RUNQ) && !(s & (PS_RUNNING | PS_EXITING)));
     p->reds = SCHED_CONTEXT_REDS;
     int64_t counted = 0;
     for (;;) {

@@ -266,6 +266,66 @@ static void test_pingpong_pairs(void)
     st_stop();
 }
 
+/* ---- wake-up storm: foreign threads doing round trips to one process ---- */
+
+#define STORM_THREADS 4
+static _Atomic uint64_t acks[STORM_THREADS];
+
+/* On N (a thread index): acknowledges; the process goes idle between most
+ * messages, so its RUNNING -> waiting CAS races with the next senders. */
+static int ack_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    atomic_fetch_add_explicit(&acks[term_small_value(msg)], 1, memory_order_release);
+    return GD_OK;
+}
+
+static const sched_behaviour_t ack_beh = {rx_init, ack_handle, NULL, NULL};
+
+typedef struct storm_thread {
+    pthread_t th;
+    int idx;
+    int rounds;
+    term_t target;
+    bool ok;
+} storm_thread_t;
+
+static void *storm_main(void *arg)
+{
+    storm_thread_t *t = arg;
+    t->ok = true;
+    for (int i = 0; i < t->rounds && t->ok; i++) {
+        if (sched_send(NULL, t->target, S(t->idx)) != GD_OK)
+            abort();
+        /* A lost wake-up leaves the message unhandled: give up after 5 s. */
+        uint64_t end = st_now_ns() + 5000000000u;
+        while (atomic_load_explicit(&acks[t->idx], memory_order_acquire) < (uint64_t)i + 1)
+            if (st_now_ns() > end) {
+                t->ok = false;
+                break;
+            }
+    }
+    return NULL;
+}
+
+static void test_wakeup_storm(void)
+{
+    st_start(2);
+    term_t target;
+    CU_ASSERT_FATAL(sched_spawn(NULL, &ack_beh, TERM_NIL, &target) == GD_OK);
+    storm_thread_t th[STORM_THREADS];
+    for (int i = 0; i < STORM_THREADS; i++) {
+        atomic_store(&acks[i], 0);
+        th[i] = (storm_thread_t){.idx = i, .rounds = ST_SCALE(20000, 2000), .target = target};
+        CU_ASSERT_FATAL(pthread_create(&th[i].th, NULL, storm_main, &th[i]) == 0);
+    }
+    for (int i = 0; i < STORM_THREADS; i++) {
+        pthread_join(th[i].th, NULL);
+        CU_ASSERT(th[i].ok);
+        CU_ASSERT(atomic_load(&acks[i]) == (uint64_t)th[i].rounds);
+    }
+    st_stop();
+}
+
 /* ---- link and monitor storms ---- */
 
 static _Atomic uint64_t downs, downs_bad;
@@ -403,6 +463,7 @@ static const gd_test_case_t gd_tests[] = {
     {"many senders to one receiver", test_many_senders},
     {"fragments built on threads, attached on schedulers", test_fragments_across_threads},
     {"ping-pong pairs", test_pingpong_pairs},
+    {"wake-up storm from foreign threads", test_wakeup_storm},
     {"monitor storm", test_monitor_storm},
     {"link chain", test_link_chain},
     {NULL, NULL},
