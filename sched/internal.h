@@ -116,9 +116,8 @@ struct sched_proc {
     sched_pred_fn sel_pred; /* selection in force, or NULL */
     void *sel_arg;
     const sched_behaviour_t *beh;
-    term_t st;     /* behaviour state (root) */
-    term_t reason; /* exit reason once decided (root) */
-    heap_frag_t *reason_frag;
+    term_t st;             /* behaviour state (root) */
+    term_t reason;         /* exit reason once decided (root) */
     heap_frag_t *arg_frag; /* spawn argument until init */
     term_t arg;
     link_set_t *links;

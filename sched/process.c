@@ -662,8 +662,6 @@ static void do_exit(sched_proc_t *p)
             }
         }
     release_owned(p);
-    heap_frag_free(p->reason_frag);
-    p->reason_frag = NULL;
     /* Seq_cst, as the waiter count notify_exit loads: see sched_wait_exit. */
     atomic_fetch_sub_explicit(&sched_node.nprocs, 1, memory_order_seq_cst);
     notify_exit();
@@ -701,7 +699,6 @@ void proc_destroy_all(void)
             msg_free(m);
         atomic_store_explicit(&s->word, w & ~SLOT_LIVE & ~SLOT_REFS_MASK, memory_order_relaxed);
         release_owned(p);
-        heap_frag_free(p->reason_frag);
         free(p);
     }
     sched_proc_t *z = atomic_exchange_explicit(&n->zombies, NULL, memory_order_acquire);
