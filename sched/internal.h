@@ -158,6 +158,9 @@ typedef struct slot {
 sched_proc_t *proc_get(term_t pid);
 /* Drops a reference taken by proc_get (or the process's own). */
 void proc_put(sched_proc_t *p);
+/* True once pid's exit is complete (its exit signals sent, its own
+ * reference dropped), or pid never named a process. */
+bool proc_exit_done(term_t pid);
 
 /* ---- run queues and schedulers ---- */
 

@@ -126,6 +126,19 @@ void proc_put(sched_proc_t *p)
         sched_kick_reaper();
 }
 
+bool proc_exit_done(term_t pid)
+{
+    if (!term_is_local_pid(pid) || term_local_pid_id(pid) >= sched_node.max_procs)
+        return true;
+    /* Acquire: pairs with the exiting process's acq_rel drop in proc_put,
+     * which comes after its exit signals were sent. */
+    uint64_t w =
+        atomic_load_explicit(&sched_node.slots[term_local_pid_id(pid)].word, memory_order_acquire);
+    if (((w >> SLOT_SERIAL_SHIFT) & SLOT_SERIAL_MASK) != term_local_pid_serial(pid))
+        return true; /* reaped (or never spawned) */
+    return !(w & SLOT_LIVE) && (w & SLOT_REFS_MASK) == 0;
+}
+
 bool sched_is_alive(term_t pid)
 {
     sched_proc_t *p = proc_get(pid);
@@ -664,8 +677,9 @@ static void do_exit(sched_proc_t *p)
     release_owned(p);
     /* Seq_cst, as the waiter count notify_exit loads: see sched_wait_exit. */
     atomic_fetch_sub_explicit(&sched_node.nprocs, 1, memory_order_seq_cst);
-    notify_exit();
+    /* p may be reaped by another scheduler from here on. */
     proc_put(p);
+    notify_exit();
 }
 
 void proc_reap(sched_proc_t *p)

@@ -175,8 +175,9 @@ void sched_stop(void);
 uint32_t sched_process_count(void);
 
 /*
- * Waits until none of the n pids is alive, or timeout_ms passes.  Returns 0,
- * or GD_EAGAIN on timeout.  Any thread; O(n) per wake-up.
+ * Waits until every one of the n pids has exited completely (its links and
+ * monitors signalled), or timeout_ms passes.  Returns 0, or GD_EAGAIN on
+ * timeout.  Any thread; O(n) per wake-up.
  */
 int sched_wait_exit(const term_t *pids, size_t n, uint64_t timeout_ms) GD_MUST_CHECK;
 

@@ -575,7 +575,7 @@ static bool all_dead(const void *varg)
 {
     const pids_arg_t *a = varg;
     for (size_t i = 0; i < a->n; i++)
-        if (sched_is_alive(a->pids[i]))
+        if (!proc_exit_done(a->pids[i]))
             return false;
     return true;
 }
