@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "coro.h"
+#include "sched/coro.h"
 #include "cunit_main.h"
 
 #define OK(expr) CU_ASSERT_EQUAL_FATAL((expr), GD_OK)

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "cunit_main.h"
-#include "timer_wheel.h"
+#include "sched/timer_wheel.h"
 
 /* ---- small helpers ---- */
 

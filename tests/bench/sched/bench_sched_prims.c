@@ -25,8 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "coro.h"
-#include "timer_wheel.h"
+#include "sched/coro.h"
+#include "sched/timer_wheel.h"
 
 /* CPU time of this thread, not wall time: the machines these run on are
  * shared, and time spent preempted is not the primitive's cost. */

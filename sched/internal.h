@@ -1,0 +1,261 @@
+/*
+ * internal.h — what the files of sched/ share: the PCB, the inbox, the
+ * process table, run queues and the node.
+ */
+#ifndef GIRDER_SCHED_INTERNAL_H
+#define GIRDER_SCHED_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "sched.h"
+
+/* ---- messages and signals ---- */
+
+enum msg_kind {
+    MSG_MESSAGE = 0,   /* term: the message */
+    SIG_EXIT = 1,      /* from, term: reason; linked: from a link */
+    SIG_LINK = 2,      /* from */
+    SIG_UNLINK = 3,    /* from */
+    SIG_MONITOR = 4,   /* from, ref, name: the name monitored or NONE */
+    SIG_DEMONITOR = 5, /* from, ref */
+    SIG_DOWN = 6,      /* from, ref, name, term: reason */
+};
+
+/* A local reference's id words (all refs the runtime makes are local). */
+typedef struct sched_ref {
+    uint32_t w[3];
+} sched_ref_t;
+
+/* The inbox link: first in every queued item, and the inbox's stub. */
+typedef struct msg_link {
+    /* Written by the producer that queued the next item (release), read by
+     * the consumer (acquire) in inbox_take. */
+    _Atomic(struct msg_link *) next;
+} msg_link_t;
+
+/* A message or signal.  Owned by the queue it is in; the fragment holds
+ * its terms until the receiver attaches it. */
+typedef struct msg {
+    msg_link_t link;
+    struct msg *qnext; /* private queue (owner only) */
+    heap_frag_t *frag; /* NULL when term is immediate or absent */
+    term_t term;       /* message or reason */
+    term_t from;       /* sender pid (signals) */
+    term_t name;       /* monitor by name: the atom; else TERM_NONE */
+    sched_ref_t ref;   /* monitors */
+    uint8_t kind;
+    bool linked;
+} msg_t;
+
+/* ---- PCB ---- */
+
+/* Process state word flags (sched_proc.state). */
+#define PS_ACTIVE 0x1u  /* work was published since the runner last looked */
+#define PS_RUNNING 0x2u /* a scheduler runs it now */
+#define PS_IN_RUNQ 0x4u /* it is in a run queue (exactly one) */
+#define PS_EXITING 0x8u /* exiting or dead: never queued again */
+
+/* PCB flags (owner only). */
+#define PF_TRAP_EXIT 0x1u
+#define PF_INITED 0x2u
+#define PF_EXIT_PENDING 0x4u /* a signal decided the process dies; act after the callback */
+
+typedef struct link_set {
+    uint32_t n, cap;
+    term_t pids[];
+} link_set_t;
+
+typedef struct mon_entry {
+    sched_ref_t ref;
+    term_t pid;  /* the other process */
+    term_t name; /* monitored by name: the atom; else TERM_NONE */
+} mon_entry_t;
+
+typedef struct mon_set {
+    uint32_t n, cap;
+    mon_entry_t e[];
+} mon_set_t;
+
+typedef struct dict {
+    uint32_t n, cap;
+    term_t kv[]; /* key, value pairs */
+} dict_t;
+
+/*
+ * The PCB.  Everything a process owns that is not always needed is a
+ * pointer to a table allocated on first use (links, monitors, dictionary),
+ * so an idle behaviour process is this struct plus its heap.  Two fields
+ * come with the primitives being written separately: a coroutine context
+ * (stack pointer and stack mapping, for coroutine processes, next to `beh`)
+ * and an intrusive timer-wheel entry (receive timeouts, next to `sel_pred`).
+ */
+struct sched_proc {
+    heap_t heap;
+    /* The wake-up state word (PS_*); see sched.h.  Every change is an RMW. */
+    _Atomic uint32_t state;
+    uint8_t prio;
+    uint8_t flags; /* PF_* */
+    uint16_t home; /* run queue index it was last queued on */
+    term_t pid;
+    /* Inbox (Vyukov intrusive MPSC): producers exchange tail, the owner
+     * takes from head; stub keeps it non-empty. */
+    _Atomic(msg_link_t *) in_tail;
+    msg_link_t *in_head;
+    msg_link_t in_stub;
+    /* Messages sent and not yet handled (senders add, the owner removes):
+     * relaxed, a statistic. */
+    _Atomic uint32_t qlen;
+    int32_t reds; /* left in this slice */
+    /* Private queue: messages taken from the inbox, in order. */
+    msg_t *q_first;
+    msg_t **q_last;
+    msg_t **save; /* selective receive: next link to scan */
+    msg_t **mark; /* queue end when mark_ref was made; NULL if none */
+    sched_ref_t mark_ref;
+    sched_pred_fn sel_pred; /* selection in force, or NULL */
+    void *sel_arg;
+    const sched_behaviour_t *beh;
+    term_t st;             /* behaviour state (root) */
+    term_t reason;         /* exit reason once decided (root) */
+    heap_frag_t *arg_frag; /* spawn argument until init */
+    term_t arg;
+    link_set_t *links;
+    mon_set_t *monitors;     /* processes this one monitors */
+    mon_set_t *monitored_by; /* processes monitoring this one */
+    dict_t *dict;
+    term_t name; /* registered name or TERM_NIL */
+    struct sched_proc *rq_next;
+    /* Published by the owner at the end of each slice for process_info
+     * (relaxed: statistics, read from any thread). */
+    _Atomic uint64_t pub_reds;
+    _Atomic uint32_t pub_heap_words;
+    _Atomic uint16_t pub_links;
+    _Atomic uint16_t pub_monitors;
+    _Atomic uint16_t pub_monitored_by;
+    _Atomic uint16_t pub_pad;
+    _Atomic uint32_t pub_dict_bytes;
+};
+typedef struct sched_proc sched_proc_t;
+
+/* ---- process table ---- */
+
+/* Slot word: refs:32 | serial << 32 (at most 28 bits: sched_node.serial_mask)
+ * | LIVE << 62. */
+#define SLOT_REFS_MASK 0xFFFFFFFFull
+#define SLOT_SERIAL_SHIFT 32
+#define SLOT_LIVE (1ull << 62)
+
+typedef struct slot {
+    /* Lookups CAS refs+1 (acquire: see the PCB published with it); the
+     * spawner stores LIVE with release after filling the PCB; drops are
+     * acq_rel so the last one sees every holder's accesses. */
+    _Atomic uint64_t word;
+    sched_proc_t *proc; /* written before the release store of LIVE */
+} slot_t;
+
+/* Looks pid up and takes a reference (NULL: not a live local process). */
+sched_proc_t *proc_get(term_t pid);
+/* Drops a reference taken by proc_get (or the process's own). */
+void proc_put(sched_proc_t *p);
+/* True once pid's exit is complete (its exit signals sent, its own
+ * reference dropped), or pid never named a process. */
+bool proc_exit_done(term_t pid);
+
+/* ---- run queues and schedulers ---- */
+
+#define RQ_PRIOS 4
+typedef struct runq {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    sched_proc_t *head[RQ_PRIOS], *tail[RQ_PRIOS]; /* by enum sched_priority */
+    uint32_t normal_picks;
+    bool sleeping; /* under lock */
+    bool wake_pending;
+    /* Queued processes: written under lock, read without it (relaxed) by
+     * stealers and the watchdog as a hint. */
+    _Atomic uint32_t len;
+    /* Slice start (ns) of the process running now, 0 between slices:
+     * stored by the scheduler (relaxed), read by the watchdog. */
+    _Atomic uint64_t slice_start;
+    /* Set by the watchdog, cleared by the scheduler at the slice end
+     * (release/acquire: a stealer that sees it may take the whole queue). */
+    _Atomic bool stuck;
+    pthread_t thread;
+    bool started;
+    unsigned index;
+} __attribute__((aligned(64))) runq_t;
+
+/* Queues p (which the caller just marked IN_RUNQ) on a run queue. */
+void runq_push(sched_proc_t *p);
+
+/* The node. */
+typedef struct node {
+    slot_t *slots;
+    uint32_t max_procs;
+    pthread_mutex_t free_lock;
+    uint32_t *free_ring; /* freed slot indices, FIFO */
+    uint32_t free_head, free_count;
+    uint32_t fresh; /* next never-used index */
+    _Atomic uint32_t nprocs;
+    /* Zombies: PCBs whose last reference dropped, reaped by schedulers
+     * (Treiber stack: push CAS release, take exchange acquire). */
+    _Atomic(sched_proc_t *) zombies;
+    runq_t *rqs;
+    unsigned nsched;       /* base schedulers */
+    unsigned max_rqs;      /* base + extra */
+    _Atomic unsigned nrqs; /* started (release after the queue is ready) */
+    _Atomic unsigned sleepers;
+    _Atomic bool stopping;
+    uint64_t stuck_ns;
+    pthread_t watchdog;
+    bool watchdog_started;
+    pthread_mutex_t wd_lock;
+    pthread_cond_t wd_cond;
+    /* True while the watchdog sleeps waiting for work (seq_cst: see
+     * rq_append and watchdog_kick). */
+    _Atomic bool wd_idle;
+    pthread_mutex_t exit_lock; /* exit waiters */
+    pthread_cond_t exit_cond;
+    _Atomic uint32_t exit_waiters;
+    _Atomic uint64_t ref_counter;
+    _Atomic uint64_t steals, stuck_marks, extra_started;
+    /* A pid's 28 data bits: the low idx_bits index the table, the rest
+     * (serial_mask) count the slot's reuses. */
+    unsigned idx_bits;
+    uint64_t serial_mask;
+} node_t;
+
+extern node_t sched_node;
+/* True while the node runs (acquire: pairs with the release in start). */
+bool node_running(void);
+
+/* Per-thread: the scheduler (run queue) this thread runs, or NULL. */
+extern _Thread_local runq_t *sched_current_rq;
+
+/* Runs one slice of p on the current scheduler (process.c). */
+void proc_run(sched_proc_t *p);
+/* Frees a zombie: answers signals that raced its exit, frees the PCB and
+ * returns the slot (process.c). */
+void proc_reap(sched_proc_t *p);
+/* Frees every live process and zombie at node stop (process.c). */
+void proc_destroy_all(void);
+/* Interns the atoms sched/ uses (process.c; at node start). */
+int proc_atoms_init(void) GD_MUST_CHECK;
+/* The registry (registry.c): a mutex-protected open-addressing table from
+ * name atom to pid. */
+int registry_init(void) GD_MUST_CHECK;
+void registry_free(void);
+/* Removes name if it is registered to pid (process exit). */
+void registry_remove_if(term_t name, term_t pid);
+/* The name pid is registered under, or [] (O(names)). */
+term_t sched_registered_name(term_t pid);
+/* Wakes a sleeping scheduler so that it reaps the zombies. */
+void sched_kick_reaper(void);
+/* Wakes the watchdog (it sleeps while no process is runnable). */
+void watchdog_kick(void);
+
+/* Monotonic nanoseconds. */
+uint64_t sched_now_ns(void);
+
+#endif /* GIRDER_SCHED_INTERNAL_H */

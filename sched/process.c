@@ -1,0 +1,1396 @@
+/*
+ * process.c — the process table, PCBs, inboxes, signals, the behaviour run
+ * loop and process exit.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+/* ------------------------------------------------------------------------ */
+/* Identity: the one place sched/ makes pids and refs from heap/'s API.      */
+
+/*
+ * A local pid carries 28 bits of data, as OTP's (its ETF number field holds
+ * the low 15, the serial field the high 13; binary_to_term refuses more).
+ * As in BEAM, the low idx_bits of the data index the process table and the
+ * bits above count reuses of that slot, so a pid is reused only after
+ * 2^(28 - idx_bits) lives of its slot (and the free list is FIFO).
+ */
+static uint32_t pid_data(term_t pid)
+{
+    return term_local_pid_id(pid) | term_local_pid_serial(pid) << 15;
+}
+static uint32_t pid_index(term_t pid)
+{
+    return pid_data(pid) & ((1u << sched_node.idx_bits) - 1);
+}
+static uint32_t pid_serial(term_t pid)
+{
+    return pid_data(pid) >> sched_node.idx_bits;
+}
+
+/* The pid term of table slot idx with serial `serial` (< serial_mask + 1). */
+static term_t make_pid(uint32_t idx, uint32_t serial)
+{
+    uint32_t data = idx | serial << sched_node.idx_bits;
+    return term_make_local_pid(data & HEAP_LOCAL_PID_NUMBER_MAX, data >> 15);
+}
+
+bool sched_pid_slot(term_t pid, uint32_t *index, uint32_t *serial)
+{
+    if (!term_is_local_pid(pid) || pid_index(pid) >= sched_node.max_procs)
+        return false;
+    *index = pid_index(pid);
+    *serial = pid_serial(pid);
+    return true;
+}
+
+/* A fresh reference id (unique for the node's life). */
+static sched_ref_t new_ref(void)
+{
+    /* Relaxed: uniqueness needs only the atomicity of the increment. */
+    uint64_t c = atomic_fetch_add_explicit(&sched_node.ref_counter, 1, memory_order_relaxed);
+    sched_ref_t r = {{(uint32_t)(c & 0x3FFFF), (uint32_t)(c >> 18), (uint32_t)(c >> 50)}};
+    return r;
+}
+
+/* The ref term for r on heap h. */
+static int ref_term(heap_t *h, sched_ref_t r, term_t *out)
+{
+    return heap_make_local_ref(h, r.w, out);
+}
+
+/* The id words of a ref term made by ref_term; false for any other term. */
+static bool ref_words(term_t t, sched_ref_t *r)
+{
+    if (!term_is_local_ref(t))
+        return false;
+    heap_ident_t id;
+    heap_ident(t, &id);
+    for (int i = 0; i < 3; i++)
+        r->w[i] = id.words[i];
+    return true;
+}
+
+static bool ref_eq(sched_ref_t a, sched_ref_t b)
+{
+    return a.w[0] == b.w[0] && a.w[1] == b.w[1] && a.w[2] == b.w[2];
+}
+
+/* ------------------------------------------------------------------------ */
+/* Process table                                                            */
+
+static int slot_alloc(uint32_t *idx_out)
+{
+    node_t *n = &sched_node;
+    int rc = GD_OK;
+    pthread_mutex_lock(&n->free_lock);
+    /* Fresh indices first, then the oldest freed: a pid comes back only
+     * after every other slot was used since (BEAM's index + serial). */
+    if (n->fresh < n->max_procs) {
+        *idx_out = n->fresh++;
+    } else if (n->free_count > 0) {
+        *idx_out = n->free_ring[n->free_head];
+        n->free_head = (n->free_head + 1) % n->max_procs;
+        n->free_count--;
+    } else {
+        rc = SCHED_ETOO_MANY;
+    }
+    pthread_mutex_unlock(&n->free_lock);
+    return rc;
+}
+
+static void slot_free(uint32_t idx)
+{
+    node_t *n = &sched_node;
+    pthread_mutex_lock(&n->free_lock);
+    n->free_ring[(n->free_head + n->free_count) % n->max_procs] = idx;
+    n->free_count++;
+    pthread_mutex_unlock(&n->free_lock);
+}
+
+sched_proc_t *proc_get(term_t pid)
+{
+    if (!term_is_local_pid(pid))
+        return NULL;
+    uint32_t idx = pid_index(pid);
+    if (idx >= sched_node.max_procs)
+        return NULL;
+    uint64_t serial = pid_serial(pid);
+    slot_t *s = &sched_node.slots[idx];
+    /* Acquire pairs with the spawner's release store of LIVE (and the
+     * release sequence of later RMWs): s->proc and the PCB are visible. */
+    uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+    for (;;) {
+        if (!(w & SLOT_LIVE) || ((w >> SLOT_SERIAL_SHIFT) & sched_node.serial_mask) != serial)
+            return NULL;
+        if (atomic_compare_exchange_weak_explicit(&s->word, &w, w + 1, memory_order_acquire,
+                                                  memory_order_acquire))
+            return s->proc;
+    }
+}
+
+void proc_put(sched_proc_t *p)
+{
+    slot_t *s = &sched_node.slots[pid_index(p->pid)];
+    /* acq_rel: the release half orders this holder's accesses to the PCB
+     * before the drop; the acquire half lets the last dropper (who queues
+     * the zombie) see all of them. */
+    uint64_t w = atomic_fetch_sub_explicit(&s->word, 1, memory_order_acq_rel);
+    if ((w & SLOT_REFS_MASK) != 1)
+        return;
+    GD_ASSERT(!(w & SLOT_LIVE));
+    /* Relaxed: only the CAS below publishes. */
+    sched_proc_t *head = atomic_load_explicit(&sched_node.zombies, memory_order_relaxed);
+    do {
+        p->rq_next = head;
+        /* Release: the reaper's exchange (acquire) sees p->rq_next and the
+         * PCB as this thread left it. */
+    } while (!atomic_compare_exchange_weak_explicit(&sched_node.zombies, &head, p,
+                                                    memory_order_release, memory_order_relaxed));
+    /* Off the schedulers (a foreign sender dropped the last reference):
+     * make sure a scheduler comes round to reap it. */
+    if (sched_current_rq == NULL)
+        sched_kick_reaper();
+}
+
+bool proc_exit_done(term_t pid)
+{
+    if (!term_is_local_pid(pid) || pid_index(pid) >= sched_node.max_procs)
+        return true;
+    /* Acquire: pairs with the exiting process's acq_rel drop in proc_put,
+     * which comes after its exit signals were sent. */
+    uint64_t w = atomic_load_explicit(&sched_node.slots[pid_index(pid)].word, memory_order_acquire);
+    if (((w >> SLOT_SERIAL_SHIFT) & sched_node.serial_mask) != pid_serial(pid))
+        return true; /* reaped (or never spawned) */
+    return !(w & SLOT_LIVE) && (w & SLOT_REFS_MASK) == 0;
+}
+
+bool sched_is_alive(term_t pid)
+{
+    sched_proc_t *p = proc_get(pid);
+    if (p == NULL)
+        return false;
+    proc_put(p);
+    return true;
+}
+
+uint32_t sched_process_count(void)
+{
+    /* Acquire pairs with the exit's seq_cst decrement. */
+    return atomic_load_explicit(&sched_node.nprocs, memory_order_acquire);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Inbox: Vyukov's intrusive multi-producer single-consumer queue.          */
+
+static void inbox_init(sched_proc_t *p)
+{
+    atomic_init(&p->in_stub.next, NULL);
+    atomic_init(&p->in_tail, &p->in_stub);
+    p->in_head = &p->in_stub;
+}
+
+static void inbox_push(sched_proc_t *p, msg_link_t *n)
+{
+    /* Relaxed: n is not reachable yet; the exchange below publishes it. */
+    atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+    /* acq_rel: orders n's contents before other producers link after it. */
+    msg_link_t *prev = atomic_exchange_explicit(&p->in_tail, n, memory_order_acq_rel);
+    /* Release: publishes n (and the message it heads) to the owner's
+     * acquire load of prev->next in inbox_pop. */
+    atomic_store_explicit(&prev->next, n, memory_order_release);
+}
+
+/* Takes the oldest published item or NULL.  May return NULL while a
+ * producer is between its exchange and its link store; that producer then
+ * sets ACTIVE, so the owner looks again. */
+static msg_t *inbox_pop(sched_proc_t *p)
+{
+    msg_link_t *head = p->in_head;
+    /* Acquire pairs with the release store in inbox_push. */
+    msg_link_t *next = atomic_load_explicit(&head->next, memory_order_acquire);
+    if (head == &p->in_stub) {
+        if (next == NULL)
+            return NULL;
+        p->in_head = head = next;
+        next = atomic_load_explicit(&next->next, memory_order_acquire);
+    }
+    if (next != NULL) {
+        p->in_head = next;
+        return (msg_t *)head;
+    }
+    /* Acquire pairs with the producers' exchange (pointer comparison only). */
+    msg_link_t *tail = atomic_load_explicit(&p->in_tail, memory_order_acquire);
+    if (tail != head)
+        return NULL;
+    inbox_push(p, &p->in_stub);
+    next = atomic_load_explicit(&head->next, memory_order_acquire);
+    if (next != NULL) {
+        p->in_head = next;
+        return (msg_t *)head;
+    }
+    return NULL;
+}
+
+static void msg_free(msg_t *m)
+{
+    heap_frag_free(m->frag);
+    free(m);
+}
+
+/* Marks p as having work; queues it if it was neither running nor queued. */
+static void wake(sched_proc_t *p)
+{
+    /* Relaxed: a first guess for the CAS, which does the ordering. */
+    uint32_t s = atomic_load_explicit(&p->state, memory_order_relaxed);
+    uint32_t n;
+    do {
+        if (s & PS_EXITING)
+            return;
+        n = s | PS_ACTIVE;
+        if (!(s & (PS_RUNNING | PS_IN_RUNQ)))
+            n |= PS_IN_RUNQ;
+        /* acq_rel: the release half publishes the inbox push before the
+         * flag; the runner's RMWs on the word (acquire) pair with it. */
+    } while (!atomic_compare_exchange_weak_explicit(&p->state, &s, n, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    if ((n & PS_IN_RUNQ) && !(s & PS_IN_RUNQ))
+        runq_push(p);
+}
+
+/* Queues m on p (consumed) and wakes p. */
+static void deliver(sched_proc_t *p, msg_t *m)
+{
+    /* Relaxed: message_queue_len is a statistic. */
+    if (m->kind == MSG_MESSAGE)
+        atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed);
+    inbox_push(p, &m->link);
+    wake(p);
+}
+
+static msg_t *msg_new(enum msg_kind kind, term_t from)
+{
+    msg_t *m = malloc(sizeof *m);
+    if (m == NULL)
+        return NULL;
+    m->qnext = NULL;
+    m->frag = NULL;
+    m->term = TERM_NIL;
+    m->from = from;
+    m->name = TERM_NONE;
+    m->ref = (sched_ref_t){{0, 0, 0}};
+    m->kind = (uint8_t)kind;
+    m->linked = false;
+    return m;
+}
+
+/* Sends signal m (consumed) to pid; dropped when pid is dead. */
+static void send_sig(term_t to, msg_t *m)
+{
+    sched_proc_t *t = proc_get(to);
+    if (t == NULL) {
+        msg_free(m);
+        return;
+    }
+    deliver(t, m);
+    proc_put(t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Signal bodies                                                            */
+
+static term_t atom_normal, atom_kill, atom_killed, atom_noproc, atom_exit_tag, atom_down,
+    atom_process, atom_undefined, atom_callback_error;
+
+int proc_atoms_init(void)
+{
+    struct {
+        term_t *slot;
+        const char *text;
+    } atoms[] = {
+        {&atom_normal, "normal"},
+        {&atom_kill, "kill"},
+        {&atom_killed, "killed"},
+        {&atom_noproc, "noproc"},
+        {&atom_exit_tag, "EXIT"},
+        {&atom_down, "DOWN"},
+        {&atom_process, "process"},
+        {&atom_undefined, "undefined"},
+        {&atom_callback_error, "callback_error"},
+    };
+    for (size_t i = 0; i < sizeof atoms / sizeof atoms[0]; i++) {
+        int rc = heap_atom_put(atoms[i].text, strlen(atoms[i].text), atoms[i].slot);
+        if (rc != GD_OK)
+            return rc;
+    }
+    return GD_OK;
+}
+
+/* An exit signal from `from` with `reason` (on any readable heap): its
+ * body is the message {'EXIT', From, Reason} a trapping receiver gets. */
+static msg_t *exit_sig(term_t from, term_t reason, bool linked)
+{
+    msg_t *m = msg_new(SIG_EXIT, from);
+    if (m == NULL)
+        return NULL;
+    term_t elems[3] = {atom_exit_tag, from, reason};
+    if (heap_msg_copy_tuple(elems, 3, &m->frag, &m->term) != GD_OK) {
+        free(m);
+        return NULL;
+    }
+    m->linked = linked;
+    return m;
+}
+
+/* A DOWN signal for monitor `ref` of `pid` (or of name `name`) with
+ * `reason`: its body is {'DOWN', Ref, process, Item, Reason}.  Built on a
+ * scratch heap, so any thread (a reaper) can make one. */
+static msg_t *down_sig(sched_ref_t ref, term_t pid, term_t name, term_t reason)
+{
+    msg_t *m = msg_new(SIG_DOWN, pid);
+    if (m == NULL)
+        return NULL;
+    m->ref = ref;
+    m->name = name;
+    heap_t tmp;
+    if (heap_init(&tmp, 12) != GD_OK)
+        goto fail_msg;
+    term_t elems[5] = {atom_down, TERM_NIL, atom_process, pid, reason};
+    if (ref_term(&tmp, ref, &elems[1]) != GD_OK)
+        goto fail_heap;
+    if (name != TERM_NONE) {
+        term_t *e;
+        if (heap_make_tuple(&tmp, 2, &e, &elems[3]) != GD_OK)
+            goto fail_heap;
+        e[0] = name;
+        e[1] = heap_node_name();
+    }
+    if (heap_msg_copy_tuple(elems, 5, &m->frag, &m->term) != GD_OK)
+        goto fail_heap;
+    heap_destroy(&tmp);
+    return m;
+fail_heap:
+    heap_destroy(&tmp);
+fail_msg:
+    free(m);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Link, monitor and dictionary tables (allocated on first use)             */
+
+static int links_add(sched_proc_t *p, term_t pid)
+{
+    link_set_t *l = p->links;
+    if (l != NULL)
+        for (uint32_t i = 0; i < l->n; i++)
+            if (l->pids[i] == pid)
+                return GD_OK;
+    if (l == NULL || l->n == l->cap) {
+        uint32_t cap = l == NULL ? 2 : l->cap * 2;
+        link_set_t *nl = realloc(l, sizeof *nl + cap * sizeof(term_t));
+        if (nl == NULL)
+            return GD_ENOMEM;
+        if (l == NULL)
+            nl->n = 0;
+        nl->cap = cap;
+        p->links = l = nl;
+    }
+    l->pids[l->n++] = pid;
+    return GD_OK;
+}
+
+static bool links_remove(sched_proc_t *p, term_t pid)
+{
+    link_set_t *l = p->links;
+    if (l == NULL)
+        return false;
+    for (uint32_t i = 0; i < l->n; i++) {
+        if (l->pids[i] == pid) {
+            l->pids[i] = l->pids[--l->n];
+            return true;
+        }
+    }
+    return false;
+}
+
+static int mon_add(mon_set_t **set, sched_ref_t ref, term_t pid, term_t name)
+{
+    mon_set_t *s = *set;
+    if (s == NULL || s->n == s->cap) {
+        uint32_t cap = s == NULL ? 2 : s->cap * 2;
+        mon_set_t *ns = realloc(s, sizeof *ns + cap * sizeof(mon_entry_t));
+        if (ns == NULL)
+            return GD_ENOMEM;
+        if (s == NULL)
+            ns->n = 0;
+        ns->cap = cap;
+        *set = s = ns;
+    }
+    s->e[s->n++] = (mon_entry_t){ref, pid, name};
+    return GD_OK;
+}
+
+/* Removes the entry for ref; copies it to *out when found. */
+static bool mon_remove(mon_set_t *s, sched_ref_t ref, mon_entry_t *out)
+{
+    if (s == NULL)
+        return false;
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (ref_eq(s->e[i].ref, ref)) {
+            if (out != NULL)
+                *out = s->e[i];
+            s->e[i] = s->e[--s->n];
+            return true;
+        }
+    }
+    return false;
+}
+
+static void dict_enumerate(void *ctx, heap_root_visit_fn visit, void *vctx)
+{
+    sched_proc_t *p = ctx;
+    if (p->dict != NULL && p->dict->n > 0)
+        visit(vctx, p->dict->kv, 2 * (size_t)p->dict->n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Receiving                                                                */
+
+/* Decides that p exits with reason (a term on p's heap or immediate). */
+static void die(sched_proc_t *p, term_t reason)
+{
+    if (p->flags & PF_EXIT_PENDING)
+        return;
+    p->flags |= PF_EXIT_PENDING;
+    p->reason = reason;
+}
+
+static void queue_append(sched_proc_t *p, msg_t *m)
+{
+    m->qnext = NULL;
+    *p->q_last = m;
+    p->q_last = &m->qnext;
+}
+
+/* Takes m's body onto p's heap: attaches its fragment and returns the term. */
+static term_t accept_body(sched_proc_t *p, msg_t *m)
+{
+    heap_attach_frag(&p->heap, m->frag);
+    m->frag = NULL;
+    return m->term;
+}
+
+/* Handles one signal taken from the inbox (m consumed). */
+static void handle_signal(sched_proc_t *p, msg_t *m)
+{
+    switch ((enum msg_kind)m->kind) {
+    case SIG_EXIT: {
+        term_t reason = term_tuple_elems(m->term)[2];
+        if (m->linked && !links_remove(p, m->from))
+            break; /* unlinked meanwhile: the signal is void */
+        if (!m->linked && reason == atom_kill) {
+            die(p, atom_killed);
+        } else if (p->flags & PF_TRAP_EXIT) {
+            m->kind = MSG_MESSAGE;
+            atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
+            queue_append(p, m);
+            return;
+        } else if (reason != atom_normal || (!m->linked && m->from == p->pid)) {
+            accept_body(p, m);
+            die(p, reason);
+        }
+        break;
+    }
+    case SIG_LINK:
+        if (links_add(p, m->from) != GD_OK) {
+            /* The link cannot be recorded: tell the other side at once, as
+             * if this process had gone, rather than lose its exit later. */
+            msg_t *e = exit_sig(p->pid, atom_noproc, true);
+            if (e != NULL)
+                send_sig(m->from, e);
+        }
+        break;
+    case SIG_UNLINK:
+        links_remove(p, m->from);
+        break;
+    case SIG_MONITOR:
+        if (mon_add(&p->monitored_by, m->ref, m->from, m->name) != GD_OK) {
+            msg_t *d = down_sig(m->ref, p->pid, m->name, atom_noproc);
+            if (d != NULL)
+                send_sig(m->from, d);
+        }
+        break;
+    case SIG_DEMONITOR:
+        mon_remove(p->monitored_by, m->ref, NULL);
+        break;
+    case SIG_DOWN:
+        if (mon_remove(p->monitors, m->ref, NULL)) {
+            m->kind = MSG_MESSAGE;
+            atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
+            queue_append(p, m);
+            return;
+        }
+        break;
+    case MSG_MESSAGE:
+        queue_append(p, m);
+        return;
+    }
+    msg_free(m);
+}
+
+/* Moves what the inbox holds to the private queue, handling signals. */
+static void take_inbox(sched_proc_t *p)
+{
+    msg_t *m;
+    while (!(p->flags & PF_EXIT_PENDING) && (m = inbox_pop(p)) != NULL) {
+        p->reds--;
+        if (m->kind == MSG_MESSAGE)
+            queue_append(p, m);
+        else
+            handle_signal(p, m);
+    }
+}
+
+/* The next message to hand to handle_message, unlinked, or NULL. */
+static msg_t *next_deliverable(sched_proc_t *p)
+{
+    msg_t **link;
+    if (p->sel_pred == NULL) {
+        link = &p->q_first;
+        if (*link == NULL)
+            return NULL;
+    } else {
+        /* Scan only what arrived since the last scan. */
+        for (link = p->save; *link != NULL; link = &(*link)->qnext)
+            if (p->sel_pred((*link)->term, p->sel_arg))
+                break;
+        p->save = link;
+        if (*link == NULL)
+            return NULL;
+        p->sel_pred = NULL;
+    }
+    msg_t *m = *link;
+    *link = m->qnext;
+    if (p->q_last == &m->qnext)
+        p->q_last = link;
+    /* Links into the queue may now dangle: drop them. */
+    p->save = &p->q_first;
+    p->mark = NULL;
+    atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
+    return m;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Exit                                                                     */
+
+/* Handles what is left in p's inbox once p is dead: answers link and
+ * monitor requests with noproc, drops links/monitors undone meanwhile, and
+ * frees the rest.  Used by the exiting process and by the reaper. */
+static void drain_dead(sched_proc_t *p)
+{
+    msg_t *m;
+    while ((m = inbox_pop(p)) != NULL) {
+        switch ((enum msg_kind)m->kind) {
+        case SIG_LINK: {
+            msg_t *e = exit_sig(p->pid, atom_noproc, true);
+            if (e != NULL)
+                send_sig(m->from, e);
+            break;
+        }
+        case SIG_MONITOR: {
+            msg_t *d = down_sig(m->ref, p->pid, m->name, atom_noproc);
+            if (d != NULL)
+                send_sig(m->from, d);
+            break;
+        }
+        case SIG_UNLINK:
+            links_remove(p, m->from);
+            break;
+        case SIG_DEMONITOR:
+            mon_remove(p->monitored_by, m->ref, NULL);
+            break;
+        default:
+            break;
+        }
+        msg_free(m);
+    }
+}
+
+static void free_private_queue(sched_proc_t *p)
+{
+    for (msg_t *m = p->q_first, *next; m != NULL; m = next) {
+        next = m->qnext;
+        msg_free(m);
+    }
+    p->q_first = NULL;
+    p->q_last = &p->q_first;
+}
+
+/* Frees what a PCB owns besides its inbox and the PCB itself. */
+static void release_owned(sched_proc_t *p)
+{
+    free_private_queue(p);
+    heap_frag_free(p->arg_frag);
+    p->arg_frag = NULL;
+    free(p->links);
+    free(p->monitors);
+    free(p->monitored_by);
+    free(p->dict);
+    p->links = NULL;
+    p->monitors = p->monitored_by = NULL;
+    p->dict = NULL;
+    heap_destroy(&p->heap);
+}
+
+static void notify_exit(void)
+{
+    /* Seq_cst with the waiter's increment: a waiter registered before this
+     * load is woken; one registering later sees the process gone (and
+     * waits in short timed steps besides). */
+    if (atomic_load_explicit(&sched_node.exit_waiters, memory_order_seq_cst) == 0)
+        return;
+    pthread_mutex_lock(&sched_node.exit_lock);
+    pthread_cond_broadcast(&sched_node.exit_cond);
+    pthread_mutex_unlock(&sched_node.exit_lock);
+}
+
+/* Clears the slot's LIVE bit: lookups of p fail from now on. */
+static void unpublish(sched_proc_t *p)
+{
+    slot_t *s = &sched_node.slots[pid_index(p->pid)];
+    /* Acq_rel RMW: ordered after the PCB's last use as a live process;
+     * lookups that succeeded before it hold references, waited for by the
+     * reaper. */
+    atomic_fetch_and_explicit(&s->word, ~SLOT_LIVE, memory_order_acq_rel);
+}
+
+/* Ends p (running on this scheduler) with p->reason. */
+static void do_exit(sched_proc_t *p)
+{
+    /* Acq_rel RMW: from now on wake() leaves p alone. */
+    atomic_fetch_or_explicit(&p->state, PS_EXITING, memory_order_acq_rel);
+    unpublish(p);
+    if (p->name != TERM_NIL)
+        registry_remove_if(p->name, p->pid);
+    p->name = TERM_NIL;
+    term_t reason = p->reason;
+    if ((p->flags & PF_INITED) && p->beh->terminate != NULL && reason != atom_killed)
+        p->beh->terminate(p, reason, p->st);
+    drain_dead(p);
+    if (p->links != NULL)
+        for (uint32_t i = 0; i < p->links->n; i++) {
+            msg_t *e = exit_sig(p->pid, reason, true);
+            if (e != NULL)
+                send_sig(p->links->pids[i], e);
+        }
+    if (p->monitored_by != NULL)
+        for (uint32_t i = 0; i < p->monitored_by->n; i++) {
+            mon_entry_t *e = &p->monitored_by->e[i];
+            msg_t *d = down_sig(e->ref, p->pid, e->name, reason);
+            if (d != NULL)
+                send_sig(e->pid, d);
+        }
+    if (p->monitors != NULL)
+        for (uint32_t i = 0; i < p->monitors->n; i++) {
+            mon_entry_t *e = &p->monitors->e[i];
+            msg_t *d = msg_new(SIG_DEMONITOR, p->pid);
+            if (d != NULL) {
+                d->ref = e->ref;
+                send_sig(e->pid, d);
+            }
+        }
+    release_owned(p);
+    /* Seq_cst, as the waiter count notify_exit loads: see sched_wait_exit. */
+    atomic_fetch_sub_explicit(&sched_node.nprocs, 1, memory_order_seq_cst);
+    /* p may be reaped by another scheduler from here on. */
+    proc_put(p);
+    notify_exit();
+}
+
+void proc_reap(sched_proc_t *p)
+{
+    drain_dead(p);
+    release_owned(p);
+    uint32_t idx = pid_index(p->pid);
+    slot_t *s = &sched_node.slots[idx];
+    uint64_t serial = (pid_serial(p->pid) + 1) & sched_node.serial_mask;
+    free(p);
+    /* Relaxed: nobody reads the slot's PCB until a spawner publishes the
+     * next one (its release store); the mutex in slot_free orders this. */
+    atomic_store_explicit(&s->word, serial << SLOT_SERIAL_SHIFT, memory_order_relaxed);
+    slot_free(idx);
+}
+
+void proc_destroy_all(void)
+{
+    node_t *n = &sched_node;
+    for (uint32_t i = 0; i < n->fresh; i++) {
+        slot_t *s = &n->slots[i];
+        /* Every other thread is joined: the orders below are moot. */
+        uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+        if (!(w & SLOT_LIVE))
+            continue;
+        sched_proc_t *p = s->proc;
+        /* No thread runs: free it the way the reaper does, without signals
+         * to the others (every process goes). */
+        msg_t *m;
+        while ((m = inbox_pop(p)) != NULL)
+            msg_free(m);
+        atomic_store_explicit(&s->word, w & ~SLOT_LIVE & ~SLOT_REFS_MASK, memory_order_relaxed);
+        release_owned(p);
+        free(p);
+    }
+    sched_proc_t *z = atomic_exchange_explicit(&n->zombies, NULL, memory_order_acquire);
+    while (z != NULL) {
+        sched_proc_t *next = z->rq_next;
+        proc_reap(z);
+        z = next;
+    }
+    atomic_store_explicit(&n->nprocs, 0, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Running                                                                  */
+
+/* The collection safe point between callbacks: roots are the state, the
+ * exit reason and the dictionary.  Charges the words moved. */
+static void safe_point(sched_proc_t *p)
+{
+    if (!heap_gc_due(&p->heap, 0))
+        return;
+    uint64_t before = p->heap.stats.words_copied;
+    term_t *const slots[] = {&p->st, &p->reason};
+    heap_roots_t roots = {slots, 2, dict_enumerate, p};
+    int rc = heap_ensure_free_slow(&p->heap, 0, &roots);
+    p->reds -= 1 + (int32_t)((p->heap.stats.words_copied - before) / 16);
+    if (rc == GD_EHEAP_LIMIT)
+        die(p, atom_killed);
+    /* GD_ENOMEM: the heap is consistent; the process goes on, and the next
+     * allocation that fails is reported to its callback. */
+}
+
+/* Charges the words a callback allocated (one reduction per 16 words, as
+ * for words sent and collected). */
+static void charge_alloc(sched_proc_t *p, size_t used_before)
+{
+    size_t used = heap_used_words(&p->heap);
+    if (used > used_before)
+        p->reds -= (int32_t)((used - used_before) / 16 > INT32_MAX / 4 ? INT32_MAX / 4
+                                                                       : (used - used_before) / 16);
+}
+
+/* Turns a callback's error return into the process's exit. */
+static void callback_failed(sched_proc_t *p, int rc)
+{
+    if (rc == SCHED_EEXIT) {
+        die(p, p->reason);
+        return;
+    }
+    term_t *e, t;
+    if (heap_make_tuple(&p->heap, 2, &e, &t) != GD_OK) {
+        die(p, atom_callback_error);
+        return;
+    }
+    e[0] = atom_callback_error;
+    e[1] = term_make_small(rc);
+    die(p, t);
+}
+
+static void publish_info(sched_proc_t *p)
+{
+    atomic_store_explicit(&p->pub_heap_words, (uint32_t)heap_size_words(&p->heap),
+                          memory_order_relaxed);
+    atomic_store_explicit(&p->pub_links, (uint16_t)(p->links ? p->links->n : 0),
+                          memory_order_relaxed);
+    atomic_store_explicit(&p->pub_monitors, (uint16_t)(p->monitors ? p->monitors->n : 0),
+                          memory_order_relaxed);
+    atomic_store_explicit(&p->pub_monitored_by,
+                          (uint16_t)(p->monitored_by ? p->monitored_by->n : 0),
+                          memory_order_relaxed);
+    size_t extra = 0;
+    if (p->links)
+        extra += sizeof *p->links + p->links->cap * sizeof(term_t);
+    if (p->monitors)
+        extra += sizeof *p->monitors + p->monitors->cap * sizeof(mon_entry_t);
+    if (p->monitored_by)
+        extra += sizeof *p->monitored_by + p->monitored_by->cap * sizeof(mon_entry_t);
+    if (p->dict)
+        extra += sizeof *p->dict + p->dict->cap * 2 * sizeof(term_t);
+    atomic_store_explicit(&p->pub_dict_bytes, (uint32_t)extra, memory_order_relaxed);
+}
+
+/* Runs callbacks while p has deliverable messages and reductions left. */
+static void run_callbacks(sched_proc_t *p)
+{
+    if (!(p->flags & PF_INITED) && !(p->flags & PF_EXIT_PENDING)) {
+        p->flags |= PF_INITED;
+        heap_attach_frag(&p->heap, p->arg_frag);
+        p->arg_frag = NULL;
+        p->reds--;
+        size_t used = heap_used_words(&p->heap);
+        int rc = p->beh->init(p, p->arg, &p->st);
+        p->arg = TERM_NIL;
+        if (rc != GD_OK)
+            callback_failed(p, rc);
+        charge_alloc(p, used);
+        safe_point(p);
+    }
+    while (!(p->flags & PF_EXIT_PENDING) && p->reds > 0) {
+        msg_t *m = next_deliverable(p);
+        if (m == NULL) {
+            take_inbox(p);
+            m = next_deliverable(p);
+            if (m == NULL)
+                return;
+        }
+        size_t words = m->frag != NULL ? m->frag->used : 0;
+        term_t msg = accept_body(p, m);
+        free(m);
+        p->reds -= 1 + (int32_t)(words / 16);
+        size_t used = heap_used_words(&p->heap);
+        int rc = p->beh->handle_message(p, msg, &p->st);
+        if (rc != GD_OK)
+            callback_failed(p, rc);
+        charge_alloc(p, used);
+        safe_point(p);
+    }
+}
+
+/* True when p has something to do now (deliverable or unseen messages). */
+static bool has_work(const sched_proc_t *p, uint32_t s)
+{
+    if (s & PS_ACTIVE)
+        return true;
+    return p->sel_pred == NULL ? p->q_first != NULL : *p->save != NULL;
+}
+
+/* Adds the reductions used since the last call to the published total. */
+static void account(sched_proc_t *p, int64_t *counted)
+{
+    int64_t used = (int64_t)SCHED_CONTEXT_REDS - p->reds;
+    /* Relaxed: a statistic for process_info. */
+    atomic_fetch_add_explicit(&p->pub_reds, (uint64_t)(used - *counted), memory_order_relaxed);
+    *counted = used;
+}
+
+void proc_run(sched_proc_t *p)
+{
+    /* Acq_rel: the acquire half pairs with the senders' release CAS in
+     * wake(), so their inbox pushes are visible to take_inbox. */
+    uint32_t s = atomic_load_explicit(&p->state, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&p->state, &s,
+                                                  (s & ~(PS_IN_RUNQ | PS_ACTIVE)) | PS_RUNNING,
+                                                  memory_order_acq_rel, memory_order_relaxed)) {
+    }
+    /* Exactly one queue held it, and nobody runs it: a double enqueue or a
+     * run of a dead process stops debug builds here. */
+    GD_ASSERT((s & PS_IN_RUNQ) && !(s & (PS_RUNNING | PS_EXITING)));
+    p->reds = SCHED_CONTEXT_REDS;
+    int64_t counted = 0;
+    for (;;) {
+        take_inbox(p);
+        run_callbacks(p);
+        if (p->flags & PF_EXIT_PENDING) {
+            account(p, &counted);
+            do_exit(p);
+            return;
+        }
+        /* Relaxed: the CASes below validate it. */
+        s = atomic_load_explicit(&p->state, memory_order_relaxed);
+        if (p->reds <= 0 && has_work(p, s)) {
+            /* Slice used up: to the back of the queue. */
+            publish_info(p);
+            account(p, &counted);
+            /* Acq_rel: hands the PCB over to whichever scheduler dequeues
+             * it (the queue lock orders it too). */
+            while (!atomic_compare_exchange_weak_explicit(
+                &p->state, &s, (s & ~PS_RUNNING) | PS_IN_RUNQ, memory_order_acq_rel,
+                memory_order_relaxed)) {
+            }
+            runq_push(p);
+            return;
+        }
+        if (s & PS_ACTIVE) {
+            /* A sender published meanwhile: clear the flag (acquire: see
+             * its push) and look at the inbox again. */
+            atomic_fetch_and_explicit(&p->state, ~PS_ACTIVE, memory_order_acq_rel);
+            continue;
+        }
+        /* Publish before the CAS: once RUNNING is clear another scheduler
+         * may run p. */
+        publish_info(p);
+        account(p, &counted);
+        /* Wait unless a sender set ACTIVE since the load: the CAS expects
+         * the word without ACTIVE (acq_rel: on failure it reads the
+         * sender's release and the loop sees its message). */
+        if (atomic_compare_exchange_strong_explicit(&p->state, &s, s & ~PS_RUNNING,
+                                                    memory_order_acq_rel, memory_order_relaxed))
+            return;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Spawning                                                                 */
+
+static const sched_spawn_opts_t default_opts;
+
+int sched_spawn_opt(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
+                    const sched_spawn_opts_t *opts, term_t *pid_out, term_t *ref_out)
+{
+    if (!node_running())
+        return SCHED_ESTOPPED;
+    if (opts == NULL)
+        opts = &default_opts;
+    if (beh == NULL || beh->init == NULL || beh->handle_message == NULL ||
+        ((opts->link || opts->monitor) && ctx == NULL) || (opts->monitor && ref_out == NULL) ||
+        (unsigned)opts->priority > SCHED_PRIO_MAX)
+        return GD_EINVAL;
+    int rc;
+    sched_proc_t *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return GD_ENOMEM;
+    rc = heap_init(&p->heap,
+                   opts->min_heap_size != 0 ? opts->min_heap_size : SCHED_MIN_HEAP_DEFAULT);
+    if (rc != GD_OK)
+        goto fail_pcb;
+    p->heap.max_heap_words = opts->max_heap_size;
+    if (opts->fullsweep_after != 0)
+        p->heap.fullsweep_after = opts->fullsweep_after;
+    rc = heap_msg_copy(arg, &p->arg_frag, &p->arg);
+    if (rc != GD_OK)
+        goto fail_pcb;
+    uint32_t idx;
+    rc = slot_alloc(&idx);
+    if (rc != GD_OK)
+        goto fail_arg;
+    slot_t *slot = &sched_node.slots[idx];
+    /* Relaxed: the slot is ours (from the free list, under its mutex). */
+    uint64_t serial =
+        (atomic_load_explicit(&slot->word, memory_order_relaxed) >> SLOT_SERIAL_SHIFT) &
+        sched_node.serial_mask;
+    p->pid = make_pid(idx, (uint32_t)serial);
+    inbox_init(p);
+    p->q_last = &p->q_first;
+    p->save = &p->q_first;
+    p->beh = beh;
+    p->st = TERM_NIL;
+    p->reason = atom_normal;
+    p->name = TERM_NIL;
+    p->prio = (uint8_t)opts->priority;
+    /* Acquire pairs with the release that published the queues. */
+    unsigned nrqs = atomic_load_explicit(&sched_node.nrqs, memory_order_acquire);
+    if (opts->scheduler > 0)
+        p->home = (uint16_t)((unsigned)(opts->scheduler - 1) % sched_node.nsched);
+    else if (sched_current_rq != NULL)
+        p->home = (uint16_t)sched_current_rq->index;
+    else
+        p->home = (uint16_t)(idx % (nrqs != 0 ? nrqs : 1));
+    sched_ref_t mref;
+    if (opts->link) {
+        if (links_add(p, ctx->pid) != GD_OK || links_add(ctx, p->pid) != GD_OK)
+            goto fail_slot;
+    }
+    if (opts->monitor) {
+        mref = new_ref();
+        if (ref_term(&ctx->heap, mref, ref_out) != GD_OK)
+            goto fail_link;
+        if (mon_add(&p->monitored_by, mref, ctx->pid, TERM_NONE) != GD_OK)
+            goto fail_link;
+        if (mon_add(&ctx->monitors, mref, p->pid, TERM_NONE) != GD_OK)
+            goto fail_link;
+    }
+    atomic_init(&p->state, PS_ACTIVE | PS_IN_RUNQ);
+    slot->proc = p;
+    /* Relaxed: a count; waiters re-check in timed steps. */
+    atomic_fetch_add_explicit(&sched_node.nprocs, 1, memory_order_relaxed);
+    /* Release: publishes the PCB (and slot->proc) to proc_get's acquire. */
+    atomic_store_explicit(&slot->word, SLOT_LIVE | (serial << SLOT_SERIAL_SHIFT) | 1,
+                          memory_order_release);
+    *pid_out = p->pid;
+    if (ctx != NULL)
+        ctx->reds -= 10;
+    runq_push(p);
+    return GD_OK;
+
+fail_link:
+    if (opts->link)
+        links_remove(ctx, p->pid);
+fail_slot:
+    rc = GD_ENOMEM;
+    /* Relaxed: never published; the mutex in slot_free orders it. */
+    atomic_store_explicit(&slot->word, ((serial + 1) & sched_node.serial_mask) << SLOT_SERIAL_SHIFT,
+                          memory_order_relaxed);
+    slot_free(idx);
+fail_arg:
+    heap_frag_free(p->arg_frag);
+    p->arg_frag = NULL;
+    free(p->links);
+    free(p->monitored_by);
+fail_pcb:
+    heap_destroy(&p->heap);
+    free(p);
+    return rc;
+}
+
+int sched_spawn(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg, term_t *pid_out)
+{
+    return sched_spawn_opt(ctx, beh, arg, NULL, pid_out, NULL);
+}
+
+int sched_spawn_link(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg, term_t *pid_out)
+{
+    sched_spawn_opts_t o = {.link = true};
+    return sched_spawn_opt(ctx, beh, arg, &o, pid_out, NULL);
+}
+
+int sched_spawn_monitor(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg, term_t *pid_out,
+                        term_t *ref_out)
+{
+    sched_spawn_opts_t o = {.monitor = true};
+    return sched_spawn_opt(ctx, beh, arg, &o, pid_out, ref_out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The process API                                                          */
+
+term_t sched_self(const sched_ctx_t *ctx)
+{
+    return ctx->pid;
+}
+
+heap_t *sched_heap(sched_ctx_t *ctx)
+{
+    return &ctx->heap;
+}
+
+bool sched_bump_reds(sched_ctx_t *ctx, uint32_t n)
+{
+    ctx->reds -= (int32_t)(n > INT32_MAX / 2 ? INT32_MAX / 2 : n);
+    return ctx->reds <= 0;
+}
+
+/* Resolves a pid or registered name to a pid (TERM_NONE: unregistered). */
+static int resolve(term_t to, term_t *pid)
+{
+    if (term_is_local_pid(to)) {
+        *pid = to;
+        return GD_OK;
+    }
+    if (!term_is_atom(to))
+        return GD_EBADARG;
+    term_t w = sched_whereis(to);
+    *pid = w == atom_undefined ? TERM_NONE : w;
+    return GD_OK;
+}
+
+/* The live process `to` (pid or name) names, with a reference (*out NULL
+ * when it is dead: a send is then dropped).  Errors: SCHED_ESTOPPED,
+ * GD_EBADARG, SCHED_ENOPROC (an unregistered name). */
+static int lookup_target(term_t to, sched_proc_t **out)
+{
+    if (!node_running())
+        return SCHED_ESTOPPED;
+    term_t pid;
+    int rc = resolve(to, &pid);
+    if (rc != GD_OK)
+        return rc;
+    if (pid == TERM_NONE)
+        return SCHED_ENOPROC;
+    *out = proc_get(pid);
+    return GD_OK;
+}
+
+int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
+{
+    sched_proc_t *t;
+    int rc = lookup_target(to, &t);
+    if (rc != GD_OK || t == NULL)
+        return rc;
+    msg_t *m = msg_new(MSG_MESSAGE, ctx != NULL ? ctx->pid : TERM_NIL);
+    if (m == NULL) {
+        rc = GD_ENOMEM;
+        goto out;
+    }
+    rc = heap_msg_copy(msg, &m->frag, &m->term);
+    if (rc != GD_OK) {
+        free(m);
+        goto out;
+    }
+    if (ctx != NULL)
+        ctx->reds -= 1 + (int32_t)(m->frag != NULL ? m->frag->used / 16 : 0);
+    deliver(t, m);
+out:
+    proc_put(t);
+    return rc;
+}
+
+int sched_exit_pid(sched_ctx_t *ctx, term_t to, term_t reason)
+{
+    sched_proc_t *t;
+    int rc = lookup_target(to, &t);
+    if (rc != GD_OK || t == NULL)
+        return rc;
+    msg_t *m = exit_sig(ctx != NULL ? ctx->pid : atom_undefined, reason, false);
+    if (m == NULL) {
+        rc = GD_ENOMEM;
+    } else {
+        if (ctx != NULL)
+            ctx->reds--;
+        deliver(t, m);
+    }
+    proc_put(t);
+    return rc;
+}
+
+int sched_exit(sched_ctx_t *ctx, term_t reason)
+{
+    ctx->reason = reason;
+    return SCHED_EEXIT;
+}
+
+/* Delivers a signal to the calling process itself. */
+static void self_sig(sched_ctx_t *ctx, msg_t *m)
+{
+    deliver(ctx, m);
+}
+
+int sched_link(sched_ctx_t *ctx, term_t to)
+{
+    term_t pid;
+    int rc = resolve(to, &pid);
+    if (rc != GD_OK)
+        return rc;
+    if (pid == TERM_NONE)
+        return SCHED_ENOPROC;
+    if (pid == ctx->pid)
+        return GD_OK;
+    msg_t *m = msg_new(SIG_LINK, ctx->pid);
+    if (m == NULL)
+        return GD_ENOMEM;
+    rc = links_add(ctx, pid);
+    if (rc != GD_OK) {
+        free(m);
+        return rc;
+    }
+    ctx->reds--;
+    sched_proc_t *t = proc_get(pid);
+    if (t == NULL) {
+        /* Dead already: the exit signal a dead target answers with. */
+        free(m);
+        m = exit_sig(pid, atom_noproc, true);
+        if (m == NULL) {
+            links_remove(ctx, pid);
+            return GD_ENOMEM;
+        }
+        self_sig(ctx, m);
+        return GD_OK;
+    }
+    deliver(t, m);
+    proc_put(t);
+    return GD_OK;
+}
+
+int sched_unlink(sched_ctx_t *ctx, term_t to)
+{
+    term_t pid;
+    int rc = resolve(to, &pid);
+    if (rc != GD_OK)
+        return rc;
+    if (pid == TERM_NONE || !links_remove(ctx, pid))
+        return GD_OK;
+    msg_t *m = msg_new(SIG_UNLINK, ctx->pid);
+    if (m == NULL)
+        return GD_ENOMEM;
+    ctx->reds--;
+    send_sig(pid, m);
+    return GD_OK;
+}
+
+int sched_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out)
+{
+    term_t pid;
+    int rc = resolve(to, &pid);
+    if (rc != GD_OK)
+        return rc;
+    term_t name = term_is_atom(to) ? to : TERM_NONE;
+    sched_ref_t ref = new_ref();
+    rc = ref_term(&ctx->heap, ref, ref_out);
+    if (rc != GD_OK)
+        return rc;
+    ctx->reds--;
+    sched_proc_t *t = pid == TERM_NONE ? NULL : proc_get(pid);
+    msg_t *m = t == NULL ? down_sig(ref, pid == TERM_NONE ? ctx->pid : pid, name, atom_noproc)
+                         : msg_new(SIG_MONITOR, ctx->pid);
+    if (m == NULL) {
+        rc = GD_ENOMEM;
+        goto out;
+    }
+    /* The DOWN for an unregistered name names {Name, Node}; its pid field
+     * is unused then. */
+    rc = mon_add(&ctx->monitors, ref, t != NULL ? pid : TERM_NONE, name);
+    if (rc != GD_OK) {
+        msg_free(m);
+        goto out;
+    }
+    if (t == NULL) {
+        self_sig(ctx, m);
+    } else {
+        m->ref = ref;
+        m->name = name;
+        deliver(t, m);
+    }
+out:
+    if (t != NULL)
+        proc_put(t);
+    return rc;
+}
+
+int sched_demonitor(sched_ctx_t *ctx, term_t ref)
+{
+    sched_ref_t r;
+    if (!ref_words(ref, &r))
+        return GD_EBADARG;
+    mon_entry_t e;
+    if (!mon_remove(ctx->monitors, r, &e) || e.pid == TERM_NONE)
+        return GD_OK;
+    msg_t *m = msg_new(SIG_DEMONITOR, ctx->pid);
+    if (m == NULL)
+        return GD_ENOMEM;
+    m->ref = r;
+    ctx->reds--;
+    send_sig(e.pid, m);
+    return GD_OK;
+}
+
+bool sched_trap_exit(sched_ctx_t *ctx, bool on)
+{
+    bool old = (ctx->flags & PF_TRAP_EXIT) != 0;
+    if (on)
+        ctx->flags |= PF_TRAP_EXIT;
+    else
+        ctx->flags &= (uint8_t)~PF_TRAP_EXIT;
+    return old;
+}
+
+/* Exact equality of two dictionary keys.  A comparison that cannot get the
+ * memory for its work stack (deeply nested keys only) counts as unequal:
+ * the lookup then misses, it never aborts. */
+static bool dict_key_eq(term_t a, term_t b)
+{
+    int order;
+    return a == b || (heap_compare_checked(a, b, true, &order) == GD_OK && order == 0);
+}
+
+term_t sched_dict_get(sched_ctx_t *ctx, term_t key)
+{
+    dict_t *d = ctx->dict;
+    if (d != NULL)
+        for (uint32_t i = 0; i < d->n; i++)
+            if (dict_key_eq(d->kv[2 * i], key))
+                return d->kv[2 * i + 1];
+    return atom_undefined;
+}
+
+int sched_dict_put(sched_ctx_t *ctx, term_t key, term_t val, term_t *old_out)
+{
+    dict_t *d = ctx->dict;
+    if (d != NULL)
+        for (uint32_t i = 0; i < d->n; i++)
+            if (dict_key_eq(d->kv[2 * i], key)) {
+                if (old_out != NULL)
+                    *old_out = d->kv[2 * i + 1];
+                d->kv[2 * i + 1] = val;
+                return GD_OK;
+            }
+    if (d == NULL || d->n == d->cap) {
+        uint32_t cap = d == NULL ? 4 : d->cap * 2;
+        dict_t *nd = realloc(d, sizeof *nd + 2 * (size_t)cap * sizeof(term_t));
+        if (nd == NULL)
+            return GD_ENOMEM;
+        if (d == NULL)
+            nd->n = 0;
+        nd->cap = cap;
+        ctx->dict = d = nd;
+    }
+    d->kv[2 * d->n] = key;
+    d->kv[2 * d->n + 1] = val;
+    d->n++;
+    if (old_out != NULL)
+        *old_out = atom_undefined;
+    return GD_OK;
+}
+
+term_t sched_dict_erase(sched_ctx_t *ctx, term_t key)
+{
+    dict_t *d = ctx->dict;
+    if (d != NULL)
+        for (uint32_t i = 0; i < d->n; i++)
+            if (dict_key_eq(d->kv[2 * i], key)) {
+                term_t old = d->kv[2 * i + 1];
+                d->n--;
+                d->kv[2 * i] = d->kv[2 * d->n];
+                d->kv[2 * i + 1] = d->kv[2 * d->n + 1];
+                return old;
+            }
+    return atom_undefined;
+}
+
+int sched_make_ref(sched_ctx_t *ctx, term_t *ref_out)
+{
+    sched_ref_t r = new_ref();
+    int rc = ref_term(&ctx->heap, r, ref_out);
+    if (rc != GD_OK)
+        return rc;
+    ctx->mark = ctx->q_last;
+    ctx->mark_ref = r;
+    return GD_OK;
+}
+
+void sched_receive(sched_ctx_t *ctx, sched_pred_fn pred, void *arg)
+{
+    ctx->sel_pred = pred;
+    ctx->sel_arg = arg;
+    ctx->save = &ctx->q_first;
+}
+
+void sched_receive_ref(sched_ctx_t *ctx, term_t ref, sched_pred_fn pred, void *arg)
+{
+    sched_receive(ctx, pred, arg);
+    sched_ref_t r;
+    if (pred != NULL && ctx->mark != NULL && ref_words(ref, &r) && ref_eq(r, ctx->mark_ref))
+        ctx->save = ctx->mark;
+}
+
+int sched_code_change(sched_ctx_t *ctx, term_t extra)
+{
+    if (ctx->beh->code_change == NULL)
+        return GD_OK;
+    return ctx->beh->code_change(ctx, extra, &ctx->st);
+}
+
+int sched_process_info(term_t pid, sched_process_info_t *out)
+{
+    sched_proc_t *p = proc_get(pid);
+    if (p == NULL)
+        return SCHED_ENOPROC;
+    /* Acquire: a snapshot; the rest are relaxed statistics. */
+    uint32_t s = atomic_load_explicit(&p->state, memory_order_acquire);
+    out->status = (s & PS_EXITING)   ? SCHED_STATUS_EXITING
+                  : (s & PS_RUNNING) ? SCHED_STATUS_RUNNING
+                  : (s & PS_IN_RUNQ) ? SCHED_STATUS_RUNNABLE
+                                     : SCHED_STATUS_WAITING;
+    out->priority = (enum sched_priority)p->prio;
+    out->message_queue_len = atomic_load_explicit(&p->qlen, memory_order_relaxed);
+    out->heap_size_words = atomic_load_explicit(&p->pub_heap_words, memory_order_relaxed);
+    out->reductions = atomic_load_explicit(&p->pub_reds, memory_order_relaxed);
+    out->links = atomic_load_explicit(&p->pub_links, memory_order_relaxed);
+    out->monitors = atomic_load_explicit(&p->pub_monitors, memory_order_relaxed);
+    out->monitored_by = atomic_load_explicit(&p->pub_monitored_by, memory_order_relaxed);
+    out->memory_bytes = sizeof *p + out->heap_size_words * sizeof(term_t) +
+                        atomic_load_explicit(&p->pub_dict_bytes, memory_order_relaxed);
+    out->registered_name = sched_registered_name(pid);
+    proc_put(p);
+    return GD_OK;
+}

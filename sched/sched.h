@@ -1,0 +1,342 @@
+/*
+ * sched.h — girder's runtime core: processes, their mailboxes and signals,
+ * and the scheduler threads that run them.
+ *
+ * Processes.  A process is a behaviour callback set (init, handle_message,
+ * terminate, code_change) run once per message on a scheduler thread; its
+ * state term and the message are its roots, so it needs no stack of its own
+ * while idle (an idle process costs sizeof(PCB) + its heap; see
+ * sched_process_info().memory_bytes and tests/sched/test_spawn.c).  Pids are
+ * BEAM-style index + serial: a process-table slot index and a serial bumped
+ * every time the slot is reused; free slots are reused oldest first, and
+ * fresh indices are used before any freed one, so a pid is not reused soon.
+ *
+ * Messages and signals.  Every process has one lock-free multi-producer
+ * inbox (an intrusive Vyukov MPSC queue).  A sender copies the message into
+ * a heap fragment on its own thread (heap_msg_copy: refc binaries are
+ * shared, not copied) and publishes it with release ordering; the receiver
+ * takes it with acquire ordering and attaches the fragment to its heap when
+ * it accepts the message.  Signals (exit, link, unlink, monitor, demonitor,
+ * down) travel through the same inbox, so between one pair of processes
+ * signals and messages arrive in the order sent, as Erlang guarantees.  The
+ * receiver handles signals when it takes them from the inbox.
+ *
+ * Wake-ups.  Each process has an atomic state word with the flags ACTIVE
+ * (work was published), RUNNING (a scheduler runs it), IN_RUNQ (it sits in
+ * exactly one run queue) and EXITING.  A sender, after publishing, sets
+ * ACTIVE with a CAS and also sets IN_RUNQ if neither RUNNING nor IN_RUNQ was
+ * set; only the sender whose CAS set IN_RUNQ enqueues the process.  The
+ * scheduler that dequeues it swaps IN_RUNQ|ACTIVE for RUNNING, drains the
+ * inbox, and when it runs out of work tries to clear RUNNING with a CAS that
+ * expects ACTIVE clear: if a sender set ACTIVE meanwhile the CAS fails and
+ * the scheduler looks again.  Every transition is a read-modify-write on the
+ * one word, so a wake-up is never lost and a process is never queued twice.
+ *
+ * Reclamation.  A process-table slot holds one atomic word: serial, a LIVE
+ * bit and a count of references.  Looking a pid up increments the count with
+ * a CAS that checks LIVE and the serial; the process itself holds one
+ * reference while alive.  An exiting process clears LIVE (no new lookups
+ * succeed, so sends to it are dropped) and drops its reference; whoever drops
+ * the last one puts the PCB on a zombie list that schedulers reap at a safe
+ * point (answering LINK/MONITOR signals that raced with the exit with
+ * noproc), so a sender never touches a freed PCB and freeing never recurses.
+ *
+ * Scheduling.  One thread per scheduler (default: one per core), each with a
+ * run queue of four priorities: max runs before high before normal; low runs
+ * within normal's turns (every 8th normal pick takes a low process if one is
+ * waiting).  A process runs until it has no deliverable message or has used
+ * SCHED_CONTEXT_REDS reductions (one per message or signal taken, one per
+ * 16 words sent, received, allocated or moved by the collector, and
+ * sched_bump_reds), checked between callbacks, then goes to the
+ * back of its queue.  An idle scheduler steals half of the longest other
+ * queue, polls the queue lengths for ~10-20 µs (a futex wake-up costs more
+ * than many messages), then sleeps on a condition variable: no CPU while the
+ * node is idle.  A watchdog thread ticks every millisecond while any process
+ * is runnable or running and sleeps otherwise; each tick it wakes a sleeping
+ * scheduler for any queue holding more than one process (balancing).  Run
+ * queues take a mutex each (uncontended in the common case: a scheduler
+ * works on its own queue; stealing and cross-scheduler wake-ups lock the
+ * other's).
+ *
+ * Stuck schedulers.  A callback that loops in plain C without calling the
+ * runtime cannot be preempted.  The watchdog notices a slice (callback or
+ * garbage collection) running longer than stuck_ns (default 2 ms) and marks
+ * that scheduler stuck: its whole run queue may then be stolen by any other
+ * scheduler, wake-ups of processes homed there go to another queue, and the
+ * idle schedulers are woken.  When every scheduler is stuck the watchdog
+ * starts an extra scheduler thread (at most max_extra_schedulers), so the
+ * other processes keep their latency.  A scheduler clears its stuck mark when
+ * its slice ends.  Garbage collection runs inside the slice (at the safe
+ * point after each callback), so a long collection of a big heap is caught
+ * the same way: the others are stolen meanwhile.  Why this design rather
+ * than interrupting the callback: C code cannot be preempted safely at an
+ * arbitrary point (it may hold locks or half-built terms), while moving the
+ * other processes away needs nothing from it.
+ *
+ * Thread use.  sched_send*, sched_exit_pid, sched_whereis, sched_spawn* with
+ * ctx == NULL and sched_process_info may be called from any thread while the
+ * node runs (e.g. a test's main thread).  Functions taking a sched_ctx_t act
+ * for that process and may only be called from its callbacks.
+ */
+#ifndef GIRDER_SCHED_H
+#define GIRDER_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "heap.h"
+
+/* sched/ error codes (the range below etf/'s). */
+enum {
+    SCHED_EEXIT = -200,       /* returned by sched_exit: the callback ends its process */
+    SCHED_ENOPROC = -201,     /* no such process (or no such registered name) */
+    SCHED_ENAME_TAKEN = -202, /* register: the name or the process is already registered */
+    SCHED_ETOO_MANY = -203,   /* the process table is full */
+    SCHED_ESTOPPED = -204,    /* the node is not running */
+};
+
+/* OTP's CONTEXT_REDS: reductions per slice. */
+#define SCHED_CONTEXT_REDS 4000
+
+/* The context of the process a callback runs for (the process itself). */
+typedef struct sched_proc sched_ctx_t;
+
+/*
+ * A behaviour.  Every callback returns 0 to go on or a negative code to end
+ * the process: SCHED_EEXIT after sched_exit (with that reason), any other
+ * code with reason {callback_error, Code}.  Terms passed in live on the
+ * process heap (sched_heap) and are valid until the callback returns;
+ * *state is the process state, kept as a root between callbacks.
+ *  - init: the first callback; `arg` is the spawn argument (copied).
+ *    *state starts as [].
+ *  - handle_message: one message taken from the queue.
+ *  - terminate (optional): the process is exiting with `reason` (not called
+ *    for `killed`); it may still send.
+ *  - code_change (optional): see sched_code_change.
+ */
+typedef struct sched_behaviour {
+    int (*init)(sched_ctx_t *ctx, term_t arg, term_t *state);
+    int (*handle_message)(sched_ctx_t *ctx, term_t msg, term_t *state);
+    void (*terminate)(sched_ctx_t *ctx, term_t reason, term_t state);
+    int (*code_change)(sched_ctx_t *ctx, term_t extra, term_t *state);
+} sched_behaviour_t;
+
+/* Priorities; normal is 0 so zeroed options mean normal. */
+enum sched_priority {
+    SCHED_PRIO_NORMAL = 0,
+    SCHED_PRIO_LOW = 1,
+    SCHED_PRIO_HIGH = 2,
+    SCHED_PRIO_MAX = 3,
+};
+
+/* Spawn options; zero-initialised means the defaults. */
+typedef struct sched_spawn_opts {
+    enum sched_priority priority; /* default normal */
+    size_t min_heap_size;         /* words; 0 = SCHED_MIN_HEAP_DEFAULT */
+    size_t max_heap_size;         /* words; 0 = unlimited; beyond it: killed */
+    uint32_t fullsweep_after;     /* 0 = the heap default (65535) */
+    int scheduler;                /* 1-based scheduler hint; 0 = the spawner's */
+    bool link;                    /* spawn_link (needs a ctx) */
+    bool monitor;                 /* spawn_monitor (needs a ctx) */
+} sched_spawn_opts_t;
+
+/* Initial heap of a process (words, on its first allocation).  BEAM uses
+ * 233; an idle process here costs at most 38 words of heap. */
+#define SCHED_MIN_HEAP_DEFAULT 38
+
+/* Node options; zero-initialised means the defaults. */
+typedef struct sched_opts {
+    unsigned schedulers;           /* 0 = one per online core */
+    uint32_t max_processes;        /* 0 = SCHED_MAX_PROCESSES_DEFAULT */
+    uint64_t stuck_ns;             /* slice length that marks a scheduler stuck; 0 = 2 ms */
+    unsigned max_extra_schedulers; /* threads added when all are stuck; 0 = 2 */
+} sched_opts_t;
+
+#define SCHED_MAX_PROCESSES_DEFAULT ((uint32_t)1 << 21)
+#define SCHED_MAX_PROCESSES_LIMIT ((uint32_t)1 << 27)
+
+/*
+ * Starts the node: the process table, the scheduler threads and the
+ * watchdog.  One node per OS process.  Errors: GD_EINVAL (already running or
+ * max_processes above SCHED_MAX_PROCESSES_LIMIT), GD_ENOMEM, GD_ESYSTEM_LIMIT
+ * (a thread could not be created).
+ */
+int sched_start(const sched_opts_t *opts) GD_MUST_CHECK;
+
+/*
+ * Stops the node: stops and joins every thread, kills the remaining
+ * processes without running their callbacks, and frees everything.  Must
+ * not race with other sched_* calls.  No-op when not running.
+ */
+void sched_stop(void);
+
+/* Number of live processes. */
+uint32_t sched_process_count(void);
+
+/*
+ * Waits until every one of the n pids has exited completely (its links and
+ * monitors signalled), or timeout_ms passes.  Returns 0, or GD_EAGAIN on
+ * timeout.  Any thread; O(n) per wake-up.
+ */
+int sched_wait_exit(const term_t *pids, size_t n, uint64_t timeout_ms) GD_MUST_CHECK;
+
+/* Waits until at most `count` processes are alive (0 or GD_EAGAIN). */
+int sched_wait_count(uint32_t count, uint64_t timeout_ms) GD_MUST_CHECK;
+
+/* True when pid names a live local process. */
+bool sched_is_alive(term_t pid);
+
+/* The process-table slot and the slot's reuse count a local pid names
+ * (false for other terms, or a slot beyond the table).  A pid's 28 data
+ * bits (OTP's local range) hold the slot in their low bits and the reuse
+ * count above, so a slot's pids repeat only after 2^(28 - slot bits) lives. */
+bool sched_pid_slot(term_t pid, uint32_t *index, uint32_t *serial);
+
+/*
+ * Spawns a behaviour process.  `arg` (on any heap the caller may read, or
+ * an immediate) is copied for the child's init.  ctx is the spawning process
+ * or NULL from outside any process (then link/monitor are GD_EINVAL).  On
+ * success *pid_out is the child's pid and, with opts->monitor, *ref_out the
+ * monitor reference (on ctx's heap; may be NULL otherwise).  Errors:
+ * GD_ENOMEM, GD_EINVAL, SCHED_ETOO_MANY, SCHED_ESTOPPED.  O(size of arg).
+ */
+int sched_spawn_opt(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
+                    const sched_spawn_opts_t *opts, term_t *pid_out, term_t *ref_out) GD_MUST_CHECK;
+int sched_spawn(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
+                term_t *pid_out) GD_MUST_CHECK;
+int sched_spawn_link(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
+                     term_t *pid_out) GD_MUST_CHECK;
+int sched_spawn_monitor(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg, term_t *pid_out,
+                        term_t *ref_out) GD_MUST_CHECK;
+
+/* ---- acting as a process (callbacks only) ---- */
+
+/* The process's pid. */
+term_t sched_self(const sched_ctx_t *ctx);
+
+/* The process heap: build terms here (allocation never collects; the
+ * runtime collects between callbacks with the state as root). */
+heap_t *sched_heap(sched_ctx_t *ctx);
+
+/* Charges n reductions; returns true when the slice is used up (a long C
+ * loop should then return from its callback to let others run). */
+bool sched_bump_reds(sched_ctx_t *ctx, uint32_t n);
+
+/*
+ * Sends msg (copied) to `to`: a local pid or a registered-name atom.  A send
+ * to a dead pid is dropped silently (0), as in Erlang; a name nobody has
+ * registered is SCHED_ENOPROC (Erlang's badarg).  ctx may be NULL from
+ * outside any process.  Errors: GD_ENOMEM, GD_ESYSTEM_LIMIT (message too
+ * large), GD_EBADARG (to is neither), SCHED_ESTOPPED.
+ * O(size of msg).
+ */
+int sched_send(sched_ctx_t *ctx, term_t to, term_t msg) GD_MUST_CHECK;
+
+/*
+ * Sends exit signal `reason` from ctx (or from no process when ctx is NULL:
+ * the sender is then the atom undefined) to `to` (pid or name), as
+ * erlang:exit/2: kill is untrappable and kills with reason killed; normal
+ * is ignored unless trapped; others kill unless trapped ({'EXIT', From,
+ * Reason} message).  Dead targets: 0.  Errors as sched_send.
+ */
+int sched_exit_pid(sched_ctx_t *ctx, term_t to, term_t reason) GD_MUST_CHECK;
+
+/* Ends the calling process with `reason` (an immediate or a term on the
+ * process heap): return what it returns (SCHED_EEXIT) from the callback. */
+int sched_exit(sched_ctx_t *ctx, term_t reason) GD_MUST_CHECK;
+
+/* Links to pid (or name).  A dead target sends this process an exit signal
+ * with reason noproc (trapped: an {'EXIT', Pid, noproc} message). */
+int sched_link(sched_ctx_t *ctx, term_t to) GD_MUST_CHECK;
+int sched_unlink(sched_ctx_t *ctx, term_t to) GD_MUST_CHECK;
+
+/* Monitors pid or registered name; *ref_out (on the heap) identifies it.
+ * When the target exits (or is dead already) the process receives
+ * {'DOWN', Ref, process, Item, Reason} (Item: the pid, or {Name, Node} for a
+ * name; Reason noproc for a dead target). */
+int sched_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out) GD_MUST_CHECK;
+/* Removes a monitor; no DOWN for it is delivered afterwards.  0 even when
+ * the monitor already fired or never existed. */
+int sched_demonitor(sched_ctx_t *ctx, term_t ref) GD_MUST_CHECK;
+
+/* trap_exit: returns the old value. */
+bool sched_trap_exit(sched_ctx_t *ctx, bool on);
+
+/* Registers the process under atom `name`.  Errors: GD_EBADARG (not an
+ * atom or the atom undefined), SCHED_ENAME_TAKEN. */
+int sched_register(sched_ctx_t *ctx, term_t name) GD_MUST_CHECK;
+/* Removes a registration (any process's); SCHED_ENOPROC if none. */
+int sched_unregister(term_t name) GD_MUST_CHECK;
+/* The pid registered as name, or the atom undefined.  Any thread. */
+term_t sched_whereis(term_t name);
+
+/* Process dictionary (keys compared with =:=).  get returns the atom
+ * undefined when absent; put sets *old_out (may be NULL) to the previous
+ * value or undefined; erase likewise.  Values are kept as roots.  O(size). */
+term_t sched_dict_get(sched_ctx_t *ctx, term_t key);
+int sched_dict_put(sched_ctx_t *ctx, term_t key, term_t val, term_t *old_out) GD_MUST_CHECK;
+term_t sched_dict_erase(sched_ctx_t *ctx, term_t key);
+
+/* A fresh reference on the process heap.  It also marks the current end of
+ * the message queue: sched_receive_ref with this ref skips older messages
+ * (OTP's reference trick). */
+int sched_make_ref(sched_ctx_t *ctx, term_t *ref_out) GD_MUST_CHECK;
+
+/*
+ * Selective receive for behaviours.  After the current callback returns,
+ * only the first queued message (in arrival order) for which pred returns
+ * true is delivered to handle_message; the others stay queued, in order,
+ * and are delivered after it.  Each message is offered to pred at most once
+ * per selection (a save pointer remembers how far the queue was scanned), so
+ * a wait costs O(messages arriving), not O(queue length) per wake-up.
+ * pred == NULL cancels the selection.
+ */
+typedef bool (*sched_pred_fn)(term_t msg, void *arg);
+void sched_receive(sched_ctx_t *ctx, sched_pred_fn pred, void *arg);
+/* As sched_receive for a reply tagged with `ref`: when ref is the one the
+ * last sched_make_ref made, scanning starts at the queue position marked
+ * then. */
+void sched_receive_ref(sched_ctx_t *ctx, term_t ref, sched_pred_fn pred, void *arg);
+
+/* Calls the behaviour's code_change for the process (from one of its own
+ * callbacks); errors as the callback's. */
+int sched_code_change(sched_ctx_t *ctx, term_t extra) GD_MUST_CHECK;
+
+/* ---- inspection ---- */
+
+enum sched_status {
+    SCHED_STATUS_WAITING = 0,
+    SCHED_STATUS_RUNNABLE = 1,
+    SCHED_STATUS_RUNNING = 2,
+    SCHED_STATUS_EXITING = 3,
+};
+
+/* process_info.  Values are those published at the end of the process's
+ * last slice (exact for a process that is not running). */
+typedef struct sched_process_info {
+    enum sched_status status;
+    enum sched_priority priority;
+    uint32_t message_queue_len; /* messages sent and not yet handled */
+    size_t heap_size_words;     /* OTP's total_heap_size */
+    uint64_t reductions;
+    uint32_t links;
+    uint32_t monitors; /* processes this one monitors */
+    uint32_t monitored_by;
+    size_t memory_bytes;    /* PCB + heap + link/monitor/dictionary tables */
+    term_t registered_name; /* or [] */
+} sched_process_info_t;
+
+/* Fills *out for pid.  SCHED_ENOPROC for a dead pid.  Any thread. */
+int sched_process_info(term_t pid, sched_process_info_t *out) GD_MUST_CHECK;
+
+/* Node statistics for tests and benchmarks. */
+typedef struct sched_stats {
+    unsigned schedulers;    /* threads running now (extra included) */
+    uint64_t steals;        /* processes moved by stealing */
+    uint64_t stuck_marks;   /* times a scheduler was marked stuck */
+    uint64_t extra_started; /* extra scheduler threads started */
+} sched_stats_t;
+void sched_stats(sched_stats_t *out);
+
+#endif /* GIRDER_SCHED_H */

@@ -1,0 +1,613 @@
+/*
+ * scheduler.c — scheduler threads, run queues, stealing, the watchdog that
+ * balances and rescues stuck schedulers, and node start/stop.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+node_t sched_node;
+_Thread_local runq_t *sched_current_rq;
+
+/* True between sched_start and sched_stop.  Release in start/stop pairs
+ * with the acquire in node_running: a caller that sees true sees the node
+ * initialised. */
+static _Atomic bool node_up;
+
+bool node_running(void)
+{
+    return atomic_load_explicit(&node_up, memory_order_acquire);
+}
+
+uint64_t sched_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Every 8th pick from normal's turns takes a low-priority process. */
+#define LOW_EVERY 8
+/* Watchdog tick while work is queued. */
+#define WATCHDOG_TICK_NS 1000000
+#define STUCK_NS_DEFAULT 2000000
+#define MAX_EXTRA_DEFAULT 2
+/* Polls of the queue lengths before a scheduler sleeps (~10-20 µs). */
+#define SPIN_ROUNDS 400
+
+/* ---- run queues ---- */
+
+/* Appends p at priority prio (locked). */
+static void rq_append(runq_t *rq, sched_proc_t *p)
+{
+    unsigned q = p->prio;
+    p->rq_next = NULL;
+    if (rq->tail[q] != NULL)
+        rq->tail[q]->rq_next = p;
+    else
+        rq->head[q] = p;
+    rq->tail[q] = p;
+    /* Seq_cst: pairs with the watchdog's seq_cst store of wd_idle before
+     * it reads the lengths (either it sees this or we see it idle). */
+    atomic_fetch_add_explicit(&rq->len, 1, memory_order_seq_cst);
+}
+
+static sched_proc_t *rq_take(runq_t *rq, unsigned q)
+{
+    sched_proc_t *p = rq->head[q];
+    rq->head[q] = p->rq_next;
+    if (rq->head[q] == NULL)
+        rq->tail[q] = NULL;
+    /* Relaxed: the queue itself is under the lock; lock-free readers use
+     * the length only as a hint (a stale value costs a wasted look). */
+    atomic_fetch_sub_explicit(&rq->len, 1, memory_order_relaxed);
+    return p;
+}
+
+/* The next process by priority (locked), or NULL. */
+static sched_proc_t *rq_pick(runq_t *rq)
+{
+    if (rq->head[SCHED_PRIO_MAX] != NULL)
+        return rq_take(rq, SCHED_PRIO_MAX);
+    if (rq->head[SCHED_PRIO_HIGH] != NULL)
+        return rq_take(rq, SCHED_PRIO_HIGH);
+    bool normal = rq->head[SCHED_PRIO_NORMAL] != NULL, low = rq->head[SCHED_PRIO_LOW] != NULL;
+    if (!normal && !low)
+        return NULL;
+    if (low && (!normal || ++rq->normal_picks % LOW_EVERY == 0))
+        return rq_take(rq, SCHED_PRIO_LOW);
+    return rq_take(rq, SCHED_PRIO_NORMAL);
+}
+
+/* Wakes rq's scheduler if it sleeps; true if it did. */
+static bool rq_wake(runq_t *rq)
+{
+    bool woke = false;
+    pthread_mutex_lock(&rq->lock);
+    if (rq->sleeping && !rq->wake_pending) {
+        rq->wake_pending = true;
+        pthread_cond_signal(&rq->wake);
+        woke = true;
+    }
+    pthread_mutex_unlock(&rq->lock);
+    return woke;
+}
+
+/* Wakes one sleeping scheduler other than `except` (to steal). */
+static void wake_one_sleeper(const runq_t *except)
+{
+    node_t *n = &sched_node;
+    /* Relaxed hint: a sleeper missed here is found by the watchdog's next
+     * balancing pass. */
+    if (atomic_load_explicit(&n->sleepers, memory_order_relaxed) == 0)
+        return;
+    /* Acquire pairs with the release that published a new queue (start,
+     * watchdog_pass). */
+    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    for (unsigned i = 0; i < nrqs; i++)
+        if (&n->rqs[i] != except && rq_wake(&n->rqs[i]))
+            return;
+}
+
+void sched_kick_reaper(void)
+{
+    node_t *n = &sched_node;
+    /* Acquire: as in wake_one_sleeper. */
+    if (atomic_load_explicit(&n->nrqs, memory_order_acquire) != 0)
+        (void)rq_wake(&n->rqs[0]);
+}
+
+static bool rq_stuck(runq_t *rq)
+{
+    /* Acquire pairs with the watchdog's release store. */
+    return atomic_load_explicit(&rq->stuck, memory_order_acquire);
+}
+
+void runq_push(sched_proc_t *p)
+{
+    node_t *n = &sched_node;
+    /* Acquire: as in wake_one_sleeper. */
+    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    unsigned i = p->home < nrqs ? p->home : 0;
+    if (rq_stuck(&n->rqs[i])) {
+        /* Its home scheduler is stuck in a long slice: run it elsewhere,
+         * preferably here. */
+        if (sched_current_rq != NULL && !rq_stuck(sched_current_rq)) {
+            i = sched_current_rq->index;
+        } else {
+            for (unsigned k = 1; k < nrqs; k++)
+                if (!rq_stuck(&n->rqs[(i + k) % nrqs])) {
+                    i = (i + k) % nrqs;
+                    break;
+                }
+        }
+    }
+    p->home = (uint16_t)i;
+    runq_t *rq = &n->rqs[i];
+    pthread_mutex_lock(&rq->lock);
+    rq_append(rq, p);
+    bool asleep = rq->sleeping;
+    if (asleep && !rq->wake_pending) {
+        rq->wake_pending = true;
+        pthread_cond_signal(&rq->wake);
+    }
+    uint32_t len = atomic_load_explicit(&rq->len, memory_order_relaxed); /* under the lock */
+    pthread_mutex_unlock(&rq->lock);
+    if (!asleep && len > 1)
+        wake_one_sleeper(rq);
+    watchdog_kick();
+}
+
+/* Moves work from another queue to `self` and returns one process to run
+ * now, or NULL.  A stuck queue is taken whole; otherwise half of the
+ * longest queue. */
+static sched_proc_t *steal(runq_t *self)
+{
+    node_t *n = &sched_node;
+    /* Acquire: as in wake_one_sleeper. */
+    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    runq_t *victim = NULL;
+    uint32_t best = 0;
+    bool take_all = false;
+    for (unsigned k = 1; k < nrqs; k++) {
+        runq_t *rq = &n->rqs[(self->index + k) % nrqs];
+        /* Relaxed hint; the victim's lock decides. */
+        uint32_t len = atomic_load_explicit(&rq->len, memory_order_relaxed);
+        if (len == 0)
+            continue;
+        if (rq_stuck(rq)) {
+            victim = rq;
+            take_all = true;
+            break;
+        }
+        if (len > best) {
+            best = len;
+            victim = rq;
+        }
+    }
+    if (victim == NULL)
+        return NULL;
+    sched_proc_t *first = NULL, *list = NULL, **tail = &list;
+    uint32_t moved = 0;
+    pthread_mutex_lock(&victim->lock);
+    uint32_t len = atomic_load_explicit(&victim->len, memory_order_relaxed); /* under the lock */
+    uint32_t want = take_all ? len : (len + 1) / 2;
+    for (; moved < want; moved++) {
+        sched_proc_t *p = rq_pick(victim);
+        if (p == NULL)
+            break;
+        if (first == NULL) {
+            first = p;
+        } else {
+            *tail = p;
+            tail = &p->rq_next;
+        }
+    }
+    *tail = NULL;
+    pthread_mutex_unlock(&victim->lock);
+    if (first == NULL)
+        return NULL;
+    first->home = (uint16_t)self->index;
+    if (list != NULL) {
+        pthread_mutex_lock(&self->lock);
+        for (sched_proc_t *p = list, *next; p != NULL; p = next) {
+            next = p->rq_next;
+            p->home = (uint16_t)self->index;
+            rq_append(self, p);
+        }
+        pthread_mutex_unlock(&self->lock);
+    }
+    atomic_fetch_add_explicit(&n->steals, moved, memory_order_relaxed); /* statistic */
+    return first;
+}
+
+/* Spins briefly for work before sleeping: a wake-up through the condition
+ * variable costs a futex call on both sides (~5 µs each here), far more
+ * than a message, so a scheduler that just ran out of work polls the
+ * queue lengths for a few microseconds first (BEAM's scheduler busy-wait,
+ * much shorter).  True when work appeared. */
+static bool spin_for_work(runq_t *self)
+{
+    node_t *n = &sched_node;
+    for (int i = 0; i < SPIN_ROUNDS; i++) {
+        /* Acquire: as in wake_one_sleeper; the lengths are relaxed hints
+         * (the locked pick or steal that follows decides). */
+        unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+        for (unsigned k = 0; k < nrqs; k++)
+            if (atomic_load_explicit(&n->rqs[(self->index + k) % nrqs].len, memory_order_relaxed) >
+                (k == 0 ? 0u : 1u))
+                return true;
+        /* Relaxed: the loop re-reads it with acquire. */
+        if (atomic_load_explicit(&n->stopping, memory_order_relaxed))
+            return true;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    return false;
+}
+
+/* Frees the PCBs whose last reference dropped. */
+static void reap_zombies(void)
+{
+    /* Relaxed peek; the exchange below is the acquire. */
+    if (atomic_load_explicit(&sched_node.zombies, memory_order_relaxed) == NULL)
+        return;
+    /* Acquire pairs with the release CAS in proc_put. */
+    sched_proc_t *z = atomic_exchange_explicit(&sched_node.zombies, NULL, memory_order_acquire);
+    while (z != NULL) {
+        sched_proc_t *next = z->rq_next;
+        proc_reap(z);
+        z = next;
+    }
+}
+
+static void *scheduler_main(void *arg)
+{
+    runq_t *rq = arg;
+    node_t *n = &sched_node;
+    sched_current_rq = rq;
+    for (;;) {
+        reap_zombies();
+        /* Acquire pairs with the release store in stop_threads. */
+        if (atomic_load_explicit(&n->stopping, memory_order_acquire))
+            break;
+        pthread_mutex_lock(&rq->lock);
+        sched_proc_t *p = rq_pick(rq);
+        pthread_mutex_unlock(&rq->lock);
+        if (p == NULL)
+            p = steal(rq);
+        if (p == NULL && spin_for_work(rq))
+            continue;
+        if (p == NULL) {
+            pthread_mutex_lock(&rq->lock);
+            /* len under the lock; stopping as above. */
+            if (atomic_load_explicit(&rq->len, memory_order_relaxed) == 0 && !rq->wake_pending &&
+                !atomic_load_explicit(&n->stopping, memory_order_acquire)) {
+                rq->sleeping = true;
+                /* Relaxed: a hint for wake_one_sleeper (the watchdog
+                 * covers a stale read). */
+                atomic_fetch_add_explicit(&n->sleepers, 1, memory_order_relaxed);
+                while (!rq->wake_pending)
+                    pthread_cond_wait(&rq->wake, &rq->lock);
+                atomic_fetch_sub_explicit(&n->sleepers, 1, memory_order_relaxed);
+                rq->sleeping = false;
+            }
+            rq->wake_pending = false;
+            pthread_mutex_unlock(&rq->lock);
+            continue;
+        }
+        /* Relaxed: a timestamp hint read by the watchdog; nothing is
+         * published through it. */
+        atomic_store_explicit(&rq->slice_start, sched_now_ns(), memory_order_relaxed);
+        proc_run(p);
+        atomic_store_explicit(&rq->slice_start, 0, memory_order_relaxed);
+        /* Relaxed peek, release clear: pairs with the stealers' acquire
+         * loads (they stop taking the whole queue). */
+        if (atomic_load_explicit(&rq->stuck, memory_order_relaxed))
+            atomic_store_explicit(&rq->stuck, false, memory_order_release);
+    }
+    return NULL;
+}
+
+/* ---- watchdog ---- */
+
+void watchdog_kick(void)
+{
+    node_t *n = &sched_node;
+    /* Seq_cst: pairs with the watchdog's store before it re-reads the
+     * queue lengths (see rq_append). */
+    if (!atomic_load_explicit(&n->wd_idle, memory_order_seq_cst))
+        return;
+    pthread_mutex_lock(&n->wd_lock);
+    pthread_cond_signal(&n->wd_cond);
+    pthread_mutex_unlock(&n->wd_lock);
+}
+
+static int start_scheduler(unsigned i)
+{
+    runq_t *rq = &sched_node.rqs[i];
+    if (pthread_create(&rq->thread, NULL, scheduler_main, rq) != 0)
+        return GD_ESYSTEM_LIMIT;
+    rq->started = true;
+    return GD_OK;
+}
+
+/* One watchdog pass; true when something is queued or running. */
+static bool watchdog_pass(void)
+{
+    node_t *n = &sched_node;
+    /* Acquire: as in wake_one_sleeper. */
+    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    uint64_t now = sched_now_ns();
+    bool busy = false;
+    unsigned stuck = 0;
+    for (unsigned i = 0; i < nrqs; i++) {
+        runq_t *rq = &n->rqs[i];
+        /* Relaxed: a timestamp hint.  len seq_cst: see rq_append. */
+        uint64_t t0 = atomic_load_explicit(&rq->slice_start, memory_order_relaxed);
+        uint32_t len = atomic_load_explicit(&rq->len, memory_order_seq_cst);
+        if (t0 != 0 || len != 0)
+            busy = true;
+        if (t0 != 0 && now > t0 && now - t0 > n->stuck_ns) {
+            stuck++;
+            if (!atomic_load_explicit(&rq->stuck, memory_order_relaxed)) { /* own flag */
+                /* Release: pairs with the stealers' acquire load. */
+                atomic_store_explicit(&rq->stuck, true, memory_order_release);
+                atomic_fetch_add_explicit(&n->stuck_marks, 1, memory_order_relaxed); /* stat */
+            }
+            if (len != 0)
+                wake_one_sleeper(rq);
+        } else if (len > 1) {
+            /* Balancing: an idle scheduler takes half. */
+            wake_one_sleeper(rq);
+        }
+    }
+    if (stuck == nrqs && nrqs < n->max_rqs) {
+        /* Every scheduler is stuck: add one (bounded). */
+        bool queued = false;
+        for (unsigned i = 0; i < nrqs; i++)
+            if (atomic_load_explicit(&n->rqs[i].len, memory_order_relaxed) != 0) /* hint */
+                queued = true;
+        if (queued && start_scheduler(nrqs) == GD_OK) {
+            /* Release: the new queue is initialised (start). */
+            atomic_store_explicit(&n->nrqs, nrqs + 1, memory_order_release);
+            atomic_fetch_add_explicit(&n->extra_started, 1, memory_order_relaxed); /* stat */
+        }
+    }
+    return busy;
+}
+
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    node_t *n = &sched_node;
+    /* Acquire pairs with the release store in stop_threads. */
+    while (!atomic_load_explicit(&n->stopping, memory_order_acquire)) {
+        if (watchdog_pass()) {
+            struct timespec ts = {0, WATCHDOG_TICK_NS};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        /* Idle: sleep until a push kicks us.  Seq_cst store, then re-read
+         * (pairs with rq_append / watchdog_kick). */
+        pthread_mutex_lock(&n->wd_lock);
+        atomic_store_explicit(&n->wd_idle, true, memory_order_seq_cst);
+        if (!watchdog_pass() && !atomic_load_explicit(&n->stopping, memory_order_acquire))
+            pthread_cond_wait(&n->wd_cond, &n->wd_lock);
+        /* Relaxed: a kicker that still sees true only signals in vain. */
+        atomic_store_explicit(&n->wd_idle, false, memory_order_relaxed);
+        pthread_mutex_unlock(&n->wd_lock);
+    }
+    return NULL;
+}
+
+/* ---- start / stop ---- */
+
+static void free_node(void)
+{
+    node_t *n = &sched_node;
+    if (n->rqs != NULL)
+        for (unsigned i = 0; i < n->max_rqs; i++) {
+            pthread_mutex_destroy(&n->rqs[i].lock);
+            pthread_cond_destroy(&n->rqs[i].wake);
+        }
+    free(n->rqs);
+    free(n->slots);
+    free(n->free_ring);
+    registry_free();
+    pthread_mutex_destroy(&n->free_lock);
+    pthread_mutex_destroy(&n->wd_lock);
+    pthread_cond_destroy(&n->wd_cond);
+    pthread_mutex_destroy(&n->exit_lock);
+    pthread_cond_destroy(&n->exit_cond);
+    memset(n, 0, sizeof *n);
+}
+
+static void stop_threads(void)
+{
+    node_t *n = &sched_node;
+    /* Release: pairs with the threads' acquire loads of stopping. */
+    atomic_store_explicit(&n->stopping, true, memory_order_release);
+    /* Acquire: as in wake_one_sleeper. */
+    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    for (unsigned i = 0; i < nrqs; i++) {
+        runq_t *rq = &n->rqs[i];
+        pthread_mutex_lock(&rq->lock);
+        rq->wake_pending = true;
+        pthread_cond_signal(&rq->wake);
+        pthread_mutex_unlock(&rq->lock);
+    }
+    pthread_mutex_lock(&n->wd_lock);
+    pthread_cond_signal(&n->wd_cond);
+    pthread_mutex_unlock(&n->wd_lock);
+    if (n->watchdog_started)
+        pthread_join(n->watchdog, NULL);
+    n->watchdog_started = false;
+    /* The watchdog is gone: nrqs no longer changes. */
+    nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    for (unsigned i = 0; i < nrqs; i++)
+        if (n->rqs[i].started) {
+            pthread_join(n->rqs[i].thread, NULL);
+            n->rqs[i].started = false;
+        }
+}
+
+int sched_start(const sched_opts_t *opts)
+{
+    static const sched_opts_t defaults;
+    if (opts == NULL)
+        opts = &defaults;
+    if (node_running() || opts->max_processes > SCHED_MAX_PROCESSES_LIMIT)
+        return GD_EINVAL;
+    node_t *n = &sched_node;
+    memset(n, 0, sizeof *n);
+    unsigned nsched = opts->schedulers;
+    if (nsched == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        nsched = c > 0 ? (unsigned)c : 1;
+    }
+    if (nsched > 1024)
+        return GD_EINVAL;
+    n->nsched = nsched;
+    n->max_rqs =
+        nsched + (opts->max_extra_schedulers != 0 ? opts->max_extra_schedulers : MAX_EXTRA_DEFAULT);
+    n->max_procs = opts->max_processes != 0 ? opts->max_processes : SCHED_MAX_PROCESSES_DEFAULT;
+    n->idx_bits = 0;
+    while ((1u << n->idx_bits) < n->max_procs)
+        n->idx_bits++;
+    /* LIMIT is 2^27: at least one bit of serial remains. */
+    n->serial_mask = ((uint64_t)1 << (28 - n->idx_bits)) - 1;
+    n->stuck_ns = opts->stuck_ns != 0 ? opts->stuck_ns : STUCK_NS_DEFAULT;
+    pthread_mutex_init(&n->free_lock, NULL);
+    pthread_mutex_init(&n->wd_lock, NULL);
+    pthread_cond_init(&n->wd_cond, NULL);
+    pthread_mutex_init(&n->exit_lock, NULL);
+    pthread_cond_init(&n->exit_cond, NULL);
+    int rc = proc_atoms_init();
+    /* Reading the identity freezes it: it must not change once pids and
+     * refs of this node exist (heap_node_identity_set before sched_start). */
+    (void)heap_node_name();
+    if (rc == GD_OK)
+        rc = registry_init();
+    if (rc != GD_OK)
+        goto fail;
+    rc = GD_ENOMEM;
+    /* calloc: the table's pages are committed as slots are first used. */
+    n->slots = calloc(n->max_procs, sizeof *n->slots);
+    n->free_ring = malloc((size_t)n->max_procs * sizeof *n->free_ring);
+    n->rqs = aligned_alloc(64, n->max_rqs * sizeof *n->rqs);
+    if (n->slots == NULL || n->free_ring == NULL || n->rqs == NULL)
+        goto fail;
+    memset(n->rqs, 0, n->max_rqs * sizeof *n->rqs);
+    for (unsigned i = 0; i < n->max_rqs; i++) {
+        pthread_mutex_init(&n->rqs[i].lock, NULL);
+        pthread_cond_init(&n->rqs[i].wake, NULL);
+        n->rqs[i].index = i;
+    }
+    atomic_store_explicit(&n->nrqs, nsched, memory_order_release);
+    atomic_store_explicit(&node_up, true, memory_order_release);
+    for (unsigned i = 0; i < nsched; i++) {
+        rc = start_scheduler(i);
+        if (rc != GD_OK)
+            goto fail_threads;
+    }
+    if (pthread_create(&n->watchdog, NULL, watchdog_main, NULL) != 0) {
+        rc = GD_ESYSTEM_LIMIT;
+        goto fail_threads;
+    }
+    n->watchdog_started = true;
+    return GD_OK;
+
+fail_threads:
+    atomic_store_explicit(&node_up, false, memory_order_release);
+    stop_threads();
+fail:
+    free_node();
+    return rc;
+}
+
+void sched_stop(void)
+{
+    if (!node_running())
+        return;
+    atomic_store_explicit(&node_up, false, memory_order_release);
+    stop_threads();
+    proc_destroy_all();
+    free_node();
+}
+
+/* ---- waiting for exits ---- */
+
+/* Waits on exit_cond (locked) until fn(arg) or the deadline. */
+static int wait_until(bool (*fn)(const void *), const void *arg, uint64_t timeout_ms)
+{
+    node_t *n = &sched_node;
+    uint64_t deadline = sched_now_ns() + timeout_ms * 1000000u;
+    /* Seq_cst: pairs with notify_exit's load (see process.c). */
+    atomic_fetch_add_explicit(&n->exit_waiters, 1, memory_order_seq_cst);
+    int rc = GD_OK;
+    pthread_mutex_lock(&n->exit_lock);
+    while (!fn(arg)) {
+        uint64_t now = sched_now_ns();
+        if (now >= deadline) {
+            rc = GD_EAGAIN;
+            break;
+        }
+        /* Short steps: a backstop for a notification that raced the
+         * check (the condition is read outside the lock's protection). */
+        uint64_t step = deadline - now < 10000000u ? deadline - now : 10000000u;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + step;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        (void)pthread_cond_timedwait(&n->exit_cond, &n->exit_lock, &ts);
+    }
+    pthread_mutex_unlock(&n->exit_lock);
+    atomic_fetch_sub_explicit(&n->exit_waiters, 1, memory_order_seq_cst);
+    return rc;
+}
+
+typedef struct pids_arg {
+    const term_t *pids;
+    size_t n;
+} pids_arg_t;
+
+static bool all_dead(const void *varg)
+{
+    const pids_arg_t *a = varg;
+    for (size_t i = 0; i < a->n; i++)
+        if (!proc_exit_done(a->pids[i]))
+            return false;
+    return true;
+}
+
+int sched_wait_exit(const term_t *pids, size_t n, uint64_t timeout_ms)
+{
+    pids_arg_t a = {pids, n};
+    return wait_until(all_dead, &a, timeout_ms);
+}
+
+static bool count_at_most(const void *varg)
+{
+    return sched_process_count() <= *(const uint32_t *)varg;
+}
+
+int sched_wait_count(uint32_t count, uint64_t timeout_ms)
+{
+    return wait_until(count_at_most, &count, timeout_ms);
+}
+
+void sched_stats(sched_stats_t *out)
+{
+    node_t *n = &sched_node;
+    /* Statistics: relaxed (nrqs acquire as everywhere). */
+    out->schedulers = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    out->steals = atomic_load_explicit(&n->steals, memory_order_relaxed);
+    out->stuck_marks = atomic_load_explicit(&n->stuck_marks, memory_order_relaxed);
+    out->extra_started = atomic_load_explicit(&n->extra_started, memory_order_relaxed);
+}

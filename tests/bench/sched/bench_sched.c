@@ -1,0 +1,475 @@
+/*
+ * bench_sched.c — girder's side of bench-beam's process benchmarks
+ * (/work/shared/bench-beam/README.md): spawn, pingpong (1 and 100 pairs),
+ * ring and fanin, with the same workloads, repetitions and medians.
+ *
+ *   bench_sched [-s SCALE_DIVISOR] [spawn|pingpong|ring|fanin ...]
+ *
+ * Prints one JSON line per result on stdout ("impl":"girder"); progress on
+ * stderr.  SCALE_DIVISOR (default 1) shrinks every count for quick runs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sched/sched.h"
+
+#define S term_make_small
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void nap_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static term_t atom(const char *s)
+{
+    term_t a;
+    if (heap_atom_put(s, strlen(s), &a) != GD_OK)
+        abort();
+    return a;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    double *c = malloc((size_t)n * sizeof *c);
+    memcpy(c, v, (size_t)n * sizeof *c);
+    qsort(c, (size_t)n, sizeof *c, cmp_double);
+    double m = n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2;
+    free(c);
+    return m;
+}
+
+static void emit(const char *bench, const char *params, double *samples, int n, const char *unit)
+{
+    printf("{\"bench\":\"%s\",\"impl\":\"girder\",\"params\":{%s},\"value\":%.3f,\"unit\":\"%s\","
+           "\"samples\":[",
+           bench, params, median(samples, n), unit);
+    for (int i = 0; i < n; i++)
+        printf("%s%.3f", i ? "," : "", samples[i]);
+    printf("]}\n");
+    fflush(stdout);
+}
+
+static size_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, res = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%lu %lu", &size, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static void start_node(void)
+{
+    sched_opts_t o = {0};
+    if (sched_start(&o) != GD_OK) {
+        fprintf(stderr, "sched_start failed\n");
+        exit(1);
+    }
+}
+
+/* Waits until every run queue is empty (all set-up work has run). */
+static void wait_quiet(uint32_t count)
+{
+    while (sched_process_count() > count)
+        nap_us(1000);
+}
+
+static _Atomic uint64_t done;
+
+static int nop_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    *state = arg;
+    return GD_OK;
+}
+
+/* ---- spawn ---- */
+
+static _Atomic uint64_t ready;
+
+static int waiter_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    atomic_fetch_add_explicit(&ready, 1, memory_order_relaxed);
+    return GD_OK;
+}
+
+static int waiter_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    return GD_OK;
+}
+
+static const sched_behaviour_t waiter_beh = {waiter_init, waiter_handle, NULL, NULL};
+
+/* The spawner: one process spawning all N (as bench_spawn.erl), 1000 per
+ * callback then `next` to itself so its slice ends between chunks. */
+static term_t *spawn_pids;
+static size_t spawn_n;
+static _Atomic size_t spawned;
+static _Atomic uint64_t spawn_end_ns;
+
+static int spawner_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    size_t i = atomic_load_explicit(&spawned, memory_order_relaxed);
+    for (size_t k = 0; k < 1000 && i < spawn_n; k++, i++) {
+        int rc = sched_spawn(ctx, &waiter_beh, TERM_NIL, &spawn_pids[i]);
+        if (rc != GD_OK)
+            return rc;
+    }
+    atomic_store_explicit(&spawned, i, memory_order_release);
+    if (i == spawn_n) {
+        atomic_store_explicit(&spawn_end_ns, now_ns(), memory_order_release);
+        return GD_OK;
+    }
+    return sched_send(ctx, sched_self(ctx), atom("next"));
+}
+
+static const sched_behaviour_t spawner_beh = {nop_init, spawner_handle, NULL, NULL};
+
+static void bench_spawn(size_t n)
+{
+    double rate[3], ready_rate[3], mem[3], kill[3];
+    term_t *pids = malloc(n * sizeof *pids);
+    spawn_pids = pids;
+    spawn_n = n;
+    for (int r = 0; r < 3; r++) {
+        start_node();
+        atomic_store(&ready, 0);
+        atomic_store(&spawned, 0);
+        atomic_store(&spawn_end_ns, 0);
+        term_t spawner;
+        if (sched_spawn(NULL, &spawner_beh, TERM_NIL, &spawner) != GD_OK)
+            abort();
+        wait_quiet(1);
+        size_t rss0 = rss_bytes();
+        uint64_t t0 = now_ns();
+        if (sched_send(NULL, spawner, atom("go")) != GD_OK)
+            abort();
+        while (atomic_load_explicit(&spawn_end_ns, memory_order_acquire) == 0)
+            nap_us(200);
+        uint64_t t1 = atomic_load_explicit(&spawn_end_ns, memory_order_acquire);
+        while (atomic_load_explicit(&ready, memory_order_relaxed) < n)
+            nap_us(200);
+        uint64_t t2 = now_ns();
+        mem[r] = (double)(rss_bytes() - rss0) / (double)n;
+        rate[r] = n / ((t1 - t0) / 1e9);
+        ready_rate[r] = n / ((t2 - t0) / 1e9);
+        uint64_t t3 = now_ns();
+        for (size_t i = 0; i < n; i++)
+            if (sched_exit_pid(NULL, pids[i], atom("kill")) != GD_OK)
+                abort();
+        wait_quiet(1);
+        kill[r] = n / ((now_ns() - t3) / 1e9);
+        sched_stop();
+        fprintf(stderr, "spawn %d: %.0f/s ready %.0f/s %.0f B/proc kill %.0f/s\n", r, rate[r],
+                ready_rate[r], mem[r], kill[r]);
+    }
+    free(pids);
+    char params[64];
+    snprintf(params, sizeof params, "\"n\":%zu", n);
+    emit("spawn_rate", params, rate, 3, "procs/s");
+    emit("spawn_ready_rate", params, ready_rate, 3, "procs/s");
+    emit("spawn_mem_per_proc", params, mem, 3, "bytes");
+    emit("spawn_kill_rate", params, kill, 3, "procs/s");
+}
+
+/* ---- pingpong ---- */
+
+/* Ponger: {From, ping} -> From ! pong. */
+static int ponger_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    return sched_send(ctx, term_tuple_elems(msg)[0], atom("pong"));
+}
+
+static const sched_behaviour_t ponger_beh = {nop_init, ponger_handle, NULL, NULL};
+
+static double *rtts;
+static _Atomic size_t nrtt;
+static size_t rtt_cap;
+
+/* Pinger state {Ponger, Left, K, T0}: on go / pong sends the next ping. */
+static int pinger_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    term_t *st = term_tuple_elems(*state);
+    int64_t left = term_small_value(st[1]);
+    if (msg != atom("go")) {
+        int64_t t0 = term_small_value(st[3]);
+        if (t0 != 0) {
+            size_t i = atomic_fetch_add_explicit(&nrtt, 1, memory_order_relaxed);
+            if (i < rtt_cap)
+                rtts[i] = (double)(now_ns() - (uint64_t)t0) / 1000.0;
+        }
+        if (--left == 0) {
+            atomic_fetch_add_explicit(&done, 1, memory_order_release);
+            return GD_OK;
+        }
+    }
+    st[1] = S(left);
+    st[3] = S(left % 8 == 0 ? (int64_t)now_ns() : 0);
+    term_t *e, t;
+    int rc = heap_make_tuple(sched_heap(ctx), 2, &e, &t);
+    if (rc != GD_OK)
+        return rc;
+    e[0] = sched_self(ctx);
+    e[1] = atom("ping");
+    return sched_send(ctx, st[0], t);
+}
+
+static const sched_behaviour_t pinger_beh = {nop_init, pinger_handle, NULL, NULL};
+
+static double pct(double *v, size_t n, double p)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    size_t k = (size_t)((p * n + 99) / 100);
+    return v[k ? k - 1 : 0];
+}
+
+static void bench_pingpong(int pairs, int k)
+{
+    double rate[5], p50[5], p99[5];
+    heap_t h;
+    if (heap_init(&h, 0) != GD_OK)
+        abort();
+    rtt_cap = (size_t)pairs * (size_t)k / 8 + 16;
+    rtts = malloc(rtt_cap * sizeof *rtts);
+    term_t *pingers = malloc((size_t)pairs * sizeof *pingers);
+    for (int r = 0; r < 5; r++) {
+        start_node();
+        atomic_store(&done, 0);
+        atomic_store(&nrtt, 0);
+        for (int i = 0; i < pairs; i++) {
+            term_t pong, *e, arg;
+            if (sched_spawn(NULL, &ponger_beh, TERM_NIL, &pong) != GD_OK ||
+                heap_make_tuple(&h, 4, &e, &arg) != GD_OK)
+                abort();
+            e[0] = pong;
+            e[1] = S(k);
+            e[2] = S(k);
+            e[3] = S(0);
+            if (sched_spawn(NULL, &pinger_beh, arg, &pingers[i]) != GD_OK)
+                abort();
+        }
+        nap_us(20000);
+        uint64_t t0 = now_ns();
+        for (int i = 0; i < pairs; i++)
+            if (sched_send(NULL, pingers[i], atom("go")) != GD_OK)
+                abort();
+        while (atomic_load_explicit(&done, memory_order_acquire) < (uint64_t)pairs)
+            nap_us(100);
+        uint64_t t1 = now_ns();
+        rate[r] = (double)pairs * k / ((t1 - t0) / 1e9);
+        size_t n = atomic_load(&nrtt);
+        if (n > rtt_cap)
+            n = rtt_cap;
+        p50[r] = pct(rtts, n, 50);
+        p99[r] = pct(rtts, n, 99);
+        sched_stop();
+        fprintf(stderr, "pingpong %d x %d: %.0f rt/s p50 %.2f us p99 %.2f us\n", pairs, k, rate[r],
+                p50[r], p99[r]);
+    }
+    char params[64];
+    snprintf(params, sizeof params, "\"pairs\":%d,\"k\":%d", pairs, k);
+    char name[64];
+    const char *sfx = pairs == 1 ? "" : "_100";
+    snprintf(name, sizeof name, "pingpong%s_rate", sfx);
+    emit(name, params, rate, 5, "round_trips/s");
+    snprintf(name, sizeof name, "pingpong%s_rtt_p50", sfx);
+    emit(name, params, p50, 5, "us");
+    snprintf(name, sizeof name, "pingpong%s_rtt_p99", sfx);
+    emit(name, params, p99, 5, "us");
+    free(pingers);
+    free(rtts);
+    heap_destroy(&h);
+}
+
+/* ---- ring ---- */
+
+/* State: next pid (set by {next, P}); messages H > 0 -> Next ! H - 1. */
+static int ring_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    if (term_is_tuple(msg)) {
+        *state = term_tuple_elems(msg)[1];
+        return GD_OK;
+    }
+    int64_t hops = term_small_value(msg);
+    if (hops == 0) {
+        atomic_fetch_add_explicit(&done, 1, memory_order_release);
+        return GD_OK;
+    }
+    return sched_send(ctx, *state, S(hops - 1));
+}
+
+static const sched_behaviour_t ring_beh = {nop_init, ring_handle, NULL, NULL};
+
+static void bench_ring(int nprocs, int64_t hops)
+{
+    double rate[3];
+    heap_t h;
+    if (heap_init(&h, 0) != GD_OK)
+        abort();
+    term_t *ring = malloc((size_t)nprocs * sizeof *ring);
+    for (int r = 0; r < 3; r++) {
+        start_node();
+        atomic_store(&done, 0);
+        for (int i = 0; i < nprocs; i++)
+            if (sched_spawn(NULL, &ring_beh, TERM_NIL, &ring[i]) != GD_OK)
+                abort();
+        for (int i = 0; i < nprocs; i++) {
+            term_t *e, t;
+            if (heap_make_tuple(&h, 2, &e, &t) != GD_OK)
+                abort();
+            e[0] = atom("next");
+            e[1] = ring[(i + 1) % nprocs];
+            if (sched_send(NULL, ring[i], t) != GD_OK)
+                abort();
+        }
+        nap_us(20000);
+        uint64_t t0 = now_ns();
+        if (sched_send(NULL, ring[0], S(hops)) != GD_OK)
+            abort();
+        while (atomic_load_explicit(&done, memory_order_acquire) == 0)
+            nap_us(200);
+        rate[r] = (double)hops / ((now_ns() - t0) / 1e9);
+        sched_stop();
+        fprintf(stderr, "ring %d: %.0f hops/s\n", r, rate[r]);
+    }
+    char params[64];
+    snprintf(params, sizeof params, "\"procs\":%d,\"hops\":%lld", nprocs, (long long)hops);
+    emit("ring_rate", params, rate, 3, "hops/s");
+    free(ring);
+    heap_destroy(&h);
+}
+
+/* ---- fanin ---- */
+
+/* Sender state {Target, Left}: on go / next sends up to 100 {msg, I},
+ * then `next` to itself, so its slice ends between chunks. */
+static int fsend_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    term_t *st = term_tuple_elems(*state);
+    int64_t left = term_small_value(st[1]);
+    for (int i = 0; i < 100 && left > 0; i++, left--) {
+        term_t *e, t;
+        int rc = heap_make_tuple(sched_heap(ctx), 2, &e, &t);
+        if (rc != GD_OK)
+            return rc;
+        e[0] = atom("msg");
+        e[1] = S(left);
+        rc = sched_send(ctx, st[0], t);
+        if (rc != GD_OK)
+            return rc;
+    }
+    st[1] = S(left);
+    return left > 0 ? sched_send(ctx, sched_self(ctx), atom("next")) : GD_OK;
+}
+
+static const sched_behaviour_t fsend_beh = {nop_init, fsend_handle, NULL, NULL};
+
+static _Atomic uint64_t fan_got;
+static uint64_t fan_total;
+
+static int frecv_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    if (atomic_fetch_add_explicit(&fan_got, 1, memory_order_relaxed) + 1 == fan_total)
+        atomic_fetch_add_explicit(&done, 1, memory_order_release);
+    return GD_OK;
+}
+
+static const sched_behaviour_t frecv_beh = {nop_init, frecv_handle, NULL, NULL};
+
+static void bench_fanin(int senders, int per)
+{
+    double rate[3], maxq[3];
+    heap_t h;
+    if (heap_init(&h, 0) != GD_OK)
+        abort();
+    term_t *tx = malloc((size_t)senders * sizeof *tx);
+    fan_total = (uint64_t)senders * (uint64_t)per;
+    for (int r = 0; r < 3; r++) {
+        start_node();
+        atomic_store(&done, 0);
+        atomic_store(&fan_got, 0);
+        term_t rx;
+        if (sched_spawn(NULL, &frecv_beh, TERM_NIL, &rx) != GD_OK)
+            abort();
+        for (int i = 0; i < senders; i++) {
+            term_t *e, arg;
+            if (heap_make_tuple(&h, 2, &e, &arg) != GD_OK)
+                abort();
+            e[0] = rx;
+            e[1] = S(per);
+            if (sched_spawn(NULL, &fsend_beh, arg, &tx[i]) != GD_OK)
+                abort();
+        }
+        nap_us(20000);
+        uint64_t t0 = now_ns(), next_sample = t0;
+        for (int i = 0; i < senders; i++)
+            if (sched_send(NULL, tx[i], atom("go")) != GD_OK)
+                abort();
+        maxq[r] = 0;
+        while (atomic_load_explicit(&done, memory_order_acquire) == 0) {
+            if (now_ns() >= next_sample) {
+                sched_process_info_t info;
+                if (sched_process_info(rx, &info) == GD_OK && info.message_queue_len > maxq[r])
+                    maxq[r] = info.message_queue_len;
+                next_sample += 10000000;
+            }
+            nap_us(1000);
+        }
+        rate[r] = (double)fan_total / ((now_ns() - t0) / 1e9);
+        sched_stop();
+        fprintf(stderr, "fanin %d: %.0f msgs/s max queue %.0f\n", r, rate[r], maxq[r]);
+    }
+    char params[64];
+    snprintf(params, sizeof params, "\"senders\":%d,\"per_sender\":%d", senders, per);
+    emit("fanin_rate", params, rate, 3, "msgs/s");
+    emit("fanin_max_queue", params, maxq, 3, "msgs");
+    free(tx);
+    heap_destroy(&h);
+}
+
+int main(int argc, char **argv)
+{
+    int div = 1, first = 1;
+    if (argc > 2 && strcmp(argv[1], "-s") == 0) {
+        div = atoi(argv[2]);
+        if (div < 1)
+            div = 1;
+        first = 3;
+    }
+    bool all = first >= argc;
+    for (int i = first; i < argc || all; i++) {
+        const char *b = all ? NULL : argv[i];
+        if (all || strcmp(b, "spawn") == 0)
+            bench_spawn((size_t)1000000 / (size_t)div);
+        if (all || strcmp(b, "pingpong") == 0) {
+            bench_pingpong(1, 500000 / div);
+            bench_pingpong(100, 10000 / div);
+        }
+        if (all || strcmp(b, "ring") == 0)
+            bench_ring(1000, 10000000 / div);
+        if (all || strcmp(b, "fanin") == 0)
+            bench_fanin(1000, 10000 / div);
+        if (all)
+            break;
+    }
+    return 0;
+}

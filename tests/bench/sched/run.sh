@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# tests/bench/sched/run.sh — girder's process benchmarks next to BEAM's,
+# interleaved.
+#
+#   tests/bench/sched/run.sh [-n ROUNDS] [-b BUILD_DIR] [-o FILE] [BUILD_DIR]
+#
+# (scripts/bench sched runs it as `run.sh BUILD_DIR`.)
+# For each round and each of spawn, pingpong, ring and fanin, runs girder's
+# bench_sched (A) then BEAM's bench_<name>.erl (B) in a fresh VM, the
+# workloads of /work/shared/bench-beam/README.md.  stdout (and -o FILE,
+# appended) gets JSON lines: every result tagged "impl":"girder" or
+# "impl":"beam" and "run":N, an "env" line per run, then per metric an
+# "impl":"ratio" line: median over rounds of girder's values / median of
+# BEAM's, with the per-round ratios in params.  BEAM's 100-pair pingpong
+# lines are renamed pingpong_100_* (as girder's) so the two pingpong
+# sizes are told apart.  BUILD_DIR defaults to $GD_BUILD_DIR, else
+# build/release; BEAM's sources come from $BENCH_BEAM_DIR (default
+# /work/shared/bench-beam).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+. "$here/../lib.sh"
+rounds=2
+build="${GD_BUILD_DIR:-$root/build/release}"
+out=/dev/null
+while getopts "n:b:o:" opt; do
+  case $opt in
+    n) rounds=$OPTARG ;;
+    b) build=$OPTARG ;;
+    o) out=$OPTARG ;;
+    *) echo "usage: $0 [-n ROUNDS] [-b BUILD_DIR] [-o FILE] [BUILD_DIR]" >&2; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 1 ] && build=$1
+bench_check_rounds
+bench_for=sched
+env_extra=
+
+beam_dir=${BENCH_BEAM_DIR:-/work/shared/bench-beam}
+for b in spawn pingpong ring fanin; do
+  bench_need_beam "$beam_dir" "bench_$b.erl"
+done
+
+bin="$build/tests/bench/sched/bench_sched"
+bench_need_bin "$root" "$build" "$bin" bench_sched "build failed"
+bench_tmpdir bench-sched.XXXXXX "$beam_dir"/bench_spawn.erl "$beam_dir"/bench_pingpong.erl \
+  "$beam_dir"/bench_ring.erl "$beam_dir"/bench_fanin.erl "$beam_dir/ba.erl"
+
+for run in $(seq 1 "$rounds"); do
+  : >"$tmp/girder.all.$run"; : >"$tmp/beam.all.$run"
+  for b in spawn pingpong ring fanin; do
+    bench_for=$b
+    run_one girder "$run" "$bin" "$b"
+    cat "$tmp/girder.$run" >>"$tmp/girder.all.$run"
+    run_one beam "$run" erl -noshell +P 2000000 -pa "$tmp" -s ba run "bench_$b"
+    sed '/"pairs":100[,}]/s/^{"bench":"pingpong_/{"bench":"pingpong_100_/' "$tmp/beam.$run" \
+      >>"$tmp/beam.all.$run"
+  done
+done
+
+for b in spawn_rate spawn_ready_rate spawn_mem_per_proc spawn_kill_rate \
+         pingpong_rate pingpong_rtt_p50 pingpong_rtt_p99 \
+         pingpong_100_rate pingpong_100_rtt_p50 pingpong_100_rtt_p99 ring_rate fanin_rate; do
+  per=""
+  : >"$tmp/g.vals"; : >"$tmp/b.vals"
+  for run in $(seq 1 "$rounds"); do
+    g=$(value "$tmp/girder.all.$run" "$b"); e=$(value "$tmp/beam.all.$run" "$b")
+    [ -n "$g" ] && echo "$g" >>"$tmp/g.vals"
+    [ -n "$e" ] && echo "$e" >>"$tmp/b.vals"
+    if [ -n "$g" ] && [ -n "$e" ]; then
+      per="$per${per:+,}$(ratio "$g" "$e")"
+    fi
+  done
+  gm=$(median <"$tmp/g.vals"); bm=$(median <"$tmp/b.vals")
+  if [ -n "$gm" ] && [ -n "$bm" ]; then
+    rat=$(ratio "$gm" "$bm")
+  else
+    rat=null; status=1
+  fi
+  emit "{\"bench\":\"$b\",\"impl\":\"ratio\",\"params\":{\"rounds\":$rounds,\"girder_median\":${gm:-null},\"beam_median\":${bm:-null},\"per_round\":[$per]},\"value\":$rat,\"unit\":\"girder/beam\"}"
+done
+exit $status

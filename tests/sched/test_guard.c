@@ -1,0 +1,184 @@
+/*
+ * test_guard.c — a callback stuck in plain C does not stall the processes
+ * queued behind it (the watchdog marks its scheduler stuck; others steal its
+ * queue, or an extra scheduler starts when all are stuck), and an idle node
+ * burns no CPU.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cunit_main.h"
+#include "sched_test_util.h"
+
+#define A st_atom
+#define S term_make_small
+
+static _Atomic bool loop_stop;
+static _Atomic uint64_t loops_running;
+static _Atomic term_t probe_pid;
+static const sched_behaviour_t probe_beh;
+
+/* On `loop`: spins in C without calling the runtime until told to stop.
+ * On `probe_loop`, first spawns the probe: a process spawned by a process
+ * is queued on the spawner's scheduler, so the probe sits behind the
+ * looper. */
+static int looper_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    if (msg == A("probe_loop")) {
+        term_t probe;
+        int rc = sched_spawn(ctx, &probe_beh, TERM_NIL, &probe);
+        if (rc != GD_OK)
+            return rc;
+        atomic_store(&probe_pid, probe);
+    }
+    atomic_fetch_add(&loops_running, 1);
+    volatile uint64_t x = 0;
+    while (!atomic_load_explicit(&loop_stop, memory_order_relaxed))
+        x++;
+    return GD_OK;
+}
+
+static int plain_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    return GD_OK;
+}
+
+/* The probe: on {ping, T} records now - T (ns). */
+static uint64_t probe_lat[1000];
+static _Atomic size_t probe_n;
+
+static int probe_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    uint64_t now = st_now_ns();
+    int64_t sent = term_small_value(term_tuple_elems(msg)[1]);
+    size_t i = atomic_load(&probe_n);
+    if (i < 1000)
+        probe_lat[i] = now - (uint64_t)sent;
+    atomic_store_explicit(&probe_n, i + 1, memory_order_release);
+    return GD_OK;
+}
+
+static const sched_behaviour_t probe_beh = {plain_init, probe_handle, NULL, NULL};
+static const sched_behaviour_t looper_beh = {plain_init, looper_handle, NULL, NULL};
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Runs `nloopers` stuck loopers (the first spawns the probe behind it),
+ * pings the probe every 2 ms for 300 ms and returns the p99 latency. */
+static uint64_t probe_with_loopers(unsigned nsched, int nloopers, sched_stats_t *stats)
+{
+    atomic_store(&loop_stop, false);
+    atomic_store(&loops_running, 0);
+    atomic_store(&probe_n, 0);
+    atomic_store(&probe_pid, TERM_NIL);
+    st_start(nsched);
+    term_t loopers[4];
+    for (int i = 0; i < nloopers; i++) {
+        CU_ASSERT_FATAL(sched_spawn(NULL, &looper_beh, TERM_NIL, &loopers[i]) == GD_OK);
+        st_send(loopers[i], A(i == 0 ? "probe_loop" : "loop"));
+    }
+    uint64_t end = st_now_ns() + 5000000000u;
+    while (atomic_load(&loops_running) < (uint64_t)nloopers && st_now_ns() < end) {
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
+    CU_ASSERT(atomic_load(&loops_running) == (uint64_t)nloopers);
+    term_t probe = atomic_load(&probe_pid);
+    int pings = 150;
+    for (int i = 0; i < pings; i++) {
+        st_send(probe, st_tuple(2, A("ping"), S((int64_t)st_now_ns())));
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    end = st_now_ns() + 5000000000u;
+    while (atomic_load_explicit(&probe_n, memory_order_acquire) < (size_t)pings &&
+           st_now_ns() < end) {
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
+    CU_ASSERT(atomic_load(&probe_n) == (size_t)pings);
+    sched_stats(stats);
+    atomic_store(&loop_stop, true);
+    CU_ASSERT(sched_wait_count(1 + (uint32_t)nloopers, 1000) == GD_OK);
+    st_stop();
+    size_t n = atomic_load(&probe_n) < 1000 ? atomic_load(&probe_n) : 1000;
+    qsort(probe_lat, n, sizeof probe_lat[0], cmp_u64);
+    uint64_t p99 = n ? probe_lat[(n * 99 + 99) / 100 - 1] : UINT64_MAX;
+    printf("\nguard: %u schedulers, %d loopers: probe p50 %.2f ms, p99 %.2f ms, max %.2f ms; "
+           "stuck marks %llu, extra schedulers %llu\n",
+           nsched, nloopers, n ? probe_lat[n / 2] / 1e6 : -1.0, p99 / 1e6,
+           n ? probe_lat[n - 1] / 1e6 : -1.0, (unsigned long long)stats->stuck_marks,
+           (unsigned long long)stats->extra_started);
+    return p99;
+}
+
+/* Latency bound for the probe: the stuck threshold (2 ms) plus a tick and
+ * slack for a loaded 2-core machine (more under sanitizers, where the
+ * loopers and an extra scheduler share two cores with a 10x slower
+ * runtime); without the guard the probe waits for the whole 300 ms loop. */
+#define PROBE_P99_MAX_NS ST_SCALE(50000000u, 150000000u)
+
+static void test_looper_other_scheduler_steals(void)
+{
+    sched_stats_t st;
+    uint64_t p99 = probe_with_loopers(2, 1, &st);
+    CU_ASSERT(p99 < PROBE_P99_MAX_NS);
+    CU_ASSERT(st.stuck_marks >= 1);
+}
+
+static void test_all_stuck_adds_scheduler(void)
+{
+    sched_stats_t st;
+    uint64_t p99 = probe_with_loopers(1, 1, &st);
+    CU_ASSERT(p99 < PROBE_P99_MAX_NS);
+    CU_ASSERT(st.extra_started >= 1);
+    p99 = probe_with_loopers(2, 2, &st);
+    CU_ASSERT(p99 < PROBE_P99_MAX_NS);
+    CU_ASSERT(st.extra_started >= 1);
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+static void test_idle_cpu(void)
+{
+    st_start(2);
+    /* Some idle processes and some traffic first, then silence. */
+    for (int i = 0; i < 1000; i++) {
+        term_t p = st_spawn_observer();
+        st_send(p, S(i));
+    }
+    CU_ASSERT(st_log_wait(1000));
+    struct timespec settle = {0, 50000000};
+    nanosleep(&settle, NULL);
+    double c0 = cpu_seconds();
+    uint64_t t0 = st_now_ns();
+    struct timespec one = {1, 0};
+    nanosleep(&one, NULL);
+    double used = cpu_seconds() - c0;
+    double wall = (st_now_ns() - t0) / 1e9;
+    printf("\nidle: %.2f%% CPU over %.2f s (node with 1000 idle processes, 2 schedulers)\n",
+           100.0 * used / wall, wall);
+    CU_ASSERT(used / wall < 0.01);
+    st_stop();
+}
+
+static const gd_test_case_t gd_tests[] = {
+    {"stuck scheduler: another steals its queue", test_looper_other_scheduler_steals},
+    {"all schedulers stuck: an extra one starts", test_all_stuck_adds_scheduler},
+    {"idle node uses no CPU", test_idle_cpu},
+    {NULL, NULL},
+};
+
+GD_TEST_MAIN("sched_guard", gd_tests)
