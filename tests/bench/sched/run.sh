@@ -6,16 +6,14 @@
 #
 # (scripts/bench sched runs it as `run.sh BUILD_DIR`.)
 # For each round and each of spawn, pingpong, ring and fanin, runs girder's
-# bench_sched (A) then BEAM's bench_<name>.erl (B) in a fresh VM, the
-# workloads of /work/shared/bench-beam/README.md.  stdout (and -o FILE,
+# bench_sched (A) then BEAM's side, beam_sched.erl NAME (B), in a fresh VM,
+# the same workloads (the bench-beam specification).  stdout (and -o FILE,
 # appended) gets JSON lines: every result tagged "impl":"girder" or
 # "impl":"beam" and "run":N, an "env" line per run, then per metric an
 # "impl":"ratio" line: median over rounds of girder's values / median of
 # BEAM's, with the per-round ratios in params.  BEAM's 100-pair pingpong
-# lines are renamed pingpong_100_* (as girder's) so the two pingpong
-# sizes are told apart.  BUILD_DIR defaults to $GD_BUILD_DIR, else
-# build/release; BEAM's sources come from $BENCH_BEAM_DIR (default
-# /work/shared/bench-beam).
+# lines are named pingpong_100_* (as girder's) so the two pingpong sizes
+# are told apart.  BUILD_DIR defaults to $GD_BUILD_DIR, else build/release.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -37,15 +35,11 @@ bench_check_rounds
 bench_for=sched
 env_extra=
 
-beam_dir=${BENCH_BEAM_DIR:-/work/shared/bench-beam}
-for b in spawn pingpong ring fanin; do
-  bench_need_beam "$beam_dir" "bench_$b.erl"
-done
+bench_need_beam "$here/beam_sched.erl"
 
 bin="$build/tests/bench/sched/bench_sched"
 bench_need_bin "$root" "$build" "$bin" bench_sched "build failed"
-bench_tmpdir bench-sched.XXXXXX "$beam_dir"/bench_spawn.erl "$beam_dir"/bench_pingpong.erl \
-  "$beam_dir"/bench_ring.erl "$beam_dir"/bench_fanin.erl "$beam_dir/ba.erl"
+bench_tmpdir bench-sched.XXXXXX "$here/beam_sched.erl"
 
 for run in $(seq 1 "$rounds"); do
   : >"$tmp/girder.all.$run"; : >"$tmp/beam.all.$run"
@@ -53,9 +47,8 @@ for run in $(seq 1 "$rounds"); do
     bench_for=$b
     run_one girder "$run" "$bin" "$b"
     cat "$tmp/girder.$run" >>"$tmp/girder.all.$run"
-    run_one beam "$run" erl -noshell +P 2000000 -pa "$tmp" -s ba run "bench_$b"
-    sed '/"pairs":100[,}]/s/^{"bench":"pingpong_/{"bench":"pingpong_100_/' "$tmp/beam.$run" \
-      >>"$tmp/beam.all.$run"
+    run_one beam "$run" erl -noshell +P 2000000 -pa "$tmp" -s bench_beam run beam_sched -extra "$b"
+    cat "$tmp/beam.$run" >>"$tmp/beam.all.$run"
   done
 done
 
