@@ -113,8 +113,11 @@ pingpong_bench() ->
 
 pingpong_rep(Pairs, K) ->
     Parent = self(),
-    Pingers = [spawn(fun() -> pinger(Parent, spawn(fun ponger/0), K) end)
-               || _ <- lists:seq(1, Pairs)],
+    %% The parent spawns both of a pair (placement follows the spawner).
+    Pingers = [begin
+                   Pong = spawn(fun ponger/0),
+                   spawn(fun() -> pinger(Parent, Pong, K) end)
+               end || _ <- lists:seq(1, Pairs)],
     wait_quiet(),
     T0 = bench_beam:now_ns(),
     [P ! go || P <- Pingers],
