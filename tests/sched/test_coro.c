@@ -641,6 +641,13 @@ static int overflow_child(bool catch_it)
 
 static void test_overflow_hits_guard(void)
 {
+#if defined(__SANITIZE_THREAD__)
+    /* ThreadSanitizer installs its own deadly-signal handling in the forked
+     * child (on a fresh Debian box it ended the child with its own code
+     * instead of SIGSEGV): the guard is checked in the release, ASan and
+     * GC-stress runs. */
+    return;
+#endif
     for (int catch_it = 0; catch_it <= 1; catch_it++) {
         fflush(NULL);
         pid_t pid = fork();
