@@ -27,7 +27,7 @@ typedef struct sched_ref {
     uint32_t w[3];
 } sched_ref_t;
 
-/* The inbox link: first in every queued item, and the inbox's stub. */
+/* The inbox link: first in every queued item, and the inbox's sentinel. */
 typedef struct msg_link {
     /* Written by the producer that queued the next item (release), read by
      * the consumer (acquire) in inbox_take. */
@@ -99,10 +99,10 @@ struct sched_proc {
     uint16_t home; /* run queue index it was last queued on */
     term_t pid;
     /* Inbox (Vyukov intrusive MPSC): producers exchange tail, the owner
-     * takes from head; stub keeps it non-empty. */
+     * takes from head; the sentinel keeps it non-empty. */
     _Atomic(msg_link_t *) in_tail;
     msg_link_t *in_head;
-    msg_link_t in_stub;
+    msg_link_t in_sentinel;
     /* Messages sent and not yet handled (senders add, the owner removes):
      * relaxed, a statistic. */
     _Atomic uint32_t qlen;

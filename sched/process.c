@@ -186,9 +186,9 @@ uint32_t sched_process_count(void)
 
 static void inbox_init(sched_proc_t *p)
 {
-    atomic_init(&p->in_stub.next, NULL);
-    atomic_init(&p->in_tail, &p->in_stub);
-    p->in_head = &p->in_stub;
+    atomic_init(&p->in_sentinel.next, NULL);
+    atomic_init(&p->in_tail, &p->in_sentinel);
+    p->in_head = &p->in_sentinel;
 }
 
 static void inbox_push(sched_proc_t *p, msg_link_t *n)
@@ -210,7 +210,7 @@ static msg_t *inbox_pop(sched_proc_t *p)
     msg_link_t *head = p->in_head;
     /* Acquire pairs with the release store in inbox_push. */
     msg_link_t *next = atomic_load_explicit(&head->next, memory_order_acquire);
-    if (head == &p->in_stub) {
+    if (head == &p->in_sentinel) {
         if (next == NULL)
             return NULL;
         p->in_head = head = next;
@@ -224,7 +224,7 @@ static msg_t *inbox_pop(sched_proc_t *p)
     msg_link_t *tail = atomic_load_explicit(&p->in_tail, memory_order_acquire);
     if (tail != head)
         return NULL;
-    inbox_push(p, &p->in_stub);
+    inbox_push(p, &p->in_sentinel);
     next = atomic_load_explicit(&head->next, memory_order_acquire);
     if (next != NULL) {
         p->in_head = next;
