@@ -1,5 +1,5 @@
 # tests/bench/lib.sh — shell functions shared by the bench run.sh scripts
-# that run girder next to BEAM (tests/bench/etf, tests/bench/gc): the same
+# that run girder next to BEAM (tests/bench/etf, gc, sched): the same
 # interleaved rounds, the same JSON tagging and the same medians, so that
 # every comparison is made by one piece of code.  Source it; it runs nothing.
 #
@@ -96,3 +96,55 @@ median() {
 
 # ratio <a> <b>: a / b to three decimals, or null when b is 0.
 ratio() { awk "BEGIN{ if ($2 == 0) print \"null\"; else printf \"%.3f\", $1 / $2 }"; }
+
+# bench_args "$@": the options the girder-vs-BEAM run.sh scripts share,
+# `[-n ROUNDS] [-b BUILD_DIR] [-o FILE] [BUILD_DIR]`; sets rounds (default
+# 2), build (default $GD_BUILD_DIR, else $root/build/release: the caller sets
+# root) and out (default /dev/null), and checks rounds.  Exits 2 on a bad
+# option.
+bench_args() {
+  rounds=2
+  build="${GD_BUILD_DIR:-$root/build/release}"
+  out=/dev/null
+  local opt OPTIND=1
+  while getopts "n:b:o:" opt; do
+    case $opt in
+      n) rounds=$OPTARG ;;
+      b) build=$OPTARG ;;
+      o) out=$OPTARG ;;
+      *) echo "usage: $0 [-n ROUNDS] [-b BUILD_DIR] [-o FILE] [BUILD_DIR]" >&2; exit 2 ;;
+    esac
+  done
+  shift $((OPTIND - 1))
+  [ $# -ge 1 ] && build=$1
+  bench_check_rounds
+}
+
+# bench_ratio_lines <girder-stem> <beam-stem> <metric...>: for each metric,
+# emits an "impl":"ratio" line: the median over rounds of girder's values
+# (read from <girder-stem>.<run>) over the median of BEAM's
+# (<beam-stem>.<run>), with both medians and the per-round ratios in params.
+# A metric missing on either side gives value null and sets status=1.
+bench_ratio_lines() {
+  local gstem=$1 bstem=$2 b run g e per gm bm rat
+  shift 2
+  for b in "$@"; do
+    per=""
+    : >"$tmp/g.vals"; : >"$tmp/b.vals"
+    for run in $(seq 1 "$rounds"); do
+      g=$(value "$gstem.$run" "$b"); e=$(value "$bstem.$run" "$b")
+      [ -n "$g" ] && echo "$g" >>"$tmp/g.vals"
+      [ -n "$e" ] && echo "$e" >>"$tmp/b.vals"
+      if [ -n "$g" ] && [ -n "$e" ]; then
+        per="$per${per:+,}$(ratio "$g" "$e")"
+      fi
+    done
+    gm=$(median <"$tmp/g.vals"); bm=$(median <"$tmp/b.vals")
+    if [ -n "$gm" ] && [ -n "$bm" ]; then
+      rat=$(ratio "$gm" "$bm")
+    else
+      rat=null; status=1
+    fi
+    emit "{\"bench\":\"$b\",\"impl\":\"ratio\",\"params\":{\"rounds\":$rounds,\"girder_median\":${gm:-null},\"beam_median\":${bm:-null},\"per_round\":[$per]},\"value\":$rat,\"unit\":\"girder/beam\"}"
+  done
+}

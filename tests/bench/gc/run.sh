@@ -20,20 +20,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 . "$here/../lib.sh"
-rounds=2
-build="${GD_BUILD_DIR:-$root/build/release}"
-out=/dev/null
-while getopts "n:b:o:" opt; do
-  case $opt in
-    n) rounds=$OPTARG ;;
-    b) build=$OPTARG ;;
-    o) out=$OPTARG ;;
-    *) echo "usage: $0 [-n ROUNDS] [-b BUILD_DIR] [-o FILE] [BUILD_DIR]" >&2; exit 2 ;;
-  esac
-done
-shift $((OPTIND - 1))
-[ $# -ge 1 ] && build=$1
-bench_check_rounds
+bench_args "$@"
 bench_for=gc
 env_extra=
 
@@ -48,23 +35,6 @@ for run in $(seq 1 "$rounds"); do
   run_one beam "$run" erl -noshell -pa "$tmp" -s bench_beam run beam_gc
 done
 
-for b in gc_pause_p50 gc_pause_p99 gc_pause_max gc_count gc_time_share gc_round_time; do
-  per=""
-  : >"$tmp/g.vals"; : >"$tmp/b.vals"
-  for run in $(seq 1 "$rounds"); do
-    g=$(value "$tmp/girder.$run" "$b"); e=$(value "$tmp/beam.$run" "$b")
-    [ -n "$g" ] && echo "$g" >>"$tmp/g.vals"
-    [ -n "$e" ] && echo "$e" >>"$tmp/b.vals"
-    if [ -n "$g" ] && [ -n "$e" ]; then
-      per="$per${per:+,}$(ratio "$g" "$e")"
-    fi
-  done
-  gm=$(median <"$tmp/g.vals"); bm=$(median <"$tmp/b.vals")
-  if [ -n "$gm" ] && [ -n "$bm" ]; then
-    rat=$(ratio "$gm" "$bm")
-  else
-    rat=null; status=1
-  fi
-  emit "{\"bench\":\"$b\",\"impl\":\"ratio\",\"params\":{\"rounds\":$rounds,\"girder_median\":${gm:-null},\"beam_median\":${bm:-null},\"per_round\":[$per]},\"value\":$rat,\"unit\":\"girder/beam\"}"
-done
+bench_ratio_lines "$tmp/girder" "$tmp/beam" \
+  gc_pause_p50 gc_pause_p99 gc_pause_max gc_count gc_time_share gc_round_time
 exit $status

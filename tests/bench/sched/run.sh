@@ -18,20 +18,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 . "$here/../lib.sh"
-rounds=2
-build="${GD_BUILD_DIR:-$root/build/release}"
-out=/dev/null
-while getopts "n:b:o:" opt; do
-  case $opt in
-    n) rounds=$OPTARG ;;
-    b) build=$OPTARG ;;
-    o) out=$OPTARG ;;
-    *) echo "usage: $0 [-n ROUNDS] [-b BUILD_DIR] [-o FILE] [BUILD_DIR]" >&2; exit 2 ;;
-  esac
-done
-shift $((OPTIND - 1))
-[ $# -ge 1 ] && build=$1
-bench_check_rounds
+bench_args "$@"
 bench_for=sched
 env_extra=
 
@@ -52,25 +39,8 @@ for run in $(seq 1 "$rounds"); do
   done
 done
 
-for b in spawn_rate spawn_ready_rate spawn_mem_per_proc spawn_kill_rate \
-         pingpong_rate pingpong_rtt_p50 pingpong_rtt_p99 \
-         pingpong_100_rate pingpong_100_rtt_p50 pingpong_100_rtt_p99 ring_rate fanin_rate; do
-  per=""
-  : >"$tmp/g.vals"; : >"$tmp/b.vals"
-  for run in $(seq 1 "$rounds"); do
-    g=$(value "$tmp/girder.all.$run" "$b"); e=$(value "$tmp/beam.all.$run" "$b")
-    [ -n "$g" ] && echo "$g" >>"$tmp/g.vals"
-    [ -n "$e" ] && echo "$e" >>"$tmp/b.vals"
-    if [ -n "$g" ] && [ -n "$e" ]; then
-      per="$per${per:+,}$(ratio "$g" "$e")"
-    fi
-  done
-  gm=$(median <"$tmp/g.vals"); bm=$(median <"$tmp/b.vals")
-  if [ -n "$gm" ] && [ -n "$bm" ]; then
-    rat=$(ratio "$gm" "$bm")
-  else
-    rat=null; status=1
-  fi
-  emit "{\"bench\":\"$b\",\"impl\":\"ratio\",\"params\":{\"rounds\":$rounds,\"girder_median\":${gm:-null},\"beam_median\":${bm:-null},\"per_round\":[$per]},\"value\":$rat,\"unit\":\"girder/beam\"}"
-done
+bench_ratio_lines "$tmp/girder.all" "$tmp/beam.all" \
+  spawn_rate spawn_ready_rate spawn_mem_per_proc spawn_kill_rate \
+  pingpong_rate pingpong_rtt_p50 pingpong_rtt_p99 \
+  pingpong_100_rate pingpong_100_rtt_p50 pingpong_100_rtt_p99 ring_rate fanin_rate
 exit $status
