@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "sched.h"
+#include "timer_wheel.h"
 
 /* ---- messages and signals ---- */
 
@@ -47,6 +48,17 @@ typedef struct msg {
     uint8_t kind;
     bool linked;
 } msg_t;
+
+/* ---- timers ---- */
+
+/* What a wheel holds: a timer and what it is for.  `gen` is the arming's
+ * generation (process timeouts). */
+enum { TK_PROC = 0, TK_SEND = 1 };
+typedef struct timer_entry {
+    sched_timer_t t;
+    uint32_t kind; /* TK_* */
+    uint32_t gen;
+} timer_entry_t;
 
 /* ---- PCB ---- */
 
@@ -115,6 +127,16 @@ struct sched_proc {
     sched_ref_t mark_ref;
     sched_pred_fn sel_pred; /* selection in force, or NULL */
     void *sel_arg;
+    /* The process's own timeout (sched_set_timeout, receive_wait): armed,
+     * cancelled and fired only under the lock of wheel tmo_wheel - 1 (0:
+     * not armed), so a process that migrated cancels it safely.  Each arm
+     * and cancel bumps tmo.gen; a fire stores the generation it was armed
+     * with in tmo_fired and wakes the process, which acts on it only while
+     * tmo_fired == tmo.gen (a stale fire is ignored). */
+    timer_entry_t tmo;
+    _Atomic uint32_t tmo_fired;
+    uint16_t tmo_wheel;
+    bool tmo_on; /* a timeout is in force (armed, or due at once) */
     const sched_behaviour_t *beh;
     term_t st;             /* behaviour state (root) */
     term_t reason;         /* exit reason once decided (root) */
@@ -184,6 +206,19 @@ typedef struct runq {
     pthread_t thread;
     bool started;
     unsigned index;
+    /* This scheduler's timers (timer.c).  Any thread may arm or cancel a
+     * timer of any wheel under tlock (a process may have migrated since it
+     * armed one; a timer made off the schedulers picks a wheel); the owner
+     * advances it between slices and sleeps until tnext, the watchdog
+     * advances the wheel of a scheduler stuck in a long slice. */
+    pthread_mutex_t tlock;
+    sched_timer_wheel_t wheel;
+    /* Earliest pending deadline (ms), UINT64_MAX when none: written under
+     * tlock, read without it as a hint (relaxed; a late read costs one
+     * more look, the owner's sleep re-reads it under rq->lock). */
+    _Atomic uint64_t tnext;
+    struct send_timer **tmap; /* send_after timers by key (chained hash) */
+    size_t tmap_cap, tmap_n;
 } __attribute__((aligned(64))) runq_t;
 
 /* Queues p (which the caller just marked IN_RUNQ) on a run queue. */
@@ -257,5 +292,36 @@ void watchdog_kick(void);
 
 /* Monotonic nanoseconds. */
 uint64_t sched_now_ns(void);
+
+/* ---- timers (timer.c) ---- */
+
+/* Initialises rq's wheel and its lock (node start). */
+void timer_rq_init(runq_t *rq, uint64_t now_ms);
+/* Frees the pending send_after timers and the lock (node stop, threads
+ * joined). */
+void timer_rq_free(runq_t *rq);
+/* Fires rq's timers due at now_ms (any thread; takes rq's tlock). */
+void timer_rq_advance(runq_t *rq, uint64_t now_ms);
+/* Arms p's timeout (owner only) to fire `ms` from now; ms == 0 means due at
+ * once.  Cancels a previous one. */
+void proc_timeout_arm(sched_proc_t *p, int64_t ms);
+/* Cancels p's timeout (owner only; no-op when none). */
+void proc_timeout_cancel(sched_proc_t *p);
+/* True when p's timeout in force has fired (owner only). */
+bool proc_timeout_fired(sched_proc_t *p);
+/* Frees a message never delivered (process.c). */
+void proc_msg_free(struct msg *m);
+/* Wakes p after one of its timers fired (process.c). */
+void proc_wake(sched_proc_t *p);
+/* Delivers message m (consumed) to the process `to` names (a pid or a
+ * registered name, resolved now); dropped when there is none (process.c). */
+void proc_deliver_to(term_t to, struct msg *m);
+/* The scheduler this thread runs, or NULL.  Not inlined: code inside a
+ * coroutine must re-read the thread-local after each yield. */
+runq_t *sched_this_rq(void);
+/* A fresh unique counter value for references (process.c). */
+uint64_t proc_ref_counter(void);
+/* Wakes rq's scheduler if it sleeps (scheduler.c). */
+bool rq_wake_sleeper(runq_t *rq);
 
 #endif /* GIRDER_SCHED_INTERNAL_H */

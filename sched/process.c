@@ -45,11 +45,17 @@ bool sched_pid_slot(term_t pid, uint32_t *index, uint32_t *serial)
     return true;
 }
 
-/* A fresh reference id (unique for the node's life). */
-static sched_ref_t new_ref(void)
+uint64_t proc_ref_counter(void)
 {
     /* Relaxed: uniqueness needs only the atomicity of the increment. */
-    uint64_t c = atomic_fetch_add_explicit(&sched_node.ref_counter, 1, memory_order_relaxed);
+    return atomic_fetch_add_explicit(&sched_node.ref_counter, 1, memory_order_relaxed);
+}
+
+/* A fresh reference id (unique for the node's life).  Its third word stays
+ * below 2^14: timer references (timer.c) use the bits above. */
+static sched_ref_t new_ref(void)
+{
+    uint64_t c = proc_ref_counter();
     sched_ref_t r = {{(uint32_t)(c & 0x3FFFF), (uint32_t)(c >> 18), (uint32_t)(c >> 50)}};
     return r;
 }
@@ -239,6 +245,11 @@ static void msg_free(msg_t *m)
     free(m);
 }
 
+void proc_msg_free(msg_t *m)
+{
+    msg_free(m);
+}
+
 /* Marks p as having work; queues it if it was neither running nor queued. */
 static void wake(sched_proc_t *p)
 {
@@ -257,6 +268,11 @@ static void wake(sched_proc_t *p)
                                                     memory_order_relaxed));
     if ((n & PS_IN_RUNQ) && !(s & PS_IN_RUNQ))
         runq_push(p);
+}
+
+void proc_wake(sched_proc_t *p)
+{
+    wake(p);
 }
 
 /* Queues m on p (consumed) and wakes p. */
@@ -297,11 +313,24 @@ static void send_sig(term_t to, msg_t *m)
     proc_put(t);
 }
 
+void proc_deliver_to(term_t to, msg_t *m)
+{
+    term_t pid = to;
+    if (term_is_atom(to)) {
+        pid = sched_whereis(to);
+        if (!term_is_local_pid(pid)) {
+            msg_free(m);
+            return;
+        }
+    }
+    send_sig(pid, m);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Signal bodies                                                            */
 
 static term_t atom_normal, atom_kill, atom_killed, atom_noproc, atom_exit_tag, atom_down,
-    atom_process, atom_undefined, atom_callback_error;
+    atom_process, atom_undefined, atom_callback_error, atom_timeout;
 
 int proc_atoms_init(void)
 {
@@ -318,6 +347,7 @@ int proc_atoms_init(void)
         {&atom_process, "process"},
         {&atom_undefined, "undefined"},
         {&atom_callback_error, "callback_error"},
+        {&atom_timeout, "timeout"},
     };
     for (size_t i = 0; i < sizeof atoms / sizeof atoms[0]; i++) {
         int rc = heap_atom_put(atoms[i].text, strlen(atoms[i].text), atoms[i].slot);
@@ -669,6 +699,8 @@ static void unpublish(sched_proc_t *p)
 /* Ends p (running on this scheduler) with p->reason. */
 static void do_exit(sched_proc_t *p)
 {
+    /* First: a pending timeout refers to this PCB. */
+    proc_timeout_cancel(p);
     /* Acq_rel RMW: from now on wake() leaves p alone. */
     atomic_fetch_or_explicit(&p->state, PS_EXITING, memory_order_acq_rel);
     unpublish(p);
@@ -676,7 +708,8 @@ static void do_exit(sched_proc_t *p)
         registry_remove_if(p->name, p->pid);
     p->name = TERM_NIL;
     term_t reason = p->reason;
-    if ((p->flags & PF_INITED) && p->beh->terminate != NULL && reason != atom_killed)
+    if ((p->flags & PF_INITED) && p->beh != NULL && p->beh->terminate != NULL &&
+        reason != atom_killed)
         p->beh->terminate(p, reason, p->st);
     drain_dead(p);
     if (p->links != NULL)
@@ -842,13 +875,25 @@ static void run_callbacks(sched_proc_t *p)
         if (m == NULL) {
             take_inbox(p);
             m = next_deliverable(p);
-            if (m == NULL)
+            if (m == NULL && !proc_timeout_fired(p))
                 return;
         }
-        size_t words = m->frag != NULL ? m->frag->used : 0;
-        term_t msg = accept_body(p, m);
-        free(m);
-        p->reds -= 1 + (int32_t)(words / 16);
+        term_t msg;
+        if (m != NULL) {
+            /* A delivered message cancels the timeout. */
+            proc_timeout_cancel(p);
+            size_t words = m->frag != NULL ? m->frag->used : 0;
+            msg = accept_body(p, m);
+            free(m);
+            p->reds -= 1 + (int32_t)(words / 16);
+        } else {
+            /* The timeout instead of a message; the selection ends. */
+            proc_timeout_cancel(p);
+            p->sel_pred = NULL;
+            p->save = &p->q_first;
+            p->reds--;
+            msg = atom_timeout;
+        }
         size_t used = heap_used_words(&p->heap);
         int rc = p->beh->handle_message(p, msg, &p->st);
         if (rc != GD_OK)
@@ -859,9 +904,9 @@ static void run_callbacks(sched_proc_t *p)
 }
 
 /* True when p has something to do now (deliverable or unseen messages). */
-static bool has_work(const sched_proc_t *p, uint32_t s)
+static bool has_work(sched_proc_t *p, uint32_t s)
 {
-    if (s & PS_ACTIVE)
+    if ((s & PS_ACTIVE) || proc_timeout_fired(p))
         return true;
     return p->sel_pred == NULL ? p->q_first != NULL : *p->save != NULL;
 }

@@ -94,6 +94,8 @@ enum {
     SCHED_ENAME_TAKEN = -202, /* register: the name or the process is already registered */
     SCHED_ETOO_MANY = -203,   /* the process table is full */
     SCHED_ESTOPPED = -204,    /* the node is not running */
+    SCHED_ENOTIMER = -205,    /* cancel_timer: the timer already fired, or no such timer */
+    SCHED_ETIMEOUT = -206,    /* sched_receive_wait: nothing matched within the timeout */
 };
 
 /* OTP's CONTEXT_REDS: reductions per slice. */
@@ -302,6 +304,62 @@ void sched_receive_ref(sched_ctx_t *ctx, term_t ref, sched_pred_fn pred, void *a
 /* Calls the behaviour's code_change for the process (from one of its own
  * callbacks); errors as the callback's. */
 int sched_code_change(sched_ctx_t *ctx, term_t extra) GD_MUST_CHECK;
+
+/* ---- timers ----
+ *
+ * Every scheduler thread owns a timing wheel (sched/timer_wheel.h: O(1)
+ * insert and cancel, 24 bytes of wheel entry per pending timer, nothing
+ * done for a timer until it is due), guarded by a mutex of its own so that
+ * a timer can be cancelled from any thread: a process that armed one and
+ * migrated since cancels it on the wheel it was armed on.  A scheduler
+ * fires its due timers between slices and, when idle, sleeps with
+ * pthread_cond_timedwait until its next deadline: pending timers cost no
+ * CPU.  The watchdog fires the timers of a scheduler stuck in a long slice.
+ * Times are whole milliseconds of the monotonic clock, rounded up: a timer
+ * never fires early.
+ *
+ * A process's own timeout (sched_set_timeout, sched_receive_wait) is a
+ * wheel entry inside its PCB: arming allocates nothing.  A fire does not
+ * queue a message: it stores the arming's generation in the PCB (an atomic
+ * word) and wakes the process; the process acts on it only if that
+ * generation is still the current one, so a fire that raced a cancel or a
+ * re-arm is ignored.
+ */
+
+/*
+ * erlang:send_after: after `ms` milliseconds (at most 2^32 - 1) sends msg
+ * (copied now) to dest, a local pid or a registered name (looked up when
+ * the timer fires; nobody registered: nothing is sent).  *tref_out (may be
+ * NULL) is the timer's reference, on ctx's heap, for sched_cancel_timer; a
+ * tref needs a ctx (GD_EINVAL without).  ctx may be NULL from outside any
+ * process.  Errors: GD_EBADARG (dest neither a pid nor an atom, ms too
+ * large), GD_EINVAL, GD_ENOMEM, GD_ESYSTEM_LIMIT (msg too large),
+ * SCHED_ESTOPPED.  O(size of msg).
+ */
+int sched_send_after(sched_ctx_t *ctx, uint64_t ms, term_t dest, term_t msg,
+                     term_t *tref_out) GD_MUST_CHECK;
+
+/*
+ * erlang:cancel_timer: cancels the timer `tref` names (from any process or
+ * thread; ctx may be NULL).  0 with *left_ms (may be NULL) set to the
+ * milliseconds that were left (0 when due but not yet fired), or
+ * SCHED_ENOTIMER when it already fired, was cancelled, or tref names no
+ * timer.  GD_EBADARG when tref is not a local reference.  O(1).
+ */
+int sched_cancel_timer(sched_ctx_t *ctx, term_t tref, int64_t *left_ms) GD_MUST_CHECK;
+
+/*
+ * Behaviour processes (gen_server's {noreply, S, Timeout}): if no message
+ * is delivered to handle_message within ms after this call (a selection
+ * set with sched_receive is respected: messages it skips do not count),
+ * handle_message is called with the atom `timeout` instead and the
+ * selection is cancelled.  Any message delivered meanwhile cancels the
+ * timeout; ms < 0 cancels it; ms == 0 fires as soon as the callback
+ * returns if nothing deliverable is queued.  A later call replaces an
+ * earlier one.  Ignored in coroutine processes (they pass a timeout to
+ * sched_receive_wait).  O(1).
+ */
+void sched_set_timeout(sched_ctx_t *ctx, int64_t ms);
 
 /* ---- inspection ---- */
 

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "coro.h"
 #include "internal.h"
 
 node_t sched_node;
@@ -20,6 +21,11 @@ static _Atomic bool node_up;
 bool node_running(void)
 {
     return atomic_load_explicit(&node_up, memory_order_acquire);
+}
+
+runq_t *sched_this_rq(void)
+{
+    return sched_current_rq;
 }
 
 uint64_t sched_now_ns(void)
@@ -110,6 +116,11 @@ static void wake_one_sleeper(const runq_t *except)
     for (unsigned i = 0; i < nrqs; i++)
         if (&n->rqs[i] != except && rq_wake(&n->rqs[i]))
             return;
+}
+
+bool rq_wake_sleeper(runq_t *rq)
+{
+    return rq_wake(rq);
 }
 
 void sched_kick_reaper(void)
@@ -272,6 +283,10 @@ static void *scheduler_main(void *arg)
     sched_current_rq = rq;
     for (;;) {
         reap_zombies();
+        uint64_t now = sched_now_ns();
+        /* Relaxed hint: the advance rereads the wheel under its lock. */
+        if (now / 1000000u >= atomic_load_explicit(&rq->tnext, memory_order_relaxed))
+            timer_rq_advance(rq, now / 1000000u);
         /* Acquire pairs with the release store in stop_threads. */
         if (atomic_load_explicit(&n->stopping, memory_order_acquire))
             break;
@@ -283,6 +298,8 @@ static void *scheduler_main(void *arg)
         if (p == NULL && spin_for_work(rq))
             continue;
         if (p == NULL) {
+            /* Idle: give the cached coroutine stacks' pages back first. */
+            sched_coro_cache_trim();
             pthread_mutex_lock(&rq->lock);
             /* len under the lock; stopping as above. */
             if (atomic_load_explicit(&rq->len, memory_order_relaxed) == 0 && !rq->wake_pending &&
@@ -291,8 +308,19 @@ static void *scheduler_main(void *arg)
                 /* Relaxed: a hint for wake_one_sleeper (the watchdog
                  * covers a stale read). */
                 atomic_fetch_add_explicit(&n->sleepers, 1, memory_order_relaxed);
-                while (!rq->wake_pending)
-                    pthread_cond_wait(&rq->wake, &rq->lock);
+                while (!rq->wake_pending) {
+                    /* Read under rq->lock after `sleeping` is set: a timer
+                     * armed here from elsewhere either is seen now or
+                     * wakes us (rq_wake_sleeper takes this lock). */
+                    uint64_t due = atomic_load_explicit(&rq->tnext, memory_order_relaxed);
+                    if (due == UINT64_MAX) {
+                        pthread_cond_wait(&rq->wake, &rq->lock);
+                        continue;
+                    }
+                    struct timespec ts = {(time_t)(due / 1000u), (long)(due % 1000u) * 1000000L};
+                    if (pthread_cond_timedwait(&rq->wake, &rq->lock, &ts) == ETIMEDOUT)
+                        break;
+                }
                 atomic_fetch_sub_explicit(&n->sleepers, 1, memory_order_relaxed);
                 rq->sleeping = false;
             }
@@ -302,7 +330,7 @@ static void *scheduler_main(void *arg)
         }
         /* Relaxed: a timestamp hint read by the watchdog; nothing is
          * published through it. */
-        atomic_store_explicit(&rq->slice_start, sched_now_ns(), memory_order_relaxed);
+        atomic_store_explicit(&rq->slice_start, now, memory_order_relaxed);
         proc_run(p);
         atomic_store_explicit(&rq->slice_start, 0, memory_order_relaxed);
         /* Relaxed peek, release clear: pairs with the stealers' acquire
@@ -336,8 +364,11 @@ static int start_scheduler(unsigned i)
     return GD_OK;
 }
 
-/* One watchdog pass; true when something is queued or running. */
-static bool watchdog_pass(void)
+/* One watchdog pass; true when something is queued or running.  With
+ * may_fire (never under wd_lock: a fire may kick the watchdog) it also
+ * fires the due timers of schedulers in a slice longer than a tick, whose
+ * owners cannot. */
+static bool watchdog_pass(bool may_fire)
 {
     node_t *n = &sched_node;
     /* Acquire: as in wake_one_sleeper. */
@@ -352,6 +383,10 @@ static bool watchdog_pass(void)
         uint32_t len = atomic_load_explicit(&rq->len, memory_order_seq_cst);
         if (t0 != 0 || len != 0)
             busy = true;
+        /* Relaxed hint, as in scheduler_main. */
+        if (may_fire && t0 != 0 && now > t0 && now - t0 > WATCHDOG_TICK_NS &&
+            now / 1000000u >= atomic_load_explicit(&rq->tnext, memory_order_relaxed))
+            timer_rq_advance(rq, now / 1000000u);
         if (t0 != 0 && now > t0 && now - t0 > n->stuck_ns) {
             stuck++;
             if (!atomic_load_explicit(&rq->stuck, memory_order_relaxed)) { /* own flag */
@@ -387,7 +422,7 @@ static void *watchdog_main(void *arg)
     node_t *n = &sched_node;
     /* Acquire pairs with the release store in stop_threads. */
     while (!atomic_load_explicit(&n->stopping, memory_order_acquire)) {
-        if (watchdog_pass()) {
+        if (watchdog_pass(true)) {
             struct timespec ts = {0, WATCHDOG_TICK_NS};
             nanosleep(&ts, NULL);
             continue;
@@ -396,7 +431,7 @@ static void *watchdog_main(void *arg)
          * (pairs with rq_append / watchdog_kick). */
         pthread_mutex_lock(&n->wd_lock);
         atomic_store_explicit(&n->wd_idle, true, memory_order_seq_cst);
-        if (!watchdog_pass() && !atomic_load_explicit(&n->stopping, memory_order_acquire))
+        if (!watchdog_pass(false) && !atomic_load_explicit(&n->stopping, memory_order_acquire))
             pthread_cond_wait(&n->wd_cond, &n->wd_lock);
         /* Relaxed: a kicker that still sees true only signals in vain. */
         atomic_store_explicit(&n->wd_idle, false, memory_order_relaxed);
@@ -414,6 +449,7 @@ static void free_node(void)
         for (unsigned i = 0; i < n->max_rqs; i++) {
             pthread_mutex_destroy(&n->rqs[i].lock);
             pthread_cond_destroy(&n->rqs[i].wake);
+            timer_rq_free(&n->rqs[i]);
         }
     free(n->rqs);
     free(n->slots);
@@ -500,14 +536,23 @@ int sched_start(const sched_opts_t *opts)
     n->slots = calloc(n->max_procs, sizeof *n->slots);
     n->free_ring = malloc((size_t)n->max_procs * sizeof *n->free_ring);
     n->rqs = aligned_alloc(64, n->max_rqs * sizeof *n->rqs);
+    /* Zeroed at once: free_node may see it before the queues are set up. */
+    if (n->rqs != NULL)
+        memset(n->rqs, 0, n->max_rqs * sizeof *n->rqs);
     if (n->slots == NULL || n->free_ring == NULL || n->rqs == NULL)
         goto fail;
-    memset(n->rqs, 0, n->max_rqs * sizeof *n->rqs);
+    /* Sleeps wait for timer deadlines on the monotonic clock. */
+    pthread_condattr_t cattr;
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    uint64_t now_ms = sched_now_ns() / 1000000u;
     for (unsigned i = 0; i < n->max_rqs; i++) {
         pthread_mutex_init(&n->rqs[i].lock, NULL);
-        pthread_cond_init(&n->rqs[i].wake, NULL);
+        pthread_cond_init(&n->rqs[i].wake, &cattr);
         n->rqs[i].index = i;
+        timer_rq_init(&n->rqs[i], now_ms);
     }
+    pthread_condattr_destroy(&cattr);
     atomic_store_explicit(&n->nrqs, nsched, memory_order_release);
     atomic_store_explicit(&node_up, true, memory_order_release);
     for (unsigned i = 0; i < nsched; i++) {
