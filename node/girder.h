@@ -1,0 +1,249 @@
+/*
+ * girder.h — girder's public C API for applications: OTP's behaviours
+ * (gen_server, supervisor) and process naming, on top of the runtime core
+ * (sched/sched.h, which this header includes: processes, messages, links,
+ * monitors and timers are used through it directly).
+ *
+ * Wire shapes.  Everything a behaviour sends or accepts is OTP 25's message
+ * shape, so an Erlang process (local to a future peer, or remote through
+ * the distribution layer) talks to a girder gen_server or supervisor with
+ * gen_server:call/cast, supervisor:which_children, sys:get_state and
+ * gen_server:stop unchanged:
+ *   call      {'$gen_call', {FromPid, Tag}, Request}; Tag a reference, or
+ *             OTP 25's [alias | Ref] (and [[alias | Ref] | _]) alias tags
+ *   reply     {Tag, Reply}, sent to FromPid; for an alias tag to the alias
+ *             Ref, as gen:reply/2 does (see girder_reply for the fallback)
+ *   cast      {'$gen_cast', Msg}
+ *   system    {system, From, get_state | {terminate, Reason}} (sys, gen:stop)
+ *   info      anything else
+ *
+ * Function pointers in terms.  A gen_server's callback table and a
+ * supervisor's child start functions travel inside terms (as small
+ * integers: every user-space code address fits in 60 bits on the 64-bit
+ * platforms girder supports; an address that does not is GD_EINVAL).  That
+ * way everything a behaviour process owns lives on its own heap and goes
+ * with it however it dies: a process killed with `kill` runs no callback,
+ * so a malloc'd side table would leak.
+ *
+ * Blocking.  girder_call, girder_gen_stop (with a ctx) and the supervisor
+ * client calls block until the answer comes: they run in coroutine
+ * processes only (sched_spawn_coro); from a behaviour callback they return
+ * GD_EINVAL.  Casts, replies and starts never block.
+ */
+#ifndef GIRDER_GIRDER_H
+#define GIRDER_GIRDER_H
+
+#include "sched/sched.h"
+
+/* node/ error codes (the range below sched/'s). */
+enum {
+    GIRDER_EEXIT = -300,     /* girder_call: the server exited during the call; the
+                                exit reason is in *reply_out */
+    GIRDER_ENODEDOWN = -301, /* girder_call: the server's node went down (noconnection) */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Naming                                                                   */
+
+/* Registers the calling process under the atom `name` (sched_register).
+ * Errors: GD_EBADARG (not an atom, or undefined), SCHED_ENAME_TAKEN. */
+int girder_register(sched_ctx_t *ctx, term_t name) GD_MUST_CHECK;
+/* Removes the registration of `name`; SCHED_ENOPROC when nobody has it. */
+int girder_unregister(term_t name) GD_MUST_CHECK;
+/* The pid registered as `name`, or the atom undefined.  Any thread. */
+term_t girder_whereis(term_t name);
+
+/*
+ * Normalises a server reference as gen_server takes it: a pid (local or
+ * remote), a registered-name atom, or {Name, Node}.  {Name, Node} with Node
+ * this node becomes Name; the other shapes are returned as they are (sends
+ * to a remote pid or {Name, Node} go through the distribution layer).
+ * Errors: GD_EBADARG for any other term (no allocation; O(1)).
+ */
+int girder_server_ref(term_t server, term_t *dest_out) GD_MUST_CHECK;
+
+/* ------------------------------------------------------------------------ */
+/* gen_server                                                               */
+
+/* What a callback asks for next (OTP's return tuples). */
+enum girder_action {
+    GIRDER_NOREPLY = 0, /* {noreply, S} / init's {ok, S} */
+    GIRDER_REPLY = 1,   /* {reply, Reply, S}: handle_call only */
+    GIRDER_STOP = 2,    /* {stop, Reason, S} / {stop, Reason, Reply, S} */
+};
+
+/*
+ * A callback's result besides the new state, which it writes to *state.
+ * The runtime initialises it to {GIRDER_NOREPLY, TERM_NONE, TERM_NONE, -1}
+ * before every callback.  Terms are on the process heap (or immediates).
+ *  - reply: the reply for GIRDER_REPLY, and for GIRDER_STOP from
+ *    handle_call when not TERM_NONE (sent after terminate, as OTP).
+ *  - reason: GIRDER_STOP's exit reason.
+ *  - timeout_ms: >= 0: when no message arrives within it, handle_info gets
+ *    the atom `timeout` (OTP's {noreply, S, Timeout}); < 0 = infinity.
+ */
+typedef struct girder_ret {
+    enum girder_action action;
+    term_t reply;
+    term_t reason;
+    int64_t timeout_ms;
+} girder_ret_t;
+
+/*
+ * A gen_server's callbacks.  Each returns 0 (its result in *ret) or a
+ * negative code: the server then crashes with reason {callback_error, Code},
+ * calling terminate first, as OTP calls terminate after a callback raised.
+ * A callback that ends its process with sched_exit (SCHED_EEXIT) exits
+ * without terminate.  Terms passed in are on the process heap, valid until
+ * the callback returns; *state is kept as a root between callbacks.
+ *  - init (required): arg is the start argument (copied); *state starts as
+ *    [].  GIRDER_STOP ends the process with ret->reason, without terminate.
+ *  - handle_call (required): `from` is {Pid, Tag}: answer now (GIRDER_REPLY)
+ *    or later with girder_reply (keep `from` in the state).
+ *  - handle_cast, handle_info (optional: absent ones ignore the message).
+ *  - terminate (optional): the server stops with `reason` (a stop result, a
+ *    crash, a trapped exit from its parent, or a system terminate).  Not
+ *    called when an untrapped exit signal kills it (as OTP).
+ *  - code_change (optional): see girder_gen_code_change.
+ */
+typedef struct girder_gen_server {
+    int (*init)(sched_ctx_t *ctx, term_t arg, term_t *state, girder_ret_t *ret);
+    int (*handle_call)(sched_ctx_t *ctx, term_t request, term_t from, term_t *state,
+                       girder_ret_t *ret);
+    int (*handle_cast)(sched_ctx_t *ctx, term_t msg, term_t *state, girder_ret_t *ret);
+    int (*handle_info)(sched_ctx_t *ctx, term_t msg, term_t *state, girder_ret_t *ret);
+    void (*terminate)(sched_ctx_t *ctx, term_t reason, term_t state);
+    int (*code_change)(sched_ctx_t *ctx, term_t old_vsn, term_t *state, term_t extra);
+} girder_gen_server_t;
+
+/* Start options; zero-initialised means the defaults. */
+typedef struct girder_gen_opts {
+    term_t name;              /* register under this atom; 0 or TERM_NIL: none */
+    bool link;                /* start_link: link to ctx, which becomes the parent */
+    sched_spawn_opts_t spawn; /* priority, heap sizes, scheduler (link/monitor ignored) */
+} girder_gen_opts_t;
+
+/*
+ * Starts a gen_server process running `mod` (which must outlive it: a
+ * static table).  `arg` (any readable term) is copied for init.  ctx is the
+ * starting process or NULL from outside any process (then opts->link is
+ * GD_EINVAL).  The parent is ctx for a linked start, else the server itself
+ * (OTP's nolink start): a server that traps exits stops with Reason on
+ * {'EXIT', Parent, Reason}.  The start does not wait for init (behaviour
+ * callbacks cannot block): a failing init, or a name already registered
+ * (reason {already_started, Pid}), ends the new process, which a link or a
+ * monitor reports.  Errors: GD_EINVAL (a required callback missing, bad
+ * options), GD_EBADARG (name not an atom), and sched_spawn_opt's.
+ */
+int girder_gen_start(sched_ctx_t *ctx, const girder_gen_server_t *mod, term_t arg,
+                     const girder_gen_opts_t *opts, term_t *pid_out) GD_MUST_CHECK;
+
+/*
+ * Sends `reply` to the caller `from` ({Pid, Tag} as handle_call got it),
+ * exactly as gen:reply/2: {Tag, Reply} to Pid, or for an alias tag
+ * [alias | Ref] (or [[alias | Ref] | _]) to the alias Ref.  While the
+ * runtime cannot route a message to an alias (only the distribution layer
+ * can, and only for remote aliases) the reply goes to Pid instead: the
+ * process that made the alias, which therefore receives the same message;
+ * what OTP adds is that a reply arriving after the alias was dropped (a
+ * timed-out call) is discarded instead of queued.  A reply to a dead
+ * process, or a `from` of any other shape, is dropped (0), as OTP's
+ * catch-all.  ctx may be NULL from outside any process.  Errors: GD_ENOMEM,
+ * GD_ESYSTEM_LIMIT, SCHED_ESTOPPED.  O(size of reply).
+ */
+int girder_reply(sched_ctx_t *ctx, term_t from, term_t reply) GD_MUST_CHECK;
+
+/*
+ * gen_server:cast: sends {'$gen_cast', Msg} to server (pid, name or
+ * {Name, Node}) and never blocks.  As OTP, a dead or unregistered server is
+ * not an error (0).  ctx may be NULL.  Errors: GD_EBADARG (server of another
+ * shape), GD_ENOMEM, GD_ESYSTEM_LIMIT, SCHED_ESTOPPED.  O(size of msg).
+ */
+int girder_cast(sched_ctx_t *ctx, term_t server, term_t msg) GD_MUST_CHECK;
+
+/*
+ * Calls the current server's code_change(OldVsn, State, Extra) from one of
+ * its own callbacks (the hot-reload path).  Errors: the callback's.
+ */
+int girder_gen_code_change(sched_ctx_t *ctx, term_t old_vsn, term_t extra) GD_MUST_CHECK;
+
+/* ------------------------------------------------------------------------ */
+/* supervisor                                                               */
+
+enum girder_strategy {
+    GIRDER_ONE_FOR_ONE = 0, /* restart the child that exited */
+    GIRDER_ONE_FOR_ALL = 1, /* stop the others, restart all */
+    GIRDER_REST_FOR_ONE = 2 /* stop those started after it, restart it and them */
+};
+
+enum girder_restart {
+    GIRDER_PERMANENT = 0, /* always restarted */
+    GIRDER_TRANSIENT = 1, /* restarted unless it exits normal, shutdown or {shutdown, _} */
+    GIRDER_TEMPORARY = 2  /* never restarted; its spec goes when it exits */
+};
+
+enum girder_child_type { GIRDER_WORKER = 0, GIRDER_SUPERVISOR = 1 };
+
+/* girder_child_spec_t.shutdown: a timeout in ms (>= 0) or one of these. */
+#define GIRDER_SHUTDOWN_BRUTAL_KILL (-1)
+#define GIRDER_SHUTDOWN_INFINITY (-2)
+
+/*
+ * Starts one child for supervisor ctx and returns its pid: a process
+ * linked to ctx (girder_gen_start with .link, sched_spawn_link, ...; the
+ * supervisor links to the pid as well, so a start function that forgot
+ * still has its child's exit seen).  `arg` is the spec's argument, on the
+ * supervisor's heap.  A negative return fails the start with reason
+ * {callback_error, Code}.
+ */
+typedef int (*girder_start_fn)(sched_ctx_t *ctx, term_t arg, term_t *pid_out);
+
+/* A child specification (OTP's child_spec() map). */
+typedef struct girder_child_spec {
+    term_t id; /* any term, unique within the supervisor (copied) */
+    girder_start_fn start;
+    term_t arg; /* passed to start (copied) */
+    enum girder_restart restart;
+    int64_t shutdown; /* ms after exit(Child, shutdown) before kill, or GIRDER_SHUTDOWN_* */
+    enum girder_child_type type;
+} girder_child_spec_t;
+
+/* Supervisor flags: more than `intensity` restarts within `period_ms`
+ * make the supervisor stop its children and exit with reason shutdown. */
+typedef struct girder_sup_flags {
+    enum girder_strategy strategy;
+    uint32_t intensity;
+    uint32_t period_ms; /* 0 = OTP's default, 5 s */
+} girder_sup_flags_t;
+
+/*
+ * Starts a supervisor process: it traps exits, starts the n children in
+ * order, and then supervises them (restarts by strategy and intensity;
+ * ordered shutdown: reverse start order, exit(Child, shutdown) then kill
+ * after the child's shutdown time, waiting on a monitor).  It answers OTP's
+ * supervisor calls, so supervisor:which_children/count_children/
+ * terminate_child/restart_child/delete_child from Erlang work unchanged
+ * (start_child needs a C start function: girder_sup_start_child).  It stops
+ * its children and exits with Reason on {'EXIT', Parent, Reason} (a linked
+ * start: the parent is ctx) and on a system terminate (girder_gen_stop).
+ * A child that fails to start during the start-up makes the supervisor
+ * stop the ones started and exit with {shutdown, {failed_to_start_child,
+ * Id, Reason}}.  The start itself does not wait (see girder_gen_start).
+ * Errors: GD_EINVAL (bad flags or specs, or a duplicate id), GD_EBADARG,
+ * and sched_spawn_opt's.  O(n + size of the specs' terms).
+ */
+int girder_sup_start(sched_ctx_t *ctx, const girder_sup_flags_t *flags,
+                     const girder_child_spec_t *children, size_t n, const girder_gen_opts_t *opts,
+                     term_t *pid_out) GD_MUST_CHECK;
+
+/*
+ * The request term of supervisor:start_child for a C child spec, on ctx's
+ * heap (or h when ctx is NULL): {start_child, Spec}.  Send it with
+ * girder_call (or as a '$gen_call' of one's own); the supervisor answers
+ * {ok, Pid}, {error, {already_started, Pid}}, {error, already_present} or
+ * {error, Reason}.  Errors: GD_EINVAL (a bad spec), GD_ENOMEM.
+ */
+int girder_sup_child_request(heap_t *h, const girder_child_spec_t *spec,
+                             term_t *request_out) GD_MUST_CHECK;
+
+#endif /* GIRDER_GIRDER_H */
