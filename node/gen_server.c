@@ -10,8 +10,9 @@
  */
 #include "internal.h"
 
-/* Spawn argument of a server: {ModAddr, Name | [], Parent | [], UserArg}. */
-enum { GA_MOD, GA_NAME, GA_PARENT, GA_ARG, GA_N };
+/* Spawn argument of a server: {ModAddr, Name | [], Parent | [], UserArg,
+ * AckTo | []}. */
+enum { GA_MOD, GA_NAME, GA_PARENT, GA_ARG, GA_ACK, GA_N };
 
 static const girder_gen_server_t *server_mod(sched_ctx_t *ctx)
 {
@@ -154,7 +155,7 @@ static int gen_init(sched_ctx_t *ctx, term_t arg, term_t *state)
         return GD_EINVAL;
     if (ret.timeout_ms >= 0)
         sched_set_timeout(ctx, ret.timeout_ms);
-    return GD_OK;
+    return node_ack(ctx, a[GA_ACK]);
 }
 
 static int gen_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
@@ -220,6 +221,7 @@ int girder_gen_start(sched_ctx_t *ctx, const girder_gen_server_t *mod, term_t ar
     elems[GA_NAME] = name;
     elems[GA_PARENT] = opts->link ? sched_self(ctx) : TERM_NIL;
     elems[GA_ARG] = arg;
+    elems[GA_ACK] = node_ack_to(ctx, opts->link);
     heap_t scratch, *h = ctx != NULL ? sched_heap(ctx) : &scratch;
     if (ctx == NULL) {
         rc = heap_init(&scratch, GA_N + 1);
@@ -235,6 +237,8 @@ int girder_gen_start(sched_ctx_t *ctx, const girder_gen_server_t *mod, term_t ar
         so.link = opts->link;
         so.monitor = false;
         rc = sched_spawn_opt(ctx, &gen_beh, t, &so, pid_out, NULL);
+        if (rc == GD_OK)
+            rc = node_ack_started(ctx, elems[GA_ACK], *pid_out);
     }
     if (ctx == NULL)
         heap_destroy(&scratch);

@@ -129,11 +129,13 @@ typedef struct girder_gen_opts {
  * starting process or NULL from outside any process (then opts->link is
  * GD_EINVAL).  The parent is ctx for a linked start, else the server itself
  * (OTP's nolink start): a server that traps exits stops with Reason on
- * {'EXIT', Parent, Reason}.  The start does not wait for init (behaviour
+ * {'EXIT', Parent, Reason}.  The call does not wait for init (behaviour
  * callbacks cannot block): a failing init, or a name already registered
  * (reason {already_started, Pid}), ends the new process, which a link or a
- * monitor reports.  Errors: GD_EINVAL (a required callback missing, bad
- * options), GD_EBADARG (name not an atom), and sched_spawn_opt's.
+ * monitor reports.  Called from a supervisor's start function with .link,
+ * the server acknowledges its init to the supervisor, which waits for that
+ * before it starts the next child (OTP's synchronous start).  Errors: GD_EINVAL (a required
+ * callback missing, bad options), GD_EBADARG (name not an atom), and sched_spawn_opt's.
  */
 int girder_gen_start(sched_ctx_t *ctx, const girder_gen_server_t *mod, term_t arg,
                      const girder_gen_opts_t *opts, term_t *pid_out) GD_MUST_CHECK;
@@ -194,7 +196,11 @@ enum girder_child_type { GIRDER_WORKER = 0, GIRDER_SUPERVISOR = 1 };
  * supervisor links to the pid as well, so a start function that forgot
  * still has its child's exit seen).  `arg` is the spec's argument, on the
  * supervisor's heap.  A negative return fails the start with reason
- * {callback_error, Code}.
+ * {callback_error, Code}.  A child made with girder_gen_start or
+ * girder_sup_start (.link) is started once its init has run (a supervisor
+ * once all its children are), and an exit before that fails the start with
+ * its reason, as OTP's start_link; a child spawned any other way counts as
+ * started when the function returns.
  */
 typedef int (*girder_start_fn)(sched_ctx_t *ctx, term_t arg, term_t *pid_out);
 
@@ -226,9 +232,10 @@ typedef struct girder_sup_flags {
  * (start_child needs a C start function: girder_sup_start_child).  It stops
  * its children and exits with Reason on {'EXIT', Parent, Reason} (a linked
  * start: the parent is ctx) and on a system terminate (girder_gen_stop).
- * A child that fails to start during the start-up makes the supervisor
- * stop the ones started and exit with {shutdown, {failed_to_start_child,
- * Id, Reason}}.  The start itself does not wait (see girder_gen_start).
+ * Children start one at a time, in order (see girder_start_fn).  A child
+ * that fails to start during the start-up makes the supervisor stop the
+ * ones started and exit with {shutdown, {failed_to_start_child, Id,
+ * Reason}}.  The call itself does not wait (see girder_gen_start).
  * Errors: GD_EINVAL (bad flags or specs, or a duplicate id), GD_EBADARG,
  * and sched_spawn_opt's.  O(n + size of the specs' terms).
  */

@@ -50,7 +50,12 @@
     X(rest_for_one, "rest_for_one")                                                                \
     X(sup_stop, "$girder_sup_stop")                                                                \
     X(sup_restart, "$girder_sup_restart")                                                          \
-    X(sup_reply, "$girder_sup_reply")
+    X(sup_reply, "$girder_sup_reply")                                                              \
+    X(ack, "$girder_ack")                                                                          \
+    X(ack_wanted, "$girder_ack_wanted")                                                            \
+    X(init_atom, "init")                                                                           \
+    X(restart_atom, "restart")                                                                     \
+    X(call, "call")
 
 #define NODE_ATOM_FIELD(name, text) term_t name;
 typedef struct node_atoms {
@@ -84,6 +89,18 @@ uintptr_t node_term_addr(term_t t);
 /* Builds the tuple elems[0..n) on ctx's heap (or, with ctx NULL, on a
  * scratch heap) and sends it to `to`.  Errors as sched_send. */
 int node_send_tuple(sched_ctx_t *ctx, term_t to, const term_t *elems, size_t n) GD_MUST_CHECK;
+
+/*
+ * Init acknowledgement (see supervisor.c): a start from ctx with a link
+ * returns in *ack_to the process to acknowledge once init has run — ctx
+ * when it marked its dictionary as wanting one (a supervisor running a
+ * start function), else [] — and node_ack_started records the new pid for
+ * it.  node_ack_started's error: GD_ENOMEM.
+ */
+term_t node_ack_to(sched_ctx_t *ctx, bool link);
+int node_ack_started(sched_ctx_t *ctx, term_t ack_to, term_t pid) GD_MUST_CHECK;
+/* Sends {'$girder_ack', Self} to ack_to (nothing when it is []). */
+int node_ack(sched_ctx_t *ctx, term_t ack_to) GD_MUST_CHECK;
 
 /* The exit reason {callback_error, Code} on ctx's heap (the bare atom if
  * the heap is out of memory). */

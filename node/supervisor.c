@@ -13,6 +13,16 @@
  * receive admits only its 'DOWN' (and the shutdown timer's `timeout`), so
  * everything else waits in the queue as it would behind OTP's blocking
  * shutdown.
+ *
+ * Starting is the same kind of machine (S_START_*): OTP starts children one
+ * at a time, each start returning only once the child's init has run, so a
+ * child may rely on the ones before it.  A child made by girder_gen_start
+ * or girder_sup_start from inside a start function acknowledges its init
+ * with {'$girder_ack', Pid} (node_ack_*: the supervisor marks its
+ * dictionary while it runs a start function, and the start call records
+ * the pid that will acknowledge); the supervisor waits for that message or
+ * the child's exit before it starts the next one.  A child spawned some
+ * other way is taken as started when its start function returns.
  */
 #include <time.h>
 
@@ -29,6 +39,10 @@ enum {
     S_STAGE,    /* shutdown (the timer runs), kill or infinity (waiting only) */
     S_THEN,     /* what follows the stops, or undefined */
     S_PARENT,
+    S_START_Q,   /* ids still to start, in start order */
+    S_START_CUR, /* pid whose init acknowledgement is awaited, or undefined */
+    S_START_CTX, /* why it starts: init | restart | {call, From, DeleteOnFailure} */
+    S_ACK,       /* the starter to acknowledge once the start-up is done, or [] */
     S_N
 };
 
@@ -37,8 +51,9 @@ enum {
  * be retried). */
 enum { C_ID, C_START, C_ARG, C_RESTART, C_SHUTDOWN, C_TYPE, C_PID, C_N };
 
-/* Spawn argument: {Strategy, Intensity, Period, Specs (start order), Name, Parent | []}. */
-enum { SA_STRATEGY, SA_INTENSITY, SA_PERIOD, SA_SPECS, SA_NAME, SA_PARENT, SA_N };
+/* Spawn argument: {Strategy, Intensity, Period, Specs (start order), Name,
+ * Parent | [], AckTo | []}. */
+enum { SA_STRATEGY, SA_INTENSITY, SA_PERIOD, SA_SPECS, SA_NAME, SA_PARENT, SA_ACK, SA_N };
 
 #define SUP_PERIOD_DEFAULT_MS 5000
 
@@ -194,12 +209,17 @@ static bool spec_ok(term_t spec)
 
 /* ---- starting ---- */
 
-/* Starts child (its spec's start function) and records its pid. */
-static int start_child_proc(sched_ctx_t *ctx, term_t child)
+/* Starts child (its spec's start function) and records its pid; *acks
+ * tells whether the child will acknowledge its init (see the top). */
+static int start_child_proc(sched_ctx_t *ctx, term_t child, bool *acks)
 {
     girder_start_fn start = (girder_start_fn)node_term_addr(fields(child)[C_START]);
     term_t pid;
-    int rc = start(ctx, fields(child)[C_ARG], &pid);
+    int rc = sched_dict_put(ctx, node_atom.ack_wanted, ATOM_TRUE, NULL);
+    if (rc != GD_OK)
+        return rc;
+    rc = start(ctx, fields(child)[C_ARG], &pid);
+    term_t acker = sched_dict_erase(ctx, node_atom.ack_wanted);
     if (rc != GD_OK)
         return rc;
     if (!term_is_local_pid(pid))
@@ -210,6 +230,7 @@ static int start_child_proc(sched_ctx_t *ctx, term_t child)
     if (rc != GD_OK)
         return rc;
     child_set_pid(child, pid);
+    *acks = acker == pid;
     return GD_OK;
 }
 
@@ -328,30 +349,145 @@ static int retry_later(sched_ctx_t *ctx, term_t child)
     return node_send_tuple(ctx, sched_self(ctx), elems, 2);
 }
 
-/* Starts the children `ids` (start order) that do not run; temporary ones
- * are not restarted but deleted, as OTP does. */
-static int restart_ids(sched_ctx_t *ctx, term_t *state, term_t ids)
+/* Selective receive while a start waits: the child's acknowledgement or
+ * its exit (its pid is the argument). */
+static bool is_ack_or_exit_of(term_t msg, void *arg)
 {
-    for (; term_is_list(ids); ids = term_cdr(ids)) {
-        term_t child = find_child(fields(*state)[S_CHILDREN], term_car(ids));
+    term_t pid = (term_t)(uintptr_t)arg;
+    return (node_is_tagged(msg, 2, node_atom.ack) && term_tuple_elems(msg)[1] == pid) ||
+           (node_is_tagged(msg, 3, ATOM_EXIT) && term_tuple_elems(msg)[1] == pid);
+}
+
+static int start_failed(sched_ctx_t *ctx, term_t *state, term_t child, term_t reason);
+static int reply_error(sched_ctx_t *ctx, term_t from, term_t why);
+static int stop_all_then_exit(sched_ctx_t *ctx, term_t *state, term_t reason);
+
+/* The start queue is empty: what its context asked for. */
+static int start_done(sched_ctx_t *ctx, term_t *state, term_t child)
+{
+    term_t why = fields(*state)[S_START_CTX], r;
+    int rc = set_field(ctx, state, S_START_CTX, ATOM_UNDEFINED);
+    if (rc != GD_OK)
+        return rc;
+    if (why == node_atom.init_atom && fields(*state)[S_ACK] != TERM_NIL) {
+        /* A supervisor is started once its children are. */
+        term_t elems[2] = {node_atom.ack, sched_self(ctx)};
+        return node_send_tuple(ctx, fields(*state)[S_ACK], elems, 2);
+    }
+    if (!node_is_tagged(why, 3, node_atom.call))
+        return GD_OK;
+    if (child == TERM_NONE)
+        return reply_error(ctx, fields(why)[1], node_atom.not_found);
+    rc = tuple2(sched_heap(ctx), ATOM_OK, fields(child)[C_PID], &r);
+    return rc != GD_OK ? rc : girder_reply(ctx, fields(why)[1], r);
+}
+
+/*
+ * Starts the queued children, one at a time: each start that will be
+ * acknowledged waits (selective receive) for the acknowledgement or the
+ * child's exit before the next.  Children that run already are skipped;
+ * in a restart temporary ones are not restarted but deleted, as OTP does.
+ */
+static int start_next(sched_ctx_t *ctx, term_t *state)
+{
+    term_t last = TERM_NONE;
+    for (;;) {
+        if (fields(*state)[S_START_CUR] != ATOM_UNDEFINED)
+            return GD_OK;
+        term_t queue = fields(*state)[S_START_Q];
+        if (!term_is_list(queue))
+            return fields(*state)[S_START_CTX] == ATOM_UNDEFINED ? GD_OK
+                                                                 : start_done(ctx, state, last);
+        int rc = set_field(ctx, state, S_START_Q, term_cdr(queue));
+        if (rc != GD_OK)
+            return rc;
+        term_t child = find_child(fields(*state)[S_CHILDREN], term_car(queue));
         if (child == TERM_NONE || child_running(child))
             continue;
-        if (fields(child)[C_RESTART] == node_atom.temporary) {
-            int rc = delete_child(ctx, state, term_car(ids));
+        if (fields(*state)[S_START_CTX] == node_atom.restart_atom &&
+            fields(child)[C_RESTART] == node_atom.temporary) {
+            rc = delete_child(ctx, state, term_car(queue));
             if (rc != GD_OK)
                 return rc;
             continue;
         }
-        int rc = start_child_proc(ctx, child);
+        bool acks = false;
+        rc = start_child_proc(ctx, child, &acks);
         if (rc == GD_ENOMEM || rc == SCHED_ESTOPPED)
             return rc;
-        if (rc != GD_OK) {
-            rc = retry_later(ctx, child);
+        if (rc != GD_OK)
+            return start_failed(ctx, state, child, node_callback_error(ctx, rc));
+        last = child;
+        if (acks) {
+            term_t pid = fields(child)[C_PID];
+            rc = set_field(ctx, state, S_START_CUR, pid);
             if (rc != GD_OK)
                 return rc;
+            sched_receive(ctx, is_ack_or_exit_of, (void *)(uintptr_t)pid);
+            return GD_OK;
         }
     }
-    return GD_OK;
+}
+
+/* Queues the start of `ids` (start order) for reason `why`. */
+static int begin_start(sched_ctx_t *ctx, term_t *state, term_t ids, term_t why)
+{
+    int rc = set_field(ctx, state, S_START_Q, ids);
+    if (rc == GD_OK)
+        rc = set_field(ctx, state, S_START_CTX, why);
+    return rc != GD_OK ? rc : start_next(ctx, state);
+}
+
+/* A start failed (its function returned an error, or the child exited
+ * before it acknowledged its init): what follows depends on the context. */
+static int start_failed(sched_ctx_t *ctx, term_t *state, term_t child, term_t reason)
+{
+    term_t why = fields(*state)[S_START_CTX], id = fields(child)[C_ID];
+    child_set_pid(child, ATOM_UNDEFINED);
+    int rc = set_field(ctx, state, S_START_CUR, ATOM_UNDEFINED);
+    if (rc != GD_OK)
+        return rc;
+    if (why == node_atom.restart_atom) {
+        /* OTP's try_again_restart; the other queued children go on. */
+        rc = retry_later(ctx, child);
+        return rc != GD_OK ? rc : start_next(ctx, state);
+    }
+    /* The start-up or a call: nothing more is started. */
+    rc = set_field(ctx, state, S_START_Q, TERM_NIL);
+    if (rc == GD_OK)
+        rc = set_field(ctx, state, S_START_CTX, ATOM_UNDEFINED);
+    if (rc != GD_OK)
+        return rc;
+    if (why == node_atom.init_atom) {
+        /* {shutdown, {failed_to_start_child, Id, Reason}} once the
+         * children started so far are stopped. */
+        term_t inner, exit_reason;
+        heap_t *h = sched_heap(ctx);
+        rc = tuple3(h, node_atom.failed_to_start_child, id, reason, &inner);
+        if (rc == GD_OK)
+            rc = tuple2(h, node_atom.shutdown, inner, &exit_reason);
+        return rc != GD_OK ? rc : stop_all_then_exit(ctx, state, exit_reason);
+    }
+    /* start_child drops the spec of a child that fails; restart_child
+     * keeps it. */
+    if (fields(why)[2] == ATOM_TRUE) {
+        rc = delete_child(ctx, state, id);
+        if (rc != GD_OK)
+            return rc;
+    }
+    return reply_error(ctx, fields(why)[1], reason);
+}
+
+/* The child being started acknowledged its init. */
+static int start_acked(sched_ctx_t *ctx, term_t *state)
+{
+    term_t child = find_child_pid(fields(*state)[S_CHILDREN], fields(*state)[S_START_CUR]);
+    int rc = set_field(ctx, state, S_START_CUR, ATOM_UNDEFINED);
+    if (rc != GD_OK)
+        return rc;
+    if (!term_is_list(fields(*state)[S_START_Q]) && child != TERM_NONE)
+        return start_done(ctx, state, child);
+    return start_next(ctx, state);
 }
 
 /* Records a restart; true in *exceeded when there were more than
@@ -395,7 +531,7 @@ static int restart(sched_ctx_t *ctx, term_t *state, term_t child)
     if (strategy == node_atom.one_for_one) {
         term_t ids;
         rc = heap_cons(h, id, TERM_NIL, &ids);
-        return rc != GD_OK ? rc : restart_ids(ctx, state, ids);
+        return rc != GD_OK ? rc : begin_start(ctx, state, ids, node_atom.restart_atom);
     }
     /* one_for_all: every child; rest_for_one: the child and those started
      * after it, which precede it in the newest-first list. */
@@ -439,7 +575,7 @@ static int run_then(sched_ctx_t *ctx, term_t *state, term_t then)
 {
     term_t *f = fields(then);
     if (f[0] == node_atom.sup_restart)
-        return restart_ids(ctx, state, f[1]);
+        return begin_start(ctx, state, f[1], node_atom.restart_atom);
     if (f[0] == node_atom.sup_reply) {
         /* terminate_child done: a temporary child's spec goes too. */
         term_t child = find_child(fields(*state)[S_CHILDREN], f[2]);
@@ -477,6 +613,18 @@ static int add_child(sched_ctx_t *ctx, term_t *state, term_t spec, term_t *child
     return rc != GD_OK ? rc : set_field(ctx, state, S_CHILDREN, children);
 }
 
+/* Starts child id for a call; the reply ({ok, Pid} or {error, Reason})
+ * goes out once it has started or failed. */
+static int start_one(sched_ctx_t *ctx, term_t *state, term_t from, term_t id, term_t delete)
+{
+    heap_t *h = sched_heap(ctx);
+    term_t ids, why;
+    int rc = heap_cons(h, id, TERM_NIL, &ids);
+    if (rc == GD_OK)
+        rc = tuple3(h, node_atom.call, from, delete, &why);
+    return rc != GD_OK ? rc : begin_start(ctx, state, ids, why);
+}
+
 static int call_start_child(sched_ctx_t *ctx, term_t *state, term_t from, term_t spec)
 {
     heap_t *h = sched_heap(ctx);
@@ -491,30 +639,17 @@ static int call_start_child(sched_ctx_t *ctx, term_t *state, term_t from, term_t
         return rc != GD_OK ? rc : reply_error(ctx, from, r);
     }
     rc = add_child(ctx, state, spec, &child);
-    if (rc != GD_OK)
-        return rc;
-    rc = start_child_proc(ctx, child);
-    if (rc == GD_OK) {
-        rc = tuple2(h, ATOM_OK, fields(child)[C_PID], &r);
-        return rc != GD_OK ? rc : girder_reply(ctx, from, r);
-    }
-    /* supervisor:start_child: a child that fails to start is not kept. */
-    int drc = delete_child(ctx, state, fields(spec)[C_ID]);
-    return drc != GD_OK ? drc : reply_error(ctx, from, node_callback_error(ctx, rc));
+    return rc != GD_OK ? rc : start_one(ctx, state, from, fields(spec)[C_ID], ATOM_TRUE);
 }
 
 static int call_restart_child(sched_ctx_t *ctx, term_t *state, term_t from, term_t id)
 {
-    term_t child = find_child(fields(*state)[S_CHILDREN], id), r;
+    term_t child = find_child(fields(*state)[S_CHILDREN], id);
     if (child == TERM_NONE)
         return reply_error(ctx, from, node_atom.not_found);
     if (child_running(child))
         return reply_error(ctx, from, node_atom.running);
-    int rc = start_child_proc(ctx, child);
-    if (rc != GD_OK)
-        return reply_error(ctx, from, node_callback_error(ctx, rc));
-    rc = tuple2(sched_heap(ctx), ATOM_OK, fields(child)[C_PID], &r);
-    return rc != GD_OK ? rc : girder_reply(ctx, from, r);
+    return start_one(ctx, state, from, id, ATOM_FALSE);
 }
 
 static int call_delete_child(sched_ctx_t *ctx, term_t *state, term_t from, term_t id)
@@ -640,25 +775,22 @@ static int sup_init(sched_ctx_t *ctx, term_t arg, term_t *state)
     e[S_STAGE] = ATOM_UNDEFINED;
     e[S_THEN] = ATOM_UNDEFINED;
     e[S_PARENT] = a[SA_PARENT] == TERM_NIL ? sched_self(ctx) : a[SA_PARENT];
+    e[S_START_Q] = TERM_NIL;
+    e[S_START_CUR] = ATOM_UNDEFINED;
+    e[S_START_CTX] = ATOM_UNDEFINED;
+    e[S_ACK] = a[SA_ACK];
+    heap_t *h = sched_heap(ctx);
+    term_t rev = TERM_NIL, ids;
     for (term_t l = a[SA_SPECS]; term_is_list(l); l = term_cdr(l)) {
         term_t child;
         rc = add_child(ctx, state, term_car(l), &child);
+        if (rc == GD_OK)
+            rc = heap_cons(h, fields(child)[C_ID], rev, &rev);
         if (rc != GD_OK)
             return rc;
-        rc = start_child_proc(ctx, child);
-        if (rc == GD_OK)
-            continue;
-        /* {shutdown, {failed_to_start_child, Id, Reason}} once the children
-         * started so far are stopped. */
-        term_t why, reason;
-        heap_t *h = sched_heap(ctx);
-        rc = tuple3(h, node_atom.failed_to_start_child, fields(child)[C_ID],
-                    node_callback_error(ctx, rc), &why);
-        if (rc == GD_OK)
-            rc = tuple2(h, node_atom.shutdown, why, &reason);
-        return rc != GD_OK ? rc : stop_all_then_exit(ctx, state, reason);
     }
-    return GD_OK;
+    rc = list_reverse(h, rev, &ids);
+    return rc != GD_OK ? rc : begin_start(ctx, state, ids, node_atom.init_atom);
 }
 
 static int sup_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
@@ -670,8 +802,18 @@ static int sup_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
             return stopped(ctx, state);
         return GD_OK;
     }
+    if (node_is_tagged(msg, 2, node_atom.ack)) {
+        if (fields(msg)[1] == fields(*state)[S_START_CUR])
+            return start_acked(ctx, state);
+        return GD_OK;
+    }
     if (node_is_tagged(msg, 3, ATOM_EXIT)) {
         term_t from = fields(msg)[1], reason = fields(msg)[2];
+        if (from == fields(*state)[S_START_CUR]) {
+            term_t child = find_child_pid(fields(*state)[S_CHILDREN], from);
+            if (child != TERM_NONE)
+                return start_failed(ctx, state, child, reason);
+        }
         if (from == fields(*state)[S_PARENT])
             return stop_all_then_exit(ctx, state, reason);
         term_t child = find_child_pid(fields(*state)[S_CHILDREN], from);
@@ -786,10 +928,13 @@ int girder_sup_start(sched_ctx_t *ctx, const girder_sup_flags_t *flags,
         e[SA_SPECS] = specs;
         e[SA_NAME] = name;
         e[SA_PARENT] = opts->link ? sched_self(ctx) : TERM_NIL;
+        e[SA_ACK] = node_ack_to(ctx, opts->link);
         sched_spawn_opts_t so = opts->spawn;
         so.link = opts->link;
         so.monitor = false;
         rc = sched_spawn_opt(ctx, &sup_beh, arg, &so, pid_out, NULL);
+        if (rc == GD_OK)
+            rc = node_ack_started(ctx, e[SA_ACK], *pid_out);
     }
     if (ctx == NULL)
         heap_destroy(&scratch);

@@ -78,3 +78,26 @@ term_t node_callback_error(sched_ctx_t *ctx, int code)
     e[1] = term_make_small(code);
     return t;
 }
+
+term_t node_ack_to(sched_ctx_t *ctx, bool link)
+{
+    if (ctx == NULL || !link || sched_dict_get(ctx, node_atom.ack_wanted) != ATOM_TRUE)
+        return TERM_NIL;
+    return sched_self(ctx);
+}
+
+int node_ack_started(sched_ctx_t *ctx, term_t ack_to, term_t pid)
+{
+    if (ack_to == TERM_NIL)
+        return GD_OK;
+    /* The key exists (its value was true): replacing it allocates nothing. */
+    return sched_dict_put(ctx, node_atom.ack_wanted, pid, NULL);
+}
+
+int node_ack(sched_ctx_t *ctx, term_t ack_to)
+{
+    if (ack_to == TERM_NIL)
+        return GD_OK;
+    term_t elems[2] = {node_atom.ack, sched_self(ctx)};
+    return node_send_tuple(ctx, ack_to, elems, 2);
+}

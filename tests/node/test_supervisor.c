@@ -33,6 +33,8 @@ static void log_pair(sched_ctx_t *ctx, const char *tag, term_t a, term_t b)
  * Reason}; on info crash it crashes, on {stop, R} it stops with R. */
 static int w_init(sched_ctx_t *ctx, term_t arg, term_t *state, girder_ret_t *ret)
 {
+    if (arg == A("bad"))
+        return GD_EBADARG;
     sched_trap_exit(ctx, true);
     *state = arg;
     log_pair(ctx, "started", arg, sched_self(ctx));
@@ -110,9 +112,7 @@ static term_t start_sup(enum girder_strategy s, uint32_t intensity, const girder
     return pid;
 }
 
-/* The pid of the nth start of child `id` (started => {Id, Pid}); children's
- * inits run concurrently (a start does not wait for init), so the order of
- * starts across children is not fixed, only each child's own. */
+/* The pid of the nth start of child `id` (started => {Id, Pid}). */
 static term_t started(const char *id, size_t nth)
 {
     for (size_t i = 0;; i++) {
@@ -121,6 +121,14 @@ static term_t started(const char *id, size_t nth)
         if (term_tuple_elems(t)[0] == A(id) && nth-- == 0)
             return term_tuple_elems(t)[1];
     }
+}
+
+/* True when the i-th start of any child was of `id`: a supervisor starts
+ * its children one at a time, each after the previous one's init. */
+static bool start_is(size_t i, const char *id)
+{
+    term_t t;
+    return nt_wait(A("started"), i, &t) && term_tuple_elems(t)[0] == A(id);
 }
 
 /* Starts of child id so far. */
@@ -181,9 +189,8 @@ static void test_one_for_all(void)
     CU_ASSERT(stopped_is(0, "b", crash_reason()));
     CU_ASSERT(stopped_is(1, "c", A("shutdown")));
     CU_ASSERT(stopped_is(2, "a", A("shutdown")));
-    started("a", 1);
-    started("b", 1);
-    started("c", 1);
+    CU_ASSERT(start_is(0, "a") && start_is(1, "b") && start_is(2, "c"));
+    CU_ASSERT(start_is(3, "a") && start_is(4, "b") && start_is(5, "c"));
     CU_ASSERT(st_wait_idle(sup));
     CU_ASSERT(nt_count(A("started")) == 6);
     CU_ASSERT(starts_of("a") == 2 && starts_of("b") == 2 && starts_of("c") == 2);
@@ -205,9 +212,7 @@ static void test_rest_for_one(void)
     CU_ASSERT(stopped_is(0, "b", crash_reason()));
     CU_ASSERT(stopped_is(1, "d", A("shutdown")));
     CU_ASSERT(stopped_is(2, "c", A("shutdown")));
-    started("b", 1);
-    started("c", 1);
-    started("d", 1);
+    CU_ASSERT(start_is(4, "b") && start_is(5, "c") && start_is(6, "d"));
     CU_ASSERT(st_wait_idle(sup));
     CU_ASSERT(nt_count(A("stopped")) == 3); /* a untouched */
     CU_ASSERT(nt_count(A("started")) == 7);
@@ -341,16 +346,29 @@ static void test_failed_start(void)
     /* The monitor may come after the exit (noproc). */
     CU_ASSERT(st_term_eq(got, why) || got == ATOM_NOPROC);
     st_wait_dead(sup);
-    /* a was started and stopped again (a start does not wait for init, so
-     * the shutdown may even overtake a's init: then neither ran); z never
-     * started. */
-    CU_ASSERT(nt_count(A("started")) <= 1);
-    CU_ASSERT(nt_count(A("stopped")) == nt_count(A("started")));
-    if (nt_count(A("stopped")) == 1)
-        CU_ASSERT(stopped_is(0, "a", A("shutdown")));
+    /* a was started and stopped again; z never started. */
+    CU_ASSERT(stopped_is(0, "a", A("shutdown")));
+    CU_ASSERT(nt_count(A("started")) == 1);
     nt_stop();
 }
 
+/* A child whose init fails during the start-up: the same, with the
+ * child's exit reason. */
+static void test_failed_init(void)
+{
+    nt_start(2);
+    girder_child_spec_t c[] = {
+        spec("a", GIRDER_PERMANENT, 1000),
+        {A("f"), start_worker, A("bad"), GIRDER_PERMANENT, 1000, GIRDER_WORKER},
+        spec("z", GIRDER_PERMANENT, 1000)};
+    term_t sup = start_sup(GIRDER_ONE_FOR_ONE, 3, c, 3);
+    st_wait_dead(sup);
+    CU_ASSERT(stopped_is(0, "a", A("shutdown")));
+    CU_ASSERT(nt_count(A("started")) == 1);
+    nt_stop();
+}
+
+/* A supervisor child that is itself a supervisor of one worker. */
 static int start_inner(sched_ctx_t *ctx, term_t arg, term_t *pid_out)
 {
     girder_child_spec_t c[] = {spec("inner_w", GIRDER_PERMANENT, 1000)};
@@ -436,6 +454,13 @@ static void test_calls(void)
     nt_call(cl, sup, req);
     CU_ASSERT(nt_logged(A("reply"), r++,
                         st_tuple(2, A("error"), st_tuple(2, A("callback_error"), S(GD_EINVAL)))));
+    /* A child whose init fails: the reply waits for it and gives its exit
+     * reason; the spec is not kept. */
+    girder_child_spec_t ni = {A("i"), start_worker, A("bad"), GIRDER_PERMANENT, 10, GIRDER_WORKER};
+    CU_ASSERT_FATAL(girder_sup_child_request(nt_heap(), &ni, &req) == GD_OK);
+    nt_call(cl, sup, req);
+    CU_ASSERT(nt_logged(A("reply"), r++,
+                        st_tuple(2, A("error"), st_tuple(2, A("callback_error"), S(GD_EBADARG)))));
     nt_call(cl, sup, A("count_children"));
     CU_ASSERT(
         nt_logged(A("reply"), r++,
@@ -462,6 +487,7 @@ static const gd_test_case_t gd_tests[] = {
     {"transient and temporary children", test_transient_temporary},
     {"shutdown order, timeout then kill, brutal_kill", test_shutdown_order_and_kill},
     {"a child that fails to start", test_failed_start},
+    {"a child whose init fails", test_failed_init},
     {"nested supervisors", test_nested},
     {"supervisor calls", test_calls},
     {NULL, NULL},
