@@ -678,7 +678,8 @@ static int call_terminate_child(sched_ctx_t *ctx, term_t *state, term_t from, te
     return rc != GD_OK ? rc : begin_stop(ctx, state, ids, then);
 }
 
-/* [{Id, Pid | undefined | restarting, Type, Modules}] in start order. */
+/* [{Id, Pid | undefined | restarting, Type, Modules}], newest first as
+ * OTP 25 lists them. */
 static int call_which_children(sched_ctx_t *ctx, term_t *state, term_t from)
 {
     heap_t *h = sched_heap(ctx);
@@ -696,7 +697,8 @@ static int call_which_children(sched_ctx_t *ctx, term_t *state, term_t from)
         if (rc != GD_OK)
             return rc;
     }
-    return girder_reply(ctx, from, out);
+    int rc = list_reverse(h, out, &out);
+    return rc != GD_OK ? rc : girder_reply(ctx, from, out);
 }
 
 /* [{specs, N}, {active, N}, {supervisors, N}, {workers, N}]. */
