@@ -123,22 +123,9 @@ static int gen_init(sched_ctx_t *ctx, term_t arg, term_t *state)
         return rc;
     term_t *a = term_tuple_elems(arg);
     const girder_gen_server_t *mod = (const girder_gen_server_t *)node_term_addr(a[GA_MOD]);
-    if (a[GA_NAME] != TERM_NIL) {
-        rc = sched_register(ctx, a[GA_NAME]);
-        if (rc == SCHED_ENAME_TAKEN) {
-            /* gen: {error, {already_started, Pid}}; with an asynchronous
-             * start it is the exit reason the starter's link reports. */
-            term_t *e, why;
-            rc = heap_make_tuple(sched_heap(ctx), 2, &e, &why);
-            if (rc != GD_OK)
-                return rc;
-            e[0] = node_atom.already_started;
-            e[1] = sched_whereis(a[GA_NAME]);
-            return sched_exit(ctx, why);
-        }
-        if (rc != GD_OK)
-            return rc;
-    }
+    rc = node_register_name(ctx, a[GA_NAME]);
+    if (rc != GD_OK)
+        return rc;
     rc = sched_dict_put(ctx, node_atom.gen_mod, a[GA_MOD], NULL);
     if (rc == GD_OK)
         rc = sched_dict_put(ctx, node_atom.gen_parent,
@@ -206,43 +193,18 @@ int girder_gen_start(sched_ctx_t *ctx, const girder_gen_server_t *mod, term_t ar
     static const girder_gen_opts_t defaults = {0};
     if (opts == NULL)
         opts = &defaults;
-    if (mod == NULL || mod->init == NULL || mod->handle_call == NULL || (opts->link && ctx == NULL))
+    if (mod == NULL || mod->init == NULL || mod->handle_call == NULL)
         return GD_EINVAL;
-    term_t name = opts->name == 0 ? TERM_NIL : opts->name;
-    if (name != TERM_NIL && (!term_is_atom(name) || name == ATOM_UNDEFINED))
-        return GD_EBADARG;
-    int rc = node_atoms_init();
-    if (rc != GD_OK)
-        return rc;
     term_t elems[GA_N];
-    rc = node_addr_term((uintptr_t)mod, &elems[GA_MOD]);
+    int rc = node_start_name(ctx, opts, &elems[GA_NAME]);
+    if (rc == GD_OK)
+        rc = node_addr_term((uintptr_t)mod, &elems[GA_MOD]);
     if (rc != GD_OK)
         return rc;
-    elems[GA_NAME] = name;
     elems[GA_PARENT] = opts->link ? sched_self(ctx) : TERM_NIL;
     elems[GA_ARG] = arg;
     elems[GA_ACK] = node_ack_to(ctx, opts->link);
-    heap_t scratch, *h = ctx != NULL ? sched_heap(ctx) : &scratch;
-    if (ctx == NULL) {
-        rc = heap_init(&scratch, GA_N + 1);
-        if (rc != GD_OK)
-            return rc;
-    }
-    term_t *e, t;
-    rc = heap_make_tuple(h, GA_N, &e, &t);
-    if (rc == GD_OK) {
-        for (size_t i = 0; i < GA_N; i++)
-            e[i] = elems[i];
-        sched_spawn_opts_t so = opts->spawn;
-        so.link = opts->link;
-        so.monitor = false;
-        rc = sched_spawn_opt(ctx, &gen_beh, t, &so, pid_out, NULL);
-        if (rc == GD_OK)
-            rc = node_ack_started(ctx, elems[GA_ACK], *pid_out);
-    }
-    if (ctx == NULL)
-        heap_destroy(&scratch);
-    return rc;
+    return node_start(ctx, &gen_beh, opts, elems, GA_N, GA_ACK, pid_out);
 }
 
 /* The alias reference of an OTP 25 alias tag ([alias | Ref] or

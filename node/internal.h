@@ -102,6 +102,24 @@ int node_ack_started(sched_ctx_t *ctx, term_t ack_to, term_t pid) GD_MUST_CHECK;
 /* Sends {'$girder_ack', Self} to ack_to (nothing when it is []). */
 int node_ack(sched_ctx_t *ctx, term_t ack_to) GD_MUST_CHECK;
 
+/* Checks a start's options (GD_EINVAL: link without a ctx; GD_EBADARG: a
+ * name that is not an atom) and interns the atoms; *name_out is the name
+ * or []. */
+int node_start_name(sched_ctx_t *ctx, const girder_gen_opts_t *opts,
+                    term_t *name_out) GD_MUST_CHECK;
+
+/* Spawns a behaviour process of beh whose argument is the tuple elems[0..n)
+ * (built on ctx's heap or a scratch one), with opts' spawn options and
+ * link; elems[ack_index] is the node_ack_to value for the new process.
+ * Errors: sched_spawn_opt's, GD_ENOMEM. */
+int node_start(sched_ctx_t *ctx, const sched_behaviour_t *beh, const girder_gen_opts_t *opts,
+               const term_t *elems, size_t n, size_t ack_index, term_t *pid_out) GD_MUST_CHECK;
+
+/* Registers the calling process as name ([]: none).  A name taken ends it
+ * with reason {already_started, Pid} (SCHED_EEXIT, to be returned from the
+ * callback); other errors as sched_register. */
+int node_register_name(sched_ctx_t *ctx, term_t name) GD_MUST_CHECK;
+
 /* The exit reason {callback_error, Code} on ctx's heap (the bare atom if
  * the heap is out of memory). */
 term_t node_callback_error(sched_ctx_t *ctx, int code);

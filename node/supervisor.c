@@ -752,17 +752,9 @@ static int sup_init(sched_ctx_t *ctx, term_t arg, term_t *state)
         return rc;
     term_t *a = fields(arg);
     sched_trap_exit(ctx, true);
-    if (a[SA_NAME] != TERM_NIL) {
-        rc = sched_register(ctx, a[SA_NAME]);
-        if (rc == SCHED_ENAME_TAKEN) {
-            term_t why;
-            rc =
-                tuple2(sched_heap(ctx), node_atom.already_started, sched_whereis(a[SA_NAME]), &why);
-            return rc != GD_OK ? rc : sched_exit(ctx, why);
-        }
-        if (rc != GD_OK)
-            return rc;
-    }
+    rc = node_register_name(ctx, a[SA_NAME]);
+    if (rc != GD_OK)
+        return rc;
     term_t *e;
     rc = heap_make_tuple(sched_heap(ctx), S_N, &e, state);
     if (rc != GD_OK)
@@ -892,12 +884,10 @@ int girder_sup_start(sched_ctx_t *ctx, const girder_sup_flags_t *flags,
     if (opts == NULL)
         opts = &defaults;
     if (flags == NULL || (unsigned)flags->strategy > GIRDER_REST_FOR_ONE ||
-        (children == NULL && n > 0) || (opts->link && ctx == NULL))
+        (children == NULL && n > 0))
         return GD_EINVAL;
-    term_t name = opts->name == 0 ? TERM_NIL : opts->name;
-    if (name != TERM_NIL && (!term_is_atom(name) || name == ATOM_UNDEFINED))
-        return GD_EBADARG;
-    int rc = node_atoms_init();
+    term_t elems[SA_N];
+    int rc = node_start_name(ctx, opts, &elems[SA_NAME]);
     if (rc != GD_OK)
         return rc;
     for (size_t i = 0; i < n; i++)
@@ -911,32 +901,26 @@ int girder_sup_start(sched_ctx_t *ctx, const girder_sup_flags_t *flags,
             return rc;
     }
     /* The specs as a list in start order, built from the last. */
-    term_t specs = TERM_NIL, *e, arg;
+    term_t specs = TERM_NIL;
     for (size_t i = n; rc == GD_OK && i-- > 0;) {
         term_t s;
         rc = spec_term(h, &children[i], &s);
         if (rc == GD_OK)
             rc = heap_cons(h, s, specs, &specs);
     }
-    if (rc == GD_OK)
-        rc = heap_make_tuple(h, SA_N, &e, &arg);
     if (rc == GD_OK) {
         const term_t strategies[] = {node_atom.one_for_one, node_atom.one_for_all,
                                      node_atom.rest_for_one};
-        e[SA_STRATEGY] = strategies[flags->strategy];
-        e[SA_INTENSITY] = term_make_small(flags->intensity);
-        e[SA_PERIOD] =
+        elems[SA_STRATEGY] = strategies[flags->strategy];
+        elems[SA_INTENSITY] = term_make_small(flags->intensity);
+        elems[SA_PERIOD] =
             term_make_small(flags->period_ms != 0 ? flags->period_ms : SUP_PERIOD_DEFAULT_MS);
-        e[SA_SPECS] = specs;
-        e[SA_NAME] = name;
-        e[SA_PARENT] = opts->link ? sched_self(ctx) : TERM_NIL;
-        e[SA_ACK] = node_ack_to(ctx, opts->link);
-        sched_spawn_opts_t so = opts->spawn;
-        so.link = opts->link;
-        so.monitor = false;
-        rc = sched_spawn_opt(ctx, &sup_beh, arg, &so, pid_out, NULL);
-        if (rc == GD_OK)
-            rc = node_ack_started(ctx, e[SA_ACK], *pid_out);
+        elems[SA_SPECS] = specs;
+        elems[SA_PARENT] = opts->link ? sched_self(ctx) : TERM_NIL;
+        elems[SA_ACK] = node_ack_to(ctx, opts->link);
+        /* node_start builds the argument tuple on ctx's heap: with ctx NULL
+         * the specs on the scratch heap stay readable until it is freed. */
+        rc = node_start(ctx, &sup_beh, opts, elems, SA_N, SA_ACK, pid_out);
     }
     if (ctx == NULL)
         heap_destroy(&scratch);

@@ -48,7 +48,13 @@ uintptr_t node_term_addr(term_t t)
     return (uintptr_t)term_small_value(t);
 }
 
-int node_send_tuple(sched_ctx_t *ctx, term_t to, const term_t *elems, size_t n)
+/*
+ * Builds the tuple elems[0..n) on ctx's heap (or, with ctx NULL, on a
+ * scratch heap freed afterwards) and hands it to use(ctx, tuple, arg): the
+ * one place that knows where a term built for another process may live.
+ */
+static int with_tuple(sched_ctx_t *ctx, const term_t *elems, size_t n,
+                      int (*use)(sched_ctx_t *, term_t, void *), void *arg)
 {
     heap_t scratch, *h = ctx != NULL ? sched_heap(ctx) : &scratch;
     int rc;
@@ -62,11 +68,21 @@ int node_send_tuple(sched_ctx_t *ctx, term_t to, const term_t *elems, size_t n)
     if (rc == GD_OK) {
         for (size_t i = 0; i < n; i++)
             e[i] = elems[i];
-        rc = sched_send(ctx, to, t);
+        rc = use(ctx, t, arg);
     }
     if (ctx == NULL)
         heap_destroy(&scratch);
     return rc;
+}
+
+static int send_to(sched_ctx_t *ctx, term_t t, void *arg)
+{
+    return sched_send(ctx, *(const term_t *)arg, t);
+}
+
+int node_send_tuple(sched_ctx_t *ctx, term_t to, const term_t *elems, size_t n)
+{
+    return with_tuple(ctx, elems, n, send_to, &to);
 }
 
 term_t node_callback_error(sched_ctx_t *ctx, int code)
@@ -100,4 +116,56 @@ int node_ack(sched_ctx_t *ctx, term_t ack_to)
         return GD_OK;
     term_t elems[2] = {node_atom.ack, sched_self(ctx)};
     return node_send_tuple(ctx, ack_to, elems, 2);
+}
+
+int node_register_name(sched_ctx_t *ctx, term_t name)
+{
+    if (name == TERM_NIL)
+        return GD_OK;
+    int rc = sched_register(ctx, name);
+    if (rc != SCHED_ENAME_TAKEN)
+        return rc;
+    /* gen: {error, {already_started, Pid}}; with a start that does not wait
+     * for init it is the exit reason the starter's link reports. */
+    term_t *e, why;
+    rc = heap_make_tuple(sched_heap(ctx), 2, &e, &why);
+    if (rc != GD_OK)
+        return rc;
+    e[0] = node_atom.already_started;
+    e[1] = sched_whereis(name);
+    return sched_exit(ctx, why);
+}
+
+typedef struct start_args {
+    const sched_behaviour_t *beh;
+    const girder_gen_opts_t *opts;
+    term_t ack_to, *pid_out;
+} start_args_t;
+
+static int spawn_with(sched_ctx_t *ctx, term_t arg, void *varg)
+{
+    start_args_t *a = varg;
+    sched_spawn_opts_t so = a->opts->spawn;
+    so.link = a->opts->link;
+    so.monitor = false;
+    int rc = sched_spawn_opt(ctx, a->beh, arg, &so, a->pid_out, NULL);
+    return rc != GD_OK ? rc : node_ack_started(ctx, a->ack_to, *a->pid_out);
+}
+
+int node_start(sched_ctx_t *ctx, const sched_behaviour_t *beh, const girder_gen_opts_t *opts,
+               const term_t *elems, size_t n, size_t ack_index, term_t *pid_out)
+{
+    start_args_t a = {beh, opts, elems[ack_index], pid_out};
+    return with_tuple(ctx, elems, n, spawn_with, &a);
+}
+
+int node_start_name(sched_ctx_t *ctx, const girder_gen_opts_t *opts, term_t *name_out)
+{
+    if (opts->link && ctx == NULL)
+        return GD_EINVAL;
+    term_t name = opts->name == 0 ? TERM_NIL : opts->name;
+    if (name != TERM_NIL && (!term_is_atom(name) || name == ATOM_UNDEFINED))
+        return GD_EBADARG;
+    *name_out = name;
+    return node_atoms_init();
 }
