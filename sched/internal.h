@@ -89,6 +89,21 @@ typedef struct mon_set {
     mon_entry_t e[];
 } mon_set_t;
 
+/* Coroutine process states (sched_proc.cstate). */
+enum {
+    CS_RUN = 0,  /* running, or preempted: resume it when it is picked */
+    CS_WAIT = 1, /* blocked in sched_receive_wait: resume when it may go on */
+    CS_DONE = 2, /* its function returned */
+    CS_DEAD = 3, /* parked for good: it is exiting (never resumed) */
+};
+
+/* Root slots a coroutine registered (sched_root_push), allocated on first
+ * use. */
+typedef struct root_stack {
+    uint32_t n, cap;
+    term_t *slot[];
+} root_stack_t;
+
 typedef struct dict {
     uint32_t n, cap;
     term_t kv[]; /* key, value pairs */
@@ -96,11 +111,11 @@ typedef struct dict {
 
 /*
  * The PCB.  Everything a process owns that is not always needed is a
- * pointer to a table allocated on first use (links, monitors, dictionary),
- * so an idle behaviour process is this struct plus its heap.  Two fields
- * come with the primitives being written separately: a coroutine context
- * (stack pointer and stack mapping, for coroutine processes, next to `beh`)
- * and an intrusive timer-wheel entry (receive timeouts, next to `sel_pred`).
+ * pointer to a table allocated on first use (links, monitors, dictionary,
+ * root slots), so an idle behaviour process is this struct plus its heap;
+ * a coroutine process adds its coroutine (the stack mapping, with the
+ * coroutine's control block at its top).  The timeout is an intrusive
+ * timer-wheel entry (next to `sel_pred`).
  */
 struct sched_proc {
     heap_t heap;
@@ -136,8 +151,15 @@ struct sched_proc {
     timer_entry_t tmo;
     _Atomic uint32_t tmo_fired;
     uint16_t tmo_wheel;
-    bool tmo_on; /* a timeout is in force (armed, or due at once) */
-    const sched_behaviour_t *beh;
+    bool tmo_on;                  /* a timeout is in force (armed, or due at once) */
+    const sched_behaviour_t *beh; /* behaviour processes; NULL for coroutines */
+    /* Coroutine processes: the body, its coroutine (made at the first run),
+     * where it stands (CS_*), its result, and the registered root slots. */
+    sched_coro_fn cfn;
+    struct sched_coro *coro;
+    struct root_stack *roots;
+    int cresult;
+    uint8_t cstate;
     term_t st;             /* behaviour state (root) */
     term_t reason;         /* exit reason once decided (root) */
     heap_frag_t *arg_frag; /* spawn argument until init */

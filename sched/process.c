@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 
+#include "coro.h"
 #include "internal.h"
 
 /* ------------------------------------------------------------------------ */
@@ -156,7 +157,7 @@ void proc_put(sched_proc_t *p)
                                                     memory_order_release, memory_order_relaxed));
     /* Off the schedulers (a foreign sender dropped the last reference):
      * make sure a scheduler comes round to reap it. */
-    if (sched_current_rq == NULL)
+    if (sched_this_rq() == NULL)
         sched_kick_reaper();
 }
 
@@ -478,11 +479,16 @@ static bool mon_remove(mon_set_t *s, sched_ref_t ref, mon_entry_t *out)
     return false;
 }
 
-static void dict_enumerate(void *ctx, heap_root_visit_fn visit, void *vctx)
+/* The roots a process keeps in its tables: the dictionary and the slots
+ * registered with sched_root_push. */
+static void proc_enumerate(void *ctx, heap_root_visit_fn visit, void *vctx)
 {
     sched_proc_t *p = ctx;
     if (p->dict != NULL && p->dict->n > 0)
         visit(vctx, p->dict->kv, 2 * (size_t)p->dict->n);
+    if (p->roots != NULL)
+        for (uint32_t i = 0; i < p->roots->n; i++)
+            visit(vctx, p->roots->slot[i], 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -583,6 +589,20 @@ static void take_inbox(sched_proc_t *p)
     }
 }
 
+/* Takes the message *link out of the private queue. */
+static msg_t *queue_unlink(sched_proc_t *p, msg_t **link)
+{
+    msg_t *m = *link;
+    *link = m->qnext;
+    if (p->q_last == &m->qnext)
+        p->q_last = link;
+    /* Links into the queue may now dangle: drop them. */
+    p->save = &p->q_first;
+    p->mark = NULL;
+    atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
+    return m;
+}
+
 /* The next message to hand to handle_message, unlinked, or NULL. */
 static msg_t *next_deliverable(sched_proc_t *p)
 {
@@ -601,15 +621,7 @@ static msg_t *next_deliverable(sched_proc_t *p)
             return NULL;
         p->sel_pred = NULL;
     }
-    msg_t *m = *link;
-    *link = m->qnext;
-    if (p->q_last == &m->qnext)
-        p->q_last = link;
-    /* Links into the queue may now dangle: drop them. */
-    p->save = &p->q_first;
-    p->mark = NULL;
-    atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
-    return m;
+    return queue_unlink(p, link);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -668,9 +680,14 @@ static void release_owned(sched_proc_t *p)
     free(p->monitors);
     free(p->monitored_by);
     free(p->dict);
+    free(p->roots);
     p->links = NULL;
     p->monitors = p->monitored_by = NULL;
     p->dict = NULL;
+    p->roots = NULL;
+    /* Never resumed again: its stack goes back to this thread's cache. */
+    sched_coro_destroy(p->coro);
+    p->coro = NULL;
     heap_destroy(&p->heap);
 }
 
@@ -795,7 +812,7 @@ static void safe_point(sched_proc_t *p)
         return;
     uint64_t before = p->heap.stats.words_copied;
     term_t *const slots[] = {&p->st, &p->reason};
-    heap_roots_t roots = {slots, 2, dict_enumerate, p};
+    heap_roots_t roots = {slots, 2, proc_enumerate, p};
     int rc = heap_ensure_free_slow(&p->heap, 0, &roots);
     p->reds -= 1 + (int32_t)((p->heap.stats.words_copied - before) / 16);
     if (rc == GD_EHEAP_LIMIT)
@@ -854,6 +871,192 @@ static void publish_info(sched_proc_t *p)
     atomic_store_explicit(&p->pub_dict_bytes, (uint32_t)extra, memory_order_relaxed);
 }
 
+/* ---- coroutine processes ---- */
+
+/* True when the caller runs on p's own coroutine (runtime calls made for a
+ * coroutine process from anywhere else never yield). */
+static bool on_own_coro(const sched_proc_t *p)
+{
+    return p->coro != NULL && sched_coro_current() == p->coro;
+}
+
+/* Switches from p's coroutine back to its scheduler (proc_run); returns
+ * when p is resumed, maybe on another thread.  Not inlined, and nothing
+ * thread-local is read around it in this file (sched_this_rq is called
+ * afresh each time). */
+static GD_NOINLINE void coro_switch_out(sched_proc_t *p)
+{
+    (void)p;
+    sched_coro_yield();
+}
+
+/* Parks p's coroutine for good: p is exiting, its scheduler ends it
+ * without resuming the coroutine. */
+static GD_NOINLINE void coro_park_dead(sched_proc_t *p)
+{
+    p->cstate = CS_DEAD;
+    coro_switch_out(p);
+    /* A dead coroutine is never resumed. */
+    GD_ASSERT(false);
+    abort();
+}
+
+/*
+ * The preemption point of the runtime calls a coroutine process makes
+ * (after the call's work): collects the heap when it needs it (the roots
+ * are the registered slots, the dictionary and the reason), parks the
+ * coroutine if the process must exit, and yields when the slice is used
+ * up.  True when it yielded.  A no-op for behaviours.
+ */
+static bool coro_point(sched_proc_t *p)
+{
+    if (p->cfn == NULL || !on_own_coro(p))
+        return false;
+    safe_point(p);
+    if (p->flags & PF_EXIT_PENDING)
+        coro_park_dead(p);
+    if (p->reds > 0)
+        return false;
+    p->cstate = CS_RUN;
+    coro_switch_out(p);
+    return true;
+}
+
+/* The coroutine's entry: runs the body and keeps its result. */
+static void coro_body(void *arg)
+{
+    sched_proc_t *p = arg;
+    term_t a = p->arg;
+    p->arg = TERM_NIL;
+    p->cresult = p->cfn(p, a);
+    p->cstate = CS_DONE;
+}
+
+/* True when a blocked coroutine may go on: a message it has not looked at
+ * yet, or its timeout fired. */
+static bool coro_wait_ready(sched_proc_t *p)
+{
+    return *p->save != NULL || proc_timeout_fired(p);
+}
+
+/* Runs p's coroutine (made at the first run) until it yields or ends. */
+static void run_coro(sched_proc_t *p)
+{
+    if (p->flags & PF_EXIT_PENDING)
+        return;
+    if (p->coro == NULL) {
+        p->flags |= PF_INITED;
+        int rc = sched_coro_create(&p->coro, 0, coro_body, p);
+        if (rc != GD_OK) {
+            callback_failed(p, rc);
+            return;
+        }
+        heap_attach_frag(&p->heap, p->arg_frag);
+        p->arg_frag = NULL;
+        p->cstate = CS_RUN;
+        p->reds--;
+    } else if (p->cstate == CS_WAIT && !coro_wait_ready(p)) {
+        return;
+    }
+    sched_coro_resume(p->coro);
+    if (p->cstate == CS_DONE && !(p->flags & PF_EXIT_PENDING)) {
+        if (p->cresult != GD_OK)
+            callback_failed(p, p->cresult);
+        else
+            die(p, atom_normal);
+    }
+}
+
+/* The receive of a coroutine process, scanning from p->save. */
+static int coro_receive(sched_proc_t *p, sched_pred_fn pred, void *parg, int64_t timeout_ms,
+                        term_t *msg_out)
+{
+    /* A preemption point first (the scheduler only appends to the queue
+     * meanwhile: p->save stays valid). */
+    p->reds--;
+    (void)coro_point(p);
+    if (timeout_ms >= 0)
+        proc_timeout_arm(p, timeout_ms);
+    for (;;) {
+        take_inbox(p);
+        if (p->flags & PF_EXIT_PENDING)
+            coro_park_dead(p);
+        msg_t **link;
+        for (link = p->save; *link != NULL; link = &(*link)->qnext)
+            if (pred == NULL || pred((*link)->term, parg))
+                break;
+        p->save = link;
+        if (*link != NULL) {
+            proc_timeout_cancel(p);
+            msg_t *m = queue_unlink(p, link);
+            size_t words = m->frag != NULL ? m->frag->used : 0;
+            *msg_out = accept_body(p, m);
+            free(m);
+            p->reds -= (int32_t)(words / 16);
+            return GD_OK;
+        }
+        if (proc_timeout_fired(p)) {
+            proc_timeout_cancel(p);
+            return SCHED_ETIMEOUT;
+        }
+        p->cstate = CS_WAIT;
+        coro_switch_out(p);
+        p->cstate = CS_RUN;
+    }
+}
+
+int sched_receive_wait(sched_ctx_t *ctx, sched_pred_fn pred, void *parg, int64_t timeout_ms,
+                       term_t *msg_out)
+{
+    if (ctx->cfn == NULL || !on_own_coro(ctx) || msg_out == NULL)
+        return GD_EINVAL;
+    ctx->save = &ctx->q_first;
+    return coro_receive(ctx, pred, parg, timeout_ms, msg_out);
+}
+
+int sched_receive_ref_wait(sched_ctx_t *ctx, term_t ref, sched_pred_fn pred, void *parg,
+                           int64_t timeout_ms, term_t *msg_out)
+{
+    if (ctx->cfn == NULL || !on_own_coro(ctx) || msg_out == NULL)
+        return GD_EINVAL;
+    ctx->save = &ctx->q_first;
+    sched_ref_t r;
+    if (ctx->mark != NULL && ref_words(ref, &r) && ref_eq(r, ctx->mark_ref))
+        ctx->save = ctx->mark;
+    return coro_receive(ctx, pred, parg, timeout_ms, msg_out);
+}
+
+bool sched_proc_yield(sched_ctx_t *ctx)
+{
+    ctx->reds--;
+    if (ctx->cfn != NULL)
+        return coro_point(ctx);
+    return ctx->reds <= 0;
+}
+
+int sched_root_push(sched_ctx_t *ctx, term_t *slot)
+{
+    root_stack_t *r = ctx->roots;
+    if (r == NULL || r->n == r->cap) {
+        uint32_t cap = r == NULL ? 8 : r->cap * 2;
+        root_stack_t *nr = realloc(r, sizeof *nr + cap * sizeof(term_t *));
+        if (nr == NULL)
+            return GD_ENOMEM;
+        if (r == NULL)
+            nr->n = 0;
+        nr->cap = cap;
+        ctx->roots = r = nr;
+    }
+    r->slot[r->n++] = slot;
+    return GD_OK;
+}
+
+void sched_root_pop(sched_ctx_t *ctx, size_t n)
+{
+    if (ctx->roots != NULL)
+        ctx->roots->n = n >= ctx->roots->n ? 0 : ctx->roots->n - (uint32_t)n;
+}
+
 /* Runs callbacks while p has deliverable messages and reductions left. */
 static void run_callbacks(sched_proc_t *p)
 {
@@ -908,6 +1111,8 @@ static bool has_work(sched_proc_t *p, uint32_t s)
 {
     if ((s & PS_ACTIVE) || proc_timeout_fired(p))
         return true;
+    if (p->cfn != NULL)
+        return p->coro == NULL || p->cstate == CS_RUN || (p->cstate == CS_WAIT && *p->save != NULL);
     return p->sel_pred == NULL ? p->q_first != NULL : *p->save != NULL;
 }
 
@@ -936,7 +1141,10 @@ void proc_run(sched_proc_t *p)
     int64_t counted = 0;
     for (;;) {
         take_inbox(p);
-        run_callbacks(p);
+        if (p->cfn != NULL)
+            run_coro(p);
+        else
+            run_callbacks(p);
         if (p->flags & PF_EXIT_PENDING) {
             account(p, &counted);
             do_exit(p);
@@ -981,18 +1189,21 @@ void proc_run(sched_proc_t *p)
 
 static const sched_spawn_opts_t default_opts;
 
-int sched_spawn_opt(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
-                    const sched_spawn_opts_t *opts, term_t *pid_out, term_t *ref_out)
+/* Spawns a behaviour process (beh) or a coroutine process (cfn). */
+static int spawn(sched_ctx_t *ctx, const sched_behaviour_t *beh, sched_coro_fn cfn, term_t arg,
+                 const sched_spawn_opts_t *opts, term_t *pid_out, term_t *ref_out)
 {
     if (!node_running())
         return SCHED_ESTOPPED;
     if (opts == NULL)
         opts = &default_opts;
-    if (beh == NULL || beh->init == NULL || beh->handle_message == NULL ||
+    if ((beh != NULL) == (cfn != NULL) ||
+        (beh != NULL && (beh->init == NULL || beh->handle_message == NULL)) ||
         ((opts->link || opts->monitor) && ctx == NULL) || (opts->monitor && ref_out == NULL) ||
         (unsigned)opts->priority > SCHED_PRIO_MAX)
         return GD_EINVAL;
     int rc;
+    runq_t *here;
     sched_proc_t *p = calloc(1, sizeof *p);
     if (p == NULL)
         return GD_ENOMEM;
@@ -1020,6 +1231,7 @@ int sched_spawn_opt(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
     p->q_last = &p->q_first;
     p->save = &p->q_first;
     p->beh = beh;
+    p->cfn = cfn;
     p->st = TERM_NIL;
     p->reason = atom_normal;
     p->name = TERM_NIL;
@@ -1028,8 +1240,8 @@ int sched_spawn_opt(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
     unsigned nrqs = atomic_load_explicit(&sched_node.nrqs, memory_order_acquire);
     if (opts->scheduler > 0)
         p->home = (uint16_t)((unsigned)(opts->scheduler - 1) % sched_node.nsched);
-    else if (sched_current_rq != NULL)
-        p->home = (uint16_t)sched_current_rq->index;
+    else if ((here = sched_this_rq()) != NULL)
+        p->home = (uint16_t)here->index;
     else
         p->home = (uint16_t)(idx % (nrqs != 0 ? nrqs : 1));
     sched_ref_t mref;
@@ -1054,9 +1266,11 @@ int sched_spawn_opt(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
     atomic_store_explicit(&slot->word, SLOT_LIVE | (serial << SLOT_SERIAL_SHIFT) | 1,
                           memory_order_release);
     *pid_out = p->pid;
-    if (ctx != NULL)
-        ctx->reds -= 10;
     runq_push(p);
+    if (ctx != NULL) {
+        ctx->reds -= 10;
+        coro_point(ctx);
+    }
     return GD_OK;
 
 fail_link:
@@ -1077,6 +1291,27 @@ fail_pcb:
     heap_destroy(&p->heap);
     free(p);
     return rc;
+}
+
+int sched_spawn_opt(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg,
+                    const sched_spawn_opts_t *opts, term_t *pid_out, term_t *ref_out)
+{
+    if (beh == NULL)
+        return GD_EINVAL;
+    return spawn(ctx, beh, NULL, arg, opts, pid_out, ref_out);
+}
+
+int sched_spawn_coro_opt(sched_ctx_t *ctx, sched_coro_fn fn, term_t arg,
+                         const sched_spawn_opts_t *opts, term_t *pid_out, term_t *ref_out)
+{
+    if (fn == NULL)
+        return GD_EINVAL;
+    return spawn(ctx, NULL, fn, arg, opts, pid_out, ref_out);
+}
+
+int sched_spawn_coro(sched_ctx_t *ctx, sched_coro_fn fn, term_t arg, term_t *pid_out)
+{
+    return sched_spawn_coro_opt(ctx, fn, arg, NULL, pid_out, NULL);
 }
 
 int sched_spawn(sched_ctx_t *ctx, const sched_behaviour_t *beh, term_t arg, term_t *pid_out)
@@ -1113,6 +1348,8 @@ heap_t *sched_heap(sched_ctx_t *ctx)
 bool sched_bump_reds(sched_ctx_t *ctx, uint32_t n)
 {
     ctx->reds -= (int32_t)(n > INT32_MAX / 2 ? INT32_MAX / 2 : n);
+    if (ctx->cfn != NULL)
+        return coro_point(ctx);
     return ctx->reds <= 0;
 }
 
@@ -1168,6 +1405,8 @@ int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
     deliver(t, m);
 out:
     proc_put(t);
+    if (ctx != NULL && rc == GD_OK)
+        coro_point(ctx);
     return rc;
 }
 

@@ -2,7 +2,10 @@
  * sched.h — girder's runtime core: processes, their mailboxes and signals,
  * and the scheduler threads that run them.
  *
- * Processes.  A process is a behaviour callback set (init, handle_message,
+ * Processes.  Two kinds, first-class side by side: a coroutine process (a C
+ * function on a stack of its own that blocks in sched_receive_wait; see
+ * "coroutine processes" below), and the lighter behaviour process: a
+ * behaviour callback set (init, handle_message,
  * terminate, code_change) run once per message on a scheduler thread; its
  * state term and the message are its roots, so it needs no stack of its own
  * while idle (an idle process costs sizeof(PCB) + its heap; see
@@ -222,7 +225,9 @@ term_t sched_self(const sched_ctx_t *ctx);
 heap_t *sched_heap(sched_ctx_t *ctx);
 
 /* Charges n reductions; returns true when the slice is used up (a long C
- * loop should then return from its callback to let others run). */
+ * loop should then return from its callback to let others run).  In a
+ * coroutine process a preemption point: it then yields, resumes with a
+ * fresh slice and returns true. */
 bool sched_bump_reds(sched_ctx_t *ctx, uint32_t n);
 
 /*
@@ -304,6 +309,94 @@ void sched_receive_ref(sched_ctx_t *ctx, term_t ref, sched_pred_fn pred, void *a
 /* Calls the behaviour's code_change for the process (from one of its own
  * callbacks); errors as the callback's. */
 int sched_code_change(sched_ctx_t *ctx, term_t extra) GD_MUST_CHECK;
+
+/* ---- coroutine processes ----
+ *
+ * A coroutine process runs one C function on a stack of its own
+ * (sched/coro.h: 256 KiB reserved, committed as touched, a 64 KiB guard
+ * below it; the stack is taken from the scheduler thread's cache at the
+ * first run and goes back to it when the process ends), so it can block in
+ * sched_receive_wait anywhere in its call chain.  It is scheduled like a
+ * behaviour process: every runtime call that charges reductions
+ * (sched_send, sched_spawn*, sched_bump_reds, sched_proc_yield, the
+ * receives) is
+ * a preemption point where, once the slice's SCHED_CONTEXT_REDS are used
+ * up, it yields to its scheduler and later resumes, possibly on another
+ * scheduler thread (so never keep the address of a thread-local variable,
+ * errno's included, across such a call).  A C loop that calls none of them
+ * is caught by the stuck-scheduler watchdog like a behaviour's.
+ *
+ * Signals are handled while it waits: a link's exit or exit/2 that kills it
+ * ends it without returning into its function (its stack is simply
+ * released; so keep no malloc'd memory or locks only the function itself
+ * would free across a receive or a preemption point, or trap exits).  A
+ * trapped exit or a DOWN arrives as a message.
+ *
+ * Roots.  The collector cannot see the coroutine's C locals.  It collects a
+ * coroutine process's heap only inside the preemption points above (when
+ * the heap needs it, and at each of them under GC stress), and then every
+ * term the process holds moves, except those in the slots it registered
+ * with sched_root_push (updated in place), its dictionary and its exit
+ * reason.  So: a term built on the heap, the spawn argument and a received
+ * message are valid until the next such call unless their slot is
+ * registered.  Registration is a stack (push the address of a local, pop
+ * before the local goes out of scope); its table is allocated on first use.
+ *
+ * Idle size: an idle coroutine process blocked in a receive costs its PCB,
+ * its heap and the stack pages it touched (one or two 4 KiB pages for a
+ * shallow body; see test_sched_coroproc's measurement).
+ */
+
+/* A coroutine process body.  Returns 0 to exit normally, SCHED_EEXIT after
+ * sched_exit, any other negative code to exit with {callback_error, Code}.
+ * `arg` is the spawn argument, copied onto the process heap (see Roots). */
+typedef int (*sched_coro_fn)(sched_ctx_t *ctx, term_t arg);
+
+/*
+ * Spawns a coroutine process running fn(ctx, arg) (arg copied); options,
+ * results and errors as sched_spawn_opt (GD_EINVAL for fn NULL).  The stack
+ * is mapped at the first run: if that fails the process exits with
+ * {callback_error, GD_ENOMEM}.  O(size of arg).
+ */
+int sched_spawn_coro_opt(sched_ctx_t *ctx, sched_coro_fn fn, term_t arg,
+                         const sched_spawn_opts_t *opts, term_t *pid_out,
+                         term_t *ref_out) GD_MUST_CHECK;
+int sched_spawn_coro(sched_ctx_t *ctx, sched_coro_fn fn, term_t arg, term_t *pid_out) GD_MUST_CHECK;
+
+/*
+ * Blocks the calling coroutine process until the first queued message (in
+ * arrival order) that pred(msg, parg) accepts (pred NULL: any message),
+ * takes it from the queue and returns 0 with *msg_out on the process heap
+ * (valid as the Roots rules say).  The other messages stay queued in
+ * order.  timeout_ms < 0 waits forever; otherwise after timeout_ms
+ * milliseconds without a match it returns SCHED_ETIMEOUT (0: only what is
+ * queued now is looked at).  Each message is offered to pred once per call
+ * (the save pointer, as sched_receive).  GD_EINVAL from a behaviour
+ * process (or off the process's own coroutine).  Does not return when a
+ * signal kills the process meanwhile.
+ */
+int sched_receive_wait(sched_ctx_t *ctx, sched_pred_fn pred, void *parg, int64_t timeout_ms,
+                       term_t *msg_out) GD_MUST_CHECK;
+
+/* As sched_receive_wait for a reply tagged with `ref`: when ref is the one
+ * the last sched_make_ref made, messages queued before it are skipped
+ * (OTP's reference trick, as sched_receive_ref). */
+int sched_receive_ref_wait(sched_ctx_t *ctx, term_t ref, sched_pred_fn pred, void *parg,
+                           int64_t timeout_ms, term_t *msg_out) GD_MUST_CHECK;
+
+/* A preemption point (POSIX owns the name sched_yield): charges one
+ * reduction and, in a coroutine process
+ * whose slice is used up, yields to the scheduler.  True when it yielded
+ * (behaviour processes: true when the slice is used up; they should return
+ * from the callback). */
+bool sched_proc_yield(sched_ctx_t *ctx);
+
+/* Registers the term slot *slot as a root of the calling process until the
+ * matching sched_root_pop (see Roots).  Errors: GD_ENOMEM.  O(1)
+ * amortised. */
+int sched_root_push(sched_ctx_t *ctx, term_t *slot) GD_MUST_CHECK;
+/* Unregisters the n slots pushed last (all of them if fewer). */
+void sched_root_pop(sched_ctx_t *ctx, size_t n);
 
 /* ---- timers ----
  *

@@ -23,7 +23,7 @@ bool node_running(void)
     return atomic_load_explicit(&node_up, memory_order_acquire);
 }
 
-runq_t *sched_this_rq(void)
+GD_NOINLINE runq_t *sched_this_rq(void)
 {
     return sched_current_rq;
 }
