@@ -164,6 +164,38 @@ int girder_reply(sched_ctx_t *ctx, term_t from, term_t reply) GD_MUST_CHECK;
 int girder_cast(sched_ctx_t *ctx, term_t server, term_t msg) GD_MUST_CHECK;
 
 /*
+ * gen_server:call.  Monitors server (pid, name or {Name, Node}), sends
+ * {'$gen_call', {Self, Tag}, Request} with a fresh reference as Tag, and
+ * waits (in a coroutine process; GD_EINVAL from anywhere else, or when
+ * calling itself) for {Tag, Reply} or the monitor's 'DOWN', at most
+ * timeout_ms (< 0: infinity).  Messages queued before the call are not
+ * scanned (the ref trick).  Returns 0 with *reply_out on ctx's heap (see
+ * sched.h's Roots for how long it stays valid), or: SCHED_ETIMEOUT (a reply
+ * that arrived by the time the monitor is dropped still counts, as gen:call;
+ * one arriving later lands in the mailbox, for want of OTP's aliases),
+ * SCHED_ENOPROC (no such process or name), GIRDER_EEXIT (the server exited
+ * during the call; *reply_out is its exit reason), GIRDER_ENODEDOWN, and
+ * the send's errors (GD_EBADARG for a remote server before the
+ * distribution layer routes it).  Work: O(size of request + reply) plus
+ * the messages arriving meanwhile.
+ */
+int girder_call(sched_ctx_t *ctx, term_t server, term_t request, int64_t timeout_ms,
+                term_t *reply_out) GD_MUST_CHECK;
+
+/*
+ * gen_server:stop (proc_lib:stop): asks server to stop with `reason` (a
+ * system terminate: its terminate runs) and waits for its exit, at most
+ * timeout_ms (< 0: infinity).  From a coroutine process: 0 when it exited
+ * with `reason`, GIRDER_EEXIT with another reason, SCHED_ENOPROC,
+ * SCHED_ETIMEOUT.  With ctx NULL (a thread outside the node's processes;
+ * local servers only) it sends the request and waits for the exit without
+ * learning its reason: 0, SCHED_ENOPROC, SCHED_ETIMEOUT.  GD_EINVAL from a
+ * behaviour callback.
+ */
+int girder_gen_stop(sched_ctx_t *ctx, term_t server, term_t reason,
+                    int64_t timeout_ms) GD_MUST_CHECK;
+
+/*
  * Calls the current server's code_change(OldVsn, State, Extra) from one of
  * its own callbacks (the hot-reload path).  Errors: the callback's.
  */
@@ -252,5 +284,22 @@ int girder_sup_start(sched_ctx_t *ctx, const girder_sup_flags_t *flags,
  */
 int girder_sup_child_request(heap_t *h, const girder_child_spec_t *spec,
                              term_t *request_out) GD_MUST_CHECK;
+
+/*
+ * supervisor:start_child/terminate_child/restart_child/delete_child/
+ * which_children from a coroutine process: girder_call with the request,
+ * no timeout.  0 with the supervisor's reply in *result_out ({ok, Pid},
+ * ok, {error, Reason}, the children list: OTP's shapes), or girder_call's
+ * errors.
+ */
+int girder_sup_start_child(sched_ctx_t *ctx, term_t sup, const girder_child_spec_t *spec,
+                           term_t *result_out) GD_MUST_CHECK;
+int girder_sup_terminate_child(sched_ctx_t *ctx, term_t sup, term_t id,
+                               term_t *result_out) GD_MUST_CHECK;
+int girder_sup_restart_child(sched_ctx_t *ctx, term_t sup, term_t id,
+                             term_t *result_out) GD_MUST_CHECK;
+int girder_sup_delete_child(sched_ctx_t *ctx, term_t sup, term_t id,
+                            term_t *result_out) GD_MUST_CHECK;
+int girder_sup_which_children(sched_ctx_t *ctx, term_t sup, term_t *result_out) GD_MUST_CHECK;
 
 #endif /* GIRDER_GIRDER_H */
