@@ -137,8 +137,7 @@ static int request(sched_ctx_t *ctx, term_t label, term_t *server, term_t *req, 
     return sched_receive_ref_wait(ctx, w->tag, pred_answer, w, timeout_ms, msg_out);
 }
 
-int girder_call(sched_ctx_t *ctx, term_t server, term_t req, int64_t timeout_ms,
-                term_t *reply_out)
+int girder_call(sched_ctx_t *ctx, term_t server, term_t req, int64_t timeout_ms, term_t *reply_out)
 {
     if (ctx == NULL || reply_out == NULL)
         return GD_EINVAL;

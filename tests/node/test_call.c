@@ -65,6 +65,11 @@ static void log_result(int rc, term_t t)
         nt_log(A("result"), t);
 }
 
+static bool pred_check(term_t msg, void *arg)
+{
+    return msg == A("check");
+}
+
 /* arg {Server, Request, Timeout}: one girder_call. */
 static int caller(sched_ctx_t *ctx, term_t arg)
 {
@@ -72,19 +77,23 @@ static int caller(sched_ctx_t *ctx, term_t arg)
     int rc = girder_call(ctx, a[0], a[1], term_small_value(a[2]), &reply);
     log_result(rc, rc == GD_OK || rc == GIRDER_EEXIT ? reply : TERM_NONE);
     if (rc == SCHED_ETIMEOUT) {
-        /* Nothing of the call may be left behind: no 'DOWN', no reply. */
+        /* Nothing of the call may be left behind, even once the server
+         * has gone (the test kills it, then sends check): no 'DOWN'. */
         term_t left;
-        int lrc = sched_receive_wait(ctx, NULL, NULL, 0, &left);
+        int lrc = sched_receive_wait(ctx, pred_check, NULL, -1, &left);
+        if (lrc == GD_OK)
+            lrc = sched_receive_wait(ctx, NULL, NULL, 0, &left);
         nt_log(A("left"), lrc == GD_OK ? left : A("nothing"));
     }
     return GD_OK;
 }
 
-static void call(term_t server_ref, term_t req, int64_t timeout)
+static term_t call(term_t server_ref, term_t req, int64_t timeout)
 {
     term_t pid;
-    CU_ASSERT_FATAL(sched_spawn_coro(NULL, caller, st_tuple(3, server_ref, req, S(timeout)),
-                                     &pid) == GD_OK);
+    CU_ASSERT_FATAL(
+        sched_spawn_coro(NULL, caller, st_tuple(3, server_ref, req, S(timeout)), &pid) == GD_OK);
+    return pid;
 }
 
 static bool rc_is(size_t i, int rc)
@@ -127,6 +136,9 @@ static void test_call_errors(void)
     /* A server shape that is not one. */
     call(S(12), A("get"), 100);
     CU_ASSERT(rc_is(3, GD_EBADARG));
+    /* Another node, before the distribution layer routes to it. */
+    call(st_tuple(2, A("srv"), A("elsewhere@host")), A("get"), 100);
+    CU_ASSERT(rc_is(4, GD_EBADARG));
     nt_stop();
 }
 
@@ -135,11 +147,15 @@ static void test_call_timeout(void)
     nt_start(2);
     term_t srv = start_server(TERM_NIL);
     uint64_t t0 = st_now_ns();
-    call(srv, A("never"), 50);
+    term_t cl = call(srv, A("never"), 50);
     CU_ASSERT(rc_is(0, SCHED_ETIMEOUT));
     CU_ASSERT(st_now_ns() - t0 >= 50000000u);
-    CU_ASSERT(nt_logged(A("left"), 0, A("nothing")));
     CU_ASSERT(sched_is_alive(srv));
+    /* The server's exit is complete (its 'DOWN's sent) before check. */
+    CU_ASSERT(sched_exit_pid(NULL, srv, ATOM_KILL) == GD_OK);
+    st_wait_dead(srv);
+    st_send(cl, A("check"));
+    CU_ASSERT(nt_logged(A("left"), 0, A("nothing")));
     nt_stop();
 }
 
@@ -343,8 +359,8 @@ static void test_sup_client(void)
     CU_ASSERT_FATAL(nt_wait(A("result"), 0, &r));
     CU_ASSERT_FATAL(term_is_tuple(r) && term_tuple_elems(r)[0] == A("ok"));
     term_t w2 = term_tuple_elems(r)[1];
-    CU_ASSERT(nt_logged(A("result"), 1,
-                        nt_list(1, st_tuple(4, A("w2"), w2, A("worker"), TERM_NIL))));
+    CU_ASSERT(
+        nt_logged(A("result"), 1, nt_list(1, st_tuple(4, A("w2"), w2, A("worker"), TERM_NIL))));
     CU_ASSERT(nt_logged(A("result"), 2, A("ok")));
     CU_ASSERT(nt_wait(A("result"), 3, &r) && term_is_tuple(r) && term_tuple_elems(r)[0] == A("ok"));
     CU_ASSERT(nt_logged(A("result"), 4, A("ok")));
