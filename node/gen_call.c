@@ -94,21 +94,25 @@ static int down_result(term_t reason, term_t *out)
 static int request(sched_ctx_t *ctx, term_t label, term_t *server, term_t *req, wait_t *w,
                    int64_t timeout_ms, term_t *msg_out)
 {
-    term_t msg, probe;
-    /* A behaviour process cannot wait: find out before sending (a receive
-     * that matches nothing and does not wait; GD_EINVAL there). */
-    int rc = sched_receive_wait(ctx, pred_none, NULL, 0, &probe);
-    if (rc != SCHED_ETIMEOUT)
-        return rc == GD_OK ? GD_EINVAL : rc;
-    term_t dest;
-    rc = girder_server_ref(*server, &dest);
+    term_t msg, probe, dest;
+    int rc = girder_server_ref(*server, &dest);
     if (rc != GD_OK)
         return rc;
     if (dest == sched_self(ctx) || sched_whereis(dest) == sched_self(ctx))
         return GD_EINVAL; /* gen: exit(calling_self) */
-    /* The fresh ref first: it marks the queue's end, so the wait skips
-     * everything queued before the request (the ref trick). */
+    /* The fresh ref first: it marks the queue's end, so the waits below
+     * skip everything queued before the request (the ref trick). */
     rc = sched_make_ref(ctx, &w->tag);
+    if (rc != GD_OK)
+        return rc;
+    /* A behaviour process cannot wait: find out before sending, with a
+     * receive that matches nothing, does not wait and, thanks to the mark,
+     * looks at nothing older (GD_EINVAL from a behaviour). */
+    rc = sched_receive_ref_wait(ctx, w->tag, pred_none, NULL, 0, &probe);
+    if (rc != SCHED_ETIMEOUT)
+        return rc == GD_OK ? GD_EINVAL : rc;
+    /* The probe may have collected: dest again from the rooted slot. */
+    rc = girder_server_ref(*server, &dest);
     if (rc == GD_OK)
         rc = sched_monitor(ctx, dest, &w->mref);
     if (rc != GD_OK)

@@ -200,6 +200,46 @@ static void test_call_misuse(void)
     nt_stop();
 }
 
+/* arg: the server.  Waits for go (junk queued before it stays), calls,
+ * then takes the junk: logs junk_ok => true when it is all there, in
+ * order. */
+static bool pred_go(term_t msg, void *arg)
+{
+    return msg == A("go");
+}
+
+static int junk_caller(sched_ctx_t *ctx, term_t srv)
+{
+    term_t msg, reply;
+    int rc = sched_root_push(ctx, &srv);
+    if (rc == GD_OK)
+        rc = sched_receive_wait(ctx, pred_go, NULL, -1, &msg);
+    if (rc == GD_OK)
+        rc = girder_call(ctx, srv, st_atom("ping"), 1000, &reply);
+    log_result(rc, rc == GD_OK ? reply : TERM_NONE);
+    bool ok = rc == GD_OK;
+    for (int64_t i = 0; ok && i < 1000; i++)
+        ok = sched_receive_wait(ctx, NULL, NULL, 0, &msg) == GD_OK && msg == S(i);
+    ok = ok && sched_receive_wait(ctx, NULL, NULL, 0, &msg) == SCHED_ETIMEOUT;
+    nt_log(A("junk_ok"), ok ? ATOM_TRUE : ATOM_FALSE);
+    sched_root_pop(ctx, 1);
+    return GD_OK;
+}
+
+static void test_call_with_queued_junk(void)
+{
+    nt_start(2);
+    term_t srv = start_server(TERM_NIL), pid;
+    CU_ASSERT_FATAL(sched_spawn_coro(NULL, junk_caller, srv, &pid) == GD_OK);
+    for (int64_t i = 0; i < 1000; i++)
+        st_send(pid, S(i));
+    st_send(pid, A("go"));
+    CU_ASSERT(rc_is(0, GD_OK));
+    CU_ASSERT(nt_logged(A("result"), 0, A("ping")));
+    CU_ASSERT(nt_logged(A("junk_ok"), 0, ATOM_TRUE));
+    nt_stop();
+}
+
 /* ---- the exact shape ---- */
 
 /* A fake server: logs what it receives and answers {Tag, got_it} with a
@@ -374,6 +414,7 @@ static const gd_test_case_t gd_tests[] = {
     {"call: timeout leaves nothing behind", test_call_timeout},
     {"call: itself, from a behaviour, without a process", test_call_misuse},
     {"call: the exact request and reply shapes", test_exact_shape},
+    {"call: older messages stay queued, in order", test_call_with_queued_junk},
     {"call: many concurrent callers", test_many_callers},
     {"gen_stop", test_gen_stop},
     {"supervisor client calls", test_sup_client},
