@@ -17,6 +17,7 @@
  * so they hold the current addresses whenever the predicate runs. */
 typedef struct wait {
     term_t tag, mref;
+    term_t pid; /* the process monitored (a local pid: an immediate), or TERM_NONE */
     bool reply_ends;
 } wait_t;
 
@@ -57,13 +58,24 @@ static bool pred_none(term_t msg, void *arg)
  * With want_reply, a reply found is returned in *reply (else TERM_NONE). */
 static int finish_wait(sched_ctx_t *ctx, wait_t *w, bool want_reply, term_t *reply)
 {
+    /*
+     * A 'DOWN' can be in the queue only if the monitored process has begun
+     * to exit: it is unpublished (sched_is_alive false, an RMW on its slot)
+     * before its 'DOWN's are sent, and we take our inbox only in receives.
+     * So while it is alive here nothing needs flushing, and every 'DOWN'
+     * still to come is voided by the demonitor: the flush, a scan of the
+     * whole mailbox, runs only when the server is gone.
+     */
+    bool flush = w->pid == TERM_NONE || !sched_is_alive(w->pid);
     int rc = sched_demonitor(ctx, w->mref);
     if (rc != GD_OK)
         return rc;
     term_t msg;
-    rc = sched_receive_wait(ctx, pred_down, w, 0, &msg);
-    if (rc != GD_OK && rc != SCHED_ETIMEOUT)
-        return rc;
+    if (flush) {
+        rc = sched_receive_wait(ctx, pred_down, w, 0, &msg);
+        if (rc != GD_OK && rc != SCHED_ETIMEOUT)
+            return rc;
+    }
     *reply = TERM_NONE;
     if (!want_reply)
         return GD_OK;
@@ -98,8 +110,16 @@ static int request(sched_ctx_t *ctx, term_t label, term_t *server, term_t *req, 
     int rc = girder_server_ref(*server, &dest);
     if (rc != GD_OK)
         return rc;
-    if (dest == sched_self(ctx) || sched_whereis(dest) == sched_self(ctx))
+    /* gen:do_for_proc: a local name is looked up first and the pid is
+     * monitored and called; nobody registered is noproc. */
+    if (term_is_atom(dest)) {
+        dest = sched_whereis(dest);
+        if (dest == ATOM_UNDEFINED)
+            return SCHED_ENOPROC;
+    }
+    if (dest == sched_self(ctx))
         return GD_EINVAL; /* gen: exit(calling_self) */
+    w->pid = term_is_local_pid(dest) ? dest : TERM_NONE;
     /* The fresh ref first: it marks the queue's end, so the waits below
      * skip everything queued before the request (the ref trick). */
     rc = sched_make_ref(ctx, &w->tag);
@@ -111,8 +131,9 @@ static int request(sched_ctx_t *ctx, term_t label, term_t *server, term_t *req, 
     rc = sched_receive_ref_wait(ctx, w->tag, pred_none, NULL, 0, &probe);
     if (rc != SCHED_ETIMEOUT)
         return rc == GD_OK ? GD_EINVAL : rc;
-    /* The probe may have collected: dest again from the rooted slot. */
-    rc = girder_server_ref(*server, &dest);
+    /* The probe may have collected: a boxed dest ({Name, Node}, a remote
+     * pid) is read again from the rooted slot; a local pid is immediate. */
+    rc = w->pid == TERM_NONE ? girder_server_ref(*server, &dest) : GD_OK;
     if (rc == GD_OK)
         rc = sched_monitor(ctx, dest, &w->mref);
     if (rc != GD_OK)
@@ -130,9 +151,6 @@ static int request(sched_ctx_t *ctx, term_t label, term_t *server, term_t *req, 
         e[2] = *req;
         rc = sched_send(ctx, dest, msg);
     }
-    /* An unregistered name: the monitor's 'DOWN' (noproc) answers. */
-    if (rc == SCHED_ENOPROC)
-        rc = GD_OK;
     if (rc != GD_OK) {
         term_t ignored;
         int frc = finish_wait(ctx, w, false, &ignored);
@@ -148,7 +166,7 @@ int girder_call(sched_ctx_t *ctx, term_t server, term_t req, int64_t timeout_ms,
     int rc = node_atoms_init();
     if (rc != GD_OK)
         return rc;
-    wait_t w = {TERM_NIL, TERM_NIL, true};
+    wait_t w = {TERM_NIL, TERM_NIL, TERM_NONE, true};
     term_t answer = TERM_NIL;
     term_t *slots[] = {&server, &req, &w.tag, &w.mref, &answer};
     size_t pushed = 0;
@@ -227,7 +245,7 @@ int girder_gen_stop(sched_ctx_t *ctx, term_t server, term_t reason, int64_t time
         rc = sched_wait_exit(&pid, 1, timeout_ms < 0 ? STOP_FOREVER_MS : (uint64_t)timeout_ms);
         return rc == GD_EAGAIN ? SCHED_ETIMEOUT : rc;
     }
-    wait_t w = {TERM_NIL, TERM_NIL, false};
+    wait_t w = {TERM_NIL, TERM_NIL, TERM_NONE, false};
     term_t answer = TERM_NIL;
     term_t *slots[] = {&server, &reason, &w.tag, &w.mref, &answer, &req};
     size_t pushed = 0;

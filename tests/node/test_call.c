@@ -28,6 +28,12 @@ static int s_call(sched_ctx_t *ctx, term_t req, term_t from, term_t *state, gird
         return GD_EBADARG;
     if (req == A("never"))
         return GD_OK; /* no reply, ever */
+    if (req == A("reply_and_stop")) {
+        ret->action = GIRDER_STOP;
+        ret->reason = A("normal");
+        ret->reply = A("bye");
+        return GD_OK;
+    }
     if (e != NULL && term_tuple_arity(req) == 2 && e[0] == A("add")) {
         *state = S(term_small_value(*state) + term_small_value(e[1]));
         ret->action = GIRDER_REPLY;
@@ -240,6 +246,36 @@ static void test_call_with_queued_junk(void)
     nt_stop();
 }
 
+/* arg: the server.  Calls reply_and_stop, then waits for check (sent once
+ * the server is gone) and logs what else is queued: the call's monitor
+ * must leave no 'DOWN' behind. */
+static int stop_caller(sched_ctx_t *ctx, term_t srv)
+{
+    term_t msg, reply;
+    int rc = girder_call(ctx, srv, st_atom("reply_and_stop"), 1000, &reply);
+    log_result(rc, rc == GD_OK ? reply : TERM_NONE);
+    rc = sched_receive_wait(ctx, pred_check, NULL, -1, &msg);
+    if (rc == GD_OK)
+        rc = sched_receive_wait(ctx, NULL, NULL, 0, &msg);
+    nt_log(A("left"), rc == GD_OK ? msg : A("nothing"));
+    return GD_OK;
+}
+
+static void test_call_server_stops(void)
+{
+    nt_start(2);
+    for (size_t i = 0; i < ST_SCALE(50, 10); i++) {
+        term_t srv = start_server(TERM_NIL), pid;
+        CU_ASSERT_FATAL(sched_spawn_coro(NULL, stop_caller, srv, &pid) == GD_OK);
+        CU_ASSERT(rc_is(i, GD_OK));
+        CU_ASSERT(nt_logged(A("result"), i, A("bye")));
+        st_wait_dead(srv);
+        st_send(pid, A("check"));
+        CU_ASSERT(nt_logged(A("left"), i, A("nothing")));
+    }
+    nt_stop();
+}
+
 /* ---- the exact shape ---- */
 
 /* A fake server: logs what it receives and answers {Tag, got_it} with a
@@ -415,6 +451,7 @@ static const gd_test_case_t gd_tests[] = {
     {"call: itself, from a behaviour, without a process", test_call_misuse},
     {"call: the exact request and reply shapes", test_exact_shape},
     {"call: older messages stay queued, in order", test_call_with_queued_junk},
+    {"call: the server stops as it replies", test_call_server_stops},
     {"call: many concurrent callers", test_many_callers},
     {"gen_stop", test_gen_stop},
     {"supervisor client calls", test_sup_client},
