@@ -164,8 +164,10 @@ int girder_reply(sched_ctx_t *ctx, term_t from, term_t reply) GD_MUST_CHECK;
 int girder_cast(sched_ctx_t *ctx, term_t server, term_t msg) GD_MUST_CHECK;
 
 /*
- * gen_server:call.  Monitors server (pid, name or {Name, Node}), sends
- * {'$gen_call', {Self, Tag}, Request} with a fresh reference as Tag, and
+ * gen_server:call.  Monitors server (a pid; a local name or {Name, Node}
+ * of this node is looked up first, as gen does, and nobody registered is
+ * SCHED_ENOPROC), sends {'$gen_call', {Self, Tag}, Request} with a fresh
+ * reference as Tag, and
  * waits (in a coroutine process; GD_EINVAL from anywhere else, or when
  * calling itself) for {Tag, Reply} or the monitor's 'DOWN', at most
  * timeout_ms (< 0: infinity).  Messages queued before the call are not
@@ -177,7 +179,8 @@ int girder_cast(sched_ctx_t *ctx, term_t server, term_t msg) GD_MUST_CHECK;
  * during the call; *reply_out is its exit reason), GIRDER_ENODEDOWN, and
  * the send's errors (GD_EBADARG for a remote server before the
  * distribution layer routes it).  Work: O(size of request + reply) plus
- * the messages arriving meanwhile.
+ * the messages arriving meanwhile; the caller's older messages are not
+ * looked at, except after a timeout or a server exit (the monitor's flush).
  */
 int girder_call(sched_ctx_t *ctx, term_t server, term_t request, int64_t timeout_ms,
                 term_t *reply_out) GD_MUST_CHECK;
