@@ -56,6 +56,14 @@ static int c_call(sched_ctx_t *ctx, term_t req, term_t from, term_t *state, gird
         ret->action = GIRDER_REPLY;
         ret->reply = A("ok");
         ret->timeout_ms = term_small_value(e[1]);
+    } else if (n == 2 && e[0] == A("upgrade")) {
+        /* Hot reload: code_change(OldVsn, State, Extra) from the server's
+         * own callback, then the new state as the reply. */
+        int rc = girder_gen_code_change(ctx, A("v1"), e[1]);
+        if (rc != GD_OK)
+            return rc;
+        ret->action = GIRDER_REPLY;
+        ret->reply = *state;
     } else if (req == A("echo_from")) {
         ret->action = GIRDER_REPLY;
         ret->reply = from;
@@ -90,7 +98,17 @@ static void c_terminate(sched_ctx_t *ctx, term_t reason, term_t state)
     nt_log(A("terminate"), reason);
 }
 
-static const girder_gen_server_t counter = {c_init, c_call, c_cast, c_info, c_terminate, NULL};
+/* code_change: from version v1 the new state is State + Extra. */
+static int c_code_change(sched_ctx_t *ctx, term_t old_vsn, term_t *state, term_t extra)
+{
+    if (old_vsn != A("v1"))
+        return GD_EINVAL;
+    *state = S(term_small_value(*state) + term_small_value(extra));
+    return GD_OK;
+}
+
+static const girder_gen_server_t counter = {c_init, c_call,      c_cast,
+                                            c_info, c_terminate, c_code_change};
 
 static term_t start_counter(term_t arg, term_t name)
 {
@@ -309,6 +327,17 @@ static void test_init_failures(void)
     nt_stop();
 }
 
+static void test_code_change(void)
+{
+    nt_start(2);
+    term_t srv = start_counter(S(5), TERM_NIL), cl = nt_spawn_client();
+    nt_call(cl, srv, st_tuple(2, A("upgrade"), S(100)));
+    CU_ASSERT(nt_logged(A("reply"), 0, S(105)));
+    nt_call(cl, srv, A("get"));
+    CU_ASSERT(nt_logged(A("reply"), 1, S(105)));
+    nt_stop();
+}
+
 static void test_server_timeout(void)
 {
     nt_start(2);
@@ -362,6 +391,7 @@ static const gd_test_case_t gd_tests[] = {
     {"sys: get_state, unknown, terminate", test_sys_messages},
     {"parent exit when trapping", test_parent_exit},
     {"init failures and name clashes", test_init_failures},
+    {"code_change from the server's own callback", test_code_change},
     {"server timeout, cancelled by a message", test_server_timeout},
     {"many concurrent callers", test_many_callers},
     {NULL, NULL},
