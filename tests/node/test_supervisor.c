@@ -5,6 +5,7 @@
  * fails to start, nested supervisors, and the supervisor calls in OTP's
  * shapes (driven by node_test_util's client).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -297,6 +298,69 @@ static void test_transient_temporary(void)
     nt_stop();
 }
 
+/* Crash storm: random crashes sent to children (current or long gone)
+ * while the supervisor restarts them; once quiet every child runs, each
+ * start has had its terminate but the running ones, and the supervisor
+ * never gave up. */
+static void crash_storm(enum girder_strategy strategy)
+{
+    nt_start(4);
+    enum { N = 20 };
+    girder_child_spec_t c[N];
+    char ids[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "w%d", i);
+        c[i] = spec(ids[i], GIRDER_PERMANENT, 1000);
+    }
+    girder_sup_flags_t f = {strategy, 1000000, 1000};
+    term_t sup, cl = nt_spawn_client();
+    CU_ASSERT_FATAL(girder_sup_start(NULL, &f, c, N, NULL, &sup) == GD_OK);
+    started(ids[N - 1], 0);
+    unsigned seed = 12345;
+    size_t crashes = ST_SCALE(400, 100);
+    for (size_t k = 0; k < crashes; k++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t n = nt_count(A("started"));
+        term_t t;
+        CU_ASSERT_FATAL(nt_wait(A("started"), (seed >> 8) % n, &t));
+        st_send(term_tuple_elems(t)[1], A("crash"));
+        if (k % 16 == 0) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    /* Quiet: every start but the N running ones has stopped. */
+    uint64_t end = st_now_ns() + 20000000000ull;
+    while (nt_count(A("started")) - nt_count(A("stopped")) != N && st_now_ns() < end) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    CU_ASSERT(st_wait_idle(sup));
+    CU_ASSERT(nt_count(A("started")) - nt_count(A("stopped")) == N);
+    CU_ASSERT(sched_is_alive(sup));
+    nt_call(cl, sup, A("count_children"));
+    CU_ASSERT(
+        nt_logged(A("reply"), 0,
+                  nt_list(4, st_tuple(2, A("specs"), S(N)), st_tuple(2, A("active"), S(N)),
+                          st_tuple(2, A("supervisors"), S(0)), st_tuple(2, A("workers"), S(N)))));
+    nt_stop();
+}
+
+static void test_storm_one_for_one(void)
+{
+    crash_storm(GIRDER_ONE_FOR_ONE);
+}
+
+static void test_storm_one_for_all(void)
+{
+    crash_storm(GIRDER_ONE_FOR_ALL);
+}
+
+static void test_storm_rest_for_one(void)
+{
+    crash_storm(GIRDER_REST_FOR_ONE);
+}
+
 /* ---- shutdown ---- */
 
 static void test_shutdown_order_and_kill(void)
@@ -491,6 +555,9 @@ static const gd_test_case_t gd_tests[] = {
     {"a child whose init fails", test_failed_init},
     {"nested supervisors", test_nested},
     {"supervisor calls", test_calls},
+    {"crash storm: one_for_one", test_storm_one_for_one},
+    {"crash storm: one_for_all", test_storm_one_for_all},
+    {"crash storm: rest_for_one", test_storm_rest_for_one},
     {NULL, NULL},
 };
 
