@@ -5,6 +5,7 @@
  * noproc, the exact reply shapes for plain and alias tags, sys messages,
  * the parent's exit, a failing init, and many concurrent callers.
  */
+#include <stdio.h>
 #include <time.h>
 
 #include "cunit_main.h"
@@ -359,6 +360,22 @@ static void test_server_timeout(void)
     nt_stop();
 }
 
+/* An idle gen_server stays within the 1 KB an idle behaviour process may
+ * cost (design.md): its callback table and parent ride in the dictionary,
+ * its state is the user's. */
+static void test_idle_size(void)
+{
+    nt_start(2);
+    term_t srv = start_counter(S(0), TERM_NIL);
+    CU_ASSERT(st_wait_idle(srv));
+    sched_process_info_t info;
+    CU_ASSERT_FATAL(sched_process_info(srv, &info) == GD_OK);
+    fprintf(stderr, "\n  idle gen_server: %zu bytes (heap %zu words)\n", info.memory_bytes,
+            info.heap_size_words);
+    CU_ASSERT(info.memory_bytes <= 1024);
+    nt_stop();
+}
+
 static void test_many_callers(void)
 {
     nt_start(4);
@@ -393,6 +410,7 @@ static const gd_test_case_t gd_tests[] = {
     {"init failures and name clashes", test_init_failures},
     {"code_change from the server's own callback", test_code_change},
     {"server timeout, cancelled by a message", test_server_timeout},
+    {"idle size", test_idle_size},
     {"many concurrent callers", test_many_callers},
     {NULL, NULL},
 };
