@@ -105,22 +105,6 @@ void heap_gc_stress_set(bool on)
     atomic_store_explicit(&gc_stress_mode, on ? 1 : 0, memory_order_relaxed);
 }
 
-/* Node-wide sums.  Statistics only: every access is relaxed, nothing else
- * is published through them. */
-static struct {
-    atomic_uint_fast64_t minor, major, reclaimed, pause_total, pause_max, copied;
-} node_stats;
-
-void heap_gc_stats_node(heap_gc_stats_t *out)
-{
-    out->minor_collections = atomic_load_explicit(&node_stats.minor, memory_order_relaxed);
-    out->major_collections = atomic_load_explicit(&node_stats.major, memory_order_relaxed);
-    out->words_reclaimed = atomic_load_explicit(&node_stats.reclaimed, memory_order_relaxed);
-    out->pause_ns_total = atomic_load_explicit(&node_stats.pause_total, memory_order_relaxed);
-    out->pause_ns_max = atomic_load_explicit(&node_stats.pause_max, memory_order_relaxed);
-    out->words_copied = atomic_load_explicit(&node_stats.copied, memory_order_relaxed);
-}
-
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -142,16 +126,12 @@ static void account(heap_t *h, bool major, size_t before, size_t after, size_t c
     s->pause_ns_total += pause;
     if (pause > s->pause_ns_max)
         s->pause_ns_max = pause;
-    atomic_fetch_add_explicit(major ? &node_stats.major : &node_stats.minor, 1,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&node_stats.reclaimed, reclaimed, memory_order_relaxed);
-    atomic_fetch_add_explicit(&node_stats.copied, copied, memory_order_relaxed);
-    atomic_fetch_add_explicit(&node_stats.pause_total, pause, memory_order_relaxed);
-    uint_fast64_t max = atomic_load_explicit(&node_stats.pause_max, memory_order_relaxed);
-    while (pause > max &&
-           !atomic_compare_exchange_weak_explicit(&node_stats.pause_max, &max, pause,
-                                                  memory_order_relaxed, memory_order_relaxed)) {
-    }
+    heap_thread_stats_t *t = heap_stats_self();
+    heap_stat_add(t, major ? &t->major : &t->minor, 1);
+    heap_stat_add(t, &t->reclaimed, reclaimed);
+    heap_stat_add(t, &t->copied, copied);
+    heap_stat_add(t, &t->pause_total, pause);
+    heap_stat_max(t, &t->pause_max, pause);
 }
 
 /* ------------------------------------------------------------------------ */
