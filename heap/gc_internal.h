@@ -142,6 +142,9 @@ term_t *heap_area_alloc(size_t words);
 extern _Thread_local unsigned heap_area_fail_countdown;
 void heap_area_free(term_t *p, size_t words);
 term_t *heap_area_resize(term_t *p, size_t old_words, size_t new_words, size_t keep_words);
+/* Bytes of freed mapped areas the threads' caches keep for reuse (at most
+ * the larger of 128 MiB and half the mapped areas in use; see area.c). */
+size_t heap_area_cached_bytes(void);
 
 /* A fragment with room for `capacity` words, none used, from the area
  * allocator (NULL when memory is exhausted); heap_frag_release_storage
