@@ -5,6 +5,9 @@
  * property test over random term graphs collected many times.
  */
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -668,6 +671,65 @@ static void test_node_shrink_returns_cached_areas(void)
 #endif
 }
 
+#ifdef GD_ASSERTS
+/* Debug builds: a root the collector would evacuate from outside the heap
+ * (another heap, a literal in static memory) aborts the collection with a
+ * message instead of writing forwarding pointers into foreign memory.  Run
+ * in a child process; the parent checks the abort and the message. */
+static void expect_foreign_abort(heap_t *h, term_t root)
+{
+    int fds[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        term_t *roots[] = {&root};
+        int rc = heap_collect(h, 0, &(heap_roots_t){roots, 1, NULL, NULL}, HEAP_GC_MAJOR);
+        _exit(rc == GD_OK ? 0 : 1); /* not reached when the check works */
+    }
+    close(fds[1]);
+    char buf[1024];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof buf - 1 && (n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    CU_ASSERT_EQUAL_FATAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "lies outside the heap being collected"));
+}
+
+static void test_foreign_root_aborts(void)
+{
+    heap_t a = fresh(0), b = fresh(0);
+    term_t mine = TERM_NIL, theirs = TERM_NIL;
+    build_pairs(&a, &mine, 10);
+    build_pairs(&b, &theirs, 10);
+    /* A list whose tail is b's: evacuating a's cells reaches b's. */
+    term_t mixed;
+    OK(heap_cons(&a, term_make_small(0), theirs, &mixed));
+    expect_foreign_abort(&a, mixed);
+    expect_foreign_abort(&a, theirs);
+    /* A literal: a 2-tuple in static memory. */
+    static term_t literal[3] __attribute__((aligned(16)));
+    literal[0] = heap_make_header(HDR_TUPLE, 2);
+    literal[1] = literal[2] = term_make_small(7);
+    expect_foreign_abort(&a, term_make_boxed(literal));
+    /* The collection itself still works on a's own terms. */
+    term_t *roots[] = {&mine};
+    OK(heap_collect(&a, 0, &(heap_roots_t){roots, 1, NULL, NULL}, HEAP_GC_MAJOR));
+    CU_ASSERT_EQUAL(sum_pairs(mine), 55);
+    CU_ASSERT_EQUAL(sum_pairs(theirs), 55);
+    heap_destroy(&a);
+    heap_destroy(&b);
+}
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Property test                                                            */
 
@@ -943,6 +1005,9 @@ static const gd_test_case_t cases[] = {
      test_thread_exit_returns_cached_areas},
     {"a shrinking node returns cached areas of live threads",
      test_node_shrink_returns_cached_areas},
+#ifdef GD_ASSERTS
+    {"debug builds: evacuating a term from outside the heap aborts", test_foreign_root_aborts},
+#endif
     {"property: random graphs, many collections", test_property_random_graphs},
     {NULL, NULL},
 };
