@@ -258,4 +258,25 @@ void watchdog_kick(void);
 /* Monotonic nanoseconds. */
 uint64_t sched_now_ns(void);
 
+/* ---- dirty threads (dirty.c) ---- */
+
+/* Starts the pool's max_threads threads (0 = the default) at node start.
+ * Errors: GD_EINVAL (above SCHED_DIRTY_THREADS_MAX), GD_ENOMEM,
+ * GD_ESYSTEM_LIMIT (dirty_stop cleans up after a failure). */
+int dirty_start(unsigned max_threads) GD_MUST_CHECK;
+/* At node stop, before the schedulers stop: refuses new calls, waits for
+ * the queued and running ones to finish and deliver, joins the threads.
+ * A no-op when the pool was not started. */
+void dirty_stop(void);
+
+/* The message {Tag, 0} (tag copied) in a fragment of its own, ready for
+ * proc_send_prepared once element 2 holds the real code (process.c).
+ * Errors: GD_ENOMEM, GD_ESYSTEM_LIMIT (tag too large). */
+int proc_msg_prepare(term_t tag, msg_t **out) GD_MUST_CHECK;
+/* Frees a prepared message that is not sent. */
+void proc_msg_free(msg_t *m);
+/* Delivers a prepared message (consumed) to pid; dropped if pid is dead.
+ * Cannot fail. */
+void proc_send_prepared(term_t to, msg_t *m);
+
 #endif /* GIRDER_SCHED_INTERNAL_H */
