@@ -92,23 +92,6 @@ static int caller_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 
 static const sched_behaviour_t caller_beh = {caller_init, caller_handle, NULL, NULL};
 
-/* The probe: on {ping, T} records now - T. */
-static uint64_t probe_lat[4096];
-static _Atomic size_t probe_n;
-
-static int probe_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
-{
-    (void)ctx, (void)state;
-    uint64_t lat = st_now_ns() - (uint64_t)term_small_value(term_tuple_elems(msg)[1]);
-    size_t i = atomic_load(&probe_n);
-    if (i < 4096)
-        probe_lat[i] = lat;
-    atomic_store_explicit(&probe_n, i + 1, memory_order_release);
-    return GD_OK;
-}
-
-static const sched_behaviour_t probe_beh = {caller_init, probe_handle, NULL, NULL};
-
 static void reset(int n, unsigned sleep_ms)
 {
     atomic_store(&running, 0);
@@ -118,7 +101,6 @@ static void reset(int n, unsigned sleep_ms)
     atomic_store(&call_errors, 0);
     atomic_store(&replies, 0);
     atomic_store(&bad_replies, 0);
-    atomic_store(&probe_n, 0);
     for (int i = 0; i < n; i++) {
         jobs[i] = (job_t){sleep_ms, 1000 + i};
         atomic_store(&done_ns[i], 0);
@@ -153,12 +135,6 @@ static bool wait_for(_Atomic int *counter, int n, unsigned timeout_ms)
     return atomic_load(counter) >= n;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* 100 callers × 20 ms on the default pool (10 threads): ~200 ms, not the
  * 2 s of running them one after another; the probe, pinged every 2 ms on
  * the same two schedulers, stays prompt throughout. */
@@ -167,16 +143,16 @@ static void test_parallel_calls_keep_latency(void)
     enum { N = 100, SLEEP_MS = 20 };
     reset(N, SLEEP_MS);
     start(2, 0);
-    term_t pids[N], probe;
+    term_t pids[N];
     spawn_callers(pids, N);
-    CU_ASSERT_FATAL(sched_spawn(NULL, &probe_beh, TERM_NIL, &probe) == GD_OK);
+    term_t probe = st_probe_spawn(NULL);
     uint64_t t0 = st_now_ns();
     for (int i = 0; i < N; i++)
         st_send(pids[i], A("go"));
     size_t pings = 0;
     uint64_t end = t0 + 5000000000u;
     while (atomic_load(&replies) < N && st_now_ns() < end) {
-        st_send(probe, st_tuple(2, A("ping"), S((int64_t)st_now_ns())));
+        st_probe_ping(probe);
         pings++;
         sleep_ms(2);
     }
@@ -195,17 +171,13 @@ static void test_parallel_calls_keep_latency(void)
      * when both are stuck, 500 ms. */
     CU_ASSERT(elapsed_ms < 450);
     CU_ASSERT_EQUAL(atomic_load(&max_running), SCHED_DIRTY_THREADS_DEFAULT);
-    end = st_now_ns() + 2000000000u;
-    while (atomic_load_explicit(&probe_n, memory_order_acquire) < pings && st_now_ns() < end)
-        sleep_ms(1);
-    size_t n = atomic_load(&probe_n);
+    CU_ASSERT(st_probe_wait(pings));
+    static uint64_t lat[ST_PROBE_MAX];
+    size_t n = st_probe_latencies(0, UINT64_MAX, lat);
     CU_ASSERT(n == pings && n > 0);
-    if (n > 4096)
-        n = 4096;
-    qsort(probe_lat, n, sizeof *probe_lat, cmp_u64);
-    uint64_t max = n > 0 ? probe_lat[n - 1] : 0;
-    uint64_t p50 = n > 0 ? probe_lat[n / 2] : 0;
-    uint64_t p90 = n > 0 ? probe_lat[(n * 9) / 10] : 0;
+    uint64_t max = n > 0 ? lat[n - 1] : 0;
+    uint64_t p50 = n > 0 ? lat[n / 2] : 0;
+    uint64_t p90 = n > 0 ? lat[(n * 9) / 10] : 0;
     printf("\n  %d calls x %d ms: %.1f ms; probe (%zu pings) p50 %.2f ms, p90 %.2f ms, max %.2f "
            "ms\n",
            N, SLEEP_MS, elapsed_ms, n, (double)p50 / 1e6, (double)p90 / 1e6, (double)max / 1e6);
