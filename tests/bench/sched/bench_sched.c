@@ -463,16 +463,20 @@ static int bigrecv_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 
 static const sched_behaviour_t bigrecv_beh = {nop_init, bigrecv_handle, NULL, NULL};
 
-/* Sender: spawned with {Recv, Kind, K}; init builds the payload on its own
- * heap and keeps {Recv, Payload, Left} as its state; on go and on every ack
- * sends {self(), Payload} until K were acknowledged. */
+/* Sender: spawned with {Kind, K}; init spawns the receiver (placement
+ * follows the spawner: both start on one scheduler, as BEAM's sender
+ * spawning its receiver), builds the payload on its own heap and keeps
+ * {Recv, Payload, Left} as its state; on go and on every ack sends
+ * {self(), Payload} until K were acknowledged. */
 static int bigsend_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 {
     heap_t *h = sched_heap(ctx);
     const term_t *a = term_tuple_elems(arg);
-    term_t payload = TERM_NIL;
-    int rc = GD_OK;
-    if (a[1] == atom("list")) {
+    term_t payload = TERM_NIL, recv;
+    int rc = sched_spawn(ctx, &bigrecv_beh, TERM_NIL, &recv);
+    if (rc != GD_OK)
+        return rc;
+    if (a[0] == atom("list")) {
         for (int64_t i = BIGMSG_LIST_LEN; i >= 1 && rc == GD_OK; i--)
             rc = heap_cons(h, S(i), payload, &payload);
     } else {
@@ -489,9 +493,9 @@ static int bigsend_init(sched_ctx_t *ctx, term_t arg, term_t *state)
         rc = heap_make_tuple(h, 3, &e, state);
     if (rc != GD_OK)
         return rc;
-    e[0] = a[0];
+    e[0] = recv;
     e[1] = payload;
-    e[2] = a[2];
+    e[2] = a[1];
     return GD_OK;
 }
 
@@ -527,16 +531,15 @@ static void bench_bigmsg_kind(const char *kind, int k)
     for (int r = 0; r < 5; r++) {
         start_node();
         atomic_store(&done, 0);
-        term_t recv, sender, *e, arg;
-        if (sched_spawn(NULL, &bigrecv_beh, TERM_NIL, &recv) != GD_OK ||
-            heap_make_tuple(&h, 3, &e, &arg) != GD_OK)
+        term_t sender, *e, arg;
+        if (heap_make_tuple(&h, 2, &e, &arg) != GD_OK)
             abort();
-        e[0] = recv;
-        e[1] = atom(kind);
-        e[2] = S(k);
+        e[0] = atom(kind);
+        e[1] = S(k);
         if (sched_spawn(NULL, &bigsend_beh, arg, &sender) != GD_OK)
             abort();
-        /* The sender's init (building the payload) runs before the clock. */
+        /* The sender's init (the receiver, the payload) runs before the
+         * clock. */
         nap_us(20000);
         uint64_t t0 = now_ns();
         if (sched_send(NULL, sender, atom("go")) != GD_OK)
