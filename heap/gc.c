@@ -31,6 +31,7 @@
  * uses under a quarter of it, grow at the next full sweep when it uses
  * over three quarters.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -105,22 +106,6 @@ void heap_gc_stress_set(bool on)
     atomic_store_explicit(&gc_stress_mode, on ? 1 : 0, memory_order_relaxed);
 }
 
-/* Node-wide sums.  Statistics only: every access is relaxed, nothing else
- * is published through them. */
-static struct {
-    atomic_uint_fast64_t minor, major, reclaimed, pause_total, pause_max, copied;
-} node_stats;
-
-void heap_gc_stats_node(heap_gc_stats_t *out)
-{
-    out->minor_collections = atomic_load_explicit(&node_stats.minor, memory_order_relaxed);
-    out->major_collections = atomic_load_explicit(&node_stats.major, memory_order_relaxed);
-    out->words_reclaimed = atomic_load_explicit(&node_stats.reclaimed, memory_order_relaxed);
-    out->pause_ns_total = atomic_load_explicit(&node_stats.pause_total, memory_order_relaxed);
-    out->pause_ns_max = atomic_load_explicit(&node_stats.pause_max, memory_order_relaxed);
-    out->words_copied = atomic_load_explicit(&node_stats.copied, memory_order_relaxed);
-}
-
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -142,16 +127,12 @@ static void account(heap_t *h, bool major, size_t before, size_t after, size_t c
     s->pause_ns_total += pause;
     if (pause > s->pause_ns_max)
         s->pause_ns_max = pause;
-    atomic_fetch_add_explicit(major ? &node_stats.major : &node_stats.minor, 1,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&node_stats.reclaimed, reclaimed, memory_order_relaxed);
-    atomic_fetch_add_explicit(&node_stats.copied, copied, memory_order_relaxed);
-    atomic_fetch_add_explicit(&node_stats.pause_total, pause, memory_order_relaxed);
-    uint_fast64_t max = atomic_load_explicit(&node_stats.pause_max, memory_order_relaxed);
-    while (pause > max &&
-           !atomic_compare_exchange_weak_explicit(&node_stats.pause_max, &max, pause,
-                                                  memory_order_relaxed, memory_order_relaxed)) {
-    }
+    heap_thread_stats_t *t = heap_stats_self();
+    heap_stat_add(t, major ? &t->major : &t->minor, 1);
+    heap_stat_add(t, &t->reclaimed, reclaimed);
+    heap_stat_add(t, &t->copied, copied);
+    heap_stat_add(t, &t->pause_total, pause);
+    heap_stat_max(t, &t->pause_max, pause);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -192,6 +173,19 @@ typedef struct gc {
     size_t mature_bytes;
     uintptr_t to_lo; /* young to-space [to_lo, +to_bytes) */
     size_t to_bytes;
+#ifdef GD_ASSERTS
+    /* What may be evacuated: the young area in use, the old area in use
+     * (major collections), the used part of each fragment (sorted by
+     * address when the array could be allocated). */
+    uintptr_t from_young_lo, from_old_lo;
+    size_t from_young_bytes, from_old_bytes;
+    const heap_frag_t *frags;
+    size_t nfrags;
+    struct gc_span {
+        uintptr_t lo;
+        size_t bytes;
+    } * frag_spans; /* NULL: walk `frags` instead */
+#endif
 } gc_t;
 
 static inline bool in_range(const void *p, uintptr_t lo, size_t bytes)
@@ -209,6 +203,84 @@ static inline void copy_words(term_t *d, const term_t *s, size_t n)
     }
 }
 
+#ifdef GD_ASSERTS
+static int cmp_span(const void *a, const void *b)
+{
+    uintptr_t x = ((const struct gc_span *)a)->lo, y = ((const struct gc_span *)b)->lo;
+    return (x > y) - (x < y);
+}
+
+/* Debug builds: records what the collection of h may evacuate. */
+static void from_space_init(gc_t *g, const heap_t *h, bool major)
+{
+    g->from_young_lo = (uintptr_t)h->young_start;
+    g->from_young_bytes = (size_t)(h->young_top - h->young_start) * sizeof(term_t);
+    g->from_old_lo = (uintptr_t)h->old_start;
+    g->from_old_bytes = major ? (size_t)(h->old_top - h->old_start) * sizeof(term_t) : 0;
+    g->frags = h->frags;
+    g->nfrags = 0;
+    for (const heap_frag_t *f = h->frags; f != NULL; f = f->next)
+        g->nfrags++;
+    g->frag_spans = g->nfrags == 0 ? NULL : malloc(g->nfrags * sizeof *g->frag_spans);
+    if (g->frag_spans != NULL) {
+        size_t i = 0;
+        for (const heap_frag_t *f = h->frags; f != NULL; f = f->next, i++)
+            g->frag_spans[i] = (struct gc_span){(uintptr_t)f->words, f->used * sizeof(term_t)};
+        qsort(g->frag_spans, g->nfrags, sizeof *g->frag_spans, cmp_span);
+    }
+}
+
+static void from_space_free(gc_t *g)
+{
+    free(g->frag_spans);
+    g->frag_spans = NULL;
+}
+
+static bool in_frags(const gc_t *g, const void *p)
+{
+    if (g->frag_spans == NULL) {
+        for (const heap_frag_t *f = g->frags; f != NULL; f = f->next)
+            if (in_range(p, (uintptr_t)f->words, f->used * sizeof(term_t)))
+                return true;
+        return false;
+    }
+    size_t lo = 0, hi = g->nfrags;
+    while (lo < hi) { /* the last span starting at or below p */
+        size_t mid = lo + (hi - lo) / 2;
+        if (g->frag_spans[mid].lo <= (uintptr_t)p)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && in_range(p, g->frag_spans[lo - 1].lo, g->frag_spans[lo - 1].bytes);
+}
+
+/* The collector writes a forwarding pointer into every object it moves:
+ * one outside the heap being collected (a literal, another process's
+ * heap, a freed area) would be corrupted, so debug builds stop here with
+ * the culprit's address. */
+static GD_COLD void foreign_term(const gc_t *g, const void *p)
+{
+    fprintf(stderr,
+            "girder: GC: term at %p lies outside the heap being collected (young %p +%zu, old "
+            "%p +%zu, %zu fragments): a root or a term on the heap points into a literal, "
+            "another heap or freed memory\n",
+            p, (void *)g->from_young_lo, g->from_young_bytes, (void *)g->from_old_lo,
+            g->from_old_bytes, g->nfrags);
+    abort();
+}
+
+static inline void check_from_space(const gc_t *g, const void *p)
+{
+    if (!in_range(p, g->from_young_lo, g->from_young_bytes) &&
+        !in_range(p, g->from_old_lo, g->from_old_bytes) && !in_frags(g, p))
+        foreign_term(g, p);
+}
+#define CHECK_FROM_SPACE(g, p) check_from_space((g), (p))
+#else
+#define CHECK_FROM_SPACE(g, p) ((void)0)
+#endif
+
 /*
  * Moves the term in *slot (if it is a from-space term) and updates the
  * slot.  `minor` is a constant at every call site so each collection kind
@@ -221,6 +293,7 @@ static inline void evacuate(gc_t *g, term_t *slot, const bool minor)
         term_t *p = term_list_ptr(t);
         if (minor && in_range(p, g->old_lo, g->old_bytes))
             return;
+        CHECK_FROM_SPACE(g, p);
         term_t car = p[0];
         if (car == TERM_MOVED) {
             *slot = p[1];
@@ -244,6 +317,7 @@ static inline void evacuate(gc_t *g, term_t *slot, const bool minor)
         term_t *p = term_boxed_ptr(t);
         if (minor && in_range(p, g->old_lo, g->old_bytes))
             return;
+        CHECK_FROM_SPACE(g, p);
         term_t hdr = p[0];
         if (term_is_boxed(hdr)) {
             *slot = hdr;
@@ -607,7 +681,13 @@ static int minor(heap_t *h, size_t need, const heap_roots_t *roots, size_t *copi
         .to_lo = (uintptr_t)to,
         .to_bytes = to_size * sizeof(term_t),
     };
+#ifdef GD_ASSERTS
+    from_space_init(&g, h, false);
+#endif
     copy_minor(&g, roots, old_top_before);
+#ifdef GD_ASSERTS
+    from_space_free(&g);
+#endif
     sweep_offheap(h, g.old_lo, g.old_bytes);
 
     *before = young_used + h->frag_words;
@@ -667,7 +747,13 @@ static int major(heap_t *h, size_t need, const heap_roots_t *roots, bool exact, 
         .to_lo = (uintptr_t)to,
         .to_bytes = to_size * sizeof(term_t),
     };
+#ifdef GD_ASSERTS
+    from_space_init(&g, h, true);
+#endif
     copy_major(&g, roots);
+#ifdef GD_ASSERTS
+    from_space_free(&g);
+#endif
     sweep_offheap(h, 0, 0);
 
     *before = all;

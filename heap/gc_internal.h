@@ -33,6 +33,69 @@ static inline void *heap_xrealloc(void *p, size_t n)
     return heap_malloc_injected_failure() ? NULL : realloc(p, n);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Node-wide statistics, per thread (stats.c)                               */
+
+/*
+ * One thread's share of the node-wide statistics.  Only the owning thread
+ * writes it (relaxed load and store, no RMW: the line stays in the owner's
+ * cache); readers on other threads load it relaxed while summing.  On its
+ * own cache line so that two threads' blocks never share one.
+ */
+typedef struct heap_thread_stats {
+    _Atomic uint64_t minor, major, reclaimed, copied, pause_total, pause_max;
+    /* Binary bytes allocated minus freed by this thread, modulo 2^64. */
+    _Atomic uint64_t bin_bytes;
+    struct heap_thread_stats *next; /* every block; under stats.c's lock */
+    bool in_use;                    /* owned by a live thread; under the lock */
+} __attribute__((aligned(64))) heap_thread_stats_t;
+
+/* The calling thread's block, or NULL before its first update. */
+extern _Thread_local heap_thread_stats_t *heap_stats_mine;
+/* The block of threads whose own block could not be allocated: updated
+ * with atomic RMWs. */
+extern heap_thread_stats_t heap_stats_shared;
+
+/* Gives the calling thread a block (a free one or a new one) and returns
+ * it; &heap_stats_shared when none can be allocated.  Takes a mutex. */
+heap_thread_stats_t *heap_stats_attach(void);
+
+/* Number of blocks allocated so far (tests). */
+size_t heap_stats_block_count(void);
+
+/* The calling thread's block, attaching one on first use. */
+static inline heap_thread_stats_t *heap_stats_self(void)
+{
+    heap_thread_stats_t *s = heap_stats_mine;
+    return GD_LIKELY(s != NULL) ? s : heap_stats_attach();
+}
+
+/* Adds v (modulo 2^64) to counter c of block s.  Relaxed: statistics, no
+ * other memory is published through them.  A plain load and store on the
+ * thread's own block; an RMW on the shared one. */
+static inline void heap_stat_add(heap_thread_stats_t *s, _Atomic uint64_t *c, uint64_t v)
+{
+    if (GD_UNLIKELY(s == &heap_stats_shared))
+        atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+    else
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+                              memory_order_relaxed);
+}
+
+/* Raises counter c of block s to v if v is larger (relaxed, as above). */
+static inline void heap_stat_max(heap_thread_stats_t *s, _Atomic uint64_t *c, uint64_t v)
+{
+    uint64_t cur = atomic_load_explicit(c, memory_order_relaxed);
+    if (GD_LIKELY(s != &heap_stats_shared)) {
+        if (v > cur)
+            atomic_store_explicit(c, v, memory_order_relaxed);
+        return;
+    }
+    while (v > cur && !atomic_compare_exchange_weak_explicit(c, &cur, v, memory_order_relaxed,
+                                                             memory_order_relaxed)) {
+    }
+}
+
 /* The zero-word young area of a heap that has not allocated yet (heap.c). */
 extern term_t heap_no_young_area[1];
 
@@ -79,6 +142,9 @@ term_t *heap_area_alloc(size_t words);
 extern _Thread_local unsigned heap_area_fail_countdown;
 void heap_area_free(term_t *p, size_t words);
 term_t *heap_area_resize(term_t *p, size_t old_words, size_t new_words, size_t keep_words);
+/* Bytes of freed mapped areas the threads' caches keep for reuse (at most
+ * the larger of 128 MiB and half the mapped areas in use; see area.c). */
+size_t heap_area_cached_bytes(void);
 
 /* A fragment with room for `capacity` words, none used, from the area
  * allocator (NULL when memory is exhausted); heap_frag_release_storage

@@ -54,10 +54,6 @@ void heap_assert_failed(const char *expr, const char *file, int line)
 }
 #endif
 
-/* Bytes held by live off-heap binaries.  A statistic only: relaxed, since
- * no other memory is published through it. */
-static atomic_size_t binary_live_bytes;
-
 heap_binary_t *heap_binary_new(size_t size)
 {
     if (size > HEAP_BINARY_MAX_BYTES)
@@ -67,7 +63,8 @@ heap_binary_t *heap_binary_new(size_t size)
         return NULL;
     atomic_init(&b->refc, 1);
     b->size = size;
-    atomic_fetch_add_explicit(&binary_live_bytes, size, memory_order_relaxed);
+    heap_thread_stats_t *t = heap_stats_self();
+    heap_stat_add(t, &t->bin_bytes, size);
     return b;
 }
 
@@ -77,14 +74,10 @@ void heap_binary_unref(heap_binary_t *b)
      * data before the count drops; the acquire half lets the thread that
      * frees see every other owner's accesses as complete. */
     if (atomic_fetch_sub_explicit(&b->refc, 1, memory_order_acq_rel) == 1) {
-        atomic_fetch_sub_explicit(&binary_live_bytes, b->size, memory_order_relaxed);
+        heap_thread_stats_t *t = heap_stats_self();
+        heap_stat_add(t, &t->bin_bytes, -(uint64_t)b->size);
         free(b);
     }
-}
-
-size_t heap_binary_live_bytes(void)
-{
-    return atomic_load_explicit(&binary_live_bytes, memory_order_relaxed);
 }
 
 /* The young area of a heap that has not allocated yet: zero words, so

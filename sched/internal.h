@@ -346,4 +346,20 @@ uint64_t proc_ref_counter(void);
 /* Wakes rq's scheduler if it sleeps (scheduler.c). */
 bool rq_wake_sleeper(runq_t *rq);
 
+/* ---- dirty threads (dirty.c) ---- */
+
+/* Starts the pool's max_threads threads (0 = the default) at node start.
+ * Errors: GD_EINVAL (above SCHED_DIRTY_THREADS_MAX), GD_ENOMEM,
+ * GD_ESYSTEM_LIMIT (dirty_stop cleans up after a failure). */
+int dirty_start(unsigned max_threads) GD_MUST_CHECK;
+/* At node stop, before the schedulers stop: refuses new calls, waits for
+ * the queued and running ones to finish and deliver, joins the threads.
+ * A no-op when the pool was not started. */
+void dirty_stop(void);
+
+/* The message {Tag, 0} (tag copied) in a fragment of its own, ready for
+ * proc_deliver_to once element 2 holds the real code (process.c).
+ * Errors: GD_ENOMEM, GD_ESYSTEM_LIMIT (tag too large). */
+int proc_msg_prepare(term_t tag, msg_t **out) GD_MUST_CHECK;
+
 #endif /* GIRDER_SCHED_INTERNAL_H */

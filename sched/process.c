@@ -1678,3 +1678,24 @@ int sched_process_info(term_t pid, sched_process_info_t *out)
     proc_put(p);
     return GD_OK;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Prepared messages (dirty.c)                                              */
+
+/* Builds the message {Tag, 0} in a fragment of its own (tag copied from
+ * the caller's heap), owned by the caller until sent.  Errors: GD_ENOMEM,
+ * GD_ESYSTEM_LIMIT.  O(size of tag). */
+int proc_msg_prepare(term_t tag, msg_t **out)
+{
+    msg_t *m = msg_new(MSG_MESSAGE, TERM_NIL);
+    if (m == NULL)
+        return GD_ENOMEM;
+    term_t elems[2] = {tag, term_make_small(0)};
+    int rc = heap_msg_copy_tuple(elems, 2, &m->frag, &m->term);
+    if (rc != GD_OK) {
+        free(m);
+        return rc;
+    }
+    *out = m;
+    return GD_OK;
+}

@@ -156,14 +156,15 @@ typedef struct sched_opts {
     uint32_t max_processes;        /* 0 = SCHED_MAX_PROCESSES_DEFAULT */
     uint64_t stuck_ns;             /* slice length that marks a scheduler stuck; 0 = 2 ms */
     unsigned max_extra_schedulers; /* threads added when all are stuck; 0 = 2 */
+    unsigned dirty_threads;        /* dirty-call pool size; 0 = SCHED_DIRTY_THREADS_DEFAULT */
 } sched_opts_t;
 
 #define SCHED_MAX_PROCESSES_DEFAULT ((uint32_t)1 << 21)
 #define SCHED_MAX_PROCESSES_LIMIT ((uint32_t)1 << 27)
 
 /*
- * Starts the node: the process table, the scheduler threads and the
- * watchdog.  One node per OS process.  Errors: GD_EINVAL (already running or
+ * Starts the node: the process table, the scheduler threads, the watchdog
+ * and the dirty threads.  One node per OS process.  Errors: GD_EINVAL (already running or
  * max_processes above SCHED_MAX_PROCESSES_LIMIT), GD_ENOMEM, GD_ESYSTEM_LIMIT
  * (a thread could not be created).
  */
@@ -489,5 +490,29 @@ typedef struct sched_stats {
     uint64_t extra_started; /* extra scheduler threads started */
 } sched_stats_t;
 void sched_stats(sched_stats_t *out);
+
+/* ---- dirty threads: blocking C calls off the schedulers (dirty.c) ---- */
+
+/* Dirty threads when sched_opts_t.dirty_threads is 0 (BEAM starts ten
+ * dirty I/O schedulers), and the most sched_start accepts. */
+#define SCHED_DIRTY_THREADS_DEFAULT 10
+#define SCHED_DIRTY_THREADS_MAX 1024
+
+/* A blocking C function run on a dirty thread; its result becomes Code. */
+typedef int (*sched_dirty_fn)(void *arg);
+
+/*
+ * Runs fn(arg) on a dirty thread, off the schedulers; the callback returns
+ * at once.  When fn returns, the calling process receives the message
+ * {Tag, Code} (Tag copied at the call, Code fn's result; dropped if the
+ * process has exited).  arg is the caller's to keep valid until then.
+ * Calls start in the order made, at most sched_opts_t.dirty_threads at
+ * once (threads started by sched_start, asleep while idle).  sched_stop
+ * waits for every queued and running call to finish (so a call that never
+ * returns blocks it).  Errors: GD_ENOMEM, GD_ESYSTEM_LIMIT (Tag too large),
+ * GD_EINVAL (ctx or fn NULL), SCHED_ESTOPPED (the node is stopping).
+ * O(size of Tag).
+ */
+int sched_dirty_call(sched_ctx_t *ctx, sched_dirty_fn fn, void *arg, term_t tag) GD_MUST_CHECK;
 
 #endif /* GIRDER_SCHED_H */

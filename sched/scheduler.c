@@ -529,6 +529,8 @@ int sched_start(const sched_opts_t *opts)
     (void)heap_node_name();
     if (rc == GD_OK)
         rc = registry_init();
+    if (rc == GD_OK)
+        rc = dirty_start(opts->dirty_threads);
     if (rc != GD_OK)
         goto fail;
     rc = GD_ENOMEM;
@@ -571,6 +573,7 @@ fail_threads:
     atomic_store_explicit(&node_up, false, memory_order_release);
     stop_threads();
 fail:
+    dirty_stop();
     free_node();
     return rc;
 }
@@ -580,6 +583,8 @@ void sched_stop(void)
     if (!node_running())
         return;
     atomic_store_explicit(&node_up, false, memory_order_release);
+    /* Before the schedulers stop: pending dirty calls deliver normally. */
+    dirty_stop();
     stop_threads();
     proc_destroy_all();
     free_node();

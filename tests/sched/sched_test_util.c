@@ -335,3 +335,71 @@ bool st_wait_idle(term_t pid)
     }
     return false;
 }
+
+/* ---- the probe ---- */
+
+static uint64_t probe_sent[ST_PROBE_MAX], probe_lat[ST_PROBE_MAX];
+/* Pings handled; release after the record is written (st_probe_wait's
+ * acquire load then sees it). */
+static _Atomic size_t probe_n;
+
+static int probe_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    (void)ctx, (void)arg, (void)state;
+    return GD_OK;
+}
+
+static int probe_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    (void)ctx, (void)state;
+    uint64_t now = st_now_ns();
+    uint64_t sent = (uint64_t)term_small_value(term_tuple_elems(msg)[1]);
+    size_t i = atomic_load_explicit(&probe_n, memory_order_relaxed); /* one writer */
+    if (i < ST_PROBE_MAX) {
+        probe_sent[i] = sent;
+        probe_lat[i] = now - sent;
+    }
+    atomic_store_explicit(&probe_n, i + 1, memory_order_release);
+    return GD_OK;
+}
+
+static const sched_behaviour_t probe_beh = {probe_init, probe_handle, NULL, NULL};
+
+term_t st_probe_spawn(const sched_spawn_opts_t *opts)
+{
+    atomic_store(&probe_n, 0);
+    term_t pid;
+    CU_ASSERT_FATAL(sched_spawn_opt(NULL, &probe_beh, TERM_NIL, opts, &pid, NULL) == GD_OK);
+    return pid;
+}
+
+void st_probe_ping(term_t probe)
+{
+    st_send(probe, st_tuple(2, st_atom("ping"), term_make_small((int64_t)st_now_ns())));
+}
+
+bool st_probe_wait(size_t n)
+{
+    uint64_t end = st_now_ns() + 5000000000u;
+    while (atomic_load_explicit(&probe_n, memory_order_acquire) < n && st_now_ns() < end) {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+    return atomic_load_explicit(&probe_n, memory_order_acquire) >= n;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+size_t st_probe_latencies(uint64_t from_ns, uint64_t to_ns, uint64_t *out)
+{
+    size_t total = atomic_load_explicit(&probe_n, memory_order_acquire), n = 0;
+    for (size_t i = 0; i < total && i < ST_PROBE_MAX; i++)
+        if (probe_sent[i] >= from_ns && probe_sent[i] < to_ns)
+            out[n++] = probe_lat[i];
+    qsort(out, n, sizeof *out, cmp_u64);
+    return n;
+}

@@ -84,4 +84,19 @@ bool st_wait_idle(term_t pid);
 /* Monotonic ns. */
 uint64_t st_now_ns(void);
 
+/*
+ * The probe: a process that records, for every {ping, SentNs} it handles,
+ * the send time and its latency (now - SentNs), for the latency-under-load
+ * tests.  The first ST_PROBE_MAX pings are kept.  st_probe_spawn starts
+ * one (opts may be NULL) and clears the records; st_probe_ping sends it a
+ * ping stamped now; st_probe_wait waits (5 s) until n pings were handled;
+ * st_probe_latencies copies the latencies of the pings sent in [from_ns,
+ * to_ns) to out (ST_PROBE_MAX entries), sorted, and returns their count.
+ */
+#define ST_PROBE_MAX 20000
+term_t st_probe_spawn(const sched_spawn_opts_t *opts);
+void st_probe_ping(term_t probe);
+bool st_probe_wait(size_t n);
+size_t st_probe_latencies(uint64_t from_ns, uint64_t to_ns, uint64_t *out);
+
 #endif

@@ -1,7 +1,7 @@
 %% beam_sched — BEAM's side of girder's process benchmarks
 %% (tests/bench/sched/run.sh), one workload per VM:
 %%   erl -noshell +P 2000000 -pa DIR -s bench_beam run beam_sched -extra NAME
-%% with NAME one of spawn, pingpong, ring, fanin.  The workloads are those of
+%% with NAME one of spawn, pingpong, ring, fanin, bigmsg.  The workloads are those of
 %% the bench-beam specification (same result names, units and JSON shape);
 %% every process runs at normal priority with default spawn options.
 %%
@@ -20,6 +20,11 @@
 %% fanin     1000 senders x 10,000 {msg, I} to one receiver, no flow control;
 %%           fanin_rate, fanin_max_queue (its queue sampled every 10 ms).
 %%           3 repetitions.
+%% bigmsg    {self(), Payload} to a receiver that drops it and answers ack,
+%%           one message in flight: bigmsg_list (lists:seq(1, 65536), 1 MiB
+%%           copied per message, 2000 messages) and bigmsg_binary (a 1 MiB
+%%           refc binary, shared, 200,000 messages); MiB/s counting 1 MiB
+%%           per message.  5 repetitions (bench_bigmsg.erl).
 -module(beam_sched).
 -export([main/0]).
 
@@ -29,6 +34,7 @@ main() ->
         ["pingpong"] -> pingpong_bench();
         ["ring"] -> ring_bench();
         ["fanin"] -> fanin_bench();
+        ["bigmsg"] -> bigmsg_bench();
         Other -> error({unknown_workload, Other})
     end.
 
@@ -231,4 +237,41 @@ fanin_sample(Rx, Max) ->
             {message_queue_len, L} -> fanin_sample(Rx, max(Max, L));
             undefined -> fanin_sample(Rx, Max)
         end
+    end.
+
+%% ---- bigmsg ----
+
+bigmsg_bench() ->
+    List = lists:seq(1, 65536),
+    1048576 = erts_debug:flat_size(List) * erlang:system_info(wordsize),
+    Bin = binary:copy(list_to_binary(lists:seq(0, 255)), 4096),
+    1048576 = byte_size(Bin),
+    [begin
+         Reps = bench_beam:repeat(5, fun() -> bigmsg_rep(Kind, Payload, K) end),
+         report(Reps, #{payload => Kind, payload_bytes => 1048576, msgs => K, reps => 5},
+                [{list_to_atom("bigmsg_" ++ atom_to_list(Kind)), rate, <<"MiB/s">>}])
+     end || {Kind, Payload, K} <- [{list, List, 2000}, {binary, Bin, 200000}]],
+    ok.
+
+bigmsg_rep(Kind, Payload, K) ->
+    Recv = spawn(fun bigmsg_receiver/0),
+    wait_quiet(),
+    T0 = bench_beam:now_ns(),
+    bigmsg_send(Recv, Payload, K),
+    T1 = bench_beam:now_ns(),
+    Recv ! stop,
+    R = #{rate => K * 1.0e9 / (T1 - T0)},
+    bench_beam:log("bigmsg ~p ~p", [Kind, R]),
+    R.
+
+bigmsg_send(_, _, 0) -> ok;
+bigmsg_send(Recv, Payload, K) ->
+    Recv ! {self(), Payload},
+    receive ack -> ok end,
+    bigmsg_send(Recv, Payload, K - 1).
+
+bigmsg_receiver() ->
+    receive
+        {From, _Payload} -> From ! ack, bigmsg_receiver();
+        stop -> ok
     end.

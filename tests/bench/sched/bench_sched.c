@@ -1,9 +1,9 @@
 /*
  * bench_sched.c — girder's side of bench-beam's process benchmarks
  * (/work/shared/bench-beam/README.md): spawn, pingpong (1 and 100 pairs),
- * ring and fanin, with the same workloads, repetitions and medians.
+ * ring, fanin and bigmsg, with the same workloads, repetitions and medians.
  *
- *   bench_sched [-s SCALE_DIVISOR] [spawn|pingpong|ring|fanin ...]
+ *   bench_sched [-s SCALE_DIVISOR] [spawn|pingpong|ring|fanin|bigmsg ...]
  *
  * Prints one JSON line per result on stdout ("impl":"girder"); progress on
  * stderr.  SCALE_DIVISOR (default 1) shrinks every count for quick runs.
@@ -446,6 +446,120 @@ static void bench_fanin(int senders, int per)
     heap_destroy(&h);
 }
 
+/* ---- bigmsg ---- */
+
+/* 1 MiB payloads: lists:seq(1, 65536) (131072 heap words, copied into
+ * every message) and a 1,048,576-byte refc binary (shared: only its
+ * 4-word reference is copied). */
+#define BIGMSG_LIST_LEN 65536
+#define BIGMSG_BIN_BYTES 1048576
+
+/* Receiver: {From, Payload} -> From ! ack.  The payload is dropped: the
+ * message's fragment is garbage at the receiver's next collection. */
+static int bigrecv_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    return sched_send(ctx, term_tuple_elems(msg)[0], atom("ack"));
+}
+
+static const sched_behaviour_t bigrecv_beh = {nop_init, bigrecv_handle, NULL, NULL};
+
+/* Sender: spawned with {Kind, K}; init spawns the receiver (placement
+ * follows the spawner: both start on one scheduler, as BEAM's sender
+ * spawning its receiver), builds the payload on its own heap and keeps
+ * {Recv, Payload, Left} as its state; on go and on every ack sends
+ * {self(), Payload} until K were acknowledged. */
+static int bigsend_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    heap_t *h = sched_heap(ctx);
+    const term_t *a = term_tuple_elems(arg);
+    term_t payload = TERM_NIL, recv;
+    int rc = sched_spawn(ctx, &bigrecv_beh, TERM_NIL, &recv);
+    if (rc != GD_OK)
+        return rc;
+    if (a[0] == atom("list")) {
+        for (int64_t i = BIGMSG_LIST_LEN; i >= 1 && rc == GD_OK; i--)
+            rc = heap_cons(h, S(i), payload, &payload);
+    } else {
+        heap_binary_t *bin = heap_binary_new(BIGMSG_BIN_BYTES);
+        if (bin == NULL)
+            return GD_ENOMEM;
+        for (size_t i = 0; i < BIGMSG_BIN_BYTES; i++)
+            bin->data[i] = (uint8_t)i;
+        rc = heap_make_refc_binary(h, bin, (size_t)BIGMSG_BIN_BYTES * 8, &payload);
+        heap_binary_unref(bin); /* the REFC_BIN object holds its own reference */
+    }
+    term_t *e;
+    if (rc == GD_OK)
+        rc = heap_make_tuple(h, 3, &e, state);
+    if (rc != GD_OK)
+        return rc;
+    e[0] = recv;
+    e[1] = payload;
+    e[2] = a[1];
+    return GD_OK;
+}
+
+static int bigsend_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    term_t *st = term_tuple_elems(*state);
+    if (msg == atom("ack")) {
+        st[2] = S(term_small_value(st[2]) - 1);
+        if (st[2] == S(0)) {
+            atomic_fetch_add_explicit(&done, 1, memory_order_release);
+            return GD_OK;
+        }
+    }
+    term_t *e, t;
+    int rc = heap_make_tuple(sched_heap(ctx), 2, &e, &t);
+    if (rc != GD_OK)
+        return rc;
+    e[0] = sched_self(ctx);
+    e[1] = st[1];
+    return sched_send(ctx, st[0], t);
+}
+
+static const sched_behaviour_t bigsend_beh = {bigsend_init, bigsend_handle, NULL, NULL};
+
+/* One message in flight, K per repetition, 5 repetitions; MiB/s counts
+ * 1 MiB per message (bench_bigmsg.erl). */
+static void bench_bigmsg_kind(const char *kind, int k)
+{
+    double rate[5];
+    heap_t h;
+    if (heap_init(&h, 0) != GD_OK)
+        abort();
+    for (int r = 0; r < 5; r++) {
+        start_node();
+        atomic_store(&done, 0);
+        term_t sender, *e, arg;
+        if (heap_make_tuple(&h, 2, &e, &arg) != GD_OK)
+            abort();
+        e[0] = atom(kind);
+        e[1] = S(k);
+        if (sched_spawn(NULL, &bigsend_beh, arg, &sender) != GD_OK)
+            abort();
+        /* The sender's init (the receiver, the payload) runs before the
+         * clock. */
+        nap_us(20000);
+        uint64_t t0 = now_ns();
+        if (sched_send(NULL, sender, atom("go")) != GD_OK)
+            abort();
+        while (atomic_load_explicit(&done, memory_order_acquire) < 1)
+            nap_us(100);
+        uint64_t t1 = now_ns();
+        rate[r] = (double)k / ((t1 - t0) / 1e9);
+        sched_stop();
+        fprintf(stderr, "bigmsg %s x %d: %.1f MiB/s\n", kind, k, rate[r]);
+    }
+    char params[160];
+    snprintf(params, sizeof params,
+             "\"payload\":\"%s\",\"payload_bytes\":1048576,\"msgs\":%d,\"reps\":5", kind, k);
+    char name[32];
+    snprintf(name, sizeof name, "bigmsg_%s", kind);
+    emit(name, params, rate, 5, "MiB/s");
+    heap_destroy(&h);
+}
+
 int main(int argc, char **argv)
 {
     int div = 1, first = 1;
@@ -468,6 +582,10 @@ int main(int argc, char **argv)
             bench_ring(1000, 10000000 / div);
         if (all || strcmp(b, "fanin") == 0)
             bench_fanin(1000, 10000 / div);
+        if (all || strcmp(b, "bigmsg") == 0) {
+            bench_bigmsg_kind("list", 2000 / div);
+            bench_bigmsg_kind("binary", 200000 / div);
+        }
         if (all)
             break;
     }

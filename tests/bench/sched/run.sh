@@ -5,8 +5,8 @@
 #   tests/bench/sched/run.sh [-n ROUNDS] [-b BUILD_DIR] [-o FILE] [BUILD_DIR]
 #
 # (scripts/bench sched runs it as `run.sh BUILD_DIR`.)
-# For each round and each of spawn, pingpong, ring and fanin, runs girder's
-# bench_sched (A) then BEAM's side, beam_sched.erl NAME (B), in a fresh VM,
+# For each round and each of spawn, pingpong, ring, fanin and bigmsg, runs
+# girder's bench_sched (A) then BEAM's side, beam_sched.erl NAME (B), in a fresh VM,
 # the same workloads (the bench-beam specification).  stdout (and -o FILE,
 # appended) gets JSON lines: every result tagged "impl":"girder" or
 # "impl":"beam" and "run":N, an "env" line per run, then per metric an
@@ -30,7 +30,7 @@ bench_tmpdir bench-sched.XXXXXX "$here/beam_sched.erl"
 
 for run in $(seq 1 "$rounds"); do
   : >"$tmp/girder.all.$run"; : >"$tmp/beam.all.$run"
-  for b in spawn pingpong ring fanin; do
+  for b in spawn pingpong ring fanin bigmsg; do
     bench_for=$b
     run_one girder "$run" "$bin" "$b"
     cat "$tmp/girder.$run" >>"$tmp/girder.all.$run"
@@ -42,5 +42,6 @@ done
 bench_ratio_lines "$tmp/girder.all" "$tmp/beam.all" \
   spawn_rate spawn_ready_rate spawn_mem_per_proc spawn_kill_rate \
   pingpong_rate pingpong_rtt_p50 pingpong_rtt_p99 \
-  pingpong_100_rate pingpong_100_rtt_p50 pingpong_100_rtt_p99 ring_rate fanin_rate
+  pingpong_100_rate pingpong_100_rtt_p50 pingpong_100_rtt_p99 ring_rate fanin_rate \
+  bigmsg_list bigmsg_binary
 exit $status
