@@ -422,9 +422,10 @@ typedef struct bench_metrics_http bench_metrics_http_t;
 /*
  * Serves GET /metrics (and /) from reg over HTTP on base with libevent's
  * evhttp, bound to host ("" or NULL: 0.0.0.0) and port (0: an ephemeral
- * port, reported in *bound_port).  Other paths get 404, other methods 405;
- * malformed requests are answered 400 or closed by evhttp; headers are
- * capped at 8 KiB and bodies at 0.  The caller frees *out with
+ * port, reported in *bound_port).  Other paths get 404, other methods 405
+ * (501 from evhttp for methods it does not know); malformed requests are
+ * answered 400 or closed by evhttp; headers are capped at 8 KiB and bodies
+ * at 0 (413).  The caller frees *out with
  * bench_metrics_http_stop on the loop's thread (or after the loop ended).
  * GD_EINVAL (bad host, port in use), GD_ENOMEM.
  */
