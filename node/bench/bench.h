@@ -358,6 +358,8 @@ typedef struct bench_label {
 /* Creates an empty registry (the caller frees it with bench_metrics_free,
  * after stopping any server using it).  GD_ENOMEM. */
 int bench_metrics_new(bench_metrics_t **out) GD_MUST_CHECK;
+
+/* Frees the registry and every metric handle it gave out; NULL is a no-op. */
 void bench_metrics_free(bench_metrics_t *reg);
 
 /*
@@ -432,6 +434,9 @@ typedef struct bench_metrics_http bench_metrics_http_t;
 int bench_metrics_http_start(struct event_base *base, bench_metrics_t *reg, const char *host,
                              uint16_t port, bench_metrics_http_t **out,
                              uint16_t *bound_port) GD_MUST_CHECK;
+
+/* Closes the listener and every open scrape connection and frees srv (on
+ * the loop's thread, or after the loop ended); NULL is a no-op. */
 void bench_metrics_http_stop(bench_metrics_http_t *srv);
 
 #endif /* GIRDER_BENCH_H */

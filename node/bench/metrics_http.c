@@ -38,6 +38,14 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
         evbuffer_free(out);
 }
 
+/* evbuffer cleanup of a rendered exposition text. */
+static void free_text(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
+
 static void handle(struct evhttp_request *req, void *arg)
 {
     bench_metrics_http_t *srv = arg;
@@ -59,8 +67,10 @@ static void handle(struct evhttp_request *req, void *arg)
         reply_text(req, HTTP_INTERNAL, "Internal Server Error", "out of memory\n");
         return;
     }
+    /* the reference moves with the chain into the connection's output
+     * buffer: the text is freed by free_text once written, not here */
     struct evbuffer *out = evbuffer_new();
-    if (out == NULL || evbuffer_add_reference(out, text, len, NULL, NULL) != 0) {
+    if (out == NULL || evbuffer_add_reference(out, text, len, free_text, NULL) != 0) {
         if (out != NULL)
             evbuffer_free(out);
         free(text);
@@ -68,10 +78,8 @@ static void handle(struct evhttp_request *req, void *arg)
         return;
     }
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", METRICS_CONTENT_TYPE);
-    /* evhttp copies the body into the connection's buffer before returning */
     evhttp_send_reply(req, HTTP_OK, "OK", out);
     evbuffer_free(out);
-    free(text);
 }
 
 int bench_metrics_http_start(struct event_base *base, bench_metrics_t *reg, const char *host,

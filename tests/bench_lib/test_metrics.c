@@ -329,11 +329,13 @@ static void test_sched_values(void)
 typedef struct hammer {
     bench_metric_t *c, *g, *h;
     int n;
+    pthread_barrier_t go; /* all threads update at once, not one after another */
 } hammer_t;
 
 static void *hammer_main(void *arg)
 {
     hammer_t *hm = arg;
+    pthread_barrier_wait(&hm->go);
     for (int i = 0; i < hm->n; i++) {
         bench_metric_add(hm->c, 1);
         bench_metric_set(hm->g, i);
@@ -348,8 +350,9 @@ static void test_concurrent_updates(void)
 {
     bench_metric_t *c, *g, *h;
     bench_metrics_t *reg = make_registry(&c, &g, &h);
-    enum { THREADS = 3, N = 20000 };
-    hammer_t hm = {c, g, h, N};
+    enum { THREADS = 3, N = 200000 };
+    hammer_t hm = {.c = c, .g = g, .h = h, .n = N};
+    CU_ASSERT_FATAL(pthread_barrier_init(&hm.go, NULL, THREADS) == 0);
     pthread_t th[THREADS];
     for (int i = 0; i < THREADS; i++)
         CU_ASSERT_FATAL(pthread_create(&th[i], NULL, hammer_main, &hm) == 0);
@@ -362,6 +365,7 @@ static void test_concurrent_updates(void)
     }
     for (int i = 0; i < THREADS; i++)
         pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&hm.go);
     char *text;
     size_t len;
     CU_ASSERT_EQUAL_FATAL(bench_metrics_render(reg, &text, &len), 0);

@@ -214,11 +214,58 @@ static void test_decode_crafted(void)
     CU_ASSERT_EQUAL(bench_series_decode(b, n + 4, &back), GD_EINVAL);
 }
 
+/* Builds a one-interval series encoding whose totals are given apart from
+ * the interval: total_ns the one sample of the total histogram, errors the
+ * header's error count. */
+static size_t build_one(uint8_t *b, uint64_t interval_ns_sample, uint64_t total_ns, uint64_t errors)
+{
+    static bench_hist_t h;
+    uint8_t hb[64];
+    size_t n = 3, hl;
+    b[0] = 's';
+    b[1] = 'g';
+    b[2] = 1;
+    const uint64_t head[] = {0, SEC, 1, 0, errors};
+    for (size_t i = 0; i < 5; i++)
+        n += bench_varint_put(b + n, head[i]);
+    bench_hist_reset(&h);
+    bench_hist_record(&h, total_ns);
+    CU_ASSERT_EQUAL_FATAL(bench_hist_encode(&h, hb, sizeof hb, &hl), 0);
+    n += bench_varint_put(b + n, hl);
+    memcpy(b + n, hb, hl);
+    n += hl;
+    n += bench_varint_put(b + n, 1); /* ops */
+    n += bench_varint_put(b + n, 0); /* errors */
+    bench_hist_reset(&h);
+    bench_hist_record(&h, interval_ns_sample);
+    CU_ASSERT_EQUAL_FATAL(bench_hist_encode(&h, hb, sizeof hb, &hl), 0);
+    n += bench_varint_put(b + n, hl);
+    memcpy(b + n, hb, hl);
+    n += hl;
+    bench_put32(b + n, bench_crc32(b, n));
+    return n + 4;
+}
+
+/* Valid pieces that do not add up: the totals must equal the intervals. */
+static void test_decode_inconsistent(void)
+{
+    uint8_t b[256];
+    bench_series_t *back = NULL;
+    size_t n = build_one(b, 100 * US, 100 * US, 0);
+    CU_ASSERT_EQUAL_FATAL(bench_series_decode(b, n, &back), 0);
+    bench_series_free(back);
+    n = build_one(b, 100 * US, 200 * US, 0);
+    CU_ASSERT_EQUAL(bench_series_decode(b, n, &back), GD_EINVAL);
+    n = build_one(b, 100 * US, 100 * US, 1);
+    CU_ASSERT_EQUAL(bench_series_decode(b, n, &back), GD_EINVAL);
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"intervals, warm-up, open loop", test_intervals},
     {"merge of recorders equals one recorder", test_merge_equals_one},
     {"encode round trip, truncation and corruption", test_encode_roundtrip_and_rejects},
     {"decode rejects crafted headers", test_decode_crafted},
+    {"decode rejects totals that disagree with the intervals", test_decode_inconsistent},
     {NULL, NULL},
 };
 
