@@ -242,10 +242,12 @@ static void test_chromium_screenshot(void)
     CU_ASSERT_FATAL(fputs(png_py, f) >= 0);
     CU_ASSERT_FATAL(fclose(f) == 0);
     /* --no-sandbox: chromium refuses to run as root with its sandbox; a
-     * private profile directory keeps runs independent */
+     * private profile directory keeps runs independent; containers often
+     * have a tiny /dev/shm */
     snprintf(cmd, sizeof cmd,
-             "timeout 120 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars "
-             "--no-first-run --user-data-dir='%s/profile' --window-size=940,2400 "
+             "timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage "
+             "--hide-scrollbars --no-first-run --user-data-dir='%s/profile' "
+             "--window-size=940,2400 "
              "--screenshot='%s' 'file://%s' >'%s/chromium.log' 2>&1",
              rp.dir, png, rp.html, rp.dir);
     int st = system(cmd);
