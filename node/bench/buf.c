@@ -137,12 +137,12 @@ void bench_buf_json_num(bench_buf_t *b, double v)
         bench_buf_puts(b, "null");
         return;
     }
-    /* integers print without a fraction; others with enough digits to be
-     * useful in a plot, not 17 */
+    /* integers print without a fraction; others with 10 significant
+     * digits: exact enough for any rate or latency, shorter than 17 */
     if (v == floor(v) && fabs(v) < 1e15)
         bench_buf_printf(b, "%.0f", v);
     else
-        bench_buf_printf(b, "%.6g", v);
+        bench_buf_printf(b, "%.10g", v);
 }
 
 int bench_buf_flush(const bench_buf_t *b, FILE *out)

@@ -128,6 +128,28 @@ static void test_json_parses(void)
     fixture_free(&fx);
 }
 
+/* No targets and no strings: still a document python3 reads. */
+static void test_json_empty(void)
+{
+    bench_results_t r = {0};
+    bench_machine_detect(&r.machine, "v");
+    char path[] = "/tmp/gd_bench_json_XXXXXX";
+    int fd = mkstemp(path);
+    CU_ASSERT_FATAL(fd >= 0);
+    FILE *f = fdopen(fd, "w+");
+    CU_ASSERT_FATAL(f != NULL);
+    CU_ASSERT_EQUAL_FATAL(bench_results_write_json(&r, f), 0);
+    fclose(f);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd,
+             "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); "
+             "assert d[\"targets\"] == [] and d[\"title\"] is None "
+             "and d[\"params\"][\"mode\"] == \"closed\"' %s",
+             path);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+    unlink(path);
+}
+
 static void test_table(void)
 {
     fixture_t fx;
@@ -255,7 +277,9 @@ static void test_buf_escapes(void)
     bench_buf_json_num(&b, 42);
     bench_buf_puts(&b, " ");
     bench_buf_json_num(&b, 0.125);
-    CU_ASSERT_STRING_EQUAL(b.data, "null 42 0.125");
+    bench_buf_puts(&b, " ");
+    bench_buf_json_num(&b, 1234567.875);
+    CU_ASSERT_STRING_EQUAL(b.data, "null 42 0.125 1234567.875");
     bench_buf_free(&b);
     /* long printf output goes past the small stack buffer */
     char big[1000];
@@ -269,6 +293,7 @@ static void test_buf_escapes(void)
 
 static const gd_test_case_t gd_tests[] = {
     {"results.json parsed by python3", test_json_parses},
+    {"results.json without targets", test_json_empty},
     {"summary table aligned, red only when asked", test_table},
     {"progress line on a tty and in a log", test_progress},
     {"machine facts", test_machine},
