@@ -218,6 +218,41 @@ int bench_series_encode(const bench_series_t *s, uint8_t **out, size_t *len) GD_
 int bench_series_decode(const uint8_t *in, size_t len, bench_series_t **out) GD_MUST_CHECK;
 
 /* ------------------------------------------------------------------------ */
+/* Live figures while a run goes on (the progress line)                      */
+
+/*
+ * Each recording thread owns one slot and adds every completion to it as
+ * well as to its own series; the thread that draws the progress line asks
+ * for the window since its previous call.  Slots are single-writer
+ * (relaxed atomic load and store, no read-modify-write, no shared cache
+ * line between writers), so recording costs a few nanoseconds and never
+ * contends; the reader sums the slots and subtracts what it saw last time.
+ */
+typedef struct bench_live bench_live_t;
+
+/* Creates a live view with `slots` writer slots (one per recording thread,
+ * at most 4096).  The caller frees it with bench_live_free.  GD_EINVAL,
+ * GD_ENOMEM. */
+int bench_live_new(unsigned slots, bench_live_t **out) GD_MUST_CHECK;
+
+/* Frees l; NULL is a no-op.  No writer or reader may still use it. */
+void bench_live_free(bench_live_t *l);
+
+/* Adds one completion to slot `slot` (only ever written by one thread;
+ * out-of-range slots are ignored).  O(1), lock-free, wait-free. */
+void bench_live_record(bench_live_t *l, unsigned slot, uint64_t latency_ns, bool ok);
+
+/*
+ * The completions recorded since the previous call (since creation for the
+ * first): their latency histogram (min and max are the bounds of the
+ * outermost non-empty buckets), operations and errors.  One reader thread
+ * at a time.  A completion being recorded during the call may show in this
+ * window or the next, never in both and never in neither.
+ * O(slots * BENCH_HIST_BUCKETS).
+ */
+void bench_live_window(bench_live_t *l, bench_hist_t *window, uint64_t *ops, uint64_t *errors);
+
+/* ------------------------------------------------------------------------ */
 /* Results of a run                                                          */
 
 typedef enum bench_kind { BENCH_KIND_GIRDER, BENCH_KIND_OTP } bench_kind_t;
