@@ -196,12 +196,15 @@ int bench_series_interval(const bench_series_t *s, size_t i, bench_hist_t *scrat
                           bench_interval_t *out) GD_MUST_CHECK;
 
 /*
- * Adds src's samples into dst, interval by interval, as if dst had recorded
- * them (both must have the same start and interval length: GD_EINVAL).
- * Used to combine the recorders of one node's scheduler threads and the
- * series decoded from remote client nodes.  GD_ENOMEM leaves dst with some
- * intervals merged: the caller discards it.  O((intervals) *
- * BENCH_HIST_BUCKETS).
+ * Adds src's samples into dst, interval i of src into interval i of dst,
+ * as if dst had recorded them; both must have the same interval length
+ * (GD_EINVAL), and dst keeps its start.  Aligning by index is what lets
+ * series from other machines merge: each client node starts its series at
+ * its own run start on its own monotonic clock, which no other machine
+ * can compare with.  Used to combine the recorders of one node's scheduler
+ * threads and the series decoded from remote client nodes.  GD_ENOMEM
+ * leaves dst with some intervals merged: the caller discards it.
+ * O(intervals * BENCH_HIST_BUCKETS).
  */
 int bench_series_merge(bench_series_t *dst, const bench_series_t *src) GD_MUST_CHECK;
 

@@ -114,7 +114,31 @@ static void test_merge_equals_one(void)
     CU_ASSERT(series_equal(merged, all));
     CU_ASSERT(bench_hist_equal(bench_series_total(merged), bench_series_total(all)));
     CU_ASSERT_EQUAL(bench_series_errors(merged), bench_series_errors(all));
-    /* mismatched parameters are refused */
+    /* a remote node's series starts at its own clock's run start: merged
+     * by interval index, it adds the same as a local one */
+    bench_series_t *remote, *local2;
+    CU_ASSERT_EQUAL_FATAL(bench_series_new(SEC * 1000, SEC / 4, &remote), 0);
+    CU_ASSERT_EQUAL_FATAL(bench_series_new(SEC, SEC / 4, &local2), 0);
+    for (uint64_t k = 0; k < 100; k++) {
+        uint64_t off = k * (SEC / 50), lat = 1000 + k * 10;
+        CU_ASSERT_EQUAL_FATAL(
+            bench_series_record(remote, SEC * 1000 + off, SEC * 1000 + off + lat, true), 0);
+        CU_ASSERT_EQUAL_FATAL(bench_series_record(local2, SEC + off, SEC + off + lat, true), 0);
+    }
+    bench_series_t *m1, *m2;
+    CU_ASSERT_EQUAL_FATAL(bench_series_new(SEC, SEC / 4, &m1), 0);
+    CU_ASSERT_EQUAL_FATAL(bench_series_new(SEC, SEC / 4, &m2), 0);
+    CU_ASSERT_EQUAL(bench_series_merge(m1, all), 0);
+    CU_ASSERT_EQUAL(bench_series_merge(m1, remote), 0);
+    CU_ASSERT_EQUAL(bench_series_merge(m2, all), 0);
+    CU_ASSERT_EQUAL(bench_series_merge(m2, local2), 0);
+    CU_ASSERT(series_equal(m1, m2));
+    CU_ASSERT_EQUAL(bench_series_start_ns(m1), SEC);
+    bench_series_free(m1);
+    bench_series_free(m2);
+    bench_series_free(remote);
+    bench_series_free(local2);
+    /* mismatched interval lengths are refused */
     bench_series_t *other;
     CU_ASSERT_EQUAL_FATAL(bench_series_new(SEC, SEC, &other), 0);
     CU_ASSERT_EQUAL(bench_series_merge(other, all), GD_EINVAL);
