@@ -8,6 +8,8 @@
  *               (what a remote client node sends back)
  *   series      per-interval ops, errors and latency histograms of one
  *               recorder (open loop: latency from the intended send time)
+ *   live        lock-free per-thread counters the progress line reads while
+ *               the recorders run
  *   results     the results model of a run, written as JSON, a terminal
  *               table, a live progress line and a self-contained HTML report
  *   metrics     a registry of counters, gauges and histograms with labels,
@@ -73,8 +75,9 @@ typedef struct bench_summary {
     uint64_t p50_ns, p90_ns, p99_ns, p999_ns;
 } bench_summary_t;
 
-/* Empties h (no allocation; a bench_hist_t may live on the stack or in an
- * array).  O(BENCH_HIST_BUCKETS). */
+/* Empties h (no allocation: a bench_hist_t lives wherever its 30 KiB fit,
+ * static, heap or a thread's stack, not a small coroutine stack).
+ * O(BENCH_HIST_BUCKETS). */
 void bench_hist_reset(bench_hist_t *h);
 
 /* The bucket a value falls in (values above the maximum go to the last
