@@ -1,0 +1,234 @@
+/*
+ * cluster.h — Erlang distribution: the handshake, the connected-phase frame
+ * decoder and the running node (`girder node`).
+ *
+ * Status (for the next session; protocol facts: ../shared/protocol.md):
+ *   works:
+ *   - handshake v6 as acceptor and initiator, v5 ('n' + 'c') from older
+ *     initiators, cookie digests, flags (OTP 25 mandatory set required,
+ *     MANDATORY_25_DIGEST honoured), ok/ok_simultaneous/nok/alive/
+ *     not_allowed, dynamic names (NAME_ME, acceptor side), hidden peers; a
+ *     pure state machine over byte buffers with no allocation (fuzzed by
+ *     tests/fuzz/fz_dist_handshake.c);
+ *   - frame decoding: ticks, pass-through (112), normal headers (131 68)
+ *     with the per-connection atom cache, fragments (131 69 / 131 70)
+ *     reassembled per sequence id with bounded memory, caps on frame size,
+ *     reassembly bytes and atoms a peer creates (fz_dist_frame.c);
+ *   - `girder node`: cookie file, EPMD registration (embedded keeper when
+ *     none answers), node identity, acceptor connections on a libevent loop
+ *     thread, ticks and nodedown on silence, SIGTERM/SIGINT shutdown;
+ *     net_kernel answering net_adm:ping, rex answering features_request.
+ *   left:
+ *   - initiating connections from the node (the state machine does it;
+ *     the node only accepts), auto-connect, sched hooks for sends to
+ *     external pids, links/monitors across nodes and noconnection,
+ *     fragment sending, echo/rex/erpc services, the rpc C API, TLS.
+ */
+#ifndef GIRDER_CLUSTER_H
+#define GIRDER_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "etf.h"
+
+/* ---- cluster/ error codes (the range below sched/'s) ---- */
+enum {
+    DIST_EPROTO = -300,       /* a handshake message or frame is malformed */
+    DIST_ETOO_LARGE = -301,   /* a declared length exceeds its cap */
+    DIST_EFLAGS = -302,       /* the peer lacks mandatory capability flags */
+    DIST_ENAME = -303,        /* a node name is malformed or not the one dialled */
+    DIST_EDIGEST = -304,      /* the peer's cookie digest is wrong */
+    DIST_ENOT_ALLOWED = -305, /* refused: our side sent or got not_allowed */
+    DIST_ENOK = -306,         /* simultaneous connect lost: the other attempt wins */
+    DIST_EALIVE = -307,       /* the peer keeps an older connection ('s' false) */
+    DIST_EATOM_QUOTA = -308,  /* the peer created more atoms than its quota */
+    DIST_ECACHE = -309,       /* an atom cache reference to an empty slot */
+    DIST_EFRAGMENT = -310,    /* a fragment for no or a duplicate sequence */
+    DIST_ECLOSED = -311,      /* the connection is gone */
+    DIST_ENOCONNECTION = -312 /* no connection to the node can be made */
+};
+
+/* Describes any DIST_E* code (and defers to etf_strerror for the others). */
+const char *dist_strerror(int code);
+
+/* ---- capability flags (lib/kernel/include/dist.hrl, protocol.md 3.2) ---- */
+#define DFLAG_PUBLISHED 0x1ull
+#define DFLAG_ATOM_CACHE 0x2ull
+#define DFLAG_EXTENDED_REFERENCES 0x4ull
+#define DFLAG_DIST_MONITOR 0x8ull
+#define DFLAG_FUN_TAGS 0x10ull
+#define DFLAG_DIST_MONITOR_NAME 0x20ull
+#define DFLAG_HIDDEN_ATOM_CACHE 0x40ull
+#define DFLAG_NEW_FUN_TAGS 0x80ull
+#define DFLAG_EXTENDED_PIDS_PORTS 0x100ull
+#define DFLAG_EXPORT_PTR_TAG 0x200ull
+#define DFLAG_BIT_BINARIES 0x400ull
+#define DFLAG_NEW_FLOATS 0x800ull
+#define DFLAG_UNICODE_IO 0x1000ull
+#define DFLAG_DIST_HDR_ATOM_CACHE 0x2000ull
+#define DFLAG_SMALL_ATOM_TAGS 0x4000ull
+#define DFLAG_UTF8_ATOMS 0x10000ull
+#define DFLAG_MAP_TAG 0x20000ull
+#define DFLAG_BIG_CREATION 0x40000ull
+#define DFLAG_SEND_SENDER 0x80000ull
+#define DFLAG_BIG_SEQTRACE_LABELS 0x100000ull
+#define DFLAG_EXIT_PAYLOAD 0x400000ull
+#define DFLAG_FRAGMENTS 0x800000ull
+#define DFLAG_HANDSHAKE_23 0x1000000ull
+#define DFLAG_UNLINK_ID 0x2000000ull
+#define DFLAG_MANDATORY_25_DIGEST 0x4000000ull
+#define DFLAG_SPAWN (1ull << 32)
+#define DFLAG_NAME_ME (1ull << 33)
+#define DFLAG_V4_NC (1ull << 34)
+#define DFLAG_ALIAS (1ull << 35)
+
+/* What every peer must offer (OTP 25's mandatory set, erts dist.h). */
+#define DFLAG_MANDATORY_25                                                                         \
+    (DFLAG_EXTENDED_REFERENCES | DFLAG_FUN_TAGS | DFLAG_EXTENDED_PIDS_PORTS | DFLAG_UTF8_ATOMS |   \
+     DFLAG_NEW_FUN_TAGS | DFLAG_BIG_CREATION | DFLAG_NEW_FLOATS | DFLAG_MAP_TAG |                  \
+     DFLAG_EXPORT_PTR_TAG | DFLAG_BIT_BINARIES | DFLAG_HANDSHAKE_23)
+/* What girder offers: exactly OTP 25-28's default set (0xd07df7fbd), which
+ * every release 25-28 accepts; DFLAG_PUBLISHED is cleared for hidden. */
+#define DFLAG_GIRDER_DEFAULT 0xd07df7fbdull
+
+/* ---- control message operations (protocol.md 4.4) ---- */
+enum dist_op {
+    DOP_LINK = 1,
+    DOP_SEND = 2,
+    DOP_EXIT = 3,
+    DOP_UNLINK = 4,
+    DOP_REG_SEND = 6,
+    DOP_GROUP_LEADER = 7,
+    DOP_EXIT2 = 8,
+    DOP_SEND_TT = 12,
+    DOP_EXIT_TT = 13,
+    DOP_REG_SEND_TT = 16,
+    DOP_EXIT2_TT = 18,
+    DOP_MONITOR_P = 19,
+    DOP_DEMONITOR_P = 20,
+    DOP_MONITOR_P_EXIT = 21,
+    DOP_SEND_SENDER = 22,
+    DOP_SEND_SENDER_TT = 23,
+    DOP_PAYLOAD_EXIT = 24,
+    DOP_PAYLOAD_EXIT_TT = 25,
+    DOP_PAYLOAD_EXIT2 = 26,
+    DOP_PAYLOAD_EXIT2_TT = 27,
+    DOP_PAYLOAD_MONITOR_P_EXIT = 28,
+    DOP_SPAWN_REQUEST = 29,
+    DOP_SPAWN_REQUEST_TT = 30,
+    DOP_SPAWN_REPLY = 31,
+    DOP_SPAWN_REPLY_TT = 32,
+    DOP_ALIAS_SEND = 33,
+    DOP_ALIAS_SEND_TT = 34,
+    DOP_UNLINK_ID = 35,
+    DOP_UNLINK_ID_ACK = 36,
+};
+
+/* ---- handshake (protocol.md 3) ---- */
+
+/* Longest full node name accepted, in bytes (255 characters of up to 4
+ * UTF-8 bytes, as the node atom allows). */
+#define DIST_NAME_MAX 1020
+/* Largest handshake message accepted.  OTP takes up to 65535 bytes and
+ * ignores what follows the fields; the longest real message is 'N' with a
+ * 1020-byte name (1039 bytes), so anything past this cap is refused rather
+ * than buffered for an unauthenticated peer. */
+#define DIST_HS_MSG_MAX 1100
+/* Room for what one step writes: at most two messages (status + challenge)
+ * with their 2-byte lengths. */
+#define DIST_HS_OUT_MAX (2 * (DIST_HS_MSG_MAX + 2))
+
+enum dist_role {
+    DIST_ACCEPTOR = 0, /* B: the peer connected to us */
+    DIST_INITIATOR = 1 /* A: we connected to the peer */
+};
+
+/* What an acceptor answers a peer's name with (dist_util's mark_pending). */
+enum dist_status {
+    DIST_STATUS_OK = 0,
+    DIST_STATUS_OK_SIMULTANEOUS, /* we were also connecting; the peer's name is greater */
+    DIST_STATUS_NOK,             /* we were also connecting; ours wins */
+    DIST_STATUS_NOT_ALLOWED,
+    DIST_STATUS_ALIVE, /* we already have a connection to a node of that name */
+};
+
+/* How the acceptor decides the status for a peer (name: full name bytes,
+ * not NUL-terminated, already validated).  Called at most once. */
+typedef enum dist_status (*dist_decide_fn)(void *ud, const char *name, size_t len);
+
+/* Handshake configuration; every pointer is borrowed and must outlive the
+ * handshake. */
+typedef struct dist_hs_config {
+    enum dist_role role;
+    const char *name; /* our full node name, e.g. "a@host" */
+    size_t name_len;
+    uint32_t creation;
+    uint64_t flags; /* what we offer (DFLAG_GIRDER_DEFAULT, minus PUBLISHED if hidden) */
+    const char *cookie;
+    size_t cookie_len;
+    uint32_t challenge; /* ours, from a CSPRNG */
+    /* Initiator: the full name we dialled; the peer must answer with it
+     * byte for byte. */
+    const char *peer_name;
+    size_t peer_name_len;
+    /* Acceptor: status decision (NULL: always ok) and, for a peer asking
+     * for a dynamic name, the random bits its name and creation come from. */
+    dist_decide_fn decide;
+    void *decide_ud;
+    uint64_t dynamic_seed;
+} dist_hs_config_t;
+
+enum dist_hs_state {
+    DIST_HS_RECV_NAME = 0,   /* B: waiting for 'N' / 'n' */
+    DIST_HS_RECV_ALIVE,      /* B: sent alive, waiting for 's' true/false */
+    DIST_HS_RECV_COMPLEMENT, /* B: v5 peer, waiting for 'c' */
+    DIST_HS_RECV_REPLY,      /* B: waiting for 'r' */
+    DIST_HS_RECV_STATUS,     /* A: waiting for 's' */
+    DIST_HS_RECV_CHALLENGE,  /* A: waiting for 'N' */
+    DIST_HS_RECV_ACK,        /* A: waiting for 'a' */
+    DIST_HS_UP,              /* authenticated; switch to 4-byte frames */
+    DIST_HS_FAILED,
+};
+
+/* One handshake.  Fixed size, no allocation: nothing an unauthenticated
+ * peer sends is kept beyond peer_name. */
+typedef struct dist_hs {
+    dist_hs_config_t cfg;
+    enum dist_hs_state state;
+    bool v5;           /* the peer sent the old 'n' name message */
+    bool replaces_old; /* B: the peer answered alive with true: drop the old connection */
+    uint64_t peer_flags;
+    uint64_t flags; /* agreed: ours AND the peer's (valid once UP) */
+    uint32_t peer_creation;
+    uint32_t peer_challenge;
+    char peer_name[DIST_NAME_MAX + 1]; /* NUL-terminated */
+    size_t peer_name_len;
+    uint8_t out[DIST_HS_OUT_MAX]; /* bytes to send, 2-byte framed */
+    size_t out_len;
+} dist_hs_t;
+
+/* Starts a handshake.  An initiator's first message is in hs->out at
+ * once.  GD_EINVAL for names or cookies over their caps. */
+int dist_hs_init(dist_hs_t *hs, const dist_hs_config_t *cfg) GD_MUST_CHECK;
+
+/*
+ * Feeds received bytes.  Consumes at most one complete 2-byte-framed
+ * message from in[0..len) and sets *used to the bytes taken (0 when the
+ * message is still incomplete: call again with more).  Replies are appended
+ * to hs->out (the caller sends and then clears out_len).  Returns 0 to go
+ * on, 1 once the handshake is UP (bytes after *used belong to the 4-byte
+ * phase), or a DIST_E* code: the caller sends hs->out (a not_allowed or nok
+ * status may be there) and closes.  O(len); no allocation.
+ */
+int dist_hs_feed(dist_hs_t *hs, const uint8_t *in, size_t len, size_t *used) GD_MUST_CHECK;
+
+/* MD5(cookie ++ decimal(challenge)) into digest (dist_util:gen_digest). */
+void dist_digest(const char *cookie, size_t cookie_len, uint32_t challenge, uint8_t digest[16]);
+
+/* True if name[0..len) is a valid full node name: one '@' with non-empty
+ * parts, valid UTF-8 of at most 255 characters, no NUL. */
+bool dist_name_valid(const char *name, size_t len);
+
+#endif /* GIRDER_CLUSTER_H */
