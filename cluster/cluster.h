@@ -231,4 +231,94 @@ void dist_digest(const char *cookie, size_t cookie_len, uint32_t challenge, uint
  * parts, valid UTF-8 of at most 255 characters, no NUL. */
 bool dist_name_valid(const char *name, size_t len);
 
+/* ---- connected phase: frames (protocol.md 4) ---- */
+
+/* Slots of the per-connection, per-direction atom cache (8 segments of
+ * 256). */
+#define DIST_ATOM_CACHE_SIZE 2048
+/* Largest frame and largest reassembled message accepted (bytes); OTP has
+ * no cap, the design asks for 64 MB messages to pass. */
+#define DIST_MAX_MESSAGE_DEFAULT ((size_t)256 << 20)
+/* Atoms one peer may add to the node's table over its connection's life. */
+#define DIST_ATOM_QUOTA_DEFAULT 100000
+/* Fragmented messages one peer may have in flight at once. */
+#define DIST_MAX_SEQUENCES_DEFAULT 16
+/* Data bytes per fragment, as OTP (ERTS_DIST_FRAGMENT_SIZE). */
+#define DIST_FRAGMENT_SIZE 65536
+
+/* Caps of one receiving connection; zero fields take the defaults. */
+typedef struct dist_rx_limits {
+    size_t max_message;
+    size_t atom_quota;
+    size_t max_sequences;
+} dist_rx_limits_t;
+
+/* A message whose fragments are still arriving. */
+typedef struct dist_frag {
+    bool used;
+    uint64_t seq;
+    uint64_t next_id; /* the FragmentId expected next (they count down to 1) */
+    term_t refs[255]; /* the start fragment's atom cache refs, resolved */
+    size_t nrefs;
+    uint8_t *data; /* control and payload bytes so far (malloc'ed) */
+    size_t len, cap;
+} dist_frag_t;
+
+/* The receiving side of one connection. */
+typedef struct dist_rx {
+    term_t cache[DIST_ATOM_CACHE_SIZE]; /* TERM_NONE: empty slot */
+    dist_rx_limits_t lim;
+    size_t atoms_created;
+    dist_frag_t *frags; /* lim.max_sequences entries */
+    size_t frag_bytes;  /* buffer bytes held by partial sequences */
+} dist_rx_t;
+
+/* One decoded control message: op 0 means none (a tick, or a fragment of a
+ * message not yet complete). */
+typedef struct dist_msg {
+    int op;
+    term_t control; /* the control tuple {Op, ...} */
+    term_t payload; /* TERM_NONE when the op has none */
+} dist_msg_t;
+
+/* Looks for a complete 4-byte-length frame at in[0..len): returns 1 and
+ * *frame_len (body bytes after the length) when one is there, 0 when more
+ * bytes are needed, DIST_ETOO_LARGE when the length exceeds max (checked
+ * before anything is buffered for it).  O(1). */
+int dist_frame_split(const uint8_t *in, size_t len, size_t max, size_t *frame_len) GD_MUST_CHECK;
+
+/* True for the operations followed by a payload term. */
+bool dist_op_has_payload(int op);
+
+/* Sets up a receiving side (lim may be NULL).  GD_ENOMEM. */
+int dist_rx_init(dist_rx_t *rx, const dist_rx_limits_t *lim) GD_MUST_CHECK;
+/* Frees partial sequences and the table; rx may be re-initialised. */
+void dist_rx_free(dist_rx_t *rx);
+
+/*
+ * Decodes one frame body p[0..len) (after its 4-byte length) received on
+ * the connection rx: a tick, a pass-through (112) frame, a normal header
+ * (131 68) or a fragment (131 69 / 131 70).  Terms are built on h.  The
+ * control tuple is checked to be {Op, ...} with a known Op and its arity,
+ * and a payload is required exactly for the ops that carry one; nothing
+ * may follow.  Errors (the connection must then close): DIST_EPROTO,
+ * DIST_ECACHE, DIST_EFRAGMENT, DIST_ETOO_LARGE, DIST_EATOM_QUOTA,
+ * GD_ENOMEM, GD_EATOM_TABLE_FULL.  Atoms new to the node count against
+ * the quota.  O(len) plus the decoded size.
+ */
+int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len,
+                  dist_msg_t *out) GD_MUST_CHECK;
+
+/*
+ * Appends to out one message as frames: 4-byte length, 131 68 with no
+ * atom cache refs, control, payload (TERM_NONE: none).  When frag_size is
+ * non-zero and control+payload exceed it, the message goes out as
+ * fragments (131 69 then 131 70, sequence id seq, ids counting down) of
+ * frag_size data bytes, the first holding the whole control.  On failure
+ * out->len is unchanged.  Errors: ETF encode errors, GD_ENOMEM,
+ * DIST_ETOO_LARGE.  O(size of the terms).
+ */
+int dist_encode_message(term_t control, term_t payload, uint64_t seq, size_t frag_size,
+                        etf_buf_t *out) GD_MUST_CHECK;
+
 #endif /* GIRDER_CLUSTER_H */

@@ -1,0 +1,477 @@
+/*
+ * frame.c — the connected phase's frames (protocol.md 4): splitting the
+ * 4-byte-length stream, decoding ticks, pass-through frames, normal
+ * distribution headers with the per-connection atom cache, and fragments;
+ * and encoding outgoing messages (normal header with no cache refs, split
+ * into fragments when long).  Pure: no sockets, no clock.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+
+#define PASS_THROUGH 112
+#define FRAG_HDR_LEN 18 /* 131 69|70 SequenceId:64 FragmentId:64 */
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+    put32(p, (uint32_t)(v >> 32));
+    put32(p + 4, (uint32_t)v);
+}
+
+int dist_frame_split(const uint8_t *in, size_t len, size_t max, size_t *frame_len)
+{
+    if (len < 4)
+        return 0;
+    uint32_t n = get32(in);
+    if (n > max)
+        return DIST_ETOO_LARGE;
+    if (len - 4 < n)
+        return 0;
+    *frame_len = n;
+    return 1;
+}
+
+bool dist_op_has_payload(int op)
+{
+    switch (op) {
+    case DOP_SEND:
+    case DOP_REG_SEND:
+    case DOP_SEND_TT:
+    case DOP_REG_SEND_TT:
+    case DOP_SEND_SENDER:
+    case DOP_SEND_SENDER_TT:
+    case DOP_PAYLOAD_EXIT:
+    case DOP_PAYLOAD_EXIT_TT:
+    case DOP_PAYLOAD_EXIT2:
+    case DOP_PAYLOAD_EXIT2_TT:
+    case DOP_PAYLOAD_MONITOR_P_EXIT:
+    case DOP_SPAWN_REQUEST:
+    case DOP_SPAWN_REQUEST_TT:
+    case DOP_ALIAS_SEND:
+    case DOP_ALIAS_SEND_TT:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The control tuple's arity for each operation (0: unknown operation). */
+static size_t op_arity(int op)
+{
+    switch (op) {
+    case DOP_LINK:
+    case DOP_SEND:
+    case DOP_UNLINK:
+    case DOP_GROUP_LEADER:
+    case DOP_SEND_SENDER:
+    case DOP_PAYLOAD_EXIT:
+    case DOP_PAYLOAD_EXIT2:
+    case DOP_ALIAS_SEND:
+        return 3;
+    case DOP_EXIT:
+    case DOP_REG_SEND:
+    case DOP_EXIT2:
+    case DOP_SEND_TT:
+    case DOP_MONITOR_P:
+    case DOP_DEMONITOR_P:
+    case DOP_SEND_SENDER_TT:
+    case DOP_PAYLOAD_EXIT_TT:
+    case DOP_PAYLOAD_EXIT2_TT:
+    case DOP_PAYLOAD_MONITOR_P_EXIT:
+    case DOP_ALIAS_SEND_TT:
+    case DOP_UNLINK_ID:
+    case DOP_UNLINK_ID_ACK:
+        return 4;
+    case DOP_EXIT_TT:
+    case DOP_REG_SEND_TT:
+    case DOP_EXIT2_TT:
+    case DOP_MONITOR_P_EXIT:
+    case DOP_SPAWN_REPLY:
+        return 5;
+    case DOP_SPAWN_REQUEST:
+    case DOP_SPAWN_REPLY_TT:
+        return 6;
+    case DOP_SPAWN_REQUEST_TT:
+        return 7;
+    default:
+        return 0;
+    }
+}
+
+int dist_rx_init(dist_rx_t *rx, const dist_rx_limits_t *lim)
+{
+    memset(rx, 0, sizeof *rx);
+    for (size_t i = 0; i < DIST_ATOM_CACHE_SIZE; i++)
+        rx->cache[i] = TERM_NONE;
+    rx->lim.max_message = lim && lim->max_message ? lim->max_message : DIST_MAX_MESSAGE_DEFAULT;
+    rx->lim.atom_quota = lim && lim->atom_quota ? lim->atom_quota : DIST_ATOM_QUOTA_DEFAULT;
+    rx->lim.max_sequences =
+        lim && lim->max_sequences ? lim->max_sequences : DIST_MAX_SEQUENCES_DEFAULT;
+    rx->frags = calloc(rx->lim.max_sequences, sizeof *rx->frags);
+    return rx->frags == NULL ? GD_ENOMEM : 0;
+}
+
+static void frag_drop(dist_rx_t *rx, dist_frag_t *f)
+{
+    rx->frag_bytes -= f->cap;
+    free(f->data);
+    memset(f, 0, sizeof *f);
+}
+
+void dist_rx_free(dist_rx_t *rx)
+{
+    if (rx->frags != NULL)
+        for (size_t i = 0; i < rx->lim.max_sequences; i++)
+            if (rx->frags[i].used)
+                frag_drop(rx, &rx->frags[i]);
+    free(rx->frags);
+    rx->frags = NULL;
+}
+
+/* The atom for UTF-8 text from an authenticated peer: an existing atom is
+ * free, a new one is charged to the connection's quota first (design.md:
+ * a peer over its quota loses its connection, the node keeps its table). */
+static int peer_atom(dist_rx_t *rx, const uint8_t *text, size_t len, term_t *out)
+{
+    int rc = heap_atom_lookup((const char *)text, len, out);
+    if (rc != GD_EATOM_NOT_FOUND)
+        return rc < 0 ? DIST_EPROTO : 0;
+    if (rx->atoms_created >= rx->lim.atom_quota)
+        return DIST_EATOM_QUOTA;
+    rc = heap_atom_put((const char *)text, len, out);
+    if (rc == GD_ENOMEM || rc == GD_EATOM_TABLE_FULL)
+        return rc;
+    if (rc < 0)
+        return DIST_EPROTO;
+    rx->atoms_created++;
+    return 0;
+}
+
+/*
+ * Reads a distribution header's atom cache part (after 131 68, or after a
+ * fragment start's ids) from p[0..len): updates the cache and fills
+ * refs[0..*nrefs).  *used gets the bytes read.
+ */
+static int read_cache_header(dist_rx_t *rx, const uint8_t *p, size_t len, term_t *refs,
+                             size_t *nrefs, size_t *used)
+{
+    if (len < 1)
+        return DIST_EPROTO;
+    size_t count = p[0], pos = 1;
+    *nrefs = count;
+    if (count == 0) {
+        *used = 1;
+        return 0;
+    }
+    size_t flag_bytes = count / 2 + 1;
+    if (len - pos < flag_bytes)
+        return DIST_EPROTO;
+    const uint8_t *flags = p + pos;
+    pos += flag_bytes;
+    /* The nibble after the last ref's: bit 0 = LongAtoms. */
+    unsigned last = (flags[count / 2] >> ((count & 1) * 4)) & 0xF;
+    bool long_atoms = last & 1;
+    for (size_t i = 0; i < count; i++) {
+        unsigned nib = (flags[i / 2] >> ((i & 1) * 4)) & 0xF;
+        if (pos >= len)
+            return DIST_EPROTO;
+        size_t slot = (size_t)(nib & 7) * 256 + p[pos++];
+        if (nib & 8) {
+            size_t alen;
+            if (long_atoms) {
+                if (len - pos < 2)
+                    return DIST_EPROTO;
+                alen = get16(p + pos);
+                pos += 2;
+            } else {
+                if (len - pos < 1)
+                    return DIST_EPROTO;
+                alen = p[pos++];
+            }
+            if (len - pos < alen)
+                return DIST_EPROTO;
+            int rc = peer_atom(rx, p + pos, alen, &rx->cache[slot]);
+            if (rc < 0)
+                return rc;
+            pos += alen;
+        } else if (rx->cache[slot] == TERM_NONE) {
+            return DIST_ECACHE;
+        }
+        refs[i] = rx->cache[slot];
+    }
+    *used = pos;
+    return 0;
+}
+
+/* Decodes one term of a frame (with or without the 131 byte), charging any
+ * atoms it created to the quota.  The count is the node-wide table's
+ * growth, so atoms other threads create meanwhile are charged too: the
+ * error is on the side of closing early, never of letting a peer past its
+ * quota. */
+static int decode_term(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, bool versioned,
+                       const term_t *refs, size_t nrefs, term_t *out, size_t *used)
+{
+    etf_decode_opts_t o = {0};
+    o.max_heap = 8 * rx->lim.max_message + 65536;
+    o.max_decompressed = rx->lim.max_message;
+    o.atom_cache_refs = refs;
+    o.atom_cache_count = nrefs;
+    uint32_t before = heap_atom_count();
+    int rc = versioned ? etf_decode(h, p, len, &o, out, used, NULL)
+                       : etf_decode_body(h, p, len, &o, out, used, NULL);
+    uint32_t after = heap_atom_count();
+    if (after > before)
+        rx->atoms_created += after - before;
+    if (rc == ETF_ENOMEM || rc == GD_ENOMEM)
+        return GD_ENOMEM;
+    if (rc < 0)
+        return rc == ETF_EATOM_TABLE_FULL ? GD_EATOM_TABLE_FULL : DIST_EPROTO;
+    if (rx->atoms_created > rx->lim.atom_quota)
+        return DIST_EATOM_QUOTA;
+    return 0;
+}
+
+/* Decodes control [+ payload] from p[0..len) and checks the control's
+ * shape: a tuple whose first element is a known op with its arity. */
+static int decode_message(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, bool versioned,
+                          const term_t *refs, size_t nrefs, dist_msg_t *out)
+{
+    size_t used;
+    term_t ctl;
+    int rc = decode_term(rx, h, p, len, versioned, refs, nrefs, &ctl, &used);
+    if (rc < 0)
+        return rc;
+    if (!term_is_boxed_of(ctl, HDR_TUPLE))
+        return DIST_EPROTO;
+    const term_t *el = term_boxed_ptr(ctl);
+    size_t arity = header_arity(el[0]);
+    if (arity < 1 || !term_is_small(el[1]))
+        return DIST_EPROTO;
+    int64_t op = term_small_value(el[1]);
+    if (op < 1 || op > DOP_UNLINK_ID_ACK || op_arity((int)op) != arity)
+        return DIST_EPROTO;
+    out->op = (int)op;
+    out->control = ctl;
+    out->payload = TERM_NONE;
+    p += used;
+    len -= used;
+    if (dist_op_has_payload((int)op)) {
+        rc = decode_term(rx, h, p, len, versioned, refs, nrefs, &out->payload, &used);
+        if (rc < 0)
+            return rc;
+        len -= used;
+    }
+    return len == 0 ? 0 : DIST_EPROTO;
+}
+
+static dist_frag_t *frag_find(dist_rx_t *rx, uint64_t seq)
+{
+    for (size_t i = 0; i < rx->lim.max_sequences; i++)
+        if (rx->frags[i].used && rx->frags[i].seq == seq)
+            return &rx->frags[i];
+    return NULL;
+}
+
+/* Appends data to a sequence, within the message and connection caps. */
+static int frag_append(dist_rx_t *rx, dist_frag_t *f, const uint8_t *p, size_t n)
+{
+    if (n > rx->lim.max_message - f->len)
+        return DIST_ETOO_LARGE;
+    if (f->len + n > f->cap) {
+        size_t cap = f->cap ? f->cap : 4096;
+        while (cap < f->len + n)
+            cap *= 2;
+        if (cap > rx->lim.max_message)
+            cap = rx->lim.max_message;
+        /* All partial sequences together stay within two messages' worth. */
+        if (rx->frag_bytes - f->cap + cap > 2 * rx->lim.max_message)
+            return DIST_ETOO_LARGE;
+        uint8_t *d = realloc(f->data, cap);
+        if (d == NULL)
+            return GD_ENOMEM;
+        rx->frag_bytes += cap - f->cap;
+        f->data = d;
+        f->cap = cap;
+    }
+    memcpy(f->data + f->len, p, n);
+    f->len += n;
+    return 0;
+}
+
+/* A fragment: start (131 69) or continuation (131 70). */
+static int read_fragment(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, dist_msg_t *out)
+{
+    if (len < FRAG_HDR_LEN)
+        return DIST_EPROTO;
+    bool start = p[1] == ETF_DIST_FRAG_HEADER;
+    uint64_t seq = get64(p + 2), id = get64(p + 10);
+    p += FRAG_HDR_LEN;
+    len -= FRAG_HDR_LEN;
+    if (id == 0)
+        return DIST_EPROTO;
+    dist_frag_t *f = frag_find(rx, seq);
+    int rc;
+    if (start) {
+        if (f != NULL)
+            return DIST_EFRAGMENT;
+        term_t refs[256];
+        size_t nrefs, used;
+        rc = read_cache_header(rx, p, len, refs, &nrefs, &used);
+        if (rc < 0)
+            return rc;
+        p += used;
+        len -= used;
+        if (id == 1)
+            return decode_message(rx, h, p, len, false, refs, nrefs, out);
+        for (size_t i = 0; i < rx->lim.max_sequences && f == NULL; i++)
+            if (!rx->frags[i].used)
+                f = &rx->frags[i];
+        if (f == NULL)
+            return DIST_ETOO_LARGE;
+        f->used = true;
+        f->seq = seq;
+        f->next_id = id - 1;
+        memcpy(f->refs, refs, nrefs * sizeof refs[0]);
+        f->nrefs = nrefs;
+        rc = frag_append(rx, f, p, len);
+        if (rc < 0)
+            frag_drop(rx, f);
+        return rc;
+    }
+    if (f == NULL || id != f->next_id)
+        return DIST_EFRAGMENT;
+    rc = frag_append(rx, f, p, len);
+    if (rc < 0 || id > 1) {
+        if (rc < 0)
+            frag_drop(rx, f);
+        else
+            f->next_id--;
+        return rc;
+    }
+    rc = decode_message(rx, h, f->data, f->len, false, f->refs, f->nrefs, out);
+    frag_drop(rx, f);
+    return rc;
+}
+
+int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, dist_msg_t *out)
+{
+    out->op = 0;
+    out->control = out->payload = TERM_NONE;
+    if (len == 0)
+        return 0; /* tick */
+    if (p[0] == PASS_THROUGH)
+        return decode_message(rx, h, p + 1, len - 1, true, NULL, 0, out);
+    if (len < 2 || p[0] != ETF_VERSION_MAGIC)
+        return DIST_EPROTO;
+    if (p[1] == ETF_DIST_FRAG_HEADER || p[1] == ETF_DIST_FRAG_CONT)
+        return read_fragment(rx, h, p, len, out);
+    if (p[1] != ETF_DIST_HEADER)
+        return DIST_EPROTO;
+    term_t refs[256];
+    size_t nrefs, used;
+    int rc = read_cache_header(rx, p + 2, len - 2, refs, &nrefs, &used);
+    if (rc < 0)
+        return rc;
+    return decode_message(rx, h, p + 2 + used, len - 2 - used, false, refs, nrefs, out);
+}
+
+/* Encodes t without the version byte, with UTF-8 atoms as every release
+ * sends them over distribution (protocol.md 1.3). */
+static int encode_body(term_t t, etf_buf_t *out)
+{
+    etf_encode_opts_t o;
+    etf_encode_opts_init(&o);
+    o.minor_version = 2;
+    return etf_encode_body(t, &o, out);
+}
+
+int dist_encode_message(term_t control, term_t payload, uint64_t seq, size_t frag_size,
+                        etf_buf_t *out)
+{
+    size_t start_len = out->len;
+    /* Build 131 68 0 control payload in place after a 4-byte length. */
+    int rc = etf_buf_reserve(out, 7);
+    if (rc < 0)
+        return rc;
+    size_t hdr = out->len;
+    out->len += 4;
+    out->data[out->len++] = ETF_VERSION_MAGIC;
+    out->data[out->len++] = ETF_DIST_HEADER;
+    out->data[out->len++] = 0;
+    size_t body = out->len;
+    rc = encode_body(control, out);
+    size_t ctl_len = out->len - body;
+    if (rc == 0 && payload != TERM_NONE)
+        rc = encode_body(payload, out);
+    if (rc < 0)
+        goto fail;
+    size_t total = out->len - body;
+    if (frag_size == 0 || total <= frag_size) {
+        if (out->len - hdr - 4 > UINT32_MAX) {
+            rc = DIST_ETOO_LARGE;
+            goto fail;
+        }
+        put32(out->data + hdr, (uint32_t)(out->len - hdr - 4));
+        return 0;
+    }
+    /* Fragments: the first carries the whole control and as much payload
+     * as fills frag_size; each later one frag_size bytes; ids count down. */
+    size_t first = ctl_len > frag_size ? ctl_len : frag_size;
+    size_t rest = total - first;
+    uint64_t nfrags = 1 + (rest + frag_size - 1) / frag_size;
+    /* Move the body out and write frames around its pieces. */
+    uint8_t *bytes = malloc(total);
+    if (bytes == NULL) {
+        rc = GD_ENOMEM;
+        goto fail;
+    }
+    memcpy(bytes, out->data + body, total);
+    out->len = hdr;
+    size_t off = 0;
+    for (uint64_t id = nfrags; id >= 1; id--) {
+        size_t piece = id == nfrags ? first : (total - off < frag_size ? total - off : frag_size);
+        size_t flen = FRAG_HDR_LEN + (id == nfrags ? 1 : 0) + piece;
+        rc = etf_buf_reserve(out, 4 + flen);
+        if (rc < 0) {
+            free(bytes);
+            goto fail;
+        }
+        uint8_t *w = out->data + out->len;
+        put32(w, (uint32_t)flen);
+        w[4] = ETF_VERSION_MAGIC;
+        w[5] = id == nfrags ? ETF_DIST_FRAG_HEADER : ETF_DIST_FRAG_CONT;
+        put64(w + 6, seq);
+        put64(w + 14, id);
+        size_t at = 22;
+        if (id == nfrags)
+            w[at++] = 0; /* no atom cache refs */
+        memcpy(w + at, bytes + off, piece);
+        off += piece;
+        out->len += 4 + flen;
+    }
+    free(bytes);
+    return 0;
+fail:
+    out->len = start_len;
+    return rc;
+}
