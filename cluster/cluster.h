@@ -321,4 +321,65 @@ int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len,
 int dist_encode_message(term_t control, term_t payload, uint64_t seq, size_t frag_size,
                         etf_buf_t *out) GD_MUST_CHECK;
 
+/* ---- the node (node.c, services.c, cookie.c) ---- */
+
+#define CLUSTER_TICKTIME_DEFAULT 60 /* net_ticktime, seconds */
+#define CLUSTER_SETUPTIME_DEFAULT 7 /* net_setuptime, seconds per handshake step */
+
+/* What `girder node` starts; zero fields take the defaults. */
+typedef struct cluster_config {
+    const char *name; /* "name" (host appended) or "name@host" */
+    bool longnames;   /* -name (fully qualified host) rather than -sname */
+    const char *cookie;
+    uint16_t listen_min, listen_max; /* 0: any port */
+    unsigned ticktime_s;
+    unsigned setuptime_s;
+    unsigned schedulers; /* 0: one per core */
+    bool hidden;
+    uint16_t epmd_port; /* 0: ERL_EPMD_PORT or 4369 */
+} cluster_config_t;
+
+/*
+ * Starts the node: binds the distribution port, registers with EPMD (an
+ * embedded EPMD when none answers), sets the node identity (name and the
+ * creation EPMD gave), starts the schedulers and the services (net_kernel,
+ * rex, echo), and accepts connections on a libevent loop thread.  Blocks
+ * until registered (at most 10 s).  Errors: GD_EINVAL (bad name or
+ * config), GD_ESYSTEM_LIMIT (no port, no EPMD registration, threads),
+ * GD_ENOMEM, GD_EALREADY (identity already frozen).  One node per process.
+ */
+int cluster_start(const cluster_config_t *cfg) GD_MUST_CHECK;
+
+/* Stops processes, closes every connection, releases the EPMD name and the
+ * port.  No-op when not started.  Not from a process or loop callback. */
+void cluster_stop(void);
+
+/* The node's full name (valid while started). */
+const char *cluster_node_name(size_t *len);
+
+/*
+ * The cookie from path (normally ~/.erlang.cookie), created when missing
+ * (mode 0400, 32 letters A-Z from getrandom: 150 bits) and *created set.
+ * Trailing whitespace is dropped.  *out is malloc'ed (caller frees).
+ * Errors: GD_EINVAL (unreadable, empty, or group/other can read it: OTP
+ * refuses such a file too), GD_ENOMEM.
+ */
+int cluster_cookie_load(const char *path, char **out, bool *created) GD_MUST_CHECK;
+
+/* True for a cookie shorter than 16 characters or a well-known default:
+ * the node warns loudly about it. */
+bool cluster_cookie_weak(const char *cookie);
+
+/* A C function callable by rpc:call / erpc:call from other nodes: args is
+ * the proper list of arguments (on h), the result is built on h.  A
+ * negative return raises error badarg in the caller. */
+typedef int (*cluster_rpc_fn)(heap_t *h, term_t args, term_t *result);
+
+/* Registers module:function/arity (replacing an earlier one).  Call before
+ * or after cluster_start.  Errors: GD_ENOMEM, GD_EINVAL, GD_ESYSTEM_LIMIT
+ * (table full: CLUSTER_RPC_MAX). */
+#define CLUSTER_RPC_MAX 256
+int cluster_rpc_register(const char *module, const char *function, unsigned arity,
+                         cluster_rpc_fn fn) GD_MUST_CHECK;
+
 #endif /* GIRDER_CLUSTER_H */

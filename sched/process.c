@@ -1104,6 +1104,8 @@ static int lookup_target(term_t to, sched_proc_t **out)
 
 int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
 {
+    if (sched_dist_target(to))
+        return sched_dist_send(ctx, to, msg);
     sched_proc_t *t;
     int rc = lookup_target(to, &t);
     if (rc != GD_OK || t == NULL)
@@ -1128,6 +1130,8 @@ out:
 
 int sched_exit_pid(sched_ctx_t *ctx, term_t to, term_t reason)
 {
+    if (term_is_ext_pid(to))
+        return sched_dist_exit(ctx, to, reason);
     sched_proc_t *t;
     int rc = lookup_target(to, &t);
     if (rc != GD_OK || t == NULL)

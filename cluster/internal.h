@@ -1,0 +1,35 @@
+/*
+ * internal.h — what cluster/'s files share among themselves: the
+ * connection handle the loop passes to the message dispatcher, and the
+ * services' entry points.
+ */
+#ifndef GIRDER_CLUSTER_INTERNAL_H
+#define GIRDER_CLUSTER_INTERNAL_H
+
+#include "cluster.h"
+#include "sched/sched.h"
+
+typedef struct conn conn_t;
+
+/* One log line on stderr, "girder: <time>: <text>". */
+void cluster_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Handles one decoded control message from connection c (loop thread;
+ * terms on h, which is freed afterwards).  A negative code closes c. */
+int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m) GD_MUST_CHECK;
+
+/* Sends control + payload (TERM_NONE: none) on c.  Loop thread only (c
+ * cannot be freed under it there).  DIST_ECLOSED when c is gone. */
+int cluster_conn_send(conn_t *c, term_t control, term_t payload) GD_MUST_CHECK;
+
+/* A send from a local process (or [] from outside one) to an external
+ * pid, alias or {Name, Node}: what the sched/ send hook does. */
+int cluster_send_remote(term_t from, term_t to, term_t msg) GD_MUST_CHECK;
+
+/* The visible nodes connected now, as a list on h. */
+int cluster_nodes(heap_t *h, term_t *out) GD_MUST_CHECK;
+
+/* Spawns net_kernel, rex and echo (after sched_start). */
+int cluster_services_start(void) GD_MUST_CHECK;
+
+#endif

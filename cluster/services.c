@@ -1,0 +1,467 @@
+/*
+ * services.c — what every node answers (design.md, "The node contract"):
+ * the control messages arriving from peers (cluster_dispatch, on the loop
+ * thread), the net_kernel, rex and echo processes, erpc's spawn_request,
+ * and the table of C functions rpc:call and erpc:call may run.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- small term helpers ---- */
+
+static term_t el(term_t tuple, size_t i)
+{
+    return term_boxed_ptr(tuple)[i + 1];
+}
+
+static size_t arity(term_t t)
+{
+    return term_is_boxed_of(t, HDR_TUPLE) ? (size_t)header_arity(*term_boxed_ptr(t)) : 0;
+}
+
+static bool is_atom(term_t t, const char *name)
+{
+    return term_is_atom(t) && t == heap_atom(name);
+}
+
+/* Length of a proper list, or -1. */
+static long list_length(term_t l)
+{
+    long n = 0;
+    while (term_is_list(l)) {
+        n++;
+        l = term_cdr(l);
+    }
+    return term_is_nil(l) ? n : -1;
+}
+
+static int tuple(heap_t *h, term_t *out, size_t n, const term_t *items)
+{
+    term_t *e;
+    int rc = heap_make_tuple(h, n, &e, out);
+    if (rc == 0)
+        memcpy(e, items, n * sizeof *items);
+    return rc;
+}
+
+/* ---- the rpc function table ---- */
+
+typedef struct rpc_entry {
+    term_t module, function;
+    unsigned arity;
+    cluster_rpc_fn fn;
+} rpc_entry_t;
+
+static pthread_mutex_t rpc_lock = PTHREAD_MUTEX_INITIALIZER;
+static rpc_entry_t rpc_table[CLUSTER_RPC_MAX];
+static size_t rpc_count;
+
+int cluster_rpc_register(const char *module, const char *function, unsigned arity_,
+                         cluster_rpc_fn fn)
+{
+    if (module == NULL || function == NULL || fn == NULL || arity_ > 255)
+        return GD_EINVAL;
+    term_t m = heap_atom(module), f = heap_atom(function);
+    if (m == TERM_NONE || f == TERM_NONE)
+        return GD_ENOMEM;
+    int rc = 0;
+    pthread_mutex_lock(&rpc_lock);
+    size_t i;
+    for (i = 0; i < rpc_count; i++)
+        if (rpc_table[i].module == m && rpc_table[i].function == f && rpc_table[i].arity == arity_)
+            break;
+    if (i == CLUSTER_RPC_MAX)
+        rc = GD_ESYSTEM_LIMIT;
+    else {
+        rpc_table[i] = (rpc_entry_t){m, f, arity_, fn};
+        if (i == rpc_count)
+            rpc_count++;
+    }
+    pthread_mutex_unlock(&rpc_lock);
+    return rc;
+}
+
+static cluster_rpc_fn rpc_find(term_t m, term_t f, long arity_)
+{
+    cluster_rpc_fn fn = NULL;
+    pthread_mutex_lock(&rpc_lock);
+    for (size_t i = 0; i < rpc_count && fn == NULL; i++)
+        if (rpc_table[i].module == m && rpc_table[i].function == f &&
+            (long)rpc_table[i].arity == arity_)
+            fn = rpc_table[i].fn;
+    pthread_mutex_unlock(&rpc_lock);
+    return fn;
+}
+
+/*
+ * Runs M:F(Args) from the table.  *kind is return / error (as erpc's
+ * result tuple names them) and *value the value or the error reason;
+ * *stack the stack OTP would show: [{M, F, Args, []}] for undef.
+ */
+static int rpc_run(heap_t *h, term_t m, term_t f, term_t args, term_t *kind, term_t *value,
+                   term_t *stack)
+{
+    long n = list_length(args);
+    cluster_rpc_fn fn = n >= 0 && term_is_atom(m) && term_is_atom(f) ? rpc_find(m, f, n) : NULL;
+    *stack = TERM_NIL;
+    if (fn != NULL) {
+        int rc = fn(h, args, value);
+        if (rc == GD_ENOMEM)
+            return rc;
+        if (rc == 0) {
+            *kind = heap_atom("return");
+            return 0;
+        }
+        *value = heap_atom("badarg");
+    } else {
+        *value = heap_atom("undef");
+    }
+    *kind = heap_atom("error");
+    term_t frame, items[4] = {m, f, n >= 0 ? args : TERM_NIL, TERM_NIL};
+    int rc = tuple(h, &frame, 4, items);
+    if (rc == 0)
+        rc = heap_cons(h, frame, TERM_NIL, stack);
+    return rc;
+}
+
+/* ---- the processes ---- */
+
+/* gen:reply: {Tag, Reply} to the alias when Tag is [alias | Ref] (or
+ * [[alias | Ref] | _]), else to the pid (protocol.md 5.3). */
+static int gen_reply(sched_ctx_t *ctx, term_t from, term_t reply)
+{
+    if (arity(from) != 2)
+        return 0;
+    term_t pid = el(from, 0), tag = el(from, 1), to = pid;
+    term_t t = tag;
+    if (term_is_list(t) && term_is_list(term_car(t)))
+        t = term_car(t);
+    if (term_is_list(t) && is_atom(term_car(t), "alias") && term_is_ref(term_cdr(t)))
+        to = term_cdr(t);
+    term_t msg, items[2] = {tag, reply};
+    int rc = tuple(sched_heap(ctx), &msg, 2, items);
+    if (rc == 0)
+        rc = sched_send(ctx, to, msg);
+    return rc == SCHED_ENOPROC ? 0 : rc;
+}
+
+/* init for every service: register under the name given as the argument. */
+static int service_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    (void)state;
+    return term_is_atom(arg) ? sched_register(ctx, arg) : 0;
+}
+
+/* net_kernel: answers {is_auth, Node} with yes (net_adm:ping). */
+static int net_kernel_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    (void)state;
+    if (arity(msg) == 3 && is_atom(el(msg, 0), "$gen_call") && arity(el(msg, 2)) == 2 &&
+        is_atom(el(el(msg, 2), 0), "is_auth"))
+        return gen_reply(ctx, el(msg, 1), heap_atom("yes"));
+    return 0;
+}
+
+/* rex: the feature probe, and the gen_server form of rpc (block_call,
+ * call) that older callers use. */
+static int rex_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    (void)state;
+    heap_t *h = sched_heap(ctx);
+    if (arity(msg) == 2 && term_is_pid(el(msg, 0)) && is_atom(el(msg, 1), "features_request")) {
+        term_t feats, reply;
+        int rc = heap_cons(h, heap_atom("erpc"), TERM_NIL, &feats);
+        term_t items[3] = {heap_atom("features_reply"), heap_node_name(), feats};
+        if (rc == 0)
+            rc = tuple(h, &reply, 3, items);
+        return rc == 0 ? sched_send(ctx, el(msg, 0), reply) : rc;
+    }
+    if (arity(msg) == 3 && is_atom(el(msg, 0), "$gen_call")) {
+        term_t req = el(msg, 2);
+        if (arity(req) < 4 || !(is_atom(el(req, 0), "call") || is_atom(el(req, 0), "block_call")))
+            return 0;
+        term_t kind, value, stack;
+        int rc = rpc_run(h, el(req, 1), el(req, 2), el(req, 3), &kind, &value, &stack);
+        if (rc < 0)
+            return rc;
+        if (is_atom(kind, "error")) {
+            /* {badrpc, {'EXIT', {Reason, Stack}}} */
+            term_t a[2] = {value, stack}, b[2], c[2];
+            rc = tuple(h, &b[1], 2, a);
+            b[0] = heap_atom("EXIT");
+            if (rc == 0)
+                rc = tuple(h, &c[1], 2, b);
+            c[0] = heap_atom("badrpc");
+            if (rc == 0)
+                rc = tuple(h, &value, 2, c);
+            if (rc < 0)
+                return rc;
+        }
+        return gen_reply(ctx, el(msg, 1), value);
+    }
+    return 0;
+}
+
+/* echo: {From, T} -> From ! {echo_reply, T}; {stop, Reason} -> exit. */
+static int echo_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    (void)state;
+    if (arity(msg) != 2)
+        return 0;
+    if (is_atom(el(msg, 0), "stop"))
+        return sched_exit(ctx, el(msg, 1));
+    if (!term_is_pid(el(msg, 0)))
+        return 0;
+    term_t reply, items[2] = {heap_atom("echo_reply"), el(msg, 1)};
+    int rc = tuple(sched_heap(ctx), &reply, 2, items);
+    return rc == 0 ? sched_send(ctx, el(msg, 0), reply) : rc;
+}
+
+/* A process that ends at once: the pid erpc's spawn_request answers with
+ * (the call itself runs on the loop, its result is the exit reason). */
+static int done_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    (void)arg;
+    (void)state;
+    return sched_exit(ctx, heap_atom("normal"));
+}
+
+static int never_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    (void)ctx;
+    (void)msg;
+    (void)state;
+    return 0;
+}
+
+static const sched_behaviour_t net_kernel_beh = {service_init, net_kernel_handle, NULL, NULL};
+static const sched_behaviour_t rex_beh = {service_init, rex_handle, NULL, NULL};
+static const sched_behaviour_t echo_beh = {service_init, echo_handle, NULL, NULL};
+static const sched_behaviour_t done_beh = {done_init, never_handle, NULL, NULL};
+
+/* ---- built-in rpc functions ---- */
+
+static int bif_echo(heap_t *h, term_t args, term_t *out)
+{
+    (void)h;
+    *out = term_car(args);
+    return 0;
+}
+
+static int bif_node(heap_t *h, term_t args, term_t *out)
+{
+    (void)h;
+    (void)args;
+    *out = heap_node_name();
+    return 0;
+}
+
+static int bif_nodes(heap_t *h, term_t args, term_t *out)
+{
+    (void)args;
+    return cluster_nodes(h, out);
+}
+
+static int bif_spawn_echo(heap_t *h, term_t args, term_t *out)
+{
+    (void)h;
+    (void)args;
+    return sched_spawn(NULL, &echo_beh, TERM_NIL, out);
+}
+
+int cluster_services_start(void)
+{
+    static const struct {
+        const char *m, *f;
+        unsigned a;
+        cluster_rpc_fn fn;
+    } bifs[] = {
+        {"girder", "echo", 1, bif_echo},
+        {"erlang", "node", 0, bif_node},
+        {"erlang", "nodes", 0, bif_nodes},
+        {"girder", "spawn_echo", 0, bif_spawn_echo},
+    };
+    for (size_t i = 0; i < sizeof bifs / sizeof bifs[0]; i++) {
+        int rc = cluster_rpc_register(bifs[i].m, bifs[i].f, bifs[i].a, bifs[i].fn);
+        if (rc < 0)
+            return rc;
+    }
+    static const struct {
+        const char *name;
+        const sched_behaviour_t *beh;
+    } svcs[] = {{"net_kernel", &net_kernel_beh}, {"rex", &rex_beh}, {"echo", &echo_beh}};
+    for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++) {
+        term_t pid, name = heap_atom(svcs[i].name);
+        if (name == TERM_NONE)
+            return GD_ENOMEM;
+        int rc = sched_spawn(NULL, svcs[i].beh, name, &pid);
+        if (rc < 0)
+            return rc;
+    }
+    /* Wait until the names are registered: a peer may ask for them at once. */
+    for (int tries = 0; tries < 1000; tries++) {
+        bool all = true;
+        for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++)
+            all = all && term_is_pid(sched_whereis(heap_atom(svcs[i].name)));
+        if (all)
+            return 0;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return GD_ESYSTEM_LIMIT;
+}
+
+/* ---- control messages from peers ---- */
+
+/* Sends control {op, a, b, [c]} + payload back on c. */
+static int reply3(conn_t *c, int op, term_t a, term_t b, term_t payload)
+{
+    term_t ctl[4] = {heap_make_header(HDR_TUPLE, 3), term_make_small(op), a, b};
+    return cluster_conn_send(c, term_make_boxed(ctl), payload);
+}
+
+static int reply4(conn_t *c, int op, term_t a, term_t b, term_t d, term_t payload)
+{
+    term_t ctl[5] = {heap_make_header(HDR_TUPLE, 4), term_make_small(op), a, b, d};
+    return cluster_conn_send(c, term_make_boxed(ctl), payload);
+}
+
+/* True when the pid or registered name names a live local process. */
+static bool local_alive(term_t to)
+{
+    if (term_is_atom(to))
+        to = sched_whereis(to);
+    return term_is_local_pid(to) && sched_is_alive(to);
+}
+
+/* Delivers a message locally; sends to dead pids or unknown names are
+ * dropped silently, as in Erlang. */
+static int deliver(term_t to, term_t msg)
+{
+    if (!term_is_local_pid(to) && !term_is_atom(to))
+        return term_is_pid(to) ? 0 : DIST_EPROTO;
+    int rc = sched_send(NULL, to, msg);
+    return rc == SCHED_ENOPROC || rc == GD_EBADARG ? 0 : rc;
+}
+
+/* SPAWN_REQUEST {29, ReqId, From, GL, {M, F, A}, Opts} + Args.  erpc's
+ * {erpc, execute_call, 4} and {erpc, execute_cast, 3} run a registered C
+ * function; the spawned process's exit reason carries the result
+ * (protocol.md 5.4): SPAWN_REPLY with a pid first, then the DOWN (with
+ * ReqId as the monitor reference) when monitor was asked. */
+static int spawn_request(conn_t *c, heap_t *h, term_t ctl, term_t args)
+{
+    term_t req_id = el(ctl, 1), from = el(ctl, 2), mfa = el(ctl, 4), opts = el(ctl, 5);
+    if (!term_is_pid(from) || arity(mfa) != 3 || list_length(opts) < 0 || list_length(args) < 0)
+        return DIST_EPROTO;
+    bool monitor = false, link = false;
+    for (term_t o = opts; term_is_list(o); o = term_cdr(o)) {
+        monitor = monitor || is_atom(term_car(o), "monitor");
+        link = link || is_atom(term_car(o), "link");
+    }
+    bool call = is_atom(el(mfa, 0), "erpc") && is_atom(el(mfa, 1), "execute_call") &&
+                list_length(args) == 4;
+    bool cast = is_atom(el(mfa, 0), "erpc") && is_atom(el(mfa, 1), "execute_cast") &&
+                list_length(args) == 3;
+    term_t flags = term_make_small((link ? 1 : 0) | (monitor ? 2 : 0));
+    if (!call && !cast) {
+        /* Closures and plain spawn/4: girder runs no Erlang code. */
+        term_t ctl5[6] = {heap_make_header(HDR_TUPLE, 5),
+                          term_make_small(DOP_SPAWN_REPLY),
+                          req_id,
+                          from,
+                          term_make_small(0),
+                          heap_atom("notsup")};
+        return cluster_conn_send(c, term_make_boxed(ctl5), TERM_NONE);
+    }
+    term_t a = args, ref = TERM_NONE;
+    if (call) {
+        ref = term_car(a);
+        a = term_cdr(a);
+    }
+    term_t m = term_car(a), f = term_car(term_cdr(a)), fargs = term_car(term_cdr(term_cdr(a)));
+    term_t kind, value, stack, pid;
+    int rc = rpc_run(h, m, f, fargs, &kind, &value, &stack);
+    if (rc < 0)
+        return rc;
+    rc = sched_spawn(NULL, &done_beh, TERM_NIL, &pid);
+    if (rc < 0)
+        return rc;
+    term_t ctl5[6] = {
+        heap_make_header(HDR_TUPLE, 5), term_make_small(DOP_SPAWN_REPLY), req_id, from, flags, pid};
+    rc = cluster_conn_send(c, term_make_boxed(ctl5), TERM_NONE);
+    if (rc < 0)
+        return rc;
+    term_t reason = heap_atom("normal");
+    if (call) {
+        term_t items[4] = {ref, kind, value, stack};
+        rc = tuple(h, &reason, is_atom(kind, "error") ? 4 : 3, items);
+        if (rc < 0)
+            return rc;
+    }
+    if (monitor)
+        return reply4(c, DOP_PAYLOAD_MONITOR_P_EXIT, pid, from, req_id, reason);
+    if (link)
+        return reply3(c, DOP_PAYLOAD_EXIT, pid, from, reason);
+    return 0;
+}
+
+int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
+{
+    term_t ctl = m->control;
+    switch (m->op) {
+    case DOP_SEND:
+    case DOP_SEND_TT:
+    case DOP_SEND_SENDER:
+    case DOP_SEND_SENDER_TT:
+        return deliver(el(ctl, 2), m->payload);
+    case DOP_REG_SEND:
+    case DOP_REG_SEND_TT:
+        if (!term_is_atom(el(ctl, 3)))
+            return DIST_EPROTO;
+        return deliver(el(ctl, 3), m->payload);
+    case DOP_ALIAS_SEND:
+    case DOP_ALIAS_SEND_TT:
+        /* girder processes have no aliases yet: nothing can match. */
+        return 0;
+    case DOP_LINK:
+        /* {1, From, To}: a dead target answers with an exit noproc. */
+        if (!term_is_pid(el(ctl, 1)) || !term_is_pid(el(ctl, 2)))
+            return DIST_EPROTO;
+        if (!local_alive(el(ctl, 2)))
+            return reply3(c, DOP_PAYLOAD_EXIT, el(ctl, 2), el(ctl, 1), heap_atom("noproc"));
+        return 0;
+    case DOP_UNLINK_ID:
+        /* {35, Id, From, To}: acknowledge before anything else. */
+        return reply4(c, DOP_UNLINK_ID_ACK, el(ctl, 1), el(ctl, 3), el(ctl, 2), TERM_NONE);
+    case DOP_MONITOR_P:
+        /* {19, From, ToProc, Ref}: a dead target answers DOWN noproc. */
+        if (!term_is_pid(el(ctl, 1)) || !term_is_ref(el(ctl, 3)))
+            return DIST_EPROTO;
+        if (!local_alive(el(ctl, 2)))
+            return reply4(c, DOP_PAYLOAD_MONITOR_P_EXIT, el(ctl, 2), el(ctl, 1), el(ctl, 3),
+                          heap_atom("noproc"));
+        return 0;
+    case DOP_EXIT2:
+    case DOP_EXIT2_TT:
+    case DOP_PAYLOAD_EXIT2:
+    case DOP_PAYLOAD_EXIT2_TT: {
+        term_t to = el(ctl, 2);
+        term_t reason = m->payload != TERM_NONE ? m->payload : el(ctl, arity(ctl) - 1);
+        if (!term_is_local_pid(to))
+            return term_is_pid(to) ? 0 : DIST_EPROTO;
+        int rc = sched_exit_pid(NULL, to, reason);
+        return rc == SCHED_ENOPROC ? 0 : rc;
+    }
+    case DOP_SPAWN_REQUEST:
+    case DOP_SPAWN_REQUEST_TT:
+        return spawn_request(c, h, ctl, m->payload);
+    default:
+        /* Link exits, DOWNs and spawn replies for girder processes, unlink
+         * acks, demonitors, group leaders: girder sets up no remote links
+         * or monitors yet, so none of these can concern a live one. */
+        return 0;
+    }
+}
