@@ -628,7 +628,7 @@ static conn_t *get_conn_locked(term_t node_atom)
     memcpy(c->peer, name, len);
     c->peer[len] = 0;
     job->conn = c;
-    memcpy(job->name, name, len + 1 > sizeof job->name ? sizeof job->name : len + 1);
+    memcpy(job->name, name, len); /* len <= DIST_NAME_MAX: dist_name_valid */
     job->name[len] = 0;
     pthread_t t;
     pthread_attr_t attr;
