@@ -29,6 +29,17 @@ int cluster_send_remote(term_t from, term_t to, term_t msg) GD_MUST_CHECK;
 /* The visible nodes connected now, as a list on h. */
 int cluster_nodes(heap_t *h, term_t *out) GD_MUST_CHECK;
 
+/* The controller process of connection c (loop thread). */
+term_t cluster_conn_controller(conn_t *c);
+
+/* Spawns a connection's controller for the peer node_atom. */
+int cluster_controller_start(term_t node_atom, term_t *pid) GD_MUST_CHECK;
+
+/* Sends control + payload to node_atom on its live connection only (never
+ * connects): a controller's answers die with their connection.  Any
+ * thread. */
+int cluster_send_control(term_t node_atom, term_t control, term_t payload) GD_MUST_CHECK;
+
 /* Spawns net_kernel, rex and echo (after sched_start). */
 int cluster_services_start(void) GD_MUST_CHECK;
 

@@ -66,6 +66,7 @@ typedef struct conn {
     bool wrote;        /* anything written since the last tick check */
     uint64_t last_read_ns;
     uint64_t seq;
+    term_t ctrl; /* the controller process (TERM_NONE before up) */
 } conn_t;
 
 static struct node {
@@ -150,6 +151,10 @@ static void conn_kill_locked(conn_t *c)
             *pp = c->next;
             break;
         }
+    /* A local send: it takes no lock of ours. */
+    if (c->state == CONN_UP && term_is_pid(c->ctrl) &&
+        sched_send(NULL, c->ctrl, heap_atom("$gd_nodedown")) < 0)
+        cluster_log("%s: could not tell its links and monitors (out of memory)", c->peer);
     c->state = CONN_DEAD;
     if (c->bev != NULL)
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
@@ -258,6 +263,9 @@ static int conn_up(conn_t *c)
         return rc;
     c->rx_ready = true;
     c->last_read_ns = now_ns();
+    rc = cluster_controller_start(atom, &c->ctrl);
+    if (rc < 0)
+        return rc;
     pthread_mutex_lock(&node.lock);
     if (c->hs.replaces_old) {
         conn_t *old = find_conn_by_name_locked(c->hs.peer_name, c->hs.peer_name_len, c);
@@ -517,6 +525,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     c->node = TERM_NONE;
+    c->ctrl = TERM_NONE;
     pthread_mutex_lock(&node.lock);
     int rc = conn_start(c, fd);
     if (rc < 0) {
@@ -624,6 +633,7 @@ static conn_t *get_conn_locked(term_t node_atom)
     }
     c->initiator = true;
     c->node = node_atom;
+    c->ctrl = TERM_NONE;
     c->state = CONN_CONNECTING;
     memcpy(c->peer, name, len);
     c->peer[len] = 0;
@@ -678,10 +688,11 @@ static term_t sender_or_kernel(term_t from)
  * before it is up, so a message is cut into fragments unless the peer is
  * known to lack FRAGMENTS (every OTP 25+ node has it).  A message for an
  * unreachable or dead connection is dropped, as Erlang does. */
-static int send_to_node(term_t node_atom, term_t control, term_t payload, uint64_t seq)
+static int send_to_node(term_t node_atom, term_t control, term_t payload, uint64_t seq,
+                        bool connect)
 {
     pthread_mutex_lock(&node.lock);
-    conn_t *c = get_conn_locked(node_atom);
+    conn_t *c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
     bool whole = c != NULL && c->state == CONN_UP && !(c->flags & DFLAG_FRAGMENTS);
     pthread_mutex_unlock(&node.lock);
     if (c == NULL)
@@ -690,7 +701,7 @@ static int send_to_node(term_t node_atom, term_t control, term_t payload, uint64
     int rc = dist_encode_message(control, payload, seq, whole ? 0 : DIST_FRAGMENT_SIZE, &b);
     if (rc == 0) {
         pthread_mutex_lock(&node.lock);
-        c = get_conn_locked(node_atom);
+        c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
         if (c != NULL)
             (void)conn_write_locked(c, b.data, b.len);
         pthread_mutex_unlock(&node.lock);
@@ -723,7 +734,7 @@ int cluster_send_remote(term_t from, term_t to, term_t msg)
     static _Atomic uint64_t counter;
     uint64_t seq =
         atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed) << 20 ^ (uint64_t)ctl[2];
-    return send_to_node(node_atom, term_make_boxed(ctl), msg, seq);
+    return send_to_node(node_atom, term_make_boxed(ctl), msg, seq, true);
 }
 
 static int hook_send(void *ud, term_t from, term_t to, term_t msg)
@@ -741,7 +752,17 @@ static int hook_exit(void *ud, term_t from, term_t to, term_t reason)
         return 0;
     heap_ident_t id;
     heap_ident(to, &id);
-    return send_to_node(id.node, term_make_boxed(ctl), reason, 0);
+    return send_to_node(id.node, term_make_boxed(ctl), reason, 0, true);
+}
+
+int cluster_send_control(term_t node_atom, term_t control, term_t payload)
+{
+    return send_to_node(node_atom, control, payload, 0, false);
+}
+
+term_t cluster_conn_controller(conn_t *c)
+{
+    return c->ctrl;
 }
 
 int cluster_nodes(heap_t *h, term_t *out)

@@ -313,6 +313,178 @@ int cluster_services_start(void)
     return GD_ESYSTEM_LIMIT;
 }
 
+/* ---- the connection controller ----
+ * One process per connection stands, on this node, for the peer's
+ * processes in links and monitors (OTP's distribution entry): it monitors
+ * and links the local processes that remote ones monitor or link, turns
+ * their DOWNs and exits into control messages to the peer, passes link
+ * exits from the peer on, and ends with reason noconnection when the
+ * connection goes, which every local process linked across it then gets.
+ * Its state: a list of {mon, LocalRef, RemotePid, RemoteRef, Target} and
+ * {link, LocalPid, RemotePid}. */
+
+static term_t ctrl_atom(const char *name)
+{
+    return heap_atom(name);
+}
+
+/* Sends {op, a, b, [d]} + payload to the controller's peer (no
+ * reconnecting: a dead connection drops it). */
+static int ctrl_send(sched_ctx_t *ctx, int op, term_t a, term_t b, term_t d, term_t payload)
+{
+    term_t node_atom = sched_dict_get(ctx, ctrl_atom("$gd_node"));
+    term_t ctl[5] = {heap_make_header(HDR_TUPLE, d == TERM_NONE ? 3 : 4), term_make_small(op), a, b,
+                     d};
+    return cluster_send_control(node_atom, term_make_boxed(ctl), payload);
+}
+
+static int ctrl_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    (void)sched_trap_exit(ctx, true);
+    *state = TERM_NIL;
+    term_t old;
+    return sched_dict_put(ctx, ctrl_atom("$gd_node"), arg, &old);
+}
+
+/* Removes the entries matching pred from the state list. */
+typedef bool (*entry_pred)(term_t entry, term_t a, term_t b);
+
+static int state_remove(heap_t *h, term_t *state, entry_pred pred, term_t a, term_t b,
+                        term_t *found)
+{
+    term_t keep = TERM_NIL;
+    *found = TERM_NONE;
+    for (term_t l = *state; term_is_list(l); l = term_cdr(l)) {
+        term_t e = term_car(l);
+        if (*found == TERM_NONE && pred(e, a, b)) {
+            *found = e;
+            continue;
+        }
+        int rc = heap_cons(h, e, keep, &keep);
+        if (rc < 0)
+            return rc;
+    }
+    *state = keep;
+    return 0;
+}
+
+static bool eq(term_t a, term_t b)
+{
+    int order = 1;
+    return heap_compare_checked(a, b, true, &order) == 0 && order == 0;
+}
+static bool mon_by_lref(term_t e, term_t lref, term_t unused)
+{
+    (void)unused;
+    return is_atom(el(e, 0), "mon") && eq(el(e, 1), lref);
+}
+static bool mon_by_remote(term_t e, term_t from, term_t ref)
+{
+    return is_atom(el(e, 0), "mon") && eq(el(e, 2), from) && eq(el(e, 3), ref);
+}
+static bool link_by_local(term_t e, term_t local, term_t unused)
+{
+    (void)unused;
+    return is_atom(el(e, 0), "link") && eq(el(e, 1), local);
+}
+static bool link_pair(term_t e, term_t local, term_t remote)
+{
+    return is_atom(el(e, 0), "link") && eq(el(e, 1), local) && eq(el(e, 2), remote);
+}
+
+static int ctrl_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    heap_t *h = sched_heap(ctx);
+    size_t n = arity(msg);
+    if (n == 0)
+        return is_atom(msg, "$gd_nodedown") ? sched_exit(ctx, ctrl_atom("noconnection")) : 0;
+    term_t tag = el(msg, 0), found, entry;
+    int rc;
+    if (is_atom(tag, "$gd_monitor") && n == 4) {
+        /* {_, RemotePid, Target, RemoteRef}: monitor for the peer. */
+        term_t lref;
+        rc = sched_monitor(ctx, el(msg, 2), &lref);
+        if (rc == SCHED_ENOPROC || rc == GD_EBADARG)
+            return ctrl_send(ctx, DOP_PAYLOAD_MONITOR_P_EXIT, el(msg, 2), el(msg, 1), el(msg, 3),
+                             ctrl_atom("noproc"));
+        if (rc < 0)
+            return rc;
+        term_t items[5] = {ctrl_atom("mon"), lref, el(msg, 1), el(msg, 3), el(msg, 2)};
+        rc = tuple(h, &entry, 5, items);
+        return rc == 0 ? heap_cons(h, entry, *state, state) : rc;
+    }
+    if (is_atom(tag, "$gd_demonitor") && n == 3) {
+        rc = state_remove(h, state, mon_by_remote, el(msg, 1), el(msg, 2), &found);
+        if (rc == 0 && found != TERM_NONE)
+            rc = sched_demonitor(ctx, el(found, 1));
+        return rc;
+    }
+    if (is_atom(tag, "DOWN") && n == 5) {
+        rc = state_remove(h, state, mon_by_lref, el(msg, 1), TERM_NONE, &found);
+        if (rc < 0 || found == TERM_NONE)
+            return rc;
+        return ctrl_send(ctx, DOP_PAYLOAD_MONITOR_P_EXIT, el(found, 4), el(found, 2), el(found, 3),
+                         el(msg, 4));
+    }
+    if (is_atom(tag, "$gd_link") && n == 3) {
+        /* {_, RemotePid, LocalPid}: a dead local answers with an exit
+         * noproc (through the trapped EXIT below). */
+        term_t items[3] = {ctrl_atom("link"), el(msg, 2), el(msg, 1)};
+        rc = tuple(h, &entry, 3, items);
+        if (rc == 0)
+            rc = heap_cons(h, entry, *state, state);
+        if (rc == 0)
+            rc = sched_link(ctx, el(msg, 2));
+        return rc == SCHED_ENOPROC ? 0 : rc;
+    }
+    if (is_atom(tag, "$gd_unlink") && n == 3) {
+        rc = state_remove(h, state, link_pair, el(msg, 2), el(msg, 1), &found);
+        if (rc < 0 || found == TERM_NONE)
+            return rc;
+        for (term_t l = *state; term_is_list(l); l = term_cdr(l))
+            if (link_by_local(term_car(l), el(msg, 2), TERM_NONE))
+                return 0;
+        return sched_unlink(ctx, el(msg, 2));
+    }
+    if (is_atom(tag, "$gd_exit") && n == 4) {
+        /* {_, RemotePid, LocalPid, Reason}: the remote end of a link died. */
+        rc = state_remove(h, state, link_pair, el(msg, 2), el(msg, 1), &found);
+        if (rc < 0 || found == TERM_NONE)
+            return rc;
+        rc = sched_exit_pid(ctx, el(msg, 2), el(msg, 3));
+        return rc == SCHED_ENOPROC ? 0 : rc;
+    }
+    if (is_atom(tag, "EXIT") && n == 3) {
+        /* A local process linked for the peer ended: tell each remote end. */
+        for (;;) {
+            rc = state_remove(h, state, link_by_local, el(msg, 1), TERM_NONE, &found);
+            if (rc < 0 || found == TERM_NONE)
+                return rc;
+            rc = ctrl_send(ctx, DOP_PAYLOAD_EXIT, el(msg, 1), el(found, 2), TERM_NONE, el(msg, 2));
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static const sched_behaviour_t ctrl_beh = {ctrl_init, ctrl_handle, NULL, NULL};
+
+int cluster_controller_start(term_t node_atom, term_t *pid)
+{
+    return sched_spawn(NULL, &ctrl_beh, node_atom, pid);
+}
+
+/* Forwards {Tag, A, B[, C]} to the connection's controller. */
+static int to_ctrl(conn_t *c, heap_t *h, const char *tag, term_t a, term_t b, term_t d)
+{
+    term_t msg, items[4] = {heap_atom(tag), a, b, d};
+    int rc = tuple(h, &msg, d == TERM_NONE ? 3 : 4, items);
+    if (rc == 0)
+        rc = sched_send(NULL, cluster_conn_controller(c), msg);
+    return rc == SCHED_ENOPROC ? 0 : rc;
+}
+
 /* ---- control messages from peers ---- */
 
 /* Sends control {op, a, b, [c]} + payload back on c. */
@@ -326,14 +498,6 @@ static int reply4(conn_t *c, int op, term_t a, term_t b, term_t d, term_t payloa
 {
     term_t ctl[5] = {heap_make_header(HDR_TUPLE, 4), term_make_small(op), a, b, d};
     return cluster_conn_send(c, term_make_boxed(ctl), payload);
-}
-
-/* True when the pid or registered name names a live local process. */
-static bool local_alive(term_t to)
-{
-    if (term_is_atom(to))
-        to = sched_whereis(to);
-    return term_is_local_pid(to) && sched_is_alive(to);
 }
 
 /* Delivers a message locally; sends to dead pids or unknown names are
@@ -427,23 +591,35 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
         /* girder processes have no aliases yet: nothing can match. */
         return 0;
     case DOP_LINK:
-        /* {1, From, To}: a dead target answers with an exit noproc. */
+        /* {1, From, To} */
         if (!term_is_pid(el(ctl, 1)) || !term_is_pid(el(ctl, 2)))
             return DIST_EPROTO;
-        if (!local_alive(el(ctl, 2)))
-            return reply3(c, DOP_PAYLOAD_EXIT, el(ctl, 2), el(ctl, 1), heap_atom("noproc"));
-        return 0;
-    case DOP_UNLINK_ID:
+        return to_ctrl(c, h, "$gd_link", el(ctl, 1), el(ctl, 2), TERM_NONE);
+    case DOP_UNLINK_ID: {
         /* {35, Id, From, To}: acknowledge before anything else. */
-        return reply4(c, DOP_UNLINK_ID_ACK, el(ctl, 1), el(ctl, 3), el(ctl, 2), TERM_NONE);
+        int rc = reply4(c, DOP_UNLINK_ID_ACK, el(ctl, 1), el(ctl, 3), el(ctl, 2), TERM_NONE);
+        return rc < 0 ? rc : to_ctrl(c, h, "$gd_unlink", el(ctl, 2), el(ctl, 3), TERM_NONE);
+    }
     case DOP_MONITOR_P:
-        /* {19, From, ToProc, Ref}: a dead target answers DOWN noproc. */
+        /* {19, From, ToProc, Ref} */
         if (!term_is_pid(el(ctl, 1)) || !term_is_ref(el(ctl, 3)))
             return DIST_EPROTO;
-        if (!local_alive(el(ctl, 2)))
-            return reply4(c, DOP_PAYLOAD_MONITOR_P_EXIT, el(ctl, 2), el(ctl, 1), el(ctl, 3),
-                          heap_atom("noproc"));
-        return 0;
+        return to_ctrl(c, h, "$gd_monitor", el(ctl, 1), el(ctl, 2), el(ctl, 3));
+    case DOP_DEMONITOR_P:
+        /* {20, From, ToProc, Ref} */
+        return to_ctrl(c, h, "$gd_demonitor", el(ctl, 1), el(ctl, 3), TERM_NONE);
+    case DOP_EXIT:
+    case DOP_EXIT_TT:
+    case DOP_PAYLOAD_EXIT:
+    case DOP_PAYLOAD_EXIT_TT: {
+        /* A link exit: only for a link the controller holds. */
+        term_t reason = m->payload != TERM_NONE ? m->payload : el(ctl, arity(ctl) - 1);
+        term_t msg, items[4] = {heap_atom("$gd_exit"), el(ctl, 1), el(ctl, 2), reason};
+        int rc = tuple(h, &msg, 4, items);
+        if (rc == 0)
+            rc = sched_send(NULL, cluster_conn_controller(c), msg);
+        return rc == SCHED_ENOPROC ? 0 : rc;
+    }
     case DOP_EXIT2:
     case DOP_EXIT2_TT:
     case DOP_PAYLOAD_EXIT2:
@@ -459,9 +635,9 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
     case DOP_SPAWN_REQUEST_TT:
         return spawn_request(c, h, ctl, m->payload);
     default:
-        /* Link exits, DOWNs and spawn replies for girder processes, unlink
-         * acks, demonitors, group leaders: girder sets up no remote links
-         * or monitors yet, so none of these can concern a live one. */
+        /* DOWNs, spawn replies and unlink acks for girder processes (which
+         * set up no remote links or monitors of their own yet), group
+         * leaders, the obsolete UNLINK: nothing here depends on them. */
         return 0;
     }
 }

@@ -2,7 +2,7 @@
 %% checks the node contract (tests/interop/dist_interop.sh starts both).
 %% main([GirderNode]) halts 0 when every check passed, 1 otherwise.
 -module(dist_interop).
--export([main/1, collector/1]).
+-export([main/1, collector/1, link_and_wait/1]).
 
 main([GStr]) ->
     G = list_to_atom(GStr),
@@ -15,6 +15,8 @@ main([GStr]) ->
               {monitor_noproc, fun() -> monitor_noproc(G) end},
               {link_noproc, fun() -> link_noproc(G) end},
               {echo_stop, fun() -> echo_stop(G) end},
+              {links, fun() -> links(G) end},
+              {nodedown_noconnection, fun() -> nodedown(G) end},
               {girder_connects_out, fun() -> connects_out(G) end}],
     Results = [run(Name, F) || {Name, F} <- Checks],
     Failed = [N || {N, fail} <- Results],
@@ -112,12 +114,54 @@ echo_stop(G) ->
     P = rpc:call(G, girder, spawn_echo, []),
     Ref = monitor(process, P),
     P ! {stop, because},
-    %% girder does not yet tell remote monitors about exits; the process is
-    %% gone all the same: a send is dropped and a new monitor says noproc.
-    demonitor(Ref, [flush]),
+    receive {'DOWN', Ref, process, P, because} -> ok after 5000 -> exit(no_down) end,
+    %% and demonitor: no DOWN afterwards
+    P2 = rpc:call(G, girder, spawn_echo, []),
+    Ref2 = monitor(process, P2),
+    true = demonitor(Ref2),
+    P2 ! {stop, quietly},
+    receive {'DOWN', Ref2, _, _, _} -> exit(down_after_demonitor) after 300 -> ok end.
+
+%% Links across the connection, both ways.
+links(G) ->
+    process_flag(trap_exit, true),
+    P = rpc:call(G, girder, spawn_echo, []),
+    link(P),
+    P ! {stop, boom},
+    receive {'EXIT', P, boom} -> ok after 5000 -> exit(no_link_exit) end,
+    %% an OTP process linked to a girder one dies: the girder one dies too
+    P2 = rpc:call(G, girder, spawn_echo, []),
+    Ref = monitor(process, P2),
+    E = spawn(fun() -> link(P2), receive go -> exit(bye) end end),
+    timer:sleep(100),
+    E ! go,
+    receive {'DOWN', Ref, process, P2, bye} -> ok after 5000 -> exit(linked_not_killed) end,
+    %% unlink: the exit no longer travels
+    P3 = rpc:call(G, girder, spawn_echo, []),
+    link(P3),
+    unlink(P3),
+    P3 ! {stop, unlinked},
+    receive {'EXIT', P3, _} -> exit(exit_after_unlink) after 300 -> ok end,
+    process_flag(trap_exit, false).
+
+%% A node that goes away: every girder process linked to one of its
+%% processes gets noconnection.
+nodedown(G) ->
+    {ok, Peer, B} = peer:start(#{name => peer:random_name(),
+                                 args => ["-setcookie", atom_to_list(erlang:get_cookie()),
+                                          "-pa", filename:dirname(code:which(?MODULE))]}),
+    P = rpc:call(G, girder, spawn_echo, []),
+    Ref = monitor(process, P),
+    _ = erpc:call(B, erlang, spawn, [?MODULE, link_and_wait, [P]]),
     timer:sleep(200),
-    Ref2 = monitor(process, P),
-    receive {'DOWN', Ref2, process, P, noproc} -> ok after 5000 -> exit(still_alive) end.
+    peer:stop(Peer),
+    receive {'DOWN', Ref, process, P, noconnection} -> ok
+    after 5000 -> exit(no_noconnection)
+    end.
+
+link_and_wait(P) ->
+    link(P),
+    receive _ -> ok end.
 
 %% girder connects to a node it has never seen: echo replies to a process
 %% on a second OTP node, which girder reaches through EPMD and a handshake
