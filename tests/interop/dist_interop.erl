@@ -4,8 +4,10 @@
 -module(dist_interop).
 -export([main/1, collector/1, link_and_wait/1]).
 
-main([GStr]) ->
+main([GStr, G2Str, HStr]) ->
     G = list_to_atom(GStr),
+    G2 = list_to_atom(G2Str),
+    H = list_to_atom(HStr),
     Checks = [{ping, fun() -> pong = net_adm:ping(G) end},
               {echo_terms, fun() -> echo_terms(G) end},
               {ordered_100k, fun() -> ordered(G, 100000) end},
@@ -17,7 +19,9 @@ main([GStr]) ->
               {echo_stop, fun() -> echo_stop(G) end},
               {links, fun() -> links(G) end},
               {nodedown_noconnection, fun() -> nodedown(G) end},
-              {girder_connects_out, fun() -> connects_out(G) end}],
+              {girder_connects_out, fun() -> connects_out(G) end},
+              {girder_to_girder, fun() -> girder_to_girder(G, G2) end},
+              {hidden, fun() -> hidden(H) end}],
     Results = [run(Name, F) || {Name, F} <- Checks],
     Failed = [N || {N, fail} <- Results],
     io:format("dist_interop: ~p checks, failed: ~p~n", [length(Results), Failed]),
@@ -181,6 +185,34 @@ connects_out(G) ->
         Want -> ok;
         _ -> exit({collected, R})
     end.
+
+%% Two girder nodes connect to each other (girder as initiator and as
+%% acceptor of a girder peer): G's echo answers a process on G2.
+girder_to_girder(G, G2) ->
+    P = rpc:call(G2, girder, spawn_echo, []),
+    Ref = monitor(process, P),
+    {echo, G} ! {P, hi},
+    wait_member(G2, fun() -> rpc:call(G, erlang, nodes, []) end, 50),
+    wait_member(G, fun() -> rpc:call(G2, erlang, nodes, []) end, 50),
+    %% a pid of G2 travels through G and back intact
+    P = rpc:call(G, girder, echo, [P]),
+    P ! {stop, done},
+    receive {'DOWN', Ref, process, P, done} -> ok after 5000 -> exit(no_down) end.
+
+wait_member(X, F, 0) -> exit({not_connected, X, F()});
+wait_member(X, F, N) ->
+    case lists:member(X, F()) of
+        true -> ok;
+        false -> timer:sleep(100), wait_member(X, F, N - 1)
+    end.
+
+%% A hidden girder node: ping works, it is in nodes(hidden), not nodes().
+hidden(H) ->
+    pong = net_adm:ping(H),
+    false = lists:member(H, nodes()),
+    true = lists:member(H, nodes(hidden)),
+    [] = rpc:call(H, erlang, nodes, []),
+    ok.
 
 collector(To) -> collector(To, []).
 collector(To, Acc) when length(Acc) =:= 100 -> To ! {collected, lists:reverse(Acc)};

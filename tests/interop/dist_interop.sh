@@ -13,9 +13,11 @@ girder=$1
 work=$2
 fail() { echo "FAIL: $*"; [ -f "$work/girder.log" ] && cat "$work/girder.log"; exit 1; }
 command -v erl >/dev/null && command -v erlc >/dev/null || fail "erl/erlc not installed"
-epmd_pid=; node_pid=
+epmd_pid=; node_pid=; node2_pid=; hidden_pid=
 cleanup() {
   [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
+  [ -n "$node2_pid" ] && kill "$node2_pid" 2>/dev/null && wait "$node2_pid" 2>/dev/null
+  [ -n "$hidden_pid" ] && kill "$hidden_pid" 2>/dev/null && wait "$hidden_pid" 2>/dev/null
   [ -n "$epmd_pid" ] && kill "$epmd_pid" 2>/dev/null && wait "$epmd_pid" 2>/dev/null
 }
 trap cleanup EXIT
@@ -36,19 +38,30 @@ done
 [ -n "$epmd_pid" ] || fail "could not start girder epmd"
 export ERL_EPMD_PORT=$port
 host=$(erl -noshell -eval 'io:format("~s", [net_adm:localhost()]), halt().')
-g=gdnode$$; cookie=gdcookie$$abcdefghij
+g=gdnode$$; g2=gdnodeb$$; gh=gdhidden$$; cookie=gdcookie$$abcdefghij
 
+# wait_registered <name> <pid>
+wait_registered() {
+  for i in $(seq 1 100); do
+    "$girder" names -port "$port" 2>/dev/null | grep -q "^name $1 at port" && return 0
+    kill -0 "$2" 2>/dev/null || fail "girder node $1 exited"
+    sleep 0.1
+  done
+  fail "girder node $1 did not register"
+}
 "$girder" node -sname "$g" -setcookie "$cookie" >"$work/girder.log" 2>&1 &
 node_pid=$!
-for i in $(seq 1 100); do
-  "$girder" names -port "$port" 2>/dev/null | grep -q "^name $g at port" && break
-  kill -0 "$node_pid" 2>/dev/null || fail "girder node exited"
-  sleep 0.1
-done
-"$girder" names -port "$port" | grep -q "^name $g at port" || fail "girder node did not register"
+"$girder" node --sname "$g2" --cookie "$cookie" -schedulers 2 >"$work/girder2.log" 2>&1 &
+node2_pid=$!
+"$girder" node -sname "$gh" -setcookie "$cookie" -hidden >"$work/hidden.log" 2>&1 &
+hidden_pid=$!
+wait_registered "$g" "$node_pid"
+wait_registered "$g2" "$node2_pid"
+wait_registered "$gh" "$hidden_pid"
 
 erl -sname "ea$$" -setcookie "$cookie" -noshell -pa "$work" \
-    -eval "dist_interop:main([\"$g@$host\"])" || fail "dist_interop checks"
+    -eval "dist_interop:main([\"$g@$host\", \"$g2@$host\", \"$gh@$host\"])" ||
+  { cat "$work/girder2.log" "$work/hidden.log"; fail "dist_interop checks"; }
 
 # Wrong cookie: pang, one log line, and the node still answers.
 out=$(erl -sname "eb$$" -setcookie wrong$$ -noshell \
@@ -66,4 +79,6 @@ wait "$node_pid"; rc=$?; node_pid=
 [ "$rc" = 0 ] || fail "girder node exit status $rc"
 "$girder" names -port "$port" | grep -q "^name $g at port" && fail "name still registered"
 grep -q "node $g@$host stopped" "$work/girder.log" || fail "no shutdown line"
+for p in "$node2_pid" "$hidden_pid"; do kill -INT "$p"; wait "$p" || fail "SIGINT exit status"; done
+node2_pid=; hidden_pid=
 echo "dist_interop: all checks passed"
