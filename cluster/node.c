@@ -152,8 +152,7 @@ static void conn_kill_locked(conn_t *c)
             break;
         }
     /* A local send: it takes no lock of ours. */
-    if (c->state == CONN_UP && term_is_pid(c->ctrl) &&
-        sched_send(NULL, c->ctrl, heap_atom("$gd_nodedown")) < 0)
+    if (term_is_pid(c->ctrl) && sched_send(NULL, c->ctrl, heap_atom("$gd_nodedown")) < 0)
         cluster_log("%s: could not tell its links and monitors (out of memory)", c->peer);
     c->state = CONN_DEAD;
     if (c->bev != NULL)
@@ -263,9 +262,11 @@ static int conn_up(conn_t *c)
         return rc;
     c->rx_ready = true;
     c->last_read_ns = now_ns();
-    rc = cluster_controller_start(atom, &c->ctrl);
-    if (rc < 0)
-        return rc;
+    if (!term_is_pid(c->ctrl)) {
+        rc = cluster_controller_start(atom, &c->ctrl);
+        if (rc < 0)
+            return rc;
+    }
     pthread_mutex_lock(&node.lock);
     if (c->hs.replaces_old) {
         conn_t *old = find_conn_by_name_locked(c->hs.peer_name, c->hs.peer_name_len, c);
@@ -634,6 +635,13 @@ static conn_t *get_conn_locked(term_t node_atom)
     c->initiator = true;
     c->node = node_atom;
     c->ctrl = TERM_NONE;
+    /* Its controller exists from now on: links and monitors set while
+     * connecting are queued with the messages. */
+    if (cluster_controller_start(node_atom, &c->ctrl) < 0) {
+        free(c);
+        free(job);
+        return NULL;
+    }
     c->state = CONN_CONNECTING;
     memcpy(c->peer, name, len);
     c->peer[len] = 0;
@@ -753,6 +761,103 @@ static int hook_exit(void *ud, term_t from, term_t to, term_t reason)
     heap_ident_t id;
     heap_ident(to, &id);
     return send_to_node(id.node, term_make_boxed(ctl), reason, 0, true);
+}
+
+/* The controller of the connection to node_atom (connecting if needed),
+ * or TERM_NONE when the node cannot be reached. */
+static term_t controller_for(term_t node_atom)
+{
+    pthread_mutex_lock(&node.lock);
+    conn_t *c = get_conn_locked(node_atom);
+    term_t ctrl = c != NULL ? c->ctrl : TERM_NONE;
+    pthread_mutex_unlock(&node.lock);
+    return ctrl;
+}
+
+/* {Tag, A, B[, D]} to a controller, built on the caller's heap. */
+static int tell(sched_ctx_t *ctx, term_t ctrl, const char *tag, term_t a, term_t b, term_t d)
+{
+    term_t *e, msg;
+    int rc = heap_make_tuple(sched_heap(ctx), d == TERM_NONE ? 3 : 4, &e, &msg);
+    if (rc < 0)
+        return rc;
+    e[0] = heap_atom(tag);
+    e[1] = a;
+    e[2] = b;
+    if (d != TERM_NONE)
+        e[3] = d;
+    return sched_send(ctx, ctrl, msg);
+}
+
+/* A local process links to (or unlinks from) a remote pid: it links to the
+ * connection's controller, which holds the pair, tells the peer, relays
+ * exits both ways and ends with noconnection when the connection does.
+ * A trapping process therefore sees the controller's pid in the EXIT
+ * message of a remote link (the reason is the remote one). */
+static int hook_link(void *ud, sched_ctx_t *ctx, term_t to, bool unlink)
+{
+    (void)ud;
+    heap_ident_t id;
+    heap_ident(to, &id);
+    term_t ctrl = controller_for(id.node);
+    if (!term_is_pid(ctrl))
+        return unlink ? 0 : sched_exit_pid(ctx, sched_self(ctx), heap_atom("noconnection"));
+    if (unlink)
+        return tell(ctx, ctrl, "$gd_out_unlink", sched_self(ctx), to, TERM_NONE);
+    int rc = sched_link(ctx, ctrl);
+    return rc < 0 ? rc : tell(ctx, ctrl, "$gd_out_link", sched_self(ctx), to, TERM_NONE);
+}
+
+/* A local process monitors a remote pid or {Name, Node}: the controller
+ * sends MONITOR_P and turns the peer's answer (or the connection's end)
+ * into a DOWN message. */
+static int hook_monitor(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out)
+{
+    (void)ud;
+    term_t name;
+    term_t ctrl = controller_for(target_node(to, &name));
+    int rc = sched_make_ref(ctx, ref_out);
+    if (rc < 0)
+        return rc;
+    if (!term_is_pid(ctrl)) {
+        term_t *e, down;
+        rc = heap_make_tuple(sched_heap(ctx), 5, &e, &down);
+        if (rc < 0)
+            return rc;
+        e[0] = heap_atom("DOWN");
+        e[1] = *ref_out;
+        e[2] = heap_atom("process");
+        e[3] = to;
+        e[4] = heap_atom("noconnection");
+        return sched_send(ctx, sched_self(ctx), down);
+    }
+    return tell(ctx, ctrl, "$gd_out_monitor", sched_self(ctx), to, *ref_out);
+}
+
+/* A demonitor of a ref sched does not know: it may be a remote monitor of
+ * any connection's controller (the one holding it acts, the rest ignore). */
+static int hook_demonitor(void *ud, sched_ctx_t *ctx, term_t ref)
+{
+    (void)ud;
+    size_t n = 0, cap = 0;
+    pthread_mutex_lock(&node.lock);
+    for (conn_t *c = node.conns; c != NULL; c = c->next)
+        cap++;
+    term_t *ctrls = malloc((cap ? cap : 1) * sizeof *ctrls);
+    for (conn_t *c = node.conns; c != NULL && ctrls != NULL; c = c->next)
+        if (term_is_pid(c->ctrl))
+            ctrls[n++] = c->ctrl;
+    pthread_mutex_unlock(&node.lock);
+    if (ctrls == NULL)
+        return GD_ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = tell(ctx, ctrls[i], "$gd_out_demonitor", sched_self(ctx), ref, TERM_NONE);
+        if (rc == SCHED_ENOPROC)
+            rc = 0;
+    }
+    free(ctrls);
+    return rc;
 }
 
 int cluster_send_control(term_t node_atom, term_t control, term_t payload)
@@ -957,7 +1062,11 @@ int cluster_start(const cluster_config_t *cfg)
     rc = sched_start(&so);
     if (rc < 0)
         goto fail;
-    node.hooks = (sched_dist_hooks_t){.send = hook_send, .exit = hook_exit};
+    node.hooks = (sched_dist_hooks_t){.send = hook_send,
+                                      .exit = hook_exit,
+                                      .link = hook_link,
+                                      .monitor = hook_monitor,
+                                      .demonitor = hook_demonitor};
     sched_set_dist_hooks(&node.hooks);
     node.running = true;
     rc = cluster_services_start();

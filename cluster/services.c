@@ -5,6 +5,7 @@
  * and the table of C functions rpc:call and erpc:call may run.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "internal.h"
@@ -271,6 +272,45 @@ static int bif_spawn_echo(heap_t *h, term_t args, term_t *out)
     return sched_spawn(NULL, &echo_beh, TERM_NIL, out);
 }
 
+/* girder:watch(Pid, ReportTo): a process that links to and monitors Pid
+ * (any node) and reports to ReportTo: {watch_exit, Pid, Reason} for the
+ * link's exit signal and {watch_down, Pid, Reason} for the DOWN.  For
+ * tests of links and monitors that girder processes set on others. */
+static int watch_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    term_t ref;
+    (void)sched_trap_exit(ctx, true);
+    *state = arg;
+    int rc = sched_link(ctx, el(arg, 0));
+    if (rc == 0)
+        rc = sched_monitor(ctx, el(arg, 0), &ref);
+    return rc;
+}
+
+static int watch_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    const char *kind = arity(msg) == 3 && is_atom(el(msg, 0), "EXIT")   ? "watch_exit"
+                       : arity(msg) == 5 && is_atom(el(msg, 0), "DOWN") ? "watch_down"
+                                                                        : NULL;
+    if (kind == NULL)
+        return 0;
+    term_t report, items[3] = {heap_atom(kind), el(*state, 0), el(msg, arity(msg) - 1)};
+    int rc = tuple(sched_heap(ctx), &report, 3, items);
+    return rc == 0 ? sched_send(ctx, el(*state, 1), report) : rc;
+}
+
+static const sched_behaviour_t watch_beh = {watch_init, watch_handle, NULL, NULL};
+
+static int bif_watch(heap_t *h, term_t args, term_t *out)
+{
+    term_t pid = term_car(args), report = term_car(term_cdr(args)), arg;
+    if (!term_is_pid(pid) || !term_is_pid(report))
+        return GD_EBADARG;
+    term_t items[2] = {pid, report};
+    int rc = tuple(h, &arg, 2, items);
+    return rc == 0 ? sched_spawn(NULL, &watch_beh, arg, out) : rc;
+}
+
 int cluster_services_start(void)
 {
     static const struct {
@@ -278,10 +318,9 @@ int cluster_services_start(void)
         unsigned a;
         cluster_rpc_fn fn;
     } bifs[] = {
-        {"girder", "echo", 1, bif_echo},
-        {"erlang", "node", 0, bif_node},
-        {"erlang", "nodes", 0, bif_nodes},
-        {"girder", "spawn_echo", 0, bif_spawn_echo},
+        {"girder", "echo", 1, bif_echo},   {"erlang", "node", 0, bif_node},
+        {"erlang", "nodes", 0, bif_nodes}, {"girder", "spawn_echo", 0, bif_spawn_echo},
+        {"girder", "watch", 2, bif_watch},
     };
     for (size_t i = 0; i < sizeof bifs / sizeof bifs[0]; i++) {
         int rc = cluster_rpc_register(bifs[i].m, bifs[i].f, bifs[i].a, bifs[i].fn);
@@ -392,14 +431,120 @@ static bool link_pair(term_t e, term_t local, term_t remote)
     return is_atom(el(e, 0), "link") && eq(el(e, 1), local) && eq(el(e, 2), remote);
 }
 
+static bool out_mon_by_ref(term_t e, term_t ref, term_t unused)
+{
+    (void)unused;
+    return is_atom(el(e, 0), "out_mon") && eq(el(e, 1), ref);
+}
+static bool out_mon_by_owner(term_t e, term_t owner, term_t ref)
+{
+    return is_atom(el(e, 0), "out_mon") && eq(el(e, 2), owner) && eq(el(e, 1), ref);
+}
+
+/* {'DOWN', Ref, process, Item, Reason} to the local owner of out_mon
+ * entry {out_mon, Ref, Owner, Item}. */
+static int send_down(sched_ctx_t *ctx, term_t entry, term_t reason)
+{
+    term_t down,
+        items[5] = {ctrl_atom("DOWN"), el(entry, 1), ctrl_atom("process"), el(entry, 3), reason};
+    int rc = tuple(sched_heap(ctx), &down, 5, items);
+    if (rc == 0)
+        rc = sched_send(ctx, el(entry, 2), down);
+    return rc == SCHED_ENOPROC ? 0 : rc;
+}
+
+/* The process or name a remote monitor target stands for on the wire:
+ * a pid, or the Name of {Name, Node}. */
+static term_t wire_target(term_t item)
+{
+    return arity(item) == 2 ? el(item, 0) : item;
+}
+
+/* Messages about monitors and links that local processes set on remote
+ * ones (sent by the hooks in node.c from the local process itself). */
+static int ctrl_outgoing(sched_ctx_t *ctx, term_t msg, term_t *state, bool *handled)
+{
+    heap_t *h = sched_heap(ctx);
+    size_t n = arity(msg);
+    term_t tag = el(msg, 0), found, entry;
+    int rc;
+    *handled = true;
+    if (is_atom(tag, "$gd_out_link") && n == 3) {
+        /* {_, Local, Remote}: Local linked itself to us already. */
+        term_t items[3] = {ctrl_atom("link"), el(msg, 1), el(msg, 2)};
+        rc = tuple(h, &entry, 3, items);
+        if (rc == 0)
+            rc = heap_cons(h, entry, *state, state);
+        return rc < 0 ? rc : ctrl_send(ctx, DOP_LINK, el(msg, 1), el(msg, 2), TERM_NONE, TERM_NONE);
+    }
+    if (is_atom(tag, "$gd_out_unlink") && n == 3) {
+        rc = state_remove(h, state, link_pair, el(msg, 1), el(msg, 2), &found);
+        if (rc < 0 || found == TERM_NONE)
+            return rc;
+        /* Any id from 1 up will do: it only pairs the ack with this unlink. */
+        static _Atomic uint32_t unlink_ids;
+        term_t id = term_make_small(
+            (int64_t)atomic_fetch_add_explicit(&unlink_ids, 1, memory_order_relaxed) + 1);
+        term_t ctl[5] = {heap_make_header(HDR_TUPLE, 4), term_make_small(DOP_UNLINK_ID), id,
+                         el(msg, 1), el(msg, 2)};
+        rc = cluster_send_control(sched_dict_get(ctx, ctrl_atom("$gd_node")), term_make_boxed(ctl),
+                                  TERM_NONE);
+        if (rc < 0)
+            return rc;
+        for (term_t l = *state; term_is_list(l); l = term_cdr(l))
+            if (link_by_local(term_car(l), el(msg, 1), TERM_NONE))
+                return 0;
+        return sched_unlink(ctx, el(msg, 1));
+    }
+    if (is_atom(tag, "$gd_out_monitor") && n == 4) {
+        /* {_, Local, Item, Ref} */
+        term_t items[4] = {ctrl_atom("out_mon"), el(msg, 3), el(msg, 1), el(msg, 2)};
+        rc = tuple(h, &entry, 4, items);
+        if (rc == 0)
+            rc = heap_cons(h, entry, *state, state);
+        return rc < 0 ? rc
+                      : ctrl_send(ctx, DOP_MONITOR_P, el(msg, 1), wire_target(el(msg, 2)),
+                                  el(msg, 3), TERM_NONE);
+    }
+    if (is_atom(tag, "$gd_out_demonitor") && n == 3) {
+        rc = state_remove(h, state, out_mon_by_owner, el(msg, 1), el(msg, 2), &found);
+        if (rc < 0 || found == TERM_NONE)
+            return rc;
+        return ctrl_send(ctx, DOP_DEMONITOR_P, el(msg, 1), wire_target(el(found, 3)), el(found, 1),
+                         TERM_NONE);
+    }
+    if (is_atom(tag, "$gd_down") && n == 3) {
+        /* {_, Ref, Reason} from the peer's MONITOR_P_EXIT. */
+        rc = state_remove(h, state, out_mon_by_ref, el(msg, 1), TERM_NONE, &found);
+        if (rc < 0 || found == TERM_NONE)
+            return rc;
+        return send_down(ctx, found, el(msg, 2));
+    }
+    *handled = false;
+    return 0;
+}
+
 static int ctrl_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
     heap_t *h = sched_heap(ctx);
     size_t n = arity(msg);
-    if (n == 0)
-        return is_atom(msg, "$gd_nodedown") ? sched_exit(ctx, ctrl_atom("noconnection")) : 0;
+    if (n == 0) {
+        if (!is_atom(msg, "$gd_nodedown"))
+            return 0;
+        /* Monitors of the peer's processes fire; links go with our exit. */
+        for (term_t l = *state; term_is_list(l); l = term_cdr(l))
+            if (is_atom(el(term_car(l), 0), "out_mon")) {
+                int rc = send_down(ctx, term_car(l), ctrl_atom("noconnection"));
+                if (rc < 0)
+                    return rc;
+            }
+        return sched_exit(ctx, ctrl_atom("noconnection"));
+    }
     term_t tag = el(msg, 0), found, entry;
-    int rc;
+    bool handled;
+    int rc = ctrl_outgoing(ctx, msg, state, &handled);
+    if (handled)
+        return rc;
     if (is_atom(tag, "$gd_monitor") && n == 4) {
         /* {_, RemotePid, Target, RemoteRef}: monitor for the peer. */
         term_t lref;
@@ -634,10 +779,16 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
     case DOP_SPAWN_REQUEST:
     case DOP_SPAWN_REQUEST_TT:
         return spawn_request(c, h, ctl, m->payload);
+    case DOP_MONITOR_P_EXIT:
+    case DOP_PAYLOAD_MONITOR_P_EXIT: {
+        /* {21, FromProc, To, Ref, Reason} / {28, FromProc, To, Ref} + Reason */
+        term_t reason = m->payload != TERM_NONE ? m->payload : el(ctl, 4);
+        return to_ctrl(c, h, "$gd_down", el(ctl, 3), reason, TERM_NONE);
+    }
     default:
-        /* DOWNs, spawn replies and unlink acks for girder processes (which
-         * set up no remote links or monitors of their own yet), group
-         * leaders, the obsolete UNLINK: nothing here depends on them. */
+        /* Spawn replies (girder sends no spawn requests), unlink acks
+         * (girder forgets a link when it unlinks), group leaders, the
+         * obsolete UNLINK: nothing here depends on them. */
         return 0;
     }
 }

@@ -56,3 +56,28 @@ int sched_dist_exit(sched_ctx_t *ctx, term_t to, term_t reason)
         return GD_EBADARG;
     return h->exit(h->ud, ctx != NULL ? sched_self(ctx) : TERM_NIL, to, reason);
 }
+
+int sched_dist_link(sched_ctx_t *ctx, term_t to, bool unlink)
+{
+    const sched_dist_hooks_t *h = atomic_load_explicit(&dist_hooks, memory_order_acquire);
+    if (!term_is_ext_pid(to) || h == NULL || h->link == NULL)
+        return GD_EBADARG;
+    return h->link(h->ud, ctx, to, unlink);
+}
+
+int sched_dist_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out)
+{
+    term_t name, node;
+    if (name_node(to, &name, &node) && node == heap_node_name())
+        return sched_monitor(ctx, name, ref_out);
+    const sched_dist_hooks_t *h = atomic_load_explicit(&dist_hooks, memory_order_acquire);
+    if (!(term_is_ext_pid(to) || name_node(to, &name, &node)) || h == NULL || h->monitor == NULL)
+        return GD_EBADARG;
+    return h->monitor(h->ud, ctx, to, ref_out);
+}
+
+int sched_dist_demonitor(sched_ctx_t *ctx, term_t ref)
+{
+    const sched_dist_hooks_t *h = atomic_load_explicit(&dist_hooks, memory_order_acquire);
+    return h == NULL || h->demonitor == NULL ? GD_OK : h->demonitor(h->ud, ctx, ref);
+}

@@ -353,6 +353,14 @@ void sched_stats(sched_stats_t *out);
 typedef struct sched_dist_hooks {
     int (*send)(void *ud, term_t from, term_t to, term_t msg);
     int (*exit)(void *ud, term_t from, term_t to, term_t reason);
+    /* sched_link / sched_unlink (unlink true) of an external pid, and
+     * sched_monitor of an external pid or {Name, Node}, for the calling
+     * process; the hook makes *ref_out (on ctx's heap) and delivers the
+     * DOWN later as the message {'DOWN', Ref, process, Item, Reason}. */
+    int (*link)(void *ud, sched_ctx_t *ctx, term_t to, bool unlink);
+    int (*monitor)(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out);
+    /* sched_demonitor of a ref the process's own table does not hold. */
+    int (*demonitor)(void *ud, sched_ctx_t *ctx, term_t ref);
     void *ud;
 } sched_dist_hooks_t;
 
@@ -364,5 +372,10 @@ bool sched_dist_target(term_t to);
 /* sched_send / sched_exit_pid for such targets: GD_EBADARG without hooks. */
 int sched_dist_send(sched_ctx_t *ctx, term_t to, term_t msg) GD_MUST_CHECK;
 int sched_dist_exit(sched_ctx_t *ctx, term_t to, term_t reason) GD_MUST_CHECK;
+/* sched_link/unlink, sched_monitor and sched_demonitor for such targets
+ * (demonitor: GD_OK without hooks, as for a monitor that already fired). */
+int sched_dist_link(sched_ctx_t *ctx, term_t to, bool unlink) GD_MUST_CHECK;
+int sched_dist_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out) GD_MUST_CHECK;
+int sched_dist_demonitor(sched_ctx_t *ctx, term_t ref) GD_MUST_CHECK;
 
 #endif /* GIRDER_SCHED_H */

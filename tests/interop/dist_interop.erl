@@ -19,6 +19,7 @@ main([GStr, G2Str, HStr]) ->
               {echo_stop, fun() -> echo_stop(G) end},
               {links, fun() -> links(G) end},
               {nodedown_noconnection, fun() -> nodedown(G) end},
+              {girder_links_monitors_out, fun() -> watch(G) end},
               {girder_connects_out, fun() -> connects_out(G) end},
               {girder_to_girder, fun() -> girder_to_girder(G, G2) end},
               {hidden, fun() -> hidden(H) end}],
@@ -162,6 +163,26 @@ nodedown(G) ->
     receive {'DOWN', Ref, process, P, noconnection} -> ok
     after 5000 -> exit(no_noconnection)
     end.
+
+%% A girder process links to and monitors OTP processes (girder:watch/2):
+%% exits and DOWNs arrive with their reasons, and with noconnection when
+%% the OTP node goes away.
+watch(G) ->
+    Self = self(),
+    P = spawn(fun() -> receive {die, R} -> exit(R) end end),
+    _ = rpc:call(G, girder, watch, [P, Self]),
+    timer:sleep(200),
+    P ! {die, oops},
+    receive {watch_exit, P, oops} -> ok after 5000 -> exit(no_watch_exit) end,
+    receive {watch_down, P, oops} -> ok after 5000 -> exit(no_watch_down) end,
+    {ok, Peer, B} = peer:start(#{name => peer:random_name(),
+                                 args => ["-setcookie", atom_to_list(erlang:get_cookie())]}),
+    Q = erpc:call(B, erlang, spawn, [timer, sleep, [infinity]]),
+    _ = rpc:call(G, girder, watch, [Q, Self]),
+    timer:sleep(300),
+    peer:stop(Peer),
+    receive {watch_down, Q, noconnection} -> ok after 5000 -> exit(no_down_noconnection) end,
+    receive {watch_exit, Q, noconnection} -> ok after 5000 -> exit(no_exit_noconnection) end.
 
 link_and_wait(P) ->
     link(P),
