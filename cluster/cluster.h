@@ -3,26 +3,44 @@
  * decoder and the running node (`girder node`).
  *
  * Status (for the next session; protocol facts: ../shared/protocol.md):
- *   works:
+ *   works (tests/cluster/, tests/interop/dist_interop.*, fuzz fz_dist_*):
  *   - handshake v6 as acceptor and initiator, v5 ('n' + 'c') from older
  *     initiators, cookie digests, flags (OTP 25 mandatory set required,
  *     MANDATORY_25_DIGEST honoured), ok/ok_simultaneous/nok/alive/
- *     not_allowed, dynamic names (NAME_ME, acceptor side), hidden peers; a
- *     pure state machine over byte buffers with no allocation (fuzzed by
- *     tests/fuzz/fz_dist_handshake.c);
- *   - frame decoding: ticks, pass-through (112), normal headers (131 68)
- *     with the per-connection atom cache, fragments (131 69 / 131 70)
- *     reassembled per sequence id with bounded memory, caps on frame size,
- *     reassembly bytes and atoms a peer creates (fz_dist_frame.c);
+ *     not_allowed, dynamic names (NAME_ME, acceptor side), hidden nodes; a
+ *     pure state machine over byte buffers with no allocation;
+ *   - frames: ticks, pass-through (112), normal headers (131 68) with the
+ *     per-connection atom cache, fragments (131 69 / 131 70) reassembled
+ *     per sequence with bounded memory, caps on frame size, reassembly and
+ *     atoms a peer creates; sending: 131 68 with no cache refs, fragments
+ *     of 64 KiB;
  *   - `girder node`: cookie file, EPMD registration (embedded keeper when
- *     none answers), node identity, acceptor connections on a libevent loop
- *     thread, ticks and nodedown on silence, SIGTERM/SIGINT shutdown;
- *     net_kernel answering net_adm:ping, rex answering features_request.
+ *     none answers), identity, connections both ways on a libevent loop
+ *     thread (auto-connect on first send, order kept while connecting,
+ *     simultaneous connect by name), ticks and net_tick_timeout,
+ *     SIGTERM/SIGINT shutdown, one log line per connection and refusal;
+ *   - SEND/SEND_SENDER/REG_SEND (+_TT) in, SEND_SENDER/REG_SEND/ALIAS_SEND
+ *     out, EXIT2 both ways, links and monitors both ways through a
+ *     per-connection controller process, UNLINK_ID/ACK, noconnection on
+ *     nodedown, SPAWN_REQUEST for erpc (call and cast);
+ *   - net_kernel (ping), rex (features, call/block_call), echo, built-ins
+ *     girder:echo/1, spawn_echo/0, info/0, watch/2, erlang:node/0,
+ *     nodes/0, system_info/1; cluster_rpc_register for applications.
  *   left:
- *   - initiating connections from the node (the state machine does it;
- *     the node only accepts), auto-connect, sched hooks for sends to
- *     external pids, links/monitors across nodes and noconnection,
- *     fragment sending, echo/rex/erpc services, the rpc C API, TLS.
+ *   - TLS distribution; global (girder is visible but ignores global's
+ *     sync, see protocol.md 5.1); girder_kv; bench tests/bench/dist;
+ *   - the atom cache on send; a receive path without the double copy
+ *     (frames decode onto a scratch heap, sched_send copies again);
+ *     budgeted encoding of huge terms on the sending scheduler;
+ *   - back-pressure: a connection's output buffer is not capped (OTP
+ *     suspends senders past +zdbbl);
+ *   - aliases of girder processes (ALIAS_SEND to girder is dropped), and
+ *     a trapping process sees the controller's pid, not the remote pid, in
+ *     the EXIT message of a remote link; demonitor of a remote monitor
+ *     does not flush a DOWN already queued;
+ *   - spawn_request of anything but erpc answers notsup; the peer's
+ *     UNLINK_ID_ACK is not awaited (a LINK that races an unlink is not
+ *     ignored as the protocol asks).
  */
 #ifndef GIRDER_CLUSTER_H
 #define GIRDER_CLUSTER_H

@@ -311,6 +311,46 @@ static int bif_watch(heap_t *h, term_t args, term_t *out)
     return rc == 0 ? sched_spawn(NULL, &watch_beh, arg, out) : rc;
 }
 
+/* erlang:system_info/1 for the keys girder has: process_count,
+ * schedulers, schedulers_online, atom_count, atom_limit; other keys raise
+ * badarg, as unknown keys do in OTP. */
+static int bif_system_info(heap_t *h, term_t args, term_t *out)
+{
+    (void)h;
+    term_t key = term_car(args);
+    sched_stats_t st;
+    if (is_atom(key, "process_count")) {
+        *out = term_make_small(sched_process_count());
+    } else if (is_atom(key, "schedulers") || is_atom(key, "schedulers_online")) {
+        sched_stats(&st);
+        *out = term_make_small(st.schedulers);
+    } else if (is_atom(key, "atom_count")) {
+        *out = term_make_small(heap_atom_count());
+    } else if (is_atom(key, "atom_limit")) {
+        *out = term_make_small(heap_atom_limit());
+    } else {
+        return GD_EBADARG;
+    }
+    return 0;
+}
+
+/* girder:info/0: #{node, processes, schedulers, atoms, nodes}. */
+static int bif_info(heap_t *h, term_t args, term_t *out)
+{
+    (void)args;
+    sched_stats_t st;
+    sched_stats(&st);
+    term_t nodes;
+    int rc = cluster_nodes(h, &nodes);
+    if (rc < 0)
+        return rc;
+    term_t keys[5] = {heap_atom("node"), heap_atom("processes"), heap_atom("schedulers"),
+                      heap_atom("atoms"), heap_atom("nodes")};
+    term_t vals[5] = {heap_node_name(), term_make_small(sched_process_count()),
+                      term_make_small(st.schedulers), term_make_small(heap_atom_count()), nodes};
+    return heap_make_map(h, keys, vals, 5, out);
+}
+
 int cluster_services_start(void)
 {
     static const struct {
@@ -320,7 +360,8 @@ int cluster_services_start(void)
     } bifs[] = {
         {"girder", "echo", 1, bif_echo},   {"erlang", "node", 0, bif_node},
         {"erlang", "nodes", 0, bif_nodes}, {"girder", "spawn_echo", 0, bif_spawn_echo},
-        {"girder", "watch", 2, bif_watch},
+        {"girder", "watch", 2, bif_watch}, {"erlang", "system_info", 1, bif_system_info},
+        {"girder", "info", 0, bif_info},
     };
     for (size_t i = 0; i < sizeof bifs / sizeof bifs[0]; i++) {
         int rc = cluster_rpc_register(bifs[i].m, bifs[i].f, bifs[i].a, bifs[i].fn);
