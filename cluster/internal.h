@@ -29,6 +29,9 @@ int cluster_send_remote(term_t from, term_t to, term_t msg) GD_MUST_CHECK;
 /* The visible nodes connected now, as a list on h. */
 int cluster_nodes(heap_t *h, term_t *out) GD_MUST_CHECK;
 
+/* The peer's node atom of connection c (loop thread, once up). */
+term_t cluster_conn_node(conn_t *c);
+
 /* The controller process of connection c (loop thread). */
 term_t cluster_conn_controller(conn_t *c);
 

@@ -865,6 +865,11 @@ int cluster_send_control(term_t node_atom, term_t control, term_t payload)
     return send_to_node(node_atom, control, payload, 0, false);
 }
 
+term_t cluster_conn_node(conn_t *c)
+{
+    return c->node;
+}
+
 term_t cluster_conn_controller(conn_t *c)
 {
     return c->ctrl;

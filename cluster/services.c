@@ -220,15 +220,6 @@ static int echo_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
     return rc == 0 ? sched_send(ctx, el(msg, 0), reply) : rc;
 }
 
-/* A process that ends at once: the pid erpc's spawn_request answers with
- * (the call itself runs on the loop, its result is the exit reason). */
-static int done_init(sched_ctx_t *ctx, term_t arg, term_t *state)
-{
-    (void)arg;
-    (void)state;
-    return sched_exit(ctx, heap_atom("normal"));
-}
-
 static int never_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
     (void)ctx;
@@ -240,7 +231,6 @@ static int never_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 static const sched_behaviour_t net_kernel_beh = {service_init, net_kernel_handle, NULL, NULL};
 static const sched_behaviour_t rex_beh = {service_init, rex_handle, NULL, NULL};
 static const sched_behaviour_t echo_beh = {service_init, echo_handle, NULL, NULL};
-static const sched_behaviour_t done_beh = {done_init, never_handle, NULL, NULL};
 
 /* ---- built-in rpc functions ---- */
 
@@ -673,13 +663,7 @@ static int to_ctrl(conn_t *c, heap_t *h, const char *tag, term_t a, term_t b, te
 
 /* ---- control messages from peers ---- */
 
-/* Sends control {op, a, b, [c]} + payload back on c. */
-static int reply3(conn_t *c, int op, term_t a, term_t b, term_t payload)
-{
-    term_t ctl[4] = {heap_make_header(HDR_TUPLE, 3), term_make_small(op), a, b};
-    return cluster_conn_send(c, term_make_boxed(ctl), payload);
-}
-
+/* Sends control {op, a, b, d} + payload back on c. */
 static int reply4(conn_t *c, int op, term_t a, term_t b, term_t d, term_t payload)
 {
     term_t ctl[5] = {heap_make_header(HDR_TUPLE, 4), term_make_small(op), a, b, d};
@@ -695,6 +679,52 @@ static int deliver(term_t to, term_t msg)
     int rc = sched_send(NULL, to, msg);
     return rc == SCHED_ENOPROC || rc == GD_EBADARG ? 0 : rc;
 }
+
+/* The process erpc's spawn_request creates: it answers SPAWN_REPLY
+ * first (nothing from it may precede that), runs the function, and ends;
+ * the result travels as its exit reason in the DOWN (or link exit) the
+ * caller asked for (protocol.md 5.4).  Its argument is {Node, ReqId, From,
+ * Flags, Ref | none, M, F, Args}. */
+static int erpc_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    (void)state;
+    heap_t *h = sched_heap(ctx);
+    term_t node_atom = el(arg, 0), req_id = el(arg, 1), from = el(arg, 2), ref = el(arg, 4);
+    int64_t flags = term_small_value(el(arg, 3));
+    term_t self = sched_self(ctx);
+    term_t reply[6] = {heap_make_header(HDR_TUPLE, 5),
+                       term_make_small(DOP_SPAWN_REPLY),
+                       req_id,
+                       from,
+                       el(arg, 3),
+                       self};
+    int rc = cluster_send_control(node_atom, term_make_boxed(reply), TERM_NONE);
+    if (rc < 0)
+        return rc;
+    term_t kind, value, stack;
+    rc = rpc_run(h, el(arg, 5), el(arg, 6), el(arg, 7), &kind, &value, &stack);
+    if (rc < 0)
+        return rc;
+    term_t reason = heap_atom("normal");
+    if (!is_atom(ref, "none")) {
+        term_t items[4] = {ref, kind, value, stack};
+        rc = tuple(h, &reason, is_atom(kind, "error") ? 4 : 3, items);
+        if (rc < 0)
+            return rc;
+    }
+    if (flags & 2) {
+        term_t down[5] = {heap_make_header(HDR_TUPLE, 4),
+                          term_make_small(DOP_PAYLOAD_MONITOR_P_EXIT), self, from, req_id};
+        rc = cluster_send_control(node_atom, term_make_boxed(down), reason);
+    } else if (flags & 1) {
+        term_t ex[4] = {heap_make_header(HDR_TUPLE, 3), term_make_small(DOP_PAYLOAD_EXIT), self,
+                        from};
+        rc = cluster_send_control(node_atom, term_make_boxed(ex), reason);
+    }
+    return rc < 0 ? rc : sched_exit(ctx, heap_atom("normal"));
+}
+
+static const sched_behaviour_t erpc_beh = {erpc_init, never_handle, NULL, NULL};
 
 /* SPAWN_REQUEST {29, ReqId, From, GL, {M, F, A}, Opts} + Args.  erpc's
  * {erpc, execute_call, 4} and {erpc, execute_cast, 3} run a registered C
@@ -726,36 +756,35 @@ static int spawn_request(conn_t *c, heap_t *h, term_t ctl, term_t args)
                           heap_atom("notsup")};
         return cluster_conn_send(c, term_make_boxed(ctl5), TERM_NONE);
     }
-    term_t a = args, ref = TERM_NONE;
+    /* The call runs in the new process, off the loop thread: {Node,
+     * ReqId, From, Flags, Ref | none, M, F, Args}. */
+    term_t a = args, ref = heap_atom("none");
     if (call) {
         ref = term_car(a);
         a = term_cdr(a);
     }
-    term_t m = term_car(a), f = term_car(term_cdr(a)), fargs = term_car(term_cdr(term_cdr(a)));
-    term_t kind, value, stack, pid;
-    int rc = rpc_run(h, m, f, fargs, &kind, &value, &stack);
-    if (rc < 0)
-        return rc;
-    rc = sched_spawn(NULL, &done_beh, TERM_NIL, &pid);
-    if (rc < 0)
-        return rc;
-    term_t ctl5[6] = {
-        heap_make_header(HDR_TUPLE, 5), term_make_small(DOP_SPAWN_REPLY), req_id, from, flags, pid};
-    rc = cluster_conn_send(c, term_make_boxed(ctl5), TERM_NONE);
-    if (rc < 0)
-        return rc;
-    term_t reason = heap_atom("normal");
-    if (call) {
-        term_t items[4] = {ref, kind, value, stack};
-        rc = tuple(h, &reason, is_atom(kind, "error") ? 4 : 3, items);
-        if (rc < 0)
-            return rc;
+    term_t arg, pid;
+    term_t items[8] = {cluster_conn_node(c),
+                       req_id,
+                       from,
+                       flags,
+                       ref,
+                       term_car(a),
+                       term_car(term_cdr(a)),
+                       term_car(term_cdr(term_cdr(a)))};
+    int rc = tuple(h, &arg, 8, items);
+    if (rc == 0)
+        rc = sched_spawn(NULL, &erpc_beh, arg, &pid);
+    if (rc == GD_ENOMEM || rc == SCHED_ETOO_MANY) {
+        term_t ctl5[6] = {heap_make_header(HDR_TUPLE, 5),
+                          term_make_small(DOP_SPAWN_REPLY),
+                          req_id,
+                          from,
+                          term_make_small(0),
+                          heap_atom("system_limit")};
+        return cluster_conn_send(c, term_make_boxed(ctl5), TERM_NONE);
     }
-    if (monitor)
-        return reply4(c, DOP_PAYLOAD_MONITOR_P_EXIT, pid, from, req_id, reason);
-    if (link)
-        return reply3(c, DOP_PAYLOAD_EXIT, pid, from, reason);
-    return 0;
+    return rc;
 }
 
 int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
