@@ -469,9 +469,13 @@ static enum dist_status decide(void *ud, const char *name, size_t len)
     bool peer_greater = cmp > 0 || (cmp == 0 && len > ours);
     if (!peer_greater)
         return DIST_STATUS_NOK;
+    /* The peer's connection carries on what ours had started: the queued
+     * frames and the controller (links and monitors set meanwhile). */
     etf_buf_t moved = c->pending;
     c->pending = (etf_buf_t){0};
     self->pending = moved;
+    self->ctrl = c->ctrl;
+    c->ctrl = TERM_NONE;
     conn_kill_locked(c);
     return DIST_STATUS_OK_SIMULTANEOUS;
 }

@@ -73,6 +73,16 @@ out=$(erl -sname "ec$$" -setcookie "$cookie" -noshell \
         -eval "io:format(\"~p\", [net_adm:ping('$g@$host')]), halt().")
 [ "$out" = pong ] || fail "after a wrong cookie: $out"
 
+# Long names (-name with an explicit host; this host has no FQDN).
+"$girder" node -name "gl$$@127.0.0.1" -setcookie "$cookie" >"$work/long.log" 2>&1 &
+long_pid=$!
+wait_registered "gl$$" "$long_pid"
+out=$(erl -name "el$$@127.0.0.1" -setcookie "$cookie" -noshell \
+        -eval "io:format(\"~p\", [{net_adm:ping('gl$$@127.0.0.1'),
+                                     rpc:call('gl$$@127.0.0.1', erlang, node, [])}]), halt().")
+kill -TERM "$long_pid"; wait "$long_pid"
+[ "$out" = "{pong,'gl$$@127.0.0.1'}" ] || fail "long names: $out"
+
 # SIGTERM: clean exit, name gone from EPMD.
 kill -TERM "$node_pid"
 wait "$node_pid"; rc=$?; node_pid=
