@@ -429,8 +429,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     conn_t *c = arg;
-    (void)bev;
-    if (c->state == CONN_CLOSING) {
+    /* Deferred callbacks can report an earlier drain: close only once the
+     * refusal itself has gone out. */
+    if (c->state == CONN_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
         pthread_mutex_lock(&node.lock);
         conn_kill_locked(c);
         pthread_mutex_unlock(&node.lock);

@@ -21,6 +21,7 @@
 #include "cluster.h"
 #include "cunit_main.h"
 #include "epmd.h"
+#include "sched/sched.h"
 
 #define COOKIE "test-cookie-0123456789"
 
@@ -101,11 +102,14 @@ typedef struct peer {
 
 /* Connects as "rawN@localhost" and runs the handshake; returns the
  * handshake result (1: up). */
-static int peer_connect(peer_t *p, const char *cookie)
+static int peer_connect_as(peer_t *p, const char *cookie, const char *name)
 {
     memset(p, 0, sizeof *p);
     start_node();
-    snprintf(p->name, sizeof p->name, "raw%d@localhost", ++conn_serial);
+    if (name != NULL)
+        snprintf(p->name, sizeof p->name, "%s", name);
+    else
+        snprintf(p->name, sizeof p->name, "raw%d@localhost", ++conn_serial);
     p->fd = tcp_connect();
     dist_hs_config_t c = {0};
     c.role = DIST_INITIATOR;
@@ -141,6 +145,11 @@ static int peer_connect(peer_t *p, const char *cookie)
         CU_ASSERT_FATAL(heap_init(&p->h, 0) == 0);
     }
     return rc;
+}
+
+static int peer_connect(peer_t *p, const char *cookie)
+{
+    return peer_connect_as(p, cookie, NULL);
 }
 
 static void peer_close(peer_t *p)
@@ -341,6 +350,74 @@ static void test_cookie_file(void)
     CU_ASSERT(!cluster_cookie_weak("abcdefghijklmnop"));
 }
 
+/* D38: the node dials "alive@localhost" (a name registered in its EPMD
+ * for a socket of ours that accepts and never answers) while a peer of
+ * that name dials the node.  A peer name greater than the node's wins
+ * (ok_simultaneous): the node drops its own attempt and what it queued
+ * there arrives over the peer's connection.  A smaller one gets nok. */
+static int listen_any(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {0};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sin;
+    CU_ASSERT_FATAL(fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0 &&
+                    listen(fd, 4) == 0 && getsockname(fd, (struct sockaddr *)&sin, &len) == 0);
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+static void simultaneous(const char *alive, bool peer_wins)
+{
+    start_node();
+    uint16_t port;
+    int lfd = listen_any(&port);
+    epmd_client_opts_t eo = {.port = epmd_port, .timeout_ms = 2000};
+    epmd_node_info_t info = {
+        .port = port, .node_type = EPMD_NODE_NORMAL, .high_vsn = 6, .low_vsn = 5};
+    snprintf(info.name, sizeof info.name, "%s", alive);
+    uint32_t creation;
+    epmd_registration_t *reg = NULL;
+    CU_ASSERT_FATAL(epmd_client_register(&eo, &info, &creation, &reg) == 0);
+    char full[64];
+    snprintf(full, sizeof full, "%s@localhost", alive);
+    heap_t h;
+    CU_ASSERT_FATAL(heap_init(&h, 0) == 0);
+    term_t to;
+    CU_ASSERT_FATAL(heap_make_ext_pid(&h, heap_atom(full), 5, 0, creation, &to) == 0);
+    CU_ASSERT(sched_send(NULL, to, heap_atom("queued_while_connecting")) == 0);
+    struct pollfd pl = {.fd = lfd, .events = POLLIN};
+    CU_ASSERT_FATAL(poll(&pl, 1, 3000) == 1);
+    int node_side = accept(lfd, NULL, NULL);
+    CU_ASSERT_FATAL(node_side >= 0);
+    peer_t p;
+    int rc = peer_connect_as(&p, COOKIE, full);
+    if (peer_wins) {
+        CU_ASSERT_FATAL(rc == 1);
+        dist_msg_t m;
+        CU_ASSERT(peer_recv(&p, &m, 3000));
+        CU_ASSERT(m.op == DOP_SEND_SENDER && m.payload == heap_atom("queued_while_connecting"));
+        CU_ASSERT(closed_within(node_side, 2000)); /* its own attempt is dropped */
+        peer_close(&p);
+    } else {
+        CU_ASSERT(rc == DIST_ENOK);
+        if (rc != DIST_ENOK)
+            fprintf(stderr, "simultaneous: got %d, %zu bytes buffered\n", rc, p.in_len);
+        close(p.fd);
+    }
+    close(node_side);
+    close(lfd);
+    epmd_registration_close(reg);
+    heap_destroy(&h);
+}
+
+static void test_simultaneous(void)
+{
+    simultaneous("zzsim", true);
+    simultaneous("aasim", false);
+}
+
 static void test_stop(void)
 {
     start_node();
@@ -359,6 +436,7 @@ static const gd_test_case_t gd_tests[] = {
     {"half open", test_half_open},
     {"ticks", test_ticks},
     {"malformed frames", test_malformed_frames},
+    {"simultaneous connect", test_simultaneous},
     {"stop", test_stop},
     {NULL, NULL},
 };
