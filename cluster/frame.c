@@ -8,35 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster.h"
+#include "internal.h"
 
 #define PASS_THROUGH 112
 #define FRAG_HDR_LEN 18 /* 131 69|70 SequenceId:64 FragmentId:64 */
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)(v >> 32));
-    put32(p + 4, (uint32_t)v);
-}
 
 int dist_frame_split(const uint8_t *in, size_t len, size_t max, size_t *frame_len)
 {

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cluster.h"
+#include "internal.h"
 
 /* Fixed parts of the messages (after the 2-byte length). */
 #define NAME_V6_FIXED 15   /* 'N' Flags:64 Creation:32 Nlen:16 */
@@ -21,37 +21,6 @@
 #define REPLY_LEN 21       /* 'r' Challenge:32 Digest:16 */
 #define ACK_LEN 17         /* 'a' Digest:16 */
 #define COMPLEMENT_LEN 9   /* 'c' FlagsHigh:32 Creation:32 */
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
-static uint8_t *put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-    return p + 2;
-}
-static uint8_t *put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-    return p + 4;
-}
-static uint8_t *put64(uint8_t *p, uint64_t v)
-{
-    return put32(put32(p, (uint32_t)(v >> 32)), (uint32_t)v);
-}
 
 const char *dist_strerror(int code)
 {

@@ -9,28 +9,7 @@
 
 #include "cluster.h"
 #include "cunit_main.h"
-
-static size_t hex(const char *s, uint8_t *out)
-{
-    size_t n = 0;
-    int hi = -1;
-    for (; *s; s++) {
-        int v;
-        if (*s >= '0' && *s <= '9')
-            v = *s - '0';
-        else if (*s >= 'a' && *s <= 'f')
-            v = *s - 'a' + 10;
-        else
-            continue;
-        if (hi < 0) {
-            hi = v;
-        } else {
-            out[n++] = (uint8_t)(hi << 4 | v);
-            hi = -1;
-        }
-    }
-    return n;
-}
+#include "hex_util.h"
 
 #define PID_B "58 77 04 6240766d 00000036 00000000 6b062fe0"
 #define PID_B_CACHED "58 52 00 00000036 00000000 6b062fe0"

@@ -8,29 +8,7 @@
 
 #include "cluster.h"
 #include "cunit_main.h"
-
-/* hex("0013 4e ...") -> bytes (spaces ignored); returns the length. */
-static size_t hex(const char *s, uint8_t *out)
-{
-    size_t n = 0;
-    int hi = -1;
-    for (; *s; s++) {
-        int v;
-        if (*s >= '0' && *s <= '9')
-            v = *s - '0';
-        else if (*s >= 'a' && *s <= 'f')
-            v = *s - 'a' + 10;
-        else
-            continue;
-        if (hi < 0) {
-            hi = v;
-        } else {
-            out[n++] = (uint8_t)(hi << 4 | v);
-            hi = -1;
-        }
-    }
-    return n;
-}
+#include "hex_util.h"
 
 /* The capture (protocol-captures/handshake-otp25.txt). */
 #define CAP_A_NAME "0013 4e 0000000d07df7fbd 6b062fe1 0004 6140766d"
