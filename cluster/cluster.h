@@ -327,6 +327,34 @@ void dist_rx_free(dist_rx_t *rx);
 int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len,
                   dist_msg_t *out) GD_MUST_CHECK;
 
+/* A message encoded but not yet framed: the control's bytes then the
+ * payload's, without version bytes (framing depends on the flags agreed
+ * with the peer, which a message queued before the handshake ends does
+ * not know yet). */
+typedef struct dist_body {
+    etf_buf_t bytes;
+    size_t ctl_len;
+    bool has_payload;
+} dist_body_t;
+
+/* Encodes control and payload (TERM_NONE: none) into out->bytes (reused;
+ * the caller frees it).  Errors: ETF encode errors, GD_ENOMEM.  O(size). */
+int dist_encode_body(term_t control, term_t payload, dist_body_t *out) GD_MUST_CHECK;
+
+/*
+ * Appends body to out as the frames a peer with the agreed flags expects:
+ * pass-through (112 131 control 131 payload) without DIST_HDR_ATOM_CACHE,
+ * else 131 68 with no cache refs, cut into DIST_FRAGMENT_SIZE fragments
+ * (sequence id seq) when FRAGMENTS is agreed and the body is longer.  On
+ * failure out->len is unchanged.  Errors: GD_ENOMEM, DIST_ETOO_LARGE.
+ */
+int dist_frame_body(const dist_body_t *body, uint64_t flags, uint64_t seq,
+                    etf_buf_t *out) GD_MUST_CHECK;
+
+/* The fragments (131 69 then 131 70) of body, frag_size data bytes each. */
+int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size,
+                         etf_buf_t *out) GD_MUST_CHECK;
+
 /*
  * Appends to out one message as frames: 4-byte length, 131 68 with no
  * atom cache refs, control, payload (TERM_NONE: none).  When frag_size is

@@ -372,7 +372,7 @@ int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, dist_m
 
 /* Encodes t without the version byte, with UTF-8 atoms as every release
  * sends them over distribution (protocol.md 1.3). */
-static int encode_body(term_t t, etf_buf_t *out)
+static int encode_term(term_t t, etf_buf_t *out)
 {
     etf_encode_opts_t o;
     etf_encode_opts_init(&o);
@@ -380,73 +380,204 @@ static int encode_body(term_t t, etf_buf_t *out)
     return etf_encode_body(t, &o, out);
 }
 
+int dist_encode_body(term_t control, term_t payload, dist_body_t *out)
+{
+    out->bytes.len = 0;
+    int rc = encode_term(control, &out->bytes);
+    out->ctl_len = out->bytes.len;
+    out->has_payload = payload != TERM_NONE;
+    if (rc == 0 && out->has_payload)
+        rc = encode_term(payload, &out->bytes);
+    return rc;
+}
+
+/* Appends one frame: 4-byte length, then the parts. */
+static int put_frame(etf_buf_t *out, const uint8_t *head, size_t head_len, const uint8_t *a,
+                     size_t a_len, const uint8_t *b, size_t b_len)
+{
+    size_t n = head_len + a_len + b_len;
+    if (n > UINT32_MAX)
+        return DIST_ETOO_LARGE;
+    int rc = etf_buf_reserve(out, 4 + n);
+    if (rc < 0)
+        return rc;
+    uint8_t *w = put32(out->data + out->len, (uint32_t)n);
+    memcpy(w, head, head_len);
+    if (a_len > 0)
+        memcpy(w + head_len, a, a_len);
+    if (b_len > 0)
+        memcpy(w + head_len + a_len, b, b_len);
+    out->len += 4 + n;
+    return 0;
+}
+
+static int frame_body(const dist_body_t *body, uint64_t flags, uint64_t seq, etf_buf_t *out);
+
+/* Bytes of the pid encoding at p[0..len) (NEW_PID_EXT with an atom node,
+ * as girder's encoder writes it), or 0. */
+static size_t pid_len(const uint8_t *p, size_t len)
+{
+    if (len < 3 || p[0] != ETF_NEW_PID_EXT)
+        return 0;
+    size_t atom;
+    if (p[1] == ETF_SMALL_ATOM_UTF8_EXT)
+        atom = 2 + (size_t)p[2];
+    else if ((p[1] == ETF_ATOM_UTF8_EXT || p[1] == ETF_ATOM_EXT) && len >= 4)
+        atom = 3 + get16(p + 2);
+    else
+        return 0;
+    return 1 + atom + 12 <= len ? 1 + atom + 12 : 0;
+}
+
+/*
+ * The control in the form a peer without SEND_SENDER or EXIT_PAYLOAD
+ * understands (C nodes built on erl_interface have neither):
+ * {22, From, To} + Msg becomes {2, '', To} + Msg, and {24|26, From, To} +
+ * Reason / {28, From, To, Ref} + Reason become {3|8, From, To, Reason} /
+ * {21, From, To, Ref, Reason}.  Rewritten on the encoded bytes, whose
+ * shape girder's encoder fixes (104 Arity 97 Op ...).  *out is set only
+ * when something changed (the caller frees it).
+ */
+static int adapt_control(const dist_body_t *in, uint64_t flags, dist_body_t *out, bool *changed)
+{
+    const uint8_t *p = in->bytes.data;
+    size_t clen = in->ctl_len, total = in->bytes.len;
+    *changed = false;
+    if (clen < 4 || p[0] != ETF_SMALL_TUPLE_EXT || p[2] != ETF_SMALL_INTEGER_EXT)
+        return 0;
+    int op = p[3];
+    int rc;
+    if (op == DOP_SEND_SENDER && !(flags & DFLAG_SEND_SENDER)) {
+        size_t flen = pid_len(p + 4, clen - 4);
+        if (flen == 0)
+            return 0;
+        const uint8_t head[6] = {ETF_SMALL_TUPLE_EXT,     3, ETF_SMALL_INTEGER_EXT, DOP_SEND,
+                                 ETF_SMALL_ATOM_UTF8_EXT, 0};
+        rc = etf_buf_reserve(&out->bytes, total - flen + 2);
+        if (rc < 0)
+            return rc;
+        memcpy(out->bytes.data, head, 6);
+        memcpy(out->bytes.data + 6, p + 4 + flen, total - 4 - flen);
+        out->bytes.len = total - flen + 2;
+        out->ctl_len = clen - flen + 2;
+        out->has_payload = in->has_payload;
+        *changed = true;
+        return 0;
+    }
+    int old = op == DOP_PAYLOAD_EXIT             ? DOP_EXIT
+              : op == DOP_PAYLOAD_EXIT2          ? DOP_EXIT2
+              : op == DOP_PAYLOAD_MONITOR_P_EXIT ? DOP_MONITOR_P_EXIT
+                                                 : 0;
+    if (old == 0 || (flags & DFLAG_EXIT_PAYLOAD) || !in->has_payload)
+        return 0;
+    rc = etf_buf_reserve(&out->bytes, total);
+    if (rc < 0)
+        return rc;
+    memcpy(out->bytes.data, p, total);
+    out->bytes.data[1] = (uint8_t)(p[1] + 1); /* the reason joins the tuple */
+    out->bytes.data[3] = (uint8_t)old;
+    out->bytes.len = total;
+    out->ctl_len = total;
+    out->has_payload = false;
+    *changed = true;
+    return 0;
+}
+
+int dist_frame_body(const dist_body_t *body, uint64_t flags, uint64_t seq, etf_buf_t *out)
+{
+    dist_body_t adapted = {0};
+    bool changed;
+    int rc = adapt_control(body, flags, &adapted, &changed);
+    if (rc == 0)
+        rc = frame_body(changed ? &adapted : body, flags, seq, out);
+    etf_buf_free(&adapted.bytes);
+    return rc;
+}
+
+static int frame_body(const dist_body_t *body, uint64_t flags, uint64_t seq, etf_buf_t *out)
+{
+    size_t start_len = out->len;
+    const uint8_t *p = body->bytes.data;
+    size_t total = body->bytes.len, ctl_len = body->ctl_len;
+    int rc;
+    if (!(flags & DFLAG_DIST_HDR_ATOM_CACHE)) {
+        /* Pass-through: 112, then each term with its own 131. */
+        size_t n = 2 + total + (body->has_payload ? 1 : 0);
+        if (n > UINT32_MAX)
+            return DIST_ETOO_LARGE;
+        rc = etf_buf_reserve(out, 4 + n);
+        if (rc < 0)
+            return rc;
+        uint8_t *w = put32(out->data + out->len, (uint32_t)n);
+        *w++ = PASS_THROUGH;
+        *w++ = ETF_VERSION_MAGIC;
+        memcpy(w, p, ctl_len);
+        w += ctl_len;
+        if (body->has_payload) {
+            *w++ = ETF_VERSION_MAGIC;
+            memcpy(w, p + ctl_len, total - ctl_len);
+        }
+        out->len += 4 + n;
+        return 0;
+    }
+    size_t frag = (flags & DFLAG_FRAGMENTS) ? DIST_FRAGMENT_SIZE : 0;
+    if (frag == 0 || total <= frag) {
+        const uint8_t head[3] = {ETF_VERSION_MAGIC, ETF_DIST_HEADER, 0};
+        rc = put_frame(out, head, 3, p, total, NULL, 0);
+        if (rc < 0)
+            out->len = start_len;
+        return rc;
+    }
+    return dist_frame_fragments(body, seq, frag, out);
+}
+
+int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size, etf_buf_t *out)
+{
+    /* The first fragment carries the whole control and as much payload as
+     * fills frag_size; each later one frag_size bytes; ids count down. */
+    size_t start_len = out->len;
+    const uint8_t *p = body->bytes.data;
+    size_t total = body->bytes.len, ctl_len = body->ctl_len;
+    size_t first = ctl_len > frag_size ? ctl_len : frag_size;
+    if (first > total)
+        first = total;
+    size_t rest = total - first;
+    uint64_t nfrags = 1 + (rest + frag_size - 1) / frag_size;
+    size_t off = 0;
+    for (uint64_t id = nfrags; id >= 1; id--) {
+        bool start = id == nfrags;
+        size_t piece = start ? first : (total - off < frag_size ? total - off : frag_size);
+        uint8_t head[FRAG_HDR_LEN + 1];
+        head[0] = ETF_VERSION_MAGIC;
+        head[1] = start ? ETF_DIST_FRAG_HEADER : ETF_DIST_FRAG_CONT;
+        put64(head + 2, seq);
+        put64(head + 10, id);
+        head[FRAG_HDR_LEN] = 0; /* start: no atom cache refs */
+        int rc = put_frame(out, head, FRAG_HDR_LEN + (start ? 1 : 0), p + off, piece, NULL, 0);
+        if (rc < 0) {
+            out->len = start_len;
+            return rc;
+        }
+        off += piece;
+    }
+    return 0;
+}
+
 int dist_encode_message(term_t control, term_t payload, uint64_t seq, size_t frag_size,
                         etf_buf_t *out)
 {
-    size_t start_len = out->len;
-    /* Build 131 68 0 control payload in place after a 4-byte length. */
-    int rc = etf_buf_reserve(out, 7);
-    if (rc < 0)
-        return rc;
-    size_t hdr = out->len;
-    out->len += 4;
-    out->data[out->len++] = ETF_VERSION_MAGIC;
-    out->data[out->len++] = ETF_DIST_HEADER;
-    out->data[out->len++] = 0;
-    size_t body = out->len;
-    rc = encode_body(control, out);
-    size_t ctl_len = out->len - body;
-    if (rc == 0 && payload != TERM_NONE)
-        rc = encode_body(payload, out);
-    if (rc < 0)
-        goto fail;
-    size_t total = out->len - body;
-    if (frag_size == 0 || total <= frag_size) {
-        if (out->len - hdr - 4 > UINT32_MAX) {
-            rc = DIST_ETOO_LARGE;
-            goto fail;
-        }
-        put32(out->data + hdr, (uint32_t)(out->len - hdr - 4));
-        return 0;
+    dist_body_t body = {0};
+    int rc = dist_encode_body(control, payload, &body);
+    if (rc == 0) {
+        size_t start_len = out->len;
+        const uint8_t head[3] = {ETF_VERSION_MAGIC, ETF_DIST_HEADER, 0};
+        if (frag_size == 0 || body.bytes.len <= frag_size)
+            rc = put_frame(out, head, 3, body.bytes.data, body.bytes.len, NULL, 0);
+        else
+            rc = dist_frame_fragments(&body, seq, frag_size, out);
+        if (rc < 0)
+            out->len = start_len;
     }
-    /* Fragments: the first carries the whole control and as much payload
-     * as fills frag_size; each later one frag_size bytes; ids count down. */
-    size_t first = ctl_len > frag_size ? ctl_len : frag_size;
-    size_t rest = total - first;
-    uint64_t nfrags = 1 + (rest + frag_size - 1) / frag_size;
-    /* Move the body out and write frames around its pieces. */
-    uint8_t *bytes = malloc(total);
-    if (bytes == NULL) {
-        rc = GD_ENOMEM;
-        goto fail;
-    }
-    memcpy(bytes, out->data + body, total);
-    out->len = hdr;
-    size_t off = 0;
-    for (uint64_t id = nfrags; id >= 1; id--) {
-        size_t piece = id == nfrags ? first : (total - off < frag_size ? total - off : frag_size);
-        size_t flen = FRAG_HDR_LEN + (id == nfrags ? 1 : 0) + piece;
-        rc = etf_buf_reserve(out, 4 + flen);
-        if (rc < 0) {
-            free(bytes);
-            goto fail;
-        }
-        uint8_t *w = out->data + out->len;
-        put32(w, (uint32_t)flen);
-        w[4] = ETF_VERSION_MAGIC;
-        w[5] = id == nfrags ? ETF_DIST_FRAG_HEADER : ETF_DIST_FRAG_CONT;
-        put64(w + 6, seq);
-        put64(w + 14, id);
-        size_t at = 22;
-        if (id == nfrags)
-            w[at++] = 0; /* no atom cache refs */
-        memcpy(w + at, bytes + off, piece);
-        off += piece;
-        out->len += 4 + flen;
-    }
-    free(bytes);
-    return 0;
-fail:
-    out->len = start_len;
+    etf_buf_free(&body.bytes);
     return rc;
 }

@@ -62,7 +62,8 @@ typedef struct conn {
     term_t node; /* the peer's node atom (initiator: from the start) */
     char peer[DIST_NAME_MAX + 1];
     uint64_t flags;
-    etf_buf_t pending; /* frames sent before the connection came up */
+    etf_buf_t pending; /* messages sent before it came up, unframed (see queue_body) */
+    uint64_t id;       /* unique per connection: tells a reused address apart */
     bool wrote;        /* anything written since the last tick check */
     uint64_t last_read_ns;
     uint64_t seq;
@@ -89,6 +90,7 @@ static struct node {
     size_t cookie_len;
     conn_t *conns;
     unsigned connect_threads; /* detached connect threads still running */
+    uint64_t conn_ids;
     sched_dist_hooks_t hooks;
 } node = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
@@ -179,51 +181,96 @@ static void conn_close(conn_t *c, const char *why)
     pthread_mutex_unlock(&node.lock);
 }
 
-/* Writes bytes on c (lock held): to the socket once the handshake is
- * over, to the pending buffer before. */
+/* Writes frames on an up connection (lock held).  With nothing queued
+ * they go straight to the socket from this thread (non-blocking): a reply
+ * then leaves without waking the loop thread, which halves a round trip.
+ * What the socket does not take is queued; the bufferevent's lock keeps
+ * the order with the loop's own writes. */
 static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n)
 {
-    if (c->state == CONN_UP) {
-        c->wrote = true;
-        /* With nothing queued, write straight to the socket from this
-         * thread (non-blocking): a reply then leaves without waking the
-         * loop thread, which halves a round trip.  What the socket does
-         * not take is queued; the bufferevent's lock keeps the order with
-         * the loop's own writes. */
-        size_t off = 0;
-        bufferevent_lock(c->bev);
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-            ssize_t w = send(bufferevent_getfd(c->bev), p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (w > 0)
-                off = (size_t)w;
-        }
-        int rc = off < n && bufferevent_write(c->bev, p + off, n - off) != 0 ? GD_ENOMEM : 0;
-        bufferevent_unlock(c->bev);
+    if (c->state != CONN_UP)
+        return DIST_ECLOSED;
+    c->wrote = true;
+    size_t off = 0;
+    bufferevent_lock(c->bev);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        ssize_t w = send(bufferevent_getfd(c->bev), p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0)
+            off = (size_t)w;
+    }
+    int rc = off < n && bufferevent_write(c->bev, p + off, n - off) != 0 ? GD_ENOMEM : 0;
+    bufferevent_unlock(c->bev);
+    return rc;
+}
+
+/* A message for a connection still being set up is kept unframed, as
+ * seq:64 ctl_len:64 has_payload:8 len:64 bytes, and framed when the
+ * handshake has told which flags the peer has (lock held). */
+#define PENDING_HDR 25
+static int queue_body(conn_t *c, const dist_body_t *b, uint64_t seq)
+{
+    size_t len = b->bytes.len;
+    int rc = etf_buf_reserve(&c->pending, PENDING_HDR + len);
+    if (rc < 0)
         return rc;
+    uint8_t *w = c->pending.data + c->pending.len;
+    w = put64(w, seq);
+    w = put64(w, b->ctl_len);
+    *w++ = b->has_payload;
+    w = put64(w, len);
+    memcpy(w, b->bytes.data, len);
+    c->pending.len += PENDING_HDR + len;
+    return 0;
+}
+
+/* Frames and writes what was queued while connecting (lock held, state
+ * just set to up). */
+static int flush_pending(conn_t *c)
+{
+    int rc = 0;
+    etf_buf_t frames = {0};
+    for (size_t pos = 0; pos < c->pending.len && rc == 0;) {
+        const uint8_t *r = c->pending.data + pos;
+        dist_body_t b = {
+            {(uint8_t *)r + PENDING_HDR, get64(r + 17), get64(r + 17)}, get64(r + 8), r[16] != 0};
+        frames.len = 0;
+        rc = dist_frame_body(&b, c->flags, get64(r), &frames);
+        if (rc == 0)
+            rc = conn_write_locked(c, frames.data, frames.len);
+        pos += PENDING_HDR + b.bytes.len;
     }
-    if (c->state == CONN_CONNECTING || c->state == CONN_HANDSHAKE) {
-        int rc = etf_buf_reserve(&c->pending, n);
-        if (rc < 0)
-            return rc;
-        memcpy(c->pending.data + c->pending.len, p, n);
-        c->pending.len += n;
-        return 0;
-    }
-    return DIST_ECLOSED;
+    etf_buf_free(&frames);
+    etf_buf_free(&c->pending);
+    c->pending = (etf_buf_t){0};
+    return rc;
+}
+
+/* Sends body on c: framed for its flags once up, queued before (lock
+ * held). */
+static int conn_send_body_locked(conn_t *c, const dist_body_t *b, uint64_t seq)
+{
+    if (c->state == CONN_CONNECTING || c->state == CONN_HANDSHAKE)
+        return queue_body(c, b, seq);
+    if (c->state != CONN_UP)
+        return DIST_ECLOSED;
+    etf_buf_t frames = {0};
+    int rc = dist_frame_body(b, c->flags, seq, &frames);
+    if (rc == 0)
+        rc = conn_write_locked(c, frames.data, frames.len);
+    etf_buf_free(&frames);
+    return rc;
 }
 
 int cluster_conn_send(conn_t *c, term_t control, term_t payload)
 {
-    etf_buf_t b = {0};
-    size_t frag = (c->flags & DFLAG_FRAGMENTS) ? DIST_FRAGMENT_SIZE : 0;
-    int rc = dist_encode_message(control, payload, __atomic_add_fetch(&c->seq, 1, __ATOMIC_RELAXED),
-                                 frag, &b);
+    dist_body_t b = {0};
+    int rc = dist_encode_body(control, payload, &b);
     if (rc == 0) {
         pthread_mutex_lock(&node.lock);
-        rc = conn_write_locked(c, b.data, b.len);
+        rc = conn_send_body_locked(c, &b, ++c->seq);
         pthread_mutex_unlock(&node.lock);
     }
-    etf_buf_free(&b);
+    etf_buf_free(&b.bytes);
     return rc;
 }
 
@@ -292,13 +339,10 @@ static int conn_up(conn_t *c)
     c->flags = c->hs.flags;
     c->state = CONN_UP;
     c->wrote = true;
-    if (c->pending.len > 0)
-        rc = bufferevent_write(c->bev, c->pending.data, c->pending.len) == 0 ? 0 : GD_ENOMEM;
-    etf_buf_free(&c->pending);
-    c->pending = (etf_buf_t){0};
+    rc = flush_pending(c);
     pthread_mutex_unlock(&node.lock);
-    cluster_log("nodeup %s (%s, %s)", c->peer, c->initiator ? "outgoing" : "incoming",
-                (c->flags & DFLAG_PUBLISHED) ? "visible" : "hidden");
+    cluster_log("nodeup %s (%s, %s, flags %#llx)", c->peer, c->initiator ? "outgoing" : "incoming",
+                (c->flags & DFLAG_PUBLISHED) ? "visible" : "hidden", (unsigned long long)c->flags);
     /* Ticks: every ticktime/4 (OTP's net_tickintensity 4). */
     event_del(c->timer);
     event_free(c->timer);
@@ -547,6 +591,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->node = TERM_NONE;
     c->ctrl = TERM_NONE;
     pthread_mutex_lock(&node.lock);
+    c->id = ++node.conn_ids;
     int rc = conn_start(c, fd);
     if (rc < 0) {
         pthread_mutex_unlock(&node.lock);
@@ -654,6 +699,7 @@ static conn_t *get_conn_locked(term_t node_atom)
     c->initiator = true;
     c->node = node_atom;
     c->ctrl = TERM_NONE;
+    c->id = ++node.conn_ids;
     /* Its controller exists from now on: links and monitors set while
      * connecting are queued with the messages. */
     if (cluster_controller_start(node_atom, &c->ctrl) < 0) {
@@ -710,30 +756,41 @@ static term_t sender_or_kernel(term_t from)
     return term_is_pid(k) ? k : from;
 }
 
-/* Encodes control + payload and writes them to the connection to
- * node_atom, creating it if needed.  The connection's flags are not known
- * before it is up, so a message is cut into fragments unless the peer is
- * known to lack FRAGMENTS (every OTP 25+ node has it).  A message for an
- * unreachable or dead connection is dropped, as Erlang does. */
+/* Encodes control + payload and sends them to node_atom, creating the
+ * connection if asked.  Encoding and framing (O(size)) happen without the
+ * lock; a message for an unreachable or dead connection is dropped, as
+ * Erlang does. */
 static int send_to_node(term_t node_atom, term_t control, term_t payload, uint64_t seq,
                         bool connect)
 {
+    dist_body_t b = {0};
+    etf_buf_t frames = {0};
+    int rc = dist_encode_body(control, payload, &b);
+    if (rc < 0)
+        goto out;
     pthread_mutex_lock(&node.lock);
     conn_t *c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
-    bool whole = c != NULL && c->state == CONN_UP && !(c->flags & DFLAG_FRAGMENTS);
-    pthread_mutex_unlock(&node.lock);
-    if (c == NULL)
-        return 0;
-    etf_buf_t b = {0};
-    int rc = dist_encode_message(control, payload, seq, whole ? 0 : DIST_FRAGMENT_SIZE, &b);
-    if (rc == 0) {
-        pthread_mutex_lock(&node.lock);
-        c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
-        if (c != NULL)
-            (void)conn_write_locked(c, b.data, b.len);
+    if (c != NULL && c->state == CONN_UP) {
+        uint64_t id = c->id, flags = c->flags;
         pthread_mutex_unlock(&node.lock);
+        rc = dist_frame_body(&b, flags, seq, &frames);
+        if (rc < 0)
+            goto out;
+        pthread_mutex_lock(&node.lock);
+        c = find_conn_locked(node_atom);
+        if (c != NULL && c->id == id && c->state == CONN_UP)
+            rc = conn_write_locked(c, frames.data, frames.len);
+        else if (c != NULL) /* replaced meanwhile by a connection being set up */
+            rc = conn_send_body_locked(c, &b, seq);
+    } else if (c != NULL) {
+        rc = conn_send_body_locked(c, &b, seq);
     }
-    etf_buf_free(&b);
+    pthread_mutex_unlock(&node.lock);
+    if (rc == DIST_ECLOSED)
+        rc = 0;
+out:
+    etf_buf_free(&frames);
+    etf_buf_free(&b.bytes);
     return rc;
 }
 

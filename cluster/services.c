@@ -165,8 +165,30 @@ static int net_kernel_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
     return 0;
 }
 
-/* rex: the feature probe, and the gen_server form of rpc (block_call,
- * call) that older callers use. */
+/* rpc's {call | block_call, M, F, A, GL} request: the value, or
+ * {badrpc, {'EXIT', {Reason, Stack}}} as rpc:call returns errors.
+ * GD_EBADARG for any other request. */
+static int rex_call(heap_t *h, term_t req, term_t *out)
+{
+    if (arity(req) < 4 || !(is_atom(el(req, 0), "call") || is_atom(el(req, 0), "block_call")))
+        return GD_EBADARG;
+    term_t kind, value, stack;
+    int rc = rpc_run(h, el(req, 1), el(req, 2), el(req, 3), &kind, &value, &stack);
+    if (rc < 0 || !is_atom(kind, "error")) {
+        *out = value;
+        return rc;
+    }
+    term_t a[2] = {value, stack}, b[2], c[2];
+    rc = tuple(h, &b[1], 2, a);
+    b[0] = heap_atom("EXIT");
+    if (rc == 0)
+        rc = tuple(h, &c[1], 2, b);
+    c[0] = heap_atom("badrpc");
+    return rc == 0 ? tuple(h, out, 2, c) : rc;
+}
+
+/* rex: the feature probe, and the gen_server and plain-message forms of
+ * rpc that older callers and C nodes use. */
 static int rex_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
     (void)state;
@@ -180,27 +202,20 @@ static int rex_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         return rc == 0 ? sched_send(ctx, el(msg, 0), reply) : rc;
     }
     if (arity(msg) == 3 && is_atom(el(msg, 0), "$gen_call")) {
-        term_t req = el(msg, 2);
-        if (arity(req) < 4 || !(is_atom(el(req, 0), "call") || is_atom(el(req, 0), "block_call")))
-            return 0;
-        term_t kind, value, stack;
-        int rc = rpc_run(h, el(req, 1), el(req, 2), el(req, 3), &kind, &value, &stack);
+        term_t value;
+        int rc = rex_call(h, el(msg, 2), &value);
+        return rc == 0 ? gen_reply(ctx, el(msg, 1), value) : rc == GD_EBADARG ? 0 : rc;
+    }
+    if (arity(msg) == 2 && term_is_pid(el(msg, 0))) {
+        /* {From, {call, M, F, A, GL}}: what hidden C nodes send (ei_rpc,
+         * erl_call); the answer is From ! {rex, Result}. */
+        term_t value, reply;
+        int rc = rex_call(h, el(msg, 1), &value);
         if (rc < 0)
-            return rc;
-        if (is_atom(kind, "error")) {
-            /* {badrpc, {'EXIT', {Reason, Stack}}} */
-            term_t a[2] = {value, stack}, b[2], c[2];
-            rc = tuple(h, &b[1], 2, a);
-            b[0] = heap_atom("EXIT");
-            if (rc == 0)
-                rc = tuple(h, &c[1], 2, b);
-            c[0] = heap_atom("badrpc");
-            if (rc == 0)
-                rc = tuple(h, &value, 2, c);
-            if (rc < 0)
-                return rc;
-        }
-        return gen_reply(ctx, el(msg, 1), value);
+            return rc == GD_EBADARG ? 0 : rc;
+        term_t items[2] = {heap_atom("rex"), value};
+        rc = tuple(h, &reply, 2, items);
+        return rc == 0 ? sched_send(ctx, el(msg, 0), reply) : rc;
     }
     return 0;
 }

@@ -287,7 +287,90 @@ static void test_encode_roundtrip(void)
     fx_free(&f);
 }
 
+/* Framing for a peer's flags: pass-through without DIST_HDR_ATOM_CACHE,
+ * SEND for SEND_SENDER and EXIT/EXIT2/MONITOR_P_EXIT with the reason in
+ * the control without EXIT_PAYLOAD (erl_interface's flags), fragments only
+ * with FRAGMENTS. */
+static void test_frame_for_flags(void)
+{
+    fixture_t f;
+    fx_init(&f, NULL);
+    term_t pid, ref, ctl, *e;
+    CU_ASSERT_FATAL(heap_make_ext_pid(&f.h, heap_atom("c17@vm"), 5, 1, 9, &pid) == 0);
+    uint32_t w[3] = {1, 2, 3};
+    CU_ASSERT_FATAL(heap_make_ref(&f.h, heap_atom("c17@vm"), 9, w, 3, &ref) == 0);
+    const uint64_t ei_flags = 0x407074f9cull; /* what erl_call offers */
+    static const struct {
+        int op, want_op;
+        size_t arity;
+        bool payload_stays;
+    } cases[] = {
+        {DOP_SEND_SENDER, DOP_SEND, 3, true},
+        {DOP_PAYLOAD_EXIT, DOP_EXIT, 4, false},
+        {DOP_PAYLOAD_EXIT2, DOP_EXIT2, 4, false},
+        {DOP_PAYLOAD_MONITOR_P_EXIT, DOP_MONITOR_P_EXIT, 5, false},
+        {DOP_LINK, DOP_LINK, 3, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bool has_ref = cases[i].op == DOP_PAYLOAD_MONITOR_P_EXIT;
+        bool payload = cases[i].op != DOP_LINK;
+        CU_ASSERT_FATAL(heap_make_tuple(&f.h, has_ref ? 4 : 3, &e, &ctl) == 0);
+        e[0] = term_make_small(cases[i].op);
+        e[1] = pid;
+        e[2] = pid;
+        if (has_ref)
+            e[3] = ref;
+        dist_body_t body = {0};
+        CU_ASSERT_FATAL(dist_encode_body(ctl, payload ? heap_atom("boom") : TERM_NONE, &body) == 0);
+        etf_buf_t b = {0};
+        CU_ASSERT_FATAL(dist_frame_body(&body, ei_flags, 1, &b) == 0);
+        CU_ASSERT(b.len > 5 && b.data[4] == 112); /* pass-through */
+        size_t frames;
+        CU_ASSERT(decode_all(&f, &b, &frames) == 0 && frames == 1);
+        CU_ASSERT(f.m.op == cases[i].want_op);
+        CU_ASSERT(header_arity(*term_boxed_ptr(f.m.control)) == cases[i].arity);
+        if (cases[i].op == DOP_SEND_SENDER) {
+            CU_ASSERT(el(f.m.control, 1) == heap_atom(""));
+            CU_ASSERT(f.m.payload == heap_atom("boom"));
+        } else if (payload) {
+            CU_ASSERT(f.m.payload == TERM_NONE);
+            CU_ASSERT(el(f.m.control, cases[i].arity - 1) == heap_atom("boom"));
+        }
+        /* With OTP's flags nothing changes. */
+        b.len = 0;
+        CU_ASSERT_FATAL(dist_frame_body(&body, DFLAG_GIRDER_DEFAULT, 1, &b) == 0);
+        CU_ASSERT(b.data[4] == 131 && b.data[5] == 68);
+        CU_ASSERT(decode_all(&f, &b, &frames) == 0 && f.m.op == cases[i].op);
+        etf_buf_free(&b);
+        etf_buf_free(&body.bytes);
+    }
+    /* A long body: fragments with FRAGMENTS, one frame without. */
+    uint8_t *data;
+    term_t bin;
+    CU_ASSERT_FATAL(heap_make_bitstring_uninit(&f.h, 8 * 200000, &data, &bin) == 0);
+    memset(data, 7, 200000);
+    CU_ASSERT_FATAL(heap_make_tuple(&f.h, 3, &e, &ctl) == 0);
+    e[0] = term_make_small(DOP_SEND_SENDER);
+    e[1] = pid;
+    e[2] = pid;
+    dist_body_t body = {0};
+    CU_ASSERT_FATAL(dist_encode_body(ctl, bin, &body) == 0);
+    etf_buf_t b = {0};
+    size_t frames;
+    CU_ASSERT_FATAL(dist_frame_body(&body, DFLAG_GIRDER_DEFAULT, 5, &b) == 0);
+    CU_ASSERT(decode_all(&f, &b, &frames) == 0 && frames == 4); /* as OTP: 4 for 200 kB */
+    CU_ASSERT(cmp(f.m.payload, bin) == 0);
+    b.len = 0;
+    CU_ASSERT_FATAL(dist_frame_body(&body, DFLAG_GIRDER_DEFAULT & ~DFLAG_FRAGMENTS, 5, &b) == 0);
+    CU_ASSERT(decode_all(&f, &b, &frames) == 0 && frames == 1);
+    CU_ASSERT(cmp(f.m.payload, bin) == 0);
+    etf_buf_free(&b);
+    etf_buf_free(&body.bytes);
+    fx_free(&f);
+}
+
 static const gd_test_case_t gd_tests[] = {
+    {"frame for flags", test_frame_for_flags},
     {"capture", test_capture},
     {"long atoms", test_long_atoms},
     {"malformed", test_malformed},

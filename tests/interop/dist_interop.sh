@@ -73,6 +73,16 @@ out=$(erl -sname "ec$$" -setcookie "$cookie" -noshell \
         -eval "io:format(\"~p\", [net_adm:ping('$g@$host')]), halt().")
 [ "$out" = pong ] || fail "after a wrong cookie: $out"
 
+# erl_call, OTP's C client (erl_interface: no atom cache header, no
+# SEND_SENDER, no EXIT_PAYLOAD), calling girder:echo/1 through rex.
+ei=$(erl -noshell -eval 'io:format("~s", [code:lib_dir(erl_interface)]), halt().')
+[ -x "$ei/bin/erl_call" ] || fail "erl_call not found under $ei"
+out=$(ERL_EPMD_PORT=$port timeout 20 "$ei/bin/erl_call" -sname "$g" -c "$cookie" \
+        -a 'girder echo [{hello,[world],"str"}]')
+[ "$out" = '{hello, [world], "str"}' ] || fail "erl_call girder:echo: $out"
+out=$(ERL_EPMD_PORT=$port timeout 20 "$ei/bin/erl_call" -sname "$g" -c "$cookie" -a 'nomod nofun []')
+[ "$out" = "{badrpc, {'EXIT', {undef, [{nomod, nofun, [], []}]}}}" ] || fail "erl_call undef: $out"
+
 # Long names (-name with an explicit host; this host has no FQDN).
 "$girder" node -name "gl$$@127.0.0.1" -setcookie "$cookie" >"$work/long.log" 2>&1 &
 long_pid=$!
