@@ -351,6 +351,32 @@ int dist_encode_body(term_t control, term_t payload, dist_body_t *out) GD_MUST_C
 int dist_frame_body(const dist_body_t *body, uint64_t flags, uint64_t seq,
                     etf_buf_t *out) GD_MUST_CHECK;
 
+/* The sending side's atom cache of one connection: the atom the peer
+ * holds in each slot (TERM_NONE: none).  Starts empty (zeroed is not
+ * empty: use dist_tx_init). */
+typedef struct dist_tx {
+    term_t cache[DIST_ATOM_CACHE_SIZE];
+} dist_tx_t;
+
+static inline void dist_tx_init(dist_tx_t *tx)
+{
+    for (size_t i = 0; i < DIST_ATOM_CACHE_SIZE; i++)
+        tx->cache[i] = TERM_NONE;
+}
+
+/*
+ * As dist_frame_body for a peer with DIST_HDR_ATOM_CACHE, as one frame
+ * whose header references the message's atoms (up to 255) through the
+ * connection's cache tx: new entries carry their text and update tx.  The
+ * frames must reach the peer in the order they were made (the caller
+ * holds the connection's lock from here to the write; a frame made and
+ * not sent desynchronises the caches: close the connection then).
+ * Errors: GD_ENOMEM, DIST_ETOO_LARGE, DIST_EPROTO (body not girder's
+ * encoding).  O(size of body).
+ */
+int dist_frame_cached(const dist_body_t *body, uint64_t flags, dist_tx_t *tx,
+                      etf_buf_t *out) GD_MUST_CHECK;
+
 /* The fragments (131 69 then 131 70) of body, frag_size data bytes each. */
 int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size,
                          etf_buf_t *out) GD_MUST_CHECK;

@@ -581,3 +581,298 @@ int dist_encode_message(term_t control, term_t payload, uint64_t seq, size_t fra
     etf_buf_free(&body.bytes);
     return rc;
 }
+
+/* ---- the atom cache on send ---- */
+
+/* What the walk over an encoding does next: rewrite `count` terms, or
+ * copy `count` raw bytes (the fixed tail of a pid, port or reference). */
+typedef struct walk_item {
+    bool raw;
+    uint64_t count;
+} walk_item_t;
+
+/* The message's cache references: up to 255 distinct atoms. */
+typedef struct refs {
+    size_t n;
+    term_t atom[255];
+    uint16_t slot[255];
+    bool is_new[255];
+    bool long_atoms;
+} refs_t;
+
+/* The reference index for the atom whose text is t[0..len), adding it
+ * (and updating the connection's cache) when new; -1 when the message has
+ * used all 255 references (the atom then stays inline). */
+static int ref_for(refs_t *r, dist_tx_t *tx, const uint8_t *t, size_t len)
+{
+    term_t atom;
+    if (heap_atom_lookup((const char *)t, len, &atom) != 0)
+        return -1;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->atom[i] == atom)
+            return (int)i;
+    if (r->n == 255)
+        return -1;
+    /* A slot from the atom's index: the same atom always lands in the
+     * same slot, so a hot atom stays cached. */
+    uint32_t h = term_atom_index(atom) * 2654435761u;
+    uint16_t slot = (uint16_t)(h >> 21); /* 11 bits: 0..2047 */
+    for (size_t i = 0; i < r->n; i++)
+        if (r->slot[i] == slot)
+            return -1; /* two atoms of this message share the slot */
+    size_t i = r->n++;
+    r->atom[i] = atom;
+    r->slot[i] = slot;
+    r->is_new[i] = tx->cache[slot] != atom;
+    if (r->is_new[i] && len > 255)
+        r->long_atoms = true;
+    tx->cache[slot] = atom;
+    return (int)i;
+}
+
+/* Copies the encoding at p[0..len) to out, replacing atoms by
+ * ATOM_CACHE_REFs into r.  Funs are copied verbatim (their Size field
+ * covers their bytes).  No recursion: an explicit stack of walk items. */
+static int rewrite_atoms(const uint8_t *p, size_t len, refs_t *r, dist_tx_t *tx, etf_buf_t *out)
+{
+    walk_item_t *stack = malloc(64 * sizeof *stack);
+    size_t depth = 0, cap = 64, pos = 0;
+    int rc = stack == NULL ? GD_ENOMEM : 0;
+#define PUSH(is_raw, n)                                                                            \
+    do {                                                                                           \
+        if (depth == cap) {                                                                        \
+            walk_item_t *ns = realloc(stack, 2 * cap * sizeof *stack);                             \
+            if (ns == NULL) {                                                                      \
+                rc = GD_ENOMEM;                                                                    \
+                goto done;                                                                         \
+            }                                                                                      \
+            stack = ns;                                                                            \
+            cap *= 2;                                                                              \
+        }                                                                                          \
+        stack[depth++] = (walk_item_t){(is_raw), (n)};                                             \
+    } while (0)
+#define NEED(n)                                                                                    \
+    do {                                                                                           \
+        if (len - pos < (n)) {                                                                     \
+            rc = DIST_EPROTO;                                                                      \
+            goto done;                                                                             \
+        }                                                                                          \
+    } while (0)
+    if (rc < 0)
+        return rc;
+    PUSH(false, 1);
+    while (depth > 0 && rc == 0) {
+        walk_item_t *top = &stack[depth - 1];
+        if (top->count == 0) {
+            depth--;
+            continue;
+        }
+        if (top->raw) {
+            size_t n = top->count;
+            NEED(n);
+            rc = etf_buf_reserve(out, n);
+            if (rc < 0)
+                break;
+            memcpy(out->data + out->len, p + pos, n);
+            out->len += n;
+            pos += n;
+            depth--;
+            continue;
+        }
+        top->count--;
+        NEED(1);
+        uint8_t tag = p[pos];
+        size_t copy = 1; /* bytes copied as they are, from pos */
+        const uint8_t *atom_text = NULL;
+        size_t atom_len = 0;
+        switch (tag) {
+        case ETF_SMALL_INTEGER_EXT:
+            copy = 2;
+            break;
+        case ETF_INTEGER_EXT:
+            copy = 5;
+            break;
+        case ETF_NEW_FLOAT_EXT:
+            copy = 9;
+            break;
+        case ETF_FLOAT_EXT:
+            copy = 32;
+            break;
+        case ETF_SMALL_ATOM_UTF8_EXT:
+        case ETF_SMALL_ATOM_EXT:
+            NEED(2);
+            atom_len = p[pos + 1];
+            copy = 2 + atom_len;
+            atom_text = p + pos + 2;
+            break;
+        case ETF_ATOM_UTF8_EXT:
+        case ETF_ATOM_EXT:
+            NEED(3);
+            atom_len = get16(p + pos + 1);
+            copy = 3 + atom_len;
+            atom_text = p + pos + 3;
+            break;
+        case ETF_NEW_PID_EXT:
+        case ETF_V4_PORT_EXT:
+            PUSH(true, 12);
+            PUSH(false, 1);
+            break;
+        case ETF_NEW_PORT_EXT:
+            PUSH(true, 8);
+            PUSH(false, 1);
+            break;
+        case ETF_NEWER_REFERENCE_EXT:
+            NEED(3);
+            copy = 3;
+            PUSH(true, 4 + 4 * (uint64_t)get16(p + pos + 1));
+            PUSH(false, 1);
+            break;
+        case ETF_SMALL_TUPLE_EXT:
+            NEED(2);
+            copy = 2;
+            PUSH(false, p[pos + 1]);
+            break;
+        case ETF_LARGE_TUPLE_EXT:
+            NEED(5);
+            copy = 5;
+            PUSH(false, get32(p + pos + 1));
+            break;
+        case ETF_MAP_EXT:
+            NEED(5);
+            copy = 5;
+            PUSH(false, 2 * (uint64_t)get32(p + pos + 1));
+            break;
+        case ETF_NIL_EXT:
+            break;
+        case ETF_STRING_EXT:
+            NEED(3);
+            copy = 3 + (size_t)get16(p + pos + 1);
+            break;
+        case ETF_LIST_EXT:
+            NEED(5);
+            copy = 5;
+            PUSH(false, (uint64_t)get32(p + pos + 1) + 1);
+            break;
+        case ETF_BINARY_EXT:
+            NEED(5);
+            copy = 5 + (size_t)get32(p + pos + 1);
+            break;
+        case ETF_BIT_BINARY_EXT:
+            NEED(5);
+            copy = 6 + (size_t)get32(p + pos + 1);
+            break;
+        case ETF_SMALL_BIG_EXT:
+            NEED(2);
+            copy = 3 + (size_t)p[pos + 1];
+            break;
+        case ETF_LARGE_BIG_EXT:
+            NEED(5);
+            copy = 6 + (size_t)get32(p + pos + 1);
+            break;
+        case ETF_NEW_FUN_EXT:
+            NEED(5);
+            copy = 1 + (size_t)get32(p + pos + 1);
+            break;
+        case ETF_EXPORT_EXT:
+            PUSH(false, 3);
+            break;
+        default:
+            rc = DIST_EPROTO;
+            goto done;
+        }
+        NEED(copy);
+        int idx = atom_text != NULL ? ref_for(r, tx, atom_text, atom_len) : -1;
+        if (idx >= 0) {
+            rc = etf_buf_reserve(out, 2);
+            if (rc < 0)
+                break;
+            out->data[out->len++] = ETF_ATOM_CACHE_REF;
+            out->data[out->len++] = (uint8_t)idx;
+        } else {
+            rc = etf_buf_reserve(out, copy);
+            if (rc < 0)
+                break;
+            memcpy(out->data + out->len, p + pos, copy);
+            out->len += copy;
+        }
+        pos += copy;
+    }
+done:
+#undef PUSH
+#undef NEED
+    free(stack);
+    return rc;
+}
+
+int dist_frame_cached(const dist_body_t *body, uint64_t flags, dist_tx_t *tx, etf_buf_t *out)
+{
+    dist_body_t adapted = {0};
+    bool changed;
+    int rc = adapt_control(body, flags, &adapted, &changed);
+    if (rc < 0)
+        return rc;
+    if (changed)
+        body = &adapted;
+    refs_t r;
+    r.n = 0;
+    r.long_atoms = false;
+    etf_buf_t terms = {0};
+    size_t start_len = out->len;
+    /* The control, then the payload: each one term. */
+    rc = rewrite_atoms(body->bytes.data, body->ctl_len, &r, tx, &terms);
+    if (rc == 0 && body->has_payload)
+        rc = rewrite_atoms(body->bytes.data + body->ctl_len, body->bytes.len - body->ctl_len, &r,
+                           tx, &terms);
+    if (rc < 0)
+        goto done;
+    /* 131 68 N Flags Refs, then the terms. */
+    size_t hdr = 3 + (r.n ? r.n / 2 + 1 : 0);
+    for (size_t i = 0; i < r.n; i++) {
+        size_t alen;
+        heap_atom_text(r.atom[i], &alen);
+        hdr += 1 + (r.is_new[i] ? (r.long_atoms ? 2 : 1) + alen : 0);
+    }
+    size_t n = hdr + terms.len;
+    if (n > UINT32_MAX) {
+        rc = DIST_ETOO_LARGE;
+        goto done;
+    }
+    rc = etf_buf_reserve(out, 4 + n);
+    if (rc < 0)
+        goto done;
+    uint8_t *w = put32(out->data + out->len, (uint32_t)n);
+    *w++ = ETF_VERSION_MAGIC;
+    *w++ = ETF_DIST_HEADER;
+    *w++ = (uint8_t)r.n;
+    if (r.n > 0) {
+        uint8_t *fl = w;
+        memset(fl, 0, r.n / 2 + 1);
+        for (size_t i = 0; i < r.n; i++) {
+            unsigned nib = (r.is_new[i] ? 8u : 0u) | (unsigned)(r.slot[i] >> 8);
+            fl[i / 2] |= (uint8_t)(nib << ((i & 1) * 4));
+        }
+        fl[r.n / 2] |= (uint8_t)((r.long_atoms ? 1u : 0u) << ((r.n & 1) * 4));
+        w += r.n / 2 + 1;
+        for (size_t i = 0; i < r.n; i++) {
+            *w++ = (uint8_t)(r.slot[i] & 0xFF);
+            if (!r.is_new[i])
+                continue;
+            size_t alen;
+            const char *text = heap_atom_text(r.atom[i], &alen);
+            if (r.long_atoms)
+                w = put16(w, (uint16_t)alen);
+            else
+                *w++ = (uint8_t)alen;
+            memcpy(w, text, alen);
+            w += alen;
+        }
+    }
+    memcpy(w, terms.data, terms.len);
+    out->len += 4 + n;
+done:
+    if (rc < 0)
+        out->len = start_len;
+    etf_buf_free(&terms);
+    etf_buf_free(&adapted.bytes);
+    return rc;
+}

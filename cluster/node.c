@@ -63,6 +63,7 @@ typedef struct conn {
     char peer[DIST_NAME_MAX + 1];
     uint64_t flags;
     etf_buf_t pending; /* messages sent before it came up, unframed (see queue_body) */
+    dist_tx_t tx;      /* the atom cache of what we send */
     uint64_t id;       /* unique per connection: tells a reused address apart */
     bool wrote;        /* anything written since the last tick check */
     uint64_t last_read_ns;
@@ -223,6 +224,22 @@ static int queue_body(conn_t *c, const dist_body_t *b, uint64_t seq)
     return 0;
 }
 
+/* True when body goes out through the atom cache: small messages to
+ * peers that have it (a big one is framed without the lock held, and its
+ * atoms are few next to its bytes). */
+static bool use_cache(const conn_t *c, const dist_body_t *b)
+{
+    return (c->flags & DFLAG_DIST_HDR_ATOM_CACHE) && b->bytes.len <= DIST_FRAGMENT_SIZE;
+}
+
+/* Frames body for the up connection c (lock held: the atom cache's state
+ * must follow the order of the writes). */
+static int frame_locked(conn_t *c, const dist_body_t *b, uint64_t seq, etf_buf_t *frames)
+{
+    return use_cache(c, b) ? dist_frame_cached(b, c->flags, &c->tx, frames)
+                           : dist_frame_body(b, c->flags, seq, frames);
+}
+
 /* Frames and writes what was queued while connecting (lock held, state
  * just set to up). */
 static int flush_pending(conn_t *c)
@@ -234,7 +251,7 @@ static int flush_pending(conn_t *c)
         dist_body_t b = {
             {(uint8_t *)r + PENDING_HDR, get64(r + 17), get64(r + 17)}, get64(r + 8), r[16] != 0};
         frames.len = 0;
-        rc = dist_frame_body(&b, c->flags, get64(r), &frames);
+        rc = frame_locked(c, &b, get64(r), &frames);
         if (rc == 0)
             rc = conn_write_locked(c, frames.data, frames.len);
         pos += PENDING_HDR + b.bytes.len;
@@ -254,10 +271,15 @@ static int conn_send_body_locked(conn_t *c, const dist_body_t *b, uint64_t seq)
     if (c->state != CONN_UP)
         return DIST_ECLOSED;
     etf_buf_t frames = {0};
-    int rc = dist_frame_body(b, c->flags, seq, &frames);
+    int rc = frame_locked(c, b, seq, &frames);
     if (rc == 0)
         rc = conn_write_locked(c, frames.data, frames.len);
     etf_buf_free(&frames);
+    if (rc < 0 && use_cache(c, b)) {
+        /* The cache may now say more than the peer was told. */
+        cluster_log("%s: cannot send (%s); closing", c->peer, dist_strerror(rc));
+        conn_kill_locked(c);
+    }
     return rc;
 }
 
@@ -592,6 +614,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->ctrl = TERM_NONE;
     pthread_mutex_lock(&node.lock);
     c->id = ++node.conn_ids;
+    dist_tx_init(&c->tx);
     int rc = conn_start(c, fd);
     if (rc < 0) {
         pthread_mutex_unlock(&node.lock);
@@ -700,6 +723,7 @@ static conn_t *get_conn_locked(term_t node_atom)
     c->node = node_atom;
     c->ctrl = TERM_NONE;
     c->id = ++node.conn_ids;
+    dist_tx_init(&c->tx);
     /* Its controller exists from now on: links and monitors set while
      * connecting are queued with the messages. */
     if (cluster_controller_start(node_atom, &c->ctrl) < 0) {
@@ -770,7 +794,7 @@ static int send_to_node(term_t node_atom, term_t control, term_t payload, uint64
         goto out;
     pthread_mutex_lock(&node.lock);
     conn_t *c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
-    if (c != NULL && c->state == CONN_UP) {
+    if (c != NULL && c->state == CONN_UP && !use_cache(c, &b)) {
         uint64_t id = c->id, flags = c->flags;
         pthread_mutex_unlock(&node.lock);
         rc = dist_frame_body(&b, flags, seq, &frames);

@@ -369,7 +369,91 @@ static void test_frame_for_flags(void)
     fx_free(&f);
 }
 
+/* The atom cache on send: frames made with a connection's tx cache decode
+ * on a receiving side (whose cache follows) to the same terms; a second
+ * message refers to the cached atoms without their text. */
+static void test_send_cache(void)
+{
+    fixture_t f;
+    fx_init(&f, NULL);
+    dist_tx_t tx;
+    dist_tx_init(&tx);
+    term_t pid, ref, exp, map, list, big, ctl, msg, *e;
+    CU_ASSERT_FATAL(heap_make_ext_pid(&f.h, heap_atom("peer@vm"), 5, 1, 9, &pid) == 0);
+    uint32_t w[3] = {1, 2, 3};
+    CU_ASSERT_FATAL(heap_make_ref(&f.h, heap_atom("peer@vm"), 9, w, 3, &ref) == 0);
+    CU_ASSERT_FATAL(heap_make_export(&f.h, heap_atom("lists"), heap_atom("map"), 2, &exp) == 0);
+    term_t keys[2] = {heap_atom("k1"), heap_atom("k2")}, vals[2] = {heap_atom("v"), pid};
+    CU_ASSERT_FATAL(heap_make_map(&f.h, keys, vals, 2, &map) == 0);
+    term_t items[3] = {heap_atom("a"), term_make_small(300), heap_atom("\xce\xbb")};
+    CU_ASSERT_FATAL(heap_make_list(&f.h, items, 3, &list) == 0);
+    CU_ASSERT_FATAL(heap_make_int64(&f.h, INT64_MAX, &big) == 0);
+    CU_ASSERT_FATAL(heap_make_tuple(&f.h, 8, &e, &msg) == 0);
+    e[0] = heap_atom("hello");
+    e[1] = list;
+    e[2] = map;
+    e[3] = ref;
+    e[4] = exp;
+    e[5] = big;
+    e[6] = heap_atom("hello");
+    /* 200 characters, 400 bytes: the header's LongAtoms flag. */
+    char lambdas[401];
+    for (int i = 0; i < 200; i++)
+        memcpy(lambdas + 2 * i, "\xce\xbb", 2);
+    lambdas[400] = 0;
+    e[7] = heap_atom(lambdas);
+    CU_ASSERT_FATAL(e[7] != TERM_NONE);
+    CU_ASSERT_FATAL(heap_make_tuple(&f.h, 4, &e, &ctl) == 0);
+    e[0] = term_make_small(DOP_REG_SEND);
+    e[1] = pid;
+    e[2] = heap_atom("");
+    e[3] = heap_atom("echo");
+    dist_body_t body = {0};
+    CU_ASSERT_FATAL(dist_encode_body(ctl, msg, &body) == 0);
+    for (int round = 0; round < 2; round++) {
+        etf_buf_t b = {0};
+        CU_ASSERT_FATAL(dist_frame_cached(&body, DFLAG_GIRDER_DEFAULT, &tx, &b) == 0);
+        CU_ASSERT(b.data[4] == 131 && b.data[5] == 68 && b.data[6] >= 8);
+        /* Round 0: every ref new; round 1: none. */
+        size_t nrefs = b.data[6];
+        bool any_new = false, all_new = true;
+        for (size_t i = 0; i < nrefs; i++) {
+            bool is_new = (b.data[7 + i / 2] >> ((i & 1) * 4)) & 8;
+            any_new = any_new || is_new;
+            all_new = all_new && is_new;
+        }
+        CU_ASSERT(round == 0 ? all_new : !any_new);
+        if (round == 0) {
+            /* Each ref's nibble (low first) and index byte name the slot
+             * the cache put its atom in (checked against tx, not against
+             * our own decoder, which would share a layout mistake). */
+            bool long_atoms = (b.data[7 + nrefs / 2] >> ((nrefs & 1) * 4)) & 1;
+            size_t pos = 7 + nrefs / 2 + 1;
+            for (size_t i = 0; i < nrefs; i++) {
+                unsigned nib = (b.data[7 + i / 2] >> ((i & 1) * 4)) & 0xF;
+                size_t slot = (size_t)(nib & 7) * 256 + b.data[pos++];
+                size_t alen =
+                    long_atoms ? (size_t)(b.data[pos] << 8 | b.data[pos + 1]) : b.data[pos];
+                pos += long_atoms ? 2 : 1;
+                term_t atom;
+                CU_ASSERT_FATAL(heap_atom_lookup((const char *)b.data + pos, alen, &atom) == 0);
+                CU_ASSERT(tx.cache[slot] == atom);
+                pos += alen;
+            }
+        }
+        size_t frames;
+        CU_ASSERT(decode_all(&f, &b, &frames) == 0 && frames == 1);
+        CU_ASSERT(f.m.op == DOP_REG_SEND);
+        CU_ASSERT(cmp(f.m.control, ctl) == 0);
+        CU_ASSERT(cmp(f.m.payload, msg) == 0);
+        etf_buf_free(&b);
+    }
+    etf_buf_free(&body.bytes);
+    fx_free(&f);
+}
+
 static const gd_test_case_t gd_tests[] = {
+    {"send cache", test_send_cache},
     {"frame for flags", test_frame_for_flags},
     {"capture", test_capture},
     {"long atoms", test_long_atoms},

@@ -50,7 +50,8 @@ terms() ->
      lists:seq(1, 300), <<>>, <<"bin">>, <<1:3>>, <<0:65537/unit:8>>, {}, {a, {b, {c}}},
      list_to_tuple(lists:seq(1, 300)), #{}, #{a => 1, "b" => [2]}, Big, self(),
      make_ref(), fun lists:map/2, fun(X) -> X + 1 end, [#{k => {self(), make_ref()}}],
-     {[<<"x">>], 1.5, 'UPPER', "unicode λ"}].
+     {[<<"x">>], 1.5, 'UPPER', "unicode λ"},
+     list_to_atom(lists:duplicate(200, 955)), [node(), 'x@y', lists:duplicate(300, a)]].
 
 echo_terms(G) ->
     [case echo(G, T) of
