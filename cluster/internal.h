@@ -67,6 +67,14 @@ term_t cluster_conn_node(conn_t *c);
 /* The controller process of connection c (loop thread). */
 term_t cluster_conn_controller(conn_t *c);
 
+/* Controller acknowledgements (loop thread: next and wait; controller:
+ * ack).  wait returns once the controller ctrl of c acknowledged seq, the
+ * connection went, or CLUSTER_CTRL_WAIT_MS passed. */
+#define CLUSTER_CTRL_WAIT_MS 500
+uint64_t cluster_ctrl_next(conn_t *c);
+void cluster_ctrl_wait(conn_t *c, uint64_t seq);
+void cluster_ctrl_ack(term_t node_atom, term_t ctrl, uint64_t seq);
+
 /* Spawns a connection's controller for the peer node_atom. */
 int cluster_controller_start(term_t node_atom, term_t *pid) GD_MUST_CHECK;
 

@@ -68,7 +68,9 @@ typedef struct conn {
     bool wrote;        /* anything written since the last tick check */
     uint64_t last_read_ns;
     uint64_t seq;
-    term_t ctrl; /* the controller process (TERM_NONE before up) */
+    term_t ctrl;         /* the controller process (TERM_NONE before up) */
+    uint64_t ctrl_seq;   /* last sequence sent to the controller (loop thread) */
+    uint64_t ctrl_acked; /* last it acknowledged (node.lock) */
 } conn_t;
 
 static struct node {
@@ -963,6 +965,39 @@ static int hook_demonitor(void *ud, sched_ctx_t *ctx, term_t ref)
 int cluster_send_control(term_t node_atom, term_t control, term_t payload)
 {
     return send_to_node(node_atom, control, payload, 0, false);
+}
+
+uint64_t cluster_ctrl_next(conn_t *c)
+{
+    return ++c->ctrl_seq;
+}
+
+void cluster_ctrl_wait(conn_t *c, uint64_t seq)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_nsec += (long)CLUSTER_CTRL_WAIT_MS * 1000000L;
+    deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+    deadline.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&node.lock);
+    while (c->ctrl_acked < seq && c->state == CONN_UP && node.running)
+        if (pthread_cond_timedwait(&node.cond, &node.lock, &deadline) == ETIMEDOUT) {
+            cluster_log("%s: controller slow to acknowledge (%d ms)", c->peer,
+                        CLUSTER_CTRL_WAIT_MS);
+            break;
+        }
+    pthread_mutex_unlock(&node.lock);
+}
+
+void cluster_ctrl_ack(term_t node_atom, term_t ctrl, uint64_t seq)
+{
+    pthread_mutex_lock(&node.lock);
+    conn_t *c = find_conn_locked(node_atom);
+    if (c != NULL && c->ctrl == ctrl && seq > c->ctrl_acked) {
+        c->ctrl_acked = seq;
+        pthread_cond_broadcast(&node.cond);
+    }
+    pthread_mutex_unlock(&node.lock);
 }
 
 term_t cluster_conn_node(conn_t *c)

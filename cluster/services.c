@@ -570,7 +570,7 @@ static int ctrl_outgoing(sched_ctx_t *ctx, term_t msg, term_t *state, bool *hand
     return 0;
 }
 
-static int ctrl_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+static int ctrl_handle_one(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
     heap_t *h = sched_heap(ctx);
     size_t n = arity(msg);
@@ -591,7 +591,7 @@ static int ctrl_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
     int rc = ctrl_outgoing(ctx, msg, state, &handled);
     if (handled)
         return rc;
-    if (is_atom(tag, "$gd_monitor") && n == 4) {
+    if (is_atom(tag, "$gd_monitor") && n == 5) {
         /* {_, RemotePid, Target, RemoteRef}: monitor for the peer. */
         term_t lref;
         rc = sched_monitor(ctx, el(msg, 2), &lref);
@@ -617,7 +617,7 @@ static int ctrl_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         return ctrl_send(ctx, DOP_PAYLOAD_MONITOR_P_EXIT, el(found, 4), el(found, 2), el(found, 3),
                          el(msg, 4));
     }
-    if (is_atom(tag, "$gd_link") && n == 3) {
+    if (is_atom(tag, "$gd_link") && n == 4) {
         /* {_, RemotePid, LocalPid}: a dead local answers with an exit
          * noproc (through the trapped EXIT below). */
         term_t items[3] = {ctrl_atom("link"), el(msg, 2), el(msg, 1)};
@@ -659,6 +659,24 @@ static int ctrl_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
     return 0;
 }
 
+/* Monitors and links from the peer carry a sequence number last: the loop
+ * thread waits for its acknowledgement before it delivers the peer's next
+ * messages, so a monitor set before a send is in place before the
+ * message arrives (Erlang orders signals between two processes). */
+static int ctrl_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    size_t n = arity(msg);
+    term_t seq = TERM_NONE;
+    if ((n == 5 && is_atom(el(msg, 0), "$gd_monitor")) ||
+        (n == 4 && is_atom(el(msg, 0), "$gd_link")))
+        seq = el(msg, n - 1);
+    int rc = ctrl_handle_one(ctx, msg, state);
+    if (term_is_small(seq))
+        cluster_ctrl_ack(sched_dict_get(ctx, ctrl_atom("$gd_node")), sched_self(ctx),
+                         (uint64_t)term_small_value(seq));
+    return rc;
+}
+
 static const sched_behaviour_t ctrl_beh = {ctrl_init, ctrl_handle, NULL, NULL};
 
 int cluster_controller_start(term_t node_atom, term_t *pid)
@@ -673,6 +691,25 @@ static int to_ctrl(conn_t *c, heap_t *h, const char *tag, term_t a, term_t b, te
     int rc = tuple(h, &msg, d == TERM_NONE ? 3 : 4, items);
     if (rc == 0)
         rc = sched_send(NULL, cluster_conn_controller(c), msg);
+    return rc == SCHED_ENOPROC ? 0 : rc;
+}
+
+/* As to_ctrl with a sequence number, waiting until the controller has
+ * acted (see ctrl_handle). */
+static int to_ctrl_sync(conn_t *c, heap_t *h, const char *tag, term_t a, term_t b, term_t d)
+{
+    uint64_t seq = cluster_ctrl_next(c);
+    term_t msg, items[5] = {heap_atom(tag), a, b, d, term_make_small((int64_t)seq)};
+    size_t n = 4;
+    if (d == TERM_NONE)
+        items[3] = items[4];
+    else
+        n = 5;
+    int rc = tuple(h, &msg, n, items);
+    if (rc == 0)
+        rc = sched_send(NULL, cluster_conn_controller(c), msg);
+    if (rc == 0)
+        cluster_ctrl_wait(c, seq);
     return rc == SCHED_ENOPROC ? 0 : rc;
 }
 
@@ -824,7 +861,7 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
         /* {1, From, To} */
         if (!term_is_pid(el(ctl, 1)) || !term_is_pid(el(ctl, 2)))
             return DIST_EPROTO;
-        return to_ctrl(c, h, "$gd_link", el(ctl, 1), el(ctl, 2), TERM_NONE);
+        return to_ctrl_sync(c, h, "$gd_link", el(ctl, 1), el(ctl, 2), TERM_NONE);
     case DOP_UNLINK_ID: {
         /* {35, Id, From, To}: acknowledge before anything else. */
         int rc = reply4(c, DOP_UNLINK_ID_ACK, el(ctl, 1), el(ctl, 3), el(ctl, 2), TERM_NONE);
@@ -834,7 +871,7 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
         /* {19, From, ToProc, Ref} */
         if (!term_is_pid(el(ctl, 1)) || !term_is_ref(el(ctl, 3)))
             return DIST_EPROTO;
-        return to_ctrl(c, h, "$gd_monitor", el(ctl, 1), el(ctl, 2), el(ctl, 3));
+        return to_ctrl_sync(c, h, "$gd_monitor", el(ctl, 1), el(ctl, 2), el(ctl, 3));
     case DOP_DEMONITOR_P:
         /* {20, From, ToProc, Ref} */
         return to_ctrl(c, h, "$gd_demonitor", el(ctl, 1), el(ctl, 3), TERM_NONE);
