@@ -15,6 +15,7 @@ typedef struct gd_command {
 
 int gd_cmd_epmd(int argc, char **argv);
 int gd_cmd_names(int argc, char **argv);
+int gd_cmd_node(int argc, char **argv);
 int gd_cmd_term(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@ static const gd_command_t commands[] = {
     {"version", cmd_version, "print the girder version"},
     {"epmd", gd_cmd_epmd, "run an Erlang port mapper daemon (like OTP's epmd)"},
     {"names", gd_cmd_names, "list the node names an epmd knows (like epmd -names)"},
+    {"node", gd_cmd_node, "start a distributed node (like erl -sname/-name)"},
     {"term", gd_cmd_term, "encode text terms to ETF or decode ETF to text"},
 };
 

@@ -1386,6 +1386,8 @@ static int lookup_target(term_t to, sched_proc_t **out)
 
 int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
 {
+    if (sched_dist_target(to))
+        return sched_dist_send(ctx, to, msg);
     sched_proc_t *t;
     int rc = lookup_target(to, &t);
     if (rc != GD_OK || t == NULL)
@@ -1412,6 +1414,8 @@ out:
 
 int sched_exit_pid(sched_ctx_t *ctx, term_t to, term_t reason)
 {
+    if (term_is_ext_pid(to))
+        return sched_dist_exit(ctx, to, reason);
     sched_proc_t *t;
     int rc = lookup_target(to, &t);
     if (rc != GD_OK || t == NULL)
@@ -1442,6 +1446,8 @@ static void self_sig(sched_ctx_t *ctx, msg_t *m)
 
 int sched_link(sched_ctx_t *ctx, term_t to)
 {
+    if (term_is_ext_pid(to))
+        return sched_dist_link(ctx, to, false);
     term_t pid;
     int rc = resolve(to, &pid);
     if (rc != GD_OK)
@@ -1478,6 +1484,8 @@ int sched_link(sched_ctx_t *ctx, term_t to)
 
 int sched_unlink(sched_ctx_t *ctx, term_t to)
 {
+    if (term_is_ext_pid(to))
+        return sched_dist_link(ctx, to, true);
     term_t pid;
     int rc = resolve(to, &pid);
     if (rc != GD_OK)
@@ -1494,6 +1502,8 @@ int sched_unlink(sched_ctx_t *ctx, term_t to)
 
 int sched_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out)
 {
+    if (sched_dist_target(to))
+        return sched_dist_monitor(ctx, to, ref_out);
     term_t pid;
     int rc = resolve(to, &pid);
     if (rc != GD_OK)
@@ -1537,7 +1547,9 @@ int sched_demonitor(sched_ctx_t *ctx, term_t ref)
     if (!ref_words(ref, &r))
         return GD_EBADARG;
     mon_entry_t e;
-    if (!mon_remove(ctx->monitors, r, &e) || e.pid == TERM_NONE)
+    if (!mon_remove(ctx->monitors, r, &e))
+        return sched_dist_demonitor(ctx, ref); /* a monitor of another node's process? */
+    if (e.pid == TERM_NONE)
         return GD_OK;
     msg_t *m = msg_new(SIG_DEMONITOR, ctx->pid);
     if (m == NULL)

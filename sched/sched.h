@@ -515,4 +515,43 @@ typedef int (*sched_dirty_fn)(void *arg);
  */
 int sched_dirty_call(sched_ctx_t *ctx, sched_dirty_fn fn, void *arg, term_t tag) GD_MUST_CHECK;
 
+/* ---- distribution hooks (sched/dist.c) ----
+ * sched/ never includes cluster/: the distribution layer installs these
+ * and sched_send / sched_exit_pid call them for targets on other nodes
+ * (an external pid, an external reference used as an alias, or {Name,
+ * Node} naming another node; {Name, Node} naming this node is a local
+ * send).  Hooks run on the caller's thread (a scheduler or any thread),
+ * must not block on I/O, and must have copied or encoded msg/reason
+ * (which live on the caller's heap) before they return.  `from` is the
+ * sending process's pid, or [] outside any process.  They return 0 or a
+ * negative code (a send to an unreachable node is dropped and returns 0,
+ * as in Erlang). */
+typedef struct sched_dist_hooks {
+    int (*send)(void *ud, term_t from, term_t to, term_t msg);
+    int (*exit)(void *ud, term_t from, term_t to, term_t reason);
+    /* sched_link / sched_unlink (unlink true) of an external pid, and
+     * sched_monitor of an external pid or {Name, Node}, for the calling
+     * process; the hook makes *ref_out (on ctx's heap) and delivers the
+     * DOWN later as the message {'DOWN', Ref, process, Item, Reason}. */
+    int (*link)(void *ud, sched_ctx_t *ctx, term_t to, bool unlink);
+    int (*monitor)(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out);
+    /* sched_demonitor of a ref the process's own table does not hold. */
+    int (*demonitor)(void *ud, sched_ctx_t *ctx, term_t ref);
+    void *ud;
+} sched_dist_hooks_t;
+
+/* Installs hooks (NULL removes them); the table must stay valid until it
+ * is removed and no send can still be using it (i.e. after sched_stop). */
+void sched_set_dist_hooks(const sched_dist_hooks_t *hooks);
+/* True when `to` names a process on another node (or {Name, Node}). */
+bool sched_dist_target(term_t to);
+/* sched_send / sched_exit_pid for such targets: GD_EBADARG without hooks. */
+int sched_dist_send(sched_ctx_t *ctx, term_t to, term_t msg) GD_MUST_CHECK;
+int sched_dist_exit(sched_ctx_t *ctx, term_t to, term_t reason) GD_MUST_CHECK;
+/* sched_link/unlink, sched_monitor and sched_demonitor for such targets
+ * (demonitor: GD_OK without hooks, as for a monitor that already fired). */
+int sched_dist_link(sched_ctx_t *ctx, term_t to, bool unlink) GD_MUST_CHECK;
+int sched_dist_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out) GD_MUST_CHECK;
+int sched_dist_demonitor(sched_ctx_t *ctx, term_t ref) GD_MUST_CHECK;
+
 #endif /* GIRDER_SCHED_H */

@@ -1,0 +1,457 @@
+/*
+ * cluster.h — Erlang distribution: the handshake, the connected-phase frame
+ * decoder and the running node (`girder node`).
+ *
+ * Status (for the next session; protocol facts: ../shared/protocol.md):
+ *   works (tests/cluster/, tests/interop/dist_interop.*, fuzz fz_dist_*):
+ *   - handshake v6 as acceptor and initiator, v5 ('n' + 'c') from older
+ *     initiators, cookie digests, flags (OTP 25 mandatory set required,
+ *     MANDATORY_25_DIGEST honoured), ok/ok_simultaneous/nok/alive/
+ *     not_allowed, dynamic names (NAME_ME, acceptor side), hidden nodes; a
+ *     pure state machine over byte buffers with no allocation;
+ *   - frames: ticks, pass-through (112), normal headers (131 68) with the
+ *     per-connection atom cache, fragments (131 69 / 131 70) reassembled
+ *     per sequence with bounded memory, caps on frame size, reassembly and
+ *     atoms a peer creates; sending: 131 68 with no cache refs, fragments
+ *     of 64 KiB;
+ *   - `girder node`: cookie file, EPMD registration (embedded keeper when
+ *     none answers), identity, connections both ways on a libevent loop
+ *     thread (auto-connect on first send, order kept while connecting,
+ *     simultaneous connect by name), ticks and net_tick_timeout,
+ *     SIGTERM/SIGINT shutdown, one log line per connection and refusal;
+ *   - SEND/SEND_SENDER/REG_SEND (+_TT) in, SEND_SENDER/REG_SEND/ALIAS_SEND
+ *     out, EXIT2 both ways, links and monitors both ways through a
+ *     per-connection controller process, UNLINK_ID/ACK, noconnection on
+ *     nodedown, SPAWN_REQUEST for erpc (call and cast);
+ *   - net_kernel (ping), rex (features, call/block_call), echo, built-ins
+ *     girder:echo/1, spawn_echo/0, info/0, watch/2, erlang:node/0,
+ *     nodes/0, system_info/1; cluster_rpc_register for applications.
+ *   left:
+ *   - TLS distribution; global (girder is visible but ignores global's
+ *     sync, see protocol.md 5.1); girder_kv; bench tests/bench/dist;
+ *   - the atom cache on send; a receive path without the double copy
+ *     (frames decode onto a scratch heap, sched_send copies again);
+ *     budgeted encoding of huge terms on the sending scheduler;
+ *   - back-pressure: a connection's output buffer is not capped (OTP
+ *     suspends senders past +zdbbl);
+ *   - aliases of girder processes (ALIAS_SEND to girder is dropped), and
+ *     a trapping process sees the controller's pid, not the remote pid, in
+ *     the EXIT message of a remote link; demonitor of a remote monitor
+ *     does not flush a DOWN already queued;
+ *   - spawn_request of anything but erpc answers notsup; the peer's
+ *     UNLINK_ID_ACK is not awaited (a LINK that races an unlink is not
+ *     ignored as the protocol asks).
+ */
+#ifndef GIRDER_CLUSTER_H
+#define GIRDER_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "etf.h"
+
+/* ---- cluster/ error codes (the range below sched/'s) ---- */
+enum {
+    DIST_EPROTO = -300,       /* a handshake message or frame is malformed */
+    DIST_ETOO_LARGE = -301,   /* a declared length exceeds its cap */
+    DIST_EFLAGS = -302,       /* the peer lacks mandatory capability flags */
+    DIST_ENAME = -303,        /* a node name is malformed or not the one dialled */
+    DIST_EDIGEST = -304,      /* the peer's cookie digest is wrong */
+    DIST_ENOT_ALLOWED = -305, /* refused: our side sent or got not_allowed */
+    DIST_ENOK = -306,         /* simultaneous connect lost: the other attempt wins */
+    DIST_EALIVE = -307,       /* the peer keeps an older connection ('s' false) */
+    DIST_EATOM_QUOTA = -308,  /* the peer created more atoms than its quota */
+    DIST_ECACHE = -309,       /* an atom cache reference to an empty slot */
+    DIST_EFRAGMENT = -310,    /* a fragment for no or a duplicate sequence */
+    DIST_ECLOSED = -311,      /* the connection is gone */
+    DIST_ENOCONNECTION = -312 /* no connection to the node can be made */
+};
+
+/* Describes any DIST_E* code (and defers to etf_strerror for the others). */
+const char *dist_strerror(int code);
+
+/* ---- capability flags (lib/kernel/include/dist.hrl, protocol.md 3.2) ---- */
+#define DFLAG_PUBLISHED 0x1ull
+#define DFLAG_ATOM_CACHE 0x2ull
+#define DFLAG_EXTENDED_REFERENCES 0x4ull
+#define DFLAG_DIST_MONITOR 0x8ull
+#define DFLAG_FUN_TAGS 0x10ull
+#define DFLAG_DIST_MONITOR_NAME 0x20ull
+#define DFLAG_HIDDEN_ATOM_CACHE 0x40ull
+#define DFLAG_NEW_FUN_TAGS 0x80ull
+#define DFLAG_EXTENDED_PIDS_PORTS 0x100ull
+#define DFLAG_EXPORT_PTR_TAG 0x200ull
+#define DFLAG_BIT_BINARIES 0x400ull
+#define DFLAG_NEW_FLOATS 0x800ull
+#define DFLAG_UNICODE_IO 0x1000ull
+#define DFLAG_DIST_HDR_ATOM_CACHE 0x2000ull
+#define DFLAG_SMALL_ATOM_TAGS 0x4000ull
+#define DFLAG_UTF8_ATOMS 0x10000ull
+#define DFLAG_MAP_TAG 0x20000ull
+#define DFLAG_BIG_CREATION 0x40000ull
+#define DFLAG_SEND_SENDER 0x80000ull
+#define DFLAG_BIG_SEQTRACE_LABELS 0x100000ull
+#define DFLAG_EXIT_PAYLOAD 0x400000ull
+#define DFLAG_FRAGMENTS 0x800000ull
+#define DFLAG_HANDSHAKE_23 0x1000000ull
+#define DFLAG_UNLINK_ID 0x2000000ull
+#define DFLAG_MANDATORY_25_DIGEST 0x4000000ull
+#define DFLAG_SPAWN (1ull << 32)
+#define DFLAG_NAME_ME (1ull << 33)
+#define DFLAG_V4_NC (1ull << 34)
+#define DFLAG_ALIAS (1ull << 35)
+
+/* What every peer must offer (OTP 25's mandatory set, erts dist.h). */
+#define DFLAG_MANDATORY_25                                                                         \
+    (DFLAG_EXTENDED_REFERENCES | DFLAG_FUN_TAGS | DFLAG_EXTENDED_PIDS_PORTS | DFLAG_UTF8_ATOMS |   \
+     DFLAG_NEW_FUN_TAGS | DFLAG_BIG_CREATION | DFLAG_NEW_FLOATS | DFLAG_MAP_TAG |                  \
+     DFLAG_EXPORT_PTR_TAG | DFLAG_BIT_BINARIES | DFLAG_HANDSHAKE_23)
+/* What girder offers: exactly OTP 25-28's default set (0xd07df7fbd), which
+ * every release 25-28 accepts; DFLAG_PUBLISHED is cleared for hidden. */
+#define DFLAG_GIRDER_DEFAULT 0xd07df7fbdull
+
+/* ---- control message operations (protocol.md 4.4) ---- */
+enum dist_op {
+    DOP_LINK = 1,
+    DOP_SEND = 2,
+    DOP_EXIT = 3,
+    DOP_UNLINK = 4,
+    DOP_REG_SEND = 6,
+    DOP_GROUP_LEADER = 7,
+    DOP_EXIT2 = 8,
+    DOP_SEND_TT = 12,
+    DOP_EXIT_TT = 13,
+    DOP_REG_SEND_TT = 16,
+    DOP_EXIT2_TT = 18,
+    DOP_MONITOR_P = 19,
+    DOP_DEMONITOR_P = 20,
+    DOP_MONITOR_P_EXIT = 21,
+    DOP_SEND_SENDER = 22,
+    DOP_SEND_SENDER_TT = 23,
+    DOP_PAYLOAD_EXIT = 24,
+    DOP_PAYLOAD_EXIT_TT = 25,
+    DOP_PAYLOAD_EXIT2 = 26,
+    DOP_PAYLOAD_EXIT2_TT = 27,
+    DOP_PAYLOAD_MONITOR_P_EXIT = 28,
+    DOP_SPAWN_REQUEST = 29,
+    DOP_SPAWN_REQUEST_TT = 30,
+    DOP_SPAWN_REPLY = 31,
+    DOP_SPAWN_REPLY_TT = 32,
+    DOP_ALIAS_SEND = 33,
+    DOP_ALIAS_SEND_TT = 34,
+    DOP_UNLINK_ID = 35,
+    DOP_UNLINK_ID_ACK = 36,
+};
+
+/* ---- handshake (protocol.md 3) ---- */
+
+/* Longest full node name accepted, in bytes (255 characters of up to 4
+ * UTF-8 bytes, as the node atom allows). */
+#define DIST_NAME_MAX 1020
+/* Largest handshake message accepted.  OTP takes up to 65535 bytes and
+ * ignores what follows the fields; the longest real message is 'N' with a
+ * 1020-byte name (1039 bytes), so anything past this cap is refused rather
+ * than buffered for an unauthenticated peer. */
+#define DIST_HS_MSG_MAX 1100
+/* Room for what one step writes: at most two messages (status + challenge)
+ * with their 2-byte lengths. */
+#define DIST_HS_OUT_MAX (2 * (DIST_HS_MSG_MAX + 2))
+
+enum dist_role {
+    DIST_ACCEPTOR = 0, /* B: the peer connected to us */
+    DIST_INITIATOR = 1 /* A: we connected to the peer */
+};
+
+/* What an acceptor answers a peer's name with (dist_util's mark_pending). */
+enum dist_status {
+    DIST_STATUS_OK = 0,
+    DIST_STATUS_OK_SIMULTANEOUS, /* we were also connecting; the peer's name is greater */
+    DIST_STATUS_NOK,             /* we were also connecting; ours wins */
+    DIST_STATUS_NOT_ALLOWED,
+    DIST_STATUS_ALIVE, /* we already have a connection to a node of that name */
+};
+
+/* How the acceptor decides the status for a peer (name: full name bytes,
+ * not NUL-terminated, already validated).  Called at most once. */
+typedef enum dist_status (*dist_decide_fn)(void *ud, const char *name, size_t len);
+
+/* Handshake configuration; every pointer is borrowed and must outlive the
+ * handshake. */
+typedef struct dist_hs_config {
+    enum dist_role role;
+    const char *name; /* our full node name, e.g. "a@host" */
+    size_t name_len;
+    uint32_t creation;
+    uint64_t flags; /* what we offer (DFLAG_GIRDER_DEFAULT, minus PUBLISHED if hidden) */
+    const char *cookie;
+    size_t cookie_len;
+    uint32_t challenge; /* ours, from a CSPRNG */
+    /* Initiator: the full name we dialled; the peer must answer with it
+     * byte for byte. */
+    const char *peer_name;
+    size_t peer_name_len;
+    /* Acceptor: status decision (NULL: always ok) and, for a peer asking
+     * for a dynamic name, the random bits its name and creation come from. */
+    dist_decide_fn decide;
+    void *decide_ud;
+    uint64_t dynamic_seed;
+} dist_hs_config_t;
+
+enum dist_hs_state {
+    DIST_HS_RECV_NAME = 0,   /* B: waiting for 'N' / 'n' */
+    DIST_HS_RECV_ALIVE,      /* B: sent alive, waiting for 's' true/false */
+    DIST_HS_RECV_COMPLEMENT, /* B: v5 peer, waiting for 'c' */
+    DIST_HS_RECV_REPLY,      /* B: waiting for 'r' */
+    DIST_HS_RECV_STATUS,     /* A: waiting for 's' */
+    DIST_HS_RECV_CHALLENGE,  /* A: waiting for 'N' */
+    DIST_HS_RECV_ACK,        /* A: waiting for 'a' */
+    DIST_HS_UP,              /* authenticated; switch to 4-byte frames */
+    DIST_HS_FAILED,
+};
+
+/* One handshake.  Fixed size, no allocation: nothing an unauthenticated
+ * peer sends is kept beyond peer_name. */
+typedef struct dist_hs {
+    dist_hs_config_t cfg;
+    enum dist_hs_state state;
+    bool v5;           /* the peer sent the old 'n' name message */
+    bool replaces_old; /* B: the peer answered alive with true: drop the old connection */
+    uint64_t peer_flags;
+    uint64_t flags; /* agreed: ours AND the peer's (valid once UP) */
+    uint32_t peer_creation;
+    uint32_t peer_challenge;
+    char peer_name[DIST_NAME_MAX + 1]; /* NUL-terminated */
+    size_t peer_name_len;
+    uint8_t out[DIST_HS_OUT_MAX]; /* bytes to send, 2-byte framed */
+    size_t out_len;
+} dist_hs_t;
+
+/* Starts a handshake.  An initiator's first message is in hs->out at
+ * once.  GD_EINVAL for names or cookies over their caps. */
+int dist_hs_init(dist_hs_t *hs, const dist_hs_config_t *cfg) GD_MUST_CHECK;
+
+/*
+ * Feeds received bytes.  Consumes at most one complete 2-byte-framed
+ * message from in[0..len) and sets *used to the bytes taken (0 when the
+ * message is still incomplete: call again with more).  Replies are appended
+ * to hs->out (the caller sends and then clears out_len).  Returns 0 to go
+ * on, 1 once the handshake is UP (bytes after *used belong to the 4-byte
+ * phase), or a DIST_E* code: the caller sends hs->out (a not_allowed or nok
+ * status may be there) and closes.  O(len); no allocation.
+ */
+int dist_hs_feed(dist_hs_t *hs, const uint8_t *in, size_t len, size_t *used) GD_MUST_CHECK;
+
+/* MD5(cookie ++ decimal(challenge)) into digest (dist_util:gen_digest). */
+void dist_digest(const char *cookie, size_t cookie_len, uint32_t challenge, uint8_t digest[16]);
+
+/* True if name[0..len) is a valid full node name: one '@' with non-empty
+ * parts, valid UTF-8 of at most 255 characters, no NUL. */
+bool dist_name_valid(const char *name, size_t len);
+
+/* ---- connected phase: frames (protocol.md 4) ---- */
+
+/* Slots of the per-connection, per-direction atom cache (8 segments of
+ * 256). */
+#define DIST_ATOM_CACHE_SIZE 2048
+/* Largest frame and largest reassembled message accepted (bytes); OTP has
+ * no cap, the design asks for 64 MB messages to pass. */
+#define DIST_MAX_MESSAGE_DEFAULT ((size_t)256 << 20)
+/* Atoms one peer may add to the node's table over its connection's life. */
+#define DIST_ATOM_QUOTA_DEFAULT 100000
+/* Fragmented messages one peer may have in flight at once. */
+#define DIST_MAX_SEQUENCES_DEFAULT 16
+/* Data bytes per fragment, as OTP (ERTS_DIST_FRAGMENT_SIZE). */
+#define DIST_FRAGMENT_SIZE 65536
+
+/* Caps of one receiving connection; zero fields take the defaults. */
+typedef struct dist_rx_limits {
+    size_t max_message;
+    size_t atom_quota;
+    size_t max_sequences;
+} dist_rx_limits_t;
+
+/* A message whose fragments are still arriving. */
+typedef struct dist_frag {
+    bool used;
+    uint64_t seq;
+    uint64_t next_id; /* the FragmentId expected next (they count down to 1) */
+    term_t refs[255]; /* the start fragment's atom cache refs, resolved */
+    size_t nrefs;
+    uint8_t *data; /* control and payload bytes so far (malloc'ed) */
+    size_t len, cap;
+} dist_frag_t;
+
+/* The receiving side of one connection. */
+typedef struct dist_rx {
+    term_t cache[DIST_ATOM_CACHE_SIZE]; /* TERM_NONE: empty slot */
+    dist_rx_limits_t lim;
+    size_t atoms_created;
+    dist_frag_t *frags; /* lim.max_sequences entries */
+    size_t frag_bytes;  /* buffer bytes held by partial sequences */
+} dist_rx_t;
+
+/* One decoded control message: op 0 means none (a tick, or a fragment of a
+ * message not yet complete). */
+typedef struct dist_msg {
+    int op;
+    term_t control; /* the control tuple {Op, ...} */
+    term_t payload; /* TERM_NONE when the op has none */
+} dist_msg_t;
+
+/* Looks for a complete 4-byte-length frame at in[0..len): returns 1 and
+ * *frame_len (body bytes after the length) when one is there, 0 when more
+ * bytes are needed, DIST_ETOO_LARGE when the length exceeds max (checked
+ * before anything is buffered for it).  O(1). */
+int dist_frame_split(const uint8_t *in, size_t len, size_t max, size_t *frame_len) GD_MUST_CHECK;
+
+/* True for the operations followed by a payload term. */
+bool dist_op_has_payload(int op);
+
+/* Sets up a receiving side (lim may be NULL).  GD_ENOMEM. */
+int dist_rx_init(dist_rx_t *rx, const dist_rx_limits_t *lim) GD_MUST_CHECK;
+/* Frees partial sequences and the table; rx may be re-initialised. */
+void dist_rx_free(dist_rx_t *rx);
+
+/*
+ * Decodes one frame body p[0..len) (after its 4-byte length) received on
+ * the connection rx: a tick, a pass-through (112) frame, a normal header
+ * (131 68) or a fragment (131 69 / 131 70).  Terms are built on h.  The
+ * control tuple is checked to be {Op, ...} with a known Op and its arity,
+ * and a payload is required exactly for the ops that carry one; nothing
+ * may follow.  Errors (the connection must then close): DIST_EPROTO,
+ * DIST_ECACHE, DIST_EFRAGMENT, DIST_ETOO_LARGE, DIST_EATOM_QUOTA,
+ * GD_ENOMEM, GD_EATOM_TABLE_FULL.  Atoms new to the node count against
+ * the quota.  O(len) plus the decoded size.
+ */
+int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len,
+                  dist_msg_t *out) GD_MUST_CHECK;
+
+/* A message encoded but not yet framed: the control's bytes then the
+ * payload's, without version bytes (framing depends on the flags agreed
+ * with the peer, which a message queued before the handshake ends does
+ * not know yet). */
+typedef struct dist_body {
+    etf_buf_t bytes;
+    size_t ctl_len;
+    bool has_payload;
+} dist_body_t;
+
+/* Encodes control and payload (TERM_NONE: none) into out->bytes (reused;
+ * the caller frees it).  Errors: ETF encode errors, GD_ENOMEM.  O(size). */
+int dist_encode_body(term_t control, term_t payload, dist_body_t *out) GD_MUST_CHECK;
+
+/*
+ * Appends body to out as the frames a peer with the agreed flags expects:
+ * pass-through (112 131 control 131 payload) without DIST_HDR_ATOM_CACHE,
+ * else 131 68 with no cache refs, cut into DIST_FRAGMENT_SIZE fragments
+ * (sequence id seq) when FRAGMENTS is agreed and the body is longer.  On
+ * failure out->len is unchanged.  Errors: GD_ENOMEM, DIST_ETOO_LARGE.
+ */
+int dist_frame_body(const dist_body_t *body, uint64_t flags, uint64_t seq,
+                    etf_buf_t *out) GD_MUST_CHECK;
+
+/* The sending side's atom cache of one connection: the atom the peer
+ * holds in each slot (TERM_NONE: none).  Starts empty (zeroed is not
+ * empty: use dist_tx_init). */
+typedef struct dist_tx {
+    term_t cache[DIST_ATOM_CACHE_SIZE];
+} dist_tx_t;
+
+static inline void dist_tx_init(dist_tx_t *tx)
+{
+    for (size_t i = 0; i < DIST_ATOM_CACHE_SIZE; i++)
+        tx->cache[i] = TERM_NONE;
+}
+
+/*
+ * As dist_frame_body for a peer with DIST_HDR_ATOM_CACHE, as one frame
+ * whose header references the message's atoms (up to 255) through the
+ * connection's cache tx: new entries carry their text and update tx.  The
+ * frames must reach the peer in the order they were made (the caller
+ * holds the connection's lock from here to the write; a frame made and
+ * not sent desynchronises the caches: close the connection then).
+ * Errors: GD_ENOMEM, DIST_ETOO_LARGE, DIST_EPROTO (body not girder's
+ * encoding).  O(size of body).
+ */
+int dist_frame_cached(const dist_body_t *body, uint64_t flags, dist_tx_t *tx,
+                      etf_buf_t *out) GD_MUST_CHECK;
+
+/* The fragments (131 69 then 131 70) of body, frag_size data bytes each. */
+int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size,
+                         etf_buf_t *out) GD_MUST_CHECK;
+
+/*
+ * Appends to out one message as frames: 4-byte length, 131 68 with no
+ * atom cache refs, control, payload (TERM_NONE: none).  When frag_size is
+ * non-zero and control+payload exceed it, the message goes out as
+ * fragments (131 69 then 131 70, sequence id seq, ids counting down) of
+ * frag_size data bytes, the first holding the whole control.  On failure
+ * out->len is unchanged.  Errors: ETF encode errors, GD_ENOMEM,
+ * DIST_ETOO_LARGE.  O(size of the terms).
+ */
+int dist_encode_message(term_t control, term_t payload, uint64_t seq, size_t frag_size,
+                        etf_buf_t *out) GD_MUST_CHECK;
+
+/* ---- the node (node.c, services.c, cookie.c) ---- */
+
+#define CLUSTER_TICKTIME_DEFAULT 60 /* net_ticktime, seconds */
+#define CLUSTER_SETUPTIME_DEFAULT 7 /* net_setuptime, seconds per handshake step */
+
+/* What `girder node` starts; zero fields take the defaults. */
+typedef struct cluster_config {
+    const char *name; /* "name" (host appended) or "name@host" */
+    bool longnames;   /* -name (fully qualified host) rather than -sname */
+    const char *cookie;
+    uint16_t listen_min, listen_max; /* 0: any port */
+    unsigned ticktime_s;
+    unsigned setuptime_s;
+    unsigned schedulers; /* 0: one per core */
+    bool hidden;
+    uint16_t epmd_port; /* 0: ERL_EPMD_PORT or 4369 */
+} cluster_config_t;
+
+/*
+ * Starts the node: binds the distribution port, registers with EPMD (an
+ * embedded EPMD when none answers), sets the node identity (name and the
+ * creation EPMD gave), starts the schedulers and the services (net_kernel,
+ * rex, echo), and accepts connections on a libevent loop thread.  Blocks
+ * until registered (at most 10 s).  Errors: GD_EINVAL (bad name or
+ * config), GD_ESYSTEM_LIMIT (no port, no EPMD registration, threads),
+ * GD_ENOMEM, GD_EALREADY (identity already frozen).  One node per process.
+ */
+int cluster_start(const cluster_config_t *cfg) GD_MUST_CHECK;
+
+/* Stops processes, closes every connection, releases the EPMD name and the
+ * port.  No-op when not started.  Not from a process or loop callback. */
+void cluster_stop(void);
+
+/* The node's full name (valid while started). */
+const char *cluster_node_name(size_t *len);
+
+/*
+ * The cookie from path (normally ~/.erlang.cookie), created when missing
+ * (mode 0400, 32 letters A-Z from getrandom: 150 bits) and *created set.
+ * Trailing whitespace is dropped.  *out is malloc'ed (caller frees).
+ * Errors: GD_EINVAL (unreadable, empty, or group/other can read it: OTP
+ * refuses such a file too), GD_ENOMEM.
+ */
+int cluster_cookie_load(const char *path, char **out, bool *created) GD_MUST_CHECK;
+
+/* True for a cookie shorter than 16 characters or a well-known default:
+ * the node warns loudly about it. */
+bool cluster_cookie_weak(const char *cookie);
+
+/* A C function callable by rpc:call / erpc:call from other nodes: args is
+ * the proper list of arguments (on h), the result is built on h.  A
+ * negative return raises error badarg in the caller. */
+typedef int (*cluster_rpc_fn)(heap_t *h, term_t args, term_t *result);
+
+/* Registers module:function/arity (replacing an earlier one).  Call before
+ * or after cluster_start.  Errors: GD_ENOMEM, GD_EINVAL, GD_ESYSTEM_LIMIT
+ * (table full: CLUSTER_RPC_MAX). */
+#define CLUSTER_RPC_MAX 256
+int cluster_rpc_register(const char *module, const char *function, unsigned arity,
+                         cluster_rpc_fn fn) GD_MUST_CHECK;
+
+#endif /* GIRDER_CLUSTER_H */

@@ -1,0 +1,89 @@
+/*
+ * internal.h — what cluster/'s files share among themselves: the
+ * connection handle the loop passes to the message dispatcher, and the
+ * services' entry points.
+ */
+#ifndef GIRDER_CLUSTER_INTERNAL_H
+#define GIRDER_CLUSTER_INTERNAL_H
+
+#include "cluster.h"
+#include "sched/sched.h"
+
+/* Big-endian fields of the wire formats (reads check bounds first). */
+static inline uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+static inline uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
+static inline uint8_t *put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+    return p + 2;
+}
+static inline uint8_t *put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+    return p + 4;
+}
+static inline uint8_t *put64(uint8_t *p, uint64_t v)
+{
+    return put32(put32(p, (uint32_t)(v >> 32)), (uint32_t)v);
+}
+
+typedef struct conn conn_t;
+
+/* One log line on stderr, "girder: <time>: <text>". */
+void cluster_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Handles one decoded control message from connection c (loop thread;
+ * terms on h, which is freed afterwards).  A negative code closes c. */
+int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m) GD_MUST_CHECK;
+
+/* Sends control + payload (TERM_NONE: none) on c.  Loop thread only (c
+ * cannot be freed under it there).  DIST_ECLOSED when c is gone. */
+int cluster_conn_send(conn_t *c, term_t control, term_t payload) GD_MUST_CHECK;
+
+/* A send from a local process (or [] from outside one) to an external
+ * pid, alias or {Name, Node}: what the sched/ send hook does. */
+int cluster_send_remote(term_t from, term_t to, term_t msg) GD_MUST_CHECK;
+
+/* The visible nodes connected now, as a list on h. */
+int cluster_nodes(heap_t *h, term_t *out) GD_MUST_CHECK;
+
+/* The peer's node atom of connection c (loop thread, once up). */
+term_t cluster_conn_node(conn_t *c);
+
+/* The controller process of connection c (loop thread). */
+term_t cluster_conn_controller(conn_t *c);
+
+/* Controller acknowledgements (loop thread: next and wait; controller:
+ * ack).  wait returns once the controller ctrl of c acknowledged seq, the
+ * connection went, or CLUSTER_CTRL_WAIT_MS passed. */
+#define CLUSTER_CTRL_WAIT_MS 500
+uint64_t cluster_ctrl_next(conn_t *c);
+void cluster_ctrl_wait(conn_t *c, uint64_t seq);
+void cluster_ctrl_ack(term_t node_atom, term_t ctrl, uint64_t seq);
+
+/* Spawns a connection's controller for the peer node_atom. */
+int cluster_controller_start(term_t node_atom, term_t *pid) GD_MUST_CHECK;
+
+/* Sends control + payload to node_atom on its live connection only (never
+ * connects): a controller's answers die with their connection.  Any
+ * thread. */
+int cluster_send_control(term_t node_atom, term_t control, term_t payload) GD_MUST_CHECK;
+
+/* Spawns net_kernel, rex and echo (after sched_start). */
+int cluster_services_start(void) GD_MUST_CHECK;
+
+#endif

@@ -1,0 +1,1273 @@
+/*
+ * node.c — the running node: the libevent loop thread, the distribution
+ * listener, EPMD registration (epmd_keeper), connections (handshake, then
+ * frames), ticks, and the sched/ hooks that carry sends to other nodes.
+ * The only file of cluster/ that includes <event2/...>.
+ *
+ * Threads and locking.  One loop thread runs every socket callback and
+ * timer.  Scheduler threads reach connections only through the send hook,
+ * under node.lock: they encode the message on their own thread (no lock
+ * held), then under the lock find (or create) the connection and append
+ * the bytes to its bufferevent (thread-safe, and never blocking: it only
+ * appends to a buffer) or, while the connection is being set up, to its
+ * pending buffer.  Bufferevents run their callbacks deferred and unlocked,
+ * so the lock order is always node.lock, then a bufferevent's own lock.
+ * Connections are freed only on the loop thread, after being unlinked
+ * under the lock (Redis' freeClientAsync: never inside their own
+ * callback), so the loop may use a connection without the lock for the
+ * fields only it touches (handshake, decoder, scratch heap).
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+
+#include "epmd.h"
+#include "internal.h"
+
+enum conn_state {
+    CONN_CONNECTING = 0, /* initiator: the connect thread is looking it up */
+    CONN_HANDSHAKE,
+    CONN_UP,
+    CONN_CLOSING, /* flushing a last message (a refusal status), then closed */
+    CONN_DEAD,    /* unlinked; freed by the loop */
+};
+
+typedef struct conn {
+    struct conn *next;
+    enum conn_state state;
+    bool initiator;
+    struct bufferevent *bev;
+    struct event *timer; /* setup timer during the handshake, tick timer after */
+    dist_hs_t hs;
+    dist_rx_t rx;
+    bool rx_ready;
+    term_t node; /* the peer's node atom (initiator: from the start) */
+    char peer[DIST_NAME_MAX + 1];
+    uint64_t flags;
+    etf_buf_t pending; /* messages sent before it came up, unframed (see queue_body) */
+    dist_tx_t tx;      /* the atom cache of what we send */
+    uint64_t id;       /* unique per connection: tells a reused address apart */
+    bool wrote;        /* anything written since the last tick check */
+    uint64_t last_read_ns;
+    uint64_t seq;
+    term_t ctrl;         /* the controller process (TERM_NONE before up) */
+    uint64_t ctrl_seq;   /* last sequence sent to the controller (loop thread) */
+    uint64_t ctrl_acked; /* last it acknowledged (node.lock) */
+} conn_t;
+
+static struct node {
+    bool running;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct event_base *base;
+    pthread_t loop_thread;
+    bool loop_started;
+    struct evconnlistener *listener;
+    uint16_t port;
+    epmd_keeper_t *keeper;
+    bool registered;
+    int register_err;
+    uint32_t creation;
+    cluster_config_t cfg;
+    char name[DIST_NAME_MAX + 1]; /* full name */
+    size_t name_len;
+    char *cookie;
+    size_t cookie_len;
+    conn_t *conns;
+    unsigned connect_threads; /* detached connect threads still running */
+    uint64_t conn_ids;
+    sched_dist_hooks_t hooks;
+} node = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void cluster_log(const char *fmt, ...)
+{
+    char msg[1024], ts[32];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
+    fprintf(stderr, "girder: %s: %s\n", ts, msg);
+}
+
+const char *cluster_node_name(size_t *len)
+{
+    if (len != NULL)
+        *len = node.name_len;
+    return node.name;
+}
+
+/* ---- connections ---- */
+
+static void conn_free(conn_t *c)
+{
+    if (c->bev != NULL)
+        bufferevent_free(c->bev);
+    if (c->timer != NULL)
+        event_free(c->timer);
+    if (c->rx_ready)
+        dist_rx_free(&c->rx);
+    etf_buf_free(&c->pending);
+    free(c);
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_free(arg);
+}
+
+/* Unlinks c (lock held) and schedules its freeing on the loop. */
+static void conn_kill_locked(conn_t *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    for (conn_t **pp = &node.conns; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    /* A local send: it takes no lock of ours. */
+    if (term_is_pid(c->ctrl) && sched_send(NULL, c->ctrl, heap_atom("$gd_nodedown")) < 0)
+        cluster_log("%s: could not tell its links and monitors (out of memory)", c->peer);
+    c->state = CONN_DEAD;
+    if (c->bev != NULL)
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    if (c->timer != NULL)
+        event_del(c->timer);
+    const struct timeval zero = {0, 0};
+    if (event_base_once(node.base, -1, EV_TIMEOUT, reap_cb, c, &zero) != 0)
+        cluster_log("could not schedule a connection's release (leaked)");
+}
+
+/* Ends a connection, logging why (once) and telling the services. */
+static void conn_close(conn_t *c, const char *why)
+{
+    pthread_mutex_lock(&node.lock);
+    bool was_up = c->state == CONN_UP;
+    if (c->state != CONN_DEAD) {
+        if (c->peer[0] != 0)
+            cluster_log("%s %s: %s", was_up ? "nodedown" : "connection to", c->peer, why);
+        else
+            cluster_log("connection closed: %s", why);
+    }
+    conn_kill_locked(c);
+    pthread_mutex_unlock(&node.lock);
+}
+
+/* Writes frames on an up connection (lock held).  With nothing queued
+ * they go straight to the socket from this thread (non-blocking): a reply
+ * then leaves without waking the loop thread, which halves a round trip.
+ * What the socket does not take is queued; the bufferevent's lock keeps
+ * the order with the loop's own writes. */
+static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n)
+{
+    if (c->state != CONN_UP)
+        return DIST_ECLOSED;
+    c->wrote = true;
+    size_t off = 0;
+    bufferevent_lock(c->bev);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        ssize_t w = send(bufferevent_getfd(c->bev), p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0)
+            off = (size_t)w;
+    }
+    int rc = off < n && bufferevent_write(c->bev, p + off, n - off) != 0 ? GD_ENOMEM : 0;
+    bufferevent_unlock(c->bev);
+    return rc;
+}
+
+/* A message for a connection still being set up is kept unframed, as
+ * seq:64 ctl_len:64 has_payload:8 len:64 bytes, and framed when the
+ * handshake has told which flags the peer has (lock held). */
+#define PENDING_HDR 25
+static int queue_body(conn_t *c, const dist_body_t *b, uint64_t seq)
+{
+    size_t len = b->bytes.len;
+    int rc = etf_buf_reserve(&c->pending, PENDING_HDR + len);
+    if (rc < 0)
+        return rc;
+    uint8_t *w = c->pending.data + c->pending.len;
+    w = put64(w, seq);
+    w = put64(w, b->ctl_len);
+    *w++ = b->has_payload;
+    w = put64(w, len);
+    memcpy(w, b->bytes.data, len);
+    c->pending.len += PENDING_HDR + len;
+    return 0;
+}
+
+/* True when body goes out through the atom cache: small messages to
+ * peers that have it (a big one is framed without the lock held, and its
+ * atoms are few next to its bytes). */
+static bool use_cache(const conn_t *c, const dist_body_t *b)
+{
+    return (c->flags & DFLAG_DIST_HDR_ATOM_CACHE) && b->bytes.len <= DIST_FRAGMENT_SIZE;
+}
+
+/* Frames body for the up connection c (lock held: the atom cache's state
+ * must follow the order of the writes). */
+static int frame_locked(conn_t *c, const dist_body_t *b, uint64_t seq, etf_buf_t *frames)
+{
+    return use_cache(c, b) ? dist_frame_cached(b, c->flags, &c->tx, frames)
+                           : dist_frame_body(b, c->flags, seq, frames);
+}
+
+/* Frames and writes what was queued while connecting (lock held, state
+ * just set to up). */
+static int flush_pending(conn_t *c)
+{
+    int rc = 0;
+    etf_buf_t frames = {0};
+    for (size_t pos = 0; pos < c->pending.len && rc == 0;) {
+        const uint8_t *r = c->pending.data + pos;
+        dist_body_t b = {
+            {(uint8_t *)r + PENDING_HDR, get64(r + 17), get64(r + 17)}, get64(r + 8), r[16] != 0};
+        frames.len = 0;
+        rc = frame_locked(c, &b, get64(r), &frames);
+        if (rc == 0)
+            rc = conn_write_locked(c, frames.data, frames.len);
+        pos += PENDING_HDR + b.bytes.len;
+    }
+    etf_buf_free(&frames);
+    etf_buf_free(&c->pending);
+    c->pending = (etf_buf_t){0};
+    return rc;
+}
+
+/* Sends body on c: framed for its flags once up, queued before (lock
+ * held). */
+static int conn_send_body_locked(conn_t *c, const dist_body_t *b, uint64_t seq)
+{
+    if (c->state == CONN_CONNECTING || c->state == CONN_HANDSHAKE)
+        return queue_body(c, b, seq);
+    if (c->state != CONN_UP)
+        return DIST_ECLOSED;
+    etf_buf_t frames = {0};
+    int rc = frame_locked(c, b, seq, &frames);
+    if (rc == 0)
+        rc = conn_write_locked(c, frames.data, frames.len);
+    etf_buf_free(&frames);
+    if (rc < 0 && use_cache(c, b)) {
+        /* The cache may now say more than the peer was told. */
+        cluster_log("%s: cannot send (%s); closing", c->peer, dist_strerror(rc));
+        conn_kill_locked(c);
+    }
+    return rc;
+}
+
+int cluster_conn_send(conn_t *c, term_t control, term_t payload)
+{
+    dist_body_t b = {0};
+    int rc = dist_encode_body(control, payload, &b);
+    if (rc == 0) {
+        pthread_mutex_lock(&node.lock);
+        rc = conn_send_body_locked(c, &b, ++c->seq);
+        pthread_mutex_unlock(&node.lock);
+    }
+    etf_buf_free(&b.bytes);
+    return rc;
+}
+
+static conn_t *find_conn_locked(term_t node_atom)
+{
+    for (conn_t *c = node.conns; c != NULL; c = c->next)
+        if (c->node == node_atom && c->state != CONN_CLOSING)
+            return c;
+    return NULL;
+}
+
+static conn_t *find_conn_by_name_locked(const char *name, size_t len, conn_t *except)
+{
+    for (conn_t *c = node.conns; c != NULL; c = c->next)
+        if (c != except && strlen(c->peer) == len && memcmp(c->peer, name, len) == 0 &&
+            c->state != CONN_CLOSING)
+            return c;
+    return NULL;
+}
+
+/* ---- the connected phase ---- */
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_t *c = arg;
+    uint64_t ticktime_ns = (uint64_t)node.cfg.ticktime_s * 1000000000u;
+    if (now_ns() - c->last_read_ns > ticktime_ns) {
+        conn_close(c, "not responding (net_tick_timeout)");
+        return;
+    }
+    static const uint8_t tick[4] = {0};
+    pthread_mutex_lock(&node.lock);
+    if (c->state == CONN_UP && !c->wrote)
+        (void)conn_write_locked(c, tick, sizeof tick);
+    c->wrote = false;
+    pthread_mutex_unlock(&node.lock);
+}
+
+/* The handshake is over: switch to frames, send what was queued. */
+static int conn_up(conn_t *c)
+{
+    term_t atom;
+    int rc = heap_atom_put(c->hs.peer_name, c->hs.peer_name_len, &atom);
+    if (rc < 0)
+        return rc;
+    rc = dist_rx_init(&c->rx, NULL);
+    if (rc < 0)
+        return rc;
+    c->rx_ready = true;
+    c->last_read_ns = now_ns();
+    if (!term_is_pid(c->ctrl)) {
+        rc = cluster_controller_start(atom, &c->ctrl);
+        if (rc < 0)
+            return rc;
+    }
+    pthread_mutex_lock(&node.lock);
+    if (c->hs.replaces_old) {
+        conn_t *old = find_conn_by_name_locked(c->hs.peer_name, c->hs.peer_name_len, c);
+        if (old != NULL)
+            conn_kill_locked(old);
+    }
+    memcpy(c->peer, c->hs.peer_name, c->hs.peer_name_len + 1);
+    c->node = atom;
+    c->flags = c->hs.flags;
+    c->state = CONN_UP;
+    c->wrote = true;
+    rc = flush_pending(c);
+    pthread_mutex_unlock(&node.lock);
+    cluster_log("nodeup %s (%s, %s, flags %#llx)", c->peer, c->initiator ? "outgoing" : "incoming",
+                (c->flags & DFLAG_PUBLISHED) ? "visible" : "hidden", (unsigned long long)c->flags);
+    /* Ticks: every ticktime/4 (OTP's net_tickintensity 4). */
+    event_del(c->timer);
+    event_free(c->timer);
+    c->timer = event_new(node.base, -1, EV_PERSIST, tick_cb, c);
+    if (c->timer == NULL)
+        return GD_ENOMEM;
+    uint64_t us = (uint64_t)node.cfg.ticktime_s * 1000000u / 4;
+    struct timeval tv = {(time_t)(us / 1000000u), (suseconds_t)(us % 1000000u)};
+    if (event_add(c->timer, &tv) != 0)
+        return GD_ENOMEM;
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+    return rc;
+}
+
+/* Decodes and handles every complete frame in the input buffer. */
+static void read_frames(conn_t *c, struct evbuffer *in)
+{
+    for (;;) {
+        size_t avail = evbuffer_get_length(in), n;
+        if (avail < 4)
+            return;
+        /* Only the length first: a big frame is not made contiguous
+         * until all of it is there. */
+        const uint8_t *p = evbuffer_pullup(in, 4);
+        int rc = p == NULL ? GD_ENOMEM : dist_frame_split(p, avail, DIST_MAX_MESSAGE_DEFAULT, &n);
+        if (rc < 0) {
+            conn_close(c, dist_strerror(rc));
+            return;
+        }
+        if (rc == 0)
+            return;
+        p = evbuffer_pullup(in, (ev_ssize_t)(4 + n));
+        if (p == NULL) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        heap_t h;
+        if (heap_init(&h, 0) != 0) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        dist_msg_t m;
+        rc = dist_rx_frame(&c->rx, &h, p + 4, n, &m);
+        if (rc == 0 && m.op != 0)
+            rc = cluster_dispatch(c, &h, &m);
+        heap_destroy(&h);
+        evbuffer_drain(in, 4 + n);
+        if (rc < 0) {
+            char why[128];
+            snprintf(why, sizeof why, "bad data on the connection: %s", dist_strerror(rc));
+            conn_close(c, why);
+            return;
+        }
+    }
+}
+
+/* Handshake input: one message at a time. */
+static void read_handshake(conn_t *c, struct evbuffer *in)
+{
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        size_t n = avail < DIST_HS_MSG_MAX + 2 ? avail : DIST_HS_MSG_MAX + 2;
+        if (n == 0)
+            return;
+        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
+        size_t used = 0;
+        pthread_mutex_lock(&node.lock);
+        int rc = dist_hs_feed(&c->hs, p, n, &used);
+        if (c->hs.out_len > 0)
+            bufferevent_write(c->bev, c->hs.out, c->hs.out_len);
+        c->hs.out_len = 0;
+        pthread_mutex_unlock(&node.lock);
+        evbuffer_drain(in, used);
+        if (rc < 0) {
+            const char *who = c->hs.peer_name[0] ? c->hs.peer_name : "an unnamed peer";
+            if (rc == DIST_EDIGEST)
+                cluster_log("connection attempt %s node %s rejected: invalid challenge reply "
+                            "(wrong cookie)",
+                            c->initiator ? "to" : "from", who);
+            else
+                cluster_log("connection attempt %s %s refused: %s", c->initiator ? "to" : "from",
+                            who, dist_strerror(rc));
+            pthread_mutex_lock(&node.lock);
+            c->peer[0] = 0;
+            if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 && c->state != CONN_DEAD) {
+                /* Let a refusal status reach the peer, then close. */
+                c->state = CONN_CLOSING;
+                bufferevent_disable(c->bev, EV_READ);
+                pthread_mutex_unlock(&node.lock);
+                return;
+            }
+            conn_kill_locked(c);
+            pthread_mutex_unlock(&node.lock);
+            return;
+        }
+        if (rc == 1) {
+            rc = conn_up(c);
+            if (rc < 0) {
+                conn_close(c, dist_strerror(rc));
+                return;
+            }
+            read_frames(c, in);
+            return;
+        }
+        if (used == 0) {
+            /* Restart the setup timer for the next step. */
+            return;
+        }
+        struct timeval tv = {(time_t)node.cfg.setuptime_s, 0};
+        event_add(c->timer, &tv);
+    }
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    conn_t *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    if (c->state == CONN_HANDSHAKE) {
+        read_handshake(c, in);
+    } else if (c->state == CONN_UP) {
+        c->last_read_ns = now_ns();
+        read_frames(c, in);
+    } else {
+        evbuffer_drain(in, evbuffer_get_length(in));
+    }
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    conn_t *c = arg;
+    /* Deferred callbacks can report an earlier drain: close only once the
+     * refusal itself has gone out. */
+    if (c->state == CONN_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        pthread_mutex_lock(&node.lock);
+        conn_kill_locked(c);
+        pthread_mutex_unlock(&node.lock);
+    }
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    conn_t *c = arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        conn_close(c, (what & BEV_EVENT_EOF) ? "connection closed by peer" : "socket error");
+}
+
+static void setup_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_close(arg, "handshake timed out (net_setuptime)");
+}
+
+/* Acceptor's answer to a peer's name (dist_util's mark_pending): a live
+ * connection to that name → alive; our own attempt to it → the greater
+ * name wins (ok_simultaneous when the peer's is greater: ours is then
+ * abandoned, its queued messages move to this connection). */
+static enum dist_status decide(void *ud, const char *name, size_t len)
+{
+    conn_t *self = ud;
+    conn_t *c = find_conn_by_name_locked(name, len, self);
+    if (c == NULL)
+        return DIST_STATUS_OK;
+    if (c->state == CONN_UP)
+        return DIST_STATUS_ALIVE;
+    size_t ours = node.name_len;
+    int cmp = memcmp(name, node.name, len < ours ? len : ours);
+    bool peer_greater = cmp > 0 || (cmp == 0 && len > ours);
+    if (!peer_greater)
+        return DIST_STATUS_NOK;
+    /* The peer's connection carries on what ours had started: the queued
+     * frames and the controller (links and monitors set meanwhile). */
+    etf_buf_t moved = c->pending;
+    c->pending = (etf_buf_t){0};
+    self->pending = moved;
+    self->ctrl = c->ctrl;
+    c->ctrl = TERM_NONE;
+    conn_kill_locked(c);
+    return DIST_STATUS_OK_SIMULTANEOUS;
+}
+
+/* Sets up the bufferevent and handshake of a new connection (lock held
+ * for the initiator, whose conn is already linked). */
+static int conn_start(conn_t *c, evutil_socket_t fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->bev = bufferevent_socket_new(node.base, fd,
+                                    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_THREADSAFE |
+                                        BEV_OPT_DEFER_CALLBACKS | BEV_OPT_UNLOCK_CALLBACKS);
+    if (c->bev == NULL) {
+        close(fd);
+        return GD_ENOMEM;
+    }
+    c->timer = evtimer_new(node.base, setup_timeout_cb, c);
+    if (c->timer == NULL)
+        return GD_ENOMEM;
+    uint32_t challenge;
+    uint64_t seed;
+    if (getrandom(&challenge, sizeof challenge, 0) != sizeof challenge ||
+        getrandom(&seed, sizeof seed, 0) != sizeof seed)
+        return GD_ESYSTEM_LIMIT;
+    dist_hs_config_t hc = {0};
+    hc.role = c->initiator ? DIST_INITIATOR : DIST_ACCEPTOR;
+    hc.name = node.name;
+    hc.name_len = node.name_len;
+    hc.creation = node.creation;
+    hc.flags = node.cfg.hidden ? DFLAG_GIRDER_DEFAULT & ~DFLAG_PUBLISHED : DFLAG_GIRDER_DEFAULT;
+    hc.cookie = node.cookie;
+    hc.cookie_len = node.cookie_len;
+    hc.challenge = challenge;
+    hc.peer_name = c->peer;
+    hc.peer_name_len = strlen(c->peer);
+    hc.decide = decide;
+    hc.decide_ud = c;
+    hc.dynamic_seed = seed;
+    int rc = dist_hs_init(&c->hs, &hc);
+    if (rc < 0)
+        return rc;
+    c->state = CONN_HANDSHAKE;
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    /* An unauthenticated peer gets at most this much buffered per read. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 4 * (DIST_HS_MSG_MAX + 2));
+    if (c->hs.out_len > 0)
+        bufferevent_write(c->bev, c->hs.out, c->hs.out_len);
+    c->hs.out_len = 0;
+    struct timeval tv = {(time_t)node.cfg.setuptime_s, 0};
+    if (event_add(c->timer, &tv) != 0 || bufferevent_enable(c->bev, EV_READ | EV_WRITE) != 0)
+        return GD_ENOMEM;
+    return 0;
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
+                      int socklen, void *arg)
+{
+    (void)l;
+    (void)addr;
+    (void)socklen;
+    (void)arg;
+    conn_t *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->node = TERM_NONE;
+    c->ctrl = TERM_NONE;
+    pthread_mutex_lock(&node.lock);
+    c->id = ++node.conn_ids;
+    dist_tx_init(&c->tx);
+    int rc = conn_start(c, fd);
+    if (rc < 0) {
+        pthread_mutex_unlock(&node.lock);
+        cluster_log("connection refused: %s", dist_strerror(rc));
+        conn_free(c);
+        return;
+    }
+    c->next = node.conns;
+    node.conns = c;
+    pthread_mutex_unlock(&node.lock);
+}
+
+/* ---- initiating connections ---- */
+
+typedef struct connect_job {
+    conn_t *conn;
+    char name[DIST_NAME_MAX + 1];
+} connect_job_t;
+
+/* Blocking TCP connect with a timeout; -1 on failure. */
+static int tcp_connect(const char *host, uint16_t port, int timeout_ms)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    char service[8];
+    snprintf(service, sizeof service, "%u", port);
+    if (getaddrinfo(host, service, &hints, &res) != 0)
+        return -1;
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            int err = 0;
+            socklen_t elen = sizeof err;
+            if (errno != EINPROGRESS || poll(&pfd, 1, timeout_ms) != 1 ||
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0) {
+                close(fd);
+                fd = -1;
+            }
+        }
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* The connect thread: EPMD lookup on the peer's host and the TCP connect
+ * (blocking, so neither a scheduler nor the loop waits for them); the
+ * socket then joins the loop. */
+static void *connect_main(void *arg)
+{
+    connect_job_t *job = arg;
+    char *at = strchr(job->name, '@');
+    *at = 0;
+    const char *host = at + 1;
+    epmd_client_opts_t eo = {.host = host, .port = node.cfg.epmd_port, .timeout_ms = 5000};
+    epmd_node_info_t info;
+    int fd = -1;
+    int rc = epmd_client_port_please(&eo, job->name, &info);
+    if (rc == 0 && info.high_vsn >= 6)
+        fd = tcp_connect(host, info.port, 5000);
+    *at = '@';
+    pthread_mutex_lock(&node.lock);
+    conn_t *c = job->conn;
+    if (c->state != CONN_CONNECTING) {
+        /* Abandoned meanwhile (simultaneous connect, shutdown). */
+        if (fd >= 0)
+            close(fd);
+    } else if (fd < 0) {
+        cluster_log("connection to %s failed: %s", job->name,
+                    rc != 0 ? epmd_strerror(rc) : "connect failed");
+        c->peer[0] = 0;
+        conn_kill_locked(c);
+    } else if ((rc = conn_start(c, fd)) < 0) {
+        cluster_log("connection to %s failed: %s", job->name, dist_strerror(rc));
+        conn_kill_locked(c);
+    }
+    node.connect_threads--;
+    pthread_cond_broadcast(&node.cond);
+    pthread_mutex_unlock(&node.lock);
+    free(job);
+    return NULL;
+}
+
+/* The connection to node_atom, creating an outgoing one if none (lock
+ * held).  NULL when the name is not a valid node name or memory ran out. */
+static conn_t *get_conn_locked(term_t node_atom)
+{
+    conn_t *c = find_conn_locked(node_atom);
+    if (c != NULL || !node.running)
+        return c;
+    size_t len;
+    const char *name = heap_atom_text(node_atom, &len);
+    if (!dist_name_valid(name, len) || node_atom == heap_node_name())
+        return NULL;
+    c = calloc(1, sizeof *c);
+    connect_job_t *job = malloc(sizeof *job);
+    if (c == NULL || job == NULL) {
+        free(c);
+        free(job);
+        return NULL;
+    }
+    c->initiator = true;
+    c->node = node_atom;
+    c->ctrl = TERM_NONE;
+    c->id = ++node.conn_ids;
+    dist_tx_init(&c->tx);
+    /* Its controller exists from now on: links and monitors set while
+     * connecting are queued with the messages. */
+    if (cluster_controller_start(node_atom, &c->ctrl) < 0) {
+        free(c);
+        free(job);
+        return NULL;
+    }
+    c->state = CONN_CONNECTING;
+    memcpy(c->peer, name, len);
+    c->peer[len] = 0;
+    job->conn = c;
+    memcpy(job->name, name, len); /* len <= DIST_NAME_MAX: dist_name_valid */
+    job->name[len] = 0;
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, connect_main, job) != 0) {
+        pthread_attr_destroy(&attr);
+        free(c);
+        free(job);
+        return NULL;
+    }
+    pthread_attr_destroy(&attr);
+    node.connect_threads++;
+    c->next = node.conns;
+    node.conns = c;
+    return c;
+}
+
+/* ---- the sched/ hooks ---- */
+
+/* The node a remote target lives on, or TERM_NONE. */
+static term_t target_node(term_t to, term_t *name)
+{
+    *name = TERM_NONE;
+    if (term_is_ext_pid(to) || term_is_boxed_of(to, HDR_REF)) {
+        heap_ident_t id;
+        heap_ident(to, &id);
+        return id.node;
+    }
+    const term_t *e = term_boxed_ptr(to);
+    *name = e[1];
+    return e[2];
+}
+
+/* A pid to stand as the sender when a send comes from outside any
+ * process (control messages need one): net_kernel's. */
+static term_t sender_or_kernel(term_t from)
+{
+    if (term_is_pid(from))
+        return from;
+    term_t k = sched_whereis(heap_atom("net_kernel"));
+    return term_is_pid(k) ? k : from;
+}
+
+/* Encodes control + payload and sends them to node_atom, creating the
+ * connection if asked.  Encoding and framing (O(size)) happen without the
+ * lock; a message for an unreachable or dead connection is dropped, as
+ * Erlang does. */
+static int send_to_node(term_t node_atom, term_t control, term_t payload, uint64_t seq,
+                        bool connect)
+{
+    dist_body_t b = {0};
+    etf_buf_t frames = {0};
+    int rc = dist_encode_body(control, payload, &b);
+    if (rc < 0)
+        goto out;
+    pthread_mutex_lock(&node.lock);
+    conn_t *c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
+    if (c != NULL && c->state == CONN_UP && !use_cache(c, &b)) {
+        uint64_t id = c->id, flags = c->flags;
+        pthread_mutex_unlock(&node.lock);
+        rc = dist_frame_body(&b, flags, seq, &frames);
+        if (rc < 0)
+            goto out;
+        pthread_mutex_lock(&node.lock);
+        c = find_conn_locked(node_atom);
+        if (c != NULL && c->id == id && c->state == CONN_UP)
+            rc = conn_write_locked(c, frames.data, frames.len);
+        else if (c != NULL) /* replaced meanwhile by a connection being set up */
+            rc = conn_send_body_locked(c, &b, seq);
+    } else if (c != NULL) {
+        rc = conn_send_body_locked(c, &b, seq);
+    }
+    pthread_mutex_unlock(&node.lock);
+    if (rc == DIST_ECLOSED)
+        rc = 0;
+out:
+    etf_buf_free(&frames);
+    etf_buf_free(&b.bytes);
+    return rc;
+}
+
+int cluster_send_remote(term_t from, term_t to, term_t msg)
+{
+    term_t name;
+    term_t node_atom = target_node(to, &name);
+    term_t ctl[5];
+    if (name != TERM_NONE) {
+        ctl[0] = heap_make_header(HDR_TUPLE, 4);
+        ctl[1] = term_make_small(DOP_REG_SEND);
+        ctl[2] = sender_or_kernel(from);
+        ctl[3] = heap_atom("");
+        ctl[4] = name;
+    } else {
+        ctl[0] = heap_make_header(HDR_TUPLE, 3);
+        ctl[1] = term_make_small(term_is_ext_pid(to) ? DOP_SEND_SENDER : DOP_ALIAS_SEND);
+        ctl[2] = sender_or_kernel(from);
+        ctl[3] = to;
+    }
+    if (!term_is_pid(ctl[2]))
+        return 0; /* no process to name as the sender: nothing can be sent */
+    /* The sequence id only has to be unique among this connection's
+     * messages in flight: the sender and a counter. */
+    static _Atomic uint64_t counter;
+    uint64_t seq =
+        atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed) << 20 ^ (uint64_t)ctl[2];
+    return send_to_node(node_atom, term_make_boxed(ctl), msg, seq, true);
+}
+
+static int hook_send(void *ud, term_t from, term_t to, term_t msg)
+{
+    (void)ud;
+    return cluster_send_remote(from, to, msg);
+}
+
+static int hook_exit(void *ud, term_t from, term_t to, term_t reason)
+{
+    (void)ud;
+    term_t ctl[4] = {heap_make_header(HDR_TUPLE, 3), term_make_small(DOP_PAYLOAD_EXIT2),
+                     sender_or_kernel(from), to};
+    if (!term_is_pid(ctl[2]))
+        return 0;
+    heap_ident_t id;
+    heap_ident(to, &id);
+    return send_to_node(id.node, term_make_boxed(ctl), reason, 0, true);
+}
+
+/* The controller of the connection to node_atom (connecting if needed),
+ * or TERM_NONE when the node cannot be reached. */
+static term_t controller_for(term_t node_atom)
+{
+    pthread_mutex_lock(&node.lock);
+    conn_t *c = get_conn_locked(node_atom);
+    term_t ctrl = c != NULL ? c->ctrl : TERM_NONE;
+    pthread_mutex_unlock(&node.lock);
+    return ctrl;
+}
+
+/* {Tag, A, B[, D]} to a controller, built on the caller's heap. */
+static int tell(sched_ctx_t *ctx, term_t ctrl, const char *tag, term_t a, term_t b, term_t d)
+{
+    term_t *e, msg;
+    int rc = heap_make_tuple(sched_heap(ctx), d == TERM_NONE ? 3 : 4, &e, &msg);
+    if (rc < 0)
+        return rc;
+    e[0] = heap_atom(tag);
+    e[1] = a;
+    e[2] = b;
+    if (d != TERM_NONE)
+        e[3] = d;
+    return sched_send(ctx, ctrl, msg);
+}
+
+/* A local process links to (or unlinks from) a remote pid: it links to the
+ * connection's controller, which holds the pair, tells the peer, relays
+ * exits both ways and ends with noconnection when the connection does.
+ * A trapping process therefore sees the controller's pid in the EXIT
+ * message of a remote link (the reason is the remote one). */
+static int hook_link(void *ud, sched_ctx_t *ctx, term_t to, bool unlink)
+{
+    (void)ud;
+    heap_ident_t id;
+    heap_ident(to, &id);
+    term_t ctrl = controller_for(id.node);
+    if (!term_is_pid(ctrl))
+        return unlink ? 0 : sched_exit_pid(ctx, sched_self(ctx), heap_atom("noconnection"));
+    if (unlink)
+        return tell(ctx, ctrl, "$gd_out_unlink", sched_self(ctx), to, TERM_NONE);
+    int rc = sched_link(ctx, ctrl);
+    return rc < 0 ? rc : tell(ctx, ctrl, "$gd_out_link", sched_self(ctx), to, TERM_NONE);
+}
+
+/* A local process monitors a remote pid or {Name, Node}: the controller
+ * sends MONITOR_P and turns the peer's answer (or the connection's end)
+ * into a DOWN message. */
+static int hook_monitor(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out)
+{
+    (void)ud;
+    term_t name;
+    term_t ctrl = controller_for(target_node(to, &name));
+    int rc = sched_make_ref(ctx, ref_out);
+    if (rc < 0)
+        return rc;
+    if (!term_is_pid(ctrl)) {
+        term_t *e, down;
+        rc = heap_make_tuple(sched_heap(ctx), 5, &e, &down);
+        if (rc < 0)
+            return rc;
+        e[0] = heap_atom("DOWN");
+        e[1] = *ref_out;
+        e[2] = heap_atom("process");
+        e[3] = to;
+        e[4] = heap_atom("noconnection");
+        return sched_send(ctx, sched_self(ctx), down);
+    }
+    return tell(ctx, ctrl, "$gd_out_monitor", sched_self(ctx), to, *ref_out);
+}
+
+/* A demonitor of a ref sched does not know: it may be a remote monitor of
+ * any connection's controller (the one holding it acts, the rest ignore). */
+static int hook_demonitor(void *ud, sched_ctx_t *ctx, term_t ref)
+{
+    (void)ud;
+    size_t n = 0, cap = 0;
+    pthread_mutex_lock(&node.lock);
+    for (conn_t *c = node.conns; c != NULL; c = c->next)
+        cap++;
+    term_t *ctrls = malloc((cap ? cap : 1) * sizeof *ctrls);
+    for (conn_t *c = node.conns; c != NULL && ctrls != NULL; c = c->next)
+        if (term_is_pid(c->ctrl))
+            ctrls[n++] = c->ctrl;
+    pthread_mutex_unlock(&node.lock);
+    if (ctrls == NULL)
+        return GD_ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = tell(ctx, ctrls[i], "$gd_out_demonitor", sched_self(ctx), ref, TERM_NONE);
+        if (rc == SCHED_ENOPROC)
+            rc = 0;
+    }
+    free(ctrls);
+    return rc;
+}
+
+int cluster_send_control(term_t node_atom, term_t control, term_t payload)
+{
+    return send_to_node(node_atom, control, payload, 0, false);
+}
+
+uint64_t cluster_ctrl_next(conn_t *c)
+{
+    return ++c->ctrl_seq;
+}
+
+void cluster_ctrl_wait(conn_t *c, uint64_t seq)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_nsec += (long)CLUSTER_CTRL_WAIT_MS * 1000000L;
+    deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+    deadline.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&node.lock);
+    while (c->ctrl_acked < seq && c->state == CONN_UP && node.running)
+        if (pthread_cond_timedwait(&node.cond, &node.lock, &deadline) == ETIMEDOUT) {
+            cluster_log("%s: controller slow to acknowledge (%d ms)", c->peer,
+                        CLUSTER_CTRL_WAIT_MS);
+            break;
+        }
+    pthread_mutex_unlock(&node.lock);
+}
+
+void cluster_ctrl_ack(term_t node_atom, term_t ctrl, uint64_t seq)
+{
+    pthread_mutex_lock(&node.lock);
+    conn_t *c = find_conn_locked(node_atom);
+    if (c != NULL && c->ctrl == ctrl && seq > c->ctrl_acked) {
+        c->ctrl_acked = seq;
+        pthread_cond_broadcast(&node.cond);
+    }
+    pthread_mutex_unlock(&node.lock);
+}
+
+term_t cluster_conn_node(conn_t *c)
+{
+    return c->node;
+}
+
+term_t cluster_conn_controller(conn_t *c)
+{
+    return c->ctrl;
+}
+
+int cluster_nodes(heap_t *h, term_t *out)
+{
+    term_t list = TERM_NIL;
+    int rc = 0;
+    pthread_mutex_lock(&node.lock);
+    for (conn_t *c = node.conns; c != NULL && rc == 0; c = c->next)
+        if (c->state == CONN_UP && (c->flags & DFLAG_PUBLISHED))
+            rc = heap_cons(h, c->node, list, &list);
+    pthread_mutex_unlock(&node.lock);
+    *out = list;
+    return rc;
+}
+
+/* ---- start and stop ---- */
+
+static void *loop_main(void *arg)
+{
+    (void)arg;
+    event_base_loop(node.base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+static void keeper_changed(void *ud, int err, uint32_t creation)
+{
+    (void)ud;
+    pthread_mutex_lock(&node.lock);
+    if (err == 0 && !node.registered) {
+        node.registered = true;
+        node.creation = creation;
+    } else if (err != 0) {
+        node.register_err = err;
+        if (node.registered)
+            cluster_log("EPMD registration lost (%s); retrying", epmd_strerror(err));
+    }
+    pthread_cond_broadcast(&node.cond);
+    pthread_mutex_unlock(&node.lock);
+}
+
+/* The host part for -sname (short) or -name (fully qualified). */
+static int host_name(bool longnames, char *out, size_t size)
+{
+    char host[256];
+    if (gethostname(host, sizeof host) != 0)
+        return GD_EINVAL;
+    host[sizeof host - 1] = 0;
+    if (!longnames) {
+        char *dot = strchr(host, '.');
+        if (dot != NULL)
+            *dot = 0;
+        snprintf(out, size, "%s", host);
+        return 0;
+    }
+    if (strchr(host, '.') == NULL) {
+        struct addrinfo hints = {0}, *res = NULL;
+        hints.ai_flags = AI_CANONNAME;
+        if (getaddrinfo(host, NULL, &hints, &res) == 0 && res != NULL && res->ai_canonname &&
+            strchr(res->ai_canonname, '.') != NULL)
+            snprintf(host, sizeof host, "%s", res->ai_canonname);
+        if (res != NULL)
+            freeaddrinfo(res);
+    }
+    if (strchr(host, '.') == NULL) {
+        cluster_log("cannot set a long node name: the host name '%s' is not fully qualified "
+                    "(use -name name@host.domain or -sname)",
+                    host);
+        return GD_EINVAL;
+    }
+    snprintf(out, size, "%s", host);
+    return 0;
+}
+
+static int listen_on(void)
+{
+    uint16_t lo = node.cfg.listen_min, hi = node.cfg.listen_max ? node.cfg.listen_max : lo;
+    if (hi < lo)
+        hi = lo;
+    for (uint32_t p = lo;; p++) {
+        struct sockaddr_in sin = {0};
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons((uint16_t)p);
+        node.listener = evconnlistener_new_bind(node.base, accept_cb, NULL,
+                                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                                    LEV_OPT_THREADSAFE | LEV_OPT_DISABLED,
+                                                128, (struct sockaddr *)&sin, sizeof sin);
+        if (node.listener != NULL)
+            break;
+        if (p >= hi) {
+            cluster_log("cannot listen for distribution on ports %u-%u", lo, hi);
+            return GD_ESYSTEM_LIMIT;
+        }
+    }
+    struct sockaddr_in bound;
+    socklen_t blen = sizeof bound;
+    if (getsockname(evconnlistener_get_fd(node.listener), (struct sockaddr *)&bound, &blen) != 0)
+        return GD_ESYSTEM_LIMIT;
+    node.port = ntohs(bound.sin_port);
+    return 0;
+}
+
+int cluster_start(const cluster_config_t *cfg)
+{
+    if (node.running || cfg->name == NULL || cfg->cookie == NULL)
+        return GD_EINVAL;
+    node.cfg = *cfg;
+    if (node.cfg.ticktime_s == 0)
+        node.cfg.ticktime_s = CLUSTER_TICKTIME_DEFAULT;
+    if (node.cfg.setuptime_s == 0)
+        node.cfg.setuptime_s = CLUSTER_SETUPTIME_DEFAULT;
+    if (node.cfg.epmd_port == 0)
+        node.cfg.epmd_port = epmd_default_port();
+    node.cookie = strdup(cfg->cookie);
+    if (node.cookie == NULL)
+        return GD_ENOMEM;
+    node.cookie_len = strlen(node.cookie);
+
+    /* The full name: "name@host" as given, or with this host's name. */
+    int rc;
+    if (strchr(cfg->name, '@') != NULL) {
+        snprintf(node.name, sizeof node.name, "%s", cfg->name);
+    } else {
+        char host[256];
+        rc = host_name(cfg->longnames, host, sizeof host);
+        if (rc < 0)
+            goto fail;
+        snprintf(node.name, sizeof node.name, "%s@%s", cfg->name, host);
+    }
+    node.name_len = strlen(node.name);
+    if (!dist_name_valid(node.name, node.name_len)) {
+        cluster_log("invalid node name '%s'", node.name);
+        rc = GD_EINVAL;
+        goto fail;
+    }
+
+    if (evthread_use_pthreads() != 0 || (node.base = event_base_new()) == NULL) {
+        rc = GD_ENOMEM;
+        goto fail;
+    }
+    rc = listen_on();
+    if (rc < 0)
+        goto fail;
+
+    epmd_keeper_config_t kc = {0};
+    size_t alive_len = (size_t)(strchr(node.name, '@') - node.name);
+    memcpy(kc.node.name, node.name, alive_len);
+    kc.node.name[alive_len] = 0;
+    kc.node.port = node.port;
+    kc.node.node_type = cfg->hidden ? EPMD_NODE_HIDDEN : EPMD_NODE_NORMAL;
+    kc.node.protocol = EPMD_PROTO_TCP_IPV4;
+    kc.node.high_vsn = 6;
+    kc.node.low_vsn = 5;
+    kc.epmd_port = node.cfg.epmd_port;
+    kc.embedded_fallback = true;
+    kc.on_change = keeper_changed;
+    rc = epmd_keeper_start(node.base, &kc, &node.keeper);
+    if (rc != 0) {
+        cluster_log("EPMD registration failed: %s", epmd_strerror(rc));
+        rc = GD_ESYSTEM_LIMIT;
+        goto fail;
+    }
+    if (pthread_create(&node.loop_thread, NULL, loop_main, NULL) != 0) {
+        rc = GD_ESYSTEM_LIMIT;
+        goto fail;
+    }
+    node.loop_started = true;
+
+    /* Wait for the creation: the node's identity needs it. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 10;
+    pthread_mutex_lock(&node.lock);
+    while (!node.registered &&
+           pthread_cond_timedwait(&node.cond, &node.lock, &deadline) != ETIMEDOUT) {
+    }
+    bool ok = node.registered;
+    int err = node.register_err;
+    pthread_mutex_unlock(&node.lock);
+    if (!ok) {
+        cluster_log("could not register '%s' with EPMD on port %u: %s", kc.node.name,
+                    node.cfg.epmd_port, err ? epmd_strerror(err) : "timed out");
+        rc = GD_ESYSTEM_LIMIT;
+        goto fail;
+    }
+    term_t self;
+    rc = heap_atom_put(node.name, node.name_len, &self);
+    if (rc == 0)
+        rc = heap_node_identity_set(self, node.creation);
+    if (rc < 0)
+        goto fail;
+    sched_opts_t so = {.schedulers = cfg->schedulers};
+    rc = sched_start(&so);
+    if (rc < 0)
+        goto fail;
+    node.hooks = (sched_dist_hooks_t){.send = hook_send,
+                                      .exit = hook_exit,
+                                      .link = hook_link,
+                                      .monitor = hook_monitor,
+                                      .demonitor = hook_demonitor};
+    sched_set_dist_hooks(&node.hooks);
+    node.running = true;
+    rc = cluster_services_start();
+    if (rc < 0) {
+        cluster_stop();
+        return rc;
+    }
+    if (evconnlistener_enable(node.listener) != 0) {
+        cluster_stop();
+        return GD_ESYSTEM_LIMIT;
+    }
+    cluster_log("node %s up: distribution port %u, creation %u%s%s", node.name, node.port,
+                node.creation, cfg->hidden ? ", hidden" : "",
+                epmd_keeper_embedded(node.keeper) ? ", embedded EPMD" : "");
+    return 0;
+fail:
+    node.running = true;
+    cluster_stop();
+    return rc;
+}
+
+void cluster_stop(void)
+{
+    if (!node.running)
+        return;
+    /* Processes first (no more sends), then connections, then EPMD. */
+    sched_stop();
+    sched_set_dist_hooks(NULL);
+    pthread_mutex_lock(&node.lock);
+    node.running = false;
+    while (node.connect_threads > 0)
+        pthread_cond_wait(&node.cond, &node.lock);
+    pthread_mutex_unlock(&node.lock);
+    if (node.loop_started) {
+        event_base_loopbreak(node.base);
+        pthread_join(node.loop_thread, NULL);
+        node.loop_started = false;
+    }
+    unsigned n = 0;
+    while (node.conns != NULL) {
+        conn_t *c = node.conns;
+        node.conns = c->next;
+        if (c->state == CONN_UP)
+            n++;
+        conn_free(c);
+    }
+    /* Deferred releases still queued on the loop. */
+    if (node.base != NULL)
+        event_base_loop(node.base, EVLOOP_NONBLOCK);
+    if (node.listener != NULL)
+        evconnlistener_free(node.listener);
+    node.listener = NULL;
+    epmd_keeper_stop(node.keeper);
+    node.keeper = NULL;
+    if (node.base != NULL)
+        event_base_free(node.base);
+    node.base = NULL;
+    free(node.cookie);
+    node.cookie = NULL;
+    if (node.registered)
+        cluster_log("node %s stopped (%u connection%s closed, EPMD name released)", node.name, n,
+                    n == 1 ? "" : "s");
+    node.registered = false;
+}

@@ -1,0 +1,249 @@
+%% dist_interop: drives a running `girder node` from a real OTP node and
+%% checks the node contract (tests/interop/dist_interop.sh starts both).
+%% main([GirderNode]) halts 0 when every check passed, 1 otherwise.
+-module(dist_interop).
+-export([main/1, collector/1, link_and_wait/1]).
+
+main([GStr, G2Str, HStr]) ->
+    G = list_to_atom(GStr),
+    G2 = list_to_atom(G2Str),
+    H = list_to_atom(HStr),
+    Checks = [{ping, fun() -> pong = net_adm:ping(G) end},
+              {echo_terms, fun() -> echo_terms(G) end},
+              {ordered_100k, fun() -> ordered(G, 100000) end},
+              {big_then_small, fun() -> big_then_small(G) end},
+              {rpc_builtins, fun() -> rpc_builtins(G) end},
+              {rpc_unknown, fun() -> rpc_unknown(G) end},
+              {monitor_noproc, fun() -> monitor_noproc(G) end},
+              {link_noproc, fun() -> link_noproc(G) end},
+              {echo_stop, fun() -> echo_stop(G) end},
+              {links, fun() -> links(G) end},
+              {nodedown_noconnection, fun() -> nodedown(G) end},
+              {girder_links_monitors_out, fun() -> watch(G) end},
+              {girder_connects_out, fun() -> connects_out(G) end},
+              {girder_to_girder, fun() -> girder_to_girder(G, G2) end},
+              {hidden, fun() -> hidden(H) end}],
+    Results = [run(Name, F) || {Name, F} <- Checks],
+    Failed = [N || {N, fail} <- Results],
+    io:format("dist_interop: ~p checks, failed: ~p~n", [length(Results), Failed]),
+    halt(case Failed of [] -> 0; _ -> 1 end).
+
+run(Name, F) ->
+    T0 = erlang:monotonic_time(millisecond),
+    try F() of
+        _ ->
+            io:format("ok   ~p (~p ms)~n", [Name, erlang:monotonic_time(millisecond) - T0]),
+            {Name, ok}
+    catch C:R:S ->
+            io:format("FAIL ~p: ~p:~p~n  ~p~n", [Name, C, R, S]),
+            {Name, fail}
+    end.
+
+echo(G, T) ->
+    {echo, G} ! {self(), T},
+    receive {echo_reply, R} -> R after 10000 -> exit({no_echo_reply, T}) end.
+
+terms() ->
+    Big = lists:foldl(fun(I, M) -> M#{I => {I, integer_to_list(I)}} end, #{}, lists:seq(1, 40)),
+    [0, 255, 256, -1, 1 bsl 31, -(1 bsl 31) - 1, 1 bsl 64, -(1 bsl 200), 1 bsl 2100,
+     3.14, -0.0, 0.0, 1.0e300, a, '', 'hello world', 'ö', 'λ', [], "abc", [1, 2 | 3],
+     lists:seq(1, 300), <<>>, <<"bin">>, <<1:3>>, <<0:65537/unit:8>>, {}, {a, {b, {c}}},
+     list_to_tuple(lists:seq(1, 300)), #{}, #{a => 1, "b" => [2]}, Big, self(),
+     make_ref(), fun lists:map/2, fun(X) -> X + 1 end, [#{k => {self(), make_ref()}}],
+     {[<<"x">>], 1.5, 'UPPER', "unicode λ"},
+     list_to_atom(lists:duplicate(200, 955)), [node(), 'x@y', lists:duplicate(300, a)]].
+
+echo_terms(G) ->
+    [case echo(G, T) of
+         R when R =:= T -> ok;
+         R -> exit({mismatch, T, R})
+     end || T <- terms()],
+    ok.
+
+ordered(G, N) ->
+    Self = self(),
+    [{echo, G} ! {Self, I} || I <- lists:seq(1, N)],
+    recv_in_order(1, N).
+
+recv_in_order(I, N) when I > N -> ok;
+recv_in_order(I, N) ->
+    receive
+        {echo_reply, I} -> recv_in_order(I + 1, N);
+        {echo_reply, J} -> exit({out_of_order, expected, I, got, J})
+    after 20000 -> exit({missing, I})
+    end.
+
+big_then_small(G) ->
+    Big = binary:copy(<<"0123456789abcdef">>, 20 * 1024 * 1024 div 16),
+    {echo, G} ! {self(), Big},
+    [{echo, G} ! {self(), {small, I}} || I <- lists:seq(1, 10)],
+    receive {echo_reply, B} when B =:= Big -> ok after 30000 -> exit(no_big) end,
+    [receive {echo_reply, {small, I}} -> ok after 10000 -> exit({no_small, I}) end
+     || I <- lists:seq(1, 10)],
+    ok.
+
+rpc_builtins(G) ->
+    {x, [1]} = rpc:call(G, girder, echo, [{x, [1]}]),
+    G = rpc:call(G, erlang, node, []),
+    true = lists:member(node(), rpc:call(G, erlang, nodes, [])),
+    y = erpc:call(G, girder, echo, [y]),
+    N = rpc:call(G, erlang, system_info, [process_count]),
+    true = is_integer(N) andalso N >= 3,
+    S = rpc:call(G, erlang, system_info, [schedulers_online]),
+    true = is_integer(S) andalso S >= 1,
+    {badrpc, {'EXIT', {badarg, _}}} = rpc:call(G, erlang, system_info, [no_such_key]),
+    #{node := G, processes := N2, nodes := Ns} = rpc:call(G, girder, info, []),
+    true = is_integer(N2) andalso lists:member(node(), Ns),
+    P = rpc:call(G, girder, spawn_echo, []),
+    true = is_pid(P) andalso node(P) =:= G,
+    P ! {self(), hi},
+    receive {echo_reply, hi} -> ok after 5000 -> exit(no_spawned_echo) end,
+    ok.
+
+rpc_unknown(G) ->
+    {badrpc, {'EXIT', {undef, [{nomod, nofun, [1], []}]}}} =
+        rpc:call(G, nomod, nofun, [1]),
+    try erpc:call(G, nomod, nofun, []) of
+        V -> exit({unexpected, V})
+    catch error:{exception, undef, [{nomod, nofun, [], []}]} -> ok
+    end.
+
+monitor_noproc(G) ->
+    Ref = monitor(process, {no_such_name, G}),
+    receive {'DOWN', Ref, process, {no_such_name, G}, noproc} -> ok
+    after 5000 -> exit(no_down)
+    end.
+
+link_noproc(G) ->
+    P = rpc:call(G, girder, spawn_echo, []),
+    P ! {stop, normal},
+    timer:sleep(200),
+    process_flag(trap_exit, true),
+    link(P),
+    receive {'EXIT', P, noproc} -> ok after 5000 -> exit(no_exit) end,
+    process_flag(trap_exit, false).
+
+echo_stop(G) ->
+    P = rpc:call(G, girder, spawn_echo, []),
+    Ref = monitor(process, P),
+    P ! {stop, because},
+    receive {'DOWN', Ref, process, P, because} -> ok after 5000 -> exit(no_down) end,
+    %% and demonitor: no DOWN afterwards
+    P2 = rpc:call(G, girder, spawn_echo, []),
+    Ref2 = monitor(process, P2),
+    true = demonitor(Ref2),
+    P2 ! {stop, quietly},
+    receive {'DOWN', Ref2, _, _, _} -> exit(down_after_demonitor) after 300 -> ok end.
+
+%% Links across the connection, both ways.
+links(G) ->
+    process_flag(trap_exit, true),
+    P = rpc:call(G, girder, spawn_echo, []),
+    link(P),
+    P ! {stop, boom},
+    receive {'EXIT', P, boom} -> ok after 5000 -> exit(no_link_exit) end,
+    %% an OTP process linked to a girder one dies: the girder one dies too
+    P2 = rpc:call(G, girder, spawn_echo, []),
+    Ref = monitor(process, P2),
+    E = spawn(fun() -> link(P2), receive go -> exit(bye) end end),
+    timer:sleep(100),
+    E ! go,
+    receive {'DOWN', Ref, process, P2, bye} -> ok after 5000 -> exit(linked_not_killed) end,
+    %% unlink: the exit no longer travels
+    P3 = rpc:call(G, girder, spawn_echo, []),
+    link(P3),
+    unlink(P3),
+    P3 ! {stop, unlinked},
+    receive {'EXIT', P3, _} -> exit(exit_after_unlink) after 300 -> ok end,
+    process_flag(trap_exit, false).
+
+%% A node that goes away: every girder process linked to one of its
+%% processes gets noconnection.
+nodedown(G) ->
+    {ok, Peer, B} = peer:start(#{name => peer:random_name(),
+                                 args => ["-setcookie", atom_to_list(erlang:get_cookie()),
+                                          "-pa", filename:dirname(code:which(?MODULE))]}),
+    P = rpc:call(G, girder, spawn_echo, []),
+    Ref = monitor(process, P),
+    _ = erpc:call(B, erlang, spawn, [?MODULE, link_and_wait, [P]]),
+    timer:sleep(200),
+    peer:stop(Peer),
+    receive {'DOWN', Ref, process, P, noconnection} -> ok
+    after 5000 -> exit(no_noconnection)
+    end.
+
+%% A girder process links to and monitors OTP processes (girder:watch/2):
+%% exits and DOWNs arrive with their reasons, and with noconnection when
+%% the OTP node goes away.
+watch(G) ->
+    Self = self(),
+    P = spawn(fun() -> receive {die, R} -> exit(R) end end),
+    _ = rpc:call(G, girder, watch, [P, Self]),
+    timer:sleep(200),
+    P ! {die, oops},
+    receive {watch_exit, P, oops} -> ok after 5000 -> exit(no_watch_exit) end,
+    receive {watch_down, P, oops} -> ok after 5000 -> exit(no_watch_down) end,
+    {ok, Peer, B} = peer:start(#{name => peer:random_name(),
+                                 args => ["-setcookie", atom_to_list(erlang:get_cookie())]}),
+    Q = erpc:call(B, erlang, spawn, [timer, sleep, [infinity]]),
+    _ = rpc:call(G, girder, watch, [Q, Self]),
+    timer:sleep(300),
+    peer:stop(Peer),
+    receive {watch_down, Q, noconnection} -> ok after 5000 -> exit(no_down_noconnection) end,
+    receive {watch_exit, Q, noconnection} -> ok after 5000 -> exit(no_exit_noconnection) end.
+
+link_and_wait(P) ->
+    link(P),
+    receive _ -> ok end.
+
+%% girder connects to a node it has never seen: echo replies to a process
+%% on a second OTP node, which girder reaches through EPMD and a handshake
+%% as initiator; messages queued while connecting keep their order.
+connects_out(G) ->
+    {ok, Peer, B} = peer:start(#{name => peer:random_name(),
+                                 args => ["-setcookie", atom_to_list(erlang:get_cookie()),
+                                          "-pa", filename:dirname(code:which(?MODULE))]}),
+    Self = self(),
+    C = erpc:call(B, erlang, spawn, [?MODULE, collector, [Self]]),
+    false = lists:member(B, rpc:call(G, erlang, nodes, [])),
+    [{echo, G} ! {C, I} || I <- lists:seq(1, 100)],
+    R = receive {collected, L} -> L after 15000 -> timeout end,
+    peer:stop(Peer),
+    Want = [{echo_reply, I} || I <- lists:seq(1, 100)],
+    case R of
+        Want -> ok;
+        _ -> exit({collected, R})
+    end.
+
+%% Two girder nodes connect to each other (girder as initiator and as
+%% acceptor of a girder peer): G's echo answers a process on G2.
+girder_to_girder(G, G2) ->
+    P = rpc:call(G2, girder, spawn_echo, []),
+    Ref = monitor(process, P),
+    {echo, G} ! {P, hi},
+    wait_member(G2, fun() -> rpc:call(G, erlang, nodes, []) end, 50),
+    wait_member(G, fun() -> rpc:call(G2, erlang, nodes, []) end, 50),
+    %% a pid of G2 travels through G and back intact
+    P = rpc:call(G, girder, echo, [P]),
+    P ! {stop, done},
+    receive {'DOWN', Ref, process, P, done} -> ok after 5000 -> exit(no_down) end.
+
+wait_member(X, F, 0) -> exit({not_connected, X, F()});
+wait_member(X, F, N) ->
+    case lists:member(X, F()) of
+        true -> ok;
+        false -> timer:sleep(100), wait_member(X, F, N - 1)
+    end.
+
+%% A hidden girder node: ping works, it is in nodes(hidden), not nodes().
+hidden(H) ->
+    pong = net_adm:ping(H),
+    false = lists:member(H, nodes()),
+    true = lists:member(H, nodes(hidden)),
+    [] = rpc:call(H, erlang, nodes, []),
+    ok.
+
+collector(To) -> collector(To, []).
+collector(To, Acc) when length(Acc) =:= 100 -> To ! {collected, lists:reverse(Acc)};
+collector(To, Acc) ->
+    receive M -> collector(To, [M | Acc]) after 14000 -> To ! {collected, lists:reverse(Acc)} end.
