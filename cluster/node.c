@@ -54,6 +54,7 @@ typedef struct conn {
     struct conn *next;
     enum conn_state state;
     bool initiator;
+    bool connect_job; /* a connect thread still holds it: it schedules the release */
     struct bufferevent *bev;
     struct event *timer; /* setup timer during the handshake, tick timer after */
     dist_hs_t hs;
@@ -146,7 +147,16 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
     conn_free(arg);
 }
 
-/* Unlinks c (lock held) and schedules its freeing on the loop. */
+/* Frees c on the loop thread, which alone touches its bufferevent. */
+static void conn_schedule_free(conn_t *c)
+{
+    const struct timeval zero = {0, 0};
+    if (event_base_once(node.base, -1, EV_TIMEOUT, reap_cb, c, &zero) != 0)
+        cluster_log("could not schedule a connection's release (leaked)");
+}
+
+/* Unlinks c (lock held) and schedules its freeing on the loop (or leaves
+ * that to its connect thread, which still reads it). */
 static void conn_kill_locked(conn_t *c)
 {
     if (c->state == CONN_DEAD)
@@ -164,9 +174,8 @@ static void conn_kill_locked(conn_t *c)
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     if (c->timer != NULL)
         event_del(c->timer);
-    const struct timeval zero = {0, 0};
-    if (event_base_once(node.base, -1, EV_TIMEOUT, reap_cb, c, &zero) != 0)
-        cluster_log("could not schedule a connection's release (leaked)");
+    if (!c->connect_job)
+        conn_schedule_free(c);
 }
 
 /* Ends a connection, logging why (once) and telling the services. */
@@ -696,6 +705,11 @@ static void *connect_main(void *arg)
         cluster_log("connection to %s failed: %s", job->name, dist_strerror(rc));
         conn_kill_locked(c);
     }
+    /* A connection abandoned or failed while this thread ran was not
+     * freed (the thread still read it): release it now. */
+    c->connect_job = false;
+    if (c->state == CONN_DEAD)
+        conn_schedule_free(c);
     node.connect_threads--;
     pthread_cond_broadcast(&node.cond);
     pthread_mutex_unlock(&node.lock);
@@ -734,6 +748,7 @@ static conn_t *get_conn_locked(term_t node_atom)
         return NULL;
     }
     c->state = CONN_CONNECTING;
+    c->connect_job = true;
     memcpy(c->peer, name, len);
     c->peer[len] = 0;
     job->conn = c;
