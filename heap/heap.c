@@ -189,6 +189,7 @@ term_t *heap_alloc_slow(heap_t *h, size_t words)
     f->next = h->frags;
     h->frags = f;
     h->frag_words += words;
+    h->frag_capacity += cap;
     /* Overflow as large as the young area: merge it at the next safe
      * point even if the young area still has a few words free. */
     if (h->frag_words >= (size_t)(h->young_end - h->young_start))

@@ -555,6 +555,7 @@ typedef struct heap {
     term_t *old_end;
     heap_frag_t *frags;       /* overflow and merged message fragments */
     size_t frag_words;        /* words used in frags */
+    size_t frag_capacity;     /* words allocated to frags (heap_size_words is O(1)) */
     term_t *offheap_first;    /* REFC_BIN objects on this heap (young + old) */
     size_t offheap_bytes;     /* bytes of off-heap binaries referenced */
     size_t min_words;         /* the young area never shrinks below this */

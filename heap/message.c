@@ -92,6 +92,7 @@ void heap_attach_frag(heap_t *h, heap_frag_t *frag)
         h->frags = frag;
     }
     h->frag_words += frag->used;
+    h->frag_capacity += frag->capacity;
     h->offheap_bytes += frag->offheap_bytes;
     /* Messages piling up in fragments are merged once they match the young
      * area in size, even if the process allocates little itself. */
