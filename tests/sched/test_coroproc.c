@@ -599,10 +599,10 @@ static void test_migration_roots(void)
     CU_ASSERT_FATAL(st_wait_idle(p));
     CU_ASSERT(res[3] > 0);
     /* Both schedulers stuck in C loops: p's wake-up goes to an extra one. */
-    CU_ASSERT_FATAL(sched_spawn_opt(NULL, &spin_beh, TERM_NIL, &(sched_spawn_opts_t){.scheduler = 1},
-                                    &s1, NULL) == GD_OK);
-    CU_ASSERT_FATAL(sched_spawn_opt(NULL, &spin_beh, TERM_NIL, &(sched_spawn_opts_t){.scheduler = 2},
-                                    &s2, NULL) == GD_OK);
+    CU_ASSERT_FATAL(sched_spawn_opt(NULL, &spin_beh, TERM_NIL,
+                                    &(sched_spawn_opts_t){.scheduler = 1}, &s1, NULL) == GD_OK);
+    CU_ASSERT_FATAL(sched_spawn_opt(NULL, &spin_beh, TERM_NIL,
+                                    &(sched_spawn_opts_t){.scheduler = 2}, &s2, NULL) == GD_OK);
     st_send(s1, S(0));
     st_send(s2, S(1));
     CU_ASSERT_FATAL(wait_reported(3));
