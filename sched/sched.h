@@ -344,8 +344,11 @@ int sched_code_change(sched_ctx_t *ctx, term_t extra) GD_MUST_CHECK;
  * before the local goes out of scope); its table is allocated on first use.
  *
  * Idle size: an idle coroutine process blocked in a receive costs its PCB,
- * its heap and the stack pages it touched (one or two 4 KiB pages for a
- * shallow body; see test_sched_coroproc's measurement).
+ * its heap and the stack pages it touched: 4,618 bytes of RSS each for
+ * 10,000 of them with a shallow body (test_sched_coroproc, release build:
+ * 488 bytes of PCB and heap plus one 4 KiB stack page holding the
+ * coroutine's control block and frames), against 2,646 for an idle BEAM
+ * process and under 1 KB for an idle behaviour process.
  */
 
 /* A coroutine process body.  Returns 0 to exit normally, SCHED_EEXIT after

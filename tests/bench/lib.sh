@@ -124,27 +124,46 @@ bench_args() {
 # emits an "impl":"ratio" line: the median over rounds of girder's values
 # (read from <girder-stem>.<run>) over the median of BEAM's
 # (<beam-stem>.<run>), with both medians and the per-round ratios in params.
-# A metric missing on either side gives value null and sets status=1.
+# A metric missing on either side gives value null and sets status=1.  A
+# metric written GIRDER_NAME:BEAM_NAME compares two differently named
+# results (the line is named after girder's).
 bench_ratio_lines() {
-  local gstem=$1 bstem=$2 b run g e per gm bm rat
-  shift 2
-  for b in "$@"; do
+  bench_compare_lines ratio girder/beam "$@"
+}
+# bench_diff_lines: as bench_ratio_lines with "impl":"diff" lines, girder's
+# median minus BEAM's (same unit as the metric: for latencies, how much
+# later girder is).
+bench_diff_lines() {
+  bench_compare_lines difference "girder-beam" "$@"
+}
+# difference <a> <b>: a - b to three decimals.
+difference() { awk "BEGIN{ printf \"%.3f\", $1 - $2 }"; }
+# bench_compare_lines <ratio|difference> <unit> <girder-stem> <beam-stem>
+# <metric...>: the lines of bench_ratio_lines and bench_diff_lines.
+bench_compare_lines() {
+  local op=$1 unit=$2 gstem=$3 bstem=$4 m b bb run g e per gm bm rat impl=ratio other=""
+  shift 4
+  [ "$op" = difference ] && impl=diff
+  for m in "$@"; do
+    b=${m%%:*}; bb=${m#*:}
+    other=""
+    [ "$bb" != "$b" ] && other="\"beam_bench\":\"$bb\","
     per=""
     : >"$tmp/g.vals"; : >"$tmp/b.vals"
     for run in $(seq 1 "$rounds"); do
-      g=$(value "$gstem.$run" "$b"); e=$(value "$bstem.$run" "$b")
+      g=$(value "$gstem.$run" "$b"); e=$(value "$bstem.$run" "$bb")
       [ -n "$g" ] && echo "$g" >>"$tmp/g.vals"
       [ -n "$e" ] && echo "$e" >>"$tmp/b.vals"
       if [ -n "$g" ] && [ -n "$e" ]; then
-        per="$per${per:+,}$(ratio "$g" "$e")"
+        per="$per${per:+,}$($op "$g" "$e")"
       fi
     done
     gm=$(median <"$tmp/g.vals"); bm=$(median <"$tmp/b.vals")
     if [ -n "$gm" ] && [ -n "$bm" ]; then
-      rat=$(ratio "$gm" "$bm")
+      rat=$($op "$gm" "$bm")
     else
       rat=null; status=1
     fi
-    emit "{\"bench\":\"$b\",\"impl\":\"ratio\",\"params\":{\"rounds\":$rounds,\"girder_median\":${gm:-null},\"beam_median\":${bm:-null},\"per_round\":[$per]},\"value\":$rat,\"unit\":\"girder/beam\"}"
+    emit "{\"bench\":\"$b\",\"impl\":\"$impl\",\"params\":{\"rounds\":$rounds,$other\"girder_median\":${gm:-null},\"beam_median\":${bm:-null},\"per_round\":[$per]},\"value\":$rat,\"unit\":\"$unit\"}"
   done
 }

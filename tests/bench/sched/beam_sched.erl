@@ -25,8 +25,15 @@
 %%           copied per message, 2000 messages) and bigmsg_binary (a 1 MiB
 %%           refc binary, shared, 200,000 messages); MiB/s counting 1 MiB
 %%           per message.  5 repetitions (bench_bigmsg.erl).
+%% fairness  2 x schedulers_online busy processes loop on an LCG forever
+%%           while a probe (same priority) does `receive after 1` for 2 s,
+%%           recording elapsed - 1 ms; fairness_lateness_p50/p99/max (ms)
+%%           and fairness_wakeups, then the same with no busy processes
+%%           (fairness_idle_*).  3 repetitions.  (girder's
+%%           fairness_cloop_*, busy processes that are plain C loops, has
+%%           no BEAM counterpart.)
 -module(beam_sched).
--export([main/0]).
+-export([main/0, busy/1]).
 
 main() ->
     case init:get_plain_arguments() of
@@ -35,6 +42,7 @@ main() ->
         ["ring"] -> ring_bench();
         ["fanin"] -> fanin_bench();
         ["bigmsg"] -> bigmsg_bench();
+        ["fairness"] -> fairness_bench();
         Other -> error({unknown_workload, Other})
     end.
 
@@ -274,4 +282,50 @@ bigmsg_receiver() ->
     receive
         {From, _Payload} -> From ! ack, bigmsg_receiver();
         stop -> ok
+    end.
+
+%% ---- fairness ----
+
+-define(FAIR_MS, 2000).
+
+fairness_bench() ->
+    Busy = 2 * erlang:system_info(schedulers_online),
+    fairness(fairness_idle, 0),
+    fairness(fairness, Busy).
+
+fairness(Name, NBusy) ->
+    Reps = bench_beam:repeat(3, fun() -> fairness_rep(NBusy) end),
+    P = #{busy_procs => NBusy, schedulers => erlang:system_info(schedulers_online),
+          sleep_ms => 1, duration_ms => ?FAIR_MS, reps => 3},
+    N = atom_to_list(Name),
+    report(Reps, P,
+           [{list_to_atom(N ++ "_lateness_p50"), p50, <<"ms">>},
+            {list_to_atom(N ++ "_lateness_p99"), p99, <<"ms">>},
+            {list_to_atom(N ++ "_lateness_max"), max, <<"ms">>},
+            {list_to_atom(N ++ "_wakeups"), n, <<"count">>}]).
+
+fairness_rep(NBusy) ->
+    Loopers = [spawn(?MODULE, busy, [I]) || I <- lists:seq(1, NBusy)],
+    receive after 100 -> ok end,
+    Parent = self(),
+    End = bench_beam:now_ns() + ?FAIR_MS * 1000000,
+    Probe = spawn(fun() -> Parent ! {lateness, self(), probe(End, [])} end),
+    Late = receive {lateness, Probe, L} -> L end,
+    [exit(P, kill) || P <- Loopers],
+    Ms = [X / 1.0e6 || X <- Late],
+    R = #{p50 => bench_beam:pct(Ms, 50), p99 => bench_beam:pct(Ms, 99), max => lists:max(Ms),
+          n => length(Ms)},
+    bench_beam:log("fairness busy=~p ~p", [NBusy, R]),
+    R.
+
+busy(X) -> busy((X * 1103515245 + 12345) band 16#7fffffff).
+
+probe(End, Acc) ->
+    T0 = bench_beam:now_ns(),
+    receive after 1 -> ok end,
+    T1 = bench_beam:now_ns(),
+    Acc1 = [T1 - T0 - 1000000 | Acc],
+    case T1 >= End of
+        true -> Acc1;
+        false -> probe(End, Acc1)
     end.

@@ -1,9 +1,10 @@
 /*
  * bench_sched.c — girder's side of bench-beam's process benchmarks
  * (/work/shared/bench-beam/README.md): spawn, pingpong (1 and 100 pairs),
- * ring, fanin and bigmsg, with the same workloads, repetitions and medians.
+ * ring, fanin, bigmsg and fairness, with the same workloads, repetitions and
+ * medians (fairness also as fairness_cloop_*, which BEAM cannot run).
  *
- *   bench_sched [-s SCALE_DIVISOR] [spawn|pingpong|ring|fanin|bigmsg ...]
+ *   bench_sched [-s SCALE_DIVISOR] [spawn|pingpong|ring|fanin|bigmsg|fairness ...]
  *
  * Prints one JSON line per result on stdout ("impl":"girder"); progress on
  * stderr.  SCALE_DIVISOR (default 1) shrinks every count for quick runs.
@@ -560,6 +561,168 @@ static void bench_bigmsg_kind(const char *kind, int k)
     heap_destroy(&h);
 }
 
+/* ---- fairness ---- */
+
+/*
+ * bench-beam's fairness workload: 2 x schedulers busy processes run the LCG
+ * loop forever while a probe (same priority) does `receive after 1` for
+ * 2 s and records how late it wakes (elapsed - 1 ms); the busy processes
+ * are then killed.  Also with no busy processes (fairness_idle_*), and,
+ * girder only (BEAM cannot run it), with busy processes that are plain C
+ * loops never calling the runtime (fairness_cloop_*): the watchdog moves
+ * the probe off their schedulers.  The busy processes are coroutine
+ * processes whose loop is a preemption point (sched_bump_reds, one
+ * reduction per iteration); the probe is a coroutine process.  The node
+ * may add one extra scheduler thread per busy process (max_extra_schedulers),
+ * which only the C-loop variant uses.
+ */
+#define FAIR_DURATION_MS 2000
+#define FAIR_MAX_SAMPLES 100000
+
+static _Atomic bool fair_stop;
+static _Atomic bool probe_done;
+static double *fair_late; /* ms */
+static size_t fair_n;
+static _Atomic uint64_t fair_sink;
+
+static uint64_t lcg(uint64_t x)
+{
+    return (x * 1103515245u + 12345u) & 0x7fffffffu;
+}
+
+static int busy_coro(sched_ctx_t *ctx, term_t arg)
+{
+    uint64_t x = (uint64_t)term_small_value(arg);
+    for (;;) {
+        x = lcg(x);
+        (void)sched_bump_reds(ctx, 1);
+        /* Relaxed: a signal to stop, read once per iteration. */
+        if (atomic_load_explicit(&fair_stop, memory_order_relaxed))
+            break;
+    }
+    atomic_fetch_add_explicit(&fair_sink, x, memory_order_relaxed);
+    return GD_OK;
+}
+
+/* The C-loop variant: init never returns to the runtime until stopped. */
+static int cloop_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    uint64_t x = (uint64_t)term_small_value(arg);
+    while (!atomic_load_explicit(&fair_stop, memory_order_relaxed))
+        x = lcg(x);
+    atomic_fetch_add_explicit(&fair_sink, x, memory_order_relaxed);
+    return GD_OK;
+}
+
+static int nop_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    return GD_OK;
+}
+
+static const sched_behaviour_t cloop_beh = {cloop_init, nop_handle, NULL, NULL};
+
+static bool pred_never(term_t msg, void *arg)
+{
+    return false;
+}
+
+static int probe_coro(sched_ctx_t *ctx, term_t arg)
+{
+    uint64_t end = now_ns() + (uint64_t)FAIR_DURATION_MS * 1000000u;
+    fair_n = 0;
+    for (;;) {
+        term_t msg;
+        uint64_t t0 = now_ns();
+        int rc = sched_receive_wait(ctx, pred_never, NULL, 1, &msg);
+        uint64_t t1 = now_ns();
+        if (rc != SCHED_ETIMEOUT)
+            return rc;
+        if (fair_n < FAIR_MAX_SAMPLES)
+            fair_late[fair_n++] = ((double)(t1 - t0) - 1e6) / 1e6;
+        if (t1 >= end)
+            break;
+    }
+    atomic_store_explicit(&probe_done, true, memory_order_release);
+    return GD_OK;
+}
+
+static void bench_fairness(const char *name, int nbusy, bool cloop)
+{
+    enum { REPS = 3 };
+    double p50[REPS], p99[REPS], mx[REPS], wakeups[REPS];
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned nsched = ncpu > 0 ? (unsigned)ncpu : 1;
+    fair_late = malloc(FAIR_MAX_SAMPLES * sizeof *fair_late);
+    term_t *busy = malloc((size_t)(nbusy + 1) * sizeof *busy);
+    if (fair_late == NULL || busy == NULL)
+        abort();
+    for (int r = 0; r < REPS; r++) {
+        sched_opts_t o = {.schedulers = nsched,
+                          .max_extra_schedulers = nbusy > 0 ? (unsigned)nbusy : 1};
+        if (sched_start(&o) != GD_OK)
+            abort();
+        atomic_store(&fair_stop, false);
+        atomic_store(&probe_done, false);
+        for (int i = 0; i < nbusy; i++) {
+            int rc = cloop ? sched_spawn(NULL, &cloop_beh, S(i + 1), &busy[i])
+                           : sched_spawn_coro(NULL, busy_coro, S(i + 1), &busy[i]);
+            if (rc != GD_OK)
+                abort();
+        }
+        nap_us(100000); /* let the loopers occupy the schedulers */
+        term_t probe;
+        if (sched_spawn_coro(NULL, probe_coro, TERM_NIL, &probe) != GD_OK)
+            abort();
+        while (!atomic_load_explicit(&probe_done, memory_order_acquire))
+            nap_us(10000);
+        for (int i = 0; i < nbusy && !cloop; i++)
+            if (sched_exit_pid(NULL, busy[i], atom("kill")) != GD_OK)
+                abort();
+        atomic_store(&fair_stop, true);
+        sched_stats_t st;
+        sched_stats(&st);
+        size_t n = fair_n;
+        double max = 0;
+        for (size_t i = 0; i < n; i++)
+            max = fair_late[i] > max ? fair_late[i] : max;
+        wakeups[r] = (double)n;
+        mx[r] = max;
+        p50[r] = pct(fair_late, n, 50);
+        p99[r] = pct(fair_late, n, 99);
+        sched_stop();
+        fprintf(stderr,
+                "%s busy=%d: p50 %.3f ms p99 %.3f ms max %.3f ms, %zu wakeups, %u threads "
+                "(%llu stuck marks)\n",
+                name, nbusy, p50[r], p99[r], mx[r], n, st.schedulers,
+                (unsigned long long)st.stuck_marks);
+    }
+    char params[160], bench[64];
+    snprintf(params, sizeof params,
+             "\"busy_procs\":%d,\"schedulers\":%u,\"sleep_ms\":1,\"duration_ms\":%d,"
+             "\"reps\":%d",
+             nbusy, nsched, FAIR_DURATION_MS, REPS);
+    const char *keys[] = {"p50", "p99", "max"};
+    double *vals[] = {p50, p99, mx};
+    for (int k = 0; k < 3; k++) {
+        snprintf(bench, sizeof bench, "%s_lateness_%s", name, keys[k]);
+        emit(bench, params, vals[k], REPS, "ms");
+    }
+    snprintf(bench, sizeof bench, "%s_wakeups", name);
+    emit(bench, params, wakeups, REPS, "count");
+    free(busy);
+    free(fair_late);
+    fair_late = NULL;
+}
+
+static void bench_fairness_all(void)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nbusy = 2 * (ncpu > 0 ? (int)ncpu : 1);
+    bench_fairness("fairness_idle", 0, false);
+    bench_fairness("fairness", nbusy, false);
+    bench_fairness("fairness_cloop", nbusy, true);
+}
+
 int main(int argc, char **argv)
 {
     int div = 1, first = 1;
@@ -586,6 +749,8 @@ int main(int argc, char **argv)
             bench_bigmsg_kind("list", 2000 / div);
             bench_bigmsg_kind("binary", 200000 / div);
         }
+        if (all || strcmp(b, "fairness") == 0)
+            bench_fairness_all();
         if (all)
             break;
     }
