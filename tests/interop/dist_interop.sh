@@ -24,19 +24,8 @@ trap cleanup EXIT
 rm -rf "$work" && mkdir -p "$work" || fail "cannot create $work"
 erlc -o "$work" "$(dirname "$0")/dist_interop.erl" || fail "erlc"
 
-for try in $(seq 1 20); do
-  port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-  "$girder" epmd -port "$port" &
-  epmd_pid=$!
-  for i in $(seq 1 50); do
-    kill -0 "$epmd_pid" 2>/dev/null || break
-    "$girder" names -port "$port" >/dev/null 2>&1 && break 2
-    sleep 0.1
-  done
-  wait "$epmd_pid" 2>/dev/null; epmd_pid=
-done
-[ -n "$epmd_pid" ] || fail "could not start girder epmd"
-export ERL_EPMD_PORT=$port
+. "$(dirname "$0")/../girder_epmd.sh"
+start_girder_epmd "$girder"
 host=$(erl -noshell -eval 'io:format("~s", [net_adm:localhost()]), halt().')
 g=gdnode$$; g2=gdnodeb$$; gh=gdhidden$$; cookie=gdcookie$$abcdefghij
 

@@ -73,21 +73,21 @@ static int start_worker(sched_ctx_t *ctx, term_t arg, term_t *pid_out)
 
 /* A stubborn child: a plain behaviour that traps exits and only logs them
  * (stubborn_exit => Reason), so a shutdown must end in a kill. */
-static int stub_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+static int stubborn_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 {
     sched_trap_exit(ctx, true);
     log_pair(ctx, "started", arg, sched_self(ctx));
     return GD_OK;
 }
 
-static int stub_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+static int stubborn_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
     if (term_is_tuple(msg) && term_tuple_arity(msg) == 3 && term_tuple_elems(msg)[0] == A("EXIT"))
         nt_log(A("stubborn_exit"), term_tuple_elems(msg)[2]);
     return GD_OK;
 }
 
-static const sched_behaviour_t stubborn = {stub_init, stub_handle, NULL, NULL};
+static const sched_behaviour_t stubborn = {stubborn_init, stubborn_handle, NULL, NULL};
 
 static int start_stubborn(sched_ctx_t *ctx, term_t arg, term_t *pid_out)
 {
