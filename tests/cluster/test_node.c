@@ -35,7 +35,16 @@ static void start_node(void)
     if (started)
         return;
     started = true;
-    epmd_port = (uint16_t)(20000 + (getpid() * 7919) % 40000);
+    /* A port the kernel just handed out is free now; one derived from the
+     * pid was not always (CI: another test's listener answered on it). */
+    int probe = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    sin.sin_addr.s_addr = htonl(INADDR_ANY);
+    socklen_t slen = sizeof sin;
+    CU_ASSERT_FATAL(probe >= 0 && bind(probe, (struct sockaddr *)&sin, sizeof sin) == 0 &&
+                    getsockname(probe, (struct sockaddr *)&sin, &slen) == 0);
+    close(probe);
+    epmd_port = ntohs(sin.sin_port);
     snprintf(node_name, sizeof node_name, "gdtest%d@localhost", (int)getpid());
     cluster_config_t cfg = {0};
     cfg.name = node_name;
