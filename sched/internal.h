@@ -21,12 +21,24 @@ enum msg_kind {
     SIG_MONITOR = 4,   /* from, ref, name: the name monitored or NONE */
     SIG_DEMONITOR = 5, /* from, ref */
     SIG_DOWN = 6,      /* from, ref, name, term: reason */
+    MSG_ALIAS = 7,     /* a message sent to alias ref (term); becomes MSG_MESSAGE if active */
 };
 
 /* A local reference's id words (all refs the runtime makes are local). */
 typedef struct sched_ref {
     uint32_t w[3];
 } sched_ref_t;
+
+/*
+ * Alias references carry their owner's pid data, so a send to one finds
+ * the owner without a global table (as OTP's pid-refs): word 1 holds the
+ * pid's 28 data bits, and bit 15 of word 2 marks the ref as an alias (no
+ * other ref the runtime makes sets it: plain refs keep word 2 below 2^14,
+ * timer refs use bits 0-13 and 16-31).  Whether the alias is still active
+ * is the owner's to decide, when the message reaches it.
+ */
+#define REF_W2_ALIAS 0x8000u
+#define REF_W1_PID_MASK 0x0FFFFFFFu
 
 /* The inbox link: first in every queued item, and the inbox's sentinel. */
 typedef struct msg_link {
@@ -104,6 +116,17 @@ typedef struct root_stack {
     term_t *slot[];
 } root_stack_t;
 
+/* An active alias (sched_alias_create_opt, sched_monitor_alias). */
+typedef struct alias_entry {
+    sched_ref_t ref;
+    uint32_t mode; /* enum sched_alias_mode */
+} alias_entry_t;
+
+typedef struct alias_set {
+    uint32_t n, cap;
+    alias_entry_t e[];
+} alias_set_t;
+
 typedef struct dict {
     uint32_t n, cap;
     term_t kv[]; /* key, value pairs */
@@ -168,7 +191,8 @@ struct sched_proc {
     mon_set_t *monitors;     /* processes this one monitors */
     mon_set_t *monitored_by; /* processes monitoring this one */
     dict_t *dict;
-    term_t name; /* registered name or TERM_NIL */
+    alias_set_t *aliases; /* active aliases (owner only) */
+    term_t name;          /* registered name or TERM_NIL */
     struct sched_proc *rq_next;
     /* Published by the owner at the end of each slice for process_info
      * (relaxed: statistics, read from any thread). */
