@@ -91,10 +91,9 @@ static bool ref_eq(sched_ref_t a, sched_ref_t b)
 static sched_ref_t new_alias_ref(term_t owner)
 {
     uint64_t c = proc_ref_counter();
-    sched_ref_t r = {{(uint32_t)(c & 0x3FFFF),
-                      pid_data(owner) | (uint32_t)((c >> 18) & 0xF) << 28,
-                      (uint32_t)((c >> 22) & 0x7FFF) | REF_W2_ALIAS |
-                          (uint32_t)((c >> 37) & 0xFFFF) << 16}};
+    sched_ref_t r = {
+        {(uint32_t)(c & 0x3FFFF), pid_data(owner) | (uint32_t)((c >> 18) & 0xF) << 28,
+         (uint32_t)((c >> 22) & 0x7FFF) | REF_W2_ALIAS | (uint32_t)((c >> 37) & 0xFFFF) << 16}};
     return r;
 }
 
