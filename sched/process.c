@@ -297,7 +297,7 @@ static void wake(sched_proc_t *p)
     } while (!atomic_compare_exchange_weak_explicit(&p->state, &s, n, memory_order_acq_rel,
                                                     memory_order_relaxed));
     if ((n & PS_IN_RUNQ) && !(s & PS_IN_RUNQ))
-        runq_push(p);
+        runq_push_woken(p);
 }
 
 void proc_wake(sched_proc_t *p)
@@ -1231,7 +1231,7 @@ static void account(sched_proc_t *p, int64_t *counted)
     *counted = used;
 }
 
-void proc_run(sched_proc_t *p)
+int32_t proc_run(sched_proc_t *p)
 {
     /* Acq_rel: the acquire half pairs with the senders' release CAS in
      * wake(), so their inbox pushes are visible to take_inbox. */
@@ -1254,7 +1254,7 @@ void proc_run(sched_proc_t *p)
         if (p->flags & PF_EXIT_PENDING) {
             account(p, &counted);
             do_exit(p);
-            return;
+            return (int32_t)counted;
         }
         /* Relaxed: the CASes below validate it. */
         s = atomic_load_explicit(&p->state, memory_order_relaxed);
@@ -1269,7 +1269,7 @@ void proc_run(sched_proc_t *p)
                 memory_order_relaxed)) {
             }
             runq_push(p);
-            return;
+            return (int32_t)counted;
         }
         if (s & PS_ACTIVE) {
             /* A sender published meanwhile: clear the flag (acquire: see
@@ -1286,7 +1286,7 @@ void proc_run(sched_proc_t *p)
          * sender's release and the loop sees its message). */
         if (atomic_compare_exchange_strong_explicit(&p->state, &s, s & ~PS_RUNNING,
                                                     memory_order_acq_rel, memory_order_relaxed))
-            return;
+            return (int32_t)counted;
     }
 }
 
@@ -1494,9 +1494,10 @@ static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg);
 
 int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
 {
-    if (sched_dist_target(to))
+    /* A local pid, the common case, is none of the others. */
+    if (!term_is_local_pid(to) && sched_dist_target(to))
         return sched_dist_send(ctx, to, msg);
-    if (term_is_local_ref(to))
+    if (!term_is_local_pid(to) && term_is_local_ref(to))
         return send_alias(ctx, to, msg);
     sched_proc_t *t;
     int rc = lookup_target(to, &t);
