@@ -63,6 +63,7 @@ struct sched_coro {
     size_t map_len;
     char *stack_lo;   /* lowest usable stack byte (just above the guard) */
     size_t stack_len; /* usable bytes, from stack_lo up to this block */
+    char *low_sp;     /* the deepest sp seen at a suspension (stack use) */
     bool done;
 #ifdef CORO_ASAN
     void *asan_fake;           /* the coroutine's fake stack while suspended */
@@ -417,6 +418,7 @@ int sched_coro_create(sched_coro_t **out, size_t stack_size, void (*fn)(void *),
     c->tsan_fiber = __tsan_create_fiber(0);
 #endif
     c->sp = initial_frame((char *)c, c);
+    c->low_sp = c->sp;
     *out = c;
     return GD_OK;
 }
@@ -442,6 +444,8 @@ void sched_coro_resume(sched_coro_t *c)
     hook_enter(c, &fake);
     sched_coro_switch_(&c->caller_sp, c->sp);
     hook_entered_back(fake);
+    if ((char *)c->sp < c->low_sp)
+        c->low_sp = c->sp;
     /* The resumer's own stack never migrates while it waits here, so this
      * is still the thread that set coro_current above. */
     coro_current = c->prev;
@@ -455,6 +459,13 @@ void sched_coro_yield(void)
     sched_coro_switch_(&c->sp, c->caller_sp);
     /* Possibly another thread now: touch c only, never coro_current. */
     hook_arrived(c);
+}
+
+size_t sched_coro_stack_bytes(const sched_coro_t *c)
+{
+    size_t page = page_size();
+    size_t used = (size_t)(c->map + c->map_len - c->low_sp);
+    return (used + page - 1) & ~(page - 1);
 }
 
 bool sched_coro_done(const sched_coro_t *c)

@@ -89,6 +89,15 @@ void sched_coro_resume(sched_coro_t *c);
  */
 void sched_coro_yield(void);
 
+/*
+ * The stack c has used: from the top of its mapping (its control block
+ * included) down to the deepest stack pointer it was suspended at, in
+ * whole pages: the pages it has certainly touched, which are committed
+ * memory.  A deeper excursion between two suspensions is not seen.  Call
+ * it while c is suspended (or from its resumer's thread).  O(1).
+ */
+size_t sched_coro_stack_bytes(const sched_coro_t *c);
+
 /* True once c's function has returned (c can then only be destroyed). */
 bool sched_coro_done(const sched_coro_t *c);
 

@@ -974,6 +974,12 @@ static void publish_info(sched_proc_t *p)
         extra += sizeof *p->dict + p->dict->cap * 2 * sizeof(term_t);
     if (p->aliases)
         extra += sizeof *p->aliases + p->aliases->cap * sizeof(alias_entry_t);
+    if (p->roots)
+        extra += sizeof *p->roots + p->roots->cap * sizeof(term_t *);
+    /* A coroutine process's stack, as OTP's memory item counts the
+     * process's stack. */
+    if (p->coro != NULL)
+        extra += sched_coro_stack_bytes(p->coro);
     atomic_store_explicit(&p->pub_dict_bytes, (uint32_t)extra, memory_order_relaxed);
 }
 

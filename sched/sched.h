@@ -525,7 +525,11 @@ typedef struct sched_process_info {
     uint32_t links;
     uint32_t monitors; /* processes this one monitors */
     uint32_t monitored_by;
-    size_t memory_bytes;    /* PCB + heap + link/monitor/dictionary tables */
+    /* PCB + heap + link/monitor/alias/dictionary/root tables, and for a
+     * coroutine process its stack's used pages (sched_coro_stack_bytes:
+     * the top of the mapping down to the deepest suspension point), as
+     * OTP's memory item includes the stack. */
+    size_t memory_bytes;
     term_t registered_name; /* or [] */
 } sched_process_info_t;
 

@@ -349,8 +349,10 @@ static void test_many_idle(void)
     sched_process_info_t info;
     CU_ASSERT_FATAL(sched_process_info(pids[0], &info) == GD_OK);
     CU_ASSERT_EQUAL(info.status, SCHED_STATUS_WAITING);
-    printf("\n  %zu idle coroutine processes: %ld bytes each (RSS; PCB + heap %zu)\n", n, per,
-           info.memory_bytes);
+    printf("\n  %zu idle coroutine processes: %ld bytes each (RSS; process_info memory %zu)\n", n,
+           per, info.memory_bytes);
+    /* process_info's memory counts the stack page the body touched. */
+    CU_ASSERT(info.memory_bytes >= 4096);
     CU_ASSERT_EQUAL(sched_process_count(), n);
     for (size_t i = 0; i < n; i++)
         st_send(pids[i], S(1));
@@ -358,6 +360,50 @@ static void test_many_idle(void)
     CU_ASSERT_EQUAL(atomic_load(&after_receive), (int)n);
     CU_ASSERT_EQUAL(sched_process_count(), 0);
     free(pids);
+    st_stop();
+}
+
+/* ---- the stack in process_info's memory ---- */
+
+/* Recurses `depth` frames of 16 KiB of locals each, then blocks in a
+ * receive at the bottom (so the deep stack is what it is suspended on). */
+static GD_NOINLINE int deep_receive(sched_ctx_t *ctx, int depth)
+{
+    volatile char pad[16384];
+    pad[0] = (char)depth;
+    pad[sizeof pad - 1] = (char)depth;
+    if (depth > 0)
+        return deep_receive(ctx, depth - 1) + pad[0] - depth;
+    term_t msg;
+    return sched_receive_wait(ctx, NULL, NULL, -1, &msg);
+}
+
+static int deep_blocker(sched_ctx_t *ctx, term_t arg)
+{
+    return deep_receive(ctx, (int)term_small_value(arg));
+}
+
+static void test_stack_memory(void)
+{
+    start(2, 0);
+    term_t shallow, deep;
+    CU_ASSERT_FATAL(sched_spawn_coro(NULL, deep_blocker, S(0), &shallow) == GD_OK);
+    CU_ASSERT_FATAL(sched_spawn_coro(NULL, deep_blocker, S(6), &deep) == GD_OK);
+    CU_ASSERT_FATAL(st_wait_idle(shallow));
+    CU_ASSERT_FATAL(st_wait_idle(deep));
+    sched_process_info_t si, di;
+    CU_ASSERT_FATAL(sched_process_info(shallow, &si) == GD_OK);
+    CU_ASSERT_FATAL(sched_process_info(deep, &di) == GD_OK);
+    /* Seven frames of 16 KiB: at least 112 KiB more than the shallow one,
+     * whose one 16 KiB frame keeps it within a few pages of that. */
+    printf("\n  process_info memory: shallow %zu, deep %zu bytes\n", si.memory_bytes,
+           di.memory_bytes);
+    CU_ASSERT(si.memory_bytes >= 16384 && si.memory_bytes < 16384 + 16384);
+    CU_ASSERT(di.memory_bytes >= si.memory_bytes + 6 * 16384);
+    st_send(shallow, S(1));
+    st_send(deep, S(1));
+    st_wait_dead(shallow);
+    st_wait_dead(deep);
     st_stop();
 }
 
@@ -659,6 +705,7 @@ static const gd_test_case_t gd_tests[] = {
     {"receive with a predicate and a timeout", test_receive_timeout},
     {"receive_ref_wait skips what was queued before the ref", test_ref_trick},
     {"many idle coroutine processes (size), all woken", test_many_idle},
+    {"process_info memory counts the coroutine's stack", test_stack_memory},
     {"kill while blocked: never returns into the body", test_kill_while_blocked},
     {"exit inside: normal, sched_exit, error", test_exit_inside},
     {"links: killed untrapped, {'EXIT', ...} trapped", test_links},
