@@ -323,6 +323,10 @@ typedef struct node {
     _Atomic uint32_t exit_waiters;
     _Atomic uint64_t ref_counter;
     _Atomic uint64_t steals, stuck_marks, extra_started;
+    /* Schedulers marked stuck now (the watchdog adds, a scheduler whose
+     * slice ended subtracts; relaxed: a hint that makes busy schedulers
+     * look for a stuck queue to take over after each slice). */
+    _Atomic unsigned stuck_now;
     /* A pid's 28 data bits: the low idx_bits index the table, the rest
      * (serial_mask) count the slot's reuses. */
     unsigned idx_bits;

@@ -238,41 +238,21 @@ static bool rq_has_next(runq_t *rq)
     return atomic_load_explicit(&rq->next, memory_order_relaxed) != NULL;
 }
 
-/* Moves work from another queue to `self` and returns one process to run
- * now, or NULL.  A stuck queue is taken whole; otherwise half of the
- * longest queue. */
-static sched_proc_t *steal(runq_t *self)
+/* Moves processes from victim's queue to self's: all of them (and the
+ * run-next slot) when victim is stuck, else half.  Returns the first one,
+ * not queued, or NULL. */
+static sched_proc_t *steal_from(runq_t *self, runq_t *victim, bool take_all)
 {
     node_t *n = &sched_node;
-    /* Acquire: as in wake_one_sleeper. */
-    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
-    runq_t *victim = NULL;
-    uint32_t best = 0;
-    bool take_all = false;
-    for (unsigned k = 1; k < nrqs; k++) {
-        runq_t *rq = &n->rqs[(self->index + k) % nrqs];
-        /* Relaxed hint; the victim's lock decides. */
-        uint32_t len = atomic_load_explicit(&rq->len, memory_order_relaxed);
-        if (len == 0 && !(rq_has_next(rq) && rq_stuck(rq)))
-            continue;
-        if (rq_stuck(rq)) {
-            victim = rq;
-            take_all = true;
-            break;
-        }
-        if (len > best) {
-            best = len;
-            victim = rq;
-        }
-    }
-    if (victim == NULL)
-        return NULL;
     sched_proc_t *first = NULL, *list = NULL, **tail = &list;
     uint32_t moved = 0;
     /* A stuck scheduler will not come back for its slot either. */
     if (take_all && (first = rq_take_next(victim)) != NULL)
         moved++;
     pthread_mutex_lock(&victim->lock);
+    /* Under the lock, once more: a scheduler whose slice ended meanwhile
+     * is merely busy, and only half of a busy queue moves. */
+    take_all = take_all && rq_stuck(victim);
     uint32_t len = atomic_load_explicit(&victim->len, memory_order_relaxed); /* under the lock */
     uint32_t want = moved + (take_all ? len : (len + 1) / 2);
     for (; moved < want; moved++) {
@@ -302,6 +282,63 @@ static sched_proc_t *steal(runq_t *self)
     }
     atomic_fetch_add_explicit(&n->steals, moved, memory_order_relaxed); /* statistic */
     return first;
+}
+
+/* A busy scheduler's takeover: while some scheduler is stuck, moves the
+ * whole queue (and slot) of every stuck one with work to self's queue, so
+ * the processes queued there do not wait for an idle scheduler that may
+ * never come.  A merely busy scheduler's queue is left alone: idle ones
+ * take half of it (steal). */
+static void take_over_stuck(runq_t *self)
+{
+    node_t *n = &sched_node;
+    /* Acquire: as in wake_one_sleeper. */
+    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    for (unsigned k = 1; k < nrqs; k++) {
+        runq_t *rq = &n->rqs[(self->index + k) % nrqs];
+        /* Relaxed hints; steal_from decides under the lock. */
+        if (!rq_stuck(rq) ||
+            (atomic_load_explicit(&rq->len, memory_order_relaxed) == 0 && !rq_has_next(rq)))
+            continue;
+        sched_proc_t *p = steal_from(self, rq, true);
+        if (p != NULL) {
+            pthread_mutex_lock(&self->lock);
+            rq_append(self, p);
+            pthread_mutex_unlock(&self->lock);
+        }
+    }
+}
+
+/* Moves work from another queue to `self` and returns one process to run
+ * now, or NULL.  A stuck queue is taken whole; otherwise half of the
+ * longest queue. */
+static sched_proc_t *steal(runq_t *self)
+{
+    node_t *n = &sched_node;
+    /* Acquire: as in wake_one_sleeper. */
+    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    runq_t *victim = NULL;
+    uint32_t best = 0;
+    bool take_all = false;
+    for (unsigned k = 1; k < nrqs; k++) {
+        runq_t *rq = &n->rqs[(self->index + k) % nrqs];
+        /* Relaxed hint; the victim's lock decides. */
+        uint32_t len = atomic_load_explicit(&rq->len, memory_order_relaxed);
+        if (len == 0 && !(rq_has_next(rq) && rq_stuck(rq)))
+            continue;
+        if (rq_stuck(rq)) {
+            victim = rq;
+            take_all = true;
+            break;
+        }
+        if (len > best) {
+            best = len;
+            victim = rq;
+        }
+    }
+    if (victim == NULL)
+        return NULL;
+    return steal_from(self, victim, take_all);
 }
 
 /* Spins briefly for work before sleeping: a wake-up through the condition
@@ -417,8 +454,13 @@ static void *scheduler_main(void *arg)
         rq->chain_reds = chained ? rq->chain_reds + used : used;
         /* Relaxed peek, release clear: pairs with the stealers' acquire
          * loads (they stop taking the whole queue). */
-        if (atomic_load_explicit(&rq->stuck, memory_order_relaxed))
+        if (atomic_load_explicit(&rq->stuck, memory_order_relaxed)) {
             atomic_store_explicit(&rq->stuck, false, memory_order_release);
+            atomic_fetch_sub_explicit(&n->stuck_now, 1, memory_order_relaxed);
+        }
+        /* Relaxed hint: a stale zero waits for the next slice's look. */
+        if (atomic_load_explicit(&n->stuck_now, memory_order_relaxed) != 0)
+            take_over_stuck(rq);
     }
     return NULL;
 }
@@ -477,6 +519,7 @@ static bool watchdog_pass(bool may_fire)
                 /* Release: pairs with the stealers' acquire load. */
                 atomic_store_explicit(&rq->stuck, true, memory_order_release);
                 atomic_fetch_add_explicit(&n->stuck_marks, 1, memory_order_relaxed); /* stat */
+                atomic_fetch_add_explicit(&n->stuck_now, 1, memory_order_relaxed);
             }
             if (len != 0 || rq_has_next(rq))
                 wake_one_sleeper(rq);

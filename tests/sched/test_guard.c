@@ -4,6 +4,7 @@
  * queue, or an extra scheduler starts when all are stuck), and an idle node
  * burns no CPU.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -143,6 +144,115 @@ static void test_all_stuck_adds_scheduler(void)
     CU_ASSERT(st.extra_started >= 1);
 }
 
+/* The spinner: always runnable (sends itself `spin` on every message),
+ * never stuck: its slices end on reductions.  Counts its messages. */
+static _Atomic uint64_t spins;
+/* Messages handled on the first thread seen and on any other. */
+static _Atomic uintptr_t first_thread;
+static _Atomic uint64_t on_first, on_other;
+
+static int spinner_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    atomic_fetch_add_explicit(&spins, 1, memory_order_relaxed);
+    uintptr_t self = (uintptr_t)pthread_self(), none = 0;
+    atomic_compare_exchange_strong(&first_thread, &none, self);
+    atomic_fetch_add_explicit(atomic_load(&first_thread) == self ? &on_first : &on_other, 1,
+                              memory_order_relaxed);
+    return sched_send(ctx, sched_self(ctx), A("spin"));
+}
+
+/* A two-scheduler node whose stuck threshold is stuck_ns: long enough
+ * that a thread the OS preempts on a loaded machine is not taken for a
+ * stuck one. */
+static void start_with_stuck_ns(uint64_t stuck_ns)
+{
+    sched_opts_t o = {.schedulers = 2, .stuck_ns = stuck_ns};
+    CU_ASSERT_FATAL(sched_start(&o) == GD_OK);
+    st_start_heap_only();
+}
+
+static const sched_behaviour_t spinner_beh = {plain_init, spinner_handle, NULL, NULL};
+
+/* Starts `n` spinners on scheduler `sched` (1-based). */
+static void start_spinners(int n, int sched)
+{
+    sched_spawn_opts_t o = {.scheduler = sched};
+    for (int i = 0; i < n; i++) {
+        term_t pid;
+        CU_ASSERT_FATAL(sched_spawn_opt(NULL, &spinner_beh, TERM_NIL, &o, &pid, NULL) == GD_OK);
+        st_send(pid, A("spin"));
+    }
+}
+
+/* One scheduler stuck in a looper (the probe queued behind it), the other
+ * never idle (a spinner): the busy one takes the stuck queue over, so the
+ * probe does not wait for the loop to end, nor for an idle scheduler that
+ * never comes. */
+static void test_busy_takes_over_stuck(void)
+{
+    atomic_store(&loop_stop, false);
+    atomic_store(&loops_running, 0);
+    atomic_store(&probe_n, 0);
+    atomic_store(&probe_pid, TERM_NIL);
+    atomic_store(&spins, 0);
+    start_with_stuck_ns(10000000);
+    start_spinners(1, 1);
+    sched_spawn_opts_t o = {.scheduler = 2};
+    term_t looper;
+    CU_ASSERT_FATAL(sched_spawn_opt(NULL, &looper_beh, TERM_NIL, &o, &looper, NULL) == GD_OK);
+    st_send(looper, A("probe_loop"));
+    uint64_t t0 = st_now_ns();
+    while (atomic_load(&loops_running) < 1 && st_now_ns() - t0 < 5000000000u) {
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
+    CU_ASSERT_FATAL(atomic_load(&loops_running) == 1);
+    term_t probe = atomic_load(&probe_pid);
+    /* The probe's first run (its init) sits in the stuck queue; one ping
+     * is handled only once it is taken over. */
+    st_send(probe, st_tuple(2, A("ping"), S((int64_t)st_now_ns())));
+    uint64_t end = st_now_ns() + 1000000000u;
+    while (atomic_load_explicit(&probe_n, memory_order_acquire) < 1 && st_now_ns() < end) {
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
+    CU_ASSERT_FATAL(atomic_load(&probe_n) == 1);
+    printf("\nbusy scheduler takes over a stuck one: probe answered after %.2f ms\n",
+           probe_lat[0] / 1e6);
+    CU_ASSERT(probe_lat[0] < PROBE_P99_MAX_NS);
+    sched_stats_t st;
+    sched_stats(&st);
+    CU_ASSERT(st.stuck_marks >= 1);
+    atomic_store(&loop_stop, true);
+    st_stop();
+}
+
+/* Schedulers busy with short slices only: none is marked stuck, so no
+ * queue is taken wholesale; idle-time stealing (half a queue) shares the
+ * work: both threads run spinners. */
+static void test_busy_not_stuck(void)
+{
+    atomic_store(&spins, 0);
+    atomic_store(&first_thread, 0);
+    atomic_store(&on_first, 0);
+    atomic_store(&on_other, 0);
+    start_with_stuck_ns(100000000);
+    start_spinners(20, 1);
+    struct timespec ts = {0, 300000000};
+    nanosleep(&ts, NULL);
+    sched_stats_t st;
+    sched_stats(&st);
+    uint64_t spun = atomic_load(&spins);
+    printf("\nbusy, not stuck: %llu messages, %llu processes stolen, %llu stuck marks\n",
+           (unsigned long long)spun, (unsigned long long)st.steals,
+           (unsigned long long)st.stuck_marks);
+    CU_ASSERT(st.stuck_marks == 0);
+    CU_ASSERT(st.steals >= 1);
+    CU_ASSERT(spun > 1000);
+    CU_ASSERT(atomic_load(&on_first) > 0 && atomic_load(&on_other) > 0);
+    st_stop();
+}
+
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -177,6 +287,8 @@ static void test_idle_cpu(void)
 static const gd_test_case_t gd_tests[] = {
     {"stuck scheduler: another steals its queue", test_looper_other_scheduler_steals},
     {"all schedulers stuck: an extra one starts", test_all_stuck_adds_scheduler},
+    {"stuck scheduler next to a busy one: the busy one takes over", test_busy_takes_over_stuck},
+    {"busy schedulers with short slices are never marked stuck", test_busy_not_stuck},
     {"idle node uses no CPU", test_idle_cpu},
     {NULL, NULL},
 };
