@@ -51,7 +51,14 @@
  * SCHED_CONTEXT_REDS reductions (one per message or signal taken, one per
  * 16 words sent, received, allocated or moved by the collector, and
  * sched_bump_reds), checked between callbacks, then goes to the
- * back of its queue.  An idle scheduler steals half of the longest other
+ * back of its queue.  A normal-priority process woken by a process running
+ * on a scheduler goes to that scheduler's run-next slot instead of a queue
+ * (as Go's runnext; BEAM runs a woken receiver on the sender's scheduler
+ * too): it runs as soon as the current process blocks or its slice ends,
+ * without a queue lock or a cross-thread wake-up, so a ping-pong pair or a
+ * ring stays on one thread.  A chain of such runs shares one slice's
+ * reductions; after that, wake-ups go to the queue's tail, so the queue
+ * never waits longer than for one slice.  An idle scheduler steals half of the longest other
  * queue, polls the queue lengths for ~10-20 µs (a futex wake-up costs more
  * than many messages), then sleeps on a condition variable: no CPU while the
  * node is idle.  A watchdog thread ticks every millisecond while any process
@@ -64,9 +71,13 @@
  * Stuck schedulers.  A callback that loops in plain C without calling the
  * runtime cannot be preempted.  The watchdog notices a slice (callback or
  * garbage collection) running longer than stuck_ns (default 2 ms) and marks
- * that scheduler stuck: its whole run queue may then be stolen by any other
- * scheduler, wake-ups of processes homed there go to another queue, and the
- * idle schedulers are woken.  When every scheduler is stuck the watchdog
+ * that scheduler stuck: its whole run queue (and run-next slot) is then
+ * taken over by the other schedulers, the busy ones too (each looks after
+ * every slice while some scheduler is stuck, so the queue does not wait
+ * for one to idle), wake-ups of processes homed there go to another queue,
+ * and the idle schedulers are woken.  A merely busy scheduler (slices
+ * ending on reductions) is never taken over wholesale: idle ones steal
+ * half of its queue.  When every scheduler is stuck the watchdog
  * starts an extra scheduler thread (at most max_extra_schedulers), so the
  * other processes keep their latency.  A scheduler clears its stuck mark when
  * its slice ends.  Garbage collection runs inside the slice (at the safe
