@@ -5,7 +5,7 @@
  *   bench_node [-s SCALE_DIVISOR]
  *
  * gen_call      1 coroutine caller, K = 200,000 sequential girder_calls
- *               ({'$gen_call', ...} with a fresh ref, a monitor, the
+ *               ({'$gen_call', ...} under a monitor with an alias, the
  *               reply) to a counter gen_server; every 8th call timed:
  *               gen_call_rate (calls/s), gen_call_rtt_p50/p99 (us).
  * gen_call_100  100 callers x 2,000 calls to one server: gen_call_100_rate.
@@ -18,53 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "girder.h"
 
 #define REPS 5
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static term_t atom(const char *s)
-{
-    term_t a;
-    if (heap_atom_put(s, strlen(s), &a) != GD_OK)
-        abort();
-    return a;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Nearest rank, as bench_beam:pct/2 (sorts v). */
-static double pct(double *v, size_t n, double p)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    size_t rank = (size_t)(p * (double)n / 100.0 + 0.999999);
-    rank = rank < 1 ? 1 : rank > n ? n : rank;
-    return v[rank - 1];
-}
-
-static void emit(const char *bench, const char *params, double *samples, const char *unit)
-{
-    double sorted[REPS];
-    memcpy(sorted, samples, sizeof sorted);
-    printf("{\"bench\":\"%s\",\"impl\":\"girder\",\"params\":{%s},\"value\":%.3f,\"unit\":\"%s\","
-           "\"samples\":[",
-           bench, params, pct(sorted, REPS, 50), unit);
-    for (int i = 0; i < REPS; i++)
-        printf("%s%.3f", i ? "," : "", samples[i]);
-    const char *run = getenv("BENCH_RUN");
-    printf("]%s%s}\n", run != NULL && *run ? ",\"run\":" : "", run != NULL && *run ? run : "");
-    fflush(stdout);
-}
 
 /* ---- the server: a counter ---- */
 
@@ -98,14 +55,14 @@ static int caller(sched_ctx_t *ctx, term_t arg)
     int64_t calls = term_small_value(term_tuple_elems(arg)[1]);
     bool sample = term_tuple_elems(arg)[2] == ATOM_TRUE;
     for (int64_t i = 0; i < calls; i++) {
-        uint64_t t0 = sample && i % 8 == 0 ? now_ns() : 0;
+        uint64_t t0 = sample && i % 8 == 0 ? bench_now_ns() : 0;
         term_t reply;
         /* server is a local pid: an immediate, nothing to root. */
         int rc = girder_call(ctx, server, atom_inc, -1, &reply);
         if (rc != GD_OK)
             return rc;
         if (t0 != 0)
-            rtt_us[rtt_n++] = (double)(now_ns() - t0) / 1000.0;
+            rtt_us[rtt_n++] = (double)(bench_now_ns() - t0) / 1000.0;
     }
     return GD_OK;
 }
@@ -119,7 +76,7 @@ static double run_calls(int callers, int64_t calls, bool sample)
         girder_gen_start(NULL, &counter, TERM_NIL, NULL, &server) != GD_OK)
         abort();
     rtt_n = 0;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     for (int c = 0; c < callers; c++) {
         term_t *e, arg;
         if (heap_make_tuple(&h, 3, &e, &arg) != GD_OK)
@@ -132,7 +89,7 @@ static double run_calls(int callers, int64_t calls, bool sample)
     }
     if (sched_wait_exit(pids, (size_t)callers, 600000) != GD_OK)
         abort();
-    double rate = (double)callers * (double)calls / ((double)(now_ns() - t0) / 1e9);
+    double rate = (double)callers * (double)calls / ((double)(bench_now_ns() - t0) / 1e9);
     if (girder_gen_stop(NULL, server, ATOM_NORMAL, 5000) != GD_OK)
         abort();
     heap_destroy(&h);
@@ -150,7 +107,7 @@ int main(int argc, char **argv)
     sched_opts_t so = {0};
     if (sched_start(&so) != GD_OK)
         return 1;
-    atom_inc = atom("inc");
+    atom_inc = bench_atom("inc");
     int64_t k = 200000 / div, k100 = 2000 / div;
     rtt_us = malloc((size_t)(k / 8 + 1) * sizeof *rtt_us);
     if (rtt_us == NULL)
@@ -158,8 +115,8 @@ int main(int argc, char **argv)
     double rate[REPS], p50[REPS], p99[REPS], rate100[REPS];
     for (int r = 0; r < REPS; r++) {
         rate[r] = run_calls(1, k, true);
-        p50[r] = pct(rtt_us, rtt_n, 50);
-        p99[r] = pct(rtt_us, rtt_n, 99);
+        p50[r] = bench_pct(rtt_us, rtt_n, 50);
+        p99[r] = bench_pct(rtt_us, rtt_n, 99);
         rate100[r] = run_calls(100, k100, false);
         fprintf(stderr,
                 "gen_call: %.0f calls/s p50 %.2f us p99 %.2f us; 100 callers %.0f calls/s\n",
@@ -167,11 +124,11 @@ int main(int argc, char **argv)
     }
     char params[64];
     snprintf(params, sizeof params, "\"calls\":%lld", (long long)k);
-    emit("gen_call_rate", params, rate, "calls/s");
-    emit("gen_call_rtt_p50", params, p50, "us");
-    emit("gen_call_rtt_p99", params, p99, "us");
+    bench_emit("gen_call_rate", params, rate, REPS, "calls/s");
+    bench_emit("gen_call_rtt_p50", params, p50, REPS, "us");
+    bench_emit("gen_call_rtt_p99", params, p99, REPS, "us");
     snprintf(params, sizeof params, "\"callers\":100,\"calls\":%lld", (long long)k100);
-    emit("gen_call_100_rate", params, rate100, "calls/s");
+    bench_emit("gen_call_100_rate", params, rate100, REPS, "calls/s");
     free(rtt_us);
     sched_stop();
     return 0;

@@ -15,56 +15,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "sched/sched.h"
 
 #define S term_make_small
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void nap_us(long us)
 {
     struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
     nanosleep(&ts, NULL);
-}
-
-static term_t atom(const char *s)
-{
-    term_t a;
-    if (heap_atom_put(s, strlen(s), &a) != GD_OK)
-        abort();
-    return a;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    double *c = malloc((size_t)n * sizeof *c);
-    memcpy(c, v, (size_t)n * sizeof *c);
-    qsort(c, (size_t)n, sizeof *c, cmp_double);
-    double m = n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2;
-    free(c);
-    return m;
-}
-
-static void emit(const char *bench, const char *params, double *samples, int n, const char *unit)
-{
-    printf("{\"bench\":\"%s\",\"impl\":\"girder\",\"params\":{%s},\"value\":%.3f,\"unit\":\"%s\","
-           "\"samples\":[",
-           bench, params, median(samples, n), unit);
-    for (int i = 0; i < n; i++)
-        printf("%s%.3f", i ? "," : "", samples[i]);
-    printf("]}\n");
-    fflush(stdout);
 }
 
 static size_t rss_bytes(void)
@@ -137,10 +96,10 @@ static int spawner_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
     }
     atomic_store_explicit(&spawned, i, memory_order_release);
     if (i == spawn_n) {
-        atomic_store_explicit(&spawn_end_ns, now_ns(), memory_order_release);
+        atomic_store_explicit(&spawn_end_ns, bench_now_ns(), memory_order_release);
         return GD_OK;
     }
-    return sched_send(ctx, sched_self(ctx), atom("next"));
+    return sched_send(ctx, sched_self(ctx), bench_atom("next"));
 }
 
 static const sched_behaviour_t spawner_beh = {nop_init, spawner_handle, NULL, NULL};
@@ -161,24 +120,24 @@ static void bench_spawn(size_t n)
             abort();
         wait_quiet(1);
         size_t rss0 = rss_bytes();
-        uint64_t t0 = now_ns();
-        if (sched_send(NULL, spawner, atom("go")) != GD_OK)
+        uint64_t t0 = bench_now_ns();
+        if (sched_send(NULL, spawner, bench_atom("go")) != GD_OK)
             abort();
         while (atomic_load_explicit(&spawn_end_ns, memory_order_acquire) == 0)
             nap_us(200);
         uint64_t t1 = atomic_load_explicit(&spawn_end_ns, memory_order_acquire);
         while (atomic_load_explicit(&ready, memory_order_relaxed) < n)
             nap_us(200);
-        uint64_t t2 = now_ns();
+        uint64_t t2 = bench_now_ns();
         mem[r] = (double)(rss_bytes() - rss0) / (double)n;
         rate[r] = n / ((t1 - t0) / 1e9);
         ready_rate[r] = n / ((t2 - t0) / 1e9);
-        uint64_t t3 = now_ns();
+        uint64_t t3 = bench_now_ns();
         for (size_t i = 0; i < n; i++)
-            if (sched_exit_pid(NULL, pids[i], atom("kill")) != GD_OK)
+            if (sched_exit_pid(NULL, pids[i], bench_atom("kill")) != GD_OK)
                 abort();
         wait_quiet(1);
-        kill[r] = n / ((now_ns() - t3) / 1e9);
+        kill[r] = n / ((bench_now_ns() - t3) / 1e9);
         sched_stop();
         fprintf(stderr, "spawn %d: %.0f/s ready %.0f/s %.0f B/proc kill %.0f/s\n", r, rate[r],
                 ready_rate[r], mem[r], kill[r]);
@@ -186,10 +145,10 @@ static void bench_spawn(size_t n)
     free(pids);
     char params[64];
     snprintf(params, sizeof params, "\"n\":%zu", n);
-    emit("spawn_rate", params, rate, 3, "procs/s");
-    emit("spawn_ready_rate", params, ready_rate, 3, "procs/s");
-    emit("spawn_mem_per_proc", params, mem, 3, "bytes");
-    emit("spawn_kill_rate", params, kill, 3, "procs/s");
+    bench_emit("spawn_rate", params, rate, 3, "procs/s");
+    bench_emit("spawn_ready_rate", params, ready_rate, 3, "procs/s");
+    bench_emit("spawn_mem_per_proc", params, mem, 3, "bytes");
+    bench_emit("spawn_kill_rate", params, kill, 3, "procs/s");
 }
 
 /* ---- pingpong ---- */
@@ -197,7 +156,7 @@ static void bench_spawn(size_t n)
 /* Ponger: {From, ping} -> From ! pong. */
 static int ponger_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
-    return sched_send(ctx, term_tuple_elems(msg)[0], atom("pong"));
+    return sched_send(ctx, term_tuple_elems(msg)[0], bench_atom("pong"));
 }
 
 static const sched_behaviour_t ponger_beh = {nop_init, ponger_handle, NULL, NULL};
@@ -211,12 +170,12 @@ static int pinger_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
     term_t *st = term_tuple_elems(*state);
     int64_t left = term_small_value(st[1]);
-    if (msg != atom("go")) {
+    if (msg != bench_atom("go")) {
         int64_t t0 = term_small_value(st[3]);
         if (t0 != 0) {
             size_t i = atomic_fetch_add_explicit(&nrtt, 1, memory_order_relaxed);
             if (i < rtt_cap)
-                rtts[i] = (double)(now_ns() - (uint64_t)t0) / 1000.0;
+                rtts[i] = (double)(bench_now_ns() - (uint64_t)t0) / 1000.0;
         }
         if (--left == 0) {
             atomic_fetch_add_explicit(&done, 1, memory_order_release);
@@ -224,24 +183,17 @@ static int pinger_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         }
     }
     st[1] = S(left);
-    st[3] = S(left % 8 == 0 ? (int64_t)now_ns() : 0);
+    st[3] = S(left % 8 == 0 ? (int64_t)bench_now_ns() : 0);
     term_t *e, t;
     int rc = heap_make_tuple(sched_heap(ctx), 2, &e, &t);
     if (rc != GD_OK)
         return rc;
     e[0] = sched_self(ctx);
-    e[1] = atom("ping");
+    e[1] = bench_atom("ping");
     return sched_send(ctx, st[0], t);
 }
 
 static const sched_behaviour_t pinger_beh = {nop_init, pinger_handle, NULL, NULL};
-
-static double pct(double *v, size_t n, double p)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    size_t k = (size_t)((p * n + 99) / 100);
-    return v[k ? k - 1 : 0];
-}
 
 static void bench_pingpong(int pairs, int k)
 {
@@ -269,19 +221,19 @@ static void bench_pingpong(int pairs, int k)
                 abort();
         }
         nap_us(20000);
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         for (int i = 0; i < pairs; i++)
-            if (sched_send(NULL, pingers[i], atom("go")) != GD_OK)
+            if (sched_send(NULL, pingers[i], bench_atom("go")) != GD_OK)
                 abort();
         while (atomic_load_explicit(&done, memory_order_acquire) < (uint64_t)pairs)
             nap_us(100);
-        uint64_t t1 = now_ns();
+        uint64_t t1 = bench_now_ns();
         rate[r] = (double)pairs * k / ((t1 - t0) / 1e9);
         size_t n = atomic_load(&nrtt);
         if (n > rtt_cap)
             n = rtt_cap;
-        p50[r] = pct(rtts, n, 50);
-        p99[r] = pct(rtts, n, 99);
+        p50[r] = bench_pct(rtts, n, 50);
+        p99[r] = bench_pct(rtts, n, 99);
         sched_stop();
         fprintf(stderr, "pingpong %d x %d: %.0f rt/s p50 %.2f us p99 %.2f us\n", pairs, k, rate[r],
                 p50[r], p99[r]);
@@ -291,11 +243,11 @@ static void bench_pingpong(int pairs, int k)
     char name[64];
     const char *sfx = pairs == 1 ? "" : "_100";
     snprintf(name, sizeof name, "pingpong%s_rate", sfx);
-    emit(name, params, rate, 5, "round_trips/s");
+    bench_emit(name, params, rate, 5, "round_trips/s");
     snprintf(name, sizeof name, "pingpong%s_rtt_p50", sfx);
-    emit(name, params, p50, 5, "us");
+    bench_emit(name, params, p50, 5, "us");
     snprintf(name, sizeof name, "pingpong%s_rtt_p99", sfx);
-    emit(name, params, p99, 5, "us");
+    bench_emit(name, params, p99, 5, "us");
     free(pingers);
     free(rtts);
     heap_destroy(&h);
@@ -337,24 +289,24 @@ static void bench_ring(int nprocs, int64_t hops)
             term_t *e, t;
             if (heap_make_tuple(&h, 2, &e, &t) != GD_OK)
                 abort();
-            e[0] = atom("next");
+            e[0] = bench_atom("next");
             e[1] = ring[(i + 1) % nprocs];
             if (sched_send(NULL, ring[i], t) != GD_OK)
                 abort();
         }
         nap_us(20000);
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         if (sched_send(NULL, ring[0], S(hops)) != GD_OK)
             abort();
         while (atomic_load_explicit(&done, memory_order_acquire) == 0)
             nap_us(200);
-        rate[r] = (double)hops / ((now_ns() - t0) / 1e9);
+        rate[r] = (double)hops / ((bench_now_ns() - t0) / 1e9);
         sched_stop();
         fprintf(stderr, "ring %d: %.0f hops/s\n", r, rate[r]);
     }
     char params[64];
     snprintf(params, sizeof params, "\"procs\":%d,\"hops\":%lld", nprocs, (long long)hops);
-    emit("ring_rate", params, rate, 3, "hops/s");
+    bench_emit("ring_rate", params, rate, 3, "hops/s");
     free(ring);
     heap_destroy(&h);
 }
@@ -372,14 +324,14 @@ static int fsend_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         int rc = heap_make_tuple(sched_heap(ctx), 2, &e, &t);
         if (rc != GD_OK)
             return rc;
-        e[0] = atom("msg");
+        e[0] = bench_atom("msg");
         e[1] = S(left);
         rc = sched_send(ctx, st[0], t);
         if (rc != GD_OK)
             return rc;
     }
     st[1] = S(left);
-    return left > 0 ? sched_send(ctx, sched_self(ctx), atom("next")) : GD_OK;
+    return left > 0 ? sched_send(ctx, sched_self(ctx), bench_atom("next")) : GD_OK;
 }
 
 static const sched_behaviour_t fsend_beh = {nop_init, fsend_handle, NULL, NULL};
@@ -421,13 +373,13 @@ static void bench_fanin(int senders, int per)
                 abort();
         }
         nap_us(20000);
-        uint64_t t0 = now_ns(), next_sample = t0;
+        uint64_t t0 = bench_now_ns(), next_sample = t0;
         for (int i = 0; i < senders; i++)
-            if (sched_send(NULL, tx[i], atom("go")) != GD_OK)
+            if (sched_send(NULL, tx[i], bench_atom("go")) != GD_OK)
                 abort();
         maxq[r] = 0;
         while (atomic_load_explicit(&done, memory_order_acquire) == 0) {
-            if (now_ns() >= next_sample) {
+            if (bench_now_ns() >= next_sample) {
                 sched_process_info_t info;
                 if (sched_process_info(rx, &info) == GD_OK && info.message_queue_len > maxq[r])
                     maxq[r] = info.message_queue_len;
@@ -435,14 +387,14 @@ static void bench_fanin(int senders, int per)
             }
             nap_us(1000);
         }
-        rate[r] = (double)fan_total / ((now_ns() - t0) / 1e9);
+        rate[r] = (double)fan_total / ((bench_now_ns() - t0) / 1e9);
         sched_stop();
         fprintf(stderr, "fanin %d: %.0f msgs/s max queue %.0f\n", r, rate[r], maxq[r]);
     }
     char params[64];
     snprintf(params, sizeof params, "\"senders\":%d,\"per_sender\":%d", senders, per);
-    emit("fanin_rate", params, rate, 3, "msgs/s");
-    emit("fanin_max_queue", params, maxq, 3, "msgs");
+    bench_emit("fanin_rate", params, rate, 3, "msgs/s");
+    bench_emit("fanin_max_queue", params, maxq, 3, "msgs");
     free(tx);
     heap_destroy(&h);
 }
@@ -459,7 +411,7 @@ static void bench_fanin(int senders, int per)
  * message's fragment is garbage at the receiver's next collection. */
 static int bigrecv_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
-    return sched_send(ctx, term_tuple_elems(msg)[0], atom("ack"));
+    return sched_send(ctx, term_tuple_elems(msg)[0], bench_atom("ack"));
 }
 
 static const sched_behaviour_t bigrecv_beh = {nop_init, bigrecv_handle, NULL, NULL};
@@ -477,7 +429,7 @@ static int bigsend_init(sched_ctx_t *ctx, term_t arg, term_t *state)
     int rc = sched_spawn(ctx, &bigrecv_beh, TERM_NIL, &recv);
     if (rc != GD_OK)
         return rc;
-    if (a[0] == atom("list")) {
+    if (a[0] == bench_atom("list")) {
         for (int64_t i = BIGMSG_LIST_LEN; i >= 1 && rc == GD_OK; i--)
             rc = heap_cons(h, S(i), payload, &payload);
     } else {
@@ -503,7 +455,7 @@ static int bigsend_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 static int bigsend_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
     term_t *st = term_tuple_elems(*state);
-    if (msg == atom("ack")) {
+    if (msg == bench_atom("ack")) {
         st[2] = S(term_small_value(st[2]) - 1);
         if (st[2] == S(0)) {
             atomic_fetch_add_explicit(&done, 1, memory_order_release);
@@ -535,19 +487,19 @@ static void bench_bigmsg_kind(const char *kind, int k)
         term_t sender, *e, arg;
         if (heap_make_tuple(&h, 2, &e, &arg) != GD_OK)
             abort();
-        e[0] = atom(kind);
+        e[0] = bench_atom(kind);
         e[1] = S(k);
         if (sched_spawn(NULL, &bigsend_beh, arg, &sender) != GD_OK)
             abort();
         /* The sender's init (the receiver, the payload) runs before the
          * clock. */
         nap_us(20000);
-        uint64_t t0 = now_ns();
-        if (sched_send(NULL, sender, atom("go")) != GD_OK)
+        uint64_t t0 = bench_now_ns();
+        if (sched_send(NULL, sender, bench_atom("go")) != GD_OK)
             abort();
         while (atomic_load_explicit(&done, memory_order_acquire) < 1)
             nap_us(100);
-        uint64_t t1 = now_ns();
+        uint64_t t1 = bench_now_ns();
         rate[r] = (double)k / ((t1 - t0) / 1e9);
         sched_stop();
         fprintf(stderr, "bigmsg %s x %d: %.1f MiB/s\n", kind, k, rate[r]);
@@ -557,7 +509,7 @@ static void bench_bigmsg_kind(const char *kind, int k)
              "\"payload\":\"%s\",\"payload_bytes\":1048576,\"msgs\":%d,\"reps\":5", kind, k);
     char name[32];
     snprintf(name, sizeof name, "bigmsg_%s", kind);
-    emit(name, params, rate, 5, "MiB/s");
+    bench_emit(name, params, rate, 5, "MiB/s");
     heap_destroy(&h);
 }
 
@@ -628,13 +580,13 @@ static bool pred_never(term_t msg, void *arg)
 
 static int probe_coro(sched_ctx_t *ctx, term_t arg)
 {
-    uint64_t end = now_ns() + (uint64_t)FAIR_DURATION_MS * 1000000u;
+    uint64_t end = bench_now_ns() + (uint64_t)FAIR_DURATION_MS * 1000000u;
     fair_n = 0;
     for (;;) {
         term_t msg;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         int rc = sched_receive_wait(ctx, pred_never, NULL, 1, &msg);
-        uint64_t t1 = now_ns();
+        uint64_t t1 = bench_now_ns();
         if (rc != SCHED_ETIMEOUT)
             return rc;
         if (fair_n < FAIR_MAX_SAMPLES)
@@ -676,7 +628,7 @@ static void bench_fairness(const char *name, int nbusy, bool cloop)
         while (!atomic_load_explicit(&probe_done, memory_order_acquire))
             nap_us(10000);
         for (int i = 0; i < nbusy && !cloop; i++)
-            if (sched_exit_pid(NULL, busy[i], atom("kill")) != GD_OK)
+            if (sched_exit_pid(NULL, busy[i], bench_atom("kill")) != GD_OK)
                 abort();
         atomic_store(&fair_stop, true);
         sched_stats_t st;
@@ -687,8 +639,8 @@ static void bench_fairness(const char *name, int nbusy, bool cloop)
             max = fair_late[i] > max ? fair_late[i] : max;
         wakeups[r] = (double)n;
         mx[r] = max;
-        p50[r] = pct(fair_late, n, 50);
-        p99[r] = pct(fair_late, n, 99);
+        p50[r] = bench_pct(fair_late, n, 50);
+        p99[r] = bench_pct(fair_late, n, 99);
         sched_stop();
         fprintf(stderr,
                 "%s busy=%d: p50 %.3f ms p99 %.3f ms max %.3f ms, %zu wakeups, %u threads "
@@ -705,10 +657,10 @@ static void bench_fairness(const char *name, int nbusy, bool cloop)
     double *vals[] = {p50, p99, mx};
     for (int k = 0; k < 3; k++) {
         snprintf(bench, sizeof bench, "%s_lateness_%s", name, keys[k]);
-        emit(bench, params, vals[k], REPS, "ms");
+        bench_emit(bench, params, vals[k], REPS, "ms");
     }
     snprintf(bench, sizeof bench, "%s_wakeups", name);
-    emit(bench, params, wakeups, REPS, "count");
+    bench_emit(bench, params, wakeups, REPS, "count");
     free(busy);
     free(fair_late);
     fair_late = NULL;

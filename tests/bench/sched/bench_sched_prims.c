@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "sched/coro.h"
 #include "sched/timer_wheel.h"
 
@@ -37,17 +38,11 @@ static double now_ns(void)
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static void emit(const char *bench, const char *params, const double *v, int reps, const char *unit)
 {
     double sorted[64];
     memcpy(sorted, v, (size_t)reps * sizeof *v);
-    qsort(sorted, (size_t)reps, sizeof *sorted, cmp_double);
+    qsort(sorted, (size_t)reps, sizeof *sorted, bench_cmp_double);
     printf("{\"bench\":\"%s\",\"impl\":\"girder\",\"params\":{%s},\"value\":%.3f,\"unit\":\"%s\","
            "\"samples\":[",
            bench, params, sorted[(reps - 1) / 2], unit);
