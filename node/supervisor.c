@@ -245,6 +245,34 @@ static bool is_down_of(term_t msg, void *arg)
 
 static int run_then(sched_ctx_t *ctx, term_t *state, term_t then);
 
+/* What queue_step found. */
+enum queue_step { QS_BUSY, QS_EMPTY, QS_CHILD };
+
+/*
+ * One step of one of the supervisor's work queues (the stop queue S_QUEUE
+ * with S_CUR the child being stopped; the start queue S_START_Q with
+ * S_START_CUR the start awaiting its acknowledgement): QS_BUSY while the
+ * current one is in progress, QS_EMPTY when the queue is done, else
+ * QS_CHILD with the next id taken off the queue and *child its record
+ * (TERM_NONE when it names no child any more).
+ */
+static int queue_step(sched_ctx_t *ctx, term_t *state, unsigned queue_field, unsigned cur_field,
+                      enum queue_step *step, term_t *child)
+{
+    *step = QS_BUSY;
+    if (fields(*state)[cur_field] != ATOM_UNDEFINED)
+        return GD_OK;
+    term_t queue = fields(*state)[queue_field];
+    *step = QS_EMPTY;
+    if (!term_is_list(queue))
+        return GD_OK;
+    *step = QS_CHILD;
+    int rc = set_field(ctx, state, queue_field, term_cdr(queue));
+    if (rc == GD_OK)
+        *child = find_child(fields(*state)[S_CHILDREN], term_car(queue));
+    return rc;
+}
+
 /*
  * Stops the next queued child, or, with the queue empty, runs S_THEN.
  * OTP's shutdown: monitor, unlink (an exit signal from the child is then
@@ -254,20 +282,18 @@ static int run_then(sched_ctx_t *ctx, term_t *state, term_t then);
 static int advance(sched_ctx_t *ctx, term_t *state)
 {
     for (;;) {
-        if (fields(*state)[S_CUR] != ATOM_UNDEFINED)
-            return GD_OK;
-        term_t queue = fields(*state)[S_QUEUE];
-        if (!term_is_list(queue)) {
+        enum queue_step step;
+        term_t child;
+        int rc = queue_step(ctx, state, S_QUEUE, S_CUR, &step, &child);
+        if (rc != GD_OK || step == QS_BUSY)
+            return rc;
+        if (step == QS_EMPTY) {
             term_t then = fields(*state)[S_THEN];
             if (then == ATOM_UNDEFINED)
                 return GD_OK;
-            int rc = set_field(ctx, state, S_THEN, ATOM_UNDEFINED);
+            rc = set_field(ctx, state, S_THEN, ATOM_UNDEFINED);
             return rc != GD_OK ? rc : run_then(ctx, state, then);
         }
-        int rc = set_field(ctx, state, S_QUEUE, term_cdr(queue));
-        if (rc != GD_OK)
-            return rc;
-        term_t child = find_child(fields(*state)[S_CHILDREN], term_car(queue));
         if (child == TERM_NONE || !child_running(child))
             continue;
         term_t pid = fields(child)[C_PID], shutdown = fields(child)[C_SHUTDOWN], ref;
@@ -392,21 +418,19 @@ static int start_next(sched_ctx_t *ctx, term_t *state)
 {
     term_t last = TERM_NONE;
     for (;;) {
-        if (fields(*state)[S_START_CUR] != ATOM_UNDEFINED)
-            return GD_OK;
-        term_t queue = fields(*state)[S_START_Q];
-        if (!term_is_list(queue))
+        enum queue_step step;
+        term_t child;
+        int rc = queue_step(ctx, state, S_START_Q, S_START_CUR, &step, &child);
+        if (rc != GD_OK || step == QS_BUSY)
+            return rc;
+        if (step == QS_EMPTY)
             return fields(*state)[S_START_CTX] == ATOM_UNDEFINED ? GD_OK
                                                                  : start_done(ctx, state, last);
-        int rc = set_field(ctx, state, S_START_Q, term_cdr(queue));
-        if (rc != GD_OK)
-            return rc;
-        term_t child = find_child(fields(*state)[S_CHILDREN], term_car(queue));
         if (child == TERM_NONE || child_running(child))
             continue;
         if (fields(*state)[S_START_CTX] == node_atom.restart_atom &&
             fields(child)[C_RESTART] == node_atom.temporary) {
-            rc = delete_child(ctx, state, term_car(queue));
+            rc = delete_child(ctx, state, fields(child)[C_ID]);
             if (rc != GD_OK)
                 return rc;
             continue;
