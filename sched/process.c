@@ -1498,6 +1498,32 @@ static int lookup_target(term_t to, sched_proc_t **out)
 
 static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg);
 
+/* The send itself: msg copied into a message of `kind` (for an alias
+ * message, with the alias ref) delivered to t, whose reference it drops;
+ * ctx (may be NULL) is charged 1 + 1 per 16 words and reaches its
+ * preemption point. */
+static int send_copy(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_ref_t ref,
+                     term_t msg)
+{
+    msg_t *m = msg_new(kind, ctx != NULL ? ctx->pid : TERM_NIL);
+    int rc = GD_ENOMEM;
+    if (m != NULL) {
+        m->ref = ref;
+        rc = heap_msg_copy(msg, &m->frag, &m->term);
+        if (rc != GD_OK)
+            free(m);
+    }
+    if (rc == GD_OK) {
+        if (ctx != NULL)
+            ctx->reds -= 1 + (int32_t)(m->frag != NULL ? m->frag->used / 16 : 0);
+        deliver(t, m);
+    }
+    proc_put(t);
+    if (ctx != NULL && rc == GD_OK)
+        coro_point(ctx);
+    return rc;
+}
+
 int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
 {
     /* A local pid, the common case, is none of the others. */
@@ -1509,24 +1535,7 @@ int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
     int rc = lookup_target(to, &t);
     if (rc != GD_OK || t == NULL)
         return rc;
-    msg_t *m = msg_new(MSG_MESSAGE, ctx != NULL ? ctx->pid : TERM_NIL);
-    if (m == NULL) {
-        rc = GD_ENOMEM;
-        goto out;
-    }
-    rc = heap_msg_copy(msg, &m->frag, &m->term);
-    if (rc != GD_OK) {
-        free(m);
-        goto out;
-    }
-    if (ctx != NULL)
-        ctx->reds -= 1 + (int32_t)(m->frag != NULL ? m->frag->used / 16 : 0);
-    deliver(t, m);
-out:
-    proc_put(t);
-    if (ctx != NULL && rc == GD_OK)
-        coro_point(ctx);
-    return rc;
+    return send_copy(ctx, t, MSG_MESSAGE, (sched_ref_t){{0, 0, 0}}, msg);
 }
 
 int sched_exit_pid(sched_ctx_t *ctx, term_t to, term_t reason)
@@ -1724,23 +1733,7 @@ static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg)
     sched_proc_t *t;
     if (!ref_words(to, &r) || !alias_pid(r, &owner) || (t = proc_get(owner)) == NULL)
         return GD_OK;
-    msg_t *m = msg_new(MSG_ALIAS, ctx != NULL ? ctx->pid : TERM_NIL);
-    int rc = GD_ENOMEM;
-    if (m != NULL) {
-        m->ref = r;
-        rc = heap_msg_copy(msg, &m->frag, &m->term);
-        if (rc != GD_OK)
-            free(m);
-    }
-    if (rc == GD_OK) {
-        if (ctx != NULL)
-            ctx->reds -= 1 + (int32_t)(m->frag != NULL ? m->frag->used / 16 : 0);
-        deliver(t, m);
-    }
-    proc_put(t);
-    if (ctx != NULL && rc == GD_OK)
-        coro_point(ctx);
-    return rc;
+    return send_copy(ctx, t, MSG_ALIAS, r, msg);
 }
 
 /* Removes p's monitor r (and an alias tied to it) and tells the target;
