@@ -440,6 +440,32 @@ fail_msg:
 /* ------------------------------------------------------------------------ */
 /* Link, monitor and dictionary tables (allocated on first use)             */
 
+/*
+ * The process's tables (links, monitors, aliases, dictionary, root slots)
+ * share one layout, {uint32_t n, cap; entries[]}, allocated on first use
+ * and doubled when full.  Returns tab itself when it has room for one more
+ * entry, else the table reallocated with room (n 0 and cap first_cap for a
+ * new one), or NULL when memory is short (tab is then untouched).  hdr is
+ * the entries' offset, entry their size.
+ */
+static void *table_room(void *tab, size_t hdr, size_t entry, uint32_t first_cap)
+{
+    struct table_head {
+        uint32_t n, cap;
+    } head = {0, 0};
+    if (tab != NULL)
+        memcpy(&head, tab, sizeof head);
+    if (tab != NULL && head.n < head.cap)
+        return tab;
+    uint32_t cap = tab == NULL ? first_cap : head.cap * 2;
+    void *grown = realloc(tab, hdr + cap * entry);
+    if (grown == NULL)
+        return NULL;
+    head.cap = cap;
+    memcpy(grown, &head, sizeof head);
+    return grown;
+}
+
 static int links_add(sched_proc_t *p, term_t pid)
 {
     link_set_t *l = p->links;
@@ -447,16 +473,10 @@ static int links_add(sched_proc_t *p, term_t pid)
         for (uint32_t i = 0; i < l->n; i++)
             if (l->pids[i] == pid)
                 return GD_OK;
-    if (l == NULL || l->n == l->cap) {
-        uint32_t cap = l == NULL ? 2 : l->cap * 2;
-        link_set_t *nl = realloc(l, sizeof *nl + cap * sizeof(term_t));
-        if (nl == NULL)
-            return GD_ENOMEM;
-        if (l == NULL)
-            nl->n = 0;
-        nl->cap = cap;
-        p->links = l = nl;
-    }
+    l = table_room(l, offsetof(link_set_t, pids), sizeof l->pids[0], 2);
+    if (l == NULL)
+        return GD_ENOMEM;
+    p->links = l;
     l->pids[l->n++] = pid;
     return GD_OK;
 }
@@ -477,17 +497,10 @@ static bool links_remove(sched_proc_t *p, term_t pid)
 
 static int mon_add(mon_set_t **set, sched_ref_t ref, term_t pid, term_t name)
 {
-    mon_set_t *s = *set;
-    if (s == NULL || s->n == s->cap) {
-        uint32_t cap = s == NULL ? 2 : s->cap * 2;
-        mon_set_t *ns = realloc(s, sizeof *ns + cap * sizeof(mon_entry_t));
-        if (ns == NULL)
-            return GD_ENOMEM;
-        if (s == NULL)
-            ns->n = 0;
-        ns->cap = cap;
-        *set = s = ns;
-    }
+    mon_set_t *s = table_room(*set, offsetof(mon_set_t, e), sizeof(mon_entry_t), 2);
+    if (s == NULL)
+        return GD_ENOMEM;
+    *set = s;
     s->e[s->n++] = (mon_entry_t){ref, pid, name};
     return GD_OK;
 }
@@ -510,17 +523,10 @@ static bool mon_remove(mon_set_t *s, sched_ref_t ref, mon_entry_t *out)
 
 static int alias_add(sched_proc_t *p, sched_ref_t ref, enum sched_alias_mode mode)
 {
-    alias_set_t *s = p->aliases;
-    if (s == NULL || s->n == s->cap) {
-        uint32_t cap = s == NULL ? 2 : s->cap * 2;
-        alias_set_t *ns = realloc(s, sizeof *ns + cap * sizeof(alias_entry_t));
-        if (ns == NULL)
-            return GD_ENOMEM;
-        if (s == NULL)
-            ns->n = 0;
-        ns->cap = cap;
-        p->aliases = s = ns;
-    }
+    alias_set_t *s = table_room(p->aliases, offsetof(alias_set_t, e), sizeof(alias_entry_t), 2);
+    if (s == NULL)
+        return GD_ENOMEM;
+    p->aliases = s;
     s->e[s->n++] = (alias_entry_t){ref, (uint32_t)mode};
     return GD_OK;
 }
@@ -1148,17 +1154,10 @@ bool sched_proc_yield(sched_ctx_t *ctx)
 
 int sched_root_push(sched_ctx_t *ctx, term_t *slot)
 {
-    root_stack_t *r = ctx->roots;
-    if (r == NULL || r->n == r->cap) {
-        uint32_t cap = r == NULL ? 8 : r->cap * 2;
-        root_stack_t *nr = realloc(r, sizeof *nr + cap * sizeof(term_t *));
-        if (nr == NULL)
-            return GD_ENOMEM;
-        if (r == NULL)
-            nr->n = 0;
-        nr->cap = cap;
-        ctx->roots = r = nr;
-    }
+    root_stack_t *r = table_room(ctx->roots, offsetof(root_stack_t, slot), sizeof(term_t *), 8);
+    if (r == NULL)
+        return GD_ENOMEM;
+    ctx->roots = r;
     r->slot[r->n++] = slot;
     return GD_OK;
 }
@@ -1808,16 +1807,10 @@ int sched_dict_put(sched_ctx_t *ctx, term_t key, term_t val, term_t *old_out)
                 d->kv[2 * i + 1] = val;
                 return GD_OK;
             }
-    if (d == NULL || d->n == d->cap) {
-        uint32_t cap = d == NULL ? 4 : d->cap * 2;
-        dict_t *nd = realloc(d, sizeof *nd + 2 * (size_t)cap * sizeof(term_t));
-        if (nd == NULL)
-            return GD_ENOMEM;
-        if (d == NULL)
-            nd->n = 0;
-        nd->cap = cap;
-        ctx->dict = d = nd;
-    }
+    d = table_room(d, offsetof(dict_t, kv), 2 * sizeof(term_t), 4);
+    if (d == NULL)
+        return GD_ENOMEM;
+    ctx->dict = d;
     d->kv[2 * d->n] = key;
     d->kv[2 * d->n + 1] = val;
     d->n++;
