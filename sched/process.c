@@ -617,6 +617,16 @@ static bool alias_accept(sched_proc_t *p, sched_ref_t ref)
     return true;
 }
 
+/* Answers the LINK or MONITOR request m as a dead process does: an exit
+ * signal or a 'DOWN' with reason noproc (dropped for want of memory). */
+static void answer_noproc(sched_proc_t *p, const msg_t *m)
+{
+    msg_t *a = m->kind == SIG_LINK ? exit_sig(p->pid, atom_noproc, true)
+                                   : down_sig(m->ref, p->pid, m->name, atom_noproc);
+    if (a != NULL)
+        send_sig(m->from, a);
+}
+
 /* Handles one signal taken from the inbox (m consumed). */
 static void handle_signal(sched_proc_t *p, msg_t *m)
 {
@@ -639,23 +649,17 @@ static void handle_signal(sched_proc_t *p, msg_t *m)
         break;
     }
     case SIG_LINK:
-        if (links_add(p, m->from) != GD_OK) {
-            /* The link cannot be recorded: tell the other side at once, as
-             * if this process had gone, rather than lose its exit later. */
-            msg_t *e = exit_sig(p->pid, atom_noproc, true);
-            if (e != NULL)
-                send_sig(m->from, e);
-        }
+        /* The link cannot be recorded: tell the other side at once, as if
+         * this process had gone, rather than lose its exit later. */
+        if (links_add(p, m->from) != GD_OK)
+            answer_noproc(p, m);
         break;
     case SIG_UNLINK:
         links_remove(p, m->from);
         break;
     case SIG_MONITOR:
-        if (mon_add(&p->monitored_by, m->ref, m->from, m->name) != GD_OK) {
-            msg_t *d = down_sig(m->ref, p->pid, m->name, atom_noproc);
-            if (d != NULL)
-                send_sig(m->from, d);
-        }
+        if (mon_add(&p->monitored_by, m->ref, m->from, m->name) != GD_OK)
+            answer_noproc(p, m);
         break;
     case SIG_DEMONITOR:
         mon_remove(p->monitored_by, m->ref, NULL);
@@ -743,18 +747,10 @@ static void drain_dead(sched_proc_t *p)
     msg_t *m;
     while ((m = inbox_pop(p)) != NULL) {
         switch ((enum msg_kind)m->kind) {
-        case SIG_LINK: {
-            msg_t *e = exit_sig(p->pid, atom_noproc, true);
-            if (e != NULL)
-                send_sig(m->from, e);
+        case SIG_LINK:
+        case SIG_MONITOR:
+            answer_noproc(p, m);
             break;
-        }
-        case SIG_MONITOR: {
-            msg_t *d = down_sig(m->ref, p->pid, m->name, atom_noproc);
-            if (d != NULL)
-                send_sig(m->from, d);
-            break;
-        }
         case SIG_UNLINK:
             links_remove(p, m->from);
             break;
