@@ -230,6 +230,23 @@ void proc_put(sched_proc_t *p);
  * reference dropped), or pid never named a process. */
 bool proc_exit_done(term_t pid);
 
+/* ---- PCB memory (pcb_pool.c) ---- */
+
+/* Free PCBs (linked through rq_next) and the chunk being carved. */
+typedef struct pcb_pool {
+    sched_proc_t *free;
+    size_t nfree;
+    char *bump, *bump_end;
+} pcb_pool_t;
+
+/* A zeroed PCB, from this scheduler's pool (or the shared one off the
+ * schedulers); NULL when memory is short. */
+sched_proc_t *pcb_alloc(void);
+/* Gives a PCB back (to this scheduler's pool, or the shared one). */
+void pcb_free(sched_proc_t *p);
+/* Unmaps every chunk (node stop, after the last PCB was freed). */
+void pcb_pools_free(void);
+
 /* ---- run queues and schedulers ---- */
 
 #define RQ_PRIOS 4
@@ -282,6 +299,7 @@ typedef struct runq {
     _Atomic uint64_t tnext;
     struct send_timer **tmap; /* send_after timers by key (chained hash) */
     size_t tmap_cap, tmap_n;
+    pcb_pool_t pcbs; /* this scheduler's PCBs (owner only) */
 } __attribute__((aligned(64))) runq_t;
 
 /* Queues p (which the caller just marked IN_RUNQ) on a run queue. */
@@ -327,6 +345,11 @@ typedef struct node {
      * slice ended subtracts; relaxed: a hint that makes busy schedulers
      * look for a stuck queue to take over after each slice). */
     _Atomic unsigned stuck_now;
+    /* PCB memory (pcb_pool.c): the pool of threads that are no scheduler
+     * and the chunks, under pool_lock. */
+    pthread_mutex_t pool_lock;
+    pcb_pool_t shared_pool;
+    struct pcb_chunk *pcb_chunks;
     /* A pid's 28 data bits: the low idx_bits index the table, the rest
      * (serial_mask) count the slot's reuses. */
     unsigned idx_bits;

@@ -872,7 +872,7 @@ void proc_reap(sched_proc_t *p)
     uint32_t idx = pid_index(p->pid);
     slot_t *s = &sched_node.slots[idx];
     uint64_t serial = (pid_serial(p->pid) + 1) & sched_node.serial_mask;
-    free(p);
+    pcb_free(p);
     /* Relaxed: nobody reads the slot's PCB until a spawner publishes the
      * next one (its release store); the mutex in slot_free orders this. */
     atomic_store_explicit(&s->word, serial << SLOT_SERIAL_SHIFT, memory_order_relaxed);
@@ -896,7 +896,7 @@ void proc_destroy_all(void)
             msg_free(m);
         atomic_store_explicit(&s->word, w & ~SLOT_LIVE & ~SLOT_REFS_MASK, memory_order_relaxed);
         release_owned(p);
-        free(p);
+        pcb_free(p);
     }
     sched_proc_t *z = atomic_exchange_explicit(&n->zombies, NULL, memory_order_acquire);
     while (z != NULL) {
@@ -1311,7 +1311,7 @@ static int spawn(sched_ctx_t *ctx, const sched_behaviour_t *beh, sched_coro_fn c
         return GD_EINVAL;
     int rc;
     runq_t *here;
-    sched_proc_t *p = calloc(1, sizeof *p);
+    sched_proc_t *p = pcb_alloc();
     if (p == NULL)
         return GD_ENOMEM;
     rc = heap_init(&p->heap,
@@ -1396,7 +1396,7 @@ fail_arg:
     free(p->monitored_by);
 fail_pcb:
     heap_destroy(&p->heap);
-    free(p);
+    pcb_free(p);
     return rc;
 }
 

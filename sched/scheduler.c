@@ -583,6 +583,8 @@ static void free_node(void)
     free(n->slots);
     free(n->free_ring);
     registry_free();
+    pcb_pools_free();
+    pthread_mutex_destroy(&n->pool_lock);
     pthread_mutex_destroy(&n->free_lock);
     pthread_mutex_destroy(&n->wd_lock);
     pthread_cond_destroy(&n->wd_cond);
@@ -647,6 +649,7 @@ int sched_start(const sched_opts_t *opts)
     n->serial_mask = ((uint64_t)1 << (28 - n->idx_bits)) - 1;
     n->stuck_ns = opts->stuck_ns != 0 ? opts->stuck_ns : STUCK_NS_DEFAULT;
     pthread_mutex_init(&n->free_lock, NULL);
+    pthread_mutex_init(&n->pool_lock, NULL);
     pthread_mutex_init(&n->wd_lock, NULL);
     pthread_cond_init(&n->wd_cond, NULL);
     pthread_mutex_init(&n->exit_lock, NULL);
