@@ -409,6 +409,11 @@ typedef struct cluster_config {
     unsigned schedulers; /* 0: one per core */
     bool hidden;
     uint16_t epmd_port; /* 0: ERL_EPMD_PORT or 4369 */
+    /* The application's own services (node/'s girder_kv), started after
+     * cluster/'s and before the first connection is accepted, so a peer
+     * never finds them missing; NULL: none.  A negative return fails
+     * cluster_start with it. */
+    int (*start_services)(void);
 } cluster_config_t;
 
 /*

@@ -1225,6 +1225,8 @@ int cluster_start(const cluster_config_t *cfg)
     sched_set_dist_hooks(&node.hooks);
     node.running = true;
     rc = cluster_services_start();
+    if (rc == 0 && cfg->start_services != NULL)
+        rc = cfg->start_services();
     if (rc < 0) {
         cluster_stop();
         return rc;

@@ -316,6 +316,25 @@ static int bif_watch(heap_t *h, term_t args, term_t *out)
     return rc == 0 ? sched_spawn(NULL, &watch_beh, arg, out) : rc;
 }
 
+/* girder:send(Dest, Msg) -> ok: Dest ! Msg from this node (a pid, a
+ * registered name, or {Name, Node}: REG_SEND for another node), as
+ * erlang:send/2; for making girder send to other nodes in tests. */
+static int bif_send(heap_t *h, term_t args, term_t *out)
+{
+    (void)h;
+    term_t dest = term_car(args), msg = term_car(term_cdr(args));
+    bool name_node = arity(dest) == 2 && term_is_atom(el(dest, 0)) && term_is_atom(el(dest, 1));
+    if (!term_is_pid(dest) && !term_is_atom(dest) && !name_node)
+        return GD_EBADARG;
+    int rc = sched_send(NULL, dest, msg);
+    if (rc == SCHED_ENOPROC && term_is_atom(dest))
+        return GD_EBADARG; /* erlang:send/2 to a name nobody has: badarg */
+    if (rc < 0 && rc != SCHED_ENOPROC)
+        return rc;
+    *out = heap_atom("ok");
+    return 0;
+}
+
 /* erlang:system_info/1 for the keys girder has: process_count,
  * schedulers, schedulers_online, atom_count, atom_limit; other keys raise
  * badarg, as unknown keys do in OTP. */
@@ -366,7 +385,7 @@ int cluster_services_start(void)
         {"girder", "echo", 1, bif_echo},   {"erlang", "node", 0, bif_node},
         {"erlang", "nodes", 0, bif_nodes}, {"girder", "spawn_echo", 0, bif_spawn_echo},
         {"girder", "watch", 2, bif_watch}, {"erlang", "system_info", 1, bif_system_info},
-        {"girder", "info", 0, bif_info},
+        {"girder", "info", 0, bif_info},   {"girder", "send", 2, bif_send},
     };
     for (size_t i = 0; i < sizeof bifs / sizeof bifs[0]; i++) {
         int rc = cluster_rpc_register(bifs[i].m, bifs[i].f, bifs[i].a, bifs[i].fn);

@@ -305,4 +305,49 @@ int girder_sup_delete_child(sched_ctx_t *ctx, term_t sup, term_t id,
                             term_t *result_out) GD_MUST_CHECK;
 int girder_sup_which_children(sched_ctx_t *ctx, term_t sup, term_t *result_out) GD_MUST_CHECK;
 
+/* ------------------------------------------------------------------------ */
+/* Services every girder node runs                                          */
+
+/*
+ * Starts girder_kv (node/kv.c), the registered key-value gen_server of the
+ * node contract: {put, K, V} -> ok, {get, K} -> {ok, V} | error,
+ * {delete, K} -> ok, any terms as keys (exact match) and values; any other
+ * request is answered {error, {badrequest, Req}}.  From outside any
+ * process, after sched_start; the name is registered by the new process
+ * (girder_whereis shows it once its init ran).  Errors: girder_gen_start's.
+ */
+int girder_kv_start(term_t *pid_out) GD_MUST_CHECK;
+
+/*
+ * What `girder node` adds to cluster/'s services (cluster_config_t's
+ * start_services): girder_kv, waited for until registered, and the rpc
+ * built-ins girder:call_out(ReplyTo, Server, Request, TimeoutMs) and
+ * girder:rpc_out(ReplyTo, Node, M, F, A, TimeoutMs), which make this node
+ * call out (girder_call / girder_rpc_call from a new process) and send
+ * {girder_out, Result} to ReplyTo: call_out's Result is {ok, Reply} or
+ * {error, timeout | noproc | nodedown | {exit, Reason}}, rpc_out's what
+ * rpc:call returns.  After cluster_start's sched_start.  Errors:
+ * girder_kv_start's, cluster_rpc_register's, GD_ESYSTEM_LIMIT (girder_kv
+ * not registered within a second).
+ */
+int girder_services_start(void) GD_MUST_CHECK;
+
+/* ------------------------------------------------------------------------ */
+/* Calling other nodes                                                      */
+
+/*
+ * rpc:call(Node, M, F, Args) from a coroutine process, into an OTP node (or
+ * a girder one) through its rex server ({'$gen_call', {Self, Tag}, {call,
+ * M, F, Args, user}} to {rex, Node}, which OTP 25-28 answer for C nodes).
+ * Returns 0 with *result_out what rpc:call returns: the value, or
+ * {badrpc, {'EXIT', ...}} for an exception there, {badrpc, nodedown} (no
+ * connection, or the node went down during the call), {badrpc, timeout}
+ * after timeout_ms (< 0: infinity).  Errors: GD_EINVAL (no ctx, or not a
+ * coroutine process), GD_EBADARG (Node, M, F not atoms or Args not a
+ * list), GD_ENOMEM.  A call to a gen_server on another node is
+ * girder_call with server {Name, Node}.
+ */
+int girder_rpc_call(sched_ctx_t *ctx, term_t node, term_t module, term_t function, term_t args,
+                    int64_t timeout_ms, term_t *result_out) GD_MUST_CHECK;
+
 #endif /* GIRDER_GIRDER_H */
