@@ -50,6 +50,7 @@
 #include <stdint.h>
 
 #include "etf.h"
+#include "sched/sched.h"
 
 /* ---- cluster/ error codes (the range below sched/'s) ---- */
 enum {
@@ -458,5 +459,24 @@ typedef int (*cluster_rpc_fn)(heap_t *h, term_t args, term_t *result);
 #define CLUSTER_RPC_MAX 256
 int cluster_rpc_register(const char *module, const char *function, unsigned arity,
                          cluster_rpc_fn fn) GD_MUST_CHECK;
+
+/*
+ * erlang:monitor_node(Node, On) for the calling process (ctx): with On,
+ * {nodedown, Node} arrives once when the connection to Node goes down or,
+ * if there is none, when connecting to it (started here) fails; each call
+ * adds one notification, and On false removes one of them.  The local
+ * node is never reported down.  Errors: GD_EBADARG (not an atom),
+ * GD_ENOMEM.
+ */
+int cluster_monitor_node(sched_ctx_t *ctx, term_t node, bool on) GD_MUST_CHECK;
+
+/*
+ * net_kernel:monitor_nodes(On) for the calling process: while on,
+ * {nodeup, Node} and {nodedown, Node} for every visible node connecting
+ * and disconnecting (hidden ones are not reported, as OTP's default).
+ * Subscribing twice is one subscription; it ends with the process.
+ * Errors: GD_ENOMEM, SCHED_ESTOPPED.
+ */
+int cluster_monitor_nodes(sched_ctx_t *ctx, bool on) GD_MUST_CHECK;
 
 #endif /* GIRDER_CLUSTER_H */

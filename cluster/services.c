@@ -316,6 +316,45 @@ static int bif_watch(heap_t *h, term_t args, term_t *out)
     return rc == 0 ? sched_spawn(NULL, &watch_beh, arg, out) : rc;
 }
 
+/* girder:watch_nodes(ReportTo, Node | all): a process that calls
+ * monitor_node(Node, true) (or monitor_nodes(true) for all) and reports
+ * each {nodeup, N} / {nodedown, N} it gets as {watch_node, Event}; it
+ * stops after a nodedown of a single Node (monitor_node fires once).  For
+ * tests of node monitoring from girder processes. */
+static int watch_nodes_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    *state = arg;
+    term_t node_atom = el(arg, 1);
+    return is_atom(node_atom, "all") ? cluster_monitor_nodes(ctx, true)
+                                     : cluster_monitor_node(ctx, node_atom, true);
+}
+
+static int watch_nodes_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    bool down = arity(msg) == 2 && is_atom(el(msg, 0), "nodedown");
+    if (!down && !(arity(msg) == 2 && is_atom(el(msg, 0), "nodeup")))
+        return 0;
+    term_t report, items[2] = {heap_atom("watch_node"), msg};
+    int rc = tuple(sched_heap(ctx), &report, 2, items);
+    if (rc == 0)
+        rc = sched_send(ctx, el(*state, 0), report);
+    if (rc < 0 && rc != SCHED_ENOPROC)
+        return rc;
+    return down && !is_atom(el(*state, 1), "all") ? sched_exit(ctx, heap_atom("normal")) : 0;
+}
+
+static const sched_behaviour_t watch_nodes_beh = {watch_nodes_init, watch_nodes_handle, NULL, NULL};
+
+static int bif_watch_nodes(heap_t *h, term_t args, term_t *out)
+{
+    term_t report = term_car(args), node_atom = term_car(term_cdr(args)), arg;
+    if (!term_is_pid(report) || !term_is_atom(node_atom))
+        return GD_EBADARG;
+    term_t items[2] = {report, node_atom};
+    int rc = tuple(h, &arg, 2, items);
+    return rc == 0 ? sched_spawn(NULL, &watch_nodes_beh, arg, out) : rc;
+}
+
 /* girder:send(Dest, Msg) -> ok: Dest ! Msg from this node (a pid, a
  * registered name, or {Name, Node}: REG_SEND for another node), as
  * erlang:send/2; for making girder send to other nodes in tests. */
@@ -373,48 +412,6 @@ static int bif_info(heap_t *h, term_t args, term_t *out)
     term_t vals[5] = {heap_node_name(), term_make_small(sched_process_count()),
                       term_make_small(st.schedulers), term_make_small(heap_atom_count()), nodes};
     return heap_make_map(h, keys, vals, 5, out);
-}
-
-int cluster_services_start(void)
-{
-    static const struct {
-        const char *m, *f;
-        unsigned a;
-        cluster_rpc_fn fn;
-    } bifs[] = {
-        {"girder", "echo", 1, bif_echo},   {"erlang", "node", 0, bif_node},
-        {"erlang", "nodes", 0, bif_nodes}, {"girder", "spawn_echo", 0, bif_spawn_echo},
-        {"girder", "watch", 2, bif_watch}, {"erlang", "system_info", 1, bif_system_info},
-        {"girder", "info", 0, bif_info},   {"girder", "send", 2, bif_send},
-    };
-    for (size_t i = 0; i < sizeof bifs / sizeof bifs[0]; i++) {
-        int rc = cluster_rpc_register(bifs[i].m, bifs[i].f, bifs[i].a, bifs[i].fn);
-        if (rc < 0)
-            return rc;
-    }
-    static const struct {
-        const char *name;
-        const sched_behaviour_t *beh;
-    } svcs[] = {{"net_kernel", &net_kernel_beh}, {"rex", &rex_beh}, {"echo", &echo_beh}};
-    for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++) {
-        term_t pid, name = heap_atom(svcs[i].name);
-        if (name == TERM_NONE)
-            return GD_ENOMEM;
-        int rc = sched_spawn(NULL, svcs[i].beh, name, &pid);
-        if (rc < 0)
-            return rc;
-    }
-    /* Wait until the names are registered: a peer may ask for them at once. */
-    for (int tries = 0; tries < 1000; tries++) {
-        bool all = true;
-        for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++)
-            all = all && term_is_pid(sched_whereis(heap_atom(svcs[i].name)));
-        if (all)
-            return 0;
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
-    return GD_ESYSTEM_LIMIT;
 }
 
 /* ---- the connection controller ----
@@ -525,6 +522,40 @@ static term_t wire_target(term_t item)
     return arity(item) == 2 ? el(item, 0) : item;
 }
 
+/* {nodedown, Node} to pid (gone: nothing to tell). */
+static int send_nodedown(sched_ctx_t *ctx, term_t pid, term_t node_atom)
+{
+    term_t msg, items[2] = {ctrl_atom("nodedown"), node_atom};
+    int rc = tuple(sched_heap(ctx), &msg, 2, items);
+    if (rc == 0)
+        rc = sched_send(ctx, pid, msg);
+    return rc == SCHED_ENOPROC ? 0 : rc;
+}
+
+static bool node_mon_of(term_t e, term_t pid, term_t unused)
+{
+    (void)unused;
+    return is_atom(el(e, 0), "node_mon") && el(e, 1) == pid;
+}
+
+/* monitor_node(Node, true | false) for a local process ({Tag, Pid, []}
+ * from cluster_monitor_node): {node_mon, Pid}
+ * entries, one per call, each answered by one {nodedown, Node}. */
+static int ctrl_node_monitor(sched_ctx_t *ctx, term_t msg, term_t *state, bool *handled)
+{
+    heap_t *h = sched_heap(ctx);
+    term_t found, entry;
+    *handled = arity(msg) == 3 && (is_atom(el(msg, 0), "$gd_monitor_node") ||
+                                   is_atom(el(msg, 0), "$gd_demonitor_node"));
+    if (!*handled)
+        return 0;
+    if (is_atom(el(msg, 0), "$gd_demonitor_node"))
+        return state_remove(h, state, node_mon_of, el(msg, 1), TERM_NONE, &found);
+    term_t items[2] = {ctrl_atom("node_mon"), el(msg, 1)};
+    int rc = tuple(h, &entry, 2, items);
+    return rc == 0 ? heap_cons(h, entry, *state, state) : rc;
+}
+
 /* Messages about monitors and links that local processes set on remote
  * ones (sent by the hooks in node.c from the local process itself). */
 static int ctrl_outgoing(sched_ctx_t *ctx, term_t msg, term_t *state, bool *handled)
@@ -596,18 +627,26 @@ static int ctrl_handle_one(sched_ctx_t *ctx, term_t msg, term_t *state)
     if (n == 0) {
         if (!is_atom(msg, "$gd_nodedown"))
             return 0;
-        /* Monitors of the peer's processes fire; links go with our exit. */
-        for (term_t l = *state; term_is_list(l); l = term_cdr(l))
-            if (is_atom(el(term_car(l), 0), "out_mon")) {
-                int rc = send_down(ctx, term_car(l), ctrl_atom("noconnection"));
-                if (rc < 0)
-                    return rc;
-            }
+        /* Monitors of the peer's processes fire, and monitor_node's
+         * {nodedown, Node}; links go with our exit. */
+        for (term_t l = *state; term_is_list(l); l = term_cdr(l)) {
+            int rc = 0;
+            if (is_atom(el(term_car(l), 0), "out_mon"))
+                rc = send_down(ctx, term_car(l), ctrl_atom("noconnection"));
+            else if (is_atom(el(term_car(l), 0), "node_mon"))
+                rc = send_nodedown(ctx, el(term_car(l), 1),
+                                   sched_dict_get(ctx, ctrl_atom("$gd_node")));
+            if (rc < 0)
+                return rc;
+        }
         return sched_exit(ctx, ctrl_atom("noconnection"));
     }
     term_t tag = el(msg, 0), found, entry;
     bool handled;
     int rc = ctrl_outgoing(ctx, msg, state, &handled);
+    if (handled)
+        return rc;
+    rc = ctrl_node_monitor(ctx, msg, state, &handled);
     if (handled)
         return rc;
     if (is_atom(tag, "$gd_monitor") && n == 5) {
@@ -730,6 +769,136 @@ static int to_ctrl_sync(conn_t *c, heap_t *h, const char *tag, term_t a, term_t 
     if (rc == 0)
         cluster_ctrl_wait(c, seq);
     return rc == SCHED_ENOPROC ? 0 : rc;
+}
+
+/* ---- node events (net_kernel:monitor_nodes) ----
+ * One process holds the subscribers ({Pid, MonitorRef} entries; the
+ * monitor drops a subscriber that ends) and fans out the node.c events
+ * {'$gd_nodeup' | '$gd_nodedown', Node}, which node.c sends under its
+ * lock, so they arrive in the order the connections changed. */
+
+static int events_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    (void)ctx;
+    (void)arg;
+    *state = TERM_NIL;
+    return 0;
+}
+
+static bool sub_of(term_t e, term_t pid, term_t unused)
+{
+    (void)unused;
+    return el(e, 0) == pid;
+}
+
+static bool sub_by_ref(term_t e, term_t ref, term_t unused)
+{
+    (void)unused;
+    return eq(el(e, 1), ref);
+}
+
+static int events_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    heap_t *h = sched_heap(ctx);
+    size_t n = arity(msg);
+    term_t found, entry;
+    int rc = 0;
+    if (n == 3 && is_atom(el(msg, 0), "$gd_subscribe") && term_is_local_pid(el(msg, 1))) {
+        term_t pid = el(msg, 1);
+        rc = state_remove(h, state, sub_of, pid, TERM_NONE, &found);
+        if (rc == 0 && found != TERM_NONE)
+            rc = sched_demonitor(ctx, el(found, 1));
+        if (rc < 0 || !is_atom(el(msg, 2), "true"))
+            return rc;
+        term_t ref;
+        rc = sched_monitor(ctx, pid, &ref);
+        if (rc == SCHED_ENOPROC)
+            return 0;
+        term_t items[2] = {pid, ref};
+        if (rc == 0)
+            rc = tuple(h, &entry, 2, items);
+        return rc == 0 ? heap_cons(h, entry, *state, state) : rc;
+    }
+    if (n == 5 && is_atom(el(msg, 0), "DOWN"))
+        return state_remove(h, state, sub_by_ref, el(msg, 1), TERM_NONE, &found);
+    bool up = n == 2 && is_atom(el(msg, 0), "$gd_nodeup");
+    if (!up && !(n == 2 && is_atom(el(msg, 0), "$gd_nodedown")))
+        return 0;
+    term_t event, items[2] = {heap_atom(up ? "nodeup" : "nodedown"), el(msg, 1)};
+    rc = tuple(h, &event, 2, items);
+    for (term_t l = *state; rc == 0 && term_is_list(l); l = term_cdr(l)) {
+        rc = sched_send(ctx, el(term_car(l), 0), event);
+        if (rc == SCHED_ENOPROC)
+            rc = 0;
+    }
+    return rc;
+}
+
+static const sched_behaviour_t events_beh = {events_init, events_handle, NULL, NULL};
+
+int cluster_node_event(term_t events, term_t node_atom, bool up)
+{
+    term_t body[3] = {heap_make_header(HDR_TUPLE, 2), heap_atom(up ? "$gd_nodeup" : "$gd_nodedown"),
+                      node_atom};
+    int rc = sched_send(NULL, events, term_make_boxed(body));
+    return rc == SCHED_ENOPROC || rc == SCHED_ESTOPPED ? 0 : rc;
+}
+
+int cluster_monitor_nodes(sched_ctx_t *ctx, bool on)
+{
+    term_t body[4] = {heap_make_header(HDR_TUPLE, 3), heap_atom("$gd_subscribe"), sched_self(ctx),
+                      on ? heap_atom("true") : heap_atom("false")};
+    return sched_send(ctx, cluster_events_process(), term_make_boxed(body));
+}
+
+int cluster_services_start(term_t *events)
+{
+    int erc = sched_spawn(NULL, &events_beh, TERM_NIL, events);
+    if (erc < 0)
+        return erc;
+    static const struct {
+        const char *m, *f;
+        unsigned a;
+        cluster_rpc_fn fn;
+    } bifs[] = {
+        {"girder", "echo", 1, bif_echo},
+        {"erlang", "node", 0, bif_node},
+        {"erlang", "nodes", 0, bif_nodes},
+        {"girder", "spawn_echo", 0, bif_spawn_echo},
+        {"girder", "watch", 2, bif_watch},
+        {"erlang", "system_info", 1, bif_system_info},
+        {"girder", "info", 0, bif_info},
+        {"girder", "send", 2, bif_send},
+        {"girder", "watch_nodes", 2, bif_watch_nodes},
+    };
+    for (size_t i = 0; i < sizeof bifs / sizeof bifs[0]; i++) {
+        int rc = cluster_rpc_register(bifs[i].m, bifs[i].f, bifs[i].a, bifs[i].fn);
+        if (rc < 0)
+            return rc;
+    }
+    static const struct {
+        const char *name;
+        const sched_behaviour_t *beh;
+    } svcs[] = {{"net_kernel", &net_kernel_beh}, {"rex", &rex_beh}, {"echo", &echo_beh}};
+    for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++) {
+        term_t pid, name = heap_atom(svcs[i].name);
+        if (name == TERM_NONE)
+            return GD_ENOMEM;
+        int rc = sched_spawn(NULL, svcs[i].beh, name, &pid);
+        if (rc < 0)
+            return rc;
+    }
+    /* Wait until the names are registered: a peer may ask for them at once. */
+    for (int tries = 0; tries < 1000; tries++) {
+        bool all = true;
+        for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++)
+            all = all && term_is_pid(sched_whereis(heap_atom(svcs[i].name)));
+        if (all)
+            return 0;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return GD_ESYSTEM_LIMIT;
 }
 
 /* ---- control messages from peers ---- */

@@ -350,4 +350,20 @@ int girder_services_start(void) GD_MUST_CHECK;
 int girder_rpc_call(sched_ctx_t *ctx, term_t node, term_t module, term_t function, term_t args,
                     int64_t timeout_ms, term_t *result_out) GD_MUST_CHECK;
 
+/*
+ * erlang:monitor_node(Node, On) for the calling process (any process kind):
+ * {nodedown, Node} once when the connection goes down, or at once when no
+ * connection to Node can be made (it connects, as OTP does); one message
+ * per call with On, On false takes one back.  Errors: GD_EBADARG (Node not
+ * an atom), GD_ENOMEM.
+ */
+int girder_monitor_node(sched_ctx_t *ctx, term_t node, bool on) GD_MUST_CHECK;
+
+/*
+ * net_kernel:monitor_nodes(On): while on, {nodeup, Node} and {nodedown,
+ * Node} for each visible node connecting and disconnecting.  Errors:
+ * GD_ENOMEM, SCHED_ESTOPPED.
+ */
+int girder_monitor_nodes(sched_ctx_t *ctx, bool on) GD_MUST_CHECK;
+
 #endif /* GIRDER_GIRDER_H */

@@ -30,10 +30,10 @@ typedef struct kv_atoms {
 
 static int kv_atoms(kv_atoms_t *a)
 {
-    static const char *const names[] = {"put", "get",     "delete",     "ok",
+    static const char *const names[] = {"put",   "get",     "delete",     "ok",
                                         "error", "deleted", "badrequest", "girder_kv"};
-    term_t *slots[] = {&a->put,     &a->get,     &a->del,        &a->ok,
-                       &a->error,   &a->deleted, &a->badrequest, &a->name};
+    term_t *slots[] = {&a->put,   &a->get,     &a->del,        &a->ok,
+                       &a->error, &a->deleted, &a->badrequest, &a->name};
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) {
         *slots[i] = heap_atom(names[i]);
         if (*slots[i] == TERM_NONE)

@@ -66,6 +66,16 @@ int girder_rpc_call(sched_ctx_t *ctx, term_t node, term_t module, term_t functio
     }
 }
 
+int girder_monitor_node(sched_ctx_t *ctx, term_t node, bool on)
+{
+    return ctx == NULL ? GD_EINVAL : cluster_monitor_node(ctx, node, on);
+}
+
+int girder_monitor_nodes(sched_ctx_t *ctx, bool on)
+{
+    return ctx == NULL ? GD_EINVAL : cluster_monitor_nodes(ctx, on);
+}
+
 /* ---- girder:call_out/4 and girder:rpc_out/6 ----
  * Each spawns a coroutine process that makes the call and sends
  * {girder_out, Result} to ReplyTo, and returns that process's pid at once

@@ -20,7 +20,8 @@ main([GStr]) ->
               {call_error_shapes, fun() -> call_errors(G) end},
               {girder_reg_send, fun() -> reg_send(G) end},
               {girder_calls_gen_server, fun() -> calls_gen_server(G) end},
-              {girder_rpc_into_otp, fun() -> rpc_into_otp(G) end}],
+              {girder_rpc_into_otp, fun() -> rpc_into_otp(G) end},
+              {girder_monitor_nodes, fun() -> monitor_nodes(G) end}],
     Results = [run(Name, F) || {Name, F} <- Checks],
     Failed = [N || {N, fail} <- Results],
     io:format("svc_interop: ~p checks, failed: ~p~n", [length(Results), Failed]),
@@ -184,4 +185,31 @@ rpc_into_otp(G) ->
     P = rpc:call(G, girder, rpc_out, [self(), 'nonode_svc@nohost', erlang, node, [], 5000]),
     true = is_pid(P),
     {badrpc, nodedown} = receive {girder_out, R} -> R after 10000 -> exit(no_nodedown) end,
+    ok.
+
+%% ---- node monitoring from girder processes ----
+
+%% monitor_node on a node girder cannot reach: nodedown at once; on a node
+%% it connects to: nodedown when that node stops; monitor_nodes: nodeup
+%% then nodedown for a node that comes and goes.
+monitor_nodes(G) ->
+    Self = self(),
+    _ = rpc:call(G, girder, watch_nodes, [Self, 'nonode_svc@nohost']),
+    receive {watch_node, {nodedown, 'nonode_svc@nohost'}} -> ok
+    after 10000 -> exit(no_nodedown_unreachable)
+    end,
+    All = rpc:call(G, girder, watch_nodes, [Self, all]),
+    true = is_pid(All),
+    timer:sleep(100),
+    {ok, Peer, B} = peer:start(#{name => peer:random_name(),
+                                 args => ["-setcookie", atom_to_list(erlang:get_cookie())]}),
+    One = rpc:call(G, girder, watch_nodes, [Self, B]), % girder connects to B
+    true = is_pid(One),
+    receive {watch_node, {nodeup, B}} -> ok after 10000 -> exit(no_nodeup) end,
+    true = lists:member(B, rpc:call(G, erlang, nodes, [])),
+    peer:stop(Peer),
+    %% two reports: the monitor_node one and the monitor_nodes one
+    receive {watch_node, {nodedown, B}} -> ok after 10000 -> exit(no_nodedown_1) end,
+    receive {watch_node, {nodedown, B}} -> ok after 10000 -> exit(no_nodedown_2) end,
+    receive {watch_node, Extra} -> exit({extra, Extra}) after 300 -> ok end,
     ok.
