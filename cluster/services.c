@@ -299,7 +299,10 @@ static int watch_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
                                                                         : NULL;
     if (kind == NULL)
         return 0;
-    term_t report, items[3] = {heap_atom(kind), el(*state, 0), el(msg, arity(msg) - 1)};
+    /* The pid the message names (for a remote link's exit: the remote
+     * process itself, not a relay). */
+    term_t who = el(msg, kind[6] == 'e' ? 1 : 3);
+    term_t report, items[3] = {heap_atom(kind), who, el(msg, arity(msg) - 1)};
     int rc = tuple(sched_heap(ctx), &report, 3, items);
     return rc == 0 ? sched_send(ctx, el(*state, 1), report) : rc;
 }
@@ -522,6 +525,25 @@ static term_t wire_target(term_t item)
     return arity(item) == 2 ? el(item, 0) : item;
 }
 
+/*
+ * The remote end `remote` of local's link is gone with reason (its entry
+ * already out of `rest`, the remaining state): the controller drops its
+ * own link to local unless another remote link of local still needs it,
+ * then sends local the exit signal as from `remote`, so a trapping process
+ * reads {'EXIT', RemotePid, Reason} as in Erlang, and the link to the
+ * controller does not outlive the remote one.
+ */
+static int link_exit(sched_ctx_t *ctx, term_t rest, term_t local, term_t remote, term_t reason)
+{
+    bool shared = false;
+    for (term_t l = rest; term_is_list(l) && !shared; l = term_cdr(l))
+        shared = link_by_local(term_car(l), local, TERM_NONE);
+    int rc = shared ? 0 : sched_unlink(ctx, local);
+    if (rc == 0)
+        rc = sched_exit_pid_from(ctx, local, remote, reason);
+    return rc == SCHED_ENOPROC ? 0 : rc;
+}
+
 /* {nodedown, Node} to pid (gone: nothing to tell). */
 static int send_nodedown(sched_ctx_t *ctx, term_t pid, term_t node_atom)
 {
@@ -627,11 +649,15 @@ static int ctrl_handle_one(sched_ctx_t *ctx, term_t msg, term_t *state)
     if (n == 0) {
         if (!is_atom(msg, "$gd_nodedown"))
             return 0;
-        /* Monitors of the peer's processes fire, and monitor_node's
-         * {nodedown, Node}; links go with our exit. */
+        /* Monitors of the peer's processes fire, monitor_node's
+         * {nodedown, Node} go out, and each link breaks with noconnection
+         * from the remote pid. */
         for (term_t l = *state; term_is_list(l); l = term_cdr(l)) {
             int rc = 0;
-            if (is_atom(el(term_car(l), 0), "out_mon"))
+            if (is_atom(el(term_car(l), 0), "link"))
+                rc = link_exit(ctx, TERM_NIL, el(term_car(l), 1), el(term_car(l), 2),
+                               ctrl_atom("noconnection"));
+            else if (is_atom(el(term_car(l), 0), "out_mon"))
                 rc = send_down(ctx, term_car(l), ctrl_atom("noconnection"));
             else if (is_atom(el(term_car(l), 0), "node_mon"))
                 rc = send_nodedown(ctx, el(term_car(l), 1),
@@ -700,8 +726,7 @@ static int ctrl_handle_one(sched_ctx_t *ctx, term_t msg, term_t *state)
         rc = state_remove(h, state, link_pair, el(msg, 2), el(msg, 1), &found);
         if (rc < 0 || found == TERM_NONE)
             return rc;
-        rc = sched_exit_pid(ctx, el(msg, 2), el(msg, 3));
-        return rc == SCHED_ENOPROC ? 0 : rc;
+        return link_exit(ctx, *state, el(msg, 2), el(msg, 1), el(msg, 3));
     }
     if (is_atom(tag, "EXIT") && n == 3) {
         /* A local process linked for the peer ended: tell each remote end. */
