@@ -17,9 +17,20 @@
  * so they hold the current addresses whenever the predicate runs. */
 typedef struct wait {
     term_t tag, mref;
-    term_t pid; /* the process monitored (a local pid: an immediate), or TERM_NONE */
+    /* The process monitored (a local pid: an immediate), or TERM_NONE.  A
+     * local one is monitored with an alias (OTP 24's gen:call): Tag is
+     * [alias | Mref], so a reply arriving after the wait ended is dropped
+     * by the runtime instead of landing in the caller's mailbox. */
+    term_t pid;
     bool reply_ends;
 } wait_t;
+
+/* The reference whose mark starts the scans (the ref trick): the monitor's
+ * alias, or the plain tag for a remote server. */
+static term_t wait_ref(const wait_t *w)
+{
+    return w->pid != TERM_NONE ? w->mref : w->tag;
+}
 
 static bool is_reply(term_t msg, const wait_t *w)
 {
@@ -67,10 +78,19 @@ static int finish_wait(sched_ctx_t *ctx, wait_t *w, bool want_reply, term_t *rep
      * whole mailbox, runs only when the server is gone.
      */
     bool flush = w->pid == TERM_NONE || !sched_is_alive(w->pid);
-    int rc = sched_demonitor(ctx, w->mref);
+    term_t msg;
+    int rc;
+    if (want_reply && w->pid != TERM_NONE) {
+        /* The demonitor ends the alias: take in a reply that has arrived
+         * by now first (a receive that matches nothing and does not wait;
+         * the mark keeps it to what is new). */
+        rc = sched_receive_ref_wait(ctx, w->mref, pred_none, NULL, 0, &msg);
+        if (rc != SCHED_ETIMEOUT)
+            return rc == GD_OK ? GD_EINVAL : rc;
+    }
+    rc = sched_demonitor(ctx, w->mref);
     if (rc != GD_OK)
         return rc;
-    term_t msg;
     if (flush) {
         rc = sched_receive_wait(ctx, pred_down, w, 0, &msg);
         if (rc != GD_OK && rc != SCHED_ETIMEOUT)
@@ -133,9 +153,19 @@ static int request(sched_ctx_t *ctx, term_t label, term_t *server, term_t *req, 
         return rc == GD_OK ? GD_EINVAL : rc;
     /* The probe may have collected: a boxed dest ({Name, Node}, a remote
      * pid) is read again from the rooted slot; a local pid is immediate. */
-    rc = w->pid == TERM_NONE ? girder_server_ref(*server, &dest) : GD_OK;
-    if (rc == GD_OK)
-        rc = sched_monitor(ctx, dest, &w->mref);
+    if (w->pid != TERM_NONE) {
+        rc = sched_monitor_alias(ctx, dest, SCHED_ALIAS_DEMONITOR, &w->mref);
+        if (rc == GD_OK)
+            rc = heap_cons(sched_heap(ctx), node_atom.alias, w->mref, &w->tag);
+        if (rc != GD_OK && w->mref != TERM_NIL) {
+            term_t ignored;
+            (void)finish_wait(ctx, w, false, &ignored);
+        }
+    } else {
+        rc = girder_server_ref(*server, &dest);
+        if (rc == GD_OK)
+            rc = sched_monitor(ctx, dest, &w->mref);
+    }
     if (rc != GD_OK)
         return rc;
     term_t *e, from;
@@ -156,7 +186,7 @@ static int request(sched_ctx_t *ctx, term_t label, term_t *server, term_t *req, 
         int frc = finish_wait(ctx, w, false, &ignored);
         return frc != GD_OK ? frc : rc;
     }
-    return sched_receive_ref_wait(ctx, w->tag, pred_answer, w, timeout_ms, msg_out);
+    return sched_receive_ref_wait(ctx, wait_ref(w), pred_answer, w, timeout_ms, msg_out);
 }
 
 int girder_call(sched_ctx_t *ctx, term_t server, term_t req, int64_t timeout_ms, term_t *reply_out)

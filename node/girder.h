@@ -143,12 +143,10 @@ int girder_gen_start(sched_ctx_t *ctx, const girder_gen_server_t *mod, term_t ar
 /*
  * Sends `reply` to the caller `from` ({Pid, Tag} as handle_call got it),
  * exactly as gen:reply/2: {Tag, Reply} to Pid, or for an alias tag
- * [alias | Ref] (or [[alias | Ref] | _]) to the alias Ref.  While the
- * runtime cannot route a message to an alias (only the distribution layer
- * can, and only for remote aliases) the reply goes to Pid instead: the
- * process that made the alias, which therefore receives the same message;
- * what OTP adds is that a reply arriving after the alias was dropped (a
- * timed-out call) is discarded instead of queued.  A reply to a dead
+ * [alias | Ref] (or [[alias | Ref] | _]) to the alias Ref (sched.h's
+ * aliases: a local one is delivered while active and dropped after, as
+ * OTP; a remote one goes through the distribution layer, and only when no
+ * route exists, before it is installed, to Pid instead).  A reply to a dead
  * process, or a `from` of any other shape, is dropped (0), as OTP's
  * catch-all.  ctx may be NULL from outside any process.  Errors: GD_ENOMEM,
  * GD_ESYSTEM_LIMIT, SCHED_ESTOPPED.  O(size of reply).
@@ -174,7 +172,10 @@ int girder_cast(sched_ctx_t *ctx, term_t server, term_t msg) GD_MUST_CHECK;
  * scanned (the ref trick).  Returns 0 with *reply_out on ctx's heap (see
  * sched.h's Roots for how long it stays valid), or: SCHED_ETIMEOUT (a reply
  * that arrived by the time the monitor is dropped still counts, as gen:call;
- * one arriving later lands in the mailbox, for want of OTP's aliases),
+ * for a local server the tag is OTP 24's [alias | Mref] with the monitor's
+ * alias, so one arriving later is dropped; a remote server's tag is a plain
+ * ref until cluster/ routes ALIAS_SEND to girder, and its late reply lands
+ * in the mailbox),
  * SCHED_ENOPROC (no such process or name), GIRDER_EEXIT (the server exited
  * during the call; *reply_out is its exit reason), GIRDER_ENODEDOWN, and
  * the send's errors (GD_EBADARG for a remote server before the

@@ -84,6 +84,35 @@ static bool ref_eq(sched_ref_t a, sched_ref_t b)
     return a.w[0] == b.w[0] && a.w[1] == b.w[1] && a.w[2] == b.w[2];
 }
 
+/* A fresh alias reference owned by pid: the owner's 28 data bits in word
+ * 1, REF_W2_ALIAS in word 2, and 48 bits of the node's counter spread
+ * over the rest (word 0's 18 bits, word 1's top 4, word 2's bits 0-14
+ * below the flag and 16-31 above it), so aliases are unique. */
+static sched_ref_t new_alias_ref(term_t owner)
+{
+    uint64_t c = proc_ref_counter();
+    sched_ref_t r = {
+        {(uint32_t)(c & 0x3FFFF), pid_data(owner) | (uint32_t)((c >> 18) & 0xF) << 28,
+         (uint32_t)((c >> 22) & 0x7FFF) | REF_W2_ALIAS | (uint32_t)((c >> 37) & 0xFFFF) << 16}};
+    return r;
+}
+
+/* The owner's pid of an alias reference's words; false for other refs. */
+static bool alias_pid(sched_ref_t r, term_t *pid)
+{
+    if (!(r.w[2] & REF_W2_ALIAS))
+        return false;
+    uint32_t data = r.w[1] & REF_W1_PID_MASK;
+    *pid = term_make_local_pid(data & HEAP_LOCAL_PID_NUMBER_MAX, data >> 15);
+    return true;
+}
+
+bool sched_alias_owner(term_t ref, term_t *pid_out)
+{
+    sched_ref_t r;
+    return ref_words(ref, &r) && alias_pid(r, pid_out);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Process table                                                            */
 
@@ -268,7 +297,7 @@ static void wake(sched_proc_t *p)
     } while (!atomic_compare_exchange_weak_explicit(&p->state, &s, n, memory_order_acq_rel,
                                                     memory_order_relaxed));
     if ((n & PS_IN_RUNQ) && !(s & PS_IN_RUNQ))
-        runq_push(p);
+        runq_push_woken(p);
 }
 
 void proc_wake(sched_proc_t *p)
@@ -479,6 +508,48 @@ static bool mon_remove(mon_set_t *s, sched_ref_t ref, mon_entry_t *out)
     return false;
 }
 
+static int alias_add(sched_proc_t *p, sched_ref_t ref, enum sched_alias_mode mode)
+{
+    alias_set_t *s = p->aliases;
+    if (s == NULL || s->n == s->cap) {
+        uint32_t cap = s == NULL ? 2 : s->cap * 2;
+        alias_set_t *ns = realloc(s, sizeof *ns + cap * sizeof(alias_entry_t));
+        if (ns == NULL)
+            return GD_ENOMEM;
+        if (s == NULL)
+            ns->n = 0;
+        ns->cap = cap;
+        p->aliases = s = ns;
+    }
+    s->e[s->n++] = (alias_entry_t){ref, (uint32_t)mode};
+    return GD_OK;
+}
+
+/* The index of p's active alias ref, or -1. */
+static int64_t alias_find(const sched_proc_t *p, sched_ref_t ref)
+{
+    const alias_set_t *s = p->aliases;
+    if (s != NULL)
+        for (uint32_t i = 0; i < s->n; i++)
+            if (ref_eq(s->e[i].ref, ref))
+                return i;
+    return -1;
+}
+
+static void alias_drop_at(sched_proc_t *p, int64_t i)
+{
+    p->aliases->e[i] = p->aliases->e[--p->aliases->n];
+}
+
+/* The monitor ref is gone (demonitor or its 'DOWN'): so is an alias made
+ * with it in a *_DEMONITOR mode. */
+static void alias_monitor_gone(sched_proc_t *p, sched_ref_t ref)
+{
+    int64_t i = p->aliases != NULL ? alias_find(p, ref) : -1;
+    if (i >= 0 && p->aliases->e[i].mode >= SCHED_ALIAS_DEMONITOR)
+        alias_drop_at(p, i);
+}
+
 /* The roots a process keeps in its tables: the dictionary and the slots
  * registered with sched_root_push. */
 static void proc_enumerate(void *ctx, heap_root_visit_fn visit, void *vctx)
@@ -516,6 +587,28 @@ static term_t accept_body(sched_proc_t *p, msg_t *m)
     heap_attach_frag(&p->heap, m->frag);
     m->frag = NULL;
     return m->term;
+}
+
+static int monitor_drop(sched_proc_t *p, sched_ref_t r, bool *found);
+
+/* A message reached p through alias ref: true when the alias is active (a
+ * *REPLY* mode alias is used up by it, and REPLY_DEMONITOR drops the
+ * monitor too). */
+static bool alias_accept(sched_proc_t *p, sched_ref_t ref)
+{
+    int64_t i = alias_find(p, ref);
+    if (i < 0)
+        return false;
+    uint32_t mode = p->aliases->e[i].mode;
+    if (mode == SCHED_ALIAS_REPLY || mode == SCHED_ALIAS_REPLY_DEMONITOR)
+        alias_drop_at(p, i);
+    if (mode == SCHED_ALIAS_REPLY_DEMONITOR) {
+        bool found;
+        /* Out of memory for the demonitor signal: the monitor is gone here
+         * and its 'DOWN' will be ignored, which is what counts. */
+        (void)monitor_drop(p, ref, &found);
+    }
+    return true;
 }
 
 /* Handles one signal taken from the inbox (m consumed). */
@@ -563,12 +656,21 @@ static void handle_signal(sched_proc_t *p, msg_t *m)
         break;
     case SIG_DOWN:
         if (mon_remove(p->monitors, m->ref, NULL)) {
+            alias_monitor_gone(p, m->ref);
             m->kind = MSG_MESSAGE;
             atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
             queue_append(p, m);
             return;
         }
         break;
+    case MSG_ALIAS:
+        if (alias_accept(p, m->ref)) {
+            m->kind = MSG_MESSAGE;
+            atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
+            queue_append(p, m);
+            return;
+        }
+        break; /* no such active alias: dropped, as OTP */
     case MSG_MESSAGE:
         queue_append(p, m);
         return;
@@ -680,7 +782,9 @@ static void release_owned(sched_proc_t *p)
     free(p->monitors);
     free(p->monitored_by);
     free(p->dict);
+    free(p->aliases);
     free(p->roots);
+    p->aliases = NULL;
     p->links = NULL;
     p->monitors = p->monitored_by = NULL;
     p->dict = NULL;
@@ -868,6 +972,8 @@ static void publish_info(sched_proc_t *p)
         extra += sizeof *p->monitored_by + p->monitored_by->cap * sizeof(mon_entry_t);
     if (p->dict)
         extra += sizeof *p->dict + p->dict->cap * 2 * sizeof(term_t);
+    if (p->aliases)
+        extra += sizeof *p->aliases + p->aliases->cap * sizeof(alias_entry_t);
     atomic_store_explicit(&p->pub_dict_bytes, (uint32_t)extra, memory_order_relaxed);
 }
 
@@ -1125,7 +1231,7 @@ static void account(sched_proc_t *p, int64_t *counted)
     *counted = used;
 }
 
-void proc_run(sched_proc_t *p)
+int32_t proc_run(sched_proc_t *p)
 {
     /* Acq_rel: the acquire half pairs with the senders' release CAS in
      * wake(), so their inbox pushes are visible to take_inbox. */
@@ -1148,7 +1254,7 @@ void proc_run(sched_proc_t *p)
         if (p->flags & PF_EXIT_PENDING) {
             account(p, &counted);
             do_exit(p);
-            return;
+            return (int32_t)counted;
         }
         /* Relaxed: the CASes below validate it. */
         s = atomic_load_explicit(&p->state, memory_order_relaxed);
@@ -1163,7 +1269,7 @@ void proc_run(sched_proc_t *p)
                 memory_order_relaxed)) {
             }
             runq_push(p);
-            return;
+            return (int32_t)counted;
         }
         if (s & PS_ACTIVE) {
             /* A sender published meanwhile: clear the flag (acquire: see
@@ -1180,7 +1286,7 @@ void proc_run(sched_proc_t *p)
          * sender's release and the loop sees its message). */
         if (atomic_compare_exchange_strong_explicit(&p->state, &s, s & ~PS_RUNNING,
                                                     memory_order_acq_rel, memory_order_relaxed))
-            return;
+            return (int32_t)counted;
     }
 }
 
@@ -1384,10 +1490,15 @@ static int lookup_target(term_t to, sched_proc_t **out)
     return GD_OK;
 }
 
+static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg);
+
 int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
 {
-    if (sched_dist_target(to))
+    /* A local pid, the common case, is none of the others. */
+    if (!term_is_local_pid(to) && sched_dist_target(to))
         return sched_dist_send(ctx, to, msg);
+    if (!term_is_local_pid(to) && term_is_local_ref(to))
+        return send_alias(ctx, to, msg);
     sched_proc_t *t;
     int rc = lookup_target(to, &t);
     if (rc != GD_OK || t == NULL)
@@ -1526,16 +1637,14 @@ int sched_unlink(sched_ctx_t *ctx, term_t to)
     return GD_OK;
 }
 
-int sched_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out)
+/* Monitors the local process `to` (pid or name) with reference ref. */
+static int monitor_local(sched_ctx_t *ctx, term_t to, sched_ref_t ref, term_t *ref_out)
 {
-    if (sched_dist_target(to))
-        return sched_dist_monitor(ctx, to, ref_out);
     term_t pid;
     int rc = resolve(to, &pid);
     if (rc != GD_OK)
         return rc;
     term_t name = term_is_atom(to) ? to : TERM_NONE;
-    sched_ref_t ref = new_ref();
     rc = ref_term(&ctx->heap, ref, ref_out);
     if (rc != GD_OK)
         return rc;
@@ -1567,23 +1676,123 @@ out:
     return rc;
 }
 
+int sched_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out)
+{
+    if (sched_dist_target(to))
+        return sched_dist_monitor(ctx, to, ref_out);
+    return monitor_local(ctx, to, new_ref(), ref_out);
+}
+
+int sched_monitor_alias(sched_ctx_t *ctx, term_t to, enum sched_alias_mode mode, term_t *ref_out)
+{
+    if (sched_dist_target(to) || (unsigned)mode > SCHED_ALIAS_REPLY_DEMONITOR)
+        return GD_EINVAL;
+    sched_ref_t ref = new_alias_ref(ctx->pid);
+    /* The alias first: a 'DOWN' for a dead target is queued to ourselves
+     * by monitor_local and must find it to drop it. */
+    int rc = alias_add(ctx, ref, mode);
+    if (rc != GD_OK)
+        return rc;
+    rc = monitor_local(ctx, to, ref, ref_out);
+    if (rc != GD_OK) {
+        alias_drop_at(ctx, alias_find(ctx, ref));
+        return rc;
+    }
+    ctx->mark = ctx->q_last;
+    ctx->mark_ref = ref;
+    return GD_OK;
+}
+
+int sched_alias_create_opt(sched_ctx_t *ctx, enum sched_alias_mode mode, term_t *ref_out)
+{
+    if (mode != SCHED_ALIAS_EXPLICIT && mode != SCHED_ALIAS_REPLY)
+        return GD_EINVAL;
+    sched_ref_t ref = new_alias_ref(ctx->pid);
+    int rc = ref_term(&ctx->heap, ref, ref_out);
+    if (rc == GD_OK)
+        rc = alias_add(ctx, ref, mode);
+    if (rc != GD_OK)
+        return rc;
+    ctx->mark = ctx->q_last;
+    ctx->mark_ref = ref;
+    return GD_OK;
+}
+
+int sched_alias_create(sched_ctx_t *ctx, term_t *ref_out)
+{
+    return sched_alias_create_opt(ctx, SCHED_ALIAS_EXPLICIT, ref_out);
+}
+
+bool sched_alias_remove(sched_ctx_t *ctx, term_t ref)
+{
+    sched_ref_t r;
+    int64_t i = ref_words(ref, &r) ? alias_find(ctx, r) : -1;
+    if (i < 0)
+        return false;
+    alias_drop_at(ctx, i);
+    return true;
+}
+
+/* A send to local reference `to`: to its owner when it is an alias (the
+ * owner checks that it is active), else dropped. */
+static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg)
+{
+    if (!node_running())
+        return SCHED_ESTOPPED;
+    sched_ref_t r;
+    term_t owner;
+    sched_proc_t *t;
+    if (!ref_words(to, &r) || !alias_pid(r, &owner) || (t = proc_get(owner)) == NULL)
+        return GD_OK;
+    msg_t *m = msg_new(MSG_ALIAS, ctx != NULL ? ctx->pid : TERM_NIL);
+    int rc = GD_ENOMEM;
+    if (m != NULL) {
+        m->ref = r;
+        rc = heap_msg_copy(msg, &m->frag, &m->term);
+        if (rc != GD_OK)
+            free(m);
+    }
+    if (rc == GD_OK) {
+        if (ctx != NULL)
+            ctx->reds -= 1 + (int32_t)(m->frag != NULL ? m->frag->used / 16 : 0);
+        deliver(t, m);
+    }
+    proc_put(t);
+    if (ctx != NULL && rc == GD_OK)
+        coro_point(ctx);
+    return rc;
+}
+
+/* Removes p's monitor r (and an alias tied to it) and tells the target;
+ * *found false when p has no such monitor. */
+static int monitor_drop(sched_proc_t *p, sched_ref_t r, bool *found)
+{
+    mon_entry_t e;
+    *found = mon_remove(p->monitors, r, &e);
+    if (!*found)
+        return GD_OK;
+    alias_monitor_gone(p, r);
+    if (e.pid == TERM_NONE)
+        return GD_OK;
+    msg_t *m = msg_new(SIG_DEMONITOR, p->pid);
+    if (m == NULL)
+        return GD_ENOMEM;
+    m->ref = r;
+    p->reds--;
+    send_sig(e.pid, m);
+    return GD_OK;
+}
+
 int sched_demonitor(sched_ctx_t *ctx, term_t ref)
 {
     sched_ref_t r;
     if (!ref_words(ref, &r))
         return GD_EBADARG;
-    mon_entry_t e;
-    if (!mon_remove(ctx->monitors, r, &e))
+    bool found;
+    int rc = monitor_drop(ctx, r, &found);
+    if (!found)
         return sched_dist_demonitor(ctx, ref); /* a monitor of another node's process? */
-    if (e.pid == TERM_NONE)
-        return GD_OK;
-    msg_t *m = msg_new(SIG_DEMONITOR, ctx->pid);
-    if (m == NULL)
-        return GD_ENOMEM;
-    m->ref = r;
-    ctx->reds--;
-    send_sig(e.pid, m);
-    return GD_OK;
+    return rc;
 }
 
 bool sched_trap_exit(sched_ctx_t *ctx, bool on)

@@ -232,7 +232,8 @@ heap_t *sched_heap(sched_ctx_t *ctx);
 bool sched_bump_reds(sched_ctx_t *ctx, uint32_t n);
 
 /*
- * Sends msg (copied) to `to`: a local pid or a registered-name atom.  A send
+ * Sends msg (copied) to `to`: a local pid, a registered-name atom or a
+ * local reference (an alias; see sched_alias_create).  A send
  * to a dead pid is dropped silently (0), as in Erlang; a name nobody has
  * registered is SCHED_ENOPROC (Erlang's badarg).  ctx may be NULL from
  * outside any process.  Errors: GD_ENOMEM, GD_ESYSTEM_LIMIT (message too
@@ -274,6 +275,52 @@ int sched_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out) GD_MUST_CHECK;
 /* Removes a monitor; no DOWN for it is delivered afterwards.  0 even when
  * the monitor already fired or never existed. */
 int sched_demonitor(sched_ctx_t *ctx, term_t ref) GD_MUST_CHECK;
+
+/*
+ * Aliases (OTP 24's alias/0,1, unalias/1 and monitor's alias option).  An
+ * alias is a reference that names the process that made it: sched_send to
+ * it (from any process or thread, or from a peer through cluster/, which
+ * decodes the ref of an ALIAS_SEND into the local form and calls
+ * sched_send) delivers the message to the owner while the alias is active
+ * and drops it silently otherwise, as OTP does.  A send to a local
+ * reference that is no alias (or whose owner is dead) is dropped too.  The
+ * check happens when the message reaches the owner, so a message that is
+ * on its way when the alias is removed is dropped.  Signal order is that
+ * of any message between the two processes.
+ */
+enum sched_alias_mode {
+    /* Active until sched_alias_remove (OTP's explicit_unalias). */
+    SCHED_ALIAS_EXPLICIT = 0,
+    /* Also removed by the first message that arrives through it (OTP's
+     * alias([reply])). */
+    SCHED_ALIAS_REPLY = 1,
+    /* Monitors only: also removed with the monitor (demonitor, or its
+     * 'DOWN' arriving; OTP's {alias, demonitor}). */
+    SCHED_ALIAS_DEMONITOR = 2,
+    /* Monitors only: as DEMONITOR, and the first message through the alias
+     * removes both the alias and the monitor ({alias, reply_demonitor}). */
+    SCHED_ALIAS_REPLY_DEMONITOR = 3,
+};
+
+/* Makes an alias (SCHED_ALIAS_EXPLICIT) on ctx's heap.  Like
+ * sched_make_ref it marks the queue's end for sched_receive_ref (the ref
+ * trick).  Errors: GD_ENOMEM.  O(1) amortised. */
+int sched_alias_create(sched_ctx_t *ctx, term_t *ref_out) GD_MUST_CHECK;
+/* As sched_alias_create with a mode (EXPLICIT or REPLY; else GD_EINVAL). */
+int sched_alias_create_opt(sched_ctx_t *ctx, enum sched_alias_mode mode,
+                           term_t *ref_out) GD_MUST_CHECK;
+/* Deactivates the alias ref of ctx (OTP's unalias/1): true when it was
+ * active.  A monitor made with an alias stays.  O(active aliases). */
+bool sched_alias_remove(sched_ctx_t *ctx, term_t ref);
+/* sched_monitor whose reference is also an alias of ctx in `mode` (any of
+ * the four).  Local targets only (a pid or a registered name of this
+ * node): GD_EINVAL for a remote one.  Errors otherwise as sched_monitor.
+ * Marks the queue's end as sched_make_ref does. */
+int sched_monitor_alias(sched_ctx_t *ctx, term_t to, enum sched_alias_mode mode,
+                        term_t *ref_out) GD_MUST_CHECK;
+/* The process a local alias reference names (whether or not the alias is
+ * still active): false when ref is no alias.  Any thread. */
+bool sched_alias_owner(term_t ref, term_t *pid_out);
 
 /* trap_exit: returns the old value. */
 bool sched_trap_exit(sched_ctx_t *ctx, bool on);

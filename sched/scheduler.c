@@ -10,6 +10,10 @@
 #include "coro.h"
 #include "internal.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#endif
+
 node_t sched_node;
 _Thread_local runq_t *sched_current_rq;
 
@@ -33,6 +37,35 @@ uint64_t sched_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* TSC cycles between two reads of the real clock by a scheduler (~30 µs
+ * at 3 GHz): timers are in whole milliseconds and the watchdog's stuck
+ * threshold is 2 ms, so a slice start stamped up to that much early, or a
+ * timer fired that much late, changes nothing that matters. */
+#define CLOCK_TSC_REFRESH 100000u
+
+/* The time for rq's scheduler (owner only): its cached clock, refreshed
+ * when due (every call where no TSC is available). */
+static uint64_t rq_clock_ns(runq_t *rq)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    uint64_t tsc = __rdtsc();
+    /* Unsigned: a TSC that went backwards (another core's) refreshes. */
+    if (tsc - rq->clock_tsc < CLOCK_TSC_REFRESH)
+        return rq->clock_ns;
+    rq->clock_tsc = tsc;
+#endif
+    rq->clock_ns = sched_now_ns();
+    return rq->clock_ns;
+}
+
+/* Forgets rq's cached clock (after a sleep): the next read is real. */
+static void rq_clock_reset(runq_t *rq)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    rq->clock_tsc = __rdtsc() - CLOCK_TSC_REFRESH;
+#endif
 }
 
 /* Every 8th pick from normal's turns takes a low-priority process. */
@@ -172,6 +205,39 @@ void runq_push(sched_proc_t *p)
     watchdog_kick();
 }
 
+void runq_push_woken(sched_proc_t *p)
+{
+    runq_t *rq = sched_current_rq;
+    if (rq == NULL || p->prio != SCHED_PRIO_NORMAL || rq->chain_reds >= SCHED_CONTEXT_REDS ||
+        rq_stuck(rq)) {
+        runq_push(p);
+        return;
+    }
+    p->home = (uint16_t)rq->index;
+    /* Acq_rel: publishes p to whoever takes it (the owner, or a stealer
+     * of a stuck queue); acquires the previous occupant, which goes to the
+     * queue (its home is this scheduler already). */
+    sched_proc_t *old = atomic_exchange_explicit(&rq->next, p, memory_order_acq_rel);
+    if (old != NULL)
+        runq_push(old);
+}
+
+/* Takes rq's run-next process, or NULL (the relaxed peek spares the
+ * exchange when the slot is empty, the common case for a stealer). */
+static sched_proc_t *rq_take_next(runq_t *rq)
+{
+    if (atomic_load_explicit(&rq->next, memory_order_relaxed) == NULL)
+        return NULL;
+    /* Acq_rel: pairs with the exchange in runq_push_woken. */
+    return atomic_exchange_explicit(&rq->next, NULL, memory_order_acq_rel);
+}
+
+/* True when rq has a process waiting in its slot (relaxed hint). */
+static bool rq_has_next(runq_t *rq)
+{
+    return atomic_load_explicit(&rq->next, memory_order_relaxed) != NULL;
+}
+
 /* Moves work from another queue to `self` and returns one process to run
  * now, or NULL.  A stuck queue is taken whole; otherwise half of the
  * longest queue. */
@@ -187,7 +253,7 @@ static sched_proc_t *steal(runq_t *self)
         runq_t *rq = &n->rqs[(self->index + k) % nrqs];
         /* Relaxed hint; the victim's lock decides. */
         uint32_t len = atomic_load_explicit(&rq->len, memory_order_relaxed);
-        if (len == 0)
+        if (len == 0 && !(rq_has_next(rq) && rq_stuck(rq)))
             continue;
         if (rq_stuck(rq)) {
             victim = rq;
@@ -203,9 +269,12 @@ static sched_proc_t *steal(runq_t *self)
         return NULL;
     sched_proc_t *first = NULL, *list = NULL, **tail = &list;
     uint32_t moved = 0;
+    /* A stuck scheduler will not come back for its slot either. */
+    if (take_all && (first = rq_take_next(victim)) != NULL)
+        moved++;
     pthread_mutex_lock(&victim->lock);
     uint32_t len = atomic_load_explicit(&victim->len, memory_order_relaxed); /* under the lock */
-    uint32_t want = take_all ? len : (len + 1) / 2;
+    uint32_t want = moved + (take_all ? len : (len + 1) / 2);
     for (; moved < want; moved++) {
         sched_proc_t *p = rq_pick(victim);
         if (p == NULL)
@@ -247,10 +316,12 @@ static bool spin_for_work(runq_t *self)
         /* Acquire: as in wake_one_sleeper; the lengths are relaxed hints
          * (the locked pick or steal that follows decides). */
         unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
-        for (unsigned k = 0; k < nrqs; k++)
-            if (atomic_load_explicit(&n->rqs[(self->index + k) % nrqs].len, memory_order_relaxed) >
-                (k == 0 ? 0u : 1u))
+        for (unsigned k = 0; k < nrqs; k++) {
+            runq_t *rq = &n->rqs[(self->index + k) % nrqs];
+            if (atomic_load_explicit(&rq->len, memory_order_relaxed) > (k == 0 ? 0u : 1u) ||
+                (k != 0 && rq_has_next(rq) && rq_stuck(rq)))
                 return true;
+        }
         /* Relaxed: the loop re-reads it with acquire. */
         if (atomic_load_explicit(&n->stopping, memory_order_relaxed))
             return true;
@@ -281,20 +352,32 @@ static void *scheduler_main(void *arg)
     runq_t *rq = arg;
     node_t *n = &sched_node;
     sched_current_rq = rq;
+    rq_clock_reset(rq);
     for (;;) {
         reap_zombies();
-        uint64_t now = sched_now_ns();
+        uint64_t now = rq_clock_ns(rq);
         /* Relaxed hint: the advance rereads the wheel under its lock. */
         if (now / 1000000u >= atomic_load_explicit(&rq->tnext, memory_order_relaxed))
             timer_rq_advance(rq, now / 1000000u);
         /* Acquire pairs with the release store in stop_threads. */
         if (atomic_load_explicit(&n->stopping, memory_order_acquire))
             break;
-        pthread_mutex_lock(&rq->lock);
-        sched_proc_t *p = rq_pick(rq);
-        pthread_mutex_unlock(&rq->lock);
+        /* The slice's start is stamped before the slot is looked at, so the
+         * watchdog (which reads the slot first, with acquire) never sees
+         * both empty while a process taken from the slot runs.  Relaxed:
+         * a timestamp hint; the slot's exchange (release) orders it. */
+        atomic_store_explicit(&rq->slice_start, now, memory_order_relaxed);
+        sched_proc_t *p = rq_take_next(rq);
+        bool chained = p != NULL;
+        if (p == NULL) {
+            pthread_mutex_lock(&rq->lock);
+            p = rq_pick(rq);
+            pthread_mutex_unlock(&rq->lock);
+        }
         if (p == NULL)
             p = steal(rq);
+        if (p == NULL)
+            atomic_store_explicit(&rq->slice_start, 0, memory_order_relaxed);
         if (p == NULL && spin_for_work(rq))
             continue;
         if (p == NULL) {
@@ -326,13 +409,12 @@ static void *scheduler_main(void *arg)
             }
             rq->wake_pending = false;
             pthread_mutex_unlock(&rq->lock);
+            rq_clock_reset(rq);
             continue;
         }
-        /* Relaxed: a timestamp hint read by the watchdog; nothing is
-         * published through it. */
-        atomic_store_explicit(&rq->slice_start, now, memory_order_relaxed);
-        proc_run(p);
+        int32_t used = proc_run(p);
         atomic_store_explicit(&rq->slice_start, 0, memory_order_relaxed);
+        rq->chain_reds = chained ? rq->chain_reds + used : used;
         /* Relaxed peek, release clear: pairs with the stealers' acquire
          * loads (they stop taking the whole queue). */
         if (atomic_load_explicit(&rq->stuck, memory_order_relaxed))
@@ -378,10 +460,12 @@ static bool watchdog_pass(bool may_fire)
     unsigned stuck = 0;
     for (unsigned i = 0; i < nrqs; i++) {
         runq_t *rq = &n->rqs[i];
-        /* Relaxed: a timestamp hint.  len seq_cst: see rq_append. */
+        /* The slot first (acquire: see scheduler_main), then the slice
+         * start (a timestamp hint).  len seq_cst: see rq_append. */
+        bool slotted = atomic_load_explicit(&rq->next, memory_order_acquire) != NULL;
         uint64_t t0 = atomic_load_explicit(&rq->slice_start, memory_order_relaxed);
         uint32_t len = atomic_load_explicit(&rq->len, memory_order_seq_cst);
-        if (t0 != 0 || len != 0)
+        if (t0 != 0 || len != 0 || slotted)
             busy = true;
         /* Relaxed hint, as in scheduler_main. */
         if (may_fire && t0 != 0 && now > t0 && now - t0 > WATCHDOG_TICK_NS &&
@@ -394,7 +478,7 @@ static bool watchdog_pass(bool may_fire)
                 atomic_store_explicit(&rq->stuck, true, memory_order_release);
                 atomic_fetch_add_explicit(&n->stuck_marks, 1, memory_order_relaxed); /* stat */
             }
-            if (len != 0)
+            if (len != 0 || rq_has_next(rq))
                 wake_one_sleeper(rq);
         } else if (len > 1) {
             /* Balancing: an idle scheduler takes half. */
@@ -405,7 +489,8 @@ static bool watchdog_pass(bool may_fire)
         /* Every scheduler is stuck: add one (bounded). */
         bool queued = false;
         for (unsigned i = 0; i < nrqs; i++)
-            if (atomic_load_explicit(&n->rqs[i].len, memory_order_relaxed) != 0) /* hint */
+            if (atomic_load_explicit(&n->rqs[i].len, memory_order_relaxed) != 0 || /* hints */
+                rq_has_next(&n->rqs[i]))
                 queued = true;
         if (queued && start_scheduler(nrqs) == GD_OK) {
             /* Release: the new queue is initialised (start). */

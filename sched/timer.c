@@ -324,7 +324,8 @@ int sched_cancel_timer(sched_ctx_t *ctx, term_t tref, int64_t *left_ms)
     heap_ident_t id;
     heap_ident(tref, &id);
     uint32_t wheel = id.words[2] >> 16;
-    if (wheel == 0 || wheel > sched_node.max_rqs)
+    /* An alias's words are no timer key (internal.h). */
+    if (wheel == 0 || wheel > sched_node.max_rqs || (id.words[2] & REF_W2_ALIAS))
         return SCHED_ENOTIMER;
     uint64_t key = (uint64_t)id.words[0] | (uint64_t)id.words[1] << 18 |
                    (uint64_t)(id.words[2] & 0x3FFF) << 50;

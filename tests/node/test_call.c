@@ -165,6 +165,43 @@ static void test_call_timeout(void)
     nt_stop();
 }
 
+/* A server that keeps the caller's From and replies only when told to
+ * (release), with girder_reply: through the alias of the tag. */
+static int late_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    return GD_OK;
+}
+
+static int late_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    if (term_is_tuple(msg) && term_tuple_arity(msg) == 3) {
+        *state = term_tuple_elems(msg)[1];
+        return GD_OK;
+    }
+    if (msg == A("release"))
+        nt_log(A("replied"), S(girder_reply(ctx, *state, A("late"))));
+    return GD_OK;
+}
+
+static const sched_behaviour_t late_server = {late_init, late_handle, NULL, NULL};
+
+static void test_late_reply_dropped(void)
+{
+    nt_start(2);
+    term_t srv;
+    CU_ASSERT_FATAL(sched_spawn(NULL, &late_server, TERM_NIL, &srv) == GD_OK);
+    term_t cl = call(srv, A("slow"), 50);
+    CU_ASSERT(rc_is(0, SCHED_ETIMEOUT));
+    /* The reply goes out after the call gave up: the alias is gone, so
+     * the runtime drops it (OTP 24's gen:call), where a plain tag would
+     * have left it in the caller's mailbox. */
+    st_send(srv, A("release"));
+    CU_ASSERT(nt_logged(A("replied"), 0, S(GD_OK)));
+    st_send(cl, A("check"));
+    CU_ASSERT(nt_logged(A("left"), 0, A("nothing")));
+    nt_stop();
+}
+
 /* Calls itself: gen's calling_self. */
 static int self_caller(sched_ctx_t *ctx, term_t arg)
 {
@@ -330,8 +367,13 @@ static void test_exact_shape(void)
     CU_ASSERT(e[2] == A("the_request"));
     CU_ASSERT_FATAL(term_is_tuple(e[1]) && term_tuple_arity(e[1]) == 2);
     CU_ASSERT(term_tuple_elems(e[1])[0] == me);
-    CU_ASSERT(term_is_ref(term_tuple_elems(e[1])[1]));
-    /* The plain {Ref, Reply} answer is the reply. */
+    /* OTP 24's tag for a local server: [alias | Mref], Mref an alias of
+     * the caller. */
+    term_t tag = term_tuple_elems(e[1])[1], owner;
+    CU_ASSERT_FATAL(term_is_list(tag) && term_car(tag) == A("alias"));
+    CU_ASSERT(term_is_ref(term_cdr(tag)));
+    CU_ASSERT(sched_alias_owner(term_cdr(tag), &owner) && owner == me);
+    /* A {Tag, Reply} sent to the pid (as older OTP does) is the reply. */
     CU_ASSERT(rc_is(0, GD_OK));
     CU_ASSERT(nt_logged(A("result"), 0, A("got_it")));
     nt_stop();
@@ -448,6 +490,7 @@ static const gd_test_case_t gd_tests[] = {
     {"call: reply by pid, name, {Name, Node}", test_call_reply},
     {"call: crash, noproc, bad server", test_call_errors},
     {"call: timeout leaves nothing behind", test_call_timeout},
+    {"call: a reply after the timeout is dropped (alias)", test_late_reply_dropped},
     {"call: itself, from a behaviour, without a process", test_call_misuse},
     {"call: the exact request and reply shapes", test_exact_shape},
     {"call: older messages stay queued, in order", test_call_with_queued_junk},
