@@ -939,7 +939,7 @@ static int reply4(conn_t *c, int op, term_t a, term_t b, term_t d, term_t payloa
  * dropped silently, as in Erlang. */
 static int deliver(term_t to, term_t msg)
 {
-    if (!term_is_local_pid(to) && !term_is_atom(to))
+    if (!term_is_local_pid(to) && !term_is_atom(to) && !term_is_local_ref(to))
         return term_is_pid(to) ? 0 : DIST_EPROTO;
     int rc = sched_send(NULL, to, msg);
     return rc == SCHED_ENOPROC || rc == GD_EBADARG ? 0 : rc;
@@ -1068,8 +1068,11 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
         return deliver(el(ctl, 3), m->payload);
     case DOP_ALIAS_SEND:
     case DOP_ALIAS_SEND_TT:
-        /* girder processes have no aliases yet: nothing can match. */
-        return 0;
+        /* {33, From, Alias}: sched drops it unless Alias is an active
+         * alias of a live process here. */
+        if (!term_is_ref(el(ctl, 2)))
+            return DIST_EPROTO;
+        return term_is_local_ref(el(ctl, 2)) ? deliver(el(ctl, 2), m->payload) : 0;
     case DOP_LINK:
         /* {1, From, To} */
         if (!term_is_pid(el(ctl, 1)) || !term_is_pid(el(ctl, 2)))

@@ -173,13 +173,12 @@ int girder_cast(sched_ctx_t *ctx, term_t server, term_t msg) GD_MUST_CHECK;
  * sched.h's Roots for how long it stays valid), or: SCHED_ETIMEOUT (a reply
  * that arrived by the time the monitor is dropped still counts, as gen:call;
  * for a local server the tag is OTP 24's [alias | Mref] with the monitor's
- * alias, so one arriving later is dropped; a remote server's tag is a plain
- * ref until cluster/ routes ALIAS_SEND to girder, and its late reply lands
- * in the mailbox),
+ * alias, so one arriving later is dropped; a remote server's tag is
+ * [alias | Alias] with an alias of the caller's own, which the peer's
+ * ALIAS_SEND reaches, dropped as well once the call is over),
  * SCHED_ENOPROC (no such process or name), GIRDER_EEXIT (the server exited
  * during the call; *reply_out is its exit reason), GIRDER_ENODEDOWN, and
- * the send's errors (GD_EBADARG for a remote server before the
- * distribution layer routes it).  Work: O(size of request + reply) plus
+ * the send's errors.  Work: O(size of request + reply) plus
  * the messages arriving meanwhile; the caller's older messages are not
  * looked at, except after a timeout or a server exit (the monitor's flush).
  */

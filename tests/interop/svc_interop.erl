@@ -149,7 +149,8 @@ init(S) -> {ok, S}.
 handle_call({add, A, B}, _From, S) -> {reply, {sum, A + B}, S};
 handle_call({sleep, Ms}, _From, S) -> timer:sleep(Ms), {reply, slept, S};
 handle_call(crash, _From, _S) -> exit(crashed_on_purpose);
-handle_call(whoami, {Pid, _}, S) -> {reply, {caller_node, node(Pid)}, S}.
+handle_call(whoami, {Pid, _}, S) -> {reply, {caller_node, node(Pid)}, S};
+handle_call(tag, {_, Tag}, S) -> {reply, Tag, S}.
 handle_cast(_, S) -> {noreply, S}.
 
 calls_gen_server(G) ->
@@ -157,6 +158,9 @@ calls_gen_server(G) ->
     {ok, S} = gen_server:start({local, Name}, ?MODULE, [], []),
     {ok, {sum, 5}} = call_out(G, {Name, node()}, {add, 2, 3}, 5000),
     {ok, {caller_node, G}} = call_out(G, {Name, node()}, whoami, 5000),
+    %% girder's tag is OTP's [alias | Alias]: the reply came by ALIAS_SEND
+    {ok, [alias | Alias]} = call_out(G, {Name, node()}, tag, 5000),
+    true = is_reference(Alias) andalso node(Alias) =:= G,
     {ok, {sum, 7}} = call_out(G, S, {add, 3, 4}, 5000),
     {error, timeout} = call_out(G, {Name, node()}, {sleep, 1000}, 100),
     {error, noproc} = call_out(G, {no_such_server_here, node()}, x, 5000),
