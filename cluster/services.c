@@ -991,6 +991,56 @@ static int erpc_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 
 static const sched_behaviour_t erpc_beh = {erpc_init, never_handle, NULL, NULL};
 
+/* Process bodies a peer may start with spawn_request (erlang:spawn/4,
+ * spawn_link/4, spawn_monitor/4, spawn_request/5 from OTP): the
+ * behaviour's init gets the argument list. */
+static const struct spawnable {
+    const char *m, *f;
+    unsigned arity;
+    const sched_behaviour_t *beh;
+} spawnables[] = {
+    /* girder:echo_loop(): an echo process, as girder:spawn_echo/0 makes */
+    {"girder", "echo_loop", 0, &echo_beh},
+};
+
+static const sched_behaviour_t *spawnable_find(term_t mfa, long nargs)
+{
+    for (size_t i = 0; i < sizeof spawnables / sizeof spawnables[0]; i++)
+        if (is_atom(el(mfa, 0), spawnables[i].m) && is_atom(el(mfa, 1), spawnables[i].f) &&
+            nargs == (long)spawnables[i].arity)
+            return spawnables[i].beh;
+    return NULL;
+}
+
+/* Starts body for a peer's spawn_request: SPAWN_REPLY with the pid first
+ * (nothing the peer hears from the new process may precede it), then the
+ * link and the monitor it asked for, set up by the connection's
+ * controller as for the peer's own LINK and MONITOR_P (the monitor's
+ * reference is ReqId, as OTP's spawn_request). */
+static int spawn_body(conn_t *c, heap_t *h, const sched_behaviour_t *body, term_t req_id,
+                      term_t from, bool link, bool monitor, term_t args)
+{
+    term_t pid;
+    int rc = sched_spawn(NULL, body, args, &pid);
+    term_t flags = term_make_small((link ? 1 : 0) | (monitor ? 2 : 0));
+    term_t ctl5[6] = {heap_make_header(HDR_TUPLE, 5),
+                      term_make_small(DOP_SPAWN_REPLY),
+                      req_id,
+                      from,
+                      rc == 0 ? flags : term_make_small(0),
+                      rc == 0 ? pid : heap_atom("system_limit")};
+    if (rc < 0 && rc != GD_ENOMEM && rc != SCHED_ETOO_MANY)
+        return rc;
+    rc = cluster_conn_send(c, term_make_boxed(ctl5), TERM_NONE);
+    if (rc < 0 || !term_is_pid(ctl5[5]))
+        return rc;
+    if (link)
+        rc = to_ctrl_sync(c, h, "$gd_link", from, pid, TERM_NONE);
+    if (rc == 0 && monitor)
+        rc = to_ctrl_sync(c, h, "$gd_monitor", from, pid, req_id);
+    return rc;
+}
+
 /* SPAWN_REQUEST {29, ReqId, From, GL, {M, F, A}, Opts} + Args.  erpc's
  * {erpc, execute_call, 4} and {erpc, execute_cast, 3} run a registered C
  * function; the spawned process's exit reason carries the result
@@ -1011,8 +1061,11 @@ static int spawn_request(conn_t *c, heap_t *h, term_t ctl, term_t args)
     bool cast = is_atom(el(mfa, 0), "erpc") && is_atom(el(mfa, 1), "execute_cast") &&
                 list_length(args) == 3;
     term_t flags = term_make_small((link ? 1 : 0) | (monitor ? 2 : 0));
+    const sched_behaviour_t *body = call || cast ? NULL : spawnable_find(mfa, list_length(args));
+    if (body != NULL)
+        return spawn_body(c, h, body, req_id, from, link, monitor, args);
     if (!call && !cast) {
-        /* Closures and plain spawn/4: girder runs no Erlang code. */
+        /* Closures and other functions: girder runs no Erlang code. */
         term_t ctl5[6] = {heap_make_header(HDR_TUPLE, 5),
                           term_make_small(DOP_SPAWN_REPLY),
                           req_id,

@@ -21,7 +21,8 @@ main([GStr]) ->
               {girder_reg_send, fun() -> reg_send(G) end},
               {girder_calls_gen_server, fun() -> calls_gen_server(G) end},
               {girder_rpc_into_otp, fun() -> rpc_into_otp(G) end},
-              {girder_monitor_nodes, fun() -> monitor_nodes(G) end}],
+              {girder_monitor_nodes, fun() -> monitor_nodes(G) end},
+              {spawn_registered_bodies, fun() -> spawn_bodies(G) end}],
     Results = [run(Name, F) || {Name, F} <- Checks],
     Failed = [N || {N, fail} <- Results],
     io:format("svc_interop: ~p checks, failed: ~p~n", [length(Results), Failed]),
@@ -216,4 +217,26 @@ monitor_nodes(G) ->
     receive {watch_node, {nodedown, B}} -> ok after 10000 -> exit(no_nodedown_1) end,
     receive {watch_node, {nodedown, B}} -> ok after 10000 -> exit(no_nodedown_2) end,
     receive {watch_node, Extra} -> exit({extra, Extra}) after 300 -> ok end,
+    ok.
+
+%% spawn/4, spawn_monitor/4, spawn_link/4 of a C process body girder
+%% registers (girder:echo_loop/0); anything else answers notsup.
+spawn_bodies(G) ->
+    P = spawn(G, girder, echo_loop, []),
+    true = is_pid(P) andalso node(P) =:= G,
+    P ! {self(), hi},
+    receive {echo_reply, hi} -> ok after 5000 -> exit(no_echo_from_spawned) end,
+    {P2, Ref} = spawn_monitor(G, girder, echo_loop, []),
+    P2 ! {stop, bye},
+    receive {'DOWN', Ref, process, P2, bye} -> ok after 5000 -> exit(no_spawn_monitor_down) end,
+    Old = process_flag(trap_exit, true),
+    P3 = spawn_link(G, girder, echo_loop, []),
+    P3 ! {stop, linked_bye},
+    receive {'EXIT', P3, linked_bye} -> ok after 5000 -> exit(no_spawn_link_exit) end,
+    process_flag(trap_exit, Old),
+    ReqId = erlang:spawn_request(G, nomod, nofun, []),
+    receive {spawn_reply, ReqId, error, notsup} -> ok
+    after 5000 -> exit(no_notsup)
+    end,
+    P ! {stop, normal},
     ok.
