@@ -479,4 +479,20 @@ int cluster_monitor_node(sched_ctx_t *ctx, term_t node, bool on) GD_MUST_CHECK;
  */
 int cluster_monitor_nodes(sched_ctx_t *ctx, bool on) GD_MUST_CHECK;
 
+/*
+ * The global registry (global.c): girder-to-girder replication, reached
+ * from OTP through rpc (girder:global_register/2, global_unregister/1,
+ * global_whereis/1, global_send/2, global_names/0), not through OTP's
+ * global module.  register: 0, or SCHED_ENAME_TAKEN when another pid
+ * holds the name; whereis: the pid or the atom undefined (on h); send:
+ * SCHED_ENOPROC for a name nobody holds, else sched_send's result with
+ * the pid in *pid_out.  h is the caller's heap (decoded pids go there).
+ * Errors: GD_EBADARG, GD_ENOMEM, GD_ESYSTEM_LIMIT (a million names).
+ */
+int cluster_global_register(heap_t *h, term_t name, term_t pid) GD_MUST_CHECK;
+int cluster_global_unregister(heap_t *h, term_t name) GD_MUST_CHECK;
+int cluster_global_whereis(heap_t *h, term_t name, term_t *pid_out) GD_MUST_CHECK;
+int cluster_global_send(sched_ctx_t *ctx, heap_t *h, term_t name, term_t msg,
+                        term_t *pid_out) GD_MUST_CHECK;
+
 #endif /* GIRDER_CLUSTER_H */

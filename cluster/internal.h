@@ -91,6 +91,11 @@ int cluster_services_start(term_t *events) GD_MUST_CHECK;
  * down (node.c, under its lock: events keep the connections' order). */
 int cluster_node_event(term_t events, term_t node_atom, bool up) GD_MUST_CHECK;
 
+/* Starts the girder_global process and its rpc built-ins (global.c); the
+ * registry is emptied by cluster_global_clear at stop. */
+int cluster_global_start(void) GD_MUST_CHECK;
+void cluster_global_clear(void);
+
 /* The node events process (valid while the node runs). */
 term_t cluster_events_process(void);
 

@@ -1292,6 +1292,7 @@ void cluster_stop(void)
         return;
     /* Processes first (no more sends), then connections, then EPMD. */
     sched_stop();
+    cluster_global_clear();
     sched_set_dist_hooks(NULL);
     pthread_mutex_lock(&node.lock);
     node.running = false;

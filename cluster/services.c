@@ -879,6 +879,8 @@ int cluster_monitor_nodes(sched_ctx_t *ctx, bool on)
 int cluster_services_start(term_t *events)
 {
     int erc = sched_spawn(NULL, &events_beh, TERM_NIL, events);
+    if (erc == 0)
+        erc = cluster_global_start();
     if (erc < 0)
         return erc;
     static const struct {

@@ -21,6 +21,7 @@ main([Girder, Work, Cookie, _Port]) ->
     [_, OsB, _] = OsPids,
     Checks = [{full_mesh, fun() -> mesh(Nodes) end},
               {kv_per_node, fun() -> kv_per_node(Nodes) end},
+              {global_registry, fun() -> global(A, B, C) end},
               {kill9_noconnection, fun() -> kill9(A, B, C, OsB) end},
               {restart_new_creation, fun() -> restart(Env, A, B, C, hd(tl(Names))) end}],
     Results = [run(Name, F) || {Name, F} <- Checks],
@@ -121,6 +122,8 @@ kill9(A, B, C, OsB) ->
     end,
     false = lists:member(B, girder_nodes(A)),
     false = lists:member(B, girder_nodes(C)),
+    %% the global names B's processes held are gone on A and C
+    [resolves(X, gname_b, undefined) || X <- [A, C]],
     put(old_pb, PB),
     ok.
 
@@ -157,6 +160,8 @@ restart(Env, A, B, C, NameB) ->
     after 5000 -> exit(old_pid_monitor)
     end,
     NewPB ! {stop, bye},
+    %% the new B learns the global names held on A (global's exchange)
+    resolves(B, gname_keep, get(keep_pid)),
     ok.
 
 slot(Pid) -> B = term_to_binary(Pid), binary:part(B, 0, byte_size(B) - 4).
@@ -181,3 +186,58 @@ same_slot(B, OldPB, N) ->
             end,
             same_slot(B, OldPB, N - 1)
     end.
+
+%% ---- the global registry among girder nodes ----
+
+%% Waits until Name resolves to Want on node X.
+resolves(X, Name, Want) -> resolves(X, Name, Want, 50).
+resolves(X, Name, Want, 0) ->
+    exit({global_name, X, Name, rpc:call(X, girder, global_whereis, [Name]), want, Want});
+resolves(X, Name, Want, N) ->
+    case rpc:call(X, girder, global_whereis, [Name]) of
+        Want -> ok;
+        _ -> timer:sleep(100), resolves(X, Name, Want, N - 1)
+    end.
+
+global(A, B, C) ->
+    All = [A, B, C],
+    PA = rpc:call(A, girder, spawn_echo, []),
+    yes = rpc:call(A, girder, global_register, [gname1, PA]),
+    [resolves(X, gname1, PA) || X <- All],
+    %% taken everywhere
+    PB = rpc:call(B, girder, spawn_echo, []),
+    no = rpc:call(B, girder, global_register, [gname1, PB]),
+    no = rpc:call(C, girder, global_register, [gname1, PB]),
+    %% a send to the name from any node reaches the holder
+    PA = rpc:call(C, girder, global_send, [gname1, {self(), via_global}]),
+    receive {echo_reply, via_global} -> ok after 5000 -> exit(no_global_send) end,
+    {badrpc, {'EXIT', {badarg, _}}} = rpc:call(B, girder, global_send, [no_such_gname, x]),
+    %% unregister: gone everywhere
+    ok = rpc:call(B, girder, global_unregister, [gname1]),
+    [resolves(X, gname1, undefined) || X <- All],
+    %% a holder that dies takes its name with it
+    PC = rpc:call(C, girder, spawn_echo, []),
+    yes = rpc:call(C, girder, global_register, [gname_c, PC]),
+    [resolves(X, gname_c, PC) || X <- All],
+    PC ! {stop, bye},
+    [resolves(X, gname_c, undefined) || X <- All],
+    %% a name held by B's process (for the kill) and one by A's (for the
+    %% restarted B to learn)
+    yes = rpc:call(B, girder, global_register, [gname_b, PB]),
+    [resolves(X, gname_b, PB) || X <- All],
+    yes = rpc:call(C, girder, global_register, [gname_keep, PA]),
+    [resolves(X, gname_keep, PA) || X <- All],
+    put(keep_pid, PA),
+    %% the same name registered on two nodes at once: all agree on one
+    P1 = rpc:call(A, girder, spawn_echo, []),
+    P2 = rpc:call(C, girder, spawn_echo, []),
+    Self = self(),
+    [spawn(fun() -> Self ! {raced, X, rpc:call(X, girder, global_register, [gname_race, P])} end)
+     || {X, P} <- [{A, P1}, {C, P2}]],
+    [receive {raced, X, R} when R =:= yes; R =:= no -> ok after 5000 -> exit(no_race_answer) end
+     || X <- [A, C]],
+    timer:sleep(500),
+    Holders = lists:usort([rpc:call(X, girder, global_whereis, [gname_race]) || X <- All]),
+    [W] = Holders,
+    true = W =:= P1 orelse W =:= P2,
+    ok.
