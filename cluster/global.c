@@ -29,9 +29,9 @@
 #include "internal.h"
 
 typedef struct global_entry {
-    term_t name;       /* atom */
-    term_t node;       /* the pid's node atom */
-    uint8_t *pid_etf;  /* 131-prefixed encoding of the pid */
+    term_t name;      /* atom */
+    term_t node;      /* the pid's node atom */
+    uint8_t *pid_etf; /* 131-prefixed encoding of the pid */
     size_t pid_len;
 } global_entry_t;
 
@@ -307,8 +307,8 @@ static int global_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         for (term_t l = e[2]; rc == 0 && term_is_list(l); l = term_cdr(l)) {
             term_t pair = term_car(l);
             if (term_is_tuple(pair) && term_tuple_arity(pair) == 2)
-                rc = apply_register(ctx, term_tuple_elems(pair)[0], term_tuple_elems(pair)[1],
-                                    true);
+                rc =
+                    apply_register(ctx, term_tuple_elems(pair)[0], term_tuple_elems(pair)[1], true);
         }
         return rc;
     }
@@ -421,8 +421,10 @@ int cluster_global_start(void)
         const char *f;
         unsigned a;
         cluster_rpc_fn fn;
-    } bifs[] = {{"global_register", 2, bif_register}, {"global_unregister", 1, bif_unregister},
-                {"global_whereis", 1, bif_whereis},   {"global_send", 2, bif_send},
+    } bifs[] = {{"global_register", 2, bif_register},
+                {"global_unregister", 1, bif_unregister},
+                {"global_whereis", 1, bif_whereis},
+                {"global_send", 2, bif_send},
                 {"global_names", 0, bif_names}};
     for (size_t i = 0; i < sizeof bifs / sizeof bifs[0]; i++) {
         int rc = cluster_rpc_register("girder", bifs[i].f, bifs[i].a, bifs[i].fn);

@@ -279,7 +279,8 @@ static int bif_spawn_echo(heap_t *h, term_t args, term_t *out)
 
 /* girder:watch(Pid, ReportTo): a process that links to and monitors Pid
  * (any node) and reports to ReportTo: {watch_exit, Pid, Reason} for the
- * link's exit signal and {watch_down, Pid, Reason} for the DOWN.  For
+ * link's exit signal and {watch_down, Pid, Reason} for the DOWN; the
+ * message `unlink` makes it unlink from Pid ({watch_unlinked, Pid}).  For
  * tests of links and monitors that girder processes set on others. */
 static int watch_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 {
@@ -294,6 +295,14 @@ static int watch_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 
 static int watch_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
+    if (is_atom(msg, "unlink")) {
+        /* unlink(Pid), then {watch_unlinked, Pid} to ReportTo. */
+        int rc = sched_unlink(ctx, el(*state, 0));
+        term_t report, items[2] = {heap_atom("watch_unlinked"), el(*state, 0)};
+        if (rc == 0)
+            rc = tuple(sched_heap(ctx), &report, 2, items);
+        return rc == 0 ? sched_send(ctx, el(*state, 1), report) : rc;
+    }
     const char *kind = arity(msg) == 3 && is_atom(el(msg, 0), "EXIT")   ? "watch_exit"
                        : arity(msg) == 5 && is_atom(el(msg, 0), "DOWN") ? "watch_down"
                                                                         : NULL;
@@ -496,6 +505,19 @@ static bool link_pair(term_t e, term_t local, term_t remote)
     return is_atom(el(e, 0), "link") && eq(el(e, 1), local) && eq(el(e, 2), remote);
 }
 
+/* {unlinking, Local, Remote, Id}: our unlink awaiting the peer's ack. */
+static bool unlinking_of(term_t e, term_t local, term_t remote)
+{
+    return is_atom(el(e, 0), "unlinking") && eq(el(e, 1), local) && eq(el(e, 2), remote);
+}
+
+/* The same by the unlink's id (unique per node: one counter). */
+static bool unlinking_by_id(term_t e, term_t id, term_t unused)
+{
+    (void)unused;
+    return is_atom(el(e, 0), "unlinking") && eq(el(e, 3), id);
+}
+
 static bool out_mon_by_ref(term_t e, term_t ref, term_t unused)
 {
     (void)unused;
@@ -609,10 +631,25 @@ static int ctrl_outgoing(sched_ctx_t *ctx, term_t msg, term_t *state, bool *hand
                                   TERM_NONE);
         if (rc < 0)
             return rc;
+        /* The link stays known as being unlinked until the peer's
+         * UNLINK_ID_ACK with this id: a LINK from it meanwhile is ignored
+         * (it crossed our unlink, which its side applies after it). */
+        term_t items[4] = {ctrl_atom("unlinking"), el(msg, 1), el(msg, 2), id};
+        rc = tuple(h, &entry, 4, items);
+        if (rc == 0)
+            rc = heap_cons(h, entry, *state, state);
+        if (rc < 0)
+            return rc;
         for (term_t l = *state; term_is_list(l); l = term_cdr(l))
             if (link_by_local(term_car(l), el(msg, 1), TERM_NONE))
                 return 0;
         return sched_unlink(ctx, el(msg, 1));
+    }
+    if (is_atom(tag, "$gd_unlink_ack") && n == 4) {
+        /* {_, Id, RemotePid, LocalPid}: our unlink is complete. */
+        return state_remove(h, state, unlinking_by_id, el(msg, 1), TERM_NONE, &found) < 0
+                   ? GD_ENOMEM
+                   : 0;
     }
     if (is_atom(tag, "$gd_out_monitor") && n == 4) {
         /* {_, Local, Item, Ref} */
@@ -703,7 +740,12 @@ static int ctrl_handle_one(sched_ctx_t *ctx, term_t msg, term_t *state)
     }
     if (is_atom(tag, "$gd_link") && n == 4) {
         /* {_, RemotePid, LocalPid}: a dead local answers with an exit
-         * noproc (through the trapped EXIT below). */
+         * noproc (through the trapped EXIT below).  Ignored while our
+         * unlink of the pair awaits its ack, or when already linked. */
+        for (term_t l = *state; term_is_list(l); l = term_cdr(l))
+            if (unlinking_of(term_car(l), el(msg, 2), el(msg, 1)) ||
+                link_pair(term_car(l), el(msg, 2), el(msg, 1)))
+                return 0;
         term_t items[3] = {ctrl_atom("link"), el(msg, 2), el(msg, 1)};
         rc = tuple(h, &entry, 3, items);
         if (rc == 0)
@@ -1138,6 +1180,9 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
         int rc = reply4(c, DOP_UNLINK_ID_ACK, el(ctl, 1), el(ctl, 3), el(ctl, 2), TERM_NONE);
         return rc < 0 ? rc : to_ctrl(c, h, "$gd_unlink", el(ctl, 2), el(ctl, 3), TERM_NONE);
     }
+    case DOP_UNLINK_ID_ACK:
+        /* {36, Id, From, To}: the peer applied our unlink. */
+        return to_ctrl(c, h, "$gd_unlink_ack", el(ctl, 1), el(ctl, 2), el(ctl, 3));
     case DOP_MONITOR_P:
         /* {19, From, ToProc, Ref} */
         if (!term_is_pid(el(ctl, 1)) || !term_is_ref(el(ctl, 3)))
@@ -1179,9 +1224,8 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
         return to_ctrl(c, h, "$gd_down", el(ctl, 3), reason, TERM_NONE);
     }
     default:
-        /* Spawn replies (girder sends no spawn requests), unlink acks
-         * (girder forgets a link when it unlinks), group leaders, the
-         * obsolete UNLINK: nothing here depends on them. */
+        /* Spawn replies (girder sends no spawn requests), group
+         * leaders, the obsolete UNLINK: nothing here depends on them. */
         return 0;
     }
 }

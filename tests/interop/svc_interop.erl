@@ -22,7 +22,8 @@ main([GStr]) ->
               {girder_calls_gen_server, fun() -> calls_gen_server(G) end},
               {girder_rpc_into_otp, fun() -> rpc_into_otp(G) end},
               {girder_monitor_nodes, fun() -> monitor_nodes(G) end},
-              {spawn_registered_bodies, fun() -> spawn_bodies(G) end}],
+              {spawn_registered_bodies, fun() -> spawn_bodies(G) end},
+              {girder_unlinks, fun() -> girder_unlinks(G) end}],
     Results = [run(Name, F) || {Name, F} <- Checks],
     Failed = [N || {N, fail} <- Results],
     io:format("svc_interop: ~p checks, failed: ~p~n", [length(Results), Failed]),
@@ -239,4 +240,22 @@ spawn_bodies(G) ->
     after 5000 -> exit(no_notsup)
     end,
     P ! {stop, normal},
+    ok.
+
+%% A girder process unlinks from an OTP one (UNLINK_ID, then the ack):
+%% the OTP process's exit no longer reaches it, the monitor still does;
+%% the OTP side's link is gone too.
+girder_unlinks(G) ->
+    Self = self(),
+    E = spawn(fun() -> process_flag(trap_exit, true), receive {die, R} -> exit(R) end end),
+    W = rpc:call(G, girder, watch, [E, Self]),
+    timer:sleep(200),
+    {links, [W]} = process_info(E, links),
+    W ! unlink,
+    receive {watch_unlinked, E} -> ok after 5000 -> exit(no_unlink) end,
+    timer:sleep(200),
+    {links, []} = process_info(E, links),
+    E ! {die, after_unlink},
+    receive {watch_down, E, after_unlink} -> ok after 5000 -> exit(no_down) end,
+    receive {watch_exit, E, _} = X -> exit({exit_after_unlink, X}) after 500 -> ok end,
     ok.
