@@ -939,7 +939,10 @@ static int hook_monitor(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out)
     (void)ud;
     term_t name;
     term_t ctrl = controller_for(target_node(to, &name));
-    int rc = sched_make_ref(ctx, ref_out);
+    /* The reference is an alias of the caller used up by one message: the
+     * DOWN travels through it, so once a demonitor has removed it a DOWN
+     * on its way is dropped (Erlang: none arrives after demonitor). */
+    int rc = sched_alias_create_opt(ctx, SCHED_ALIAS_REPLY, ref_out);
     if (rc < 0)
         return rc;
     if (!term_is_pid(ctrl)) {
@@ -952,7 +955,7 @@ static int hook_monitor(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out)
         e[2] = heap_atom("process");
         e[3] = to;
         e[4] = heap_atom("noconnection");
-        return sched_send(ctx, sched_self(ctx), down);
+        return sched_send(ctx, *ref_out, down);
     }
     return tell(ctx, ctrl, "$gd_out_monitor", sched_self(ctx), to, *ref_out);
 }
@@ -962,6 +965,14 @@ static int hook_monitor(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out)
 static int hook_demonitor(void *ud, sched_ctx_t *ctx, term_t ref)
 {
     (void)ud;
+    /* Ends the monitor's alias: from now on a DOWN for it, on its way or
+     * sent later by a controller that has not seen the demonitor yet, is
+     * dropped when it reaches this process (OTP's demonitor/1: none
+     * arrives after it returns; one the process had already taken into
+     * its queue stays, as there: demonitor(Ref, [flush]) is a receive,
+     * which girder_call's own flush does). */
+    if (term_is_local_ref(ref))
+        (void)sched_alias_remove(ctx, ref);
     size_t n = 0, cap = 0;
     pthread_mutex_lock(&node.lock);
     for (conn_t *c = node.conns; c != NULL; c = c->next)

@@ -280,21 +280,32 @@ static int bif_spawn_echo(heap_t *h, term_t args, term_t *out)
 /* girder:watch(Pid, ReportTo): a process that links to and monitors Pid
  * (any node) and reports to ReportTo: {watch_exit, Pid, Reason} for the
  * link's exit signal and {watch_down, Pid, Reason} for the DOWN; the
- * message `unlink` makes it unlink from Pid ({watch_unlinked, Pid}).  For
+ * message `unlink` makes it unlink from Pid ({watch_unlinked, Pid}), and
+ * `demonitor` drop its monitor ({watch_demonitored, Pid}).  For
  * tests of links and monitors that girder processes set on others. */
 static int watch_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 {
     term_t ref;
     (void)sched_trap_exit(ctx, true);
-    *state = arg;
     int rc = sched_link(ctx, el(arg, 0));
     if (rc == 0)
         rc = sched_monitor(ctx, el(arg, 0), &ref);
-    return rc;
+    /* State {Pid, ReportTo, MonitorRef}. */
+    term_t items[3] = {el(arg, 0), el(arg, 1), ref};
+    return rc == 0 ? tuple(sched_heap(ctx), state, 3, items) : rc;
 }
 
 static int watch_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
+    if (is_atom(msg, "demonitor")) {
+        /* demonitor(Ref), then {watch_demonitored, Pid} to ReportTo: no
+         * watch_down may follow. */
+        int rc = sched_demonitor(ctx, el(*state, 2));
+        term_t report, items[2] = {heap_atom("watch_demonitored"), el(*state, 0)};
+        if (rc == 0)
+            rc = tuple(sched_heap(ctx), &report, 2, items);
+        return rc == 0 ? sched_send(ctx, el(*state, 1), report) : rc;
+    }
     if (is_atom(msg, "unlink")) {
         /* unlink(Pid), then {watch_unlinked, Pid} to ReportTo. */
         int rc = sched_unlink(ctx, el(*state, 0));
@@ -535,8 +546,10 @@ static int send_down(sched_ctx_t *ctx, term_t entry, term_t reason)
     term_t down,
         items[5] = {ctrl_atom("DOWN"), el(entry, 1), ctrl_atom("process"), el(entry, 3), reason};
     int rc = tuple(sched_heap(ctx), &down, 5, items);
+    /* To the monitor's ref, an alias of the owner (node.c's hook_monitor):
+     * dropped if the owner demonitored meanwhile. */
     if (rc == 0)
-        rc = sched_send(ctx, el(entry, 2), down);
+        rc = sched_send(ctx, el(entry, 1), down);
     return rc == SCHED_ENOPROC ? 0 : rc;
 }
 

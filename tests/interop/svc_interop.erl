@@ -23,7 +23,8 @@ main([GStr]) ->
               {girder_rpc_into_otp, fun() -> rpc_into_otp(G) end},
               {girder_monitor_nodes, fun() -> monitor_nodes(G) end},
               {spawn_registered_bodies, fun() -> spawn_bodies(G) end},
-              {girder_unlinks, fun() -> girder_unlinks(G) end}],
+              {girder_unlinks, fun() -> girder_unlinks(G) end},
+              {girder_demonitor_no_late_down, fun() -> girder_demonitors(G) end}],
     Results = [run(Name, F) || {Name, F} <- Checks],
     Failed = [N || {N, fail} <- Results],
     io:format("svc_interop: ~p checks, failed: ~p~n", [length(Results), Failed]),
@@ -259,3 +260,35 @@ girder_unlinks(G) ->
     receive {watch_down, E, after_unlink} -> ok after 5000 -> exit(no_down) end,
     receive {watch_exit, E, _} = X -> exit({exit_after_unlink, X}) after 500 -> ok end,
     ok.
+
+%% A girder process demonitors an OTP process just as it dies, 100 times:
+%% a DOWN may come before the demonitor, never after it.
+girder_demonitors(G) ->
+    [demonitor_race(G, I) || I <- lists:seq(1, 100)],
+    ok.
+
+demonitor_race(G, I) ->
+    Self = self(),
+    E = spawn(fun() -> receive {die, R} -> exit(R) end end),
+    W = rpc:call(G, girder, watch, [E, Self]),
+    timer:sleep(5),
+    E ! {die, {race, I}},
+    W ! demonitor,
+    Seq = race_reports(E, []),
+    case lists:dropwhile(fun(X) -> X =/= demonitored end, Seq) of
+        [demonitored | After] ->
+            case lists:member(down, After) of
+                false -> ok;
+                true -> exit({down_after_demonitor, I, Seq})
+            end;
+        [] -> exit({no_demonitor_report, I, Seq})
+    end,
+    exit(W, kill).
+
+race_reports(E, Acc) ->
+    receive
+        {watch_demonitored, E} -> race_reports(E, [demonitored | Acc]);
+        {watch_down, E, _} -> race_reports(E, [down | Acc]);
+        {watch_exit, E, _} -> race_reports(E, [exit | Acc])
+    after 300 -> lists:reverse(Acc)
+    end.
