@@ -264,10 +264,12 @@ static int global_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
     bool removed;
     int rc = 0;
     if (n == 2 && is(e[0], "nodeup")) {
-        /* global's exchange: the new node learns the names held here. */
+        /* global's exchange: the new node learns the names held here
+         * (nothing is sent when there are none: an OTP peer, which has no
+         * girder_global, would only drop it). */
         term_t mine;
         rc = names_list(h, heap_node_name(), &mine);
-        return rc == 0 ? announce(ctx, "names", mine, TERM_NIL, e[1]) : rc;
+        return rc == 0 && term_is_list(mine) ? announce(ctx, "names", mine, TERM_NIL, e[1]) : rc;
     }
     if (n == 2 && is(e[0], "nodedown")) {
         drop_node(e[1]);
