@@ -24,23 +24,32 @@
  *     per-connection controller process, UNLINK_ID/ACK, noconnection on
  *     nodedown, SPAWN_REQUEST for erpc (call and cast);
  *   - net_kernel (ping), rex (features, call/block_call), echo, built-ins
- *     girder:echo/1, spawn_echo/0, info/0, watch/2, erlang:node/0,
- *     nodes/0, system_info/1; cluster_rpc_register for applications.
+ *     girder:echo/1, spawn_echo/0, info/0, watch/2, send/2,
+ *     watch_nodes/2, erlang:node/0, nodes/0, system_info/1;
+ *     cluster_rpc_register for applications; node/ adds girder_kv and
+ *     girder:call_out/4, rpc_out/6 (cluster_config_t.start_services);
+ *   - spawn_request of registered C bodies (girder:echo_loop/0) besides
+ *     erpc; ALIAS_SEND to girder aliases; a remote link's exit names the
+ *     remote pid ({'EXIT', RemotePid, R}); remote monitors' DOWNs travel
+ *     through a one-message alias, so none arrives after demonitor;
+ *     UNLINK_ID_ACK awaited (a crossing LINK is ignored);
+ *   - monitor_node / monitor_nodes (cluster_monitor_node[s]);
+ *   - a global registry among girder nodes (global.c; from OTP through
+ *     rpc girder:global_*, not OTP's global module).
  *   left:
- *   - TLS distribution; global (girder is visible but ignores global's
- *     sync, see protocol.md 5.1); girder_kv; bench tests/bench/dist;
+ *   - TLS distribution; OTP's global protocol (girder is visible but
+ *     ignores global's sync, see protocol.md 5.1: global:whereis_name on
+ *     an OTP node does not see girder's names); bench tests/bench/dist;
  *   - the atom cache on send; a receive path without the double copy
  *     (frames decode onto a scratch heap, sched_send copies again);
  *     budgeted encoding of huge terms on the sending scheduler;
  *   - back-pressure: a connection's output buffer is not capped (OTP
  *     suspends senders past +zdbbl);
- *   - aliases of girder processes (ALIAS_SEND to girder is dropped), and
- *     a trapping process sees the controller's pid, not the remote pid, in
- *     the EXIT message of a remote link; demonitor of a remote monitor
- *     does not flush a DOWN already queued;
- *   - spawn_request of anything but erpc answers notsup; the peer's
- *     UNLINK_ID_ACK is not awaited (a LINK that races an unlink is not
- *     ignored as the protocol asks).
+ *   - spawn_request of anything but erpc and the registered bodies
+ *     answers notsup (no Erlang code runs here); a DOWN a process had
+ *     already taken into its queue stays after demonitor (OTP's
+ *     demonitor/1; girder_call flushes its own); monitor_node entries of
+ *     a process that dies stay until the connection ends.
  */
 #ifndef GIRDER_CLUSTER_H
 #define GIRDER_CLUSTER_H
