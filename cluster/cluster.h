@@ -24,23 +24,32 @@
  *     per-connection controller process, UNLINK_ID/ACK, noconnection on
  *     nodedown, SPAWN_REQUEST for erpc (call and cast);
  *   - net_kernel (ping), rex (features, call/block_call), echo, built-ins
- *     girder:echo/1, spawn_echo/0, info/0, watch/2, erlang:node/0,
- *     nodes/0, system_info/1; cluster_rpc_register for applications.
+ *     girder:echo/1, spawn_echo/0, info/0, watch/2, send/2,
+ *     watch_nodes/2, erlang:node/0, nodes/0, system_info/1;
+ *     cluster_rpc_register for applications; node/ adds girder_kv and
+ *     girder:call_out/4, rpc_out/6 (cluster_config_t.start_services);
+ *   - spawn_request of registered C bodies (girder:echo_loop/0) besides
+ *     erpc; ALIAS_SEND to girder aliases; a remote link's exit names the
+ *     remote pid ({'EXIT', RemotePid, R}); remote monitors' DOWNs travel
+ *     through a one-message alias, so none arrives after demonitor;
+ *     UNLINK_ID_ACK awaited (a crossing LINK is ignored);
+ *   - monitor_node / monitor_nodes (cluster_monitor_node[s]);
+ *   - a global registry among girder nodes (global.c; from OTP through
+ *     rpc girder:global_*, not OTP's global module).
  *   left:
- *   - TLS distribution; global (girder is visible but ignores global's
- *     sync, see protocol.md 5.1); girder_kv; bench tests/bench/dist;
+ *   - TLS distribution; OTP's global protocol (girder is visible but
+ *     ignores global's sync, see protocol.md 5.1: global:whereis_name on
+ *     an OTP node does not see girder's names); bench tests/bench/dist;
  *   - the atom cache on send; a receive path without the double copy
  *     (frames decode onto a scratch heap, sched_send copies again);
  *     budgeted encoding of huge terms on the sending scheduler;
  *   - back-pressure: a connection's output buffer is not capped (OTP
  *     suspends senders past +zdbbl);
- *   - aliases of girder processes (ALIAS_SEND to girder is dropped), and
- *     a trapping process sees the controller's pid, not the remote pid, in
- *     the EXIT message of a remote link; demonitor of a remote monitor
- *     does not flush a DOWN already queued;
- *   - spawn_request of anything but erpc answers notsup; the peer's
- *     UNLINK_ID_ACK is not awaited (a LINK that races an unlink is not
- *     ignored as the protocol asks).
+ *   - spawn_request of anything but erpc and the registered bodies
+ *     answers notsup (no Erlang code runs here); a DOWN a process had
+ *     already taken into its queue stays after demonitor (OTP's
+ *     demonitor/1; girder_call flushes its own); monitor_node entries of
+ *     a process that dies stay until the connection ends.
  */
 #ifndef GIRDER_CLUSTER_H
 #define GIRDER_CLUSTER_H
@@ -50,6 +59,7 @@
 #include <stdint.h>
 
 #include "etf.h"
+#include "sched/sched.h"
 
 /* ---- cluster/ error codes (the range below sched/'s) ---- */
 enum {
@@ -409,6 +419,11 @@ typedef struct cluster_config {
     unsigned schedulers; /* 0: one per core */
     bool hidden;
     uint16_t epmd_port; /* 0: ERL_EPMD_PORT or 4369 */
+    /* The application's own services (node/'s girder_kv), started after
+     * cluster/'s and before the first connection is accepted, so a peer
+     * never finds them missing; NULL: none.  A negative return fails
+     * cluster_start with it. */
+    int (*start_services)(void);
 } cluster_config_t;
 
 /*
@@ -453,5 +468,40 @@ typedef int (*cluster_rpc_fn)(heap_t *h, term_t args, term_t *result);
 #define CLUSTER_RPC_MAX 256
 int cluster_rpc_register(const char *module, const char *function, unsigned arity,
                          cluster_rpc_fn fn) GD_MUST_CHECK;
+
+/*
+ * erlang:monitor_node(Node, On) for the calling process (ctx): with On,
+ * {nodedown, Node} arrives once when the connection to Node goes down or,
+ * if there is none, when connecting to it (started here) fails; each call
+ * adds one notification, and On false removes one of them.  The local
+ * node is never reported down.  Errors: GD_EBADARG (not an atom),
+ * GD_ENOMEM.
+ */
+int cluster_monitor_node(sched_ctx_t *ctx, term_t node, bool on) GD_MUST_CHECK;
+
+/*
+ * net_kernel:monitor_nodes(On) for the calling process: while on,
+ * {nodeup, Node} and {nodedown, Node} for every visible node connecting
+ * and disconnecting (hidden ones are not reported, as OTP's default).
+ * Subscribing twice is one subscription; it ends with the process.
+ * Errors: GD_ENOMEM, SCHED_ESTOPPED.
+ */
+int cluster_monitor_nodes(sched_ctx_t *ctx, bool on) GD_MUST_CHECK;
+
+/*
+ * The global registry (global.c): girder-to-girder replication, reached
+ * from OTP through rpc (girder:global_register/2, global_unregister/1,
+ * global_whereis/1, global_send/2, global_names/0), not through OTP's
+ * global module.  register: 0, or SCHED_ENAME_TAKEN when another pid
+ * holds the name; whereis: the pid or the atom undefined (on h); send:
+ * SCHED_ENOPROC for a name nobody holds, else sched_send's result with
+ * the pid in *pid_out.  h is the caller's heap (decoded pids go there).
+ * Errors: GD_EBADARG, GD_ENOMEM, GD_ESYSTEM_LIMIT (a million names).
+ */
+int cluster_global_register(heap_t *h, term_t name, term_t pid) GD_MUST_CHECK;
+int cluster_global_unregister(heap_t *h, term_t name) GD_MUST_CHECK;
+int cluster_global_whereis(heap_t *h, term_t name, term_t *pid_out) GD_MUST_CHECK;
+int cluster_global_send(sched_ctx_t *ctx, heap_t *h, term_t name, term_t msg,
+                        term_t *pid_out) GD_MUST_CHECK;
 
 #endif /* GIRDER_CLUSTER_H */

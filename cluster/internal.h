@@ -83,7 +83,20 @@ int cluster_controller_start(term_t node_atom, term_t *pid) GD_MUST_CHECK;
  * thread. */
 int cluster_send_control(term_t node_atom, term_t control, term_t payload) GD_MUST_CHECK;
 
-/* Spawns net_kernel, rex and echo (after sched_start). */
-int cluster_services_start(void) GD_MUST_CHECK;
+/* Spawns net_kernel, rex and echo, and the node events process (its pid
+ * in *events) (after sched_start). */
+int cluster_services_start(term_t *events) GD_MUST_CHECK;
+
+/* Tells the node events process that a visible node came up or went
+ * down (node.c, under its lock: events keep the connections' order). */
+int cluster_node_event(term_t events, term_t node_atom, bool up) GD_MUST_CHECK;
+
+/* Starts the girder_global process and its rpc built-ins (global.c); the
+ * registry is emptied by cluster_global_clear at stop. */
+int cluster_global_start(void) GD_MUST_CHECK;
+void cluster_global_clear(void);
+
+/* The node events process (valid while the node runs). */
+term_t cluster_events_process(void);
 
 #endif

@@ -96,6 +96,7 @@ static struct node {
     unsigned connect_threads; /* detached connect threads still running */
     uint64_t conn_ids;
     sched_dist_hooks_t hooks;
+    term_t events; /* the node events process (monitor_nodes) */
 } node = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static uint64_t now_ns(void)
@@ -166,9 +167,12 @@ static void conn_kill_locked(conn_t *c)
             *pp = c->next;
             break;
         }
-    /* A local send: it takes no lock of ours. */
+    /* Local sends: they take no lock of ours. */
     if (term_is_pid(c->ctrl) && sched_send(NULL, c->ctrl, heap_atom("$gd_nodedown")) < 0)
         cluster_log("%s: could not tell its links and monitors (out of memory)", c->peer);
+    if (c->state == CONN_UP && (c->flags & DFLAG_PUBLISHED) &&
+        cluster_node_event(node.events, c->node, false) < 0)
+        cluster_log("%s: could not tell node monitors (out of memory)", c->peer);
     c->state = CONN_DEAD;
     if (c->bev != NULL)
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
@@ -373,6 +377,8 @@ static int conn_up(conn_t *c)
     c->state = CONN_UP;
     c->wrote = true;
     rc = flush_pending(c);
+    if (rc >= 0 && (c->flags & DFLAG_PUBLISHED))
+        rc = cluster_node_event(node.events, c->node, true);
     pthread_mutex_unlock(&node.lock);
     cluster_log("nodeup %s (%s, %s, flags %#llx)", c->peer, c->initiator ? "outgoing" : "incoming",
                 (c->flags & DFLAG_PUBLISHED) ? "visible" : "hidden", (unsigned long long)c->flags);
@@ -933,7 +939,10 @@ static int hook_monitor(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out)
     (void)ud;
     term_t name;
     term_t ctrl = controller_for(target_node(to, &name));
-    int rc = sched_make_ref(ctx, ref_out);
+    /* The reference is an alias of the caller used up by one message: the
+     * DOWN travels through it, so once a demonitor has removed it a DOWN
+     * on its way is dropped (Erlang: none arrives after demonitor). */
+    int rc = sched_alias_create_opt(ctx, SCHED_ALIAS_REPLY, ref_out);
     if (rc < 0)
         return rc;
     if (!term_is_pid(ctrl)) {
@@ -946,7 +955,7 @@ static int hook_monitor(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out)
         e[2] = heap_atom("process");
         e[3] = to;
         e[4] = heap_atom("noconnection");
-        return sched_send(ctx, sched_self(ctx), down);
+        return sched_send(ctx, *ref_out, down);
     }
     return tell(ctx, ctrl, "$gd_out_monitor", sched_self(ctx), to, *ref_out);
 }
@@ -956,6 +965,14 @@ static int hook_monitor(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out)
 static int hook_demonitor(void *ud, sched_ctx_t *ctx, term_t ref)
 {
     (void)ud;
+    /* Ends the monitor's alias: from now on a DOWN for it, on its way or
+     * sent later by a controller that has not seen the demonitor yet, is
+     * dropped when it reaches this process (OTP's demonitor/1: none
+     * arrives after it returns; one the process had already taken into
+     * its queue stays, as there: demonitor(Ref, [flush]) is a receive,
+     * which girder_call's own flush does). */
+    if (term_is_local_ref(ref))
+        (void)sched_alias_remove(ctx, ref);
     size_t n = 0, cap = 0;
     pthread_mutex_lock(&node.lock);
     for (conn_t *c = node.conns; c != NULL; c = c->next)
@@ -975,6 +992,41 @@ static int hook_demonitor(void *ud, sched_ctx_t *ctx, term_t ref)
     }
     free(ctrls);
     return rc;
+}
+
+term_t cluster_events_process(void)
+{
+    return node.events;
+}
+
+int cluster_monitor_node(sched_ctx_t *ctx, term_t node_atom, bool on)
+{
+    if (!term_is_atom(node_atom))
+        return GD_EBADARG;
+    if (node_atom == heap_node_name())
+        return 0; /* this node never goes down for its own processes */
+    term_t ctrl;
+    if (on) {
+        ctrl = controller_for(node_atom); /* connects, as OTP's monitor_node */
+    } else {
+        pthread_mutex_lock(&node.lock);
+        conn_t *c = find_conn_locked(node_atom);
+        ctrl = c != NULL ? c->ctrl : TERM_NONE;
+        pthread_mutex_unlock(&node.lock);
+    }
+    int rc = term_is_pid(ctrl) ? tell(ctx, ctrl, on ? "$gd_monitor_node" : "$gd_demonitor_node",
+                                      sched_self(ctx), TERM_NONE, TERM_NONE)
+                               : SCHED_ENOPROC;
+    if (rc != SCHED_ENOPROC || !on)
+        return rc == SCHED_ENOPROC ? 0 : rc;
+    /* No connection can be made (or it ended just now): down at once. */
+    term_t *e, msg;
+    rc = heap_make_tuple(sched_heap(ctx), 2, &e, &msg);
+    if (rc < 0)
+        return rc;
+    e[0] = heap_atom("nodedown");
+    e[1] = node_atom;
+    return sched_send(ctx, sched_self(ctx), msg);
 }
 
 int cluster_send_control(term_t node_atom, term_t control, term_t payload)
@@ -1224,7 +1276,9 @@ int cluster_start(const cluster_config_t *cfg)
                                       .demonitor = hook_demonitor};
     sched_set_dist_hooks(&node.hooks);
     node.running = true;
-    rc = cluster_services_start();
+    rc = cluster_services_start(&node.events);
+    if (rc == 0 && cfg->start_services != NULL)
+        rc = cfg->start_services();
     if (rc < 0) {
         cluster_stop();
         return rc;
@@ -1249,6 +1303,7 @@ void cluster_stop(void)
         return;
     /* Processes first (no more sends), then connections, then EPMD. */
     sched_stop();
+    cluster_global_clear();
     sched_set_dist_hooks(NULL);
     pthread_mutex_lock(&node.lock);
     node.running = false;

@@ -279,27 +279,50 @@ static int bif_spawn_echo(heap_t *h, term_t args, term_t *out)
 
 /* girder:watch(Pid, ReportTo): a process that links to and monitors Pid
  * (any node) and reports to ReportTo: {watch_exit, Pid, Reason} for the
- * link's exit signal and {watch_down, Pid, Reason} for the DOWN.  For
+ * link's exit signal and {watch_down, Pid, Reason} for the DOWN; the
+ * message `unlink` makes it unlink from Pid ({watch_unlinked, Pid}), and
+ * `demonitor` drop its monitor ({watch_demonitored, Pid}).  For
  * tests of links and monitors that girder processes set on others. */
 static int watch_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 {
     term_t ref;
     (void)sched_trap_exit(ctx, true);
-    *state = arg;
     int rc = sched_link(ctx, el(arg, 0));
     if (rc == 0)
         rc = sched_monitor(ctx, el(arg, 0), &ref);
-    return rc;
+    /* State {Pid, ReportTo, MonitorRef}. */
+    term_t items[3] = {el(arg, 0), el(arg, 1), ref};
+    return rc == 0 ? tuple(sched_heap(ctx), state, 3, items) : rc;
 }
 
 static int watch_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
+    if (is_atom(msg, "demonitor")) {
+        /* demonitor(Ref), then {watch_demonitored, Pid} to ReportTo: no
+         * watch_down may follow. */
+        int rc = sched_demonitor(ctx, el(*state, 2));
+        term_t report, items[2] = {heap_atom("watch_demonitored"), el(*state, 0)};
+        if (rc == 0)
+            rc = tuple(sched_heap(ctx), &report, 2, items);
+        return rc == 0 ? sched_send(ctx, el(*state, 1), report) : rc;
+    }
+    if (is_atom(msg, "unlink")) {
+        /* unlink(Pid), then {watch_unlinked, Pid} to ReportTo. */
+        int rc = sched_unlink(ctx, el(*state, 0));
+        term_t report, items[2] = {heap_atom("watch_unlinked"), el(*state, 0)};
+        if (rc == 0)
+            rc = tuple(sched_heap(ctx), &report, 2, items);
+        return rc == 0 ? sched_send(ctx, el(*state, 1), report) : rc;
+    }
     const char *kind = arity(msg) == 3 && is_atom(el(msg, 0), "EXIT")   ? "watch_exit"
                        : arity(msg) == 5 && is_atom(el(msg, 0), "DOWN") ? "watch_down"
                                                                         : NULL;
     if (kind == NULL)
         return 0;
-    term_t report, items[3] = {heap_atom(kind), el(*state, 0), el(msg, arity(msg) - 1)};
+    /* The pid the message names (for a remote link's exit: the remote
+     * process itself, not a relay). */
+    term_t who = el(msg, kind[6] == 'e' ? 1 : 3);
+    term_t report, items[3] = {heap_atom(kind), who, el(msg, arity(msg) - 1)};
     int rc = tuple(sched_heap(ctx), &report, 3, items);
     return rc == 0 ? sched_send(ctx, el(*state, 1), report) : rc;
 }
@@ -314,6 +337,64 @@ static int bif_watch(heap_t *h, term_t args, term_t *out)
     term_t items[2] = {pid, report};
     int rc = tuple(h, &arg, 2, items);
     return rc == 0 ? sched_spawn(NULL, &watch_beh, arg, out) : rc;
+}
+
+/* girder:watch_nodes(ReportTo, Node | all): a process that calls
+ * monitor_node(Node, true) (or monitor_nodes(true) for all) and reports
+ * each {nodeup, N} / {nodedown, N} it gets as {watch_node, Event}; it
+ * stops after a nodedown of a single Node (monitor_node fires once).  For
+ * tests of node monitoring from girder processes. */
+static int watch_nodes_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    *state = arg;
+    term_t node_atom = el(arg, 1);
+    return is_atom(node_atom, "all") ? cluster_monitor_nodes(ctx, true)
+                                     : cluster_monitor_node(ctx, node_atom, true);
+}
+
+static int watch_nodes_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    bool down = arity(msg) == 2 && is_atom(el(msg, 0), "nodedown");
+    if (!down && !(arity(msg) == 2 && is_atom(el(msg, 0), "nodeup")))
+        return 0;
+    term_t report, items[2] = {heap_atom("watch_node"), msg};
+    int rc = tuple(sched_heap(ctx), &report, 2, items);
+    if (rc == 0)
+        rc = sched_send(ctx, el(*state, 0), report);
+    if (rc < 0 && rc != SCHED_ENOPROC)
+        return rc;
+    return down && !is_atom(el(*state, 1), "all") ? sched_exit(ctx, heap_atom("normal")) : 0;
+}
+
+static const sched_behaviour_t watch_nodes_beh = {watch_nodes_init, watch_nodes_handle, NULL, NULL};
+
+static int bif_watch_nodes(heap_t *h, term_t args, term_t *out)
+{
+    term_t report = term_car(args), node_atom = term_car(term_cdr(args)), arg;
+    if (!term_is_pid(report) || !term_is_atom(node_atom))
+        return GD_EBADARG;
+    term_t items[2] = {report, node_atom};
+    int rc = tuple(h, &arg, 2, items);
+    return rc == 0 ? sched_spawn(NULL, &watch_nodes_beh, arg, out) : rc;
+}
+
+/* girder:send(Dest, Msg) -> ok: Dest ! Msg from this node (a pid, a
+ * registered name, or {Name, Node}: REG_SEND for another node), as
+ * erlang:send/2; for making girder send to other nodes in tests. */
+static int bif_send(heap_t *h, term_t args, term_t *out)
+{
+    (void)h;
+    term_t dest = term_car(args), msg = term_car(term_cdr(args));
+    bool name_node = arity(dest) == 2 && term_is_atom(el(dest, 0)) && term_is_atom(el(dest, 1));
+    if (!term_is_pid(dest) && !term_is_atom(dest) && !name_node)
+        return GD_EBADARG;
+    int rc = sched_send(NULL, dest, msg);
+    if (rc == SCHED_ENOPROC && term_is_atom(dest))
+        return GD_EBADARG; /* erlang:send/2 to a name nobody has: badarg */
+    if (rc < 0 && rc != SCHED_ENOPROC)
+        return rc;
+    *out = heap_atom("ok");
+    return 0;
 }
 
 /* erlang:system_info/1 for the keys girder has: process_count,
@@ -354,48 +435,6 @@ static int bif_info(heap_t *h, term_t args, term_t *out)
     term_t vals[5] = {heap_node_name(), term_make_small(sched_process_count()),
                       term_make_small(st.schedulers), term_make_small(heap_atom_count()), nodes};
     return heap_make_map(h, keys, vals, 5, out);
-}
-
-int cluster_services_start(void)
-{
-    static const struct {
-        const char *m, *f;
-        unsigned a;
-        cluster_rpc_fn fn;
-    } bifs[] = {
-        {"girder", "echo", 1, bif_echo},   {"erlang", "node", 0, bif_node},
-        {"erlang", "nodes", 0, bif_nodes}, {"girder", "spawn_echo", 0, bif_spawn_echo},
-        {"girder", "watch", 2, bif_watch}, {"erlang", "system_info", 1, bif_system_info},
-        {"girder", "info", 0, bif_info},
-    };
-    for (size_t i = 0; i < sizeof bifs / sizeof bifs[0]; i++) {
-        int rc = cluster_rpc_register(bifs[i].m, bifs[i].f, bifs[i].a, bifs[i].fn);
-        if (rc < 0)
-            return rc;
-    }
-    static const struct {
-        const char *name;
-        const sched_behaviour_t *beh;
-    } svcs[] = {{"net_kernel", &net_kernel_beh}, {"rex", &rex_beh}, {"echo", &echo_beh}};
-    for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++) {
-        term_t pid, name = heap_atom(svcs[i].name);
-        if (name == TERM_NONE)
-            return GD_ENOMEM;
-        int rc = sched_spawn(NULL, svcs[i].beh, name, &pid);
-        if (rc < 0)
-            return rc;
-    }
-    /* Wait until the names are registered: a peer may ask for them at once. */
-    for (int tries = 0; tries < 1000; tries++) {
-        bool all = true;
-        for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++)
-            all = all && term_is_pid(sched_whereis(heap_atom(svcs[i].name)));
-        if (all)
-            return 0;
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
-    return GD_ESYSTEM_LIMIT;
 }
 
 /* ---- the connection controller ----
@@ -477,6 +516,19 @@ static bool link_pair(term_t e, term_t local, term_t remote)
     return is_atom(el(e, 0), "link") && eq(el(e, 1), local) && eq(el(e, 2), remote);
 }
 
+/* {unlinking, Local, Remote, Id}: our unlink awaiting the peer's ack. */
+static bool unlinking_of(term_t e, term_t local, term_t remote)
+{
+    return is_atom(el(e, 0), "unlinking") && eq(el(e, 1), local) && eq(el(e, 2), remote);
+}
+
+/* The same by the unlink's id (unique per node: one counter). */
+static bool unlinking_by_id(term_t e, term_t id, term_t unused)
+{
+    (void)unused;
+    return is_atom(el(e, 0), "unlinking") && eq(el(e, 3), id);
+}
+
 static bool out_mon_by_ref(term_t e, term_t ref, term_t unused)
 {
     (void)unused;
@@ -494,8 +546,10 @@ static int send_down(sched_ctx_t *ctx, term_t entry, term_t reason)
     term_t down,
         items[5] = {ctrl_atom("DOWN"), el(entry, 1), ctrl_atom("process"), el(entry, 3), reason};
     int rc = tuple(sched_heap(ctx), &down, 5, items);
+    /* To the monitor's ref, an alias of the owner (node.c's hook_monitor):
+     * dropped if the owner demonitored meanwhile. */
     if (rc == 0)
-        rc = sched_send(ctx, el(entry, 2), down);
+        rc = sched_send(ctx, el(entry, 1), down);
     return rc == SCHED_ENOPROC ? 0 : rc;
 }
 
@@ -504,6 +558,59 @@ static int send_down(sched_ctx_t *ctx, term_t entry, term_t reason)
 static term_t wire_target(term_t item)
 {
     return arity(item) == 2 ? el(item, 0) : item;
+}
+
+/*
+ * The remote end `remote` of local's link is gone with reason (its entry
+ * already out of `rest`, the remaining state): the controller drops its
+ * own link to local unless another remote link of local still needs it,
+ * then sends local the exit signal as from `remote`, so a trapping process
+ * reads {'EXIT', RemotePid, Reason} as in Erlang, and the link to the
+ * controller does not outlive the remote one.
+ */
+static int link_exit(sched_ctx_t *ctx, term_t rest, term_t local, term_t remote, term_t reason)
+{
+    bool shared = false;
+    for (term_t l = rest; term_is_list(l) && !shared; l = term_cdr(l))
+        shared = link_by_local(term_car(l), local, TERM_NONE);
+    int rc = shared ? 0 : sched_unlink(ctx, local);
+    if (rc == 0)
+        rc = sched_exit_pid_from(ctx, local, remote, reason);
+    return rc == SCHED_ENOPROC ? 0 : rc;
+}
+
+/* {nodedown, Node} to pid (gone: nothing to tell). */
+static int send_nodedown(sched_ctx_t *ctx, term_t pid, term_t node_atom)
+{
+    term_t msg, items[2] = {ctrl_atom("nodedown"), node_atom};
+    int rc = tuple(sched_heap(ctx), &msg, 2, items);
+    if (rc == 0)
+        rc = sched_send(ctx, pid, msg);
+    return rc == SCHED_ENOPROC ? 0 : rc;
+}
+
+static bool node_mon_of(term_t e, term_t pid, term_t unused)
+{
+    (void)unused;
+    return is_atom(el(e, 0), "node_mon") && el(e, 1) == pid;
+}
+
+/* monitor_node(Node, true | false) for a local process ({Tag, Pid, []}
+ * from cluster_monitor_node): {node_mon, Pid}
+ * entries, one per call, each answered by one {nodedown, Node}. */
+static int ctrl_node_monitor(sched_ctx_t *ctx, term_t msg, term_t *state, bool *handled)
+{
+    heap_t *h = sched_heap(ctx);
+    term_t found, entry;
+    *handled = arity(msg) == 3 && (is_atom(el(msg, 0), "$gd_monitor_node") ||
+                                   is_atom(el(msg, 0), "$gd_demonitor_node"));
+    if (!*handled)
+        return 0;
+    if (is_atom(el(msg, 0), "$gd_demonitor_node"))
+        return state_remove(h, state, node_mon_of, el(msg, 1), TERM_NONE, &found);
+    term_t items[2] = {ctrl_atom("node_mon"), el(msg, 1)};
+    int rc = tuple(h, &entry, 2, items);
+    return rc == 0 ? heap_cons(h, entry, *state, state) : rc;
 }
 
 /* Messages about monitors and links that local processes set on remote
@@ -537,10 +644,25 @@ static int ctrl_outgoing(sched_ctx_t *ctx, term_t msg, term_t *state, bool *hand
                                   TERM_NONE);
         if (rc < 0)
             return rc;
+        /* The link stays known as being unlinked until the peer's
+         * UNLINK_ID_ACK with this id: a LINK from it meanwhile is ignored
+         * (it crossed our unlink, which its side applies after it). */
+        term_t items[4] = {ctrl_atom("unlinking"), el(msg, 1), el(msg, 2), id};
+        rc = tuple(h, &entry, 4, items);
+        if (rc == 0)
+            rc = heap_cons(h, entry, *state, state);
+        if (rc < 0)
+            return rc;
         for (term_t l = *state; term_is_list(l); l = term_cdr(l))
             if (link_by_local(term_car(l), el(msg, 1), TERM_NONE))
                 return 0;
         return sched_unlink(ctx, el(msg, 1));
+    }
+    if (is_atom(tag, "$gd_unlink_ack") && n == 4) {
+        /* {_, Id, RemotePid, LocalPid}: our unlink is complete. */
+        return state_remove(h, state, unlinking_by_id, el(msg, 1), TERM_NONE, &found) < 0
+                   ? GD_ENOMEM
+                   : 0;
     }
     if (is_atom(tag, "$gd_out_monitor") && n == 4) {
         /* {_, Local, Item, Ref} */
@@ -577,18 +699,30 @@ static int ctrl_handle_one(sched_ctx_t *ctx, term_t msg, term_t *state)
     if (n == 0) {
         if (!is_atom(msg, "$gd_nodedown"))
             return 0;
-        /* Monitors of the peer's processes fire; links go with our exit. */
-        for (term_t l = *state; term_is_list(l); l = term_cdr(l))
-            if (is_atom(el(term_car(l), 0), "out_mon")) {
-                int rc = send_down(ctx, term_car(l), ctrl_atom("noconnection"));
-                if (rc < 0)
-                    return rc;
-            }
+        /* Monitors of the peer's processes fire, monitor_node's
+         * {nodedown, Node} go out, and each link breaks with noconnection
+         * from the remote pid. */
+        for (term_t l = *state; term_is_list(l); l = term_cdr(l)) {
+            int rc = 0;
+            if (is_atom(el(term_car(l), 0), "link"))
+                rc = link_exit(ctx, TERM_NIL, el(term_car(l), 1), el(term_car(l), 2),
+                               ctrl_atom("noconnection"));
+            else if (is_atom(el(term_car(l), 0), "out_mon"))
+                rc = send_down(ctx, term_car(l), ctrl_atom("noconnection"));
+            else if (is_atom(el(term_car(l), 0), "node_mon"))
+                rc = send_nodedown(ctx, el(term_car(l), 1),
+                                   sched_dict_get(ctx, ctrl_atom("$gd_node")));
+            if (rc < 0)
+                return rc;
+        }
         return sched_exit(ctx, ctrl_atom("noconnection"));
     }
     term_t tag = el(msg, 0), found, entry;
     bool handled;
     int rc = ctrl_outgoing(ctx, msg, state, &handled);
+    if (handled)
+        return rc;
+    rc = ctrl_node_monitor(ctx, msg, state, &handled);
     if (handled)
         return rc;
     if (is_atom(tag, "$gd_monitor") && n == 5) {
@@ -619,7 +753,12 @@ static int ctrl_handle_one(sched_ctx_t *ctx, term_t msg, term_t *state)
     }
     if (is_atom(tag, "$gd_link") && n == 4) {
         /* {_, RemotePid, LocalPid}: a dead local answers with an exit
-         * noproc (through the trapped EXIT below). */
+         * noproc (through the trapped EXIT below).  Ignored while our
+         * unlink of the pair awaits its ack, or when already linked. */
+        for (term_t l = *state; term_is_list(l); l = term_cdr(l))
+            if (unlinking_of(term_car(l), el(msg, 2), el(msg, 1)) ||
+                link_pair(term_car(l), el(msg, 2), el(msg, 1)))
+                return 0;
         term_t items[3] = {ctrl_atom("link"), el(msg, 2), el(msg, 1)};
         rc = tuple(h, &entry, 3, items);
         if (rc == 0)
@@ -642,8 +781,7 @@ static int ctrl_handle_one(sched_ctx_t *ctx, term_t msg, term_t *state)
         rc = state_remove(h, state, link_pair, el(msg, 2), el(msg, 1), &found);
         if (rc < 0 || found == TERM_NONE)
             return rc;
-        rc = sched_exit_pid(ctx, el(msg, 2), el(msg, 3));
-        return rc == SCHED_ENOPROC ? 0 : rc;
+        return link_exit(ctx, *state, el(msg, 2), el(msg, 1), el(msg, 3));
     }
     if (is_atom(tag, "EXIT") && n == 3) {
         /* A local process linked for the peer ended: tell each remote end. */
@@ -713,6 +851,138 @@ static int to_ctrl_sync(conn_t *c, heap_t *h, const char *tag, term_t a, term_t 
     return rc == SCHED_ENOPROC ? 0 : rc;
 }
 
+/* ---- node events (net_kernel:monitor_nodes) ----
+ * One process holds the subscribers ({Pid, MonitorRef} entries; the
+ * monitor drops a subscriber that ends) and fans out the node.c events
+ * {'$gd_nodeup' | '$gd_nodedown', Node}, which node.c sends under its
+ * lock, so they arrive in the order the connections changed. */
+
+static int events_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    (void)ctx;
+    (void)arg;
+    *state = TERM_NIL;
+    return 0;
+}
+
+static bool sub_of(term_t e, term_t pid, term_t unused)
+{
+    (void)unused;
+    return el(e, 0) == pid;
+}
+
+static bool sub_by_ref(term_t e, term_t ref, term_t unused)
+{
+    (void)unused;
+    return eq(el(e, 1), ref);
+}
+
+static int events_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    heap_t *h = sched_heap(ctx);
+    size_t n = arity(msg);
+    term_t found, entry;
+    int rc = 0;
+    if (n == 3 && is_atom(el(msg, 0), "$gd_subscribe") && term_is_local_pid(el(msg, 1))) {
+        term_t pid = el(msg, 1);
+        rc = state_remove(h, state, sub_of, pid, TERM_NONE, &found);
+        if (rc == 0 && found != TERM_NONE)
+            rc = sched_demonitor(ctx, el(found, 1));
+        if (rc < 0 || !is_atom(el(msg, 2), "true"))
+            return rc;
+        term_t ref;
+        rc = sched_monitor(ctx, pid, &ref);
+        if (rc == SCHED_ENOPROC)
+            return 0;
+        term_t items[2] = {pid, ref};
+        if (rc == 0)
+            rc = tuple(h, &entry, 2, items);
+        return rc == 0 ? heap_cons(h, entry, *state, state) : rc;
+    }
+    if (n == 5 && is_atom(el(msg, 0), "DOWN"))
+        return state_remove(h, state, sub_by_ref, el(msg, 1), TERM_NONE, &found);
+    bool up = n == 2 && is_atom(el(msg, 0), "$gd_nodeup");
+    if (!up && !(n == 2 && is_atom(el(msg, 0), "$gd_nodedown")))
+        return 0;
+    term_t event, items[2] = {heap_atom(up ? "nodeup" : "nodedown"), el(msg, 1)};
+    rc = tuple(h, &event, 2, items);
+    for (term_t l = *state; rc == 0 && term_is_list(l); l = term_cdr(l)) {
+        rc = sched_send(ctx, el(term_car(l), 0), event);
+        if (rc == SCHED_ENOPROC)
+            rc = 0;
+    }
+    return rc;
+}
+
+static const sched_behaviour_t events_beh = {events_init, events_handle, NULL, NULL};
+
+int cluster_node_event(term_t events, term_t node_atom, bool up)
+{
+    term_t body[3] = {heap_make_header(HDR_TUPLE, 2), heap_atom(up ? "$gd_nodeup" : "$gd_nodedown"),
+                      node_atom};
+    int rc = sched_send(NULL, events, term_make_boxed(body));
+    return rc == SCHED_ENOPROC || rc == SCHED_ESTOPPED ? 0 : rc;
+}
+
+int cluster_monitor_nodes(sched_ctx_t *ctx, bool on)
+{
+    term_t body[4] = {heap_make_header(HDR_TUPLE, 3), heap_atom("$gd_subscribe"), sched_self(ctx),
+                      on ? heap_atom("true") : heap_atom("false")};
+    return sched_send(ctx, cluster_events_process(), term_make_boxed(body));
+}
+
+int cluster_services_start(term_t *events)
+{
+    int erc = sched_spawn(NULL, &events_beh, TERM_NIL, events);
+    if (erc == 0)
+        erc = cluster_global_start();
+    if (erc < 0)
+        return erc;
+    static const struct {
+        const char *m, *f;
+        unsigned a;
+        cluster_rpc_fn fn;
+    } bifs[] = {
+        {"girder", "echo", 1, bif_echo},
+        {"erlang", "node", 0, bif_node},
+        {"erlang", "nodes", 0, bif_nodes},
+        {"girder", "spawn_echo", 0, bif_spawn_echo},
+        {"girder", "watch", 2, bif_watch},
+        {"erlang", "system_info", 1, bif_system_info},
+        {"girder", "info", 0, bif_info},
+        {"girder", "send", 2, bif_send},
+        {"girder", "watch_nodes", 2, bif_watch_nodes},
+    };
+    for (size_t i = 0; i < sizeof bifs / sizeof bifs[0]; i++) {
+        int rc = cluster_rpc_register(bifs[i].m, bifs[i].f, bifs[i].a, bifs[i].fn);
+        if (rc < 0)
+            return rc;
+    }
+    static const struct {
+        const char *name;
+        const sched_behaviour_t *beh;
+    } svcs[] = {{"net_kernel", &net_kernel_beh}, {"rex", &rex_beh}, {"echo", &echo_beh}};
+    for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++) {
+        term_t pid, name = heap_atom(svcs[i].name);
+        if (name == TERM_NONE)
+            return GD_ENOMEM;
+        int rc = sched_spawn(NULL, svcs[i].beh, name, &pid);
+        if (rc < 0)
+            return rc;
+    }
+    /* Wait until the names are registered: a peer may ask for them at once. */
+    for (int tries = 0; tries < 1000; tries++) {
+        bool all = true;
+        for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++)
+            all = all && term_is_pid(sched_whereis(heap_atom(svcs[i].name)));
+        if (all)
+            return 0;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return GD_ESYSTEM_LIMIT;
+}
+
 /* ---- control messages from peers ---- */
 
 /* Sends control {op, a, b, d} + payload back on c. */
@@ -726,7 +996,7 @@ static int reply4(conn_t *c, int op, term_t a, term_t b, term_t d, term_t payloa
  * dropped silently, as in Erlang. */
 static int deliver(term_t to, term_t msg)
 {
-    if (!term_is_local_pid(to) && !term_is_atom(to))
+    if (!term_is_local_pid(to) && !term_is_atom(to) && !term_is_local_ref(to))
         return term_is_pid(to) ? 0 : DIST_EPROTO;
     int rc = sched_send(NULL, to, msg);
     return rc == SCHED_ENOPROC || rc == GD_EBADARG ? 0 : rc;
@@ -778,6 +1048,56 @@ static int erpc_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 
 static const sched_behaviour_t erpc_beh = {erpc_init, never_handle, NULL, NULL};
 
+/* Process bodies a peer may start with spawn_request (erlang:spawn/4,
+ * spawn_link/4, spawn_monitor/4, spawn_request/5 from OTP): the
+ * behaviour's init gets the argument list. */
+static const struct spawnable {
+    const char *m, *f;
+    unsigned arity;
+    const sched_behaviour_t *beh;
+} spawnables[] = {
+    /* girder:echo_loop(): an echo process, as girder:spawn_echo/0 makes */
+    {"girder", "echo_loop", 0, &echo_beh},
+};
+
+static const sched_behaviour_t *spawnable_find(term_t mfa, long nargs)
+{
+    for (size_t i = 0; i < sizeof spawnables / sizeof spawnables[0]; i++)
+        if (is_atom(el(mfa, 0), spawnables[i].m) && is_atom(el(mfa, 1), spawnables[i].f) &&
+            nargs == (long)spawnables[i].arity)
+            return spawnables[i].beh;
+    return NULL;
+}
+
+/* Starts body for a peer's spawn_request: SPAWN_REPLY with the pid first
+ * (nothing the peer hears from the new process may precede it), then the
+ * link and the monitor it asked for, set up by the connection's
+ * controller as for the peer's own LINK and MONITOR_P (the monitor's
+ * reference is ReqId, as OTP's spawn_request). */
+static int spawn_body(conn_t *c, heap_t *h, const sched_behaviour_t *body, term_t req_id,
+                      term_t from, bool link, bool monitor, term_t args)
+{
+    term_t pid;
+    int rc = sched_spawn(NULL, body, args, &pid);
+    term_t flags = term_make_small((link ? 1 : 0) | (monitor ? 2 : 0));
+    term_t ctl5[6] = {heap_make_header(HDR_TUPLE, 5),
+                      term_make_small(DOP_SPAWN_REPLY),
+                      req_id,
+                      from,
+                      rc == 0 ? flags : term_make_small(0),
+                      rc == 0 ? pid : heap_atom("system_limit")};
+    if (rc < 0 && rc != GD_ENOMEM && rc != SCHED_ETOO_MANY)
+        return rc;
+    rc = cluster_conn_send(c, term_make_boxed(ctl5), TERM_NONE);
+    if (rc < 0 || !term_is_pid(ctl5[5]))
+        return rc;
+    if (link)
+        rc = to_ctrl_sync(c, h, "$gd_link", from, pid, TERM_NONE);
+    if (rc == 0 && monitor)
+        rc = to_ctrl_sync(c, h, "$gd_monitor", from, pid, req_id);
+    return rc;
+}
+
 /* SPAWN_REQUEST {29, ReqId, From, GL, {M, F, A}, Opts} + Args.  erpc's
  * {erpc, execute_call, 4} and {erpc, execute_cast, 3} run a registered C
  * function; the spawned process's exit reason carries the result
@@ -798,8 +1118,11 @@ static int spawn_request(conn_t *c, heap_t *h, term_t ctl, term_t args)
     bool cast = is_atom(el(mfa, 0), "erpc") && is_atom(el(mfa, 1), "execute_cast") &&
                 list_length(args) == 3;
     term_t flags = term_make_small((link ? 1 : 0) | (monitor ? 2 : 0));
+    const sched_behaviour_t *body = call || cast ? NULL : spawnable_find(mfa, list_length(args));
+    if (body != NULL)
+        return spawn_body(c, h, body, req_id, from, link, monitor, args);
     if (!call && !cast) {
-        /* Closures and plain spawn/4: girder runs no Erlang code. */
+        /* Closures and other functions: girder runs no Erlang code. */
         term_t ctl5[6] = {heap_make_header(HDR_TUPLE, 5),
                           term_make_small(DOP_SPAWN_REPLY),
                           req_id,
@@ -855,8 +1178,11 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
         return deliver(el(ctl, 3), m->payload);
     case DOP_ALIAS_SEND:
     case DOP_ALIAS_SEND_TT:
-        /* girder processes have no aliases yet: nothing can match. */
-        return 0;
+        /* {33, From, Alias}: sched drops it unless Alias is an active
+         * alias of a live process here. */
+        if (!term_is_ref(el(ctl, 2)))
+            return DIST_EPROTO;
+        return term_is_local_ref(el(ctl, 2)) ? deliver(el(ctl, 2), m->payload) : 0;
     case DOP_LINK:
         /* {1, From, To} */
         if (!term_is_pid(el(ctl, 1)) || !term_is_pid(el(ctl, 2)))
@@ -867,6 +1193,9 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
         int rc = reply4(c, DOP_UNLINK_ID_ACK, el(ctl, 1), el(ctl, 3), el(ctl, 2), TERM_NONE);
         return rc < 0 ? rc : to_ctrl(c, h, "$gd_unlink", el(ctl, 2), el(ctl, 3), TERM_NONE);
     }
+    case DOP_UNLINK_ID_ACK:
+        /* {36, Id, From, To}: the peer applied our unlink. */
+        return to_ctrl(c, h, "$gd_unlink_ack", el(ctl, 1), el(ctl, 2), el(ctl, 3));
     case DOP_MONITOR_P:
         /* {19, From, ToProc, Ref} */
         if (!term_is_pid(el(ctl, 1)) || !term_is_ref(el(ctl, 3)))
@@ -908,9 +1237,8 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
         return to_ctrl(c, h, "$gd_down", el(ctl, 3), reason, TERM_NONE);
     }
     default:
-        /* Spawn replies (girder sends no spawn requests), unlink acks
-         * (girder forgets a link when it unlinks), group leaders, the
-         * obsolete UNLINK: nothing here depends on them. */
+        /* Spawn replies (girder sends no spawn requests), group
+         * leaders, the obsolete UNLINK: nothing here depends on them. */
         return 0;
     }
 }

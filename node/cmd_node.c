@@ -11,6 +11,7 @@
 
 #include "cluster.h"
 #include "commands.h"
+#include "girder.h"
 
 static void usage(FILE *out)
 {
@@ -128,6 +129,7 @@ int gd_cmd_node(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    cfg.start_services = girder_services_start;
     int rc = cluster_start(&cfg);
     if (rc != 0) {
         fprintf(stderr, "girder node: could not start: %s\n", dist_strerror(rc));

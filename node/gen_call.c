@@ -26,10 +26,13 @@ typedef struct wait {
 } wait_t;
 
 /* The reference whose mark starts the scans (the ref trick): the monitor's
- * alias, or the plain tag for a remote server. */
+ * alias; for a remote server the alias of its tag [alias | Alias] (or the
+ * plain tag before the alias is made). */
 static term_t wait_ref(const wait_t *w)
 {
-    return w->pid != TERM_NONE ? w->mref : w->tag;
+    if (w->pid != TERM_NONE)
+        return w->mref;
+    return term_is_list(w->tag) ? term_cdr(w->tag) : w->tag;
 }
 
 static bool is_reply(term_t msg, const wait_t *w)
@@ -80,14 +83,16 @@ static int finish_wait(sched_ctx_t *ctx, wait_t *w, bool want_reply, term_t *rep
     bool flush = w->pid == TERM_NONE || !sched_is_alive(w->pid);
     term_t msg;
     int rc;
-    if (want_reply && w->pid != TERM_NONE) {
-        /* The demonitor ends the alias: take in a reply that has arrived
-         * by now first (a receive that matches nothing and does not wait;
-         * the mark keeps it to what is new). */
-        rc = sched_receive_ref_wait(ctx, w->mref, pred_none, NULL, 0, &msg);
+    if (want_reply) {
+        /* The demonitor (or the unalias) ends the alias: take in a reply
+         * that has arrived by now first (a receive that matches nothing
+         * and does not wait; the mark keeps it to what is new). */
+        rc = sched_receive_ref_wait(ctx, wait_ref(w), pred_none, NULL, 0, &msg);
         if (rc != SCHED_ETIMEOUT)
             return rc == GD_OK ? GD_EINVAL : rc;
     }
+    if (w->pid == TERM_NONE && term_is_list(w->tag))
+        (void)sched_alias_remove(ctx, term_cdr(w->tag));
     rc = sched_demonitor(ctx, w->mref);
     if (rc != GD_OK)
         return rc;
@@ -162,9 +167,23 @@ static int request(sched_ctx_t *ctx, term_t label, term_t *server, term_t *req, 
             (void)finish_wait(ctx, w, false, &ignored);
         }
     } else {
+        /* A remote server replies to an alias too ([alias | Alias], an
+         * alias of its own since the monitor's ref is the distribution
+         * layer's): the peer's ALIAS_SEND reaches it, and once the wait
+         * ends a late reply is dropped rather than queued. */
         rc = girder_server_ref(*server, &dest);
         if (rc == GD_OK)
             rc = sched_monitor(ctx, dest, &w->mref);
+        term_t alias;
+        if (rc == GD_OK) {
+            rc = sched_alias_create(ctx, &alias);
+            if (rc == GD_OK)
+                rc = heap_cons(sched_heap(ctx), node_atom.alias, alias, &w->tag);
+            if (rc != GD_OK) {
+                term_t ignored;
+                (void)finish_wait(ctx, w, false, &ignored);
+            }
+        }
     }
     if (rc != GD_OK)
         return rc;

@@ -173,13 +173,12 @@ int girder_cast(sched_ctx_t *ctx, term_t server, term_t msg) GD_MUST_CHECK;
  * sched.h's Roots for how long it stays valid), or: SCHED_ETIMEOUT (a reply
  * that arrived by the time the monitor is dropped still counts, as gen:call;
  * for a local server the tag is OTP 24's [alias | Mref] with the monitor's
- * alias, so one arriving later is dropped; a remote server's tag is a plain
- * ref until cluster/ routes ALIAS_SEND to girder, and its late reply lands
- * in the mailbox),
+ * alias, so one arriving later is dropped; a remote server's tag is
+ * [alias | Alias] with an alias of the caller's own, which the peer's
+ * ALIAS_SEND reaches, dropped as well once the call is over),
  * SCHED_ENOPROC (no such process or name), GIRDER_EEXIT (the server exited
  * during the call; *reply_out is its exit reason), GIRDER_ENODEDOWN, and
- * the send's errors (GD_EBADARG for a remote server before the
- * distribution layer routes it).  Work: O(size of request + reply) plus
+ * the send's errors.  Work: O(size of request + reply) plus
  * the messages arriving meanwhile; the caller's older messages are not
  * looked at, except after a timeout or a server exit (the monitor's flush).
  */
@@ -305,5 +304,66 @@ int girder_sup_restart_child(sched_ctx_t *ctx, term_t sup, term_t id,
 int girder_sup_delete_child(sched_ctx_t *ctx, term_t sup, term_t id,
                             term_t *result_out) GD_MUST_CHECK;
 int girder_sup_which_children(sched_ctx_t *ctx, term_t sup, term_t *result_out) GD_MUST_CHECK;
+
+/* ------------------------------------------------------------------------ */
+/* Services every girder node runs                                          */
+
+/*
+ * Starts girder_kv (node/kv.c), the registered key-value gen_server of the
+ * node contract: {put, K, V} -> ok, {get, K} -> {ok, V} | error,
+ * {delete, K} -> ok, any terms as keys (exact match) and values; any other
+ * request is answered {error, {badrequest, Req}}.  From outside any
+ * process, after sched_start; the name is registered by the new process
+ * (girder_whereis shows it once its init ran).  Errors: girder_gen_start's.
+ */
+int girder_kv_start(term_t *pid_out) GD_MUST_CHECK;
+
+/*
+ * What `girder node` adds to cluster/'s services (cluster_config_t's
+ * start_services): girder_kv, waited for until registered, and the rpc
+ * built-ins girder:call_out(ReplyTo, Server, Request, TimeoutMs) and
+ * girder:rpc_out(ReplyTo, Node, M, F, A, TimeoutMs), which make this node
+ * call out (girder_call / girder_rpc_call from a new process) and send
+ * {girder_out, Result} to ReplyTo: call_out's Result is {ok, Reply} or
+ * {error, timeout | noproc | nodedown | {exit, Reason}}, rpc_out's what
+ * rpc:call returns.  After cluster_start's sched_start.  Errors:
+ * girder_kv_start's, cluster_rpc_register's, GD_ESYSTEM_LIMIT (girder_kv
+ * not registered within a second).
+ */
+int girder_services_start(void) GD_MUST_CHECK;
+
+/* ------------------------------------------------------------------------ */
+/* Calling other nodes                                                      */
+
+/*
+ * rpc:call(Node, M, F, Args) from a coroutine process, into an OTP node (or
+ * a girder one) through its rex server ({'$gen_call', {Self, Tag}, {call,
+ * M, F, Args, user}} to {rex, Node}, which OTP 25-28 answer for C nodes).
+ * Returns 0 with *result_out what rpc:call returns: the value, or
+ * {badrpc, {'EXIT', ...}} for an exception there, {badrpc, nodedown} (no
+ * connection, or the node went down during the call), {badrpc, timeout}
+ * after timeout_ms (< 0: infinity).  Errors: GD_EINVAL (no ctx, or not a
+ * coroutine process), GD_EBADARG (Node, M, F not atoms or Args not a
+ * list), GD_ENOMEM.  A call to a gen_server on another node is
+ * girder_call with server {Name, Node}.
+ */
+int girder_rpc_call(sched_ctx_t *ctx, term_t node, term_t module, term_t function, term_t args,
+                    int64_t timeout_ms, term_t *result_out) GD_MUST_CHECK;
+
+/*
+ * erlang:monitor_node(Node, On) for the calling process (any process kind):
+ * {nodedown, Node} once when the connection goes down, or at once when no
+ * connection to Node can be made (it connects, as OTP does); one message
+ * per call with On, On false takes one back.  Errors: GD_EBADARG (Node not
+ * an atom), GD_ENOMEM.
+ */
+int girder_monitor_node(sched_ctx_t *ctx, term_t node, bool on) GD_MUST_CHECK;
+
+/*
+ * net_kernel:monitor_nodes(On): while on, {nodeup, Node} and {nodedown,
+ * Node} for each visible node connecting and disconnecting.  Errors:
+ * GD_ENOMEM, SCHED_ESTOPPED.
+ */
+int girder_monitor_nodes(sched_ctx_t *ctx, bool on) GD_MUST_CHECK;
 
 #endif /* GIRDER_GIRDER_H */

@@ -124,4 +124,8 @@ int node_register_name(sched_ctx_t *ctx, term_t name) GD_MUST_CHECK;
  * the heap is out of memory). */
 term_t node_callback_error(sched_ctx_t *ctx, int code);
 
+/* Registers girder:call_out/4 and girder:rpc_out/6 for rpc (remote.c).
+ * Errors: cluster_rpc_register's. */
+int node_remote_builtins_register(void) GD_MUST_CHECK;
+
 #endif /* GIRDER_NODE_INTERNAL_H */

@@ -1553,6 +1553,32 @@ int sched_exit_pid(sched_ctx_t *ctx, term_t to, term_t reason)
     return rc;
 }
 
+int sched_exit_pid_from(sched_ctx_t *ctx, term_t to, term_t from, term_t reason)
+{
+    if (ctx == NULL || !term_is_local_pid(to))
+        return GD_EBADARG;
+    sched_proc_t *t;
+    int rc = lookup_target(to, &t);
+    if (rc != GD_OK || t == NULL)
+        return rc;
+    /* The signal is the caller's (an unlinked exit: nothing in the
+     * target's link table is touched); only its body names `from`. */
+    msg_t *m = msg_new(SIG_EXIT, ctx->pid);
+    term_t elems[3] = {atom_exit_tag, from, reason};
+    if (m == NULL) {
+        rc = GD_ENOMEM;
+    } else if (heap_msg_copy_tuple(elems, 3, &m->frag, &m->term) != GD_OK) {
+        free(m);
+        rc = GD_ENOMEM;
+    } else {
+        m->linked = false;
+        ctx->reds--;
+        deliver(t, m);
+    }
+    proc_put(t);
+    return rc;
+}
+
 int sched_exit(sched_ctx_t *ctx, term_t reason)
 {
     ctx->reason = reason;

@@ -265,6 +265,13 @@ int sched_exit_pid(sched_ctx_t *ctx, term_t to, term_t reason) GD_MUST_CHECK;
 /* Ends the calling process with `reason` (an immediate or a term on the
  * process heap): return what it returns (SCHED_EEXIT) from the callback. */
 int sched_exit(sched_ctx_t *ctx, term_t reason) GD_MUST_CHECK;
+/* As sched_exit_pid from process ctx to the local process `to`, but the
+ * signal's body names `from` (any pid, e.g. a remote one): a trapping
+ * target gets {'EXIT', From, Reason}.  For the distribution layer, whose
+ * connection controller relays a remote link's exit (the target then
+ * sees the remote process, as in Erlang, not the relay).  Errors:
+ * GD_EBADARG (no ctx, `to` not local), SCHED_ENOPROC, GD_ENOMEM. */
+int sched_exit_pid_from(sched_ctx_t *ctx, term_t to, term_t from, term_t reason) GD_MUST_CHECK;
 
 /* Links to pid (or name).  A dead target sends this process an exit signal
  * with reason noproc (trapped: an {'EXIT', Pid, noproc} message). */

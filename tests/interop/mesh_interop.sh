@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Three `girder node` OS processes and a real OTP node
+# (tests/interop/mesh_interop.erl, which starts, kills -9 and restarts the
+# girder nodes itself and lists their OS pids in <work>/pids): full mesh,
+# monitors and links across girder nodes, noconnection on kill -9, restart
+# with a new creation.  A private EPMD (girder epmd on a free port) and
+# names with the pid keep parallel runs apart.  Fails (does not skip) when
+# erl or erlc is missing.
+#   mesh_interop.sh <path-to-girder> <work-dir>
+set -u
+girder=$1
+work=$2
+fail() { echo "FAIL: $*"; cat "$work"/*.log 2>/dev/null; exit 1; }
+command -v erl >/dev/null && command -v erlc >/dev/null || fail "erl/erlc not installed"
+epmd_pid=
+cleanup() {
+  if [ -f "$work/pids" ]; then
+    while read -r p; do kill "$p" 2>/dev/null; done <"$work/pids"
+  fi
+  [ -n "$epmd_pid" ] && kill "$epmd_pid" 2>/dev/null && wait "$epmd_pid" 2>/dev/null
+}
+trap cleanup EXIT
+rm -rf "$work" && mkdir -p "$work" || fail "cannot create $work"
+erlc -o "$work" "$(dirname "$0")/mesh_interop.erl" || fail "erlc"
+
+. "$(dirname "$0")/../girder_epmd.sh"
+start_girder_epmd "$girder"
+cookie=gdcookie$$abcdefghij
+
+erl -sname "em$$" -setcookie "$cookie" -noshell -pa "$work" \
+    -eval "mesh_interop:main([\"$girder\", \"$work\", \"$cookie\", \"$port\"])" ||
+  fail "mesh_interop checks"
+echo "mesh_interop: all checks passed"
