@@ -83,6 +83,19 @@ int cluster_controller_start(term_t node_atom, term_t *pid) GD_MUST_CHECK;
  * thread. */
 int cluster_send_control(term_t node_atom, term_t control, term_t payload) GD_MUST_CHECK;
 
+/* TLS (tls.c): a new OpenSSL bufferevent on fd for one connection, as
+ * bufferevent_socket_new with options; the client side sets SNI and the
+ * host check for peer_host (the host part of the node name dialled).
+ * NULL on failure: fd is still the caller's to close. */
+struct event_base;
+struct bufferevent;
+struct bufferevent *cluster_tls_bev_new(const cluster_tls_t *tls, struct event_base *base, int fd,
+                                        bool server, const char *peer_host, int options);
+/* Why a TLS bufferevent failed (during the TLS or distribution handshake,
+ * or after), as one line: the certificate verdict, or OpenSSL's reason
+ * (its error queue is emptied). */
+void cluster_tls_describe(struct bufferevent *bev, bool handshaking, char *buf, size_t size);
+
 /* Spawns net_kernel, rex and echo (after sched_start). */
 int cluster_services_start(void) GD_MUST_CHECK;
 

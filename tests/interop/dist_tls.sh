@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# TLS distribution (-proto_dist inet_tls) between `girder node` and real OTP
+# nodes (tests/interop/dist_tls.erl).  Makes a CA and node certificates with
+# the openssl command, plus a second CA and a certificate it signed, writes
+# the optfile OTP reads, and checks: OTP -> girder ping, echo and rpc:call
+# round trips, 1 MB binaries, order; girder -> OTP (girder dials a fresh OTP
+# TLS node and sends first); two girder nodes over TLS (the second one
+# configured with -ssl_dist_opt pairs); then refusals that leave the node
+# serving: an OTP node whose certificate the other CA signed, a plain-TCP
+# OTP node, a bad optfile and a missing certificate at start (exit 1).
+# A private EPMD (girder epmd on a free port) and names with the pid keep
+# parallel runs apart.  Fails (does not skip) without erl, erlc or openssl.
+#   dist_tls.sh <path-to-girder> <work-dir>
+set -u
+girder=$1
+work=$2
+fail() { echo "FAIL: $*"; for f in "$work"/*.log; do [ -f "$f" ] && { echo "== $f"; cat "$f"; }; done; exit 1; }
+command -v erl >/dev/null && command -v erlc >/dev/null || fail "erl/erlc not installed"
+command -v openssl >/dev/null || fail "openssl not installed"
+epmd_pid=; node_pid=; node2_pid=
+cleanup() {
+  [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
+  [ -n "$node2_pid" ] && kill "$node2_pid" 2>/dev/null && wait "$node2_pid" 2>/dev/null
+  [ -n "$epmd_pid" ] && kill "$epmd_pid" 2>/dev/null && wait "$epmd_pid" 2>/dev/null
+}
+trap cleanup EXIT
+rm -rf "$work" && mkdir -p "$work" || fail "cannot create $work"
+erlc -o "$work" "$(dirname "$0")/dist_tls.erl" || fail "erlc"
+
+# ---- certificates: ca signs node (both roles, every host spelling used in
+# node names); ca2 signs rogue.
+pki=$work/pki
+mkdir -p "$pki"
+short=$(hostname -s)
+printf "subjectAltName=DNS:localhost,DNS:%s,DNS:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n" \
+  "$short" "$(hostname)" >"$pki/ext.cnf"
+mkcert() { # mkcert <ca-name> <cert-name>
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=$2" -keyout "$pki/$2.key" -out "$pki/$2.csr" \
+    2>/dev/null &&
+  openssl x509 -req -in "$pki/$2.csr" -CA "$pki/$1.pem" -CAkey "$pki/$1.key" -CAcreateserial \
+    -days 2 -extfile "$pki/ext.cnf" -out "$pki/$2.pem" 2>/dev/null
+}
+for ca in ca ca2; do
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=girder-test-$ca" \
+    -keyout "$pki/$ca.key" -out "$pki/$ca.pem" 2>/dev/null || fail "openssl: $ca"
+done
+mkcert ca node || fail "openssl: node cert"
+mkcert ca2 rogue || fail "openssl: rogue cert"
+
+# optfile <file> <cert> <key> <cacert>: the file an OTP node reads.
+optfile() {
+  cat >"$1" <<CONF
+%% ssl_dist options (-ssl_dist_optfile), as OTP's inet_tls_dist reads them.
+[{server, [{certfile, "$2"}, {keyfile, "$3"}, {cacertfile, "$4"},
+           {verify, verify_peer}, {fail_if_no_peer_cert, true},
+           {secure_renegotiate, true}, {depth, 4}]},
+ {client, [{certfile, "$2"}, {keyfile, "$3"}, {cacertfile, "$4"},
+           {verify, verify_peer}, {secure_renegotiate, true}]}].
+CONF
+}
+optfile "$work/good.conf" "$pki/node.pem" "$pki/node.key" "$pki/ca.pem"
+# rogue trusts our CA (so it would accept girder's certificate) but shows one
+# the other CA signed: the refusal is girder's.
+optfile "$work/rogue.conf" "$pki/rogue.pem" "$pki/rogue.key" "$pki/ca.pem"
+
+. "$(dirname "$0")/../girder_epmd.sh"
+start_girder_epmd "$girder"
+host=$(erl -noshell -eval 'io:format("~s", [net_adm:localhost()]), halt().')
+g=gdtls$$; g2=gdtlsb$$; cookie=gdcookie$$abcdefghij
+tls=(-proto_dist inet_tls -ssl_dist_optfile "$work/good.conf")
+
+wait_registered() { # <name> <pid>
+  for i in $(seq 1 100); do
+    "$girder" names -port "$port" 2>/dev/null | grep -q "^name $1 at port" && return 0
+    kill -0 "$2" 2>/dev/null || fail "girder node $1 exited"
+    sleep 0.1
+  done
+  fail "girder node $1 did not register"
+}
+
+# ---- bad configurations: one line, exit 1, before anything starts.
+printf '[{server, [{certfile, "x"}' >"$work/broken.conf"
+"$girder" node -sname "gbad$$" -setcookie "$cookie" -proto_dist inet_tls \
+  -ssl_dist_optfile "$work/broken.conf" 2>"$work/bad.out"
+[ $? = 1 ] || fail "broken optfile: exit status not 1"
+grep -q "bad -ssl_dist_optfile: .*broken.conf: syntax error" "$work/bad.out" ||
+  fail "broken optfile: $(cat "$work/bad.out")"
+"$girder" node -sname "gbad$$" -setcookie "$cookie" -proto_dist inet_tls \
+  -ssl_dist_opt server_certfile "$work/nonexistent.pem" 2>"$work/bad.out"
+[ $? = 1 ] || fail "missing certfile: exit status not 1"
+grep -q "TLS: server certfile .*nonexistent.pem" "$work/bad.out" ||
+  fail "missing certfile: $(cat "$work/bad.out")"
+printf '[{server, [{certfile, "%s"}, {verify, verify_peer}, {frobnicate, 1}]}].' \
+  "$pki/node.pem" >"$work/unknown.conf"
+"$girder" node -sname "gbad$$" -setcookie "$cookie" -proto_dist inet_tls \
+  -ssl_dist_optfile "$work/unknown.conf" 2>"$work/bad.out"
+[ $? = 1 ] || fail "unknown option: exit status not 1"
+grep -q "unknown server option 'frobnicate'" "$work/bad.out" || fail "unknown option: $(cat "$work/bad.out")"
+"$girder" names -port "$port" | grep -q "gbad$$" && fail "a bad configuration registered"
+
+# ---- two TLS girder nodes: g from the optfile, g2 from -ssl_dist_opt pairs.
+"$girder" node -sname "$g" -setcookie "$cookie" "${tls[@]}" >"$work/girder.log" 2>&1 &
+node_pid=$!
+"$girder" node -sname "$g2" -setcookie "$cookie" -proto_dist inet_tls \
+  -ssl_dist_opt server_certfile "$pki/node.pem" server_keyfile "$pki/node.key" \
+                server_cacertfile "$pki/ca.pem" server_verify verify_peer \
+                server_fail_if_no_peer_cert true \
+  -ssl_dist_opt client_certfile "$pki/node.pem" client_keyfile "$pki/node.key" \
+                client_cacertfile "$pki/ca.pem" client_verify verify_peer \
+  >"$work/girder2.log" 2>&1 &
+node2_pid=$!
+wait_registered "$g" "$node_pid"
+wait_registered "$g2" "$node2_pid"
+grep -q "WARNING: TLS" "$work/girder.log" "$work/girder2.log" && fail "verified setup warned"
+
+erl -sname "ta$$" -setcookie "$cookie" "${tls[@]}" -noshell -pa "$work" \
+    -eval "dist_tls:main([\"$g@$host\", \"$g2@$host\", \"$work/good.conf\"])" ||
+  fail "dist_tls checks"
+
+# ---- a peer whose certificate the other CA signed: pang, a refusal line.
+out=$(erl -sname "tr$$" -setcookie "$cookie" -proto_dist inet_tls \
+        -ssl_dist_optfile "$work/rogue.conf" -noshell \
+        -eval "io:format(\"~p\", [net_adm:ping('$g@$host')]), halt().")
+[ "$out" = pang ] || fail "other-CA peer gave $out"
+grep -q "connection closed: TLS handshake failed: peer certificate refused" "$work/girder.log" ||
+  fail "no refusal of the other-CA certificate logged"
+
+# ---- a plain-TCP peer: pang, a refusal line.
+out=$(erl -sname "tp$$" -setcookie "$cookie" -noshell \
+        -eval "io:format(\"~p\", [net_adm:ping('$g@$host')]), halt().")
+[ "$out" = pang ] || fail "plain-TCP peer gave $out"
+grep -q "connection closed: TLS handshake failed: .*wrong version number" "$work/girder.log" ||
+  fail "no refusal of the plain-TCP peer logged"
+
+# ---- the node still serves a good peer, and shuts down cleanly.
+out=$(erl -sname "tg$$" -setcookie "$cookie" "${tls[@]}" -noshell \
+        -eval "io:format(\"~p\", [{net_adm:ping('$g@$host'),
+                                     rpc:call('$g@$host', girder, echo, [after_refusals])}]),
+               halt().")
+[ "$out" = "{pong,after_refusals}" ] || fail "after the refusals: $out"
+kill -0 "$node_pid" || fail "girder node died"
+kill -TERM "$node_pid"; wait "$node_pid"; rc=$?; node_pid=
+[ "$rc" = 0 ] || fail "girder node exit status $rc"
+kill -TERM "$node2_pid"; wait "$node2_pid"; rc=$?; node2_pid=
+[ "$rc" = 0 ] || fail "girder node 2 exit status $rc"
+echo "dist_tls: all checks passed"
