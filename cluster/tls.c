@@ -64,7 +64,16 @@ static bool atom_is(term_t t, const char *text)
     return len == strlen(text) && memcmp(s, text, len) == 0;
 }
 
-static const char *atom_name(term_t t)
+/* An atom's text for "%.*s" (atom text is not NUL-terminated). */
+#define ATOM_ARG(t) atom_len(t), atom_text(t)
+static int atom_len(term_t t)
+{
+    size_t len = 1;
+    if (term_is_atom(t))
+        (void)heap_atom_text(t, &len);
+    return (int)len;
+}
+static const char *atom_text(term_t t)
 {
     size_t len;
     return term_is_atom(t) ? heap_atom_text(t, &len) : "?";
@@ -203,8 +212,7 @@ static int side_set(cluster_tls_side_t *side, bool server, term_t key, term_t va
         return 0;
     }
     if (atom_is(key, "depth")) {
-        if (!term_is_small(value) || term_small_value(value) < 0 ||
-            term_small_value(value) > 100)
+        if (!term_is_small(value) || term_small_value(value) < 0 || term_small_value(value) > 100)
             return GD_EBADARG;
         side->depth = (int)term_small_value(value);
         return 0;
@@ -247,9 +255,9 @@ static int side_set(cluster_tls_side_t *side, bool server, term_t key, term_t va
     if (harmless(key))
         return 0;
     if (atom_is(key, "verify_fun") || atom_is(key, "crl_cache"))
-        return fail(err, err_size, "%s option %s names Erlang code: not supported by girder", role,
-                    atom_name(key));
-    return fail(err, err_size, "unknown %s option '%s'", role, atom_name(key));
+        return fail(err, err_size, "%s option %.*s names Erlang code: not supported by girder",
+                    role, ATOM_ARG(key));
+    return fail(err, err_size, "unknown %s option '%.*s'", role, ATOM_ARG(key));
 }
 
 /* Applies side_set and words a bad value. */
@@ -258,8 +266,8 @@ static int apply(cluster_tls_side_t *side, bool server, term_t key, term_t value
 {
     int rc = side_set(side, server, key, value, err, err_size);
     if (rc == GD_EBADARG)
-        return fail(err, err_size, "%s option %s: bad value", server ? "server" : "client",
-                    atom_name(key));
+        return fail(err, err_size, "%s option %.*s: bad value", server ? "server" : "client",
+                    ATOM_ARG(key));
     return rc;
 }
 
@@ -316,10 +324,11 @@ static int conf_from_term(cluster_tls_conf_t *conf, term_t t, char *err, size_t 
         term_t role = term_tuple_elems(e)[0];
         bool server = atom_is(role, "server");
         if (!server && !atom_is(role, "client"))
-            return fail(err, err_size, "unknown section '%s' (expected server or client)",
-                        term_is_atom(role) ? atom_name(role) : "(not an atom)");
-        int rc = apply_list(server ? &conf->server : &conf->client, server,
-                            term_tuple_elems(e)[1], err, err_size);
+            return fail(err, err_size, "unknown section '%.*s' (expected server or client)",
+                        term_is_atom(role) ? atom_len(role) : 13,
+                        term_is_atom(role) ? atom_text(role) : "(not an atom)");
+        int rc = apply_list(server ? &conf->server : &conf->client, server, term_tuple_elems(e)[1],
+                            err, err_size);
         if (rc < 0)
             return rc;
     }
@@ -385,13 +394,22 @@ static bool flag_kind(bool server, const char *opt, enum flag_kind *kind)
         enum flag_kind kind;
         bool server_only;
     } table[] = {
-        {"certfile", FLAG_STRING, false},    {"cacertfile", FLAG_STRING, false},
-        {"keyfile", FLAG_STRING, false},     {"password", FLAG_STRING, false},
-        {"ciphers", FLAG_STRING, false},     {"verify", FLAG_ATOM, false},
-        {"crl_check", FLAG_ATOM, false},     {"reuse_sessions", FLAG_ATOM, false},
-        {"secure_renegotiate", FLAG_ATOM, false}, {"depth", FLAG_INTEGER, false},
-        {"hibernate_after", FLAG_INTEGER, false}, {"dhfile", FLAG_STRING, true},
+        {"certfile", FLAG_STRING, false},
+        {"cacertfile", FLAG_STRING, false},
+        {"keyfile", FLAG_STRING, false},
+        {"password", FLAG_STRING, false},
+        {"ciphers", FLAG_STRING, false},
+        {"verify", FLAG_ATOM, false},
+        {"crl_check", FLAG_ATOM, false},
+        {"reuse_sessions", FLAG_ATOM, false},
+        {"secure_renegotiate", FLAG_ATOM, false},
+        {"depth", FLAG_INTEGER, false},
+        {"hibernate_after", FLAG_INTEGER, false},
+        {"dhfile", FLAG_STRING, true},
         {"fail_if_no_peer_cert", FLAG_ATOM, true},
+        /* Known to OTP, refused by side_set with the reason. */
+        {"verify_fun", FLAG_STRING, false},
+        {"crl_cache", FLAG_STRING, false},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (strcmp(opt, table[i].name) == 0 && (server || !table[i].server_only)) {
@@ -497,8 +515,7 @@ static int ctx_new(const cluster_tls_side_t *s, bool server, SSL_CTX **out, char
     if (ctx == NULL)
         return fail(err, err_size, "%s: %s", role, ssl_error_text(why, sizeof why));
     int rc = GD_EINVAL;
-    if (SSL_CTX_set_min_proto_version(ctx, s->min_version ? s->min_version : TLS1_2_VERSION) !=
-            1 ||
+    if (SSL_CTX_set_min_proto_version(ctx, s->min_version ? s->min_version : TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_max_proto_version(ctx, s->max_version ? s->max_version : TLS1_3_VERSION) != 1) {
         fail(err, err_size, "%s versions: %s", role, ssl_error_text(why, sizeof why));
         goto free_ctx;
@@ -556,9 +573,8 @@ static int ctx_new(const cluster_tls_side_t *s, bool server, SSL_CTX **out, char
     }
     int mode = SSL_VERIFY_NONE;
     if (s->verify == CLUSTER_TLS_VERIFY_PEER)
-        mode = SSL_VERIFY_PEER | (server && s->fail_if_no_peer_cert
-                                      ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-                                      : 0);
+        mode = SSL_VERIFY_PEER |
+               (server && s->fail_if_no_peer_cert ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
     SSL_CTX_set_verify(ctx, mode, NULL);
     /* ssl's default depth is 10 (OpenSSL's 100). */
     SSL_CTX_set_verify_depth(ctx, s->depth >= 0 ? s->depth : 10);
@@ -575,8 +591,7 @@ free_ctx:
     return rc;
 }
 
-int cluster_tls_new(const cluster_tls_conf_t *conf, cluster_tls_t **out, char *err,
-                    size_t err_size)
+int cluster_tls_new(const cluster_tls_conf_t *conf, cluster_tls_t **out, char *err, size_t err_size)
 {
     cluster_tls_t *t = calloc(1, sizeof *t);
     if (t == NULL)
@@ -679,10 +694,10 @@ void cluster_tls_describe(struct bufferevent *bev, bool handshaking, char *buf, 
         snprintf(buf, size, "TLS handshake failed: peer certificate refused: %s",
                  X509_verify_cert_error_string(verify));
     else if (e != 0)
-        snprintf(buf, size, "%s: %s", handshaking ? "TLS handshake failed" : "TLS error",
-                 reason);
+        snprintf(buf, size, "%s: %s", handshaking ? "TLS handshake failed" : "TLS error", reason);
     else
-        snprintf(buf, size, "%s", handshaking ? "TLS handshake failed: connection lost" : "socket error");
+        snprintf(buf, size, "%s",
+                 handshaking ? "TLS handshake failed: connection lost" : "socket error");
 }
 
 /* ---- the handshake's 4-byte framing inside TLS ---- */
