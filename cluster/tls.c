@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -680,24 +682,54 @@ struct bufferevent *cluster_tls_bev_new(const cluster_tls_t *tls, struct event_b
     return bev;
 }
 
+/* " with ADDR:PORT" of the socket's peer, or "" when unknown. */
+static void peer_address(int fd, char *buf, size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "";
+    buf[0] = 0;
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+        snprintf(buf, size, " with %s:%u", host, ntohs(sin->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+        snprintf(buf, size, " with [%s]:%u", host, ntohs(sin6->sin6_port));
+    }
+}
+
 void cluster_tls_describe(struct bufferevent *bev, bool handshaking, char *buf, size_t size)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
     long verify = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
     unsigned long e = bufferevent_get_openssl_error(bev);
-    char reason[256] = "";
+    char reason[256] = "", from[80];
     if (e != 0)
         ERR_error_string_n(e, reason, sizeof reason);
     while (bufferevent_get_openssl_error(bev) != 0) {
     }
+    peer_address(bufferevent_getfd(bev), from, sizeof from);
+    /* What a plain-TCP distribution peer's first bytes (a 2-byte length,
+     * 'N') look like to a TLS server. */
+    bool not_tls = e != 0 && (ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER ||
+                              ERR_GET_REASON(e) == SSL_R_PACKET_LENGTH_TOO_LONG ||
+                              ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST);
     if (handshaking && verify != X509_V_OK)
-        snprintf(buf, size, "TLS handshake failed: peer certificate refused: %s",
+        snprintf(buf, size, "TLS handshake%s failed: peer certificate refused: %s", from,
                  X509_verify_cert_error_string(verify));
+    else if (handshaking && not_tls)
+        snprintf(buf, size, "TLS handshake%s failed: the peer does not speak TLS (%s)", from,
+                 reason);
     else if (e != 0)
-        snprintf(buf, size, "%s: %s", handshaking ? "TLS handshake failed" : "TLS error", reason);
+        snprintf(buf, size, "%s%s: %s", handshaking ? "TLS handshake failed" : "TLS error", from,
+                 reason);
     else
-        snprintf(buf, size, "%s",
-                 handshaking ? "TLS handshake failed: connection lost" : "socket error");
+        snprintf(buf, size, "%s%s",
+                 handshaking ? "TLS handshake failed: connection lost" : "socket error", from);
 }
 
 /* ---- the handshake's 4-byte framing inside TLS ---- */
