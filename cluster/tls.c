@@ -41,7 +41,9 @@
 /* Longest string option (a path, a password, a cipher list). */
 #define TLS_STRING_MAX 4096
 
-/* Formats a one-line error into err (which may be NULL). */
+/* Formats a one-line error into err (which may be NULL).  The reasons
+ * quote paths, keys and atoms from the file or the command line, which may
+ * hold control characters: those print as '?', so the line stays one. */
 static int fail(char *err, size_t err_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t err_size, const char *fmt, ...)
@@ -51,6 +53,9 @@ static int fail(char *err, size_t err_size, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err, err_size, fmt, ap);
         va_end(ap);
+        for (char *p = err; *p != 0; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = '?';
     }
     return GD_EINVAL;
 }

@@ -108,6 +108,7 @@ static void test_malformed(void)
         {"[{server, [{certfile, \"a\"} | x]}]", "not a proper list"},
         {"[{server, x}]", "not a proper list"},
         {"[{server, [{frobnicate, 1}]}]", "unknown server option 'frobnicate'"},
+        {"[{server, [{'frob\\nnicate', 1}]}]", "unknown server option 'frob?nicate'"},
         {"[{client, [{fail_if_no_peer_cert, true}]}]", "unknown client option"},
         {"[{client, [{dhfile, \"d\"}]}]", "unknown client option 'dhfile'"},
         {"[{server, [{server_name_indication, disable}]}]", "unknown server option"},
@@ -193,6 +194,9 @@ static void test_flag_pairs(void)
         {"server_verify", "maybe", "bad value 'maybe'"},
         {"server_certfile", "", "bad value ''"},
         {"server_verify_fun", "{m,f,s}", "names Erlang code"},
+        /* Quoted input cannot break the line. */
+        {"bad\nkey", "x", "-ssl_dist_opt bad?key: the key must start"},
+        {"server_verify", "a\nb", "bad value 'a?b'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;
@@ -201,6 +205,7 @@ static void test_flag_pairs(void)
             fprintf(stderr, "\npair %s %s: rc %d, err '%s'\n", bad[i].key, bad[i].value, rc, err);
         CU_ASSERT_EQUAL(rc, GD_EINVAL);
         CU_ASSERT_PTR_NOT_NULL(strstr(err, bad[i].why));
+        CU_ASSERT_PTR_NULL(strchr(err, '\n'));
     }
     cluster_tls_conf_free(&c);
 }
