@@ -4,7 +4,7 @@
 -module(dist_tls).
 -export([main/1, collector/2]).
 
-main([GStr, G2Str, OptFile]) ->
+main([GStr, G2Str, OptFile, RogueOptFile]) ->
     G = list_to_atom(GStr),
     G2 = list_to_atom(G2Str),
     Checks = [{ping, fun() -> pong = net_adm:ping(G) end},
@@ -14,7 +14,9 @@ main([GStr, G2Str, OptFile]) ->
               {binary_1mb, fun() -> binary_1mb(G) end},
               {ordered_10k, fun() -> ordered(G, 10000) end},
               {girder_connects_out, fun() -> connects_out(G, OptFile) end},
-              {girder_to_girder, fun() -> girder_to_girder(G, G2) end}],
+              {girder_to_girder, fun() -> girder_to_girder(G, G2) end},
+              {girder_refuses_other_ca_server,
+               fun() -> refuses_rogue_server(G, RogueOptFile) end}],
     Results = [run(Name, F) || {Name, F} <- Checks],
     Failed = [N || {N, fail} <- Results],
     io:format("dist_tls: ~p checks, failed: ~p~n", [length(Results), Failed]),
@@ -112,6 +114,29 @@ girder_to_girder(G, G2) ->
     P = rpc:call(G, girder, echo, [P]),
     P ! {stop, done},
     receive {'DOWN', Ref, process, P, done} -> ok after 5000 -> exit(no_down) end.
+
+%% girder as the TLS client refuses a server whose certificate the other
+%% CA signed: G is made to send to a pid on an OTP TLS node with such a
+%% certificate (the pid is only data here: this node never connects to
+%% it, the peer runs over stdio), and G never gets that node up.  The
+%% refusal line is checked by dist_tls.sh.
+refuses_rogue_server(G, RogueOptFile) ->
+    {ok, Peer, R} = peer:start(#{name => peer:random_name(), connection => standard_io,
+                                 args => ["-setcookie", atom_to_list(erlang:get_cookie()),
+                                          "-proto_dist", "inet_tls",
+                                          "-ssl_dist_optfile", RogueOptFile]}),
+    RB = atom_to_binary(R, utf8),
+    Fake = binary_to_term(<<131, 88, 119, (byte_size(RB)), RB/binary, 1:32, 0:32, 1:32>>),
+    {echo, G} ! {Fake, hello},
+    timer:sleep(2000),
+    Nodes = rpc:call(G, erlang, nodes, []),
+    peer:stop(Peer),
+    case lists:member(R, Nodes) of
+        false -> ok;
+        true -> exit({connected_to_rogue, R})
+    end,
+    refused = rpc:call(G, girder, echo, [refused]),
+    io:format("rogue server: ~s~n", [R]).
 
 wait_member(X, F, 0) -> exit({not_connected, X, F()});
 wait_member(X, F, N) ->

@@ -5,11 +5,13 @@
 # the optfile OTP reads, and checks: OTP -> girder ping, echo and rpc:call
 # round trips, 1 MB binaries, order; girder -> OTP (girder dials a fresh OTP
 # TLS node and sends first); two girder nodes over TLS (the second one
-# configured with -ssl_dist_opt pairs); then refusals that leave the node
-# serving: an OTP node whose certificate the other CA signed, a plain-TCP
-# OTP node, a bad optfile and a missing certificate at start (exit 1).
-# A private EPMD (girder epmd on a free port) and names with the pid keep
-# parallel runs apart.  Fails (does not skip) without erl, erlc or openssl.
+# configured with -ssl_dist_opt pairs); refusals that leave the node
+# serving, each with its log line: an OTP client and an OTP server whose
+# certificates the other CA signed, a plain-TCP OTP node, a peer that never
+# starts TLS (net_setuptime); bad configurations at start (one line, exit
+# 1).  A private EPMD (girder epmd on a free port) and names with the pid
+# keep parallel runs apart.  Fails (does not skip) without erl, erlc or
+# openssl.
 #   dist_tls.sh <path-to-girder> <work-dir>
 set -u
 girder=$1
@@ -101,7 +103,7 @@ grep -q "unknown server option 'frobnicate'" "$work/bad.out" || fail "unknown op
 # ---- two TLS girder nodes: g from the optfile, g2 from -ssl_dist_opt pairs.
 "$girder" node -sname "$g" -setcookie "$cookie" "${tls[@]}" >"$work/girder.log" 2>&1 &
 node_pid=$!
-"$girder" node -sname "$g2" -setcookie "$cookie" -proto_dist inet_tls \
+"$girder" node -sname "$g2" -setcookie "$cookie" -kernel net_setuptime 2 -proto_dist inet_tls \
   -ssl_dist_opt server_certfile "$pki/node.pem" server_keyfile "$pki/node.key" \
                 server_cacertfile "$pki/ca.pem" server_verify verify_peer \
                 server_fail_if_no_peer_cert true \
@@ -114,8 +116,15 @@ wait_registered "$g2" "$node2_pid"
 grep -q "WARNING: TLS" "$work/girder.log" "$work/girder2.log" && fail "verified setup warned"
 
 erl -sname "ta$$" -setcookie "$cookie" "${tls[@]}" -noshell -pa "$work" \
-    -eval "dist_tls:main([\"$g@$host\", \"$g2@$host\", \"$work/good.conf\"])" ||
-  fail "dist_tls checks"
+    -eval "dist_tls:main([\"$g@$host\", \"$g2@$host\", \"$work/good.conf\",
+                          \"$work/rogue.conf\"])" >"$work/checks.out" 2>&1 ||
+  { cat "$work/checks.out"; fail "dist_tls checks"; }
+cat "$work/checks.out"
+# girder as client: the other-CA server was refused, with a line.
+rogue=$(sed -n 's/^rogue server: //p' "$work/checks.out")
+[ -n "$rogue" ] || fail "no rogue server name"
+grep -q "connection to $rogue: TLS handshake with 127.0.0.1:[0-9]* failed: peer certificate refused: unable to get local issuer certificate" \
+  "$work/girder.log" || fail "girder did not log refusing the other-CA server $rogue"
 
 # erl_result <erl args...>: what the node printed after "result=" (OTP's
 # own TLS notices go to the same stdout).
@@ -135,6 +144,19 @@ out=$(erl_result -sname "tp$$" -setcookie "$cookie" -noshell \
 [ "$out" = pang ] || fail "plain-TCP peer gave $out"
 grep -q "connection closed: TLS handshake with 127.0.0.1:[0-9]* failed: the peer does not speak TLS" "$work/girder.log" ||
   fail "no refusal of the plain-TCP peer logged"
+
+# ---- a peer that connects and never starts TLS is closed after
+# net_setuptime (2 s on g2); g2 keeps serving.
+p2=$("$girder" names -port "$port" | sed -n "s/^name $g2 at port //p")
+[ -n "$p2" ] || fail "no port for $g2"
+exec 3<>"/dev/tcp/127.0.0.1/$p2" || fail "cannot connect to $g2"
+sleep 3.5
+exec 3>&-
+grep -q "connection closed: handshake timed out (net_setuptime)" "$work/girder2.log" ||
+  fail "a silent peer was not closed after net_setuptime"
+out=$(erl_result -sname "th$$" -setcookie "$cookie" "${tls[@]}" -noshell \
+        -eval "io:format(\"result=~p~n\", [net_adm:ping('$g2@$host')]), halt().")
+[ "$out" = pong ] || fail "$g2 after a silent peer: $out"
 
 # ---- the node still serves a good peer, and shuts down cleanly.
 out=$(erl_result -sname "tg$$" -setcookie "$cookie" "${tls[@]}" -noshell \
