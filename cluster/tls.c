@@ -488,6 +488,8 @@ static int password_cb(char *buf, int size, int rwflag, void *ud)
 {
     (void)rwflag;
     const char *pw = ud;
+    if (pw == NULL)
+        return -1;
     size_t n = strlen(pw);
     if (n > (size_t)size)
         return -1;
@@ -531,10 +533,10 @@ static int ctx_new(const cluster_tls_side_t *s, bool server, SSL_CTX **out, char
         fail(err, err_size, "server: no certfile (a TLS node needs a certificate)");
         goto free_ctx;
     }
-    if (s->password != NULL) {
-        SSL_CTX_set_default_passwd_cb(ctx, password_cb);
-        SSL_CTX_set_default_passwd_cb_userdata(ctx, s->password);
-    }
+    /* Always our callback: without a password OpenSSL's default would
+     * prompt on the terminal of a node that may be a daemon. */
+    SSL_CTX_set_default_passwd_cb(ctx, password_cb);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, s->password);
     if (s->certfile != NULL) {
         /* ssl's default: the key is in the certificate file. */
         const char *keyfile = s->keyfile != NULL ? s->keyfile : s->certfile;

@@ -229,8 +229,9 @@ static void write_file(const char *name, const char *text)
     fclose(f);
 }
 
-/* A key and a self-signed certificate (its own CA) as PEM files. */
-static void make_cert(const char *key_name, const char *cert_name)
+/* A key (encrypted with password unless NULL) and a self-signed
+ * certificate (its own CA) as PEM files. */
+static void make_cert(const char *key_name, const char *cert_name, const char *password)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
     CU_ASSERT_PTR_NOT_NULL_FATAL(key);
@@ -247,7 +248,9 @@ static void make_cert(const char *key_name, const char *cert_name)
     path_in(p, sizeof p, key_name);
     FILE *f = fopen(p, "w");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+    PEM_write_PrivateKey(f, key, password ? EVP_aes_256_cbc() : NULL,
+                         (const unsigned char *)password, password ? (int)strlen(password) : 0,
+                         NULL, NULL);
     fclose(f);
     path_in(p, sizeof p, cert_name);
     f = fopen(p, "w");
@@ -287,8 +290,9 @@ static void test_contexts(void)
     char cmd[160];
     snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
     CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
-    make_cert("a.key", "a.pem");
-    make_cert("b.key", "b.pem");
+    make_cert("a.key", "a.pem", NULL);
+    make_cert("b.key", "b.pem", NULL);
+    make_cert("e.key", "e.pem", "sesame");
     write_file("garbage.pem", "-----BEGIN CERTIFICATE-----\nnot base64\n");
     char err[512];
 
@@ -300,6 +304,11 @@ static void test_contexts(void)
     CU_ASSERT_EQUAL(build(good, err, sizeof err), 0);
     if (err[0])
         fprintf(stderr, "\n%s\n", err);
+    /* An encrypted key opens with its password. */
+    CU_ASSERT_EQUAL(build("[{server,[{certfile,\"@/e.pem\"},{keyfile,\"@/e.key\"},"
+                          "{password,\"sesame\"}]}]",
+                          err, sizeof err),
+                    0);
     static const struct {
         const char *templ, *why;
     } bad[] = {
@@ -314,6 +323,9 @@ static void test_contexts(void)
         {"[{server,[{certfile,\"@/a.pem\"},{keyfile,\"@/a.key\"},{dhfile,\"@/none\"}]}]",
          "server dhfile "},
         {"[{server,[{keyfile,\"@/a.key\"}]}]", "no certfile"},
+        {"[{server,[{certfile,\"@/e.pem\"},{keyfile,\"@/e.key\"},{password,\"wrong\"}]}]",
+         "e.key: "},
+        {"[{server,[{certfile,\"@/e.pem\"},{keyfile,\"@/e.key\"}]}]", "e.key: "},
         {"[{server,[{certfile,\"@/a.pem\"},{keyfile,\"@/a.key\"}]},"
          "{client,[{certfile,\"@/none.pem\"}]}]",
          "client certfile "},

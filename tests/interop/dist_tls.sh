@@ -7,7 +7,8 @@
 # TLS node and sends first); two girder nodes over TLS (the second one
 # configured with -ssl_dist_opt pairs); refusals that leave the node
 # serving, each with its log line: an OTP client and an OTP server whose
-# certificates the other CA signed, a plain-TCP OTP node, a peer that never
+# certificates the other CA signed, a server whose certificate does not name
+# the host dialled, a plain-TCP OTP node, a peer that never
 # starts TLS (net_setuptime); bad configurations at start (one line, exit
 # 1).  A private EPMD (girder epmd on a free port) and names with the pid
 # keep parallel runs apart.  Fails (does not skip) without erl, erlc or
@@ -19,8 +20,9 @@ work=$2
 fail() { echo "FAIL: $*"; for f in "$work"/*.log; do [ -f "$f" ] && { echo "== $f"; cat "$f"; }; done; exit 1; }
 command -v erl >/dev/null && command -v erlc >/dev/null || fail "erl/erlc not installed"
 command -v openssl >/dev/null || fail "openssl not installed"
-epmd_pid=; node_pid=; node2_pid=
+epmd_pid=; node_pid=; node2_pid=; node3_pid=
 cleanup() {
+  [ -n "$node3_pid" ] && kill "$node3_pid" 2>/dev/null && wait "$node3_pid" 2>/dev/null
   [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
   [ -n "$node2_pid" ] && kill "$node2_pid" 2>/dev/null && wait "$node2_pid" 2>/dev/null
   [ -n "$epmd_pid" ] && kill "$epmd_pid" 2>/dev/null && wait "$epmd_pid" 2>/dev/null
@@ -157,6 +159,28 @@ grep -q "connection closed: handshake timed out (net_setuptime)" "$work/girder2.
 out=$(erl_result -sname "th$$" -setcookie "$cookie" "${tls[@]}" -noshell \
         -eval "io:format(\"result=~p~n\", [net_adm:ping('$g2@$host')]), halt().")
 [ "$out" = pong ] || fail "$g2 after a silent peer: $out"
+
+# ---- girder as client checks the server's host name, as OTP's client
+# does: g3 expects "wrong.example" (server_name_indication), so g's
+# certificate, although our CA signed it, is refused when g3 dials g.
+sed 's/{verify, verify_peer}, {secure_renegotiate, true}\]}\]\./{verify, verify_peer}, {server_name_indication, "wrong.example"}]}]./' \
+  "$work/good.conf" >"$work/wrongname.conf"
+grep -q wrong.example "$work/wrongname.conf" || fail "could not write wrongname.conf"
+g3=gdtlsc$$
+"$girder" node -sname "$g3" -setcookie "$cookie" -proto_dist inet_tls \
+  -ssl_dist_optfile "$work/wrongname.conf" >"$work/girder3.log" 2>&1 &
+node3_pid=$!
+wait_registered "$g3" "$node3_pid"
+out=$(erl_result -sname "tn$$" -setcookie "$cookie" "${tls[@]}" -noshell \
+        -eval "P = rpc:call('$g@$host', girder, spawn_echo, []),
+               {echo, '$g3@$host'} ! {P, hi}, timer:sleep(1500),
+               io:format(\"result=~p~n\", [lists:member('$g@$host',
+                                              rpc:call('$g3@$host', erlang, nodes, []))]),
+               halt().")
+[ "$out" = false ] || fail "g3 connected to g despite the host name: $out"
+grep -q "connection to $g@$host: TLS handshake with 127.0.0.1:[0-9]* failed: peer certificate refused: hostname mismatch" \
+  "$work/girder3.log" || fail "no host name refusal logged by $g3"
+kill -TERM "$node3_pid"; wait "$node3_pid"; node3_pid=
 
 # ---- the node still serves a good peer, and shuts down cleanly.
 out=$(erl_result -sname "tg$$" -setcookie "$cookie" "${tls[@]}" -noshell \
