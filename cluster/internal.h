@@ -86,7 +86,8 @@ int cluster_send_control(term_t node_atom, term_t control, term_t payload) GD_MU
 /* TLS (tls.c): a new OpenSSL bufferevent on fd for one connection, as
  * bufferevent_socket_new with options; the client side sets SNI and the
  * host check for peer_host (the host part of the node name dialled).
- * NULL on failure: fd is still the caller's to close. */
+ * On success fd belongs to the bufferevent (which may hold it under
+ * another number); NULL on failure: fd is still the caller's to close. */
 struct event_base;
 struct bufferevent;
 struct bufferevent *cluster_tls_bev_new(const cluster_tls_t *tls, struct event_base *base, int fd,

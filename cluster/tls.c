@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -678,14 +680,24 @@ struct bufferevent *cluster_tls_bev_new(const cluster_tls_t *tls, struct event_b
         SSL_free(ssl);
         return NULL;
     }
-    /* On success the bufferevent owns ssl (BEV_OPT_CLOSE_ON_FREE frees it
-     * with the socket); on failure libevent has already freed it. */
+    /* libevent 2.1 may or may not have closed the socket and freed ssl
+     * when it fails (it depends on which allocation failed), so it gets a
+     * duplicate of fd: the caller's fd is never closed twice, and at
+     * worst an out-of-memory failure leaks the duplicate and ssl.  On
+     * success the bufferevent owns both (BEV_OPT_CLOSE_ON_FREE). */
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) {
+        SSL_free(ssl);
+        return NULL;
+    }
     struct bufferevent *bev = bufferevent_openssl_socket_new(
-        base, fd, ssl, server ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING, options);
-    if (bev != NULL)
-        /* A peer that closes without close_notify (kill -9, OTP's own
-         * close) ends the connection as an EOF, not as an error. */
-        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+        base, own, ssl, server ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING, options);
+    if (bev == NULL)
+        return NULL;
+    close(fd);
+    /* A peer that closes without close_notify (kill -9, OTP's own close)
+     * ends the connection as an EOF, not as an error. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     return bev;
 }
 
