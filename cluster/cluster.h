@@ -30,6 +30,10 @@
  *     inet_tls wire format, -ssl_dist_optfile / -ssl_dist_opt, peers
  *     verified both ways.
  *   left:
+ *   - TLS: a reply from a scheduler thread waits for the loop thread to
+ *     encrypt and write it (TCP writes straight from the sender), so TLS
+ *     round trips run at about 0.6x OTP's; OTP 26+ inet_tls (kTLS, its
+ *     framing) not verified; no CRL checks; verify_fun is Erlang-only;
  *   - global (girder is visible but ignores global's
  *     sync, see protocol.md 5.1); girder_kv; bench tests/bench/dist;
  *   - the atom cache on send; a receive path without the double copy

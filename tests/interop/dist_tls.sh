@@ -100,6 +100,25 @@ printf '[{server, [{certfile, "%s"}, {verify, verify_peer}, {frobnicate, 1}]}].'
   -ssl_dist_optfile "$work/unknown.conf" 2>"$work/bad.out"
 [ $? = 1 ] || fail "unknown option: exit status not 1"
 grep -q "unknown server option 'frobnicate'" "$work/bad.out" || fail "unknown option: $(cat "$work/bad.out")"
+# bad_flags <expected line part> <girder node flags...>: exit 1 or 2 with
+# that line, nothing registered.
+bad_flags() {
+  local want=$1; shift
+  "$girder" node -sname "gbad$$" -setcookie "$cookie" "$@" 2>"$work/bad.out"
+  local rc=$?
+  { [ $rc = 1 ] || [ $rc = 2 ]; } || fail "$*: exit status $rc"
+  grep -qF "$want" "$work/bad.out" || fail "$*: $(cat "$work/bad.out")"
+}
+bad_flags "need -proto_dist inet_tls" -ssl_dist_optfile "$work/good.conf"
+bad_flags "not both" -proto_dist inet_tls -ssl_dist_optfile "$work/good.conf" \
+  -ssl_dist_opt server_certfile "$pki/node.pem"
+bad_flags "only inet_tcp and inet_tls" -proto_dist inet6_tls
+bad_flags "needs Key Value pairs" -proto_dist inet_tls -ssl_dist_opt -hidden
+bad_flags "unknown option 'server_frobnicate'" -proto_dist inet_tls -ssl_dist_opt server_frobnicate 1
+bad_flags "server: no certfile" -proto_dist inet_tls -ssl_dist_opt client_verify verify_none
+bad_flags "key values mismatch" -proto_dist inet_tls -ssl_dist_opt server_certfile "$pki/node.pem" \
+  server_keyfile "$pki/rogue.key"
+bad_flags "cannot open $work/none.conf" -proto_dist inet_tls -ssl_dist_optfile "$work/none.conf"
 "$girder" names -port "$port" | grep -q "gbad$$" && fail "a bad configuration registered"
 
 # ---- two TLS girder nodes: g from the optfile, g2 from -ssl_dist_opt pairs.
