@@ -36,10 +36,17 @@
  *   - monitor_node / monitor_nodes (cluster_monitor_node[s]);
  *   - a global registry among girder nodes (global.c; from OTP through
  *     rpc girder:global_*, not OTP's global module).
+ *   - TLS distribution (tls.c, tests/interop/dist_tls.sh): OTP's
+ *     inet_tls wire format, -ssl_dist_optfile / -ssl_dist_opt, peers
+ *     verified both ways.
  *   left:
- *   - TLS distribution; OTP's global protocol (girder is visible but
- *     ignores global's sync, see protocol.md 5.1: global:whereis_name on
- *     an OTP node does not see girder's names); bench tests/bench/dist;
+ *   - OTP's global protocol (girder is visible but ignores global's sync,
+ *     see docs/protocol.md: global:whereis_name on an OTP node does not
+ *     see girder's names);
+ *   - TLS: a reply from a scheduler thread waits for the loop thread to
+ *     encrypt and write it (TCP writes straight from the sender), so TLS
+ *     round trips run at about 0.6x OTP's; OTP 26+ inet_tls (kTLS, its
+ *     framing) not verified; no CRL checks; verify_fun is Erlang-only;
  *   - the atom cache on send; a receive path without the double copy
  *     (frames decode onto a scratch heap, sched_send copies again);
  *     budgeted encoding of huge terms on the sending scheduler;
@@ -424,6 +431,9 @@ typedef struct cluster_config {
      * never finds them missing; NULL: none.  A negative return fails
      * cluster_start with it. */
     int (*start_services)(void);
+    /* TLS distribution (-proto_dist inet_tls) with these contexts; NULL:
+     * plain TCP.  Borrowed: it must outlive cluster_stop. */
+    const struct cluster_tls *tls;
 } cluster_config_t;
 
 /*
@@ -503,5 +513,80 @@ int cluster_global_unregister(heap_t *h, term_t name) GD_MUST_CHECK;
 int cluster_global_whereis(heap_t *h, term_t name, term_t *pid_out) GD_MUST_CHECK;
 int cluster_global_send(sched_ctx_t *ctx, heap_t *h, term_t name, term_t msg,
                         term_t *pid_out) GD_MUST_CHECK;
+/* ---- TLS distribution (tls.c; OTP's -proto_dist inet_tls) ---- */
+
+enum cluster_tls_verify {
+    CLUSTER_TLS_VERIFY_NONE = 0, /* ssl's default when the file says nothing */
+    CLUSTER_TLS_VERIFY_PEER,
+};
+
+/* One side's options (ssl's names).  Strings are malloc'ed UTF-8. */
+typedef struct cluster_tls_side {
+    char *certfile, *keyfile, *cacertfile, *password, *ciphers;
+    char *dhfile;     /* server only */
+    char *sni;        /* client only: server_name_indication Host (NULL: the
+                         host part of the node name dialled) */
+    bool sni_disable; /* client only: {server_name_indication, disable} */
+    enum cluster_tls_verify verify;
+    bool fail_if_no_peer_cert;    /* server only */
+    int depth;                    /* -1: ssl's default (10) */
+    int min_version, max_version; /* TLS1_2_VERSION / TLS1_3_VERSION; 0: 1.2 and 1.3 */
+} cluster_tls_side_t;
+
+/* What -ssl_dist_optfile and -ssl_dist_opt configure. */
+typedef struct cluster_tls_conf {
+    cluster_tls_side_t server, client;
+} cluster_tls_conf_t;
+
+/* An empty configuration (every option at ssl's default). */
+void cluster_tls_conf_init(cluster_tls_conf_t *conf);
+/* Frees the strings; conf is empty again. */
+void cluster_tls_conf_free(cluster_tls_conf_t *conf);
+
+/*
+ * Reads the text of an optfile: one Erlang term [{server, Opts}, {client,
+ * Opts}] (optional final '.', comments), Opts a list of {Key, Value} as ssl
+ * takes them: certfile, keyfile, cacertfile, password (strings or binaries),
+ * verify (verify_peer | verify_none), fail_if_no_peer_cert (server), depth,
+ * versions (['tlsv1.2', 'tlsv1.3']), ciphers (OpenSSL's string form),
+ * dhfile (server), server_name_indication (client: disable | Host),
+ * crl_check false; secure_renegotiate, reuse_sessions, hibernate_after and
+ * honor_cipher_order are accepted and ignored (tls.c says why).  Anything
+ * else, or a bad value: GD_EINVAL with a one-line reason in err.  Options
+ * apply over what conf holds.  GD_ENOMEM aside, O(len).
+ */
+int cluster_tls_conf_parse(cluster_tls_conf_t *conf, const char *text, size_t len, char *err,
+                           size_t err_size) GD_MUST_CHECK;
+/* As cluster_tls_conf_parse on the file at path (at most 1 MiB). */
+int cluster_tls_conf_load(cluster_tls_conf_t *conf, const char *path, char *err,
+                          size_t err_size) GD_MUST_CHECK;
+/* One -ssl_dist_opt pair: key server_<opt> or client_<opt>, opt one of
+ * OTP's flag-form options (inet_tls_dist:ssl_option/2).  GD_EINVAL with
+ * err set for an unknown key or a bad value. */
+int cluster_tls_conf_opt(cluster_tls_conf_t *conf, const char *key, const char *value, char *err,
+                         size_t err_size) GD_MUST_CHECK;
+/* NULL when peers are verified both ways, else what is missing (the node
+ * warns at start, as a plain-TCP-grade setup). */
+const char *cluster_tls_weakness(const cluster_tls_conf_t *conf);
+
+/* The OpenSSL contexts of a configuration (opaque). */
+typedef struct cluster_tls cluster_tls_t;
+/* Builds both contexts, reading every certificate, key and CA file now:
+ * GD_EINVAL with the file and OpenSSL's reason in err.  The server side
+ * needs a certfile.  conf may be freed afterwards. */
+int cluster_tls_new(const cluster_tls_conf_t *conf, cluster_tls_t **out, char *err,
+                    size_t err_size) GD_MUST_CHECK;
+void cluster_tls_free(cluster_tls_t *tls);
+
+/* Inside TLS the handshake messages carry 4-byte lengths (OTP's {packet,
+ * 4}); the state machine takes 2-byte ones.  unframe4: one complete
+ * message at in[0..len) rewritten into out with a 2-byte length: 1 (and
+ * *out_len, *in_used), 0 when more bytes are needed, DIST_ETOO_LARGE past
+ * DIST_HS_MSG_MAX.  reframe4: every 2-byte-framed message of in into out
+ * (room for 2 * len bytes) with 4-byte lengths; returns out's
+ * length.  O(len). */
+int dist_hs_unframe4(const uint8_t *in, size_t len, uint8_t out[DIST_HS_MSG_MAX + 2],
+                     size_t *out_len, size_t *in_used) GD_MUST_CHECK;
+size_t dist_hs_reframe4(const uint8_t *in, size_t len, uint8_t *out);
 
 #endif /* GIRDER_CLUSTER_H */

@@ -98,5 +98,18 @@ void cluster_global_clear(void);
 
 /* The node events process (valid while the node runs). */
 term_t cluster_events_process(void);
+/* TLS (tls.c): a new OpenSSL bufferevent on fd for one connection, as
+ * bufferevent_socket_new with options; the client side sets SNI and the
+ * host check for peer_host (the host part of the node name dialled).
+ * On success fd belongs to the bufferevent (which may hold it under
+ * another number); NULL on failure: fd is still the caller's to close. */
+struct event_base;
+struct bufferevent;
+struct bufferevent *cluster_tls_bev_new(const cluster_tls_t *tls, struct event_base *base, int fd,
+                                        bool server, const char *peer_host, int options);
+/* Why a TLS bufferevent failed (during the TLS or distribution handshake,
+ * or after), as one line: the certificate verdict, or OpenSSL's reason
+ * (its error queue is emptied). */
+void cluster_tls_describe(struct bufferevent *bev, bool handshaking, char *buf, size_t size);
 
 #endif

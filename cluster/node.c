@@ -2,7 +2,9 @@
  * node.c — the running node: the libevent loop thread, the distribution
  * listener, EPMD registration (epmd_keeper), connections (handshake, then
  * frames), ticks, and the sched/ hooks that carry sends to other nodes.
- * The only file of cluster/ that includes <event2/...>.
+ * With TLS (tls.c) a connection's bufferevent is an OpenSSL one and its
+ * handshake messages carry 4-byte lengths; the rest is the same.
+ * node.c and tls.c are the files of cluster/ that include <event2/...>.
  *
  * Threads and locking.  One loop thread runs every socket callback and
  * timer.  Scheduler threads reach connections only through the send hook,
@@ -54,7 +56,9 @@ typedef struct conn {
     struct conn *next;
     enum conn_state state;
     bool initiator;
-    bool connect_job; /* a connect thread still holds it: it schedules the release */
+    bool connect_job;     /* a connect thread still holds it: it schedules the release */
+    bool tls;             /* an OpenSSL bufferevent: never write to its socket directly */
+    uint8_t hs_len_bytes; /* handshake length header: 2 (TCP), 4 (TLS), 0 (TLS, not seen yet) */
     struct bufferevent *bev;
     struct event *timer; /* setup timer during the handshake, tick timer after */
     dist_hs_t hs;
@@ -209,7 +213,7 @@ static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n)
     c->wrote = true;
     size_t off = 0;
     bufferevent_lock(c->bev);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    if (!c->tls && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
         ssize_t w = send(bufferevent_getfd(c->bev), p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (w > 0)
             off = (size_t)w;
@@ -438,21 +442,60 @@ static void read_frames(conn_t *c, struct evbuffer *in)
     }
 }
 
+/* Sends what the handshake wrote (4-byte lengths inside TLS). */
+static void hs_send_out(conn_t *c)
+{
+    if (c->hs.out_len > 0 && c->hs_len_bytes == 2) {
+        bufferevent_write(c->bev, c->hs.out, c->hs.out_len);
+    } else if (c->hs.out_len > 0) {
+        uint8_t framed[2 * DIST_HS_OUT_MAX];
+        bufferevent_write(c->bev, framed, dist_hs_reframe4(c->hs.out, c->hs.out_len, framed));
+    }
+    c->hs.out_len = 0;
+}
+
+/* Feeds the next handshake message at in[0..avail) to c's state machine;
+ * *drain is what to take off the input.  A TLS acceptor follows the
+ * peer's framing (protocol.md 6: OTP 25 uses 4 bytes; a 2-byte length is
+ * never 0, so "00 00" tells them apart). */
+static int hs_feed_framed(conn_t *c, const uint8_t *p, size_t avail, size_t *drain)
+{
+    *drain = 0;
+    if (c->hs_len_bytes == 0) {
+        if (avail < 2)
+            return 0;
+        c->hs_len_bytes = p[0] == 0 && p[1] == 0 ? 4 : 2;
+    }
+    size_t used = 0;
+    if (c->hs_len_bytes == 2) {
+        size_t n = avail < DIST_HS_MSG_MAX + 2 ? avail : DIST_HS_MSG_MAX + 2;
+        int rc = dist_hs_feed(&c->hs, p, n, &used);
+        *drain = used;
+        return rc;
+    }
+    uint8_t msg[DIST_HS_MSG_MAX + 2];
+    size_t msg_len, in_used;
+    int rc = dist_hs_unframe4(p, avail, msg, &msg_len, &in_used);
+    if (rc <= 0)
+        return rc;
+    rc = dist_hs_feed(&c->hs, msg, msg_len, &used);
+    *drain = used == msg_len ? in_used : 0;
+    return rc;
+}
+
 /* Handshake input: one message at a time. */
 static void read_handshake(conn_t *c, struct evbuffer *in)
 {
     for (;;) {
         size_t avail = evbuffer_get_length(in);
-        size_t n = avail < DIST_HS_MSG_MAX + 2 ? avail : DIST_HS_MSG_MAX + 2;
+        size_t n = avail < DIST_HS_MSG_MAX + 4 ? avail : DIST_HS_MSG_MAX + 4;
         if (n == 0)
             return;
         const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
         size_t used = 0;
         pthread_mutex_lock(&node.lock);
-        int rc = dist_hs_feed(&c->hs, p, n, &used);
-        if (c->hs.out_len > 0)
-            bufferevent_write(c->bev, c->hs.out, c->hs.out_len);
-        c->hs.out_len = 0;
+        int rc = hs_feed_framed(c, p, n, &used);
+        hs_send_out(c);
         pthread_mutex_unlock(&node.lock);
         evbuffer_drain(in, used);
         if (rc < 0) {
@@ -523,10 +566,14 @@ static void write_cb(struct bufferevent *bev, void *arg)
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    (void)bev;
     conn_t *c = arg;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    char why[320];
+    if (c->tls && (what & BEV_EVENT_ERROR)) {
+        cluster_tls_describe(bev, c->state != CONN_UP, why, sizeof why);
+        conn_close(c, why);
+    } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         conn_close(c, (what & BEV_EVENT_EOF) ? "connection closed by peer" : "socket error");
+    }
 }
 
 static void setup_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -570,9 +617,17 @@ static int conn_start(conn_t *c, evutil_socket_t fd)
 {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->bev = bufferevent_socket_new(node.base, fd,
-                                    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_THREADSAFE |
-                                        BEV_OPT_DEFER_CALLBACKS | BEV_OPT_UNLOCK_CALLBACKS);
+    const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_THREADSAFE | BEV_OPT_DEFER_CALLBACKS |
+                     BEV_OPT_UNLOCK_CALLBACKS;
+    c->tls = node.cfg.tls != NULL;
+    c->hs_len_bytes = !c->tls ? 2 : c->initiator ? 4 : 0;
+    if (c->tls) {
+        const char *at = strchr(c->peer, '@');
+        c->bev = cluster_tls_bev_new(node.cfg.tls, node.base, fd, !c->initiator,
+                                     at != NULL ? at + 1 : NULL, opts);
+    } else {
+        c->bev = bufferevent_socket_new(node.base, fd, opts);
+    }
     if (c->bev == NULL) {
         close(fd);
         return GD_ENOMEM;
@@ -606,9 +661,7 @@ static int conn_start(conn_t *c, evutil_socket_t fd)
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     /* An unauthenticated peer gets at most this much buffered per read. */
     bufferevent_setwatermark(c->bev, EV_READ, 0, 4 * (DIST_HS_MSG_MAX + 2));
-    if (c->hs.out_len > 0)
-        bufferevent_write(c->bev, c->hs.out, c->hs.out_len);
-    c->hs.out_len = 0;
+    hs_send_out(c);
     struct timeval tv = {(time_t)node.cfg.setuptime_s, 0};
     if (event_add(c->timer, &tv) != 0 || bufferevent_enable(c->bev, EV_READ | EV_WRITE) != 0)
         return GD_ENOMEM;
@@ -1287,8 +1340,8 @@ int cluster_start(const cluster_config_t *cfg)
         cluster_stop();
         return GD_ESYSTEM_LIMIT;
     }
-    cluster_log("node %s up: distribution port %u, creation %u%s%s", node.name, node.port,
-                node.creation, cfg->hidden ? ", hidden" : "",
+    cluster_log("node %s up: distribution port %u%s, creation %u%s%s", node.name, node.port,
+                cfg->tls != NULL ? " (TLS)" : "", node.creation, cfg->hidden ? ", hidden" : "",
                 epmd_keeper_embedded(node.keeper) ? ", embedded EPMD" : "");
     return 0;
 fail:

@@ -18,13 +18,22 @@ static void usage(FILE *out)
     fprintf(out, "usage: girder node (-sname|-name) NAME [-setcookie COOKIE] [-hidden]\n"
                  "                   [-kernel inet_dist_listen_min P inet_dist_listen_max P]\n"
                  "                   [-kernel net_ticktime S] [-schedulers N]\n"
+                 "                   [-proto_dist inet_tls (-ssl_dist_optfile FILE |\n"
+                 "                    -ssl_dist_opt server_KEY VALUE client_KEY VALUE ...)]\n"
                  "\n"
                  "Starts a girder node that registers with EPMD (an embedded one when none\n"
                  "answers) and serves net_kernel (ping), rex (rpc:call/erpc:call of its C\n"
                  "functions) and echo.  --sname/--name/--cookie are accepted too.  The cookie\n"
                  "defaults to ~/.erlang.cookie (created with 150 random bits when missing).\n"
-                 "Runs until SIGTERM or SIGINT, then closes its connections and leaves EPMD.\n");
+                 "Runs until SIGTERM or SIGINT, then closes its connections and leaves EPMD.\n"
+                 "\n"
+                 "-proto_dist inet_tls runs the distribution over TLS as OTP's inet_tls does;\n"
+                 "FILE is the very file an OTP node reads: [{server, [{certfile, \"...\"},\n"
+                 "{keyfile, \"...\"}, {cacertfile, \"...\"}, {verify, verify_peer},\n"
+                 "{fail_if_no_peer_cert, true}]}, {client, [...]}].\n");
 }
+
+static int run_node(const cluster_config_t *cfg_in, const char *cookie);
 
 static bool parse_num(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
@@ -53,10 +62,78 @@ static int kernel_param(cluster_config_t *cfg, const char *key, const char *val)
     return 0;
 }
 
+/* The TLS options given on the command line, and the contexts built from
+ * them. */
+typedef struct tls_args {
+    bool on;             /* -proto_dist inet_tls */
+    const char *optfile; /* -ssl_dist_optfile */
+    bool have_pairs;     /* at least one -ssl_dist_opt pair */
+    cluster_tls_conf_t conf;
+} tls_args_t;
+
+/* -ssl_dist_opt Key Value [Key Value ...]: the pairs run up to the next
+ * argument that starts with '-' (as init reads Erlang's flags). */
+static int ssl_dist_opt(tls_args_t *t, int argc, char **argv, int *i)
+{
+    int n = 0;
+    while (*i + 2 < argc && argv[*i + 1][0] != '-') {
+        char err[512];
+        if (cluster_tls_conf_opt(&t->conf, argv[*i + 1], argv[*i + 2], err, sizeof err) != 0) {
+            fprintf(stderr, "girder node: %s\n", err);
+            return -1;
+        }
+        *i += 2;
+        n++;
+    }
+    if (n == 0) {
+        fprintf(stderr, "girder node: -ssl_dist_opt needs Key Value pairs\n");
+        return -1;
+    }
+    t->have_pairs = true;
+    return 0;
+}
+
+/* Builds the TLS contexts (every file read now): 0, or -1 after one line
+ * on stderr. */
+static int tls_setup(tls_args_t *t, cluster_tls_t **out)
+{
+    char err[512];
+    if (!t->on) {
+        if (t->optfile != NULL || t->have_pairs) {
+            fprintf(stderr, "girder node: -ssl_dist_optfile/-ssl_dist_opt need "
+                            "-proto_dist inet_tls\n");
+            return -1;
+        }
+        return 0;
+    }
+    /* OTP reads the optfile and then ignores -ssl_dist_opt; refusing the
+     * mix says so instead of dropping options silently. */
+    if (t->optfile != NULL && t->have_pairs) {
+        fprintf(stderr, "girder node: give -ssl_dist_optfile or -ssl_dist_opt, not both\n");
+        return -1;
+    }
+    if (t->optfile != NULL && cluster_tls_conf_load(&t->conf, t->optfile, err, sizeof err) != 0) {
+        fprintf(stderr, "girder node: bad -ssl_dist_optfile: %s\n", err);
+        return -1;
+    }
+    if (cluster_tls_new(&t->conf, out, err, sizeof err) != 0) {
+        fprintf(stderr, "girder node: TLS: %s\n", err);
+        return -1;
+    }
+    const char *weak = cluster_tls_weakness(&t->conf);
+    if (weak != NULL)
+        fprintf(stderr, "girder node: WARNING: TLS %s\n", weak);
+    return 0;
+}
+
 int gd_cmd_node(int argc, char **argv)
 {
     cluster_config_t cfg = {0};
     const char *cookie = NULL;
+    tls_args_t tls = {0};
+    cluster_tls_conf_init(&tls.conf);
+    cluster_tls_t *tls_ctx = NULL;
+    int status = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_arg = i + 1 < argc;
@@ -73,29 +150,58 @@ int gd_cmd_node(int argc, char **argv)
         } else if (strcmp(a, "-kernel") == 0 && i + 2 < argc) {
             if (kernel_param(&cfg, argv[i + 1], argv[i + 2]) != 0) {
                 fprintf(stderr, "girder node: bad -kernel %s %s\n", argv[i + 1], argv[i + 2]);
-                return 2;
+                goto out;
             }
             i += 2;
+        } else if (strcmp(a, "-proto_dist") == 0 && has_arg) {
+            if (strcmp(argv[++i], "inet_tls") == 0) {
+                tls.on = true;
+            } else if (strcmp(argv[i], "inet_tcp") != 0) {
+                fprintf(stderr, "girder node: -proto_dist %s: only inet_tcp and inet_tls\n",
+                        argv[i]);
+                goto out;
+            }
+        } else if (strcmp(a, "-ssl_dist_optfile") == 0 && has_arg) {
+            tls.optfile = argv[++i];
+        } else if (strcmp(a, "-ssl_dist_opt") == 0) {
+            if (ssl_dist_opt(&tls, argc, argv, &i) != 0)
+                goto out;
         } else if ((strcmp(a, "-schedulers") == 0 || strcmp(a, "--schedulers") == 0) && has_arg) {
             unsigned long v;
             if (!parse_num(argv[++i], 1, 1024, &v)) {
                 fprintf(stderr, "girder node: bad -schedulers %s\n", argv[i]);
-                return 2;
+                goto out;
             }
             cfg.schedulers = (unsigned)v;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
-            return 0;
+            status = 0;
+            goto out;
         } else {
             fprintf(stderr, "girder node: unknown or incomplete option '%s'\n", a);
             usage(stderr);
-            return 2;
+            goto out;
         }
     }
     if (cfg.name == NULL) {
         usage(stderr);
-        return 2;
+        goto out;
     }
+    status = 1;
+    if (tls_setup(&tls, &tls_ctx) != 0)
+        goto out;
+    cfg.tls = tls_ctx;
+    status = run_node(&cfg, cookie);
+out:
+    cluster_tls_free(tls_ctx);
+    cluster_tls_conf_free(&tls.conf);
+    return status;
+}
+
+/* Loads the cookie, starts the node and runs it until a signal. */
+static int run_node(const cluster_config_t *cfg_in, const char *cookie)
+{
+    cluster_config_t cfg = *cfg_in;
     char *loaded = NULL;
     if (cookie == NULL) {
         const char *home = getenv("HOME");
