@@ -409,7 +409,13 @@ typedef struct cluster_config {
     unsigned schedulers; /* 0: one per core */
     bool hidden;
     uint16_t epmd_port; /* 0: ERL_EPMD_PORT or 4369 */
+    /* Output limit of one connection, bytes (OTP's +zdbbl): past it,
+     * sending coroutine processes are suspended until it drains below
+     * half.  0: CLUSTER_DIST_BUF_BUSY_LIMIT_DEFAULT. */
+    size_t dist_buf_busy_limit;
 } cluster_config_t;
+
+#define CLUSTER_DIST_BUF_BUSY_LIMIT_DEFAULT ((size_t)1 << 20) /* OTP's default +zdbbl */
 
 /*
  * Starts the node: binds the distribution port, registers with EPMD (an
@@ -421,6 +427,22 @@ typedef struct cluster_config {
  * GD_ENOMEM, GD_EALREADY (identity already frozen).  One node per process.
  */
 int cluster_start(const cluster_config_t *cfg) GD_MUST_CHECK;
+
+/* One connection's counters (cluster_conn_stats). */
+typedef struct cluster_conn_stats {
+    char node[DIST_NAME_MAX + 1]; /* the peer's full name */
+    uint64_t bytes_in, bytes_out; /* frame bytes, 4-byte lengths and ticks included */
+    uint64_t msgs_in, msgs_out;   /* control messages (ticks not counted) */
+    bool busy;                    /* over the output limit now */
+    uint64_t busy_ns;             /* time spent over the limit, the current stretch included */
+    uint64_t suspends;            /* times a sending process was suspended */
+    size_t out_queued;            /* bytes waiting for the socket now */
+} cluster_conn_stats_t;
+
+/* Fills out[0..max) with the counters of the connections that are up and
+ * returns how many are up (call again with more room when larger).  Any
+ * thread.  O(connections). */
+size_t cluster_conn_stats(cluster_conn_stats_t *out, size_t max);
 
 /* Stops processes, closes every connection, releases the EPMD name and the
  * port.  No-op when not started.  Not from a process or loop callback. */

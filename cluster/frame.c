@@ -544,6 +544,14 @@ int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size
     size_t rest = total - first;
     uint64_t nfrags = 1 + (rest + frag_size - 1) / frag_size;
     size_t off = 0;
+    /* All of it at once: growing fragment by fragment copies a big
+     * message again at every doubling. */
+    if (nfrags > SIZE_MAX / (4 + FRAG_HDR_LEN + 1) ||
+        total > SIZE_MAX - nfrags * (4 + FRAG_HDR_LEN + 1))
+        return DIST_ETOO_LARGE;
+    int reserve_rc = etf_buf_reserve(out, total + nfrags * (4 + FRAG_HDR_LEN + 1));
+    if (reserve_rc < 0)
+        return reserve_rc;
     for (uint64_t id = nfrags; id >= 1; id--) {
         bool start = id == nfrags;
         size_t piece = start ? first : (total - off < frag_size ? total - off : frag_size);

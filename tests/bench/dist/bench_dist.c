@@ -311,7 +311,8 @@ static int oneway_once(sched_ctx_t *ctx, term_t peer, int64_t n, term_t bin, dou
     if (rc == 0)
         rc = sched_receive_wait(ctx, pred_tag, TAG("counted"), 120000, &msg);
     uint64_t t1 = now_ns();
-    fprintf(stderr, "  (sent in %.3f s, counted after %.3f s)\n", (tsent - t0) / 1e9, (t1 - t0) / 1e9);
+    fprintf(stderr, "  (sent in %.3f s, counted after %.3f s)\n", (tsent - t0) / 1e9,
+            (t1 - t0) / 1e9);
     sched_root_pop(ctx, 2);
     *rate = (double)n / ((double)(t1 - t0) / 1e9);
     fprintf(stderr, "  dist oneway %s: %.1f /s\n", bin == TERM_NONE ? "small" : "1mib", *rate);
@@ -322,9 +323,8 @@ static int rpc_once(sched_ctx_t *ctx, term_t peer, int k, double *rate)
 {
     uint64_t t0 = now_ns();
     for (int i = 0; i < k; i++) {
-        term_t req = tuple(ctx, 5,
-                           (term_t[]){atom("call"), atom("erlang"), atom("node"), TERM_NIL,
-                                      atom("user")});
+        term_t req = tuple(
+            ctx, 5, (term_t[]){atom("call"), atom("erlang"), atom("node"), TERM_NIL, atom("user")});
         term_t rex = tuple(ctx, 2, (term_t[]){atom("rex"), peer});
         term_t reply;
         if (req == TERM_NONE || rex == TERM_NONE)
@@ -340,6 +340,15 @@ static int rpc_once(sched_ctx_t *ctx, term_t peer, int k, double *rate)
     *rate = k / ((double)(now_ns() - t0) / 1e9);
     fprintf(stderr, "  dist rpc: %.0f calls/s\n", *rate);
     return 0;
+}
+
+/* BENCH_DIST_ONLY=pingpong,small,1mib,rpc (any of them; unset: all)
+ * runs part of the workloads, for profiling; the results of the others
+ * are then 0. */
+static bool wanted(const char *workload)
+{
+    const char *only = getenv("BENCH_DIST_ONLY");
+    return only == NULL || strstr(only, workload) != NULL;
 }
 
 static int driver(sched_ctx_t *ctx, term_t peer)
@@ -362,11 +371,11 @@ static int driver(sched_ctx_t *ctx, term_t peer)
     while (sched_receive_wait(ctx, pred_tag, TAG("spawned"), 500, &stale) == 0)
         if ((rc = sched_send(ctx, term_tuple_elems(stale)[1], atom("stop"))) < 0)
             return rc;
-    for (int r = 0; r < REPS && rc == 0; r++)
+    for (int r = 0; r < REPS && rc == 0 && wanted("pingpong"); r++)
         rc = pingpong_once(ctx, peer, 1, 10000, PP1, r);
-    for (int r = 0; r < REPS && rc == 0; r++)
+    for (int r = 0; r < REPS && rc == 0 && wanted("pingpong"); r++)
         rc = pingpong_once(ctx, peer, 100, 500, PP100, r);
-    for (int r = 0; r < REPS && rc == 0; r++)
+    for (int r = 0; r < REPS && rc == 0 && wanted("small"); r++)
         rc = oneway_once(ctx, peer, 200000, TERM_NONE, &res.small[r]);
     term_t bin = TERM_NONE;
     uint8_t *bytes = malloc((size_t)1 << 20);
@@ -379,10 +388,10 @@ static int driver(sched_ctx_t *ctx, term_t peer)
     free(bytes);
     if (rc == 0)
         rc = sched_root_push(ctx, &bin); /* it must survive every repetition */
-    for (int r = 0; r < REPS && rc == 0; r++)
+    for (int r = 0; r < REPS && rc == 0 && wanted("1mib"); r++)
         rc = oneway_once(ctx, peer, 1000, bin, &res.mib[r]);
     sched_root_pop(ctx, 1);
-    for (int r = 0; r < REPS && rc == 0; r++)
+    for (int r = 0; r < REPS && rc == 0 && wanted("rpc"); r++)
         rc = rpc_once(ctx, peer, 10000, &res.rpc[r]);
     if (rc < 0)
         fprintf(stderr, "driver failed: %d\n", rc);
