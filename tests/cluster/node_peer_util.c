@@ -112,8 +112,7 @@ bool np_write_frame(int fd, const void *p, size_t n)
     return np_write_all(fd, len, 4) && np_write_all(fd, p, n);
 }
 
-int np_peer_connect(np_peer_t *p, const char *cookie, const char *name, uint64_t flags,
-                    int rcvbuf)
+int np_peer_connect(np_peer_t *p, const char *cookie, const char *name, uint64_t flags, int rcvbuf)
 {
     memset(p, 0, sizeof *p);
     np_start_node(0);

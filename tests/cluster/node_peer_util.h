@@ -48,8 +48,7 @@ typedef struct np_peer {
  * (0: DFLAG_GIRDER_DEFAULT) and runs the handshake; returns its result
  * (1: up, the peer's rx and heap ready), or DIST_ECLOSED when the node
  * closed first. */
-int np_peer_connect(np_peer_t *p, const char *cookie, const char *name, uint64_t flags,
-                    int rcvbuf);
+int np_peer_connect(np_peer_t *p, const char *cookie, const char *name, uint64_t flags, int rcvbuf);
 void np_peer_close(np_peer_t *p);
 /* The next non-tick message from the node within ms (terms on p->h). */
 bool np_peer_recv(np_peer_t *p, dist_msg_t *m, int ms);

@@ -361,8 +361,8 @@ static int frame_cases(void)
     CU_ASSERT_FATAL(heap_init(&h, 0) == 0);
     term_t pid, ref;
     CU_ASSERT_FATAL(heap_make_ext_pid(&h, heap_atom("x@localhost"), 1, 0, 77, &pid) == 0);
-    CU_ASSERT_FATAL(heap_make_ref(&h, heap_atom("x@localhost"), 77,
-                                  (const uint32_t[]){1, 2, 3}, 3, &ref) == 0);
+    CU_ASSERT_FATAL(
+        heap_make_ref(&h, heap_atom("x@localhost"), 77, (const uint32_t[]){1, 2, 3}, 3, &ref) == 0);
     term_t S[40];
     for (int i = 0; i < 40; i++)
         S[i] = term_make_small(i);
@@ -377,8 +377,7 @@ static int frame_cases(void)
     expect_control_refused("REG_SEND without its payload",
                            CTL(S[DOP_REG_SEND], pid, empty, heap_atom("echo")), TERM_NONE);
     expect_control_refused("LINK with a payload", CTL(S[DOP_LINK], pid, pid), a);
-    expect_control_refused("MONITOR_P with no ref", CTL(S[DOP_MONITOR_P], pid, pid, a),
-                           TERM_NONE);
+    expect_control_refused("MONITOR_P with no ref", CTL(S[DOP_MONITOR_P], pid, pid, a), TERM_NONE);
     expect_control_refused("MONITOR_P_EXIT arity 2", CTL(S[DOP_MONITOR_P_EXIT], a), TERM_NONE);
     expect_control_refused("EXIT2 to an atom", CTL(S[DOP_EXIT2], pid, a, a), TERM_NONE);
     expect_control_refused("UNLINK_ID arity 3", CTL(S[DOP_UNLINK_ID], S[1], pid), TERM_NONE);
@@ -597,8 +596,7 @@ static void test_slow_reader(void)
         const term_t *e = term_tuple_elems(m.payload);
         heap_bin_view_t v = {0};
         bool ok = term_is_tuple(m.payload) && term_tuple_arity(m.payload) == 3 &&
-                  e[0] == heap_atom("seq") && e[1] == term_make_small(next) &&
-                  term_is_binary(e[2]);
+                  e[0] == heap_atom("seq") && e[1] == term_make_small(next) && term_is_binary(e[2]);
         if (ok)
             heap_bin_view(e[2], &v);
         ok = ok && v.bit_size == BP_SIZE * 8 && v.bytes[BP_SIZE - 1] == (uint8_t)(BP_SIZE - 1);
