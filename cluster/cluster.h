@@ -26,9 +26,22 @@
  *   - net_kernel (ping), rex (features, call/block_call), echo, built-ins
  *     girder:echo/1, spawn_echo/0, info/0, watch/2, erlang:node/0,
  *     nodes/0, system_info/1; cluster_rpc_register for applications.
+ *   - back-pressure (dist_buf_busy_limit, `+zdbbl`): a sending coroutine
+ *     process is suspended past the limit until the output drains below
+ *     half; cluster_conn_stats (bytes/messages in and out, busy time);
+ *     bursts of frames leave in few large writes, 256 KiB per read;
+ *   - bad input: tests/cluster/test_node_malformed.c (58 handshakes and
+ *     frames, 100 half-open connections, a peer that stops reading);
+ *     big messages: 64 MB echo, order across fragments, no hold-up of
+ *     other connections (interop); tests/bench/dist (girder<->girder,
+ *     erl<->erl, erl<->girder).
  *   left:
  *   - TLS distribution; global (girder is visible but ignores global's
- *     sync, see protocol.md 5.1); girder_kv; bench tests/bench/dist;
+ *     sync, see protocol.md 5.1); girder_kv; an erpc client (the dist
+ *     bench's girder driver has rpc through rex only);
+ *   - a completed big message is decoded in one piece on the loop thread
+ *     (a 64 MB binary: one copy of 64 MB there, which other connections
+ *     wait for); the frame buffers of a big send are one more copy;
  *   - the atom cache on send; a receive path without the double copy
  *     (frames decode onto a scratch heap, sched_send copies again);
  *     budgeted encoding of huge terms on the sending scheduler;
