@@ -566,6 +566,7 @@ static void test_slow_reader(void)
     int sent_while_stalled = atomic_load(&bp_sent);
     sched_process_info_t info;
     CU_ASSERT(sched_process_info(sender, &info) == 0 && info.status == SCHED_STATUS_WAITING);
+    fprintf(stdout, "sender status %d\n", (int)info.status);
     cluster_conn_stats_t st;
     CU_ASSERT_FATAL(conn_stats_of(p.name, &st));
     size_t rss_stalled = np_rss_bytes();
@@ -586,6 +587,7 @@ static void test_slow_reader(void)
         dist_msg_t m;
         if (!np_peer_recv(&p, &m, 100)) {
             idle++;
+            CU_ASSERT(np_write_all(p.fd, "\0\0\0\0", 4));
             continue;
         }
         idle = 0;
@@ -608,6 +610,11 @@ static void test_slow_reader(void)
         CU_ASSERT_FATAL(heap_init(&p.h, 0) == 0);
     }
     CU_ASSERT(next == BP_MESSAGES + 1);
+    if (next != BP_MESSAGES + 1) {
+        int got = sched_process_info(sender, &info);
+        fprintf(stdout, "read %d; sender: info %d status %d, %d sent\n", next - 1, got,
+                (int)info.status, atomic_load(&bp_sent));
+    }
     CU_ASSERT(sched_wait_exit(&sender, 1, 5000) == 0);
     CU_ASSERT(atomic_load(&bp_sent) == BP_MESSAGES);
     CU_ASSERT(conn_stats_of(p.name, &st) && !st.busy && st.busy_ns > 0);
