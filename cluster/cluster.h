@@ -38,7 +38,17 @@
  *     rpc girder:global_*, not OTP's global module).
  *   - TLS distribution (tls.c, tests/interop/dist_tls.sh): OTP's
  *     inet_tls wire format, -ssl_dist_optfile / -ssl_dist_opt, peers
- *     verified both ways.
+ *     verified both ways;
+ *   - the atom cache on send (131 68 with references, up to 64 KiB);
+ *   - back-pressure (dist_buf_busy_limit, `+zdbbl`): a sending coroutine
+ *     process is suspended past the limit until the output drains below
+ *     half; cluster_conn_stats (bytes/messages in and out, busy time);
+ *     bursts of frames leave in few large writes, 256 KiB per read;
+ *   - bad input: tests/cluster/test_node_malformed.c (58 handshakes and
+ *     frames, 100 half-open connections, a peer that stops reading);
+ *     big messages: 64 MB echo, order across fragments, no hold-up of
+ *     other connections (interop); tests/bench/dist (girder<->girder,
+ *     erl<->erl, erl<->girder).
  *   left:
  *   - OTP's global protocol (girder is visible but ignores global's sync,
  *     see docs/protocol.md: global:whereis_name on an OTP node does not
@@ -47,11 +57,14 @@
  *     encrypt and write it (TCP writes straight from the sender), so TLS
  *     round trips run at about 0.6x OTP's; OTP 26+ inet_tls (kTLS, its
  *     framing) not verified; no CRL checks; verify_fun is Erlang-only;
- *   - the atom cache on send; a receive path without the double copy
- *     (frames decode onto a scratch heap, sched_send copies again);
- *     budgeted encoding of huge terms on the sending scheduler;
- *   - back-pressure: a connection's output buffer is not capped (OTP
- *     suspends senders past +zdbbl);
+ *   - back-pressure suspends coroutine senders only (a behaviour process's
+ *     send past the limit is queued);
+ *   - a receive path without the double copy (frames decode onto a
+ *     scratch heap, sched_send copies again): a completed big message is
+ *     decoded in one piece on the loop thread (a 64 MB binary: one copy of
+ *     64 MB there, which other connections wait for); the frame buffers of
+ *     a big send are one more copy; budgeted encoding of huge terms on the
+ *     sending scheduler;
  *   - spawn_request of anything but erpc and the registered bodies
  *     answers notsup (no Erlang code runs here); a DOWN a process had
  *     already taken into its queue stays after demonitor (OTP's
@@ -434,7 +447,13 @@ typedef struct cluster_config {
     /* TLS distribution (-proto_dist inet_tls) with these contexts; NULL:
      * plain TCP.  Borrowed: it must outlive cluster_stop. */
     const struct cluster_tls *tls;
+    /* Output limit of one connection, bytes (OTP's +zdbbl): past it,
+     * sending coroutine processes are suspended until it drains below
+     * half.  0: CLUSTER_DIST_BUF_BUSY_LIMIT_DEFAULT. */
+    size_t dist_buf_busy_limit;
 } cluster_config_t;
+
+#define CLUSTER_DIST_BUF_BUSY_LIMIT_DEFAULT ((size_t)1 << 20) /* OTP's default +zdbbl */
 
 /*
  * Starts the node: binds the distribution port, registers with EPMD (an
@@ -446,6 +465,22 @@ typedef struct cluster_config {
  * GD_ENOMEM, GD_EALREADY (identity already frozen).  One node per process.
  */
 int cluster_start(const cluster_config_t *cfg) GD_MUST_CHECK;
+
+/* One connection's counters (cluster_conn_stats). */
+typedef struct cluster_conn_stats {
+    char node[DIST_NAME_MAX + 1]; /* the peer's full name */
+    uint64_t bytes_in, bytes_out; /* frame bytes, 4-byte lengths and ticks included */
+    uint64_t msgs_in, msgs_out;   /* control messages (ticks not counted) */
+    bool busy;                    /* over the output limit now */
+    uint64_t busy_ns;             /* time spent over the limit, the current stretch included */
+    uint64_t suspends;            /* times a sending process was suspended */
+    size_t out_queued;            /* bytes waiting for the socket now */
+} cluster_conn_stats_t;
+
+/* Fills out[0..max) with the counters of the connections that are up and
+ * returns how many are up (call again with more room when larger).  Any
+ * thread.  O(connections). */
+size_t cluster_conn_stats(cluster_conn_stats_t *out, size_t max);
 
 /* Stops processes, closes every connection, releases the EPMD name and the
  * port.  No-op when not started.  Not from a process or loop callback. */

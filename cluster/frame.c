@@ -267,15 +267,24 @@ static dist_frag_t *frag_find(dist_rx_t *rx, uint64_t seq)
     return NULL;
 }
 
-/* Appends data to a sequence, within the message and connection caps. */
-static int frag_append(dist_rx_t *rx, dist_frag_t *f, const uint8_t *p, size_t n)
+/* Appends data to a sequence, within the message and connection caps;
+ * a non-zero hint is the size the whole message is expected to reach
+ * (room for it is made at once when the caps allow: growing a 64 MB
+ * message by doublings copies it again and again on the loop thread). */
+static int frag_append(dist_rx_t *rx, dist_frag_t *f, const uint8_t *p, size_t n, size_t hint)
 {
     if (n > rx->lim.max_message - f->len)
         return DIST_ETOO_LARGE;
-    if (f->len + n > f->cap) {
+    if (hint > rx->lim.max_message)
+        hint = rx->lim.max_message;
+    if (hint > f->len + n && rx->frag_bytes - f->cap + hint > 2 * rx->lim.max_message)
+        hint = 0; /* not within the budget: grow as it comes */
+    if (f->len + n > f->cap || hint > f->cap) {
         size_t cap = f->cap ? f->cap : 4096;
         while (cap < f->len + n)
             cap *= 2;
+        if (cap < hint)
+            cap = hint;
         if (cap > rx->lim.max_message)
             cap = rx->lim.max_message;
         /* All partial sequences together stay within two messages' worth. */
@@ -328,14 +337,16 @@ static int read_fragment(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len,
         f->next_id = id - 1;
         memcpy(f->refs, refs, nrefs * sizeof refs[0]);
         f->nrefs = nrefs;
-        rc = frag_append(rx, f, p, len);
+        /* id fragments in all, each (OTP) as long as this first one. */
+        size_t hint = len == 0 ? 0 : id > SIZE_MAX / len ? SIZE_MAX : (size_t)id * len;
+        rc = frag_append(rx, f, p, len, hint);
         if (rc < 0)
             frag_drop(rx, f);
         return rc;
     }
     if (f == NULL || id != f->next_id)
         return DIST_EFRAGMENT;
-    rc = frag_append(rx, f, p, len);
+    rc = frag_append(rx, f, p, len, 0);
     if (rc < 0 || id > 1) {
         if (rc < 0)
             frag_drop(rx, f);
@@ -544,6 +555,14 @@ int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size
     size_t rest = total - first;
     uint64_t nfrags = 1 + (rest + frag_size - 1) / frag_size;
     size_t off = 0;
+    /* All of it at once: growing fragment by fragment copies a big
+     * message again at every doubling. */
+    if (nfrags > SIZE_MAX / (4 + FRAG_HDR_LEN + 1) ||
+        total > SIZE_MAX - nfrags * (4 + FRAG_HDR_LEN + 1))
+        return DIST_ETOO_LARGE;
+    int reserve_rc = etf_buf_reserve(out, total + nfrags * (4 + FRAG_HDR_LEN + 1));
+    if (reserve_rc < 0)
+        return reserve_rc;
     for (uint64_t id = nfrags; id >= 1; id--) {
         bool start = id == nfrags;
         size_t piece = start ? first : (total - off < frag_size ? total - off : frag_size);

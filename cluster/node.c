@@ -76,6 +76,16 @@ typedef struct conn {
     term_t ctrl;         /* the controller process (TERM_NONE before up) */
     uint64_t ctrl_seq;   /* last sequence sent to the controller (loop thread) */
     uint64_t ctrl_acked; /* last it acknowledged (node.lock) */
+    /* Back-pressure and statistics (node.lock).  busy: more than the
+     * node's dist_buf_busy_limit bytes wait for the socket (or, before
+     * the handshake ends, in pending); sending coroutine processes then
+     * wait in waiters (local pids) until it drains below half of it. */
+    bool busy;
+    uint64_t busy_since_ns, busy_ns, suspends;
+    term_t *waiters;
+    size_t nwaiters, waiters_cap;
+    uint64_t last_direct_ns; /* the last write made straight from a sender */
+    uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
 } conn_t;
 
 static struct node {
@@ -142,6 +152,7 @@ static void conn_free(conn_t *c)
     if (c->rx_ready)
         dist_rx_free(&c->rx);
     etf_buf_free(&c->pending);
+    free(c->waiters);
     free(c);
 }
 
@@ -158,6 +169,43 @@ static void conn_schedule_free(conn_t *c)
     const struct timeval zero = {0, 0};
     if (event_base_once(node.base, -1, EV_TIMEOUT, reap_cb, c, &zero) != 0)
         cluster_log("could not schedule a connection's release (leaked)");
+}
+
+/* The output limit in bytes (cluster_config_t.dist_buf_busy_limit) and
+ * the level below which suspended senders resume. */
+static size_t busy_limit(void)
+{
+    return node.cfg.dist_buf_busy_limit;
+}
+static size_t busy_low_water(void)
+{
+    return node.cfg.dist_buf_busy_limit / 2;
+}
+
+/* Marks c busy once queued bytes pass the limit (lock held). */
+static void conn_note_queued_locked(conn_t *c, size_t queued)
+{
+    if (!c->busy && queued > busy_limit()) {
+        c->busy = true;
+        c->busy_since_ns = now_ns();
+    }
+}
+
+/* Ends a busy period: every suspended sender is told to go on (lock held;
+ * a local send takes no lock of ours). */
+static void conn_unbusy_locked(conn_t *c)
+{
+    if (!c->busy)
+        return;
+    c->busy = false;
+    c->busy_ns += now_ns() - c->busy_since_ns;
+    for (size_t i = 0; i < c->nwaiters; i++) {
+        int rc = sched_send(NULL, c->waiters[i], heap_atom("$gd_drained"));
+        if (rc < 0 && rc != SCHED_ENOPROC && rc != SCHED_ESTOPPED)
+            cluster_log("%s: a suspended sender could not be resumed (%s)", c->peer,
+                        dist_strerror(rc));
+    }
+    c->nwaiters = 0;
 }
 
 /* Unlinks c (lock held) and schedules its freeing on the loop (or leaves
@@ -178,6 +226,7 @@ static void conn_kill_locked(conn_t *c)
         cluster_node_event(node.events, c->node, false) < 0)
         cluster_log("%s: could not tell node monitors (out of memory)", c->peer);
     c->state = CONN_DEAD;
+    conn_unbusy_locked(c); /* nothing will drain now: let its senders go */
     if (c->bev != NULL)
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     if (c->timer != NULL)
@@ -201,25 +250,61 @@ static void conn_close(conn_t *c, const char *why)
     pthread_mutex_unlock(&node.lock);
 }
 
-/* Writes frames on an up connection (lock held).  With nothing queued
- * they go straight to the socket from this thread (non-blocking): a reply
- * then leaves without waking the loop thread, which halves a round trip.
- * What the socket does not take is queued; the bufferevent's lock keeps
+/* A sender writes straight to the socket only when nothing is queued and
+ * its last direct write is at least this old: a lone message (a ping, a
+ * reply) then leaves without waking the loop thread, which halves a round
+ * trip, while a burst is appended and leaves in few large writes from the
+ * loop (one syscall for many frames). */
+#define DIRECT_WRITE_GAP_NS 20000
+/* Below this, the rest of a frame buffer is copied into the output buffer;
+ * above, the buffer itself is handed over (no copy). */
+#define HANDOVER_MIN 16384
+
+static void free_handed_over(const void *data, size_t len, void *base)
+{
+    (void)data;
+    (void)len;
+    free(base);
+}
+
+/* Writes frames p[0..n) on an up connection (lock held).  When owned is
+ * given, p lies in owned->data and the buffer may be handed over to the
+ * output buffer (owned is then emptied).  The bufferevent's lock keeps
  * the order with the loop's own writes. */
-static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n)
+static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n, etf_buf_t *owned)
 {
     if (c->state != CONN_UP)
         return DIST_ECLOSED;
     c->wrote = true;
+    c->bytes_out += n;
     size_t off = 0;
+    int rc = 0;
     bufferevent_lock(c->bev);
-    if (!c->tls && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-        ssize_t w = send(bufferevent_getfd(c->bev), p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (w > 0)
-            off = (size_t)w;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t queued = evbuffer_get_length(out);
+    /* TLS bytes must go through the OpenSSL bufferevent, never the raw socket. */
+    if (queued == 0 && !c->tls) {
+        uint64_t now = now_ns();
+        if (now - c->last_direct_ns >= DIRECT_WRITE_GAP_NS) {
+            c->last_direct_ns = now;
+            ssize_t w = send(bufferevent_getfd(c->bev), p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w > 0)
+                off = (size_t)w;
+        }
     }
-    int rc = off < n && bufferevent_write(c->bev, p + off, n - off) != 0 ? GD_ENOMEM : 0;
+    if (off < n) {
+        if (owned != NULL && n - off >= HANDOVER_MIN) {
+            rc = evbuffer_add_reference(out, p + off, n - off, free_handed_over, owned->data);
+            if (rc == 0)
+                *owned = (etf_buf_t){0};
+        } else {
+            rc = evbuffer_add(out, p + off, n - off);
+        }
+        rc = rc != 0 ? GD_ENOMEM : 0;
+        queued += n - off;
+    }
     bufferevent_unlock(c->bev);
+    conn_note_queued_locked(c, queued);
     return rc;
 }
 
@@ -240,6 +325,7 @@ static int queue_body(conn_t *c, const dist_body_t *b, uint64_t seq)
     w = put64(w, len);
     memcpy(w, b->bytes.data, len);
     c->pending.len += PENDING_HDR + len;
+    conn_note_queued_locked(c, c->pending.len);
     return 0;
 }
 
@@ -272,7 +358,8 @@ static int flush_pending(conn_t *c)
         frames.len = 0;
         rc = frame_locked(c, &b, get64(r), &frames);
         if (rc == 0)
-            rc = conn_write_locked(c, frames.data, frames.len);
+            rc = conn_write_locked(c, frames.data, frames.len, &frames);
+        c->msgs_out++;
         pos += PENDING_HDR + b.bytes.len;
     }
     etf_buf_free(&frames);
@@ -292,7 +379,8 @@ static int conn_send_body_locked(conn_t *c, const dist_body_t *b, uint64_t seq)
     etf_buf_t frames = {0};
     int rc = frame_locked(c, b, seq, &frames);
     if (rc == 0)
-        rc = conn_write_locked(c, frames.data, frames.len);
+        rc = conn_write_locked(c, frames.data, frames.len, &frames);
+    c->msgs_out++;
     etf_buf_free(&frames);
     if (rc < 0 && use_cache(c, b)) {
         /* The cache may now say more than the peer was told. */
@@ -347,10 +435,13 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     static const uint8_t tick[4] = {0};
     pthread_mutex_lock(&node.lock);
     if (c->state == CONN_UP && !c->wrote)
-        (void)conn_write_locked(c, tick, sizeof tick);
+        (void)conn_write_locked(c, tick, sizeof tick, NULL);
     c->wrote = false;
     pthread_mutex_unlock(&node.lock);
 }
+
+/* Bytes one read or write of an up connection may move. */
+#define CONN_MAX_SINGLE_IO (256 * 1024)
 
 /* The handshake is over: switch to frames, send what was queued. */
 static int conn_up(conn_t *c)
@@ -397,6 +488,13 @@ static int conn_up(conn_t *c)
     if (event_add(c->timer, &tv) != 0)
         return GD_ENOMEM;
     bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+    /* write_cb runs once the output is down to the low-water mark: the
+     * moment suspended senders may go on. */
+    bufferevent_setwatermark(c->bev, EV_WRITE, busy_low_water(), 0);
+    /* libevent moves at most 16 KiB per read or write by default: a
+     * burst of frames then costs a syscall and a loop pass per 16 KiB. */
+    bufferevent_set_max_single_read(c->bev, CONN_MAX_SINGLE_IO);
+    bufferevent_set_max_single_write(c->bev, CONN_MAX_SINGLE_IO);
     return rc;
 }
 
@@ -429,8 +527,11 @@ static void read_frames(conn_t *c, struct evbuffer *in)
         }
         dist_msg_t m;
         rc = dist_rx_frame(&c->rx, &h, p + 4, n, &m);
-        if (rc == 0 && m.op != 0)
+        c->bytes_in += 4 + n; /* read by the loop only; stats read them unlocked */
+        if (rc == 0 && m.op != 0) {
+            c->msgs_in++;
             rc = cluster_dispatch(c, &h, &m);
+        }
         heap_destroy(&h);
         evbuffer_drain(in, 4 + n);
         if (rc < 0) {
@@ -555,6 +656,14 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     conn_t *c = arg;
+    if (c->state == CONN_UP) {
+        pthread_mutex_lock(&node.lock);
+        if (c->busy && c->state == CONN_UP &&
+            evbuffer_get_length(bufferevent_get_output(bev)) <= busy_low_water())
+            conn_unbusy_locked(c);
+        pthread_mutex_unlock(&node.lock);
+        return;
+    }
     /* Deferred callbacks can report an earlier drain: close only once the
      * refusal itself has gone out. */
     if (c->state == CONN_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
@@ -878,9 +987,10 @@ static int send_to_node(term_t node_atom, term_t control, term_t payload, uint64
             goto out;
         pthread_mutex_lock(&node.lock);
         c = find_conn_locked(node_atom);
-        if (c != NULL && c->id == id && c->state == CONN_UP)
-            rc = conn_write_locked(c, frames.data, frames.len);
-        else if (c != NULL) /* replaced meanwhile by a connection being set up */
+        if (c != NULL && c->id == id && c->state == CONN_UP) {
+            rc = conn_write_locked(c, frames.data, frames.len, &frames);
+            c->msgs_out++;
+        } else if (c != NULL) /* replaced meanwhile by a connection being set up */
             rc = conn_send_body_locked(c, &b, seq);
     } else if (c != NULL) {
         rc = conn_send_body_locked(c, &b, seq);
@@ -925,6 +1035,60 @@ static int hook_send(void *ud, term_t from, term_t to, term_t msg)
 {
     (void)ud;
     return cluster_send_remote(from, to, msg);
+}
+
+static bool pred_drained(term_t msg, void *arg)
+{
+    (void)arg;
+    return msg == heap_atom("$gd_drained");
+}
+
+static bool pred_none(term_t msg, void *arg)
+{
+    (void)msg;
+    (void)arg;
+    return false;
+}
+
+/* Back-pressure (OTP's busy_dist_port): after a process's send to `to`,
+ * when that connection has more than the limit queued, a coroutine
+ * process waits (in a receive that only '$gd_drained' ends, so its other
+ * messages stay queued and it takes no CPU) until write_cb sees the
+ * output below the low-water mark, or the connection ends.  The message
+ * itself was queued before: nothing is dropped and the order holds.  A
+ * behaviour process cannot wait inside its callback and is not
+ * suspended. */
+static int hook_sent(void *ud, sched_ctx_t *ctx, term_t to)
+{
+    (void)ud;
+    term_t name, msg;
+    term_t node_atom = target_node(to, &name);
+    pthread_mutex_lock(&node.lock);
+    conn_t *c = find_conn_locked(node_atom);
+    bool busy = c != NULL && c->busy;
+    pthread_mutex_unlock(&node.lock);
+    /* Probe: a behaviour process gets GD_EINVAL from a receive. */
+    if (!busy || sched_receive_wait(ctx, pred_none, NULL, 0, &msg) == GD_EINVAL)
+        return 0;
+    pthread_mutex_lock(&node.lock);
+    c = find_conn_locked(node_atom);
+    busy = c != NULL && c->busy;
+    if (busy && c->nwaiters == c->waiters_cap) {
+        size_t cap = c->waiters_cap ? 2 * c->waiters_cap : 8;
+        term_t *w = realloc(c->waiters, cap * sizeof *w);
+        if (w == NULL) {
+            pthread_mutex_unlock(&node.lock);
+            return GD_ENOMEM;
+        }
+        c->waiters = w;
+        c->waiters_cap = cap;
+    }
+    if (busy) {
+        c->waiters[c->nwaiters++] = sched_self(ctx);
+        c->suspends++;
+    }
+    pthread_mutex_unlock(&node.lock);
+    return busy ? sched_receive_wait(ctx, pred_drained, NULL, -1, &msg) : 0;
 }
 
 static int hook_exit(void *ud, term_t from, term_t to, term_t reason)
@@ -1130,6 +1294,32 @@ term_t cluster_conn_controller(conn_t *c)
     return c->ctrl;
 }
 
+size_t cluster_conn_stats(cluster_conn_stats_t *out, size_t max)
+{
+    size_t n = 0;
+    uint64_t now = now_ns();
+    pthread_mutex_lock(&node.lock);
+    for (conn_t *c = node.conns; c != NULL; c = c->next) {
+        if (c->state != CONN_UP)
+            continue;
+        if (n < max) {
+            cluster_conn_stats_t *s = &out[n];
+            snprintf(s->node, sizeof s->node, "%s", c->peer);
+            s->bytes_in = c->bytes_in;
+            s->bytes_out = c->bytes_out;
+            s->msgs_in = c->msgs_in;
+            s->msgs_out = c->msgs_out;
+            s->busy = c->busy;
+            s->busy_ns = c->busy_ns + (c->busy ? now - c->busy_since_ns : 0);
+            s->suspends = c->suspends;
+            s->out_queued = evbuffer_get_length(bufferevent_get_output(c->bev));
+        }
+        n++;
+    }
+    pthread_mutex_unlock(&node.lock);
+    return n;
+}
+
 int cluster_nodes(heap_t *h, term_t *out)
 {
     term_t list = TERM_NIL;
@@ -1240,6 +1430,8 @@ int cluster_start(const cluster_config_t *cfg)
         node.cfg.setuptime_s = CLUSTER_SETUPTIME_DEFAULT;
     if (node.cfg.epmd_port == 0)
         node.cfg.epmd_port = epmd_default_port();
+    if (node.cfg.dist_buf_busy_limit == 0)
+        node.cfg.dist_buf_busy_limit = CLUSTER_DIST_BUF_BUSY_LIMIT_DEFAULT;
     node.cookie = strdup(cfg->cookie);
     if (node.cookie == NULL)
         return GD_ENOMEM;
@@ -1323,6 +1515,7 @@ int cluster_start(const cluster_config_t *cfg)
     if (rc < 0)
         goto fail;
     node.hooks = (sched_dist_hooks_t){.send = hook_send,
+                                      .sent = hook_sent,
                                       .exit = hook_exit,
                                       .link = hook_link,
                                       .monitor = hook_monitor,

@@ -17,7 +17,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: girder node (-sname|-name) NAME [-setcookie COOKIE] [-hidden]\n"
                  "                   [-kernel inet_dist_listen_min P inet_dist_listen_max P]\n"
-                 "                   [-kernel net_ticktime S] [-schedulers N]\n"
+                 "                   [-kernel net_ticktime S] [-schedulers N] [+zdbbl KB]\n"
                  "                   [-proto_dist inet_tls (-ssl_dist_optfile FILE |\n"
                  "                    -ssl_dist_opt server_KEY VALUE client_KEY VALUE ...)]\n"
                  "\n"
@@ -25,6 +25,8 @@ static void usage(FILE *out)
                  "answers) and serves net_kernel (ping), rex (rpc:call/erpc:call of its C\n"
                  "functions) and echo.  --sname/--name/--cookie are accepted too.  The cookie\n"
                  "defaults to ~/.erlang.cookie (created with 150 random bits when missing).\n"
+                 "+zdbbl: a connection's output limit (default 1024 KB, as OTP): past it,\n"
+                 "sending processes wait until it drains.\n"
                  "Runs until SIGTERM or SIGINT, then closes its connections and leaves EPMD.\n"
                  "\n"
                  "-proto_dist inet_tls runs the distribution over TLS as OTP's inet_tls does;\n"
@@ -173,6 +175,14 @@ int gd_cmd_node(int argc, char **argv)
                 goto out;
             }
             cfg.schedulers = (unsigned)v;
+        } else if (strcmp(a, "+zdbbl") == 0 && has_arg) {
+            /* OTP's distribution buffer busy limit, KB, same range. */
+            unsigned long kb;
+            if (!parse_num(argv[++i], 1, 2097151, &kb)) {
+                fprintf(stderr, "girder node: bad +zdbbl %s (KB, 1-2097151)\n", argv[i]);
+                goto out;
+            }
+            cfg.dist_buf_busy_limit = (size_t)kb * 1024;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             status = 0;

@@ -46,7 +46,10 @@ int sched_dist_send(sched_ctx_t *ctx, term_t to, term_t msg)
     const sched_dist_hooks_t *h = atomic_load_explicit(&dist_hooks, memory_order_acquire);
     if (h == NULL || h->send == NULL)
         return GD_EBADARG;
-    return h->send(h->ud, ctx != NULL ? sched_self(ctx) : TERM_NIL, to, msg);
+    int rc = h->send(h->ud, ctx != NULL ? sched_self(ctx) : TERM_NIL, to, msg);
+    if (rc == 0 && ctx != NULL && h->sent != NULL)
+        rc = h->sent(h->ud, ctx, to);
+    return rc;
 }
 
 int sched_dist_exit(sched_ctx_t *ctx, term_t to, term_t reason)

@@ -609,6 +609,11 @@ typedef struct sched_dist_hooks {
     int (*monitor)(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out);
     /* sched_demonitor of a ref the process's own table does not hold. */
     int (*demonitor)(void *ud, sched_ctx_t *ctx, term_t ref);
+    /* Optional: after a process's successful send to `to` (ctx non-NULL):
+     * the distribution layer may suspend the caller there (back-pressure:
+     * a coroutine process blocks in a receive) until the connection's
+     * output drains.  A preemption point. */
+    int (*sent)(void *ud, sched_ctx_t *ctx, term_t to);
     void *ud;
 } sched_dist_hooks_t;
 

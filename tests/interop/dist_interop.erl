@@ -2,7 +2,7 @@
 %% checks the node contract (tests/interop/dist_interop.sh starts both).
 %% main([GirderNode]) halts 0 when every check passed, 1 otherwise.
 -module(dist_interop).
--export([main/1, collector/1, link_and_wait/1]).
+-export([main/1, collector/1, link_and_wait/1, small_round_trips/3]).
 
 main([GStr, G2Str, HStr]) ->
     G = list_to_atom(GStr),
@@ -22,7 +22,8 @@ main([GStr, G2Str, HStr]) ->
               {girder_links_monitors_out, fun() -> watch(G) end},
               {girder_connects_out, fun() -> connects_out(G) end},
               {girder_to_girder, fun() -> girder_to_girder(G, G2) end},
-              {hidden, fun() -> hidden(H) end}],
+              {hidden, fun() -> hidden(H) end}]
+             ++ big_message_checks(G),
     Results = [run(Name, F) || {Name, F} <- Checks],
     Failed = [N || {N, fail} <- Results],
     io:format("dist_interop: ~p checks, failed: ~p~n", [length(Results), Failed]),
@@ -247,3 +248,80 @@ collector(To) -> collector(To, []).
 collector(To, Acc) when length(Acc) =:= 100 -> To ! {collected, lists:reverse(Acc)};
 collector(To, Acc) ->
     receive M -> collector(To, [M | Acc]) after 14000 -> To ! {collected, lists:reverse(Acc)} end.
+
+%% ---- big messages (issue 14: fragments both ways, order, no hold-up) ----
+
+big_message_checks(G) ->
+    [{big_64mb_echo, fun() -> big_64mb_echo(G) end},
+     {big_20mb_then_small_in_order, fun() -> big_then_small_in_order(G) end},
+     {big_does_not_hold_up_other_connection, fun() -> big_other_connection(G) end}].
+
+big_binary(Bytes) ->
+    binary:copy(list_to_binary(lists:seq(0, 255)), Bytes div 256).
+
+%% A 64 MB binary OTP -> girder -> OTP (1024 fragments each way).
+big_64mb_echo(G) ->
+    Big = big_binary(64 * 1024 * 1024),
+    {echo, G} ! {self(), Big},
+    receive {echo_reply, B} -> true = B =:= Big after 120000 -> exit(no_64mb_echo) end,
+    ok.
+
+%% A 20 MB message then 100 small ones: the replies come back in the order
+%% sent (the first message taken is the big one, then 1..100).
+big_then_small_in_order(G) ->
+    Big = big_binary(20 * 1024 * 1024),
+    {echo, G} ! {self(), {big, Big}},
+    [{echo, G} ! {self(), {small, I}} || I <- lists:seq(1, 100)],
+    First = receive {echo_reply, F} -> F after 60000 -> exit(no_reply) end,
+    {big, B} = First,
+    true = B =:= Big,
+    [receive {echo_reply, R} -> {small, I} = R after 10000 -> exit({no_small, I}) end
+     || I <- lists:seq(1, 100)],
+    ok.
+
+%% While this node's connection carries 3 x 64 MB each way, a second OTP
+%% node's own connection to girder does 20 echo round trips with an echo
+%% process of its own.  Held up behind the big messages, a round trip
+%% would take as long as one of them; it must take well under half.
+big_other_connection(G) ->
+    Name = list_to_atom("dibig" ++ os:getpid()),
+    Args = ["-setcookie", atom_to_list(erlang:get_cookie()),
+            "-pa", filename:dirname(code:which(?MODULE))],
+    {ok, Peer, PeerNode} = peer:start_link(#{name => Name, args => Args}),
+    try
+        pong = rpc:call(PeerNode, net_adm, ping, [G]),
+        Big = big_binary(64 * 1024 * 1024),
+        Self = self(),
+        Small = spawn(PeerNode, ?MODULE, small_round_trips, [Self, G, 20]),
+        receive {small_ready, Small} -> ok after 10000 -> exit(small_not_ready) end,
+        T0 = erlang:monotonic_time(millisecond),
+        [{echo, G} ! {Self, {big, I, Big}} || I <- [1, 2, 3]],
+        Small ! go,
+        [receive {echo_reply, {big, I, B}} -> true = B =:= Big after 120000 -> exit(timeout) end
+         || I <- [1, 2, 3]],
+        PerBigMs = (erlang:monotonic_time(millisecond) - T0) / 3,
+        MaxRtt = receive {small_done, M} -> M after 60000 -> exit(no_small_done) end,
+        io:format("  64 MB echo ~.1f ms each; small round trips meanwhile: max ~.1f ms~n",
+                  [PerBigMs, MaxRtt]),
+        true = MaxRtt < PerBigMs / 2,
+        ok
+    after
+        peer:stop(Peer)
+    end.
+
+small_round_trips(Parent, G, N) ->
+    %% An echo process of its own: the registered one is busy with the
+    %% big messages (a process's queue is in order, whatever the links).
+    E = rpc:call(G, girder, spawn_echo, []),
+    E ! {self(), warm_up},
+    receive {echo_reply, warm_up} -> ok end,
+    Parent ! {small_ready, self()},
+    receive go -> ok end,
+    Rtts = [begin
+                T0 = erlang:monotonic_time(microsecond),
+                E ! {self(), {ping, I}},
+                receive {echo_reply, {ping, I}} -> ok after 60000 -> exit(no_small_reply) end,
+                timer:sleep(20),
+                erlang:monotonic_time(microsecond) - T0 - 20000
+            end || I <- lists:seq(1, N)],
+    Parent ! {small_done, lists:max(Rtts) / 1000}.

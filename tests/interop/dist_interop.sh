@@ -40,7 +40,7 @@ wait_registered() {
 }
 "$girder" node -sname "$g" -setcookie "$cookie" >"$work/girder.log" 2>&1 &
 node_pid=$!
-"$girder" node --sname "$g2" --cookie "$cookie" -schedulers 2 >"$work/girder2.log" 2>&1 &
+"$girder" node --sname "$g2" --cookie "$cookie" -schedulers 2 +zdbbl 2048 >"$work/girder2.log" 2>&1 &
 node2_pid=$!
 "$girder" node -sname "$gh" -setcookie "$cookie" -hidden >"$work/hidden.log" 2>&1 &
 hidden_pid=$!
