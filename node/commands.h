@@ -17,5 +17,8 @@ int gd_cmd_epmd(int argc, char **argv);
 int gd_cmd_names(int argc, char **argv);
 int gd_cmd_node(int argc, char **argv);
 int gd_cmd_term(int argc, char **argv);
+int gd_cmd_ping(int argc, char **argv);
+int gd_cmd_rpc(int argc, char **argv);
+int gd_cmd_send(int argc, char **argv);
 
 #endif

@@ -24,6 +24,9 @@ static const gd_command_t commands[] = {
     {"names", gd_cmd_names, "list the node names an epmd knows (like epmd -names)"},
     {"node", gd_cmd_node, "start a distributed node (like erl -sname/-name)"},
     {"term", gd_cmd_term, "encode text terms to ETF or decode ETF to text"},
+    {"ping", gd_cmd_ping, "ping a node: pong or pang (like net_adm:ping/1)"},
+    {"rpc", gd_cmd_rpc, "call M:F(Args) on a node and print the result (like erl_call -a)"},
+    {"send", gd_cmd_send, "send a term to a registered process on a node"},
 };
 
 static void print_usage(FILE *out)
