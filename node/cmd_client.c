@@ -24,9 +24,9 @@ typedef struct client_job {
     const char *m, *f, *args_text; /* rpc */
     const char *name, *term_text;  /* send */
     int64_t timeout_ms;
-    int status;     /* the exit status */
-    char *out;      /* a line for stdout (malloc'd), or NULL */
-    char err[512];  /* a line for stderr, or "" */
+    int status;    /* the exit status */
+    char *out;     /* a line for stdout (malloc'd), or NULL */
+    char err[512]; /* a line for stderr, or "" */
 } client_job_t;
 
 static void usage(FILE *out, enum client_op op)
@@ -38,19 +38,21 @@ static void usage(FILE *out, enum client_op op)
                      "net_adm:ping/1 does: prints pong (exit 0), or pang and why (exit 1).\n\n");
         break;
     case OP_RPC:
-        fprintf(out,
-                "usage: girder rpc [-setcookie C] [-sname N|-name N] [-timeout S] NODE M F [ARGS]\n\n"
-                "Calls M:F(ARGS...) on NODE through its rex server (rpc:call/4, like erl_call -a):\n"
-                "ARGS is a list in Erlang term syntax (default []), e.g. '[[3,1,2]]'.  Prints the\n"
-                "result on one line as ~0p would; a {badrpc, Reason} result is printed and the\n"
-                "exit status is 1.\n\n");
+        fprintf(
+            out,
+            "usage: girder rpc [-setcookie C] [-sname N|-name N] [-timeout S] NODE M F [ARGS]\n\n"
+            "Calls M:F(ARGS...) on NODE through its rex server (rpc:call/4, like erl_call -a):\n"
+            "ARGS is a list in Erlang term syntax (default []), e.g. '[[3,1,2]]'.  Prints the\n"
+            "result on one line as ~0p would; a {badrpc, Reason} result is printed and the\n"
+            "exit status is 1.\n\n");
         break;
     case OP_SEND:
-        fprintf(out,
-                "usage: girder send [-setcookie C] [-sname N|-name N] [-timeout S] NODE NAME TERM\n\n"
-                "Sends TERM (Erlang term syntax) to the process registered as NAME on NODE\n"
-                "({NAME, NODE} ! TERM) and waits until NODE has received it.  On an Erlang node\n"
-                "a NAME nobody registered is an error (exit 1).\n\n");
+        fprintf(
+            out,
+            "usage: girder send [-setcookie C] [-sname N|-name N] [-timeout S] NODE NAME TERM\n\n"
+            "Sends TERM (Erlang term syntax) to the process registered as NAME on NODE\n"
+            "({NAME, NODE} ! TERM) and waits until NODE has received it.  On an Erlang node\n"
+            "a NAME nobody registered is an error (exit 1).\n\n");
         break;
     }
     fprintf(out, "options:\n");
@@ -136,8 +138,7 @@ static int do_send(sched_ctx_t *ctx, client_job_t *j, term_t node)
                j->err, sizeof j->err) != 0)
         return -1;
     if (where == heap_atom("undefined")) {
-        snprintf(j->err, sizeof j->err, "no process is registered as %s on %s", j->name,
-                 j->node);
+        snprintf(j->err, sizeof j->err, "no process is registered as %s on %s", j->name, j->node);
         return -1;
     }
     term_t msg, *e, dest;
@@ -222,15 +223,18 @@ static int run_client(enum client_op op, int argc, char **argv)
             return 2;
         }
         if (npos == max_pos) {
-            fprintf(stderr, "girder %s: unexpected argument '%s' (see girder %s --help)\n",
-                    j.prog, a, j.prog);
+            fprintf(stderr, "girder %s: unexpected argument '%s' (see girder %s --help)\n", j.prog,
+                    a, j.prog);
             return 2;
         }
         pos[npos++] = a;
     }
     if (npos < min_pos) {
         fprintf(stderr, "girder %s: missing %s (see girder %s --help)\n", j.prog,
-                npos == 0 ? "NODE" : op == OP_RPC ? "M and F" : "NAME and TERM", j.prog);
+                npos == 0      ? "NODE"
+                : op == OP_RPC ? "M and F"
+                               : "NAME and TERM",
+                j.prog);
         return 2;
     }
     j.node = pos[0];

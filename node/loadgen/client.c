@@ -87,9 +87,8 @@ int lg_preflight(const char *node, uint64_t timeout_ms, char *err, size_t cap)
     memcpy(alive, node, alive_len);
     alive[alive_len] = '\0';
     strcpy(host, at + 1);
-    epmd_client_opts_t eo = {.host = host,
-                             .port = 0,
-                             .timeout_ms = (int)(timeout_ms < 5000 ? timeout_ms : 5000)};
+    epmd_client_opts_t eo = {
+        .host = host, .port = 0, .timeout_ms = (int)(timeout_ms < 5000 ? timeout_ms : 5000)};
     epmd_node_info_t info;
     int rc = epmd_client_port_please(&eo, alive, &info);
     if (rc == 0)
@@ -97,8 +96,8 @@ int lg_preflight(const char *node, uint64_t timeout_ms, char *err, size_t cap)
     unsigned port = epmd_default_port();
     switch (rc) {
     case EPMD_ENOTFOUND:
-        snprintf(err, cap, "node %s is not running (not registered with EPMD on %s:%u)", node,
-                 host, port);
+        snprintf(err, cap, "node %s is not running (not registered with EPMD on %s:%u)", node, host,
+                 port);
         break;
     case EPMD_ERESOLVE:
         snprintf(err, cap, "cannot reach %s: unknown host '%s'", node, host);
@@ -136,8 +135,8 @@ static char *home_cookie(char *err, size_t cap)
     return cookie;
 }
 
-int lg_client_start(const lg_client_opts_t *o, const char *like_node, const char *suffix,
-                    char *err, size_t cap)
+int lg_client_start(const lg_client_opts_t *o, const char *like_node, const char *suffix, char *err,
+                    size_t cap)
 {
     bool longnames = o->longnames;
     if (!o->name_given && like_node != NULL)
@@ -152,8 +151,8 @@ int lg_client_start(const lg_client_opts_t *o, const char *like_node, const char
     const char *cookie = o->cookie;
     if (cookie == NULL && (cookie = loaded = home_cookie(err, cap)) == NULL)
         return -1;
-    cluster_config_t cfg = {.name = name, .longnames = longnames, .cookie = cookie,
-                            .hidden = true, .quiet = true};
+    cluster_config_t cfg = {
+        .name = name, .longnames = longnames, .cookie = cookie, .hidden = true, .quiet = true};
     int rc = cluster_start(&cfg);
     free(loaded); /* cluster_start keeps its own copy */
     if (rc != 0) {

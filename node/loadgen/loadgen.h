@@ -74,8 +74,8 @@ int lg_preflight(const char *node, uint64_t timeout_ms, char *err, size_t cap);
  * when its host has a '.'), with the cookie of o or ~/.erlang.cookie.
  * Errors: -1 with a one-line reason in err.
  */
-int lg_client_start(const lg_client_opts_t *o, const char *like_node, const char *suffix,
-                    char *err, size_t cap);
+int lg_client_start(const lg_client_opts_t *o, const char *like_node, const char *suffix, char *err,
+                    size_t cap);
 
 /* Stops the client node (cluster_stop). */
 void lg_client_stop(void);
@@ -116,7 +116,7 @@ typedef struct lg_client lg_client_t;
 enum lg_verdict {
     LG_REPLY_OK = 0,    /* the reply to the outstanding request, correct */
     LG_REPLY_WRONG,     /* the reply to the outstanding request, wrong content */
-    LG_REPLY_LATE,      /* a reply to an earlier request (counted lost before) */
+    LG_REPLY_LATE,      /* a reply to an earlier request again: misordered */
     LG_REPLY_SHORT,     /* cast: the count shows casts missing (lost) */
     LG_REPLY_UNRELATED, /* not a reply of this workload: ignored */
 };
@@ -177,9 +177,9 @@ typedef struct lg_params {
     uint64_t duration_ms, warmup_ms, interval_ms;
     enum lg_payload_shape payload_shape;
     uint64_t payload_size;
-    term_t target;   /* the target node's atom */
-    term_t server;   /* registered name the workload addresses */
-    term_t mfa_m, mfa_f; /* rpc workload */
+    term_t target;       /* the target node's atom */
+    term_t server;       /* registered name the workload addresses */
+    term_t mfa_m, mfa_f; /* rpc workload; TERM_NONE: the target kind's default */
     unsigned mfa_arity;  /* 0: no arguments; 1: [Payload] */
 } lg_params_t;
 
@@ -216,14 +216,14 @@ int lg_params_term(heap_t *h, const lg_params_t *p, uint64_t clients, uint32_t s
 
 /* One target's run, filled by lg_run_target. */
 typedef struct lg_target_run {
-    const char *node;        /* the target, "name@host" */
+    const char *node;          /* the target, "name@host" */
     const char **client_nodes; /* nodes running the shares; none: this node */
     size_t n_client_nodes;
     bool quiet;
     /* results */
-    bench_target_t result; /* node, kind, workload, duration, ops, errors, lost, misordered */
+    bench_target_t result;  /* node, kind, workload, duration, ops, errors, lost, misordered */
     bench_series_t *series; /* merged (owned; lg_target_run_free) */
-    char error[256];        /* why the run failed ("" when it ran) */
+    char error[640];        /* why the run failed ("" when it ran) */
 } lg_target_run_t;
 
 /*
