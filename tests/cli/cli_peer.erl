@@ -5,7 +5,7 @@
 %%   sink       registered process keeping what it receives: {sink_get, From} -> From ! {sink, Msgs}
 -module(cli_peer).
 -behaviour(gen_server).
--export([start/0, echo_loop/0, sink_loop/1]).
+-export([start/0, echo_loop/0, sink_loop/1, sink_msgs/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 start() ->
@@ -13,6 +13,11 @@ start() ->
     register(sink, spawn(?MODULE, sink_loop, [[]])),
     {ok, _} = gen_server:start({local, girder_kv}, ?MODULE, [], []),
     ok.
+
+%% What sink received so far (for girder rpc NODE cli_peer sink_msgs).
+sink_msgs() ->
+    sink ! {sink_get, self()},
+    receive {sink, Msgs} -> Msgs after 5000 -> timeout end.
 
 echo_loop() ->
     receive
