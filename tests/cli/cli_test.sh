@@ -186,6 +186,19 @@ left=$(pgrep -f "girder_bench_${bench_pid}_" || true)
 [ -z "$left" ] || fail "client nodes left behind: $left"
 echo "bench client nodes: ok"
 
+# Faults are found: a server that drops, duplicates or changes every 50th
+# reply makes the run fail (exit 1) with lost, misordered or errors counted.
+for fault in lossy:lost dup:misordered bad:errors; do
+  server=${fault%%:*}_echo; field=${fault#*:}
+  expect 1 "$girder" bench -setcookie "$cookie" --quiet --server "$server" --clients 10 \
+      --duration 1 --warmup 0.2 --json "$work/$server.json" "$e"
+  echo "$err$out" | grep -q "FAILED" || fail "bench --server $server does not say FAILED: $out $err"
+  python3 -c "
+import json; t = json.load(open('$work/$server.json'))['targets'][0]
+assert t['$field'] > 0, t" || fail "bench --server $server: no $field counted"
+done
+echo "bench faults found: ok"
+
 # A bench whose target refuses the cookie fails in one line, exit 1.
 expect 1 "$girder" bench -setcookie wrong_cookie_$$ --quiet --duration 1 "$e"
 echo "$err" | grep -q "cookie" || fail "bench wrong cookie: $err"
