@@ -147,6 +147,13 @@ int lg_client_start(const lg_client_opts_t *o, const char *like_node, const char
     else
         snprintf(name, sizeof name, "girder_cli_%ld%s%s", (long)getpid(), suffix ? "_" : "",
                  suffix ? suffix : "");
+    /* A long-named target on a loopback address (e1@127.0.0.1) is on this
+     * machine: take the same host, which needs no fully qualified host
+     * name (many machines have none). */
+    const char *at = like_node != NULL ? strchr(like_node, '@') : NULL;
+    if (!o->name_given && longnames && at != NULL && strncmp(at + 1, "127.", 4) == 0 &&
+        strlen(name) + strlen(at) < sizeof name)
+        strcat(name, at);
     char *loaded = NULL;
     const char *cookie = o->cookie;
     if (cookie == NULL && (cookie = loaded = home_cookie(err, cap)) == NULL)
