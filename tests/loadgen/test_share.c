@@ -6,6 +6,7 @@
  * the share reports: completed operations, lost, misordered and errors,
  * closed and open loop, and the payload parser.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,6 +130,9 @@ static outcome_t run(enum fault f, uint64_t clients, double rate, uint64_t durat
     CU_ASSERT(lg_run_process(coord, &o, 30000) == 0);
     sched_stop();
     CU_ASSERT(o.done);
+    printf(" [ops %llu errors %llu lost %llu misordered %llu progress %llu] ",
+           (unsigned long long)o.ops, (unsigned long long)o.errors, (unsigned long long)o.lost,
+           (unsigned long long)o.misordered, (unsigned long long)o.progress);
     return o;
 }
 
