@@ -58,10 +58,11 @@ int lg_client_flag(lg_client_opts_t *o, const char *prog, int argc, char **argv,
 
 void lg_client_flags_help(FILE *out)
 {
-    fprintf(out, "  -setcookie C      the cookie (default: ~/.erlang.cookie)\n"
-                 "  -sname N|-name N  this client's own node name (default: girder_cli_<pid>,\n"
-                 "                    short or long like the target's host)\n"
-                 "  -timeout S        give up after S seconds (default 5)\n");
+    fprintf(out, "  -setcookie C        the cookie (default: ~/.erlang.cookie)\n"
+                 "  -sname N, -name N   this client's own node name (default girder_cli_<pid>,\n"
+                 "                      short or long like the target's host)\n"
+                 "  -timeout S          give up on a node that does not answer after S seconds\n"
+                 "                      (default 5)\n");
 }
 
 bool lg_node_parse(const char *node, bool *longnames)

@@ -121,6 +121,19 @@ expect 1 "$girder" rpc -setcookie "$cookie" "$e" lists reverse '[1,'
 one_line "rpc bad term"; echo "$err" | grep -q "bad term" || fail "rpc bad term: $err"
 expect 1 "$girder" rpc -setcookie "$cookie" "$e" lists reverse 'notalist'
 one_line "rpc args not a list"
+# girder_bench:start/1 takes its parameters from the network: malformed
+# ones are refused (badarg) and the node carries on.
+coord='<0.1.0>'
+for params in 'x' '{girder_bench,1,echo}' \
+    "{girder_bench,1,echo,0,0,1000,0,1000,0,32,'$e',echo,m,f,0,1,0,$coord}" \
+    "{girder_bench,1,echo,10,0,1000,0,1000,9,32,'$e',echo,m,f,0,1,0,$coord}" \
+    "{girder_bench,1,nope,10,0,1000,0,1000,0,32,'$e',echo,m,f,0,1,0,$coord}" \
+    "{girder_bench,2,echo,10,0,1000,0,1000,0,32,'$e',echo,m,f,0,1,0,$coord}" \
+    "{girder_bench,1,echo,10,0,1000,0,1000,1,99999999,'$e',echo,m,f,0,1,0,$coord}"; do
+  expect 1 "$girder" rpc -setcookie "$cookie" "$g" girder_bench start "[$params]"
+  case $out in '{badrpc,'*badarg*) ;; *) fail "girder_bench:start($params): $out";; esac
+done
+expect 0 "$girder" ping -setcookie "$cookie" "$g"
 echo "rpc: ok"
 
 # ---- send ----
