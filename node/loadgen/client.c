@@ -188,7 +188,10 @@ void *lg_term_ptr(term_t t)
 int lg_run_process(sched_coro_fn fn, void *arg, uint64_t timeout_ms)
 {
     term_t pid;
-    int rc = sched_spawn_coro(NULL, fn, lg_ptr_term(arg), &pid);
+    /* High priority: it coordinates (progress, reports) while thousands
+     * of client processes keep the run queues full. */
+    sched_spawn_opts_t so = {.priority = SCHED_PRIO_HIGH};
+    int rc = sched_spawn_coro_opt(NULL, fn, lg_ptr_term(arg), &so, &pid, NULL);
     if (rc != 0)
         return rc;
     if (sched_wait_exit(&pid, 1, timeout_ms) == 0)

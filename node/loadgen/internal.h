@@ -43,7 +43,7 @@ struct lg_share {
     uint64_t start_ns;         /* clients start */
     uint64_t measure_ns;       /* warm-up over: the series start */
     uint64_t end_ns;           /* no request is sent after this */
-    uint64_t stop_ns;          /* end + grace: outstanding requests count lost */
+    uint64_t stop_ns;          /* past it, outstanding requests count lost (LG_GRACE_MS) */
     uint64_t open_interval_ns; /* open loop: between one client's sends */
     lg_client_t *cl;
     term_t *pids;

@@ -86,7 +86,7 @@ term_t lg_ptr_term(const void *p);
 void *lg_term_ptr(term_t t);
 
 /*
- * Runs fn(ctx, arg) in a coroutine process (arg: a pointer, see
+ * Runs fn(ctx, arg) in a high-priority coroutine process (arg: a pointer, see
  * lg_ptr_term) and waits for it to exit, at most timeout_ms; GD_EAGAIN when
  * it did not exit in time (it is then killed), else 0.  Main thread only.
  */
@@ -183,8 +183,20 @@ typedef struct lg_params {
     unsigned mfa_arity;  /* 0: no arguments; 1: [Payload] */
 } lg_params_t;
 
-/* Grace after the run's end for the last replies before they count lost. */
+/* After the run's end, a request still unanswered counts lost once no
+ * reply at all came for LG_GRACE_MS (replies still arriving extend the
+ * wait: a million queued requests take seconds to drain), and at the
+ * latest LG_GRACE_MAX_MS after the end. */
 #define LG_GRACE_MS 2000
+#define LG_GRACE_MAX_MS 30000
+/* How long a coordinator waits for the shares' reports beyond the run's
+ * own time and the longest grace: spawning and start-up, plus a
+ * per-client allowance (a million clients take seconds to spawn). */
+#define LG_REPORT_SLACK_MS 30000
+static inline uint64_t lg_report_slack_ms(uint64_t clients)
+{
+    return LG_REPORT_SLACK_MS + clients / 30;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Shares: clients on one node                                               */

@@ -11,10 +11,6 @@
 #include "cluster.h"
 #include "internal.h"
 
-/* How long past the run's planned end the coordinator waits for every
- * share's report before it gives up on a share. */
-#define LG_REPORT_SLACK_MS 30000
-
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -330,13 +326,15 @@ static int coord_main(sched_ctx_t *ctx, term_t arg)
     }
     j->last_print_ns = start;
     uint64_t deadline =
-        start + (p->warmup_ms + p->duration_ms + LG_GRACE_MS + LG_REPORT_SLACK_MS) * 1000000;
+        start + (p->warmup_ms + p->duration_ms + LG_GRACE_MAX_MS + lg_report_slack_ms(p->clients)) *
+                    1000000;
     while (done < started) {
         uint64_t now = now_ns();
         if (now >= deadline) {
             snprintf(j->t->error, sizeof j->t->error,
                      "%zu of %zu shares did not report within %d s of the run's end",
-                     started - done, started, (LG_GRACE_MS + LG_REPORT_SLACK_MS) / 1000);
+                     started - done, started,
+                     (int)((LG_GRACE_MAX_MS + lg_report_slack_ms(p->clients)) / 1000));
             return 0;
         }
         term_t msg;
@@ -376,7 +374,8 @@ int lg_run_target(lg_params_t *p, lg_target_run_t *t)
     }
     bench_hist_reset(j.window);
     bench_progress_init(&j.progress, stdout);
-    uint64_t limit = p->warmup_ms + p->duration_ms + LG_GRACE_MS + LG_REPORT_SLACK_MS + 30000;
+    uint64_t limit =
+        p->warmup_ms + p->duration_ms + LG_GRACE_MAX_MS + lg_report_slack_ms(p->clients) + 30000;
     int rc = lg_run_process(coord_main, &j, limit);
     free(j.window);
     free(j.scratch);

@@ -358,8 +358,21 @@ static int master_main(sched_ctx_t *ctx, term_t arg)
         return 0;
     }
     uint64_t interval = s->p.interval_ms * 1000000, next = s->start_ns + interval;
+    uint64_t exited = 0, last_change = 0;
     while (!all_done(s) && now_ns() < s->stop_ns) {
         uint64_t now = now_ns();
+        /* Replies still arriving after the end (clients finishing) put
+         * the point where the rest count lost further out. */
+        uint64_t e = atomic_load(&s->exited);
+        if (e != exited) {
+            exited = e;
+            last_change = now;
+        }
+        uint64_t latest = s->end_ns + (uint64_t)LG_GRACE_MAX_MS * 1000000;
+        if (now > s->end_ns && last_change + (uint64_t)LG_GRACE_MS * 1000000 > s->stop_ns)
+            s->stop_ns = last_change + (uint64_t)LG_GRACE_MS * 1000000 < latest
+                             ? last_change + (uint64_t)LG_GRACE_MS * 1000000
+                             : latest;
         if (now >= next) {
             if ((rc = send_progress(ctx, &coord, s)) != 0)
                 break;
@@ -442,7 +455,10 @@ int lg_share_start(sched_ctx_t *ctx, const lg_params_t *p, uint64_t clients, uin
     if (rc == 0) {
         e[0] = lg_ptr_term(s);
         e[1] = coordinator;
-        rc = sched_spawn_coro(ctx, master_main, arg, &pid);
+        /* High priority: with a million runnable clients a normal
+         * process would report progress only after all of them ran. */
+        sched_spawn_opts_t so = {.priority = SCHED_PRIO_HIGH};
+        rc = sched_spawn_coro_opt(ctx, master_main, arg, &so, &pid, NULL);
     }
     heap_destroy(&scratch);
     if (rc == 0)
