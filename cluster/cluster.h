@@ -451,6 +451,9 @@ typedef struct cluster_config {
      * sending coroutine processes are suspended until it drains below
      * half.  0: CLUSTER_DIST_BUF_BUSY_LIMIT_DEFAULT. */
     size_t dist_buf_busy_limit;
+    /* No log lines on stderr: short-lived client commands (girder ping,
+     * rpc, send, bench) report failures in one line of their own. */
+    bool quiet;
 } cluster_config_t;
 
 #define CLUSTER_DIST_BUF_BUSY_LIMIT_DEFAULT ((size_t)1 << 20) /* OTP's default +zdbbl */

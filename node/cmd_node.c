@@ -12,6 +12,7 @@
 #include "cluster.h"
 #include "commands.h"
 #include "girder.h"
+#include "loadgen.h"
 
 static void usage(FILE *out)
 {
@@ -246,7 +247,11 @@ static int run_node(const cluster_config_t *cfg_in, const char *cookie)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     cfg.start_services = girder_services_start;
-    int rc = cluster_start(&cfg);
+    /* Every girder node can run a share of a `girder bench` started
+     * elsewhere (girder bench --client-node THIS_NODE). */
+    int rc = lg_register_rpc();
+    if (rc == 0)
+        rc = cluster_start(&cfg);
     if (rc != 0) {
         fprintf(stderr, "girder node: could not start: %s\n", dist_strerror(rc));
         free(loaded);
