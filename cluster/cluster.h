@@ -454,4 +454,49 @@ typedef int (*cluster_rpc_fn)(heap_t *h, term_t args, term_t *result);
 int cluster_rpc_register(const char *module, const char *function, unsigned arity,
                          cluster_rpc_fn fn) GD_MUST_CHECK;
 
+/* ---- statistics (metrics) ---- */
+
+/* Output queued on a connection beyond this many bytes makes it busy (as
+ * OTP's dist_buf_busy_limit, +zdbbl, 1024 KiB by default); girder does not
+ * suspend senders yet, it measures the time spent busy. */
+#define CLUSTER_BUSY_BYTES (1024u * 1024u)
+
+typedef struct cluster_traffic {
+    uint64_t bytes_in, bytes_out; /* frame bytes (ticks included, handshake not) */
+    uint64_t msgs_in, msgs_out;   /* distribution messages (control + payload) */
+    uint64_t busy_ns;             /* time with more than CLUSTER_BUSY_BYTES queued */
+} cluster_traffic_t;
+
+typedef struct cluster_conn_stats {
+    const char *peer; /* the peer's node name (valid during the callback) */
+    bool up;
+    size_t out_queued; /* bytes waiting for the socket now */
+    cluster_traffic_t traffic;
+} cluster_conn_stats_t;
+
+typedef struct cluster_stats {
+    cluster_traffic_t total;      /* every connection so far, closed ones included */
+    unsigned connections;         /* open now (up or being set up) */
+    bool epmd_registered;         /* registered with EPMD now */
+    uint64_t epmd_registrations;  /* successful registrations so far (re-registrations too) */
+    bool epmd_embedded;           /* the node runs the embedded EPMD */
+    unsigned epmd_embedded_names; /* names registered with it now */
+} cluster_stats_t;
+
+typedef void (*cluster_conn_fn)(const cluster_conn_stats_t *c, void *ud);
+
+/* The running node's libevent loop (NULL when not started): a metrics
+ * server is added to it, so that its scrapes run on the loop thread. */
+struct event_base;
+struct event_base *cluster_event_base(void);
+
+/*
+ * Fills *out and calls each (may be NULL) for every connection that is up,
+ * with node state locked (each must not send or call into cluster/).  Only
+ * on the loop thread (a callback of an event on cluster_event_base), where
+ * the EPMD keeper and an embedded EPMD live; false (and *out zeroed)
+ * elsewhere or when the node is not running.  O(connections).
+ */
+bool cluster_stats(cluster_stats_t *out, cluster_conn_fn each, void *ud);
+
 #endif /* GIRDER_CLUSTER_H */

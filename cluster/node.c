@@ -72,6 +72,14 @@ typedef struct conn {
     term_t ctrl;         /* the controller process (TERM_NONE before up) */
     uint64_t ctrl_seq;   /* last sequence sent to the controller (loop thread) */
     uint64_t ctrl_acked; /* last it acknowledged (node.lock) */
+    /* Traffic for metrics.  The _in counts are written by the loop thread
+     * alone (relaxed load and store), the _out ones and busy_ns under
+     * node.lock; busy_since (ns, 0: not busy) is set under node.lock and
+     * tested without it by write_cb, which then takes the lock. */
+    _Atomic uint64_t bytes_in, msgs_in;
+    uint64_t bytes_out, msgs_out;
+    uint64_t busy_ns;
+    _Atomic uint64_t busy_since;
 } conn_t;
 
 static struct node {
@@ -96,6 +104,9 @@ static struct node {
     unsigned connect_threads; /* detached connect threads still running */
     uint64_t conn_ids;
     sched_dist_hooks_t hooks;
+    cluster_traffic_t retired; /* traffic of the connections closed so far */
+    uint64_t epmd_registrations;
+    bool epmd_registered_now;
 } node = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static uint64_t now_ns(void)
@@ -155,12 +166,33 @@ static void conn_schedule_free(conn_t *c)
         cluster_log("could not schedule a connection's release (leaked)");
 }
 
+/* c's traffic so far, a busy spell still running included (lock held). */
+static void conn_traffic_locked(const conn_t *c, cluster_traffic_t *out)
+{
+    /* Relaxed: statistics. */
+    out->bytes_in = atomic_load_explicit(&c->bytes_in, memory_order_relaxed);
+    out->msgs_in = atomic_load_explicit(&c->msgs_in, memory_order_relaxed);
+    out->bytes_out = c->bytes_out;
+    out->msgs_out = c->msgs_out;
+    out->busy_ns = c->busy_ns;
+    uint64_t since = atomic_load_explicit(&c->busy_since, memory_order_relaxed);
+    if (since != 0)
+        out->busy_ns += now_ns() - since;
+}
+
 /* Unlinks c (lock held) and schedules its freeing on the loop (or leaves
  * that to its connect thread, which still reads it). */
 static void conn_kill_locked(conn_t *c)
 {
     if (c->state == CONN_DEAD)
         return;
+    cluster_traffic_t t;
+    conn_traffic_locked(c, &t);
+    node.retired.bytes_in += t.bytes_in;
+    node.retired.bytes_out += t.bytes_out;
+    node.retired.msgs_in += t.msgs_in;
+    node.retired.msgs_out += t.msgs_out;
+    node.retired.busy_ns += t.busy_ns;
     for (conn_t **pp = &node.conns; *pp != NULL; pp = &(*pp)->next)
         if (*pp == c) {
             *pp = c->next;
@@ -211,7 +243,22 @@ static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n)
             off = (size_t)w;
     }
     int rc = off < n && bufferevent_write(c->bev, p + off, n - off) != 0 ? GD_ENOMEM : 0;
+    /* Busy from the moment more than CLUSTER_BUSY_BYTES wait for the
+     * socket until write_cb sees the queue drained. */
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > CLUSTER_BUSY_BYTES &&
+        atomic_load_explicit(&c->busy_since, memory_order_relaxed) == 0)
+        atomic_store_explicit(&c->busy_since, now_ns(), memory_order_relaxed);
     bufferevent_unlock(c->bev);
+    c->bytes_out += n;
+    return rc;
+}
+
+/* Writes the frames of one message (lock held). */
+static int conn_write_msg_locked(conn_t *c, const uint8_t *p, size_t n)
+{
+    int rc = conn_write_locked(c, p, n);
+    if (rc == 0)
+        c->msgs_out++;
     return rc;
 }
 
@@ -264,7 +311,7 @@ static int flush_pending(conn_t *c)
         frames.len = 0;
         rc = frame_locked(c, &b, get64(r), &frames);
         if (rc == 0)
-            rc = conn_write_locked(c, frames.data, frames.len);
+            rc = conn_write_msg_locked(c, frames.data, frames.len);
         pos += PENDING_HDR + b.bytes.len;
     }
     etf_buf_free(&frames);
@@ -284,7 +331,7 @@ static int conn_send_body_locked(conn_t *c, const dist_body_t *b, uint64_t seq)
     etf_buf_t frames = {0};
     int rc = frame_locked(c, b, seq, &frames);
     if (rc == 0)
-        rc = conn_write_locked(c, frames.data, frames.len);
+        rc = conn_write_msg_locked(c, frames.data, frames.len);
     etf_buf_free(&frames);
     if (rc < 0 && use_cache(c, b)) {
         /* The cache may now say more than the peer was told. */
@@ -419,8 +466,16 @@ static void read_frames(conn_t *c, struct evbuffer *in)
         }
         dist_msg_t m;
         rc = dist_rx_frame(&c->rx, &h, p + 4, n, &m);
-        if (rc == 0 && m.op != 0)
+        /* Relaxed load and store: the loop thread is the only writer. */
+        atomic_store_explicit(&c->bytes_in,
+                              atomic_load_explicit(&c->bytes_in, memory_order_relaxed) + 4 + n,
+                              memory_order_relaxed);
+        if (rc == 0 && m.op != 0) {
+            atomic_store_explicit(&c->msgs_in,
+                                  atomic_load_explicit(&c->msgs_in, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
             rc = cluster_dispatch(c, &h, &m);
+        }
         heap_destroy(&h);
         evbuffer_drain(in, 4 + n);
         if (rc < 0) {
@@ -506,6 +561,18 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     conn_t *c = arg;
+    /* The output drained (the default low watermark, 0): a busy spell
+     * ends.  The lock only when one runs: write_cb fires after every
+     * drain, and node.lock is every sender's. */
+    if (atomic_load_explicit(&c->busy_since, memory_order_relaxed) != 0) {
+        pthread_mutex_lock(&node.lock);
+        uint64_t since = atomic_load_explicit(&c->busy_since, memory_order_relaxed);
+        if (since != 0 && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+            c->busy_ns += now_ns() - since;
+            atomic_store_explicit(&c->busy_since, 0, memory_order_relaxed);
+        }
+        pthread_mutex_unlock(&node.lock);
+    }
     /* Deferred callbacks can report an earlier drain: close only once the
      * refusal itself has gone out. */
     if (c->state == CONN_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
@@ -820,7 +887,7 @@ static int send_to_node(term_t node_atom, term_t control, term_t payload, uint64
         pthread_mutex_lock(&node.lock);
         c = find_conn_locked(node_atom);
         if (c != NULL && c->id == id && c->state == CONN_UP)
-            rc = conn_write_locked(c, frames.data, frames.len);
+            rc = conn_write_msg_locked(c, frames.data, frames.len);
         else if (c != NULL) /* replaced meanwhile by a connection being set up */
             rc = conn_send_body_locked(c, &b, seq);
     } else if (c != NULL) {
@@ -1051,6 +1118,12 @@ static void keeper_changed(void *ud, int err, uint32_t creation)
 {
     (void)ud;
     pthread_mutex_lock(&node.lock);
+    if (err == 0) {
+        node.epmd_registrations++;
+        node.epmd_registered_now = true;
+    } else {
+        node.epmd_registered_now = false;
+    }
     if (err == 0 && !node.registered) {
         node.registered = true;
         node.creation = creation;
@@ -1285,4 +1358,50 @@ void cluster_stop(void)
         cluster_log("node %s stopped (%u connection%s closed, EPMD name released)", node.name, n,
                     n == 1 ? "" : "s");
     node.registered = false;
+    node.epmd_registered_now = false;
+}
+
+/* ---- statistics ---- */
+
+struct event_base *cluster_event_base(void)
+{
+    return node.running ? node.base : NULL;
+}
+
+bool cluster_stats(cluster_stats_t *out, cluster_conn_fn each, void *ud)
+{
+    memset(out, 0, sizeof *out);
+    if (!node.running || !pthread_equal(pthread_self(), node.loop_thread))
+        return false;
+    pthread_mutex_lock(&node.lock);
+    out->total = node.retired;
+    for (const conn_t *c = node.conns; c != NULL; c = c->next) {
+        cluster_conn_stats_t cs = {.peer = c->peer, .up = c->state == CONN_UP};
+        conn_traffic_locked(c, &cs.traffic);
+        if (c->bev != NULL) {
+            bufferevent_lock(c->bev);
+            cs.out_queued = evbuffer_get_length(bufferevent_get_output(c->bev));
+            bufferevent_unlock(c->bev);
+        }
+        out->connections++;
+        out->total.bytes_in += cs.traffic.bytes_in;
+        out->total.bytes_out += cs.traffic.bytes_out;
+        out->total.msgs_in += cs.traffic.msgs_in;
+        out->total.msgs_out += cs.traffic.msgs_out;
+        out->total.busy_ns += cs.traffic.busy_ns;
+        if (each != NULL && cs.up)
+            each(&cs, ud);
+    }
+    out->epmd_registered = node.epmd_registered_now;
+    out->epmd_registrations = node.epmd_registrations;
+    pthread_mutex_unlock(&node.lock);
+    /* The keeper and an embedded EPMD live on this (the loop) thread. */
+    epmd_server_t *srv = node.keeper != NULL ? epmd_keeper_embedded(node.keeper) : NULL;
+    if (srv != NULL) {
+        epmd_server_stats_t es;
+        epmd_server_get_stats(srv, &es);
+        out->epmd_embedded = true;
+        out->epmd_embedded_names = es.registered;
+    }
+    return true;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "cluster.h"
 #include "commands.h"
 
@@ -17,12 +18,17 @@ static void usage(FILE *out)
     fprintf(out, "usage: girder node (-sname|-name) NAME [-setcookie COOKIE] [-hidden]\n"
                  "                   [-kernel inet_dist_listen_min P inet_dist_listen_max P]\n"
                  "                   [-kernel net_ticktime S] [-schedulers N]\n"
+                 "                   [--metrics [HOST]:PORT]\n"
                  "\n"
                  "Starts a girder node that registers with EPMD (an embedded one when none\n"
                  "answers) and serves net_kernel (ping), rex (rpc:call/erpc:call of its C\n"
                  "functions) and echo.  --sname/--name/--cookie are accepted too.  The cookie\n"
                  "defaults to ~/.erlang.cookie (created with 150 random bits when missing).\n"
-                 "Runs until SIGTERM or SIGINT, then closes its connections and leaves EPMD.\n");
+                 "Runs until SIGTERM or SIGINT, then closes its connections and leaves EPMD.\n"
+                 "--metrics serves Prometheus metrics at http://HOST:PORT/metrics (HOST empty:\n"
+                 "every address; PORT 0: a free one, logged): processes, run queues,\n"
+                 "reductions, messages, GC pauses, memory, per-connection traffic and busy\n"
+                 "time, EPMD registration.\n");
 }
 
 static bool parse_num(const char *s, unsigned long min, unsigned long max, unsigned long *out)
@@ -56,6 +62,7 @@ int gd_cmd_node(int argc, char **argv)
 {
     cluster_config_t cfg = {0};
     const char *cookie = NULL;
+    const char *metrics_addr = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_arg = i + 1 < argc;
@@ -82,6 +89,14 @@ int gd_cmd_node(int argc, char **argv)
                 return 2;
             }
             cfg.schedulers = (unsigned)v;
+        } else if (strcmp(a, "--metrics") == 0 && has_arg) {
+            metrics_addr = argv[++i];
+            char host[256];
+            uint16_t port;
+            if (bench_metrics_parse_addr(metrics_addr, host, sizeof host, &port) != 0) {
+                fprintf(stderr, "girder node: bad --metrics %s (want [HOST]:PORT)\n", metrics_addr);
+                return 2;
+            }
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
@@ -134,10 +149,19 @@ int gd_cmd_node(int argc, char **argv)
         free(loaded);
         return 1;
     }
+    node_metrics_t *metrics = NULL;
+    if (metrics_addr != NULL && (rc = node_metrics_start(metrics_addr, &metrics)) != 0) {
+        fprintf(stderr, "girder node: cannot serve metrics on %s: %s\n", metrics_addr,
+                rc == GD_EINVAL ? "bad address or port in use" : "out of memory");
+        cluster_stop();
+        free(loaded);
+        return 1;
+    }
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "girder node: %s received, shutting down\n",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    node_metrics_stop(metrics);
     cluster_stop();
     free(loaded);
     return 0;
