@@ -409,6 +409,9 @@ typedef struct cluster_config {
     unsigned schedulers; /* 0: one per core */
     bool hidden;
     uint16_t epmd_port; /* 0: ERL_EPMD_PORT or 4369 */
+    /* No log lines on stderr: short-lived client commands (girder ping,
+     * rpc, send, bench) report failures in one line of their own. */
+    bool quiet;
 } cluster_config_t;
 
 /*

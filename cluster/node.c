@@ -118,6 +118,8 @@ static uint64_t now_ns(void)
 
 void cluster_log(const char *fmt, ...)
 {
+    if (node.cfg.quiet)
+        return;
     char msg[1024], ts[32];
     va_list ap;
     va_start(ap, fmt);

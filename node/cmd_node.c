@@ -12,6 +12,7 @@
 #include "bench.h"
 #include "cluster.h"
 #include "commands.h"
+#include "loadgen.h"
 
 static void usage(FILE *out)
 {
@@ -143,7 +144,11 @@ int gd_cmd_node(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int rc = cluster_start(&cfg);
+    /* Every girder node can run a share of a `girder bench` started
+     * elsewhere (girder bench --client-node THIS_NODE). */
+    int rc = lg_register_rpc();
+    if (rc == 0)
+        rc = cluster_start(&cfg);
     if (rc != 0) {
         fprintf(stderr, "girder node: could not start: %s\n", dist_strerror(rc));
         free(loaded);

@@ -7,6 +7,8 @@
 #ifndef GIRDER_NODE_COMMANDS_H
 #define GIRDER_NODE_COMMANDS_H
 
+#define GIRDER_VERSION "0.1.0"
+
 typedef struct gd_command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -17,6 +19,10 @@ int gd_cmd_epmd(int argc, char **argv);
 int gd_cmd_names(int argc, char **argv);
 int gd_cmd_node(int argc, char **argv);
 int gd_cmd_term(int argc, char **argv);
+int gd_cmd_ping(int argc, char **argv);
+int gd_cmd_rpc(int argc, char **argv);
+int gd_cmd_send(int argc, char **argv);
+int gd_cmd_bench(int argc, char **argv);
 
 /* `girder node --metrics` (cmd_node_metrics.c): the Prometheus endpoint on
  * the running node's loop, started after cluster_start ("[HOST]:PORT";

@@ -7,8 +7,6 @@
 
 #include "commands.h"
 
-#define GIRDER_VERSION "0.1.0"
-
 /* Prints the girder version and the OTP releases it speaks to. */
 static int cmd_version(int argc, char **argv)
 {
@@ -24,6 +22,10 @@ static const gd_command_t commands[] = {
     {"names", gd_cmd_names, "list the node names an epmd knows (like epmd -names)"},
     {"node", gd_cmd_node, "start a distributed node (like erl -sname/-name)"},
     {"term", gd_cmd_term, "encode text terms to ETF or decode ETF to text"},
+    {"ping", gd_cmd_ping, "ping a node: pong or pang (like net_adm:ping/1)"},
+    {"rpc", gd_cmd_rpc, "call M:F(Args) on a node and print the result (like erl_call -a)"},
+    {"send", gd_cmd_send, "send a term to a registered process on a node"},
+    {"bench", gd_cmd_bench, "load-test nodes (girder or OTP): echo, call, cast, rpc"},
 };
 
 static void print_usage(FILE *out)
