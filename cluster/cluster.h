@@ -2,7 +2,7 @@
  * cluster.h — Erlang distribution: the handshake, the connected-phase frame
  * decoder and the running node (`girder node`).
  *
- * Status (for the next session; protocol facts: ../shared/protocol.md):
+ * Status (for the next session; protocol facts: docs/protocol.md):
  *   works (tests/cluster/, tests/interop/dist_interop.*, fuzz fz_dist_*):
  *   - handshake v6 as acceptor and initiator, v5 ('n' + 'c') from older
  *     initiators, cookie digests, flags (OTP 25 mandatory set required,
@@ -28,7 +28,7 @@
  *     nodes/0, system_info/1; cluster_rpc_register for applications.
  *   left:
  *   - TLS distribution; global (girder is visible but ignores global's
- *     sync, see protocol.md 5.1); girder_kv; bench tests/bench/dist;
+ *     sync, see docs/protocol.md 5.1); girder_kv; bench tests/bench/dist;
  *   - the atom cache on send; a receive path without the double copy
  *     (frames decode onto a scratch heap, sched_send copies again);
  *     budgeted encoding of huge terms on the sending scheduler;
@@ -71,7 +71,7 @@ enum {
 /* Describes any DIST_E* code (and defers to etf_strerror for the others). */
 const char *dist_strerror(int code);
 
-/* ---- capability flags (lib/kernel/include/dist.hrl, protocol.md 3.2) ---- */
+/* ---- capability flags (lib/kernel/include/dist.hrl, docs/protocol.md 3.2) ---- */
 #define DFLAG_PUBLISHED 0x1ull
 #define DFLAG_ATOM_CACHE 0x2ull
 #define DFLAG_EXTENDED_REFERENCES 0x4ull
@@ -111,7 +111,7 @@ const char *dist_strerror(int code);
  * every release 25-28 accepts; DFLAG_PUBLISHED is cleared for hidden. */
 #define DFLAG_GIRDER_DEFAULT 0xd07df7fbdull
 
-/* ---- control message operations (protocol.md 4.4) ---- */
+/* ---- control message operations (docs/protocol.md 4.4) ---- */
 enum dist_op {
     DOP_LINK = 1,
     DOP_SEND = 2,
@@ -144,7 +144,7 @@ enum dist_op {
     DOP_UNLINK_ID_ACK = 36,
 };
 
-/* ---- handshake (protocol.md 3) ---- */
+/* ---- handshake (docs/protocol.md 3) ---- */
 
 /* Longest full node name accepted, in bytes (255 characters of up to 4
  * UTF-8 bytes, as the node atom allows). */
@@ -249,7 +249,7 @@ void dist_digest(const char *cookie, size_t cookie_len, uint32_t challenge, uint
  * parts, valid UTF-8 of at most 255 characters, no NUL. */
 bool dist_name_valid(const char *name, size_t len);
 
-/* ---- connected phase: frames (protocol.md 4) ---- */
+/* ---- connected phase: frames (docs/protocol.md 4) ---- */
 
 /* Slots of the per-connection, per-direction atom cache (8 segments of
  * 256). */

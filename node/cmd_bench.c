@@ -48,8 +48,7 @@ static void usage(FILE *out)
             "errors, lost or misordered replies says so (in red on a terminal) and exits 1.\n\n"
             "options:\n");
     lg_client_flags_help(out);
-    fprintf(out,
-            "  --workload W        what each client does (default echo):\n");
+    fprintf(out, "  --workload W        what each client does (default echo):\n");
     lg_workloads_help(out);
     fprintf(out,
             "  --server NAME       registered server of call/cast (default girder_kv) or echo\n"
@@ -244,8 +243,7 @@ static void children_stop(children_t *c)
 
 /* Starts n `girder node` processes named like the target's host style and
  * waits until each has registered with EPMD. */
-static int children_start(children_t *c, unsigned n, const bench_opts_t *o, char *err,
-                          size_t cap)
+static int children_start(children_t *c, unsigned n, const bench_opts_t *o, char *err, size_t cap)
 {
     bool longnames = false;
     (void)lg_node_parse(o->targets[0], &longnames);
@@ -377,10 +375,9 @@ static int report(const bench_opts_t *o, lg_target_run_t *runs, size_t n, size_t
             snprintf(why, sizeof why,
                      "%llu errors, %llu lost, %llu misordered, %llu completed operations",
                      (unsigned long long)t->result.errors, (unsigned long long)t->result.lost,
-                     (unsigned long long)t->result.misordered,
-                     (unsigned long long)t->result.ops);
-        fprintf(color ? stdout : stderr, "%sFAILED %s: %s%s\n", color ? "\033[31m" : "",
-                t->node, why, color ? "\033[0m" : "");
+                     (unsigned long long)t->result.misordered, (unsigned long long)t->result.ops);
+        fprintf(color ? stdout : stderr, "%sFAILED %s: %s%s\n", color ? "\033[31m" : "", t->node,
+                why, color ? "\033[0m" : "");
     }
     if (o->json != NULL && write_file(o->json, &r, false) != 0)
         status = 1;
@@ -423,8 +420,7 @@ int gd_cmd_bench(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     uint64_t timeout = o->client.timeout_ms ? o->client.timeout_ms : LG_TIMEOUT_DEFAULT_MS;
     for (size_t i = 0; i < o->n_targets + o->n_client_nodes; i++) {
-        const char *node =
-            i < o->n_targets ? o->targets[i] : o->client_nodes[i - o->n_targets];
+        const char *node = i < o->n_targets ? o->targets[i] : o->client_nodes[i - o->n_targets];
         if (lg_preflight(node, timeout, err, sizeof err) != 0) {
             fprintf(stderr, "girder bench: %s\n", err);
             goto out;

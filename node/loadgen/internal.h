@@ -40,10 +40,10 @@ struct lg_share {
     enum lg_rpc_check rpc_check;
     uint64_t clients; /* in this share */
     uint32_t index;
-    uint64_t start_ns;   /* clients start */
-    uint64_t measure_ns; /* warm-up over: the series start */
-    uint64_t end_ns;     /* no request is sent after this */
-    uint64_t stop_ns;    /* end + grace: outstanding requests count lost */
+    uint64_t start_ns;         /* clients start */
+    uint64_t measure_ns;       /* warm-up over: the series start */
+    uint64_t end_ns;           /* no request is sent after this */
+    uint64_t stop_ns;          /* end + grace: outstanding requests count lost */
     uint64_t open_interval_ns; /* open loop: between one client's sends */
     lg_client_t *cl;
     term_t *pids;

@@ -24,8 +24,7 @@ static uint64_t now_ns(void)
 
 static bool tagged(term_t t, size_t n, const char *tag)
 {
-    return term_is_tuple(t) && term_tuple_arity(t) == n &&
-           term_tuple_elems(t)[0] == heap_atom(tag);
+    return term_is_tuple(t) && term_tuple_arity(t) == n && term_tuple_elems(t)[0] == heap_atom(tag);
 }
 
 /* ---- the parameters as a term (girder_bench:start/1's argument) ---- */
@@ -210,8 +209,8 @@ static int start_share(sched_ctx_t *ctx, coord_job_t *j, size_t k, size_t n)
     if (lg_params_term(h, j->p, clients, (uint32_t)k, sched_self(ctx), &params) != 0 ||
         heap_cons(h, params, TERM_NIL, &args) != 0)
         return -1;
-    if (lg_rpc(ctx, heap_atom(cn), heap_atom("girder_bench"), heap_atom("start"), args, 10000,
-               &res, err, sizeof err) != 0) {
+    if (lg_rpc(ctx, heap_atom(cn), heap_atom("girder_bench"), heap_atom("start"), args, 10000, &res,
+               err, sizeof err) != 0) {
         snprintf(j->t->error, sizeof j->t->error, "client node %s: %s", cn, err);
         return -1;
     }
@@ -238,8 +237,7 @@ static void show_progress(coord_job_t *j, uint64_t start)
     j->last_print_ns = now;
     if (j->t->quiet || secs <= 0)
         return;
-    bench_progress_update(&j->progress, (double)(now - start) / 1e9,
-                          (double)j->window_ops / secs,
+    bench_progress_update(&j->progress, (double)(now - start) / 1e9, (double)j->window_ops / secs,
                           (double)bench_hist_quantile(j->window, 0.5) / 1e3,
                           (double)bench_hist_quantile(j->window, 0.99) / 1e3, j->errors_total);
     bench_hist_reset(j->window);
@@ -306,12 +304,10 @@ static int on_message(coord_job_t *j, term_t msg)
     }
     if (tagged(msg, 5, "DOWN")) {
         const term_t *e = term_tuple_elems(msg);
-        const char *who =
-            term_is_tuple(e[3]) && term_tuple_arity(e[3]) == 2
-                ? atom_text(term_tuple_elems(e[3])[1])
-                : "a client node";
-        snprintf(t->error, sizeof t->error, "client node %s went down (%s)", who,
-                 atom_text(e[4]));
+        const char *who = term_is_tuple(e[3]) && term_tuple_arity(e[3]) == 2
+                              ? atom_text(term_tuple_elems(e[3])[1])
+                              : "a client node";
+        snprintf(t->error, sizeof t->error, "client node %s went down (%s)", who, atom_text(e[4]));
         return -1;
     }
     return 0;
@@ -333,8 +329,8 @@ static int coord_main(sched_ctx_t *ctx, term_t arg)
         started += (size_t)rc;
     }
     j->last_print_ns = start;
-    uint64_t deadline = start + (p->warmup_ms + p->duration_ms + LG_GRACE_MS + LG_REPORT_SLACK_MS) *
-                                    1000000;
+    uint64_t deadline =
+        start + (p->warmup_ms + p->duration_ms + LG_GRACE_MS + LG_REPORT_SLACK_MS) * 1000000;
     while (done < started) {
         uint64_t now = now_ns();
         if (now >= deadline) {

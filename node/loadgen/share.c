@@ -374,8 +374,8 @@ int lg_share_start(sched_ctx_t *ctx, const lg_params_t *p, uint64_t clients, uin
         if (ml == 6 && memcmp(m, "girder", 6) == 0 && fl == 4 && memcmp(f, "echo", 4) == 0 &&
             p->mfa_arity == 1)
             s->rpc_check = LG_RPC_PAYLOAD;
-        else if (ml == 6 && memcmp(m, "erlang", 6) == 0 && fl == 4 &&
-                 memcmp(f, "node", 4) == 0 && p->mfa_arity == 0)
+        else if (ml == 6 && memcmp(m, "erlang", 6) == 0 && fl == 4 && memcmp(f, "node", 4) == 0 &&
+                 p->mfa_arity == 0)
             s->rpc_check = LG_RPC_TARGET;
     }
     int rc = GD_ENOMEM;
@@ -406,8 +406,8 @@ int lg_share_start(sched_ctx_t *ctx, const lg_params_t *p, uint64_t clients, uin
         s->open_interval_ns = (uint64_t)fmax(1.0, 1e9 * total / p->rate_per_s);
     }
     for (size_t i = 0; i < LG_SHARDS; i++)
-        if ((rc = bench_series_new(s->measure_ns, p->interval_ms * 1000000,
-                                   &s->shard[i].series)) != 0)
+        if ((rc = bench_series_new(s->measure_ns, p->interval_ms * 1000000, &s->shard[i].series)) !=
+            0)
             goto fail;
     if ((rc = bench_live_new(LG_SHARDS, &s->live)) != 0)
         goto fail;

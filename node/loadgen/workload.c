@@ -87,8 +87,8 @@ static int echo_send(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t pay
     return rc < 0 ? rc : 1;
 }
 
-static enum lg_verdict echo_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c,
-                                  term_t payload, term_t msg, uint64_t *missing)
+static enum lg_verdict echo_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t payload,
+                                  term_t msg, uint64_t *missing)
 {
     (void)ctx, (void)s, (void)missing;
     if (!tuple_of(msg, 2) || term_tuple_elems(msg)[0] != heap_atom("echo_reply") ||
@@ -129,8 +129,8 @@ static int call_send(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t pay
     return rc < 0 ? rc : 1;
 }
 
-static enum lg_verdict call_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c,
-                                  term_t payload, term_t msg, uint64_t *missing)
+static enum lg_verdict call_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t payload,
+                                  term_t msg, uint64_t *missing)
 {
     (void)ctx, (void)s, (void)missing;
     if (!tuple_of(msg, 2))
@@ -184,8 +184,8 @@ static int cast_send(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t pay
     return rc < 0 ? rc : LG_CAST_WINDOW;
 }
 
-static enum lg_verdict cast_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c,
-                                  term_t payload, term_t msg, uint64_t *missing)
+static enum lg_verdict cast_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t payload,
+                                  term_t msg, uint64_t *missing)
 {
     (void)ctx, (void)s, (void)payload;
     if (!tuple_of(msg, 2))
@@ -227,8 +227,8 @@ static int rpc_send(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t payl
     return rc < 0 ? rc : 1;
 }
 
-static enum lg_verdict rpc_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c,
-                                 term_t payload, term_t msg, uint64_t *missing)
+static enum lg_verdict rpc_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t payload,
+                                 term_t msg, uint64_t *missing)
 {
     (void)ctx, (void)missing;
     if (!tuple_of(msg, 2))
@@ -252,8 +252,8 @@ static enum lg_verdict rpc_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c
 static const lg_workload_t workloads[] = {
     {"echo", "{Self, {Seq, Payload}} to the registered echo process, awaits {echo_reply, _}",
      "echo", echo_send, echo_check},
-    {"call", "gen_server:call: {put, Key, Payload} -> ok, {get, Key} -> {ok, Payload}",
-     "girder_kv", call_send, call_check},
+    {"call", "gen_server:call: {put, Key, Payload} -> ok, {get, Key} -> {ok, Payload}", "girder_kv",
+     call_send, call_check},
     {"cast", "16 x gen_server:cast {put, Key, N}, then a call {get, Key} checks the last",
      "girder_kv", cast_send, cast_check},
     {"rpc", "rpc:call through rex (girder:echo(Payload) on girder, erlang:node() on OTP)", "rex",
