@@ -5,7 +5,10 @@
 # real erl node pings it and makes 500 echo round trips, and a second
 # scrape must show the traffic: distribution messages and bytes in and out
 # (node-wide and for the erl peer), messages delivered, reductions, the
-# connection count.  A bad --metrics address is refused with exit 2.
+# connection count.  Then a third erl node stops reading (SIGSTOP) while
+# 48 MiB of echo replies are sent to it: its connection must show the
+# queued output and busy time.  A bad --metrics address is refused with
+# exit 2.
 set -u
 girder=$1
 checker=$2
@@ -14,8 +17,12 @@ work=$(mktemp -d /tmp/gd_node_metrics.XXXXXX)
 node_pid=
 fail() { echo "FAIL: $*" >&2; [ -f "$work/node.log" ] && sed 's/^/  node: /' "$work/node.log" >&2; exit 1; }
 erl_pid=
+ex_pid=
+ex_beam=
+eb_pid=
 cleanup() {
-  [ -n "$erl_pid" ] && kill "$erl_pid" 2>/dev/null && wait "$erl_pid" 2>/dev/null
+  [ -n "$ex_beam" ] && kill -CONT $ex_beam 2>/dev/null
+  for p in $erl_pid $ex_pid $eb_pid; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
   [ -n "${epmd_pid:-}" ] && kill "$epmd_pid" 2>/dev/null && wait "$epmd_pid" 2>/dev/null
   rm -rf "$work"
@@ -102,4 +109,50 @@ grew "girder_dist_connection_messages_in_total{peer=\"em$$@$host\"}" 500
 grew "girder_dist_connection_messages_out_total{peer=\"em$$@$host\"}" 500
 grep -q "^girder_dist_connection_busy_seconds_total{peer=\"em$$@$host\"} " "$work/after.txt" ||
   fail "no busy time of the erl connection"
-echo "node metrics: both scrapes valid, traffic counted"
+
+# ---- back-pressure: a peer that stops reading.  ex connects, then is
+# stopped (SIGSTOP); eb sends 48 echo requests of 1 MiB whose replies go to
+# a process on ex, so girder's output to ex piles up past the socket
+# buffers: that connection must show more than 1 MiB queued and busy time.
+erl -sname "ex$$" -setcookie "$cookie" -noshell -eval "
+  pong = net_adm:ping(list_to_atom(\"$gname@$host\")),
+  ok = file:write_file(\"$work/sink\", term_to_binary(self())),
+  receive after 120000 -> halt(0) end." &
+ex_pid=$!
+for _ in $(seq 1 300); do
+  [ -s "$work/sink" ] && break
+  kill -0 "$ex_pid" 2>/dev/null || fail "erl ex could not ping"
+  sleep 0.1
+done
+[ -s "$work/sink" ] || fail "erl ex did not connect in 30 s"
+ex_beam=$(pgrep -f -- "-sname ex$$ ") || fail "no beam process of ex"
+kill -STOP $ex_beam
+erl -sname "eb$$" -setcookie "$cookie" -noshell -eval "
+  G = list_to_atom(\"$gname@$host\"),
+  {ok, SinkBin} = file:read_file(\"$work/sink\"),
+  Sink = binary_to_term(SinkBin),
+  Big = binary:copy(<<7>>, 1048576),
+  [{echo, G} ! {Sink, Big} || _ <- lists:seq(1, 48)],
+  {echo, G} ! {self(), flushed},
+  receive {echo_reply, flushed} -> ok after 30000 -> halt(3) end,
+  ok = file:write_file(\"$work/blasted\", <<>>),
+  receive after 60000 -> halt(0) end." &
+eb_pid=$!
+for _ in $(seq 1 300); do
+  [ -f "$work/blasted" ] && break
+  kill -0 "$eb_pid" 2>/dev/null || fail "erl eb could not send its 48 MiB"
+  sleep 0.1
+done
+[ -f "$work/blasted" ] || fail "erl eb did not get its 48 MiB through in 30 s"
+sleep 0.5
+python3 "$checker" "$url" $families >/dev/null || fail "third scrape is not valid exposition text"
+curl -sf "$url" >"$work/busy.txt" || fail "curl $url"
+queued=$(value "girder_dist_connection_output_queue_bytes{peer=\"ex$$@$host\"}" "$work/busy.txt")
+busy=$(value "girder_dist_connection_busy_seconds_total{peer=\"ex$$@$host\"}" "$work/busy.txt")
+total_busy=$(value girder_dist_busy_seconds_total "$work/busy.txt")
+awk -v q="${queued:-0}" 'BEGIN { exit !(q > 1048576) }' ||
+  fail "output queued to the stopped peer: ${queued:-absent} bytes, expected > 1 MiB"
+awk -v b="${busy:-0}" -v t="${total_busy:-0}" 'BEGIN { exit !(b > 0 && t >= b) }' ||
+  fail "busy time of the stopped peer ${busy:-absent} s (node-wide ${total_busy:-absent} s), expected > 0"
+kill -CONT $ex_beam
+echo "node metrics: both scrapes valid, traffic counted; $queued bytes queued to a stopped peer, busy $busy s"
