@@ -6,7 +6,7 @@
 # scrape must show the traffic: distribution messages and bytes in and out
 # (node-wide and for the erl peer), messages delivered, reductions, the
 # connection count.  Then a third erl node stops reading (SIGSTOP) while
-# 48 MiB of echo replies are sent to it: its connection must show the
+# 24 MiB of echo replies are sent to it: its connection must show the
 # queued output and busy time.  A bad --metrics address is refused with
 # exit 2.
 set -u
@@ -111,7 +111,7 @@ grep -q "^girder_dist_connection_busy_seconds_total{peer=\"em$$@$host\"} " "$wor
   fail "no busy time of the erl connection"
 
 # ---- back-pressure: a peer that stops reading.  ex connects, then is
-# stopped (SIGSTOP); eb sends 48 echo requests of 1 MiB whose replies go to
+# stopped (SIGSTOP); eb sends 24 echo requests of 1 MiB whose replies go to
 # a process on ex, so girder's output to ex piles up past the socket
 # buffers: that connection must show more than 1 MiB queued and busy time.
 erl -sname "ex$$" -setcookie "$cookie" -noshell -eval "
@@ -132,18 +132,18 @@ erl -sname "eb$$" -setcookie "$cookie" -noshell -eval "
   {ok, SinkBin} = file:read_file(\"$work/sink\"),
   Sink = binary_to_term(SinkBin),
   Big = binary:copy(<<7>>, 1048576),
-  [{echo, G} ! {Sink, Big} || _ <- lists:seq(1, 48)],
+  [{echo, G} ! {Sink, Big} || _ <- lists:seq(1, 24)],
   {echo, G} ! {self(), flushed},
-  receive {echo_reply, flushed} -> ok after 30000 -> halt(3) end,
+  receive {echo_reply, flushed} -> ok after 90000 -> halt(3) end,
   ok = file:write_file(\"$work/blasted\", <<>>),
   receive after 60000 -> halt(0) end." &
 eb_pid=$!
-for _ in $(seq 1 300); do
+for _ in $(seq 1 900); do
   [ -f "$work/blasted" ] && break
-  kill -0 "$eb_pid" 2>/dev/null || fail "erl eb could not send its 48 MiB"
+  kill -0 "$eb_pid" 2>/dev/null || fail "erl eb could not send its 24 MiB"
   sleep 0.1
 done
-[ -f "$work/blasted" ] || fail "erl eb did not get its 48 MiB through in 30 s"
+[ -f "$work/blasted" ] || fail "erl eb did not get its 24 MiB through in 90 s"
 sleep 0.5
 python3 "$checker" "$url" $families >/dev/null || fail "third scrape is not valid exposition text"
 curl -sf "$url" >"$work/busy.txt" || fail "curl $url"
