@@ -1036,12 +1036,19 @@ static int hook_demonitor(void *ud, sched_ctx_t *ctx, term_t ref)
     pthread_mutex_unlock(&node.lock);
     if (ctrls == NULL)
         return GD_ENOMEM;
-    int rc = 0;
+    /* Each send is a preemption point where a coroutine's heap may be
+     * collected: ref (boxed) must be a root to survive to the next send. */
+    int rc = sched_root_push(ctx, &ref);
+    if (rc != 0) {
+        free(ctrls);
+        return rc;
+    }
     for (size_t i = 0; i < n && rc == 0; i++) {
         rc = tell(ctx, ctrls[i], "$gd_out_demonitor", sched_self(ctx), ref, TERM_NONE);
         if (rc == SCHED_ENOPROC)
             rc = 0;
     }
+    sched_root_pop(ctx, 1);
     free(ctrls);
     return rc;
 }

@@ -66,7 +66,11 @@ static void usage(FILE *out)
             "  --client-node NODE  run clients on this existing girder node (repeatable)\n"
             "  --json FILE         write the results as JSON\n"
             "  --html FILE         write a self-contained HTML report\n"
-            "  --quiet             no progress line\n");
+            "  --quiet             no progress line\n\n"
+            "Closed loop, each client keeps one request outstanding; a reply not back by\n"
+            "the end + 2 s counts lost.  cast's latency runs from a window's first cast to\n"
+            "the call that confirms the window.  Every girder node serves\n"
+            "girder_bench:start/1, which runs a share of the clients for --client-node(s).\n");
 }
 
 static bool parse_seconds(const char *s, double min, uint64_t *ms)

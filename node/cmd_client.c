@@ -246,13 +246,12 @@ static int run_client(enum client_op op, int argc, char **argv)
         j.m = pos[1];
         j.f = pos[2];
         j.args_text = npos > 3 ? pos[3] : NULL;
-        if (!atom_ok(j.prog, "module", j.m) || !atom_ok(j.prog, "function", j.f) ||
-            (j.args_text != NULL && !term_ok(j.prog, j.args_text, true)))
+        if (!atom_ok(j.prog, "module", j.m) || !atom_ok(j.prog, "function", j.f))
             return 1;
     } else if (op == OP_SEND) {
         j.name = pos[1];
         j.term_text = pos[2];
-        if (!atom_ok(j.prog, "name", j.name) || !term_ok(j.prog, j.term_text, false))
+        if (!atom_ok(j.prog, "name", j.name))
             return 1;
     }
     j.timeout_ms = (int64_t)(o.timeout_ms ? o.timeout_ms : LG_TIMEOUT_DEFAULT_MS);
@@ -267,6 +266,13 @@ static int run_client(enum client_op op, int argc, char **argv)
     }
     if (lg_client_start(&o, j.node, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "girder %s: %s\n", j.prog, err);
+        return 1;
+    }
+    /* The terms are checked once the node has its name: a pid in them
+     * (<0.42.0>) is this node's, and reading one fixes the identity. */
+    if ((j.args_text != NULL && !term_ok(j.prog, j.args_text, true)) ||
+        (j.term_text != NULL && !term_ok(j.prog, j.term_text, false))) {
+        lg_client_stop();
         return 1;
     }
     j.status = 1;

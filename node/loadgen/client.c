@@ -58,10 +58,11 @@ int lg_client_flag(lg_client_opts_t *o, const char *prog, int argc, char **argv,
 
 void lg_client_flags_help(FILE *out)
 {
-    fprintf(out, "  -setcookie C      the cookie (default: ~/.erlang.cookie)\n"
-                 "  -sname N|-name N  this client's own node name (default: girder_cli_<pid>,\n"
-                 "                    short or long like the target's host)\n"
-                 "  -timeout S        give up after S seconds (default 5)\n");
+    fprintf(out, "  -setcookie C        the cookie (default: ~/.erlang.cookie)\n"
+                 "  -sname N, -name N   this client's own node name (default girder_cli_<pid>,\n"
+                 "                      short or long like the target's host)\n"
+                 "  -timeout S          give up on a node that does not answer after S seconds\n"
+                 "                      (default 5)\n");
 }
 
 bool lg_node_parse(const char *node, bool *longnames)
@@ -147,6 +148,13 @@ int lg_client_start(const lg_client_opts_t *o, const char *like_node, const char
     else
         snprintf(name, sizeof name, "girder_cli_%ld%s%s", (long)getpid(), suffix ? "_" : "",
                  suffix ? suffix : "");
+    /* A long-named target on a loopback address (e1@127.0.0.1) is on this
+     * machine: take the same host, which needs no fully qualified host
+     * name (many machines have none). */
+    const char *at = like_node != NULL ? strchr(like_node, '@') : NULL;
+    if (!o->name_given && longnames && at != NULL && strncmp(at + 1, "127.", 4) == 0 &&
+        strlen(name) + strlen(at) < sizeof name)
+        strcat(name, at);
     char *loaded = NULL;
     const char *cookie = o->cookie;
     if (cookie == NULL && (cookie = loaded = home_cookie(err, cap)) == NULL)

@@ -131,10 +131,9 @@ static int client_init(sched_ctx_t *ctx, term_t arg, term_t *state)
     e[0] = a[0];
     e[1] = a[1];
     e[2] = payload;
-    lg_client_t *c = &s->cl[term_small_value(a[1])];
-    /* Open loop: spread the clients' first sends over one interval. */
-    c->next_ns = s->start_ns + s->open_interval_ns * c->index / (s->clients ? s->clients : 1);
-    return client_next(ctx, s, c, payload);
+    /* Nothing is sent before the master's go: every client of the share
+     * starts at once, after all are spawned (a million take seconds). */
+    return 0;
 }
 
 static int client_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
@@ -146,6 +145,11 @@ static int client_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         return c->outstanding ? 0 : client_next(ctx, s, c, payload);
     if (msg == heap_atom("girder_bench_stop"))
         return client_finish(ctx, s, c);
+    if (msg == heap_atom("girder_bench_go")) {
+        /* Open loop: spread the clients' first sends over one interval. */
+        c->next_ns = s->start_ns + s->open_interval_ns * c->index / s->clients;
+        return client_next(ctx, s, c, payload);
+    }
     uint64_t missing = 0;
     enum lg_verdict v = s->p.workload->check(ctx, s, c, payload, msg, &missing);
     uint64_t done = now_ns();
@@ -309,6 +313,29 @@ static int spawn_clients(sched_ctx_t *ctx, lg_share_t *s)
     return 0;
 }
 
+/* The run's times, counted from now, the recorders, and the go to every
+ * client. */
+static int start_clock(sched_ctx_t *ctx, lg_share_t *s)
+{
+    uint64_t now = now_ns();
+    s->start_ns = now;
+    s->measure_ns = now + s->p.warmup_ms * 1000000;
+    s->end_ns = s->measure_ns + s->p.duration_ms * 1000000;
+    s->stop_ns = s->end_ns + (uint64_t)LG_GRACE_MS * 1000000;
+    for (size_t i = 0; i < LG_SHARDS; i++) {
+        int rc = bench_series_new(s->measure_ns, s->p.interval_ms * 1000000, &s->shard[i].series);
+        if (rc != 0)
+            return rc;
+    }
+    term_t go = heap_atom("girder_bench_go");
+    for (uint64_t i = 0; i < s->clients; i++) {
+        int rc = sched_send(ctx, s->pids[i], go);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* arg {SharePtr, Coordinator}. */
 static int master_main(sched_ctx_t *ctx, term_t arg)
 {
@@ -318,10 +345,16 @@ static int master_main(sched_ctx_t *ctx, term_t arg)
     if (rc != 0)
         return rc; /* the coordinator's deadline reports it */
     rc = spawn_clients(ctx, s);
+    if (rc == 0)
+        rc = start_clock(ctx, s);
     if (rc != 0) {
-        /* The clients spawned run to the end; the share is not freed. */
-        (void)report(ctx, &coord, "girder_bench_failed", s, heap_atom("spawn_failed"),
+        /* The clients spawned wait for a go that never comes: stop them. */
+        bool gone = stop_stragglers(ctx, s);
+        (void)report(ctx, &coord, "girder_bench_failed", s, heap_atom("start_failed"),
                      term_make_small(rc), TERM_NIL);
+        sched_root_pop(ctx, 1);
+        if (gone)
+            share_free(s);
         return 0;
     }
     uint64_t interval = s->p.interval_ms * 1000000, next = s->start_ns + interval;
@@ -330,7 +363,8 @@ static int master_main(sched_ctx_t *ctx, term_t arg)
         if (now >= next) {
             if ((rc = send_progress(ctx, &coord, s)) != 0)
                 break;
-            next += interval;
+            while (next <= now) /* one report for intervals missed (a long spawn) */
+                next += interval;
             continue;
         }
         uint64_t wait = next - now < 50000000 ? next - now : 50000000;
@@ -339,8 +373,6 @@ static int master_main(sched_ctx_t *ctx, term_t arg)
     }
     bool gone = all_done(s) || stop_stragglers(ctx, s);
     term_t series = TERM_NIL;
-    if (rc == 0 && gone)
-        rc = send_progress(ctx, &coord, s);
     if (rc == 0 && gone)
         rc = merged_series(ctx, s, &series);
     if (rc == 0 && gone)
@@ -394,21 +426,12 @@ int lg_share_start(sched_ctx_t *ctx, const lg_params_t *p, uint64_t clients, uin
     }
     for (uint64_t i = 0; i < clients; i++)
         s->cl[i].index = (uint32_t)i;
-    uint64_t now = now_ns();
-    s->start_ns = now;
-    s->measure_ns = now + p->warmup_ms * 1000000;
-    s->end_ns = s->measure_ns + p->duration_ms * 1000000;
-    s->stop_ns = s->end_ns + (uint64_t)LG_GRACE_MS * 1000000;
     if (p->rate_per_s > 0) {
         /* Every client of every share sends at the same rate: the total
          * rate over the total clients. */
         double total = p->clients ? (double)p->clients : (double)clients;
         s->open_interval_ns = (uint64_t)fmax(1.0, 1e9 * total / p->rate_per_s);
     }
-    for (size_t i = 0; i < LG_SHARDS; i++)
-        if ((rc = bench_series_new(s->measure_ns, p->interval_ms * 1000000, &s->shard[i].series)) !=
-            0)
-            goto fail;
     if ((rc = bench_live_new(LG_SHARDS, &s->live)) != 0)
         goto fail;
     heap_t scratch;

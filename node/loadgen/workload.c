@@ -13,8 +13,6 @@
 
 #include "internal.h"
 
-static term_t self_node_key(sched_ctx_t *ctx, lg_client_t *c, term_t *key);
-
 static bool tuple_of(term_t t, size_t n)
 {
     return term_is_tuple(t) && term_tuple_arity(t) == n;
