@@ -2,7 +2,7 @@
  * cluster.h — Erlang distribution: the handshake, the connected-phase frame
  * decoder and the running node (`girder node`).
  *
- * Status (for the next session; protocol facts: ../shared/protocol.md):
+ * Status (for the next session; protocol facts: docs/protocol.md):
  *   works (tests/cluster/, tests/interop/dist_interop.*, fuzz fz_dist_*):
  *   - handshake v6 as acceptor and initiator, v5 ('n' + 'c') from older
  *     initiators, cookie digests, flags (OTP 25 mandatory set required,
@@ -101,7 +101,7 @@ enum {
 /* Describes any DIST_E* code (and defers to etf_strerror for the others). */
 const char *dist_strerror(int code);
 
-/* ---- capability flags (lib/kernel/include/dist.hrl, protocol.md 3.2) ---- */
+/* ---- capability flags (lib/kernel/include/dist.hrl, docs/protocol.md 3.2) ---- */
 #define DFLAG_PUBLISHED 0x1ull
 #define DFLAG_ATOM_CACHE 0x2ull
 #define DFLAG_EXTENDED_REFERENCES 0x4ull
@@ -141,7 +141,7 @@ const char *dist_strerror(int code);
  * every release 25-28 accepts; DFLAG_PUBLISHED is cleared for hidden. */
 #define DFLAG_GIRDER_DEFAULT 0xd07df7fbdull
 
-/* ---- control message operations (protocol.md 4.4) ---- */
+/* ---- control message operations (docs/protocol.md 4.4) ---- */
 enum dist_op {
     DOP_LINK = 1,
     DOP_SEND = 2,
@@ -174,7 +174,7 @@ enum dist_op {
     DOP_UNLINK_ID_ACK = 36,
 };
 
-/* ---- handshake (protocol.md 3) ---- */
+/* ---- handshake (docs/protocol.md 3) ---- */
 
 /* Longest full node name accepted, in bytes (255 characters of up to 4
  * UTF-8 bytes, as the node atom allows). */
@@ -279,7 +279,7 @@ void dist_digest(const char *cookie, size_t cookie_len, uint32_t challenge, uint
  * parts, valid UTF-8 of at most 255 characters, no NUL. */
 bool dist_name_valid(const char *name, size_t len);
 
-/* ---- connected phase: frames (protocol.md 4) ---- */
+/* ---- connected phase: frames (docs/protocol.md 4) ---- */
 
 /* Slots of the per-connection, per-direction atom cache (8 segments of
  * 256). */
@@ -469,22 +469,6 @@ typedef struct cluster_config {
  */
 int cluster_start(const cluster_config_t *cfg) GD_MUST_CHECK;
 
-/* One connection's counters (cluster_conn_stats). */
-typedef struct cluster_conn_stats {
-    char node[DIST_NAME_MAX + 1]; /* the peer's full name */
-    uint64_t bytes_in, bytes_out; /* frame bytes, 4-byte lengths and ticks included */
-    uint64_t msgs_in, msgs_out;   /* control messages (ticks not counted) */
-    bool busy;                    /* over the output limit now */
-    uint64_t busy_ns;             /* time spent over the limit, the current stretch included */
-    uint64_t suspends;            /* times a sending process was suspended */
-    size_t out_queued;            /* bytes waiting for the socket now */
-} cluster_conn_stats_t;
-
-/* Fills out[0..max) with the counters of the connections that are up and
- * returns how many are up (call again with more room when larger).  Any
- * thread.  O(connections). */
-size_t cluster_conn_stats(cluster_conn_stats_t *out, size_t max);
-
 /* Stops processes, closes every connection, releases the EPMD name and the
  * port.  No-op when not started.  Not from a process or loop callback. */
 void cluster_stop(void);
@@ -626,5 +610,52 @@ void cluster_tls_free(cluster_tls_t *tls);
 int dist_hs_unframe4(const uint8_t *in, size_t len, uint8_t out[DIST_HS_MSG_MAX + 2],
                      size_t *out_len, size_t *in_used) GD_MUST_CHECK;
 size_t dist_hs_reframe4(const uint8_t *in, size_t len, uint8_t *out);
+
+/* ---- statistics (metrics, tests) ---- */
+
+typedef struct cluster_traffic {
+    uint64_t bytes_in, bytes_out; /* frame bytes, 4-byte lengths and ticks included */
+    uint64_t msgs_in, msgs_out;   /* control messages (ticks not counted) */
+    uint64_t busy_ns; /* time over the output limit (+zdbbl), a current stretch included */
+} cluster_traffic_t;
+
+/* One connection's counters. */
+typedef struct cluster_conn_stats {
+    char node[DIST_NAME_MAX + 1]; /* the peer's full name */
+    bool busy;                    /* over the output limit now */
+    uint64_t suspends;            /* times a sending process was suspended */
+    size_t out_queued;            /* bytes waiting for the socket now */
+    cluster_traffic_t traffic;
+} cluster_conn_stats_t;
+
+/* Fills out[0..max) with the counters of the connections that are up and
+ * returns how many are up (call again with more room when larger).  Any
+ * thread.  O(connections). */
+size_t cluster_conn_stats(cluster_conn_stats_t *out, size_t max);
+
+typedef struct cluster_stats {
+    cluster_traffic_t total;      /* every connection so far, closed ones included */
+    unsigned connections;         /* open now (up or being set up) */
+    bool epmd_registered;         /* registered with EPMD now */
+    uint64_t epmd_registrations;  /* successful registrations so far (re-registrations too) */
+    bool epmd_embedded;           /* the node runs the embedded EPMD */
+    unsigned epmd_embedded_names; /* names registered with it now */
+} cluster_stats_t;
+
+typedef void (*cluster_conn_fn)(const cluster_conn_stats_t *c, void *ud);
+
+/* The running node's libevent loop (NULL when not started): a metrics
+ * server is added to it, so that its scrapes run on the loop thread. */
+struct event_base;
+struct event_base *cluster_event_base(void);
+
+/*
+ * Fills *out and calls each (may be NULL) for every connection that is up,
+ * with node state locked (each must not send or call into cluster/).  Only
+ * on the loop thread (a callback of an event on cluster_event_base), where
+ * the EPMD keeper and an embedded EPMD live; false (and *out zeroed)
+ * elsewhere or when the node is not running.  O(connections).
+ */
+bool cluster_stats(cluster_stats_t *out, cluster_conn_fn each, void *ud);
 
 #endif /* GIRDER_CLUSTER_H */

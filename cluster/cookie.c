@@ -1,7 +1,7 @@
 /*
  * cookie.c — the magic cookie file (~/.erlang.cookie), read as OTP reads
- * it and, when missing, created from the OS random source (design.md,
- * "Security defaults": OTP's own generator is seeded from the clock).
+ * it and, when missing, created from the OS random source (unlike OTP,
+ * whose own generator is seeded from the clock).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /*
- * frame.c — the connected phase's frames (protocol.md 4): splitting the
+ * frame.c — the connected phase's frames (docs/protocol.md 4): splitting the
  * 4-byte-length stream, decoding ticks, pass-through frames, normal
  * distribution headers with the per-connection atom cache, and fragments;
  * and encoding outgoing messages (normal header with no cache refs, split
@@ -124,7 +124,7 @@ void dist_rx_free(dist_rx_t *rx)
 }
 
 /* The atom for UTF-8 text from an authenticated peer: an existing atom is
- * free, a new one is charged to the connection's quota first (design.md:
+ * free, a new one is charged to the connection's quota first (docs/architecture.md:
  * a peer over its quota loses its connection, the node keeps its table). */
 static int peer_atom(dist_rx_t *rx, const uint8_t *text, size_t len, term_t *out)
 {
@@ -382,7 +382,7 @@ int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, dist_m
 }
 
 /* Encodes t without the version byte, with UTF-8 atoms as every release
- * sends them over distribution (protocol.md 1.3). */
+ * sends them over distribution (docs/protocol.md 1.3). */
 static int encode_term(term_t t, etf_buf_t *out)
 {
     etf_encode_opts_t o;

@@ -1,5 +1,5 @@
 /*
- * handshake.c — the distribution handshake (protocol.md 3) as a pure state
+ * handshake.c — the distribution handshake (docs/protocol.md 3) as a pure state
  * machine: bytes in, bytes out, no sockets, no clock, no allocation.  The
  * caller (node.c, the fuzz harness, the unit tests) moves the bytes and
  * applies net_setuptime to each step.

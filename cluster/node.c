@@ -85,7 +85,10 @@ typedef struct conn {
     term_t *waiters;
     size_t nwaiters, waiters_cap;
     uint64_t last_direct_ns; /* the last write made straight from a sender */
-    uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
+    /* Written by the loop thread alone, read by statistics from any thread
+     * (relaxed load and store). */
+    _Atomic uint64_t bytes_in, msgs_in;
+    uint64_t bytes_out, msgs_out; /* node.lock */
 } conn_t;
 
 static struct node {
@@ -110,7 +113,10 @@ static struct node {
     unsigned connect_threads; /* detached connect threads still running */
     uint64_t conn_ids;
     sched_dist_hooks_t hooks;
-    term_t events; /* the node events process (monitor_nodes) */
+    term_t events;             /* the node events process (monitor_nodes) */
+    cluster_traffic_t retired; /* traffic of the connections closed so far */
+    uint64_t epmd_registrations;
+    bool epmd_registered_now;
 } node = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static uint64_t now_ns(void)
@@ -210,12 +216,38 @@ static void conn_unbusy_locked(conn_t *c)
     c->nwaiters = 0;
 }
 
+/* c's counters (lock held; a busy stretch still running included). */
+static void conn_stats_fill_locked(const conn_t *c, uint64_t now, cluster_conn_stats_t *s)
+{
+    snprintf(s->node, sizeof s->node, "%s", c->peer);
+    s->traffic.bytes_in = atomic_load_explicit(&c->bytes_in, memory_order_relaxed);
+    s->traffic.bytes_out = c->bytes_out;
+    s->traffic.msgs_in = atomic_load_explicit(&c->msgs_in, memory_order_relaxed);
+    s->traffic.msgs_out = c->msgs_out;
+    s->busy = c->busy;
+    s->traffic.busy_ns = c->busy_ns + (c->busy ? now - c->busy_since_ns : 0);
+    s->suspends = c->suspends;
+    s->out_queued = c->bev != NULL ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+}
+
+static void traffic_add(cluster_traffic_t *sum, const cluster_traffic_t *t)
+{
+    sum->bytes_in += t->bytes_in;
+    sum->bytes_out += t->bytes_out;
+    sum->msgs_in += t->msgs_in;
+    sum->msgs_out += t->msgs_out;
+    sum->busy_ns += t->busy_ns;
+}
+
 /* Unlinks c (lock held) and schedules its freeing on the loop (or leaves
  * that to its connect thread, which still reads it). */
 static void conn_kill_locked(conn_t *c)
 {
     if (c->state == CONN_DEAD)
         return;
+    cluster_conn_stats_t st;
+    conn_stats_fill_locked(c, now_ns(), &st);
+    traffic_add(&node.retired, &st.traffic);
     for (conn_t **pp = &node.conns; *pp != NULL; pp = &(*pp)->next)
         if (*pp == c) {
             *pp = c->next;
@@ -529,9 +561,14 @@ static void read_frames(conn_t *c, struct evbuffer *in)
         }
         dist_msg_t m;
         rc = dist_rx_frame(&c->rx, &h, p + 4, n, &m);
-        c->bytes_in += 4 + n; /* read by the loop only; stats read them unlocked */
+        /* Relaxed load and store: the loop thread is the only writer. */
+        atomic_store_explicit(&c->bytes_in,
+                              atomic_load_explicit(&c->bytes_in, memory_order_relaxed) + 4 + n,
+                              memory_order_relaxed);
         if (rc == 0 && m.op != 0) {
-            c->msgs_in++;
+            atomic_store_explicit(&c->msgs_in,
+                                  atomic_load_explicit(&c->msgs_in, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
             rc = cluster_dispatch(c, &h, &m);
         }
         heap_destroy(&h);
@@ -1311,18 +1348,8 @@ size_t cluster_conn_stats(cluster_conn_stats_t *out, size_t max)
     for (conn_t *c = node.conns; c != NULL; c = c->next) {
         if (c->state != CONN_UP)
             continue;
-        if (n < max) {
-            cluster_conn_stats_t *s = &out[n];
-            snprintf(s->node, sizeof s->node, "%s", c->peer);
-            s->bytes_in = c->bytes_in;
-            s->bytes_out = c->bytes_out;
-            s->msgs_in = c->msgs_in;
-            s->msgs_out = c->msgs_out;
-            s->busy = c->busy;
-            s->busy_ns = c->busy_ns + (c->busy ? now - c->busy_since_ns : 0);
-            s->suspends = c->suspends;
-            s->out_queued = evbuffer_get_length(bufferevent_get_output(c->bev));
-        }
+        if (n < max)
+            conn_stats_fill_locked(c, now, &out[n]);
         n++;
     }
     pthread_mutex_unlock(&node.lock);
@@ -1355,6 +1382,12 @@ static void keeper_changed(void *ud, int err, uint32_t creation)
 {
     (void)ud;
     pthread_mutex_lock(&node.lock);
+    if (err == 0) {
+        node.epmd_registrations++;
+        node.epmd_registered_now = true;
+    } else {
+        node.epmd_registered_now = false;
+    }
     if (err == 0 && !node.registered) {
         node.registered = true;
         node.creation = creation;
@@ -1595,4 +1628,42 @@ void cluster_stop(void)
         cluster_log("node %s stopped (%u connection%s closed, EPMD name released)", node.name, n,
                     n == 1 ? "" : "s");
     node.registered = false;
+    node.epmd_registered_now = false;
+}
+
+/* ---- statistics ---- */
+
+struct event_base *cluster_event_base(void)
+{
+    return node.running ? node.base : NULL;
+}
+
+bool cluster_stats(cluster_stats_t *out, cluster_conn_fn each, void *ud)
+{
+    memset(out, 0, sizeof *out);
+    if (!node.running || !pthread_equal(pthread_self(), node.loop_thread))
+        return false;
+    pthread_mutex_lock(&node.lock);
+    out->total = node.retired;
+    uint64_t now = now_ns();
+    for (const conn_t *c = node.conns; c != NULL; c = c->next) {
+        cluster_conn_stats_t cs;
+        conn_stats_fill_locked(c, now, &cs);
+        out->connections++;
+        traffic_add(&out->total, &cs.traffic);
+        if (each != NULL && c->state == CONN_UP)
+            each(&cs, ud);
+    }
+    out->epmd_registered = node.epmd_registered_now;
+    out->epmd_registrations = node.epmd_registrations;
+    pthread_mutex_unlock(&node.lock);
+    /* The keeper and an embedded EPMD live on this (the loop) thread. */
+    epmd_server_t *srv = node.keeper != NULL ? epmd_keeper_embedded(node.keeper) : NULL;
+    if (srv != NULL) {
+        epmd_server_stats_t es;
+        epmd_server_get_stats(srv, &es);
+        out->epmd_embedded = true;
+        out->epmd_embedded_names = es.registered;
+    }
+    return true;
 }

@@ -1,5 +1,5 @@
 /*
- * services.c — what every node answers (design.md, "The node contract"):
+ * services.c — what every node answers (docs/protocol.md §5):
  * the control messages arriving from peers (cluster_dispatch, on the loop
  * thread), the net_kernel, rex and echo processes, erpc's spawn_request,
  * and the table of C functions rpc:call and erpc:call may run.
@@ -130,7 +130,7 @@ static int rpc_run(heap_t *h, term_t m, term_t f, term_t args, term_t *kind, ter
 /* ---- the processes ---- */
 
 /* gen:reply: {Tag, Reply} to the alias when Tag is [alias | Ref] (or
- * [[alias | Ref] | _]), else to the pid (protocol.md 5.3). */
+ * [[alias | Ref] | _]), else to the pid (docs/protocol.md 5.3). */
 static int gen_reply(sched_ctx_t *ctx, term_t from, term_t reply)
 {
     if (arity(from) != 2)
@@ -1005,7 +1005,7 @@ static int deliver(term_t to, term_t msg)
 /* The process erpc's spawn_request creates: it answers SPAWN_REPLY
  * first (nothing from it may precede that), runs the function, and ends;
  * the result travels as its exit reason in the DOWN (or link exit) the
- * caller asked for (protocol.md 5.4).  Its argument is {Node, ReqId, From,
+ * caller asked for (docs/protocol.md 5.4).  Its argument is {Node, ReqId, From,
  * Flags, Ref | none, M, F, Args}. */
 static int erpc_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 {
@@ -1101,7 +1101,7 @@ static int spawn_body(conn_t *c, heap_t *h, const sched_behaviour_t *body, term_
 /* SPAWN_REQUEST {29, ReqId, From, GL, {M, F, A}, Opts} + Args.  erpc's
  * {erpc, execute_call, 4} and {erpc, execute_cast, 3} run a registered C
  * function; the spawned process's exit reason carries the result
- * (protocol.md 5.4): SPAWN_REPLY with a pid first, then the DOWN (with
+ * (docs/protocol.md 5.4): SPAWN_REPLY with a pid first, then the DOWN (with
  * ReqId as the monitor reference) when monitor was asked. */
 static int spawn_request(conn_t *c, heap_t *h, term_t ctl, term_t args)
 {

@@ -4,7 +4,7 @@
  * other nodes.  The one public header of epmd/; it depends on libc and, for
  * the event-loop parts, on libevent (struct event_base is only named here).
  *
- * Wire facts: ../shared/protocol.md section 2 and OTP's erts/epmd/src.
+ * Wire facts: docs/protocol.md section 2 and OTP's erts/epmd/src.
  * Every request travels on a fresh TCP connection as Length:16 + body; the
  * server reads exactly one request per connection and answers without a
  * length prefix.  An ALIVE2 registration lives as long as its connection.

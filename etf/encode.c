@@ -15,7 +15,7 @@
  * max_depth is always encodable under the same max_depth).
  *
  * The encodings are those of OTP's term_to_binary (erts external.c), probed
- * on OTP 25 (protocol.md §1.3 and etf-otp25.txt): minimal integers, NEW_FLOAT
+ * on OTP 25 (docs/protocol.md §1.3): minimal integers, NEW_FLOAT
  * (FLOAT_EXT for minor_version 0), Latin-1 ATOM_EXT for minor_version <= 1
  * else UTF-8 atoms, STRING_EXT for proper byte lists up to 65535 long,
  * NEW_PORT_EXT for port numbers of up to 28 bits else V4_PORT_EXT, and

@@ -133,6 +133,7 @@ static void account(heap_t *h, bool major, size_t before, size_t after, size_t c
     heap_stat_add(t, &t->copied, copied);
     heap_stat_add(t, &t->pause_total, pause);
     heap_stat_max(t, &t->pause_max, pause);
+    heap_stat_add(t, &t->pause_hist[heap_pause_bucket(pause)], 1);
 }
 
 /* ------------------------------------------------------------------------ */

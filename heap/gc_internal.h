@@ -46,6 +46,8 @@ typedef struct heap_thread_stats {
     _Atomic uint64_t minor, major, reclaimed, copied, pause_total, pause_max;
     /* Binary bytes allocated minus freed by this thread, modulo 2^64. */
     _Atomic uint64_t bin_bytes;
+    /* Collections by pause (heap_gc_pause_bounds_ns). */
+    _Atomic uint64_t pause_hist[HEAP_GC_PAUSE_BUCKETS];
     struct heap_thread_stats *next; /* every block; under stats.c's lock */
     bool in_use;                    /* owned by a live thread; under the lock */
 } __attribute__((aligned(64))) heap_thread_stats_t;
@@ -83,6 +85,16 @@ static inline void heap_stat_add(heap_thread_stats_t *s, _Atomic uint64_t *c, ui
 }
 
 /* Raises counter c of block s to v if v is larger (relaxed, as above). */
+/* The pause histogram bucket of a pause of ns nanoseconds: a scan of 11
+ * bounds, next to a collection's cost. */
+static inline unsigned heap_pause_bucket(uint64_t ns)
+{
+    unsigned i = 0;
+    while (i < HEAP_GC_PAUSE_BUCKETS - 1 && ns > heap_gc_pause_bounds_ns[i])
+        i++;
+    return i;
+}
+
 static inline void heap_stat_max(heap_thread_stats_t *s, _Atomic uint64_t *c, uint64_t v)
 {
     uint64_t cur = atomic_load_explicit(c, memory_order_relaxed);

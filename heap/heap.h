@@ -735,6 +735,16 @@ size_t heap_size_words(const heap_t *h);
 /* Adds up every collection so far on every heap of this OS process. */
 void heap_gc_stats_node(heap_gc_stats_t *out);
 
+/* The collector pause histogram (metrics): bucket i counts pauses of at
+ * most heap_gc_pause_bounds_ns[i] nanoseconds and more than the bound
+ * before it; the last bucket has no upper bound. */
+#define HEAP_GC_PAUSE_BUCKETS 12
+extern const uint64_t heap_gc_pause_bounds_ns[HEAP_GC_PAUSE_BUCKETS - 1];
+
+/* Every collection so far on every heap of this OS process, by pause
+ * (counts per bucket, not cumulative).  O(threads) under a mutex. */
+void heap_gc_pause_hist_node(uint64_t counts[HEAP_GC_PAUSE_BUCKETS]);
+
 /*
  * GC stress: every heap_ensure_free collects.  On when built with
  * GD_GC_STRESS or when GIRDER_GC_STRESS=1 is in the environment at the

@@ -117,6 +117,23 @@ void heap_gc_stats_node(heap_gc_stats_t *out)
     sum_blocks(out, &bin_bytes);
 }
 
+/* Powers of four from 1 µs to 1 s: GC pauses of small process heaps are
+ * microseconds, a big major collection can take a second. */
+const uint64_t heap_gc_pause_bounds_ns[HEAP_GC_PAUSE_BUCKETS - 1] = {
+    1000u,    4000u,     16000u,    64000u,     256000u,    1000000u,
+    4000000u, 16000000u, 64000000u, 256000000u, 1000000000u};
+
+void heap_gc_pause_hist_node(uint64_t counts[HEAP_GC_PAUSE_BUCKETS])
+{
+    for (unsigned i = 0; i < HEAP_GC_PAUSE_BUCKETS; i++)
+        counts[i] = atomic_load_explicit(&heap_stats_shared.pause_hist[i], memory_order_relaxed);
+    pthread_mutex_lock(&stats_lock);
+    for (const heap_thread_stats_t *s = stats_list; s != NULL; s = s->next)
+        for (unsigned i = 0; i < HEAP_GC_PAUSE_BUCKETS; i++)
+            counts[i] += atomic_load_explicit(&s->pause_hist[i], memory_order_relaxed);
+    pthread_mutex_unlock(&stats_lock);
+}
+
 /*
  * Bytes of data held by every off-heap binary alive in this OS process:
  * each block counts what its thread allocated minus what it freed (modulo

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "cluster.h"
 #include "commands.h"
 #include "girder.h"
@@ -21,6 +22,7 @@ static void usage(FILE *out)
                  "                   [-kernel net_ticktime S] [-schedulers N] [+zdbbl KB]\n"
                  "                   [-proto_dist inet_tls (-ssl_dist_optfile FILE |\n"
                  "                    -ssl_dist_opt server_KEY VALUE client_KEY VALUE ...)]\n"
+                 "                   [--metrics [HOST]:PORT]\n"
                  "\n"
                  "Starts a girder node that registers with EPMD (an embedded one when none\n"
                  "answers) and serves net_kernel (ping), rex (rpc:call/erpc:call of its C\n"
@@ -29,6 +31,10 @@ static void usage(FILE *out)
                  "+zdbbl: a connection's output limit (default 1024 KB, as OTP): past it,\n"
                  "sending processes wait until it drains.\n"
                  "Runs until SIGTERM or SIGINT, then closes its connections and leaves EPMD.\n"
+                 "--metrics serves Prometheus metrics at http://HOST:PORT/metrics (HOST empty:\n"
+                 "every address; PORT 0: a free one, logged): processes, run queues,\n"
+                 "reductions, messages, GC pauses, memory, per-connection traffic and busy\n"
+                 "time, EPMD registration.\n"
                  "\n"
                  "-proto_dist inet_tls runs the distribution over TLS as OTP's inet_tls does;\n"
                  "FILE is the very file an OTP node reads: [{server, [{certfile, \"...\"},\n"
@@ -36,7 +42,7 @@ static void usage(FILE *out)
                  "{fail_if_no_peer_cert, true}]}, {client, [...]}].\n");
 }
 
-static int run_node(const cluster_config_t *cfg_in, const char *cookie);
+static int run_node(const cluster_config_t *cfg_in, const char *cookie, const char *metrics_addr);
 
 static bool parse_num(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
@@ -137,6 +143,7 @@ int gd_cmd_node(int argc, char **argv)
     cluster_tls_conf_init(&tls.conf);
     cluster_tls_t *tls_ctx = NULL;
     int status = 2;
+    const char *metrics_addr = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_arg = i + 1 < argc;
@@ -184,6 +191,14 @@ int gd_cmd_node(int argc, char **argv)
                 goto out;
             }
             cfg.dist_buf_busy_limit = (size_t)kb * 1024;
+        } else if (strcmp(a, "--metrics") == 0 && has_arg) {
+            metrics_addr = argv[++i];
+            char host[256];
+            uint16_t port;
+            if (bench_metrics_parse_addr(metrics_addr, host, sizeof host, &port) != 0) {
+                fprintf(stderr, "girder node: bad --metrics %s (want [HOST]:PORT)\n", metrics_addr);
+                goto out;
+            }
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             status = 0;
@@ -202,15 +217,16 @@ int gd_cmd_node(int argc, char **argv)
     if (tls_setup(&tls, &tls_ctx) != 0)
         goto out;
     cfg.tls = tls_ctx;
-    status = run_node(&cfg, cookie);
+    status = run_node(&cfg, cookie, metrics_addr);
 out:
     cluster_tls_free(tls_ctx);
     cluster_tls_conf_free(&tls.conf);
     return status;
 }
 
-/* Loads the cookie, starts the node and runs it until a signal. */
-static int run_node(const cluster_config_t *cfg_in, const char *cookie)
+/* Loads the cookie, starts the node (and its metrics endpoint when
+ * metrics_addr is set) and runs it until a signal. */
+static int run_node(const cluster_config_t *cfg_in, const char *cookie, const char *metrics_addr)
 {
     cluster_config_t cfg = *cfg_in;
     char *loaded = NULL;
@@ -257,10 +273,19 @@ static int run_node(const cluster_config_t *cfg_in, const char *cookie)
         free(loaded);
         return 1;
     }
+    node_metrics_t *metrics = NULL;
+    if (metrics_addr != NULL && (rc = node_metrics_start(metrics_addr, &metrics)) != 0) {
+        fprintf(stderr, "girder node: cannot serve metrics on %s: %s\n", metrics_addr,
+                rc == GD_EINVAL ? "bad address or port in use" : "out of memory");
+        cluster_stop();
+        free(loaded);
+        return 1;
+    }
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "girder node: %s received, shutting down\n",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    node_metrics_stop(metrics);
     cluster_stop();
     free(loaded);
     return 0;

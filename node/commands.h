@@ -24,4 +24,12 @@ int gd_cmd_rpc(int argc, char **argv);
 int gd_cmd_send(int argc, char **argv);
 int gd_cmd_bench(int argc, char **argv);
 
+/* `girder node --metrics` (cmd_node_metrics.c): the Prometheus endpoint on
+ * the running node's loop, started after cluster_start ("[HOST]:PORT";
+ * GD_EINVAL for a bad address or a port in use, GD_ENOMEM) and stopped
+ * before cluster_stop. */
+typedef struct node_metrics node_metrics_t;
+int node_metrics_start(const char *spec, node_metrics_t **out);
+void node_metrics_stop(node_metrics_t *m);
+
 #endif

@@ -260,6 +260,13 @@ typedef struct runq {
     /* Queued processes: written under lock, read without it (relaxed) by
      * stealers and the watchdog as a hint. */
     _Atomic uint32_t len;
+    /* The same by priority, for metrics only (under lock, read relaxed). */
+    _Atomic uint32_t plen[RQ_PRIOS];
+    /* Reductions used and messages delivered by this scheduler's thread:
+     * written by that thread alone with a relaxed load and store (no RMW,
+     * no shared cache line bouncing between schedulers), summed on demand
+     * by sched_scheduler_stats. */
+    _Atomic uint64_t stat_reductions, stat_messages;
     /* Slice start (ns) of the process running now, 0 between slices:
      * stored by the scheduler (relaxed), read by the watchdog. */
     _Atomic uint64_t slice_start;
@@ -350,6 +357,10 @@ typedef struct node {
     pthread_mutex_t pool_lock;
     pcb_pool_t shared_pool;
     struct pcb_chunk *pcb_chunks;
+    /* Reductions and delivered messages counted off the schedulers (the
+     * distribution loop thread, foreign threads): RMWs, rarer than the
+     * per-scheduler ones. */
+    _Atomic uint64_t stat_reductions_other, stat_messages_other;
     /* A pid's 28 data bits: the low idx_bits index the table, the rest
      * (serial_mask) count the slot's reuses. */
     unsigned idx_bits;
@@ -366,6 +377,17 @@ extern _Thread_local runq_t *sched_current_rq;
 /* Runs one slice of p on the current scheduler (process.c); returns the
  * reductions it used (p may be gone by then). */
 int32_t proc_run(sched_proc_t *p);
+
+/* Adds v to one of the current scheduler's statistics (own: the field of
+ * sched_current_rq) or, off the schedulers, to the node's (other). */
+static inline void sched_stat_add(_Atomic uint64_t *own, _Atomic uint64_t *other, uint64_t v)
+{
+    if (own != NULL)
+        atomic_store_explicit(own, atomic_load_explicit(own, memory_order_relaxed) + v,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(other, v, memory_order_relaxed);
+}
 /* Frees a zombie: answers signals that raced its exit, frees the PCB and
  * returns the slot (process.c). */
 void proc_reap(sched_proc_t *p);

@@ -309,8 +309,11 @@ void proc_wake(sched_proc_t *p)
 static void deliver(sched_proc_t *p, msg_t *m)
 {
     /* Relaxed: message_queue_len is a statistic. */
-    if (m->kind == MSG_MESSAGE)
+    if (m->kind == MSG_MESSAGE) {
         atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed);
+        runq_t *rq = sched_current_rq;
+        sched_stat_add(rq != NULL ? &rq->stat_messages : NULL, &sched_node.stat_messages_other, 1);
+    }
     inbox_push(p, &m->link);
     wake(p);
 }
@@ -1229,6 +1232,9 @@ static void account(sched_proc_t *p, int64_t *counted)
     int64_t used = (int64_t)SCHED_CONTEXT_REDS - p->reds;
     /* Relaxed: a statistic for process_info. */
     atomic_fetch_add_explicit(&p->pub_reds, (uint64_t)(used - *counted), memory_order_relaxed);
+    runq_t *rq = sched_current_rq;
+    sched_stat_add(rq != NULL ? &rq->stat_reductions : NULL, &sched_node.stat_reductions_other,
+                   (uint64_t)(used - *counted));
     *counted = used;
 }
 
@@ -1889,6 +1895,15 @@ int sched_code_change(sched_ctx_t *ctx, term_t extra)
     return ctx->beh->code_change(ctx, extra, &ctx->st);
 }
 
+/* What process_info reports as memory: PCB, heap and dictionary, from the
+ * figures published at the end of p's last slice. */
+static size_t proc_memory_bytes(sched_proc_t *p)
+{
+    return sizeof *p +
+           atomic_load_explicit(&p->pub_heap_words, memory_order_relaxed) * sizeof(term_t) +
+           atomic_load_explicit(&p->pub_dict_bytes, memory_order_relaxed);
+}
+
 int sched_process_info(term_t pid, sched_process_info_t *out)
 {
     sched_proc_t *p = proc_get(pid);
@@ -1907,11 +1922,37 @@ int sched_process_info(term_t pid, sched_process_info_t *out)
     out->links = atomic_load_explicit(&p->pub_links, memory_order_relaxed);
     out->monitors = atomic_load_explicit(&p->pub_monitors, memory_order_relaxed);
     out->monitored_by = atomic_load_explicit(&p->pub_monitored_by, memory_order_relaxed);
-    out->memory_bytes = sizeof *p + out->heap_size_words * sizeof(term_t) +
-                        atomic_load_explicit(&p->pub_dict_bytes, memory_order_relaxed);
+    out->memory_bytes = proc_memory_bytes(p);
     out->registered_name = sched_registered_name(pid);
     proc_put(p);
     return GD_OK;
+}
+
+size_t sched_process_memory(void)
+{
+    node_t *n = &sched_node;
+    if (!node_running())
+        return 0;
+    pthread_mutex_lock(&n->free_lock);
+    uint32_t used = n->fresh;
+    pthread_mutex_unlock(&n->free_lock);
+    size_t total = 0;
+    for (uint32_t i = 0; i < used; i++) {
+        slot_t *s = &n->slots[i];
+        /* A reference as proc_get takes one (acquire: the PCB is visible),
+         * by index rather than by pid. */
+        uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+        while ((w & SLOT_LIVE) &&
+               !atomic_compare_exchange_weak_explicit(&s->word, &w, w + 1, memory_order_acquire,
+                                                      memory_order_acquire)) {
+        }
+        if (!(w & SLOT_LIVE))
+            continue;
+        sched_proc_t *p = s->proc;
+        total += proc_memory_bytes(p);
+        proc_put(p);
+    }
+    return total;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -554,14 +554,37 @@ typedef struct sched_process_info {
 /* Fills *out for pid.  SCHED_ENOPROC for a dead pid.  Any thread. */
 int sched_process_info(term_t pid, sched_process_info_t *out) GD_MUST_CHECK;
 
+/* Bytes all live processes use (the sum of their process_info memory:
+ * PCB, heap, dictionary, as published at the end of each one's last
+ * slice).  Walks every slot of the process table used so far (up to
+ * max_procs: a few ms for a million), for metrics scrapes, not hot paths.
+ * 0 when the node is not running. */
+size_t sched_process_memory(void);
+
 /* Node statistics for tests and benchmarks. */
 typedef struct sched_stats {
     unsigned schedulers;    /* threads running now (extra included) */
     uint64_t steals;        /* processes moved by stealing */
     uint64_t stuck_marks;   /* times a scheduler was marked stuck */
     uint64_t extra_started; /* extra scheduler threads started */
+    uint64_t reductions;    /* used by every process so far (all schedulers) */
+    uint64_t messages;      /* delivered to local processes so far (any sender) */
 } sched_stats_t;
 void sched_stats(sched_stats_t *out);
+
+/* One scheduler's figures (metrics): processes queued by enum
+ * sched_priority, and its share of sched_stats_t's reductions and messages
+ * (counted by the thread that did the work; what other threads did is only
+ * in the node's sums). */
+typedef struct sched_scheduler_stats {
+    uint32_t runq_len[4];
+    uint64_t reductions;
+    uint64_t messages;
+} sched_scheduler_stats_t;
+
+/* Fills out[0..] for the schedulers started (at most cap) and returns how
+ * many; 0 when the node is not running.  Any thread, no lock. */
+unsigned sched_scheduler_stats(sched_scheduler_stats_t *out, unsigned cap);
 
 /* ---- dirty threads: blocking C calls off the schedulers (dirty.c) ---- */
 

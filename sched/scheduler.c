@@ -89,6 +89,10 @@ static void rq_append(runq_t *rq, sched_proc_t *p)
     else
         rq->head[q] = p;
     rq->tail[q] = p;
+    /* Under the lock: a plain load and store (metrics read it relaxed). */
+    atomic_store_explicit(&rq->plen[q],
+                          atomic_load_explicit(&rq->plen[q], memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     /* Seq_cst: pairs with the watchdog's seq_cst store of wd_idle before
      * it reads the lengths (either it sees this or we see it idle). */
     atomic_fetch_add_explicit(&rq->len, 1, memory_order_seq_cst);
@@ -100,6 +104,9 @@ static sched_proc_t *rq_take(runq_t *rq, unsigned q)
     rq->head[q] = p->rq_next;
     if (rq->head[q] == NULL)
         rq->tail[q] = NULL;
+    atomic_store_explicit(&rq->plen[q],
+                          atomic_load_explicit(&rq->plen[q], memory_order_relaxed) - 1,
+                          memory_order_relaxed);
     /* Relaxed: the queue itself is under the lock; lock-free readers use
      * the length only as a hint (a stale value costs a wasted look). */
     atomic_fetch_sub_explicit(&rq->len, 1, memory_order_relaxed);
@@ -791,4 +798,29 @@ void sched_stats(sched_stats_t *out)
     out->steals = atomic_load_explicit(&n->steals, memory_order_relaxed);
     out->stuck_marks = atomic_load_explicit(&n->stuck_marks, memory_order_relaxed);
     out->extra_started = atomic_load_explicit(&n->extra_started, memory_order_relaxed);
+    out->reductions = atomic_load_explicit(&n->stat_reductions_other, memory_order_relaxed);
+    out->messages = atomic_load_explicit(&n->stat_messages_other, memory_order_relaxed);
+    for (unsigned i = 0; n->rqs != NULL && i < out->schedulers; i++) {
+        out->reductions += atomic_load_explicit(&n->rqs[i].stat_reductions, memory_order_relaxed);
+        out->messages += atomic_load_explicit(&n->rqs[i].stat_messages, memory_order_relaxed);
+    }
+}
+
+unsigned sched_scheduler_stats(sched_scheduler_stats_t *out, unsigned cap)
+{
+    node_t *n = &sched_node;
+    if (!node_running())
+        return 0;
+    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    if (nrqs > cap)
+        nrqs = cap;
+    for (unsigned i = 0; i < nrqs; i++) {
+        runq_t *rq = &n->rqs[i];
+        /* Relaxed: statistics, read without the queue's lock. */
+        for (unsigned q = 0; q < RQ_PRIOS; q++)
+            out[i].runq_len[q] = atomic_load_explicit(&rq->plen[q], memory_order_relaxed);
+        out[i].reductions = atomic_load_explicit(&rq->stat_reductions, memory_order_relaxed);
+        out[i].messages = atomic_load_explicit(&rq->stat_messages, memory_order_relaxed);
+    }
+    return nrqs;
 }

@@ -425,11 +425,20 @@ void bench_metric_set(bench_metric_t *m, double v);
 /* Histogram: records one observation. */
 void bench_metric_observe(bench_metric_t *m, double v);
 
+/* Histogram: replaces every bucket (counts[n_bounds + 1], per bucket, not
+ * cumulative, the last for +Inf) and the sum, to mirror a histogram kept
+ * elsewhere (the collector's pauses kept per thread by heap/).  Call it
+ * from a collector so a scrape sees one consistent copy.  GD_EINVAL (and
+ * nothing changed) for a metric that is not a histogram, a wrong n_counts
+ * or a NaN sum: mistakes of the caller, not of the data. */
+int bench_metric_hist_set(bench_metric_t *m, const uint64_t *counts, size_t n_counts, double sum);
+
 /*
  * A collector computes values at scrape time (scheduler statistics,
  * process counts): it calls bench_metrics_emit for each sample.  Collectors
- * run on the scraping thread with the registry locked; they must not
- * register metrics.
+ * run on the scraping thread with the registry locked, before the
+ * registered metrics are rendered (so they may update those); they must
+ * not register metrics.
  */
 typedef void (*bench_collector_fn)(bench_metrics_emit_t *e, void *ctx);
 int bench_metrics_add_collector(bench_metrics_t *reg, bench_collector_fn fn,

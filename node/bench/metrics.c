@@ -421,6 +421,21 @@ void bench_metric_observe(bench_metric_t *m, double v)
     atomic_fetch_add_explicit(&m->count, 1, memory_order_relaxed);
 }
 
+int bench_metric_hist_set(bench_metric_t *m, const uint64_t *counts, size_t n_counts, double sum)
+{
+    const family_t *f = m->fam;
+    if (f->type != BENCH_METRIC_HISTOGRAM || n_counts != f->n_bounds + 1 || isnan(sum))
+        return GD_EINVAL;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n_counts; i++) {
+        atomic_store_explicit(&m->buckets[i], counts[i], memory_order_relaxed);
+        total += counts[i];
+    }
+    atomic_store_explicit(&m->sum_bits, double_bits(sum), memory_order_relaxed);
+    atomic_store_explicit(&m->count, total, memory_order_relaxed);
+    return 0;
+}
+
 int bench_metrics_add_collector(bench_metrics_t *reg, bench_collector_fn fn, void *ctx)
 {
     if (fn == NULL)
@@ -580,10 +595,12 @@ int bench_metrics_render(bench_metrics_t *reg, char **out, size_t *len)
     bench_buf_t b = {0};
     bench_metrics_emit_t e = {.reg = reg};
     pthread_mutex_lock(&reg->lock);
-    for (size_t i = 0; i < reg->n_fams; i++)
-        render_family(&b, reg->fams[i]);
+    /* Collectors first: one may mirror a figure kept elsewhere into a
+     * registered metric (bench_metric_hist_set) for this very scrape. */
     for (size_t i = 0; i < reg->n_colls; i++)
         reg->colls[i].fn(&e, reg->colls[i].ctx);
+    for (size_t i = 0; i < reg->n_fams; i++)
+        render_family(&b, reg->fams[i]);
     /* collector samples grouped by name, in order of first appearance */
     for (size_t i = 0; i < e.n; i++) {
         bool seen = false;

@@ -20,103 +20,16 @@
 #include "internal.h"
 #include "sched/sched.h"
 
-/* A strict reader of the text format 0.0.4: every line is a HELP, a TYPE
- * or a sample; HELP/TYPE once per family and before its samples; samples of
- * a family contiguous; names and label names valid; label values with only
- * the three escapes; values Go floats; histogram buckets ascending in le,
- * cumulative, ending at +Inf equal to _count, with _sum.  argv[1] is a file
- * or an http:// URL (fetched with urllib); argv[2..] are names that must be
- * present.  Prints the number of samples. */
-static const char *const prom_py =
-    "import re, sys, urllib.request\n"
-    "src = sys.argv[1]\n"
-    "if src.startswith('http://'):\n"
-    "    with urllib.request.urlopen(src, timeout=10) as r:\n"
-    "        assert r.status == 200, r.status\n"
-    "        ct = r.headers['Content-Type']\n"
-    "        assert ct.startswith('text/plain; version=0.0.4'), ct\n"
-    "        text = r.read().decode('utf-8')\n"
-    "else:\n"
-    "    text = open(src, encoding='utf-8').read()\n"
-    "assert text.endswith('\\n'), 'no final newline'\n"
-    "NAME = r'[a-zA-Z_:][a-zA-Z0-9_:]*'\n"
-    "LNAME = r'[a-zA-Z_][a-zA-Z0-9_]*'\n"
-    "LVAL = r'\"(?:[^\"\\\\\\n]|\\\\[\\\\\"n])*\"'\n"
-    "SAMPLE = re.compile(r'^(' + NAME + r')(\\{(' + LNAME + '=' + LVAL + r'(?:,' + LNAME + '=' + "
-    "LVAL + r')*)?\\})? (\\S+)( -?\\d+)?$')\n"
-    "LABEL = re.compile('(' + LNAME + ')=(' + LVAL + ')')\n"
-    "def num(s):\n"
-    "    if s in ('NaN', '+Inf', '-Inf'): return float(s.replace('+', ''))\n"
-    "    assert re.match(r'^[-+]?(\\d+\\.?\\d*|\\.\\d+)([eE][-+]?\\d+)?$', s), 'bad value ' + s\n"
-    "    return float(s)\n"
-    "def unesc(v):\n"
-    "    return re.sub(r'\\\\(.)', lambda m: {'n': '\\n', '\\\\': '\\\\', '\"': '\"'}[m.group(1)], "
-    "v[1:-1])\n"
-    "types, helps, done, cur, samples = {}, {}, set(), None, []\n"
-    "for line in text.split('\\n')[:-1]:\n"
-    "    if line.startswith('# HELP '):\n"
-    "        name = line.split(' ', 3)[2]\n"
-    "        assert re.fullmatch(NAME, name) and name not in helps, line\n"
-    "        assert re.fullmatch(r'(?:[^\\\\]|\\\\[\\\\n])*', line.split(' ', 3)[3]), line\n"
-    "        helps[name] = 1\n"
-    "    elif line.startswith('# TYPE '):\n"
-    "        _, _, name, t = line.split(' ')\n"
-    "        assert name not in types and t in ('counter', 'gauge', 'histogram', 'summary', "
-    "'untyped'), line\n"
-    "        assert name not in done, 'TYPE after samples: ' + line\n"
-    "        types[name] = t\n"
-    "        if cur is not None: done.add(cur)\n"
-    "        cur = name\n"
-    "    elif line.startswith('#'):\n"
-    "        continue\n"
-    "    else:\n"
-    "        m = SAMPLE.match(line)\n"
-    "        assert m, 'bad sample line: ' + repr(line)\n"
-    "        name, labels, value = m.group(1), m.group(3) or '', m.group(4)\n"
-    "        fam = name\n"
-    "        for sfx in ('_bucket', '_sum', '_count'):\n"
-    "            if name.endswith(sfx) and types.get(name[:-len(sfx)]) == 'histogram': fam = "
-    "name[:-len(sfx)]\n"
-    "        assert fam == cur, 'sample outside its family: ' + line\n"
-    "        ls = [(k, unesc(v)) for k, v in LABEL.findall(labels)]\n"
-    "        assert len(set(k for k, _ in ls)) == len(ls), 'duplicate label ' + line\n"
-    "        samples.append((fam, name, ls, num(value)))\n"
-    "for fam, t in types.items():\n"
-    "    if t != 'histogram': continue\n"
-    "    series = {}\n"
-    "    for f, name, ls, v in samples:\n"
-    "        if f != fam: continue\n"
-    "        key = tuple(x for x in ls if x[0] != 'le')\n"
-    "        s = series.setdefault(key, {'b': [], 'sum': None, 'count': None})\n"
-    "        if name.endswith('_bucket'): s['b'].append((num(dict(ls)['le']), v))\n"
-    "        elif name.endswith('_sum'): s['sum'] = v\n"
-    "        else: s['count'] = v\n"
-    "    for key, s in series.items():\n"
-    "        les = [b[0] for b in s['b']]; cs = [b[1] for b in s['b']]\n"
-    "        assert les == sorted(les) and les[-1] == float('inf'), (fam, les)\n"
-    "        assert cs == sorted(cs), (fam, cs)\n"
-    "        assert s['sum'] is not None and s['count'] == cs[-1], (fam, s)\n"
-    "for want in sys.argv[2:]:\n"
-    "    assert any(n == want for _, n, _, _ in samples) or want in types, 'missing ' + want\n"
-    "print('%d samples in %d families: ok' % (len(samples), len(types)))\n";
-
-static char py_path[64];
-
-static void write_py(void)
-{
-    if (py_path[0] != '\0')
-        return;
-    snprintf(py_path, sizeof py_path, "/tmp/gd_prom_XXXXXX");
-    int fd = mkstemp(py_path);
-    CU_ASSERT_FATAL(fd >= 0);
-    CU_ASSERT_FATAL(write(fd, prom_py, strlen(prom_py)) == (ssize_t)strlen(prom_py));
-    close(fd);
-}
+/* The strict reader of the text format 0.0.4, tests/bench_lib/prom_check.py
+ * (shared with the `girder node --metrics` test): argv[1] a file or an
+ * http:// URL, argv[2..] names that must be present. */
+#ifndef GD_PROM_CHECK_PY
+#error "GD_PROM_CHECK_PY (the path of tests/bench_lib/prom_check.py) must be defined"
+#endif
 
 /* Runs the strict parser on text (or a URL when url is set). */
 static int check_prom(const char *text, const char *url, const char *names)
 {
-    write_py();
     char file[64] = "";
     if (text != NULL) {
         snprintf(file, sizeof file, "/tmp/gd_prom_text_XXXXXX");
@@ -126,7 +39,8 @@ static int check_prom(const char *text, const char *url, const char *names)
         close(fd);
     }
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "python3 %s '%s' %s", py_path, text != NULL ? file : url, names);
+    snprintf(cmd, sizeof cmd, "python3 %s '%s' %s", GD_PROM_CHECK_PY, text != NULL ? file : url,
+             names);
     printf("\n  ");
     fflush(stdout);
     int st = system(cmd);
@@ -379,6 +293,71 @@ static void test_concurrent_updates(void)
     bench_metrics_free(reg);
 }
 
+/* A collector that mirrors an outside histogram (as `girder node` does
+ * with heap/'s GC pauses): bucket i holds i + 1 + the scrape number. */
+typedef struct mirror {
+    bench_metric_t *h;
+    unsigned scrapes;
+    int rc_bad_count, rc_not_hist;
+    bench_metric_t *gauge;
+} mirror_t;
+
+static void mirror_collector(bench_metrics_emit_t *e, void *ctx)
+{
+    (void)e;
+    mirror_t *m = ctx;
+    uint64_t counts[6];
+    m->scrapes++;
+    for (unsigned i = 0; i < 6; i++)
+        counts[i] = i + 1 + m->scrapes;
+    CU_ASSERT_EQUAL(bench_metric_hist_set(m->h, counts, 6, 2.5 * m->scrapes), 0);
+    m->rc_bad_count = bench_metric_hist_set(m->h, counts, 5, 1);
+    m->rc_not_hist = bench_metric_hist_set(m->gauge, counts, 6, 1);
+}
+
+/* The mirrored buckets show in the same scrape (collectors run before the
+ * registered families are rendered), cumulative, with _count their sum;
+ * wrong calls change nothing. */
+static void test_hist_set(void)
+{
+    bench_metrics_t *reg;
+    CU_ASSERT_EQUAL_FATAL(bench_metrics_new(&reg), 0);
+    mirror_t m = {0};
+    CU_ASSERT_EQUAL_FATAL(bench_metrics_register(reg, BENCH_METRIC_HISTOGRAM, "mirror_seconds",
+                                                 "Mirrored.", NULL, 0, lat_bounds, 5, &m.h),
+                          0);
+    CU_ASSERT_EQUAL_FATAL(bench_metrics_register(reg, BENCH_METRIC_GAUGE, "mirror_gauge", "G.",
+                                                 NULL, 0, NULL, 0, &m.gauge),
+                          0);
+    CU_ASSERT_EQUAL_FATAL(bench_metrics_add_collector(reg, mirror_collector, &m), 0);
+    for (unsigned scrape = 1; scrape <= 2; scrape++) {
+        char *text;
+        size_t len;
+        CU_ASSERT_EQUAL_FATAL(bench_metrics_render(reg, &text, &len), 0);
+        /* buckets 2..7 (scrape 1) or 3..8 (scrape 2), cumulative */
+        unsigned cum = 0;
+        for (unsigned i = 0; i < 6; i++) {
+            cum += i + 1 + scrape;
+            char want[96];
+            if (i < 5)
+                snprintf(want, sizeof want, "le=\"%g\"} %u\n", lat_bounds[i], cum);
+            else
+                snprintf(want, sizeof want, "le=\"+Inf\"} %u\n", cum);
+            CU_ASSERT_PTR_NOT_NULL(strstr(text, want));
+        }
+        char want[96];
+        snprintf(want, sizeof want, "mirror_seconds_count %u\n", cum);
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, want));
+        snprintf(want, sizeof want, "mirror_seconds_sum %g\n", 2.5 * scrape);
+        CU_ASSERT_PTR_NOT_NULL(strstr(text, want));
+        CU_ASSERT_EQUAL(check_prom(text, NULL, "mirror_seconds_count"), 0);
+        free(text);
+    }
+    CU_ASSERT_EQUAL(m.rc_bad_count, GD_EINVAL);
+    CU_ASSERT_EQUAL(m.rc_not_hist, GD_EINVAL);
+    bench_metrics_free(reg);
+}
+
 static void test_parse_addr(void)
 {
     char host[64];
@@ -526,7 +505,6 @@ static void test_endpoint(void)
     bench_metrics_http_stop(srv);
     bench_metrics_free(reg);
     event_base_free(loop_base);
-    unlink(py_path);
 }
 
 static const gd_test_case_t gd_tests[] = {
@@ -534,6 +512,7 @@ static const gd_test_case_t gd_tests[] = {
     {"exposition text parsed strictly", test_render},
     {"scheduler figures", test_sched_values},
     {"address parsing", test_parse_addr},
+    {"a histogram mirrored by a collector, in the same scrape", test_hist_set},
     {"updates from many threads during scrapes", test_concurrent_updates},
     {"endpoint: socket, urllib, malformed requests", test_endpoint},
     {NULL, NULL},

@@ -1,5 +1,5 @@
 %% cli_peer: what tests/cli/cli_test.sh's erl node serves to `girder ping|rpc|send|bench`.
-%%   echo       registered process: {From, T} -> From ! {echo_reply, T} (design.md's node contract)
+%%   echo       registered process: {From, T} -> From ! {echo_reply, T} (girder's echo service, docs/protocol.md §5)
 %%   girder_kv  gen_server: {put, K, V} -> ok, {get, K} -> {ok, V} | error, {delete, K} -> ok,
 %%              and the cast {put, K, V} (the same contract as girder's girder_kv)
 %%   lossy_echo, dup_echo, bad_echo  echo, except that every 50th request is dropped,

@@ -2,7 +2,7 @@
  * test_frame.c — cluster/frame.c without sockets: the captured OTP 25
  * frames (atom cache header, pre-connect frame), cache reuse across frames,
  * fragments interleaved with other traffic, the encoder against the
- * decoder, and malformed frames (robustness.md D21-D30).
+ * decoder, and malformed frames (docs/robustness.md D21-D30).
  */
 #include <stdlib.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * driven over real sockets by a raw peer that uses the handshake state
  * machine as initiator: echo round trips, a wrong cookie, half-open
  * connections, ticks and the tick timeout, and malformed frames
- * (robustness.md D21-D30) each closing only its own connection while the
+ * (docs/robustness.md D21-D30) each closing only its own connection while the
  * node keeps serving.  Also the cookie file.
  */
 #include <arpa/inet.h>

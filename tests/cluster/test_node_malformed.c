@@ -617,7 +617,7 @@ static void test_slow_reader(void)
     }
     CU_ASSERT(sched_wait_exit(&sender, 1, 5000) == 0);
     CU_ASSERT(atomic_load(&bp_sent) == BP_MESSAGES);
-    CU_ASSERT(conn_stats_of(p.name, &st) && !st.busy && st.busy_ns > 0);
+    CU_ASSERT(conn_stats_of(p.name, &st) && !st.busy && st.traffic.busy_ns > 0);
     np_peer_close(&p);
 }
 

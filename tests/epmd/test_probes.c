@@ -1,12 +1,11 @@
 /*
  * test_probes.c — `girder epmd` against OTP's real `epmd`, side by side:
  * both daemons run as processes (-packet_timeout 1) and get the same byte
- * probes — the malformed requests of robustness.md (E1-E27, Appendix A) and
- * the good ones.  Every answer from girder must equal OTP's (creation and
- * fd numbers masked) or be a closed connection where OTP answers with a
- * close too, and after every probe both daemons must still answer a
- * PORT_PLEASE2 promptly.  Also: our client library against both daemons,
- * and `girder epmd -names` / `girder names` output against `epmd -names`.
+ * probes — the malformed requests of docs/robustness.md (E1-E27: OTP's epmd_SUITE cases and ours)
+ * and the good ones.  Every answer from girder must equal OTP's (creation and fd numbers masked) or
+ * be a closed connection where OTP answers with a close too, and after every probe both daemons
+ * must still answer a PORT_PLEASE2 promptly.  Also: our client library against both daemons, and
+ * `girder epmd -names` / `girder names` output against `epmd -names`.
  *
  * usage: test_epmd_probes <path-to-girder>
  */
@@ -25,7 +24,7 @@
 
 #define ANSWER_MAX 65536
 #define ANSWER_WAIT_MS 2000
-#define LIVENESS_MS 250 /* robustness.md asks <= 100 ms; margin for loaded CI */
+#define LIVENESS_MS 250 /* docs/robustness.md asks <= 100 ms; margin for loaded CI */
 #define IDLE_FLOOD 3000
 
 static const char *girder_path;

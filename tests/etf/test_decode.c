@@ -1,7 +1,7 @@
 /*
  * test_decode.c — etf_decode: every tag with the bytes OTP 25 emits
- * (protocol-captures/etf-otp25.txt), what binary_to_term accepts beyond
- * that, and every error path (robustness.md §2, D1–D20) with its code and
+ * (captured from a live node), what binary_to_term accepts beyond
+ * that, and every error path (docs/robustness.md §2, D1–D20) with its code and
  * offset.
  */
 #include <math.h>
@@ -976,7 +976,7 @@ static void test_zip_bomb_budget(void)
     cu_teardown();
 }
 
-/* ---- the bad-input list, robustness.md §2 ---- */
+/* ---- the bad-input list, docs/robustness.md §2 ---- */
 
 static void test_bad_inputs_d1_d7(void)
 {

@@ -1,7 +1,7 @@
 /*
  * test_encode.c — etf_encode / etf_encode_body / etf_encoded_size: the
- * exact bytes term_to_binary produces on OTP 25 (captured, see
- * protocol-captures/etf-otp25.txt) and on OTP 26+ (UTF-8 atoms), the
+ * exact bytes term_to_binary produces on OTP 25 (captured from a live node;
+ * tests/interop/etf_interop.sh checks them against OTP) and on OTP 26+ (UTF-8 atoms), the
  * compression rule, deterministic maps, size/write agreement, and random
  * round trips through the decoder.
  */

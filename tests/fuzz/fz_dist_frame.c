@@ -1,6 +1,6 @@
 /*
  * fz_dist_frame.c — libFuzzer harness for the connected-phase frame decoder
- * (robustness.md §1, fz_dist_frames): the input is the byte stream after a
+ * (docs/robustness.md §1, fz_dist_frame): the input is the byte stream after a
  * completed handshake, split into 4-byte-length frames and decoded on one
  * connection's receiving side (atom cache, fragments) until the first
  * error, as a connection would close on it.  Oracles: no crash or

@@ -1,6 +1,6 @@
 /*
  * fz_dist_handshake.c — libFuzzer harness for the distribution handshake
- * state machine (robustness.md §1, fz_handshake).  The first input byte
+ * state machine (docs/robustness.md §1, fz_dist_handshake).  The first input byte
  * picks the role (bit 0: initiator) and how the rest is cut into reads
  * (bits 1..7: chunk size); the rest is the peer's byte stream.  Oracles: no
  * crash or over-read (exact-size copy), output within its buffer, no atom

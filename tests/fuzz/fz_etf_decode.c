@@ -1,6 +1,6 @@
 /*
  * fz_etf_decode.c — libFuzzer harness for the ETF decoder
- * (robustness.md §1).
+ * (docs/robustness.md §1).
  *
  * Input: one control byte, then the bytes to decode.  Control bits:
  *   bit 0  safe mode (no atom may be created)

@@ -380,7 +380,7 @@ static void test_server_timeout(void)
 }
 
 /* An idle gen_server stays within the 1 KB an idle behaviour process may
- * cost (design.md): its callback table and parent ride in the dictionary,
+ * cost (docs/architecture.md): its callback table and parent ride in the dictionary,
  * its state is the user's. */
 static void test_idle_size(void)
 {

@@ -2,7 +2,7 @@
 %% (tests/bench/sched/run.sh), one workload per VM:
 %%   erl -noshell +P 2000000 -pa DIR -s bench_beam run beam_sched -extra NAME
 %% with NAME one of spawn, pingpong, ring, fanin, bigmsg.  The workloads are those of
-%% the bench-beam specification (same result names, units and JSON shape);
+%% the workload specification of docs/benchmarks.md (same result names, units and JSON shape);
 %% every process runs at normal priority with default spawn options.
 %%
 %% spawn     1,000,000 x spawn of a process blocked in `receive stop`, pids

@@ -1,6 +1,6 @@
 /*
- * bench_sched.c — girder's side of bench-beam's process benchmarks
- * (/work/shared/bench-beam/README.md): spawn, pingpong (1 and 100 pairs),
+ * bench_sched.c — girder's side of the process benchmarks
+ * (docs/benchmarks.md; BEAM's side is beam_sched.erl): spawn, pingpong (1 and 100 pairs),
  * ring, fanin, bigmsg and fairness, with the same workloads, repetitions and
  * medians (fairness also as fairness_cloop_*, which BEAM cannot run).
  *
@@ -516,7 +516,7 @@ static void bench_bigmsg_kind(const char *kind, int k)
 /* ---- fairness ---- */
 
 /*
- * bench-beam's fairness workload: 2 x schedulers busy processes run the LCG
+ * The fairness workload: 2 x schedulers busy processes run the LCG
  * loop forever while a probe (same priority) does `receive after 1` for
  * 2 s and records how late it wakes (elapsed - 1 ms); the busy processes
  * are then killed.  Also with no busy processes (fairness_idle_*), and,

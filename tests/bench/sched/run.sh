@@ -8,7 +8,7 @@
 # For each round and each of spawn, pingpong, ring, fanin, bigmsg
 # and fairness,
 # runs girder's bench_sched (A) then BEAM's side, beam_sched.erl NAME (B),
-# in a fresh VM, the same workloads (the bench-beam specification).  stdout
+# in a fresh VM, the same workloads (the workload specification in docs/benchmarks.md).  stdout
 # (and -o FILE, appended) gets JSON lines: every result tagged
 # "impl":"girder" or "impl":"beam" and "run":N, an "env" line per run, then
 # per metric an "impl":"ratio" line: median over rounds of girder's values
