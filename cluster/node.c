@@ -487,6 +487,28 @@ static int conn_up(conn_t *c)
     return rc;
 }
 
+/* A continuation fragment in the middle of its message goes from the
+ * input buffer straight into the sequence's buffer: no pullup copy for
+ * the bulk of a big message.  False when the frame is not one (*rc then
+ * untouched); else *rc is 0 or the error that closes c. */
+static bool read_fragment_data(conn_t *c, struct evbuffer *in, size_t n, int *rc)
+{
+    const uint8_t *hdr = evbuffer_pullup(in, 4 + DIST_FRAG_CONT_HDR_LEN);
+    uint8_t *dst;
+    int r = hdr == NULL ? GD_ENOMEM : dist_rx_frag_room(&c->rx, hdr + 4, n, &dst);
+    if (r == 0)
+        return false;
+    *rc = r < 0 ? r : 0;
+    if (r == 1) {
+        size_t data = n - DIST_FRAG_CONT_HDR_LEN;
+        evbuffer_drain(in, 4 + DIST_FRAG_CONT_HDR_LEN);
+        if (evbuffer_remove(in, dst, data) != (int)data)
+            *rc = GD_ENOMEM; /* cannot happen: all n bytes are there */
+        c->bytes_in += 4 + n;
+    }
+    return true;
+}
+
 /* Decodes and handles every complete frame in the input buffer. */
 static void read_frames(conn_t *c, struct evbuffer *in)
 {
@@ -504,6 +526,13 @@ static void read_frames(conn_t *c, struct evbuffer *in)
         }
         if (rc == 0)
             return;
+        if (n > DIST_FRAG_CONT_HDR_LEN && read_fragment_data(c, in, n, &rc)) {
+            if (rc < 0) {
+                conn_close(c, dist_strerror(rc));
+                return;
+            }
+            continue;
+        }
         p = evbuffer_pullup(in, (ev_ssize_t)(4 + n));
         if (p == NULL) {
             conn_close(c, "out of memory");
