@@ -106,6 +106,9 @@ static struct node {
     unsigned connect_threads; /* detached connect threads still running */
     uint64_t conn_ids;
     sched_dist_hooks_t hooks;
+    /* Connections over their output limit: while none is, a send takes
+     * no lock for back-pressure. */
+    _Atomic unsigned busy_conns;
 } node = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static uint64_t now_ns(void)
@@ -183,6 +186,7 @@ static void conn_note_queued_locked(conn_t *c, size_t queued)
     if (!c->busy && queued > busy_limit()) {
         c->busy = true;
         c->busy_since_ns = now_ns();
+        atomic_fetch_add_explicit(&node.busy_conns, 1, memory_order_relaxed);
     }
 }
 
@@ -194,6 +198,7 @@ static void conn_unbusy_locked(conn_t *c)
         return;
     c->busy = false;
     c->busy_ns += now_ns() - c->busy_since_ns;
+    atomic_fetch_sub_explicit(&node.busy_conns, 1, memory_order_relaxed);
     for (size_t i = 0; i < c->nwaiters; i++) {
         int rc = sched_send(NULL, c->waiters[i], heap_atom("$gd_drained"));
         if (rc < 0 && rc != SCHED_ENOPROC && rc != SCHED_ESTOPPED)
@@ -1030,6 +1035,11 @@ static bool pred_none(term_t msg, void *arg)
 static int hook_sent(void *ud, sched_ctx_t *ctx, term_t to)
 {
     (void)ud;
+    /* Relaxed is enough: the flag is set under node.lock by the send that
+     * this process just made (program order), and one missed by a race
+     * with another sender only delays the suspension to the next send. */
+    if (atomic_load_explicit(&node.busy_conns, memory_order_relaxed) == 0)
+        return 0;
     term_t name, msg;
     term_t node_atom = target_node(to, &name);
     pthread_mutex_lock(&node.lock);
@@ -1355,6 +1365,7 @@ int cluster_start(const cluster_config_t *cfg)
         node.cfg.epmd_port = epmd_default_port();
     if (node.cfg.dist_buf_busy_limit == 0)
         node.cfg.dist_buf_busy_limit = CLUSTER_DIST_BUF_BUSY_LIMIT_DEFAULT;
+    atomic_store(&node.busy_conns, 0); /* cluster_stop frees busy connections as they are */
     node.cookie = strdup(cfg->cookie);
     if (node.cookie == NULL)
         return GD_ENOMEM;
