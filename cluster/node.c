@@ -81,7 +81,10 @@ typedef struct conn {
     term_t *waiters;
     size_t nwaiters, waiters_cap;
     uint64_t last_direct_ns; /* the last write made straight from a sender */
-    uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
+    uint64_t bytes_out, msgs_out;
+    /* Written by the loop thread without node.lock, read by
+     * cluster_conn_stats from any thread. */
+    _Atomic uint64_t bytes_in, msgs_in;
 } conn_t;
 
 static struct node {
@@ -509,7 +512,7 @@ static bool read_fragment_data(conn_t *c, struct evbuffer *in, size_t n, int *rc
         evbuffer_drain(in, 4 + DIST_FRAG_CONT_HDR_LEN);
         if (evbuffer_remove(in, dst, data) != (int)data)
             *rc = GD_ENOMEM; /* cannot happen: all n bytes are there */
-        c->bytes_in += 4 + n;
+        atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
     }
     return true;
 }
@@ -550,9 +553,9 @@ static void read_frames(conn_t *c, struct evbuffer *in)
         }
         dist_msg_t m;
         rc = dist_rx_frame(&c->rx, &h, p + 4, n, &m);
-        c->bytes_in += 4 + n; /* read by the loop only; stats read them unlocked */
+        atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
         if (rc == 0 && m.op != 0) {
-            c->msgs_in++;
+            atomic_fetch_add_explicit(&c->msgs_in, 1, memory_order_relaxed);
             rc = cluster_dispatch(c, &h, &m);
         }
         heap_destroy(&h);
@@ -1238,9 +1241,9 @@ size_t cluster_conn_stats(cluster_conn_stats_t *out, size_t max)
         if (n < max) {
             cluster_conn_stats_t *s = &out[n];
             snprintf(s->node, sizeof s->node, "%s", c->peer);
-            s->bytes_in = c->bytes_in;
+            s->bytes_in = atomic_load_explicit(&c->bytes_in, memory_order_relaxed);
             s->bytes_out = c->bytes_out;
-            s->msgs_in = c->msgs_in;
+            s->msgs_in = atomic_load_explicit(&c->msgs_in, memory_order_relaxed);
             s->msgs_out = c->msgs_out;
             s->busy = c->busy;
             s->busy_ns = c->busy_ns + (c->busy ? now - c->busy_since_ns : 0);

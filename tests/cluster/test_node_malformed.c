@@ -39,8 +39,20 @@ static void nap_ms(int ms)
 
 static char log_path[64];
 
+static int saved_stderr = -1;
+
+/* At exit the captured log (the node's lines, and a sanitizer's report)
+ * goes to the real stderr, then the file is removed. */
 static void log_remove(void)
 {
+    FILE *f = fopen(log_path, "r");
+    char buf[4096];
+    size_t n;
+    while (f != NULL && saved_stderr >= 0 && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        if (write(saved_stderr, buf, n) < 0)
+            break;
+    if (f != NULL)
+        fclose(f);
     unlink(log_path);
 }
 
@@ -49,6 +61,7 @@ static void log_capture(void)
     if (log_path[0] != 0)
         return;
     snprintf(log_path, sizeof log_path, "/tmp/gd_malformed_%d.log", (int)getpid());
+    saved_stderr = dup(2);
     CU_ASSERT_FATAL(freopen(log_path, "w", stderr) != NULL);
     setvbuf(stderr, NULL, _IONBF, 0);
     atexit(log_remove);
