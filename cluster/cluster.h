@@ -357,6 +357,22 @@ void dist_rx_free(dist_rx_t *rx);
 int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len,
                   dist_msg_t *out) GD_MUST_CHECK;
 
+/* Bytes before the data of a continuation fragment (131 70 seq id). */
+#define DIST_FRAG_CONT_HDR_LEN 18
+
+/*
+ * The receive path's copy-saving form of dist_rx_frame for a continuation
+ * fragment that does not end its message: hdr holds the first
+ * DIST_FRAG_CONT_HDR_LEN bytes of a frame of len bytes.  Returns 1 with
+ * *dst pointing at room for its len - DIST_FRAG_CONT_HDR_LEN data bytes in
+ * the sequence's buffer (the caller copies them there from its input at
+ * once: the sequence counts them as received); 0 when the frame must go
+ * through dist_rx_frame (not such a fragment, or the last of its
+ * message); DIST_EFRAGMENT, DIST_ETOO_LARGE or GD_ENOMEM (close the
+ * connection) as dist_rx_frame would.  O(1) plus a buffer growth.
+ */
+int dist_rx_frag_room(dist_rx_t *rx, const uint8_t *hdr, size_t len, uint8_t **dst) GD_MUST_CHECK;
+
 /* A message encoded but not yet framed: the control's bytes then the
  * payload's, without version bytes (framing depends on the flags agreed
  * with the peer, which a message queued before the handshake ends does

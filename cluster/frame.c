@@ -271,7 +271,7 @@ static dist_frag_t *frag_find(dist_rx_t *rx, uint64_t seq)
  * a non-zero hint is the size the whole message is expected to reach
  * (room for it is made at once when the caps allow: growing a 64 MB
  * message by doublings copies it again and again on the loop thread). */
-static int frag_append(dist_rx_t *rx, dist_frag_t *f, const uint8_t *p, size_t n, size_t hint)
+static int frag_grow(dist_rx_t *rx, dist_frag_t *f, size_t n, size_t hint)
 {
     if (n > rx->lim.max_message - f->len)
         return DIST_ETOO_LARGE;
@@ -297,9 +297,39 @@ static int frag_append(dist_rx_t *rx, dist_frag_t *f, const uint8_t *p, size_t n
         f->data = d;
         f->cap = cap;
     }
+    return 0;
+}
+
+static int frag_append(dist_rx_t *rx, dist_frag_t *f, const uint8_t *p, size_t n, size_t hint)
+{
+    int rc = frag_grow(rx, f, n, hint);
+    if (rc < 0)
+        return rc;
     memcpy(f->data + f->len, p, n);
     f->len += n;
     return 0;
+}
+
+int dist_rx_frag_room(dist_rx_t *rx, const uint8_t *hdr, size_t len, uint8_t **dst)
+{
+    if (len < FRAG_HDR_LEN || hdr[0] != ETF_VERSION_MAGIC || hdr[1] != ETF_DIST_FRAG_CONT)
+        return 0;
+    uint64_t seq = get64(hdr + 2), id = get64(hdr + 10);
+    if (id <= 1)
+        return 0; /* the last one completes the message: dist_rx_frame */
+    dist_frag_t *f = frag_find(rx, seq);
+    if (f == NULL || id != f->next_id)
+        return DIST_EFRAGMENT;
+    size_t n = len - FRAG_HDR_LEN;
+    int rc = frag_grow(rx, f, n, 0);
+    if (rc < 0) {
+        frag_drop(rx, f);
+        return rc;
+    }
+    *dst = f->data + f->len;
+    f->len += n;
+    f->next_id--;
+    return 1;
 }
 
 /* A fragment: start (131 69) or continuation (131 70). */

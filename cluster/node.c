@@ -117,6 +117,9 @@ static struct node {
     cluster_traffic_t retired; /* traffic of the connections closed so far */
     uint64_t epmd_registrations;
     bool epmd_registered_now;
+    /* Connections over their output limit: while none is, a send takes
+     * no lock for back-pressure. */
+    _Atomic unsigned busy_conns;
 } node = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static uint64_t now_ns(void)
@@ -196,6 +199,7 @@ static void conn_note_queued_locked(conn_t *c, size_t queued)
     if (!c->busy && queued > busy_limit()) {
         c->busy = true;
         c->busy_since_ns = now_ns();
+        atomic_fetch_add_explicit(&node.busy_conns, 1, memory_order_relaxed);
     }
 }
 
@@ -207,6 +211,7 @@ static void conn_unbusy_locked(conn_t *c)
         return;
     c->busy = false;
     c->busy_ns += now_ns() - c->busy_since_ns;
+    atomic_fetch_sub_explicit(&node.busy_conns, 1, memory_order_relaxed);
     for (size_t i = 0; i < c->nwaiters; i++) {
         int rc = sched_send(NULL, c->waiters[i], heap_atom("$gd_drained"));
         if (rc < 0 && rc != SCHED_ENOPROC && rc != SCHED_ESTOPPED)
@@ -532,6 +537,28 @@ static int conn_up(conn_t *c)
     return rc;
 }
 
+/* A continuation fragment in the middle of its message goes from the
+ * input buffer straight into the sequence's buffer: no pullup copy for
+ * the bulk of a big message.  False when the frame is not one (*rc then
+ * untouched); else *rc is 0 or the error that closes c. */
+static bool read_fragment_data(conn_t *c, struct evbuffer *in, size_t n, int *rc)
+{
+    const uint8_t *hdr = evbuffer_pullup(in, 4 + DIST_FRAG_CONT_HDR_LEN);
+    uint8_t *dst;
+    int r = hdr == NULL ? GD_ENOMEM : dist_rx_frag_room(&c->rx, hdr + 4, n, &dst);
+    if (r == 0)
+        return false;
+    *rc = r < 0 ? r : 0;
+    if (r == 1) {
+        size_t data = n - DIST_FRAG_CONT_HDR_LEN;
+        evbuffer_drain(in, 4 + DIST_FRAG_CONT_HDR_LEN);
+        if (evbuffer_remove(in, dst, data) != (int)data)
+            *rc = GD_ENOMEM; /* cannot happen: all n bytes are there */
+        atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
+    }
+    return true;
+}
+
 /* Decodes and handles every complete frame in the input buffer. */
 static void read_frames(conn_t *c, struct evbuffer *in)
 {
@@ -549,6 +576,13 @@ static void read_frames(conn_t *c, struct evbuffer *in)
         }
         if (rc == 0)
             return;
+        if (n > DIST_FRAG_CONT_HDR_LEN && read_fragment_data(c, in, n, &rc)) {
+            if (rc < 0) {
+                conn_close(c, dist_strerror(rc));
+                return;
+            }
+            continue;
+        }
         p = evbuffer_pullup(in, (ev_ssize_t)(4 + n));
         if (p == NULL) {
             conn_close(c, "out of memory");
@@ -561,14 +595,9 @@ static void read_frames(conn_t *c, struct evbuffer *in)
         }
         dist_msg_t m;
         rc = dist_rx_frame(&c->rx, &h, p + 4, n, &m);
-        /* Relaxed load and store: the loop thread is the only writer. */
-        atomic_store_explicit(&c->bytes_in,
-                              atomic_load_explicit(&c->bytes_in, memory_order_relaxed) + 4 + n,
-                              memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
         if (rc == 0 && m.op != 0) {
-            atomic_store_explicit(&c->msgs_in,
-                                  atomic_load_explicit(&c->msgs_in, memory_order_relaxed) + 1,
-                                  memory_order_relaxed);
+            atomic_fetch_add_explicit(&c->msgs_in, 1, memory_order_relaxed);
             rc = cluster_dispatch(c, &h, &m);
         }
         heap_destroy(&h);
@@ -1100,6 +1129,11 @@ static bool pred_none(term_t msg, void *arg)
 static int hook_sent(void *ud, sched_ctx_t *ctx, term_t to)
 {
     (void)ud;
+    /* Relaxed is enough: the flag is set under node.lock by the send that
+     * this process just made (program order), and one missed by a race
+     * with another sender only delays the suspension to the next send. */
+    if (atomic_load_explicit(&node.busy_conns, memory_order_relaxed) == 0)
+        return 0;
     term_t name, msg;
     term_t node_atom = target_node(to, &name);
     pthread_mutex_lock(&node.lock);
@@ -1474,6 +1508,7 @@ int cluster_start(const cluster_config_t *cfg)
         node.cfg.epmd_port = epmd_default_port();
     if (node.cfg.dist_buf_busy_limit == 0)
         node.cfg.dist_buf_busy_limit = CLUSTER_DIST_BUF_BUSY_LIMIT_DEFAULT;
+    atomic_store(&node.busy_conns, 0); /* cluster_stop frees busy connections as they are */
     node.cookie = strdup(cfg->cookie);
     if (node.cookie == NULL)
         return GD_ENOMEM;
