@@ -162,13 +162,44 @@ static const char *atom_text(term_t a)
     return term_is_atom(a) ? heap_atom_text(a, &len) : "?";
 }
 
-/* girder or OTP: only girder nodes answer girder:info/0 with a map. */
+static bool is_down_of(term_t msg, void *arg)
+{
+    const term_t *mref = arg;
+    int order = 1;
+    return tagged(msg, 5, "DOWN") &&
+           heap_compare_checked(term_tuple_elems(msg)[1], *mref, true, &order) == 0 && order == 0;
+}
+
+/* girder or OTP: only girder nodes answer girder:info/0 with a map.  The
+ * workload's server is monitored first: the peer answers a monitor of a
+ * name nobody registered at once, so its 'DOWN' is queued before the rpc's
+ * reply (one connection keeps the order), and a run that could only lose
+ * every request is refused up front. */
 static int detect_kind(sched_ctx_t *ctx, coord_job_t *j)
 {
-    term_t info;
+    term_t info, server, *e, mref = TERM_NIL, down;
     char err[256];
-    if (lg_rpc(ctx, j->p->target, heap_atom("girder"), heap_atom("info"), TERM_NIL, 10000, &info,
-               err, sizeof err) != 0) {
+    if (heap_make_tuple(sched_heap(ctx), 2, &e, &server) != 0 || sched_root_push(ctx, &mref) != 0) {
+        snprintf(j->t->error, sizeof j->t->error, "out of memory");
+        return -1;
+    }
+    e[0] = j->p->server;
+    e[1] = j->p->target;
+    int rc = sched_monitor(ctx, server, &mref);
+    if (rc == 0)
+        rc = lg_rpc(ctx, j->p->target, heap_atom("girder"), heap_atom("info"), TERM_NIL, 10000,
+                    &info, err, sizeof err);
+    else
+        snprintf(err, sizeof err, "cannot monitor the server: %s", dist_strerror(rc));
+    if (rc == 0 && sched_receive_wait(ctx, is_down_of, &mref, 0, &down) == 0) {
+        snprintf(err, sizeof err, "no process is registered as %s on %s (--server)",
+                 atom_text(j->p->server), j->t->node);
+        rc = -1;
+    } else if (rc == 0) {
+        rc = sched_demonitor(ctx, mref);
+    }
+    sched_root_pop(ctx, 1);
+    if (rc != 0) {
         snprintf(j->t->error, sizeof j->t->error, "%s", err);
         return -1;
     }
