@@ -145,7 +145,7 @@ static void test_closed_loop_clean(void)
     CU_ASSERT_EQUAL(o.errors, 0);
     CU_ASSERT_EQUAL(o.lost, 0);
     CU_ASSERT_EQUAL(o.misordered, 0);
-    CU_ASSERT(o.progress >= 3);
+    CU_ASSERT(o.progress >= 2); /* ~6 intervals of 100 ms; fewer when starved */
 }
 
 static void test_drops_count_lost(void)
