@@ -156,19 +156,56 @@ typedef struct coord_job {
     bool mfa_given;
 } coord_job_t;
 
-static const char *atom_text(term_t a)
+/* An atom's text in buf (atom texts are not NUL-terminated). */
+typedef struct atom_buf {
+    char s[256];
+} atom_buf_t;
+static const char *atom_text(term_t a, atom_buf_t *buf)
 {
-    size_t len;
-    return term_is_atom(a) ? heap_atom_text(a, &len) : "?";
+    size_t len = 0;
+    const char *t = term_is_atom(a) ? heap_atom_text(a, &len) : "?";
+    snprintf(buf->s, sizeof buf->s, "%.*s", (int)(len ? len : 1), t);
+    return buf->s;
 }
 
-/* girder or OTP: only girder nodes answer girder:info/0 with a map. */
+static bool is_down_of(term_t msg, void *arg)
+{
+    const term_t *mref = arg;
+    int order = 1;
+    return tagged(msg, 5, "DOWN") &&
+           heap_compare_checked(term_tuple_elems(msg)[1], *mref, true, &order) == 0 && order == 0;
+}
+
+/* girder or OTP: only girder nodes answer girder:info/0 with a map.  The
+ * workload's server is monitored first: the peer answers a monitor of a
+ * name nobody registered at once, so its 'DOWN' is queued before the rpc's
+ * reply (one connection keeps the order), and a run that could only lose
+ * every request is refused up front. */
 static int detect_kind(sched_ctx_t *ctx, coord_job_t *j)
 {
-    term_t info;
-    char err[256];
-    if (lg_rpc(ctx, j->p->target, heap_atom("girder"), heap_atom("info"), TERM_NIL, 10000, &info,
-               err, sizeof err) != 0) {
+    term_t info, server, *e, mref = TERM_NIL, down;
+    char err[600];
+    if (heap_make_tuple(sched_heap(ctx), 2, &e, &server) != 0 || sched_root_push(ctx, &mref) != 0) {
+        snprintf(j->t->error, sizeof j->t->error, "out of memory");
+        return -1;
+    }
+    e[0] = j->p->server;
+    e[1] = j->p->target;
+    int rc = sched_monitor(ctx, server, &mref);
+    if (rc == 0)
+        rc = lg_rpc(ctx, j->p->target, heap_atom("girder"), heap_atom("info"), TERM_NIL, 10000,
+                    &info, err, sizeof err);
+    else
+        snprintf(err, sizeof err, "cannot monitor the server: %s", dist_strerror(rc));
+    if (rc == 0 && sched_receive_wait(ctx, is_down_of, &mref, 0, &down) == 0) {
+        snprintf(err, sizeof err, "no process is registered as %s on %s (--server)",
+                 atom_text(j->p->server, &(atom_buf_t){0}), j->t->node);
+        rc = -1;
+    } else if (rc == 0) {
+        rc = sched_demonitor(ctx, mref);
+    }
+    sched_root_pop(ctx, 1);
+    if (rc != 0) {
         snprintf(j->t->error, sizeof j->t->error, "%s", err);
         return -1;
     }
@@ -295,15 +332,16 @@ static int on_message(coord_job_t *j, term_t msg)
     }
     if (tagged(msg, 5, "girder_bench_failed")) {
         snprintf(t->error, sizeof t->error, "a share failed: %s",
-                 atom_text(term_tuple_elems(msg)[2]));
+                 atom_text(term_tuple_elems(msg)[2], &(atom_buf_t){0}));
         return -1;
     }
     if (tagged(msg, 5, "DOWN")) {
         const term_t *e = term_tuple_elems(msg);
         const char *who = term_is_tuple(e[3]) && term_tuple_arity(e[3]) == 2
-                              ? atom_text(term_tuple_elems(e[3])[1])
+                              ? atom_text(term_tuple_elems(e[3])[1], &(atom_buf_t){0})
                               : "a client node";
-        snprintf(t->error, sizeof t->error, "client node %s went down (%s)", who, atom_text(e[4]));
+        snprintf(t->error, sizeof t->error, "client node %s went down (%s)", who,
+                 atom_text(e[4], &(atom_buf_t){0}));
         return -1;
     }
     return 0;

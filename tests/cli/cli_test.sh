@@ -212,6 +212,11 @@ assert t['$field'] > 0, t" || fail "bench --server $server: no $field counted"
 done
 echo "bench faults found: ok"
 
+# A server nobody registered is refused before any load (girder and erl).
+expect 1 "$girder" bench -setcookie "$cookie" --quiet --duration 1 --server nosuch_$$ "$g" "$e"
+[ "$(echo "$err" | grep -c "no process is registered as nosuch_$$")" = 2 ] ||
+  fail "bench --server nosuch: $err"
+
 # A bench whose target refuses the cookie fails in one line, exit 1.
 expect 1 "$girder" bench -setcookie wrong_cookie_$$ --quiet --duration 1 "$e"
 echo "$err" | grep -q "cookie" || fail "bench wrong cookie: $err"
