@@ -745,7 +745,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     conn_t *c = arg;
     char why[320];
-    if (c->tls && (what & BEV_EVENT_ERROR)) {
+    /* A TLS peer that refuses us may close before our own verdict is
+     * reported: an EOF during the handshake is described as well. */
+    if (c->tls && ((what & BEV_EVENT_ERROR) || ((what & BEV_EVENT_EOF) && c->state != CONN_UP))) {
         cluster_tls_describe(bev, c->state != CONN_UP, why, sizeof why);
         conn_close(c, why);
     } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {

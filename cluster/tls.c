@@ -744,11 +744,13 @@ void cluster_tls_describe(struct bufferevent *bev, bool handshaking, char *buf, 
         snprintf(buf, size, "TLS handshake%s failed: the peer does not speak TLS (%s)", from,
                  reason);
     else if (e != 0)
-        snprintf(buf, size, "%s%s: %s", handshaking ? "TLS handshake failed" : "TLS error", from,
-                 reason);
+        snprintf(buf, size, "%s%s failed: %s", handshaking ? "TLS handshake" : "TLS connection",
+                 from, reason);
+    else if (handshaking && (ssl == NULL || !SSL_is_init_finished(ssl)))
+        snprintf(buf, size, "TLS handshake%s failed: connection lost", from);
     else
-        snprintf(buf, size, "%s%s",
-                 handshaking ? "TLS handshake failed: connection lost" : "socket error", from);
+        snprintf(buf, size, "%s%s%s", handshaking ? "connection" : "socket error", from,
+                 handshaking ? " closed by peer" : "");
 }
 
 /* ---- the handshake's 4-byte framing inside TLS ---- */
