@@ -21,7 +21,8 @@ static void usage(FILE *out)
                  "\n"
                  "Starts a girder node that registers with EPMD (an embedded one when none\n"
                  "answers) and serves net_kernel (ping), rex (rpc:call/erpc:call of its C\n"
-                 "functions) and echo.  --sname/--name/--cookie are accepted too.  The cookie\n"
+                 "functions), echo, the girder_kv gen_server and the girder global registry.\n"
+                 "--sname/--name/--cookie are accepted too.  The cookie\n"
                  "defaults to ~/.erlang.cookie (created with 150 random bits when missing).\n"
                  "Runs until SIGTERM or SIGINT, then closes its connections and leaves EPMD.\n");
 }
