@@ -124,6 +124,15 @@ int node_register_name(sched_ctx_t *ctx, term_t name) GD_MUST_CHECK;
  * the heap is out of memory). */
 term_t node_callback_error(sched_ctx_t *ctx, int code);
 
+/* girder_kv's code (kv_module.c): the gen_server table first, so the
+ * table's address is the module's; vsn counts versions from 1.  A
+ * reloadable object exports one under the name girder_kv_module. */
+typedef struct girder_kv_module {
+    girder_gen_server_t gen;
+    int vsn;
+} girder_kv_module_t;
+extern const girder_kv_module_t girder_kv_module;
+
 /* Registers girder:call_out/4 and girder:rpc_out/6 for rpc (remote.c).
  * Errors: cluster_rpc_register's. */
 int node_remote_builtins_register(void) GD_MUST_CHECK;

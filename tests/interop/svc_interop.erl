@@ -10,7 +10,7 @@
 -define(CALLERS, 1000).
 -define(ROUNDS, 20).
 
-main([GStr]) ->
+main([GStr, KvV2]) ->
     G = list_to_atom(GStr),
     pong = net_adm:ping(G),
     Checks = [{kv_basic, fun() -> kv_basic(G) end},
@@ -24,7 +24,8 @@ main([GStr]) ->
               {girder_monitor_nodes, fun() -> monitor_nodes(G) end},
               {spawn_registered_bodies, fun() -> spawn_bodies(G) end},
               {girder_unlinks, fun() -> girder_unlinks(G) end},
-              {girder_demonitor_no_late_down, fun() -> girder_demonitors(G) end}],
+              {girder_demonitor_no_late_down, fun() -> girder_demonitors(G) end},
+              {kv_hot_reload_under_load, fun() -> kv_reload(G, KvV2) end}],
     Results = [run(Name, F) || {Name, F} <- Checks],
     Failed = [N || {N, fail} <- Results],
     io:format("svc_interop: ~p checks, failed: ~p~n", [length(Results), Failed]),
@@ -291,4 +292,38 @@ race_reports(E, Acc) ->
         {watch_down, E, _} -> race_reports(E, [down | Acc]);
         {watch_exit, E, _} -> race_reports(E, [exit | Acc])
     after 300 -> lists:reverse(Acc)
+    end.
+
+%% girder_kv v1 -> v2 (a shared object, state carried over as msgpack)
+%% while 50 callers keep putting and reading back: every answer right,
+%% nothing lost, the version changes.
+kv_reload(G, KvV2) ->
+    1 = kv(G, version),
+    [ok = kv(G, {put, {before, I}, I}) || I <- lists:seq(1, 500)],
+    Self = self(),
+    Stop = make_ref(),
+    Ws = [spawn(fun() -> Self ! {loaded, self(), load(G, I, 0, Stop)} end) || I <- lists:seq(1, 50)],
+    timer:sleep(300),
+    {ok, 2} = rpc:call(G, girder, reload, [girder_kv, KvV2]),
+    timer:sleep(300),
+    [W ! Stop || W <- Ws],
+    Counts = [receive {loaded, W, R} -> R after 30000 -> exit(worker_stuck) end || W <- Ws],
+    [] = [C || C <- Counts, not is_integer(C)],
+    2 = kv(G, version),
+    [{ok, I} = kv(G, {get, {before, I}}) || I <- lists:seq(1, 500)],
+    {error, {badrequest, nope}} = kv(G, nope),
+    {rpc_calls_during_reload, lists:sum(Counts)}.
+
+load(G, I, N, Stop) ->
+    receive Stop -> N
+    after 0 ->
+        K = {load, I, N},
+        try
+            ok = kv(G, {put, K, N}),
+            {ok, N} = kv(G, {get, K}),
+            ok = kv(G, {delete, K}),
+            error = kv(G, {get, K}),
+            load(G, I, N + 1, Stop)
+        catch C:E -> {I, N, C, E}
+        end
     end.

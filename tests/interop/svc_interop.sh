@@ -5,10 +5,11 @@
 # (REG_SEND, a gen_server, rpc:call).  A private EPMD (girder epmd on a
 # free port, ERL_EPMD_PORT) and names with the pid keep parallel runs
 # apart.  Fails (does not skip) when erl or erlc is missing.
-#   svc_interop.sh <path-to-girder> <work-dir>
+#   svc_interop.sh <path-to-girder> <work-dir> <girder_kv_v2.so>
 set -u
 girder=$1
 work=$2
+kv_v2=$3
 fail() { echo "FAIL: $*"; [ -f "$work/girder.log" ] && cat "$work/girder.log"; exit 1; }
 command -v erl >/dev/null && command -v erlc >/dev/null || fail "erl/erlc not installed"
 epmd_pid=; node_pid=
@@ -35,7 +36,7 @@ for i in $(seq 1 100); do
 done
 
 erl -sname "es$$" -setcookie "$cookie" -noshell -pa "$work" \
-    -eval "svc_interop:main([\"$g@$host\"])" || fail "svc_interop checks"
+    -eval "svc_interop:main([\"$g@$host\", \"$kv_v2\"])" || fail "svc_interop checks"
 kill -TERM "$node_pid"; wait "$node_pid"; rc=$?; node_pid=
 [ "$rc" = 0 ] || fail "girder node exit status $rc"
 echo "svc_interop: all checks passed"
