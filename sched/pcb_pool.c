@@ -48,6 +48,7 @@ typedef struct pcb_chunk {
     struct pcb_chunk *next;
 } pcb_chunk_t;
 
+#ifndef PCB_POOL_MALLOC /* the pools themselves (ASan builds use calloc) */
 /* Maps a chunk (2 MiB aligned, so the kernel can back it with one huge
  * page) and links it into the node's list (under pool_lock, which the
  * caller may hold already).  NULL when mapping fails. */
@@ -115,6 +116,7 @@ static sched_proc_t *pool_take(pcb_pool_t *pool, bool shared)
     pool->bump += PCB_SLOT_BYTES;
     return p;
 }
+#endif
 
 sched_proc_t *pcb_alloc(void)
 {
