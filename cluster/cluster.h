@@ -391,8 +391,10 @@ int dist_encode_body(term_t control, term_t payload, dist_body_t *out) GD_MUST_C
  * Appends body to out as the frames a peer with the agreed flags expects:
  * pass-through (112 131 control 131 payload) without DIST_HDR_ATOM_CACHE,
  * else 131 68 with no cache refs, cut into DIST_FRAGMENT_SIZE fragments
- * (sequence id seq) when FRAGMENTS is agreed and the body is longer.  On
- * failure out->len is unchanged.  Errors: GD_ENOMEM, DIST_ETOO_LARGE.
+ * (sequence id seq, non-zero: see dist_frame_fragments) when FRAGMENTS
+ * is agreed and the body is longer.  On failure out->len is unchanged.
+ * Errors: GD_ENOMEM, DIST_ETOO_LARGE, GD_EINVAL (seq 0 for a fragmented
+ * body).
  */
 int dist_frame_body(const dist_body_t *body, uint64_t flags, uint64_t seq,
                     etf_buf_t *out) GD_MUST_CHECK;
@@ -423,7 +425,10 @@ static inline void dist_tx_init(dist_tx_t *tx)
 int dist_frame_cached(const dist_body_t *body, uint64_t flags, dist_tx_t *tx,
                       etf_buf_t *out) GD_MUST_CHECK;
 
-/* The fragments (131 69 then 131 70) of body, frag_size data bytes each. */
+/* The fragments (131 69 then 131 70) of body, frag_size data bytes each,
+ * under sequence id seq: non-zero (OTP reads a fragment with id 0 as a
+ * whole message) and not shared by another sequence in flight on the
+ * connection.  Errors: GD_EINVAL (seq 0), GD_ENOMEM, DIST_ETOO_LARGE. */
 int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size,
                          etf_buf_t *out) GD_MUST_CHECK;
 
@@ -431,10 +436,11 @@ int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size
  * Appends to out one message as frames: 4-byte length, 131 68 with no
  * atom cache refs, control, payload (TERM_NONE: none).  When frag_size is
  * non-zero and control+payload exceed it, the message goes out as
- * fragments (131 69 then 131 70, sequence id seq, ids counting down) of
- * frag_size data bytes, the first holding the whole control.  On failure
- * out->len is unchanged.  Errors: ETF encode errors, GD_ENOMEM,
- * DIST_ETOO_LARGE.  O(size of the terms).
+ * fragments (131 69 then 131 70, sequence id seq, non-zero, ids counting
+ * down) of frag_size data bytes, the first holding the whole control.  On
+ * failure out->len is unchanged.  Errors: ETF encode errors, GD_ENOMEM,
+ * DIST_ETOO_LARGE, GD_EINVAL (seq 0 for a fragmented message).  O(size of
+ * the terms).
  */
 int dist_encode_message(term_t control, term_t payload, uint64_t seq, size_t frag_size,
                         etf_buf_t *out) GD_MUST_CHECK;

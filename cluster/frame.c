@@ -576,6 +576,14 @@ int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size
 {
     /* The first fragment carries the whole control and as much payload as
      * fills frag_size; each later one frag_size bytes; ids count down. */
+    if (seq == 0) {
+        /* OTP takes a fragment header with sequence id 0 for a whole
+         * message (erts_net_message, erts/emulator/beam/dist.c, OTP 25:
+         * "A non-fragmented message: if (!ede.data->seq_id)") and decodes
+         * the payload past the first fragment's end: OTP 25.2.3 segfaults
+         * on a DOWN reason sent so.  OTP itself uses the sender's pid. */
+        return GD_EINVAL;
+    }
     size_t start_len = out->len;
     const uint8_t *p = body->bytes.data;
     size_t total = body->bytes.len, ctl_len = body->ctl_len;

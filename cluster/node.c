@@ -72,7 +72,6 @@ typedef struct conn {
     uint64_t id;       /* unique per connection: tells a reused address apart */
     bool wrote;        /* anything written since the last tick check */
     uint64_t last_read_ns;
-    uint64_t seq;
     term_t ctrl;         /* the controller process (TERM_NONE before up) */
     uint64_t ctrl_seq;   /* last sequence sent to the controller (loop thread) */
     uint64_t ctrl_acked; /* last it acknowledged (node.lock) */
@@ -120,7 +119,18 @@ static struct node {
     /* Connections over their output limit: while none is, a send takes
      * no lock for back-pressure. */
     _Atomic unsigned busy_conns;
+    _Atomic uint64_t sequences; /* sequence ids handed out (next_sequence_id) */
 } node = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+/* A sequence id for a message that may go out fragmented: never 0 (OTP
+ * reads a fragment with id 0 as a whole message, see
+ * dist_frame_fragments) and never one another message has: a message's
+ * fragments are written back to back, so ids only have to differ, and a
+ * 64-bit count does not come round. */
+static uint64_t next_sequence_id(void)
+{
+    return atomic_fetch_add_explicit(&node.sequences, 1, memory_order_relaxed) + 1;
+}
 
 static uint64_t now_ns(void)
 {
@@ -435,7 +445,7 @@ int cluster_conn_send(conn_t *c, term_t control, term_t payload)
     int rc = dist_encode_body(control, payload, &b);
     if (rc == 0) {
         pthread_mutex_lock(&node.lock);
-        rc = conn_send_body_locked(c, &b, ++c->seq);
+        rc = conn_send_body_locked(c, &b, next_sequence_id());
         pthread_mutex_unlock(&node.lock);
     }
     etf_buf_free(&b.bytes);
@@ -1038,10 +1048,11 @@ static term_t sender_or_kernel(term_t from)
 /* Encodes control + payload and sends them to node_atom, creating the
  * connection if asked.  Encoding and framing (O(size)) happen without the
  * lock; a message for an unreachable or dead connection is dropped, as
- * Erlang does. */
-static int send_to_node(term_t node_atom, term_t control, term_t payload, uint64_t seq,
-                        bool connect)
+ * Erlang does.  Every message, exit and DOWN signals too (their reason is
+ * a payload OTP fragments like a message's), gets its own sequence id. */
+static int send_to_node(term_t node_atom, term_t control, term_t payload, bool connect)
 {
+    uint64_t seq = next_sequence_id();
     dist_body_t b = {0};
     etf_buf_t frames = {0};
     int rc = dist_encode_body(control, payload, &b);
@@ -1093,12 +1104,7 @@ int cluster_send_remote(term_t from, term_t to, term_t msg)
     }
     if (!term_is_pid(ctl[2]))
         return 0; /* no process to name as the sender: nothing can be sent */
-    /* The sequence id only has to be unique among this connection's
-     * messages in flight: the sender and a counter. */
-    static _Atomic uint64_t counter;
-    uint64_t seq =
-        atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed) << 20 ^ (uint64_t)ctl[2];
-    return send_to_node(node_atom, term_make_boxed(ctl), msg, seq, true);
+    return send_to_node(node_atom, term_make_boxed(ctl), msg, true);
 }
 
 static int hook_send(void *ud, term_t from, term_t to, term_t msg)
@@ -1175,7 +1181,7 @@ static int hook_exit(void *ud, term_t from, term_t to, term_t reason)
         return 0;
     heap_ident_t id;
     heap_ident(to, &id);
-    return send_to_node(id.node, term_make_boxed(ctl), reason, 0, true);
+    return send_to_node(id.node, term_make_boxed(ctl), reason, true);
 }
 
 /* The controller of the connection to node_atom (connecting if needed),
@@ -1330,7 +1336,7 @@ int cluster_monitor_node(sched_ctx_t *ctx, term_t node_atom, bool on)
 
 int cluster_send_control(term_t node_atom, term_t control, term_t payload)
 {
-    return send_to_node(node_atom, control, payload, 0, false);
+    return send_to_node(node_atom, control, payload, false);
 }
 
 uint64_t cluster_ctrl_next(conn_t *c)

@@ -287,6 +287,64 @@ static void test_encode_roundtrip(void)
     fx_free(&f);
 }
 
+/* A fragmented message needs a non-zero sequence id: OTP reads a fragment
+ * with id 0 as a whole message (and OTP 25 crashed on a DOWN sent so).
+ * Id 0 is refused, leaving out as it was; a message that fits one frame
+ * needs none; the id given is the one in every fragment's header. */
+static void test_fragments_need_sequence_id(void)
+{
+    fixture_t f;
+    fx_init(&f, NULL);
+    term_t pid, ref, ctl, *e, reason;
+    CU_ASSERT_FATAL(heap_make_ext_pid(&f.h, heap_atom("b@vm"), 54, 0, 7, &pid) == 0);
+    uint32_t w[3] = {4, 5, 6};
+    CU_ASSERT_FATAL(heap_make_ref(&f.h, heap_atom("b@vm"), 54, w, 3, &ref) == 0);
+    CU_ASSERT_FATAL(heap_make_tuple(&f.h, 4, &e, &ctl) == 0);
+    e[0] = term_make_small(DOP_PAYLOAD_MONITOR_P_EXIT);
+    e[1] = pid;
+    e[2] = pid;
+    e[3] = ref;
+    uint8_t *data;
+    CU_ASSERT_FATAL(heap_make_bitstring_uninit(&f.h, 8 * 1000, &data, &reason) == 0);
+    memset(data, 0xab, 1000);
+
+    etf_buf_t b = {0};
+    const uint8_t before[3] = {1, 2, 3};
+    CU_ASSERT_FATAL(etf_buf_reserve(&b, 3) == 0);
+    memcpy(b.data, before, 3);
+    b.len = 3;
+    CU_ASSERT(dist_encode_message(ctl, reason, 0, 100, &b) == GD_EINVAL);
+    CU_ASSERT(b.len == 3 && memcmp(b.data, before, 3) == 0);
+
+    dist_body_t body = {0};
+    CU_ASSERT_FATAL(dist_encode_body(ctl, reason, &body) == 0);
+    CU_ASSERT(dist_frame_fragments(&body, 0, 100, &b) == GD_EINVAL);
+    CU_ASSERT(b.len == 3);
+    /* Small enough for one frame: no sequence, id 0 is fine. */
+    uint64_t flags = DFLAG_DIST_HDR_ATOM_CACHE | DFLAG_FRAGMENTS | DFLAG_EXIT_PAYLOAD;
+    CU_ASSERT(dist_frame_body(&body, flags, 0, &b) == 0);
+    CU_ASSERT(b.len > 3 && b.data[3 + 5] == ETF_DIST_HEADER);
+
+    /* Id 0x0102030405060708 in the header of each of the fragments. */
+    b.len = 0;
+    CU_ASSERT_FATAL(dist_frame_fragments(&body, 0x0102030405060708u, 100, &b) == 0);
+    size_t pos = 0, n, count = 0;
+    const uint8_t id[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    while (pos < b.len) {
+        CU_ASSERT_FATAL(dist_frame_split(b.data + pos, b.len - pos, 1 << 20, &n) == 1);
+        CU_ASSERT(memcmp(b.data + pos + 6, id, 8) == 0);
+        CU_ASSERT(dist_rx_frame(&f.rx, &f.h, b.data + pos + 4, n, &f.m) == 0);
+        pos += 4 + n;
+        count++;
+    }
+    CU_ASSERT(count > 10);
+    CU_ASSERT(f.m.op == DOP_PAYLOAD_MONITOR_P_EXIT);
+    CU_ASSERT(cmp(f.m.payload, reason) == 0);
+    etf_buf_free(&body.bytes);
+    etf_buf_free(&b);
+    fx_free(&f);
+}
+
 /* Framing for a peer's flags: pass-through without DIST_HDR_ATOM_CACHE,
  * SEND for SEND_SENDER and EXIT/EXIT2/MONITOR_P_EXIT with the reason in
  * the control without EXIT_PAYLOAD (erl_interface's flags), fragments only
@@ -461,6 +519,7 @@ static const gd_test_case_t gd_tests[] = {
     {"fragments bad", test_fragments_bad},
     {"atom quota", test_atom_quota},
     {"encode roundtrip", test_encode_roundtrip},
+    {"fragments need a sequence id", test_fragments_need_sequence_id},
     {NULL, NULL},
 };
 
