@@ -12,8 +12,8 @@
  *   - frames: ticks, pass-through (112), normal headers (131 68) with the
  *     per-connection atom cache, fragments (131 69 / 131 70) reassembled
  *     per sequence with bounded memory, caps on frame size, reassembly and
- *     atoms a peer creates; sending: 131 68 with no cache refs, fragments
- *     of 64 KiB;
+ *     atoms a peer creates; sending: fragments of 64 KiB, every message
+ *     with its own non-zero sequence id (OTP reads id 0 as unfragmented);
  *   - `girder node`: cookie file, EPMD registration (embedded keeper when
  *     none answers), identity, connections both ways on a libevent loop
  *     thread (auto-connect on first send, order kept while connecting,
@@ -57,6 +57,10 @@
  *     encrypt and write it (TCP writes straight from the sender), so TLS
  *     round trips run at about 0.6x OTP's; OTP 26+ inet_tls (kTLS, its
  *     framing) not verified; no CRL checks; verify_fun is Erlang-only;
+ *   - speed (tests/bench/dist): girder<->girder 1-pair ping-pong, 1 MiB
+ *     binaries and rpc:call are below erl<->erl (a hop wakes the loop
+ *     thread, then a scheduler; copies on both sides of a big message);
+ *     no erpc client in C (girder_rpc_call goes through rex);
  *   - back-pressure suspends coroutine senders only (a behaviour process's
  *     send past the limit is queued);
  *   - a receive path without the double copy (frames decode onto a

@@ -55,7 +55,8 @@ static int bif_reload(heap_t *h, term_t args, term_t *out)
     int rc = GD_OK;
     if (next == NULL) {
         const char *why = dlerror();
-        rc = heap_make_binary(h, why ? why : "no girder_kv_module", strlen(why ? why : "no girder_kv_module"), &items[1]);
+        rc = heap_make_binary(h, why ? why : "no girder_kv_module",
+                              strlen(why ? why : "no girder_kv_module"), &items[1]);
     } else {
         term_t addr, msg;
         rc = node_addr_term((uintptr_t)next, &addr);
