@@ -285,7 +285,7 @@ static int bif_spawn_echo(heap_t *h, term_t args, term_t *out)
  * tests of links and monitors that girder processes set on others. */
 static int watch_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 {
-    term_t ref;
+    term_t ref = TERM_NONE;
     (void)sched_trap_exit(ctx, true);
     int rc = sched_link(ctx, el(arg, 0));
     if (rc == 0)
