@@ -600,13 +600,10 @@ static void free_node(void)
     memset(n, 0, sizeof *n);
 }
 
-static void stop_threads(void)
+/* Wakes every scheduler thread of the first nrqs queues (wake_pending is
+ * read under the same lock before a scheduler sleeps, so none misses it). */
+static void wake_all_rqs(node_t *n, unsigned nrqs)
 {
-    node_t *n = &sched_node;
-    /* Release: pairs with the threads' acquire loads of stopping. */
-    atomic_store_explicit(&n->stopping, true, memory_order_release);
-    /* Acquire: as in wake_one_sleeper. */
-    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
     for (unsigned i = 0; i < nrqs; i++) {
         runq_t *rq = &n->rqs[i];
         pthread_mutex_lock(&rq->lock);
@@ -614,14 +611,28 @@ static void stop_threads(void)
         pthread_cond_signal(&rq->wake);
         pthread_mutex_unlock(&rq->lock);
     }
+}
+
+static void stop_threads(void)
+{
+    node_t *n = &sched_node;
+    /* Release: pairs with the threads' acquire loads of stopping. */
+    atomic_store_explicit(&n->stopping, true, memory_order_release);
+    /* Acquire: as in wake_one_sleeper. */
+    wake_all_rqs(n, atomic_load_explicit(&n->nrqs, memory_order_acquire));
     pthread_mutex_lock(&n->wd_lock);
     pthread_cond_signal(&n->wd_cond);
     pthread_mutex_unlock(&n->wd_lock);
     if (n->watchdog_started)
         pthread_join(n->watchdog, NULL);
     n->watchdog_started = false;
-    /* The watchdog is gone: nrqs no longer changes. */
-    nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    /* The watchdog is gone: nrqs no longer changes.  A scheduler it added
+     * after the wake-up above may have read `stopping` as false (its
+     * start raced that store: acquire/release does not order a store and
+     * a later load on two threads) and gone to sleep: wake them all again
+     * (a TSan run of test_sched_basic hung in sched_stop on such a one). */
+    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    wake_all_rqs(n, nrqs);
     for (unsigned i = 0; i < nrqs; i++)
         if (n->rqs[i].started) {
             pthread_join(n->rqs[i].thread, NULL);
