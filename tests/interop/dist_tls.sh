@@ -29,7 +29,7 @@ cleanup() {
 }
 trap cleanup EXIT
 rm -rf "$work" && mkdir -p "$work" || fail "cannot create $work"
-erlc -o "$work" "$(dirname "$0")/dist_tls.erl" || fail "erlc"
+erlc -o "$work" "$(dirname "$0")/interop_check.erl" "$(dirname "$0")/dist_tls.erl" || fail "erlc"
 
 # ---- certificates: ca signs node (both roles, every host spelling used in
 # node names); ca2 signs rogue.

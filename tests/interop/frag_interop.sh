@@ -19,7 +19,7 @@ cleanup() {
 }
 trap cleanup EXIT
 rm -rf "$work" && mkdir -p "$work" || fail "cannot create $work"
-erlc -o "$work" "$(dirname "$0")/frag_interop.erl" || fail "erlc"
+erlc -o "$work" "$(dirname "$0")/interop_check.erl" "$(dirname "$0")/frag_interop.erl" || fail "erlc"
 
 . "$(dirname "$0")/../girder_epmd.sh"
 start_girder_epmd "$girder"
