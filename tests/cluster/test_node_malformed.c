@@ -203,40 +203,34 @@ static int handshake_cases(void)
 
 /* ---- malformed frames ---- */
 
-/* Connects a raw peer, sends frame (its body: the length is added) and
- * expects the node to close that connection with a "nodedown" line. */
-static void expect_frame_refused(const char *what, const uint8_t *body, size_t len)
+/* Connects a raw peer, sends bytes (framed: as one frame, the 4-byte
+ * length added; else as they are, e.g. a lying length) and expects the
+ * node to close that connection with a "nodedown" line. */
+static void expect_sent_refused(const char *what, const uint8_t *bytes, size_t len, bool framed)
 {
     np_peer_t p;
     CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
     long mark = log_mark();
-    CU_ASSERT(np_write_frame(p.fd, body, len));
+    CU_ASSERT(framed ? np_write_frame(p.fd, bytes, len) : np_write_all(p.fd, bytes, len));
     bool closed = np_closed_within(p.fd, 3000);
     char needle[96];
     snprintf(needle, sizeof needle, "nodedown %s:", p.name);
     bool logged = log_has_since(mark, needle);
     CU_ASSERT(closed && logged);
     if (!closed || !logged)
-        fprintf(stdout, "frame case '%s': closed %d logged %d\n", what, closed, logged);
+        fprintf(stdout, "%s case '%s': closed %d logged %d\n", framed ? "frame" : "bytes", what,
+                closed, logged);
     np_peer_close(&p);
 }
 
-/* As expect_frame_refused with raw bytes sent as they are (a lying
- * length). */
+static void expect_frame_refused(const char *what, const uint8_t *body, size_t len)
+{
+    expect_sent_refused(what, body, len, true);
+}
+
 static void expect_bytes_refused(const char *what, const uint8_t *bytes, size_t len)
 {
-    np_peer_t p;
-    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
-    long mark = log_mark();
-    CU_ASSERT(np_write_all(p.fd, bytes, len));
-    bool closed = np_closed_within(p.fd, 3000);
-    char needle[96];
-    snprintf(needle, sizeof needle, "nodedown %s:", p.name);
-    bool logged = log_has_since(mark, needle);
-    CU_ASSERT(closed && logged);
-    if (!closed || !logged)
-        fprintf(stdout, "bytes case '%s': closed %d logged %d\n", what, closed, logged);
-    np_peer_close(&p);
+    expect_sent_refused(what, bytes, len, false);
 }
 
 /* A control (and payload) well encoded but wrong for its op. */
