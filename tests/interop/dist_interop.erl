@@ -187,11 +187,7 @@ connects_out(G) ->
     [{echo, G} ! {C, I} || I <- lists:seq(1, 100)],
     R = receive {collected, L} -> L after 15000 -> timeout end,
     peer:stop(Peer),
-    Want = [{echo_reply, I} || I <- lists:seq(1, 100)],
-    case R of
-        Want -> ok;
-        _ -> exit({collected, R})
-    end.
+    interop_check:echo_replies_in_order(R, 100).
 
 %% Two girder nodes connect to each other (girder as initiator and as
 %% acceptor of a girder peer): G's echo answers a process on G2.

@@ -77,11 +77,7 @@ connects_out(G, OptFile) ->
     R = receive {collected, L} -> L after 20000 -> timeout end,
     true = lists:member(B, rpc:call(G, erlang, nodes, [])),
     peer:stop(Peer),
-    Want = [{echo_reply, I} || I <- lists:seq(1, 100)],
-    case R of
-        Want -> ok;
-        _ -> exit({collected, R})
-    end.
+    interop_check:echo_replies_in_order(R, 100).
 
 %% Two girder nodes over TLS: G's echo answers a process on G2.
 girder_to_girder(G, G2) ->

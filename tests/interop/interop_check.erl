@@ -4,7 +4,8 @@
 %% own, so a change to how checks are timed, reported or turned into the
 %% exit status is made once for all of them.
 -module(interop_check).
--export([run_all/2, run_all/3, echo/3, echo_terms/3, wait_member/3]).
+-export([run_all/2, run_all/3, echo/3, echo_terms/3, echo_replies_in_order/2,
+         wait_member/3]).
 
 %% Runs every {Name, Fun} check in order, prints one ok/FAIL line each and
 %% a summary under Label, and halts 0 when all passed, 1 otherwise.
@@ -46,6 +47,14 @@ echo_terms(G, Terms, TimeoutMs) ->
          R -> exit({mismatch, T, R})
      end || T <- Terms],
     ok.
+
+%% Collected is what a collector got from G's echo after {echo, G} !
+%% {Collector, I} for I in 1..N: every reply, in order.
+echo_replies_in_order(Collected, N) ->
+    case [{echo_reply, I} || I <- lists:seq(1, N)] of
+        Collected -> ok;
+        _ -> exit({collected, Collected})
+    end.
 
 %% Polls F() every 100 ms, up to N times, until X is in the list it returns.
 wait_member(X, F, 0) -> exit({not_connected, X, F()});
