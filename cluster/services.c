@@ -38,15 +38,6 @@ static long list_length(term_t l)
     return term_is_nil(l) ? n : -1;
 }
 
-static int tuple(heap_t *h, term_t *out, size_t n, const term_t *items)
-{
-    term_t *e;
-    int rc = heap_make_tuple(h, n, &e, out);
-    if (rc == 0)
-        memcpy(e, items, n * sizeof *items);
-    return rc;
-}
-
 /* ---- the rpc function table ---- */
 
 typedef struct rpc_entry {
@@ -121,7 +112,7 @@ static int rpc_run(heap_t *h, term_t m, term_t f, term_t args, term_t *kind, ter
     }
     *kind = heap_atom("error");
     term_t frame, items[4] = {m, f, n >= 0 ? args : TERM_NIL, TERM_NIL};
-    int rc = tuple(h, &frame, 4, items);
+    int rc = heap_make_tuple_from(h, 4, items, &frame);
     if (rc == 0)
         rc = heap_cons(h, frame, TERM_NIL, stack);
     return rc;
@@ -142,7 +133,7 @@ static int gen_reply(sched_ctx_t *ctx, term_t from, term_t reply)
     if (term_is_list(t) && is_atom(term_car(t), "alias") && term_is_ref(term_cdr(t)))
         to = term_cdr(t);
     term_t msg, items[2] = {tag, reply};
-    int rc = tuple(sched_heap(ctx), &msg, 2, items);
+    int rc = heap_make_tuple_from(sched_heap(ctx), 2, items, &msg);
     if (rc == 0)
         rc = sched_send(ctx, to, msg);
     return rc == SCHED_ENOPROC ? 0 : rc;
@@ -179,12 +170,12 @@ static int rex_call(heap_t *h, term_t req, term_t *out)
         return rc;
     }
     term_t a[2] = {value, stack}, b[2], c[2];
-    rc = tuple(h, &b[1], 2, a);
+    rc = heap_make_tuple_from(h, 2, a, &b[1]);
     b[0] = heap_atom("EXIT");
     if (rc == 0)
-        rc = tuple(h, &c[1], 2, b);
+        rc = heap_make_tuple_from(h, 2, b, &c[1]);
     c[0] = heap_atom("badrpc");
-    return rc == 0 ? tuple(h, out, 2, c) : rc;
+    return rc == 0 ? heap_make_tuple_from(h, 2, c, out) : rc;
 }
 
 /* rex: the feature probe, and the gen_server and plain-message forms of
@@ -198,7 +189,7 @@ static int rex_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         int rc = heap_cons(h, heap_atom("erpc"), TERM_NIL, &feats);
         term_t items[3] = {heap_atom("features_reply"), heap_node_name(), feats};
         if (rc == 0)
-            rc = tuple(h, &reply, 3, items);
+            rc = heap_make_tuple_from(h, 3, items, &reply);
         return rc == 0 ? sched_send(ctx, el(msg, 0), reply) : rc;
     }
     if (arity(msg) == 3 && is_atom(el(msg, 0), "$gen_call")) {
@@ -214,7 +205,7 @@ static int rex_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         if (rc < 0)
             return rc == GD_EBADARG ? 0 : rc;
         term_t items[2] = {heap_atom("rex"), value};
-        rc = tuple(h, &reply, 2, items);
+        rc = heap_make_tuple_from(h, 2, items, &reply);
         return rc == 0 ? sched_send(ctx, el(msg, 0), reply) : rc;
     }
     return 0;
@@ -231,7 +222,7 @@ static int echo_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
     if (!term_is_pid(el(msg, 0)))
         return 0;
     term_t reply, items[2] = {heap_atom("echo_reply"), el(msg, 1)};
-    int rc = tuple(sched_heap(ctx), &reply, 2, items);
+    int rc = heap_make_tuple_from(sched_heap(ctx), 2, items, &reply);
     return rc == 0 ? sched_send(ctx, el(msg, 0), reply) : rc;
 }
 
@@ -292,7 +283,7 @@ static int watch_init(sched_ctx_t *ctx, term_t arg, term_t *state)
         rc = sched_monitor(ctx, el(arg, 0), &ref);
     /* State {Pid, ReportTo, MonitorRef}. */
     term_t items[3] = {el(arg, 0), el(arg, 1), ref};
-    return rc == 0 ? tuple(sched_heap(ctx), state, 3, items) : rc;
+    return rc == 0 ? heap_make_tuple_from(sched_heap(ctx), 3, items, state) : rc;
 }
 
 static int watch_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
@@ -303,7 +294,7 @@ static int watch_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         int rc = sched_demonitor(ctx, el(*state, 2));
         term_t report, items[2] = {heap_atom("watch_demonitored"), el(*state, 0)};
         if (rc == 0)
-            rc = tuple(sched_heap(ctx), &report, 2, items);
+            rc = heap_make_tuple_from(sched_heap(ctx), 2, items, &report);
         return rc == 0 ? sched_send(ctx, el(*state, 1), report) : rc;
     }
     if (is_atom(msg, "unlink")) {
@@ -311,7 +302,7 @@ static int watch_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         int rc = sched_unlink(ctx, el(*state, 0));
         term_t report, items[2] = {heap_atom("watch_unlinked"), el(*state, 0)};
         if (rc == 0)
-            rc = tuple(sched_heap(ctx), &report, 2, items);
+            rc = heap_make_tuple_from(sched_heap(ctx), 2, items, &report);
         return rc == 0 ? sched_send(ctx, el(*state, 1), report) : rc;
     }
     const char *kind = arity(msg) == 3 && is_atom(el(msg, 0), "EXIT")   ? "watch_exit"
@@ -323,7 +314,7 @@ static int watch_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
      * process itself, not a relay). */
     term_t who = el(msg, kind[6] == 'e' ? 1 : 3);
     term_t report, items[3] = {heap_atom(kind), who, el(msg, arity(msg) - 1)};
-    int rc = tuple(sched_heap(ctx), &report, 3, items);
+    int rc = heap_make_tuple_from(sched_heap(ctx), 3, items, &report);
     return rc == 0 ? sched_send(ctx, el(*state, 1), report) : rc;
 }
 
@@ -335,7 +326,7 @@ static int bif_watch(heap_t *h, term_t args, term_t *out)
     if (!term_is_pid(pid) || !term_is_pid(report))
         return GD_EBADARG;
     term_t items[2] = {pid, report};
-    int rc = tuple(h, &arg, 2, items);
+    int rc = heap_make_tuple_from(h, 2, items, &arg);
     return rc == 0 ? sched_spawn(NULL, &watch_beh, arg, out) : rc;
 }
 
@@ -358,7 +349,7 @@ static int watch_nodes_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
     if (!down && !(arity(msg) == 2 && is_atom(el(msg, 0), "nodeup")))
         return 0;
     term_t report, items[2] = {heap_atom("watch_node"), msg};
-    int rc = tuple(sched_heap(ctx), &report, 2, items);
+    int rc = heap_make_tuple_from(sched_heap(ctx), 2, items, &report);
     if (rc == 0)
         rc = sched_send(ctx, el(*state, 0), report);
     if (rc < 0 && rc != SCHED_ENOPROC)
@@ -374,7 +365,7 @@ static int bif_watch_nodes(heap_t *h, term_t args, term_t *out)
     if (!term_is_pid(report) || !term_is_atom(node_atom))
         return GD_EBADARG;
     term_t items[2] = {report, node_atom};
-    int rc = tuple(h, &arg, 2, items);
+    int rc = heap_make_tuple_from(h, 2, items, &arg);
     return rc == 0 ? sched_spawn(NULL, &watch_nodes_beh, arg, out) : rc;
 }
 
@@ -545,7 +536,7 @@ static int send_down(sched_ctx_t *ctx, term_t entry, term_t reason)
 {
     term_t down,
         items[5] = {ctrl_atom("DOWN"), el(entry, 1), ctrl_atom("process"), el(entry, 3), reason};
-    int rc = tuple(sched_heap(ctx), &down, 5, items);
+    int rc = heap_make_tuple_from(sched_heap(ctx), 5, items, &down);
     /* To the monitor's ref, an alias of the owner (node.c's hook_monitor):
      * dropped if the owner demonitored meanwhile. */
     if (rc == 0)
@@ -583,7 +574,7 @@ static int link_exit(sched_ctx_t *ctx, term_t rest, term_t local, term_t remote,
 static int send_nodedown(sched_ctx_t *ctx, term_t pid, term_t node_atom)
 {
     term_t msg, items[2] = {ctrl_atom("nodedown"), node_atom};
-    int rc = tuple(sched_heap(ctx), &msg, 2, items);
+    int rc = heap_make_tuple_from(sched_heap(ctx), 2, items, &msg);
     if (rc == 0)
         rc = sched_send(ctx, pid, msg);
     return rc == SCHED_ENOPROC ? 0 : rc;
@@ -609,7 +600,7 @@ static int ctrl_node_monitor(sched_ctx_t *ctx, term_t msg, term_t *state, bool *
     if (is_atom(el(msg, 0), "$gd_demonitor_node"))
         return state_remove(h, state, node_mon_of, el(msg, 1), TERM_NONE, &found);
     term_t items[2] = {ctrl_atom("node_mon"), el(msg, 1)};
-    int rc = tuple(h, &entry, 2, items);
+    int rc = heap_make_tuple_from(h, 2, items, &entry);
     return rc == 0 ? heap_cons(h, entry, *state, state) : rc;
 }
 
@@ -625,7 +616,7 @@ static int ctrl_outgoing(sched_ctx_t *ctx, term_t msg, term_t *state, bool *hand
     if (is_atom(tag, "$gd_out_link") && n == 3) {
         /* {_, Local, Remote}: Local linked itself to us already. */
         term_t items[3] = {ctrl_atom("link"), el(msg, 1), el(msg, 2)};
-        rc = tuple(h, &entry, 3, items);
+        rc = heap_make_tuple_from(h, 3, items, &entry);
         if (rc == 0)
             rc = heap_cons(h, entry, *state, state);
         return rc < 0 ? rc : ctrl_send(ctx, DOP_LINK, el(msg, 1), el(msg, 2), TERM_NONE, TERM_NONE);
@@ -648,7 +639,7 @@ static int ctrl_outgoing(sched_ctx_t *ctx, term_t msg, term_t *state, bool *hand
          * UNLINK_ID_ACK with this id: a LINK from it meanwhile is ignored
          * (it crossed our unlink, which its side applies after it). */
         term_t items[4] = {ctrl_atom("unlinking"), el(msg, 1), el(msg, 2), id};
-        rc = tuple(h, &entry, 4, items);
+        rc = heap_make_tuple_from(h, 4, items, &entry);
         if (rc == 0)
             rc = heap_cons(h, entry, *state, state);
         if (rc < 0)
@@ -667,7 +658,7 @@ static int ctrl_outgoing(sched_ctx_t *ctx, term_t msg, term_t *state, bool *hand
     if (is_atom(tag, "$gd_out_monitor") && n == 4) {
         /* {_, Local, Item, Ref} */
         term_t items[4] = {ctrl_atom("out_mon"), el(msg, 3), el(msg, 1), el(msg, 2)};
-        rc = tuple(h, &entry, 4, items);
+        rc = heap_make_tuple_from(h, 4, items, &entry);
         if (rc == 0)
             rc = heap_cons(h, entry, *state, state);
         return rc < 0 ? rc
@@ -735,7 +726,7 @@ static int ctrl_handle_one(sched_ctx_t *ctx, term_t msg, term_t *state)
         if (rc < 0)
             return rc;
         term_t items[5] = {ctrl_atom("mon"), lref, el(msg, 1), el(msg, 3), el(msg, 2)};
-        rc = tuple(h, &entry, 5, items);
+        rc = heap_make_tuple_from(h, 5, items, &entry);
         return rc == 0 ? heap_cons(h, entry, *state, state) : rc;
     }
     if (is_atom(tag, "$gd_demonitor") && n == 3) {
@@ -760,7 +751,7 @@ static int ctrl_handle_one(sched_ctx_t *ctx, term_t msg, term_t *state)
                 link_pair(term_car(l), el(msg, 2), el(msg, 1)))
                 return 0;
         term_t items[3] = {ctrl_atom("link"), el(msg, 2), el(msg, 1)};
-        rc = tuple(h, &entry, 3, items);
+        rc = heap_make_tuple_from(h, 3, items, &entry);
         if (rc == 0)
             rc = heap_cons(h, entry, *state, state);
         if (rc == 0)
@@ -826,7 +817,7 @@ int cluster_controller_start(term_t node_atom, term_t *pid)
 static int to_ctrl(conn_t *c, heap_t *h, const char *tag, term_t a, term_t b, term_t d)
 {
     term_t msg, items[4] = {heap_atom(tag), a, b, d};
-    int rc = tuple(h, &msg, d == TERM_NONE ? 3 : 4, items);
+    int rc = heap_make_tuple_from(h, d == TERM_NONE ? 3 : 4, items, &msg);
     if (rc == 0)
         rc = sched_send(NULL, cluster_conn_controller(c), msg);
     return rc == SCHED_ENOPROC ? 0 : rc;
@@ -843,7 +834,7 @@ static int to_ctrl_sync(conn_t *c, heap_t *h, const char *tag, term_t a, term_t 
         items[3] = items[4];
     else
         n = 5;
-    int rc = tuple(h, &msg, n, items);
+    int rc = heap_make_tuple_from(h, n, items, &msg);
     if (rc == 0)
         rc = sched_send(NULL, cluster_conn_controller(c), msg);
     if (rc == 0)
@@ -896,7 +887,7 @@ static int events_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
             return 0;
         term_t items[2] = {pid, ref};
         if (rc == 0)
-            rc = tuple(h, &entry, 2, items);
+            rc = heap_make_tuple_from(h, 2, items, &entry);
         return rc == 0 ? heap_cons(h, entry, *state, state) : rc;
     }
     if (n == 5 && is_atom(el(msg, 0), "DOWN"))
@@ -905,7 +896,7 @@ static int events_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
     if (!up && !(n == 2 && is_atom(el(msg, 0), "$gd_nodedown")))
         return 0;
     term_t event, items[2] = {heap_atom(up ? "nodeup" : "nodedown"), el(msg, 1)};
-    rc = tuple(h, &event, 2, items);
+    rc = heap_make_tuple_from(h, 2, items, &event);
     for (term_t l = *state; rc == 0 && term_is_list(l); l = term_cdr(l)) {
         rc = sched_send(ctx, el(term_car(l), 0), event);
         if (rc == SCHED_ENOPROC)
@@ -1030,7 +1021,7 @@ static int erpc_init(sched_ctx_t *ctx, term_t arg, term_t *state)
     term_t reason = heap_atom("normal");
     if (!is_atom(ref, "none")) {
         term_t items[4] = {ref, kind, value, stack};
-        rc = tuple(h, &reason, is_atom(kind, "error") ? 4 : 3, items);
+        rc = heap_make_tuple_from(h, is_atom(kind, "error") ? 4 : 3, items, &reason);
         if (rc < 0)
             return rc;
     }
@@ -1147,7 +1138,7 @@ static int spawn_request(conn_t *c, heap_t *h, term_t ctl, term_t args)
                        term_car(a),
                        term_car(term_cdr(a)),
                        term_car(term_cdr(term_cdr(a)))};
-    int rc = tuple(h, &arg, 8, items);
+    int rc = heap_make_tuple_from(h, 8, items, &arg);
     if (rc == 0)
         rc = sched_spawn(NULL, &erpc_beh, arg, &pid);
     if (rc == GD_ENOMEM || rc == SCHED_ETOO_MANY) {
@@ -1211,7 +1202,7 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
         /* A link exit: only for a link the controller holds. */
         term_t reason = m->payload != TERM_NONE ? m->payload : el(ctl, arity(ctl) - 1);
         term_t msg, items[4] = {heap_atom("$gd_exit"), el(ctl, 1), el(ctl, 2), reason};
-        int rc = tuple(h, &msg, 4, items);
+        int rc = heap_make_tuple_from(h, 4, items, &msg);
         if (rc == 0)
             rc = sched_send(NULL, cluster_conn_controller(c), msg);
         return rc == SCHED_ENOPROC ? 0 : rc;

@@ -794,6 +794,8 @@ void heap_frag_free(heap_frag_t *frag);
 
 /* A tuple of `arity` elements; the caller fills *elems_out[0..arity). */
 int heap_make_tuple(heap_t *h, size_t arity, term_t **elems_out, term_t *out) GD_MUST_CHECK;
+/* A tuple of the `arity` terms items[0..arity) (NULL when arity is 0). */
+int heap_make_tuple_from(heap_t *h, size_t arity, const term_t *items, term_t *out) GD_MUST_CHECK;
 static inline term_t *term_tuple_elems(term_t t)
 {
     return term_boxed_ptr(t) + 1;

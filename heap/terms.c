@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "heap.h"
 
@@ -46,6 +47,15 @@ int heap_make_tuple(heap_t *h, size_t arity, term_t **elems_out, term_t *out)
     *elems_out = p + 1;
     *out = term_make_boxed(p);
     return GD_OK;
+}
+
+int heap_make_tuple_from(heap_t *h, size_t arity, const term_t *items, term_t *out)
+{
+    term_t *e;
+    int rc = heap_make_tuple(h, arity, &e, out);
+    if (rc == GD_OK && arity > 0)
+        memcpy(e, items, arity * sizeof *items);
+    return rc;
 }
 
 int heap_cons(heap_t *h, term_t car, term_t cdr, term_t *out)

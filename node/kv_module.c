@@ -53,20 +53,10 @@ static int kv_atoms(kv_atoms_t *a)
     return GD_OK;
 }
 
-static int make_tuple(heap_t *h, term_t *out, size_t n, const term_t *items)
-{
-    term_t *e;
-    int rc = heap_make_tuple(h, n, &e, out);
-    if (rc == GD_OK)
-        for (size_t i = 0; i < n; i++)
-            e[i] = items[i];
-    return rc;
-}
-
 static int kv_state(heap_t *h, term_t map, int64_t dead, term_t *state)
 {
     term_t items[2] = {map, term_make_small(dead)};
-    return make_tuple(h, state, 2, items);
+    return heap_make_tuple_from(h, 2, items, state);
 }
 
 static int kv_init(sched_ctx_t *ctx, term_t arg, term_t *state, girder_ret_t *ret)
@@ -78,15 +68,28 @@ static int kv_init(sched_ctx_t *ctx, term_t arg, term_t *state, girder_ret_t *re
     return rc == GD_OK ? kv_state(sched_heap(ctx), map, 0, state) : rc;
 }
 
+/* map's keys and values in one allocation (free the keys; vals points
+ * into it); NULL when out of memory.  The +1 keeps an empty map's from
+ * being malloc(0), which may be NULL. */
+static term_t *kv_pairs(term_t map, size_t *n, term_t **vals)
+{
+    *n = heap_map_size(map);
+    term_t *keys = malloc((2 * *n + 1) * sizeof *keys);
+    if (keys != NULL) {
+        *vals = keys + *n;
+        heap_map_pairs(map, keys, *vals);
+    }
+    return keys;
+}
+
 /* The map without its tombstones. */
 static int kv_compact(heap_t *h, term_t map, term_t deleted, term_t *out)
 {
-    size_t n = heap_map_size(map);
-    term_t *keys = malloc(2 * n * sizeof *keys);
+    size_t n;
+    term_t *vals;
+    term_t *keys = kv_pairs(map, &n, &vals);
     if (keys == NULL)
         return GD_ENOMEM;
-    term_t *vals = keys + n;
-    heap_map_pairs(map, keys, vals);
     size_t live = 0;
     for (size_t i = 0; i < n; i++)
         if (vals[i] != deleted) {
@@ -122,7 +125,7 @@ static int kv_call(sched_ctx_t *ctx, term_t req, term_t from, term_t *state, gir
     ret->reply = a.ok;
     if (n == 3 && r[0] == a.put) {
         term_t boxed;
-        rc = make_tuple(h, &boxed, 1, &r[2]);
+        rc = heap_make_tuple_from(h, 1, &r[2], &boxed);
         if (rc == GD_OK)
             rc = heap_map_put(h, map, r[1], boxed, &map);
         if (old == a.deleted)
@@ -133,7 +136,7 @@ static int kv_call(sched_ctx_t *ctx, term_t req, term_t from, term_t *state, gir
             return GD_OK;
         }
         term_t items[2] = {a.ok, term_tuple_elems(old)[0]};
-        return make_tuple(h, &ret->reply, 2, items);
+        return heap_make_tuple_from(h, 2, items, &ret->reply);
     } else if (req == a.version) {
         ret->reply = term_make_small(GIRDER_KV_VSN);
         return GD_OK;
@@ -152,9 +155,9 @@ static int kv_call(sched_ctx_t *ctx, term_t req, term_t from, term_t *state, gir
          * rather than OTP's crash (a function_clause would take every
          * stored key with it). */
         term_t inner, items[2] = {a.badrequest, req};
-        rc = make_tuple(h, &inner, 2, items);
+        rc = heap_make_tuple_from(h, 2, items, &inner);
         term_t outer[2] = {a.error, inner};
-        return rc == GD_OK ? make_tuple(h, &ret->reply, 2, outer) : rc;
+        return rc == GD_OK ? heap_make_tuple_from(h, 2, outer, &ret->reply) : rc;
     }
     return rc == GD_OK ? kv_state(h, map, dead, state) : rc;
 }
@@ -167,13 +170,11 @@ static int kv_call(sched_ctx_t *ctx, term_t req, term_t from, term_t *state, gir
 
 static int kv_export(heap_t *h, term_t state, term_t *bin_out)
 {
-    term_t map = term_tuple_elems(state)[0];
-    size_t n = heap_map_size(map);
-    term_t *keys = malloc((2 * n + 1) * sizeof *keys);
+    size_t n;
+    term_t *vals;
+    term_t *keys = kv_pairs(term_tuple_elems(state)[0], &n, &vals);
     if (keys == NULL)
         return GD_ENOMEM;
-    term_t *vals = keys + n;
-    heap_map_pairs(map, keys, vals);
     size_t live = 0;
     for (size_t i = 0; i < n; i++)
         live += term_is_tuple(vals[i]);
@@ -233,7 +234,7 @@ static int kv_import(heap_t *h, term_t bin, term_t *state)
                             &used, NULL);
         if (rc == GD_OK && i % 2 == 1) { /* a value: stored wrapped */
             term_t value = keys[i];
-            rc = make_tuple(h, &keys[i], 1, &value);
+            rc = heap_make_tuple_from(h, 1, &value, &keys[i]);
         }
     }
     /* keys[] holds k0, {v0}, k1, {v1}, ...: split for heap_make_map. */

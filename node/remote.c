@@ -7,21 +7,11 @@
 #include "cluster.h"
 #include "internal.h"
 
-static int tuple_of(heap_t *h, term_t *out, size_t n, const term_t *items)
-{
-    term_t *e;
-    int rc = heap_make_tuple(h, n, &e, out);
-    if (rc == GD_OK)
-        for (size_t i = 0; i < n; i++)
-            e[i] = items[i];
-    return rc;
-}
-
 /* {badrpc, Reason} on h. */
 static int badrpc(heap_t *h, term_t reason, term_t *out)
 {
     term_t items[2] = {heap_atom("badrpc"), reason};
-    return tuple_of(h, out, 2, items);
+    return heap_make_tuple_from(h, 2, items, out);
 }
 
 int girder_rpc_call(sched_ctx_t *ctx, term_t node, term_t module, term_t function, term_t args,
@@ -39,9 +29,9 @@ int girder_rpc_call(sched_ctx_t *ctx, term_t node, term_t module, term_t functio
     term_t server, req;
     term_t sitems[2] = {heap_atom("rex"), node};
     term_t ritems[5] = {heap_atom("call"), module, function, args, heap_atom("user")};
-    int rc = tuple_of(h, &server, 2, sitems);
+    int rc = heap_make_tuple_from(h, 2, sitems, &server);
     if (rc == GD_OK)
-        rc = tuple_of(h, &req, 5, ritems);
+        rc = heap_make_tuple_from(h, 5, ritems, &req);
     if (rc != GD_OK)
         return rc;
     term_t reply = TERM_NIL;
@@ -58,7 +48,7 @@ int girder_rpc_call(sched_ctx_t *ctx, term_t node, term_t module, term_t functio
         return badrpc(h, heap_atom("nodedown"), result_out);
     case GIRDER_EEXIT: {
         term_t items[2] = {heap_atom("EXIT"), reply}, inner;
-        rc = tuple_of(h, &inner, 2, items);
+        rc = heap_make_tuple_from(h, 2, items, &inner);
         return rc == GD_OK ? badrpc(h, inner, result_out) : rc;
     }
     default:
@@ -86,7 +76,7 @@ int girder_monitor_nodes(sched_ctx_t *ctx, bool on)
 static int send_out(sched_ctx_t *ctx, term_t to, term_t result)
 {
     term_t msg, items[2] = {heap_atom("girder_out"), result};
-    int rc = tuple_of(sched_heap(ctx), &msg, 2, items);
+    int rc = heap_make_tuple_from(sched_heap(ctx), 2, items, &msg);
     if (rc == GD_OK)
         rc = sched_send(ctx, to, msg);
     return rc == SCHED_ENOPROC ? GD_OK : rc;
@@ -105,7 +95,7 @@ static int call_out_main(sched_ctx_t *ctx, term_t arg)
     heap_t *h = sched_heap(ctx);
     term_t result, items[2] = {ATOM_OK, reply};
     if (rc == GD_OK) {
-        rc = tuple_of(h, &result, 2, items);
+        rc = heap_make_tuple_from(h, 2, items, &result);
     } else {
         items[0] = ATOM_ERROR;
         if (rc == SCHED_ETIMEOUT)
@@ -116,12 +106,12 @@ static int call_out_main(sched_ctx_t *ctx, term_t arg)
             items[1] = heap_atom("nodedown");
         else if (rc == GIRDER_EEXIT) {
             term_t ex[2] = {heap_atom("exit"), reply};
-            rc = tuple_of(h, &items[1], 2, ex);
+            rc = heap_make_tuple_from(h, 2, ex, &items[1]);
             if (rc != GD_OK)
                 goto out;
         } else
             items[1] = term_make_small(rc);
-        rc = tuple_of(h, &result, 2, items);
+        rc = heap_make_tuple_from(h, 2, items, &result);
     }
     if (rc == GD_OK)
         rc = send_out(ctx, term_tuple_elems(arg)[0], result);
@@ -156,7 +146,7 @@ static int spawn_out(heap_t *h, term_t args, size_t n, sched_coro_fn fn, term_t 
     if (i != n || !term_is_pid(items[0]))
         return GD_EBADARG;
     term_t arg;
-    int rc = tuple_of(h, &arg, n, items);
+    int rc = heap_make_tuple_from(h, n, items, &arg);
     return rc == GD_OK ? sched_spawn_coro(NULL, fn, arg, out) : rc;
 }
 

@@ -171,25 +171,12 @@ static int running_ids(sched_ctx_t *ctx, term_t children, size_t limit, term_t *
 
 static int tuple2(heap_t *h, term_t a, term_t b, term_t *out)
 {
-    term_t *e;
-    int rc = heap_make_tuple(h, 2, &e, out);
-    if (rc == GD_OK) {
-        e[0] = a;
-        e[1] = b;
-    }
-    return rc;
+    return heap_make_tuple_from(h, 2, (const term_t[]){a, b}, out);
 }
 
 static int tuple3(heap_t *h, term_t a, term_t b, term_t c, term_t *out)
 {
-    term_t *e;
-    int rc = heap_make_tuple(h, 3, &e, out);
-    if (rc == GD_OK) {
-        e[0] = a;
-        e[1] = b;
-        e[2] = c;
-    }
-    return rc;
+    return heap_make_tuple_from(h, 3, (const term_t[]){a, b, c}, out);
 }
 
 /* True for a spec tuple every field of which is well formed (requests may

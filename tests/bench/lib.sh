@@ -53,6 +53,17 @@ bench_tmpdir() {
   erlc -o "$tmp" "$@" "$bench_beam_lib" || { echo "erlc failed" >&2; exit 1; }
 }
 
+# bench_prepare <name>: the start every girder-vs-BEAM bench in
+# tests/bench/<name>/ shares (the caller sets here, root and build):
+# needs erl, erlc and beam_<name>.erl, builds bench_<name> in $build unless
+# it is there (bin is set to it), and compiles the BEAM side into $tmp.
+bench_prepare() {
+  bench_need_beam "$here/beam_$1.erl"
+  bin="$build/tests/bench/$1/bench_$1"
+  bench_need_bin "$root" "$build" "$bin" "bench_$1" "build failed"
+  bench_tmpdir "bench-$1.XXXXXX" "$here/beam_$1.erl"
+}
+
 emit() { echo "$1"; echo "$1" >>"$out"; }
 
 # run_one <impl> <run> <command...>: runs it, tags and emits its JSON lines.

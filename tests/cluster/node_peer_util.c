@@ -15,7 +15,7 @@
 #include "cunit_main.h"
 #include "epmd.h"
 
-static uint16_t np_dist_port;
+static uint16_t np_epmd_port_number, np_dist_port;
 static char np_name[64];
 static int np_serial;
 
@@ -25,6 +25,8 @@ void np_start_node(size_t busy_limit)
     if (started)
         return;
     started = true;
+    /* A port the kernel just handed out is free now; one derived from the
+     * pid was not always (CI: another test's listener answered on it). */
     int probe = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sin = {.sin_family = AF_INET};
     sin.sin_addr.s_addr = htonl(INADDR_ANY);
@@ -33,6 +35,7 @@ void np_start_node(size_t busy_limit)
                     getsockname(probe, (struct sockaddr *)&sin, &slen) == 0);
     close(probe);
     uint16_t epmd_port = ntohs(sin.sin_port);
+    np_epmd_port_number = epmd_port;
     snprintf(np_name, sizeof np_name, "np%d@localhost", (int)getpid());
     cluster_config_t cfg = {0};
     cfg.name = np_name;
@@ -54,6 +57,11 @@ void np_start_node(size_t busy_limit)
 const char *np_node_name(void)
 {
     return np_name;
+}
+
+uint16_t np_epmd_port(void)
+{
+    return np_epmd_port_number;
 }
 
 int np_tcp_connect(int rcvbuf)

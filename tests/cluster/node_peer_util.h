@@ -2,7 +2,7 @@
  * node_peer_util.h — a node started in-process and a raw peer that talks
  * to it over real sockets (the handshake state machine as initiator, the
  * frame decoder for what comes back), for the suites that feed the node
- * bad or heavy input (test_node_malformed.c).  CUnit asserts inside.
+ * bad or heavy input (test_node.c, test_node_malformed.c).  CUnit asserts inside.
  */
 #ifndef GIRDER_TESTS_NODE_PEER_UTIL_H
 #define GIRDER_TESTS_NODE_PEER_UTIL_H
@@ -20,6 +20,8 @@
  * schedulers, output limit busy_limit bytes, 0: the default). */
 void np_start_node(size_t busy_limit);
 const char *np_node_name(void);
+/* The embedded EPMD's port (after np_start_node). */
+uint16_t np_epmd_port(void);
 /* A TCP connection to the node's distribution port (rcvbuf > 0 sets
  * SO_RCVBUF first); the fd. */
 int np_tcp_connect(int rcvbuf);

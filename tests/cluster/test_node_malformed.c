@@ -203,40 +203,34 @@ static int handshake_cases(void)
 
 /* ---- malformed frames ---- */
 
-/* Connects a raw peer, sends frame (its body: the length is added) and
- * expects the node to close that connection with a "nodedown" line. */
-static void expect_frame_refused(const char *what, const uint8_t *body, size_t len)
+/* Connects a raw peer, sends bytes (framed: as one frame, the 4-byte
+ * length added; else as they are, e.g. a lying length) and expects the
+ * node to close that connection with a "nodedown" line. */
+static void expect_sent_refused(const char *what, const uint8_t *bytes, size_t len, bool framed)
 {
     np_peer_t p;
     CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
     long mark = log_mark();
-    CU_ASSERT(np_write_frame(p.fd, body, len));
+    CU_ASSERT(framed ? np_write_frame(p.fd, bytes, len) : np_write_all(p.fd, bytes, len));
     bool closed = np_closed_within(p.fd, 3000);
     char needle[96];
     snprintf(needle, sizeof needle, "nodedown %s:", p.name);
     bool logged = log_has_since(mark, needle);
     CU_ASSERT(closed && logged);
     if (!closed || !logged)
-        fprintf(stdout, "frame case '%s': closed %d logged %d\n", what, closed, logged);
+        fprintf(stdout, "%s case '%s': closed %d logged %d\n", framed ? "frame" : "bytes", what,
+                closed, logged);
     np_peer_close(&p);
 }
 
-/* As expect_frame_refused with raw bytes sent as they are (a lying
- * length). */
+static void expect_frame_refused(const char *what, const uint8_t *body, size_t len)
+{
+    expect_sent_refused(what, body, len, true);
+}
+
 static void expect_bytes_refused(const char *what, const uint8_t *bytes, size_t len)
 {
-    np_peer_t p;
-    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
-    long mark = log_mark();
-    CU_ASSERT(np_write_all(p.fd, bytes, len));
-    bool closed = np_closed_within(p.fd, 3000);
-    char needle[96];
-    snprintf(needle, sizeof needle, "nodedown %s:", p.name);
-    bool logged = log_has_since(mark, needle);
-    CU_ASSERT(closed && logged);
-    if (!closed || !logged)
-        fprintf(stdout, "bytes case '%s': closed %d logged %d\n", what, closed, logged);
-    np_peer_close(&p);
+    expect_sent_refused(what, bytes, len, false);
 }
 
 /* A control (and payload) well encoded but wrong for its op. */
@@ -268,6 +262,21 @@ static size_t frag_head(uint8_t *w, bool start, uint64_t seq, uint64_t id)
     if (start)
         w[18] = 0; /* no atom cache refs */
     return start ? 19 : 18;
+}
+
+/* Two frames on one fresh connection, the second of which makes the node
+ * close it as "bad data" (fragment sequences that do not add up). */
+static void expect_frame_pair_refused(const uint8_t *first, size_t first_len, const uint8_t *second,
+                                      size_t second_len)
+{
+    np_peer_t p;
+    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
+    long mark = log_mark();
+    CU_ASSERT(np_write_frame(p.fd, first, first_len));
+    CU_ASSERT(np_write_frame(p.fd, second, second_len));
+    CU_ASSERT(np_closed_within(p.fd, 3000));
+    CU_ASSERT(log_has_since(mark, "bad data"));
+    np_peer_close(&p);
 }
 
 static int frame_cases(void)
@@ -317,34 +326,17 @@ static int frame_cases(void)
     f[n++] = 0x61;
     expect_frame_refused("continuation without a start", f, n);
     count++;
-    {
-        np_peer_t p;
-        CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
-        long mark = log_mark();
-        n = frag_head(f, true, 9, 3);
-        memcpy(f + n, "\x68\x02", 2);
-        CU_ASSERT(np_write_frame(p.fd, f, n + 2));
-        n = frag_head(f, false, 9, 1); /* id 2 skipped */
-        f[n++] = 0x61;
-        CU_ASSERT(np_write_frame(p.fd, f, n));
-        CU_ASSERT(np_closed_within(p.fd, 3000));
-        CU_ASSERT(log_has_since(mark, "bad data"));
-        np_peer_close(&p);
-        count++;
-    }
-    {
-        np_peer_t p;
-        CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
-        long mark = log_mark();
-        n = frag_head(f, true, 11, 3);
-        memcpy(f + n, "\x68\x02", 2);
-        CU_ASSERT(np_write_frame(p.fd, f, n + 2));
-        CU_ASSERT(np_write_frame(p.fd, f, n + 2)); /* the same start again */
-        CU_ASSERT(np_closed_within(p.fd, 3000));
-        CU_ASSERT(log_has_since(mark, "bad data"));
-        np_peer_close(&p);
-        count++;
-    }
+    uint8_t g[128];
+    n = frag_head(f, true, 9, 3);
+    memcpy(f + n, "\x68\x02", 2);
+    size_t gn = frag_head(g, false, 9, 1); /* id 2 skipped */
+    g[gn++] = 0x61;
+    expect_frame_pair_refused(f, n + 2, g, gn);
+    count++;
+    n = frag_head(f, true, 11, 3);
+    memcpy(f + n, "\x68\x02", 2);
+    expect_frame_pair_refused(f, n + 2, f, n + 2); /* the same start again */
+    count++;
     n = frag_head(f, true, 12, 0);
     memcpy(f + n, "\x68\x01\x61\x01", 4);
     expect_frame_refused("fragment id 0", f, n + 4);

@@ -449,6 +449,16 @@ static void test_tuples_lists(void)
     el[2] = TERM_NIL;
     CU_ASSERT_EQUAL(term_tuple_arity(t), 3);
     CU_ASSERT_EQUAL(term_tuple_elems(t)[1], term_make_small(-1));
+    /* From an array: every item in place, the array not kept. */
+    term_t from[3] = {term_make_small(7), t, ATOM_OK}, f;
+    CU_ASSERT_FATAL(heap_make_tuple_from(&H, 3, from, &f) == GD_OK);
+    from[0] = TERM_NIL;
+    CU_ASSERT_EQUAL(term_tuple_arity(f), 3);
+    CU_ASSERT_EQUAL(term_tuple_elems(f)[0], term_make_small(7));
+    CU_ASSERT_EQUAL(term_tuple_elems(f)[1], t);
+    CU_ASSERT_EQUAL(term_tuple_elems(f)[2], ATOM_OK);
+    CU_ASSERT_FATAL(heap_make_tuple_from(&H, 0, NULL, &f) == GD_OK);
+    CU_ASSERT(term_is_tuple(f) && term_tuple_arity(f) == 0);
 
     term_t l;
     CU_ASSERT_FATAL(heap_make_list(&H, NULL, 0, &l) == GD_OK);

@@ -24,25 +24,7 @@ main([GStr, G2Str, HStr]) ->
               {girder_to_girder, fun() -> girder_to_girder(G, G2) end},
               {hidden, fun() -> hidden(H) end}]
              ++ big_message_checks(G),
-    Results = [run(Name, F) || {Name, F} <- Checks],
-    Failed = [N || {N, fail} <- Results],
-    io:format("dist_interop: ~p checks, failed: ~p~n", [length(Results), Failed]),
-    halt(case Failed of [] -> 0; _ -> 1 end).
-
-run(Name, F) ->
-    T0 = erlang:monotonic_time(millisecond),
-    try F() of
-        _ ->
-            io:format("ok   ~p (~p ms)~n", [Name, erlang:monotonic_time(millisecond) - T0]),
-            {Name, ok}
-    catch C:R:S ->
-            io:format("FAIL ~p: ~p:~p~n  ~p~n", [Name, C, R, S]),
-            {Name, fail}
-    end.
-
-echo(G, T) ->
-    {echo, G} ! {self(), T},
-    receive {echo_reply, R} -> R after 10000 -> exit({no_echo_reply, T}) end.
+    interop_check:run_all(dist_interop, Checks).
 
 terms() ->
     Big = lists:foldl(fun(I, M) -> M#{I => {I, integer_to_list(I)}} end, #{}, lists:seq(1, 40)),
@@ -54,12 +36,7 @@ terms() ->
      {[<<"x">>], 1.5, 'UPPER', "unicode λ"},
      list_to_atom(lists:duplicate(200, 955)), [node(), 'x@y', lists:duplicate(300, a)]].
 
-echo_terms(G) ->
-    [case echo(G, T) of
-         R when R =:= T -> ok;
-         R -> exit({mismatch, T, R})
-     end || T <- terms()],
-    ok.
+echo_terms(G) -> interop_check:echo_terms(G, terms(), 10000).
 
 ordered(G, N) ->
     Self = self(),
@@ -210,11 +187,7 @@ connects_out(G) ->
     [{echo, G} ! {C, I} || I <- lists:seq(1, 100)],
     R = receive {collected, L} -> L after 15000 -> timeout end,
     peer:stop(Peer),
-    Want = [{echo_reply, I} || I <- lists:seq(1, 100)],
-    case R of
-        Want -> ok;
-        _ -> exit({collected, R})
-    end.
+    interop_check:echo_replies_in_order(R, 100).
 
 %% Two girder nodes connect to each other (girder as initiator and as
 %% acceptor of a girder peer): G's echo answers a process on G2.
@@ -222,19 +195,12 @@ girder_to_girder(G, G2) ->
     P = rpc:call(G2, girder, spawn_echo, []),
     Ref = monitor(process, P),
     {echo, G} ! {P, hi},
-    wait_member(G2, fun() -> rpc:call(G, erlang, nodes, []) end, 50),
-    wait_member(G, fun() -> rpc:call(G2, erlang, nodes, []) end, 50),
+    interop_check:wait_member(G2, fun() -> rpc:call(G, erlang, nodes, []) end, 50),
+    interop_check:wait_member(G, fun() -> rpc:call(G2, erlang, nodes, []) end, 50),
     %% a pid of G2 travels through G and back intact
     P = rpc:call(G, girder, echo, [P]),
     P ! {stop, done},
     receive {'DOWN', Ref, process, P, done} -> ok after 5000 -> exit(no_down) end.
-
-wait_member(X, F, 0) -> exit({not_connected, X, F()});
-wait_member(X, F, N) ->
-    case lists:member(X, F()) of
-        true -> ok;
-        false -> timer:sleep(100), wait_member(X, F, N - 1)
-    end.
 
 %% A hidden girder node: ping works, it is in nodes(hidden), not nodes().
 hidden(H) ->

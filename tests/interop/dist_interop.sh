@@ -11,46 +11,25 @@
 set -u
 girder=$1
 work=$2
-fail() { echo "FAIL: $*"; [ -f "$work/girder.log" ] && cat "$work/girder.log"; exit 1; }
-command -v erl >/dev/null && command -v erlc >/dev/null || fail "erl/erlc not installed"
-epmd_pid=; node_pid=; node2_pid=; hidden_pid=
-cleanup() {
-  [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
-  [ -n "$node2_pid" ] && kill "$node2_pid" 2>/dev/null && wait "$node2_pid" 2>/dev/null
-  [ -n "$hidden_pid" ] && kill "$hidden_pid" 2>/dev/null && wait "$hidden_pid" 2>/dev/null
-  [ -n "$epmd_pid" ] && kill "$epmd_pid" 2>/dev/null && wait "$epmd_pid" 2>/dev/null
-}
-trap cleanup EXIT
-rm -rf "$work" && mkdir -p "$work" || fail "cannot create $work"
-erlc -o "$work" "$(dirname "$0")/dist_interop.erl" || fail "erlc"
-
 . "$(dirname "$0")/../girder_epmd.sh"
-start_girder_epmd "$girder"
-host=$(erl -noshell -eval 'io:format("~s", [net_adm:localhost()]), halt().')
+fail() { fail_with_logs "$work" "$@"; }
+trap girder_cleanup EXIT
+interop_suite_setup dist_interop.erl
 g=gdnode$$; g2=gdnodeb$$; gh=gdhidden$$; cookie=gdcookie$$abcdefghij
 
-# wait_registered <name> <pid>
-wait_registered() {
-  for i in $(seq 1 100); do
-    "$girder" names -port "$port" 2>/dev/null | grep -q "^name $1 at port" && return 0
-    kill -0 "$2" 2>/dev/null || fail "girder node $1 exited"
-    sleep 0.1
-  done
-  fail "girder node $1 did not register"
-}
-"$girder" node -sname "$g" -setcookie "$cookie" >"$work/girder.log" 2>&1 &
-node_pid=$!
-"$girder" node --sname "$g2" --cookie "$cookie" -schedulers 2 +zdbbl 2048 >"$work/girder2.log" 2>&1 &
-node2_pid=$!
-"$girder" node -sname "$gh" -setcookie "$cookie" -hidden >"$work/hidden.log" 2>&1 &
-hidden_pid=$!
-wait_registered "$g" "$node_pid"
-wait_registered "$g2" "$node2_pid"
-wait_registered "$gh" "$hidden_pid"
+start_girder_node "$work/girder.log" -sname "$g" -setcookie "$cookie"
+node_pid=$girder_node_pid
+start_girder_node "$work/girder2.log" --sname "$g2" --cookie "$cookie" -schedulers 2 +zdbbl 2048
+node2_pid=$girder_node_pid
+start_girder_node "$work/hidden.log" -sname "$gh" -setcookie "$cookie" -hidden
+hidden_pid=$girder_node_pid
+wait_girder_registered "$g" "$node_pid"
+wait_girder_registered "$g2" "$node2_pid"
+wait_girder_registered "$gh" "$hidden_pid"
 
 erl -sname "ea$$" -setcookie "$cookie" -noshell -pa "$work" \
     -eval "dist_interop:main([\"$g@$host\", \"$g2@$host\", \"$gh@$host\"])" ||
-  { cat "$work/girder2.log" "$work/hidden.log"; fail "dist_interop checks"; }
+  fail "dist_interop checks"
 
 # Wrong cookie: pang, one log line, and the node still answers.
 out=$(erl -sname "eb$$" -setcookie wrong$$ -noshell \
@@ -73,21 +52,19 @@ out=$(ERL_EPMD_PORT=$port timeout 20 "$ei/bin/erl_call" -sname "$g" -c "$cookie"
 [ "$out" = "{badrpc, {'EXIT', {undef, [{nomod, nofun, [], []}]}}}" ] || fail "erl_call undef: $out"
 
 # Long names (-name with an explicit host; this host has no FQDN).
-"$girder" node -name "gl$$@127.0.0.1" -setcookie "$cookie" >"$work/long.log" 2>&1 &
-long_pid=$!
-wait_registered "gl$$" "$long_pid"
+start_girder_node "$work/long.log" -name "gl$$@127.0.0.1" -setcookie "$cookie"
+long_pid=$girder_node_pid
+wait_girder_registered "gl$$" "$long_pid"
 out=$(erl -name "el$$@127.0.0.1" -setcookie "$cookie" -noshell \
         -eval "io:format(\"~p\", [{net_adm:ping('gl$$@127.0.0.1'),
                                      rpc:call('gl$$@127.0.0.1', erlang, node, [])}]), halt().")
-kill -TERM "$long_pid"; wait "$long_pid"
+stop_girder_process "$long_pid" TERM
 [ "$out" = "{pong,'gl$$@127.0.0.1'}" ] || fail "long names: $out"
 
 # SIGTERM: clean exit, name gone from EPMD.
-kill -TERM "$node_pid"
-wait "$node_pid"; rc=$?; node_pid=
+stop_girder_process "$node_pid" TERM; rc=$?
 [ "$rc" = 0 ] || fail "girder node exit status $rc"
 "$girder" names -port "$port" | grep -q "^name $g at port" && fail "name still registered"
 grep -q "node $g@$host stopped" "$work/girder.log" || fail "no shutdown line"
-for p in "$node2_pid" "$hidden_pid"; do kill -INT "$p"; wait "$p" || fail "SIGINT exit status"; done
-node2_pid=; hidden_pid=
+for p in "$node2_pid" "$hidden_pid"; do stop_girder_process "$p" INT || fail "SIGINT exit status"; done
 echo "dist_interop: all checks passed"

@@ -17,21 +17,7 @@ main([GStr, G2Str, OptFile, RogueOptFile]) ->
               {girder_to_girder, fun() -> girder_to_girder(G, G2) end},
               {girder_refuses_other_ca_server,
                fun() -> refuses_rogue_server(G, RogueOptFile) end}],
-    Results = [run(Name, F) || {Name, F} <- Checks],
-    Failed = [N || {N, fail} <- Results],
-    io:format("dist_tls: ~p checks, failed: ~p~n", [length(Results), Failed]),
-    halt(case Failed of [] -> 0; _ -> 1 end).
-
-run(Name, F) ->
-    T0 = erlang:monotonic_time(millisecond),
-    try F() of
-        _ ->
-            io:format("ok   ~p (~p ms)~n", [Name, erlang:monotonic_time(millisecond) - T0]),
-            {Name, ok}
-    catch C:R:S ->
-            io:format("FAIL ~p: ~p:~p~n  ~p~n", [Name, C, R, S]),
-            {Name, fail}
-    end.
+    interop_check:run_all(dist_tls, Checks).
 
 %% The connection to G really is TLS: its distribution controller is the
 %% ssl connection's process (a plain TCP connection's is a port).
@@ -41,21 +27,14 @@ tls_connection(G) ->
         Other -> exit({not_tls, Other})
     end.
 
-echo(G, T) ->
-    {echo, G} ! {self(), T},
-    receive {echo_reply, R} -> R after 20000 -> exit({no_echo_reply, T}) end.
+echo(G, T) -> interop_check:echo(G, T, 20000).
 
 terms() ->
     [0, -1, 1 bsl 64, 3.14, a, 'ö', [], "abc", [1, 2 | 3], <<"bin">>, <<1:3>>,
      {a, {b, {c}}}, #{a => 1, "b" => [2]}, self(), make_ref(), fun lists:map/2,
      list_to_tuple(lists:seq(1, 300)), [node(), 'x@y']].
 
-echo_terms(G) ->
-    [case echo(G, T) of
-         R when R =:= T -> ok;
-         R -> exit({mismatch, T, R})
-     end || T <- terms()],
-    ok.
+echo_terms(G) -> interop_check:echo_terms(G, terms(), 20000).
 
 rpc_echo(G) ->
     [case rpc:call(G, girder, echo, [T]) of
@@ -98,19 +77,15 @@ connects_out(G, OptFile) ->
     R = receive {collected, L} -> L after 20000 -> timeout end,
     true = lists:member(B, rpc:call(G, erlang, nodes, [])),
     peer:stop(Peer),
-    Want = [{echo_reply, I} || I <- lists:seq(1, 100)],
-    case R of
-        Want -> ok;
-        _ -> exit({collected, R})
-    end.
+    interop_check:echo_replies_in_order(R, 100).
 
 %% Two girder nodes over TLS: G's echo answers a process on G2.
 girder_to_girder(G, G2) ->
     P = rpc:call(G2, girder, spawn_echo, []),
     Ref = monitor(process, P),
     {echo, G} ! {P, hi},
-    wait_member(G2, fun() -> rpc:call(G, erlang, nodes, []) end, 100),
-    wait_member(G, fun() -> rpc:call(G2, erlang, nodes, []) end, 100),
+    interop_check:wait_member(G2, fun() -> rpc:call(G, erlang, nodes, []) end, 100),
+    interop_check:wait_member(G, fun() -> rpc:call(G2, erlang, nodes, []) end, 100),
     P = rpc:call(G, girder, echo, [P]),
     P ! {stop, done},
     receive {'DOWN', Ref, process, P, done} -> ok after 5000 -> exit(no_down) end.
@@ -137,13 +112,6 @@ refuses_rogue_server(G, RogueOptFile) ->
     end,
     refused = rpc:call(G, girder, echo, [refused]),
     io:format("rogue server: ~s~n", [R]).
-
-wait_member(X, F, 0) -> exit({not_connected, X, F()});
-wait_member(X, F, N) ->
-    case lists:member(X, F()) of
-        true -> ok;
-        false -> timer:sleep(100), wait_member(X, F, N - 1)
-    end.
 
 collector(To, N) -> collector(To, N, []).
 collector(To, N, Acc) when length(Acc) =:= N -> To ! {collected, lists:reverse(Acc)};

@@ -17,19 +17,11 @@
 set -u
 girder=$1
 work=$2
-fail() { echo "FAIL: $*"; for f in "$work"/*.log; do [ -f "$f" ] && { echo "== $f"; cat "$f"; }; done; exit 1; }
-command -v erl >/dev/null && command -v erlc >/dev/null || fail "erl/erlc not installed"
+. "$(dirname "$0")/../girder_epmd.sh"
+fail() { fail_with_logs "$work" "$@"; }
+trap girder_cleanup EXIT
 command -v openssl >/dev/null || fail "openssl not installed"
-epmd_pid=; node_pid=; node2_pid=; node3_pid=
-cleanup() {
-  [ -n "$node3_pid" ] && kill "$node3_pid" 2>/dev/null && wait "$node3_pid" 2>/dev/null
-  [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
-  [ -n "$node2_pid" ] && kill "$node2_pid" 2>/dev/null && wait "$node2_pid" 2>/dev/null
-  [ -n "$epmd_pid" ] && kill "$epmd_pid" 2>/dev/null && wait "$epmd_pid" 2>/dev/null
-}
-trap cleanup EXIT
-rm -rf "$work" && mkdir -p "$work" || fail "cannot create $work"
-erlc -o "$work" "$(dirname "$0")/dist_tls.erl" || fail "erlc"
+interop_suite_setup dist_tls.erl
 
 # ---- certificates: ca signs node (both roles, every host spelling used in
 # node names); ca2 signs rogue.
@@ -67,20 +59,8 @@ optfile "$work/good.conf" "$pki/node.pem" "$pki/node.key" "$pki/ca.pem"
 # the other CA signed: the refusal is girder's.
 optfile "$work/rogue.conf" "$pki/rogue.pem" "$pki/rogue.key" "$pki/ca.pem"
 
-. "$(dirname "$0")/../girder_epmd.sh"
-start_girder_epmd "$girder"
-host=$(erl -noshell -eval 'io:format("~s", [net_adm:localhost()]), halt().')
 g=gdtls$$; g2=gdtlsb$$; cookie=gdcookie$$abcdefghij
 tls=(-proto_dist inet_tls -ssl_dist_optfile "$work/good.conf")
-
-wait_registered() { # <name> <pid>
-  for i in $(seq 1 100); do
-    "$girder" names -port "$port" 2>/dev/null | grep -q "^name $1 at port" && return 0
-    kill -0 "$2" 2>/dev/null || fail "girder node $1 exited"
-    sleep 0.1
-  done
-  fail "girder node $1 did not register"
-}
 
 # ---- bad configurations: one line, exit 1, before anything starts.
 printf '[{server, [{certfile, "x"}' >"$work/broken.conf"
@@ -122,18 +102,17 @@ bad_flags "cannot open $work/none.conf" -proto_dist inet_tls -ssl_dist_optfile "
 "$girder" names -port "$port" | grep -q "gbad$$" && fail "a bad configuration registered"
 
 # ---- two TLS girder nodes: g from the optfile, g2 from -ssl_dist_opt pairs.
-"$girder" node -sname "$g" -setcookie "$cookie" "${tls[@]}" >"$work/girder.log" 2>&1 &
-node_pid=$!
-"$girder" node -sname "$g2" -setcookie "$cookie" -kernel net_setuptime 2 -proto_dist inet_tls \
+start_girder_node "$work/girder.log" -sname "$g" -setcookie "$cookie" "${tls[@]}"
+node_pid=$girder_node_pid
+start_girder_node "$work/girder2.log" -sname "$g2" -setcookie "$cookie" -kernel net_setuptime 2 -proto_dist inet_tls \
   -ssl_dist_opt server_certfile "$pki/node.pem" server_keyfile "$pki/node.key" \
                 server_cacertfile "$pki/ca.pem" server_verify verify_peer \
                 server_fail_if_no_peer_cert true \
   -ssl_dist_opt client_certfile "$pki/node.pem" client_keyfile "$pki/node.key" \
-                client_cacertfile "$pki/ca.pem" client_verify verify_peer \
-  >"$work/girder2.log" 2>&1 &
-node2_pid=$!
-wait_registered "$g" "$node_pid"
-wait_registered "$g2" "$node2_pid"
+                client_cacertfile "$pki/ca.pem" client_verify verify_peer
+node2_pid=$girder_node_pid
+wait_girder_registered "$g" "$node_pid"
+wait_girder_registered "$g2" "$node2_pid"
 grep -q "WARNING: TLS" "$work/girder.log" "$work/girder2.log" && fail "verified setup warned"
 
 erl -sname "ta$$" -setcookie "$cookie" "${tls[@]}" -noshell -pa "$work" \
@@ -186,10 +165,10 @@ sed 's/{verify, verify_peer}, {secure_renegotiate, true}\]}\]\./{verify, verify_
   "$work/good.conf" >"$work/wrongname.conf"
 grep -q wrong.example "$work/wrongname.conf" || fail "could not write wrongname.conf"
 g3=gdtlsc$$
-"$girder" node -sname "$g3" -setcookie "$cookie" -proto_dist inet_tls \
-  -ssl_dist_optfile "$work/wrongname.conf" >"$work/girder3.log" 2>&1 &
-node3_pid=$!
-wait_registered "$g3" "$node3_pid"
+start_girder_node "$work/girder3.log" -sname "$g3" -setcookie "$cookie" -proto_dist inet_tls \
+  -ssl_dist_optfile "$work/wrongname.conf"
+node3_pid=$girder_node_pid
+wait_girder_registered "$g3" "$node3_pid"
 out=$(erl_result -sname "tn$$" -setcookie "$cookie" "${tls[@]}" -noshell \
         -eval "P = rpc:call('$g@$host', girder, spawn_echo, []),
                {echo, '$g3@$host'} ! {P, hi}, timer:sleep(1500),
@@ -199,7 +178,7 @@ out=$(erl_result -sname "tn$$" -setcookie "$cookie" "${tls[@]}" -noshell \
 [ "$out" = false ] || fail "g3 connected to g despite the host name: $out"
 grep -q "connection to $g@$host: TLS handshake with 127.0.0.1:[0-9]* failed: peer certificate refused: hostname mismatch" \
   "$work/girder3.log" || fail "no host name refusal logged by $g3"
-kill -TERM "$node3_pid"; wait "$node3_pid"; node3_pid=
+stop_girder_process "$node3_pid" TERM
 
 # ---- the node still serves a good peer, and shuts down cleanly.
 out=$(erl_result -sname "tg$$" -setcookie "$cookie" "${tls[@]}" -noshell \
@@ -208,8 +187,8 @@ out=$(erl_result -sname "tg$$" -setcookie "$cookie" "${tls[@]}" -noshell \
                halt().")
 [ "$out" = "{pong,after_refusals}" ] || fail "after the refusals: $out"
 kill -0 "$node_pid" || fail "girder node died"
-kill -TERM "$node_pid"; wait "$node_pid"; rc=$?; node_pid=
+stop_girder_process "$node_pid" TERM; rc=$?
 [ "$rc" = 0 ] || fail "girder node exit status $rc"
-kill -TERM "$node2_pid"; wait "$node2_pid"; rc=$?; node2_pid=
+stop_girder_process "$node2_pid" TERM; rc=$?
 [ "$rc" = 0 ] || fail "girder node 2 exit status $rc"
 echo "dist_tls: all checks passed"

@@ -18,21 +18,7 @@ main([GStr]) ->
     Checks = [{{Kind, Bytes}, fun() -> check(Kind, G, Bytes) end}
               || Kind <- [rpc_call, erpc_call, monitor_down, link_exit], Bytes <- ?SIZES]
              ++ [{connection_kept, fun() -> connection_kept(G) end}],
-    Results = [run(Name, F) || {Name, F} <- Checks],
-    Failed = [N || {N, fail} <- Results],
-    io:format("frag_interop: ~p checks, failed: ~p~n", [length(Results), Failed]),
-    halt(case Failed of [] -> 0; _ -> 1 end).
-
-run(Name, F) ->
-    T0 = erlang:monotonic_time(millisecond),
-    try F() of
-        _ ->
-            io:format("ok   ~p (~p ms)~n", [Name, erlang:monotonic_time(millisecond) - T0]),
-            {Name, ok}
-    catch C:R:S ->
-            io:format("FAIL ~p: ~P:~P~n  ~P~n", [Name, C, 10, R, 10, S, 20]),
-            {Name, fail}
-    end.
+    interop_check:run_all(frag_interop, Checks, 10).
 
 %% Random bytes: no run girder or OTP could shorten; wrapped in a tuple
 %% with an atom so the control and the payload both carry atoms.

@@ -10,30 +10,15 @@
 set -u
 girder=$1
 work=$2
-fail() { echo "FAIL: $*"; [ -f "$work/girder.log" ] && cat "$work/girder.log"; exit 1; }
-command -v erl >/dev/null && command -v erlc >/dev/null || fail "erl/erlc not installed"
-epmd_pid=; node_pid=
-cleanup() {
-  [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
-  [ -n "$epmd_pid" ] && kill "$epmd_pid" 2>/dev/null && wait "$epmd_pid" 2>/dev/null
-}
-trap cleanup EXIT
-rm -rf "$work" && mkdir -p "$work" || fail "cannot create $work"
-erlc -o "$work" "$(dirname "$0")/frag_interop.erl" || fail "erlc"
-
 . "$(dirname "$0")/../girder_epmd.sh"
-start_girder_epmd "$girder"
-host=$(erl -noshell -eval 'io:format("~s", [net_adm:localhost()]), halt().')
+fail() { fail_with_logs "$work" "$@"; }
+trap girder_cleanup EXIT
+interop_suite_setup frag_interop.erl
 g=gdfrag$$; cookie=gdcookie$$abcdefghij
 
-"$girder" node -sname "$g" -setcookie "$cookie" >"$work/girder.log" 2>&1 &
-node_pid=$!
-for i in $(seq 1 100); do
-  "$girder" names -port "$port" 2>/dev/null | grep -q "^name $g at port" && break
-  kill -0 "$node_pid" 2>/dev/null || fail "girder node exited"
-  sleep 0.1
-done
-"$girder" names -port "$port" 2>/dev/null | grep -q "^name $g at port" || fail "girder node did not register"
+start_girder_node "$work/girder.log" -sname "$g" -setcookie "$cookie"
+node_pid=$girder_node_pid
+wait_girder_registered "$g" "$node_pid"
 
 erl -sname "ef$$" -setcookie "$cookie" -noshell -pa "$work" \
     -eval "frag_interop:main([\"$g@$host\"])"

@@ -24,21 +24,7 @@ main([Girder, Work, Cookie, _Port]) ->
               {global_registry, fun() -> global(A, B, C) end},
               {kill9_noconnection, fun() -> kill9(A, B, C, OsB) end},
               {restart_new_creation, fun() -> restart(Env, A, B, C, hd(tl(Names))) end}],
-    Results = [run(Name, F) || {Name, F} <- Checks],
-    Failed = [N || {N, fail} <- Results],
-    io:format("mesh_interop: ~p checks, failed: ~p~n", [length(Results), Failed]),
-    halt(case Failed of [] -> 0; _ -> 1 end).
-
-run(Name, F) ->
-    T0 = erlang:monotonic_time(millisecond),
-    try F() of
-        _ ->
-            io:format("ok   ~p (~p ms)~n", [Name, erlang:monotonic_time(millisecond) - T0]),
-            {Name, ok}
-    catch Cl:R:S ->
-            io:format("FAIL ~p: ~p:~p~n  ~p~n", [Name, Cl, R, S]),
-            {Name, fail}
-    end.
+    interop_check:run_all(mesh_interop, Checks).
 
 %% Starts `girder node -sname Name` in the background; returns its OS pid.
 start_node(#{girder := Girder, work := Work, cookie := Cookie}, Name) ->

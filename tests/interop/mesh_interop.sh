@@ -10,21 +10,18 @@
 set -u
 girder=$1
 work=$2
-fail() { echo "FAIL: $*"; cat "$work"/*.log 2>/dev/null; exit 1; }
-command -v erl >/dev/null && command -v erlc >/dev/null || fail "erl/erlc not installed"
-epmd_pid=
+. "$(dirname "$0")/../girder_epmd.sh"
+fail() { fail_with_logs "$work" "$@"; }
+# mesh_interop.erl starts the girder nodes itself and lists their OS pids
+# in $work/pids.
 cleanup() {
   if [ -f "$work/pids" ]; then
     while read -r p; do kill "$p" 2>/dev/null; done <"$work/pids"
   fi
-  [ -n "$epmd_pid" ] && kill "$epmd_pid" 2>/dev/null && wait "$epmd_pid" 2>/dev/null
+  girder_cleanup
 }
 trap cleanup EXIT
-rm -rf "$work" && mkdir -p "$work" || fail "cannot create $work"
-erlc -o "$work" "$(dirname "$0")/mesh_interop.erl" || fail "erlc"
-
-. "$(dirname "$0")/../girder_epmd.sh"
-start_girder_epmd "$girder"
+interop_suite_setup mesh_interop.erl
 cookie=gdcookie$$abcdefghij
 
 erl -sname "em$$" -setcookie "$cookie" -noshell -pa "$work" \

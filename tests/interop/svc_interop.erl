@@ -26,21 +26,7 @@ main([GStr, KvV2]) ->
               {girder_unlinks, fun() -> girder_unlinks(G) end},
               {girder_demonitor_no_late_down, fun() -> girder_demonitors(G) end},
               {kv_hot_reload_under_load, fun() -> kv_reload(G, KvV2) end}],
-    Results = [run(Name, F) || {Name, F} <- Checks],
-    Failed = [N || {N, fail} <- Results],
-    io:format("svc_interop: ~p checks, failed: ~p~n", [length(Results), Failed]),
-    halt(case Failed of [] -> 0; _ -> 1 end).
-
-run(Name, F) ->
-    T0 = erlang:monotonic_time(millisecond),
-    try F() of
-        _ ->
-            io:format("ok   ~p (~p ms)~n", [Name, erlang:monotonic_time(millisecond) - T0]),
-            {Name, ok}
-    catch C:R:S ->
-            io:format("FAIL ~p: ~p:~p~n  ~p~n", [Name, C, R, S]),
-            {Name, fail}
-    end.
+    interop_check:run_all(svc_interop, Checks).
 
 kv(G, Req) -> gen_server:call({girder_kv, G}, Req, 10000).
 

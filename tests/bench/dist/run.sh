@@ -24,12 +24,9 @@ bench_args "$@"
 bench_for=dist
 env_extra=
 
-bench_need_beam "$here/beam_dist.erl"
-bin="$build/tests/bench/dist/bench_dist"
+bench_prepare dist
 girder="$build/node/girder"
-bench_need_bin "$root" "$build" "$bin" bench_dist "build failed"
 bench_need_bin "$root" "$build" "$girder" girder "build failed"
-bench_tmpdir bench-dist.XXXXXX "$here/beam_dist.erl"
 
 peer_pid=
 epmd_pid=

@@ -24,11 +24,7 @@ bench_args "$@"
 bench_for=gc
 env_extra=
 
-bench_need_beam "$here/beam_gc.erl"
-
-bin="$build/tests/bench/gc/bench_gc"
-bench_need_bin "$root" "$build" "$bin" bench_gc "build failed"
-bench_tmpdir bench-gc.XXXXXX "$here/beam_gc.erl"
+bench_prepare gc
 
 for run in $(seq 1 "$rounds"); do
   run_one girder "$run" "$bin"

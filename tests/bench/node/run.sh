@@ -18,11 +18,7 @@ bench_args "$@"
 bench_for=node
 env_extra=
 
-bench_need_beam "$here/beam_node.erl"
-
-bin="$build/tests/bench/node/bench_node"
-bench_need_bin "$root" "$build" "$bin" bench_node "build failed"
-bench_tmpdir bench-node.XXXXXX "$here/beam_node.erl"
+bench_prepare node
 
 for run in $(seq 1 "$rounds"); do
   run_one girder "$run" "$bin"

@@ -26,11 +26,7 @@ bench_args "$@"
 bench_for=sched
 env_extra=
 
-bench_need_beam "$here/beam_sched.erl"
-
-bin="$build/tests/bench/sched/bench_sched"
-bench_need_bin "$root" "$build" "$bin" bench_sched "build failed"
-bench_tmpdir bench-sched.XXXXXX "$here/beam_sched.erl"
+bench_prepare sched
 
 for run in $(seq 1 "$rounds"); do
   : >"$tmp/girder.all.$run"; : >"$tmp/beam.all.$run"
