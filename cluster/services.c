@@ -255,6 +255,19 @@ static int bif_node(heap_t *h, term_t args, term_t *out)
     return 0;
 }
 
+/* erlang:whereis/1: the local pid registered as the name, or undefined
+ * (a pid is an immediate: nothing to build on h). */
+static int bif_whereis(heap_t *h, term_t args, term_t *out)
+{
+    (void)h;
+    term_t name = term_car(args);
+    if (!term_is_atom(name))
+        return GD_EBADARG;
+    term_t pid = sched_whereis(name);
+    *out = term_is_pid(pid) ? pid : heap_atom("undefined");
+    return 0;
+}
+
 static int bif_nodes(heap_t *h, term_t args, term_t *out)
 {
     (void)args;
@@ -937,6 +950,7 @@ int cluster_services_start(term_t *events)
         {"girder", "echo", 1, bif_echo},
         {"erlang", "node", 0, bif_node},
         {"erlang", "nodes", 0, bif_nodes},
+        {"erlang", "whereis", 1, bif_whereis},
         {"girder", "spawn_echo", 0, bif_spawn_echo},
         {"girder", "watch", 2, bif_watch},
         {"erlang", "system_info", 1, bif_system_info},

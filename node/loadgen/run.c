@@ -168,41 +168,33 @@ static const char *atom_text(term_t a, atom_buf_t *buf)
     return buf->s;
 }
 
-static bool is_down_of(term_t msg, void *arg)
-{
-    const term_t *mref = arg;
-    int order = 1;
-    return tagged(msg, 5, "DOWN") &&
-           heap_compare_checked(term_tuple_elems(msg)[1], *mref, true, &order) == 0 && order == 0;
-}
-
 /* girder or OTP: only girder nodes answer girder:info/0 with a map.  The
- * workload's server is monitored first: the peer answers a monitor of a
- * name nobody registered at once, so its 'DOWN' is queued before the rpc's
- * reply (one connection keeps the order), and a run that could only lose
- * every request is refused up front. */
+ * workload's server is then looked up with erlang:whereis/1 (both kinds
+ * serve it), so a run that could only lose every request is refused up
+ * front.  (A monitor's noproc DOWN raced the rpc reply on a girder target:
+ * its controller and rex are two processes there.) */
 static int detect_kind(sched_ctx_t *ctx, coord_job_t *j)
 {
-    term_t info, server, *e, mref = TERM_NIL, down;
+    term_t info = TERM_NIL, where, args;
     char err[600];
-    if (heap_make_tuple(sched_heap(ctx), 2, &e, &server) != 0 || sched_root_push(ctx, &mref) != 0) {
+    if (sched_root_push(ctx, &info) != 0) {
         snprintf(j->t->error, sizeof j->t->error, "out of memory");
         return -1;
     }
-    e[0] = j->p->server;
-    e[1] = j->p->target;
-    int rc = sched_monitor(ctx, server, &mref);
-    if (rc == 0)
-        rc = lg_rpc(ctx, j->p->target, heap_atom("girder"), heap_atom("info"), TERM_NIL, 10000,
+    int rc = lg_rpc(ctx, j->p->target, heap_atom("girder"), heap_atom("info"), TERM_NIL, 10000,
                     &info, err, sizeof err);
-    else
-        snprintf(err, sizeof err, "cannot monitor the server: %s", dist_strerror(rc));
-    if (rc == 0 && sched_receive_wait(ctx, is_down_of, &mref, 0, &down) == 0) {
+    /* args after the first call: a collection there would move it. */
+    if (rc == 0 && heap_cons(sched_heap(ctx), j->p->server, TERM_NIL, &args) != 0) {
+        snprintf(err, sizeof err, "out of memory");
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = lg_rpc(ctx, j->p->target, heap_atom("erlang"), heap_atom("whereis"), args, 10000,
+                    &where, err, sizeof err);
+    if (rc == 0 && !term_is_pid(where)) {
         snprintf(err, sizeof err, "no process is registered as %s on %s (--server)",
                  atom_text(j->p->server, &(atom_buf_t){0}), j->t->node);
         rc = -1;
-    } else if (rc == 0) {
-        rc = sched_demonitor(ctx, mref);
     }
     sched_root_pop(ctx, 1);
     if (rc != 0) {
