@@ -71,27 +71,27 @@ static int start_worker(sched_ctx_t *ctx, term_t arg, term_t *pid_out)
     return girder_gen_start(ctx, &worker, arg, &o, pid_out);
 }
 
-/* A stubborn child: a plain behaviour that traps exits and only logs them
- * (stubborn_exit => Reason), so a shutdown must end in a kill. */
-static int stubborn_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+/* A obstinate child: a plain behaviour that traps exits and only logs them
+ * (obstinate_exit => Reason), so a shutdown must end in a kill. */
+static int obstinate_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 {
     sched_trap_exit(ctx, true);
     log_pair(ctx, "started", arg, sched_self(ctx));
     return GD_OK;
 }
 
-static int stubborn_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+static int obstinate_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
     if (term_is_tuple(msg) && term_tuple_arity(msg) == 3 && term_tuple_elems(msg)[0] == A("EXIT"))
-        nt_log(A("stubborn_exit"), term_tuple_elems(msg)[2]);
+        nt_log(A("obstinate_exit"), term_tuple_elems(msg)[2]);
     return GD_OK;
 }
 
-static const sched_behaviour_t stubborn = {stubborn_init, stubborn_handle, NULL, NULL};
+static const sched_behaviour_t obstinate = {obstinate_init, obstinate_handle, NULL, NULL};
 
-static int start_stubborn(sched_ctx_t *ctx, term_t arg, term_t *pid_out)
+static int start_obstinate(sched_ctx_t *ctx, term_t arg, term_t *pid_out)
 {
-    return sched_spawn_link(ctx, &stubborn, arg, pid_out);
+    return sched_spawn_link(ctx, &obstinate, arg, pid_out);
 }
 
 static int start_failing(sched_ctx_t *ctx, term_t arg, term_t *pid_out)
@@ -368,7 +368,7 @@ static void test_shutdown_order_and_kill(void)
     nt_start(2);
     girder_child_spec_t c[] = {
         spec("a", GIRDER_PERMANENT, 1000),
-        {A("s"), start_stubborn, A("s"), GIRDER_PERMANENT, 100, GIRDER_WORKER},
+        {A("s"), start_obstinate, A("s"), GIRDER_PERMANENT, 100, GIRDER_WORKER},
         spec("b", GIRDER_PERMANENT, GIRDER_SHUTDOWN_BRUTAL_KILL),
         spec("c", GIRDER_PERMANENT, GIRDER_SHUTDOWN_INFINITY)};
     term_t sup = start_sup(GIRDER_ONE_FOR_ONE, 3, c, 4), cl = nt_spawn_client();
@@ -388,7 +388,7 @@ static void test_shutdown_order_and_kill(void)
     CU_ASSERT(stopped_is(0, "c", A("shutdown")));
     CU_ASSERT(stopped_is(1, "a", A("shutdown")));
     CU_ASSERT(nt_count(A("stopped")) == 2);
-    CU_ASSERT(nt_logged(A("stubborn_exit"), 0, A("shutdown")));
+    CU_ASSERT(nt_logged(A("obstinate_exit"), 0, A("shutdown")));
     term_t all[4] = {a, s, b, cc};
     CU_ASSERT(sched_wait_exit(all, 4, 5000) == GD_OK);
     nt_stop();
