@@ -7,6 +7,8 @@
 #ifndef GIRDER_NODE_COMMANDS_H
 #define GIRDER_NODE_COMMANDS_H
 
+#include <stdbool.h>
+
 #define GIRDER_VERSION "0.1.0"
 
 typedef struct gd_command {
@@ -23,6 +25,8 @@ int gd_cmd_ping(int argc, char **argv);
 int gd_cmd_rpc(int argc, char **argv);
 int gd_cmd_send(int argc, char **argv);
 int gd_cmd_bench(int argc, char **argv);
+int gd_cmd_reload(int argc, char **argv);
+int gd_cmd_demo(int argc, char **argv);
 
 /* `girder node --metrics` (cmd_node_metrics.c): the Prometheus endpoint on
  * the running node's loop, started after cluster_start ("[HOST]:PORT";
@@ -31,5 +35,11 @@ int gd_cmd_bench(int argc, char **argv);
 typedef struct node_metrics node_metrics_t;
 int node_metrics_start(const char *spec, node_metrics_t **out);
 void node_metrics_stop(node_metrics_t *m);
+
+/* `girder node --connect NODE,...` (cmd_node_connect.c): true when every
+ * comma-separated name is name@host; node_connect_start spawns the
+ * process that pings each one (retrying for 30 s) once the node runs. */
+bool node_connect_valid(const char *list);
+int node_connect_start(const char *list);
 
 #endif
