@@ -488,7 +488,7 @@ static int show_mesh(demo_t *d)
     char out[4096], args[2048];
     if (d->enode[0] != '\0') {
         snprintf(args, sizeof args, "[['%s','%s','%s']]", d->gnode[0], d->gnode[1], d->gnode[2]);
-        printf("$ girder rpc %s demo_echo connect '%s'\n", d->enode, args);
+        printf("$ girder rpc %s demo_echo connect \"%s\"\n", d->enode, args);
         if (rpc(d, d->enode, "demo_echo", "connect", args, out, sizeof out) != 0) {
             if (d->stopped_by == 0)
                 fprintf(stderr, "girder demo: rpc to %s failed\n", d->enode);
@@ -540,7 +540,7 @@ static int run_bench(demo_t *d)
                     "--json",     json,      "--html",     html,      d->gnode[0], d->enode,
                     NULL};
     if (d->enode[0] == '\0')
-        argv[16] = NULL;
+        argv[17] = NULL; /* g1 alone */
     spawn_io_t io = {.out_fd = -1};
     pid_t pid = spawn(d, argv, &io);
     return pid < 0 ? -1 : wait_child(d, pid, 0);
@@ -598,7 +598,10 @@ static int demo_run(demo_t *d)
     if (start_nodes(d) != 0 || await_registered(d, port) != 0)
         return 1;
 
-    step(d, "forming the cluster: the girder nodes connect to each other (--connect) and e1");
+    step(d, erl ? "forming the cluster: the girder nodes connect to each other and e1 "
+                  "(girder node --connect), e1 pings them"
+                : "forming the cluster: the girder nodes connect to each other "
+                  "(girder node --connect)");
     if (show_mesh(d) != 0)
         return 1;
 
