@@ -57,17 +57,16 @@ static void usage(FILE *out, enum client_op op)
             "a NAME nobody registered is an error (exit 1).\n\n");
         break;
     case OP_RELOAD:
-        fprintf(
-            out,
-            "usage: girder reload [-setcookie C] [-sname N|-name N] [-timeout S] NODE MODULE "
-            "SO_PATH\n\n"
-            "Hot-reloads MODULE on the girder node NODE from the shared object SO_PATH (a\n"
-            "path on NODE's machine), as rpc girder:reload(MODULE, SO_PATH): the running\n"
-            "server hands its state to the new code.  Prints the result on one line:\n"
-            "{ok,Vsn} (exit 0), or {error,Why} / {badrpc,Why} (exit 1).  A node started\n"
-            "with --no-reload answers {error,reload_disabled}.\n"
-            "Reload trusts every holder of the cookie, exactly as OTP's code loading over\n"
-            "rpc (code:load_binary/3) does: a cookie holder can run any code on the node.\n\n");
+        fprintf(out,
+                "usage: girder reload [-setcookie C] [-sname N|-name N] [-timeout S] NODE MODULE "
+                "SO_PATH\n\n"
+                "Hot-reloads MODULE on the girder node NODE from the shared object SO_PATH (a\n"
+                "path on NODE's machine), as rpc girder:reload(MODULE, SO_PATH): the running\n"
+                "server hands its state to the new code.  Prints the result on one line:\n"
+                "{ok,Vsn} (exit 0), or {error,Why} / {badrpc,Why} (exit 1).  A node started\n"
+                "with --no-reload answers {error,reload_disabled}.\n"
+                "Reload trusts every holder of the cookie, exactly as OTP's code loading over\n"
+                "rpc (code:load_binary/3) does: a cookie holder can run any code on the node.\n\n");
         break;
     }
     fprintf(out, "options:\n");

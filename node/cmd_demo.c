@@ -64,24 +64,23 @@ typedef struct demo {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: girder demo [--duration S] [--out DIR] [--clients N] [--name-suffix X]\n"
-            "                   [--no-erl] [-setcookie C]\n\n"
-            "A local cluster under load: a girder EPMD on a free port, three girder nodes\n"
-            "(g1 g2 g3, a full mesh) and, when erl is on PATH, an erl node (e1) running an\n"
-            "echo server; shows the cluster forming, runs `girder bench` (echo workload)\n"
-            "against g1 and e1 with a live progress line, writes DIR/results.json and\n"
-            "DIR/report.html and prints both paths, then stops every process it started\n"
-            "(also on Ctrl-C).  Exit status: girder bench's (0: every reply checked,\n"
-            "nothing lost), 1 when a step before it failed, 128+N after signal N.\n\n"
-            "  --duration S       measured seconds per target (default 20)\n"
-            "  --out DIR          results, report, logs and the cookie file (default\n"
-            "                     build/demo)\n"
-            "  --clients N        client processes per target (default 200)\n"
-            "  --name-suffix X    appended to every node name (g1X, e1X): letters, digits, _\n"
-            "  --no-erl           girder nodes only, even when erl is installed\n"
-            "  -setcookie C       the cluster's cookie (default: a fresh random one, kept\n"
-            "                     in DIR/cookie, mode 0600)\n");
+    fprintf(out, "usage: girder demo [--duration S] [--out DIR] [--clients N] [--name-suffix X]\n"
+                 "                   [--no-erl] [-setcookie C]\n\n"
+                 "A local cluster under load: a girder EPMD on a free port, three girder nodes\n"
+                 "(g1 g2 g3, a full mesh) and, when erl is on PATH, an erl node (e1) running an\n"
+                 "echo server; shows the cluster forming, runs `girder bench` (echo workload)\n"
+                 "against g1 and e1 with a live progress line, writes DIR/results.json and\n"
+                 "DIR/report.html and prints both paths, then stops every process it started\n"
+                 "(also on Ctrl-C).  Exit status: girder bench's (0: every reply checked,\n"
+                 "nothing lost), 1 when a step before it failed, 128+N after signal N.\n\n"
+                 "  --duration S       measured seconds per target (default 20)\n"
+                 "  --out DIR          results, report, logs and the cookie file (default\n"
+                 "                     build/demo)\n"
+                 "  --clients N        client processes per target (default 200)\n"
+                 "  --name-suffix X    appended to every node name (g1X, e1X): letters, digits, _\n"
+                 "  --no-erl           girder nodes only, even when erl is installed\n"
+                 "  -setcookie C       the cluster's cookie (default: a fresh random one, kept\n"
+                 "                     in DIR/cookie, mode 0600)\n");
 }
 
 static void step(const demo_t *d, const char *text)
@@ -413,8 +412,8 @@ static int start_nodes(demo_t *d)
         snprintf(name, sizeof name, "g%d%s", i + 1, d->o.suffix);
         snprintf(log, sizeof log, "%s/logs/g%d.log", d->o.out, i + 1);
         others(d, d->gnode[i], peers, sizeof peers);
-        char *argv[] = {d->self, "node", "-sname", name, "-setcookie", d->cookie,
-                        "--connect", peers, NULL};
+        char *argv[] = {d->self,   "node",      "-sname", name, "-setcookie",
+                        d->cookie, "--connect", peers,    NULL};
         spawn_io_t io = {.log = log, .out_fd = -1};
         if (spawn(d, argv, &io) < 0)
             return -1;
@@ -425,8 +424,9 @@ static int start_nodes(demo_t *d)
     snprintf(ebin, sizeof ebin, "%s/ebin", d->o.out);
     snprintf(name, sizeof name, "e1%s", d->o.suffix);
     snprintf(log, sizeof log, "%s/logs/e1.log", d->o.out);
-    char *argv[] = {"erl",     "-sname",      name,   "-setcookie", d->cookie,           "-noshell",
-                    "-start_epmd", "false", "-pa",        ebin, "-eval", "demo_echo:start()", NULL};
+    char *argv[] = {"erl",         "-sname", name,  "-setcookie", d->cookie, "-noshell",
+                    "-start_epmd", "false",  "-pa", ebin,         "-eval",   "demo_echo:start()",
+                    NULL};
     spawn_io_t io = {.log = log, .out_fd = -1};
     return spawn(d, argv, &io) < 0 ? -1 : 0;
 }
@@ -475,9 +475,8 @@ static int rpc(demo_t *d, const char *node, const char *m, const char *f, const 
 {
     char name[DEMO_NAME_MAX + 16];
     snprintf(name, sizeof name, "demo_cli%s", d->o.suffix);
-    char *argv[] = {d->self,   "rpc",       "-setcookie",  d->cookie,   "-sname", name,
-                    "-timeout", "5",        (char *)node, (char *)m,   (char *)f, (char *)args,
-                    NULL};
+    char *argv[] = {d->self, "rpc",        "-setcookie", d->cookie, "-sname",     name, "-timeout",
+                    "5",     (char *)node, (char *)m,    (char *)f, (char *)args, NULL};
     return run_capture(d, argv, out, cap);
 }
 
@@ -535,10 +534,10 @@ static int run_bench(demo_t *d)
     snprintf(duration, sizeof duration, "%g", d->o.duration_s);
     snprintf(json, sizeof json, "%s/results.json", d->o.out);
     snprintf(html, sizeof html, "%s/report.html", d->o.out);
-    char *argv[] = {d->self,     "bench",    "-setcookie", d->cookie, "-sname",    name,
-                    "--workload", "echo",    "--clients",  clients,   "--duration", duration,
-                    "--json",     json,      "--html",     html,      d->gnode[0], d->enode,
-                    NULL};
+    char *argv[] = {d->self,      "bench",      "-setcookie", d->cookie,   "-sname",
+                    name,         "--workload", "echo",       "--clients", clients,
+                    "--duration", duration,     "--json",     json,        "--html",
+                    html,         d->gnode[0],  d->enode,     NULL};
     if (d->enode[0] == '\0')
         argv[17] = NULL; /* g1 alone */
     spawn_io_t io = {.out_fd = -1};
@@ -663,10 +662,9 @@ static int parse_opts(demo_opts_t *o, int argc, char **argv)
             }
             o->out = v;
         } else if (strcmp(a, "--name-suffix") == 0) {
-            if (strlen(v) > DEMO_NAME_MAX - 8 || strspn(v,
-                                                        "abcdefghijklmnopqrstuvwxyz"
-                                                        "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") !=
-                                                     strlen(v)) {
+            if (strlen(v) > DEMO_NAME_MAX - 8 ||
+                strspn(v, "abcdefghijklmnopqrstuvwxyz"
+                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(v)) {
                 fprintf(stderr,
                         "girder demo: --name-suffix may only hold letters, digits and _ "
                         "(at most %d)\n",

@@ -51,8 +51,7 @@ static bool ping_once(sched_ctx_t *ctx, term_t node)
         return false;
     e[0] = heap_atom("net_kernel");
     e[1] = node;
-    return girder_call(ctx, server, req, CONNECT_CALL_MS, &reply) == 0 &&
-           reply == heap_atom("yes");
+    return girder_call(ctx, server, req, CONNECT_CALL_MS, &reply) == 0 && reply == heap_atom("yes");
 }
 
 static int connect_main(sched_ctx_t *ctx, term_t arg)
