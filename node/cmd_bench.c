@@ -423,6 +423,7 @@ int gd_cmd_bench(int argc, char **argv)
     status = 1;
     signal(SIGPIPE, SIG_IGN);
     uint64_t timeout = o->client.timeout_ms ? o->client.timeout_ms : LG_TIMEOUT_DEFAULT_MS;
+    o->p.connect_timeout_ms = timeout;
     for (size_t i = 0; i < o->n_targets + o->n_client_nodes; i++) {
         const char *node = i < o->n_targets ? o->targets[i] : o->client_nodes[i - o->n_targets];
         if (lg_preflight(node, timeout, err, sizeof err) != 0) {

@@ -1,5 +1,6 @@
 /*
- * cmd_client.c — `girder ping`, `girder rpc` and `girder send`: one
+ * cmd_client.c — `girder ping`, `girder rpc`, `girder send` and
+ * `girder reload`: one
  * request to a running node (girder or OTP) from a short-lived hidden
  * client node (node/loadgen/client.c starts it).  Every failure is one line
  * on stderr and a non-zero exit; every wait has a deadline (-timeout).
@@ -13,7 +14,7 @@
 #include "commands.h"
 #include "loadgen.h"
 
-enum client_op { OP_PING, OP_RPC, OP_SEND };
+enum client_op { OP_PING, OP_RPC, OP_SEND, OP_RELOAD };
 
 /* What the command's process does and what it found (C memory: the
  * process gets a pointer to it, see lg_ptr_term). */
@@ -23,6 +24,7 @@ typedef struct client_job {
     const char *node;
     const char *m, *f, *args_text; /* rpc */
     const char *name, *term_text;  /* send */
+    const char *module, *so_path;  /* reload */
     int64_t timeout_ms;
     int status;    /* the exit status */
     char *out;     /* a line for stdout (malloc'd), or NULL */
@@ -53,6 +55,18 @@ static void usage(FILE *out, enum client_op op)
             "Sends TERM (Erlang term syntax) to the process registered as NAME on NODE\n"
             "({NAME, NODE} ! TERM) and waits until NODE has received it.  On an Erlang node\n"
             "a NAME nobody registered is an error (exit 1).\n\n");
+        break;
+    case OP_RELOAD:
+        fprintf(out,
+                "usage: girder reload [-setcookie C] [-sname N|-name N] [-timeout S] NODE MODULE "
+                "SO_PATH\n\n"
+                "Hot-reloads MODULE on the girder node NODE from the shared object SO_PATH (a\n"
+                "path on NODE's machine), as rpc girder:reload(MODULE, SO_PATH): the running\n"
+                "server hands its state to the new code.  Prints the result on one line:\n"
+                "{ok,Vsn} (exit 0), or {error,Why} / {badrpc,Why} (exit 1).  A node started\n"
+                "with --no-reload answers {error,reload_disabled}.\n"
+                "Reload trusts every holder of the cookie, exactly as OTP's code loading over\n"
+                "rpc (code:load_binary/3) does: a cookie holder can run any code on the node.\n\n");
         break;
     }
     fprintf(out, "options:\n");
@@ -157,13 +171,35 @@ static int do_send(sched_ctx_t *ctx, client_job_t *j, term_t node)
     return do_ping(ctx, j, node);
 }
 
+/* rpc girder:reload(Module, <<SoPath>>): {ok, Vsn} is success, anything
+ * else (an {error, _} or {badrpc, _}) exit 1. */
+static int do_reload(sched_ctx_t *ctx, client_job_t *j, term_t node)
+{
+    heap_t *h = sched_heap(ctx);
+    term_t path, args, result;
+    if (heap_make_binary(h, j->so_path, strlen(j->so_path), &path) != 0 ||
+        heap_cons(h, path, TERM_NIL, &args) != 0 ||
+        heap_cons(h, heap_atom(j->module), args, &args) != 0)
+        return GD_ENOMEM;
+    if (lg_rpc(ctx, node, heap_atom("girder"), heap_atom("reload"), args, j->timeout_ms, &result,
+               j->err, sizeof j->err) != 0)
+        return -1;
+    j->out = term_text(result);
+    if (j->out == NULL)
+        return GD_ENOMEM;
+    bool ok = term_is_tuple(result) && term_tuple_arity(result) == 2 &&
+              term_tuple_elems(result)[0] == heap_atom("ok");
+    return ok ? 0 : 1;
+}
+
 static int client_main(sched_ctx_t *ctx, term_t arg)
 {
     client_job_t *j = lg_term_ptr(arg);
     term_t node = heap_atom(j->node);
-    int rc = j->op == OP_PING  ? do_ping(ctx, j, node)
-             : j->op == OP_RPC ? do_rpc(ctx, j, node)
-                               : do_send(ctx, j, node);
+    int rc = j->op == OP_PING   ? do_ping(ctx, j, node)
+             : j->op == OP_RPC  ? do_rpc(ctx, j, node)
+             : j->op == OP_SEND ? do_send(ctx, j, node)
+                                : do_reload(ctx, j, node);
     if (rc < -1)
         snprintf(j->err, sizeof j->err, "%s", dist_strerror(rc));
     j->status = rc == 0 ? 0 : 1;
@@ -231,9 +267,10 @@ static int run_client(enum client_op op, int argc, char **argv)
     }
     if (npos < min_pos) {
         fprintf(stderr, "girder %s: missing %s (see girder %s --help)\n", j.prog,
-                npos == 0      ? "NODE"
-                : op == OP_RPC ? "M and F"
-                               : "NAME and TERM",
+                npos == 0         ? "NODE"
+                : op == OP_RPC    ? "M and F"
+                : op == OP_RELOAD ? "MODULE and SO_PATH"
+                                  : "NAME and TERM",
                 j.prog);
         return 2;
     }
@@ -253,6 +290,15 @@ static int run_client(enum client_op op, int argc, char **argv)
         j.term_text = pos[2];
         if (!atom_ok(j.prog, "name", j.name))
             return 1;
+    } else if (op == OP_RELOAD) {
+        j.module = pos[1];
+        j.so_path = pos[2];
+        if (!atom_ok(j.prog, "module", j.module))
+            return 1;
+        if (j.so_path[0] == '\0' || strlen(j.so_path) >= 4096) {
+            fprintf(stderr, "girder %s: bad SO_PATH (empty or over 4095 bytes)\n", j.prog);
+            return 1;
+        }
     }
     j.timeout_ms = (int64_t)(o.timeout_ms ? o.timeout_ms : LG_TIMEOUT_DEFAULT_MS);
 
@@ -305,4 +351,9 @@ int gd_cmd_rpc(int argc, char **argv)
 int gd_cmd_send(int argc, char **argv)
 {
     return run_client(OP_SEND, argc, argv);
+}
+
+int gd_cmd_reload(int argc, char **argv)
+{
+    return run_client(OP_RELOAD, argc, argv);
 }

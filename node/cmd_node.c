@@ -22,7 +22,7 @@ static void usage(FILE *out)
                  "                   [-kernel net_ticktime S] [-schedulers N] [+zdbbl KB]\n"
                  "                   [-proto_dist inet_tls (-ssl_dist_optfile FILE |\n"
                  "                    -ssl_dist_opt server_KEY VALUE client_KEY VALUE ...)]\n"
-                 "                   [--metrics [HOST]:PORT]\n"
+                 "                   [--metrics [HOST]:PORT] [--connect NODE,...] [--no-reload]\n"
                  "\n"
                  "Starts a girder node that registers with EPMD (an embedded one when none\n"
                  "answers) and serves net_kernel (ping), rex (rpc:call/erpc:call of its C\n"
@@ -36,6 +36,11 @@ static void usage(FILE *out)
                  "every address; PORT 0: a free one, logged): processes, run queues,\n"
                  "reductions, messages, GC pauses, memory, per-connection traffic and busy\n"
                  "time, EPMD registration.\n"
+                 "--connect pings each NODE once the node is up (retrying for 30 s), so nodes\n"
+                 "started together form a full mesh, as net_adm:ping/1 would.\n"
+                 "--no-reload: girder:reload/2 answers {error,reload_disabled}.  Otherwise\n"
+                 "reload loads a shared object named by any holder of the cookie, exactly as\n"
+                 "OTP's code loading over rpc trusts cookie holders (they can run code here).\n"
                  "\n"
                  "-proto_dist inet_tls runs the distribution over TLS as OTP's inet_tls does;\n"
                  "FILE is the very file an OTP node reads: [{server, [{certfile, \"...\"},\n"
@@ -43,7 +48,12 @@ static void usage(FILE *out)
                  "{fail_if_no_peer_cert, true}]}, {client, [...]}].\n");
 }
 
-static int run_node(const cluster_config_t *cfg_in, const char *cookie, const char *metrics_addr);
+typedef struct node_extras {
+    const char *metrics_addr; /* --metrics, or NULL */
+    const char *connect;      /* --connect, or NULL */
+} node_extras_t;
+
+static int run_node(const cluster_config_t *cfg_in, const char *cookie, const node_extras_t *x);
 
 static bool parse_num(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
@@ -136,6 +146,29 @@ static int tls_setup(tls_args_t *t, cluster_tls_t **out)
     return 0;
 }
 
+/* girder:reload/2 on a node started with --no-reload. */
+static int bif_reload_disabled(heap_t *h, term_t args, term_t *out)
+{
+    (void)args;
+    term_t *e;
+    int rc = heap_make_tuple(h, 2, &e, out);
+    if (rc == GD_OK) {
+        e[0] = ATOM_ERROR;
+        e[1] = heap_atom("reload_disabled");
+    }
+    return rc;
+}
+
+/* The services, with girder:reload/2 replaced before the node accepts its
+ * first connection (start_services runs before that). */
+static int services_start_no_reload(void)
+{
+    int rc = girder_services_start();
+    if (rc == GD_OK)
+        rc = cluster_rpc_register("girder", "reload", 2, bif_reload_disabled);
+    return rc;
+}
+
 int gd_cmd_node(int argc, char **argv)
 {
     cluster_config_t cfg = {0};
@@ -144,7 +177,8 @@ int gd_cmd_node(int argc, char **argv)
     cluster_tls_conf_init(&tls.conf);
     cluster_tls_t *tls_ctx = NULL;
     int status = 2;
-    const char *metrics_addr = NULL;
+    node_extras_t extras = {0};
+    bool no_reload = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_arg = i + 1 < argc;
@@ -193,13 +227,23 @@ int gd_cmd_node(int argc, char **argv)
             }
             cfg.dist_buf_busy_limit = (size_t)kb * 1024;
         } else if (strcmp(a, "--metrics") == 0 && has_arg) {
-            metrics_addr = argv[++i];
+            extras.metrics_addr = argv[++i];
             char host[256];
             uint16_t port;
-            if (bench_metrics_parse_addr(metrics_addr, host, sizeof host, &port) != 0) {
-                fprintf(stderr, "girder node: bad --metrics %s (want [HOST]:PORT)\n", metrics_addr);
+            if (bench_metrics_parse_addr(extras.metrics_addr, host, sizeof host, &port) != 0) {
+                fprintf(stderr, "girder node: bad --metrics %s (want [HOST]:PORT)\n",
+                        extras.metrics_addr);
                 goto out;
             }
+        } else if (strcmp(a, "--connect") == 0 && has_arg) {
+            extras.connect = argv[++i];
+            if (!node_connect_valid(extras.connect)) {
+                fprintf(stderr, "girder node: bad --connect %s (want name@host,...)\n",
+                        extras.connect);
+                goto out;
+            }
+        } else if (strcmp(a, "--no-reload") == 0) {
+            no_reload = true;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             status = 0;
@@ -218,7 +262,8 @@ int gd_cmd_node(int argc, char **argv)
     if (tls_setup(&tls, &tls_ctx) != 0)
         goto out;
     cfg.tls = tls_ctx;
-    status = run_node(&cfg, cookie, metrics_addr);
+    cfg.start_services = no_reload ? services_start_no_reload : girder_services_start;
+    status = run_node(&cfg, cookie, &extras);
 out:
     cluster_tls_free(tls_ctx);
     cluster_tls_conf_free(&tls.conf);
@@ -227,8 +272,9 @@ out:
 
 /* Loads the cookie, starts the node (and its metrics endpoint when
  * metrics_addr is set) and runs it until a signal. */
-static int run_node(const cluster_config_t *cfg_in, const char *cookie, const char *metrics_addr)
+static int run_node(const cluster_config_t *cfg_in, const char *cookie, const node_extras_t *x)
 {
+    const char *metrics_addr = x->metrics_addr;
     cluster_config_t cfg = *cfg_in;
     char *loaded = NULL;
     if (cookie == NULL) {
@@ -263,7 +309,6 @@ static int run_node(const cluster_config_t *cfg_in, const char *cookie, const ch
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    cfg.start_services = girder_services_start;
     /* Every girder node can run a share of a `girder bench` started
      * elsewhere (girder bench --client-node THIS_NODE). */
     int rc = lg_register_rpc();
@@ -282,6 +327,8 @@ static int run_node(const cluster_config_t *cfg_in, const char *cookie, const ch
         free(loaded);
         return 1;
     }
+    if (x->connect != NULL && (rc = node_connect_start(x->connect)) != 0)
+        fprintf(stderr, "girder node: --connect: %s\n", dist_strerror(rc));
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "girder node: %s received, shutting down\n",

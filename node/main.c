@@ -26,6 +26,8 @@ static const gd_command_t commands[] = {
     {"rpc", gd_cmd_rpc, "call M:F(Args) on a node and print the result (like erl_call -a)"},
     {"send", gd_cmd_send, "send a term to a registered process on a node"},
     {"bench", gd_cmd_bench, "load-test nodes (girder or OTP): echo, call, cast, rpc"},
+    {"reload", gd_cmd_reload, "hot-reload a module on a running girder node"},
+    {"demo", gd_cmd_demo, "a local cluster (girder nodes and erl) under load, with a report"},
 };
 
 static void print_usage(FILE *out)

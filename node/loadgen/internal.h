@@ -35,8 +35,17 @@ struct lg_client {
     atomic_bool done; /* exited (or about to): its figures are final */
 };
 
+/* The atoms a client compares or builds per message, looked up once per
+ * share: heap_atom hashes its text on every call, four times a round
+ * trip on the hot path otherwise. */
+typedef struct lg_atoms {
+    term_t timeout, stop, go, echo_reply, gen_call, gen_cast, put, get, ok, call, user, badrpc,
+        girder_bench;
+} lg_atoms_t;
+
 struct lg_share {
     lg_params_t p;
+    lg_atoms_t atom;
     enum lg_rpc_check rpc_check;
     uint64_t clients; /* in this share */
     uint32_t index;
@@ -57,11 +66,14 @@ struct lg_share {
     atomic_uint_fast64_t lost, misordered, exited;
 };
 
+/* Fills a (GD_ENOMEM when the atom table is full). */
+int lg_atoms_init(lg_atoms_t *a) GD_MUST_CHECK;
+
 /* Builds the payload of s on h (a binary over 64 bytes shares s->bin). */
 int lg_payload_build(lg_share_t *s, heap_t *h, term_t *out) GD_MUST_CHECK;
 
 /* Sends a '$gen_call' with tag Seq from ctx to dest ({Name, Node}). */
-int lg_send_call(sched_ctx_t *ctx, term_t name, term_t node, uint64_t seq,
+int lg_send_call(sched_ctx_t *ctx, const lg_atoms_t *a, term_t name, term_t node, uint64_t seq,
                  term_t request) GD_MUST_CHECK;
 
 #endif

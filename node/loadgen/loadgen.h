@@ -181,6 +181,10 @@ typedef struct lg_params {
     term_t server;       /* registered name the workload addresses */
     term_t mfa_m, mfa_f; /* rpc workload; TERM_NONE: the target kind's default */
     unsigned mfa_arity;  /* 0: no arguments; 1: [Payload] */
+    /* -timeout: bounds the coordinator's waits for a connection (the
+     * target's checks, each client node's ping); 0: LG_TIMEOUT_DEFAULT_MS.
+     * Not sent to client nodes. */
+    uint64_t connect_timeout_ms;
 } lg_params_t;
 
 /* After the run's end, a request still unanswered counts lost once no

@@ -173,6 +173,11 @@ static const char *atom_text(term_t a, atom_buf_t *buf)
  * serve it), so a run that could only lose every request is refused up
  * front.  (A monitor's noproc DOWN raced the rpc reply on a girder target:
  * its controller and rex are two processes there.) */
+static uint64_t connect_timeout(const lg_params_t *p)
+{
+    return p->connect_timeout_ms ? p->connect_timeout_ms : LG_TIMEOUT_DEFAULT_MS;
+}
+
 static int detect_kind(sched_ctx_t *ctx, coord_job_t *j)
 {
     term_t info = TERM_NIL, where, args;
@@ -181,7 +186,8 @@ static int detect_kind(sched_ctx_t *ctx, coord_job_t *j)
         snprintf(j->t->error, sizeof j->t->error, "out of memory");
         return -1;
     }
-    int rc = lg_rpc(ctx, j->p->target, heap_atom("girder"), heap_atom("info"), TERM_NIL, 10000,
+    int64_t wait_ms = (int64_t)connect_timeout(j->p);
+    int rc = lg_rpc(ctx, j->p->target, heap_atom("girder"), heap_atom("info"), TERM_NIL, wait_ms,
                     &info, err, sizeof err);
     /* args after the first call: a collection there would move it. */
     if (rc == 0 && heap_cons(sched_heap(ctx), j->p->server, TERM_NIL, &args) != 0) {
@@ -189,7 +195,7 @@ static int detect_kind(sched_ctx_t *ctx, coord_job_t *j)
         rc = -1;
     }
     if (rc == 0)
-        rc = lg_rpc(ctx, j->p->target, heap_atom("erlang"), heap_atom("whereis"), args, 10000,
+        rc = lg_rpc(ctx, j->p->target, heap_atom("erlang"), heap_atom("whereis"), args, wait_ms,
                     &where, err, sizeof err);
     if (rc == 0 && !term_is_pid(where)) {
         snprintf(err, sizeof err, "no process is registered as %s on %s (--server)",
@@ -231,6 +237,21 @@ static int start_share(sched_ctx_t *ctx, coord_job_t *j, size_t k, size_t n)
     term_t params, args, res, mref, *e, rex;
     heap_t *h = sched_heap(ctx);
     char err[256];
+    /* The connection first, within -timeout (net_adm:ping's request):
+     * starting the share may then take its time. */
+    term_t req, server, pong;
+    if (heap_make_tuple(h, 2, &e, &req) != 0)
+        return -1;
+    e[0] = heap_atom("is_auth");
+    e[1] = heap_node_name();
+    if (heap_make_tuple(h, 2, &e, &server) != 0)
+        return -1;
+    e[0] = heap_atom("net_kernel");
+    e[1] = heap_atom(cn);
+    if (lg_call(ctx, server, req, (int64_t)connect_timeout(j->p), &pong, err, sizeof err) != 0) {
+        snprintf(j->t->error, sizeof j->t->error, "client node %s: %s", cn, err);
+        return -1;
+    }
     if (lg_params_term(h, j->p, clients, (uint32_t)k, sched_self(ctx), &params) != 0 ||
         heap_cons(h, params, TERM_NIL, &args) != 0)
         return -1;

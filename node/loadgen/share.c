@@ -141,11 +141,11 @@ static int client_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
     lg_client_t *c;
     term_t payload;
     lg_share_t *s = state_share(*state, &c, &payload);
-    if (msg == heap_atom("timeout"))
+    if (msg == s->atom.timeout)
         return c->outstanding ? 0 : client_next(ctx, s, c, payload);
-    if (msg == heap_atom("girder_bench_stop"))
+    if (msg == s->atom.stop)
         return client_finish(ctx, s, c);
-    if (msg == heap_atom("girder_bench_go")) {
+    if (msg == s->atom.go) {
         /* Open loop: spread the clients' first sends over one interval. */
         c->next_ns = s->start_ns + s->open_interval_ns * c->index / s->clients;
         return client_next(ctx, s, c, payload);
@@ -413,6 +413,10 @@ int lg_share_start(sched_ctx_t *ctx, const lg_params_t *p, uint64_t clients, uin
     s->p = *p;
     s->clients = clients;
     s->index = share_index;
+    if (lg_atoms_init(&s->atom) != 0) {
+        free(s);
+        return GD_ENOMEM;
+    }
     if (strcmp(p->workload->name, "rpc") == 0) {
         size_t ml, fl;
         const char *m = heap_atom_text(p->mfa_m, &ml), *f = heap_atom_text(p->mfa_f, &fl);

@@ -41,7 +41,34 @@ static enum lg_verdict by_seq(const lg_client_t *c, int64_t got, bool right)
     return (uint64_t)got < c->seq ? LG_REPLY_LATE : LG_REPLY_WRONG;
 }
 
-int lg_send_call(sched_ctx_t *ctx, term_t name, term_t node, uint64_t seq, term_t request)
+int lg_atoms_init(lg_atoms_t *a)
+{
+    static const char *const names[] = {"timeout",
+                                        "girder_bench_stop",
+                                        "girder_bench_go",
+                                        "echo_reply",
+                                        "$gen_call",
+                                        "$gen_cast",
+                                        "put",
+                                        "get",
+                                        "ok",
+                                        "call",
+                                        "user",
+                                        "badrpc",
+                                        "girder_bench"};
+    term_t *slots[] = {&a->timeout,  &a->stop,   &a->go,          &a->echo_reply, &a->gen_call,
+                       &a->gen_cast, &a->put,    &a->get,         &a->ok,         &a->call,
+                       &a->user,     &a->badrpc, &a->girder_bench};
+    _Static_assert(sizeof names / sizeof names[0] == sizeof slots / sizeof slots[0],
+                   "one name per atom");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((*slots[i] = heap_atom(names[i])) == TERM_NONE)
+            return GD_ENOMEM;
+    return GD_OK;
+}
+
+int lg_send_call(sched_ctx_t *ctx, const lg_atoms_t *a, term_t name, term_t node, uint64_t seq,
+                 term_t request)
 {
     heap_t *h = sched_heap(ctx);
     term_t *e, from, msg, dest;
@@ -52,7 +79,7 @@ int lg_send_call(sched_ctx_t *ctx, term_t name, term_t node, uint64_t seq, term_
     e[1] = term_make_small((int64_t)seq);
     if ((rc = heap_make_tuple(h, 3, &e, &msg)) != 0)
         return rc;
-    e[0] = heap_atom("$gen_call");
+    e[0] = a->gen_call;
     e[1] = from;
     e[2] = request;
     if ((rc = heap_make_tuple(h, 2, &e, &dest)) != 0)
@@ -88,8 +115,8 @@ static int echo_send(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t pay
 static enum lg_verdict echo_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t payload,
                                   term_t msg, uint64_t *missing)
 {
-    (void)ctx, (void)s, (void)missing;
-    if (!tuple_of(msg, 2) || term_tuple_elems(msg)[0] != heap_atom("echo_reply") ||
+    (void)ctx, (void)missing;
+    if (!tuple_of(msg, 2) || term_tuple_elems(msg)[0] != s->atom.echo_reply ||
         !tuple_of(term_tuple_elems(msg)[1], 2))
         return LG_REPLY_UNRELATED;
     const term_t *body = term_tuple_elems(term_tuple_elems(msg)[1]);
@@ -101,12 +128,12 @@ static enum lg_verdict echo_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *
 
 /* The client's key: {girder_bench, Node, Index}, unique across client
  * nodes. */
-static term_t self_node_key(sched_ctx_t *ctx, lg_client_t *c, term_t *key)
+static term_t self_node_key(sched_ctx_t *ctx, const lg_share_t *s, lg_client_t *c, term_t *key)
 {
     term_t *e;
     if (heap_make_tuple(sched_heap(ctx), 3, &e, key) != 0)
         return TERM_NONE;
-    e[0] = heap_atom("girder_bench");
+    e[0] = s->atom.girder_bench;
     e[1] = heap_node_name();
     e[2] = term_make_small(c->index);
     return *key;
@@ -116,14 +143,14 @@ static int call_send(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t pay
 {
     term_t key, *e, req;
     bool put = c->seq % 2 == 1;
-    if (self_node_key(ctx, c, &key) == TERM_NONE ||
+    if (self_node_key(ctx, s, c, &key) == TERM_NONE ||
         heap_make_tuple(sched_heap(ctx), put ? 3 : 2, &e, &req) != 0)
         return GD_ENOMEM;
-    e[0] = heap_atom(put ? "put" : "get");
+    e[0] = put ? s->atom.put : s->atom.get;
     e[1] = key;
     if (put)
         e[2] = payload;
-    int rc = lg_send_call(ctx, s->p.server, s->p.target, c->seq, req);
+    int rc = lg_send_call(ctx, &s->atom, s->p.server, s->p.target, c->seq, req);
     return rc < 0 ? rc : 1;
 }
 
@@ -137,9 +164,9 @@ static enum lg_verdict call_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *
     term_t reply = term_tuple_elems(msg)[1];
     bool right;
     if (c->seq % 2 == 1) /* put */
-        right = reply == heap_atom("ok");
+        right = reply == s->atom.ok;
     else
-        right = tuple_of(reply, 2) && term_tuple_elems(reply)[0] == heap_atom("ok") &&
+        right = tuple_of(reply, 2) && term_tuple_elems(reply)[0] == s->atom.ok &&
                 term_eq(term_tuple_elems(reply)[1], payload);
     return by_seq(c, got, right);
 }
@@ -156,14 +183,14 @@ static int cast_send(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t pay
     heap_t *h = sched_heap(ctx);
     for (uint64_t n = 1; n <= LG_CAST_WINDOW; n++) {
         term_t key, *e, put, msg, dest;
-        if (self_node_key(ctx, c, &key) == TERM_NONE || heap_make_tuple(h, 3, &e, &put) != 0)
+        if (self_node_key(ctx, s, c, &key) == TERM_NONE || heap_make_tuple(h, 3, &e, &put) != 0)
             return GD_ENOMEM;
-        e[0] = heap_atom("put");
+        e[0] = s->atom.put;
         e[1] = key;
         e[2] = term_make_small((int64_t)((c->seq - 1) * LG_CAST_WINDOW + n));
         if (heap_make_tuple(h, 2, &e, &msg) != 0)
             return GD_ENOMEM;
-        e[0] = heap_atom("$gen_cast");
+        e[0] = s->atom.gen_cast;
         e[1] = put;
         if (heap_make_tuple(h, 2, &e, &dest) != 0)
             return GD_ENOMEM;
@@ -174,11 +201,11 @@ static int cast_send(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t pay
             return rc;
     }
     term_t key, *e, get;
-    if (self_node_key(ctx, c, &key) == TERM_NONE || heap_make_tuple(h, 2, &e, &get) != 0)
+    if (self_node_key(ctx, s, c, &key) == TERM_NONE || heap_make_tuple(h, 2, &e, &get) != 0)
         return GD_ENOMEM;
-    e[0] = heap_atom("get");
+    e[0] = s->atom.get;
     e[1] = key;
-    int rc = lg_send_call(ctx, s->p.server, s->p.target, c->seq, get);
+    int rc = lg_send_call(ctx, &s->atom, s->p.server, s->p.target, c->seq, get);
     return rc < 0 ? rc : LG_CAST_WINDOW;
 }
 
@@ -194,7 +221,7 @@ static enum lg_verdict cast_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *
     if (v != LG_REPLY_OK)
         return v;
     int64_t want = (int64_t)(c->seq * LG_CAST_WINDOW);
-    int64_t stored = tuple_of(reply, 2) && term_tuple_elems(reply)[0] == heap_atom("ok")
+    int64_t stored = tuple_of(reply, 2) && term_tuple_elems(reply)[0] == s->atom.ok
                          ? seq_of(term_tuple_elems(reply)[1])
                          : -1;
     if (stored == want)
@@ -216,12 +243,12 @@ static int rpc_send(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c, term_t payl
         return GD_ENOMEM;
     if (heap_make_tuple(h, 5, &e, &req) != 0)
         return GD_ENOMEM;
-    e[0] = heap_atom("call");
+    e[0] = s->atom.call;
     e[1] = s->p.mfa_m;
     e[2] = s->p.mfa_f;
     e[3] = args;
-    e[4] = heap_atom("user");
-    int rc = lg_send_call(ctx, s->p.server, s->p.target, c->seq, req);
+    e[4] = s->atom.user;
+    int rc = lg_send_call(ctx, &s->atom, s->p.server, s->p.target, c->seq, req);
     return rc < 0 ? rc : 1;
 }
 
@@ -242,7 +269,7 @@ static enum lg_verdict rpc_check(sched_ctx_t *ctx, lg_share_t *s, lg_client_t *c
         right = r == s->p.target;
         break;
     default:
-        right = !(tuple_of(r, 2) && term_tuple_elems(r)[0] == heap_atom("badrpc"));
+        right = !(tuple_of(r, 2) && term_tuple_elems(r)[0] == s->atom.badrpc);
     }
     return by_seq(c, got, right);
 }

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# `girder ping|rpc|send|bench` end to end: a girder EPMD on a free port, a
-# `girder node` and an `erl` node serving cli_peer.erl, and every command
-# against both: results, help texts, bad arguments, unreachable nodes, a
-# wrong cookie, bad terms, bench runs (JSON checked), client nodes (none
-# left behind) and an open-loop run.
-#   cli_test.sh <path-to-girder> <work-dir>
+# `girder ping|rpc|send|reload|bench` end to end: a girder EPMD on a free
+# port, a `girder node` and an `erl` node serving cli_peer.erl, and every
+# command against both: results, help texts, bad arguments, unreachable
+# nodes, a node that accepts TCP but never answers the handshake
+# (silent_node.py: -timeout bounds every command), a wrong cookie, bad
+# terms, reload (and a --no-reload node refusing it), bench runs (JSON
+# checked), client nodes (none left behind) and an open-loop run; `girder
+# demo`'s help and bad arguments (tests/demo runs it).
+#   cli_test.sh <path-to-girder> <work-dir> <girder_kv_v2.so>
 set -u
 girder=$1
 work=$2
+kv_v2=$3
 here=$(cd "$(dirname "$0")" && pwd)
 fail() { echo "FAIL: $*"; exit 1; }
-epmd_pid=; g_pid=; e_pid=
+epmd_pid=; g_pid=; e_pid=; nr_pid=; silent_pid=
 cleanup() {
-  for p in $g_pid $e_pid $epmd_pid; do
+  for p in $g_pid $e_pid $nr_pid $silent_pid $epmd_pid; do
     kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
   done
 }
@@ -59,10 +63,20 @@ one_line() {
 
 # ---- help texts ----
 expect 0 "$girder" --help
-for c in ping rpc send bench; do
+for c in ping rpc send reload bench demo; do
   echo "$out" | grep -q "^  $c " || fail "girder --help does not list $c"
 done
-for c in ping rpc send bench; do
+expect 0 "$girder" demo --help
+for f in --duration --out --clients --name-suffix --no-erl -setcookie; do
+  echo "$out" | grep -q -- "$f" || fail "girder demo --help does not mention $f"
+done
+expect 0 "$girder" node --help
+for f in --connect --no-reload; do
+  echo "$out" | grep -q -- "$f" || fail "girder node --help does not mention $f"
+done
+expect 0 "$girder" reload --help
+echo "$out" | grep -q "cookie" || fail "girder reload --help does not say whom reload trusts"
+for c in ping rpc send reload bench; do
   expect 0 "$girder" "$c" --help
   for f in -setcookie -sname -name -timeout; do
     echo "$out" | grep -q -- "$f" || fail "girder $c --help does not mention $f"
@@ -78,7 +92,10 @@ echo "help texts: ok"
 for args in "ping" "ping a@b c@d" "ping nohost" "ping -timeout 0 a@b" "ping -bogus a@b" \
             "rpc $g erlang" "send $g name" "bench" "bench --clients 0 $g" \
             "bench --clients 1000001 $g" "bench --payload bogus:1 $g" "bench --workload nope $g" \
-            "bench --duration x $g" "bench --mfa erlang:node $g" "bench --bogus 1 $g"; do
+            "bench --duration x $g" "bench --mfa erlang:node $g" "bench --bogus 1 $g" \
+            "reload" "reload $g girder_kv" "reload $g girder_kv a b" "reload nohost m p" \
+            "demo --duration 0" "demo --clients x" "demo --name-suffix a-b" "demo --bogus" \
+            "demo --out" "node -sname x --connect nohost"; do
   # shellcheck disable=SC2086
   expect 2 "$girder" $args
   one_line "girder $args"
@@ -146,6 +163,49 @@ expect 1 "$girder" send -setcookie "$cookie" "$e" sink '{unclosed'
 one_line "send bad term"; echo "$err" | grep -q "bad term" || fail "send bad term: $err"
 expect 0 "$girder" send -setcookie "$cookie" "$g" echo '{stop_not, x}'
 echo "send: ok"
+
+# ---- reload ----
+expect 0 "$girder" reload -setcookie "$cookie" "$g" girder_kv "$kv_v2"
+[ "$out" = '{ok,2}' ] || fail "reload girder_kv: $out"
+# The new code answers: gen_server:call({girder_kv, G}, version) from erl.
+expect 0 "$girder" rpc -setcookie "$cookie" "$e" gen_server call "[{girder_kv,'$g'},version]"
+[ "$out" = 2 ] || fail "girder_kv's version after reload: $out"
+expect 1 "$girder" reload -setcookie "$cookie" "$g" girder_kv "$work/no_such.so"
+case $out in '{error,'*no_such.so*) ;; *) fail "reload of a missing file: $out";; esac
+expect 1 "$girder" reload -setcookie "$cookie" "$g" no_such_module "$kv_v2"
+case $out in '{badrpc,'*) ;; *) fail "reload of an unknown module: $out";; esac
+# A node started with --no-reload refuses.
+"$girder" node -sname "gdcli_nr$$" -setcookie "$cookie" --no-reload 2>"$work/nr.log" &
+nr_pid=$!
+for i in $(seq 1 100); do
+  "$girder" ping -setcookie "$cookie" -timeout 1 "gdcli_nr$$@$host" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+expect 1 "$girder" reload -setcookie "$cookie" "gdcli_nr$$@$host" girder_kv "$kv_v2"
+[ "$out" = '{error,reload_disabled}' ] || fail "reload on a --no-reload node: $out"
+expect 1 "$girder" reload -setcookie wrong_cookie_$$ "$g" girder_kv "$kv_v2"
+one_line "reload wrong cookie"; echo "$err" | grep -q "cookie" || fail "reload wrong cookie: $err"
+kill "$nr_pid"; wait "$nr_pid" 2>/dev/null; nr_pid=
+echo "reload: ok"
+
+# ---- a node that accepts TCP and never answers: -timeout bounds all ----
+python3 "$here/silent_node.py" "gdcli_silent$$" >"$work/silent.out" 2>&1 &
+silent_pid=$!
+for i in $(seq 1 50); do grep -q ready "$work/silent.out" && break; sleep 0.1; done
+grep -q ready "$work/silent.out" || fail "silent_node.py did not register: $(cat "$work/silent.out")"
+s="gdcli_silent$$@$host"
+for args in "ping $s" "rpc $s erlang node" "send $s sink hi" "reload $s girder_kv $kv_v2" \
+            "bench --quiet --duration 1 $s" "bench --quiet --duration 1 --client-node $s $g"; do
+  start=$(date +%s%N)
+  # shellcheck disable=SC2086
+  expect 1 "$girder" ${args%% *} -setcookie "$cookie" -timeout 1.5 ${args#* }
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  echo "$err" | grep -q "no answer from .* within 1500 ms" || fail "silent node, $args: $err"
+  # bench with a client node checks the target first (a real round trip)
+  [ "$ms" -lt 4500 ] || fail "silent node, $args: $ms ms (timeout 1.5 s)"
+done
+kill "$silent_pid"; wait "$silent_pid" 2>/dev/null; silent_pid=
+echo "silent node: ok (-timeout bounds ping, rpc, send, reload, bench)"
 
 # ---- bench ----
 check_json() { # FILE NTARGETS [extra python condition]

@@ -8,7 +8,11 @@
 #     the run's name suffix;
 #   - results.json parses, has a girder and an otp target, and every
 #     target has ops_per_s > 0 and lost == 0;
-#   - report.html exists, is non-empty and is one HTML document.
+#   - report.html exists, is non-empty and is one HTML document;
+#   - the girder nodes form a full mesh: each one's nodes() lists the other
+#     two and e1; the cookie file is mode 0600.
+# Then `girder demo --no-erl` directly: the girder nodes only (a mesh of
+# three), one girder target in results.json, nothing left behind.
 # Then runs it again and interrupts it as Ctrl-C would (SIGINT to its
 # process group while girder bench runs): it must exit non-zero and leave
 # no process either.
@@ -23,11 +27,12 @@ fail() {
 }
 demo_pid=
 out2=$out-int
+out3=$out-noerl
 # Whatever happens here, nothing the demo started outlives the test.
 kill_runs() {
   local f p
   [ -n "$demo_pid" ] && kill -KILL -- "-$demo_pid" 2>/dev/null
-  for f in "$out/pids" "$out2/pids"; do
+  for f in "$out/pids" "$out2/pids" "$out3/pids"; do
     [ -f "$f" ] || continue
     while read -r p; do kill -KILL -- "-$p" 2>/dev/null; done <"$f"
   done
@@ -35,7 +40,7 @@ kill_runs() {
 trap kill_runs EXIT
 command -v python3 >/dev/null || fail "python3 not found (scripts/setup installs it)"
 command -v erl >/dev/null || fail "erl not found (scripts/setup installs Erlang/OTP)"
-rm -rf "$out" "$out2"
+rm -rf "$out" "$out2" "$out3"
 
 # leftovers DIR SUFFIX: fails if a process recorded in DIR/pids, one in
 # their groups, or one naming SUFFIX still runs.
@@ -62,6 +67,23 @@ leftovers "$out" "$suffix"
 grep -q "JSON results: $out/results.json" "$out.log" || fail "the demo did not print the JSON path"
 grep -q "HTML report:  $out/report.html" "$out.log" || fail "the demo did not print the report path"
 grep -q "g1$suffix@.*pong" "$out.log" || fail "the cluster forming was not shown"
+# mesh LOG SUFFIX WITH_ERL: each girder node's nodes() line (the line after
+# its `girder rpc gN erlang nodes []`) names every other node.
+mesh() {
+  local g o line
+  for g in 1 2 3; do
+    line=$(grep -A1 "girder rpc g$g$2@[^ ]* erlang nodes" "$1" | tail -n 1)
+    for o in 1 2 3; do
+      [ "$o" = "$g" ] && continue
+      grep -q "g$o$2@" <<<"$line" || fail "g$g$2 does not list g$o$2: '$line'"
+    done
+    if [ "$3" = 1 ]; then
+      grep -q "e1$2@" <<<"$line" || fail "g$g$2 does not list e1$2: '$line'"
+    fi
+  done
+}
+mesh "$out.log" "$suffix" 1
+[ "$(stat -c %a "$out/cookie")" = 600 ] || fail "the cookie file is not mode 0600"
 python3 - "$out/results.json" <<'EOF' || fail "results.json does not hold what the demo promises"
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -108,4 +130,21 @@ cat "$out2.log"
 [ $rc -ne 0 ] || fail "an interrupted demo exited 0"
 sleep 0.2
 leftovers "$out2" "${suffix}i"
-echo "demo: ran, reported, stopped cleanly (also on Ctrl-C)"
+
+# ---- girder demo --no-erl: the girder cluster alone
+"$girder" demo --no-erl --duration 2 --clients 50 --out "$out3" --name-suffix "${suffix}n" \
+  >"$out3.log" 2>&1
+rc=$?
+cat "$out3.log"
+[ $rc -eq 0 ] || fail "girder demo --no-erl exited $rc"
+sleep 0.2
+leftovers "$out3" "${suffix}n"
+mesh "$out3.log" "${suffix}n" 0
+grep -q "e1${suffix}n" "$out3.log" && fail "girder demo --no-erl started an erl node"
+python3 - "$out3/results.json" <<'EOF' || fail "--no-erl results.json"
+import json, sys
+ts = json.load(open(sys.argv[1]))["targets"]
+assert [t["kind"] for t in ts] == ["girder"], ts
+assert ts[0]["ops_per_s"] > 0 and ts[0]["lost"] == 0 and ts[0]["errors"] == 0, ts
+EOF
+echo "demo: ran, reported, stopped cleanly (also on Ctrl-C and with --no-erl)"
