@@ -120,7 +120,13 @@ static struct node {
      * no lock for back-pressure. */
     _Atomic unsigned busy_conns;
     _Atomic uint64_t sequences; /* sequence ids handed out (next_sequence_id) */
+    cluster_global_t *global;   /* the global registry (global.c), while running */
 } node = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+cluster_global_t **cluster_global_slot(void)
+{
+    return &node.global;
+}
 
 /* A sequence id for a message that may go out fragmented: never 0 (OTP
  * reads a fragment with id 0 as a whole message, see
