@@ -252,6 +252,18 @@ static uint64_t random_u64(void)
     return v;
 }
 
+/* One log line for a dropped message: what, and the start of the term. */
+static void log_dropped(const char *what, term_t t)
+{
+    etf_buf_t text = {0};
+    if (etf_print(t, &text) == 0)
+        cluster_log("global: %s dropped: %.*s", what, text.len > 200 ? 200 : (int)text.len,
+                    (const char *)text.data);
+    else
+        cluster_log("global: %s dropped", what);
+    etf_buf_free(&text);
+}
+
 /* ---- the name table (any thread, under g->lock) ---- */
 
 static size_t find_locked(const cluster_global_t *g, term_t name)
@@ -599,7 +611,7 @@ static int do_ops(sched_ctx_t *ctx, cluster_global_t *g, term_t ops)
         else if (tarity(op) == 2 && is(el(op, 0), "delete") && term_is_atom(el(op, 1)))
             table_drop(g, el(op, 1), NULL);
         else
-            cluster_log("global: malformed name operation dropped");
+            log_dropped("malformed name operation", op);
     }
     return rc;
 }
@@ -753,7 +765,7 @@ static int on_init_connect(sched_ctx_t *ctx, cluster_global_t *g, term_t m)
     if (tarity(vsn) < 2 || !term_is_atom(node_atom) || tarity(init) != 4 ||
         !term_is_pid(el(init, 3)) || pid_node(el(init, 3)) != node_atom ||
         node_atom == heap_node_name()) {
-        cluster_log("global: malformed init_connect dropped");
+        log_dropped("malformed init_connect", m);
         return 0;
     }
     int rc = 0;
@@ -827,7 +839,7 @@ static int session_resolve(sched_ctx_t *ctx, cluster_global_t *g, gsession_t *s,
     for (term_t l = names; rc == 0 && term_is_list(l); l = term_cdr(l)) {
         term_t e = term_car(l);
         if (tarity(e) != 3 || !term_is_atom(el(e, 0)) || !term_is_pid(el(e, 1))) {
-            cluster_log("global: malformed name in an exchange dropped");
+            log_dropped("malformed name in an exchange", e);
             continue;
         }
         term_t name = el(e, 0), pid = el(e, 1), mine = TERM_NONE, mine_method = TERM_NIL;
@@ -1163,7 +1175,7 @@ static int on_reply(sched_ctx_t *ctx, cluster_global_t *g, term_t ref, term_t re
 static int on_call(sched_ctx_t *ctx, cluster_global_t *g, term_t from, term_t req)
 {
     if (tarity(from) != 2 || !term_is_pid(el(from, 0))) {
-        cluster_log("global: malformed $gen_call dropped");
+        log_dropped("malformed $gen_call", from);
         return 0;
     }
     heap_t *h = sched_heap(ctx);
@@ -1202,7 +1214,7 @@ static int on_call(sched_ctx_t *ctx, cluster_global_t *g, term_t from, term_t re
     } else if (is(tag, "get_names_ext")) {
         reply = TERM_NIL;
     } else {
-        cluster_log("global: unknown $gen_call dropped");
+        log_dropped("unknown $gen_call", req);
         return 0;
     }
     return rc == 0 ? gen_reply(ctx, from, reply) : rc;
@@ -1225,7 +1237,7 @@ static int on_cast(sched_ctx_t *ctx, cluster_global_t *g, term_t m)
     if ((n == 3 && is(tag, "in_sync")) || (n == 3 && is(tag, "async_del_name")) ||
         (n == 3 && is(tag, "async_del_lock")) || (n == 4 && is(tag, "lock_set")))
         return 0; /* in_sync: we sent ours on resolved; the rest is pre-R14 */
-    cluster_log("global: unknown or malformed $gen_cast dropped");
+    log_dropped("unknown or malformed $gen_cast", m);
     return 0;
 }
 
@@ -1287,6 +1299,10 @@ static int global_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
     }
     if (n == 4 && is(tag, "init_connect_ack"))
         return 0; /* our init_connect went first on the connection: in order */
+    if ((n == 5 && is(tag, "lost_connection")) || (n == 2 && is(tag, "remove_connection")) ||
+        (n == 3 && is(tag, "cancel_connect")))
+        return 0; /* prevent_overlapping_partitions: not applied here, as
+                     with the kernel parameter false */
     if (n == 2 && is(tag, "$gd_global_timeout") && g->trans != NULL) {
         blob_t b = {0};
         int rc = blob_set(&b, el(msg, 1));
@@ -1305,7 +1321,7 @@ static int global_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         return on_reply(ctx, g, tag, el(msg, 1));
     if (n == 2 && is(tag, "$gd_global_timeout"))
         return 0; /* a finished round's */
-    cluster_log("global: unexpected message dropped");
+    log_dropped("unexpected message", msg);
     return 0;
 }
 
