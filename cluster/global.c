@@ -135,8 +135,8 @@ struct cluster_global {
     size_t nknown, known_cap;
     int64_t next_tag;
     bool retry_armed;
-    greq_t *trans;     /* the request whose transaction runs */
-    blob_t trans_ref;  /* the set_lock calls' tag */
+    greq_t *trans;    /* the request whose transaction runs */
+    blob_t trans_ref; /* the set_lock calls' tag */
     term_t *trans_nodes;
     size_t trans_n, trans_waiting;
     bool trans_refused;
@@ -368,7 +368,8 @@ static int table_list(cluster_global_t *g, heap_t *h, enum list_form form, term_
     for (size_t i = 0; i < g->n && rc == 0; i++) {
         const gname_t *e = &g->names[i];
         term_t items[3] = {e->name, blob_term(h, &e->pid, &rc), blob_term(h, &e->method, &rc)};
-        term_t item = form == LIST_NAMES ? e->name : mk(h, &rc, form == LIST_TRIPLES ? 3 : 2, items);
+        term_t item =
+            form == LIST_NAMES ? e->name : mk(h, &rc, form == LIST_TRIPLES ? 3 : 2, items);
         list = cons(h, &rc, item, list);
     }
     pthread_mutex_unlock(&g->lock);
@@ -628,8 +629,8 @@ static gsession_t *session_find(cluster_global_t *g, term_t node_atom)
 
 static void session_remove(cluster_global_t *g, gsession_t *s)
 {
-    blob_t *blobs[] = {&s->his_tag, &s->lock_id, &s->his_names, &s->ops, &s->his_resolved,
-                       &s->his_known};
+    blob_t *blobs[] = {&s->his_tag, &s->lock_id,      &s->his_names,
+                       &s->ops,     &s->his_resolved, &s->his_known};
     for (size_t i = 0; i < sizeof blobs / sizeof blobs[0]; i++)
         blob_free(blobs[i]);
     *s = g->sess[--g->nsess];
@@ -872,12 +873,8 @@ static int session_resolve(sched_ctx_t *ctx, cluster_global_t *g, gsession_t *s,
     }
     if (rc == 0)
         rc = blob_set(&s->ops, ops);
-    term_t items[7] = {heap_atom("resolved"),
-                       heap_node_name(),
-                       res,
-                       known_list(g, h, s->node, &rc),
-                       heap_atom("unused"),
-                       TERM_NIL,
+    term_t items[7] = {heap_atom("resolved"),          heap_node_name(),    res,
+                       known_list(g, h, s->node, &rc), heap_atom("unused"), TERM_NIL,
                        blob_term(h, &s->his_tag, &rc)};
     term_t msg = mk(h, &rc, 7, items);
     if (rc == 0)
@@ -905,23 +902,31 @@ static term_t node_of(term_t e)
     return term_is_atom(e) ? e : TERM_NONE;
 }
 
-/* sync_other: in_sync to each node newly known. */
+/* sync_other: in_sync tells a node we learnt of through another that we
+ * are in sync with it (its global:sync() waits for that).  Sent when the
+ * node becomes known and again when its connection comes up: a message
+ * queued on a connection attempt that loses a simultaneous connect can be
+ * lost, and OTP's sync_other sends it only once connected. */
+static int send_in_sync(sched_ctx_t *ctx, term_t node_atom)
+{
+    int rc = 0;
+    term_t items[3] = {heap_atom("in_sync"), heap_node_name(), heap_atom("true")};
+    term_t msg = mk(sched_heap(ctx), &rc, 3, items);
+    return rc == 0 ? gns_cast(ctx, node_atom, msg) : rc;
+}
+
+/* Adds the nodes of a peer's known list (or new_nodes) to ours. */
 static int add_known_nodes(sched_ctx_t *ctx, cluster_global_t *g, term_t nodes, term_t except)
 {
     int rc = 0;
-    heap_t *h = sched_heap(ctx);
     for (term_t l = nodes; rc == 0 && term_is_list(l); l = term_cdr(l)) {
         term_t n = node_of(term_car(l));
         bool added;
         if (n == TERM_NONE || n == except)
             continue;
         rc = known_add(g, n, &added);
-        if (rc == 0 && added) {
-            term_t items[3] = {heap_atom("in_sync"), heap_node_name(), heap_atom("true")};
-            term_t msg = mk(h, &rc, 3, items);
-            if (rc == 0)
-                rc = gns_cast(ctx, n, msg);
-        }
+        if (rc == 0 && added)
+            rc = send_in_sync(ctx, n);
     }
     return rc;
 }
@@ -1078,8 +1083,8 @@ static int trans_commit(sched_ctx_t *ctx, cluster_global_t *g)
             result = SCHED_ENAME_TAKEN;
         } else {
             term_t method;
-            rc = heap_make_export(h, heap_atom("global"), heap_atom("random_exit_name"), 3,
-                                  &method);
+            rc =
+                heap_make_export(h, heap_atom("global"), heap_atom("random_exit_name"), 3, &method);
             term_t items[4] = {heap_atom("register"), r->name, pid, method};
             req = mk(h, &rc, 4, items);
             if (rc == 0)
@@ -1203,9 +1208,8 @@ static int on_call(sched_ctx_t *ctx, cluster_global_t *g, term_t from, term_t re
             rc = sessions_try_lock(ctx, g);
         if (rc == 0)
             rc = trans_start(ctx, g);
-    } else if (is(tag, "get_known")) {
-        reply = known_list(g, h, TERM_NONE, &rc);
-    } else if (is(tag, "get_synced")) {
+    } else if (is(tag, "get_known") || is(tag, "get_synced")) {
+        /* mk_known_list(0): plain node names. */
         reply = TERM_NIL;
         for (size_t i = 0; i < g->nknown; i++)
             reply = cons(h, &rc, g->known[i], reply);
@@ -1282,7 +1286,9 @@ static int global_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         return on_call(ctx, g, el(msg, 1), el(msg, 2));
     if (n == 2 && is(tag, "nodeup") && term_is_atom(el(msg, 1))) {
         gsession_t *s;
-        if (known_has(g, el(msg, 1)) || session_find(g, el(msg, 1)) != NULL)
+        if (known_has(g, el(msg, 1)))
+            return send_in_sync(ctx, el(msg, 1));
+        if (session_find(g, el(msg, 1)) != NULL)
             return 0;
         return session_start(ctx, g, el(msg, 1), &s);
     }
@@ -1479,7 +1485,8 @@ static int bif_registered_names(heap_t *h, term_t args, term_t *out)
 static int bif_resolve_it(heap_t *h, term_t args, term_t *out)
 {
     (void)h;
-    term_t p1 = term_car(term_cdr(term_cdr(args))), p2 = term_car(term_cdr(term_cdr(term_cdr(args))));
+    term_t p1 = term_car(term_cdr(term_cdr(args))),
+           p2 = term_car(term_cdr(term_cdr(term_cdr(args))));
     if (!term_is_pid(p1) || !term_is_pid(p2))
         return GD_EBADARG;
     bool p1_min = order_of(pid_node(p1), pid_node(p2)) < 0;
