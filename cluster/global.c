@@ -65,6 +65,8 @@
 #define GLOBAL_CALL_WAIT_MS 20000
 /* A lock round whose answers have not all come in by then is retried. */
 #define GLOBAL_TRANS_TIMEOUT_MS 3000
+/* How long a known node gets to connect to us before we connect to it. */
+#define GLOBAL_CONNECT_DELAY_MS 1000
 
 /* A term kept in C memory: its 131-prefixed encoding. */
 typedef struct blob {
@@ -134,7 +136,7 @@ struct cluster_global {
     term_t *known;
     size_t nknown, known_cap;
     int64_t next_tag;
-    bool retry_armed;
+    bool retry_armed, connect_armed;
     greq_t *trans;    /* the request whose transaction runs */
     blob_t trans_ref; /* the set_lock calls' tag */
     term_t *trans_nodes;
@@ -903,16 +905,50 @@ static term_t node_of(term_t e)
 }
 
 /* sync_other: in_sync tells a node we learnt of through another that we
- * are in sync with it (its global:sync() waits for that).  Sent when the
- * node becomes known and again when its connection comes up: a message
- * queued on a connection attempt that loses a simultaneous connect can be
- * lost, and OTP's sync_other sends it only once connected. */
+ * are in sync with it (its global:sync() waits for that).  Sent at once
+ * to a node connected already, else when its connection comes up (as
+ * OTP's sync_other, which connects first). */
 static int send_in_sync(sched_ctx_t *ctx, term_t node_atom)
 {
     int rc = 0;
     term_t items[3] = {heap_atom("in_sync"), heap_node_name(), heap_atom("true")};
     term_t msg = mk(sched_heap(ctx), &rc, 3, items);
     return rc == 0 ? gns_cast(ctx, node_atom, msg) : rc;
+}
+
+static bool is_connected(sched_ctx_t *ctx, term_t node_atom)
+{
+    term_t nodes;
+    if (cluster_nodes(sched_heap(ctx), &nodes) < 0)
+        return false;
+    for (term_t l = nodes; term_is_list(l); l = term_cdr(l))
+        if (term_car(l) == node_atom)
+            return true;
+    return false;
+}
+
+/* A known node we are not connected to is connected to later, and only
+ * by the smaller of the two names: the other side (an OTP node's
+ * sync_others at once, a girder node after the same pause) usually
+ * connects too, and two attempts crossing cost one of them its queued
+ * messages.  Its nodeup then sends in_sync. */
+static int arm_connect(sched_ctx_t *ctx, cluster_global_t *g)
+{
+    if (g->connect_armed)
+        return 0;
+    g->connect_armed = true;
+    return sched_send_after(ctx, GLOBAL_CONNECT_DELAY_MS, sched_self(ctx),
+                            heap_atom("$gd_global_connect"), NULL);
+}
+
+static int connect_known(sched_ctx_t *ctx, cluster_global_t *g)
+{
+    g->connect_armed = false;
+    int rc = 0;
+    for (size_t i = 0; i < g->nknown && rc == 0; i++)
+        if (order_of(heap_node_name(), g->known[i]) < 0 && !is_connected(ctx, g->known[i]))
+            rc = send_in_sync(ctx, g->known[i]);
+    return rc;
 }
 
 /* Adds the nodes of a peer's known list (or new_nodes) to ours. */
@@ -925,8 +961,10 @@ static int add_known_nodes(sched_ctx_t *ctx, cluster_global_t *g, term_t nodes, 
         if (n == TERM_NONE || n == except)
             continue;
         rc = known_add(g, n, &added);
-        if (rc == 0 && added)
+        if (rc == 0 && added && is_connected(ctx, n))
             rc = send_in_sync(ctx, n);
+        else if (rc == 0 && added)
+            rc = arm_connect(ctx, g);
     }
     return rc;
 }
@@ -1321,6 +1359,8 @@ static int global_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         int rc = sessions_try_lock(ctx, g);
         return rc == 0 ? trans_start(ctx, g) : rc;
     }
+    if (is(msg, "$gd_global_connect"))
+        return connect_known(ctx, g);
     if (is(msg, "$gd_global_request"))
         return trans_start(ctx, g);
     if (n == 2 && term_is_ref(tag))
