@@ -1286,8 +1286,13 @@ static int on_cast(sched_ctx_t *ctx, cluster_global_t *g, term_t m)
 static int on_nodedown(sched_ctx_t *ctx, cluster_global_t *g, term_t node_atom)
 {
     gsession_t *s = session_find(g, node_atom);
+    int rc = 0;
+    if (s != NULL && (s->awaiting || s->locked))
+        rc = session_unlock_here(ctx, g, s); /* else `global` stays locked here */
     if (s != NULL)
         session_remove(g, s);
+    if (rc < 0)
+        return rc;
     known_remove(g, node_atom);
     table_drop_node(g, node_atom);
     locks_drop_node(g, node_atom);
@@ -1299,7 +1304,7 @@ static int on_nodedown(sched_ctx_t *ctx, cluster_global_t *g, term_t node_atom)
                 return g->trans_refused ? trans_abort(ctx, g) : trans_commit(ctx, g);
             break;
         }
-    int rc = sessions_try_lock(ctx, g);
+    rc = sessions_try_lock(ctx, g);
     return rc == 0 ? trans_start(ctx, g) : rc;
 }
 
@@ -1405,14 +1410,24 @@ static int request(bool is_register, term_t name, term_t pid)
      * what is queued. */
     int sent = sched_send(NULL, g->server, heap_atom("$gd_global_request"));
     (void)sent;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += GLOBAL_CALL_WAIT_MS / 1000;
+    /* In slices: a server that ended (the node stopping) answers nothing,
+     * and the caller may be a scheduler thread sched_stop waits for. */
+    term_t server = g->server;
     pthread_mutex_lock(&r->m);
-    int wrc = 0;
-    while (!r->done && wrc == 0)
-        wrc = pthread_cond_timedwait(&r->cv, &r->m, &until);
-    rc = r->done ? r->result : GD_ESYSTEM_LIMIT;
+    for (int waited = 0; !r->done && waited < GLOBAL_CALL_WAIT_MS; waited += 100) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        int wrc = pthread_cond_timedwait(&r->cv, &r->m, &until);
+        (void)wrc;
+        if (!r->done && !sched_is_alive(server))
+            break;
+    }
+    rc = r->done ? r->result : sched_is_alive(server) ? GD_ESYSTEM_LIMIT : SCHED_ESTOPPED;
     pthread_mutex_unlock(&r->m);
     req_release(r);
     return rc;

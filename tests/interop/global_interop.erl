@@ -25,7 +25,7 @@ main(Args) ->
               {taken_name_refused, fun() -> taken(All) end},
               {unregister_everywhere, fun() -> unregister(All, G1a, O3a) end},
               {pid_death_everywhere, fun() -> pid_death(All, G2a) end},
-              {kill9_removes_names, fun() -> kill9(All, G2a, G2Os) end},
+              {kill9_removes_names, fun() -> kill9(All, G1a, G2a, G2Os) end},
               {clash_girder_decides, fun() -> clash(GAa, OBa, girder) end},
               {clash_otp_decides, fun() -> clash(GDa, OCa, otp) end}],
     interop_check:run_all(global_interop, Checks).
@@ -144,13 +144,18 @@ pid_death(All, G2) ->
     ok.
 
 %% kill -9 of a girder node: the names its processes held go on the
-%% nodes left.
-kill9(All, G2, G2Os) ->
+%% nodes left, and registering still works there.
+kill9(All, G1, G2, G2Os) ->
     E = rpc:call(G2, girder, spawn_echo, []),
     yes = rpc:call(G2, girder, global_register, [gi_kill9, E]),
     everywhere(All, gi_kill9, E),
     os:cmd("kill -9 " ++ G2Os),
-    everywhere(All -- [G2], gi_kill9, undefined),
+    Left = All -- [G2],
+    everywhere(Left, gi_kill9, undefined),
+    %% the nodes left still register (no lock left behind by the dead one)
+    E1 = rpc:call(G1, girder, spawn_echo, []),
+    yes = rpc:call(G1, global, register_name, [gi_after_kill9, E1]),
+    everywhere(Left, gi_after_kill9, E1),
     ok.
 
 %% Two single-node partitions (girder node G, OTP node O, never connected
