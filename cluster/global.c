@@ -1174,7 +1174,8 @@ static int trans_start(sched_ctx_t *ctx, cluster_global_t *g)
     g->trans_nodes = malloc((g->nknown + 1) * sizeof *g->trans_nodes);
     if (g->trans_nodes == NULL)
         return GD_ENOMEM;
-    memcpy(g->trans_nodes, g->known, g->nknown * sizeof *g->known);
+    if (g->nknown > 0) /* known is NULL until a node becomes known */
+        memcpy(g->trans_nodes, g->known, g->nknown * sizeof *g->known);
     g->trans_n = g->trans_waiting = g->nknown;
     g->trans_refused = false;
     term_t ref;
