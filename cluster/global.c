@@ -1034,6 +1034,14 @@ static int on_new_nodes(sched_ctx_t *ctx, cluster_global_t *g, term_t m)
 
 /* ---- this node's registrations: trans_all_known ---- */
 
+static bool queue_empty(cluster_global_t *g)
+{
+    pthread_mutex_lock(&g->lock);
+    bool empty = g->queue_head == NULL;
+    pthread_mutex_unlock(&g->lock);
+    return empty;
+}
+
 static greq_t *queue_pop(cluster_global_t *g)
 {
     pthread_mutex_lock(&g->lock);
@@ -1160,7 +1168,7 @@ static int trans_abort(sched_ctx_t *ctx, cluster_global_t *g)
  * known node. */
 static int trans_start(sched_ctx_t *ctx, cluster_global_t *g)
 {
-    if (g->trans != NULL || g->queue_head == NULL)
+    if (g->trans != NULL || queue_empty(g))
         return 0;
     int rc = 0;
     heap_t *h = sched_heap(ctx);
@@ -1313,7 +1321,6 @@ static int global_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 {
     (void)arg;
     *state = TERM_NIL;
-    G()->server = sched_self(ctx);
     int rc = sched_register(ctx, heap_atom("global_name_server"));
     return rc == 0 ? cluster_monitor_nodes(ctx, true) : rc;
 }
@@ -1584,6 +1591,8 @@ int cluster_global_start(void)
     *cluster_global_slot() = g;
     term_t pid;
     int rc = sched_spawn(NULL, &global_beh, TERM_NIL, &pid);
+    if (rc == 0)
+        g->server = pid; /* before any caller of the API may read it */
     /* A peer may send init_connect as soon as it connects. */
     for (int tries = 0; rc == 0 && tries < 1000; tries++) {
         if (term_is_pid(sched_whereis(heap_atom("global_name_server"))))
