@@ -34,8 +34,13 @@
  *     through a one-message alias, so none arrives after demonitor;
  *     UNLINK_ID_ACK awaited (a crossing LINK is ignored);
  *   - monitor_node / monitor_nodes (cluster_monitor_node[s]);
- *   - a global registry among girder nodes (global.c; from OTP through
- *     rpc girder:global_*, not OTP's global module).
+ *   - OTP's global, protocol 8 (global.c, docs/protocol.md 5.1,
+ *     tests/interop/global_interop.*): global_name_server on every node,
+ *     sync with OTP and girder peers (init_connect, lock_set, exchange,
+ *     resolved, new_nodes, in_sync), set_lock/del_lock/register/
+ *     unregister calls, clashes resolved as random_exit_name; one
+ *     registry per node; rpc global:register_name/2 & co. and
+ *     girder:global_*.
  *   - TLS distribution (tls.c, tests/interop/dist_tls.sh): OTP's
  *     inet_tls wire format, -ssl_dist_optfile / -ssl_dist_opt, peers
  *     verified both ways;
@@ -50,9 +55,10 @@
  *     other connections (interop); tests/bench/dist (girder<->girder,
  *     erl<->erl, erl<->girder).
  *   left:
- *   - OTP's global protocol (girder is visible but ignores global's sync,
- *     see docs/protocol.md: global:whereis_name on an OTP node does not
- *     see girder's names);
+ *   - global: prevent_overlapping_partitions not applied; atom names
+ *     only; custom resolve methods act as random_exit_name; a
+ *     registration blocks its caller's scheduler thread until the
+ *     cluster-wide lock round ends (at most 20 s);
  *   - TLS: a reply from a scheduler thread waits for the loop thread to
  *     encrypt and write it (TCP writes straight from the sender), so TLS
  *     round trips run at about 0.6x OTP's; OTP 26+ inet_tls (kTLS, its
@@ -547,14 +553,18 @@ int cluster_monitor_node(sched_ctx_t *ctx, term_t node, bool on) GD_MUST_CHECK;
 int cluster_monitor_nodes(sched_ctx_t *ctx, bool on) GD_MUST_CHECK;
 
 /*
- * The global registry (global.c): girder-to-girder replication, reached
- * from OTP through rpc (girder:global_register/2, global_unregister/1,
- * global_whereis/1, global_send/2, global_names/0), not through OTP's
- * global module.  register: 0, or SCHED_ENAME_TAKEN when another pid
- * holds the name; whereis: the pid or the atom undefined (on h); send:
- * SCHED_ENOPROC for a name nobody holds, else sched_send's result with
- * the pid in *pid_out.  h is the caller's heap (decoded pids go there).
- * Errors: GD_EBADARG, GD_ENOMEM, GD_ESYSTEM_LIMIT (a million names).
+ * The global registry (global.c): OTP's global, shared with OTP and girder
+ * nodes alike (global:whereis_name/1 on an OTP node sees these names);
+ * also reached by rpc (global:register_name/2, unregister_name/1,
+ * whereis_name/1, send/2, registered_names/0, and girder:global_*).
+ * register: 0, or SCHED_ENAME_TAKEN when another pid holds the name; it
+ * and unregister wait (not from global_name_server itself) for the
+ * cluster-wide lock round, GD_ESYSTEM_LIMIT after 20 s, SCHED_ESTOPPED
+ * when the node stops.  whereis: the pid or the atom undefined (on h);
+ * send: SCHED_ENOPROC for a name nobody holds, else sched_send's result
+ * with the pid in *pid_out.  h is the caller's heap (decoded pids go
+ * there).  Errors: GD_EBADARG, GD_ENOMEM, GD_ESYSTEM_LIMIT (a million
+ * names).
  */
 int cluster_global_register(heap_t *h, term_t name, term_t pid) GD_MUST_CHECK;
 int cluster_global_unregister(heap_t *h, term_t name) GD_MUST_CHECK;

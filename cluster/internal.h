@@ -91,8 +91,13 @@ int cluster_services_start(term_t *events) GD_MUST_CHECK;
  * down (node.c, under its lock: events keep the connections' order). */
 int cluster_node_event(term_t events, term_t node_atom, bool up) GD_MUST_CHECK;
 
-/* Starts the girder_global process and its rpc built-ins (global.c); the
- * registry is emptied by cluster_global_clear at stop. */
+/* The node's global registry (global.c) hangs off the node's struct
+ * (node.c): NULL until cluster_global_start allocates it, after
+ * cluster_global_clear (at stop, once the processes are gone) frees it. */
+typedef struct cluster_global cluster_global_t;
+cluster_global_t **cluster_global_slot(void);
+/* Starts global_name_server and the rpc built-ins girder:global_* and
+ * global:register_name/2 & co. (global.c). */
 int cluster_global_start(void) GD_MUST_CHECK;
 void cluster_global_clear(void);
 

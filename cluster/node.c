@@ -120,7 +120,13 @@ static struct node {
      * no lock for back-pressure. */
     _Atomic unsigned busy_conns;
     _Atomic uint64_t sequences; /* sequence ids handed out (next_sequence_id) */
+    cluster_global_t *global;   /* the global registry (global.c), while running */
 } node = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+cluster_global_t **cluster_global_slot(void)
+{
+    return &node.global;
+}
 
 /* A sequence id for a message that may go out fragmented: never 0 (OTP
  * reads a fragment with id 0 as a whole message, see
@@ -965,11 +971,35 @@ static void *connect_main(void *arg)
     return NULL;
 }
 
+/* An incoming connection from node_atom still in its handshake, its name
+ * accepted (lock held).  A send to node_atom waits on it: a second,
+ * outgoing attempt would cross it (global's in_sync casts make both ends
+ * of a pair connect at once), and both came up, then one was closed,
+ * taking a nodedown and the calls in flight with it.  Its controller
+ * starts now, for the links and monitors queued meanwhile. */
+static conn_t *find_accepting_locked(term_t node_atom)
+{
+    size_t len;
+    const char *name = heap_atom_text(node_atom, &len);
+    for (conn_t *c = node.conns; c != NULL; c = c->next) {
+        if (c->initiator || c->state != CONN_HANDSHAKE || c->hs.state <= DIST_HS_RECV_NAME ||
+            c->hs.state >= DIST_HS_UP || c->hs.peer_name_len != len ||
+            memcmp(c->hs.peer_name, name, len) != 0)
+            continue;
+        if (!term_is_pid(c->ctrl) && cluster_controller_start(node_atom, &c->ctrl) < 0)
+            return NULL;
+        return c;
+    }
+    return NULL;
+}
+
 /* The connection to node_atom, creating an outgoing one if none (lock
  * held).  NULL when the name is not a valid node name or memory ran out. */
 static conn_t *get_conn_locked(term_t node_atom)
 {
     conn_t *c = find_conn_locked(node_atom);
+    if (c == NULL)
+        c = find_accepting_locked(node_atom);
     if (c != NULL || !node.running)
         return c;
     size_t len;

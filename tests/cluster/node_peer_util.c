@@ -137,7 +137,9 @@ int np_peer_connect(np_peer_t *p, const char *cookie, const char *name, uint64_t
     c.name = p->name;
     c.name_len = strlen(p->name);
     c.creation = 77;
-    c.flags = flags ? flags : DFLAG_GIRDER_DEFAULT;
+    /* Hidden unless asked: every visible node runs global, so a visible
+     * raw peer would get global_name_server's init_connect first. */
+    c.flags = flags ? flags : DFLAG_GIRDER_DEFAULT & ~DFLAG_PUBLISHED;
     c.cookie = cookie;
     c.cookie_len = strlen(cookie);
     c.challenge = 0x12345678;

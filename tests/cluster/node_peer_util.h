@@ -47,7 +47,7 @@ typedef struct np_peer {
 } np_peer_t;
 
 /* Connects as name (NULL: "rawN@localhost") with the cookie and flags
- * (0: DFLAG_GIRDER_DEFAULT) and runs the handshake; returns its result
+ * (0: DFLAG_GIRDER_DEFAULT, hidden) and runs the handshake; returns its result
  * (1: up, the peer's rx and heap ready), or DIST_ECLOSED when the node
  * closed first. */
 int np_peer_connect(np_peer_t *p, const char *cookie, const char *name, uint64_t flags, int rcvbuf);

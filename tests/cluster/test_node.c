@@ -247,6 +247,66 @@ static void test_stop(void)
     CU_ASSERT(epmd_client_port_please(&eo, alive, &info) != 0);
 }
 
+/* ---- the global registry through its C API ---- */
+
+static int idle_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    (void)ctx;
+    (void)arg;
+    *state = TERM_NIL;
+    return 0;
+}
+
+static int idle_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    (void)ctx;
+    (void)msg;
+    (void)state;
+    return 0;
+}
+
+static const sched_behaviour_t idle_beh = {idle_init, idle_handle, NULL, NULL};
+
+/* Polls (up to 3 s) until name resolves to want. */
+static bool global_resolves(heap_t *h, term_t name, term_t want)
+{
+    for (int t = 0; t < 3000; t += 20) {
+        term_t got;
+        if (cluster_global_whereis(h, name, &got) == 0 && got == want)
+            return true;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+/* A node with no visible peer: register (the lock round is this node
+ * alone), a taken name, send by name, unregister, and a holder's death
+ * taking its name. */
+static void test_global_local(void)
+{
+    np_start_node(0);
+    heap_t h;
+    CU_ASSERT_FATAL(heap_init(&h, 0) == 0);
+    term_t pid, other, got, name = heap_atom("gd_test_global"), undef = heap_atom("undefined");
+    CU_ASSERT_FATAL(sched_spawn(NULL, &idle_beh, TERM_NIL, &pid) == 0);
+    CU_ASSERT_FATAL(sched_spawn(NULL, &idle_beh, TERM_NIL, &other) == 0);
+    CU_ASSERT(cluster_global_register(&h, name, pid) == 0);
+    CU_ASSERT(global_resolves(&h, name, pid));
+    CU_ASSERT(cluster_global_register(&h, name, other) == SCHED_ENAME_TAKEN);
+    CU_ASSERT(cluster_global_register(&h, term_make_small(1), other) == GD_EBADARG);
+    CU_ASSERT(cluster_global_send(NULL, &h, name, heap_atom("hi"), &got) == 0 && got == pid);
+    CU_ASSERT(cluster_global_unregister(&h, name) == 0);
+    CU_ASSERT(global_resolves(&h, name, undef));
+    CU_ASSERT(cluster_global_send(NULL, &h, name, heap_atom("hi"), &got) == SCHED_ENOPROC);
+    CU_ASSERT(cluster_global_register(&h, name, other) == 0);
+    CU_ASSERT(global_resolves(&h, name, other));
+    CU_ASSERT(sched_exit_pid(NULL, other, heap_atom("kill")) == 0);
+    CU_ASSERT(global_resolves(&h, name, undef));
+    CU_ASSERT(sched_exit_pid(NULL, pid, heap_atom("kill")) == 0);
+    heap_destroy(&h);
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"cookie file", test_cookie_file},
     {"echo", test_echo},
@@ -255,6 +315,7 @@ static const gd_test_case_t gd_tests[] = {
     {"ticks", test_ticks},
     {"malformed frames", test_malformed_frames},
     {"simultaneous connect", test_simultaneous},
+    {"global registry, C API", test_global_local},
     {"stop", test_stop},
     {NULL, NULL},
 };

@@ -405,8 +405,10 @@ static int frame_cases(void)
 static void test_unknown_flags(void)
 {
     np_peer_t p;
-    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL,
-                                    DFLAG_GIRDER_DEFAULT | (1ull << 40) | (1ull << 55), 0) == 1);
+    CU_ASSERT_FATAL(
+        np_peer_connect(&p, NP_COOKIE, NULL,
+                        (DFLAG_GIRDER_DEFAULT & ~DFLAG_PUBLISHED) | (1ull << 40) | (1ull << 55),
+                        0) == 1);
     CU_ASSERT(np_echo_round_trip(&p, heap_atom("odd_flags")));
     np_peer_close(&p);
 }
@@ -633,11 +635,80 @@ static void test_slow_reader(void)
     np_peer_close(&p);
 }
 
+/* ---- malformed global messages ---- */
+
+/* REG_SEND of msg to global_name_server from peer p. */
+static void send_to_global(np_peer_t *p, term_t msg)
+{
+    term_t ctl = tup(&p->h, 4,
+                     (term_t[]){term_make_small(DOP_REG_SEND), p->self, heap_atom(""),
+                                heap_atom("global_name_server")});
+    etf_buf_t b = {0};
+    CU_ASSERT_FATAL(dist_encode_message(ctl, msg, 1, 0, &b) == 0);
+    CU_ASSERT(np_write_all(p->fd, b.data, b.len));
+    etf_buf_free(&b);
+}
+
+/* Peers' global messages are untrusted: malformed ones are dropped with a
+ * log line, the connection stays, and global_name_server still answers
+ * (its get_protocol_version reply comes after every bad message: in
+ * order, so each was handled without harm). */
+static void test_global_malformed(void)
+{
+    log_capture();
+    np_start_node(0);
+    np_peer_t p;
+    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
+    heap_t *h = &p.h;
+    long mark = log_mark();
+    term_t cast = heap_atom("$gen_cast"), call = heap_atom("$gen_call"), x = heap_atom("x");
+    term_t one = term_make_small(1), bad_triple = tup(h, 3, (term_t[]){one, one, one});
+    term_t bad_list;
+    CU_ASSERT_FATAL(heap_cons(h, bad_triple, x, &bad_list) == 0); /* improper */
+    term_t bad_ops;
+    CU_ASSERT_FATAL(heap_cons(h, tup(h, 2, (term_t[]){heap_atom("insert"), bad_triple}), bad_list,
+                              &bad_ops) == 0);
+    const term_t msgs[] = {
+        x,
+        tup(h, 2, (term_t[]){cast, x}),
+        tup(h, 2, (term_t[]){cast, tup(h, 4, (term_t[]){heap_atom("init_connect"), x, x, x})}),
+        tup(h, 2,
+            (term_t[]){cast,
+                       tup(h, 4,
+                           (term_t[]){heap_atom("init_connect"), tup(h, 2, (term_t[]){one, one}),
+                                      heap_atom(p.name), tup(h, 4, (term_t[]){x, x, x, one})})}),
+        tup(h, 2, (term_t[]){cast, tup(h, 5, (term_t[]){heap_atom("lock_set"), x, x, x, x})}),
+        tup(h, 2,
+            (term_t[]){cast,
+                       tup(h, 6, (term_t[]){heap_atom("new_nodes"), x, bad_ops, x, bad_list, x})}),
+        tup(h, 3, (term_t[]){call, x, x}),
+        tup(h, 3, (term_t[]){call, tup(h, 2, (term_t[]){one, one}), heap_atom("get_known")}),
+    };
+    for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++)
+        send_to_global(&p, msgs[i]);
+    /* A good call last: {'$gen_call', {Self, 42}, get_protocol_version}. */
+    term_t from = tup(h, 2, (term_t[]){p.self, term_make_small(42)});
+    send_to_global(&p, tup(h, 3, (term_t[]){call, from, heap_atom("get_protocol_version")}));
+    dist_msg_t m;
+    bool answered = np_peer_recv(&p, &m, 3000) && m.op == DOP_SEND_SENDER &&
+                    term_is_boxed_of(m.payload, HDR_TUPLE) &&
+                    term_boxed_ptr(m.payload)[1] == term_make_small(42) &&
+                    term_boxed_ptr(m.payload)[2] == term_make_small(8);
+    CU_ASSERT(answered);
+    CU_ASSERT(log_has_since(mark, "global: malformed init_connect dropped"));
+    CU_ASSERT(log_has_since(mark, "global: malformed name operation dropped"));
+    CU_ASSERT(log_has_since(mark, "global: malformed $gen_call dropped"));
+    CU_ASSERT(np_echo_round_trip(&p, heap_atom("still_here")));
+    CU_ASSERT(term_is_pid(sched_whereis(heap_atom("global_name_server"))));
+    np_peer_close(&p);
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"malformed handshakes and frames", test_malformed},
     {"unknown flags", test_unknown_flags},
     {"100 half-open connections", test_half_open_100},
     {"a peer that stops reading", test_slow_reader},
+    {"malformed global messages", test_global_malformed},
     {NULL, NULL},
 };
 

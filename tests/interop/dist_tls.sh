@@ -169,7 +169,10 @@ start_girder_node "$work/girder3.log" -sname "$g3" -setcookie "$cookie" -proto_d
   -ssl_dist_optfile "$work/wrongname.conf"
 node3_pid=$girder_node_pid
 wait_girder_registered "$g3" "$node3_pid"
-out=$(erl_result -sname "tn$$" -setcookie "$cookie" "${tls[@]}" -noshell \
+# tn is hidden: a visible node would sync global with g and g3, and
+# global's connect_all would then connect g to g3 (g as the client, which
+# has no reason to refuse).
+out=$(erl_result -sname "tn$$" -hidden -setcookie "$cookie" "${tls[@]}" -noshell \
         -eval "P = rpc:call('$g@$host', girder, spawn_echo, []),
                {echo, '$g3@$host'} ! {P, hi}, timer:sleep(1500),
                io:format(\"result=~p~n\", [lists:member('$g@$host',
