@@ -547,6 +547,32 @@ int cluster_monitor_node(sched_ctx_t *ctx, term_t node, bool on) GD_MUST_CHECK;
 int cluster_monitor_nodes(sched_ctx_t *ctx, bool on) GD_MUST_CHECK;
 
 /*
+ * The client half of erpc (OTP's spawn_request(Node, M, F, Args, [{reply,
+ * error_only}, monitor])) for the calling process ctx: the request is
+ * registered with the connection's controller first (so that the
+ * connection's end answers it), then SPAWN_REQUEST {29, ReqId, Self, Self,
+ * {M, F, Arity}, [monitor]} + args goes to node, connecting when needed.
+ * req_id must be an alias of ctx made with SCHED_ALIAS_REPLY: exactly one
+ * message answers through it, {spawn_reply, ReqId, error, Reason} when the
+ * peer refused the spawn (notsup, badarg, system_limit, ...), or
+ * {'DOWN', ReqId, process, Node, Reason} when the process ended (Reason its
+ * exit reason) or the connection did (noconnection).  A successful
+ * SPAWN_REPLY is not delivered (erpc's error_only).  The group leader
+ * named on the wire is the caller (girder answers no io requests: a
+ * remote function that prints waits for an io_reply that never comes).
+ * Errors: DIST_ENOCONNECTION (node is this node or no valid node name),
+ * GD_EBADARG (mfa not {M, F, Arity}, args not a list), GD_ENOMEM, the
+ * encoder's.  O(size of args).
+ */
+int cluster_spawn_request(sched_ctx_t *ctx, term_t node, term_t req_id, term_t mfa,
+                          term_t args) GD_MUST_CHECK;
+
+/* Forgets request req_id of ctx (erpc's spawn_request_abandon after a
+ * timeout): its controller entry goes; the late answer, if any, meets the
+ * alias the caller has removed and is dropped.  0 or GD_ENOMEM. */
+int cluster_spawn_abandon(sched_ctx_t *ctx, term_t node, term_t req_id) GD_MUST_CHECK;
+
+/*
  * The global registry (global.c): girder-to-girder replication, reached
  * from OTP through rpc (girder:global_register/2, global_unregister/1,
  * global_whereis/1, global_send/2, global_names/0), not through OTP's
