@@ -250,7 +250,8 @@ static term_t r_other_ref(heap_t *h, term_t res, term_t v)
 {
     (void)res;
     term_t other;
-    CU_ASSERT_FATAL(heap_make_ref(h, heap_atom("other@host"), 1, (uint32_t[]){7, 8, 9}, 3, &other) == 0);
+    CU_ASSERT_FATAL(
+        heap_make_ref(h, heap_atom("other@host"), 1, (uint32_t[]){7, 8, 9}, 3, &other) == 0);
     return kind3(h, other, "return", v);
 }
 
@@ -282,14 +283,15 @@ static void test_exceptions(void)
 {
     heap_t h;
     CU_ASSERT_FATAL(heap_init(&h, 0) == 0);
-    term_t frame = tup(&h, 4, (term_t[]){heap_atom("mymod"), heap_atom("myfun"), TERM_NIL, TERM_NIL});
+    term_t frame =
+        tup(&h, 4, (term_t[]){heap_atom("mymod"), heap_atom("myfun"), TERM_NIL, TERM_NIL});
     term_t stack;
     CU_ASSERT_FATAL(heap_cons(&h, frame, TERM_NIL, &stack) == 0);
     check_call(r_throw, heap_atom("thrown"), GIRDER_ERPC_THROW, heap_atom("thrown"), TERM_NIL);
     check_call(r_exit, heap_atom("bye"), GIRDER_ERPC_EXIT, heap_atom("bye"), TERM_NIL);
     check_call(r_error, stack, GIRDER_ERPC_ERROR, heap_atom("undef"), stack);
-    check_call(r_erpc_error, heap_atom("system_limit"), GIRDER_ERPC_ERPC,
-               heap_atom("system_limit"), TERM_NIL);
+    check_call(r_erpc_error, heap_atom("system_limit"), GIRDER_ERPC_ERPC, heap_atom("system_limit"),
+               TERM_NIL);
     /* Killed before answering, and an answer tagged with another Res:
      * erpc's exit({signal, Reason}). */
     check_call(r_plain, heap_atom("killed"), GIRDER_ERPC_SIGNAL, heap_atom("killed"), TERM_NIL);
@@ -377,8 +379,8 @@ static void test_unreachable_and_bad_args(void)
     CU_ASSERT_FATAL(wait_slot(0, 2));
     CU_ASSERT(slots[0].rc == GD_EBADARG);
     girder_erpc_result_t res;
-    CU_ASSERT(girder_erpc_call(NULL, heap_atom("a@b"), heap_atom("m"), heap_atom("f"), TERM_NIL,
-                               1, &res) == GD_EINVAL);
+    CU_ASSERT(girder_erpc_call(NULL, heap_atom("a@b"), heap_atom("m"), heap_atom("f"), TERM_NIL, 1,
+                               &res) == GD_EINVAL);
 }
 
 /* 1000 calls in flight on one connection, answered in arrival order with
