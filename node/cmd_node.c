@@ -255,14 +255,8 @@ static int run_node(const cluster_config_t *cfg_in, const char *cookie, const ch
                         "characters.\n");
     cfg.cookie = cookie;
 
-    /* Every thread inherits this mask; the main thread waits for the
-     * signals with sigwait, so no handler runs inside a library call. */
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    girder_block_stop_signals(&set);
     cfg.start_services = girder_services_start;
     /* Every girder node can run a share of a `girder bench` started
      * elsewhere (girder bench --client-node THIS_NODE). */

@@ -33,6 +33,8 @@
 #ifndef GIRDER_GIRDER_H
 #define GIRDER_GIRDER_H
 
+#include <signal.h>
+
 #include "sched/sched.h"
 
 /* node/ error codes (the range below sched/'s). */
@@ -307,6 +309,16 @@ int girder_sup_which_children(sched_ctx_t *ctx, term_t sup, term_t *result_out) 
 
 /* ------------------------------------------------------------------------ */
 /* Services every girder node runs                                          */
+
+/*
+ * For a program that runs a node until SIGTERM or SIGINT: blocks both in
+ * the calling thread, so in every thread it starts afterwards (the node's
+ * schedulers and loop threads: no handler ever runs inside a library
+ * call), and ignores SIGPIPE (a peer that closes mid-write is an error
+ * return, not a signal).  Call it before cluster_start; *set_out is the
+ * set to sigwait for on the main thread.
+ */
+void girder_block_stop_signals(sigset_t *set_out);
 
 /*
  * Starts girder_kv (node/kv.c), the registered key-value gen_server of the

@@ -478,11 +478,7 @@ int main(int argc, char **argv)
     }
     bool peer_mode = strcmp(argv[1], "peer") == 0;
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    girder_block_stop_signals(&set);
     cluster_config_t cfg = {.name = argv[2], .cookie = argv[3], .schedulers = 2};
     if (cluster_start(&cfg) != 0) {
         fprintf(stderr, "bench_dist: cluster_start failed\n");
