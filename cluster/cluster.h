@@ -23,6 +23,10 @@
  *     out, EXIT2 both ways, links and monitors both ways through a
  *     per-connection controller process, UNLINK_ID/ACK, noconnection on
  *     nodedown, SPAWN_REQUEST for erpc (call and cast);
+ *   - the erpc client side (cluster_spawn_request/abandon: SPAWN_REQUEST
+ *     out with [monitor], SPAWN_REPLY errors and the DOWN back through
+ *     the controller, noconnection on nodedown; node/'s girder_erpc_call;
+ *     tests/cluster/test_erpc.c, tests/interop/erpc_interop.*);
  *   - net_kernel (ping), rex (features, call/block_call), echo, built-ins
  *     girder:echo/1, spawn_echo/0, info/0, watch/2, send/2,
  *     watch_nodes/2, erlang:node/0, nodes/0, system_info/1;
@@ -60,7 +64,12 @@
  *   - speed (tests/bench/dist): girder<->girder 1-pair ping-pong, 1 MiB
  *     binaries and rpc:call are below erl<->erl (a hop wakes the loop
  *     thread, then a scheduler; copies on both sides of a big message);
- *     no erpc client in C (girder_rpc_call goes through rex);
+ *     erpc girder<->girder is wake-up bound (perf: ~50% of CPU in the
+ *     kernel's task switch): a call crosses the caller, the peer's loop
+ *     thread and a spawned process, our loop thread, the controller
+ *     (the DOWN goes through it) and the caller again; delivering the
+ *     DOWN straight to the monitor's alias from the loop thread (the
+ *     controller only forgetting its entry) would take one hop off;
  *   - back-pressure suspends coroutine senders only (a behaviour process's
  *     send past the limit is queued);
  *   - a receive path without the double copy (frames decode onto a
