@@ -567,8 +567,8 @@ int cluster_monitor_nodes(sched_ctx_t *ctx, bool on) GD_MUST_CHECK;
  * {'DOWN', ReqId, process, Node, Reason} when the process ended (Reason its
  * exit reason) or the connection did (noconnection).  A successful
  * SPAWN_REPLY is not delivered (erpc's error_only).  The group leader
- * named on the wire is the caller (girder answers no io requests: a
- * remote function that prints waits for an io_reply that never comes).
+ * named on the wire is the caller (girder_erpc_call answers its io
+ * requests while it waits).
  * Errors: DIST_ENOCONNECTION (node is this node or no valid node name),
  * GD_EBADARG (mfa not {M, F, Arity}, args not a list), GD_ENOMEM, the
  * encoder's.  O(size of args).

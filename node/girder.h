@@ -393,8 +393,11 @@ typedef struct girder_erpc_result {
  * connection lost or none possible -> ERPC noconnection; after timeout_ms
  * (< 0: infinity) -> ERPC timeout, and then nothing of the call reaches
  * the caller's queue (its one-message alias is gone; an answer that
- * arrived by then counts instead, as erpc's call_abandon).  Messages
- * queued before the call are not scanned.  Returns 0 with the outcome, or:
+ * arrived by then counts instead, as erpc's call_abandon).  The caller is
+ * the remote process's group leader: io requests that arrive during the
+ * call are answered (output dropped, ok; input {error, request}), so a
+ * function that prints does not hang.  Messages queued before the call
+ * are not scanned.  Returns 0 with the outcome, or:
  * GD_EINVAL (no ctx or result_out, not a coroutine process, or Node this
  * node: girder runs no local erpc), GD_EBADARG (Node, M, F not atoms or
  * Args not a proper list), GD_ENOMEM.  Work: O(size of args + result).

@@ -63,7 +63,12 @@
     X(throw_atom, "throw")                                                                         \
     X(exit_atom, "exit")                                                                           \
     X(exception, "exception")                                                                      \
-    X(signal, "signal")
+    X(signal, "signal")                                                                            \
+    X(io_request, "io_request")                                                                    \
+    X(io_reply, "io_reply")                                                                        \
+    X(put_chars, "put_chars")                                                                      \
+    X(requests, "requests")                                                                        \
+    X(request, "request")
 
 #define NODE_ATOM_FIELD(name, text) term_t name;
 typedef struct node_atoms {

@@ -6,6 +6,8 @@
  * girder:erpc_out/6), which is how the interop tests drive girder -> OTP
  * calls from Erlang.
  */
+#include <time.h>
+
 #include "cluster.h"
 #include "internal.h"
 
@@ -69,6 +71,49 @@ static bool pred_erpc_answer(term_t msg, void *arg)
         return term_tuple_elems(msg)[2] == ATOM_ERROR &&
                node_term_eq(term_tuple_elems(msg)[1], req);
     return node_is_tagged(msg, 5, ATOM_DOWN) && node_term_eq(term_tuple_elems(msg)[1], req);
+}
+
+/* {io_request, From, ReplyAs, Request}: the remote function printing to
+ * its group leader, which spawn_request made the caller. */
+static bool is_io_request(term_t msg)
+{
+    return node_is_tagged(msg, 4, node_atom.io_request) && term_is_pid(term_tuple_elems(msg)[1]);
+}
+
+static bool pred_erpc_answer_or_io(term_t msg, void *arg)
+{
+    return is_io_request(msg) || pred_erpc_answer(msg, arg);
+}
+
+/* The io protocol's answer, so that a remote function that prints goes on
+ * instead of waiting for its group leader forever: output (put_chars,
+ * requests) is taken and dropped (ok), input and the rest are refused as
+ * an io server refuses what it does not know ({error, request}). */
+static int answer_io_request(sched_ctx_t *ctx, term_t msg)
+{
+    const term_t *e = term_tuple_elems(msg);
+    term_t req = e[3], reply = ATOM_OK;
+    size_t n = term_is_tuple(req) ? term_tuple_arity(req) : 0;
+    term_t tag = n ? term_tuple_elems(req)[0] : TERM_NIL;
+    heap_t *h = sched_heap(ctx);
+    int rc = GD_OK;
+    if (tag != node_atom.put_chars && tag != node_atom.requests) {
+        term_t items[2] = {ATOM_ERROR, node_atom.request};
+        rc = heap_make_tuple_from(h, 2, items, &reply);
+    }
+    term_t from = e[1], out, items[3] = {node_atom.io_reply, e[2], reply};
+    if (rc == GD_OK)
+        rc = heap_make_tuple_from(h, 3, items, &out);
+    if (rc == GD_OK)
+        rc = sched_send(ctx, from, out);
+    return rc == SCHED_ENOPROC ? GD_OK : rc;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static bool pred_nothing(term_t msg, void *arg)
@@ -148,7 +193,19 @@ static int erpc_request(sched_ctx_t *ctx, term_t node, term_t module, term_t fun
         int arc = cluster_spawn_abandon(ctx, node, *req);
         return rc != GD_OK ? rc : arc;
     }
-    rc = sched_receive_ref_wait(ctx, *req, pred_erpc_answer, req, timeout_ms, msg);
+    uint64_t deadline = timeout_ms < 0 ? 0 : mono_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        int64_t left = timeout_ms;
+        if (timeout_ms >= 0) {
+            uint64_t now = mono_ms();
+            left = now >= deadline ? 0 : (int64_t)(deadline - now);
+        }
+        rc = sched_receive_ref_wait(ctx, *req, pred_erpc_answer_or_io, req, left, msg);
+        if (rc != GD_OK || !is_io_request(*msg))
+            break;
+        if ((rc = answer_io_request(ctx, *msg)) != GD_OK)
+            break;
+    }
     if (rc == SCHED_ETIMEOUT) {
         /* erpc's call_abandon: an alias still active means no answer has
          * been taken in, and none will be (the runtime drops it); a used

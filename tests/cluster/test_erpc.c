@@ -341,6 +341,42 @@ static void test_timeout_then_late_answer(void)
     np_peer_close(&p);
 }
 
+/* The remote function prints: the caller, its group leader, answers the
+ * io requests (put_chars: ok; input: {error, request}), and the call
+ * goes on to its result. */
+static void test_group_leader_io(void)
+{
+    np_peer_t p;
+    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
+    start_call(0, heap_atom(p.name), "io", "format", 1, 5000, 300);
+    request_t r;
+    CU_ASSERT_FATAL(recv_request(&p, &r));
+    term_t gl = r.from; /* the request named the caller as group leader too */
+    const char *kinds[2] = {"put_chars", "get_line"};
+    for (int i = 0; i < 2; i++) {
+        term_t req = tup(&p.h, 2, (term_t[]){heap_atom(kinds[i]), heap_atom("unicode")});
+        term_t io =
+            tup(&p.h, 4, (term_t[]){heap_atom("io_request"), p.self, term_make_small(70 + i), req});
+        term_t send[3] = {term_make_small(DOP_SEND_SENDER), p.self, gl};
+        send_ctl(&p, send, 3, io);
+        dist_msg_t m;
+        bool got = false;
+        while (!got && np_peer_recv(&p, &m, 3000))
+            got = m.op == DOP_SEND_SENDER;
+        CU_ASSERT_FATAL(got);
+        term_t want = i == 0 ? heap_atom("ok")
+                             : tup(&p.h, 2, (term_t[]){heap_atom("error"), heap_atom("request")});
+        CU_ASSERT(
+            same(m.payload,
+                 tup(&p.h, 3, (term_t[]){heap_atom("io_reply"), term_make_small(70 + i), want})));
+    }
+    answer(&p, &r, r_return(&p.h, r.res, heap_atom("ok")));
+    CU_ASSERT_FATAL(wait_slot(0, 2));
+    CU_ASSERT(slots[0].rc == 0 && slots[0].cls == GIRDER_ERPC_RETURN);
+    CU_ASSERT(!slots[0].leaked);
+    np_peer_close(&p);
+}
+
 /* The connection goes while the call runs: {erpc, noconnection}. */
 static void test_nodedown_during_call(void)
 {
@@ -443,6 +479,7 @@ static const gd_test_case_t gd_tests[] = {
     {"spawn refused", test_spawn_refused},
     {"timeout, then the late answer is dropped", test_timeout_then_late_answer},
     {"nodedown during a call", test_nodedown_during_call},
+    {"the remote function prints", test_group_leader_io},
     {"unreachable node, bad arguments", test_unreachable_and_bad_args},
     {"1000 concurrent calls", test_many_concurrent},
     {"result terms", test_result_term},

@@ -77,7 +77,9 @@ exceptions(G, Target) ->
              {erlang, '/', [1, 0]},
              {lists, seq, [a, b]},
              {girder, echo, lists:seq(1, 300)},
-             {erlang, node, lists:seq(1, 256)}],
+             {erlang, node, lists:seq(1, 256)},
+             %% the caller is the group leader: girder answers the io request
+             {io, format, ["erpc_interop: printed through girder's caller ~p~n", [1]]}],
     [{M, F, element(1, same(G, Target, M, F, A, 10000))} || {M, F, A} <- Cases].
 
 %% No answer within the timeout: {erpc, timeout}, as OTP's.
