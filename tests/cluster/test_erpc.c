@@ -424,6 +424,49 @@ static void test_unreachable_and_bad_args(void)
                                &res) == GD_EINVAL);
 }
 
+/* A behaviour process cannot wait: GD_EINVAL before anything is sent. */
+static int beh_rc = 1;
+static int beh_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    (void)state;
+    girder_erpc_result_t r;
+    int rc = girder_erpc_call(ctx, arg, heap_atom("m"), heap_atom("f"), TERM_NIL, 1000, &r);
+    pthread_mutex_lock(&slots_mu);
+    beh_rc = rc;
+    pthread_cond_broadcast(&slots_cv);
+    pthread_mutex_unlock(&slots_mu);
+    return 0;
+}
+
+static int beh_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    (void)msg;
+    (void)state;
+    return sched_exit(ctx, heap_atom("normal"));
+}
+
+static const sched_behaviour_t beh = {beh_init, beh_handle, NULL, NULL};
+
+static void test_behaviour_process(void)
+{
+    np_peer_t p;
+    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
+    term_t pid;
+    CU_ASSERT_FATAL(sched_spawn(NULL, &beh, heap_atom(p.name), &pid) == 0);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    pthread_mutex_lock(&slots_mu);
+    while (beh_rc == 1 && pthread_cond_timedwait(&slots_cv, &slots_mu, &dl) == 0)
+        ;
+    pthread_mutex_unlock(&slots_mu);
+    CU_ASSERT(beh_rc == GD_EINVAL);
+    /* Nothing went out: the next frame is the echo's reply. */
+    CU_ASSERT(np_echo_round_trip(&p, heap_atom("nothing_before_me")));
+    CU_ASSERT(sched_send(NULL, pid, heap_atom("stop")) == 0);
+    np_peer_close(&p);
+}
+
 /* 1000 calls in flight on one connection, answered in arrival order with
  * each call's own argument: each caller gets its own value back. */
 static void test_many_concurrent(void)
@@ -487,6 +530,7 @@ static const gd_test_case_t gd_tests[] = {
     {"the remote function prints", test_group_leader_io},
     {"unreachable node, bad arguments", test_unreachable_and_bad_args},
     {"1000 concurrent calls", test_many_concurrent},
+    {"from a behaviour process", test_behaviour_process},
     {"result terms", test_result_term},
     {NULL, NULL},
 };
