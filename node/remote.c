@@ -189,9 +189,13 @@ static int erpc_request(sched_ctx_t *ctx, term_t node, term_t module, term_t fun
         return GD_OK;
     }
     if (rc != GD_OK) {
+        /* The controller may know the request already (the send failed
+         * after it was told): it forgets it; the first error is the one
+         * reported. */
         (void)sched_alias_remove(ctx, *req);
-        int arc = cluster_spawn_abandon(ctx, node, *req);
-        return rc != GD_OK ? rc : arc;
+        int abandon_rc = cluster_spawn_abandon(ctx, node, *req);
+        (void)abandon_rc;
+        return rc;
     }
     uint64_t deadline = timeout_ms < 0 ? 0 : mono_ms() + (uint64_t)timeout_ms;
     for (;;) {
