@@ -23,6 +23,10 @@
  *     out, EXIT2 both ways, links and monitors both ways through a
  *     per-connection controller process, UNLINK_ID/ACK, noconnection on
  *     nodedown, SPAWN_REQUEST for erpc (call and cast);
+ *   - the erpc client side (cluster_spawn_request/abandon: SPAWN_REQUEST
+ *     out with [monitor], SPAWN_REPLY errors and the DOWN back through
+ *     the controller, noconnection on nodedown; node/'s girder_erpc_call;
+ *     tests/cluster/test_erpc.c, tests/interop/erpc_interop.*);
  *   - net_kernel (ping), rex (features, call/block_call), echo, built-ins
  *     girder:echo/1, spawn_echo/0, info/0, watch/2, send/2,
  *     watch_nodes/2, erlang:node/0, nodes/0, system_info/1;
@@ -66,7 +70,12 @@
  *   - speed (tests/bench/dist): girder<->girder 1-pair ping-pong, 1 MiB
  *     binaries and rpc:call are below erl<->erl (a hop wakes the loop
  *     thread, then a scheduler; copies on both sides of a big message);
- *     no erpc client in C (girder_rpc_call goes through rex);
+ *     erpc girder<->girder is wake-up bound (perf: ~50% of CPU in the
+ *     kernel's task switch): a call crosses the caller, the peer's loop
+ *     thread and a spawned process, our loop thread, the controller
+ *     (the DOWN goes through it) and the caller again; delivering the
+ *     DOWN straight to the monitor's alias from the loop thread (the
+ *     controller only forgetting its entry) would take one hop off;
  *   - back-pressure suspends coroutine senders only (a behaviour process's
  *     send past the limit is queued);
  *   - a receive path without the double copy (frames decode onto a
@@ -551,6 +560,32 @@ int cluster_monitor_node(sched_ctx_t *ctx, term_t node, bool on) GD_MUST_CHECK;
  * Errors: GD_ENOMEM, SCHED_ESTOPPED.
  */
 int cluster_monitor_nodes(sched_ctx_t *ctx, bool on) GD_MUST_CHECK;
+
+/*
+ * The client half of erpc (OTP's spawn_request(Node, M, F, Args, [{reply,
+ * error_only}, monitor])) for the calling process ctx: the request is
+ * registered with the connection's controller first (so that the
+ * connection's end answers it), then SPAWN_REQUEST {29, ReqId, Self, Self,
+ * {M, F, Arity}, [monitor]} + args goes to node, connecting when needed.
+ * req_id must be an alias of ctx made with SCHED_ALIAS_REPLY: exactly one
+ * message answers through it, {spawn_reply, ReqId, error, Reason} when the
+ * peer refused the spawn (notsup, badarg, system_limit, ...), or
+ * {'DOWN', ReqId, process, Node, Reason} when the process ended (Reason its
+ * exit reason) or the connection did (noconnection).  A successful
+ * SPAWN_REPLY is not delivered (erpc's error_only).  The group leader
+ * named on the wire is the caller (girder_erpc_call answers its io
+ * requests while it waits).
+ * Errors: DIST_ENOCONNECTION (node is this node or no valid node name),
+ * GD_EBADARG (mfa not {M, F, Arity}, args not a list), GD_ENOMEM, the
+ * encoder's.  O(size of args).
+ */
+int cluster_spawn_request(sched_ctx_t *ctx, term_t node, term_t req_id, term_t mfa,
+                          term_t args) GD_MUST_CHECK;
+
+/* Forgets request req_id of ctx (erpc's spawn_request_abandon after a
+ * timeout): its controller entry goes; the late answer, if any, meets the
+ * alias the caller has removed and is dropped.  0 or GD_ENOMEM. */
+int cluster_spawn_abandon(sched_ctx_t *ctx, term_t node, term_t req_id) GD_MUST_CHECK;
 
 /*
  * The global registry (global.c): OTP's global, shared with OTP and girder

@@ -1364,6 +1364,55 @@ int cluster_monitor_node(sched_ctx_t *ctx, term_t node_atom, bool on)
     return sched_send(ctx, sched_self(ctx), msg);
 }
 
+int cluster_spawn_request(sched_ctx_t *ctx, term_t node_atom, term_t req_id, term_t mfa,
+                          term_t args)
+{
+    if (!term_is_atom(node_atom) || !term_is_local_ref(req_id) || !term_is_tuple(mfa) ||
+        term_tuple_arity(mfa) != 3 || !(term_is_nil(args) || term_is_list(args)))
+        return GD_EBADARG;
+    term_t ctrl = node_atom == heap_node_name() ? TERM_NONE : controller_for(node_atom);
+    if (!term_is_pid(ctrl))
+        return DIST_ENOCONNECTION;
+    /* The controller knows the request before the request leaves, so its
+     * answer (which the loop thread hands to the controller) and the
+     * connection's end always find the entry.  The tell may collect:
+     * the boxed arguments are roots across it. */
+    term_t *slots[] = {&req_id, &mfa, &args};
+    size_t pushed = 0;
+    int rc = 0;
+    while (rc == 0 && pushed < sizeof slots / sizeof slots[0])
+        if ((rc = sched_root_push(ctx, slots[pushed])) == 0)
+            pushed++;
+    if (rc == 0)
+        rc = tell(ctx, ctrl, "$gd_out_spawn", sched_self(ctx), req_id, node_atom);
+    if (rc == 0) {
+        term_t opts[2] = {heap_atom("monitor"), TERM_NIL}; /* [monitor] */
+        term_t ctl[7] = {heap_make_header(HDR_TUPLE, 6),
+                         term_make_small(DOP_SPAWN_REQUEST),
+                         req_id,
+                         sched_self(ctx),
+                         sched_self(ctx),
+                         mfa,
+                         term_make_list(opts)};
+        rc = send_to_node(node_atom, term_make_boxed(ctl), args, true);
+    }
+    sched_root_pop(ctx, pushed);
+    return rc;
+}
+
+int cluster_spawn_abandon(sched_ctx_t *ctx, term_t node_atom, term_t req_id)
+{
+    pthread_mutex_lock(&node.lock);
+    conn_t *c = find_conn_locked(node_atom);
+    term_t ctrl = c != NULL ? c->ctrl : TERM_NONE;
+    pthread_mutex_unlock(&node.lock);
+    /* No controller: the connection has ended and took the entry along. */
+    int rc = term_is_pid(ctrl)
+                 ? tell(ctx, ctrl, "$gd_out_demonitor", sched_self(ctx), req_id, TERM_NONE)
+                 : 0;
+    return rc == SCHED_ENOPROC ? 0 : rc;
+}
+
 int cluster_send_control(term_t node_atom, term_t control, term_t payload)
 {
     return send_to_node(node_atom, control, payload, false);

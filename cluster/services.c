@@ -678,10 +678,24 @@ static int ctrl_outgoing(sched_ctx_t *ctx, term_t msg, term_t *state, bool *hand
                       : ctrl_send(ctx, DOP_MONITOR_P, el(msg, 1), wire_target(el(msg, 2)),
                                   el(msg, 3), TERM_NONE);
     }
+    if (is_atom(tag, "$gd_out_spawn") && n == 4) {
+        /* {_, Local, ReqId, Node} (cluster_spawn_request): an erpc
+         * request's monitor, as {out_mon, ReqId, Local, Node}; the peer's
+         * DOWN for it (monitor reference ReqId) ends it like any other,
+         * and so does the connection's end, with noconnection.  Its item
+         * is the node atom: the spawned pid is not known here. */
+        term_t items[4] = {ctrl_atom("out_mon"), el(msg, 2), el(msg, 1), el(msg, 3)};
+        rc = heap_make_tuple_from(h, 4, items, &entry);
+        return rc == 0 ? heap_cons(h, entry, *state, state) : rc;
+    }
     if (is_atom(tag, "$gd_out_demonitor") && n == 3) {
         rc = state_remove(h, state, out_mon_by_owner, el(msg, 1), el(msg, 2), &found);
         if (rc < 0 || found == TERM_NONE)
             return rc;
+        /* An abandoned erpc request (item: the node atom) has no pid to
+         * name in a DEMONITOR_P: its DOWN, should it come, finds no entry. */
+        if (term_is_atom(el(found, 3)))
+            return 0;
         return ctrl_send(ctx, DOP_DEMONITOR_P, el(msg, 1), wire_target(el(found, 3)), el(found, 1),
                          TERM_NONE);
     }
@@ -691,6 +705,19 @@ static int ctrl_outgoing(sched_ctx_t *ctx, term_t msg, term_t *state, bool *hand
         if (rc < 0 || found == TERM_NONE)
             return rc;
         return send_down(ctx, found, el(msg, 2));
+    }
+    if (is_atom(tag, "$gd_spawn_reply") && n == 3) {
+        /* {_, ReqId, Reason}: the peer refused an erpc spawn; the request
+         * ends with {spawn_reply, ReqId, error, Reason} through its alias. */
+        rc = state_remove(h, state, out_mon_by_ref, el(msg, 1), TERM_NONE, &found);
+        if (rc < 0 || found == TERM_NONE)
+            return rc;
+        term_t reply,
+            items[4] = {ctrl_atom("spawn_reply"), el(found, 1), ctrl_atom("error"), el(msg, 2)};
+        rc = heap_make_tuple_from(h, 4, items, &reply);
+        if (rc == 0)
+            rc = sched_send(ctx, el(found, 1), reply);
+        return rc == SCHED_ENOPROC ? 0 : rc;
     }
     *handled = false;
     return 0;
@@ -1235,6 +1262,15 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
     case DOP_SPAWN_REQUEST:
     case DOP_SPAWN_REQUEST_TT:
         return spawn_request(c, h, ctl, m->payload);
+    case DOP_SPAWN_REPLY:
+    case DOP_SPAWN_REPLY_TT:
+        /* {31, ReqId, To, Flags, Result}: a pid is a spawn that worked,
+         * which erpc's {reply, error_only} keeps quiet about; an error
+         * atom ends the request (cluster_spawn_request).  Replies for no
+         * request of ours are dropped by the controller. */
+        if (term_is_pid(el(ctl, 4)) || !term_is_local_ref(el(ctl, 1)))
+            return 0;
+        return to_ctrl(c, h, "$gd_spawn_reply", el(ctl, 1), el(ctl, 4), TERM_NONE);
     case DOP_MONITOR_P_EXIT:
     case DOP_PAYLOAD_MONITOR_P_EXIT: {
         /* {21, FromProc, To, Ref, Reason} / {28, FromProc, To, Ref} + Reason */
@@ -1242,8 +1278,8 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
         return to_ctrl(c, h, "$gd_down", el(ctl, 3), reason, TERM_NONE);
     }
     default:
-        /* Spawn replies (girder sends no spawn requests), group
-         * leaders, the obsolete UNLINK: nothing here depends on them. */
+        /* Group leaders, the obsolete UNLINK: nothing here depends on
+         * them. */
         return 0;
     }
 }

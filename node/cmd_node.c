@@ -301,14 +301,8 @@ static int run_node(const cluster_config_t *cfg_in, const char *cookie, const no
                         "characters.\n");
     cfg.cookie = cookie;
 
-    /* Every thread inherits this mask; the main thread waits for the
-     * signals with sigwait, so no handler runs inside a library call. */
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    girder_block_stop_signals(&set);
     /* Every girder node can run a share of a `girder bench` started
      * elsewhere (girder bench --client-node THIS_NODE). */
     int rc = lg_register_rpc();

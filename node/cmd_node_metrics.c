@@ -119,18 +119,6 @@ static void collect_sched(bench_metrics_emit_t *e, node_metrics_t *m)
                        (double)st.messages);
 }
 
-/* Resident set size from /proc/self/statm (0 when unreadable). */
-static double rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (f == NULL)
-        return 0;
-    int got = fscanf(f, "%lu %lu", &size, &resident);
-    fclose(f);
-    return got == 2 ? (double)resident * (double)sysconf(_SC_PAGESIZE) : 0;
-}
-
 /* Collections, their pauses and memory by kind (heap/, sched/). */
 static void collect_memory(bench_metrics_emit_t *e, node_metrics_t *m)
 {
@@ -159,7 +147,8 @@ static void collect_memory(bench_metrics_emit_t *e, node_metrics_t *m)
                   (double)sched_process_memory());
     emit_labelled(e, BENCH_METRIC_GAUGE, "girder_memory_bytes", help, "kind", "binary",
                   (double)heap_binary_live_bytes());
-    emit_labelled(e, BENCH_METRIC_GAUGE, "girder_memory_bytes", help, "kind", "total", rss_bytes());
+    emit_labelled(e, BENCH_METRIC_GAUGE, "girder_memory_bytes", help, "kind", "total",
+                  (double)sched_os_rss_bytes());
     bench_metrics_emit(e, BENCH_METRIC_GAUGE, "girder_atoms", "Atoms in the atom table.", NULL, 0,
                        (double)heap_atom_count());
 }

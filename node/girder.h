@@ -33,6 +33,8 @@
 #ifndef GIRDER_GIRDER_H
 #define GIRDER_GIRDER_H
 
+#include <signal.h>
+
 #include "sched/sched.h"
 
 /* node/ error codes (the range below sched/'s). */
@@ -309,6 +311,16 @@ int girder_sup_which_children(sched_ctx_t *ctx, term_t sup, term_t *result_out) 
 /* Services every girder node runs                                          */
 
 /*
+ * For a program that runs a node until SIGTERM or SIGINT: blocks both in
+ * the calling thread, so in every thread it starts afterwards (the node's
+ * schedulers and loop threads: no handler ever runs inside a library
+ * call), and ignores SIGPIPE (a peer that closes mid-write is an error
+ * return, not a signal).  Call it before cluster_start; *set_out is the
+ * set to sigwait for on the main thread.
+ */
+void girder_block_stop_signals(sigset_t *set_out);
+
+/*
  * Starts girder_kv (node/kv.c), the registered key-value gen_server of the
  * node contract: {put, K, V} -> ok, {get, K} -> {ok, V} | error,
  * {delete, K} -> ok, any terms as keys (exact match) and values; any other
@@ -321,14 +333,15 @@ int girder_kv_start(term_t *pid_out) GD_MUST_CHECK;
 /*
  * What `girder node` adds to cluster/'s services (cluster_config_t's
  * start_services): girder_kv, waited for until registered, and the rpc
- * built-ins girder:call_out(ReplyTo, Server, Request, TimeoutMs) and
- * girder:rpc_out(ReplyTo, Node, M, F, A, TimeoutMs), which make this node
- * call out (girder_call / girder_rpc_call from a new process) and send
- * {girder_out, Result} to ReplyTo: call_out's Result is {ok, Reply} or
- * {error, timeout | noproc | nodedown | {exit, Reason}}, rpc_out's what
- * rpc:call returns.  After cluster_start's sched_start.  Errors:
- * girder_kv_start's, cluster_rpc_register's, GD_ESYSTEM_LIMIT (girder_kv
- * not registered within a second).
+ * built-ins girder:call_out(ReplyTo, Server, Request, TimeoutMs),
+ * girder:rpc_out(ReplyTo, Node, M, F, A, TimeoutMs) and
+ * girder:erpc_out(ReplyTo, Node, M, F, A, TimeoutMs), which make this node
+ * call out (girder_call / girder_rpc_call / girder_erpc_call from a new
+ * process) and send {girder_out, Result} to ReplyTo: call_out's Result is
+ * {ok, Reply} or {error, timeout | noproc | nodedown | {exit, Reason}},
+ * rpc_out's what rpc:call returns, erpc_out's girder_erpc_result_term's.  After cluster_start's
+ * sched_start.  Errors: girder_kv_start's, cluster_rpc_register's, GD_ESYSTEM_LIMIT (girder_kv not
+ * registered within a second).
  */
 int girder_services_start(void) GD_MUST_CHECK;
 
@@ -349,6 +362,57 @@ int girder_services_start(void) GD_MUST_CHECK;
  */
 int girder_rpc_call(sched_ctx_t *ctx, term_t node, term_t module, term_t function, term_t args,
                     int64_t timeout_ms, term_t *result_out) GD_MUST_CHECK;
+
+/* How an erpc call ended (girder_erpc_result_t.cls), in erpc:call's terms. */
+enum girder_erpc_class {
+    GIRDER_ERPC_RETURN = 0, /* value: what M:F(Args) returned */
+    GIRDER_ERPC_THROW = 1,  /* value: the thrown term (erpc:call throws it again) */
+    GIRDER_ERPC_EXIT = 2,   /* value: the exit reason (erpc: exit({exception, R})) */
+    GIRDER_ERPC_ERROR = 3,  /* value: the error reason, stack: its stack above
+                               erpc's frame (erpc: error({exception, R, Stack})) */
+    GIRDER_ERPC_ERPC = 4,   /* value: erpc's own reason (erpc: error({erpc, R})):
+                               noconnection, timeout, notsup, badarg, system_limit, ... */
+    GIRDER_ERPC_SIGNAL = 5, /* value: the reason the remote process was killed
+                               with before it answered (erpc: exit({signal, R})) */
+};
+
+/* An erpc call's outcome; the terms are on the caller's heap (see
+ * sched.h's Roots for how long they stay valid). */
+typedef struct girder_erpc_result {
+    enum girder_erpc_class cls;
+    term_t value;
+    term_t stack; /* GIRDER_ERPC_ERROR's stack; [] for the others */
+} girder_erpc_result_t;
+
+/*
+ * erpc:call(Node, M, F, Args, Timeout) from a coroutine process, into an
+ * OTP node or a girder one: spawn_request of {erpc, execute_call, 4} with
+ * [monitor] (docs/protocol.md 5.4), then the wait for the spawn error or
+ * the DOWN carrying {Ref, return | throw | exit | error, ...}, mapped as
+ * erpc.erl's result/4 into *result_out (see girder_erpc_class):
+ * connection lost or none possible -> ERPC noconnection; after timeout_ms
+ * (< 0: infinity) -> ERPC timeout, and then nothing of the call reaches
+ * the caller's queue (its one-message alias is gone; an answer that
+ * arrived by then counts instead, as erpc's call_abandon).  The caller is
+ * the remote process's group leader: io requests that arrive during the
+ * call are answered (output dropped, ok; input {error, request}), so a
+ * function that prints does not hang.  Messages queued before the call
+ * are not scanned.  Returns 0 with the outcome, or:
+ * GD_EINVAL (no ctx or result_out, not a coroutine process, or Node this
+ * node: girder runs no local erpc), GD_EBADARG (Node, M, F not atoms or
+ * Args not a proper list), GD_ENOMEM.  Work: O(size of args + result).
+ */
+int girder_erpc_call(sched_ctx_t *ctx, term_t node, term_t module, term_t function, term_t args,
+                     int64_t timeout_ms, girder_erpc_result_t *result_out) GD_MUST_CHECK;
+
+/*
+ * What erpc:call's caller sees, as `try erpc:call(...) of V -> {return, V}
+ * catch C:R -> {C, R} end` would show it, on h: {return, V}, {throw, V},
+ * {exit, {exception, R}}, {error, {exception, R, Stack}}, {error, {erpc,
+ * R}}, {exit, {signal, R}}.  Errors: GD_ENOMEM, GD_EINVAL (a bad class).
+ */
+int girder_erpc_result_term(heap_t *h, const girder_erpc_result_t *result,
+                            term_t *out) GD_MUST_CHECK;
 
 /*
  * erlang:monitor_node(Node, On) for the calling process (any process kind):

@@ -55,7 +55,20 @@
     X(ack_wanted, "$girder_ack_wanted")                                                            \
     X(init_atom, "init")                                                                           \
     X(restart_atom, "restart")                                                                     \
-    X(call, "call")
+    X(call, "call")                                                                                \
+    X(erpc, "erpc")                                                                                \
+    X(execute_call, "execute_call")                                                                \
+    X(spawn_reply, "spawn_reply")                                                                  \
+    X(return_atom, "return")                                                                       \
+    X(throw_atom, "throw")                                                                         \
+    X(exit_atom, "exit")                                                                           \
+    X(exception, "exception")                                                                      \
+    X(signal, "signal")                                                                            \
+    X(io_request, "io_request")                                                                    \
+    X(io_reply, "io_reply")                                                                        \
+    X(put_chars, "put_chars")                                                                      \
+    X(requests, "requests")                                                                        \
+    X(request, "request")
 
 #define NODE_ATOM_FIELD(name, text) term_t name;
 typedef struct node_atoms {

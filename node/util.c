@@ -1,7 +1,9 @@
 /*
- * util.c — node/'s atoms and the term helpers its behaviours share.
+ * util.c — node/'s atoms, the term helpers its behaviours share, and the
+ * signal set-up of a program that runs a node.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 
 #include "internal.h"
@@ -168,4 +170,13 @@ int node_start_name(sched_ctx_t *ctx, const girder_gen_opts_t *opts, term_t *nam
         return GD_EBADARG;
     *name_out = name;
     return node_atoms_init();
+}
+
+void girder_block_stop_signals(sigset_t *set_out)
+{
+    sigemptyset(set_out);
+    sigaddset(set_out, SIGTERM);
+    sigaddset(set_out, SIGINT);
+    pthread_sigmask(SIG_BLOCK, set_out, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }

@@ -561,6 +561,10 @@ int sched_process_info(term_t pid, sched_process_info_t *out) GD_MUST_CHECK;
  * 0 when the node is not running. */
 size_t sched_process_memory(void);
 
+/* Resident set size of this OS process in bytes (/proc/self/statm), 0
+ * when unreadable.  Any thread, node running or not; a file read. */
+size_t sched_os_rss_bytes(void);
+
 /* Node statistics for tests and benchmarks. */
 typedef struct sched_stats {
     unsigned schedulers;    /* threads running now (extra included) */

@@ -223,15 +223,3 @@ bool np_echo_round_trip(np_peer_t *p, term_t t)
     return r[1] == heap_atom("echo_reply") && heap_compare_checked(r[2], t, true, &order) == 0 &&
            order == 0;
 }
-
-size_t np_rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, rss = 0;
-    if (f != NULL) {
-        if (fscanf(f, "%lu %lu", &size, &rss) != 2)
-            rss = 0;
-        fclose(f);
-    }
-    return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
-}

@@ -57,7 +57,4 @@ bool np_peer_recv(np_peer_t *p, dist_msg_t *m, int ms);
 /* {echo, Node} ! {Self, T}; true when {echo_reply, T} comes back. */
 bool np_echo_round_trip(np_peer_t *p, term_t t);
 
-/* Resident set size of this process, bytes. */
-size_t np_rss_bytes(void);
-
 #endif

@@ -464,7 +464,7 @@ static void test_malformed(void)
     ticker_t ticker;
     ticker_start(&ticker, good.fd);
     footprint_t fp = footprint();
-    size_t rss0 = np_rss_bytes();
+    size_t rss0 = sched_os_rss_bytes();
     int cases = handshake_cases() + frame_cases();
     ticker_stop(&ticker);
     fprintf(stdout, "%d malformed handshakes and frames\n", cases);
@@ -476,7 +476,7 @@ static void test_malformed(void)
     CU_ASSERT(np_echo_round_trip(&fresh, heap_atom("fresh")));
     np_peer_close(&fresh);
     CU_ASSERT(back_to(fp));
-    size_t rss1 = np_rss_bytes();
+    size_t rss1 = sched_os_rss_bytes();
     fprintf(stdout, "RSS %zu KiB -> %zu KiB over the cases\n", rss0 >> 10, rss1 >> 10);
     CU_ASSERT(rss1 < rss0 + ((size_t)32 << 20));
     np_peer_close(&good);
@@ -559,7 +559,7 @@ static void test_slow_reader(void)
     log_capture();
     np_start_node(0);
     wait_no_conns();
-    size_t rss0 = np_rss_bytes();
+    size_t rss0 = sched_os_rss_bytes();
     np_peer_t p;
     CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 64 * 1024) == 1);
     atomic_store(&bp_sent, 0);
@@ -583,7 +583,7 @@ static void test_slow_reader(void)
     }
     CU_ASSERT(sched_process_info(sender, &info) == 0 && info.status == SCHED_STATUS_WAITING);
     CU_ASSERT_FATAL(conn_stats_of(p.name, &st));
-    size_t rss_stalled = np_rss_bytes();
+    size_t rss_stalled = sched_os_rss_bytes();
     fprintf(stdout,
             "stalled: %d of %d sent, busy %d, suspends %llu, queued %zu KiB, RSS +%ld KiB\n",
             sent_while_stalled, BP_MESSAGES, st.busy, (unsigned long long)st.suspends,

@@ -14,6 +14,7 @@
 #include "cunit_main.h"
 #include "gc_internal.h" /* heap_area_fail_countdown */
 #include "gc_util.h"
+#include "sched/sched.h" /* sched_os_rss_bytes */
 #include "termgen_util.h"
 
 #define OK(expr) CU_ASSERT_EQUAL_FATAL((expr), GD_OK)
@@ -553,17 +554,10 @@ static void *big_heap_thread(void *arg)
     return NULL;
 }
 
-/* Resident pages of this process. */
+/* Resident 4 KiB pages of this process (0: unreadable). */
 static long rss_pages(void)
 {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long size = -1, rss = -1;
-    if (f != NULL) {
-        if (fscanf(f, "%ld %ld", &size, &rss) != 2)
-            rss = -1;
-        fclose(f);
-    }
-    return rss;
+    return (long)(sched_os_rss_bytes() / 4096);
 }
 
 static void test_thread_exit_returns_cached_areas(void)

@@ -320,18 +320,6 @@ static int blocker(sched_ctx_t *ctx, term_t arg)
     return GD_OK;
 }
 
-static long rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, rss = 0;
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-        rss = 0;
-    fclose(f);
-    return rss * sysconf(_SC_PAGESIZE);
-}
-
 static void test_many_idle(void)
 {
     start(2, 0);
@@ -339,13 +327,13 @@ static void test_many_idle(void)
     size_t n = ST_SCALE(10000, 200);
     term_t *pids = malloc(n * sizeof *pids);
     CU_ASSERT_FATAL(pids != NULL);
-    long rss0 = rss_bytes();
+    long rss0 = (long)sched_os_rss_bytes();
     for (size_t i = 0; i < n; i++)
         CU_ASSERT_FATAL(sched_spawn_coro(NULL, blocker, TERM_NIL, &pids[i]) == GD_OK);
     /* All blocked: waiting, nothing queued. */
     for (size_t i = 0; i < n; i++)
         CU_ASSERT_FATAL(st_wait_idle(pids[i]));
-    long per = (rss_bytes() - rss0) / (long)n;
+    long per = ((long)sched_os_rss_bytes() - rss0) / (long)n;
     sched_process_info_t info;
     CU_ASSERT_FATAL(sched_process_info(pids[0], &info) == GD_OK);
     CU_ASSERT_EQUAL(info.status, SCHED_STATUS_WAITING);

@@ -37,19 +37,6 @@ static int idle_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 
 static const sched_behaviour_t idle_beh = {idle_init, idle_handle, NULL, NULL};
 
-/* Resident bytes of this OS process. */
-static size_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f == NULL)
-        return 0;
-    unsigned long size = 0, resident = 0;
-    if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-        resident = 0;
-    fclose(f);
-    return resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 static void wait_inited(uint64_t n)
 {
     uint64_t end = st_now_ns() + 120000000000ull;
@@ -67,14 +54,14 @@ static void test_spawn_exit_many(void)
     st_start(2);
     term_t *pids = malloc(n * sizeof *pids);
     CU_ASSERT_FATAL(pids != NULL);
-    size_t rss0 = rss_bytes();
+    size_t rss0 = sched_os_rss_bytes();
     uint64_t t0 = st_now_ns();
     for (size_t i = 0; i < n; i++)
         CU_ASSERT_FATAL(sched_spawn(NULL, &idle_beh, TERM_NIL, &pids[i]) == GD_OK);
     uint64_t t1 = st_now_ns();
     wait_inited(n);
     uint64_t t2 = st_now_ns();
-    size_t rss1 = rss_bytes();
+    size_t rss1 = sched_os_rss_bytes();
     CU_ASSERT(sched_process_count() == n);
     sched_process_info_t info;
     CU_ASSERT_FATAL(sched_process_info(pids[n / 2], &info) == GD_OK);

@@ -17,8 +17,9 @@
  *   dist_oneway_1mib (MiB/s)    1000 {bin, I, Bin}, Bin a 1 MiB binary
  *   dist_rpc_call (calls/s)     10,000 sequential calls of erlang:node/0
  *       through the peer's rex ({'$gen_call', From, {call, erlang, node,
- *       [], user}}: rpc's gen_server form; girder has no erpc client, so
- *       no dist_erpc_call line comes from this driver)
+ *       [], user}}: rpc's gen_server form)
+ *   dist_erpc_call (calls/s)    10,000 sequential erpc:call(Peer, erlang,
+ *       node, []) (girder_erpc_call: spawn_request + the DOWN)
  * JSON lines on stdout ("impl":"girder"), progress on stderr.  EPMD:
  * ERL_EPMD_PORT (run.sh starts a private one).
  */
@@ -147,7 +148,7 @@ static const sched_behaviour_t spawner_beh = {spawner_init, spawner_handle, NULL
 enum { PP1, PP100 };
 static struct results {
     double pp_rate[2][REPS], pp_p50[2][REPS], pp_p99[2][REPS];
-    double small[REPS], mib[REPS], rpc[REPS];
+    double small[REPS], mib[REPS], rpc[REPS], erpc[REPS];
     bool ok;
 } res;
 
@@ -342,13 +343,38 @@ static int rpc_once(sched_ctx_t *ctx, term_t peer, int k, double *rate)
     return 0;
 }
 
-/* BENCH_DIST_ONLY=pingpong,small,1mib,rpc (any of them; unset: all)
- * runs part of the workloads, for profiling; the results of the others
- * are then 0. */
+static int erpc_once(sched_ctx_t *ctx, term_t peer, int k, double *rate)
+{
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < k; i++) {
+        girder_erpc_result_t r;
+        int rc = girder_erpc_call(ctx, peer, atom("erlang"), atom("node"), TERM_NIL, 5000, &r);
+        if (rc < 0)
+            return rc;
+        if (r.cls != GIRDER_ERPC_RETURN || r.value != peer) {
+            fprintf(stderr, "erpc:call(erlang, node, []) answered something else (class %d)\n",
+                    (int)r.cls);
+            return GD_EINVAL;
+        }
+    }
+    *rate = k / ((double)(now_ns() - t0) / 1e9);
+    fprintf(stderr, "  dist erpc: %.0f calls/s\n", *rate);
+    return 0;
+}
+
+/* BENCH_DIST_ONLY=pingpong,small,1mib,rpc,erpc (any of them, comma
+ * separated; unset: all) runs part of the workloads, for profiling; the
+ * results of the others are then 0. */
 static bool wanted(const char *workload)
 {
     const char *only = getenv("BENCH_DIST_ONLY");
-    return only == NULL || strstr(only, workload) != NULL;
+    if (only == NULL)
+        return true;
+    size_t n = strlen(workload);
+    for (const char *p = only; (p = strstr(p, workload)) != NULL; p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
+            return true;
+    return false;
 }
 
 static int driver(sched_ctx_t *ctx, term_t peer)
@@ -393,6 +419,8 @@ static int driver(sched_ctx_t *ctx, term_t peer)
     sched_root_pop(ctx, 1);
     for (int r = 0; r < REPS && rc == 0 && wanted("rpc"); r++)
         rc = rpc_once(ctx, peer, 10000, &res.rpc[r]);
+    for (int r = 0; r < REPS && rc == 0 && wanted("erpc"); r++)
+        rc = erpc_once(ctx, peer, 10000, &res.erpc[r]);
     if (rc < 0)
         fprintf(stderr, "driver failed: %d\n", rc);
     res.ok = rc == 0;
@@ -437,6 +465,8 @@ static void emit_all(void)
     emit("dist_oneway_1mib", "\"msgs\":1000", res.mib, "MiB/s");
     emit("dist_rpc_call", "\"calls\":10000,\"call\":\"rex $gen_call {call,erlang,node,[],user}\"",
          res.rpc, "calls/s");
+    emit("dist_erpc_call", "\"calls\":10000,\"call\":\"erpc:call(Peer, erlang, node, [])\"",
+         res.erpc, "calls/s");
 }
 
 int main(int argc, char **argv)
@@ -448,11 +478,7 @@ int main(int argc, char **argv)
     }
     bool peer_mode = strcmp(argv[1], "peer") == 0;
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    girder_block_stop_signals(&set);
     cluster_config_t cfg = {.name = argv[2], .cookie = argv[3], .schedulers = 2};
     if (cluster_start(&cfg) != 0) {
         fprintf(stderr, "bench_dist: cluster_start failed\n");

@@ -13,9 +13,9 @@
 # stdout (and -o FILE, appended) gets every result line tagged with its
 # impl and "run":N, an "env" line per run, then "impl":"ratio" lines named
 # after the dist_* results: girder<->girder's median over erl<->erl's, and
-# the same for erl<->girder with "pair":"erl_girder" in params.  girder's
-# driver has no erpc client, so dist_erpc_call is compared only for
-# erl<->girder.  BUILD_DIR defaults to $GD_BUILD_DIR, else build/release.
+# the same for erl<->girder with "pair":"erl_girder" in params (girder's
+# driver makes its erpc calls with girder_erpc_call).  BUILD_DIR defaults
+# to $GD_BUILD_DIR, else build/release.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -77,13 +77,13 @@ done
 
 metrics="dist_pingpong_rate dist_pingpong_rtt_p50 dist_pingpong_rtt_p99
   dist_pingpong_100_rate dist_pingpong_100_rtt_p50 dist_pingpong_100_rtt_p99
-  dist_oneway_small dist_oneway_1mib dist_rpc_call"
+  dist_oneway_small dist_oneway_1mib dist_rpc_call dist_erpc_call"
 # shellcheck disable=SC2086
 bench_ratio_lines "$tmp/girder" "$tmp/beam" $metrics
 # erl<->girder against erl<->erl: the same lines, told apart by "pair".
 real_out=$out; out=$tmp/mixed.jsonl; : >"$out"
 # shellcheck disable=SC2086
-bench_ratio_lines "$tmp/erl_girder" "$tmp/beam" $metrics dist_erpc_call >/dev/null
+bench_ratio_lines "$tmp/erl_girder" "$tmp/beam" $metrics >/dev/null
 out=$real_out
 while IFS= read -r line; do
   emit "${line/\"params\":\{/\"params\":\{\"pair\":\"erl_girder\",}"

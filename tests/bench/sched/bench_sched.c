@@ -26,18 +26,6 @@ static void nap_us(long us)
     nanosleep(&ts, NULL);
 }
 
-static size_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, res = 0;
-    if (f != NULL) {
-        if (fscanf(f, "%lu %lu", &size, &res) != 2)
-            res = 0;
-        fclose(f);
-    }
-    return res * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 static void start_node(void)
 {
     sched_opts_t o = {0};
@@ -119,7 +107,7 @@ static void bench_spawn(size_t n)
         if (sched_spawn(NULL, &spawner_beh, TERM_NIL, &spawner) != GD_OK)
             abort();
         wait_quiet(1);
-        size_t rss0 = rss_bytes();
+        size_t rss0 = sched_os_rss_bytes();
         uint64_t t0 = bench_now_ns();
         if (sched_send(NULL, spawner, bench_atom("go")) != GD_OK)
             abort();
@@ -129,7 +117,7 @@ static void bench_spawn(size_t n)
         while (atomic_load_explicit(&ready, memory_order_relaxed) < n)
             nap_us(200);
         uint64_t t2 = bench_now_ns();
-        mem[r] = (double)(rss_bytes() - rss0) / (double)n;
+        mem[r] = (double)(sched_os_rss_bytes() - rss0) / (double)n;
         rate[r] = n / ((t1 - t0) / 1e9);
         ready_rate[r] = n / ((t2 - t0) / 1e9);
         uint64_t t3 = bench_now_ns();
