@@ -59,6 +59,9 @@ typedef struct msg {
     sched_ref_t ref;   /* monitors */
     uint8_t kind;
     bool linked;
+    /* This msg_t lives in its fragment's block (heap_msg_copy_carry): freed
+     * with the fragment, which the receiver's heap owns once accepted. */
+    bool in_frag;
 } msg_t;
 
 /* ---- timers ---- */
