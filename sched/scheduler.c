@@ -510,13 +510,10 @@ static uint64_t rq_cpu_ns(const runq_t *rq)
 
 /*
  * True when rq's slice that started at t0 has gone on for more than
- * stuck_ns *and* its thread ran (on a CPU) for stuck_ns / 4 since the
- * watchdog first saw the slice long: a process stuck in C code burns CPU.
- * An absolute amount, not a share of the wall time: on a host loaded 8x
- * a stuck thread gets ~12% of a core and must still be found (a 25%
- * share rule missed it for seconds); a cooperative one that the OS let
- * run again ends its slice within ~80 µs, far under 0.5 ms.  A thread the OS took off its core (a
- * loaded host, more runnable threads than cores) is late without being stuck; marking it stuck used
+ * stuck_ns *and* its thread ran (on a CPU) for at least half of that since
+ * the watchdog first saw the slice long: a process stuck in C code burns
+ * CPU.  A thread the OS took off its core (a loaded host, more runnable
+ * threads than cores) is late without being stuck; marking it stuck used
  * to start extra scheduler threads, up to max_extra_schedulers, which
  * made the OS time-slice even more threads over the same cores: under
  * the fairness bench's cooperative busy processes a loaded 2-core VM saw
@@ -537,7 +534,7 @@ static bool slice_stuck(runq_t *rq, uint64_t t0, uint64_t now)
         rq->wd_cpu0 = cpu;
         return false;
     }
-    return now - t0 > n->stuck_ns && cpu - rq->wd_cpu0 >= n->stuck_ns / 4;
+    return now - t0 > n->stuck_ns && cpu - rq->wd_cpu0 >= n->stuck_ns / 2;
 }
 
 /* One watchdog pass; true when something is queued or running.  With
