@@ -307,12 +307,6 @@ typedef struct runq {
     pthread_t thread;
     bool started;
     unsigned index;
-    /* The thread's CPU clock (set before the watchdog looks at the queue)
-     * and the watchdog's own record of the long slice it is watching: its
-     * start and the thread's CPU time when first seen (watchdog only). */
-    clockid_t cpu_clock;
-    bool cpu_clock_ok;
-    uint64_t wd_slice, wd_cpu0;
     /* This scheduler's timers (timer.c).  Any thread may arm or cancel a
      * timer of any wheel under tlock (a process may have migrated since it
      * armed one; a timer made off the schedulers picks a wheel); the owner

@@ -494,47 +494,7 @@ static int start_scheduler(unsigned i)
     if (pthread_create(&rq->thread, NULL, scheduler_main, rq) != 0)
         return GD_ESYSTEM_LIMIT;
     rq->started = true;
-    rq->cpu_clock_ok = pthread_getcpuclockid(rq->thread, &rq->cpu_clock) == 0;
-    rq->wd_slice = 0;
     return GD_OK;
-}
-
-/* CPU time (ns) rq's thread has used, or UINT64_MAX when unknown. */
-static uint64_t rq_cpu_ns(const runq_t *rq)
-{
-    struct timespec ts;
-    if (!rq->cpu_clock_ok || clock_gettime(rq->cpu_clock, &ts) != 0)
-        return UINT64_MAX;
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/*
- * True when rq's slice that started at t0 has gone on for more than
- * stuck_ns *and* its thread ran (on a CPU) for at least half of that since
- * the watchdog first saw the slice long: a process stuck in C code burns
- * CPU.  A thread the OS took off its core (a loaded host, more runnable
- * threads than cores) is late without being stuck; marking it stuck used
- * to start extra scheduler threads, up to max_extra_schedulers, which
- * made the OS time-slice even more threads over the same cores: under
- * the fairness bench's cooperative busy processes a loaded 2-core VM saw
- * ~550 stuck marks and 6 threads in 2 s, and the probe waited for
- * descheduled threads (p99 15-30 ms).  One clock_gettime of a thread CPU
- * clock per long slice seen (slices are ~20-80 µs, so rarely).
- */
-static bool slice_stuck(runq_t *rq, uint64_t t0, uint64_t now)
-{
-    node_t *n = &sched_node;
-    if (t0 == 0 || now <= t0 || now - t0 <= WATCHDOG_TICK_NS)
-        return false;
-    uint64_t cpu = rq_cpu_ns(rq);
-    if (cpu == UINT64_MAX)
-        return now - t0 > n->stuck_ns; /* no CPU clock: wall time alone */
-    if (rq->wd_slice != t0) {
-        rq->wd_slice = t0;
-        rq->wd_cpu0 = cpu;
-        return false;
-    }
-    return now - t0 > n->stuck_ns && cpu - rq->wd_cpu0 >= n->stuck_ns / 2;
 }
 
 /* One watchdog pass; true when something is queued or running.  With
@@ -562,7 +522,7 @@ static bool watchdog_pass(bool may_fire)
         if (may_fire && t0 != 0 && now > t0 && now - t0 > WATCHDOG_TICK_NS &&
             now / 1000000u >= atomic_load_explicit(&rq->tnext, memory_order_relaxed))
             timer_rq_advance(rq, now / 1000000u);
-        if (slice_stuck(rq, t0, now)) {
+        if (t0 != 0 && now > t0 && now - t0 > n->stuck_ns) {
             stuck++;
             if (!atomic_load_explicit(&rq->stuck, memory_order_relaxed)) { /* own flag */
                 /* Release: pairs with the stealers' acquire load. */
