@@ -162,6 +162,8 @@ size_t heap_area_cached_bytes(void);
  * allocator (NULL when memory is exhausted); heap_frag_release_storage
  * gives its memory back without touching its off-heap list. */
 heap_frag_t *heap_frag_new(size_t capacity);
+/* As heap_frag_new with `carry` more words after words[capacity]. */
+heap_frag_t *heap_frag_new_carry(size_t capacity, size_t carry);
 void heap_frag_release_storage(heap_frag_t *f);
 
 /* Drops the binary references of a chain of REFC_BIN objects linked through

@@ -110,15 +110,21 @@ int heap_init(heap_t *h, size_t min_words)
 
 heap_frag_t *heap_frag_new(size_t capacity)
 {
-    if (capacity > SIZE_MAX / sizeof(term_t) - FRAG_HEADER_WORDS)
+    return heap_frag_new_carry(capacity, 0);
+}
+
+heap_frag_t *heap_frag_new_carry(size_t capacity, size_t carry)
+{
+    if (capacity > SIZE_MAX / sizeof(term_t) - FRAG_HEADER_WORDS - carry)
         return NULL;
     /* Through the area allocator: large fragments are recycled blocks, so a
      * heap that overflows into fragments again and again (decoding big
      * terms, building large messages) does not page-fault fresh memory
      * each time. */
-    heap_frag_t *f = (heap_frag_t *)heap_area_alloc(FRAG_HEADER_WORDS + capacity);
+    heap_frag_t *f = (heap_frag_t *)heap_area_alloc(FRAG_HEADER_WORDS + capacity + carry);
     if (f == NULL)
         return NULL;
+    f->carry_words = carry;
     f->next = NULL;
     f->used = 0;
     f->capacity = capacity;
@@ -129,7 +135,7 @@ heap_frag_t *heap_frag_new(size_t capacity)
 
 void heap_frag_release_storage(heap_frag_t *f)
 {
-    heap_area_free((term_t *)f, FRAG_HEADER_WORDS + f->capacity);
+    heap_area_free((term_t *)f, FRAG_HEADER_WORDS + f->capacity + f->carry_words);
 }
 
 void heap_frag_free(heap_frag_t *frag)

@@ -523,6 +523,7 @@ typedef struct heap_frag {
     size_t capacity;       /* words */
     term_t *offheap_first; /* REFC_BIN objects in this fragment (list via their next word) */
     size_t offheap_bytes;  /* bytes of the binaries on offheap_first */
+    size_t carry_words;    /* the sender's words after words[capacity] (heap_msg_copy_carry) */
     term_t words[];
 } heap_frag_t;
 
@@ -765,6 +766,17 @@ bool heap_gc_stress_enabled(void);
  * (larger than HEAP_COPY_MAX_WORDS); nothing is allocated then.  O(size).
  */
 int heap_msg_copy(term_t t, heap_frag_t **frag_out, term_t *out) GD_MUST_CHECK;
+
+/*
+ * As heap_msg_copy, and the fragment's memory block also carries
+ * `carry_bytes` for the caller (*carry_out, word-aligned, after the
+ * fragment's words and outside its capacity), freed with the fragment: a
+ * message's queue entry rides in its body's block, one allocation per send
+ * instead of two (as BEAM's combined message + heap fragment).  Nothing is
+ * carried when t is immediate (*frag_out NULL, *carry_out NULL).
+ */
+int heap_msg_copy_carry(term_t t, size_t carry_bytes, heap_frag_t **frag_out, term_t *out,
+                        void **carry_out) GD_MUST_CHECK;
 
 /*
  * As heap_msg_copy for the tuple {elems[0], ..., elems[n-1]}, built only in

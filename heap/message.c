@@ -17,10 +17,10 @@ void heap_offheap_release(term_t *first)
     }
 }
 
-/* A fragment of exactly `words` words, all in use. */
-static heap_frag_t *frag_new(size_t words)
+/* A fragment of exactly `words` words, all in use, carrying `carry` more. */
+static heap_frag_t *frag_new(size_t words, size_t carry)
 {
-    heap_frag_t *f = heap_frag_new(words);
+    heap_frag_t *f = heap_frag_new_carry(words, carry);
     if (f != NULL)
         f->used = words;
     return f;
@@ -29,8 +29,8 @@ static heap_frag_t *frag_new(size_t words)
 /* Sizes `n` terms, creates a fragment with `extra` words in front of their
  * copies, and copies them to outs[] (NULL: to the fragment's words 1..n,
  * the elements of a tuple whose header the caller writes at word 0). */
-static int copy_to_frag(const term_t *terms, size_t n, size_t extra, heap_frag_t **frag_out,
-                        term_t *outs)
+static int copy_to_frag(const term_t *terms, size_t n, size_t extra, size_t carry,
+                        heap_frag_t **frag_out, term_t *outs)
 {
     size_t words;
     int rc = heap_copy_size_n(terms, n, &words);
@@ -38,7 +38,7 @@ static int copy_to_frag(const term_t *terms, size_t n, size_t extra, heap_frag_t
         return rc;
     if (words > HEAP_COPY_MAX_WORDS - extra)
         return GD_ESYSTEM_LIMIT;
-    heap_frag_t *f = frag_new(extra + words);
+    heap_frag_t *f = frag_new(extra + words, carry);
     if (f == NULL)
         return GD_ENOMEM;
     heap_copy_dest_t dest = {f->words + extra, f->words + extra + words, &f->offheap_first,
@@ -60,7 +60,23 @@ int heap_msg_copy(term_t t, heap_frag_t **frag_out, term_t *out)
         *out = t;
         return GD_OK;
     }
-    return copy_to_frag(&t, 1, 0, frag_out, out);
+    return copy_to_frag(&t, 1, 0, 0, frag_out, out);
+}
+
+int heap_msg_copy_carry(term_t t, size_t carry_bytes, heap_frag_t **frag_out, term_t *out,
+                        void **carry_out)
+{
+    *carry_out = NULL;
+    if (term_is_immediate(t)) {
+        *frag_out = NULL;
+        *out = t;
+        return GD_OK;
+    }
+    size_t carry = (carry_bytes + sizeof(term_t) - 1) / sizeof(term_t);
+    int rc = copy_to_frag(&t, 1, 0, carry, frag_out, out);
+    if (rc == GD_OK)
+        *carry_out = (*frag_out)->words + (*frag_out)->capacity;
+    return rc;
 }
 
 int heap_msg_copy_tuple(const term_t *elems, size_t n, heap_frag_t **frag_out, term_t *out)
@@ -68,7 +84,7 @@ int heap_msg_copy_tuple(const term_t *elems, size_t n, heap_frag_t **frag_out, t
     if (n > HEAP_COPY_MAX_WORDS)
         return GD_ESYSTEM_LIMIT;
     heap_frag_t *f;
-    int rc = copy_to_frag(elems, n, 1 + n, &f, NULL);
+    int rc = copy_to_frag(elems, n, 1 + n, 0, &f, NULL);
     if (rc != GD_OK)
         return rc;
     f->words[0] = heap_make_header(HDR_TUPLE, n);

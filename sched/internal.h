@@ -59,6 +59,9 @@ typedef struct msg {
     sched_ref_t ref;   /* monitors */
     uint8_t kind;
     bool linked;
+    /* This msg_t lives in its fragment's block (heap_msg_copy_carry): freed
+     * with the fragment, which the receiver's heap owns once accepted. */
+    bool in_frag;
 } msg_t;
 
 /* ---- timers ---- */
@@ -232,18 +235,29 @@ bool proc_exit_done(term_t pid);
 
 /* ---- PCB memory (pcb_pool.c) ---- */
 
-/* Free PCBs (linked through rq_next) and the chunk being carved. */
+/* The PCBs of the chunks a pool carved: free ones (linked through
+ * rq_next), the chunk being carved, and the ones other threads freed (a
+ * stack they push to, the owner takes whole). */
 typedef struct pcb_pool {
     sched_proc_t *free;
     size_t nfree;
     char *bump, *bump_end;
+    _Atomic(sched_proc_t *) remote;
+    size_t chunks;    /* chunks this pool carved and still holds */
+    size_t trim_mark; /* nfree after the last trim (lowered as PCBs are reused) */
 } pcb_pool_t;
 
 /* A zeroed PCB, from this scheduler's pool (or the shared one off the
  * schedulers); NULL when memory is short. */
 sched_proc_t *pcb_alloc(void);
-/* Gives a PCB back (to this scheduler's pool, or the shared one). */
+/* Gives a PCB back to the pool that carved it. */
 void pcb_free(sched_proc_t *p);
+/* Unmaps the chunks of this scheduler's pool (and the shared pool's) whose
+ * PCBs are all free; called when the scheduler idles. */
+struct runq;
+void pcb_pool_trim(struct runq *rq);
+/* Bytes of PCB chunks mapped now (all pools). */
+size_t pcb_mapped_bytes(void);
 /* Unmaps every chunk (node stop, after the last PCB was freed). */
 void pcb_pools_free(void);
 
@@ -356,7 +370,8 @@ typedef struct node {
      * and the chunks, under pool_lock. */
     pthread_mutex_t pool_lock;
     pcb_pool_t shared_pool;
-    struct pcb_chunk *pcb_chunks;
+    struct pcb_chunk *pcb_chunks;   /* every pool's, doubly linked */
+    _Atomic size_t pcb_chunk_count; /* relaxed: a statistic */
     /* Reductions and delivered messages counted off the schedulers (the
      * distribution loop thread, foreign threads): RMWs, rarer than the
      * per-scheduler ones. */

@@ -10,20 +10,34 @@
  * for 2 MiB where the kernel grants it (THP "madvise" or "always"), and the
  * PCBs are carved from it by bumping a pointer.
  *
- * Each scheduler allocates from and frees to its own pool without a lock
- * (reaping runs on schedulers).  Other threads (a spawn from outside any
- * process, node stop) use a shared pool under a mutex.  A pool whose free
- * list grows beyond POOL_FREE_MAX (a scheduler that reaps what another
- * spawns) hands a batch to the shared pool, and an empty one takes a batch
- * from there before it carves new memory, so no pool hoards PCBs while
- * another maps more.  Chunks are unmapped when the node stops; until then
- * PCB memory is kept for reuse (as glibc would keep most of it too).
+ * Each pool carves its own chunks and only its owner allocates from it,
+ * without a lock (the shared pool, for threads that are no scheduler: a
+ * spawn from outside any process, node stop, is under pool_lock).  A PCB
+ * goes back to the pool that carved it: its owner pushes it on its free
+ * list, any other thread on the pool's `remote` stack, which the owner
+ * takes whole when its free list runs dry or it trims.  So every free PCB
+ * of a chunk ends up with one owner, who can tell when all of a chunk's
+ * PCBs are free.
+ *
+ * Returning memory.  After a burst of processes exits (1M spawned, 1M
+ * gone), the chunks would otherwise stay mapped until the node stops.
+ * When a scheduler idles it trims: if its pool holds at least a chunk's
+ * worth more free PCBs than after its last trim, it counts the free PCBs
+ * per chunk (two walks of the free list), drops those of fully free chunks
+ * from the list and unmaps those chunks (the chunk being carved stays).
+ * The walk is O(free PCBs), paid only after at least a chunk's worth of
+ * exits and never on a busy scheduler.  A chunk with one live PCB stays
+ * mapped: at worst one 2 MiB chunk per live process, but processes spawned
+ * together mostly exit together, so most chunks empty whole.
  *
  * ASan builds allocate every PCB with calloc instead, so a use after free
  * is still caught.
  */
 #include <stdlib.h>
 #include <sys/mman.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "internal.h"
 
@@ -39,20 +53,39 @@
 /* A PCB's slot in a chunk: cache-line multiples, so two processes running
  * on two schedulers never share a line. */
 #define PCB_SLOT_BYTES ((sizeof(sched_proc_t) + 63) & ~(size_t)63)
-/* Free PCBs a pool keeps before handing POOL_BATCH to the shared pool. */
-#define POOL_FREE_MAX 2048
-#define POOL_BATCH 1024
+/* PCB slots in a chunk (the first slot holds the chunk's header). */
+#define CHUNK_SLOTS (CHUNK_BYTES / PCB_SLOT_BYTES - 1)
 
-/* A chunk's first slot holds its link in the node's chunk list. */
+/* A chunk's first slot: its links in the node's chunk list (under
+ * pool_lock), the pool that carves it, and the owner's counts. */
 typedef struct pcb_chunk {
-    struct pcb_chunk *next;
+    struct pcb_chunk *next, *prev;
+    pcb_pool_t *owner;            /* set before any of its PCBs is handed out */
+    uint32_t carved;              /* PCBs carved so far (owner) */
+    uint32_t seen;                /* free PCBs counted by a trim (owner) */
+    struct pcb_chunk *empty_next; /* a trim's list of chunks to unmap (owner) */
 } pcb_chunk_t;
 
+_Static_assert(sizeof(pcb_chunk_t) <= PCB_SLOT_BYTES, "a chunk's header fits its first slot");
+
+/* `seen` of a chunk that a trim has queued for unmapping (above any count). */
+#define CHUNK_LISTED UINT32_MAX
+
+size_t pcb_mapped_bytes(void)
+{
+    return atomic_load_explicit(&sched_node.pcb_chunk_count, memory_order_relaxed) * CHUNK_BYTES;
+}
+
 #ifndef PCB_POOL_MALLOC /* the pools themselves (ASan builds use calloc) */
-/* Maps a chunk (2 MiB aligned, so the kernel can back it with one huge
- * page) and links it into the node's list (under pool_lock, which the
- * caller may hold already).  NULL when mapping fails. */
-static pcb_chunk_t *chunk_new(bool locked)
+static pcb_chunk_t *chunk_of(const sched_proc_t *p)
+{
+    return (pcb_chunk_t *)((uintptr_t)p & ~(uintptr_t)(CHUNK_BYTES - 1));
+}
+
+/* Maps a chunk for `owner` (2 MiB aligned, so the kernel can back it with
+ * one huge page) and links it into the node's list (under pool_lock, which
+ * the caller may hold already).  NULL when mapping fails. */
+static pcb_chunk_t *chunk_new(pcb_pool_t *owner, bool locked)
 {
     char *raw =
         mmap(NULL, 2 * CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -66,26 +99,57 @@ static pcb_chunk_t *chunk_new(bool locked)
     /* Advice only: without THP the chunk simply takes small pages. */
     (void)madvise(start, CHUNK_BYTES, MADV_HUGEPAGE);
     pcb_chunk_t *c = (pcb_chunk_t *)(void *)start;
+    c->owner = owner;
+    c->carved = 0;
+    c->seen = 0;
+    c->empty_next = NULL;
+    c->prev = NULL;
     if (!locked)
         pthread_mutex_lock(&sched_node.pool_lock);
     c->next = sched_node.pcb_chunks;
+    if (c->next != NULL)
+        c->next->prev = c;
     sched_node.pcb_chunks = c;
     if (!locked)
         pthread_mutex_unlock(&sched_node.pool_lock);
+    owner->chunks++;
+    atomic_fetch_add_explicit(&sched_node.pcb_chunk_count, 1, memory_order_relaxed);
     return c;
 }
 
-/* Moves up to POOL_BATCH free PCBs from `from` to `to` (both pools held by
- * the caller: its own, and the shared one under pool_lock). */
-static void move_batch(pcb_pool_t *from, pcb_pool_t *to)
+/* Unlinks and unmaps chunk c of owner (pool_lock held by the caller if
+ * `locked`). */
+static void chunk_release(pcb_pool_t *owner, pcb_chunk_t *c, bool locked)
 {
-    for (unsigned i = 0; i < POOL_BATCH && from->free != NULL; i++) {
-        sched_proc_t *p = from->free;
-        from->free = p->rq_next;
-        from->nfree--;
-        p->rq_next = to->free;
-        to->free = p;
-        to->nfree++;
+    if (!locked)
+        pthread_mutex_lock(&sched_node.pool_lock);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        sched_node.pcb_chunks = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    if (!locked)
+        pthread_mutex_unlock(&sched_node.pool_lock);
+    owner->chunks--;
+    atomic_fetch_sub_explicit(&sched_node.pcb_chunk_count, 1, memory_order_relaxed);
+    (void)munmap(c, CHUNK_BYTES);
+}
+
+/* Moves the PCBs other threads gave back onto the owner's free list. */
+static void take_remote(pcb_pool_t *pool)
+{
+    /* Relaxed peek; the acquire exchange pairs with the pushers' release
+     * CAS (their last writes to a PCB happen before it is reused here). */
+    if (atomic_load_explicit(&pool->remote, memory_order_relaxed) == NULL)
+        return;
+    sched_proc_t *p = atomic_exchange_explicit(&pool->remote, NULL, memory_order_acquire);
+    while (p != NULL) {
+        sched_proc_t *next = p->rq_next;
+        p->rq_next = pool->free;
+        pool->free = p;
+        pool->nfree++;
+        p = next;
     }
 }
 
@@ -93,28 +157,74 @@ static void move_batch(pcb_pool_t *from, pcb_pool_t *to)
  * held), or NULL when memory is short. */
 static sched_proc_t *pool_take(pcb_pool_t *pool, bool shared)
 {
-    if (pool->free == NULL && !shared) {
-        pthread_mutex_lock(&sched_node.pool_lock);
-        move_batch(&sched_node.shared_pool, pool);
-        pthread_mutex_unlock(&sched_node.pool_lock);
-    }
+    if (pool->free == NULL)
+        take_remote(pool);
     sched_proc_t *p = pool->free;
     if (p != NULL) {
         pool->free = p->rq_next;
         pool->nfree--;
+        if (pool->nfree < pool->trim_mark)
+            pool->trim_mark = pool->nfree;
         return p;
     }
     if (pool->bump == NULL || pool->bump_end - pool->bump < (ptrdiff_t)PCB_SLOT_BYTES) {
-        pcb_chunk_t *c = chunk_new(shared);
+        pcb_chunk_t *c = chunk_new(pool, shared);
         if (c == NULL)
             return NULL;
-        /* The first slot holds the chunk's link. */
+        /* The first slot holds the chunk's header. */
         pool->bump = (char *)c + PCB_SLOT_BYTES;
         pool->bump_end = (char *)c + CHUNK_BYTES;
     }
     p = (sched_proc_t *)(void *)pool->bump;
     pool->bump += PCB_SLOT_BYTES;
+    chunk_of(p)->carved++;
     return p;
+}
+
+/* Unmaps pool's fully free chunks (see the top of the file) and returns
+ * how many.  The caller owns pool (the shared one: with pool_lock held,
+ * `locked`). */
+static size_t pool_trim(pcb_pool_t *pool, bool locked)
+{
+    take_remote(pool);
+    if (pool->nfree < pool->trim_mark + CHUNK_SLOTS)
+        return 0;
+    /* The chunk being carved stays: its uncarved slots are not counted. */
+    pcb_chunk_t *carving =
+        pool->bump != NULL ? chunk_of((sched_proc_t *)(void *)(pool->bump - 1)) : NULL;
+    for (sched_proc_t *p = pool->free; p != NULL; p = p->rq_next)
+        chunk_of(p)->seen = 0;
+    for (sched_proc_t *p = pool->free; p != NULL; p = p->rq_next)
+        chunk_of(p)->seen++;
+    /* Keep the PCBs of chunks that stay; unlink those of empty chunks and
+     * queue each empty chunk once. */
+    sched_proc_t **link = &pool->free;
+    pcb_chunk_t *empty = NULL;
+    while (*link != NULL) {
+        sched_proc_t *p = *link;
+        pcb_chunk_t *c = chunk_of(p);
+        bool listed = c->seen == CHUNK_LISTED;
+        if (c == carving || (!listed && c->seen != c->carved)) {
+            link = &p->rq_next;
+            continue;
+        }
+        *link = p->rq_next;
+        pool->nfree--;
+        if (!listed) {
+            c->seen = CHUNK_LISTED;
+            c->empty_next = empty;
+            empty = c;
+        }
+    }
+    size_t released = 0;
+    while (empty != NULL) {
+        pcb_chunk_t *next = empty->empty_next;
+        chunk_release(pool, empty, locked);
+        empty = next;
+        released++;
+    }
+    pool->trim_mark = pool->nfree;
+    return released;
 }
 #endif
 
@@ -143,23 +253,52 @@ void pcb_free(sched_proc_t *p)
 #ifdef PCB_POOL_MALLOC
     free(p);
 #else
+    pcb_pool_t *owner = chunk_of(p)->owner;
     runq_t *rq = sched_this_rq();
-    if (rq == NULL) {
+    if (rq != NULL && owner == &rq->pcbs) {
+        p->rq_next = owner->free;
+        owner->free = p;
+        owner->nfree++;
+        return;
+    }
+    if (owner == &sched_node.shared_pool) {
         pthread_mutex_lock(&sched_node.pool_lock);
-        p->rq_next = sched_node.shared_pool.free;
-        sched_node.shared_pool.free = p;
-        sched_node.shared_pool.nfree++;
+        p->rq_next = owner->free;
+        owner->free = p;
+        owner->nfree++;
         pthread_mutex_unlock(&sched_node.pool_lock);
         return;
     }
-    pcb_pool_t *pool = &rq->pcbs;
-    p->rq_next = pool->free;
-    pool->free = p;
-    if (++pool->nfree > POOL_FREE_MAX) {
-        pthread_mutex_lock(&sched_node.pool_lock);
-        move_batch(pool, &sched_node.shared_pool);
+    /* Another scheduler's PCB: onto its remote stack (relaxed first guess;
+     * release publishes p's last writes to the owner's acquire exchange). */
+    sched_proc_t *head = atomic_load_explicit(&owner->remote, memory_order_relaxed);
+    do
+        p->rq_next = head;
+    while (!atomic_compare_exchange_weak_explicit(&owner->remote, &head, p, memory_order_release,
+                                                  memory_order_relaxed));
+#endif
+}
+
+void pcb_pool_trim(runq_t *rq)
+{
+#ifndef PCB_POOL_MALLOC
+    size_t released = pool_trim(&rq->pcbs, false);
+    /* The shared pool only when nobody else holds it: a trim can wait. */
+    if (pthread_mutex_trylock(&sched_node.pool_lock) == 0) {
+        released += pool_trim(&sched_node.shared_pool, true);
         pthread_mutex_unlock(&sched_node.pool_lock);
     }
+#if defined(__GLIBC__)
+    /* A chunk's worth of processes exited: their heaps and messages went
+     * back to malloc, which keeps freed memory below its arenas' tops
+     * resident (measured: 1M idle processes exited left 108 MiB of 813
+     * resident until malloc_trim).  Only after the node shrank, so an idle
+     * scheduler pays the arena walk once per shrink, not per idle. */
+    if (released != 0)
+        (void)malloc_trim(0);
+#endif
+#else
+    (void)rq;
 #endif
 }
 
@@ -172,4 +311,5 @@ void pcb_pools_free(void)
         c = next;
     }
     sched_node.pcb_chunks = NULL;
+    atomic_store_explicit(&sched_node.pcb_chunk_count, 0, memory_order_relaxed);
 }

@@ -271,8 +271,21 @@ static msg_t *inbox_pop(sched_proc_t *p)
 
 static void msg_free(msg_t *m)
 {
+    if (m->in_frag) {
+        heap_frag_free(m->frag); /* m with it */
+        return;
+    }
     heap_frag_free(m->frag);
     free(m);
+}
+
+/* Frees what is left of m once accept_body handed its body to the heap (a
+ * msg_t carried in the fragment goes with the fragment, at the heap's next
+ * collection). */
+static void msg_free_shell(msg_t *m)
+{
+    if (!m->in_frag)
+        free(m);
 }
 
 void proc_msg_free(msg_t *m)
@@ -318,11 +331,8 @@ static void deliver(sched_proc_t *p, msg_t *m)
     wake(p);
 }
 
-static msg_t *msg_new(enum msg_kind kind, term_t from)
+static void msg_init(msg_t *m, enum msg_kind kind, term_t from)
 {
-    msg_t *m = malloc(sizeof *m);
-    if (m == NULL)
-        return NULL;
     m->qnext = NULL;
     m->frag = NULL;
     m->term = TERM_NIL;
@@ -331,6 +341,14 @@ static msg_t *msg_new(enum msg_kind kind, term_t from)
     m->ref = (sched_ref_t){{0, 0, 0}};
     m->kind = (uint8_t)kind;
     m->linked = false;
+    m->in_frag = false;
+}
+
+static msg_t *msg_new(enum msg_kind kind, term_t from)
+{
+    msg_t *m = malloc(sizeof *m);
+    if (m != NULL)
+        msg_init(m, kind, from);
     return m;
 }
 
@@ -1108,7 +1126,7 @@ static int coro_receive(sched_proc_t *p, sched_pred_fn pred, void *parg, int64_t
             msg_t *m = queue_unlink(p, link);
             size_t words = m->frag != NULL ? m->frag->used : 0;
             *msg_out = accept_body(p, m);
-            free(m);
+            msg_free_shell(m);
             p->reds -= (int32_t)(words / 16);
             return GD_OK;
         }
@@ -1197,7 +1215,7 @@ static void run_callbacks(sched_proc_t *p)
             proc_timeout_cancel(p);
             size_t words = m->frag != NULL ? m->frag->used : 0;
             msg = accept_body(p, m);
-            free(m);
+            msg_free_shell(m);
             p->reds -= 1 + (int32_t)(words / 16);
         } else {
             /* The timeout instead of a message; the selection ends. */
@@ -1506,13 +1524,24 @@ static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg);
 static int send_copy(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_ref_t ref,
                      term_t msg)
 {
-    msg_t *m = msg_new(kind, ctx != NULL ? ctx->pid : TERM_NIL);
-    int rc = GD_ENOMEM;
-    if (m != NULL) {
-        m->ref = ref;
-        rc = heap_msg_copy(msg, &m->frag, &m->term);
-        if (rc != GD_OK)
-            free(m);
+    /* The queue entry rides in the body's block: one allocation per send
+     * (an immediate body has no block: a msg_t of its own). */
+    heap_frag_t *frag;
+    term_t body;
+    void *carried;
+    int rc = heap_msg_copy_carry(msg, sizeof(msg_t), &frag, &body, &carried);
+    msg_t *m = NULL;
+    if (rc == GD_OK) {
+        m = carried != NULL ? carried : malloc(sizeof *m);
+        if (m == NULL) {
+            rc = GD_ENOMEM;
+        } else {
+            msg_init(m, kind, ctx != NULL ? ctx->pid : TERM_NIL);
+            m->in_frag = carried != NULL;
+            m->frag = frag;
+            m->term = body;
+            m->ref = ref;
+        }
     }
     if (rc == GD_OK) {
         if (ctx != NULL)

@@ -19,7 +19,11 @@
  * a heap fragment on its own thread (heap_msg_copy: refc binaries are
  * shared, not copied) and publishes it with release ordering; the receiver
  * takes it with acquire ordering and attaches the fragment to its heap when
- * it accepts the message.  Signals (exit, link, unlink, monitor, demonitor,
+ * it accepts the message.  The queue entry rides in the fragment's block
+ * (one allocation per send, as BEAM's combined message); fanin (1000 -> 1)
+ * is still bound by first-touch page faults on that memory (perf: ~45% of
+ * its CPU in sysmalloc/_int_malloc faults): next, per-scheduler message
+ * slabs pre-faulted in bulk.  Signals (exit, link, unlink, monitor, demonitor,
  * down) travel through the same inbox, so between one pair of processes
  * signals and messages arrive in the order sent, as Erlang guarantees.  The
  * receiver handles signals when it takes them from the inbox.
@@ -43,6 +47,10 @@
  * the last one puts the PCB on a zombie list that schedulers reap at a safe
  * point (answering LINK/MONITOR signals that raced with the exit with
  * noproc), so a sender never touches a freed PCB and freeing never recurses.
+ * PCBs come from per-scheduler pools over 2 MiB chunks; a freed PCB goes
+ * back to the pool that carved it, and an idling scheduler unmaps its
+ * chunks whose PCBs are all free (then malloc_trim): after 1M processes
+ * exit, RSS falls back from ~830 MiB to < 100 MiB (test_sched_spawn).
  *
  * Scheduling.  One thread per scheduler (default: one per core), each with a
  * run queue of four priorities: max runs before high before normal; low runs

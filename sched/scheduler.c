@@ -425,8 +425,10 @@ static void *scheduler_main(void *arg)
         if (p == NULL && spin_for_work(rq))
             continue;
         if (p == NULL) {
-            /* Idle: give the cached coroutine stacks' pages back first. */
+            /* Idle: give the cached coroutine stacks' pages and the PCB
+             * chunks that emptied back first. */
             sched_coro_cache_trim();
+            pcb_pool_trim(rq);
             pthread_mutex_lock(&rq->lock);
             /* len under the lock; stopping as above. */
             if (atomic_load_explicit(&rq->len, memory_order_relaxed) == 0 && !rq->wake_pending &&

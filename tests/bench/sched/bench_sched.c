@@ -366,18 +366,25 @@ static void bench_fanin(int senders, int per)
             if (sched_send(NULL, tx[i], bench_atom("go")) != GD_OK)
                 abort();
         maxq[r] = 0;
+        uint64_t t_maxq = t0;
         while (atomic_load_explicit(&done, memory_order_acquire) == 0) {
             if (bench_now_ns() >= next_sample) {
                 sched_process_info_t info;
-                if (sched_process_info(rx, &info) == GD_OK && info.message_queue_len > maxq[r])
+                if (sched_process_info(rx, &info) == GD_OK && info.message_queue_len > maxq[r]) {
                     maxq[r] = info.message_queue_len;
+                    t_maxq = bench_now_ns();
+                }
                 next_sample += 10000000;
             }
             nap_us(1000);
         }
-        rate[r] = (double)fan_total / ((bench_now_ns() - t0) / 1e9);
+        uint64_t t1 = bench_now_ns();
+        rate[r] = (double)fan_total / ((t1 - t0) / 1e9);
         sched_stop();
-        fprintf(stderr, "fanin %d: %.0f msgs/s max queue %.0f\n", r, rate[r], maxq[r]);
+        /* Where the time went: until the queue peaked the senders dominate,
+         * after it the receiver drains alone. */
+        fprintf(stderr, "fanin %d: %.0f msgs/s max queue %.0f (peak at %.0f ms of %.0f ms)\n", r,
+                rate[r], maxq[r], (t_maxq - t0) / 1e6, (t1 - t0) / 1e6);
     }
     char params[64];
     snprintf(params, sizeof params, "\"senders\":%d,\"per_sender\":%d", senders, per);
