@@ -336,9 +336,18 @@ static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n, etf_buf_t *o
         uint64_t now = now_ns();
         if (now - c->last_direct_ns >= DIRECT_WRITE_GAP_NS) {
             c->last_direct_ns = now;
-            ssize_t w = send(bufferevent_getfd(c->bev), p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            /* The send runs without the bufferevent's lock: it wakes the
+             * peer, which on a busy CPU often preempts us here, and the
+             * loop thread (reading this connection) must not wait for us
+             * meanwhile (perf: evbuffer_drain blocked in __lll_lock_wait).
+             * Order holds: every append to the output buffer happens
+             * under node.lock, which we hold, and it was empty. */
+            int fd = bufferevent_getfd(c->bev);
+            bufferevent_unlock(c->bev);
+            ssize_t w = send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (w > 0)
                 off = (size_t)w;
+            bufferevent_lock(c->bev);
         }
     }
     if (off < n) {
