@@ -361,8 +361,11 @@ static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n, etf_buf_t *o
         rc = rc != 0 ? GD_ENOMEM : 0;
         queued += n - off;
     }
-    bufferevent_unlock(c->bev);
+    /* Marked busy before the bufferevent's lock is released: the loop
+     * drains the buffer under that lock, so its write_cb then sees
+     * busy_conns and does not skip the unbusy. */
     conn_note_queued_locked(c, queued);
+    bufferevent_unlock(c->bev);
     return rc;
 }
 
@@ -744,6 +747,12 @@ static void write_cb(struct bufferevent *bev, void *arg)
 {
     conn_t *c = arg;
     if (c->state == CONN_UP) {
+        /* No connection busy: nothing to resume, and no node.lock taken
+         * after every drain of a burst.  Relaxed: a connection marks
+         * itself busy (conn_write_locked) under the bufferevent lock this
+         * drain took and released, which orders that mark before us. */
+        if (atomic_load_explicit(&node.busy_conns, memory_order_relaxed) == 0)
+            return;
         pthread_mutex_lock(&node.lock);
         if (c->busy && c->state == CONN_UP &&
             evbuffer_get_length(bufferevent_get_output(bev)) <= busy_low_water())
