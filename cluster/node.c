@@ -331,8 +331,20 @@ static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n, etf_buf_t *o
     bufferevent_lock(c->bev);
     struct evbuffer *out = bufferevent_get_output(c->bev);
     size_t queued = evbuffer_get_length(out);
-    /* TLS bytes must go through the OpenSSL bufferevent, never the raw socket. */
-    if (queued == 0 && !c->tls) {
+    /* TLS bytes must go through OpenSSL, never the raw socket: a small
+     * frame is encrypted and written here, under the bufferevent's lock
+     * (the loop reads through the same SSL object under it), instead of
+     * waking the loop thread to do it. */
+    if (queued == 0 && c->tls && n <= CLUSTER_TLS_DIRECT_MAX) {
+        uint64_t now = now_ns();
+        if (now - c->last_direct_ns >= DIRECT_WRITE_GAP_NS) {
+            c->last_direct_ns = now;
+            off = cluster_tls_write_direct(c->bev, p, n);
+            /* What is left goes in one piece (see cluster_tls_write_direct). */
+            if (off < n && evbuffer_expand(out, n - off) != 0)
+                rc = GD_ENOMEM;
+        }
+    } else if (queued == 0 && !c->tls) {
         uint64_t now = now_ns();
         if (now - c->last_direct_ns >= DIRECT_WRITE_GAP_NS) {
             c->last_direct_ns = now;
@@ -350,7 +362,7 @@ static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n, etf_buf_t *o
             bufferevent_lock(c->bev);
         }
     }
-    if (off < n) {
+    if (off < n && rc == 0) {
         if (owned != NULL && n - off >= HANDOVER_MIN) {
             rc = evbuffer_add_reference(out, p + off, n - off, free_handed_over, owned->data);
             if (rc == 0)
