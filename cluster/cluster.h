@@ -63,14 +63,20 @@
  *     only; custom resolve methods act as random_exit_name; a
  *     registration blocks its caller's scheduler thread until the
  *     cluster-wide lock round ends (at most 20 s);
- *   - TLS: a reply from a scheduler thread waits for the loop thread to
- *     encrypt and write it (TCP writes straight from the sender), so TLS
- *     round trips run at about 0.6x OTP's; OTP 26+ inet_tls (kTLS, its
- *     framing) not verified; no CRL checks; verify_fun is Erlang-only;
- *   - speed (tests/bench/dist): girder<->girder 1-pair ping-pong, 1 MiB
- *     binaries and rpc:call are below erl<->erl (a hop wakes the loop
- *     thread, then a scheduler; copies on both sides of a big message);
- *     erpc girder<->girder is wake-up bound (perf: ~50% of CPU in the
+ *   - TLS: a small frame is encrypted and written by the sending
+ *     scheduler when the output is idle (SSL_write under the bufferevent
+ *     lock), bursts and big frames by the loop; no TLS mode in
+ *     tests/bench/dist (measured by hand: erl->girder echo RTT p50 about
+ *     0.85x erl<->erl's); OTP 26+ inet_tls (kTLS, its framing) not
+ *     verified; no CRL checks; verify_fun is Erlang-only;
+ *   - speed (tests/bench/dist, loaded 2-core box): 1-pair ping-pong RTT
+ *     p50 about erl<->erl's, but rate ~0.6x and p99 several times OTP's
+ *     (each direction still wakes the loop thread, then a scheduler;
+ *     spinning schedulers compete for the CPU: next step, idle
+ *     schedulers polling the dist sockets as BEAM's do); rpc:call ~0.5x
+ *     (gen_call sends MONITOR_P + REG_SEND + DEMONITOR_P, the second
+ *     within the direct-write gap goes through the loop thread); erpc
+ *     girder<->girder is wake-up bound (perf: ~50% of CPU in the
  *     kernel's task switch): a call crosses the caller, the peer's loop
  *     thread and a spawned process, our loop thread, the controller
  *     (the DOWN goes through it) and the caller again; delivering the

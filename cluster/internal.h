@@ -116,5 +116,16 @@ struct bufferevent *cluster_tls_bev_new(const cluster_tls_t *tls, struct event_b
  * or after), as one line: the certificate verdict, or OpenSSL's reason
  * (its error queue is emptied). */
 void cluster_tls_describe(struct bufferevent *bev, bool handshaking, char *buf, size_t size);
+/* The largest write cluster_tls_write_direct takes: libevent's own
+ * writes from the output buffer are at most this long, and a retry of a
+ * record OpenSSL could not finish must be at least as long. */
+#define CLUSTER_TLS_DIRECT_MAX 16384
+/* Encrypts and writes p[0..n) (n <= CLUSTER_TLS_DIRECT_MAX) from the
+ * caller's thread, under the bufferevent's lock and with its output
+ * buffer empty; returns how much went out.  When that is less than n the
+ * caller appends the rest to the output buffer, contiguously: if
+ * OpenSSL holds a record it could not finish, libevent's next write from
+ * that buffer is the retry OpenSSL requires. */
+size_t cluster_tls_write_direct(struct bufferevent *bev, const uint8_t *p, size_t n);
 
 #endif

@@ -337,17 +337,38 @@ static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n, etf_buf_t *o
     bufferevent_lock(c->bev);
     struct evbuffer *out = bufferevent_get_output(c->bev);
     size_t queued = evbuffer_get_length(out);
-    /* TLS bytes must go through the OpenSSL bufferevent, never the raw socket. */
-    if (queued == 0 && !c->tls) {
+    /* TLS bytes must go through OpenSSL, never the raw socket: a small
+     * frame is encrypted and written here, under the bufferevent's lock
+     * (the loop reads through the same SSL object under it), instead of
+     * waking the loop thread to do it. */
+    if (queued == 0 && c->tls && n <= CLUSTER_TLS_DIRECT_MAX) {
         uint64_t now = now_ns();
         if (now - c->last_direct_ns >= DIRECT_WRITE_GAP_NS) {
             c->last_direct_ns = now;
-            ssize_t w = send(bufferevent_getfd(c->bev), p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            off = cluster_tls_write_direct(c->bev, p, n);
+            /* What is left goes in one piece (see cluster_tls_write_direct). */
+            if (off < n && evbuffer_expand(out, n - off) != 0)
+                rc = GD_ENOMEM;
+        }
+    } else if (queued == 0 && !c->tls) {
+        uint64_t now = now_ns();
+        if (now - c->last_direct_ns >= DIRECT_WRITE_GAP_NS) {
+            c->last_direct_ns = now;
+            /* The send runs without the bufferevent's lock: it wakes the
+             * peer, which on a busy CPU often preempts us here, and the
+             * loop thread (reading this connection) must not wait for us
+             * meanwhile (perf: evbuffer_drain blocked in __lll_lock_wait).
+             * Order holds: every append to the output buffer happens
+             * under node.lock, which we hold, and it was empty. */
+            int fd = bufferevent_getfd(c->bev);
+            bufferevent_unlock(c->bev);
+            ssize_t w = send(fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (w > 0)
                 off = (size_t)w;
+            bufferevent_lock(c->bev);
         }
     }
-    if (off < n) {
+    if (off < n && rc == 0) {
         if (owned != NULL && n - off >= HANDOVER_MIN) {
             rc = evbuffer_add_reference(out, p + off, n - off, free_handed_over, owned->data);
             if (rc == 0)
@@ -358,8 +379,11 @@ static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n, etf_buf_t *o
         rc = rc != 0 ? GD_ENOMEM : 0;
         queued += n - off;
     }
-    bufferevent_unlock(c->bev);
+    /* Marked busy before the bufferevent's lock is released: the loop
+     * drains the buffer under that lock, so its write_cb then sees
+     * busy_conns and does not skip the unbusy. */
     conn_note_queued_locked(c, queued);
+    bufferevent_unlock(c->bev);
     return rc;
 }
 
@@ -741,6 +765,12 @@ static void write_cb(struct bufferevent *bev, void *arg)
 {
     conn_t *c = arg;
     if (c->state == CONN_UP) {
+        /* No connection busy: nothing to resume, and no node.lock taken
+         * after every drain of a burst.  Relaxed: a connection marks
+         * itself busy (conn_write_locked) under the bufferevent lock this
+         * drain took and released, which orders that mark before us. */
+        if (atomic_load_explicit(&node.busy_conns, memory_order_relaxed) == 0)
+            return;
         pthread_mutex_lock(&node.lock);
         if (c->busy && c->state == CONN_UP &&
             evbuffer_get_length(bufferevent_get_output(bev)) <= busy_low_water())

@@ -701,6 +701,21 @@ struct bufferevent *cluster_tls_bev_new(const cluster_tls_t *tls, struct event_b
     return bev;
 }
 
+size_t cluster_tls_write_direct(struct bufferevent *bev, const uint8_t *p, size_t n)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    if (ssl == NULL || n == 0 || n > CLUSTER_TLS_DIRECT_MAX)
+        return 0;
+    int r = SSL_write(ssl, p, (int)n);
+    if (r > 0)
+        return (size_t)r;
+    /* WANT_WRITE / WANT_READ: libevent retries from the output buffer.
+     * Any other failure: its retry fails too and reports it on the loop.
+     * Either way this thread's error queue is left empty. */
+    ERR_clear_error();
+    return 0;
+}
+
 /* " with ADDR:PORT" of the socket's peer, or "" when unknown. */
 static void peer_address(int fd, char *buf, size_t size)
 {

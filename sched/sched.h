@@ -67,9 +67,12 @@
  * ring stays on one thread.  A chain of such runs shares one slice's
  * reductions; after that, wake-ups go to the queue's tail, so the queue
  * never waits longer than for one slice.  An idle scheduler steals half of the longest other
- * queue, polls the queue lengths for ~10-20 µs (a futex wake-up costs more
- * than many messages), then sleeps on a condition variable: no CPU while the
- * node is idle.  A watchdog thread ticks every millisecond while any process
+ * queue, polls the queue lengths for a few µs and, when its last idle
+ * stretch was short (a distribution round trip), up to 100 µs more between
+ * sched_yield()s (a futex wake-up costs more than many messages; the
+ * yields let the threads that can run have the CPU), then sleeps on a
+ * condition variable (signalled after the waker drops the queue lock):
+ * no CPU while the node is idle.  A watchdog thread ticks every millisecond while any process
  * is runnable or running and sleeps otherwise; each tick it wakes a sleeping
  * scheduler for any queue holding more than one process (balancing).  Run
  * queues take a mutex each (uncontended in the common case: a scheduler

@@ -3,6 +3,7 @@
  * balances and rescues stuck schedulers, and node start/stop.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,8 +75,10 @@ static void rq_clock_reset(runq_t *rq)
 #define WATCHDOG_TICK_NS 1000000
 #define STUCK_NS_DEFAULT 2000000
 #define MAX_EXTRA_DEFAULT 2
-/* Polls of the queue lengths before a scheduler sleeps (~10-20 µs). */
-#define SPIN_ROUNDS 400
+/* Before a scheduler sleeps (spin_for_work): polls with a pause
+ * (~2-5 µs), then polls between yields for this long. */
+#define SPIN_PAUSE_ROUNDS 100
+#define SPIN_YIELD_NS 100000
 
 /* ---- run queues ---- */
 
@@ -129,16 +132,30 @@ static sched_proc_t *rq_pick(runq_t *rq)
 }
 
 /* Wakes rq's scheduler if it sleeps; true if it did. */
+/* Wakes rq's sleeping scheduler after its wake_pending was set under
+ * rq->lock; called with the lock released.  Signalling under the lock
+ * made the woken thread, often run at once on a busy CPU, block on that
+ * very lock and switch back: three context switches per wake-up instead
+ * of one (perf: __pthread_mutex_cond_lock under scheduler_main).  A
+ * signal after the unlock cannot be lost: the sleeper rechecks
+ * wake_pending under the lock before each wait. */
+static void rq_signal(runq_t *rq)
+{
+    pthread_cond_signal(&rq->wake);
+}
+
 static bool rq_wake(runq_t *rq)
 {
     bool woke = false;
     pthread_mutex_lock(&rq->lock);
     if (rq->sleeping && !rq->wake_pending) {
         rq->wake_pending = true;
-        pthread_cond_signal(&rq->wake);
         woke = true;
     }
     pthread_mutex_unlock(&rq->lock);
+    /* Signalled after the unlock (see rq_signal). */
+    if (woke)
+        rq_signal(rq);
     return woke;
 }
 
@@ -200,13 +217,13 @@ void runq_push(sched_proc_t *p)
     runq_t *rq = &n->rqs[i];
     pthread_mutex_lock(&rq->lock);
     rq_append(rq, p);
-    bool asleep = rq->sleeping;
-    if (asleep && !rq->wake_pending) {
+    bool asleep = rq->sleeping, signal = asleep && !rq->wake_pending;
+    if (signal)
         rq->wake_pending = true;
-        pthread_cond_signal(&rq->wake);
-    }
     uint32_t len = atomic_load_explicit(&rq->len, memory_order_relaxed); /* under the lock */
     pthread_mutex_unlock(&rq->lock);
+    if (signal)
+        rq_signal(rq);
     if (!asleep && len > 1)
         wake_one_sleeper(rq);
     watchdog_kick();
@@ -348,31 +365,60 @@ static sched_proc_t *steal(runq_t *self)
     return steal_from(self, victim, take_all);
 }
 
-/* Spins briefly for work before sleeping: a wake-up through the condition
- * variable costs a futex call on both sides (~5 µs each here), far more
- * than a message, so a scheduler that just ran out of work polls the
- * queue lengths for a few microseconds first (BEAM's scheduler busy-wait,
- * much shorter).  True when work appeared. */
-static bool spin_for_work(runq_t *self)
+/* True when a pick or steal by self may find work (or the node stops).
+ * Acquire on nrqs: as in wake_one_sleeper; the lengths are relaxed hints
+ * (the locked pick or steal that follows decides). */
+static bool work_visible(const runq_t *self)
 {
     node_t *n = &sched_node;
-    for (int i = 0; i < SPIN_ROUNDS; i++) {
-        /* Acquire: as in wake_one_sleeper; the lengths are relaxed hints
-         * (the locked pick or steal that follows decides). */
-        unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
-        for (unsigned k = 0; k < nrqs; k++) {
-            runq_t *rq = &n->rqs[(self->index + k) % nrqs];
-            if (atomic_load_explicit(&rq->len, memory_order_relaxed) > (k == 0 ? 0u : 1u) ||
-                (k != 0 && rq_has_next(rq) && rq_stuck(rq)))
-                return true;
-        }
-        /* Relaxed: the loop re-reads it with acquire. */
-        if (atomic_load_explicit(&n->stopping, memory_order_relaxed))
+    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    for (unsigned k = 0; k < nrqs; k++) {
+        runq_t *rq = &n->rqs[(self->index + k) % nrqs];
+        uint32_t len = atomic_load_explicit(&rq->len, memory_order_relaxed);
+        if (len > (k == 0 ? 0u : 1u))
+            return true;
+        /* A stuck queue gives up even its only process (steal): the
+         * watchdog wakes sleepers for it, not a spinner, which must look. */
+        if (k != 0 && (len > 0 || rq_has_next(rq)) && rq_stuck(rq))
+            return true;
+    }
+    /* Relaxed: the loop re-reads it with acquire. */
+    return atomic_load_explicit(&n->stopping, memory_order_relaxed);
+}
+
+/* Spins for work before sleeping, as BEAM's schedulers busy-wait: a
+ * wake-up through the condition variable costs a futex call on the
+ * waker's side and a context switch on ours (tens of µs on a loaded VM),
+ * more than a message; a scheduler that is spinning is not marked
+ * sleeping, so a push to it skips the futex.  A few polls with a pause
+ * first, then polls between sched_yield()s for up to SPIN_YIELD_NS: a
+ * reply crossing the network (a distribution round trip, ~50 µs here)
+ * then finds its scheduler awake, and the yields hand the CPU to any
+ * thread that can run (the loop thread reading that reply, on a machine
+ * with fewer cores than threads), where a pause-only spin that long
+ * delayed them (measured: 400 pauses gave p50 ~100 µs, 200 yields ~50 µs
+ * on the 1-pair distribution ping-pong).  The yield phase runs only when
+ * the last idle stretch was that short (yield_phase, see scheduler_main):
+ * a scheduler whose work comes every few ms (the guard tests' probes)
+ * would only take CPU from the threads that run, as a node idle for long
+ * pays nothing.  True when work appeared. */
+static bool spin_for_work(runq_t *self, bool yield_phase)
+{
+    for (int i = 0; i < SPIN_PAUSE_ROUNDS; i++) {
+        if (work_visible(self))
             return true;
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
     }
+    if (!yield_phase)
+        return false;
+    uint64_t t0 = sched_now_ns();
+    do {
+        sched_yield();
+        if (work_visible(self))
+            return true;
+    } while (sched_now_ns() - t0 < SPIN_YIELD_NS);
     return false;
 }
 
@@ -397,6 +443,10 @@ static void *scheduler_main(void *arg)
     node_t *n = &sched_node;
     sched_current_rq = rq;
     rq_clock_reset(rq);
+    /* When this scheduler last ran out of work, and whether work came back
+     * within SPIN_YIELD_NS then (spin_for_work's yield phase). */
+    uint64_t idle_since = 0;
+    bool short_idle = false;
     for (;;) {
         reap_zombies();
         uint64_t now = rq_clock_ns(rq);
@@ -422,8 +472,13 @@ static void *scheduler_main(void *arg)
             p = steal(rq);
         if (p == NULL)
             atomic_store_explicit(&rq->slice_start, 0, memory_order_relaxed);
-        if (p == NULL && spin_for_work(rq))
-            continue;
+        if (p == NULL) {
+            idle_since = now;
+            if (spin_for_work(rq, short_idle)) {
+                short_idle = true; /* found within the spin: a short stretch */
+                continue;
+            }
+        }
         if (p == NULL) {
             /* Idle: give the cached coroutine stacks' pages and the PCB
              * chunks that emptied back first. */
@@ -456,6 +511,7 @@ static void *scheduler_main(void *arg)
             rq->wake_pending = false;
             pthread_mutex_unlock(&rq->lock);
             rq_clock_reset(rq);
+            short_idle = sched_now_ns() - idle_since < SPIN_YIELD_NS;
             continue;
         }
         int32_t used = proc_run(p);
@@ -483,9 +539,12 @@ void watchdog_kick(void)
      * queue lengths (see rq_append). */
     if (!atomic_load_explicit(&n->wd_idle, memory_order_seq_cst))
         return;
+    /* The lock round trip waits out a watchdog between its idle store and
+     * its wait; the signal follows the unlock (as rq_signal: a woken
+     * watchdog must not block on wd_lock at once). */
     pthread_mutex_lock(&n->wd_lock);
-    pthread_cond_signal(&n->wd_cond);
     pthread_mutex_unlock(&n->wd_lock);
+    pthread_cond_signal(&n->wd_cond);
 }
 
 static int start_scheduler(unsigned i)
