@@ -312,7 +312,9 @@ typedef struct dist_frag {
     uint64_t next_id; /* the FragmentId expected next (they count down to 1) */
     term_t refs[255]; /* the start fragment's atom cache refs, resolved */
     size_t nrefs;
-    uint8_t *data; /* control and payload bytes so far (malloc'ed) */
+    /* Control and payload bytes so far, in an off-heap binary that the
+     * decoded message's binaries reference (cap: its size). */
+    heap_binary_t *buf;
     size_t len, cap;
 } dist_frag_t;
 
@@ -361,21 +363,34 @@ void dist_rx_free(dist_rx_t *rx);
 int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len,
                   dist_msg_t *out) GD_MUST_CHECK;
 
+/* As dist_rx_frame for a frame body held in frame->data[0..len): the
+ * message's binaries of more than HEAP_BIN_MAX_BYTES reference the
+ * frame's bytes (sub-binaries of it) instead of copying them.  frame
+ * stays the caller's (the terms hold references of their own). */
+int dist_rx_frame_in(dist_rx_t *rx, heap_t *h, heap_binary_t *frame, size_t len,
+                     dist_msg_t *out) GD_MUST_CHECK;
+
 /* Bytes before the data of a continuation fragment (131 70 seq id). */
 #define DIST_FRAG_CONT_HDR_LEN 18
 
 /*
  * The receive path's copy-saving form of dist_rx_frame for a continuation
- * fragment that does not end its message: hdr holds the first
- * DIST_FRAG_CONT_HDR_LEN bytes of a frame of len bytes.  Returns 1 with
- * *dst pointing at room for its len - DIST_FRAG_CONT_HDR_LEN data bytes in
- * the sequence's buffer (the caller copies them there from its input at
- * once: the sequence counts them as received); 0 when the frame must go
- * through dist_rx_frame (not such a fragment, or the last of its
- * message); DIST_EFRAGMENT, DIST_ETOO_LARGE or GD_ENOMEM (close the
- * connection) as dist_rx_frame would.  O(1) plus a buffer growth.
+ * fragment: hdr holds the first DIST_FRAG_CONT_HDR_LEN bytes of a frame of
+ * len bytes.  Returns 1 with *dst pointing at room for its len -
+ * DIST_FRAG_CONT_HDR_LEN data bytes in the sequence's buffer (the caller
+ * copies them there from its input at once: the sequence counts them as
+ * received), or 2 when that fragment is the message's last: after the
+ * copy, dist_rx_frag_complete decodes the message; 0 when the frame must
+ * go through dist_rx_frame (not such a fragment); DIST_EFRAGMENT,
+ * DIST_ETOO_LARGE or GD_ENOMEM (close the connection) as dist_rx_frame
+ * would.  O(1) plus a buffer growth.
  */
 int dist_rx_frag_room(dist_rx_t *rx, const uint8_t *hdr, size_t len, uint8_t **dst) GD_MUST_CHECK;
+/* After dist_rx_frag_room returned 2 for hdr: decodes the completed
+ * message onto h as dist_rx_frame would, its binaries referencing the
+ * sequence's buffer (no copy).  Errors as dist_rx_frame. */
+int dist_rx_frag_complete(dist_rx_t *rx, heap_t *h, const uint8_t *hdr,
+                          dist_msg_t *out) GD_MUST_CHECK;
 
 /* A message encoded but not yet framed: the control's bytes then the
  * payload's, without version bytes (framing depends on the flags agreed

@@ -109,7 +109,9 @@ int dist_rx_init(dist_rx_t *rx, const dist_rx_limits_t *lim)
 static void frag_drop(dist_rx_t *rx, dist_frag_t *f)
 {
     rx->frag_bytes -= f->cap;
-    free(f->data);
+    /* A decoded message may still reference the buffer's binaries. */
+    if (f->buf != NULL)
+        heap_binary_unref(f->buf);
     memset(f, 0, sizeof *f);
 }
 
@@ -204,9 +206,11 @@ static int read_cache_header(dist_rx_t *rx, const uint8_t *p, size_t len, term_t
  * error is on the side of closing early, never of letting a peer past its
  * quota. */
 static int decode_term(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, bool versioned,
-                       const term_t *refs, size_t nrefs, term_t *out, size_t *used)
+                       const term_t *refs, size_t nrefs, heap_binary_t *src, term_t *out,
+                       size_t *used)
 {
     etf_decode_opts_t o = {0};
+    o.input_bin = src;
     o.max_heap = 8 * rx->lim.max_message + 65536;
     o.max_decompressed = rx->lim.max_message;
     o.atom_cache_refs = refs;
@@ -227,13 +231,14 @@ static int decode_term(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, b
 }
 
 /* Decodes control [+ payload] from p[0..len) and checks the control's
- * shape: a tuple whose first element is a known op with its arity. */
+ * shape: a tuple whose first element is a known op with its arity.  src
+ * (may be NULL): the binary p lies in, whose bytes binaries reference. */
 static int decode_message(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, bool versioned,
-                          const term_t *refs, size_t nrefs, dist_msg_t *out)
+                          const term_t *refs, size_t nrefs, heap_binary_t *src, dist_msg_t *out)
 {
     size_t used;
     term_t ctl;
-    int rc = decode_term(rx, h, p, len, versioned, refs, nrefs, &ctl, &used);
+    int rc = decode_term(rx, h, p, len, versioned, refs, nrefs, src, &ctl, &used);
     if (rc < 0)
         return rc;
     if (!term_is_boxed_of(ctl, HDR_TUPLE))
@@ -251,7 +256,7 @@ static int decode_message(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len
     p += used;
     len -= used;
     if (dist_op_has_payload((int)op)) {
-        rc = decode_term(rx, h, p, len, versioned, refs, nrefs, &out->payload, &used);
+        rc = decode_term(rx, h, p, len, versioned, refs, nrefs, src, &out->payload, &used);
         if (rc < 0)
             return rc;
         len -= used;
@@ -279,7 +284,7 @@ static int frag_grow(dist_rx_t *rx, dist_frag_t *f, size_t n, size_t hint)
         hint = rx->lim.max_message;
     if (hint > f->len + n && rx->frag_bytes - f->cap + hint > 2 * rx->lim.max_message)
         hint = 0; /* not within the budget: grow as it comes */
-    if (f->len + n > f->cap || hint > f->cap) {
+    if (f->buf == NULL || f->len + n > f->cap || hint > f->cap) {
         size_t cap = f->cap ? f->cap : 4096;
         while (cap < f->len + n)
             cap *= 2;
@@ -290,11 +295,13 @@ static int frag_grow(dist_rx_t *rx, dist_frag_t *f, size_t n, size_t hint)
         /* All partial sequences together stay within two messages' worth. */
         if (rx->frag_bytes - f->cap + cap > 2 * rx->lim.max_message)
             return DIST_ETOO_LARGE;
-        uint8_t *d = realloc(f->data, cap);
-        if (d == NULL)
+        /* An off-heap binary, so that the decoded message's binaries can
+         * reference their bytes where they landed (no second copy). */
+        heap_binary_t *b = f->buf == NULL ? heap_binary_new(cap) : heap_binary_resize(f->buf, cap);
+        if (b == NULL)
             return GD_ENOMEM;
         rx->frag_bytes += cap - f->cap;
-        f->data = d;
+        f->buf = b;
         f->cap = cap;
     }
     return 0;
@@ -305,9 +312,17 @@ static int frag_append(dist_rx_t *rx, dist_frag_t *f, const uint8_t *p, size_t n
     int rc = frag_grow(rx, f, n, hint);
     if (rc < 0)
         return rc;
-    memcpy(f->data + f->len, p, n);
+    memcpy(f->buf->data + f->len, p, n);
     f->len += n;
     return 0;
+}
+
+/* Decodes a sequence whose last fragment is in, and ends it. */
+static int frag_complete(dist_rx_t *rx, dist_frag_t *f, heap_t *h, dist_msg_t *out)
+{
+    int rc = decode_message(rx, h, f->buf->data, f->len, false, f->refs, f->nrefs, f->buf, out);
+    frag_drop(rx, f);
+    return rc;
 }
 
 int dist_rx_frag_room(dist_rx_t *rx, const uint8_t *hdr, size_t len, uint8_t **dst)
@@ -315,8 +330,8 @@ int dist_rx_frag_room(dist_rx_t *rx, const uint8_t *hdr, size_t len, uint8_t **d
     if (len < FRAG_HDR_LEN || hdr[0] != ETF_VERSION_MAGIC || hdr[1] != ETF_DIST_FRAG_CONT)
         return 0;
     uint64_t seq = get64(hdr + 2), id = get64(hdr + 10);
-    if (id <= 1)
-        return 0; /* the last one completes the message: dist_rx_frame */
+    if (id == 0)
+        return 0; /* malformed: dist_rx_frame reports it */
     dist_frag_t *f = frag_find(rx, seq);
     if (f == NULL || id != f->next_id)
         return DIST_EFRAGMENT;
@@ -326,14 +341,25 @@ int dist_rx_frag_room(dist_rx_t *rx, const uint8_t *hdr, size_t len, uint8_t **d
         frag_drop(rx, f);
         return rc;
     }
-    *dst = f->data + f->len;
+    *dst = f->buf->data + f->len;
     f->len += n;
     f->next_id--;
-    return 1;
+    return f->next_id == 0 ? 2 : 1;
+}
+
+int dist_rx_frag_complete(dist_rx_t *rx, heap_t *h, const uint8_t *hdr, dist_msg_t *out)
+{
+    out->op = 0;
+    out->control = out->payload = TERM_NONE;
+    dist_frag_t *f = frag_find(rx, get64(hdr + 2));
+    if (f == NULL || f->next_id != 0)
+        return DIST_EFRAGMENT;
+    return frag_complete(rx, f, h, out);
 }
 
 /* A fragment: start (131 69) or continuation (131 70). */
-static int read_fragment(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, dist_msg_t *out)
+static int read_fragment(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, heap_binary_t *src,
+                         dist_msg_t *out)
 {
     if (len < FRAG_HDR_LEN)
         return DIST_EPROTO;
@@ -356,7 +382,7 @@ static int read_fragment(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len,
         p += used;
         len -= used;
         if (id == 1)
-            return decode_message(rx, h, p, len, false, refs, nrefs, out);
+            return decode_message(rx, h, p, len, false, refs, nrefs, src, out);
         for (size_t i = 0; i < rx->lim.max_sequences && f == NULL; i++)
             if (!rx->frags[i].used)
                 f = &rx->frags[i];
@@ -384,23 +410,23 @@ static int read_fragment(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len,
             f->next_id--;
         return rc;
     }
-    rc = decode_message(rx, h, f->data, f->len, false, f->refs, f->nrefs, out);
-    frag_drop(rx, f);
-    return rc;
+    f->next_id = 0;
+    return frag_complete(rx, f, h, out);
 }
 
-int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, dist_msg_t *out)
+static int rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, heap_binary_t *src,
+                    dist_msg_t *out)
 {
     out->op = 0;
     out->control = out->payload = TERM_NONE;
     if (len == 0)
         return 0; /* tick */
     if (p[0] == PASS_THROUGH)
-        return decode_message(rx, h, p + 1, len - 1, true, NULL, 0, out);
+        return decode_message(rx, h, p + 1, len - 1, true, NULL, 0, src, out);
     if (len < 2 || p[0] != ETF_VERSION_MAGIC)
         return DIST_EPROTO;
     if (p[1] == ETF_DIST_FRAG_HEADER || p[1] == ETF_DIST_FRAG_CONT)
-        return read_fragment(rx, h, p, len, out);
+        return read_fragment(rx, h, p, len, src, out);
     if (p[1] != ETF_DIST_HEADER)
         return DIST_EPROTO;
     term_t refs[256];
@@ -408,7 +434,17 @@ int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, dist_m
     int rc = read_cache_header(rx, p + 2, len - 2, refs, &nrefs, &used);
     if (rc < 0)
         return rc;
-    return decode_message(rx, h, p + 2 + used, len - 2 - used, false, refs, nrefs, out);
+    return decode_message(rx, h, p + 2 + used, len - 2 - used, false, refs, nrefs, src, out);
+}
+
+int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, dist_msg_t *out)
+{
+    return rx_frame(rx, h, p, len, NULL, out);
+}
+
+int dist_rx_frame_in(dist_rx_t *rx, heap_t *h, heap_binary_t *frame, size_t len, dist_msg_t *out)
+{
+    return rx_frame(rx, h, frame->data, len, frame, out);
 }
 
 /* Encodes t without the version byte, with UTF-8 atoms as every release

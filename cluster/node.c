@@ -547,26 +547,74 @@ static int conn_up(conn_t *c)
     return rc;
 }
 
-/* A continuation fragment in the middle of its message goes from the
- * input buffer straight into the sequence's buffer: no pullup copy for
- * the bulk of a big message.  False when the frame is not one (*rc then
- * untouched); else *rc is 0 or the error that closes c. */
+/* Frames from this size on are read into a binary of their own and
+ * decoded into message fragments for their target: the message's
+ * binaries then reference the bytes where they landed (one copy from the
+ * input buffer, none after), and its terms are not copied again by the
+ * send.  Smaller ones take the scratch heap (their copy is cheap, and a
+ * fragment sized for a big message would waste memory in a mailbox). */
+#define BIG_FRAME_MIN ((size_t)64 << 10)
+
+/* Handles a decoded message (op 0: none) and ends h.  rc: the decode's. */
+static int frame_done(conn_t *c, heap_t *h, int rc, const dist_msg_t *m)
+{
+    if (rc == 0 && m->op != 0) {
+        atomic_fetch_add_explicit(&c->msgs_in, 1, memory_order_relaxed);
+        rc = cluster_dispatch(c, h, m);
+    }
+    heap_destroy(h);
+    return rc;
+}
+
+/* A continuation fragment goes from the input buffer straight into the
+ * sequence's buffer: no pullup copy for the bulk of a big message; the
+ * last one then decodes the message into fragments for its target.
+ * False when the frame is not one (*rc then untouched); else *rc is 0 or
+ * the error that closes c. */
 static bool read_fragment_data(conn_t *c, struct evbuffer *in, size_t n, int *rc)
 {
-    const uint8_t *hdr = evbuffer_pullup(in, 4 + DIST_FRAG_CONT_HDR_LEN);
-    uint8_t *dst;
-    int r = hdr == NULL ? GD_ENOMEM : dist_rx_frag_room(&c->rx, hdr + 4, n, &dst);
+    const uint8_t *p = evbuffer_pullup(in, 4 + DIST_FRAG_CONT_HDR_LEN);
+    uint8_t hdr[DIST_FRAG_CONT_HDR_LEN], *dst;
+    if (p != NULL)
+        memcpy(hdr, p + 4, sizeof hdr);
+    int r = p == NULL ? GD_ENOMEM : dist_rx_frag_room(&c->rx, hdr, n, &dst);
     if (r == 0)
         return false;
     *rc = r < 0 ? r : 0;
-    if (r == 1) {
-        size_t data = n - DIST_FRAG_CONT_HDR_LEN;
-        evbuffer_drain(in, 4 + DIST_FRAG_CONT_HDR_LEN);
-        if (evbuffer_remove(in, dst, data) != (int)data)
-            *rc = GD_ENOMEM; /* cannot happen: all n bytes are there */
-        atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
+    if (r < 0)
+        return true;
+    size_t data = n - DIST_FRAG_CONT_HDR_LEN;
+    evbuffer_drain(in, 4 + DIST_FRAG_CONT_HDR_LEN);
+    if (evbuffer_remove(in, dst, data) != (int)data)
+        *rc = GD_ENOMEM; /* cannot happen: all n bytes are there */
+    atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
+    if (r == 2 && *rc == 0) {
+        heap_t h;
+        dist_msg_t m;
+        *rc = heap_msg_build_init(&h);
+        if (*rc == 0)
+            *rc = frame_done(c, &h, dist_rx_frag_complete(&c->rx, &h, hdr, &m), &m);
     }
     return true;
+}
+
+/* A big frame, read into a binary of its own (see BIG_FRAME_MIN). */
+static int read_big_frame(conn_t *c, struct evbuffer *in, size_t n)
+{
+    heap_binary_t *frame = heap_binary_new(n);
+    if (frame == NULL)
+        return GD_ENOMEM;
+    evbuffer_drain(in, 4);
+    int rc = evbuffer_remove(in, frame->data, n) == (int)n ? 0 : GD_ENOMEM;
+    atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
+    heap_t h;
+    dist_msg_t m;
+    if (rc == 0)
+        rc = heap_msg_build_init(&h);
+    if (rc == 0)
+        rc = frame_done(c, &h, dist_rx_frame_in(&c->rx, &h, frame, n, &m), &m);
+    heap_binary_unref(frame); /* the message's binaries hold their own references */
+    return rc;
 }
 
 /* Decodes and handles every complete frame in the input buffer. */
@@ -587,31 +635,21 @@ static void read_frames(conn_t *c, struct evbuffer *in)
         if (rc == 0)
             return;
         if (n > DIST_FRAG_CONT_HDR_LEN && read_fragment_data(c, in, n, &rc)) {
-            if (rc < 0) {
-                conn_close(c, dist_strerror(rc));
+            /* handled: rc says how */
+        } else if (n >= BIG_FRAME_MIN) {
+            rc = read_big_frame(c, in, n);
+        } else {
+            p = evbuffer_pullup(in, (ev_ssize_t)(4 + n));
+            heap_t h;
+            if (p == NULL || heap_init(&h, 0) != 0) {
+                conn_close(c, "out of memory");
                 return;
             }
-            continue;
+            dist_msg_t m;
+            rc = frame_done(c, &h, dist_rx_frame(&c->rx, &h, p + 4, n, &m), &m);
+            atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
+            evbuffer_drain(in, 4 + n);
         }
-        p = evbuffer_pullup(in, (ev_ssize_t)(4 + n));
-        if (p == NULL) {
-            conn_close(c, "out of memory");
-            return;
-        }
-        heap_t h;
-        if (heap_init(&h, 0) != 0) {
-            conn_close(c, "out of memory");
-            return;
-        }
-        dist_msg_t m;
-        rc = dist_rx_frame(&c->rx, &h, p + 4, n, &m);
-        atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
-        if (rc == 0 && m.op != 0) {
-            atomic_fetch_add_explicit(&c->msgs_in, 1, memory_order_relaxed);
-            rc = cluster_dispatch(c, &h, &m);
-        }
-        heap_destroy(&h);
-        evbuffer_drain(in, 4 + n);
         if (rc < 0) {
             char why[128];
             snprintf(why, sizeof why, "bad data on the connection: %s", dist_strerror(rc));

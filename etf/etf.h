@@ -160,6 +160,14 @@ typedef struct etf_decode_opts {
      * NULL: tag 82 is rejected with ETF_EATOM_CACHE. */
     const term_t *atom_cache_refs;
     size_t atom_cache_count;
+    /* The off-heap binary the input lies in (NULL: none).  When buf is
+     * inside input_bin->data, a BINARY_EXT of more than HEAP_BIN_MAX_BYTES
+     * (not inside a compressed term) decodes to a sub-binary of it, its
+     * bytes referenced rather than copied (the distribution receive path:
+     * a frame's binaries are copied once, from the socket buffer into the
+     * frame's buffer).  The binary must not change while such terms live
+     * (refc > 1 once one was made). */
+    heap_binary_t *input_bin;
 } etf_decode_opts_t;
 
 /*

@@ -1497,7 +1497,9 @@ static int lookup_target(term_t to, sched_proc_t **out)
     return GD_OK;
 }
 
-static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg);
+static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg, heap_frag_t **built);
+static int send_body(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_ref_t ref,
+                     term_t msg, heap_frag_t **built);
 
 /* The send itself: msg copied into a message of `kind` (for an alias
  * message, with the alias ref) delivered to t, whose reference it drops;
@@ -1506,13 +1508,32 @@ static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg);
 static int send_copy(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_ref_t ref,
                      term_t msg)
 {
+    return send_body(ctx, t, kind, ref, msg, NULL);
+}
+
+/* send_copy, or with *built (non-NULL) the fragment chain msg already
+ * lies in: taken as the body instead of a copy (freed on failure). */
+static int send_body(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_ref_t ref,
+                     term_t msg, heap_frag_t **built)
+{
     msg_t *m = msg_new(kind, ctx != NULL ? ctx->pid : TERM_NIL);
     int rc = GD_ENOMEM;
     if (m != NULL) {
         m->ref = ref;
-        rc = heap_msg_copy(msg, &m->frag, &m->term);
+        if (built != NULL) {
+            m->frag = *built;
+            m->term = msg;
+            *built = NULL;
+            rc = GD_OK;
+        } else {
+            rc = heap_msg_copy(msg, &m->frag, &m->term);
+        }
         if (rc != GD_OK)
             free(m);
+    }
+    if (built != NULL && *built != NULL) {
+        heap_frag_free(*built);
+        *built = NULL;
     }
     if (rc == GD_OK) {
         if (ctx != NULL)
@@ -1531,12 +1552,26 @@ int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
     if (!term_is_local_pid(to) && sched_dist_target(to))
         return sched_dist_send(ctx, to, msg);
     if (!term_is_local_pid(to) && term_is_local_ref(to))
-        return send_alias(ctx, to, msg);
+        return send_alias(ctx, to, msg, NULL);
     sched_proc_t *t;
     int rc = lookup_target(to, &t);
     if (rc != GD_OK || t == NULL)
         return rc;
     return send_copy(ctx, t, MSG_MESSAGE, (sched_ref_t){{0, 0, 0}}, msg);
+}
+
+int sched_send_built(term_t to, heap_frag_t *frag, term_t msg)
+{
+    if (!term_is_local_pid(to) && term_is_local_ref(to))
+        return send_alias(NULL, to, msg, &frag);
+    int rc = GD_EBADARG;
+    sched_proc_t *t = NULL;
+    if (term_is_local_pid(to) || term_is_atom(to))
+        rc = lookup_target(to, &t);
+    if (rc == GD_OK && t != NULL)
+        return send_body(NULL, t, MSG_MESSAGE, (sched_ref_t){{0, 0, 0}}, msg, &frag);
+    heap_frag_free(frag);
+    return rc;
 }
 
 int sched_exit_pid(sched_ctx_t *ctx, term_t to, term_t reason)
@@ -1751,16 +1786,19 @@ bool sched_alias_remove(sched_ctx_t *ctx, term_t ref)
 
 /* A send to local reference `to`: to its owner when it is an alias (the
  * owner checks that it is active), else dropped. */
-static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg)
+static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg, heap_frag_t **built)
 {
-    if (!node_running())
-        return SCHED_ESTOPPED;
+    int rc = GD_OK;
     sched_ref_t r;
     term_t owner;
     sched_proc_t *t;
-    if (!ref_words(to, &r) || !alias_pid(r, &owner) || (t = proc_get(owner)) == NULL)
-        return GD_OK;
-    return send_copy(ctx, t, MSG_ALIAS, r, msg);
+    if (!node_running())
+        rc = SCHED_ESTOPPED;
+    else if (ref_words(to, &r) && alias_pid(r, &owner) && (t = proc_get(owner)) != NULL)
+        return send_body(ctx, t, MSG_ALIAS, r, msg, built);
+    if (built != NULL)
+        heap_frag_free(*built);
+    return rc;
 }
 
 /* Removes p's monitor r (and an alias tied to it) and tells the target;
