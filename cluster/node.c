@@ -78,10 +78,14 @@ typedef struct conn {
     /* Back-pressure and statistics (node.lock).  busy: more than the
      * node's dist_buf_busy_limit bytes wait for the socket (or, before
      * the handshake ends, in pending); sending coroutine processes then
-     * wait in waiters (local pids) until it drains below half of it. */
+     * wait in waiters until it drains below half of it: a coroutine in
+     * a receive, a behaviour suspended (sched_suspend). */
     bool busy;
     uint64_t busy_since_ns, busy_ns, suspends;
-    term_t *waiters;
+    struct waiter {
+        term_t pid;
+        bool coroutine;
+    } * waiters;
     size_t nwaiters, waiters_cap;
     uint64_t last_direct_ns; /* the last write made straight from a sender */
     /* Written by the loop thread alone, read by statistics from any thread
@@ -223,7 +227,9 @@ static void conn_unbusy_locked(conn_t *c)
     c->busy_ns += now_ns() - c->busy_since_ns;
     atomic_fetch_sub_explicit(&node.busy_conns, 1, memory_order_relaxed);
     for (size_t i = 0; i < c->nwaiters; i++) {
-        int rc = sched_send(NULL, c->waiters[i], heap_atom("$gd_drained"));
+        const struct waiter *w = &c->waiters[i];
+        int rc = w->coroutine ? sched_send(NULL, w->pid, heap_atom("$gd_drained"))
+                              : sched_resume(w->pid);
         if (rc < 0 && rc != SCHED_ENOPROC && rc != SCHED_ESTOPPED)
             cluster_log("%s: a suspended sender could not be resumed (%s)", c->peer,
                         dist_strerror(rc));
@@ -1170,8 +1176,9 @@ static bool pred_none(term_t msg, void *arg)
  * messages stay queued and it takes no CPU) until write_cb sees the
  * output below the low-water mark, or the connection ends.  The message
  * itself was queued before: nothing is dropped and the order holds.  A
- * behaviour process cannot wait inside its callback and is not
- * suspended. */
+ * behaviour process cannot wait inside its callback: it is suspended
+ * once the callback returns (sched_suspend: its next message does not
+ * run, it is not queued) and resumed by the same drain. */
 static int hook_sent(void *ud, sched_ctx_t *ctx, term_t to)
 {
     (void)ud;
@@ -1186,15 +1193,16 @@ static int hook_sent(void *ud, sched_ctx_t *ctx, term_t to)
     conn_t *c = find_conn_locked(node_atom);
     bool busy = c != NULL && c->busy;
     pthread_mutex_unlock(&node.lock);
-    /* Probe: a behaviour process gets GD_EINVAL from a receive. */
-    if (!busy || sched_receive_wait(ctx, pred_none, NULL, 0, &msg) == GD_EINVAL)
+    if (!busy)
         return 0;
+    /* Probe: a behaviour process gets GD_EINVAL from a receive. */
+    bool coroutine = sched_receive_wait(ctx, pred_none, NULL, 0, &msg) != GD_EINVAL;
     pthread_mutex_lock(&node.lock);
     c = find_conn_locked(node_atom);
     busy = c != NULL && c->busy;
     if (busy && c->nwaiters == c->waiters_cap) {
         size_t cap = c->waiters_cap ? 2 * c->waiters_cap : 8;
-        term_t *w = realloc(c->waiters, cap * sizeof *w);
+        struct waiter *w = realloc(c->waiters, cap * sizeof *w);
         if (w == NULL) {
             pthread_mutex_unlock(&node.lock);
             return GD_ENOMEM;
@@ -1202,12 +1210,15 @@ static int hook_sent(void *ud, sched_ctx_t *ctx, term_t to)
         c->waiters = w;
         c->waiters_cap = cap;
     }
-    if (busy) {
-        c->waiters[c->nwaiters++] = sched_self(ctx);
+    int rc = 0;
+    if (busy && !coroutine)
+        rc = sched_suspend(ctx); /* before the drain can resume it: under the lock */
+    if (busy && rc == 0) {
+        c->waiters[c->nwaiters++] = (struct waiter){sched_self(ctx), coroutine};
         c->suspends++;
     }
     pthread_mutex_unlock(&node.lock);
-    return busy ? sched_receive_wait(ctx, pred_drained, NULL, -1, &msg) : 0;
+    return busy && coroutine ? sched_receive_wait(ctx, pred_drained, NULL, -1, &msg) : rc;
 }
 
 static int hook_exit(void *ud, term_t from, term_t to, term_t reason)

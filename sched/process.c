@@ -684,6 +684,9 @@ static void handle_signal(sched_proc_t *p, msg_t *m)
             return;
         }
         break; /* no such active alias: dropped, as OTP */
+    case SIG_RESUME:
+        p->flags &= ~PF_SUSPENDED;
+        break;
     case MSG_MESSAGE:
         queue_append(p, m);
         return;
@@ -1183,7 +1186,7 @@ static void run_callbacks(sched_proc_t *p)
         charge_alloc(p, used);
         safe_point(p);
     }
-    while (!(p->flags & PF_EXIT_PENDING) && p->reds > 0) {
+    while (!(p->flags & (PF_EXIT_PENDING | PF_SUSPENDED)) && p->reds > 0) {
         msg_t *m = next_deliverable(p);
         if (m == NULL) {
             take_inbox(p);
@@ -1219,7 +1222,11 @@ static void run_callbacks(sched_proc_t *p)
 /* True when p has something to do now (deliverable or unseen messages). */
 static bool has_work(sched_proc_t *p, uint32_t s)
 {
-    if ((s & PS_ACTIVE) || proc_timeout_fired(p))
+    if (s & PS_ACTIVE)
+        return true;
+    if (p->flags & PF_SUSPENDED)
+        return false; /* only its resume (a signal: ACTIVE) brings work */
+    if (proc_timeout_fired(p))
         return true;
     if (p->cfn != NULL)
         return p->coro == NULL || p->cstate == CS_RUN || (p->cstate == CS_WAIT && *p->save != NULL);
@@ -1558,6 +1565,25 @@ int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
     if (rc != GD_OK || t == NULL)
         return rc;
     return send_copy(ctx, t, MSG_MESSAGE, (sched_ref_t){{0, 0, 0}}, msg);
+}
+
+int sched_suspend(sched_ctx_t *ctx)
+{
+    if (ctx->cfn != NULL)
+        return GD_EINVAL;
+    ctx->flags |= PF_SUSPENDED;
+    return GD_OK;
+}
+
+int sched_resume(term_t pid)
+{
+    if (!term_is_local_pid(pid))
+        return GD_EBADARG;
+    msg_t *m = msg_new(SIG_RESUME, TERM_NIL);
+    if (m == NULL)
+        return GD_ENOMEM;
+    send_sig(pid, m);
+    return GD_OK;
 }
 
 int sched_send_built(term_t to, heap_frag_t *frag, term_t msg)
