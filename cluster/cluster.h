@@ -451,6 +451,32 @@ int dist_frame_cached(const dist_body_t *body, uint64_t flags, dist_tx_t *tx,
 int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size,
                          etf_buf_t *out) GD_MUST_CHECK;
 
+/* The body as a peer with these flags takes it: *changed and the
+ * rewritten body in *adapted (the caller frees adapted->bytes) when the
+ * peer lacks DFLAG_EXIT_PAYLOAD and the op is a PAYLOAD_* one, else
+ * *changed false (dist_frame_body does this itself).  GD_ENOMEM. */
+int dist_body_for_flags(const dist_body_t *body, uint64_t flags, dist_body_t *adapted,
+                        bool *changed) GD_MUST_CHECK;
+
+/* The fragments of a body one at a time, for a writer that sends each
+ * piece of the body where it lies (no copy into a frame buffer): the
+ * frames are those of dist_frame_fragments. */
+#define DIST_FRAG_HDR_MAX 19 /* 131 69 seq id + the start's empty cache header */
+typedef struct dist_frag_iter {
+    const dist_body_t *body;
+    uint64_t seq;
+    size_t frag_size, first, off;
+    uint64_t nfrags, id; /* id: the next fragment's (0: done) */
+} dist_frag_iter_t;
+/* Errors: GD_EINVAL (seq or frag_size 0), DIST_ETOO_LARGE.  The body must
+ * outlive the iteration. */
+int dist_frag_iter_init(dist_frag_iter_t *it, const dist_body_t *body, uint64_t seq,
+                        size_t frag_size) GD_MUST_CHECK;
+/* The next fragment: its 4-byte length and header in hdr[0..*hdr_len),
+ * its data at *piece[0..*piece_len) inside the body.  False when done. */
+bool dist_frag_next(dist_frag_iter_t *it, uint8_t hdr[4 + DIST_FRAG_HDR_MAX], size_t *hdr_len,
+                    const uint8_t **piece, size_t *piece_len);
+
 /*
  * Appends to out one message as frames: 4-byte length, 131 68 with no
  * atom cache refs, control, payload (TERM_NONE: none).  When frag_size is

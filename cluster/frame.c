@@ -560,6 +560,12 @@ static int adapt_control(const dist_body_t *in, uint64_t flags, dist_body_t *out
     return 0;
 }
 
+int dist_body_for_flags(const dist_body_t *body, uint64_t flags, dist_body_t *adapted,
+                        bool *changed)
+{
+    return adapt_control(body, flags, adapted, changed);
+}
+
 int dist_frame_body(const dist_body_t *body, uint64_t flags, uint64_t seq, etf_buf_t *out)
 {
     dist_body_t adapted = {0};
@@ -608,11 +614,12 @@ static int frame_body(const dist_body_t *body, uint64_t flags, uint64_t seq, etf
     return dist_frame_fragments(body, seq, frag, out);
 }
 
-int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size, etf_buf_t *out)
+int dist_frag_iter_init(dist_frag_iter_t *it, const dist_body_t *body, uint64_t seq,
+                        size_t frag_size)
 {
     /* The first fragment carries the whole control and as much payload as
      * fills frag_size; each later one frag_size bytes; ids count down. */
-    if (seq == 0) {
+    if (seq == 0 || frag_size == 0) {
         /* OTP takes a fragment header with sequence id 0 for a whole
          * message (erts_net_message, erts/emulator/beam/dist.c, OTP 25:
          * "A non-fragmented message: if (!ede.data->seq_id)") and decodes
@@ -620,38 +627,67 @@ int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size
          * on a DOWN reason sent so.  OTP itself uses the sender's pid. */
         return GD_EINVAL;
     }
-    size_t start_len = out->len;
-    const uint8_t *p = body->bytes.data;
-    size_t total = body->bytes.len, ctl_len = body->ctl_len;
-    size_t first = ctl_len > frag_size ? ctl_len : frag_size;
+    size_t total = body->bytes.len;
+    size_t first = body->ctl_len > frag_size ? body->ctl_len : frag_size;
     if (first > total)
         first = total;
     size_t rest = total - first;
-    uint64_t nfrags = 1 + (rest + frag_size - 1) / frag_size;
-    size_t off = 0;
+    *it = (dist_frag_iter_t){body,
+                             seq,
+                             frag_size,
+                             first,
+                             0,
+                             1 + (rest + frag_size - 1) / frag_size,
+                             1 + (rest + frag_size - 1) / frag_size};
+    if (first > UINT32_MAX - DIST_FRAG_HDR_MAX || frag_size > UINT32_MAX - DIST_FRAG_HDR_MAX ||
+        it->nfrags > SIZE_MAX / (4 + DIST_FRAG_HDR_MAX) ||
+        total > SIZE_MAX - it->nfrags * (4 + DIST_FRAG_HDR_MAX))
+        return DIST_ETOO_LARGE;
+    return 0;
+}
+
+bool dist_frag_next(dist_frag_iter_t *it, uint8_t hdr[4 + DIST_FRAG_HDR_MAX], size_t *hdr_len,
+                    const uint8_t **piece, size_t *piece_len)
+{
+    if (it->id == 0)
+        return false;
+    bool start = it->id == it->nfrags;
+    size_t total = it->body->bytes.len;
+    size_t n =
+        start ? it->first : (total - it->off < it->frag_size ? total - it->off : it->frag_size);
+    size_t head = FRAG_HDR_LEN + (start ? 1 : 0);
+    uint8_t *w = put32(hdr, (uint32_t)(head + n));
+    w[0] = ETF_VERSION_MAGIC;
+    w[1] = start ? ETF_DIST_FRAG_HEADER : ETF_DIST_FRAG_CONT;
+    put64(w + 2, it->seq);
+    put64(w + 10, it->id);
+    w[FRAG_HDR_LEN] = 0; /* start: no atom cache refs */
+    *hdr_len = 4 + head;
+    *piece = it->body->bytes.data + it->off;
+    *piece_len = n;
+    it->off += n;
+    it->id--;
+    return true;
+}
+
+int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size, etf_buf_t *out)
+{
+    dist_frag_iter_t it;
+    int rc = dist_frag_iter_init(&it, body, seq, frag_size);
+    if (rc < 0)
+        return rc;
     /* All of it at once: growing fragment by fragment copies a big
      * message again at every doubling. */
-    if (nfrags > SIZE_MAX / (4 + FRAG_HDR_LEN + 1) ||
-        total > SIZE_MAX - nfrags * (4 + FRAG_HDR_LEN + 1))
-        return DIST_ETOO_LARGE;
-    int reserve_rc = etf_buf_reserve(out, total + nfrags * (4 + FRAG_HDR_LEN + 1));
-    if (reserve_rc < 0)
-        return reserve_rc;
-    for (uint64_t id = nfrags; id >= 1; id--) {
-        bool start = id == nfrags;
-        size_t piece = start ? first : (total - off < frag_size ? total - off : frag_size);
-        uint8_t head[FRAG_HDR_LEN + 1];
-        head[0] = ETF_VERSION_MAGIC;
-        head[1] = start ? ETF_DIST_FRAG_HEADER : ETF_DIST_FRAG_CONT;
-        put64(head + 2, seq);
-        put64(head + 10, id);
-        head[FRAG_HDR_LEN] = 0; /* start: no atom cache refs */
-        int rc = put_frame(out, head, FRAG_HDR_LEN + (start ? 1 : 0), p + off, piece, NULL, 0);
-        if (rc < 0) {
-            out->len = start_len;
-            return rc;
-        }
-        off += piece;
+    rc = etf_buf_reserve(out, body->bytes.len + it.nfrags * (4 + DIST_FRAG_HDR_MAX));
+    if (rc < 0)
+        return rc;
+    uint8_t hdr[4 + DIST_FRAG_HDR_MAX];
+    size_t hdr_len, n;
+    const uint8_t *piece;
+    while (dist_frag_next(&it, hdr, &hdr_len, &piece, &n)) {
+        memcpy(out->data + out->len, hdr, hdr_len);
+        memcpy(out->data + out->len + hdr_len, piece, n);
+        out->len += hdr_len + n;
     }
     return 0;
 }

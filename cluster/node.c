@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -361,6 +362,139 @@ static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n, etf_buf_t *o
     bufferevent_unlock(c->bev);
     conn_note_queued_locked(c, queued);
     return rc;
+}
+
+/* A big body's bytes, shared by the output buffer's references to its
+ * fragments' pieces: freed when the last of them has been written (on
+ * the loop thread) or by the sender if none was left over. */
+typedef struct shared_bytes {
+    atomic_size_t refs;
+    uint8_t *data;
+} shared_bytes_t;
+
+static void shared_bytes_release(shared_bytes_t *sb)
+{
+    if (atomic_fetch_sub_explicit(&sb->refs, 1, memory_order_acq_rel) == 1) {
+        free(sb->data);
+        free(sb);
+    }
+}
+
+static void shared_piece_written(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    shared_bytes_release(arg);
+}
+
+/* Fragments written straight to the socket per sendmsg. */
+#define DIRECT_FRAGS 16
+
+/* Queues the rest of one fragment (hdr, then piece) from byte `done` of
+ * it on (the bufferevent's lock held): the header copied, the piece
+ * referenced where it lies in the body (no copy into a frame buffer). */
+static int queue_fragment_rest(struct evbuffer *out, const uint8_t *hdr, size_t hdr_len,
+                               const uint8_t *piece, size_t n, size_t done, shared_bytes_t *sb)
+{
+    if (done < hdr_len && evbuffer_add(out, hdr + done, hdr_len - done) != 0)
+        return GD_ENOMEM;
+    size_t from = done > hdr_len ? done - hdr_len : 0;
+    if (from >= n)
+        return 0;
+    if (n - from < HANDOVER_MIN)
+        return evbuffer_add(out, piece + from, n - from) != 0 ? GD_ENOMEM : 0;
+    atomic_fetch_add_explicit(&sb->refs, 1, memory_order_relaxed);
+    if (evbuffer_add_reference(out, piece + from, n - from, shared_piece_written, sb) != 0) {
+        shared_bytes_release(sb);
+        return GD_ENOMEM;
+    }
+    return 0;
+}
+
+/* Writes a big body's fragments (it) on an up connection (lock held),
+ * without framing them into a buffer of their own: as much as the socket
+ * takes at once goes out by sendmsg from the body itself when nothing is
+ * queued, the rest is queued as references into the body (sb). */
+static int conn_write_fragments_locked(conn_t *c, dist_frag_iter_t *it, shared_bytes_t *sb)
+{
+    if (c->state != CONN_UP)
+        return DIST_ECLOSED;
+    c->wrote = true;
+    int rc = 0;
+    bufferevent_lock(c->bev);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    bool direct = evbuffer_get_length(out) == 0 && !c->tls;
+    uint8_t hdrs[DIRECT_FRAGS][4 + DIST_FRAG_HDR_MAX];
+    size_t hdr_lens[DIRECT_FRAGS], lens[DIRECT_FRAGS];
+    const uint8_t *pieces[DIRECT_FRAGS];
+    for (;;) {
+        size_t k = 0;
+        while (k < DIRECT_FRAGS &&
+               dist_frag_next(it, hdrs[k], &hdr_lens[k], &pieces[k], &lens[k])) {
+            c->bytes_out += hdr_lens[k] + lens[k];
+            k++;
+        }
+        if (k == 0)
+            break;
+        size_t written = 0;
+        if (direct) {
+            struct iovec iov[2 * DIRECT_FRAGS];
+            for (size_t i = 0; i < k; i++) {
+                iov[2 * i] = (struct iovec){hdrs[i], hdr_lens[i]};
+                iov[2 * i + 1] = (struct iovec){(void *)pieces[i], lens[i]};
+            }
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2 * k};
+            ssize_t w = sendmsg(bufferevent_getfd(c->bev), &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+            written = w > 0 ? (size_t)w : 0;
+            c->last_direct_ns = now_ns();
+        }
+        for (size_t i = 0; i < k && rc == 0; i++) {
+            size_t len = hdr_lens[i] + lens[i];
+            size_t done = written < len ? written : len;
+            written -= done;
+            if (done < len) {
+                direct = false; /* the socket is full: the loop writes the rest */
+                rc = queue_fragment_rest(out, hdrs[i], hdr_lens[i], pieces[i], lens[i], done, sb);
+            }
+        }
+        if (rc < 0)
+            break;
+    }
+    size_t queued = evbuffer_get_length(out);
+    bufferevent_unlock(c->bev);
+    conn_note_queued_locked(c, queued);
+    return rc;
+}
+
+/* Sends a big body (over one fragment) to the up connection c of a peer
+ * with fragments: its bytes are moved into a shared holder (b->bytes is
+ * emptied) that the output buffer references.  1 when done here (rc in
+ * *rc), 0 when the body must take the framing path (a peer that needs
+ * its control rewritten, or no fragments). */
+static bool send_big_body_locked(conn_t *c, dist_body_t *b, uint64_t seq, int *rc)
+{
+    uint64_t need = DFLAG_DIST_HDR_ATOM_CACHE | DFLAG_FRAGMENTS;
+    if ((c->flags & need) != need || b->bytes.len <= DIST_FRAGMENT_SIZE)
+        return false;
+    dist_body_t adapted = {0};
+    bool changed;
+    if (dist_body_for_flags(b, c->flags, &adapted, &changed) != 0 || changed) {
+        etf_buf_free(&adapted.bytes);
+        return false;
+    }
+    dist_frag_iter_t it;
+    shared_bytes_t *sb = malloc(sizeof *sb);
+    if (sb == NULL || dist_frag_iter_init(&it, b, seq, DIST_FRAGMENT_SIZE) != 0) {
+        free(sb);
+        return false;
+    }
+    atomic_init(&sb->refs, 1);
+    sb->data = b->bytes.data;
+    *rc = conn_write_fragments_locked(c, &it, sb);
+    b->bytes = (etf_buf_t){0}; /* sb's now */
+    shared_bytes_release(sb);
+    c->msgs_out++;
+    return true;
 }
 
 /* A message for a connection still being set up is kept unframed, as
@@ -1104,7 +1238,9 @@ static int send_to_node(term_t node_atom, term_t control, term_t payload, bool c
         goto out;
     pthread_mutex_lock(&node.lock);
     conn_t *c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
-    if (c != NULL && c->state == CONN_UP && !use_cache(c, &b)) {
+    if (c != NULL && c->state == CONN_UP && send_big_body_locked(c, &b, seq, &rc)) {
+        /* written (or queued) from the body itself */
+    } else if (c != NULL && c->state == CONN_UP && !use_cache(c, &b)) {
         uint64_t id = c->id, flags = c->flags;
         pthread_mutex_unlock(&node.lock);
         rc = dist_frame_body(&b, flags, seq, &frames);
