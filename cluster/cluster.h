@@ -41,8 +41,17 @@
  *     verified both ways;
  *   - the atom cache on send (131 68 with references, up to 64 KiB);
  *   - back-pressure (dist_buf_busy_limit, `+zdbbl`): a sending coroutine
- *     process is suspended past the limit until the output drains below
- *     half; cluster_conn_stats (bytes/messages in and out, busy time);
+ *     process waits past the limit until the output drains below half, a
+ *     behaviour process is suspended (sched_suspend: its next callback
+ *     does not run) until then; cluster_conn_stats (bytes/messages in
+ *     and out, busy time);
+ *   - big messages: a frame of 64 KiB or more (or a fragmented message)
+ *     is copied once, from the input buffer into an off-heap binary, and
+ *     decoded straight into message fragments for its target
+ *     (heap_msg_build_*, sched_send_built: no second copy of its terms),
+ *     its binaries > 64 bytes referencing that buffer (sub-binaries); a
+ *     big send goes out from its encoded body (sendmsg, then evbuffer
+ *     references): no frame buffer copy;
  *     bursts of frames leave in few large writes, 256 KiB per read;
  *   - bad input: tests/cluster/test_node_malformed.c (58 handshakes and
  *     frames, 100 half-open connections, a peer that stops reading);
@@ -61,14 +70,11 @@
  *     binaries and rpc:call are below erl<->erl (a hop wakes the loop
  *     thread, then a scheduler; copies on both sides of a big message);
  *     no erpc client in C (girder_rpc_call goes through rex);
- *   - back-pressure suspends coroutine senders only (a behaviour process's
- *     send past the limit is queued);
- *   - a receive path without the double copy (frames decode onto a
- *     scratch heap, sched_send copies again): a completed big message is
- *     decoded in one piece on the loop thread (a 64 MB binary: one copy of
- *     64 MB there, which other connections wait for); the frame buffers of
- *     a big send are one more copy; budgeted encoding of huge terms on the
- *     sending scheduler;
+ *   - a completed big message is still decoded in one piece on the loop
+ *     thread (its terms; its binaries are no longer copied there); the
+ *     encoding of a big send copies its binaries into the body (no
+ *     references into refc binaries yet) and is not budgeted: a 64 MB
+ *     term is encoded in one go on the sending scheduler (no yield);
  *   - spawn_request of anything but erpc and the registered bodies
  *     answers notsup (no Erlang code runs here); a DOWN a process had
  *     already taken into its queue stays after demonitor (OTP's
