@@ -406,11 +406,30 @@ typedef struct dist_body {
     etf_buf_t bytes;
     size_t ctl_len;
     bool has_payload;
+    /* Big binaries of the payload left out of bytes (dist_encode_body_refs:
+     * their bytes belong at refs.v[i].at); none unless asked for. */
+    etf_bin_refs_t refs;
 } dist_body_t;
 
 /* Encodes control and payload (TERM_NONE: none) into out->bytes (reused;
  * the caller frees it).  Errors: ETF encode errors, GD_ENOMEM.  O(size). */
 int dist_encode_body(term_t control, term_t payload, dist_body_t *out) GD_MUST_CHECK;
+
+/* As dist_encode_body, the payload's byte-aligned off-heap binaries of at
+ * least DIST_FRAGMENT_SIZE bytes referenced in out->refs rather than
+ * copied (dist_frag_next then yields their bytes where they lie).
+ * Everything but dist_frag_iter_* needs dist_body_flatten first. */
+int dist_encode_body_refs(term_t control, term_t payload, dist_body_t *out) GD_MUST_CHECK;
+/* The body's length with its referenced binaries. */
+static inline size_t dist_body_len(const dist_body_t *b)
+{
+    return b->bytes.len + b->refs.bytes;
+}
+/* Copies the referenced binaries into bytes (and drops the references).
+ * GD_ENOMEM (the body unchanged). */
+int dist_body_flatten(dist_body_t *b) GD_MUST_CHECK;
+/* Frees bytes and drops the references. */
+void dist_body_free(dist_body_t *b);
 
 /*
  * Appends body to out as the frames a peer with the agreed flags expects:
@@ -468,20 +487,29 @@ int dist_body_for_flags(const dist_body_t *body, uint64_t flags, dist_body_t *ad
  * piece of the body where it lies (no copy into a frame buffer): the
  * frames are those of dist_frame_fragments. */
 #define DIST_FRAG_HDR_MAX 19 /* 131 69 seq id + the start's empty cache header */
+/* Pieces of one fragment's data at most (referenced binaries are at
+ * least a fragment long: bytes, binary, bytes, binary). */
+#define DIST_FRAG_SEGS 4
+typedef struct dist_seg {
+    const uint8_t *p;
+    size_t len;
+} dist_seg_t;
 typedef struct dist_frag_iter {
     const dist_body_t *body;
     uint64_t seq;
-    size_t frag_size, first, off;
-    uint64_t nfrags, id; /* id: the next fragment's (0: done) */
+    size_t frag_size, first, total;
+    size_t phys, ri, ref_off; /* position: in bytes, the next ref, into it */
+    uint64_t nfrags, id;      /* id: the next fragment's (0: done) */
 } dist_frag_iter_t;
 /* Errors: GD_EINVAL (seq or frag_size 0), DIST_ETOO_LARGE.  The body must
  * outlive the iteration. */
 int dist_frag_iter_init(dist_frag_iter_t *it, const dist_body_t *body, uint64_t seq,
                         size_t frag_size) GD_MUST_CHECK;
 /* The next fragment: its 4-byte length and header in hdr[0..*hdr_len),
- * its data at *piece[0..*piece_len) inside the body.  False when done. */
+ * its data in segs[0..*nsegs), pieces of the body and of its referenced
+ * binaries where they lie.  False when done. */
 bool dist_frag_next(dist_frag_iter_t *it, uint8_t hdr[4 + DIST_FRAG_HDR_MAX], size_t *hdr_len,
-                    const uint8_t **piece, size_t *piece_len);
+                    dist_seg_t segs[DIST_FRAG_SEGS], size_t *nsegs);
 
 /*
  * Appends to out one message as frames: 4-byte length, 131 68 with no

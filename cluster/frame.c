@@ -468,6 +468,57 @@ int dist_encode_body(term_t control, term_t payload, dist_body_t *out)
     return rc;
 }
 
+int dist_encode_body_refs(term_t control, term_t payload, dist_body_t *out)
+{
+    out->bytes.len = 0;
+    etf_bin_refs_clear(&out->refs);
+    int rc = encode_term(control, &out->bytes);
+    out->ctl_len = out->bytes.len;
+    out->has_payload = payload != TERM_NONE;
+    if (rc == 0 && out->has_payload) {
+        etf_encode_opts_t o;
+        etf_encode_opts_init(&o);
+        o.minor_version = 2;
+        out->refs.min_len = DIST_FRAGMENT_SIZE;
+        o.bin_refs = &out->refs;
+        rc = etf_encode_body(payload, &o, &out->bytes);
+        if (rc != 0)
+            etf_bin_refs_clear(&out->refs);
+    }
+    return rc;
+}
+
+int dist_body_flatten(dist_body_t *b)
+{
+    if (b->refs.n == 0)
+        return 0;
+    etf_buf_t flat = {0};
+    int rc = etf_buf_reserve(&flat, dist_body_len(b));
+    if (rc < 0)
+        return rc;
+    size_t phys = 0;
+    for (size_t i = 0; i < b->refs.n; i++) {
+        const etf_bin_ref_t *r = &b->refs.v[i];
+        memcpy(flat.data + flat.len, b->bytes.data + phys, r->at - phys);
+        flat.len += r->at - phys;
+        phys = r->at;
+        memcpy(flat.data + flat.len, r->data, r->len);
+        flat.len += r->len;
+    }
+    memcpy(flat.data + flat.len, b->bytes.data + phys, b->bytes.len - phys);
+    flat.len += b->bytes.len - phys;
+    etf_buf_free(&b->bytes);
+    b->bytes = flat;
+    etf_bin_refs_clear(&b->refs);
+    return 0;
+}
+
+void dist_body_free(dist_body_t *b)
+{
+    etf_buf_free(&b->bytes);
+    etf_bin_refs_free(&b->refs);
+}
+
 /* Appends one frame: 4-byte length, then the parts. */
 static int put_frame(etf_buf_t *out, const uint8_t *head, size_t head_len, const uint8_t *a,
                      size_t a_len, const uint8_t *b, size_t b_len)
@@ -627,18 +678,15 @@ int dist_frag_iter_init(dist_frag_iter_t *it, const dist_body_t *body, uint64_t 
          * on a DOWN reason sent so.  OTP itself uses the sender's pid. */
         return GD_EINVAL;
     }
-    size_t total = body->bytes.len;
+    if (body->refs.n > 0 && body->refs.min_len < frag_size)
+        return GD_EINVAL; /* a fragment could need more than DIST_FRAG_SEGS pieces */
+    size_t total = dist_body_len(body);
     size_t first = body->ctl_len > frag_size ? body->ctl_len : frag_size;
     if (first > total)
         first = total;
     size_t rest = total - first;
-    *it = (dist_frag_iter_t){body,
-                             seq,
-                             frag_size,
-                             first,
-                             0,
-                             1 + (rest + frag_size - 1) / frag_size,
-                             1 + (rest + frag_size - 1) / frag_size};
+    uint64_t nfrags = 1 + (rest + frag_size - 1) / frag_size;
+    *it = (dist_frag_iter_t){body, seq, frag_size, first, total, 0, 0, 0, nfrags, nfrags};
     if (first > UINT32_MAX - DIST_FRAG_HDR_MAX || frag_size > UINT32_MAX - DIST_FRAG_HDR_MAX ||
         it->nfrags > SIZE_MAX / (4 + DIST_FRAG_HDR_MAX) ||
         total > SIZE_MAX - it->nfrags * (4 + DIST_FRAG_HDR_MAX))
@@ -646,15 +694,46 @@ int dist_frag_iter_init(dist_frag_iter_t *it, const dist_body_t *body, uint64_t 
     return 0;
 }
 
+/* The next `want` bytes of the body as pieces (bytes and referenced
+ * binaries interleaved). */
+static size_t take_pieces(dist_frag_iter_t *it, size_t want, dist_seg_t *segs)
+{
+    const dist_body_t *b = it->body;
+    size_t n = 0;
+    while (want > 0) {
+        GD_ASSERT(n < DIST_FRAG_SEGS);
+        const etf_bin_ref_t *r = it->ri < b->refs.n ? &b->refs.v[it->ri] : NULL;
+        dist_seg_t sg;
+        if (r != NULL && it->phys == r->at) {
+            sg.p = r->data + it->ref_off;
+            sg.len = r->len - it->ref_off < want ? r->len - it->ref_off : want;
+            it->ref_off += sg.len;
+            if (it->ref_off == r->len) {
+                it->ri++;
+                it->ref_off = 0;
+            }
+        } else {
+            size_t limit = r != NULL ? r->at : b->bytes.len;
+            sg.p = b->bytes.data + it->phys;
+            sg.len = limit - it->phys < want ? limit - it->phys : want;
+            it->phys += sg.len;
+        }
+        want -= sg.len;
+        if (sg.len > 0)
+            segs[n++] = sg;
+    }
+    return n;
+}
+
 bool dist_frag_next(dist_frag_iter_t *it, uint8_t hdr[4 + DIST_FRAG_HDR_MAX], size_t *hdr_len,
-                    const uint8_t **piece, size_t *piece_len)
+                    dist_seg_t segs[DIST_FRAG_SEGS], size_t *nsegs)
 {
     if (it->id == 0)
         return false;
     bool start = it->id == it->nfrags;
-    size_t total = it->body->bytes.len;
+    size_t done = start ? 0 : it->first + (size_t)(it->nfrags - 1 - it->id) * it->frag_size;
     size_t n =
-        start ? it->first : (total - it->off < it->frag_size ? total - it->off : it->frag_size);
+        start ? it->first : (it->total - done < it->frag_size ? it->total - done : it->frag_size);
     size_t head = FRAG_HDR_LEN + (start ? 1 : 0);
     uint8_t *w = put32(hdr, (uint32_t)(head + n));
     w[0] = ETF_VERSION_MAGIC;
@@ -663,9 +742,7 @@ bool dist_frag_next(dist_frag_iter_t *it, uint8_t hdr[4 + DIST_FRAG_HDR_MAX], si
     put64(w + 10, it->id);
     w[FRAG_HDR_LEN] = 0; /* start: no atom cache refs */
     *hdr_len = 4 + head;
-    *piece = it->body->bytes.data + it->off;
-    *piece_len = n;
-    it->off += n;
+    *nsegs = take_pieces(it, n, segs);
     it->id--;
     return true;
 }
@@ -678,16 +755,19 @@ int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size
         return rc;
     /* All of it at once: growing fragment by fragment copies a big
      * message again at every doubling. */
-    rc = etf_buf_reserve(out, body->bytes.len + it.nfrags * (4 + DIST_FRAG_HDR_MAX));
+    rc = etf_buf_reserve(out, it.total + it.nfrags * (4 + DIST_FRAG_HDR_MAX));
     if (rc < 0)
         return rc;
     uint8_t hdr[4 + DIST_FRAG_HDR_MAX];
-    size_t hdr_len, n;
-    const uint8_t *piece;
-    while (dist_frag_next(&it, hdr, &hdr_len, &piece, &n)) {
+    dist_seg_t segs[DIST_FRAG_SEGS];
+    size_t hdr_len, nsegs;
+    while (dist_frag_next(&it, hdr, &hdr_len, segs, &nsegs)) {
         memcpy(out->data + out->len, hdr, hdr_len);
-        memcpy(out->data + out->len + hdr_len, piece, n);
-        out->len += hdr_len + n;
+        out->len += hdr_len;
+        for (size_t i = 0; i < nsegs; i++) {
+            memcpy(out->data + out->len, segs[i].p, segs[i].len);
+            out->len += segs[i].len;
+        }
     }
     return 0;
 }

@@ -370,12 +370,14 @@ static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n, etf_buf_t *o
 typedef struct shared_bytes {
     atomic_size_t refs;
     uint8_t *data;
+    etf_bin_refs_t bins; /* the body's referenced binaries */
 } shared_bytes_t;
 
 static void shared_bytes_release(shared_bytes_t *sb)
 {
     if (atomic_fetch_sub_explicit(&sb->refs, 1, memory_order_acq_rel) == 1) {
         free(sb->data);
+        etf_bin_refs_free(&sb->bins);
         free(sb);
     }
 }
@@ -390,21 +392,18 @@ static void shared_piece_written(const void *data, size_t len, void *arg)
 /* Fragments written straight to the socket per sendmsg. */
 #define DIRECT_FRAGS 16
 
-/* Queues the rest of one fragment (hdr, then piece) from byte `done` of
- * it on (the bufferevent's lock held): the header copied, the piece
- * referenced where it lies in the body (no copy into a frame buffer). */
-static int queue_fragment_rest(struct evbuffer *out, const uint8_t *hdr, size_t hdr_len,
-                               const uint8_t *piece, size_t n, size_t done, shared_bytes_t *sb)
+/* Queues segment p[from..n) (the bufferevent's lock held): a small one
+ * copied, a big one referenced where it lies (no copy into a frame
+ * buffer). */
+static int queue_segment(struct evbuffer *out, const uint8_t *p, size_t n, size_t from,
+                         shared_bytes_t *sb)
 {
-    if (done < hdr_len && evbuffer_add(out, hdr + done, hdr_len - done) != 0)
-        return GD_ENOMEM;
-    size_t from = done > hdr_len ? done - hdr_len : 0;
     if (from >= n)
         return 0;
     if (n - from < HANDOVER_MIN)
-        return evbuffer_add(out, piece + from, n - from) != 0 ? GD_ENOMEM : 0;
+        return evbuffer_add(out, p + from, n - from) != 0 ? GD_ENOMEM : 0;
     atomic_fetch_add_explicit(&sb->refs, 1, memory_order_relaxed);
-    if (evbuffer_add_reference(out, piece + from, n - from, shared_piece_written, sb) != 0) {
+    if (evbuffer_add_reference(out, p + from, n - from, shared_piece_written, sb) != 0) {
         shared_bytes_release(sb);
         return GD_ENOMEM;
     }
@@ -425,36 +424,35 @@ static int conn_write_fragments_locked(conn_t *c, dist_frag_iter_t *it, shared_b
     struct evbuffer *out = bufferevent_get_output(c->bev);
     bool direct = evbuffer_get_length(out) == 0 && !c->tls;
     uint8_t hdrs[DIRECT_FRAGS][4 + DIST_FRAG_HDR_MAX];
-    size_t hdr_lens[DIRECT_FRAGS], lens[DIRECT_FRAGS];
-    const uint8_t *pieces[DIRECT_FRAGS];
+    /* Per fragment: its header, then its pieces. */
+    struct iovec iov[DIRECT_FRAGS * (1 + DIST_FRAG_SEGS)];
     for (;;) {
-        size_t k = 0;
-        while (k < DIRECT_FRAGS &&
-               dist_frag_next(it, hdrs[k], &hdr_lens[k], &pieces[k], &lens[k])) {
-            c->bytes_out += hdr_lens[k] + lens[k];
+        size_t k = 0, niov = 0, hdr_len, nsegs;
+        dist_seg_t segs[DIST_FRAG_SEGS];
+        while (k < DIRECT_FRAGS && dist_frag_next(it, hdrs[k], &hdr_len, segs, &nsegs)) {
+            iov[niov++] = (struct iovec){hdrs[k], hdr_len};
+            c->bytes_out += hdr_len;
+            for (size_t i = 0; i < nsegs; i++) {
+                iov[niov++] = (struct iovec){(void *)segs[i].p, segs[i].len};
+                c->bytes_out += segs[i].len;
+            }
             k++;
         }
         if (k == 0)
             break;
         size_t written = 0;
         if (direct) {
-            struct iovec iov[2 * DIRECT_FRAGS];
-            for (size_t i = 0; i < k; i++) {
-                iov[2 * i] = (struct iovec){hdrs[i], hdr_lens[i]};
-                iov[2 * i + 1] = (struct iovec){(void *)pieces[i], lens[i]};
-            }
-            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2 * k};
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = niov};
             ssize_t w = sendmsg(bufferevent_getfd(c->bev), &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
             written = w > 0 ? (size_t)w : 0;
             c->last_direct_ns = now_ns();
         }
-        for (size_t i = 0; i < k && rc == 0; i++) {
-            size_t len = hdr_lens[i] + lens[i];
-            size_t done = written < len ? written : len;
+        for (size_t i = 0; i < niov && rc == 0; i++) {
+            size_t done = written < iov[i].iov_len ? written : iov[i].iov_len;
             written -= done;
-            if (done < len) {
+            if (done < iov[i].iov_len) {
                 direct = false; /* the socket is full: the loop writes the rest */
-                rc = queue_fragment_rest(out, hdrs[i], hdr_lens[i], pieces[i], lens[i], done, sb);
+                rc = queue_segment(out, iov[i].iov_base, iov[i].iov_len, done, sb);
             }
         }
         if (rc < 0)
@@ -474,7 +472,7 @@ static int conn_write_fragments_locked(conn_t *c, dist_frag_iter_t *it, shared_b
 static bool send_big_body_locked(conn_t *c, dist_body_t *b, uint64_t seq, int *rc)
 {
     uint64_t need = DFLAG_DIST_HDR_ATOM_CACHE | DFLAG_FRAGMENTS;
-    if ((c->flags & need) != need || b->bytes.len <= DIST_FRAGMENT_SIZE)
+    if ((c->flags & need) != need || dist_body_len(b) <= DIST_FRAGMENT_SIZE)
         return false;
     dist_body_t adapted = {0};
     bool changed;
@@ -490,8 +488,10 @@ static bool send_big_body_locked(conn_t *c, dist_body_t *b, uint64_t seq, int *r
     }
     atomic_init(&sb->refs, 1);
     sb->data = b->bytes.data;
+    sb->bins = b->refs;
     *rc = conn_write_fragments_locked(c, &it, sb);
     b->bytes = (etf_buf_t){0}; /* sb's now */
+    b->refs = (etf_bin_refs_t){0};
     shared_bytes_release(sb);
     c->msgs_out++;
     return true;
@@ -542,8 +542,10 @@ static int flush_pending(conn_t *c)
     etf_buf_t frames = {0};
     for (size_t pos = 0; pos < c->pending.len && rc == 0;) {
         const uint8_t *r = c->pending.data + pos;
-        dist_body_t b = {
-            {(uint8_t *)r + PENDING_HDR, get64(r + 17), get64(r + 17)}, get64(r + 8), r[16] != 0};
+        dist_body_t b = {{(uint8_t *)r + PENDING_HDR, get64(r + 17), get64(r + 17)},
+                         get64(r + 8),
+                         r[16] != 0,
+                         {0}};
         frames.len = 0;
         rc = frame_locked(c, &b, get64(r), &frames);
         if (rc == 0)
@@ -1233,14 +1235,25 @@ static int send_to_node(term_t node_atom, term_t control, term_t payload, bool c
     uint64_t seq = next_sequence_id();
     dist_body_t b = {0};
     etf_buf_t frames = {0};
-    int rc = dist_encode_body(control, payload, &b);
+    /* Big binaries referenced, not copied, for the fragment writer. */
+    int rc = dist_encode_body_refs(control, payload, &b);
     if (rc < 0)
         goto out;
     pthread_mutex_lock(&node.lock);
     conn_t *c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
-    if (c != NULL && c->state == CONN_UP && send_big_body_locked(c, &b, seq, &rc)) {
-        /* written (or queued) from the body itself */
-    } else if (c != NULL && c->state == CONN_UP && !use_cache(c, &b)) {
+    if (c != NULL && c->state == CONN_UP && send_big_body_locked(c, &b, seq, &rc))
+        goto unlock; /* written (or queued) from the body and its binaries */
+    if (b.refs.n > 0) {
+        /* Any other way copies them in (a connection being set up, a
+         * peer without fragments, a control to rewrite). */
+        pthread_mutex_unlock(&node.lock);
+        rc = dist_body_flatten(&b);
+        if (rc < 0)
+            goto out;
+        pthread_mutex_lock(&node.lock);
+        c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
+    }
+    if (c != NULL && c->state == CONN_UP && !use_cache(c, &b)) {
         uint64_t id = c->id, flags = c->flags;
         pthread_mutex_unlock(&node.lock);
         rc = dist_frame_body(&b, flags, seq, &frames);
@@ -1256,12 +1269,13 @@ static int send_to_node(term_t node_atom, term_t control, term_t payload, bool c
     } else if (c != NULL) {
         rc = conn_send_body_locked(c, &b, seq);
     }
+unlock:
     pthread_mutex_unlock(&node.lock);
     if (rc == DIST_ECLOSED)
         rc = 0;
 out:
     etf_buf_free(&frames);
-    etf_buf_free(&b.bytes);
+    dist_body_free(&b);
     return rc;
 }
 

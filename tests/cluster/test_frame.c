@@ -382,6 +382,51 @@ static void test_big_message_copied_once(void)
     fx_free(&f);
 }
 
+/* The send side: a big binary is referenced by the encoding, not copied
+ * (dist_encode_body_refs), the fragments carry its bytes from where they
+ * lie and decode to the same message, and flattening gives exactly the
+ * plain encoding's bytes. */
+static void test_big_binary_sent_by_reference(void)
+{
+    fixture_t f;
+    fx_init(&f, NULL);
+    term_t ctl, *e, bin;
+    CU_ASSERT_FATAL(heap_make_tuple(&f.h, 3, &e, &ctl) == 0);
+    e[0] = term_make_small(DOP_SEND);
+    e[1] = heap_atom("");
+    e[2] = heap_atom("target");
+    term_t payload = big_payload(&f.h, &bin), two, *t2;
+    CU_ASSERT_FATAL(heap_make_tuple(&f.h, 3, &t2, &two) == 0);
+    t2[0] = payload;
+    t2[1] = heap_atom("between");
+    t2[2] = bin; /* the same binary twice: two references */
+    dist_body_t plain = {0}, refd = {0};
+    CU_ASSERT_FATAL(dist_encode_body(ctl, two, &plain) == 0);
+    CU_ASSERT_FATAL(dist_encode_body_refs(ctl, two, &refd) == 0);
+    CU_ASSERT(refd.refs.n == 2 && refd.refs.bytes == 2u << 20);
+    CU_ASSERT(refd.bytes.len < 1024);
+    heap_bin_view_t v;
+    heap_bin_view(bin, &v);
+    CU_ASSERT(refd.refs.v[0].data == v.bytes && refd.refs.v[1].data == v.bytes);
+    CU_ASSERT(dist_body_len(&refd) == plain.bytes.len);
+    etf_buf_t b = {0};
+    CU_ASSERT_FATAL(dist_frame_fragments(&refd, 5, DIST_FRAGMENT_SIZE, &b) == 0);
+    size_t frames;
+    CU_ASSERT(decode_all(&f, &b, &frames) == 0);
+    CU_ASSERT(frames > 32 && f.m.op == DOP_SEND && cmp(f.m.payload, two) == 0);
+    etf_buf_t b2 = {0};
+    CU_ASSERT_FATAL(dist_frame_fragments(&plain, 5, DIST_FRAGMENT_SIZE, &b2) == 0);
+    CU_ASSERT(b.len == b2.len && memcmp(b.data, b2.data, b.len) == 0);
+    CU_ASSERT_FATAL(dist_body_flatten(&refd) == 0);
+    CU_ASSERT(refd.refs.n == 0 && refd.bytes.len == plain.bytes.len &&
+              memcmp(refd.bytes.data, plain.bytes.data, plain.bytes.len) == 0);
+    dist_body_free(&plain);
+    dist_body_free(&refd);
+    etf_buf_free(&b);
+    etf_buf_free(&b2);
+    fx_free(&f);
+}
+
 /* A fragmented message needs a non-zero sequence id: OTP reads a fragment
  * with id 0 as a whole message (and OTP 25 crashed on a DOWN sent so).
  * Id 0 is refused, leaving out as it was; a message that fits one frame
@@ -615,6 +660,7 @@ static const gd_test_case_t gd_tests[] = {
     {"atom quota", test_atom_quota},
     {"encode roundtrip", test_encode_roundtrip},
     {"a big message is copied once", test_big_message_copied_once},
+    {"a big binary is sent by reference", test_big_binary_sent_by_reference},
     {"fragments need a sequence id", test_fragments_need_sequence_id},
     {NULL, NULL},
 };
