@@ -50,8 +50,9 @@
  *     decoded straight into message fragments for its target
  *     (heap_msg_build_*, sched_send_built: no second copy of its terms),
  *     its binaries > 64 bytes referencing that buffer (sub-binaries); a
- *     big send goes out from its encoded body (sendmsg, then evbuffer
- *     references): no frame buffer copy;
+ *     big send goes out from its encoded body and, for binaries of 64 KiB
+ *     or more, from the binaries themselves (etf bin_refs; sendmsg, then
+ *     evbuffer references): no copy into the body or a frame buffer;
  *     bursts of frames leave in few large writes, 256 KiB per read;
  *   - bad input: tests/cluster/test_node_malformed.c (58 handshakes and
  *     frames, 100 half-open connections, a peer that stops reading);
@@ -72,9 +73,10 @@
  *     no erpc client in C (girder_rpc_call goes through rex);
  *   - a completed big message is still decoded in one piece on the loop
  *     thread (its terms; its binaries are no longer copied there); the
- *     encoding of a big send copies its binaries into the body (no
- *     references into refc binaries yet) and is not budgeted: a 64 MB
- *     term is encoded in one go on the sending scheduler (no yield);
+ *     encoding of a big send is not budgeted: a 64 MB term (a list; a
+ *     binary is referenced, O(1)) is encoded in one go on the sending
+ *     scheduler (no yield); a big send to a connection still being set
+ *     up copies its binaries in (pending queue);
  *   - spawn_request of anything but erpc and the registered bodies
  *     answers notsup (no Erlang code runs here); a DOWN a process had
  *     already taken into its queue stays after demonitor (OTP's
