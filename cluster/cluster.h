@@ -50,8 +50,18 @@
  *     verified both ways;
  *   - the atom cache on send (131 68 with references, up to 64 KiB);
  *   - back-pressure (dist_buf_busy_limit, `+zdbbl`): a sending coroutine
- *     process is suspended past the limit until the output drains below
- *     half; cluster_conn_stats (bytes/messages in and out, busy time);
+ *     process waits past the limit until the output drains below half, a
+ *     behaviour process is suspended (sched_suspend: its next callback
+ *     does not run) until then; cluster_conn_stats (bytes/messages in
+ *     and out, busy time);
+ *   - big messages: a frame of 64 KiB or more (or a fragmented message)
+ *     is copied once, from the input buffer into an off-heap binary, and
+ *     decoded straight into message fragments for its target
+ *     (heap_msg_build_*, sched_send_built: no second copy of its terms),
+ *     its binaries > 64 bytes referencing that buffer (sub-binaries); a
+ *     big send goes out from its encoded body and, for binaries of 64 KiB
+ *     or more, from the binaries themselves (etf bin_refs; sendmsg, then
+ *     evbuffer references): no copy into the body or a frame buffer;
  *     bursts of frames leave in few large writes, 256 KiB per read;
  *   - bad input: tests/cluster/test_node_malformed.c (58 handshakes and
  *     frames, 100 half-open connections, a peer that stops reading);
@@ -82,14 +92,12 @@
  *     (the DOWN goes through it) and the caller again; delivering the
  *     DOWN straight to the monitor's alias from the loop thread (the
  *     controller only forgetting its entry) would take one hop off;
- *   - back-pressure suspends coroutine senders only (a behaviour process's
- *     send past the limit is queued);
- *   - a receive path without the double copy (frames decode onto a
- *     scratch heap, sched_send copies again): a completed big message is
- *     decoded in one piece on the loop thread (a 64 MB binary: one copy of
- *     64 MB there, which other connections wait for); the frame buffers of
- *     a big send are one more copy; budgeted encoding of huge terms on the
- *     sending scheduler;
+ *   - a completed big message is still decoded in one piece on the loop
+ *     thread (its terms; its binaries are no longer copied there); the
+ *     encoding of a big send is not budgeted: a 64 MB term (a list; a
+ *     binary is referenced, O(1)) is encoded in one go on the sending
+ *     scheduler (no yield); a big send to a connection still being set
+ *     up copies its binaries in (pending queue);
  *   - spawn_request of anything but erpc and the registered bodies
  *     answers notsup (no Erlang code runs here); a DOWN a process had
  *     already taken into its queue stays after demonitor (OTP's
@@ -333,7 +341,9 @@ typedef struct dist_frag {
     uint64_t next_id; /* the FragmentId expected next (they count down to 1) */
     term_t refs[255]; /* the start fragment's atom cache refs, resolved */
     size_t nrefs;
-    uint8_t *data; /* control and payload bytes so far (malloc'ed) */
+    /* Control and payload bytes so far, in an off-heap binary that the
+     * decoded message's binaries reference (cap: its size). */
+    heap_binary_t *buf;
     size_t len, cap;
 } dist_frag_t;
 
@@ -382,21 +392,34 @@ void dist_rx_free(dist_rx_t *rx);
 int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len,
                   dist_msg_t *out) GD_MUST_CHECK;
 
+/* As dist_rx_frame for a frame body held in frame->data[0..len): the
+ * message's binaries of more than HEAP_BIN_MAX_BYTES reference the
+ * frame's bytes (sub-binaries of it) instead of copying them.  frame
+ * stays the caller's (the terms hold references of their own). */
+int dist_rx_frame_in(dist_rx_t *rx, heap_t *h, heap_binary_t *frame, size_t len,
+                     dist_msg_t *out) GD_MUST_CHECK;
+
 /* Bytes before the data of a continuation fragment (131 70 seq id). */
 #define DIST_FRAG_CONT_HDR_LEN 18
 
 /*
  * The receive path's copy-saving form of dist_rx_frame for a continuation
- * fragment that does not end its message: hdr holds the first
- * DIST_FRAG_CONT_HDR_LEN bytes of a frame of len bytes.  Returns 1 with
- * *dst pointing at room for its len - DIST_FRAG_CONT_HDR_LEN data bytes in
- * the sequence's buffer (the caller copies them there from its input at
- * once: the sequence counts them as received); 0 when the frame must go
- * through dist_rx_frame (not such a fragment, or the last of its
- * message); DIST_EFRAGMENT, DIST_ETOO_LARGE or GD_ENOMEM (close the
- * connection) as dist_rx_frame would.  O(1) plus a buffer growth.
+ * fragment: hdr holds the first DIST_FRAG_CONT_HDR_LEN bytes of a frame of
+ * len bytes.  Returns 1 with *dst pointing at room for its len -
+ * DIST_FRAG_CONT_HDR_LEN data bytes in the sequence's buffer (the caller
+ * copies them there from its input at once: the sequence counts them as
+ * received), or 2 when that fragment is the message's last: after the
+ * copy, dist_rx_frag_complete decodes the message; 0 when the frame must
+ * go through dist_rx_frame (not such a fragment); DIST_EFRAGMENT,
+ * DIST_ETOO_LARGE or GD_ENOMEM (close the connection) as dist_rx_frame
+ * would.  O(1) plus a buffer growth.
  */
 int dist_rx_frag_room(dist_rx_t *rx, const uint8_t *hdr, size_t len, uint8_t **dst) GD_MUST_CHECK;
+/* After dist_rx_frag_room returned 2 for hdr: decodes the completed
+ * message onto h as dist_rx_frame would, its binaries referencing the
+ * sequence's buffer (no copy).  Errors as dist_rx_frame. */
+int dist_rx_frag_complete(dist_rx_t *rx, heap_t *h, const uint8_t *hdr,
+                          dist_msg_t *out) GD_MUST_CHECK;
 
 /* A message encoded but not yet framed: the control's bytes then the
  * payload's, without version bytes (framing depends on the flags agreed
@@ -406,11 +429,30 @@ typedef struct dist_body {
     etf_buf_t bytes;
     size_t ctl_len;
     bool has_payload;
+    /* Big binaries of the payload left out of bytes (dist_encode_body_refs:
+     * their bytes belong at refs.v[i].at); none unless asked for. */
+    etf_bin_refs_t refs;
 } dist_body_t;
 
 /* Encodes control and payload (TERM_NONE: none) into out->bytes (reused;
  * the caller frees it).  Errors: ETF encode errors, GD_ENOMEM.  O(size). */
 int dist_encode_body(term_t control, term_t payload, dist_body_t *out) GD_MUST_CHECK;
+
+/* As dist_encode_body, the payload's byte-aligned off-heap binaries of at
+ * least DIST_FRAGMENT_SIZE bytes referenced in out->refs rather than
+ * copied (dist_frag_next then yields their bytes where they lie).
+ * Everything but dist_frag_iter_* needs dist_body_flatten first. */
+int dist_encode_body_refs(term_t control, term_t payload, dist_body_t *out) GD_MUST_CHECK;
+/* The body's length with its referenced binaries. */
+static inline size_t dist_body_len(const dist_body_t *b)
+{
+    return b->bytes.len + b->refs.bytes;
+}
+/* Copies the referenced binaries into bytes (and drops the references).
+ * GD_ENOMEM (the body unchanged). */
+int dist_body_flatten(dist_body_t *b) GD_MUST_CHECK;
+/* Frees bytes and drops the references. */
+void dist_body_free(dist_body_t *b);
 
 /*
  * Appends body to out as the frames a peer with the agreed flags expects:
@@ -456,6 +498,41 @@ int dist_frame_cached(const dist_body_t *body, uint64_t flags, dist_tx_t *tx,
  * connection.  Errors: GD_EINVAL (seq 0), GD_ENOMEM, DIST_ETOO_LARGE. */
 int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size,
                          etf_buf_t *out) GD_MUST_CHECK;
+
+/* The body as a peer with these flags takes it: *changed and the
+ * rewritten body in *adapted (the caller frees adapted->bytes) when the
+ * peer lacks DFLAG_EXIT_PAYLOAD and the op is a PAYLOAD_* one, else
+ * *changed false (dist_frame_body does this itself).  GD_ENOMEM. */
+int dist_body_for_flags(const dist_body_t *body, uint64_t flags, dist_body_t *adapted,
+                        bool *changed) GD_MUST_CHECK;
+
+/* The fragments of a body one at a time, for a writer that sends each
+ * piece of the body where it lies (no copy into a frame buffer): the
+ * frames are those of dist_frame_fragments. */
+#define DIST_FRAG_HDR_MAX 19 /* 131 69 seq id + the start's empty cache header */
+/* Pieces of one fragment's data at most (referenced binaries are at
+ * least a fragment long: bytes, binary, bytes, binary). */
+#define DIST_FRAG_SEGS 4
+typedef struct dist_seg {
+    const uint8_t *p;
+    size_t len;
+} dist_seg_t;
+typedef struct dist_frag_iter {
+    const dist_body_t *body;
+    uint64_t seq;
+    size_t frag_size, first, total;
+    size_t phys, ri, ref_off; /* position: in bytes, the next ref, into it */
+    uint64_t nfrags, id;      /* id: the next fragment's (0: done) */
+} dist_frag_iter_t;
+/* Errors: GD_EINVAL (seq or frag_size 0), DIST_ETOO_LARGE.  The body must
+ * outlive the iteration. */
+int dist_frag_iter_init(dist_frag_iter_t *it, const dist_body_t *body, uint64_t seq,
+                        size_t frag_size) GD_MUST_CHECK;
+/* The next fragment: its 4-byte length and header in hdr[0..*hdr_len),
+ * its data in segs[0..*nsegs), pieces of the body and of its referenced
+ * binaries where they lie.  False when done. */
+bool dist_frag_next(dist_frag_iter_t *it, uint8_t hdr[4 + DIST_FRAG_HDR_MAX], size_t *hdr_len,
+                    dist_seg_t segs[DIST_FRAG_SEGS], size_t *nsegs);
 
 /*
  * Appends to out one message as frames: 4-byte length, 131 68 with no

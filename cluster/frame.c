@@ -109,7 +109,9 @@ int dist_rx_init(dist_rx_t *rx, const dist_rx_limits_t *lim)
 static void frag_drop(dist_rx_t *rx, dist_frag_t *f)
 {
     rx->frag_bytes -= f->cap;
-    free(f->data);
+    /* A decoded message may still reference the buffer's binaries. */
+    if (f->buf != NULL)
+        heap_binary_unref(f->buf);
     memset(f, 0, sizeof *f);
 }
 
@@ -204,9 +206,11 @@ static int read_cache_header(dist_rx_t *rx, const uint8_t *p, size_t len, term_t
  * error is on the side of closing early, never of letting a peer past its
  * quota. */
 static int decode_term(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, bool versioned,
-                       const term_t *refs, size_t nrefs, term_t *out, size_t *used)
+                       const term_t *refs, size_t nrefs, heap_binary_t *src, term_t *out,
+                       size_t *used)
 {
     etf_decode_opts_t o = {0};
+    o.input_bin = src;
     o.max_heap = 8 * rx->lim.max_message + 65536;
     o.max_decompressed = rx->lim.max_message;
     o.atom_cache_refs = refs;
@@ -227,13 +231,14 @@ static int decode_term(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, b
 }
 
 /* Decodes control [+ payload] from p[0..len) and checks the control's
- * shape: a tuple whose first element is a known op with its arity. */
+ * shape: a tuple whose first element is a known op with its arity.  src
+ * (may be NULL): the binary p lies in, whose bytes binaries reference. */
 static int decode_message(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, bool versioned,
-                          const term_t *refs, size_t nrefs, dist_msg_t *out)
+                          const term_t *refs, size_t nrefs, heap_binary_t *src, dist_msg_t *out)
 {
     size_t used;
     term_t ctl;
-    int rc = decode_term(rx, h, p, len, versioned, refs, nrefs, &ctl, &used);
+    int rc = decode_term(rx, h, p, len, versioned, refs, nrefs, src, &ctl, &used);
     if (rc < 0)
         return rc;
     if (!term_is_boxed_of(ctl, HDR_TUPLE))
@@ -251,7 +256,7 @@ static int decode_message(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len
     p += used;
     len -= used;
     if (dist_op_has_payload((int)op)) {
-        rc = decode_term(rx, h, p, len, versioned, refs, nrefs, &out->payload, &used);
+        rc = decode_term(rx, h, p, len, versioned, refs, nrefs, src, &out->payload, &used);
         if (rc < 0)
             return rc;
         len -= used;
@@ -279,7 +284,7 @@ static int frag_grow(dist_rx_t *rx, dist_frag_t *f, size_t n, size_t hint)
         hint = rx->lim.max_message;
     if (hint > f->len + n && rx->frag_bytes - f->cap + hint > 2 * rx->lim.max_message)
         hint = 0; /* not within the budget: grow as it comes */
-    if (f->len + n > f->cap || hint > f->cap) {
+    if (f->buf == NULL || f->len + n > f->cap || hint > f->cap) {
         size_t cap = f->cap ? f->cap : 4096;
         while (cap < f->len + n)
             cap *= 2;
@@ -290,11 +295,13 @@ static int frag_grow(dist_rx_t *rx, dist_frag_t *f, size_t n, size_t hint)
         /* All partial sequences together stay within two messages' worth. */
         if (rx->frag_bytes - f->cap + cap > 2 * rx->lim.max_message)
             return DIST_ETOO_LARGE;
-        uint8_t *d = realloc(f->data, cap);
-        if (d == NULL)
+        /* An off-heap binary, so that the decoded message's binaries can
+         * reference their bytes where they landed (no second copy). */
+        heap_binary_t *b = f->buf == NULL ? heap_binary_new(cap) : heap_binary_resize(f->buf, cap);
+        if (b == NULL)
             return GD_ENOMEM;
         rx->frag_bytes += cap - f->cap;
-        f->data = d;
+        f->buf = b;
         f->cap = cap;
     }
     return 0;
@@ -305,9 +312,17 @@ static int frag_append(dist_rx_t *rx, dist_frag_t *f, const uint8_t *p, size_t n
     int rc = frag_grow(rx, f, n, hint);
     if (rc < 0)
         return rc;
-    memcpy(f->data + f->len, p, n);
+    memcpy(f->buf->data + f->len, p, n);
     f->len += n;
     return 0;
+}
+
+/* Decodes a sequence whose last fragment is in, and ends it. */
+static int frag_complete(dist_rx_t *rx, dist_frag_t *f, heap_t *h, dist_msg_t *out)
+{
+    int rc = decode_message(rx, h, f->buf->data, f->len, false, f->refs, f->nrefs, f->buf, out);
+    frag_drop(rx, f);
+    return rc;
 }
 
 int dist_rx_frag_room(dist_rx_t *rx, const uint8_t *hdr, size_t len, uint8_t **dst)
@@ -315,8 +330,8 @@ int dist_rx_frag_room(dist_rx_t *rx, const uint8_t *hdr, size_t len, uint8_t **d
     if (len < FRAG_HDR_LEN || hdr[0] != ETF_VERSION_MAGIC || hdr[1] != ETF_DIST_FRAG_CONT)
         return 0;
     uint64_t seq = get64(hdr + 2), id = get64(hdr + 10);
-    if (id <= 1)
-        return 0; /* the last one completes the message: dist_rx_frame */
+    if (id == 0)
+        return 0; /* malformed: dist_rx_frame reports it */
     dist_frag_t *f = frag_find(rx, seq);
     if (f == NULL || id != f->next_id)
         return DIST_EFRAGMENT;
@@ -326,14 +341,25 @@ int dist_rx_frag_room(dist_rx_t *rx, const uint8_t *hdr, size_t len, uint8_t **d
         frag_drop(rx, f);
         return rc;
     }
-    *dst = f->data + f->len;
+    *dst = f->buf->data + f->len;
     f->len += n;
     f->next_id--;
-    return 1;
+    return f->next_id == 0 ? 2 : 1;
+}
+
+int dist_rx_frag_complete(dist_rx_t *rx, heap_t *h, const uint8_t *hdr, dist_msg_t *out)
+{
+    out->op = 0;
+    out->control = out->payload = TERM_NONE;
+    dist_frag_t *f = frag_find(rx, get64(hdr + 2));
+    if (f == NULL || f->next_id != 0)
+        return DIST_EFRAGMENT;
+    return frag_complete(rx, f, h, out);
 }
 
 /* A fragment: start (131 69) or continuation (131 70). */
-static int read_fragment(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, dist_msg_t *out)
+static int read_fragment(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, heap_binary_t *src,
+                         dist_msg_t *out)
 {
     if (len < FRAG_HDR_LEN)
         return DIST_EPROTO;
@@ -356,7 +382,7 @@ static int read_fragment(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len,
         p += used;
         len -= used;
         if (id == 1)
-            return decode_message(rx, h, p, len, false, refs, nrefs, out);
+            return decode_message(rx, h, p, len, false, refs, nrefs, src, out);
         for (size_t i = 0; i < rx->lim.max_sequences && f == NULL; i++)
             if (!rx->frags[i].used)
                 f = &rx->frags[i];
@@ -384,23 +410,23 @@ static int read_fragment(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len,
             f->next_id--;
         return rc;
     }
-    rc = decode_message(rx, h, f->data, f->len, false, f->refs, f->nrefs, out);
-    frag_drop(rx, f);
-    return rc;
+    f->next_id = 0;
+    return frag_complete(rx, f, h, out);
 }
 
-int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, dist_msg_t *out)
+static int rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, heap_binary_t *src,
+                    dist_msg_t *out)
 {
     out->op = 0;
     out->control = out->payload = TERM_NONE;
     if (len == 0)
         return 0; /* tick */
     if (p[0] == PASS_THROUGH)
-        return decode_message(rx, h, p + 1, len - 1, true, NULL, 0, out);
+        return decode_message(rx, h, p + 1, len - 1, true, NULL, 0, src, out);
     if (len < 2 || p[0] != ETF_VERSION_MAGIC)
         return DIST_EPROTO;
     if (p[1] == ETF_DIST_FRAG_HEADER || p[1] == ETF_DIST_FRAG_CONT)
-        return read_fragment(rx, h, p, len, out);
+        return read_fragment(rx, h, p, len, src, out);
     if (p[1] != ETF_DIST_HEADER)
         return DIST_EPROTO;
     term_t refs[256];
@@ -408,7 +434,17 @@ int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, dist_m
     int rc = read_cache_header(rx, p + 2, len - 2, refs, &nrefs, &used);
     if (rc < 0)
         return rc;
-    return decode_message(rx, h, p + 2 + used, len - 2 - used, false, refs, nrefs, out);
+    return decode_message(rx, h, p + 2 + used, len - 2 - used, false, refs, nrefs, src, out);
+}
+
+int dist_rx_frame(dist_rx_t *rx, heap_t *h, const uint8_t *p, size_t len, dist_msg_t *out)
+{
+    return rx_frame(rx, h, p, len, NULL, out);
+}
+
+int dist_rx_frame_in(dist_rx_t *rx, heap_t *h, heap_binary_t *frame, size_t len, dist_msg_t *out)
+{
+    return rx_frame(rx, h, frame->data, len, frame, out);
 }
 
 /* Encodes t without the version byte, with UTF-8 atoms as every release
@@ -430,6 +466,57 @@ int dist_encode_body(term_t control, term_t payload, dist_body_t *out)
     if (rc == 0 && out->has_payload)
         rc = encode_term(payload, &out->bytes);
     return rc;
+}
+
+int dist_encode_body_refs(term_t control, term_t payload, dist_body_t *out)
+{
+    out->bytes.len = 0;
+    etf_bin_refs_clear(&out->refs);
+    int rc = encode_term(control, &out->bytes);
+    out->ctl_len = out->bytes.len;
+    out->has_payload = payload != TERM_NONE;
+    if (rc == 0 && out->has_payload) {
+        etf_encode_opts_t o;
+        etf_encode_opts_init(&o);
+        o.minor_version = 2;
+        out->refs.min_len = DIST_FRAGMENT_SIZE;
+        o.bin_refs = &out->refs;
+        rc = etf_encode_body(payload, &o, &out->bytes);
+        if (rc != 0)
+            etf_bin_refs_clear(&out->refs);
+    }
+    return rc;
+}
+
+int dist_body_flatten(dist_body_t *b)
+{
+    if (b->refs.n == 0)
+        return 0;
+    etf_buf_t flat = {0};
+    int rc = etf_buf_reserve(&flat, dist_body_len(b));
+    if (rc < 0)
+        return rc;
+    size_t phys = 0;
+    for (size_t i = 0; i < b->refs.n; i++) {
+        const etf_bin_ref_t *r = &b->refs.v[i];
+        memcpy(flat.data + flat.len, b->bytes.data + phys, r->at - phys);
+        flat.len += r->at - phys;
+        phys = r->at;
+        memcpy(flat.data + flat.len, r->data, r->len);
+        flat.len += r->len;
+    }
+    memcpy(flat.data + flat.len, b->bytes.data + phys, b->bytes.len - phys);
+    flat.len += b->bytes.len - phys;
+    etf_buf_free(&b->bytes);
+    b->bytes = flat;
+    etf_bin_refs_clear(&b->refs);
+    return 0;
+}
+
+void dist_body_free(dist_body_t *b)
+{
+    etf_buf_free(&b->bytes);
+    etf_bin_refs_free(&b->refs);
 }
 
 /* Appends one frame: 4-byte length, then the parts. */
@@ -524,6 +611,12 @@ static int adapt_control(const dist_body_t *in, uint64_t flags, dist_body_t *out
     return 0;
 }
 
+int dist_body_for_flags(const dist_body_t *body, uint64_t flags, dist_body_t *adapted,
+                        bool *changed)
+{
+    return adapt_control(body, flags, adapted, changed);
+}
+
 int dist_frame_body(const dist_body_t *body, uint64_t flags, uint64_t seq, etf_buf_t *out)
 {
     dist_body_t adapted = {0};
@@ -572,11 +665,12 @@ static int frame_body(const dist_body_t *body, uint64_t flags, uint64_t seq, etf
     return dist_frame_fragments(body, seq, frag, out);
 }
 
-int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size, etf_buf_t *out)
+int dist_frag_iter_init(dist_frag_iter_t *it, const dist_body_t *body, uint64_t seq,
+                        size_t frag_size)
 {
     /* The first fragment carries the whole control and as much payload as
      * fills frag_size; each later one frag_size bytes; ids count down. */
-    if (seq == 0) {
+    if (seq == 0 || frag_size == 0) {
         /* OTP takes a fragment header with sequence id 0 for a whole
          * message (erts_net_message, erts/emulator/beam/dist.c, OTP 25:
          * "A non-fragmented message: if (!ede.data->seq_id)") and decodes
@@ -584,38 +678,96 @@ int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size
          * on a DOWN reason sent so.  OTP itself uses the sender's pid. */
         return GD_EINVAL;
     }
-    size_t start_len = out->len;
-    const uint8_t *p = body->bytes.data;
-    size_t total = body->bytes.len, ctl_len = body->ctl_len;
-    size_t first = ctl_len > frag_size ? ctl_len : frag_size;
+    if (body->refs.n > 0 && body->refs.min_len < frag_size)
+        return GD_EINVAL; /* a fragment could need more than DIST_FRAG_SEGS pieces */
+    size_t total = dist_body_len(body);
+    size_t first = body->ctl_len > frag_size ? body->ctl_len : frag_size;
     if (first > total)
         first = total;
     size_t rest = total - first;
     uint64_t nfrags = 1 + (rest + frag_size - 1) / frag_size;
-    size_t off = 0;
+    *it = (dist_frag_iter_t){body, seq, frag_size, first, total, 0, 0, 0, nfrags, nfrags};
+    if (first > UINT32_MAX - DIST_FRAG_HDR_MAX || frag_size > UINT32_MAX - DIST_FRAG_HDR_MAX ||
+        it->nfrags > SIZE_MAX / (4 + DIST_FRAG_HDR_MAX) ||
+        total > SIZE_MAX - it->nfrags * (4 + DIST_FRAG_HDR_MAX))
+        return DIST_ETOO_LARGE;
+    return 0;
+}
+
+/* The next `want` bytes of the body as pieces (bytes and referenced
+ * binaries interleaved). */
+static size_t take_pieces(dist_frag_iter_t *it, size_t want, dist_seg_t *segs)
+{
+    const dist_body_t *b = it->body;
+    size_t n = 0;
+    while (want > 0) {
+        GD_ASSERT(n < DIST_FRAG_SEGS);
+        const etf_bin_ref_t *r = it->ri < b->refs.n ? &b->refs.v[it->ri] : NULL;
+        dist_seg_t sg;
+        if (r != NULL && it->phys == r->at) {
+            sg.p = r->data + it->ref_off;
+            sg.len = r->len - it->ref_off < want ? r->len - it->ref_off : want;
+            it->ref_off += sg.len;
+            if (it->ref_off == r->len) {
+                it->ri++;
+                it->ref_off = 0;
+            }
+        } else {
+            size_t limit = r != NULL ? r->at : b->bytes.len;
+            sg.p = b->bytes.data + it->phys;
+            sg.len = limit - it->phys < want ? limit - it->phys : want;
+            it->phys += sg.len;
+        }
+        want -= sg.len;
+        if (sg.len > 0)
+            segs[n++] = sg;
+    }
+    return n;
+}
+
+bool dist_frag_next(dist_frag_iter_t *it, uint8_t hdr[4 + DIST_FRAG_HDR_MAX], size_t *hdr_len,
+                    dist_seg_t segs[DIST_FRAG_SEGS], size_t *nsegs)
+{
+    if (it->id == 0)
+        return false;
+    bool start = it->id == it->nfrags;
+    size_t done = start ? 0 : it->first + (size_t)(it->nfrags - 1 - it->id) * it->frag_size;
+    size_t n =
+        start ? it->first : (it->total - done < it->frag_size ? it->total - done : it->frag_size);
+    size_t head = FRAG_HDR_LEN + (start ? 1 : 0);
+    uint8_t *w = put32(hdr, (uint32_t)(head + n));
+    w[0] = ETF_VERSION_MAGIC;
+    w[1] = start ? ETF_DIST_FRAG_HEADER : ETF_DIST_FRAG_CONT;
+    put64(w + 2, it->seq);
+    put64(w + 10, it->id);
+    w[FRAG_HDR_LEN] = 0; /* start: no atom cache refs */
+    *hdr_len = 4 + head;
+    *nsegs = take_pieces(it, n, segs);
+    it->id--;
+    return true;
+}
+
+int dist_frame_fragments(const dist_body_t *body, uint64_t seq, size_t frag_size, etf_buf_t *out)
+{
+    dist_frag_iter_t it;
+    int rc = dist_frag_iter_init(&it, body, seq, frag_size);
+    if (rc < 0)
+        return rc;
     /* All of it at once: growing fragment by fragment copies a big
      * message again at every doubling. */
-    if (nfrags > SIZE_MAX / (4 + FRAG_HDR_LEN + 1) ||
-        total > SIZE_MAX - nfrags * (4 + FRAG_HDR_LEN + 1))
-        return DIST_ETOO_LARGE;
-    int reserve_rc = etf_buf_reserve(out, total + nfrags * (4 + FRAG_HDR_LEN + 1));
-    if (reserve_rc < 0)
-        return reserve_rc;
-    for (uint64_t id = nfrags; id >= 1; id--) {
-        bool start = id == nfrags;
-        size_t piece = start ? first : (total - off < frag_size ? total - off : frag_size);
-        uint8_t head[FRAG_HDR_LEN + 1];
-        head[0] = ETF_VERSION_MAGIC;
-        head[1] = start ? ETF_DIST_FRAG_HEADER : ETF_DIST_FRAG_CONT;
-        put64(head + 2, seq);
-        put64(head + 10, id);
-        head[FRAG_HDR_LEN] = 0; /* start: no atom cache refs */
-        int rc = put_frame(out, head, FRAG_HDR_LEN + (start ? 1 : 0), p + off, piece, NULL, 0);
-        if (rc < 0) {
-            out->len = start_len;
-            return rc;
+    rc = etf_buf_reserve(out, it.total + it.nfrags * (4 + DIST_FRAG_HDR_MAX));
+    if (rc < 0)
+        return rc;
+    uint8_t hdr[4 + DIST_FRAG_HDR_MAX];
+    dist_seg_t segs[DIST_FRAG_SEGS];
+    size_t hdr_len, nsegs;
+    while (dist_frag_next(&it, hdr, &hdr_len, segs, &nsegs)) {
+        memcpy(out->data + out->len, hdr, hdr_len);
+        out->len += hdr_len;
+        for (size_t i = 0; i < nsegs; i++) {
+            memcpy(out->data + out->len, segs[i].p, segs[i].len);
+            out->len += segs[i].len;
         }
-        off += piece;
     }
     return 0;
 }

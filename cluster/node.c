@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,10 +79,14 @@ typedef struct conn {
     /* Back-pressure and statistics (node.lock).  busy: more than the
      * node's dist_buf_busy_limit bytes wait for the socket (or, before
      * the handshake ends, in pending); sending coroutine processes then
-     * wait in waiters (local pids) until it drains below half of it. */
+     * wait in waiters until it drains below half of it: a coroutine in
+     * a receive, a behaviour suspended (sched_suspend). */
     bool busy;
     uint64_t busy_since_ns, busy_ns, suspends;
-    term_t *waiters;
+    struct waiter {
+        term_t pid;
+        bool coroutine;
+    } * waiters;
     size_t nwaiters, waiters_cap;
     uint64_t last_direct_ns; /* the last write made straight from a sender */
     /* Written by the loop thread alone, read by statistics from any thread
@@ -229,7 +234,9 @@ static void conn_unbusy_locked(conn_t *c)
     c->busy_ns += now_ns() - c->busy_since_ns;
     atomic_fetch_sub_explicit(&node.busy_conns, 1, memory_order_relaxed);
     for (size_t i = 0; i < c->nwaiters; i++) {
-        int rc = sched_send(NULL, c->waiters[i], heap_atom("$gd_drained"));
+        const struct waiter *w = &c->waiters[i];
+        int rc = w->coroutine ? sched_send(NULL, w->pid, heap_atom("$gd_drained"))
+                              : sched_resume(w->pid);
         if (rc < 0 && rc != SCHED_ENOPROC && rc != SCHED_ESTOPPED)
             cluster_log("%s: a suspended sender could not be resumed (%s)", c->peer,
                         dist_strerror(rc));
@@ -387,6 +394,139 @@ static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n, etf_buf_t *o
     return rc;
 }
 
+/* A big body's bytes, shared by the output buffer's references to its
+ * fragments' pieces: freed when the last of them has been written (on
+ * the loop thread) or by the sender if none was left over. */
+typedef struct shared_bytes {
+    atomic_size_t refs;
+    uint8_t *data;
+    etf_bin_refs_t bins; /* the body's referenced binaries */
+} shared_bytes_t;
+
+static void shared_bytes_release(shared_bytes_t *sb)
+{
+    if (atomic_fetch_sub_explicit(&sb->refs, 1, memory_order_acq_rel) == 1) {
+        free(sb->data);
+        etf_bin_refs_free(&sb->bins);
+        free(sb);
+    }
+}
+
+static void shared_piece_written(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    shared_bytes_release(arg);
+}
+
+/* Fragments written straight to the socket per sendmsg. */
+#define DIRECT_FRAGS 16
+
+/* Queues segment p[from..n) (the bufferevent's lock held): a small one
+ * copied, a big one referenced where it lies (no copy into a frame
+ * buffer). */
+static int queue_segment(struct evbuffer *out, const uint8_t *p, size_t n, size_t from,
+                         shared_bytes_t *sb)
+{
+    if (from >= n)
+        return 0;
+    if (n - from < HANDOVER_MIN)
+        return evbuffer_add(out, p + from, n - from) != 0 ? GD_ENOMEM : 0;
+    atomic_fetch_add_explicit(&sb->refs, 1, memory_order_relaxed);
+    if (evbuffer_add_reference(out, p + from, n - from, shared_piece_written, sb) != 0) {
+        shared_bytes_release(sb);
+        return GD_ENOMEM;
+    }
+    return 0;
+}
+
+/* Writes a big body's fragments (it) on an up connection (lock held),
+ * without framing them into a buffer of their own: as much as the socket
+ * takes at once goes out by sendmsg from the body itself when nothing is
+ * queued, the rest is queued as references into the body (sb). */
+static int conn_write_fragments_locked(conn_t *c, dist_frag_iter_t *it, shared_bytes_t *sb)
+{
+    if (c->state != CONN_UP)
+        return DIST_ECLOSED;
+    c->wrote = true;
+    int rc = 0;
+    bufferevent_lock(c->bev);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    bool direct = evbuffer_get_length(out) == 0 && !c->tls;
+    uint8_t hdrs[DIRECT_FRAGS][4 + DIST_FRAG_HDR_MAX];
+    /* Per fragment: its header, then its pieces. */
+    struct iovec iov[DIRECT_FRAGS * (1 + DIST_FRAG_SEGS)];
+    for (;;) {
+        size_t k = 0, niov = 0, hdr_len, nsegs;
+        dist_seg_t segs[DIST_FRAG_SEGS];
+        while (k < DIRECT_FRAGS && dist_frag_next(it, hdrs[k], &hdr_len, segs, &nsegs)) {
+            iov[niov++] = (struct iovec){hdrs[k], hdr_len};
+            c->bytes_out += hdr_len;
+            for (size_t i = 0; i < nsegs; i++) {
+                iov[niov++] = (struct iovec){(void *)segs[i].p, segs[i].len};
+                c->bytes_out += segs[i].len;
+            }
+            k++;
+        }
+        if (k == 0)
+            break;
+        size_t written = 0;
+        if (direct) {
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = niov};
+            ssize_t w = sendmsg(bufferevent_getfd(c->bev), &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+            written = w > 0 ? (size_t)w : 0;
+            c->last_direct_ns = now_ns();
+        }
+        for (size_t i = 0; i < niov && rc == 0; i++) {
+            size_t done = written < iov[i].iov_len ? written : iov[i].iov_len;
+            written -= done;
+            if (done < iov[i].iov_len) {
+                direct = false; /* the socket is full: the loop writes the rest */
+                rc = queue_segment(out, iov[i].iov_base, iov[i].iov_len, done, sb);
+            }
+        }
+        if (rc < 0)
+            break;
+    }
+    size_t queued = evbuffer_get_length(out);
+    bufferevent_unlock(c->bev);
+    conn_note_queued_locked(c, queued);
+    return rc;
+}
+
+/* Sends a big body (over one fragment) to the up connection c of a peer
+ * with fragments: its bytes are moved into a shared holder (b->bytes is
+ * emptied) that the output buffer references.  1 when done here (rc in
+ * *rc), 0 when the body must take the framing path (a peer that needs
+ * its control rewritten, or no fragments). */
+static bool send_big_body_locked(conn_t *c, dist_body_t *b, uint64_t seq, int *rc)
+{
+    uint64_t need = DFLAG_DIST_HDR_ATOM_CACHE | DFLAG_FRAGMENTS;
+    if ((c->flags & need) != need || dist_body_len(b) <= DIST_FRAGMENT_SIZE)
+        return false;
+    dist_body_t adapted = {0};
+    bool changed;
+    if (dist_body_for_flags(b, c->flags, &adapted, &changed) != 0 || changed) {
+        etf_buf_free(&adapted.bytes);
+        return false;
+    }
+    dist_frag_iter_t it;
+    shared_bytes_t *sb = malloc(sizeof *sb);
+    if (sb == NULL || dist_frag_iter_init(&it, b, seq, DIST_FRAGMENT_SIZE) != 0) {
+        free(sb);
+        return false;
+    }
+    atomic_init(&sb->refs, 1);
+    sb->data = b->bytes.data;
+    sb->bins = b->refs;
+    *rc = conn_write_fragments_locked(c, &it, sb);
+    b->bytes = (etf_buf_t){0}; /* sb's now */
+    b->refs = (etf_bin_refs_t){0};
+    shared_bytes_release(sb);
+    c->msgs_out++;
+    return true;
+}
+
 /* A message for a connection still being set up is kept unframed, as
  * seq:64 ctl_len:64 has_payload:8 len:64 bytes, and framed when the
  * handshake has told which flags the peer has (lock held). */
@@ -432,8 +572,10 @@ static int flush_pending(conn_t *c)
     etf_buf_t frames = {0};
     for (size_t pos = 0; pos < c->pending.len && rc == 0;) {
         const uint8_t *r = c->pending.data + pos;
-        dist_body_t b = {
-            {(uint8_t *)r + PENDING_HDR, get64(r + 17), get64(r + 17)}, get64(r + 8), r[16] != 0};
+        dist_body_t b = {{(uint8_t *)r + PENDING_HDR, get64(r + 17), get64(r + 17)},
+                         get64(r + 8),
+                         r[16] != 0,
+                         {0}};
         frames.len = 0;
         rc = frame_locked(c, &b, get64(r), &frames);
         if (rc == 0)
@@ -577,26 +719,74 @@ static int conn_up(conn_t *c)
     return rc;
 }
 
-/* A continuation fragment in the middle of its message goes from the
- * input buffer straight into the sequence's buffer: no pullup copy for
- * the bulk of a big message.  False when the frame is not one (*rc then
- * untouched); else *rc is 0 or the error that closes c. */
+/* Frames from this size on are read into a binary of their own and
+ * decoded into message fragments for their target: the message's
+ * binaries then reference the bytes where they landed (one copy from the
+ * input buffer, none after), and its terms are not copied again by the
+ * send.  Smaller ones take the scratch heap (their copy is cheap, and a
+ * fragment sized for a big message would waste memory in a mailbox). */
+#define BIG_FRAME_MIN ((size_t)64 << 10)
+
+/* Handles a decoded message (op 0: none) and ends h.  rc: the decode's. */
+static int frame_done(conn_t *c, heap_t *h, int rc, const dist_msg_t *m)
+{
+    if (rc == 0 && m->op != 0) {
+        atomic_fetch_add_explicit(&c->msgs_in, 1, memory_order_relaxed);
+        rc = cluster_dispatch(c, h, m);
+    }
+    heap_destroy(h);
+    return rc;
+}
+
+/* A continuation fragment goes from the input buffer straight into the
+ * sequence's buffer: no pullup copy for the bulk of a big message; the
+ * last one then decodes the message into fragments for its target.
+ * False when the frame is not one (*rc then untouched); else *rc is 0 or
+ * the error that closes c. */
 static bool read_fragment_data(conn_t *c, struct evbuffer *in, size_t n, int *rc)
 {
-    const uint8_t *hdr = evbuffer_pullup(in, 4 + DIST_FRAG_CONT_HDR_LEN);
-    uint8_t *dst;
-    int r = hdr == NULL ? GD_ENOMEM : dist_rx_frag_room(&c->rx, hdr + 4, n, &dst);
+    const uint8_t *p = evbuffer_pullup(in, 4 + DIST_FRAG_CONT_HDR_LEN);
+    uint8_t hdr[DIST_FRAG_CONT_HDR_LEN], *dst;
+    if (p != NULL)
+        memcpy(hdr, p + 4, sizeof hdr);
+    int r = p == NULL ? GD_ENOMEM : dist_rx_frag_room(&c->rx, hdr, n, &dst);
     if (r == 0)
         return false;
     *rc = r < 0 ? r : 0;
-    if (r == 1) {
-        size_t data = n - DIST_FRAG_CONT_HDR_LEN;
-        evbuffer_drain(in, 4 + DIST_FRAG_CONT_HDR_LEN);
-        if (evbuffer_remove(in, dst, data) != (int)data)
-            *rc = GD_ENOMEM; /* cannot happen: all n bytes are there */
-        atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
+    if (r < 0)
+        return true;
+    size_t data = n - DIST_FRAG_CONT_HDR_LEN;
+    evbuffer_drain(in, 4 + DIST_FRAG_CONT_HDR_LEN);
+    if (evbuffer_remove(in, dst, data) != (int)data)
+        *rc = GD_ENOMEM; /* cannot happen: all n bytes are there */
+    atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
+    if (r == 2 && *rc == 0) {
+        heap_t h;
+        dist_msg_t m;
+        *rc = heap_msg_build_init(&h);
+        if (*rc == 0)
+            *rc = frame_done(c, &h, dist_rx_frag_complete(&c->rx, &h, hdr, &m), &m);
     }
     return true;
+}
+
+/* A big frame, read into a binary of its own (see BIG_FRAME_MIN). */
+static int read_big_frame(conn_t *c, struct evbuffer *in, size_t n)
+{
+    heap_binary_t *frame = heap_binary_new(n);
+    if (frame == NULL)
+        return GD_ENOMEM;
+    evbuffer_drain(in, 4);
+    int rc = evbuffer_remove(in, frame->data, n) == (int)n ? 0 : GD_ENOMEM;
+    atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
+    heap_t h;
+    dist_msg_t m;
+    if (rc == 0)
+        rc = heap_msg_build_init(&h);
+    if (rc == 0)
+        rc = frame_done(c, &h, dist_rx_frame_in(&c->rx, &h, frame, n, &m), &m);
+    heap_binary_unref(frame); /* the message's binaries hold their own references */
+    return rc;
 }
 
 /* Decodes and handles every complete frame in the input buffer. */
@@ -617,31 +807,21 @@ static void read_frames(conn_t *c, struct evbuffer *in)
         if (rc == 0)
             return;
         if (n > DIST_FRAG_CONT_HDR_LEN && read_fragment_data(c, in, n, &rc)) {
-            if (rc < 0) {
-                conn_close(c, dist_strerror(rc));
+            /* handled: rc says how */
+        } else if (n >= BIG_FRAME_MIN) {
+            rc = read_big_frame(c, in, n);
+        } else {
+            p = evbuffer_pullup(in, (ev_ssize_t)(4 + n));
+            heap_t h;
+            if (p == NULL || heap_init(&h, 0) != 0) {
+                conn_close(c, "out of memory");
                 return;
             }
-            continue;
+            dist_msg_t m;
+            rc = frame_done(c, &h, dist_rx_frame(&c->rx, &h, p + 4, n, &m), &m);
+            atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
+            evbuffer_drain(in, 4 + n);
         }
-        p = evbuffer_pullup(in, (ev_ssize_t)(4 + n));
-        if (p == NULL) {
-            conn_close(c, "out of memory");
-            return;
-        }
-        heap_t h;
-        if (heap_init(&h, 0) != 0) {
-            conn_close(c, "out of memory");
-            return;
-        }
-        dist_msg_t m;
-        rc = dist_rx_frame(&c->rx, &h, p + 4, n, &m);
-        atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
-        if (rc == 0 && m.op != 0) {
-            atomic_fetch_add_explicit(&c->msgs_in, 1, memory_order_relaxed);
-            rc = cluster_dispatch(c, &h, &m);
-        }
-        heap_destroy(&h);
-        evbuffer_drain(in, 4 + n);
         if (rc < 0) {
             char why[128];
             snprintf(why, sizeof why, "bad data on the connection: %s", dist_strerror(rc));
@@ -1115,11 +1295,24 @@ static int send_to_node(term_t node_atom, term_t control, term_t payload, bool c
     uint64_t seq = next_sequence_id();
     dist_body_t b = {0};
     etf_buf_t frames = {0};
-    int rc = dist_encode_body(control, payload, &b);
+    /* Big binaries referenced, not copied, for the fragment writer. */
+    int rc = dist_encode_body_refs(control, payload, &b);
     if (rc < 0)
         goto out;
     pthread_mutex_lock(&node.lock);
     conn_t *c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
+    if (c != NULL && c->state == CONN_UP && send_big_body_locked(c, &b, seq, &rc))
+        goto unlock; /* written (or queued) from the body and its binaries */
+    if (b.refs.n > 0) {
+        /* Any other way copies them in (a connection being set up, a
+         * peer without fragments, a control to rewrite). */
+        pthread_mutex_unlock(&node.lock);
+        rc = dist_body_flatten(&b);
+        if (rc < 0)
+            goto out;
+        pthread_mutex_lock(&node.lock);
+        c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
+    }
     if (c != NULL && c->state == CONN_UP && !use_cache(c, &b)) {
         uint64_t id = c->id, flags = c->flags;
         pthread_mutex_unlock(&node.lock);
@@ -1136,12 +1329,13 @@ static int send_to_node(term_t node_atom, term_t control, term_t payload, bool c
     } else if (c != NULL) {
         rc = conn_send_body_locked(c, &b, seq);
     }
+unlock:
     pthread_mutex_unlock(&node.lock);
     if (rc == DIST_ECLOSED)
         rc = 0;
 out:
     etf_buf_free(&frames);
-    etf_buf_free(&b.bytes);
+    dist_body_free(&b);
     return rc;
 }
 
@@ -1192,8 +1386,9 @@ static bool pred_none(term_t msg, void *arg)
  * messages stay queued and it takes no CPU) until write_cb sees the
  * output below the low-water mark, or the connection ends.  The message
  * itself was queued before: nothing is dropped and the order holds.  A
- * behaviour process cannot wait inside its callback and is not
- * suspended. */
+ * behaviour process cannot wait inside its callback: it is suspended
+ * once the callback returns (sched_suspend: its next message does not
+ * run, it is not queued) and resumed by the same drain. */
 static int hook_sent(void *ud, sched_ctx_t *ctx, term_t to)
 {
     (void)ud;
@@ -1208,15 +1403,16 @@ static int hook_sent(void *ud, sched_ctx_t *ctx, term_t to)
     conn_t *c = find_conn_locked(node_atom);
     bool busy = c != NULL && c->busy;
     pthread_mutex_unlock(&node.lock);
-    /* Probe: a behaviour process gets GD_EINVAL from a receive. */
-    if (!busy || sched_receive_wait(ctx, pred_none, NULL, 0, &msg) == GD_EINVAL)
+    if (!busy)
         return 0;
+    /* Probe: a behaviour process gets GD_EINVAL from a receive. */
+    bool coroutine = sched_receive_wait(ctx, pred_none, NULL, 0, &msg) != GD_EINVAL;
     pthread_mutex_lock(&node.lock);
     c = find_conn_locked(node_atom);
     busy = c != NULL && c->busy;
     if (busy && c->nwaiters == c->waiters_cap) {
         size_t cap = c->waiters_cap ? 2 * c->waiters_cap : 8;
-        term_t *w = realloc(c->waiters, cap * sizeof *w);
+        struct waiter *w = realloc(c->waiters, cap * sizeof *w);
         if (w == NULL) {
             pthread_mutex_unlock(&node.lock);
             return GD_ENOMEM;
@@ -1224,12 +1420,15 @@ static int hook_sent(void *ud, sched_ctx_t *ctx, term_t to)
         c->waiters = w;
         c->waiters_cap = cap;
     }
-    if (busy) {
-        c->waiters[c->nwaiters++] = sched_self(ctx);
+    int rc = 0;
+    if (busy && !coroutine)
+        rc = sched_suspend(ctx); /* before the drain can resume it: under the lock */
+    if (busy && rc == 0) {
+        c->waiters[c->nwaiters++] = (struct waiter){sched_self(ctx), coroutine};
         c->suspends++;
     }
     pthread_mutex_unlock(&node.lock);
-    return busy ? sched_receive_wait(ctx, pred_drained, NULL, -1, &msg) : 0;
+    return busy && coroutine ? sched_receive_wait(ctx, pred_drained, NULL, -1, &msg) : rc;
 }
 
 static int hook_exit(void *ud, term_t from, term_t to, term_t reason)

@@ -1026,11 +1026,14 @@ static int reply4(conn_t *c, int op, term_t a, term_t b, term_t d, term_t payloa
 
 /* Delivers a message locally; sends to dead pids or unknown names are
  * dropped silently, as in Erlang. */
-static int deliver(term_t to, term_t msg)
+static int deliver(heap_t *h, term_t to, term_t msg)
 {
     if (!term_is_local_pid(to) && !term_is_atom(to) && !term_is_local_ref(to))
         return term_is_pid(to) ? 0 : DIST_EPROTO;
-    int rc = sched_send(NULL, to, msg);
+    /* A big frame was decoded straight into message fragments (node.c):
+     * they become the message as they are, not copied again. */
+    int rc = (h->gc_flags & HEAP_GCF_FRAGS_ONLY) ? sched_send_built(to, heap_msg_build_take(h), msg)
+                                                 : sched_send(NULL, to, msg);
     return rc == SCHED_ENOPROC || rc == GD_EBADARG ? 0 : rc;
 }
 
@@ -1202,19 +1205,19 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
     case DOP_SEND_TT:
     case DOP_SEND_SENDER:
     case DOP_SEND_SENDER_TT:
-        return deliver(el(ctl, 2), m->payload);
+        return deliver(h, el(ctl, 2), m->payload);
     case DOP_REG_SEND:
     case DOP_REG_SEND_TT:
         if (!term_is_atom(el(ctl, 3)))
             return DIST_EPROTO;
-        return deliver(el(ctl, 3), m->payload);
+        return deliver(h, el(ctl, 3), m->payload);
     case DOP_ALIAS_SEND:
     case DOP_ALIAS_SEND_TT:
         /* {33, From, Alias}: sched drops it unless Alias is an active
          * alias of a live process here. */
         if (!term_is_ref(el(ctl, 2)))
             return DIST_EPROTO;
-        return term_is_local_ref(el(ctl, 2)) ? deliver(el(ctl, 2), m->payload) : 0;
+        return term_is_local_ref(el(ctl, 2)) ? deliver(h, el(ctl, 2), m->payload) : 0;
     case DOP_LINK:
         /* {1, From, To} */
         if (!term_is_pid(el(ctl, 1)) || !term_is_pid(el(ctl, 2)))

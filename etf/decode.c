@@ -62,6 +62,8 @@
  * a binary's header (REFC_BIN: 4 words), a bignum's header and sign. */
 #define DEC_IDENT_WORDS 8
 #define DEC_BIN_HDR_WORDS 4
+/* A sub-binary object (header, bit size, bit offset, original). */
+#define DEC_SUB_BIN_WORDS 4
 #define DEC_BIG_HDR_WORDS 2
 
 enum dec_frame_kind {
@@ -124,6 +126,12 @@ typedef struct dec {
     size_t cache_count;
     size_t max_depth;
     size_t max_decompressed;
+    /* opts->input_bin: binaries of the input itself (never of an inflated
+     * buffer) become sub-binaries of it, through one REFC_BIN object made
+     * on first use (src_refc, TERM_NONE until then). */
+    heap_binary_t *src;
+    const uint8_t *src_buf;
+    term_t src_refc;
     int err;
     size_t err_off;
     /* work stack */
@@ -798,6 +806,17 @@ static void fill_pending(dec_t *d, size_t sp)
             FAIL(map_heap_error(rc_), tag_off);                                                    \
     } while (0)
 
+/* A sub-binary of the input binary for its bytes p[0..n). */
+static int ref_input(dec_t *d, const uint8_t *p, size_t n, term_t *dest)
+{
+    if (d->src_refc == TERM_NONE) {
+        int rc = heap_make_refc_binary(d->h, d->src, d->src->size * 8, &d->src_refc);
+        if (rc != GD_OK)
+            return rc;
+    }
+    return heap_make_sub_binary(d->h, d->src_refc, (size_t)(p - d->src->data) * 8, n * 8, dest);
+}
+
 /*
  * Decodes the term starting at d->buf[start]; on success *out is the term
  * and *end the offset just past it.  Returns 0 or an ETF_E* code (with
@@ -995,6 +1014,13 @@ static int decode_term(dec_t *d, size_t start, term_t *out, size_t *end)
             pos += 5;
             NEED_VAR(n, tag_off);
             NEED_IN(pos + n);
+            if (n > HEAP_BIN_MAX_BYTES && buf == d->src_buf) {
+                /* Its bytes are in the input already: referenced, not copied. */
+                CHARGE(DEC_BIN_HDR_WORDS + DEC_SUB_BIN_WORDS);
+                HEAP_CALL(ref_input(d, buf + pos, n, dest));
+                pos += n;
+                break;
+            }
             CHARGE(DEC_BIN_HDR_WORDS + (n + 7) / 8);
             uint8_t *data;
             HEAP_CALL(heap_make_bitstring_uninit(h, n * 8, &data, dest));
@@ -1231,6 +1257,9 @@ static void dec_init(dec_t *d, heap_t *h, const etf_decode_opts_t *opts)
                               : ETF_MAX_DECOMPRESSED_DEFAULT;
     size_t max_heap = opts != NULL && opts->max_heap != 0 ? opts->max_heap : ETF_MAX_HEAP_DEFAULT;
     d->budget = max_heap / sizeof(term_t);
+    d->src = opts != NULL ? opts->input_bin : NULL;
+    d->src_buf = NULL;
+    d->src_refc = TERM_NONE;
     d->zi = NULL;
     d->err = 0;
     d->err_off = 0;
@@ -1348,6 +1377,9 @@ static int decode_common(heap_t *h, const uint8_t *buf, size_t len, const etf_de
     d.buf = buf;
     d.len = len;
     d.ready = len;
+    if (d.src != NULL && buf >= d.src->data && len <= d.src->size &&
+        (size_t)(buf - d.src->data) <= d.src->size - len)
+        d.src_buf = buf;
     int rc;
     term_t t = TERM_NIL;
     size_t end = 0;

@@ -77,6 +77,8 @@ typedef struct enc {
     term_t local_node;
     uint32_t local_creation;
     size_t max_depth;
+    etf_bin_refs_t *refs; /* opts->bin_refs (write mode only) */
+    unsigned fun_depth;   /* funs being written: their Size counts every byte */
     /* work stack: frames below the top one (whose hot fields the walker
      * keeps in locals) */
     enc_frame_t *stack;
@@ -449,6 +451,50 @@ static int enc_fun_head(enc_t *e, enc_out_t *w, term_t t, heap_fun_info_t *info,
     return rc;
 }
 
+void etf_bin_refs_clear(etf_bin_refs_t *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        heap_binary_unref(r->v[i].bin);
+    r->n = 0;
+    r->bytes = 0;
+}
+
+void etf_bin_refs_free(etf_bin_refs_t *r)
+{
+    etf_bin_refs_clear(r);
+    free(r->v);
+    r->v = NULL;
+    r->cap = 0;
+}
+
+/* The off-heap binary t's bytes lie in (a REFC_BIN, or a sub-binary of
+ * one), or NULL. */
+static heap_binary_t *backing_binary(term_t t)
+{
+    const term_t *p = term_boxed_ptr(t);
+    if (header_subtag(p[0]) == HDR_SUB_BIN)
+        p = term_boxed_ptr(p[3]);
+    return header_subtag(p[0]) == HDR_REFC_BIN ? (heap_binary_t *)(uintptr_t)p[2] : NULL;
+}
+
+/* Appends a reference to bin's bytes data[0..len), to be inserted at at. */
+static int ref_add(etf_bin_refs_t *r, size_t at, const uint8_t *data, size_t len,
+                   heap_binary_t *bin)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 8;
+        etf_bin_ref_t *v = realloc(r->v, cap * sizeof *v);
+        if (v == NULL)
+            return ETF_ENOMEM;
+        r->v = v;
+        r->cap = cap;
+    }
+    heap_binary_ref(bin);
+    r->v[r->n++] = (etf_bin_ref_t){at, data, len, bin};
+    r->bytes += len;
+    return GD_OK;
+}
+
 static int enc_bitstring(enc_t *e, enc_out_t *w, term_t t, const bool write)
 {
     heap_bin_view_t v;
@@ -457,6 +503,15 @@ static int enc_bitstring(enc_t *e, enc_out_t *w, term_t t, const bool write)
     unsigned tail_bits = (unsigned)(v.bit_size % 8);
     if (nbytes > UINT32_MAX)
         return ETF_EUNENCODABLE;
+    heap_binary_t *bin;
+    if (write && e->refs != NULL && e->fun_depth == 0 && tail_bits == 0 && v.bit_offset == 0 &&
+        nbytes >= e->refs->min_len && (bin = backing_binary(t)) != NULL) {
+        if (room(e, w, 5, write) != GD_OK)
+            return ETF_ENOMEM;
+        put8(w, ETF_BINARY_EXT, write);
+        put32(w, (uint32_t)nbytes, write);
+        return ref_add(e->refs, w->pos, v.bytes, nbytes, bin);
+    }
     if (room(e, w, 6 + nbytes, write) != GD_OK)
         return ETF_ENOMEM;
     if (tail_bits == 0) {
@@ -591,6 +646,7 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, size_t *posp, const bool write)
                 break;
             f = &e->stack[sp - 1];
             if (kind == EF_FUN) {
+                e->fun_depth--;
                 if (write)
                     etf_put32(w.out + f->aux, (uint32_t)(w.pos - f->aux));
             } else if (kind == EF_MAP && f->scratch) {
@@ -770,6 +826,7 @@ ENC_INLINE int enc_walk(enc_t *e, term_t root, size_t *posp, const bool write)
                  * decode.c) is the word before the free variables. */
                 PUSH(EF_FUN, term_fun_free(t) - 1, 0, (size_t)info.num_free + 1);
                 f->aux = size_at;
+                e->fun_depth++;
                 break;
             }
             case HDR_MAP_FLAT:
@@ -894,6 +951,8 @@ static void enc_init(enc_t *e, const etf_encode_opts_t *opts)
     e->local_node = heap_node_name();
     e->local_creation = heap_node_creation();
     e->max_depth = opts->max_depth != 0 ? opts->max_depth : ETF_MAX_DEPTH_DEFAULT;
+    e->refs = opts->bin_refs != NULL && opts->bin_refs->min_len > 0 ? opts->bin_refs : NULL;
+    e->fun_depth = 0;
     e->stack = e->inline_stack;
     e->stack_cap = ENC_INLINE_FRAMES;
     etf_scratch_init(&e->scratch, e->inline_scratch, ENC_INLINE_SCRATCH);
@@ -985,6 +1044,7 @@ int etf_encode(term_t t, const etf_encode_opts_t *opts, etf_buf_t *out)
     out->data[out->len++] = ETF_VERSION_MAGIC;
     enc_t e;
     enc_init(&e, opts);
+    e.refs = NULL; /* a binary_to_term-able whole, maybe compressed */
     rc = encode_body_at(t, &e, out);
     enc_release(&e);
     if (rc == GD_OK && opts != NULL && opts->compressed > 0)

@@ -160,6 +160,14 @@ typedef struct etf_decode_opts {
      * NULL: tag 82 is rejected with ETF_EATOM_CACHE. */
     const term_t *atom_cache_refs;
     size_t atom_cache_count;
+    /* The off-heap binary the input lies in (NULL: none).  When buf is
+     * inside input_bin->data, a BINARY_EXT of more than HEAP_BIN_MAX_BYTES
+     * (not inside a compressed term) decodes to a sub-binary of it, its
+     * bytes referenced rather than copied (the distribution receive path:
+     * a frame's binaries are copied once, from the socket buffer into the
+     * frame's buffer).  The binary must not change while such terms live
+     * (refc > 1 once one was made). */
+    heap_binary_t *input_bin;
 } etf_decode_opts_t;
 
 /*
@@ -194,6 +202,29 @@ typedef struct etf_buf {
 int etf_buf_reserve(etf_buf_t *b, size_t more) GD_MUST_CHECK;
 void etf_buf_free(etf_buf_t *b);
 
+/* Binaries an encoding references instead of copying (etf_encode_opts_t
+ * .bin_refs): each is data[0..len) of an off-heap binary (a reference
+ * held in bin) whose bytes belong at byte `at` of the output, which holds
+ * everything else (so the encoding is the output with each binary's bytes
+ * inserted at its `at`, in order).  The distribution send path writes a
+ * big binary from where it lies, as OTP does, instead of copying it. */
+typedef struct etf_bin_ref {
+    size_t at;
+    const uint8_t *data;
+    size_t len;
+    heap_binary_t *bin;
+} etf_bin_ref_t;
+typedef struct etf_bin_refs {
+    etf_bin_ref_t *v;
+    size_t n, cap;
+    size_t min_len; /* binaries of at least this many bytes are referenced (0: none) */
+    size_t bytes;   /* sum of the lens */
+} etf_bin_refs_t;
+/* Drops every reference (n = 0; the array is kept). */
+void etf_bin_refs_clear(etf_bin_refs_t *r);
+/* Drops them and frees the array. */
+void etf_bin_refs_free(etf_bin_refs_t *r);
+
 typedef struct etf_encode_opts {
     /* OTP release whose term_to_binary output to reproduce: 25 (default, if
      * 0) emits ATOM_EXT for Latin-1 atoms; 26 and later emit UTF-8 atoms. */
@@ -210,6 +241,11 @@ typedef struct etf_encode_opts {
     /* Deepest nesting accepted (0 = ETF_MAX_DEPTH_DEFAULT), counted as the
      * decoder counts it, so whatever decodes under a limit encodes under it. */
     size_t max_depth;
+    /* NULL: every binary is copied.  Else byte-aligned binaries of at least
+     * bin_refs->min_len bytes backed by an off-heap binary, outside funs,
+     * are appended to it instead of being copied (etf_encode_body only;
+     * on failure the caller clears what was appended). */
+    etf_bin_refs_t *bin_refs;
 } etf_encode_opts_t;
 
 /* Default options: OTP 25, no compression. */

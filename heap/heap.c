@@ -68,6 +68,21 @@ heap_binary_t *heap_binary_new(size_t size)
     return b;
 }
 
+heap_binary_t *heap_binary_resize(heap_binary_t *b, size_t size)
+{
+    GD_ASSERT(atomic_load_explicit(&b->refc, memory_order_relaxed) == 1);
+    if (size > HEAP_BINARY_MAX_BYTES)
+        return NULL;
+    size_t old = b->size;
+    heap_binary_t *n = realloc(b, sizeof *n + size);
+    if (n == NULL)
+        return NULL;
+    n->size = size;
+    heap_thread_stats_t *t = heap_stats_self();
+    heap_stat_add(t, &t->bin_bytes, size - old); /* wraps to a decrement when shrinking */
+    return n;
+}
+
 void heap_binary_unref(heap_binary_t *b)
 {
     /* acq_rel: the release half orders this owner's reads/writes of the
@@ -140,19 +155,20 @@ void heap_frag_release_storage(heap_frag_t *f)
 
 void heap_frag_free(heap_frag_t *frag)
 {
-    if (frag == NULL)
-        return;
-    heap_offheap_release(frag->offheap_first);
-    heap_frag_release_storage(frag);
+    /* Every list first: a message chain's off-heap objects may lie in any
+     * of its fragments. */
+    for (heap_frag_t *f = frag; f != NULL; f = f->next)
+        heap_offheap_release(f->offheap_first);
+    for (heap_frag_t *f = frag, *next; f != NULL; f = next) {
+        next = f->next;
+        heap_frag_release_storage(f);
+    }
 }
 
 void heap_destroy(heap_t *h)
 {
     heap_offheap_release(h->offheap_first);
-    for (heap_frag_t *f = h->frags, *next; f != NULL; f = next) {
-        next = f->next;
-        heap_frag_free(f);
-    }
+    heap_frag_free(h->frags);
     heap_area_free(h->young_start, (size_t)(h->young_end - h->young_start));
     heap_area_free(h->old_start, (size_t)(h->old_end - h->old_start));
     memset(h, 0, sizeof *h);
@@ -164,7 +180,7 @@ void heap_destroy(heap_t *h)
 
 term_t *heap_alloc_slow(heap_t *h, size_t words)
 {
-    if (h->young_start == heap_no_young_area) {
+    if (h->young_start == heap_no_young_area && !(h->gc_flags & HEAP_GCF_FRAGS_ONLY)) {
         size_t size = heap_next_size(words > h->min_words ? words : h->min_words, 0);
         term_t *area = size == 0 ? NULL : heap_area_alloc(size);
         if (area == NULL)

@@ -497,6 +497,10 @@ typedef struct heap_binary {
 
 /* Allocates an off-heap binary of `size` bytes with refc 1; data uninitialised. */
 heap_binary_t *heap_binary_new(size_t size);
+/* Resizes a binary nobody else references yet (refc 1: e.g. a buffer
+ * being filled), keeping its first min(old, size) bytes; it may move.
+ * NULL (b untouched) when out of memory or over HEAP_BINARY_MAX_BYTES. */
+heap_binary_t *heap_binary_resize(heap_binary_t *b, size_t size);
 static inline void heap_binary_ref(heap_binary_t *b)
 {
     atomic_fetch_add_explicit(&b->refc, 1, memory_order_relaxed);
@@ -577,6 +581,9 @@ typedef struct heap {
 #define HEAP_GCF_NEED_MAJOR 0x2u /* the next collection is a full sweep */
 #define HEAP_GCF_GROW 0x4u       /* live data fills > 75%: grow at the next major */
 #define HEAP_GCF_STRESS 0x8u     /* GC stress: every heap_ensure_free collects */
+/* A message builder (heap_msg_build_init): no young area, every word in
+ * fragments, which heap_msg_build_take hands over as one message. */
+#define HEAP_GCF_FRAGS_ONLY 0x10u
 
 #define HEAP_MIN_WORDS_DEFAULT 233
 #define HEAP_FULLSWEEP_AFTER_DEFAULT 65535
@@ -787,17 +794,38 @@ int heap_msg_copy_tuple(const term_t *elems, size_t n, heap_frag_t **frag_out,
                         term_t *out) GD_MUST_CHECK;
 
 /*
- * Hands a message fragment to its receiver's heap (consumed; NULL is a
+ * A heap that builds one message in place (the distribution receive path
+ * decodes a big frame straight into what its target gets): every
+ * allocation goes to fragments, never to a young area, so the terms built
+ * can be handed over as they are by heap_msg_build_take, without the copy
+ * heap_msg_copy would make.  Never collected; heap_destroy frees what was
+ * not taken.  Errors as heap_init.
+ */
+int heap_msg_build_init(heap_t *h) GD_MUST_CHECK;
+
+/*
+ * Takes every word built on a heap_msg_build_init heap as a message body:
+ * a chain of fragments (through ->next; NULL when nothing was allocated)
+ * whose first one holds the off-heap binary list, for heap_attach_frag or
+ * heap_frag_free.  The terms keep their addresses; the heap is empty
+ * afterwards (and may build again).  O(fragments).
+ */
+heap_frag_t *heap_msg_build_take(heap_t *h);
+
+/*
+ * Hands a message fragment (or a chain of them, from heap_msg_build_take)
+ * to its receiver's heap (consumed; NULL is a
  * no-op).  Its terms are usable at once and are merged into the heap at
  * its next collection, so from now on the message term must be held in a
  * root slot (e.g. reported by the mailbox enumerator of heap_roots_t) to
  * survive it; an unreferenced one is simply collected.  Called by the
- * heap's owner only.  O(1).
+ * heap's owner only.  O(fragments in the chain).
  */
 void heap_attach_frag(heap_t *h, heap_frag_t *frag);
 
-/* Frees a fragment that was never attached (an undelivered message),
- * dropping its binary references.  NULL is a no-op. */
+/* Frees a fragment (or a message's chain of them) that was never attached
+ * (an undelivered message), dropping its binary references.  NULL is a
+ * no-op. */
 void heap_frag_free(heap_frag_t *frag);
 
 /* ------------------------------------------------------------------------ */

@@ -93,10 +93,36 @@ int heap_msg_copy_tuple(const term_t *elems, size_t n, heap_frag_t **frag_out, t
     return GD_OK;
 }
 
-void heap_attach_frag(heap_t *h, heap_frag_t *frag)
+int heap_msg_build_init(heap_t *h)
 {
-    if (frag == NULL)
-        return;
+    int rc = heap_init(h, 0);
+    if (rc == GD_OK)
+        h->gc_flags = HEAP_GCF_FRAGS_ONLY; /* never collected: no stress either */
+    return rc;
+}
+
+heap_frag_t *heap_msg_build_take(heap_t *h)
+{
+    GD_ASSERT(h->gc_flags & HEAP_GCF_FRAGS_ONLY);
+    heap_frag_t *chain = h->frags;
+    if (chain != NULL) {
+        /* heap_offheap_link put the binaries on the heap's list: the chain
+         * carries it from now on (heap_frag_free, the collector). */
+        GD_ASSERT(chain->offheap_first == NULL);
+        chain->offheap_first = h->offheap_first;
+        chain->offheap_bytes = h->offheap_bytes;
+    } else {
+        GD_ASSERT(h->offheap_first == NULL);
+    }
+    h->frags = NULL;
+    h->frag_words = h->frag_capacity = 0;
+    h->offheap_first = NULL;
+    h->offheap_bytes = 0;
+    return chain;
+}
+
+static void attach_one(heap_t *h, heap_frag_t *frag)
+{
     /* Keep an overflow fragment with room at the head: heap_alloc_slow
      * only tries the first one. */
     heap_frag_t *head = h->frags;
@@ -114,4 +140,13 @@ void heap_attach_frag(heap_t *h, heap_frag_t *frag)
      * area in size, even if the process allocates little itself. */
     if (h->frag_words >= (size_t)(h->young_end - h->young_start))
         h->gc_flags |= HEAP_GCF_WANTED;
+}
+
+void heap_attach_frag(heap_t *h, heap_frag_t *frag)
+{
+    while (frag != NULL) {
+        heap_frag_t *next = frag->next;
+        attach_one(h, frag);
+        frag = next;
+    }
 }

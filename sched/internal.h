@@ -22,6 +22,7 @@ enum msg_kind {
     SIG_DEMONITOR = 5, /* from, ref */
     SIG_DOWN = 6,      /* from, ref, name, term: reason */
     MSG_ALIAS = 7,     /* a message sent to alias ref (term); becomes MSG_MESSAGE if active */
+    SIG_RESUME = 8,    /* sched_resume: ends a sched_suspend */
 };
 
 /* A local reference's id words (all refs the runtime makes are local). */
@@ -87,6 +88,7 @@ typedef struct timer_entry {
 #define PF_TRAP_EXIT 0x1u
 #define PF_INITED 0x2u
 #define PF_EXIT_PENDING 0x4u /* a signal decided the process dies; act after the callback */
+#define PF_SUSPENDED 0x8u    /* sched_suspend: no callback runs until SIG_RESUME */
 
 typedef struct link_set {
     uint32_t n, cap;

@@ -702,6 +702,9 @@ static void handle_signal(sched_proc_t *p, msg_t *m)
             return;
         }
         break; /* no such active alias: dropped, as OTP */
+    case SIG_RESUME:
+        p->flags &= ~PF_SUSPENDED;
+        break;
     case MSG_MESSAGE:
         queue_append(p, m);
         return;
@@ -1201,7 +1204,7 @@ static void run_callbacks(sched_proc_t *p)
         charge_alloc(p, used);
         safe_point(p);
     }
-    while (!(p->flags & PF_EXIT_PENDING) && p->reds > 0) {
+    while (!(p->flags & (PF_EXIT_PENDING | PF_SUSPENDED)) && p->reds > 0) {
         msg_t *m = next_deliverable(p);
         if (m == NULL) {
             take_inbox(p);
@@ -1237,7 +1240,11 @@ static void run_callbacks(sched_proc_t *p)
 /* True when p has something to do now (deliverable or unseen messages). */
 static bool has_work(sched_proc_t *p, uint32_t s)
 {
-    if ((s & PS_ACTIVE) || proc_timeout_fired(p))
+    if (s & PS_ACTIVE)
+        return true;
+    if (p->flags & PF_SUSPENDED)
+        return false; /* only its resume (a signal: ACTIVE) brings work */
+    if (proc_timeout_fired(p))
         return true;
     if (p->cfn != NULL)
         return p->coro == NULL || p->cstate == CS_RUN || (p->cstate == CS_WAIT && *p->save != NULL);
@@ -1515,7 +1522,9 @@ static int lookup_target(term_t to, sched_proc_t **out)
     return GD_OK;
 }
 
-static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg);
+static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg, heap_frag_t **built);
+static int send_body(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_ref_t ref,
+                     term_t msg, heap_frag_t **built);
 
 /* The send itself: msg copied into a message of `kind` (for an alias
  * message, with the alias ref) delivered to t, whose reference it drops;
@@ -1524,24 +1533,55 @@ static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg);
 static int send_copy(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_ref_t ref,
                      term_t msg)
 {
-    /* The queue entry rides in the body's block: one allocation per send
-     * (an immediate body has no block: a msg_t of its own). */
+    return send_body(ctx, t, kind, ref, msg, NULL);
+}
+
+/* The message entry for msg: a copy whose queue entry rides in the body's
+ * block, one allocation per send (an immediate body has no block: a msg_t
+ * of its own); or, with *built (non-NULL), the fragment chain msg already
+ * lies in, taken as the body instead of a copy. */
+static int msg_for_body(enum msg_kind kind, term_t from, term_t msg, heap_frag_t **built,
+                        msg_t **out)
+{
+    if (built != NULL) {
+        msg_t *m = msg_new(kind, from);
+        if (m == NULL)
+            return GD_ENOMEM;
+        m->frag = *built;
+        m->term = msg;
+        *built = NULL;
+        *out = m;
+        return GD_OK;
+    }
     heap_frag_t *frag;
     term_t body;
     void *carried;
     int rc = heap_msg_copy_carry(msg, sizeof(msg_t), &frag, &body, &carried);
+    if (rc != GD_OK)
+        return rc;
+    msg_t *m = carried != NULL ? carried : malloc(sizeof *m);
+    if (m == NULL)
+        return GD_ENOMEM; /* carried is NULL only for an immediate: no frag */
+    msg_init(m, kind, from);
+    m->in_frag = carried != NULL;
+    m->frag = frag;
+    m->term = body;
+    *out = m;
+    return GD_OK;
+}
+
+/* send_copy, or with *built (non-NULL) the fragment chain msg already
+ * lies in: taken as the body instead of a copy (freed on failure). */
+static int send_body(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_ref_t ref,
+                     term_t msg, heap_frag_t **built)
+{
     msg_t *m = NULL;
-    if (rc == GD_OK) {
-        m = carried != NULL ? carried : malloc(sizeof *m);
-        if (m == NULL) {
-            rc = GD_ENOMEM;
-        } else {
-            msg_init(m, kind, ctx != NULL ? ctx->pid : TERM_NIL);
-            m->in_frag = carried != NULL;
-            m->frag = frag;
-            m->term = body;
-            m->ref = ref;
-        }
+    int rc = msg_for_body(kind, ctx != NULL ? ctx->pid : TERM_NIL, msg, built, &m);
+    if (rc == GD_OK)
+        m->ref = ref;
+    if (built != NULL && *built != NULL) {
+        heap_frag_free(*built);
+        *built = NULL;
     }
     if (rc == GD_OK) {
         if (ctx != NULL)
@@ -1560,12 +1600,45 @@ int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
     if (!term_is_local_pid(to) && sched_dist_target(to))
         return sched_dist_send(ctx, to, msg);
     if (!term_is_local_pid(to) && term_is_local_ref(to))
-        return send_alias(ctx, to, msg);
+        return send_alias(ctx, to, msg, NULL);
     sched_proc_t *t;
     int rc = lookup_target(to, &t);
     if (rc != GD_OK || t == NULL)
         return rc;
     return send_copy(ctx, t, MSG_MESSAGE, (sched_ref_t){{0, 0, 0}}, msg);
+}
+
+int sched_suspend(sched_ctx_t *ctx)
+{
+    if (ctx->cfn != NULL)
+        return GD_EINVAL;
+    ctx->flags |= PF_SUSPENDED;
+    return GD_OK;
+}
+
+int sched_resume(term_t pid)
+{
+    if (!term_is_local_pid(pid))
+        return GD_EBADARG;
+    msg_t *m = msg_new(SIG_RESUME, TERM_NIL);
+    if (m == NULL)
+        return GD_ENOMEM;
+    send_sig(pid, m);
+    return GD_OK;
+}
+
+int sched_send_built(term_t to, heap_frag_t *frag, term_t msg)
+{
+    if (!term_is_local_pid(to) && term_is_local_ref(to))
+        return send_alias(NULL, to, msg, &frag);
+    int rc = GD_EBADARG;
+    sched_proc_t *t = NULL;
+    if (term_is_local_pid(to) || term_is_atom(to))
+        rc = lookup_target(to, &t);
+    if (rc == GD_OK && t != NULL)
+        return send_body(NULL, t, MSG_MESSAGE, (sched_ref_t){{0, 0, 0}}, msg, &frag);
+    heap_frag_free(frag);
+    return rc;
 }
 
 int sched_exit_pid(sched_ctx_t *ctx, term_t to, term_t reason)
@@ -1780,16 +1853,19 @@ bool sched_alias_remove(sched_ctx_t *ctx, term_t ref)
 
 /* A send to local reference `to`: to its owner when it is an alias (the
  * owner checks that it is active), else dropped. */
-static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg)
+static int send_alias(sched_ctx_t *ctx, term_t to, term_t msg, heap_frag_t **built)
 {
-    if (!node_running())
-        return SCHED_ESTOPPED;
+    int rc = GD_OK;
     sched_ref_t r;
     term_t owner;
     sched_proc_t *t;
-    if (!ref_words(to, &r) || !alias_pid(r, &owner) || (t = proc_get(owner)) == NULL)
-        return GD_OK;
-    return send_copy(ctx, t, MSG_ALIAS, r, msg);
+    if (!node_running())
+        rc = SCHED_ESTOPPED;
+    else if (ref_words(to, &r) && alias_pid(r, &owner) && (t = proc_get(owner)) != NULL)
+        return send_body(ctx, t, MSG_ALIAS, r, msg, built);
+    if (built != NULL)
+        heap_frag_free(*built);
+    return rc;
 }
 
 /* Removes p's monitor r (and an alias tied to it) and tells the target;

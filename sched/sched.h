@@ -265,6 +265,32 @@ bool sched_bump_reds(sched_ctx_t *ctx, uint32_t n);
 int sched_send(sched_ctx_t *ctx, term_t to, term_t msg) GD_MUST_CHECK;
 
 /*
+ * Suspends the calling behaviour process once its current callback
+ * returns: no further callback runs (its messages stay queued, signals
+ * are still handled, so it can be killed) until sched_resume(its pid).
+ * No CPU is used meanwhile: the process is not queued.  Each suspension
+ * must be matched by exactly one sched_resume (the distribution layer's
+ * back-pressure: a behaviour that sent past a connection's output limit
+ * waits for the output to drain).  GD_EINVAL for a coroutine process
+ * (which waits in a receive instead).
+ */
+int sched_suspend(sched_ctx_t *ctx) GD_MUST_CHECK;
+/* Ends a sched_suspend of the local process pid, from any thread (a
+ * signal: it keeps its order with what the caller sent the process
+ * before).  Dead pid: 0.  Errors: GD_EBADARG, GD_ENOMEM. */
+int sched_resume(term_t pid) GD_MUST_CHECK;
+
+/*
+ * As sched_send from outside any process (ctx NULL) for a message already
+ * built in a fragment chain (heap_msg_build_take): the chain becomes the
+ * message's body as it is, without the copy (the distribution receive
+ * path decodes a big frame straight into it).  `to`: a local pid, a
+ * registered name or an alias.  frag is consumed (freed when the message
+ * is dropped or on error).  Errors as sched_send.  O(1).
+ */
+int sched_send_built(term_t to, heap_frag_t *frag, term_t msg) GD_MUST_CHECK;
+
+/*
  * Sends exit signal `reason` from ctx (or from no process when ctx is NULL:
  * the sender is then the atom undefined) to `to` (pid or name), as
  * erlang:exit/2: kill is untrappable and kills with reason killed; normal

@@ -542,6 +542,47 @@ static int bp_sender(sched_ctx_t *ctx, term_t arg)
     return rc;
 }
 
+/* The same sender as a behaviour process: one message per callback, the
+ * next one started by a 'go' it sends itself.  Past the limit it must not
+ * run its next callback until the output drains (sched_suspend), so its
+ * 'go' waits in its queue and nothing piles up in the output buffer.
+ * State: {Peer, Bin, I}. */
+static int bpb_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    heap_t *h = sched_heap(ctx);
+    uint8_t *data;
+    term_t bin;
+    int rc = heap_make_bitstring_uninit(h, BP_SIZE * 8, &data, &bin);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < BP_SIZE; i++)
+        data[i] = (uint8_t)i;
+    rc = heap_make_tuple_from(h, 3, (term_t[]){arg, bin, term_make_small(1)}, state);
+    return rc < 0 ? rc : sched_send(ctx, sched_self(ctx), heap_atom("go"));
+}
+
+static int bpb_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    (void)msg;
+    heap_t *h = sched_heap(ctx);
+    const term_t *st = term_tuple_elems(*state);
+    int64_t i = term_small_value(st[2]);
+    term_t m;
+    int rc = heap_make_tuple_from(h, 3, (term_t[]){heap_atom("seq"), st[2], st[1]}, &m);
+    if (rc == 0)
+        rc = sched_send(ctx, st[0], m);
+    if (rc < 0)
+        return rc;
+    atomic_store(&bp_sent, (int)i);
+    if (i == BP_MESSAGES)
+        return sched_exit(ctx, heap_atom("normal"));
+    st = term_tuple_elems(*state);
+    rc = heap_make_tuple_from(h, 3, (term_t[]){st[0], st[1], term_make_small(i + 1)}, state);
+    return rc < 0 ? rc : sched_send(ctx, sched_self(ctx), heap_atom("go"));
+}
+
+static const sched_behaviour_t bp_behaviour = {.init = bpb_init, .handle_message = bpb_handle};
+
 static bool conn_stats_of(const char *name, cluster_conn_stats_t *out)
 {
     cluster_conn_stats_t all[16];
@@ -554,7 +595,7 @@ static bool conn_stats_of(const char *name, cluster_conn_stats_t *out)
     return false;
 }
 
-static void test_slow_reader(void)
+static void slow_reader(bool behaviour)
 {
     log_capture();
     np_start_node(0);
@@ -564,7 +605,9 @@ static void test_slow_reader(void)
     CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 64 * 1024) == 1);
     atomic_store(&bp_sent, 0);
     term_t sender;
-    CU_ASSERT_FATAL(sched_spawn_coro(NULL, bp_sender, p.self, &sender) == 0);
+    int spawned = behaviour ? sched_spawn(NULL, &bp_behaviour, p.self, &sender)
+                            : sched_spawn_coro(NULL, bp_sender, p.self, &sender);
+    CU_ASSERT_FATAL(spawned == 0);
     /* Not reading (ticks only, or the node would drop us): the sender
      * must end up suspended (waiting, its count still for a while) with
      * the output near the limit.  Sanitizer builds encode slowly: up to
@@ -703,12 +746,25 @@ static void test_global_malformed(void)
     np_peer_close(&p);
 }
 
+static void test_slow_reader(void)
+{
+    slow_reader(false);
+}
+
+/* A behaviour process is held the same way: not run again (no spin: it
+ * is waiting, not runnable) until the output drains. */
+static void test_slow_reader_behaviour(void)
+{
+    slow_reader(true);
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"malformed handshakes and frames", test_malformed},
     {"unknown flags", test_unknown_flags},
     {"100 half-open connections", test_half_open_100},
     {"a peer that stops reading", test_slow_reader},
     {"malformed global messages", test_global_malformed},
+    {"a peer that stops reading a behaviour's sends", test_slow_reader_behaviour},
     {NULL, NULL},
 };
 

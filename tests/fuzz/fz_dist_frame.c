@@ -8,7 +8,10 @@
  * to the frame that broke it, everything freed (LSan).  Every message
  * decoded is sent back through the encoder with the atom cache
  * (dist_frame_cached, a second connection's caches) and must decode to
- * the same control and payload.
+ * the same control and payload.  Every other frame goes through the
+ * receive path's copy-saving entries (dist_rx_frag_room/_complete,
+ * dist_rx_frame_in onto a message builder), whose message must survive
+ * being taken as a chain and merged by a collection.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -45,6 +48,51 @@ out:
     etf_buf_free(&body.bytes);
 }
 
+/* node.c's read_fragment_data / read_big_frame on p[0..n) onto the
+ * message builder mh. */
+static int copy_saving(dist_rx_t *rx, heap_t *mh, const uint8_t *p, size_t n, dist_msg_t *m)
+{
+    m->op = 0;
+    uint8_t *dst;
+    int r = n > DIST_FRAG_CONT_HDR_LEN ? dist_rx_frag_room(rx, p, n, &dst) : 0;
+    if (r < 0)
+        return r;
+    if (r > 0) {
+        memcpy(dst, p + DIST_FRAG_CONT_HDR_LEN, n - DIST_FRAG_CONT_HDR_LEN);
+        return r == 2 ? dist_rx_frag_complete(rx, mh, p, m) : 0;
+    }
+    heap_binary_t *frame = heap_binary_new(n);
+    if (frame == NULL)
+        return GD_ENOMEM;
+    if (n > 0)
+        memcpy(frame->data, p, n);
+    int rc = dist_rx_frame_in(rx, mh, frame, n, m);
+    heap_binary_unref(frame);
+    return rc;
+}
+
+/* The message built on mh, taken as a message chain and merged into a
+ * process-like heap by a collection, is still the same term. */
+static bool check_built(heap_t *mh, dist_msg_t *m)
+{
+    heap_t scratch, recv;
+    if (heap_init(&scratch, 0) != 0 || heap_init(&recv, 0) != 0)
+        abort();
+    term_t before, after;
+    heap_frag_t *f;
+    if (heap_msg_copy(m->payload != TERM_NONE ? m->payload : m->control, &f, &before) != 0)
+        abort();
+    heap_attach_frag(&scratch, f);
+    after = m->payload != TERM_NONE ? m->payload : m->control;
+    heap_attach_frag(&recv, heap_msg_build_take(mh));
+    term_t *roots[] = {&after};
+    bool ok = heap_gc(&recv, 0, roots, 1) == 0 && same(before, after);
+    m->control = m->payload = TERM_NONE; /* gone with mh's words */
+    heap_destroy(&recv);
+    heap_destroy(&scratch);
+    return ok;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint8_t *in = malloc(size ? size : 1);
@@ -56,15 +104,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dist_tx_t tx;
     dist_tx_init(&tx);
     dist_rx_limits_t lim = {.max_message = 1 << 16, .atom_quota = 64, .max_sequences = 4};
-    if (heap_init(&h, 0) != 0 || dist_rx_init(&rx, &lim) != 0 || dist_rx_init(&rx2, NULL) != 0)
+    heap_t mh;
+    if (heap_init(&h, 0) != 0 || heap_msg_build_init(&mh) != 0 || dist_rx_init(&rx, &lim) != 0 ||
+        dist_rx_init(&rx2, NULL) != 0)
         abort();
-    size_t pos = 0, n;
+    size_t pos = 0, n, frame_no = 0;
     while (pos < size) {
         int rc = dist_frame_split(in + pos, size - pos, lim.max_message, &n);
         if (rc != 1)
             break;
         dist_msg_t m;
-        rc = dist_rx_frame(&rx, &h, in + pos + 4, n, &m);
+        /* Every other frame takes node.c's copy-saving path: a
+         * continuation fragment copied into its sequence's buffer (the
+         * last one completing the message into message fragments), any
+         * other frame read into a binary of its own whose bytes the
+         * message's binaries reference. */
+        bool built = frame_no++ % 2 == 1;
+        rc = built ? copy_saving(&rx, &mh, in + pos + 4, n, &m)
+                   : dist_rx_frame(&rx, &h, in + pos + 4, n, &m);
         if (rx.frag_bytes > 2 * lim.max_message)
             abort();
         if (rc < 0)
@@ -76,10 +133,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (m.op != 0)
             roundtrip(&h, &rx2, &tx, &m);
+        if (built && m.op != 0 && !check_built(&mh, &m))
+            abort();
         pos += 4 + n;
     }
     dist_rx_free(&rx);
     dist_rx_free(&rx2);
+    heap_destroy(&mh);
     heap_destroy(&h);
     free(in);
     return 0;

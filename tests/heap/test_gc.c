@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cunit_main.h"
 #include "gc_internal.h" /* heap_area_fail_countdown */
@@ -276,6 +277,56 @@ static void test_messages_merged(void)
     }
     heap_destroy(&sender);
     heap_destroy(&recv);
+}
+
+/* A message built in place (heap_msg_build_*: the distribution receive
+ * path): a term spanning several fragments with off-heap binaries is
+ * taken as one chain, attached as a message, and merged by a collection
+ * with its binaries still referenced; a chain never attached is freed
+ * with its binary references. */
+static void test_message_built_in_place(void)
+{
+    heap_t b, recv = fresh(0);
+    OK(heap_msg_build_init(&b));
+    size_t live0 = heap_binary_live_bytes();
+    term_t list = TERM_NIL, bin;
+    uint8_t *data;
+    OK(heap_make_bitstring_uninit(&b, 8 * 1000, &data, &bin));
+    memset(data, 7, 1000);
+    for (int i = 0; i < 5000; i++)
+        OK(heap_cons(&b, i % 100 == 0 ? bin : term_make_small(i), list, &list));
+    CU_ASSERT(b.young_start == b.young_top); /* nothing in a young area */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b.frags);
+    CU_ASSERT_PTR_NOT_NULL(b.frags->next); /* more than one fragment */
+    heap_frag_t *chain = heap_msg_build_take(&b);
+    CU_ASSERT_PTR_NULL(b.frags);
+    CU_ASSERT_PTR_NULL(b.offheap_first);
+    CU_ASSERT_PTR_NOT_NULL(chain->offheap_first);
+    heap_destroy(&b); /* the builder owns nothing now */
+    CU_ASSERT_EQUAL(heap_binary_live_bytes(), live0 + 1000);
+
+    heap_attach_frag(&recv, chain);
+    CU_ASSERT_EQUAL(recv.frag_words, 5000 * 2 + 4);
+    term_t *roots[] = {&list};
+    OK(heap_gc(&recv, 0, roots, 1));
+    CU_ASSERT_PTR_NULL(recv.frags);
+    CU_ASSERT(gcu_on_heap(&recv, list));
+    size_t n = 0, bins = 0;
+    for (term_t l = list; term_is_list(l); l = term_cdr(l), n++)
+        bins += term_is_bitstring(term_car(l));
+    CU_ASSERT_EQUAL(n, 5000);
+    CU_ASSERT_EQUAL(bins, 50);
+    CU_ASSERT_EQUAL(heap_binary_live_bytes(), live0 + 1000);
+    heap_destroy(&recv);
+    CU_ASSERT_EQUAL(heap_binary_live_bytes(), live0);
+
+    OK(heap_msg_build_init(&b));
+    OK(heap_make_bitstring_uninit(&b, 8 * 500, &data, &bin));
+    for (int i = 0; i < 3000; i++)
+        OK(heap_cons(&b, bin, list, &list));
+    heap_frag_free(heap_msg_build_take(&b));
+    CU_ASSERT_EQUAL(heap_binary_live_bytes(), live0);
+    heap_destroy(&b);
 }
 
 static void test_sharing_preserved(void)
@@ -987,6 +1038,7 @@ static const gd_test_case_t cases[] = {
     {"major collection when the old heap is full", test_major_when_old_full},
     {"overflow fragments merged", test_fragments_merged},
     {"message fragments merged", test_messages_merged},
+    {"a message built in place, taken as a chain", test_message_built_in_place},
     {"sharing preserved, duplicate roots", test_sharing_preserved},
     {"enumerated roots survive a moving shrink", test_enumerated_roots_and_resize},
     {"a mostly empty young area shrinks after a minor", test_minor_shrinks_young_area},

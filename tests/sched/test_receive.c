@@ -3,7 +3,8 @@
  * offered to the predicate once however often the process wakes (the save
  * pointer), messages skipped stay queued in order, and a receive for a
  * freshly made reference skips the messages queued before the ref (OTP's
- * reference trick).
+ * reference trick); sched_suspend holds a behaviour's callbacks until
+ * sched_resume.
  */
 #include <time.h>
 
@@ -138,8 +139,70 @@ static void test_selective_receive(void)
     st_stop();
 }
 
+/* sched_suspend: a behaviour that handles 'pause' suspends itself; the
+ * messages sent meanwhile are not run (it waits, not queued: no spin)
+ * until sched_resume, then run in order; a suspended process can still be
+ * killed. */
+static _Atomic uint64_t handled;
+
+static int susp_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    (void)ctx;
+    *state = arg;
+    return GD_OK;
+}
+
+static int susp_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    (void)state;
+    if (msg == A("pause"))
+        return sched_suspend(ctx);
+    record(term_small_value(msg));
+    atomic_fetch_add(&handled, 1);
+    return GD_OK;
+}
+
+static const sched_behaviour_t susp_beh = {susp_init, susp_handle, NULL, NULL};
+
+static void test_suspend_resume(void)
+{
+    atomic_store(&handled, 0);
+    atomic_store(&norder, 0);
+    st_start(2);
+    term_t p;
+    CU_ASSERT_FATAL(sched_spawn(NULL, &susp_beh, TERM_NIL, &p) == GD_OK);
+    st_send(p, S(0));
+    CU_ASSERT(wait_counter(&handled, 1));
+    st_send(p, A("pause"));
+    for (int i = 1; i <= 100; i++)
+        st_send(p, S(i));
+    struct timespec ts = {0, 50000000};
+    nanosleep(&ts, NULL);
+    sched_process_info_t info;
+    CU_ASSERT(atomic_load(&handled) == 1);
+    CU_ASSERT(sched_process_info(p, &info) == GD_OK && info.status == SCHED_STATUS_WAITING &&
+              info.message_queue_len == 100);
+    uint64_t reds = info.reductions;
+    nanosleep(&ts, NULL);
+    CU_ASSERT(sched_process_info(p, &info) == GD_OK && info.reductions == reds); /* no spin */
+    CU_ASSERT(sched_resume(p) == GD_OK);
+    CU_ASSERT(wait_counter(&handled, 101));
+    for (int i = 0; i <= 100; i++)
+        CU_ASSERT(order[i] == i);
+    /* Killed while suspended. */
+    st_send(p, A("pause"));
+    st_send(p, S(101));
+    nanosleep(&ts, NULL);
+    CU_ASSERT(sched_exit_pid(NULL, p, A("kill")) == GD_OK);
+    CU_ASSERT(sched_wait_exit(&p, 1, 5000) == GD_OK);
+    CU_ASSERT(atomic_load(&handled) == 101);
+    CU_ASSERT(sched_resume(p) == GD_OK); /* a dead pid: nothing */
+    st_stop();
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"selective receive: save pointer and ref trick", test_selective_receive},
+    {"suspend until resumed", test_suspend_resume},
     {NULL, NULL},
 };
 
