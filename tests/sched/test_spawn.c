@@ -121,11 +121,11 @@ static const sched_behaviour_t spawner_beh = {spawner_init, spawner_handle, NULL
  * (schedulers give memory back when they idle); returns the last reading. */
 static size_t wait_rss_below(size_t target)
 {
-    size_t rss = rss_bytes();
+    size_t rss = sched_os_rss_bytes();
     for (int i = 0; i < 1000 && rss > target; i++) {
         struct timespec ts = {0, 10000000};
         nanosleep(&ts, NULL);
-        rss = rss_bytes();
+        rss = sched_os_rss_bytes();
     }
     return rss;
 }
@@ -143,14 +143,14 @@ static void test_exited_memory_returned(void)
     tree_pids = malloc(tree_n * sizeof *tree_pids);
     term_t *pids = malloc((n - tree_n) * sizeof *pids);
     CU_ASSERT_FATAL(tree_pids != NULL && pids != NULL);
-    size_t rss0 = rss_bytes();
+    size_t rss0 = sched_os_rss_bytes();
     for (size_t i = 0; i < n - tree_n; i++)
         CU_ASSERT_FATAL(sched_spawn(NULL, &idle_beh, TERM_NIL, &pids[i]) == GD_OK);
     term_t spawner;
     CU_ASSERT_FATAL(sched_spawn(NULL, &spawner_beh, TERM_NIL, &spawner) == GD_OK);
     CU_ASSERT_FATAL(sched_send(NULL, spawner, A("go")) == GD_OK);
     wait_inited(n);
-    size_t peak = rss_bytes();
+    size_t peak = sched_os_rss_bytes();
     /* The spawner is done once every child ran its init. */
     CU_ASSERT_FATAL(sched_exit_pid(NULL, spawner, A("kill")) == GD_OK);
     for (size_t i = 0; i < n - tree_n; i++)
