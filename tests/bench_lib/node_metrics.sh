@@ -7,8 +7,9 @@
 # (node-wide and for the erl peer), messages delivered, reductions, the
 # connection count.  Then a third erl node stops reading (SIGSTOP) while
 # 24 MiB of echo replies are sent to it: its connection must show the
-# queued output and busy time.  A bad --metrics address is refused with
-# exit 2.
+# queued output and busy time, and once it reads again every reply is
+# delivered (the echo process, suspended meanwhile, answers the sender).
+# A bad --metrics address is refused with exit 2.
 set -u
 girder=$1
 checker=$2
@@ -71,9 +72,13 @@ for kind in processes binary total; do
 done
 
 host=$(hostname -s)
+# The erl nodes connect only to girder: without connect_all, OTP's global
+# does not mesh them through girder (it would try to reach the stopped ex
+# below and disconnect nodes to prevent overlapping partitions).
+noconnect="-kernel connect_all false"
 # erl stays connected (until killed) so that its connection's series exist
 # at the second scrape; it writes $work/done after the round trips.
-erl -sname "em$$" -setcookie "$cookie" -noshell -eval "
+erl -sname "em$$" -setcookie "$cookie" $noconnect -noshell -eval "
   G = list_to_atom(\"$gname@$host\"),
   pong = net_adm:ping(G),
   [begin {echo, G} ! {self(), I}, receive {echo_reply, I} -> ok after 5000 -> halt(3) end end
@@ -114,7 +119,7 @@ grep -q "^girder_dist_connection_busy_seconds_total{peer=\"em$$@$host\"} " "$wor
 # stopped (SIGSTOP); eb sends 24 echo requests of 1 MiB whose replies go to
 # a process on ex, so girder's output to ex piles up past the socket
 # buffers: that connection must show more than 1 MiB queued and busy time.
-erl -sname "ex$$" -setcookie "$cookie" -noshell -eval "
+erl -sname "ex$$" -setcookie "$cookie" $noconnect -noshell -eval "
   pong = net_adm:ping(list_to_atom(\"$gname@$host\")),
   ok = file:write_file(\"$work/sink\", term_to_binary(self())),
   receive after 120000 -> halt(0) end." &
@@ -127,32 +132,42 @@ done
 [ -s "$work/sink" ] || fail "erl ex did not connect in 30 s"
 ex_beam=$(pgrep -f -- "-sname ex$$ ") || fail "no beam process of ex"
 kill -STOP $ex_beam
-erl -sname "eb$$" -setcookie "$cookie" -noshell -eval "
+erl -sname "eb$$" -setcookie "$cookie" $noconnect -noshell -eval "
   G = list_to_atom(\"$gname@$host\"),
   {ok, SinkBin} = file:read_file(\"$work/sink\"),
   Sink = binary_to_term(SinkBin),
   Big = binary:copy(<<7>>, 1048576),
   [{echo, G} ! {Sink, Big} || _ <- lists:seq(1, 24)],
   {echo, G} ! {self(), flushed},
-  receive {echo_reply, flushed} -> ok after 90000 -> halt(3) end,
+  receive {echo_reply, flushed} -> ok after 120000 -> halt(3) end,
   ok = file:write_file(\"$work/blasted\", <<>>),
   receive after 60000 -> halt(0) end." &
 eb_pid=$!
-for _ in $(seq 1 900); do
-  [ -f "$work/blasted" ] && break
+# girder's echo is suspended once its output to ex passes the limit (as a
+# BEAM process sending to a busy distribution port is), so eb's `flushed`
+# is answered only after ex reads again: watch the queue grow first.
+queued=0
+for _ in $(seq 1 600); do
   kill -0 "$eb_pid" 2>/dev/null || fail "erl eb could not send its 24 MiB"
+  if curl -sf "$url" >"$work/busy.txt"; then
+    queued=$(value "girder_dist_connection_output_queue_bytes{peer=\"ex$$@$host\"}" "$work/busy.txt")
+    awk -v q="${queued:-0}" 'BEGIN { exit !(q > 1048576) }' && break
+  fi
   sleep 0.1
 done
-[ -f "$work/blasted" ] || fail "erl eb did not get its 24 MiB through in 90 s"
-sleep 0.5
 python3 "$checker" "$url" $families >/dev/null || fail "third scrape is not valid exposition text"
-curl -sf "$url" >"$work/busy.txt" || fail "curl $url"
-queued=$(value "girder_dist_connection_output_queue_bytes{peer=\"ex$$@$host\"}" "$work/busy.txt")
 busy=$(value "girder_dist_connection_busy_seconds_total{peer=\"ex$$@$host\"}" "$work/busy.txt")
 total_busy=$(value girder_dist_busy_seconds_total "$work/busy.txt")
 awk -v q="${queued:-0}" 'BEGIN { exit !(q > 1048576) }' ||
   fail "output queued to the stopped peer: ${queued:-absent} bytes, expected > 1 MiB"
 awk -v b="${busy:-0}" -v t="${total_busy:-0}" 'BEGIN { exit !(b > 0 && t >= b) }' ||
   fail "busy time of the stopped peer ${busy:-absent} s (node-wide ${total_busy:-absent} s), expected > 0"
+# Once ex reads again, the queue drains, echo resumes and answers eb.
 kill -CONT $ex_beam
+for _ in $(seq 1 600); do
+  [ -f "$work/blasted" ] && break
+  kill -0 "$eb_pid" 2>/dev/null || fail "erl eb got no echo_reply after ex resumed"
+  sleep 0.1
+done
+[ -f "$work/blasted" ] || fail "erl eb got no echo_reply within 60 s of ex resuming"
 echo "node metrics: both scrapes valid, traffic counted; $queued bytes queued to a stopped peer, busy $busy s"
