@@ -488,9 +488,11 @@ static int conn_write_fragments_locked(conn_t *c, dist_frag_iter_t *it, shared_b
         if (rc < 0)
             break;
     }
-    size_t queued = evbuffer_get_length(out);
+    /* Marked busy before the bufferevent's lock is released, as in
+     * conn_write_locked: a drain after the unlock must see busy_conns, or
+     * its write_cb skips the unbusy and suspended senders wait forever. */
+    conn_note_queued_locked(c, evbuffer_get_length(out));
     bufferevent_unlock(c->bev);
-    conn_note_queued_locked(c, queued);
     return rc;
 }
 
