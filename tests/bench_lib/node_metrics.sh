@@ -64,6 +64,17 @@ curl -sf "$url" >"$work/before.txt" || fail "curl $url"
 
 # value NAME{LABELS} FILE: the sample's value (empty when absent).
 value() { awk -v k="$1" '$1 == k { print $2 }' "$2"; }
+# await_file TEST FILE PID TENTHS DIED_MSG LATE_MSG: waits up to TENTHS
+# tenths of a second for `test TEST FILE` (-f: exists, -s: not empty),
+# failing with DIED_MSG as soon as erl PID (which writes FILE) has ended.
+await_file() {
+  for _ in $(seq 1 "$4"); do
+    test "$1" "$2" && return 0
+    kill -0 "$3" 2>/dev/null || fail "$5"
+    sleep 0.1
+  done
+  test "$1" "$2" || fail "$6"
+}
 grep -q '^girder_epmd_registered 1$' "$work/before.txt" || fail "not registered with EPMD"
 grep -q '^girder_run_queue_length{scheduler="1",priority="normal"} ' "$work/before.txt" ||
   fail "no run queue length of scheduler 1, priority normal"
@@ -86,12 +97,8 @@ erl -sname "em$$" -setcookie "$cookie" $noconnect -noshell -eval "
   ok = file:write_file(\"$work/done\", <<>>),
   receive after 60000 -> halt(0) end." &
 erl_pid=$!
-for _ in $(seq 1 300); do
-  [ -f "$work/done" ] && break
-  kill -0 "$erl_pid" 2>/dev/null || fail "erl could not ping and echo 500 times"
-  sleep 0.1
-done
-[ -f "$work/done" ] || fail "erl did not finish 500 echo round trips in 30 s"
+await_file -f "$work/done" "$erl_pid" 300 "erl could not ping and echo 500 times" \
+  "erl did not finish 500 echo round trips in 30 s"
 python3 "$checker" "$url" $families >/dev/null || fail "second scrape is not valid exposition text"
 curl -sf "$url" >"$work/after.txt" || fail "curl $url"
 
@@ -124,12 +131,8 @@ erl -sname "ex$$" -setcookie "$cookie" $noconnect -noshell -eval "
   ok = file:write_file(\"$work/sink\", term_to_binary(self())),
   receive after 120000 -> halt(0) end." &
 ex_pid=$!
-for _ in $(seq 1 300); do
-  [ -s "$work/sink" ] && break
-  kill -0 "$ex_pid" 2>/dev/null || fail "erl ex could not ping"
-  sleep 0.1
-done
-[ -s "$work/sink" ] || fail "erl ex did not connect in 30 s"
+await_file -s "$work/sink" "$ex_pid" 300 "erl ex could not ping" \
+  "erl ex did not connect in 30 s"
 ex_beam=$(pgrep -f -- "-sname ex$$ ") || fail "no beam process of ex"
 kill -STOP $ex_beam
 erl -sname "eb$$" -setcookie "$cookie" $noconnect -noshell -eval "
@@ -164,10 +167,6 @@ awk -v b="${busy:-0}" -v t="${total_busy:-0}" 'BEGIN { exit !(b > 0 && t >= b) }
   fail "busy time of the stopped peer ${busy:-absent} s (node-wide ${total_busy:-absent} s), expected > 0"
 # Once ex reads again, the queue drains, echo resumes and answers eb.
 kill -CONT $ex_beam
-for _ in $(seq 1 600); do
-  [ -f "$work/blasted" ] && break
-  kill -0 "$eb_pid" 2>/dev/null || fail "erl eb got no echo_reply after ex resumed"
-  sleep 0.1
-done
-[ -f "$work/blasted" ] || fail "erl eb got no echo_reply within 60 s of ex resuming"
+await_file -f "$work/blasted" "$eb_pid" 600 "erl eb got no echo_reply after ex resumed" \
+  "erl eb got no echo_reply within 60 s of ex resuming"
 echo "node metrics: both scrapes valid, traffic counted; $queued bytes queued to a stopped peer, busy $busy s"
