@@ -216,17 +216,7 @@ static term_t gen_integer(heap_t *h, uint64_t *seed)
 static term_t gen_float(heap_t *h, uint64_t *seed)
 {
     static const double special[] = {0.0, -0.0, 1.5, -1.0, 1e300, -1e-300, 5e-324, 0.1};
-    double d;
-    if (termgen_below(seed, 2)) {
-        d = special[termgen_below(seed, sizeof special / sizeof special[0])];
-    } else {
-        do {
-            uint64_t bits = termgen_next(seed);
-            memcpy(&d, &bits, sizeof d);
-        } while (!isfinite(d));
-    }
-    term_t t;
-    return heap_make_float(h, d, &t) == GD_OK ? t : TERM_NONE;
+    return termgen_float(h, seed, special, sizeof special / sizeof special[0]);
 }
 
 static term_t gen_bits(heap_t *h, uint64_t *seed)

@@ -94,14 +94,11 @@ static term_t gen_integer(heap_t *h, uint64_t *seed)
     }
 }
 
-static term_t gen_float(heap_t *h, uint64_t *seed)
+term_t termgen_float(heap_t *h, uint64_t *seed, const double *special, size_t n_special)
 {
-    static const double special[] = {
-        0.0, -0.0, 1.0,   -1.0, 0.5, 1e300, -1e300, 9007199254740992.0, 1152921504606846976.0,
-        2.0, 3.5,  1e-300};
     double d;
     if (termgen_below(seed, 2)) {
-        d = special[termgen_below(seed, sizeof special / sizeof special[0])];
+        d = special[termgen_below(seed, n_special)];
     } else {
         do {
             uint64_t bits = termgen_next(seed);
@@ -110,6 +107,14 @@ static term_t gen_float(heap_t *h, uint64_t *seed)
     }
     term_t t;
     return heap_make_float(h, d, &t) == GD_OK ? t : TERM_NONE;
+}
+
+static term_t gen_float(heap_t *h, uint64_t *seed)
+{
+    static const double special[] = {
+        0.0, -0.0, 1.0,   -1.0, 0.5, 1e300, -1e300, 9007199254740992.0, 1152921504606846976.0,
+        2.0, 3.5,  1e-300};
+    return termgen_float(h, seed, special, sizeof special / sizeof special[0]);
 }
 
 static term_t gen_bitstring(heap_t *h, uint64_t *seed)

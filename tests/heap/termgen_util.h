@@ -35,6 +35,10 @@ term_t termgen_random(heap_t *h, uint64_t *seed, int max_depth);
  * numbers, atoms, pids, ports, refs, binaries, []. */
 term_t termgen_leaf(heap_t *h, uint64_t *seed);
 
+/* A float: half the time one of special[0..n_special), else random finite
+ * bits (TERM_NONE when the heap is full). */
+term_t termgen_float(heap_t *h, uint64_t *seed, const double *special, size_t n_special);
+
 /*
  * A term exactly equal (=:=) to t but built another way where the model
  * allows one: bitstrings become sub-binaries of a larger (heap or refc)

@@ -70,9 +70,14 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Probe latencies of one run: median and 99th percentile (ns). */
+typedef struct {
+    uint64_t p50, p99;
+} probe_lat_t;
+
 /* Runs `nloopers` stuck loopers (the first spawns the probe behind it),
- * pings the probe every 2 ms for 300 ms and returns the p99 latency. */
-static uint64_t probe_with_loopers(unsigned nsched, int nloopers, sched_stats_t *stats)
+ * pings the probe every 2 ms for 300 ms and returns the latencies. */
+static probe_lat_t probe_with_loopers(unsigned nsched, int nloopers, sched_stats_t *stats)
 {
     atomic_store(&loop_stop, false);
     atomic_store(&loops_running, 0);
@@ -110,37 +115,44 @@ static uint64_t probe_with_loopers(unsigned nsched, int nloopers, sched_stats_t 
     st_stop();
     size_t n = atomic_load(&probe_n) < 1000 ? atomic_load(&probe_n) : 1000;
     qsort(probe_lat, n, sizeof probe_lat[0], cmp_u64);
-    uint64_t p99 = n ? probe_lat[(n * 99 + 99) / 100 - 1] : UINT64_MAX;
+    probe_lat_t lat = {n ? probe_lat[n / 2] : UINT64_MAX,
+                       n ? probe_lat[(n * 99 + 99) / 100 - 1] : UINT64_MAX};
     printf("\nguard: %u schedulers, %d loopers: probe p50 %.2f ms, p99 %.2f ms, max %.2f ms; "
            "stuck marks %llu, extra schedulers %llu\n",
-           nsched, nloopers, n ? probe_lat[n / 2] / 1e6 : -1.0, p99 / 1e6,
-           n ? probe_lat[n - 1] / 1e6 : -1.0, (unsigned long long)stats->stuck_marks,
-           (unsigned long long)stats->extra_started);
-    return p99;
+           nsched, nloopers, lat.p50 / 1e6, lat.p99 / 1e6, n ? probe_lat[n - 1] / 1e6 : -1.0,
+           (unsigned long long)stats->stuck_marks, (unsigned long long)stats->extra_started);
+    return lat;
 }
 
-/* Latency bound for the probe: the stuck threshold (2 ms) plus a tick and
- * slack for a loaded 2-core machine (more under sanitizers, where the
- * loopers and an extra scheduler share two cores with a 10x slower
- * runtime); without the guard the probe waits for the whole 300 ms loop. */
-#define PROBE_P99_MAX_NS ST_SCALE(50000000u, 150000000u)
+/* Latency bounds for the probe.  Typical: the stuck threshold (2 ms) plus
+ * a tick and slack (more under sanitizers, where the loopers and an extra
+ * scheduler share two cores with a 10x slower runtime).  Worst (p99, 2 of
+ * 150 pings): on a 2-core machine running other suites beside this one, a
+ * thread that has just been started or woken has been seen to wait ~100 ms
+ * for a core (CI, p50 0.04 ms, p99 96 ms).  Without the guard no ping is
+ * answered while the loop runs, and the loop runs until all are. */
+#define PROBE_P50_MAX_NS ST_SCALE(10000000u, 50000000u)
+#define PROBE_P99_MAX_NS ST_SCALE(250000000u, 500000000u)
+
+static void check_probe_lat(probe_lat_t lat)
+{
+    CU_ASSERT(lat.p50 < PROBE_P50_MAX_NS);
+    CU_ASSERT(lat.p99 < PROBE_P99_MAX_NS);
+}
 
 static void test_looper_other_scheduler_steals(void)
 {
     sched_stats_t st;
-    uint64_t p99 = probe_with_loopers(2, 1, &st);
-    CU_ASSERT(p99 < PROBE_P99_MAX_NS);
+    check_probe_lat(probe_with_loopers(2, 1, &st));
     CU_ASSERT(st.stuck_marks >= 1);
 }
 
 static void test_all_stuck_adds_scheduler(void)
 {
     sched_stats_t st;
-    uint64_t p99 = probe_with_loopers(1, 1, &st);
-    CU_ASSERT(p99 < PROBE_P99_MAX_NS);
+    check_probe_lat(probe_with_loopers(1, 1, &st));
     CU_ASSERT(st.extra_started >= 1);
-    p99 = probe_with_loopers(2, 2, &st);
-    CU_ASSERT(p99 < PROBE_P99_MAX_NS);
+    check_probe_lat(probe_with_loopers(2, 2, &st));
     CU_ASSERT(st.extra_started >= 1);
 }
 
@@ -219,7 +231,7 @@ static void test_busy_takes_over_stuck(void)
     CU_ASSERT_FATAL(atomic_load(&probe_n) == 1);
     printf("\nbusy scheduler takes over a stuck one: probe answered after %.2f ms\n",
            probe_lat[0] / 1e6);
-    CU_ASSERT(probe_lat[0] < PROBE_P99_MAX_NS);
+    CU_ASSERT(probe_lat[0] < PROBE_P50_MAX_NS * 5);
     sched_stats_t st;
     sched_stats(&st);
     CU_ASSERT(st.stuck_marks >= 1);
