@@ -484,6 +484,7 @@ static void *scheduler_main(void *arg)
              * chunks that emptied back first. */
             sched_coro_cache_trim();
             pcb_pool_trim(rq);
+            heap_msg_slab_trim();
             pthread_mutex_lock(&rq->lock);
             /* len under the lock; stopping as above. */
             if (atomic_load_explicit(&rq->len, memory_order_relaxed) == 0 && !rq->wake_pending &&
