@@ -113,7 +113,8 @@ static slab_chunk_t *chunk_map(void)
     char *raw = mmap(NULL, raw_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED)
         return NULL;
-    char *p = (char *)(((uintptr_t)raw + SLAB_CHUNK_BYTES - 1) & ~(uintptr_t)(SLAB_CHUNK_BYTES - 1));
+    char *p =
+        (char *)(((uintptr_t)raw + SLAB_CHUNK_BYTES - 1) & ~(uintptr_t)(SLAB_CHUNK_BYTES - 1));
     if (p > raw)
         (void)munmap(raw, (size_t)(p - raw));
     if (raw + raw_len > p + SLAB_CHUNK_BYTES)
