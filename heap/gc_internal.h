@@ -165,6 +165,24 @@ heap_frag_t *heap_frag_new(size_t capacity);
 /* As heap_frag_new with `carry` more words after words[capacity]. */
 heap_frag_t *heap_frag_new_carry(size_t capacity, size_t carry);
 void heap_frag_release_storage(heap_frag_t *f);
+/* As heap_frag_new_carry for a message body: small ones from this
+ * thread's message slab (msgslab.c), the others from the area allocator. */
+heap_frag_t *heap_frag_new_msg(size_t capacity, size_t carry);
+
+/* msgslab.c: chunk size, how many empty chunks the pool keeps, and how
+ * many it keeps after heap_msg_slab_trim (a scheduler waking up to send
+ * finds a chunk without mapping and faulting one: ~0.75 ms here). */
+#define HEAP_MSG_SLAB_CHUNK_BYTES ((size_t)256 << 10)
+#define HEAP_MSG_SLAB_POOL_MAX 16
+#define HEAP_MSG_SLAB_IDLE_KEEP 2
+/* Chunks mapped since the process started (tests: reuse means few). */
+size_t heap_msg_slab_maps_total(void);
+/* msgslab.c: a block of `words` from this thread's slab; NULL when it does
+ * not fit a slab block (heap_msg_slab_fits) or no chunk can be had.  Freed
+ * with heap_msg_slab_free from any thread. */
+term_t *heap_msg_slab_alloc(size_t words);
+bool heap_msg_slab_fits(size_t words);
+void heap_msg_slab_free(term_t *p, size_t words);
 
 /* Drops the binary references of a chain of REFC_BIN objects linked through
  * their next word. */

@@ -128,9 +128,41 @@ heap_frag_t *heap_frag_new(size_t capacity)
     return heap_frag_new_carry(capacity, 0);
 }
 
+/* heap_frag_t.storage */
+enum { FRAG_AREA = 0, FRAG_SLAB = 1 };
+
+static void frag_init(heap_frag_t *f, size_t capacity, size_t carry, uint32_t storage)
+{
+    f->carry_words = (uint32_t)carry;
+    f->storage = storage;
+    f->next = NULL;
+    f->used = 0;
+    f->capacity = capacity;
+    f->offheap_first = NULL;
+    f->offheap_bytes = 0;
+}
+
+heap_frag_t *heap_frag_new_msg(size_t capacity, size_t carry)
+{
+    if (carry > UINT32_MAX || capacity > SIZE_MAX / sizeof(term_t) - FRAG_HEADER_WORDS - carry)
+        return NULL;
+    size_t words = FRAG_HEADER_WORDS + capacity + carry;
+    if (!heap_msg_slab_fits(words))
+        return heap_frag_new_carry(capacity, carry);
+    /* The same failure injection as the area allocator's, so tests of a
+     * send that runs out of memory reach this path too. */
+    if (GD_UNLIKELY(heap_area_fail_countdown != 0) && --heap_area_fail_countdown == 0)
+        return NULL;
+    heap_frag_t *f = (heap_frag_t *)heap_msg_slab_alloc(words);
+    if (f == NULL)
+        return heap_frag_new_carry(capacity, carry);
+    frag_init(f, capacity, carry, FRAG_SLAB);
+    return f;
+}
+
 heap_frag_t *heap_frag_new_carry(size_t capacity, size_t carry)
 {
-    if (capacity > SIZE_MAX / sizeof(term_t) - FRAG_HEADER_WORDS - carry)
+    if (carry > UINT32_MAX || capacity > SIZE_MAX / sizeof(term_t) - FRAG_HEADER_WORDS - carry)
         return NULL;
     /* Through the area allocator: large fragments are recycled blocks, so a
      * heap that overflows into fragments again and again (decoding big
@@ -139,18 +171,17 @@ heap_frag_t *heap_frag_new_carry(size_t capacity, size_t carry)
     heap_frag_t *f = (heap_frag_t *)heap_area_alloc(FRAG_HEADER_WORDS + capacity + carry);
     if (f == NULL)
         return NULL;
-    f->carry_words = carry;
-    f->next = NULL;
-    f->used = 0;
-    f->capacity = capacity;
-    f->offheap_first = NULL;
-    f->offheap_bytes = 0;
+    frag_init(f, capacity, carry, FRAG_AREA);
     return f;
 }
 
 void heap_frag_release_storage(heap_frag_t *f)
 {
-    heap_area_free((term_t *)f, FRAG_HEADER_WORDS + f->capacity + f->carry_words);
+    size_t words = FRAG_HEADER_WORDS + f->capacity + f->carry_words;
+    if (f->storage == FRAG_SLAB)
+        heap_msg_slab_free((term_t *)f, words);
+    else
+        heap_area_free((term_t *)f, words);
 }
 
 void heap_frag_free(heap_frag_t *frag)

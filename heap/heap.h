@@ -527,7 +527,8 @@ typedef struct heap_frag {
     size_t capacity;       /* words */
     term_t *offheap_first; /* REFC_BIN objects in this fragment (list via their next word) */
     size_t offheap_bytes;  /* bytes of the binaries on offheap_first */
-    size_t carry_words;    /* the sender's words after words[capacity] (heap_msg_copy_carry) */
+    uint32_t carry_words;  /* the sender's words after words[capacity] (heap_msg_copy_carry) */
+    uint32_t storage;      /* where the block came from (heap.c: FRAG_AREA, FRAG_SLAB) */
     term_t words[];
 } heap_frag_t;
 
@@ -822,6 +823,21 @@ heap_frag_t *heap_msg_build_take(heap_t *h);
  * heap's owner only.  O(fragments in the chain).
  */
 void heap_attach_frag(heap_t *h, heap_frag_t *frag);
+
+/*
+ * Small message fragments come from per-thread slabs (heap/msgslab.c):
+ * chunks pre-faulted in bulk, freed from any thread, an empty one pooled
+ * node-wide (at most 16) or unmapped.  The bytes mapped for them now
+ * (live messages' chunks, each sending thread's current chunk, the pool):
+ * for tests and statistics.
+ */
+size_t heap_msg_slab_mapped_bytes(void);
+/* Unmaps the pooled empty chunks but two (an idle scheduler calls it). */
+void heap_msg_slab_trim(void);
+/* The calling thread stops carving its current chunk, so the chunk goes
+ * when its messages do (as at thread exit; for a thread that sent and now
+ * idles for long). */
+void heap_msg_slab_thread_release(void);
 
 /* Frees a fragment (or a message's chain of them) that was never attached
  * (an undelivered message), dropping its binary references.  NULL is a

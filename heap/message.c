@@ -20,7 +20,7 @@ void heap_offheap_release(term_t *first)
 /* A fragment of exactly `words` words, all in use, carrying `carry` more. */
 static heap_frag_t *frag_new(size_t words, size_t carry)
 {
-    heap_frag_t *f = heap_frag_new_carry(words, carry);
+    heap_frag_t *f = heap_frag_new_msg(words, carry);
     if (f != NULL)
         f->used = words;
     return f;

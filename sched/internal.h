@@ -309,6 +309,12 @@ typedef struct runq {
     pthread_t thread;
     bool started;
     unsigned index;
+    /* The watchdog's own record (watchdog only) of the long slice it is
+     * watching: its start and the thread's CPU time when first seen past
+     * stuck_ns, and the thread's CPU clock (looked up once). */
+    uint64_t wd_slice, wd_cpu0;
+    clockid_t wd_clock;
+    bool wd_clock_known, wd_clock_ok;
     /* This scheduler's timers (timer.c).  Any thread may arm or cancel a
      * timer of any wheel under tlock (a process may have migrated since it
      * armed one; a timer made off the schedulers picks a wheel); the owner

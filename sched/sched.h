@@ -20,10 +20,11 @@
  * shared, not copied) and publishes it with release ordering; the receiver
  * takes it with acquire ordering and attaches the fragment to its heap when
  * it accepts the message.  The queue entry rides in the fragment's block
- * (one allocation per send, as BEAM's combined message); fanin (1000 -> 1)
- * is still bound by first-touch page faults on that memory (perf: ~45% of
- * its CPU in sysmalloc/_int_malloc faults): next, per-scheduler message
- * slabs pre-faulted in bulk.  Signals (exit, link, unlink, monitor, demonitor,
+ * (one allocation per send, as BEAM's combined message); small fragments
+ * come from per-thread message slabs pre-faulted in bulk (heap/msgslab.c:
+ * fanin's first-touch page faults were ~45% of its CPU; its system time
+ * fell from 9.3 s to 3.5 s for 3 reps; a same-run ratio to BEAM is not
+ * measured yet).  Signals (exit, link, unlink, monitor, demonitor,
  * down) travel through the same inbox, so between one pair of processes
  * signals and messages arrive in the order sent, as Erlang guarantees.  The
  * receiver handles signals when it takes them from the inbox.
@@ -88,9 +89,13 @@
  * for one to idle), wake-ups of processes homed there go to another queue,
  * and the idle schedulers are woken.  A merely busy scheduler (slices
  * ending on reductions) is never taken over wholesale: idle ones steal
- * half of its queue.  When every scheduler is stuck the watchdog
- * starts an extra scheduler thread (at most max_extra_schedulers), so the
- * other processes keep their latency.  A scheduler clears its stuck mark when
+ * half of its queue.  When every scheduler is stuck and each one's thread
+ * burns CPU (stuck_ns / 4 of thread CPU time since first seen stuck; or its
+ * slice has lasted 50 x stuck_ns, a callback blocked in a system call) the
+ * watchdog starts an extra scheduler thread (at most
+ * max_extra_schedulers), so the other processes keep their latency; a
+ * thread the OS merely took off its core (a loaded host) still has its
+ * queue moved, but no thread is added for it.  A scheduler clears its stuck mark when
  * its slice ends.  Garbage collection runs inside the slice (at the safe
  * point after each callback), so a long collection of a big heap is caught
  * the same way: the others are stolen meanwhile.  Why this design rather

@@ -75,6 +75,10 @@ static void rq_clock_reset(runq_t *rq)
 #define WATCHDOG_TICK_NS 1000000
 #define STUCK_NS_DEFAULT 2000000
 #define MAX_EXTRA_DEFAULT 2
+/* An extra scheduler needs the stuck ones to burn CPU (slice_burns), or a
+ * slice this many times stuck_ns long (a callback blocked in a system
+ * call: rescued, only later). */
+#define EXTRA_BLOCKED_FACTOR 50
 /* Before a scheduler sleeps (spin_for_work): polls with a pause
  * (~2-5 µs), then polls between yields for this long. */
 #define SPIN_PAUSE_ROUNDS 100
@@ -484,6 +488,7 @@ static void *scheduler_main(void *arg)
              * chunks that emptied back first. */
             sched_coro_cache_trim();
             pcb_pool_trim(rq);
+            heap_msg_slab_trim();
             pthread_mutex_lock(&rq->lock);
             /* len under the lock; stopping as above. */
             if (atomic_load_explicit(&rq->len, memory_order_relaxed) == 0 && !rq->wake_pending &&
@@ -556,6 +561,51 @@ static int start_scheduler(unsigned i)
     return GD_OK;
 }
 
+/* CPU time (ns) rq's thread has used, or UINT64_MAX when unknown. */
+static uint64_t rq_cpu_ns(runq_t *rq)
+{
+    if (!rq->wd_clock_known) {
+        rq->wd_clock_known = true;
+        rq->wd_clock_ok = pthread_getcpuclockid(rq->thread, &rq->wd_clock) == 0;
+    }
+    struct timespec ts;
+    if (!rq->wd_clock_ok || clock_gettime(rq->wd_clock, &ts) != 0)
+        return UINT64_MAX;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * For a scheduler marked stuck (its slice that started at t0 is past
+ * stuck_ns): true when an extra scheduler would help, i.e. its thread has
+ * run on a CPU for stuck_ns / 4 since the watchdog first saw the slice
+ * long (a callback looping in C burns CPU), or the slice has lasted
+ * EXTRA_BLOCKED_FACTOR * stuck_ns (blocked in a system call).  A thread
+ * the OS took off its core (a loaded host: more runnable threads than
+ * cores) is late, not stuck: moving its queue to the other schedulers
+ * helps, but starting threads only makes the OS share the same cores among
+ * more of them (the fairness bench on a loaded 2-core VM saw ~550 marks
+ * and 6 threads in 2 s, the probe waiting for descheduled threads).  So
+ * the wall-time mark still moves work, and this check gates only the
+ * extra threads.  An absolute amount of CPU, not a share of the wall
+ * time: on a host loaded 8x a stuck thread gets ~12% of a core and must
+ * still be found.  One clock_gettime per stuck scheduler per tick.
+ */
+static bool slice_burns(runq_t *rq, uint64_t t0, uint64_t now)
+{
+    node_t *n = &sched_node;
+    if (now - t0 > EXTRA_BLOCKED_FACTOR * n->stuck_ns)
+        return true;
+    uint64_t cpu = rq_cpu_ns(rq);
+    if (cpu == UINT64_MAX)
+        return true; /* no CPU clock: wall time alone, as before */
+    if (rq->wd_slice != t0) {
+        rq->wd_slice = t0;
+        rq->wd_cpu0 = cpu;
+        return false;
+    }
+    return cpu - rq->wd_cpu0 >= n->stuck_ns / 4;
+}
+
 /* One watchdog pass; true when something is queued or running.  With
  * may_fire (never under wd_lock: a fire may kick the watchdog) it also
  * fires the due timers of schedulers in a slice longer than a tick, whose
@@ -567,7 +617,7 @@ static bool watchdog_pass(bool may_fire)
     unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
     uint64_t now = sched_now_ns();
     bool busy = false;
-    unsigned stuck = 0;
+    unsigned stuck = 0, burning = 0;
     for (unsigned i = 0; i < nrqs; i++) {
         runq_t *rq = &n->rqs[i];
         /* The slot first (acquire: see scheduler_main), then the slice
@@ -583,6 +633,8 @@ static bool watchdog_pass(bool may_fire)
             timer_rq_advance(rq, now / 1000000u);
         if (t0 != 0 && now > t0 && now - t0 > n->stuck_ns) {
             stuck++;
+            if (slice_burns(rq, t0, now))
+                burning++;
             if (!atomic_load_explicit(&rq->stuck, memory_order_relaxed)) { /* own flag */
                 /* Release: pairs with the stealers' acquire load. */
                 atomic_store_explicit(&rq->stuck, true, memory_order_release);
@@ -596,8 +648,9 @@ static bool watchdog_pass(bool may_fire)
             wake_one_sleeper(rq);
         }
     }
-    if (stuck == nrqs && nrqs < n->max_rqs) {
-        /* Every scheduler is stuck: add one (bounded). */
+    if (stuck == nrqs && burning == nrqs && nrqs < n->max_rqs) {
+        /* Every scheduler is stuck in a callback that burns CPU (or is
+         * blocked for long): add one (bounded). */
         bool queued = false;
         for (unsigned i = 0; i < nrqs; i++)
             if (atomic_load_explicit(&n->rqs[i].len, memory_order_relaxed) != 0 || /* hints */

@@ -1,8 +1,9 @@
 /*
  * test_guard.c — a callback stuck in plain C does not stall the processes
  * queued behind it (the watchdog marks its scheduler stuck; others steal its
- * queue, or an extra scheduler starts when all are stuck), and an idle node
- * burns no CPU.
+ * queue, or an extra scheduler starts when all are stuck and burn CPU), a
+ * thread that is late without running gets no extra scheduler, and an idle
+ * node burns no CPU.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -272,6 +273,65 @@ static void test_busy_not_stuck(void)
     st_stop();
 }
 
+/* On {sleep, Ms}: blocks its scheduler thread in nanosleep (plain C, no
+ * runtime call, no CPU used: to the watchdog like a thread the OS took off
+ * its core), then counts the message. */
+static _Atomic uint64_t sleeps_done;
+
+static int sleeper_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    int64_t ms = term_small_value(term_tuple_elems(msg)[1]);
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    atomic_fetch_add(&sleeps_done, 1);
+    return GD_OK;
+}
+
+static const sched_behaviour_t sleeper_beh = {plain_init, sleeper_handle, NULL, NULL};
+
+/* A one-scheduler node whose only thread sleeps `ms` in a callback, with
+ * an observer queued behind it; returns the stats afterwards. */
+static void sleep_on_one_scheduler(int64_t ms, sched_stats_t *st)
+{
+    atomic_store(&sleeps_done, 0);
+    st_start(1);
+    st_log_reset();
+    term_t sleeper, other;
+    CU_ASSERT_FATAL(sched_spawn(NULL, &sleeper_beh, TERM_NIL, &sleeper) == GD_OK);
+    other = st_spawn_observer();
+    st_send(sleeper, st_tuple(2, A("sleep"), S(ms)));
+    st_send(other, A("hello"));
+    uint64_t end = st_now_ns() + 10000000000u;
+    while (atomic_load(&sleeps_done) == 0 && st_now_ns() < end) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    CU_ASSERT_FATAL(atomic_load(&sleeps_done) == 1);
+    CU_ASSERT(st_log_wait(1));
+    sched_stats(st);
+    printf("\nslept %lld ms in a callback: stuck marks %llu, extra schedulers %llu\n",
+           (long long)ms, (unsigned long long)st->stuck_marks,
+           (unsigned long long)st->extra_started);
+    st_stop();
+}
+
+/* A scheduler thread that is late but not running (here: asleep in a
+ * callback; on a loaded host: descheduled by the OS) is marked stuck, but
+ * no extra scheduler starts for it before 50 x stuck_ns (100 ms): its
+ * thread used no CPU, and more threads would only share the same cores.
+ * Past that (a callback blocked for long) one starts. */
+static void test_not_running_no_extra(void)
+{
+    sched_stats_t st;
+    sleep_on_one_scheduler(40, &st);
+    CU_ASSERT(st.stuck_marks >= 1);
+    CU_ASSERT(st.extra_started == 0);
+    sleep_on_one_scheduler(400, &st);
+    CU_ASSERT(st.stuck_marks >= 1);
+    CU_ASSERT(st.extra_started >= 1);
+}
+
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -308,6 +368,8 @@ static const gd_test_case_t gd_tests[] = {
     {"all schedulers stuck: an extra one starts", test_all_stuck_adds_scheduler},
     {"stuck scheduler next to a busy one: the busy one takes over", test_busy_takes_over_stuck},
     {"busy schedulers with short slices are never marked stuck", test_busy_not_stuck},
+    {"a stuck thread that does not run gets no extra scheduler (until 50 x stuck_ns)",
+     test_not_running_no_extra},
     {"idle node uses no CPU", test_idle_cpu},
     {NULL, NULL},
 };
