@@ -60,11 +60,19 @@ static int echo_hold(sched_ctx_t *ctx, term_t msg, term_t *state)
         st[2] = TERM_NIL;
         return 0;
     }
-    term_t held;
+    /* A new state tuple: an older one must not be made to point at a
+     * younger term (the generational collector relies on it). */
+    term_t held, *e, next;
     int rc = heap_cons(sched_heap(ctx), msg, st[2], &held);
+    if (rc == 0)
+        rc = heap_make_tuple(sched_heap(ctx), 3, &e, &next);
     if (rc != 0)
         return rc;
-    term_tuple_elems(*state)[2] = held;
+    const term_t *old = term_tuple_elems(*state);
+    e[0] = old[0];
+    e[1] = old[1];
+    e[2] = held;
+    *state = next;
     sched_set_timeout(ctx, HOLD_QUIET_MS);
     return 0;
 }
