@@ -7,6 +7,7 @@
  * starts (--client-nodes N) or existing ones (--client-node NODE).
  */
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -66,6 +67,9 @@ static void usage(FILE *out)
             "  --client-node NODE  run clients on this existing girder node (repeatable)\n"
             "  --json FILE         write the results as JSON\n"
             "  --html FILE         write a self-contained HTML report\n"
+            "  -schedulers N       scheduler threads of this process's client node, 1..1024\n"
+            "                      (default: online cores - 1, at least 1; the node's I/O\n"
+            "                      thread is the other full-time worker)\n"
             "  --quiet             no progress line\n\n"
             "Closed loop, each client keeps one request outstanding; a reply not back by\n"
             "the end + 2 s counts lost.  cast's latency runs from a window's first cast to\n"
@@ -185,6 +189,9 @@ static int parse_args(bench_opts_t *o, int argc, char **argv, bool *help)
             ok = lg_node_parse(v, NULL) && o->n_client_nodes < MAX_CLIENT_NODES;
             if (ok)
                 o->client_nodes[o->n_client_nodes++] = v;
+        } else if (strcmp(a, "-schedulers") == 0 || strcmp(a, "--schedulers") == 0) {
+            ok = parse_count(v, 1, 1024, &n);
+            o->client.schedulers = (unsigned)n;
         } else if (strcmp(a, "--json") == 0)
             o->json = v;
         else if (strcmp(a, "--html") == 0)
@@ -354,6 +361,7 @@ static int report(const bench_opts_t *o, lg_target_run_t *runs, size_t n, size_t
                          .params = {.workload = o->p.workload->name,
                                     .clients = o->p.clients,
                                     .client_nodes = (uint32_t)client_nodes,
+                                    .schedulers = o->client.schedulers,
                                     .payload = shape_name(o->p.payload_shape),
                                     .payload_bytes = o->p.payload_size,
                                     .rate_per_s = o->p.rate_per_s,
@@ -408,6 +416,14 @@ int gd_cmd_bench(int argc, char **argv)
         goto out;
     }
     o->p.mfa_m = o->p.mfa_f = TERM_NONE;
+    /* Keep freed memory instead of giving it back at every dip: each
+     * message is allocated on one thread and freed on another, and
+     * glibc's default trims an arena's top as soon as 128 KiB are free,
+     * so the next burst grows it again and faults its pages back in
+     * (perf on the echo bench: sysmalloc and _int_free ~13% of this
+     * process's samples, gone with this).  A bench is short-lived: its
+     * peak is what it would reach anyway. */
+    (void)mallopt(M_TRIM_THRESHOLD, 256 << 20);
     if ((status = parse_args(o, argc, argv, &help)) != 0)
         goto out;
     if (help) {
@@ -431,6 +447,8 @@ int gd_cmd_bench(int argc, char **argv)
             goto out;
         }
     }
+    if (o->client.schedulers == 0) /* the figure the results report */
+        o->client.schedulers = lg_client_schedulers_default();
     if (lg_client_start(&o->client, o->targets[0], NULL, err, sizeof err) != 0) {
         fprintf(stderr, "girder bench: %s\n", err);
         goto out;

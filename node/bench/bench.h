@@ -282,6 +282,7 @@ typedef struct bench_params {
     const char *workload;
     uint64_t clients;      /* client processes */
     uint32_t client_nodes; /* girder nodes generating load */
+    unsigned schedulers;   /* scheduler threads of the bench's own node; 0: not told */
     const char *payload;   /* payload shape, e.g. "binary" */
     uint64_t payload_bytes;
     double rate_per_s; /* open-loop arrivals per second; 0 = closed loop */

@@ -369,6 +369,10 @@ static void facts_tables(bench_buf_t *b, const bench_results_t *r)
     kv_row(b, "client processes", v);
     snprintf(v, sizeof v, "%u", p->client_nodes);
     kv_row(b, "client nodes", v);
+    if (p->schedulers > 0) {
+        snprintf(v, sizeof v, "%u", p->schedulers);
+        kv_row(b, "schedulers (bench node)", v);
+    }
     snprintf(v, sizeof v, "%s, %llu bytes", p->payload ? p->payload : "?",
              (unsigned long long)p->payload_bytes);
     kv_row(b, "payload", v);

@@ -159,8 +159,13 @@ int lg_client_start(const lg_client_opts_t *o, const char *like_node, const char
     const char *cookie = o->cookie;
     if (cookie == NULL && (cookie = loaded = home_cookie(err, cap)) == NULL)
         return -1;
-    cluster_config_t cfg = {
-        .name = name, .longnames = longnames, .cookie = cookie, .hidden = true, .quiet = true};
+    cluster_config_t cfg = {.name = name,
+                            .longnames = longnames,
+                            .cookie = cookie,
+                            .hidden = true,
+                            .quiet = true,
+                            .schedulers =
+                                o->schedulers ? o->schedulers : lg_client_schedulers_default()};
     int rc = cluster_start(&cfg);
     free(loaded); /* cluster_start keeps its own copy */
     if (rc != 0) {
@@ -168,6 +173,12 @@ int lg_client_start(const lg_client_opts_t *o, const char *like_node, const char
         return -1;
     }
     return 0;
+}
+
+unsigned lg_client_schedulers_default(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 2 ? (unsigned)(cores - 1) : 1;
 }
 
 void lg_client_stop(void)

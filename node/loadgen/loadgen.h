@@ -41,6 +41,7 @@ typedef struct lg_client_opts {
     bool longnames;      /* -name given (else: the style of the target's host) */
     bool name_given;     /* -sname or -name was given */
     uint64_t timeout_ms; /* -timeout S; 0: LG_TIMEOUT_DEFAULT_MS */
+    unsigned schedulers; /* scheduler threads; 0: lg_client_schedulers_default() */
 } lg_client_opts_t;
 
 #define LG_TIMEOUT_DEFAULT_MS 5000
@@ -68,10 +69,21 @@ bool lg_node_parse(const char *node, bool *longnames);
 int lg_preflight(const char *node, uint64_t timeout_ms, char *err, size_t cap);
 
 /*
+ * The client node's scheduler threads when not given: one fewer than the
+ * online cores (at least 1).  The loop thread is the node's other full-time
+ * worker under load (it reads and decodes every reply and wakes the
+ * clients), and a client node usually shares the machine with more: on 2
+ * cores, 1 scheduler + the loop thread used about 30% less CPU per echo
+ * round trip than 2 schedulers + the loop thread (docs/benchmarks.md).
+ */
+unsigned lg_client_schedulers_default(void);
+
+/*
  * Starts this process's client node: hidden, quiet (the connection log
  * lines are replaced by the command's own one-line errors), named o->name
  * or girder_cli_<pid>[_suffix] in the host style of like_node (long names
- * when its host has a '.'), with the cookie of o or ~/.erlang.cookie.
+ * when its host has a '.'), with the cookie of o or ~/.erlang.cookie and
+ * o->schedulers scheduler threads (or the default above).
  * Errors: -1 with a one-line reason in err.
  */
 int lg_client_start(const lg_client_opts_t *o, const char *like_node, const char *suffix, char *err,

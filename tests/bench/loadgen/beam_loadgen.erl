@@ -8,7 +8,8 @@
 %%
 %% main(): erl -noshell -sname N -setcookie C -pa DIR -s bench_beam run
 %%   beam_loadgen -extra TARGET CLIENTS DURATION_MS WARMUP_MS PAYLOAD_BYTES
-%%   Clients processes each keep one request outstanding (closed loop):
+%%   Clients processes each keep one request outstanding (closed loop),
+%%   with girder bench's payload (binary:PAYLOAD_BYTES, "abc...z" repeated):
 %%   {echo, Target} ! {self(), {Seq, Payload}}, then receive
 %%   {echo_reply, {Seq, Payload}} and check it (a wrong reply is an error).
 %%   Round trips completed after the warm-up and before its end count; every
@@ -33,7 +34,9 @@ main() ->
     Target = list_to_atom(TargetS),
     [Clients, Dur, Warm, Bytes] = [list_to_integer(S) || S <- [ClientsS, DurS, WarmS, BytesS]],
     pong = net_adm:ping(Target),
-    Payload = binary:copy(<<"a">>, Bytes),
+    %% The bytes girder bench's binary:N payload has (lg_payload_build):
+    %% "abc...z" repeated.
+    Payload = << <<($a + I rem 26)>> || I <- lists:seq(0, Bytes - 1) >>,
     Start = bench_beam:now_ns(),
     Measure = Start + Warm * 1000000,
     End = Measure + Dur * 1000000,
