@@ -69,9 +69,15 @@ typedef struct conn {
     char peer[DIST_NAME_MAX + 1];
     uint64_t flags;
     etf_buf_t pending; /* messages sent before it came up, unframed (see queue_body) */
-    dist_tx_t tx;      /* the atom cache of what we send */
-    uint64_t id;       /* unique per connection: tells a reused address apart */
-    bool wrote;        /* anything written since the last tick check */
+    /* Big bodies sent before it came up, kept whole with their binaries
+     * referenced rather than copied into pending (queue_held_body): each
+     * has a record in pending, taken in order (held_next); held_bytes is
+     * their length for back-pressure. */
+    dist_body_t *held;
+    size_t nheld, held_cap, held_next, held_bytes;
+    dist_tx_t tx; /* the atom cache of what we send */
+    uint64_t id;  /* unique per connection: tells a reused address apart */
+    bool wrote;   /* anything written since the last tick check */
     uint64_t last_read_ns;
     term_t ctrl;         /* the controller process (TERM_NONE before up) */
     uint64_t ctrl_seq;   /* last sequence sent to the controller (loop thread) */
@@ -175,6 +181,16 @@ const char *cluster_node_name(size_t *len)
 
 /* ---- connections ---- */
 
+/* Drops the bodies c still holds for pending (and their binaries). */
+static void held_free(conn_t *c)
+{
+    for (size_t i = 0; i < c->nheld; i++)
+        dist_body_free(&c->held[i]);
+    free(c->held);
+    c->held = NULL;
+    c->nheld = c->held_cap = c->held_next = c->held_bytes = 0;
+}
+
 static void conn_free(conn_t *c)
 {
     if (c->bev != NULL)
@@ -184,6 +200,7 @@ static void conn_free(conn_t *c)
     if (c->rx_ready)
         dist_rx_free(&c->rx);
     etf_buf_free(&c->pending);
+    held_free(c);
     free(c->waiters);
     free(c);
 }
@@ -546,7 +563,41 @@ static int queue_body(conn_t *c, const dist_body_t *b, uint64_t seq)
     w = put64(w, len);
     memcpy(w, b->bytes.data, len);
     c->pending.len += PENDING_HDR + len;
-    conn_note_queued_locked(c, c->pending.len);
+    conn_note_queued_locked(c, c->pending.len + c->held_bytes);
+    return 0;
+}
+
+/* In a pending record's payload byte: the body is the next of c->held
+ * (the record has no bytes of its own). */
+#define PENDING_HELD 2
+
+/* Queues a body with referenced binaries for a connection still being set
+ * up, moving it (b is emptied) instead of copying it into pending: a big
+ * binary sent while connecting is then written from where it lies once
+ * the connection is up, as it would be on an up one (lock held). */
+static int queue_held_body(conn_t *c, dist_body_t *b, uint64_t seq)
+{
+    if (c->nheld == c->held_cap) {
+        size_t cap = c->held_cap ? 2 * c->held_cap : 4;
+        dist_body_t *v = realloc(c->held, cap * sizeof *v);
+        if (v == NULL)
+            return GD_ENOMEM;
+        c->held = v;
+        c->held_cap = cap;
+    }
+    int rc = etf_buf_reserve(&c->pending, PENDING_HDR);
+    if (rc < 0)
+        return rc;
+    uint8_t *w = c->pending.data + c->pending.len;
+    w = put64(w, seq);
+    w = put64(w, b->ctl_len);
+    *w++ = (uint8_t)(PENDING_HELD | (b->has_payload ? 1 : 0));
+    put64(w, 0);
+    c->pending.len += PENDING_HDR;
+    c->held_bytes += dist_body_len(b);
+    c->held[c->nheld++] = *b;
+    *b = (dist_body_t){0};
+    conn_note_queued_locked(c, c->pending.len + c->held_bytes);
     return 0;
 }
 
@@ -566,6 +617,29 @@ static int frame_locked(conn_t *c, const dist_body_t *b, uint64_t seq, etf_buf_t
                            : dist_frame_body(b, c->flags, seq, frames);
 }
 
+/* Writes the next held body (see queue_held_body) under sequence seq on
+ * the just-up connection c (lock held): from its binaries when the peer
+ * takes fragments, else copied in and framed as any other. */
+static int flush_held_locked(conn_t *c, uint64_t seq)
+{
+    if (c->held_next >= c->nheld)
+        return DIST_EPROTO; /* a record without its body: cannot happen */
+    dist_body_t *b = &c->held[c->held_next++];
+    int rc = 0;
+    if (!send_big_body_locked(c, b, seq, &rc)) {
+        rc = dist_body_flatten(b);
+        etf_buf_t frames = {0};
+        if (rc == 0)
+            rc = frame_locked(c, b, seq, &frames);
+        if (rc == 0)
+            rc = conn_write_locked(c, frames.data, frames.len, &frames);
+        etf_buf_free(&frames);
+        c->msgs_out++;
+    }
+    dist_body_free(b);
+    return rc;
+}
+
 /* Frames and writes what was queued while connecting (lock held, state
  * just set to up). */
 static int flush_pending(conn_t *c)
@@ -574,6 +648,11 @@ static int flush_pending(conn_t *c)
     etf_buf_t frames = {0};
     for (size_t pos = 0; pos < c->pending.len && rc == 0;) {
         const uint8_t *r = c->pending.data + pos;
+        if (r[16] & PENDING_HELD) {
+            rc = flush_held_locked(c, get64(r));
+            pos += PENDING_HDR;
+            continue;
+        }
         dist_body_t b = {{(uint8_t *)r + PENDING_HDR, get64(r + 17), get64(r + 17)},
                          get64(r + 8),
                          r[16] != 0,
@@ -588,6 +667,7 @@ static int flush_pending(conn_t *c)
     etf_buf_free(&frames);
     etf_buf_free(&c->pending);
     c->pending = (etf_buf_t){0};
+    held_free(c);
     return rc;
 }
 
@@ -990,6 +1070,19 @@ static void setup_timeout_cb(evutil_socket_t fd, short what, void *arg)
     conn_close(arg, "handshake timed out (net_setuptime)");
 }
 
+/* Moves the held bodies of from to to (which holds none: it is new). */
+static void held_move(conn_t *to, conn_t *from)
+{
+    held_free(to);
+    to->held = from->held;
+    to->nheld = from->nheld;
+    to->held_cap = from->held_cap;
+    to->held_next = from->held_next;
+    to->held_bytes = from->held_bytes;
+    from->held = NULL;
+    from->nheld = from->held_cap = from->held_next = from->held_bytes = 0;
+}
+
 /* Acceptor's answer to a peer's name (dist_util's mark_pending): a live
  * connection to that name → alive; our own attempt to it → the greater
  * name wins (ok_simultaneous when the peer's is greater: ours is then
@@ -1012,6 +1105,7 @@ static enum dist_status decide(void *ud, const char *name, size_t len)
     etf_buf_t moved = c->pending;
     c->pending = (etf_buf_t){0};
     self->pending = moved;
+    held_move(self, c);
     self->ctrl = c->ctrl;
     c->ctrl = TERM_NONE;
     conn_kill_locked(c);
@@ -1305,9 +1399,13 @@ static int send_to_node(term_t node_atom, term_t control, term_t payload, bool c
     conn_t *c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
     if (c != NULL && c->state == CONN_UP && send_big_body_locked(c, &b, seq, &rc))
         goto unlock; /* written (or queued) from the body and its binaries */
+    if (c != NULL && b.refs.n > 0 && (c->state == CONN_CONNECTING || c->state == CONN_HANDSHAKE)) {
+        rc = queue_held_body(c, &b, seq); /* kept whole until it is up */
+        goto unlock;
+    }
     if (b.refs.n > 0) {
-        /* Any other way copies them in (a connection being set up, a
-         * peer without fragments, a control to rewrite). */
+        /* Any other way copies them in (a peer without fragments, a
+         * control to rewrite). */
         pthread_mutex_unlock(&node.lock);
         rc = dist_body_flatten(&b);
         if (rc < 0)

@@ -236,6 +236,79 @@ static void test_simultaneous(void)
     simultaneous("aasim", false);
 }
 
+/* A 512 KiB binary sent while the connection is still being set up (a
+ * name registered for a socket of ours that accepts and never answers,
+ * then the peer dials in under that name and wins, as in D38) is held by
+ * reference until the connection is up, not copied into the pending
+ * queue: the binary's count says the queue holds it.  It then arrives
+ * whole, between the small messages sent before and after it, from the
+ * fragment writer (peer with fragments) or framed whole (peer without),
+ * and every reference the connection took is dropped once it went out. */
+static void big_send_while_connecting(const char *alive, uint64_t peer_flags)
+{
+    np_start_node(0);
+    uint16_t port;
+    int lfd = listen_any(&port);
+    epmd_client_opts_t eo = {.port = np_epmd_port(), .timeout_ms = 2000};
+    epmd_node_info_t info = {
+        .port = port, .node_type = EPMD_NODE_NORMAL, .high_vsn = 6, .low_vsn = 5};
+    snprintf(info.name, sizeof info.name, "%s", alive);
+    uint32_t creation;
+    epmd_registration_t *reg = NULL;
+    CU_ASSERT_FATAL(epmd_client_register(&eo, &info, &creation, &reg) == 0);
+    char full[64];
+    snprintf(full, sizeof full, "%s@localhost", alive);
+    heap_t h;
+    CU_ASSERT_FATAL(heap_init(&h, 0) == 0);
+    term_t to, big;
+    CU_ASSERT_FATAL(heap_make_ext_pid(&h, heap_atom(full), 5, 0, creation, &to) == 0);
+    const size_t size = (size_t)512 << 10; /* the raw peer reads frames up to 1 MiB */
+    heap_binary_t *bin = heap_binary_new(size);
+    CU_ASSERT_FATAL(bin != NULL);
+    for (size_t i = 0; i < size; i++)
+        bin->data[i] = (uint8_t)(i * 7 + i / 251);
+    CU_ASSERT_FATAL(heap_make_refc_binary(&h, bin, size * 8, &big) == 0);
+    size_t refc_before = atomic_load(&bin->refc); /* ours and h's */
+    CU_ASSERT(sched_send(NULL, to, heap_atom("before_big")) == 0);
+    CU_ASSERT(sched_send(NULL, to, big) == 0);
+    CU_ASSERT(sched_send(NULL, to, heap_atom("after_big")) == 0);
+    CU_ASSERT(atomic_load(&bin->refc) == refc_before + 1);
+    struct pollfd pl = {.fd = lfd, .events = POLLIN};
+    CU_ASSERT_FATAL(poll(&pl, 1, 3000) == 1);
+    int node_side = accept(lfd, NULL, NULL);
+    CU_ASSERT_FATAL(node_side >= 0);
+    np_peer_t p;
+    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, full, peer_flags, 0) == 1);
+    dist_msg_t m;
+    CU_ASSERT(np_peer_recv(&p, &m, 3000) && m.op == DOP_SEND_SENDER &&
+              m.payload == heap_atom("before_big"));
+    CU_ASSERT_FATAL(np_peer_recv(&p, &m, 5000));
+    CU_ASSERT(m.op == DOP_SEND_SENDER && term_is_binary(m.payload));
+    if (term_is_binary(m.payload)) {
+        heap_bin_view_t v;
+        heap_bin_view(m.payload, &v);
+        CU_ASSERT(v.bit_size == size * 8 && v.bit_offset == 0 &&
+                  memcmp(v.bytes, bin->data, size) == 0);
+    }
+    CU_ASSERT(np_peer_recv(&p, &m, 3000) && m.op == DOP_SEND_SENDER &&
+              m.payload == heap_atom("after_big"));
+    for (int t = 0; t < 2000 && atomic_load(&bin->refc) != refc_before; t += 10)
+        usleep(10000);
+    CU_ASSERT(atomic_load(&bin->refc) == refc_before);
+    np_peer_close(&p);
+    close(node_side);
+    close(lfd);
+    epmd_registration_close(reg);
+    heap_destroy(&h);
+    heap_binary_unref(bin);
+}
+
+static void test_big_send_while_connecting(void)
+{
+    big_send_while_connecting("zzbigfrag", 0);
+    big_send_while_connecting("zzbigwhole", DFLAG_GIRDER_DEFAULT & ~DFLAG_FRAGMENTS);
+}
+
 static void test_stop(void)
 {
     np_start_node(0);
@@ -315,6 +388,7 @@ static const gd_test_case_t gd_tests[] = {
     {"ticks", test_ticks},
     {"malformed frames", test_malformed_frames},
     {"simultaneous connect", test_simultaneous},
+    {"big send while connecting", test_big_send_while_connecting},
     {"global registry, C API", test_global_local},
     {"stop", test_stop},
     {NULL, NULL},
