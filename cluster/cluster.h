@@ -96,8 +96,7 @@
  *     thread (its terms; its binaries are no longer copied there); the
  *     encoding of a big send is not budgeted: a 64 MB term (a list; a
  *     binary is referenced, O(1)) is encoded in one go on the sending
- *     scheduler (no yield); a big send to a connection still being set
- *     up copies its binaries in (pending queue);
+ *     scheduler (no yield);
  *   - spawn_request of anything but erpc and the registered bodies
  *     answers notsup (no Erlang code runs here); a DOWN a process had
  *     already taken into its queue stays after demonitor (OTP's
