@@ -274,6 +274,49 @@ static int bif_nodes(heap_t *h, term_t args, term_t *out)
     return cluster_nodes(h, out);
 }
 
+/* One erlang:nodes/1 kind as CLUSTER_NODES_* bits (this: NODES_THIS);
+ * 0 for anything else.  known is this node and the connected ones (girder
+ * keeps no list of nodes once seen). */
+enum { NODES_THIS = 4 };
+static unsigned nodes_kind(term_t a)
+{
+    return is_atom(a, "visible")     ? CLUSTER_NODES_VISIBLE
+           : is_atom(a, "hidden")    ? CLUSTER_NODES_HIDDEN
+           : is_atom(a, "connected") ? CLUSTER_NODES_VISIBLE | CLUSTER_NODES_HIDDEN
+           : is_atom(a, "this")      ? NODES_THIS
+           : is_atom(a, "known") ? NODES_THIS | CLUSTER_NODES_VISIBLE | CLUSTER_NODES_HIDDEN
+                                 : 0;
+}
+
+/* erlang:nodes/1: Arg a kind or a proper list of kinds, as OTP takes
+ * them ([] gives []; badarg otherwise); this node first, then the
+ * connected ones. */
+static int bif_nodes_of(heap_t *h, term_t args, term_t *out)
+{
+    term_t arg = term_car(args);
+    unsigned kinds = 0;
+    if (term_is_atom(arg)) {
+        if ((kinds = nodes_kind(arg)) == 0)
+            return GD_EBADARG;
+    } else {
+        if (list_length(arg) < 0)
+            return GD_EBADARG;
+        for (term_t l = arg; term_is_list(l); l = term_cdr(l)) {
+            unsigned k = nodes_kind(term_car(l));
+            if (k == 0)
+                return GD_EBADARG;
+            kinds |= k;
+        }
+    }
+    term_t list = TERM_NIL;
+    int rc = cluster_nodes_of(h, kinds & (CLUSTER_NODES_VISIBLE | CLUSTER_NODES_HIDDEN), TERM_NIL,
+                              &list);
+    if (rc == 0 && (kinds & NODES_THIS))
+        rc = heap_cons(h, heap_node_name(), list, &list);
+    *out = list;
+    return rc;
+}
+
 static int bif_spawn_echo(heap_t *h, term_t args, term_t *out)
 {
     (void)h;
@@ -402,11 +445,10 @@ static int bif_send(heap_t *h, term_t args, term_t *out)
 }
 
 /* erlang:system_info/1 for the keys girder has: process_count,
- * schedulers, schedulers_online, atom_count, atom_limit; other keys raise
+ * schedulers, schedulers_online, atom_count, atom_limit, otp_release; other keys raise
  * badarg, as unknown keys do in OTP. */
 static int bif_system_info(heap_t *h, term_t args, term_t *out)
 {
-    (void)h;
     term_t key = term_car(args);
     sched_stats_t st;
     if (is_atom(key, "process_count")) {
@@ -418,6 +460,16 @@ static int bif_system_info(heap_t *h, term_t args, term_t *out)
         *out = term_make_small(heap_atom_count());
     } else if (is_atom(key, "atom_limit")) {
         *out = term_make_small(heap_atom_limit());
+    } else if (is_atom(key, "otp_release")) {
+        /* The release whose distribution and term encoding girder speaks
+         * (etf/'s default otp_release), as OTP's string: "25". */
+        term_t s = TERM_NIL;
+        int rc = heap_cons(h, term_make_small('5'), s, &s);
+        if (rc == 0)
+            rc = heap_cons(h, term_make_small('2'), s, &s);
+        if (rc < 0)
+            return rc;
+        *out = s;
     } else {
         return GD_EBADARG;
     }
@@ -977,6 +1029,7 @@ int cluster_services_start(term_t *events)
         {"girder", "echo", 1, bif_echo},
         {"erlang", "node", 0, bif_node},
         {"erlang", "nodes", 0, bif_nodes},
+        {"erlang", "nodes", 1, bif_nodes_of},
         {"erlang", "whereis", 1, bif_whereis},
         {"girder", "spawn_echo", 0, bif_spawn_echo},
         {"girder", "watch", 2, bif_watch},
