@@ -81,8 +81,8 @@ typedef struct blob {
 } blob_t;
 
 typedef struct gname {
-    blob_t name;  /* the name's encoding: the key */
-    term_t node;  /* the pid's node */
+    blob_t name; /* the name's encoding: the key */
+    term_t node; /* the pid's node */
     blob_t pid, method;
 } gname_t;
 

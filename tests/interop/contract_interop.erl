@@ -276,6 +276,19 @@ echo(G) ->
     true = is_pid(Echo),
     Echo ! {self(), by_pid},
     receive {echo_reply, by_pid} -> ok after 5000 -> exit(no_echo_by_pid) end,
+    %% the registered echo stopped by a peer is started again (the
+    %% contract promises it to the next caller)
+    Ref = monitor(process, {echo, G}),
+    {echo, G} ! {stop, {restart, me}},
+    receive {'DOWN', Ref, process, {echo, G}, {restart, me}} -> ok
+    after 5000 -> exit(echo_did_not_stop) end,
+    wait_for(echo_back, true,
+             fun() -> case rpc:call(G, erlang, whereis, [echo]) of
+                          E2 when is_pid(E2) -> E2 =/= Echo;
+                          _ -> false
+                      end end),
+    {echo, G} ! {self(), back},
+    receive {echo_reply, back} -> ok after 5000 -> exit(no_echo_after_restart) end,
     P = rpc:call(G, girder, spawn_echo, []),
     [P ! {self(), I} || I <- lists:seq(1, 100)],
     [receive {echo_reply, I} -> ok after 5000 -> exit({no_reply, I}) end || I <- lists:seq(1, 100)],
@@ -413,21 +426,31 @@ kv_corners(G) ->
     {ok, yes} = kv(G, {get, alive}),
     ok = kv(G, {delete, alive}).
 
-%% What OTP users try on a gen_server: sys calls answer (no crash, no
-%% timeout), and the server keeps serving.
+%% What OTP users try on a gen_server: the sys calls answer as on an OTP
+%% gen_server (get_status in gen_server's shape), suspend holds the calls
+%% back until resume, an unknown system request is an error, not a crash.
 kv_sys(G) ->
     Kv = {girder_kv, G},
     ok = kv(G, {put, sys_key, 1}),
     State = sys:get_state(Kv, 5000),
     true = State =/= undefined,
-    Status = sys:get_status(Kv, 5000),
-    {status, Pid, _, _} = Status,
-    true = is_pid(Pid) andalso node(Pid) =:= G,
+    {status, Pid, {module, gen_server},
+     [_PDict, running, _Parent, [],
+      [{header, "Status for generic server girder_kv"},
+       {data, [{"Status", running}, {"Parent", _}, {"Logged events", []}]},
+       {data, [{"State", State2}]}]]} = sys:get_status(Kv, 5000),
+    true = is_pid(Pid) andalso node(Pid) =:= G andalso State2 =:= sys:get_state(Kv, 5000),
     ok = sys:suspend(Kv, 5000),
+    Self = self(),
+    Caller = spawn(fun() -> Self ! {called, self(), kv(G, {put, while_suspended, 1})} end),
+    receive {called, Caller, R} -> exit({answered_while_suspended, R}) after 500 -> ok end,
+    {status, Pid, _, [_, suspended | _]} = sys:get_status(Kv, 5000),
+    _ = sys:get_state(Kv, 5000),
     ok = sys:resume(Kv, 5000),
+    receive {called, Caller, ok} -> ok after 5000 -> exit(no_answer_after_resume) end,
+    {ok, 1} = kv(G, {get, while_suspended}),
     {ok, 1} = kv(G, {get, sys_key}),
-    ok = kv(G, {delete, sys_key}),
-    %% an unknown system request: an error, not a crash
+    [ok = kv(G, {delete, K}) || K <- [sys_key, while_suspended]],
     {ok, {error, {unknown_system_msg, {no_such_sys_request, x}}}} =
         gen:call(Kv, system, {no_such_sys_request, x}, 5000),
     ok = kv(G, {put, after_sys, 2}),
