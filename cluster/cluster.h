@@ -43,8 +43,8 @@
  *     sync with OTP and girder peers (init_connect, lock_set, exchange,
  *     resolved, new_nodes, in_sync), set_lock/del_lock/register/
  *     unregister calls, clashes resolved as random_exit_name; one
- *     registry per node; rpc global:register_name/2 & co. and
- *     girder:global_*.
+ *     registry per node; names are any terms (keyed by encoding); rpc
+ *     global:register_name/2 & co. and girder:global_*.
  *   - TLS distribution (tls.c, tests/interop/dist_tls.sh): OTP's
  *     inet_tls wire format, -ssl_dist_optfile / -ssl_dist_opt, peers
  *     verified both ways;
@@ -69,8 +69,8 @@
  *     other connections (interop); tests/bench/dist (girder<->girder,
  *     erl<->erl, erl<->girder).
  *   left:
- *   - global: prevent_overlapping_partitions not applied; atom names
- *     only; custom resolve methods act as random_exit_name; a
+ *   - global: prevent_overlapping_partitions not applied; custom
+ *     resolve methods act as random_exit_name; a
  *     registration blocks its caller's scheduler thread until the
  *     cluster-wide lock round ends (at most 20 s);
  *   - TLS: a small frame is encrypted and written by the sending
@@ -680,8 +680,9 @@ int cluster_spawn_abandon(sched_ctx_t *ctx, term_t node, term_t req_id) GD_MUST_
  * when the node stops.  whereis: the pid or the atom undefined (on h);
  * send: SCHED_ENOPROC for a name nobody holds, else sched_send's result
  * with the pid in *pid_out.  h is the caller's heap (decoded pids go
- * there).  Errors: GD_EBADARG, GD_ENOMEM, GD_ESYSTEM_LIMIT (a million
- * names).
+ * there).  A name is any term, as in OTP, of at most 64 KiB encoded.
+ * Errors: GD_EBADARG (not a pid, a name over 64 KiB), GD_ENOMEM,
+ * GD_ESYSTEM_LIMIT (a million names).
  */
 int cluster_global_register(heap_t *h, term_t name, term_t pid) GD_MUST_CHECK;
 int cluster_global_unregister(heap_t *h, term_t name) GD_MUST_CHECK;

@@ -44,8 +44,12 @@
  *   when its node goes) removes its names, here as on OTP nodes, which
  *   monitor our pids themselves.
  *
- * Peers are untrusted: a malformed message is dropped with a log line,
- * names are atoms (others are dropped, logged) and the table is capped.
+ * Names are any terms, as in OTP (global:register_name({a, 1}, Pid)): the
+ * table keys them by their encoding (etf_encode is canonical: terms that
+ * are =:= encode alike), so any thread compares them without a heap.
+ *
+ * Peers are untrusted: a malformed message is dropped with a log line, a
+ * name's encoding is capped (GLOBAL_NAME_MAX_BYTES) and so is the table.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -58,6 +62,8 @@
 
 /* Caps the table: names come from peers too. */
 #define GLOBAL_NAMES_MAX 1000000
+/* Caps one name's encoding (a name is a key, not a payload). */
+#define GLOBAL_NAME_MAX_BYTES 65536
 /* Caps the sync sessions and known nodes a peer can make us hold. */
 #define GLOBAL_NODES_MAX 65536
 #define GLOBAL_VSN 8
@@ -75,7 +81,8 @@ typedef struct blob {
 } blob_t;
 
 typedef struct gname {
-    term_t name, node; /* atom, the pid's node */
+    blob_t name; /* the name's encoding: the key */
+    term_t node; /* the pid's node */
     blob_t pid, method;
 } gname_t;
 
@@ -113,7 +120,7 @@ typedef struct gsession {
 typedef struct greq {
     struct greq *next;
     bool is_register;
-    term_t name;
+    blob_t name;
     blob_t pid;
     pthread_mutex_t m;
     pthread_cond_t cv;
@@ -205,6 +212,18 @@ static bool blob_eq(const blob_t *a, const blob_t *b)
            memcmp(a->data, b->data, a->len) == 0;
 }
 
+/* A name's key: its encoding.  GD_EBADARG past GLOBAL_NAME_MAX_BYTES. */
+static int name_key(blob_t *key, term_t name)
+{
+    *key = (blob_t){0};
+    int rc = blob_set(key, name);
+    if (rc == 0 && key->len > GLOBAL_NAME_MAX_BYTES) {
+        blob_free(key);
+        rc = GD_EBADARG;
+    }
+    return rc;
+}
+
 /* Decodes b onto h (an empty blob: []). */
 static term_t blob_term(heap_t *h, const blob_t *b, int *rc)
 {
@@ -268,16 +287,17 @@ static void log_dropped(const char *what, term_t t)
 
 /* ---- the name table (any thread, under g->lock) ---- */
 
-static size_t find_locked(const cluster_global_t *g, term_t name)
+static size_t find_locked(const cluster_global_t *g, const blob_t *key)
 {
     for (size_t i = 0; i < g->n; i++)
-        if (g->names[i].name == name)
+        if (blob_eq(&g->names[i].name, key))
             return i;
     return g->n;
 }
 
 static void remove_at_locked(cluster_global_t *g, size_t i)
 {
+    blob_free(&g->names[i].name);
     blob_free(&g->names[i].pid);
     blob_free(&g->names[i].method);
     g->names[i] = g->names[--g->n];
@@ -287,21 +307,23 @@ static void remove_at_locked(cluster_global_t *g, size_t i)
  * the cap. */
 static int table_put(cluster_global_t *g, term_t name, term_t pid, term_t method)
 {
-    gname_t e = {name, pid_node(pid), {0}, {0}};
-    int rc = blob_set(&e.pid, pid);
+    gname_t e = {{0}, pid_node(pid), {0}, {0}};
+    int rc = name_key(&e.name, name);
+    if (rc == 0)
+        rc = blob_set(&e.pid, pid);
     if (rc == 0)
         rc = blob_set(&e.method, method);
     if (rc < 0) {
+        blob_free(&e.name);
         blob_free(&e.pid);
         blob_free(&e.method);
         return rc;
     }
     pthread_mutex_lock(&g->lock);
-    size_t i = find_locked(g, name);
+    size_t i = find_locked(g, &e.name);
     if (i < g->n) {
-        blob_free(&g->names[i].pid);
-        blob_free(&g->names[i].method);
-        g->names[i] = e;
+        remove_at_locked(g, i);
+        g->names[g->n++] = e; /* remove_at_locked freed a slot */
     } else if (g->n == GLOBAL_NAMES_MAX) {
         rc = GD_ESYSTEM_LIMIT;
     } else if ((rc = grow((void **)&g->names, &g->cap, g->n, sizeof e)) == 0) {
@@ -309,6 +331,7 @@ static int table_put(cluster_global_t *g, term_t name, term_t pid, term_t method
     }
     pthread_mutex_unlock(&g->lock);
     if (rc < 0) {
+        blob_free(&e.name);
         blob_free(&e.pid);
         blob_free(&e.method);
     }
@@ -319,13 +342,17 @@ static int table_put(cluster_global_t *g, term_t name, term_t pid, term_t method
 static bool table_drop(cluster_global_t *g, term_t name, const blob_t *pid)
 {
     bool removed = false;
+    blob_t key;
+    if (name_key(&key, name) < 0)
+        return false; /* too big (or no memory): not in the table */
     pthread_mutex_lock(&g->lock);
-    size_t i = find_locked(g, name);
+    size_t i = find_locked(g, &key);
     if (i < g->n && (pid == NULL || blob_eq(pid, &g->names[i].pid))) {
         remove_at_locked(g, i);
         removed = true;
     }
     pthread_mutex_unlock(&g->lock);
+    blob_free(&key);
     return removed;
 }
 
@@ -353,9 +380,13 @@ static void table_drop_node(cluster_global_t *g, term_t node_atom)
 
 static bool table_has(cluster_global_t *g, term_t name)
 {
+    blob_t key;
+    if (name_key(&key, name) < 0)
+        return false;
     pthread_mutex_lock(&g->lock);
-    bool has = find_locked(g, name) < g->n;
+    bool has = find_locked(g, &key) < g->n;
     pthread_mutex_unlock(&g->lock);
+    blob_free(&key);
     return has;
 }
 
@@ -369,9 +400,9 @@ static int table_list(cluster_global_t *g, heap_t *h, enum list_form form, term_
     pthread_mutex_lock(&g->lock);
     for (size_t i = 0; i < g->n && rc == 0; i++) {
         const gname_t *e = &g->names[i];
-        term_t items[3] = {e->name, blob_term(h, &e->pid, &rc), blob_term(h, &e->method, &rc)};
-        term_t item =
-            form == LIST_NAMES ? e->name : mk(h, &rc, form == LIST_TRIPLES ? 3 : 2, items);
+        term_t name = blob_term(h, &e->name, &rc);
+        term_t items[3] = {name, blob_term(h, &e->pid, &rc), blob_term(h, &e->method, &rc)};
+        term_t item = form == LIST_NAMES ? name : mk(h, &rc, form == LIST_TRIPLES ? 3 : 2, items);
         list = cons(h, &rc, item, list);
     }
     pthread_mutex_unlock(&g->lock);
@@ -588,13 +619,15 @@ static term_t known_list(cluster_global_t *g, heap_t *h, term_t except, int *rc)
 
 static int ins_name(sched_ctx_t *ctx, cluster_global_t *g, term_t name, term_t pid, term_t method)
 {
-    if (!term_is_atom(name) || !term_is_pid(pid)) {
-        cluster_log("global: name or pid malformed in a registration, dropped");
+    if (!term_is_pid(pid)) {
+        cluster_log("global: pid malformed in a registration, dropped");
         return 0;
     }
     int rc = table_put(g, name, pid, method);
-    if (rc == GD_ESYSTEM_LIMIT) {
-        cluster_log("global: name table full, a registration dropped");
+    if (rc == GD_ESYSTEM_LIMIT || rc == GD_EBADARG) {
+        cluster_log(rc == GD_EBADARG ? "global: name over %d bytes, a registration dropped"
+                                     : "global: name table full, a registration dropped",
+                    GLOBAL_NAME_MAX_BYTES);
         return 0;
     }
     term_t ref;
@@ -611,7 +644,7 @@ static int do_ops(sched_ctx_t *ctx, cluster_global_t *g, term_t ops)
         term_t op = term_car(l);
         if (tarity(op) == 2 && is(el(op, 0), "insert") && tarity(el(op, 1)) == 3)
             rc = ins_name(ctx, g, el(el(op, 1), 0), el(el(op, 1), 1), el(el(op, 1), 2));
-        else if (tarity(op) == 2 && is(el(op, 0), "delete") && term_is_atom(el(op, 1)))
+        else if (tarity(op) == 2 && is(el(op, 0), "delete"))
             table_drop(g, el(op, 1), NULL);
         else
             log_dropped("malformed name operation", op);
@@ -841,18 +874,20 @@ static int session_resolve(sched_ctx_t *ctx, cluster_global_t *g, gsession_t *s,
     bool we_decide = order_of(heap_node_name(), s->node) < 0;
     for (term_t l = names; rc == 0 && term_is_list(l); l = term_cdr(l)) {
         term_t e = term_car(l);
-        if (tarity(e) != 3 || !term_is_atom(el(e, 0)) || !term_is_pid(el(e, 1))) {
+        blob_t key = {0};
+        if (tarity(e) != 3 || !term_is_pid(el(e, 1)) || name_key(&key, el(e, 0)) < 0) {
             log_dropped("malformed name in an exchange", e);
             continue;
         }
         term_t name = el(e, 0), pid = el(e, 1), mine = TERM_NONE, mine_method = TERM_NIL;
         pthread_mutex_lock(&g->lock);
-        size_t i = find_locked(g, name);
+        size_t i = find_locked(g, &key);
         if (i < g->n) {
             mine = blob_term(h, &g->names[i].pid, &rc);
             mine_method = blob_term(h, &g->names[i].method, &rc);
         }
         pthread_mutex_unlock(&g->lock);
+        blob_free(&key);
         term_t op_items[2] = {heap_atom("insert"), e};
         if (mine == TERM_NONE) {
             ops = cons(h, &rc, mk(h, &rc, 2, op_items), ops);
@@ -1068,6 +1103,7 @@ static void queue_push_front(cluster_global_t *g, greq_t *r)
 static void req_release(greq_t *r)
 {
     if (atomic_fetch_sub(&r->refs, 1) == 1) {
+        blob_free(&r->name);
         blob_free(&r->pid);
         pthread_mutex_destroy(&r->m);
         pthread_cond_destroy(&r->cv);
@@ -1121,25 +1157,26 @@ static int trans_commit(sched_ctx_t *ctx, cluster_global_t *g)
     heap_t *h = sched_heap(ctx);
     greq_t *r = g->trans;
     int rc = 0, result = 0;
-    term_t pid = blob_term(h, &r->pid, &rc), req = TERM_NONE, ref;
+    term_t pid = blob_term(h, &r->pid, &rc), name = blob_term(h, &r->name, &rc), req = TERM_NONE,
+           ref;
     if (rc == 0)
         rc = sched_make_ref(ctx, &ref);
     if (rc == 0 && r->is_register) {
-        if (table_has(g, r->name)) {
+        if (table_has(g, name)) {
             result = SCHED_ENAME_TAKEN;
         } else {
             term_t method;
             rc =
                 heap_make_export(h, heap_atom("global"), heap_atom("random_exit_name"), 3, &method);
-            term_t items[4] = {heap_atom("register"), r->name, pid, method};
+            term_t items[4] = {heap_atom("register"), name, pid, method};
             req = mk(h, &rc, 4, items);
             if (rc == 0)
-                rc = ins_name(ctx, g, r->name, pid, method);
+                rc = ins_name(ctx, g, name, pid, method);
         }
-    } else if (rc == 0 && table_has(g, r->name)) {
-        term_t items[2] = {heap_atom("unregister"), r->name};
+    } else if (rc == 0 && table_has(g, name)) {
+        term_t items[2] = {heap_atom("unregister"), name};
         req = mk(h, &rc, 2, items);
-        table_drop(g, r->name, NULL);
+        table_drop(g, name, NULL);
     }
     for (size_t i = 0; i < g->trans_n && rc == 0 && req != TERM_NONE; i++)
         rc = gns_call(ctx, g->trans_nodes[i], ref, req);
@@ -1241,8 +1278,7 @@ static int on_call(sched_ctx_t *ctx, cluster_global_t *g, term_t from, term_t re
         rc = ins_name(ctx, g, el(req, 1), el(req, 2), el(req, 3));
         reply = heap_atom("yes");
     } else if (n == 2 && is(tag, "unregister")) {
-        if (term_is_atom(el(req, 1)))
-            table_drop(g, el(req, 1), NULL);
+        table_drop(g, el(req, 1), NULL);
         reply = heap_atom("ok");
     } else if (n == 2 && is(tag, "set_lock")) {
         bool ok;
@@ -1398,10 +1434,12 @@ static int request(bool is_register, term_t name, term_t pid)
     if (r == NULL)
         return GD_ENOMEM;
     r->is_register = is_register;
-    r->name = name;
     atomic_init(&r->refs, 2);
-    int rc = is_register ? blob_set(&r->pid, pid) : 0;
+    int rc = name_key(&r->name, name);
+    if (rc == 0 && is_register)
+        rc = blob_set(&r->pid, pid);
     if (rc < 0) {
+        blob_free(&r->name);
         free(r);
         return rc;
     }
@@ -1444,7 +1482,7 @@ static int request(bool is_register, term_t name, term_t pid)
 int cluster_global_register(heap_t *h, term_t name, term_t pid)
 {
     (void)h;
-    if (!term_is_atom(name) || !term_is_pid(pid))
+    if (!term_is_pid(pid))
         return GD_EBADARG;
     cluster_global_t *g = G();
     if (g != NULL && table_has(g, name))
@@ -1455,8 +1493,6 @@ int cluster_global_register(heap_t *h, term_t name, term_t pid)
 int cluster_global_unregister(heap_t *h, term_t name)
 {
     (void)h;
-    if (!term_is_atom(name))
-        return GD_EBADARG;
     cluster_global_t *g = G();
     if (g == NULL || !table_has(g, name))
         return 0;
@@ -1468,13 +1504,15 @@ int cluster_global_whereis(heap_t *h, term_t name, term_t *pid_out)
     int rc = 0;
     *pid_out = heap_atom("undefined");
     cluster_global_t *g = G();
-    if (g == NULL)
-        return 0;
+    blob_t key;
+    if (g == NULL || name_key(&key, name) < 0)
+        return 0; /* a name too big to be registered is not */
     pthread_mutex_lock(&g->lock);
-    size_t i = find_locked(g, name);
+    size_t i = find_locked(g, &key);
     if (i < g->n)
         *pid_out = blob_term(h, &g->names[i].pid, &rc);
     pthread_mutex_unlock(&g->lock);
+    blob_free(&key);
     return rc;
 }
 
@@ -1508,16 +1546,13 @@ static int bif_unregister(heap_t *h, term_t args, term_t *out)
 /* whereis_name(Name) -> Pid | undefined */
 static int bif_whereis(heap_t *h, term_t args, term_t *out)
 {
-    return term_is_atom(term_car(args)) ? cluster_global_whereis(h, term_car(args), out)
-                                        : GD_EBADARG;
+    return cluster_global_whereis(h, term_car(args), out);
 }
 
 /* send(Name, Msg) -> Pid; badarg for a name nobody has (global:send/2
  * exits with {badarg, {Name, Msg}}). */
 static int bif_send(heap_t *h, term_t args, term_t *out)
 {
-    if (!term_is_atom(term_car(args)))
-        return GD_EBADARG;
     int rc = cluster_global_send(NULL, h, term_car(args), term_car(term_cdr(args)), out);
     return rc == SCHED_ENOPROC ? GD_EBADARG : rc;
 }

@@ -61,6 +61,12 @@ int cluster_send_remote(term_t from, term_t to, term_t msg) GD_MUST_CHECK;
 /* The visible nodes connected now, as a list on h. */
 int cluster_nodes(heap_t *h, term_t *out) GD_MUST_CHECK;
 
+/* The nodes connected now whose kind is in `kinds` (CLUSTER_NODES_*, as
+ * erlang:nodes/1's visible and hidden), newest first, consed in front of
+ * tail on h. */
+enum { CLUSTER_NODES_VISIBLE = 1, CLUSTER_NODES_HIDDEN = 2 };
+int cluster_nodes_of(heap_t *h, unsigned kinds, term_t tail, term_t *out) GD_MUST_CHECK;
+
 /* The peer's node atom of connection c (loop thread, once up). */
 term_t cluster_conn_node(conn_t *c);
 

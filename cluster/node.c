@@ -1808,12 +1808,19 @@ size_t cluster_conn_stats(cluster_conn_stats_t *out, size_t max)
 
 int cluster_nodes(heap_t *h, term_t *out)
 {
-    term_t list = TERM_NIL;
+    return cluster_nodes_of(h, CLUSTER_NODES_VISIBLE, TERM_NIL, out);
+}
+
+int cluster_nodes_of(heap_t *h, unsigned kinds, term_t tail, term_t *out)
+{
+    term_t list = tail;
     int rc = 0;
     pthread_mutex_lock(&node.lock);
-    for (conn_t *c = node.conns; c != NULL && rc == 0; c = c->next)
-        if (c->state == CONN_UP && (c->flags & DFLAG_PUBLISHED))
+    for (conn_t *c = node.conns; c != NULL && rc == 0; c = c->next) {
+        unsigned kind = (c->flags & DFLAG_PUBLISHED) ? CLUSTER_NODES_VISIBLE : CLUSTER_NODES_HIDDEN;
+        if (c->state == CONN_UP && (kinds & kind))
             rc = heap_cons(h, c->node, list, &list);
+    }
     pthread_mutex_unlock(&node.lock);
     *out = list;
     return rc;

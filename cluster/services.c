@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -274,6 +275,49 @@ static int bif_nodes(heap_t *h, term_t args, term_t *out)
     return cluster_nodes(h, out);
 }
 
+/* One erlang:nodes/1 kind as CLUSTER_NODES_* bits (this: NODES_THIS);
+ * 0 for anything else.  known is this node and the connected ones (girder
+ * keeps no list of nodes once seen). */
+enum { NODES_THIS = 4 };
+static unsigned nodes_kind(term_t a)
+{
+    return is_atom(a, "visible")     ? CLUSTER_NODES_VISIBLE
+           : is_atom(a, "hidden")    ? CLUSTER_NODES_HIDDEN
+           : is_atom(a, "connected") ? CLUSTER_NODES_VISIBLE | CLUSTER_NODES_HIDDEN
+           : is_atom(a, "this")      ? NODES_THIS
+           : is_atom(a, "known")     ? NODES_THIS | CLUSTER_NODES_VISIBLE | CLUSTER_NODES_HIDDEN
+                                     : 0;
+}
+
+/* erlang:nodes/1: Arg a kind or a proper list of kinds, as OTP takes
+ * them ([] gives []; badarg otherwise); this node first, then the
+ * connected ones. */
+static int bif_nodes_of(heap_t *h, term_t args, term_t *out)
+{
+    term_t arg = term_car(args);
+    unsigned kinds = 0;
+    if (term_is_atom(arg)) {
+        if ((kinds = nodes_kind(arg)) == 0)
+            return GD_EBADARG;
+    } else {
+        if (list_length(arg) < 0)
+            return GD_EBADARG;
+        for (term_t l = arg; term_is_list(l); l = term_cdr(l)) {
+            unsigned k = nodes_kind(term_car(l));
+            if (k == 0)
+                return GD_EBADARG;
+            kinds |= k;
+        }
+    }
+    term_t list = TERM_NIL;
+    int rc = cluster_nodes_of(h, kinds & (CLUSTER_NODES_VISIBLE | CLUSTER_NODES_HIDDEN), TERM_NIL,
+                              &list);
+    if (rc == 0 && (kinds & NODES_THIS))
+        rc = heap_cons(h, heap_node_name(), list, &list);
+    *out = list;
+    return rc;
+}
+
 static int bif_spawn_echo(heap_t *h, term_t args, term_t *out)
 {
     (void)h;
@@ -402,11 +446,10 @@ static int bif_send(heap_t *h, term_t args, term_t *out)
 }
 
 /* erlang:system_info/1 for the keys girder has: process_count,
- * schedulers, schedulers_online, atom_count, atom_limit; other keys raise
+ * schedulers, schedulers_online, atom_count, atom_limit, otp_release; other keys raise
  * badarg, as unknown keys do in OTP. */
 static int bif_system_info(heap_t *h, term_t args, term_t *out)
 {
-    (void)h;
     term_t key = term_car(args);
     sched_stats_t st;
     if (is_atom(key, "process_count")) {
@@ -418,6 +461,16 @@ static int bif_system_info(heap_t *h, term_t args, term_t *out)
         *out = term_make_small(heap_atom_count());
     } else if (is_atom(key, "atom_limit")) {
         *out = term_make_small(heap_atom_limit());
+    } else if (is_atom(key, "otp_release")) {
+        /* The release whose distribution and term encoding girder speaks
+         * (etf/'s default otp_release), as OTP's string: "25". */
+        term_t s = TERM_NIL;
+        int rc = heap_cons(h, term_make_small('5'), s, &s);
+        if (rc == 0)
+            rc = heap_cons(h, term_make_small('2'), s, &s);
+        if (rc < 0)
+            return rc;
+        *out = s;
     } else {
         return GD_EBADARG;
     }
@@ -962,6 +1015,105 @@ int cluster_monitor_nodes(sched_ctx_t *ctx, bool on)
     return sched_send(ctx, cluster_events_process(), term_make_boxed(body));
 }
 
+/* ---- the service keeper ----
+ * net_kernel, rex and echo run under a keeper that monitors them and
+ * starts again, under its name, any that exits: a peer stops echo with
+ * {stop, R} or kills any of them with exit/2, and the contract still
+ * promises them to the next caller (OTP's kernel supervisor restarts its
+ * own servers the same way).  A service whose name another process has
+ * taken meanwhile is not started again (logged).  Past KEEP_BURST
+ * restarts in a second, the next waits KEEP_PAUSE_MS (a service that
+ * cannot start does not spin).  State: {Pids, WindowStartMs, Restarts},
+ * Pids a tuple in svcs[] order. */
+
+static const struct {
+    const char *name;
+    const sched_behaviour_t *beh;
+} svcs[] = {{"net_kernel", &net_kernel_beh}, {"rex", &rex_beh}, {"echo", &echo_beh}};
+#define NSVCS (sizeof svcs / sizeof svcs[0])
+#define KEEP_BURST 100
+#define KEEP_PAUSE_MS 1000
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Spawns service i and monitors it; *pid_out its pid. */
+static int keep_start(sched_ctx_t *ctx, size_t i, term_t *pid_out)
+{
+    term_t name = heap_atom(svcs[i].name), ref;
+    if (name == TERM_NONE)
+        return GD_ENOMEM;
+    int rc = sched_spawn(ctx, svcs[i].beh, name, pid_out);
+    if (rc == 0)
+        rc = sched_monitor(ctx, *pid_out, &ref);
+    return rc == SCHED_ENOPROC ? 0 : rc; /* died at once: its DOWN comes */
+}
+
+static int keeper_state(sched_ctx_t *ctx, const term_t *pids, int64_t window, int64_t n,
+                        term_t *state)
+{
+    heap_t *h = sched_heap(ctx);
+    term_t t;
+    int rc = heap_make_tuple_from(h, NSVCS, pids, &t);
+    term_t items[3] = {t, term_make_small(window), term_make_small(n)};
+    return rc == 0 ? heap_make_tuple_from(h, 3, items, state) : rc;
+}
+
+static int keeper_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    (void)arg;
+    term_t pids[NSVCS];
+    for (size_t i = 0; i < NSVCS; i++) {
+        int rc = keep_start(ctx, i, &pids[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return keeper_state(ctx, pids, now_ms(), 0, state);
+}
+
+static int keeper_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    /* {'DOWN', Ref, process, Pid, Reason} of a service, or
+     * {'$gd_keep', I} after a pause. */
+    term_t pids[NSVCS];
+    memcpy(pids, term_tuple_elems(el(*state, 0)), sizeof pids);
+    size_t i = NSVCS;
+    if (arity(msg) == 5 && is_atom(el(msg, 0), "DOWN")) {
+        for (i = 0; i < NSVCS && pids[i] != el(msg, 3); i++)
+            ;
+    } else if (arity(msg) == 2 && is_atom(el(msg, 0), "$gd_keep") && term_is_small(el(msg, 1))) {
+        i = (size_t)term_small_value(el(msg, 1));
+    }
+    if (i >= NSVCS)
+        return 0;
+    int64_t window = term_small_value(el(*state, 1)), n = term_small_value(el(*state, 2)) + 1;
+    int64_t now = now_ms();
+    if (now - window >= 1000) {
+        window = now;
+        n = 1;
+    }
+    int rc = 0;
+    term_t holder = sched_whereis(heap_atom(svcs[i].name));
+    if (term_is_pid(holder)) {
+        cluster_log("service %s: its name is another process's now; not restarted", svcs[i].name);
+        pids[i] = holder;
+    } else if (n > KEEP_BURST) {
+        term_t again, items[2] = {heap_atom("$gd_keep"), term_make_small((int64_t)i)};
+        rc = heap_make_tuple_from(sched_heap(ctx), 2, items, &again);
+        if (rc == 0)
+            rc = sched_send_after(ctx, KEEP_PAUSE_MS, sched_self(ctx), again, NULL);
+    } else {
+        rc = keep_start(ctx, i, &pids[i]);
+    }
+    return rc == 0 ? keeper_state(ctx, pids, window, n, state) : rc;
+}
+
+static const sched_behaviour_t keeper_beh = {keeper_init, keeper_handle, NULL, NULL};
+
 int cluster_services_start(term_t *events)
 {
     int erc = sched_spawn(NULL, &events_beh, TERM_NIL, events);
@@ -977,6 +1129,7 @@ int cluster_services_start(term_t *events)
         {"girder", "echo", 1, bif_echo},
         {"erlang", "node", 0, bif_node},
         {"erlang", "nodes", 0, bif_nodes},
+        {"erlang", "nodes", 1, bif_nodes_of},
         {"erlang", "whereis", 1, bif_whereis},
         {"girder", "spawn_echo", 0, bif_spawn_echo},
         {"girder", "watch", 2, bif_watch},
@@ -990,22 +1143,14 @@ int cluster_services_start(term_t *events)
         if (rc < 0)
             return rc;
     }
-    static const struct {
-        const char *name;
-        const sched_behaviour_t *beh;
-    } svcs[] = {{"net_kernel", &net_kernel_beh}, {"rex", &rex_beh}, {"echo", &echo_beh}};
-    for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++) {
-        term_t pid, name = heap_atom(svcs[i].name);
-        if (name == TERM_NONE)
-            return GD_ENOMEM;
-        int rc = sched_spawn(NULL, svcs[i].beh, name, &pid);
-        if (rc < 0)
-            return rc;
-    }
+    term_t keeper;
+    int rc = sched_spawn(NULL, &keeper_beh, TERM_NIL, &keeper);
+    if (rc < 0)
+        return rc;
     /* Wait until the names are registered: a peer may ask for them at once. */
     for (int tries = 0; tries < 1000; tries++) {
         bool all = true;
-        for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++)
+        for (size_t i = 0; i < NSVCS; i++)
             all = all && term_is_pid(sched_whereis(heap_atom(svcs[i].name)));
         if (all)
             return 0;

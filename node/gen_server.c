@@ -87,12 +87,113 @@ static int finish(sched_ctx_t *ctx, const girder_gen_server_t *mod, int rc, term
     return GD_OK;
 }
 
+/* The tuple items[0..n) on h; after a failure (*rc < 0) nothing is built. */
+static term_t tuple_of(heap_t *h, int *rc, size_t n, const term_t *items)
+{
+    term_t t = TERM_NIL;
+    if (*rc == GD_OK)
+        *rc = heap_make_tuple_from(h, n, items, &t);
+    return t;
+}
+
+/* [car | cdr] on h, as tuple_of. */
+static term_t cons_of(heap_t *h, int *rc, term_t car, term_t cdr)
+{
+    term_t t = TERM_NIL;
+    if (*rc == GD_OK)
+        *rc = heap_cons(h, car, cdr, &t);
+    return t;
+}
+
+/* The C string text as an Erlang string (a list of its bytes) on h. */
+static term_t string_of(heap_t *h, int *rc, const char *text)
+{
+    term_t s = TERM_NIL;
+    for (size_t i = strlen(text); i > 0; i--)
+        s = cons_of(h, rc, term_make_small((unsigned char)text[i - 1]), s);
+    return s;
+}
+
+/* The answer to sys:get_status, in gen_server's shape (what observer and
+ * sys users match): {status, Pid, {module, gen_server}, [PDict, SysState,
+ * Parent, Debug, [{header, "Status for generic server Name"}, {data,
+ * [{"Status", SysState}, {"Parent", Parent}, {"Logged events", []}]},
+ * {data, [{"State", State}]}]]}.  The dictionary shows as [] (girder's
+ * holds the callback table's address, nothing of the user's). */
+static int status_term(sched_ctx_t *ctx, term_t state, term_t *out)
+{
+    heap_t *h = sched_heap(ctx);
+    int rc = GD_OK;
+    term_t self = sched_self(ctx), parent = sched_dict_get(ctx, node_atom.gen_parent);
+    term_t sys_state = sched_dict_get(ctx, node_atom.gen_suspended) == ATOM_TRUE
+                           ? node_atom.suspended
+                           : node_atom.running;
+    sched_process_info_t info;
+    term_t name = sched_process_info(self, &info) == GD_OK ? info.registered_name : TERM_NIL;
+    char header[320] = "Status for generic server ";
+    if (term_is_atom(name)) {
+        size_t len;
+        const char *text = heap_atom_text(name, &len);
+        size_t at = strlen(header);
+        if (text != NULL && len < sizeof header - at) {
+            memcpy(header + at, text, len);
+            header[at + len] = 0;
+        }
+    }
+    term_t hdr_items[2] = {node_atom.header, string_of(h, &rc, header)};
+    term_t st_items[2] = {string_of(h, &rc, "Status"), sys_state};
+    term_t pa_items[2] = {string_of(h, &rc, "Parent"), parent};
+    term_t ev_items[2] = {string_of(h, &rc, "Logged events"), TERM_NIL};
+    term_t sys_data = cons_of(h, &rc, tuple_of(h, &rc, 2, ev_items), TERM_NIL);
+    sys_data = cons_of(h, &rc, tuple_of(h, &rc, 2, pa_items), sys_data);
+    sys_data = cons_of(h, &rc, tuple_of(h, &rc, 2, st_items), sys_data);
+    term_t state_items[2] = {string_of(h, &rc, "State"), state};
+    term_t state_data = cons_of(h, &rc, tuple_of(h, &rc, 2, state_items), TERM_NIL);
+    term_t d1[2] = {node_atom.data, sys_data}, d2[2] = {node_atom.data, state_data};
+    term_t misc = cons_of(h, &rc, tuple_of(h, &rc, 2, d2), TERM_NIL);
+    misc = cons_of(h, &rc, tuple_of(h, &rc, 2, d1), misc);
+    misc = cons_of(h, &rc, tuple_of(h, &rc, 2, hdr_items), misc);
+    term_t items[5] = {TERM_NIL, sys_state, parent, TERM_NIL, misc}, list = TERM_NIL;
+    for (size_t i = 5; i > 0; i--)
+        list = cons_of(h, &rc, items[i - 1], list);
+    term_t mod_items[2] = {node_atom.module, node_atom.gen_server};
+    term_t top[4] = {node_atom.status, self, tuple_of(h, &rc, 2, mod_items), list};
+    *out = tuple_of(h, &rc, 4, top);
+    return rc;
+}
+
+/* While suspended only system messages are taken (sys's suspend loop);
+ * the others wait in the queue, in order, until resume. */
+static bool is_system_msg(term_t msg, void *arg)
+{
+    (void)arg;
+    return node_is_tagged(msg, 3, node_atom.system);
+}
+
 /* sys messages: {system, From, Request}. */
 static int handle_system(sched_ctx_t *ctx, const girder_gen_server_t *mod, term_t from, term_t req,
                          term_t *state)
 {
+    /* A selection lasts one delivery: renewed after each system message
+     * taken while suspended. */
+    if (sched_dict_get(ctx, node_atom.gen_suspended) == ATOM_TRUE && req != node_atom.resume)
+        sched_receive(ctx, is_system_msg, NULL);
     if (req == node_atom.get_state)
         return reply_quiet(ctx, from, *state);
+    if (req == node_atom.get_status) {
+        term_t status;
+        int rc = status_term(ctx, *state, &status);
+        return rc == GD_OK ? reply_quiet(ctx, from, status) : rc;
+    }
+    if (req == node_atom.suspend || req == node_atom.resume) {
+        bool suspend = req == node_atom.suspend;
+        int rc =
+            sched_dict_put(ctx, node_atom.gen_suspended, suspend ? ATOM_TRUE : ATOM_FALSE, NULL);
+        if (rc != GD_OK)
+            return rc;
+        sched_receive(ctx, suspend ? is_system_msg : NULL, NULL);
+        return reply_quiet(ctx, from, ATOM_OK);
+    }
     if (node_is_tagged(req, 2, node_atom.terminate)) {
         /* sys:handle_system_msg: the reply `ok` first, then terminate. */
         term_t reason = term_tuple_elems(req)[1];

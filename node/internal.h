@@ -16,6 +16,16 @@
     X(system, "system")                                                                            \
     X(terminate, "terminate")                                                                      \
     X(get_state, "get_state")                                                                      \
+    X(get_status, "get_status")                                                                    \
+    X(suspend, "suspend")                                                                          \
+    X(resume, "resume")                                                                            \
+    X(suspended, "suspended")                                                                      \
+    X(gen_suspended, "$girder_gen_suspended")                                                      \
+    X(status, "status")                                                                            \
+    X(module, "module")                                                                            \
+    X(gen_server, "gen_server")                                                                    \
+    X(header, "header")                                                                            \
+    X(data, "data")                                                                                \
     X(unknown_system_msg, "unknown_system_msg")                                                    \
     X(alias, "alias")                                                                              \
     X(timeout, "timeout")                                                                          \

@@ -198,6 +198,49 @@ bool np_peer_recv(np_peer_t *p, dist_msg_t *m, int ms)
     return false;
 }
 
+/* {Name, Node} ! Msg from p->self (REG_SEND). */
+static bool reg_send(np_peer_t *p, const char *name, term_t msg)
+{
+    term_t ctl, *e;
+    CU_ASSERT_FATAL(heap_make_tuple(&p->h, 4, &e, &ctl) == 0);
+    e[0] = term_make_small(DOP_REG_SEND);
+    e[1] = p->self;
+    e[2] = heap_atom("");
+    e[3] = heap_atom(name);
+    etf_buf_t b = {0};
+    CU_ASSERT_FATAL(dist_encode_message(ctl, msg, 1, 0, &b) == 0);
+    bool sent = np_write_all(p->fd, b.data, b.len);
+    etf_buf_free(&b);
+    return sent;
+}
+
+bool np_send_named(np_peer_t *p, const char *name, term_t msg)
+{
+    return reg_send(p, name, msg);
+}
+
+bool np_rpc(np_peer_t *p, const char *m, const char *f, term_t args, term_t *out)
+{
+    term_t req, msg, *e;
+    CU_ASSERT_FATAL(heap_make_tuple(&p->h, 5, &e, &req) == 0);
+    e[0] = heap_atom("call");
+    e[1] = heap_atom(m);
+    e[2] = heap_atom(f);
+    e[3] = args;
+    e[4] = heap_atom("user");
+    CU_ASSERT_FATAL(heap_make_tuple(&p->h, 2, &e, &msg) == 0);
+    e[0] = p->self;
+    e[1] = req;
+    dist_msg_t r;
+    if (!reg_send(p, "rex", msg) || !np_peer_recv(p, &r, 3000))
+        return false;
+    if (!term_is_tuple(r.payload) || term_tuple_arity(r.payload) != 2 ||
+        term_tuple_elems(r.payload)[0] != heap_atom("rex"))
+        return false;
+    *out = term_tuple_elems(r.payload)[1];
+    return true;
+}
+
 bool np_echo_round_trip(np_peer_t *p, term_t t)
 {
     term_t ctl, msg, *e;

@@ -54,6 +54,12 @@ int np_peer_connect(np_peer_t *p, const char *cookie, const char *name, uint64_t
 void np_peer_close(np_peer_t *p);
 /* The next non-tick message from the node within ms (terms on p->h). */
 bool np_peer_recv(np_peer_t *p, dist_msg_t *m, int ms);
+/* {Name, Node} ! Msg from the peer's pid; false when the write failed. */
+bool np_send_named(np_peer_t *p, const char *name, term_t msg);
+/* rpc:call(Node, M, F, Args) in the plain form C nodes use ({Self, {call,
+ * M, F, Args, user}} to rex); *out the result (on p->h); false when no
+ * {rex, Result} came within 3 s. */
+bool np_rpc(np_peer_t *p, const char *m, const char *f, term_t args, term_t *out);
 /* {echo, Node} ! {Self, T}; true when {echo_reply, T} comes back. */
 bool np_echo_round_trip(np_peer_t *p, term_t t);
 

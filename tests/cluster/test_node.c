@@ -367,7 +367,6 @@ static void test_global_local(void)
     CU_ASSERT(cluster_global_register(&h, name, pid) == 0);
     CU_ASSERT(global_resolves(&h, name, pid));
     CU_ASSERT(cluster_global_register(&h, name, other) == SCHED_ENAME_TAKEN);
-    CU_ASSERT(cluster_global_register(&h, term_make_small(1), other) == GD_EBADARG);
     CU_ASSERT(cluster_global_send(NULL, &h, name, heap_atom("hi"), &got) == 0 && got == pid);
     CU_ASSERT(cluster_global_unregister(&h, name) == 0);
     CU_ASSERT(global_resolves(&h, name, undef));
@@ -380,6 +379,174 @@ static void test_global_local(void)
     heap_destroy(&h);
 }
 
+/* Names of any term, as OTP's global takes them: a tuple, a string, a
+ * binary, an integer (1 and 1.0 are two names); a name over 64 KiB
+ * encoded is refused. */
+static void test_global_term_names(void)
+{
+    np_start_node(0);
+    heap_t h;
+    CU_ASSERT_FATAL(heap_init(&h, 0) == 0);
+    term_t pid, other, got, undef = heap_atom("undefined"), names[5];
+    CU_ASSERT_FATAL(sched_spawn(NULL, &idle_beh, TERM_NIL, &pid) == 0);
+    CU_ASSERT_FATAL(sched_spawn(NULL, &idle_beh, TERM_NIL, &other) == 0);
+    CU_ASSERT_FATAL(heap_make_tuple_from(&h, 2, (term_t[]){heap_atom("svc"), term_make_small(7)},
+                                         &names[0]) == 0);
+    CU_ASSERT_FATAL(heap_make_list(&h, (term_t[]){term_make_small('a'), term_make_small('b')}, 2,
+                                   &names[1]) == 0);
+    CU_ASSERT_FATAL(heap_make_binary(&h, "bin name", 8, &names[2]) == 0);
+    names[3] = term_make_small(1);
+    CU_ASSERT_FATAL(heap_make_float(&h, 1.0, &names[4]) == 0);
+    for (size_t i = 0; i < 5; i++) {
+        CU_ASSERT(cluster_global_register(&h, names[i], i % 2 ? other : pid) == 0);
+        CU_ASSERT(cluster_global_register(&h, names[i], i % 2 ? pid : other) == SCHED_ENAME_TAKEN);
+    }
+    for (size_t i = 0; i < 5; i++)
+        CU_ASSERT(global_resolves(&h, names[i], i % 2 ? other : pid));
+    /* the same name built again (another copy) finds the entry */
+    term_t again;
+    CU_ASSERT_FATAL(
+        heap_make_tuple_from(&h, 2, (term_t[]){heap_atom("svc"), term_make_small(7)}, &again) == 0);
+    CU_ASSERT(cluster_global_send(NULL, &h, again, heap_atom("hi"), &got) == 0 && got == pid);
+    CU_ASSERT(cluster_global_unregister(&h, again) == 0);
+    CU_ASSERT(global_resolves(&h, names[0], undef));
+    CU_ASSERT(global_resolves(&h, names[4], pid));
+    CU_ASSERT(sched_exit_pid(NULL, pid, heap_atom("kill")) == 0);
+    CU_ASSERT(global_resolves(&h, names[2], undef));
+    CU_ASSERT(global_resolves(&h, names[1], other));
+    /* a name over 64 KiB encoded */
+    static char big[70000];
+    term_t huge;
+    CU_ASSERT_FATAL(heap_make_binary(&h, big, sizeof big, &huge) == 0);
+    CU_ASSERT(cluster_global_register(&h, huge, other) == GD_EBADARG);
+    CU_ASSERT(cluster_global_whereis(&h, huge, &got) == 0 && got == undef);
+    CU_ASSERT(sched_exit_pid(NULL, other, heap_atom("kill")) == 0);
+    CU_ASSERT(global_resolves(&h, names[1], undef));
+    heap_destroy(&h);
+}
+
+/* True when t is the list of the characters of text. */
+static bool is_string(term_t t, const char *text)
+{
+    for (; *text; text++, t = term_cdr(t))
+        if (!term_is_list(t) || term_car(t) != term_make_small((unsigned char)*text))
+            return false;
+    return term_is_nil(t);
+}
+
+static bool list_has(term_t l, term_t x)
+{
+    for (; term_is_list(l); l = term_cdr(l))
+        if (term_car(l) == x)
+            return true;
+    return false;
+}
+
+/* {badrpc, {'EXIT', {badarg, _}}} */
+static bool is_badarg(term_t t)
+{
+    if (!term_is_tuple(t) || term_tuple_arity(t) != 2 ||
+        term_tuple_elems(t)[0] != heap_atom("badrpc"))
+        return false;
+    term_t e = term_tuple_elems(t)[1];
+    if (!term_is_tuple(e) || term_tuple_arity(e) != 2 ||
+        term_tuple_elems(e)[0] != heap_atom("EXIT"))
+        return false;
+    e = term_tuple_elems(e)[1];
+    return term_is_tuple(e) && term_tuple_arity(e) == 2 &&
+           term_tuple_elems(e)[0] == heap_atom("badarg");
+}
+
+static term_t list1(heap_t *h, term_t x)
+{
+    term_t l;
+    CU_ASSERT_FATAL(heap_cons(h, x, TERM_NIL, &l) == 0);
+    return l;
+}
+
+/* erlang:nodes/1 and system_info(otp_release) over rpc, from a hidden
+ * raw peer. */
+static void test_rpc_nodes_release(void)
+{
+    np_start_node(0);
+    np_peer_t p;
+    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, "rpcpeer@localhost", 0, 0) == 1);
+    heap_t *h = &p.h;
+    term_t me = heap_atom("rpcpeer@localhost"), self = heap_node_name(), r;
+    CU_ASSERT_FATAL(np_rpc(&p, "erlang", "nodes", list1(h, heap_atom("hidden")), &r));
+    CU_ASSERT(list_has(r, me));
+    CU_ASSERT_FATAL(np_rpc(&p, "erlang", "nodes", list1(h, heap_atom("connected")), &r));
+    CU_ASSERT(list_has(r, me));
+    CU_ASSERT_FATAL(np_rpc(&p, "erlang", "nodes", list1(h, heap_atom("visible")), &r));
+    CU_ASSERT(!list_has(r, me));
+    CU_ASSERT_FATAL(np_rpc(&p, "erlang", "nodes", TERM_NIL, &r));
+    CU_ASSERT(!list_has(r, me)); /* nodes/0: the visible ones */
+    CU_ASSERT_FATAL(np_rpc(&p, "erlang", "nodes", list1(h, heap_atom("this")), &r));
+    CU_ASSERT(term_is_list(r) && term_car(r) == self && term_is_nil(term_cdr(r)));
+    term_t kinds;
+    CU_ASSERT_FATAL(
+        heap_make_list(h, (term_t[]){heap_atom("this"), heap_atom("hidden")}, 2, &kinds) == 0);
+    CU_ASSERT_FATAL(np_rpc(&p, "erlang", "nodes", list1(h, kinds), &r));
+    CU_ASSERT(term_is_list(r) && term_car(r) == self && list_has(term_cdr(r), me));
+    CU_ASSERT_FATAL(np_rpc(&p, "erlang", "nodes", list1(h, TERM_NIL), &r));
+    CU_ASSERT(term_is_nil(r));
+    term_t bad[3], improper;
+    CU_ASSERT_FATAL(heap_cons(h, heap_atom("visible"), heap_atom("hidden"), &improper) == 0);
+    bad[0] = heap_atom("bogus");
+    bad[1] = improper;
+    CU_ASSERT_FATAL(
+        heap_make_list(h, (term_t[]){heap_atom("visible"), term_make_small(1)}, 2, &bad[2]) == 0);
+    for (size_t i = 0; i < 3; i++) {
+        CU_ASSERT_FATAL(np_rpc(&p, "erlang", "nodes", list1(h, bad[i]), &r));
+        CU_ASSERT(is_badarg(r));
+    }
+    CU_ASSERT_FATAL(np_rpc(&p, "erlang", "system_info", list1(h, heap_atom("otp_release")), &r));
+    CU_ASSERT(is_string(r, "25"));
+    np_peer_close(&p);
+}
+
+/* Waits (3 s) until name is registered to a pid other than old. */
+static term_t wait_new_holder(const char *name, term_t old)
+{
+    for (int t = 0; t < 3000; t += 10) {
+        term_t pid = sched_whereis(heap_atom(name));
+        if (term_is_pid(pid) && pid != old)
+            return pid;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return TERM_NONE;
+}
+
+/* echo stopped by a peer ({stop, R}) and rex and net_kernel killed are
+ * started again under their names, and serve. */
+static void test_services_restarted(void)
+{
+    np_start_node(0);
+    np_peer_t p;
+    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
+    term_t echo = sched_whereis(heap_atom("echo")), stop;
+    CU_ASSERT_FATAL(term_is_pid(echo));
+    CU_ASSERT_FATAL(
+        heap_make_tuple_from(&p.h, 2, (term_t[]){heap_atom("stop"), heap_atom("bye")}, &stop) == 0);
+    CU_ASSERT(np_send_named(&p, "echo", stop));
+    term_t echo2 = wait_new_holder("echo", echo);
+    CU_ASSERT(term_is_pid(echo2));
+    CU_ASSERT(!sched_is_alive(echo));
+    CU_ASSERT(np_echo_round_trip(&p, heap_atom("again")));
+    const char *names[] = {"rex", "net_kernel", "echo"};
+    for (size_t i = 0; i < 3; i++) {
+        term_t old = sched_whereis(heap_atom(names[i]));
+        CU_ASSERT_FATAL(term_is_pid(old));
+        CU_ASSERT(sched_exit_pid(NULL, old, heap_atom("kill")) == 0);
+        CU_ASSERT(term_is_pid(wait_new_holder(names[i], old)));
+    }
+    term_t r;
+    CU_ASSERT(np_rpc(&p, "erlang", "node", TERM_NIL, &r) && r == heap_node_name());
+    CU_ASSERT(np_echo_round_trip(&p, heap_atom("after_kill")));
+    np_peer_close(&p);
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"cookie file", test_cookie_file},
     {"echo", test_echo},
@@ -390,6 +557,9 @@ static const gd_test_case_t gd_tests[] = {
     {"simultaneous connect", test_simultaneous},
     {"big send while connecting", test_big_send_while_connecting},
     {"global registry, C API", test_global_local},
+    {"global names of any term", test_global_term_names},
+    {"rpc nodes/1, otp_release", test_rpc_nodes_release},
+    {"services restarted", test_services_restarted},
     {"stop", test_stop},
     {NULL, NULL},
 };

@@ -6,6 +6,7 @@
  * the parent's exit, a failing init, and many concurrent callers.
  */
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "cunit_main.h"
@@ -278,6 +279,84 @@ static void test_sys_messages(void)
     nt_stop();
 }
 
+/* The Erlang string s as a C string in buf (false if it is not one or
+ * does not fit). */
+static bool string_is(term_t s, const char *want)
+{
+    char buf[256];
+    size_t n = 0;
+    for (; term_is_list(s) && n + 1 < sizeof buf; s = term_cdr(s)) {
+        if (!term_is_small(term_car(s)))
+            return false;
+        buf[n++] = (char)term_small_value(term_car(s));
+    }
+    buf[n] = 0;
+    return term_is_nil(s) && strcmp(buf, want) == 0;
+}
+
+static term_t nth(term_t list, size_t i)
+{
+    while (i-- > 0 && term_is_list(list))
+        list = term_cdr(list);
+    return term_is_list(list) ? term_car(list) : TERM_NONE;
+}
+
+/* sys:get_status's answer for srv in gen_server's shape, with SysState
+ * status and the state `state`. */
+static bool status_is(term_t st, term_t srv, term_t status, term_t state)
+{
+    if (!term_is_tuple(st) || term_tuple_arity(st) != 4)
+        return false;
+    term_t *e = term_tuple_elems(st);
+    term_t misc = nth(e[3], 4);
+    term_t hdr = nth(misc, 0), sys_data = nth(misc, 1), st_data = nth(misc, 2);
+    if (e[0] != A("status") || e[1] != srv ||
+        !st_term_eq(e[2], st_tuple(2, A("module"), A("gen_server"))) || nth(e[3], 1) != status ||
+        !term_is_tuple(hdr) || !term_is_tuple(sys_data) || !term_is_tuple(st_data))
+        return false;
+    term_t status_pair = nth(term_tuple_elems(sys_data)[1], 0);
+    term_t state_pair = nth(term_tuple_elems(st_data)[1], 0);
+    return term_tuple_elems(hdr)[0] == A("header") &&
+           string_is(term_tuple_elems(hdr)[1], "Status for generic server sys_counter") &&
+           term_is_tuple(status_pair) && string_is(term_tuple_elems(status_pair)[0], "Status") &&
+           term_tuple_elems(status_pair)[1] == status && term_is_tuple(state_pair) &&
+           string_is(term_tuple_elems(state_pair)[0], "State") &&
+           term_tuple_elems(state_pair)[1] == state;
+}
+
+/* sys:get_status in gen_server's shape; sys:suspend holds calls back (in
+ * order) while system messages are still answered; sys:resume lets them
+ * through. */
+static void test_sys_status_suspend(void)
+{
+    nt_start(2);
+    term_t srv = start_counter(S(5), A("sys_counter"));
+    term_t cl = nt_spawn_client(), cl2 = nt_spawn_client(), got;
+    st_send(cl, st_tuple(3, A("sys"), srv, A("get_status")));
+    CU_ASSERT_FATAL(nt_wait(A("reply"), 0, &got));
+    CU_ASSERT(status_is(got, srv, A("running"), S(5)));
+    st_send(cl, st_tuple(3, A("sys"), srv, A("suspend")));
+    CU_ASSERT(nt_logged(A("reply"), 1, A("ok")));
+    nt_call(cl2, srv, st_tuple(2, A("add"), S(1)));
+    struct timespec pause = {0, 300 * 1000000L};
+    nanosleep(&pause, NULL);
+    CU_ASSERT(nt_count(A("reply")) == 2); /* the call waits */
+    st_send(cl, st_tuple(3, A("sys"), srv, A("get_status")));
+    CU_ASSERT_FATAL(nt_wait(A("reply"), 2, &got));
+    CU_ASSERT(status_is(got, srv, A("suspended"), S(5)));
+    st_send(cl, st_tuple(3, A("sys"), srv, A("get_state")));
+    CU_ASSERT(nt_logged(A("reply"), 3, S(5)));
+    nanosleep(&pause, NULL);
+    CU_ASSERT(nt_count(A("reply")) == 4);
+    st_send(cl, st_tuple(3, A("sys"), srv, A("resume")));
+    term_t r4, r5;
+    CU_ASSERT_FATAL(nt_wait(A("reply"), 4, &r4) && nt_wait(A("reply"), 5, &r5));
+    CU_ASSERT((r4 == A("ok") && r5 == S(6)) || (r4 == S(6) && r5 == A("ok")));
+    nt_call(cl2, srv, A("get"));
+    CU_ASSERT(nt_logged(A("reply"), 6, S(6)));
+    nt_stop();
+}
+
 /* A parent: init traps exits and starts a linked counter from its arg
  * {CounterArg, Name | []}; it logs child => Pid and, for each trapped exit,
  * parent_exit => Reason; {die, R} ends it with R. */
@@ -425,6 +504,7 @@ static const gd_test_case_t gd_tests[] = {
     {"noproc: dead pid, unregistered name", test_noproc},
     {"reply shapes: ref, alias and multi-alias tags", test_reply_shapes},
     {"sys: get_state, unknown, terminate", test_sys_messages},
+    {"sys: get_status, suspend, resume", test_sys_status_suspend},
     {"parent exit when trapping", test_parent_exit},
     {"init failures and name clashes", test_init_failures},
     {"code_change from the server's own callback", test_code_change},
