@@ -58,6 +58,8 @@ typedef struct conn {
     enum conn_state state;
     bool initiator;
     bool connect_job;     /* a connect thread still holds it: it schedules the release */
+    bool await_peer;      /* our attempt lost a simultaneous connect ("nok"): it waits,
+                             queue and all, for the peer's attempt to take it over */
     bool tls;             /* an OpenSSL bufferevent: never write to its socket directly */
     uint8_t hs_len_bytes; /* handshake length header: 2 (TCP), 4 (TLS), 0 (TLS, not seen yet) */
     struct bufferevent *bev;
@@ -954,6 +956,23 @@ static int hs_feed_framed(conn_t *c, const uint8_t *p, size_t avail, size_t *dra
     return rc;
 }
 
+/* The peer answered our attempt "nok": its own attempt to us wins.  As
+ * dist_util does ("wait to be killed by net_kernel"), the attempt stays
+ * pending under the peer's name, silent, until decide() hands its queued
+ * frames and controller to the peer's incoming connection; if that never
+ * comes, the setup timer (still armed) ends it like any stalled setup.  So
+ * sends and calls made meanwhile are delivered, not failed. */
+static void await_peer_attempt(conn_t *c)
+{
+    pthread_mutex_lock(&node.lock);
+    if (c->state == CONN_HANDSHAKE) {
+        c->await_peer = true;
+        /* The peer closes its end after "nok": no EOF to report now. */
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    }
+    pthread_mutex_unlock(&node.lock);
+}
+
 /* Handshake input: one message at a time. */
 static void read_handshake(conn_t *c, struct evbuffer *in)
 {
@@ -969,6 +988,10 @@ static void read_handshake(conn_t *c, struct evbuffer *in)
         hs_send_out(c);
         pthread_mutex_unlock(&node.lock);
         evbuffer_drain(in, used);
+        if (rc == DIST_ENOK && c->initiator) {
+            await_peer_attempt(c);
+            return;
+        }
         if (rc < 0) {
             const char *who = c->hs.peer_name[0] ? c->hs.peer_name : "an unnamed peer";
             if (rc == DIST_EDIGEST)
@@ -1053,6 +1076,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     conn_t *c = arg;
     char why[320];
+    if (c->await_peer)
+        return;
     /* A TLS peer that refuses us may close before our own verdict is
      * reported: an EOF during the handshake is described as well. */
     if (c->tls && ((what & BEV_EVENT_ERROR) || ((what & BEV_EVENT_EOF) && c->state != CONN_UP))) {
