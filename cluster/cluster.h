@@ -29,7 +29,11 @@
  *     tests/cluster/test_erpc.c, tests/interop/erpc_interop.*);
  *   - net_kernel (ping), rex (features, call/block_call), echo, built-ins
  *     girder:echo/1, spawn_echo/0, info/0, watch/2, send/2,
- *     watch_nodes/2, erlang:node/0, nodes/0, system_info/1;
+ *     watch_nodes/2, erlang:node/0, nodes/0, nodes/1, system_info/1;
+ *     the services (net_kernel, rex, echo) run under a keeper that
+ *     restarts one that exits (girder_kv is not kept: killed, it stays
+ *     down); tests/interop/contract_interop.* checks design.md's node
+ *     contract row by row from an OTP 25 node;
  *     cluster_rpc_register for applications; node/ adds girder_kv and
  *     girder:call_out/4, rpc_out/6 (cluster_config_t.start_services);
  *   - spawn_request of registered C bodies (girder:echo_loop/0) besides

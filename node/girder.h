@@ -14,7 +14,9 @@
  *   reply     {Tag, Reply}, sent to FromPid; for an alias tag to the alias
  *             Ref, as gen:reply/2 does (see girder_reply for the fallback)
  *   cast      {'$gen_cast', Msg}
- *   system    {system, From, get_state | {terminate, Reason}} (sys, gen:stop)
+ *   system    {system, From, get_state | get_status | suspend | resume |
+ *             {terminate, Reason}} (sys, gen:stop); while suspended, calls
+ *             and casts wait in order (system messages still answer)
  *   info      anything else
  *
  * Function pointers in terms.  A gen_server's callback table and a
