@@ -583,6 +583,47 @@ static void test_services_restarted(void)
     np_peer_close(&p);
 }
 
+/* Frames cut anywhere across reads (a few bytes per write, pauses in
+ * between) still arrive whole and in order: the node keeps a partial
+ * frame's bytes between reads (read_up's buffer) until the rest comes. */
+static void test_frames_across_reads(void)
+{
+    np_start_node(0);
+    np_peer_t p;
+    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
+    enum { N = 4 };
+    etf_buf_t b = {0};
+    for (int i = 0; i < N; i++) {
+        term_t ctl, msg, *e;
+        CU_ASSERT_FATAL(heap_make_tuple(&p.h, 4, &e, &ctl) == 0);
+        e[0] = term_make_small(DOP_REG_SEND);
+        e[1] = p.self;
+        e[2] = heap_atom("");
+        e[3] = heap_atom("echo");
+        CU_ASSERT_FATAL(heap_make_tuple(&p.h, 2, &e, &msg) == 0);
+        e[0] = p.self;
+        e[1] = term_make_small(i);
+        CU_ASSERT_FATAL(dist_encode_message(ctl, msg, 1, 0, &b) == 0);
+    }
+    /* 7 bytes a time: every frame header and body is cut somewhere. */
+    for (size_t off = 0; off < b.len; off += 7) {
+        size_t n = b.len - off < 7 ? b.len - off : 7;
+        CU_ASSERT_FATAL(np_write_all(p.fd, b.data + off, n));
+        struct timespec ts = {0, 2 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    etf_buf_free(&b);
+    for (int i = 0; i < N; i++) {
+        dist_msg_t m;
+        CU_ASSERT_FATAL(np_peer_recv(&p, &m, 3000));
+        CU_ASSERT_FATAL(m.op == DOP_SEND_SENDER && term_is_boxed_of(m.payload, HDR_TUPLE));
+        term_t *r = term_boxed_ptr(m.payload);
+        CU_ASSERT(r[1] == heap_atom("echo_reply") && r[2] == term_make_small(i));
+    }
+    CU_ASSERT(np_echo_round_trip(&p, heap_atom("after")));
+    np_peer_close(&p);
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"cookie file", test_cookie_file},
     {"echo", test_echo},
@@ -596,6 +637,7 @@ static const gd_test_case_t gd_tests[] = {
     {"global names of any term", test_global_term_names},
     {"rpc nodes/1, otp_release", test_rpc_nodes_release},
     {"services restarted", test_services_restarted},
+    {"frames across reads", test_frames_across_reads},
     {"stop", test_stop},
     {NULL, NULL},
 };
