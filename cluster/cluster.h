@@ -67,6 +67,8 @@
  *     or more, from the binaries themselves (etf bin_refs; sendmsg, then
  *     evbuffer references): no copy into the body or a frame buffer;
  *     bursts of frames leave in few large writes, 256 KiB per read;
+ *     received frames are split and decoded from a loop-thread-only
+ *     buffer (read_up), not under the bufferevent lock senders take;
  *   - bad input: tests/cluster/test_node_malformed.c (58 handshakes and
  *     frames, 100 half-open connections, a peer that stops reading);
  *     big messages: 64 MB echo, order across fragments, no hold-up of
@@ -96,6 +98,12 @@
  *     (the DOWN goes through it) and the caller again; delivering the
  *     DOWN straight to the monitor's alias from the loop thread (the
  *     controller only forgetting its entry) would take one hop off;
+ *   - loadgen (girder bench, 1000 clients, docs/benchmarks.md): ratio
+ *     to beam_loadgen 1.3-1.8 on the shared box, issue 15 asks 2; per
+ *     round trip still a node.lock + bufferevent lock hold per send and
+ *     0.12-0.2 futex calls; holding a scheduler's sends until it idles
+ *     (one send() per batch) was measured worse: its run queue empties
+ *     every ~8 replies, so it sent more often than the loop thread does;
  *   - a completed big message is still decoded in one piece on the loop
  *     thread (its terms; its binaries are no longer copied there); the
  *     encoding of a big send is not budgeted: a 64 MB term (a list; a
