@@ -34,8 +34,8 @@
  * asked for at the next safe point).  Left to the receiver's next
  * collection, an idle process would pin its last messages' chunks for good:
  * 100k idle receivers, each message carved between others' traffic, held
- * 468 MiB of chunks for 13.7 MiB of messages (tests/sched/test_slabpin.c).  Blocks over SLAB_MAX_BLOCK bytes (big messages) do not
- * come here: they go to the area allocator as before.
+ * 468 MiB of chunks for 13.7 MiB of messages (tests/sched/test_slabpin.c).  Blocks over
+ * SLAB_MAX_BLOCK bytes (big messages) do not come here: they go to the area allocator as before.
  *
  * ASan builds poison freed blocks (and chunks in the pool), so a stale read
  * of a received message is still reported.
