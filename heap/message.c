@@ -1,8 +1,10 @@
 /*
  * message.c — message bodies: a term copied into a heap fragment that the
  * message owns, built by the sender without touching the receiver's heap,
- * then handed to the receiver's heap (heap_attach_frag) where the collector
- * merges it at the next collection.
+ * then handed to the receiver's heap: a small one (a slab block) moved onto
+ * its young area at once (heap_msg_take, so an idle receiver does not keep
+ * a slab chunk mapped), others attached (heap_attach_frag) for the
+ * collector to merge at the next collection.
  */
 #include <stdlib.h>
 #include <string.h>
