@@ -169,6 +169,11 @@ void heap_frag_release_storage(heap_frag_t *f);
  * thread's message slab (msgslab.c), the others from the area allocator. */
 heap_frag_t *heap_frag_new_msg(size_t capacity, size_t carry);
 
+/* heap_frag_t.storage: where the fragment's block came from. */
+enum { FRAG_AREA = 0, FRAG_SLAB = 1 };
+/* Words of a fragment's header (heap_frag_t before its words[]). */
+#define FRAG_HEADER_WORDS ((sizeof(heap_frag_t) + sizeof(term_t) - 1) / sizeof(term_t))
+
 /* msgslab.c: chunk size, how many empty chunks the pool keeps, and how
  * many it keeps after heap_msg_slab_trim (a scheduler waking up to send
  * finds a chunk without mapping and faulting one: ~0.75 ms here). */

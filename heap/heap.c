@@ -120,16 +120,10 @@ int heap_init(heap_t *h, size_t min_words)
     return GD_OK;
 }
 
-/* Words of a fragment's header (heap_frag_t before its words[]). */
-#define FRAG_HEADER_WORDS ((sizeof(heap_frag_t) + sizeof(term_t) - 1) / sizeof(term_t))
-
 heap_frag_t *heap_frag_new(size_t capacity)
 {
     return heap_frag_new_carry(capacity, 0);
 }
-
-/* heap_frag_t.storage */
-enum { FRAG_AREA = 0, FRAG_SLAB = 1 };
 
 static void frag_init(heap_frag_t *f, size_t capacity, size_t carry, uint32_t storage)
 {

@@ -528,7 +528,7 @@ typedef struct heap_frag {
     term_t *offheap_first; /* REFC_BIN objects in this fragment (list via their next word) */
     size_t offheap_bytes;  /* bytes of the binaries on offheap_first */
     uint32_t carry_words;  /* the sender's words after words[capacity] (heap_msg_copy_carry) */
-    uint32_t storage;      /* where the block came from (heap.c: FRAG_AREA, FRAG_SLAB) */
+    uint32_t storage;      /* where the block came from (gc_internal.h: FRAG_AREA, FRAG_SLAB) */
     term_t words[];
 } heap_frag_t;
 
@@ -823,6 +823,21 @@ heap_frag_t *heap_msg_build_take(heap_t *h);
  * heap's owner only.  O(fragments in the chain).
  */
 void heap_attach_frag(heap_t *h, heap_frag_t *frag);
+
+/*
+ * Takes a received message's body (fragment chain `frag`, term t) onto h,
+ * as BEAM copies a small message into the receiver's heap: a single slab
+ * fragment (a small heap_msg_copy* body) whose words fit the young area
+ * (or the young area still to be created) is moved there (its words copied
+ * and their pointers shifted, O(its words)) and its slab block freed at
+ * once, so a process that then idles holds the message's words, not the
+ * 256 KiB slab chunk they were carved from.  Anything else is attached as
+ * by heap_attach_frag, a slab fragment then asking for a collection at the
+ * next safe point (the young area is full).  Returns the message term to
+ * use from now on; `frag` is consumed (and t's old address invalid).
+ * Called by the heap's owner only.
+ */
+term_t heap_msg_take(heap_t *h, heap_frag_t *frag, term_t t);
 
 /*
  * Small message fragments come from per-thread slabs (heap/msgslab.c):

@@ -1,10 +1,13 @@
 /*
  * message.c — message bodies: a term copied into a heap fragment that the
  * message owns, built by the sender without touching the receiver's heap,
- * then handed to the receiver's heap (heap_attach_frag) where the collector
- * merges it at the next collection.
+ * then handed to the receiver's heap: a small one (a slab block) moved onto
+ * its young area at once (heap_msg_take, so an idle receiver does not keep
+ * a slab chunk mapped), others attached (heap_attach_frag) for the
+ * collector to merge at the next collection.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "gc_internal.h"
 
@@ -149,4 +152,84 @@ void heap_attach_frag(heap_t *h, heap_frag_t *frag)
         attach_one(h, frag);
         frag = next;
     }
+}
+
+/* Moves the terms of a one-fragment message into words [to, to + used) of
+ * h's young area: a copy of the words, then every pointer into the
+ * fragment shifted by the distance (raw words are stepped over, as the
+ * collector does), the REFC_BIN objects handed to h's off-heap list. */
+static term_t move_to_young(heap_t *h, heap_frag_t *frag, term_t t, term_t *to)
+{
+    size_t n = frag->used;
+    const term_t *from = frag->words;
+    memcpy(to, from, n * sizeof(term_t));
+    uintptr_t lo = (uintptr_t)from, bytes = n * sizeof(term_t);
+    term_t delta = (term_t)((uintptr_t)to - lo);
+#define MOVE_RELOC(w)                                                                              \
+    do {                                                                                           \
+        term_t w_ = (w);                                                                           \
+        if ((term_is_list(w_) || term_is_boxed(w_)) &&                                             \
+            (uintptr_t)(w_ & ~(term_t)TAG_PRIMARY_MASK) - lo < bytes)                              \
+            (w) = w_ + delta;                                                                      \
+    } while (0)
+    for (term_t *p = to; p < to + n;) {
+        if (term_primary(*p) == TAG_PRIMARY_HEADER) {
+            p += 1 + heap_boxed_raw_words(*p);
+        } else {
+            MOVE_RELOC(*p);
+            p++;
+        }
+    }
+    MOVE_RELOC(t);
+#undef MOVE_RELOC
+    /* The fragment's binaries, moved: their list links are raw words, so
+     * they are shifted here; the list goes in front of h's (young first). */
+    term_t *first = frag->offheap_first;
+    if (first != NULL) {
+        term_t *obj = (term_t *)((uintptr_t)first + (uintptr_t)delta);
+        first = obj;
+        for (;;) {
+            term_t *next = offheap_next(obj);
+            if (next == NULL)
+                break;
+            next = (term_t *)((uintptr_t)next + (uintptr_t)delta);
+            offheap_set_next(obj, next);
+            obj = next;
+        }
+        offheap_set_next(obj, h->offheap_first);
+        h->offheap_first = first;
+        h->offheap_bytes += frag->offheap_bytes;
+        frag->offheap_first = NULL; /* the references moved with the objects */
+    }
+    return t;
+}
+
+term_t heap_msg_take(heap_t *h, heap_frag_t *frag, term_t t)
+{
+    if (frag == NULL)
+        return t;
+    /* A single slab fragment (heap_msg_copy*: every word in use, its
+     * pointers all inside it) and room in the young area, or none yet:
+     * the words move onto the heap and the slab block is freed now. */
+    if (frag->next == NULL && frag->storage == FRAG_SLAB && frag->used > 0 &&
+        !(h->gc_flags & HEAP_GCF_FRAGS_ONLY) &&
+        ((size_t)(h->young_end - h->young_top) >= frag->used ||
+         h->young_start == heap_no_young_area)) {
+        /* From the young area: it has the room, or heap_alloc_slow
+         * creates it (NULL only when it cannot). */
+        term_t *to = heap_alloc(h, frag->used);
+        if (to != NULL) {
+            t = move_to_young(h, frag, t, to);
+            heap_frag_release_storage(frag);
+            return t;
+        }
+    }
+    bool slab = frag->storage == FRAG_SLAB;
+    heap_attach_frag(h, frag);
+    /* A young area too full for it: collect at the next safe point, which
+     * the next allocation would soon do anyway, rather than let an idle
+     * process keep a slab chunk mapped for one message. */
+    if (slab && !(h->gc_flags & HEAP_GCF_FRAGS_ONLY))
+        h->gc_flags |= HEAP_GCF_WANTED;
+    return t;
 }

@@ -279,15 +279,6 @@ static void msg_free(msg_t *m)
     free(m);
 }
 
-/* Frees what is left of m once accept_body handed its body to the heap (a
- * msg_t carried in the fragment goes with the fragment, at the heap's next
- * collection). */
-static void msg_free_shell(msg_t *m)
-{
-    if (!m->in_frag)
-        free(m);
-}
-
 void proc_msg_free(msg_t *m)
 {
     msg_free(m);
@@ -608,12 +599,27 @@ static void queue_append(sched_proc_t *p, msg_t *m)
     p->q_last = &m->qnext;
 }
 
-/* Takes m's body onto p's heap: attaches its fragment and returns the term. */
+/* Takes m's body onto p's heap (heap_msg_take: a small one is moved onto
+ * the young area and its slab block freed) and returns the term. */
 static term_t accept_body(sched_proc_t *p, msg_t *m)
 {
-    heap_attach_frag(&p->heap, m->frag);
+    GD_ASSERT(!m->in_frag); /* else m would go with its fragment: receive_body */
+    term_t t = heap_msg_take(&p->heap, m->frag, m->term);
     m->frag = NULL;
-    return m->term;
+    m->term = t;
+    return t;
+}
+
+/* As accept_body for a message taken from the queue, and frees m: a msg_t
+ * carried in its fragment goes with it (now, if the body moved; else at
+ * the heap's next collection). */
+static term_t receive_body(sched_proc_t *p, msg_t *m)
+{
+    heap_frag_t *frag = m->frag;
+    term_t t = m->term;
+    if (!m->in_frag)
+        free(m);
+    return heap_msg_take(&p->heap, frag, t);
 }
 
 static int monitor_drop(sched_proc_t *p, sched_ref_t r, bool *found);
@@ -664,8 +670,8 @@ static void handle_signal(sched_proc_t *p, msg_t *m)
             queue_append(p, m);
             return;
         } else if (reason != atom_normal || (!m->linked && m->from == p->pid)) {
-            accept_body(p, m);
-            die(p, reason);
+            /* The reason read again: the body may have moved. */
+            die(p, term_tuple_elems(accept_body(p, m))[2]);
         }
         break;
     }
@@ -1128,8 +1134,7 @@ static int coro_receive(sched_proc_t *p, sched_pred_fn pred, void *parg, int64_t
             proc_timeout_cancel(p);
             msg_t *m = queue_unlink(p, link);
             size_t words = m->frag != NULL ? m->frag->used : 0;
-            *msg_out = accept_body(p, m);
-            msg_free_shell(m);
+            *msg_out = receive_body(p, m);
             p->reds -= (int32_t)(words / 16);
             return GD_OK;
         }
@@ -1217,8 +1222,7 @@ static void run_callbacks(sched_proc_t *p)
             /* A delivered message cancels the timeout. */
             proc_timeout_cancel(p);
             size_t words = m->frag != NULL ? m->frag->used : 0;
-            msg = accept_body(p, m);
-            msg_free_shell(m);
+            msg = receive_body(p, m);
             p->reds -= 1 + (int32_t)(words / 16);
         } else {
             /* The timeout instead of a message; the selection ends. */

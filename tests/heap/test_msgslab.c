@@ -219,11 +219,93 @@ static void test_big_message_bypasses_slab(void)
     heap_destroy(&h);
 }
 
+static bool same(term_t a, term_t b)
+{
+    int order = 1;
+    return heap_compare_checked(a, b, true, &order) == GD_OK && order == 0;
+}
+
+/* heap_msg_take: a small message moves onto the receiver's young area
+ * (pointers shifted, refc binaries and their off-heap links with it), its
+ * slab block freed; one too big for the room left is attached and asks
+ * for a collection; a heap without a young area gets one. */
+static void test_take_moves_onto_young_area(void)
+{
+    heap_t s, r;
+    OK(heap_init(&s, 0));
+    OK(heap_init(&r, 0));
+    static uint8_t bytes[5000];
+    for (size_t i = 0; i < sizeof bytes; i++)
+        bytes[i] = (uint8_t)(i * 7);
+    term_t bin, sub, list = TERM_NIL, t, *el;
+    OK(heap_make_binary(&s, bytes, sizeof bytes, &bin));
+    OK(heap_make_sub_binary(&s, bin, 8 * 100, 8 * 3000, &sub));
+    for (int i = 0; i < 5; i++)
+        OK(heap_cons(&s, term_make_small(i), list, &list));
+    OK(heap_make_tuple(&s, 4, &el, &t));
+    el[0] = bin;
+    el[1] = sub;
+    el[2] = list;
+    el[3] = bin;
+    heap_binary_t *b = (heap_binary_t *)(uintptr_t)term_boxed_ptr(bin)[2];
+    CU_ASSERT_FATAL(header_subtag(term_boxed_ptr(bin)[0]) == HDR_REFC_BIN);
+
+    for (int round = 0; round < 3; round++) {
+        /* round 0: a young area with room; 1: a full one; 2: none yet. */
+        heap_t *h = &r;
+        heap_t fresh;
+        if (round == 2) {
+            OK(heap_init(&fresh, 0));
+            h = &fresh;
+        } else {
+            term_t cell;
+            OK(heap_cons(h, ATOM_OK, TERM_NIL, &cell));
+            if (round == 1)
+                CU_ASSERT_FATAL(heap_alloc(h, (size_t)(h->young_end - h->young_top)) != NULL);
+        }
+        heap_frag_t *f;
+        term_t m;
+        OK(heap_msg_copy(t, &f, &m));
+        size_t refs = atomic_load(&b->refc);
+        size_t mapped_total = heap_msg_slab_maps_total();
+        term_t got = heap_msg_take(h, f, m);
+        CU_ASSERT(same(got, t));
+        CU_ASSERT_EQUAL(atomic_load(&b->refc), refs);
+        const term_t *p = term_boxed_ptr(got);
+        bool on_young = p >= h->young_start && p < h->young_top;
+        CU_ASSERT_EQUAL(on_young, round != 1);
+        CU_ASSERT_EQUAL(h->frags == NULL, round != 1);
+        CU_ASSERT_EQUAL((h->gc_flags & HEAP_GCF_WANTED) != 0, round == 1);
+        /* The REFC_BIN copy is on the receiver's off-heap list (or its fragment's). */
+        size_t on_list = 0;
+        for (term_t *o = round == 1 ? h->frags->offheap_first : h->offheap_first; o != NULL;
+             o = offheap_next(o))
+            on_list += offheap_binary(o) == b;
+        CU_ASSERT(on_list >= 1);
+        CU_ASSERT_EQUAL(heap_msg_slab_maps_total(), mapped_total);
+        /* A collection keeps it intact; dropping it drops its references. */
+        term_t *roots[] = {&got};
+        OK(heap_gc(h, 0, roots, 1));
+        CU_ASSERT(h->frags == NULL);
+        CU_ASSERT(same(got, t));
+        CU_ASSERT(term_small_value(term_car(term_tuple_elems(got)[2])) == 4);
+        got = TERM_NIL;
+        OK(heap_gc(h, 0, roots, 1));
+        CU_ASSERT_EQUAL(atomic_load(&b->refc), refs - 1);
+        if (round == 2)
+            heap_destroy(&fresh);
+    }
+    CU_ASSERT_EQUAL(atomic_load(&b->refc), 1);
+    heap_destroy(&r);
+    heap_destroy(&s);
+}
+
 static const gd_test_case_t cases[] = {
     {"fanin traffic: freed chunks reused, mapped bytes bounded, returned when idle",
      test_fanin_traffic_reuses_and_returns},
     {"a message kept alive pins its chunk only", test_kept_message_pins_one_chunk},
     {"a big message bypasses the slab", test_big_message_bypasses_slab},
+    {"a received small message moves onto the young area", test_take_moves_onto_young_area},
     {NULL, NULL},
 };
 
