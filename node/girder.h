@@ -185,9 +185,9 @@ int girder_cast(sched_ctx_t *ctx, term_t server, term_t msg) GD_MUST_CHECK;
  * when the connection to a remote server's node cannot be set up: the
  * first call to a node goes out, monitor first, once it is up), and
  * the send's errors (tests/node/test_call.c; remote servers:
- * tests/cluster/test_remote_call.c, tests/interop/svc_interop).  Work: O(size of request + reply) plus
- * the messages arriving meanwhile; the caller's older messages are not
- * looked at, except after a timeout or a server exit (the monitor's flush).
+ * tests/cluster/test_remote_call.c, tests/interop/svc_interop).  Work: O(size of request + reply)
+ * plus the messages arriving meanwhile; the caller's older messages are not looked at, except after
+ * a timeout or a server exit (the monitor's flush).
  */
 int girder_call(sched_ctx_t *ctx, term_t server, term_t request, int64_t timeout_ms,
                 term_t *reply_out) GD_MUST_CHECK;

@@ -133,7 +133,8 @@ static void recv_call(np_peer_t *p, const char *name, term_t *mon, term_t *call)
     CU_ASSERT(el(m[1 - mi].control, 3) == heap_atom(name));
     *call = m[1 - mi].payload;
     CU_ASSERT_FATAL(term_is_tuple(*call) && term_tuple_arity(*call) == 3 &&
-                    el(*call, 0) == heap_atom("$gen_call") && el(*call, 2) == heap_atom("the_request"));
+                    el(*call, 0) == heap_atom("$gen_call") &&
+                    el(*call, 2) == heap_atom("the_request"));
 }
 
 /* The first call on a connection still in its handshake (the node has
