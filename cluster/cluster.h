@@ -91,8 +91,9 @@
  *     p50 about erl<->erl's, but rate ~0.6x and p99 several times OTP's
  *     (each direction still wakes the loop thread, then a scheduler;
  *     spinning schedulers compete for the CPU: next step, idle
- *     schedulers polling the dist sockets as BEAM's do); rpc:call ~0.45x
- *     (gen_call sends MONITOR_P + REG_SEND + DEMONITOR_P, all three from
+ *     schedulers polling the dist sockets as BEAM's do); rpc:call 0.3-0.7x
+ *     (2 interleaved rounds on a loaded box: no change measurable from the
+ *     MONITOR_P leaving from the caller; gen_call sends MONITOR_P + REG_SEND + DEMONITOR_P, all three from
  *     the caller since h4-rpcfix, the MONITOR_P no longer through the
  *     controller; the second within the direct-write gap still goes
  *     through the loop thread: a cork around the two is not done); erpc
@@ -102,6 +103,10 @@
  *     (the DOWN goes through it) and the caller again; delivering the
  *     DOWN straight to the monitor's alias from the loop thread (the
  *     controller only forgetting its entry) would take one hop off;
+ *   - cluster_stop stops the scheduler (sched_stop frees its run queues)
+ *     while the loop thread may still close a connection and send its
+ *     controller '$gd_nodedown' (conn_kill_locked): a TSan data race at
+ *     shutdown, seen in interop_dist under TSan;
  *   - a completed big message is still decoded in one piece on the loop
  *     thread (its terms; its binaries are no longer copied there); the
  *     encoding of a big send is not budgeted: a 64 MB term (a list; a
