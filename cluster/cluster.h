@@ -93,14 +93,17 @@
  *     spinning schedulers compete for the CPU: next step, idle
  *     schedulers polling the dist sockets as BEAM's do); rpc:call 0.3-0.7x
  *     (2 interleaved rounds on a loaded box: no change measurable from the
- *     MONITOR_P leaving from the caller; gen_call sends MONITOR_P + REG_SEND + DEMONITOR_P, all
- * three from the caller since h4-rpcfix, the MONITOR_P no longer through the controller; the second
- * within the direct-write gap still goes through the loop thread: a cork around the two is not
- * done); erpc girder<->girder is wake-up bound (perf: ~50% of CPU in the kernel's task switch): a
- * call crosses the caller, the peer's loop thread and a spawned process, our loop thread, the
- * controller (the DOWN goes through it) and the caller again; delivering the DOWN straight to the
- * monitor's alias from the loop thread (the controller only forgetting its entry) would take one
- * hop off;
+ *     MONITOR_P leaving from the caller; gen_call sends MONITOR_P +
+ *     REG_SEND + DEMONITOR_P, all three from the caller since h4-rpcfix,
+ *     the MONITOR_P no longer through the controller; the second within
+ *     the direct-write gap still goes through the loop thread: a cork
+ *     around the two is not done); erpc girder<->girder is wake-up bound
+ *     (perf: ~50% of CPU in the kernel's task switch): a call crosses the
+ *     caller, the peer's loop thread and a spawned process, our loop
+ *     thread, the controller (the DOWN goes through it) and the caller
+ *     again; delivering the DOWN straight to the monitor's alias from the
+ *     loop thread (the controller only forgetting its entry) would take
+ *     one hop off;
  *   - cluster_stop stops the scheduler (sched_stop frees its run queues)
  *     while the loop thread may still close a connection and send its
  *     controller '$gd_nodedown' (conn_kill_locked): a TSan data race at
