@@ -22,7 +22,11 @@
  *   - SEND/SEND_SENDER/REG_SEND (+_TT) in, SEND_SENDER/REG_SEND/ALIAS_SEND
  *     out, EXIT2 both ways, links and monitors both ways through a
  *     per-connection controller process, UNLINK_ID/ACK, noconnection on
- *     nodedown, SPAWN_REQUEST for erpc (call and cast);
+ *     nodedown, SPAWN_REQUEST for erpc (call and cast); a monitor's
+ *     MONITOR_P and an erpc SPAWN_REQUEST leave from the caller, in order
+ *     with its sends, also while the connection is set up (incoming
+ *     handshake included), and their controller entry is made under
+ *     node.lock before any nodedown (tests/cluster/test_remote_call.c);
  *   - the erpc client side (cluster_spawn_request/abandon: SPAWN_REQUEST
  *     out with [monitor], SPAWN_REPLY errors and the DOWN back through
  *     the controller, noconnection on nodedown; node/'s girder_erpc_call;
@@ -89,15 +93,23 @@
  *     p50 about erl<->erl's, but rate ~0.6x and p99 several times OTP's
  *     (each direction still wakes the loop thread, then a scheduler;
  *     spinning schedulers compete for the CPU: next step, idle
- *     schedulers polling the dist sockets as BEAM's do); rpc:call ~0.5x
- *     (gen_call sends MONITOR_P + REG_SEND + DEMONITOR_P, the second
- *     within the direct-write gap goes through the loop thread); erpc
- *     girder<->girder is wake-up bound (perf: ~50% of CPU in the
- *     kernel's task switch): a call crosses the caller, the peer's loop
- *     thread and a spawned process, our loop thread, the controller
- *     (the DOWN goes through it) and the caller again; delivering the
- *     DOWN straight to the monitor's alias from the loop thread (the
- *     controller only forgetting its entry) would take one hop off;
+ *     schedulers polling the dist sockets as BEAM's do); rpc:call 0.3-0.7x
+ *     (2 interleaved rounds on a loaded box: no change measurable from the
+ *     MONITOR_P leaving from the caller; gen_call sends MONITOR_P +
+ *     REG_SEND + DEMONITOR_P, all three from the caller since h4-rpcfix,
+ *     the MONITOR_P no longer through the controller; the second within
+ *     the direct-write gap still goes through the loop thread: a cork
+ *     around the two is not done); erpc girder<->girder is wake-up bound
+ *     (perf: ~50% of CPU in the kernel's task switch): a call crosses the
+ *     caller, the peer's loop thread and a spawned process, our loop
+ *     thread, the controller (the DOWN goes through it) and the caller
+ *     again; delivering the DOWN straight to the monitor's alias from the
+ *     loop thread (the controller only forgetting its entry) would take
+ *     one hop off;
+ *   - cluster_stop stops the scheduler (sched_stop frees its run queues)
+ *     while the loop thread may still close a connection and send its
+ *     controller '$gd_nodedown' (conn_kill_locked): a TSan data race at
+ *     shutdown, seen in interop_dist under TSan;
  *   - loadgen (girder bench, 1000 clients, docs/benchmarks.md): ratio
  *     to beam_loadgen 1.3-1.8 on the shared box, issue 15 asks 2; per
  *     round trip still a node.lock + bufferevent lock hold per send and

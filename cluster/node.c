@@ -1619,6 +1619,40 @@ static int tell(sched_ctx_t *ctx, term_t ctrl, const char *tag, term_t a, term_t
     return sched_send(ctx, ctrl, msg);
 }
 
+/*
+ * {Tag, A, B[, D]} to the controller of the connection to node_atom
+ * (connecting if needed), built on the caller's heap and handed over under
+ * node.lock as a copy from no process (no preemption point, so nothing the
+ * caller holds moves).  Under the lock it lands in the controller's queue
+ * before any '$gd_nodedown' of the connection (conn_kill_locked sends that
+ * under the lock too): a monitor or spawn request told while the
+ * connection is being set up is answered by noconnection if the setup
+ * fails, never lost to a controller that already exited.  *told: false
+ * when the node cannot be reached (nothing sent).
+ */
+static int tell_controller_of(sched_ctx_t *ctx, term_t node_atom, const char *tag, term_t a,
+                              term_t b, term_t d, bool *told)
+{
+    term_t *e, msg;
+    int rc = heap_make_tuple(sched_heap(ctx), d == TERM_NONE ? 3 : 4, &e, &msg);
+    *told = false;
+    if (rc < 0)
+        return rc;
+    e[0] = heap_atom(tag);
+    e[1] = a;
+    e[2] = b;
+    if (d != TERM_NONE)
+        e[3] = d;
+    pthread_mutex_lock(&node.lock);
+    conn_t *c = get_conn_locked(node_atom);
+    if (c != NULL && term_is_pid(c->ctrl)) {
+        rc = sched_send(NULL, c->ctrl, msg);
+        *told = rc == 0;
+    }
+    pthread_mutex_unlock(&node.lock);
+    return rc;
+}
+
 /* A local process links to (or unlinks from) a remote pid: it links to the
  * connection's controller, which holds the pair, tells the peer, relays
  * exits both ways and ends with noconnection when the connection does.
@@ -1639,32 +1673,50 @@ static int hook_link(void *ud, sched_ctx_t *ctx, term_t to, bool unlink)
 }
 
 /* A local process monitors a remote pid or {Name, Node}: the controller
- * sends MONITOR_P and turns the peer's answer (or the connection's end)
- * into a DOWN message. */
+ * records it and turns the peer's answer (or the connection's end) into a
+ * DOWN message; the caller sends the MONITOR_P itself, so it leaves on the
+ * connection ahead of what the caller sends next (rpc's REG_SEND), as in
+ * OTP, even while the connection is still being set up (queued with the
+ * messages; a controller's own sends find no connection that is still in
+ * an incoming handshake). */
 static int hook_monitor(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out)
 {
     (void)ud;
     term_t name;
-    term_t ctrl = controller_for(target_node(to, &name));
+    term_t node_atom = target_node(to, &name);
     /* The reference is an alias of the caller used up by one message: the
      * DOWN travels through it, so once a demonitor has removed it a DOWN
      * on its way is dropped (Erlang: none arrives after demonitor). */
     int rc = sched_alias_create_opt(ctx, SCHED_ALIAS_REPLY, ref_out);
     if (rc < 0)
         return rc;
-    if (!term_is_pid(ctrl)) {
-        term_t *e, down;
-        rc = heap_make_tuple(sched_heap(ctx), 5, &e, &down);
-        if (rc < 0)
-            return rc;
-        e[0] = heap_atom("DOWN");
-        e[1] = *ref_out;
-        e[2] = heap_atom("process");
-        e[3] = to;
-        e[4] = heap_atom("noconnection");
-        return sched_send(ctx, *ref_out, down);
+    /* The controller knows the monitor before the MONITOR_P leaves, so
+     * the peer's answer finds the entry. */
+    bool told = false;
+    rc =
+        tell_controller_of(ctx, node_atom, "$gd_out_monitor", sched_self(ctx), to, *ref_out, &told);
+    if (rc < 0)
+        return rc;
+    if (told) {
+        /* Nothing collected since `to` was passed (the tell is no
+         * preemption point).  Should the connection have ended meanwhile,
+         * the controller answers noconnection and this goes to a new
+         * connection whose controller does not know the ref: the peer's
+         * answer to it is dropped there. */
+        term_t ctl[5] = {heap_make_header(HDR_TUPLE, 4), term_make_small(DOP_MONITOR_P),
+                         sched_self(ctx), name == TERM_NONE ? to : name, *ref_out};
+        return send_to_node(node_atom, term_make_boxed(ctl), TERM_NONE, true);
     }
-    return tell(ctx, ctrl, "$gd_out_monitor", sched_self(ctx), to, *ref_out);
+    term_t *e, down;
+    rc = heap_make_tuple(sched_heap(ctx), 5, &e, &down);
+    if (rc < 0)
+        return rc;
+    e[0] = heap_atom("DOWN");
+    e[1] = *ref_out;
+    e[2] = heap_atom("process");
+    e[3] = to;
+    e[4] = heap_atom("noconnection");
+    return sched_send(ctx, *ref_out, down);
 }
 
 /* A demonitor of a ref sched does not know: it may be a remote monitor of
@@ -1749,21 +1801,18 @@ int cluster_spawn_request(sched_ctx_t *ctx, term_t node_atom, term_t req_id, ter
     if (!term_is_atom(node_atom) || !term_is_local_ref(req_id) || !term_is_tuple(mfa) ||
         term_tuple_arity(mfa) != 3 || !(term_is_nil(args) || term_is_list(args)))
         return GD_EBADARG;
-    term_t ctrl = node_atom == heap_node_name() ? TERM_NONE : controller_for(node_atom);
-    if (!term_is_pid(ctrl))
+    if (node_atom == heap_node_name())
         return DIST_ENOCONNECTION;
     /* The controller knows the request before the request leaves, so its
      * answer (which the loop thread hands to the controller) and the
-     * connection's end always find the entry.  The tell may collect:
-     * the boxed arguments are roots across it. */
-    term_t *slots[] = {&req_id, &mfa, &args};
-    size_t pushed = 0;
-    int rc = 0;
-    while (rc == 0 && pushed < sizeof slots / sizeof slots[0])
-        if ((rc = sched_root_push(ctx, slots[pushed])) == 0)
-            pushed++;
-    if (rc == 0)
-        rc = tell(ctx, ctrl, "$gd_out_spawn", sched_self(ctx), req_id, node_atom);
+     * connection's end always find the entry (tell_controller_of: even
+     * when the setup of the connection fails at once).  No preemption
+     * point: the boxed arguments stay where they are. */
+    bool told = false;
+    int rc = tell_controller_of(ctx, node_atom, "$gd_out_spawn", sched_self(ctx), req_id, node_atom,
+                                &told);
+    if (rc == 0 && !told)
+        return DIST_ENOCONNECTION;
     if (rc == 0) {
         term_t opts[2] = {heap_atom("monitor"), TERM_NIL}; /* [monitor] */
         term_t ctl[7] = {heap_make_header(HDR_TUPLE, 6),
@@ -1775,7 +1824,6 @@ int cluster_spawn_request(sched_ctx_t *ctx, term_t node_atom, term_t req_id, ter
                          term_make_list(opts)};
         rc = send_to_node(node_atom, term_make_boxed(ctl), args, true);
     }
-    sched_root_pop(ctx, pushed);
     return rc;
 }
 

@@ -722,14 +722,12 @@ static int ctrl_outgoing(sched_ctx_t *ctx, term_t msg, term_t *state, bool *hand
                    : 0;
     }
     if (is_atom(tag, "$gd_out_monitor") && n == 4) {
-        /* {_, Local, Item, Ref} */
+        /* {_, Local, Item, Ref}: node.c's hook_monitor sends the
+         * MONITOR_P itself, after this is queued, so that it leaves ahead
+         * of the caller's next send (rpc's REG_SEND). */
         term_t items[4] = {ctrl_atom("out_mon"), el(msg, 3), el(msg, 1), el(msg, 2)};
         rc = heap_make_tuple_from(h, 4, items, &entry);
-        if (rc == 0)
-            rc = heap_cons(h, entry, *state, state);
-        return rc < 0 ? rc
-                      : ctrl_send(ctx, DOP_MONITOR_P, el(msg, 1), wire_target(el(msg, 2)),
-                                  el(msg, 3), TERM_NONE);
+        return rc == 0 ? heap_cons(h, entry, *state, state) : rc;
     }
     if (is_atom(tag, "$gd_out_spawn") && n == 4) {
         /* {_, Local, ReqId, Node} (cluster_spawn_request): an erpc

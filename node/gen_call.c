@@ -187,6 +187,18 @@ static int request(sched_ctx_t *ctx, term_t label, term_t *server, term_t *req, 
     }
     if (rc != GD_OK)
         return rc;
+    /* The remote monitor told the connection's controller: a send, so a
+     * preemption point that may have collected and moved a boxed dest
+     * ({Name, Node}, a remote pid).  Read it again from the rooted slot
+     * (a local pid is an immediate and needs nothing). */
+    if (w->pid == TERM_NONE) {
+        rc = girder_server_ref(*server, &dest);
+        if (rc != GD_OK) {
+            term_t ignored;
+            (void)finish_wait(ctx, w, false, &ignored);
+            return rc;
+        }
+    }
     term_t *e, from;
     rc = heap_make_tuple(sched_heap(ctx), 2, &e, &from);
     if (rc == GD_OK) {

@@ -181,10 +181,13 @@ int girder_cast(sched_ctx_t *ctx, term_t server, term_t msg) GD_MUST_CHECK;
  * [alias | Alias] with an alias of the caller's own, which the peer's
  * ALIAS_SEND reaches, dropped as well once the call is over),
  * SCHED_ENOPROC (no such process or name), GIRDER_EEXIT (the server exited
- * during the call; *reply_out is its exit reason), GIRDER_ENODEDOWN, and
- * the send's errors.  Work: O(size of request + reply) plus
- * the messages arriving meanwhile; the caller's older messages are not
- * looked at, except after a timeout or a server exit (the monitor's flush).
+ * during the call; *reply_out is its exit reason), GIRDER_ENODEDOWN (also
+ * when the connection to a remote server's node cannot be set up: the
+ * first call to a node goes out, monitor first, once it is up), and
+ * the send's errors (tests/node/test_call.c; remote servers:
+ * tests/cluster/test_remote_call.c, tests/interop/svc_interop).  Work: O(size of request + reply)
+ * plus the messages arriving meanwhile; the caller's older messages are not looked at, except after
+ * a timeout or a server exit (the monitor's flush).
  */
 int girder_call(sched_ctx_t *ctx, term_t server, term_t request, int64_t timeout_ms,
                 term_t *reply_out) GD_MUST_CHECK;

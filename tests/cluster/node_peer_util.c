@@ -120,7 +120,32 @@ bool np_write_frame(int fd, const void *p, size_t n)
     return np_write_all(fd, len, 4) && np_write_all(fd, p, n);
 }
 
-int np_peer_connect(np_peer_t *p, const char *cookie, const char *name, uint64_t flags, int rcvbuf)
+/* Runs the handshake until it ends or reaches pause_at (with what it
+ * would send next still in hs->out); its result as dist_hs_feed's (0
+ * while paused), or DIST_ECLOSED when the node closed first. */
+static int hs_run(np_peer_t *p, dist_hs_t *hs, int pause_at)
+{
+    int rc = 0;
+    for (int rounds = 0; rounds < 100 && rc == 0 && (int)hs->state != pause_at; rounds++) {
+        if (hs->out_len > 0) {
+            CU_ASSERT(np_write_all(p->fd, hs->out, hs->out_len));
+            hs->out_len = 0;
+        }
+        size_t used = 0;
+        rc = dist_hs_feed(hs, p->in, p->in_len, &used);
+        if (used > 0) {
+            memmove(p->in, p->in + used, p->in_len - used);
+            p->in_len -= used;
+            continue;
+        }
+        if (rc == 0 && !np_read_some(p->fd, p->in, p->in_cap, &p->in_len, 100))
+            return DIST_ECLOSED;
+    }
+    return rc;
+}
+
+int np_peer_connect_paused(np_peer_t *p, const char *cookie, const char *name, uint64_t flags,
+                           int rcvbuf, dist_hs_t *hs, int pause_at)
 {
     memset(p, 0, sizeof *p);
     np_start_node(0);
@@ -145,30 +170,22 @@ int np_peer_connect(np_peer_t *p, const char *cookie, const char *name, uint64_t
     c.challenge = 0x12345678;
     c.peer_name = np_name;
     c.peer_name_len = strlen(np_name);
-    dist_hs_t hs;
-    CU_ASSERT_FATAL(dist_hs_init(&hs, &c) == 0);
-    int rc = 0;
-    for (int rounds = 0; rounds < 100 && rc == 0; rounds++) {
-        if (hs.out_len > 0) {
-            CU_ASSERT(np_write_all(p->fd, hs.out, hs.out_len));
-            hs.out_len = 0;
-        }
-        size_t used = 0;
-        rc = dist_hs_feed(&hs, p->in, p->in_len, &used);
-        if (used > 0) {
-            memmove(p->in, p->in + used, p->in_len - used);
-            p->in_len -= used;
-            continue;
-        }
-        if (rc == 0 && !np_read_some(p->fd, p->in, p->in_cap, &p->in_len, 100)) {
-            rc = DIST_ECLOSED;
-            break;
-        }
-    }
+    CU_ASSERT_FATAL(dist_hs_init(hs, &c) == 0);
     CU_ASSERT_FATAL(dist_rx_init(&p->rx, NULL) == 0);
     CU_ASSERT_FATAL(heap_init(&p->h, 0) == 0);
     CU_ASSERT_FATAL(heap_make_ext_pid(&p->h, heap_atom(p->name), 1, 0, 77, &p->self) == 0);
-    return rc;
+    return hs_run(p, hs, pause_at);
+}
+
+int np_peer_connect_resume(np_peer_t *p, dist_hs_t *hs)
+{
+    return hs_run(p, hs, -1);
+}
+
+int np_peer_connect(np_peer_t *p, const char *cookie, const char *name, uint64_t flags, int rcvbuf)
+{
+    dist_hs_t hs;
+    return np_peer_connect_paused(p, cookie, name, flags, rcvbuf, &hs, -1);
 }
 
 void np_peer_close(np_peer_t *p)

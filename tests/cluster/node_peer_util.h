@@ -51,6 +51,14 @@ typedef struct np_peer {
  * (1: up, the peer's rx and heap ready), or DIST_ECLOSED when the node
  * closed first. */
 int np_peer_connect(np_peer_t *p, const char *cookie, const char *name, uint64_t flags, int rcvbuf);
+/* np_peer_connect in two steps: the handshake stops once it reaches
+ * state pause_at (a dist_hs_state; DIST_HS_RECV_ACK: the node has taken
+ * the name and waits for the challenge reply, held in hs->out), returning
+ * 0 then; np_peer_connect_resume sends what was held and runs it to its
+ * end (its result as np_peer_connect's). */
+int np_peer_connect_paused(np_peer_t *p, const char *cookie, const char *name, uint64_t flags,
+                           int rcvbuf, dist_hs_t *hs, int pause_at);
+int np_peer_connect_resume(np_peer_t *p, dist_hs_t *hs);
 void np_peer_close(np_peer_t *p);
 /* The next non-tick message from the node within ms (terms on p->h). */
 bool np_peer_recv(np_peer_t *p, dist_msg_t *m, int ms);

@@ -21,6 +21,7 @@ main([GStr, KvV2]) ->
               {girder_reg_send, fun() -> reg_send(G) end},
               {girder_calls_gen_server, fun() -> calls_gen_server(G) end},
               {girder_rpc_into_otp, fun() -> rpc_into_otp(G) end},
+              {girder_first_call_fresh_otp, fun() -> first_call_fresh(G) end},
               {girder_monitor_nodes, fun() -> monitor_nodes(G) end},
               {spawn_registered_bodies, fun() -> spawn_bodies(G) end},
               {girder_unlinks, fun() -> girder_unlinks(G) end},
@@ -179,6 +180,33 @@ rpc_into_otp(G) ->
     P = rpc:call(G, girder, rpc_out, [self(), 'nonode_svc@nohost', erlang, node, [], 5000]),
     true = is_pid(P),
     {badrpc, nodedown} = receive {girder_out, R} -> R after 10000 -> exit(no_nodedown) end,
+    ok.
+
+%% girder's very first call to an OTP node it has no connection to yet
+%% (the peers mesh with nobody): the call's monitor and request wait with
+%% the connection being set up and go out in that order; an rpc:call gets
+%% its answer, a gen_server:call to a name nobody holds gets noproc (the
+%% monitor's answer: it used to be lost while connecting).
+first_call_fresh(G) ->
+    Fresh = fun(Prefix) ->
+                    {ok, Peer, B} = peer:start(#{name => peer:random_name(Prefix),
+                                                 args => ["-setcookie",
+                                                          atom_to_list(erlang:get_cookie()),
+                                                          "-connect_all", "false"]}),
+                    {Peer, B}
+            end,
+    {P1, B1} = Fresh(first_rpc),
+    try
+        P = rpc:call(G, girder, rpc_out, [self(), B1, erlang, node, [], 5000]),
+        true = is_pid(P),
+        B1 = receive {girder_out, R} -> R after 10000 -> exit(no_first_rpc_result) end
+    after peer:stop(P1)
+    end,
+    {P2, B2} = Fresh(first_noproc),
+    try
+        {error, noproc} = call_out(G, {no_such_server_here, B2}, x, 5000)
+    after peer:stop(P2)
+    end,
     ok.
 
 %% ---- node monitoring from girder processes ----
