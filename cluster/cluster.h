@@ -106,10 +106,6 @@
  *     again; delivering the DOWN straight to the monitor's alias from the
  *     loop thread (the controller only forgetting its entry) would take
  *     one hop off;
- *   - cluster_stop stops the scheduler (sched_stop frees its run queues)
- *     while the loop thread may still close a connection and send its
- *     controller '$gd_nodedown' (conn_kill_locked): a TSan data race at
- *     shutdown, seen in interop_dist under TSan;
  *   - loadgen (girder bench, 1000 clients, docs/benchmarks.md): ratio
  *     to beam_loadgen 1.3-1.8 on the shared box, issue 15 asks 2; per
  *     round trip still a node.lock + bufferevent lock hold per send and

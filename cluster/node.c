@@ -2145,7 +2145,17 @@ void cluster_stop(void)
 {
     if (!node.running)
         return;
-    /* Processes first (no more sends), then connections, then EPMD. */
+    /* The loop thread first: it hands frames and nodedowns to processes
+     * (sched_send), so it must be gone before sched_stop frees them (TSan
+     * saw a connection's '$gd_nodedown' sent to a controller while the
+     * scheduler was being torn down).  Then processes (no more sends),
+     * then connections, then EPMD.  Sends made meanwhile only queue on
+     * the bufferevents, which are freed below. */
+    if (node.loop_started) {
+        event_base_loopbreak(node.base);
+        pthread_join(node.loop_thread, NULL);
+        node.loop_started = false;
+    }
     sched_stop();
     cluster_global_clear();
     sched_set_dist_hooks(NULL);
@@ -2154,11 +2164,6 @@ void cluster_stop(void)
     while (node.connect_threads > 0)
         pthread_cond_wait(&node.cond, &node.lock);
     pthread_mutex_unlock(&node.lock);
-    if (node.loop_started) {
-        event_base_loopbreak(node.base);
-        pthread_join(node.loop_thread, NULL);
-        node.loop_started = false;
-    }
     unsigned n = 0;
     while (node.conns != NULL) {
         conn_t *c = node.conns;

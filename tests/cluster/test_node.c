@@ -186,6 +186,35 @@ static int listen_any(uint16_t *port)
     return fd;
 }
 
+/* A name registered in the node's EPMD for a listening socket of ours
+ * that accepts and never answers (the node's own attempt stalls there). */
+typedef struct {
+    int lfd;
+    char full[64];
+    uint32_t creation;
+    epmd_registration_t *reg;
+} silent_peer_t;
+
+static void silent_peer_start(silent_peer_t *sp, const char *alive)
+{
+    np_start_node(0);
+    uint16_t port;
+    sp->lfd = listen_any(&port);
+    epmd_client_opts_t eo = {.port = np_epmd_port(), .timeout_ms = 2000};
+    epmd_node_info_t info = {
+        .port = port, .node_type = EPMD_NODE_NORMAL, .high_vsn = 6, .low_vsn = 5};
+    snprintf(info.name, sizeof info.name, "%s", alive);
+    sp->reg = NULL;
+    CU_ASSERT_FATAL(epmd_client_register(&eo, &info, &sp->creation, &sp->reg) == 0);
+    snprintf(sp->full, sizeof sp->full, "%s@localhost", alive);
+}
+
+static void silent_peer_stop(silent_peer_t *sp)
+{
+    close(sp->lfd);
+    epmd_registration_close(sp->reg);
+}
+
 static bool read_full(int fd, uint8_t *buf, size_t n)
 {
     while (n > 0) {
@@ -203,18 +232,11 @@ static bool read_full(int fd, uint8_t *buf, size_t n)
 
 static void simultaneous(const char *alive, bool peer_wins, bool peer_answers_nok)
 {
-    np_start_node(0);
-    uint16_t port;
-    int lfd = listen_any(&port);
-    epmd_client_opts_t eo = {.port = np_epmd_port(), .timeout_ms = 2000};
-    epmd_node_info_t info = {
-        .port = port, .node_type = EPMD_NODE_NORMAL, .high_vsn = 6, .low_vsn = 5};
-    snprintf(info.name, sizeof info.name, "%s", alive);
-    uint32_t creation;
-    epmd_registration_t *reg = NULL;
-    CU_ASSERT_FATAL(epmd_client_register(&eo, &info, &creation, &reg) == 0);
-    char full[64];
-    snprintf(full, sizeof full, "%s@localhost", alive);
+    silent_peer_t sp;
+    silent_peer_start(&sp, alive);
+    int lfd = sp.lfd;
+    const char *full = sp.full;
+    uint32_t creation = sp.creation;
     heap_t h;
     CU_ASSERT_FATAL(heap_init(&h, 0) == 0);
     term_t to;
@@ -256,8 +278,7 @@ static void simultaneous(const char *alive, bool peer_wins, bool peer_answers_no
     }
     if (node_side >= 0)
         close(node_side);
-    close(lfd);
-    epmd_registration_close(reg);
+    silent_peer_stop(&sp);
     heap_destroy(&h);
 }
 
@@ -281,18 +302,11 @@ static void test_simultaneous(void)
  * and every reference the connection took is dropped once it went out. */
 static void big_send_while_connecting(const char *alive, uint64_t peer_flags)
 {
-    np_start_node(0);
-    uint16_t port;
-    int lfd = listen_any(&port);
-    epmd_client_opts_t eo = {.port = np_epmd_port(), .timeout_ms = 2000};
-    epmd_node_info_t info = {
-        .port = port, .node_type = EPMD_NODE_NORMAL, .high_vsn = 6, .low_vsn = 5};
-    snprintf(info.name, sizeof info.name, "%s", alive);
-    uint32_t creation;
-    epmd_registration_t *reg = NULL;
-    CU_ASSERT_FATAL(epmd_client_register(&eo, &info, &creation, &reg) == 0);
-    char full[64];
-    snprintf(full, sizeof full, "%s@localhost", alive);
+    silent_peer_t sp;
+    silent_peer_start(&sp, alive);
+    int lfd = sp.lfd;
+    const char *full = sp.full;
+    uint32_t creation = sp.creation;
     heap_t h;
     CU_ASSERT_FATAL(heap_init(&h, 0) == 0);
     term_t to, big;
@@ -333,8 +347,7 @@ static void big_send_while_connecting(const char *alive, uint64_t peer_flags)
     np_peer_close(&p);
     if (node_side >= 0)
         close(node_side);
-    close(lfd);
-    epmd_registration_close(reg);
+    silent_peer_stop(&sp);
     heap_destroy(&h);
     heap_binary_unref(bin);
 }
