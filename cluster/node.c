@@ -1604,11 +1604,11 @@ static term_t controller_for(term_t node_atom)
     return ctrl;
 }
 
-/* {Tag, A, B[, D]} to a controller, built on the caller's heap. */
-static int tell(sched_ctx_t *ctx, term_t ctrl, const char *tag, term_t a, term_t b, term_t d)
+/* {Tag, A, B[, D]} (D omitted when TERM_NONE), built on the caller's heap. */
+static int make_tell(sched_ctx_t *ctx, const char *tag, term_t a, term_t b, term_t d, term_t *msg)
 {
-    term_t *e, msg;
-    int rc = heap_make_tuple(sched_heap(ctx), d == TERM_NONE ? 3 : 4, &e, &msg);
+    term_t *e;
+    int rc = heap_make_tuple(sched_heap(ctx), d == TERM_NONE ? 3 : 4, &e, msg);
     if (rc < 0)
         return rc;
     e[0] = heap_atom(tag);
@@ -1616,7 +1616,15 @@ static int tell(sched_ctx_t *ctx, term_t ctrl, const char *tag, term_t a, term_t
     e[2] = b;
     if (d != TERM_NONE)
         e[3] = d;
-    return sched_send(ctx, ctrl, msg);
+    return 0;
+}
+
+/* {Tag, A, B[, D]} to a controller. */
+static int tell(sched_ctx_t *ctx, term_t ctrl, const char *tag, term_t a, term_t b, term_t d)
+{
+    term_t msg;
+    int rc = make_tell(ctx, tag, a, b, d, &msg);
+    return rc < 0 ? rc : sched_send(ctx, ctrl, msg);
 }
 
 /*
@@ -1633,16 +1641,11 @@ static int tell(sched_ctx_t *ctx, term_t ctrl, const char *tag, term_t a, term_t
 static int tell_controller_of(sched_ctx_t *ctx, term_t node_atom, const char *tag, term_t a,
                               term_t b, term_t d, bool *told)
 {
-    term_t *e, msg;
-    int rc = heap_make_tuple(sched_heap(ctx), d == TERM_NONE ? 3 : 4, &e, &msg);
+    term_t msg;
+    int rc = make_tell(ctx, tag, a, b, d, &msg);
     *told = false;
     if (rc < 0)
         return rc;
-    e[0] = heap_atom(tag);
-    e[1] = a;
-    e[2] = b;
-    if (d != TERM_NONE)
-        e[3] = d;
     pthread_mutex_lock(&node.lock);
     conn_t *c = get_conn_locked(node_atom);
     if (c != NULL && term_is_pid(c->ctrl)) {
