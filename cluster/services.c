@@ -343,12 +343,29 @@ static int watch_init(sched_ctx_t *ctx, term_t arg, term_t *state)
     return rc == 0 ? heap_make_tuple_from(sched_heap(ctx), 3, items, state) : rc;
 }
 
+static bool eq(term_t a, term_t b)
+{
+    int order = 1;
+    return heap_compare_checked(a, b, true, &order) == 0 && order == 0;
+}
+
+/* A {'DOWN', *ref, ...} message. */
+static bool is_down_of(term_t msg, void *ref)
+{
+    return arity(msg) == 5 && is_atom(el(msg, 0), "DOWN") && eq(el(msg, 1), *(term_t *)ref);
+}
+
 static int watch_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 {
     if (is_atom(msg, "demonitor")) {
-        /* demonitor(Ref), then {watch_demonitored, Pid} to ReportTo: no
-         * watch_down may follow. */
-        int rc = sched_demonitor(ctx, el(*state, 2));
+        /* demonitor(Ref, [flush]), then {watch_demonitored, Pid} to
+         * ReportTo: no watch_down may follow.  The flush matters: a 'DOWN'
+         * taken into the queue with the `demonitor` message stays there
+         * after a plain demonitor, in OTP as here. */
+        term_t ref = el(*state, 2);
+        int rc = sched_demonitor(ctx, ref);
+        if (rc == 0)
+            (void)sched_flush(ctx, is_down_of, &ref);
         term_t report, items[2] = {heap_atom("watch_demonitored"), el(*state, 0)};
         if (rc == 0)
             rc = heap_make_tuple_from(sched_heap(ctx), 2, items, &report);
@@ -549,11 +566,6 @@ static int state_remove(heap_t *h, term_t *state, entry_pred pred, term_t a, ter
     return 0;
 }
 
-static bool eq(term_t a, term_t b)
-{
-    int order = 1;
-    return heap_compare_checked(a, b, true, &order) == 0 && order == 0;
-}
 static bool mon_by_lref(term_t e, term_t lref, term_t unused)
 {
     (void)unused;

@@ -1997,6 +1997,21 @@ void sched_receive_ref(sched_ctx_t *ctx, term_t ref, sched_pred_fn pred, void *a
         ctx->save = ctx->mark;
 }
 
+size_t sched_flush(sched_ctx_t *ctx, sched_pred_fn pred, void *arg)
+{
+    size_t dropped = 0;
+    msg_t **link = &ctx->q_first;
+    while (*link != NULL) {
+        if (!pred((*link)->term, arg)) {
+            link = &(*link)->qnext;
+            continue;
+        }
+        msg_free(queue_unlink(ctx, link));
+        dropped++;
+    }
+    return dropped;
+}
+
 int sched_code_change(sched_ctx_t *ctx, term_t extra)
 {
     if (ctx->beh->code_change == NULL)

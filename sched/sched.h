@@ -418,6 +418,13 @@ void sched_receive(sched_ctx_t *ctx, sched_pred_fn pred, void *arg);
  * then. */
 void sched_receive_ref(sched_ctx_t *ctx, term_t ref, sched_pred_fn pred, void *arg);
 
+/* Drops every message of the process's queue that pred accepts and returns
+ * how many: erlang:demonitor(Ref, [flush])'s flush for a behaviour, after
+ * sched_demonitor (which makes the runtime drop a 'DOWN' of Ref that is
+ * still in the inbox; this drops one already taken into the queue).
+ * O(queue length). */
+size_t sched_flush(sched_ctx_t *ctx, sched_pred_fn pred, void *arg);
+
 /* Calls the behaviour's code_change for the process (from one of its own
  * callbacks); errors as the callback's. */
 int sched_code_change(sched_ctx_t *ctx, term_t extra) GD_MUST_CHECK;

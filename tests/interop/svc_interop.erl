@@ -276,8 +276,10 @@ girder_unlinks(G) ->
     receive {watch_exit, E, _} = X -> exit({exit_after_unlink, X}) after 500 -> ok end,
     ok.
 
-%% A girder process demonitors an OTP process just as it dies, 100 times:
-%% a DOWN may come before the demonitor, never after it.
+%% A girder process demonitors an OTP process just as it dies, 100 times,
+%% with flush (as demonitor(Ref, [flush])): a DOWN may come before the
+%% demonitor, never after it.  (Without flush OTP too may deliver a DOWN
+%% that was already in the queue when demonitor ran.)
 girder_demonitors(G) ->
     [demonitor_race(G, I) || I <- lists:seq(1, 100)],
     ok.

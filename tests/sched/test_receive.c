@@ -4,7 +4,7 @@
  * pointer), messages skipped stay queued in order, and a receive for a
  * freshly made reference skips the messages queued before the ref (OTP's
  * reference trick); sched_suspend holds a behaviour's callbacks until
- * sched_resume.
+ * sched_resume; sched_flush drops the queued messages a predicate picks.
  */
 #include <time.h>
 
@@ -200,9 +200,59 @@ static void test_suspend_resume(void)
     st_stop();
 }
 
+/* Flush: the process sends itself 1 2 1 3 1 in init; all five are in its
+ * queue when 1 is handled, which flushes the other 1s (and only them). */
+static bool pred_one(term_t msg, void *arg)
+{
+    (void)arg;
+    return msg == S(1);
+}
+
+static int flush_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    (void)arg;
+    *state = TERM_NIL;
+    static const int64_t sent[] = {1, 2, 1, 3, 1};
+    int rc = GD_OK;
+    for (size_t i = 0; i < 5 && rc == GD_OK; i++)
+        rc = sched_send(ctx, sched_self(ctx), S(sent[i]));
+    return rc;
+}
+
+static int flush_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    (void)state;
+    record(term_small_value(msg));
+    if (msg == S(1))
+        record(100 + (int64_t)sched_flush(ctx, pred_one, NULL));
+    atomic_fetch_add(&handled, 1);
+    return GD_OK;
+}
+
+static const sched_behaviour_t flush_beh = {flush_init, flush_handle, NULL, NULL};
+
+static void test_flush(void)
+{
+    atomic_store(&handled, 0);
+    atomic_store(&norder, 0);
+    st_start(2);
+    term_t p;
+    CU_ASSERT_FATAL(sched_spawn(NULL, &flush_beh, TERM_NIL, &p) == GD_OK);
+    CU_ASSERT(wait_counter(&handled, 3));
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, NULL);
+    CU_ASSERT(atomic_load(&handled) == 3);
+    CU_ASSERT_FATAL(atomic_load(&norder) == 4);
+    CU_ASSERT(order[0] == 1 && order[1] == 102 && order[2] == 2 && order[3] == 3);
+    sched_process_info_t info;
+    CU_ASSERT(sched_process_info(p, &info) == GD_OK && info.message_queue_len == 0);
+    st_stop();
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"selective receive: save pointer and ref trick", test_selective_receive},
     {"suspend until resumed", test_suspend_resume},
+    {"flush drops matching queued messages", test_flush},
     {NULL, NULL},
 };
 
