@@ -72,6 +72,20 @@ typedef struct conn {
      * here without the bufferevent's lock, which senders on the
      * schedulers take for every write (see read_up). */
     struct evbuffer *rxq;
+    /* An up TCP connection is read by this event rather than by the
+     * bufferevent (see sock_read_cb); rx_want: bytes the frame at the
+     * head of rxq still lacks (0: none known). */
+    struct event *rd;
+    size_t rx_want;
+    /* A big frame's bytes go from the socket straight to where they end
+     * up (sock_read_cb): a continuation fragment's into its sequence's
+     * buffer, another big frame's into a binary of its own.  sink_left:
+     * bytes still to come (0: no sink). */
+    uint8_t *sink_dst;
+    size_t sink_left, sink_frame_len;
+    heap_binary_t *sink_frame;              /* a big frame's binary, or NULL */
+    uint8_t sink_hdr[DIST_FRAG_CONT_HDR_LEN]; /* a fragment's header */
+    bool sink_last;                          /* that fragment ends its message */
     term_t node; /* the peer's node atom (initiator: from the start) */
     char peer[DIST_NAME_MAX + 1];
     uint64_t flags;
@@ -200,6 +214,8 @@ static void held_free(conn_t *c)
 
 static void conn_free(conn_t *c)
 {
+    if (c->rd != NULL)
+        event_free(c->rd); /* before the bufferevent closes the socket */
     if (c->bev != NULL)
         bufferevent_free(c->bev);
     if (c->timer != NULL)
@@ -208,6 +224,8 @@ static void conn_free(conn_t *c)
         dist_rx_free(&c->rx);
     if (c->rxq != NULL)
         evbuffer_free(c->rxq);
+    if (c->sink_frame != NULL)
+        heap_binary_unref(c->sink_frame);
     etf_buf_free(&c->pending);
     held_free(c);
     free(c->waiters);
@@ -317,6 +335,10 @@ static void conn_kill_locked(conn_t *c)
     conn_unbusy_locked(c); /* nothing will drain now: let its senders go */
     if (c->bev != NULL)
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    /* Not blocking: another thread may kill c while sock_read_cb runs,
+     * which then finds it dead. */
+    if (c->rd != NULL)
+        event_del_noblock(c->rd);
     if (c->timer != NULL)
         event_del(c->timer);
     if (!c->connect_job)
@@ -829,6 +851,29 @@ static int frame_done(conn_t *c, heap_t *h, int rc, const dist_msg_t *m)
     return rc;
 }
 
+/* The last fragment of a message is in (its header hdr): decodes the
+ * message from the sequence's buffer and hands it on. */
+static int last_fragment_done(conn_t *c, const uint8_t *hdr)
+{
+    heap_t h;
+    dist_msg_t m;
+    int rc = heap_msg_build_init(&h);
+    return rc == 0 ? frame_done(c, &h, dist_rx_frag_complete(&c->rx, &h, hdr, &m), &m) : rc;
+}
+
+/* A big frame of n bytes is in frame->data: decodes it (its binaries
+ * referencing the frame) and hands it on; drops our reference. */
+static int big_frame_done(conn_t *c, heap_binary_t *frame, size_t n)
+{
+    heap_t h;
+    dist_msg_t m;
+    int rc = heap_msg_build_init(&h);
+    if (rc == 0)
+        rc = frame_done(c, &h, dist_rx_frame_in(&c->rx, &h, frame, n, &m), &m);
+    heap_binary_unref(frame); /* the message's binaries hold their own references */
+    return rc;
+}
+
 /* A continuation fragment goes from the input buffer straight into the
  * sequence's buffer: no pullup copy for the bulk of a big message; the
  * last one then decodes the message into fragments for its target.
@@ -851,13 +896,8 @@ static bool read_fragment_data(conn_t *c, struct evbuffer *in, size_t n, int *rc
     if (evbuffer_remove(in, dst, data) != (int)data)
         *rc = GD_ENOMEM; /* cannot happen: all n bytes are there */
     atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
-    if (r == 2 && *rc == 0) {
-        heap_t h;
-        dist_msg_t m;
-        *rc = heap_msg_build_init(&h);
-        if (*rc == 0)
-            *rc = frame_done(c, &h, dist_rx_frag_complete(&c->rx, &h, hdr, &m), &m);
-    }
+    if (r == 2 && *rc == 0)
+        *rc = last_fragment_done(c, hdr);
     return true;
 }
 
@@ -868,21 +908,83 @@ static int read_big_frame(conn_t *c, struct evbuffer *in, size_t n)
     if (frame == NULL)
         return GD_ENOMEM;
     evbuffer_drain(in, 4);
-    int rc = evbuffer_remove(in, frame->data, n) == (int)n ? 0 : GD_ENOMEM;
     atomic_fetch_add_explicit(&c->bytes_in, 4 + n, memory_order_relaxed);
-    heap_t h;
-    dist_msg_t m;
-    if (rc == 0)
-        rc = heap_msg_build_init(&h);
-    if (rc == 0)
-        rc = frame_done(c, &h, dist_rx_frame_in(&c->rx, &h, frame, n, &m), &m);
-    heap_binary_unref(frame); /* the message's binaries hold their own references */
-    return rc;
+    if (evbuffer_remove(in, frame->data, n) != (int)n) {
+        heap_binary_unref(frame);
+        return GD_ENOMEM; /* cannot happen: all n bytes are there */
+    }
+    return big_frame_done(c, frame, n);
+}
+
+/* Frames that still lack this many bytes are read into place by a sink. */
+#define SINK_MIN ((size_t)16 << 10)
+
+/*
+ * The frame at the head of `in` (n bytes, of which only have = all of
+ * `in` less the length are there) is big: when it is a continuation
+ * fragment (its header is in) or a big frame, what is in moves to where
+ * the frame's bytes belong and the rest will be read there directly
+ * (c->sink_*).  Else nothing happens: the frame is split from `in` once
+ * complete.  Returns 0 or the error that closes c.
+ */
+static int sink_start(conn_t *c, struct evbuffer *in, size_t n, size_t have)
+{
+    if (n > DIST_FRAG_CONT_HDR_LEN && have >= DIST_FRAG_CONT_HDR_LEN) {
+        uint8_t *dst;
+        const uint8_t *p = evbuffer_pullup(in, 4 + DIST_FRAG_CONT_HDR_LEN);
+        if (p == NULL)
+            return GD_ENOMEM;
+        memcpy(c->sink_hdr, p + 4, DIST_FRAG_CONT_HDR_LEN);
+        int r = dist_rx_frag_room(&c->rx, c->sink_hdr, n, &dst);
+        if (r < 0)
+            return r;
+        if (r > 0) {
+            size_t data = have - DIST_FRAG_CONT_HDR_LEN;
+            evbuffer_drain(in, 4 + DIST_FRAG_CONT_HDR_LEN);
+            if (evbuffer_remove(in, dst, data) != (int)data)
+                return GD_ENOMEM;
+            c->sink_dst = dst + data;
+            c->sink_last = r == 2;
+            c->sink_frame = NULL;
+            c->sink_frame_len = n;
+            c->sink_left = n - have;
+            return 0;
+        }
+    } else if (n > DIST_FRAG_CONT_HDR_LEN) {
+        return 0; /* maybe a fragment: wait for its header */
+    }
+    if (n < BIG_FRAME_MIN)
+        return 0;
+    heap_binary_t *frame = heap_binary_new(n);
+    if (frame == NULL)
+        return GD_ENOMEM;
+    evbuffer_drain(in, 4);
+    if (evbuffer_remove(in, frame->data, have) != (int)have) {
+        heap_binary_unref(frame);
+        return GD_ENOMEM;
+    }
+    c->sink_frame = frame;
+    c->sink_frame_len = n;
+    c->sink_dst = frame->data + have;
+    c->sink_left = n - have;
+    return 0;
+}
+
+/* The sink's frame is complete: hands it on.  0 or the error that closes c. */
+static int sink_finish(conn_t *c)
+{
+    atomic_fetch_add_explicit(&c->bytes_in, 4 + c->sink_frame_len, memory_order_relaxed);
+    heap_binary_t *frame = c->sink_frame;
+    c->sink_frame = NULL;
+    if (frame != NULL)
+        return big_frame_done(c, frame, c->sink_frame_len);
+    return c->sink_last ? last_fragment_done(c, c->sink_hdr) : 0;
 }
 
 /* Decodes and handles every complete frame in the input buffer. */
 static void read_frames(conn_t *c, struct evbuffer *in)
 {
+    c->rx_want = 0;
     for (;;) {
         size_t avail = evbuffer_get_length(in), n;
         if (avail < 4)
@@ -895,9 +997,18 @@ static void read_frames(conn_t *c, struct evbuffer *in)
             conn_close(c, dist_strerror(rc));
             return;
         }
-        if (rc == 0)
-            return;
-        if (n > DIST_FRAG_CONT_HDR_LEN && read_fragment_data(c, in, n, &rc)) {
+        if (rc == 0) {
+            /* What the frame still lacks: the next read asks for it. */
+            size_t len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+            c->rx_want = 4 + len - avail;
+            if (c->rd != NULL && c->rx_want >= SINK_MIN)
+                rc = sink_start(c, in, len, avail - 4);
+            if (rc == 0) {
+                if (c->sink_left > 0)
+                    c->rx_want = 0;
+                return;
+            }
+        } else if (n > DIST_FRAG_CONT_HDR_LEN && read_fragment_data(c, in, n, &rc)) {
             /* handled: rc says how */
         } else if (n >= BIG_FRAME_MIN) {
             rc = read_big_frame(c, in, n);
@@ -938,6 +1049,106 @@ static void read_up(conn_t *c, struct evbuffer *in)
         return;
     }
     read_frames(c, c->rxq);
+}
+
+/* Bytes one read of an up TCP connection asks for: RX_READ_MIN, or what
+ * the frame being received still lacks, up to RX_READ_MAX. */
+#define RX_READ_MIN ((size_t)64 << 10)
+#define RX_READ_MAX ((size_t)1 << 20)
+#define RX_SINK_PEEK ((size_t)512)
+
+/*
+ * Reads an up TCP connection straight into rxq and decodes its frames.
+ * libevent 2.1's bufferevent reads at most 4 KiB per readv (its
+ * EVBUFFER_MAX_READ caps whatever FIONREAD reports, and it makes that
+ * ioctl before every read): a 1 MiB message took 256 reads and loop
+ * passes.  One readv here takes 64 KiB, or the rest of a big frame.
+ * Level-triggered: a read that fills its room is followed by another,
+ * a short one ends the pass (epoll reports what arrives later).
+ */
+static void sock_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    conn_t *c = arg;
+    for (int pass = 0; pass < 4 && c->state == CONN_UP; pass++) {
+        size_t want = c->rx_want > RX_READ_MIN ? c->rx_want : RX_READ_MIN;
+        if (want > RX_READ_MAX)
+            want = RX_READ_MAX;
+        /* The sink's bytes first, then room in rxq for what follows: only
+         * a little while sinking, so that the next big frame's bytes land
+         * in its own sink rather than in rxq (to be copied from there). */
+        if (c->sink_left > 0)
+            want = RX_SINK_PEEK;
+        struct iovec iov[3];
+        int k = 0;
+        bool sinking = c->sink_left > 0;
+        if (sinking)
+            iov[k++] = (struct iovec){c->sink_dst, c->sink_left};
+        struct evbuffer_iovec vec[2];
+        int nvec = evbuffer_reserve_space(c->rxq, (ev_ssize_t)want, vec, 2);
+        if (nvec <= 0) {
+            conn_close(c, "out of memory");
+            return;
+        }
+        size_t room = 0, offer = want;
+        for (int i = 0; i < nvec; i++) {
+            size_t len = vec[i].iov_len < offer ? vec[i].iov_len : offer;
+            iov[k++] = (struct iovec){vec[i].iov_base, len};
+            offer -= len;
+        }
+        for (int i = 0; i < k; i++)
+            room += iov[i].iov_len;
+        ssize_t got = readv(fd, iov, k);
+        if (got <= 0) {
+            evbuffer_commit_space(c->rxq, vec, 0);
+            if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                return;
+            conn_close(c, got == 0 ? "connection closed by peer" : "socket error");
+            return;
+        }
+        c->last_read_ns = now_ns();
+        size_t left = (size_t)got;
+        if (sinking) {
+            size_t take = left < c->sink_left ? left : c->sink_left;
+            c->sink_dst += take;
+            c->sink_left -= take;
+            left -= take;
+        }
+        for (int i = 0; i < nvec; i++) {
+            vec[i].iov_len = left < vec[i].iov_len ? left : vec[i].iov_len;
+            left -= vec[i].iov_len; /* (never more than offered) */
+        }
+        evbuffer_commit_space(c->rxq, vec, nvec);
+        if (sinking && c->sink_left == 0) {
+            int rc = sink_finish(c);
+            if (rc < 0) {
+                char why[128];
+                snprintf(why, sizeof why, "bad data on the connection: %s", dist_strerror(rc));
+                conn_close(c, why);
+                return;
+            }
+        }
+        read_frames(c, c->rxq);
+        if ((size_t)got < room)
+            return;
+    }
+}
+
+/* An up TCP connection: its reads move from the bufferevent to
+ * sock_read_cb (TLS stays with OpenSSL's bufferevent). */
+static int own_reads_start(conn_t *c)
+{
+    if (c->tls)
+        return 0;
+    if (c->rxq == NULL)
+        c->rxq = evbuffer_new();
+    c->rd = c->rxq == NULL ? NULL
+                           : event_new(node.base, bufferevent_getfd(c->bev), EV_READ | EV_PERSIST,
+                                       sock_read_cb, c);
+    if (c->rd == NULL || event_add(c->rd, NULL) != 0)
+        return GD_ENOMEM;
+    bufferevent_disable(c->bev, EV_READ);
+    return 0;
 }
 
 /* Sends what the handshake wrote (4-byte lengths inside TLS). */
@@ -1041,6 +1252,8 @@ static void read_handshake(conn_t *c, struct evbuffer *in)
         }
         if (rc == 1) {
             rc = conn_up(c);
+            if (rc >= 0)
+                rc = own_reads_start(c);
             if (rc < 0) {
                 conn_close(c, dist_strerror(rc));
                 return;

@@ -416,14 +416,6 @@ int gd_cmd_bench(int argc, char **argv)
         goto out;
     }
     o->p.mfa_m = o->p.mfa_f = TERM_NONE;
-    /* Keep freed memory instead of giving it back at every dip: each
-     * message is allocated on one thread and freed on another, and
-     * glibc's default trims an arena's top as soon as 128 KiB are free,
-     * so the next burst grows it again and faults its pages back in
-     * (perf on the echo bench: sysmalloc and _int_free ~13% of this
-     * process's samples, gone with this).  A bench is short-lived: its
-     * peak is what it would reach anyway. */
-    (void)mallopt(M_TRIM_THRESHOLD, 256 << 20);
     if ((status = parse_args(o, argc, argv, &help)) != 0)
         goto out;
     if (help) {
@@ -454,6 +446,13 @@ int gd_cmd_bench(int argc, char **argv)
         goto out;
     }
     started = true;
+    /* Keep more freed memory than the runtime's policy does (sched_start
+     * set it): each message is allocated on one thread and freed on
+     * another, so the next burst would grow an arena again and fault its
+     * pages back in (perf on the echo bench: sysmalloc and _int_free ~13%
+     * of this process's samples with glibc's default 128 KiB).  A bench
+     * is short-lived: its peak is what it would reach anyway. */
+    (void)mallopt(M_TRIM_THRESHOLD, 256 << 20);
     if (o->spawn_nodes > 0) {
         if (children_start(kids, o->spawn_nodes, o, err, sizeof err) != 0) {
             fprintf(stderr, "girder bench: %s\n", err);

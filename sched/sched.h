@@ -617,6 +617,14 @@ size_t sched_process_memory(void);
 /* Resident set size of this OS process in bytes (/proc/self/statm), 0
  * when unreadable.  Any thread, node running or not; a file read. */
 size_t sched_os_rss_bytes(void);
+/* The C library's memory policy, set by sched_start (process-wide):
+ * blocks below SCHED_MALLOC_MMAP_MIN come from glibc's arenas, and each
+ * arena keeps up to SCHED_MALLOC_KEEP bytes of free memory for reuse
+ * instead of handing it back to the OS at once (see os.c).  A program
+ * that wants another policy calls mallopt after sched_start. */
+#define SCHED_MALLOC_MMAP_MIN ((int)4 << 20)
+#define SCHED_MALLOC_KEEP ((int)64 << 20)
+void sched_os_malloc_policy(void);
 
 /* Node statistics for tests and benchmarks. */
 typedef struct sched_stats {

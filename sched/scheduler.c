@@ -763,6 +763,7 @@ int sched_start(const sched_opts_t *opts)
         return GD_EINVAL;
     node_t *n = &sched_node;
     memset(n, 0, sizeof *n);
+    sched_os_malloc_policy();
     unsigned nsched = opts->schedulers;
     if (nsched == 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
