@@ -83,10 +83,10 @@ typedef struct conn {
      * bytes still to come (0: no sink). */
     uint8_t *sink_dst;
     size_t sink_left, sink_frame_len;
-    heap_binary_t *sink_frame;              /* a big frame's binary, or NULL */
+    heap_binary_t *sink_frame;                /* a big frame's binary, or NULL */
     uint8_t sink_hdr[DIST_FRAG_CONT_HDR_LEN]; /* a fragment's header */
-    bool sink_last;                          /* that fragment ends its message */
-    term_t node; /* the peer's node atom (initiator: from the start) */
+    bool sink_last;                           /* that fragment ends its message */
+    term_t node;                              /* the peer's node atom (initiator: from the start) */
     char peer[DIST_NAME_MAX + 1];
     uint64_t flags;
     etf_buf_t pending; /* messages sent before it came up, unframed (see queue_body) */
