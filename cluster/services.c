@@ -832,6 +832,13 @@ static int ctrl_handle_one(sched_ctx_t *ctx, term_t msg, term_t *state)
         rc = heap_make_tuple_from(h, 5, items, &entry);
         return rc == 0 ? heap_cons(h, entry, *state, state) : rc;
     }
+    if (is_atom(tag, "$gd_monitor_set") && n == 5) {
+        /* {_, RemotePid, Target, RemoteRef, LocalRef}: the reading thread
+         * has set the monitor for us (monitor_for_peer). */
+        term_t items[5] = {ctrl_atom("mon"), el(msg, 4), el(msg, 1), el(msg, 3), el(msg, 2)};
+        rc = heap_make_tuple_from(h, 5, items, &entry);
+        return rc == 0 ? heap_cons(h, entry, *state, state) : rc;
+    }
     if (is_atom(tag, "$gd_demonitor") && n == 3) {
         rc = state_remove(h, state, mon_by_remote, el(msg, 1), el(msg, 2), &found);
         if (rc == 0 && found != TERM_NONE)
@@ -942,6 +949,32 @@ static int to_ctrl_sync(conn_t *c, heap_t *h, const char *tag, term_t a, term_t 
         rc = sched_send(NULL, cluster_conn_controller(c), msg);
     if (rc == 0)
         cluster_ctrl_wait(c, seq);
+    return rc == SCHED_ENOPROC ? 0 : rc;
+}
+
+/*
+ * The peer's process `from` monitors local `target` (a pid or a registered
+ * name) with its reference `rref`.  The monitor is set here, on the
+ * reading thread, for the connection's controller (sched_monitor_for),
+ * after telling the controller which peer monitor the local reference
+ * stands for: the target's 'DOWN' then finds that entry, and the frames
+ * read after this one reach the target after the monitor, as in OTP,
+ * without waiting for the controller (to_ctrl_sync did: a call from the
+ * peer cost two more thread wake-ups, and a busy controller held up the
+ * reading of every connection).
+ */
+static int monitor_for_peer(conn_t *c, heap_t *h, term_t from, term_t target, term_t rref)
+{
+    term_t lref, msg;
+    int rc = sched_ref_new(h, &lref);
+    term_t items[5] = {heap_atom("$gd_monitor_set"), from, target, rref, lref};
+    if (rc == 0)
+        rc = heap_make_tuple_from(h, 5, items, &msg);
+    term_t ctrl = cluster_conn_controller(c);
+    if (rc == 0)
+        rc = sched_send(NULL, ctrl, msg);
+    if (rc == 0)
+        rc = sched_monitor_for(ctrl, target, lref);
     return rc == SCHED_ENOPROC ? 0 : rc;
 }
 
@@ -1390,6 +1423,8 @@ int cluster_dispatch(conn_t *c, heap_t *h, const dist_msg_t *m)
         /* {19, From, ToProc, Ref} */
         if (!term_is_pid(el(ctl, 1)) || !term_is_ref(el(ctl, 3)))
             return DIST_EPROTO;
+        if (term_is_local_pid(el(ctl, 2)) || term_is_atom(el(ctl, 2)))
+            return monitor_for_peer(c, h, el(ctl, 1), el(ctl, 2), el(ctl, 3));
         return to_ctrl_sync(c, h, "$gd_monitor", el(ctl, 1), el(ctl, 2), el(ctl, 3));
     case DOP_DEMONITOR_P:
         /* {20, From, ToProc, Ref} */

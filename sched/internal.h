@@ -23,6 +23,10 @@ enum msg_kind {
     SIG_DOWN = 6,      /* from, ref, name, term: reason */
     MSG_ALIAS = 7,     /* a message sent to alias ref (term); becomes MSG_MESSAGE if active */
     SIG_RESUME = 8,    /* sched_resume: ends a sched_suspend */
+    /* from (the monitored pid, or NONE for an unregistered name), ref,
+     * name: a monitor another thread set up for this process
+     * (sched_monitor_for, spawn's watcher): it joins its monitors. */
+    SIG_MONITOR_ADD = 9,
 };
 
 /* A local reference's id words (all refs the runtime makes are local). */

@@ -415,6 +415,19 @@ static msg_t *exit_sig(term_t from, term_t reason, bool linked)
     return m;
 }
 
+/* Queues to watcher a signal that makes it the holder of monitor ref of
+ * pid (or of name), before anything that could report the monitor. */
+static int monitor_add_to(sched_proc_t *w, sched_ref_t ref, term_t pid, term_t name)
+{
+    msg_t *add = msg_new(SIG_MONITOR_ADD, pid);
+    if (add == NULL)
+        return GD_ENOMEM;
+    add->ref = ref;
+    add->name = name;
+    deliver(w, add);
+    return GD_OK;
+}
+
 /* A DOWN signal for monitor `ref` of `pid` (or of name `name`) with
  * `reason`: its body is {'DOWN', Ref, process, Item, Reason}.  Built on a
  * scratch heap, so any thread (a reaper) can make one. */
@@ -690,6 +703,10 @@ static void handle_signal(sched_proc_t *p, msg_t *m)
         break;
     case SIG_DEMONITOR:
         mon_remove(p->monitored_by, m->ref, NULL);
+        break;
+    case SIG_MONITOR_ADD:
+        /* Out of memory: its 'DOWN' will find no entry and be dropped. */
+        (void)mon_add(&p->monitors, m->ref, m->from, m->name);
         break;
     case SIG_DOWN:
         if (mon_remove(p->monitors, m->ref, NULL)) {
@@ -1803,6 +1820,46 @@ int sched_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out)
     if (sched_dist_target(to))
         return sched_dist_monitor(ctx, to, ref_out);
     return monitor_local(ctx, to, new_ref(), ref_out);
+}
+
+int sched_ref_new(heap_t *h, term_t *ref_out)
+{
+    return ref_term(h, new_ref(), ref_out);
+}
+
+int sched_monitor_for(term_t watcher, term_t to, term_t ref)
+{
+    sched_ref_t r;
+    term_t pid;
+    if (!term_is_local_pid(watcher) || !ref_words(ref, &r) || sched_dist_target(to))
+        return GD_EINVAL;
+    int rc = resolve(to, &pid);
+    if (rc != GD_OK)
+        return rc;
+    term_t name = term_is_atom(to) ? to : TERM_NONE;
+    sched_proc_t *w = proc_get(watcher);
+    if (w == NULL)
+        return SCHED_ENOPROC;
+    sched_proc_t *t = pid == TERM_NONE ? NULL : proc_get(pid);
+    /* The watcher's entry first: the target's 'DOWN' (or the noproc one
+     * below) comes after it in the watcher's inbox. */
+    msg_t *m = t == NULL ? down_sig(r, pid == TERM_NONE ? watcher : pid, name, atom_noproc)
+                         : msg_new(SIG_MONITOR, watcher);
+    rc = m == NULL ? GD_ENOMEM : monitor_add_to(w, r, t != NULL ? pid : TERM_NONE, name);
+    if (rc != GD_OK) {
+        if (m != NULL)
+            msg_free(m);
+    } else if (t == NULL) {
+        deliver(w, m);
+    } else {
+        m->ref = r;
+        m->name = name;
+        deliver(t, m);
+    }
+    if (t != NULL)
+        proc_put(t);
+    proc_put(w);
+    return rc;
 }
 
 int sched_monitor_alias(sched_ctx_t *ctx, term_t to, enum sched_alias_mode mode, term_t *ref_out)

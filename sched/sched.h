@@ -397,6 +397,22 @@ term_t sched_dict_get(sched_ctx_t *ctx, term_t key);
 int sched_dict_put(sched_ctx_t *ctx, term_t key, term_t val, term_t *old_out) GD_MUST_CHECK;
 term_t sched_dict_erase(sched_ctx_t *ctx, term_t key);
 
+/* A fresh reference on heap h, from any thread (sched_monitor_for). */
+int sched_ref_new(heap_t *h, term_t *ref_out) GD_MUST_CHECK;
+
+/*
+ * Monitors `to` (a local pid or registered name) for process `watcher`,
+ * from any thread, with reference `ref` (from sched_ref_new): as if
+ * watcher had called erlang:monitor(process, To) now, except that a dead
+ * target's 'DOWN' noproc arrives as a message rather than an error.  The
+ * watcher holds the monitor (its 'DOWN', sched_demonitor) before anything
+ * this thread sends after the call can reach `to`.  GD_EINVAL for a
+ * remote target or a bad watcher or ref, SCHED_ENOPROC when the watcher is
+ * gone, GD_ENOMEM.  For the distribution layer, which monitors on behalf
+ * of a connection's controller without waiting for it.
+ */
+int sched_monitor_for(term_t watcher, term_t to, term_t ref) GD_MUST_CHECK;
+
 /* A fresh reference on the process heap.  It also marks the current end of
  * the message queue: sched_receive_ref with this ref skips older messages
  * (OTP's reference trick). */

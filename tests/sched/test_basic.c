@@ -177,6 +177,47 @@ static void test_demonitor(void)
     st_stop();
 }
 
+/* sched_monitor_for: a monitor set for another process, from a thread
+ * that is no process.  The target's exit right after the call reports its
+ * real reason (the monitor is in place before anything sent later), and
+ * the watcher receives the 'DOWN' as its own; dead targets and unknown
+ * names give noproc. */
+static void test_monitor_for(void)
+{
+    st_start(2);
+    heap_t h;
+    CU_ASSERT_FATAL(heap_init(&h, 0) == GD_OK);
+    term_t w = st_spawn_observer(), t = st_spawn_observer(), ref;
+    CU_ASSERT_FATAL(sched_ref_new(&h, &ref) == GD_OK);
+    CU_ASSERT_FATAL(sched_monitor_for(w, t, ref) == GD_OK);
+    st_send(t, st_tuple(2, A("die"), A("boom")));
+    st_rec_t r;
+    CU_ASSERT_FATAL(st_log_of(w, 0, &r));
+    CU_ASSERT(r.kind == ST_DOWN && r.a == t && r.b == A("boom"));
+    sched_process_info_t info;
+    CU_ASSERT(st_wait_idle(w) && sched_process_info(w, &info) == GD_OK && info.monitors == 0);
+    /* A dead target, an unregistered name. */
+    CU_ASSERT(sched_ref_new(&h, &ref) == GD_OK && sched_monitor_for(w, t, ref) == GD_OK);
+    CU_ASSERT_FATAL(st_log_of(w, 1, &r));
+    CU_ASSERT(r.kind == ST_DOWN && r.a == t && r.b == A("noproc"));
+    CU_ASSERT(sched_ref_new(&h, &ref) == GD_OK &&
+              sched_monitor_for(w, A("nobody_here"), ref) == GD_OK);
+    CU_ASSERT_FATAL(st_log_of(w, 2, &r));
+    CU_ASSERT(r.kind == ST_DOWN && r.a == A("nobody_here") && r.b == A("noproc"));
+    /* Held by the watcher: it shows in both process_infos. */
+    term_t t2 = st_spawn_observer();
+    CU_ASSERT(sched_ref_new(&h, &ref) == GD_OK && sched_monitor_for(w, t2, ref) == GD_OK);
+    CU_ASSERT(st_wait_idle(w) && st_wait_idle(t2));
+    CU_ASSERT(sched_process_info(w, &info) == GD_OK && info.monitors == 1);
+    CU_ASSERT(sched_process_info(t2, &info) == GD_OK && info.monitored_by == 1);
+    /* Errors: a gone watcher, a watcher or ref that is none. */
+    CU_ASSERT(sched_monitor_for(t, t2, ref) == SCHED_ENOPROC);
+    CU_ASSERT(sched_monitor_for(A("w"), t2, ref) == GD_EINVAL);
+    CU_ASSERT(sched_monitor_for(w, t2, A("ref")) == GD_EINVAL);
+    heap_destroy(&h);
+    st_stop();
+}
+
 static void test_registered_names(void)
 {
     st_start(2);
@@ -323,6 +364,7 @@ static void test_stop_with_live_processes(void)
 }
 
 static const gd_test_case_t gd_tests[] = {
+    {"monitor set for another process", test_monitor_for},
     {"order of one sender", test_order_one_sender},
     {"exit reasons, kill -> killed, trap_exit", test_exit_reasons},
     {"links", test_links},
