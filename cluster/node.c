@@ -115,7 +115,8 @@ typedef struct conn {
         bool coroutine;
     } * waiters;
     size_t nwaiters, waiters_cap;
-    uint64_t last_direct_ns; /* the last write made straight from a sender */
+    uint64_t last_direct_ns; /* when the current group of direct writes began */
+    unsigned direct_burst;   /* direct writes made since (direct_write_ok) */
     /* Written by the loop thread alone, read by statistics from any thread
      * (relaxed load and store). */
     _Atomic uint64_t bytes_in, msgs_in;
@@ -361,11 +362,26 @@ static void conn_close(conn_t *c, const char *why)
 }
 
 /* A sender writes straight to the socket only when nothing is queued and
- * its last direct write is at least this old: a lone message (a ping, a
- * reply) then leaves without waking the loop thread, which halves a round
- * trip, while a burst is appended and leaves in few large writes from the
- * loop (one syscall for many frames). */
+ * fewer than DIRECT_WRITE_BURST direct writes were made in the last
+ * DIRECT_WRITE_GAP_NS: a lone message (a ping, a reply) or a short group
+ * (a call's MONITOR_P and REG_SEND) then leaves without waking the loop
+ * thread, which halves a round trip, while a burst is appended and leaves
+ * in few large writes from the loop (one syscall for many frames).  With
+ * a burst of 1, a call's REG_SEND waited for the loop thread. */
 #define DIRECT_WRITE_GAP_NS 20000
+#define DIRECT_WRITE_BURST 3
+
+/* Whether a sender may write to c's socket itself now (see above); counts
+ * the write when it may.  Under node.lock. */
+static bool direct_write_ok(conn_t *c)
+{
+    uint64_t now = now_ns();
+    if (now - c->last_direct_ns >= DIRECT_WRITE_GAP_NS) {
+        c->last_direct_ns = now;
+        c->direct_burst = 0;
+    }
+    return c->direct_burst++ < DIRECT_WRITE_BURST;
+}
 /* Below this, the rest of a frame buffer is copied into the output buffer;
  * above, the buffer itself is handed over (no copy). */
 #define HANDOVER_MIN 16384
@@ -397,18 +413,14 @@ static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n, etf_buf_t *o
      * (the loop reads through the same SSL object under it), instead of
      * waking the loop thread to do it. */
     if (queued == 0 && c->tls && n <= CLUSTER_TLS_DIRECT_MAX) {
-        uint64_t now = now_ns();
-        if (now - c->last_direct_ns >= DIRECT_WRITE_GAP_NS) {
-            c->last_direct_ns = now;
+        if (direct_write_ok(c)) {
             off = cluster_tls_write_direct(c->bev, p, n);
             /* What is left goes in one piece (see cluster_tls_write_direct). */
             if (off < n && evbuffer_expand(out, n - off) != 0)
                 rc = GD_ENOMEM;
         }
     } else if (queued == 0 && !c->tls) {
-        uint64_t now = now_ns();
-        if (now - c->last_direct_ns >= DIRECT_WRITE_GAP_NS) {
-            c->last_direct_ns = now;
+        if (direct_write_ok(c)) {
             /* The send runs without the bufferevent's lock: it wakes the
              * peer, which on a busy CPU often preempts us here, and the
              * loop thread (reading this connection) must not wait for us
@@ -523,7 +535,8 @@ static int conn_write_fragments_locked(conn_t *c, dist_frag_iter_t *it, shared_b
             struct msghdr mh = {.msg_iov = iov, .msg_iovlen = niov};
             ssize_t w = sendmsg(bufferevent_getfd(c->bev), &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
             written = w > 0 ? (size_t)w : 0;
-            c->last_direct_ns = now_ns();
+            c->last_direct_ns = now_ns(); /* a big write: a group of its own */
+            c->direct_burst = DIRECT_WRITE_BURST;
         }
         for (size_t i = 0; i < niov && rc == 0; i++) {
             size_t done = written < iov[i].iov_len ? written : iov[i].iov_len;
