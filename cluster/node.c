@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <stdatomic.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +155,8 @@ static struct node {
     _Atomic unsigned busy_conns;
     _Atomic uint64_t sequences; /* sequence ids handed out (next_sequence_id) */
     cluster_global_t *global;   /* the global registry (global.c), while running */
+    _Atomic bool loop_stop;
+    _Atomic uint64_t loop_reads;
 } node = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 cluster_global_t **cluster_global_slot(void)
@@ -1072,6 +1075,7 @@ static void read_up(conn_t *c, struct evbuffer *in)
 #define RX_READ_MIN ((size_t)64 << 10)
 #define RX_READ_MAX ((size_t)1 << 20)
 #define RX_SINK_PEEK ((size_t)512)
+#define LOOP_SPIN_NS 20000
 
 /*
  * Reads an up TCP connection straight into rxq and decodes its frames.
@@ -1123,6 +1127,7 @@ static void sock_read_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
         c->last_read_ns = now_ns();
+        atomic_fetch_add_explicit(&node.loop_reads, 1, memory_order_relaxed);
         size_t left = (size_t)got;
         if (sinking) {
             size_t take = left < c->sink_left ? left : c->sink_left;
@@ -2164,10 +2169,31 @@ int cluster_nodes_of(heap_t *h, unsigned kinds, term_t tail, term_t *out)
 
 /* ---- start and stop ---- */
 
+/*
+ * The loop thread.  After reading from a connection it polls without
+ * blocking for LOOP_SPIN_NS (yielding the CPU between polls) before it
+ * blocks in epoll again: under steady traffic the next frame then finds
+ * it awake instead of costing a wake-up (dist_pingpong_100: ~1.7x the
+ * rate with 20 us, 3 interleaved rounds on the loaded 2-core box).  100 us
+ * made the 1-pair ping-pong slower (25%): with a reply every ~50 us the
+ * spinning threads of both nodes competed for the two cores.
+ */
 static void *loop_main(void *arg)
 {
     (void)arg;
-    event_base_loop(node.base, EVLOOP_NO_EXIT_ON_EMPTY);
+    uint64_t seen = 0, last_active = 0;
+    while (!atomic_load_explicit(&node.loop_stop, memory_order_acquire)) {
+        uint64_t now = now_ns();
+        bool spin = now - last_active < LOOP_SPIN_NS;
+        event_base_loop(node.base, EVLOOP_ONCE | (spin ? EVLOOP_NONBLOCK : 0));
+        uint64_t reads = atomic_load_explicit(&node.loop_reads, memory_order_relaxed);
+        if (reads != seen) {
+            seen = reads;
+            last_active = now_ns();
+        } else if (spin) {
+            sched_yield();
+        }
+    }
     return NULL;
 }
 
@@ -2317,6 +2343,7 @@ int cluster_start(const cluster_config_t *cfg)
         rc = GD_ESYSTEM_LIMIT;
         goto fail;
     }
+    atomic_store_explicit(&node.loop_stop, false, memory_order_relaxed);
     if (pthread_create(&node.loop_thread, NULL, loop_main, NULL) != 0) {
         rc = GD_ESYSTEM_LIMIT;
         goto fail;
@@ -2390,6 +2417,7 @@ void cluster_stop(void)
      * then connections, then EPMD.  Sends made meanwhile only queue on
      * the bufferevents, which are freed below. */
     if (node.loop_started) {
+        atomic_store_explicit(&node.loop_stop, true, memory_order_release);
         event_base_loopbreak(node.base);
         pthread_join(node.loop_thread, NULL);
         node.loop_started = false;
