@@ -82,7 +82,7 @@ static void rq_clock_reset(runq_t *rq)
 /* Before a scheduler sleeps (spin_for_work): polls with a pause
  * (~2-5 µs), then polls between yields for this long. */
 #define SPIN_PAUSE_ROUNDS 100
-#define SPIN_YIELD_NS 100000
+#define SPIN_YIELD_NS 300000
 
 /* ---- run queues ---- */
 
@@ -405,7 +405,12 @@ static bool work_visible(const runq_t *self)
  * the last idle stretch was that short (yield_phase, see scheduler_main):
  * a scheduler whose work comes every few ms (the guard tests' probes)
  * would only take CPU from the threads that run, as a node idle for long
- * pays nothing.  True when work appeared. */
+ * pays nothing.  SPIN_YIELD_NS is 300 µs: a sequential caller's
+ * distribution calls (rpc, erpc: a request every ~100-150 µs) found the
+ * scheduler asleep with 100 µs, each call paying a futex wake-up
+ * (dist_rpc_call girder<->girder median 7.6k -> 11.5k calls/s, erpc 8.2k
+ * -> 13.9k, 3 interleaved rounds on the loaded box).  True when work
+ * appeared. */
 static bool spin_for_work(runq_t *self, bool yield_phase)
 {
     for (int i = 0; i < SPIN_PAUSE_ROUNDS; i++) {
