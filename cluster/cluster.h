@@ -70,9 +70,15 @@
  *     big send goes out from its encoded body and, for binaries of 64 KiB
  *     or more, from the binaries themselves (etf bin_refs; sendmsg, then
  *     evbuffer references): no copy into the body or a frame buffer;
- *     bursts of frames leave in few large writes, 256 KiB per read;
- *     received frames are split and decoded from a loop-thread-only
- *     buffer (read_up), not under the bufferevent lock senders take;
+ *     bursts of frames leave in few large writes; an up TCP connection
+ *     is read by an event of our own (sock_read_cb: 64 KiB per readv, or
+ *     the rest of a big frame, no FIONREAD ioctl; libevent 2.1's
+ *     bufferevent read 4 KiB per call), a big frame or continuation
+ *     fragment straight into its binary or sequence buffer; frames are
+ *     split and decoded from a loop-thread-only buffer (rxq), not under
+ *     the bufferevent lock senders take; an incoming MONITOR_P is set up
+ *     by the reading thread for the controller (sched_monitor_for), not
+ *     waited for;
  *   - bad input: tests/cluster/test_node_malformed.c (58 handshakes and
  *     frames, 100 half-open connections, a peer that stops reading);
  *     big messages: 64 MB echo, order across fragments, no hold-up of
@@ -89,29 +95,26 @@
  *     tests/bench/dist (measured by hand: erl->girder echo RTT p50 about
  *     0.85x erl<->erl's); OTP 26+ inet_tls (kTLS, its framing) not
  *     verified; no CRL checks; verify_fun is Erlang-only;
- *   - speed (tests/bench/dist, loaded 2-core box): 1-pair ping-pong RTT
- *     p50 about erl<->erl's, but rate ~0.6x and p99 several times OTP's
- *     (each direction still wakes the loop thread, then a scheduler;
- *     spinning schedulers compete for the CPU: next step, idle
- *     schedulers polling the dist sockets as BEAM's do); rpc:call 0.3-0.7x
- *     (2 interleaved rounds on a loaded box: no change measurable from the
- *     MONITOR_P leaving from the caller; gen_call sends MONITOR_P +
- *     REG_SEND + DEMONITOR_P, all three from the caller since h4-rpcfix,
- *     the MONITOR_P no longer through the controller; the second within
- *     the direct-write gap still goes through the loop thread: a cork
- *     around the two is not done); erpc girder<->girder is wake-up bound
- *     (perf: ~50% of CPU in the kernel's task switch): a call crosses the
- *     caller, the peer's loop thread and a spawned process, our loop
- *     thread, the controller (the DOWN goes through it) and the caller
- *     again; delivering the DOWN straight to the monitor's alias from the
- *     loop thread (the controller only forgetting its entry) would take
- *     one hop off;
+ *   - speed (tests/bench/dist -n 2, girder<->girder over erl<->erl, the
+ *     box loaded by other work): one-way small 5.6x, 1 MiB binaries 2.4x,
+ *     100-pair ping-pong 2.4x (RTT p50 0.39x, p99 0.14x), but 1-pair
+ *     ping-pong ~1.1x (RTT p50 ~1.0x) and rpc/erpc 0.55-0.6x (then
+ *     measured 11-14k calls/s after the 300 us scheduler spin, BEAM
+ *     12-13k): a round trip still wakes the loop thread and a scheduler on
+ *     each side, where the raw TCP floor here is ~19 us p50 (two threads
+ *     in a blocking loopback ping-pong, measured by hand): 2x BEAM's
+ *     rate would need that floor; next step: idle schedulers
+ *     polling the dist sockets (BEAM's way), and LINK set up like
+ *     MONITOR_P (the controller still acknowledges each incoming LINK);
+ *     hook_link links the caller to the controller before telling it, so
+ *     a connection lost in between can end the caller with the
+ *     controller's noconnection rather than the remote pid's;
  *   - loadgen (girder bench, 1000 clients, docs/benchmarks.md): ratio
- *     to beam_loadgen 1.3-1.8 on the shared box, issue 15 asks 2; per
- *     round trip still a node.lock + bufferevent lock hold per send and
- *     0.12-0.2 futex calls; holding a scheduler's sends until it idles
- *     (one send() per batch) was measured worse: its run queue empties
- *     every ~8 replies, so it sent more often than the loop thread does;
+ *     to beam_loadgen 2.06-2.39 per round (2 rounds, loaded box) after the
+ *     changes above (1.3-1.8 before); holding a scheduler's sends until it
+ *     idles (one send() per batch) was measured worse: its run queue
+ *     empties every ~8 replies, so it sent more often than the loop
+ *     thread does;
  *   - a completed big message is still decoded in one piece on the loop
  *     thread (its terms; its binaries are no longer copied there); the
  *     encoding of a big send is not budgeted: a 64 MB term (a list; a
@@ -120,7 +123,8 @@
  *   - spawn_request of anything but erpc and the registered bodies
  *     answers notsup (no Erlang code runs here); a DOWN a process had
  *     already taken into its queue stays after demonitor (OTP's
- *     demonitor/1; girder_call flushes its own); monitor_node entries of
+ *     demonitor/1; girder_call and girder:watch flush their own,
+ *     sched_flush for behaviours); monitor_node entries of
  *     a process that dies stay until the connection ends.
  */
 #ifndef GIRDER_CLUSTER_H
