@@ -1317,7 +1317,7 @@ static int spawn_body(conn_t *c, heap_t *h, const sched_behaviour_t *body, term_
     if (link)
         rc = to_ctrl_sync(c, h, "$gd_link", from, pid, TERM_NONE);
     if (rc == 0 && monitor)
-        rc = to_ctrl_sync(c, h, "$gd_monitor", from, pid, req_id);
+        rc = monitor_for_peer(c, h, from, pid, req_id);
     return rc;
 }
 

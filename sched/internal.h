@@ -345,6 +345,9 @@ void runq_push_woken(sched_proc_t *p);
 
 /* The node. */
 typedef struct node {
+    /* When a scheduler last gave the C library's free memory back
+     * (scheduler.c's trim_free_memory). */
+    _Atomic uint64_t last_malloc_trim_ns;
     slot_t *slots;
     uint32_t max_procs;
     pthread_mutex_t free_lock;

@@ -3,6 +3,7 @@
  * balances and rescues stuck schedulers, and node start/stop.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <time.h>
@@ -431,6 +432,26 @@ static bool spin_for_work(runq_t *self, bool yield_phase)
     return false;
 }
 
+/* A scheduler that runs out of work gives the C library's free memory
+ * back to the OS, at most once a second node-wide (malloc_trim walks
+ * every arena): while busy, each arena keeps up to SCHED_MALLOC_KEEP free
+ * for reuse (os.c), which an idle node must not hold on to (a million
+ * exited processes left ~100 MiB resident otherwise). */
+#define MALLOC_TRIM_INTERVAL_NS 1000000000u
+
+static void trim_free_memory(void)
+{
+    node_t *n = &sched_node;
+    uint64_t now = sched_now_ns();
+    /* Relaxed: the CAS decides which scheduler trims. */
+    uint64_t last = atomic_load_explicit(&n->last_malloc_trim_ns, memory_order_relaxed);
+    if (now - last < MALLOC_TRIM_INTERVAL_NS ||
+        !atomic_compare_exchange_strong_explicit(&n->last_malloc_trim_ns, &last, now,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return;
+    (void)malloc_trim(0);
+}
+
 /* Frees the PCBs whose last reference dropped. */
 static void reap_zombies(void)
 {
@@ -494,6 +515,7 @@ static void *scheduler_main(void *arg)
             sched_coro_cache_trim();
             pcb_pool_trim(rq);
             heap_msg_slab_trim();
+            trim_free_memory();
             pthread_mutex_lock(&rq->lock);
             /* len under the lock; stopping as above. */
             if (atomic_load_explicit(&rq->len, memory_order_relaxed) == 0 && !rq->wake_pending &&
