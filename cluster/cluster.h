@@ -52,7 +52,10 @@
  *     resolved, new_nodes, in_sync), set_lock/del_lock/register/
  *     unregister calls, clashes resolved as random_exit_name; one
  *     registry per node; names are any terms (keyed by encoding); rpc
- *     global:register_name/2 & co. and girder:global_*.
+ *     global:register_name/2 & co. and girder:global_*; a sync session
+ *     ends, its lock freed, on in_sync or when its node is learnt of
+ *     through another, and no new one starts on a later init_connect
+ *     (as OTP: tests/cluster/test_global.c);
  *   - TLS distribution (tls.c, tests/interop/dist_tls.sh): OTP's
  *     inet_tls wire format, -ssl_dist_optfile / -ssl_dist_opt, peers
  *     verified both ways;
@@ -86,7 +89,10 @@
  *     erl<->erl, erl<->girder).
  *   left:
  *   - global: prevent_overlapping_partitions not applied; custom
- *     resolve methods act as random_exit_name; a
+ *     resolve methods act as random_exit_name; a sync session locks
+ *     `global` on this node only (OTP's locker takes its whole
+ *     partition), so merges run concurrently and a session's end relies
+ *     on in_sync reaching both sides; a
  *     registration blocks its caller's scheduler thread until the
  *     cluster-wide lock round ends (at most 20 s);
  *   - TLS: a small frame is encrypted and written by the sending

@@ -142,6 +142,8 @@ struct cluster_global {
     size_t nsess, sess_cap;
     term_t *known;
     size_t nknown, known_cap;
+    term_t *up; /* the nodes whose nodeup came, without their nodedown */
+    size_t nup, up_cap;
     int64_t next_tag;
     bool retry_armed, connect_armed;
     greq_t *trans;    /* the request whose transaction runs */
@@ -568,14 +570,38 @@ static void locks_drop_node(cluster_global_t *g, term_t node_atom)
     }
 }
 
-/* ---- known nodes ---- */
+/* ---- known nodes, nodes up ---- */
+
+static bool node_list_has(const term_t *v, size_t n, term_t node_atom)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == node_atom)
+            return true;
+    return false;
+}
 
 static bool known_has(const cluster_global_t *g, term_t node_atom)
 {
-    for (size_t i = 0; i < g->nknown; i++)
-        if (g->known[i] == node_atom)
-            return true;
-    return false;
+    return node_list_has(g->known, g->nknown, node_atom);
+}
+
+static int up_add(cluster_global_t *g, term_t node_atom)
+{
+    if (node_list_has(g->up, g->nup, node_atom) || g->nup == GLOBAL_NODES_MAX)
+        return 0;
+    int rc = grow((void **)&g->up, &g->up_cap, g->nup, sizeof *g->up);
+    if (rc == 0)
+        g->up[g->nup++] = node_atom;
+    return rc;
+}
+
+static void up_remove(cluster_global_t *g, term_t node_atom)
+{
+    for (size_t i = 0; i < g->nup; i++)
+        if (g->up[i] == node_atom) {
+            g->up[i] = g->up[--g->nup];
+            return;
+        }
 }
 
 /* add_to_known; true when node_atom is new. */
@@ -742,6 +768,7 @@ static int arm_retry(sched_ctx_t *ctx, cluster_global_t *g)
 }
 
 static int session_resolve(sched_ctx_t *ctx, cluster_global_t *g, gsession_t *s, term_t names);
+static int trans_start(sched_ctx_t *ctx, cluster_global_t *g);
 
 /* Lock set on both sides [lock_is_set]: our names go to the peer. */
 static int session_locked(sched_ctx_t *ctx, cluster_global_t *g, gsession_t *s)
@@ -806,16 +833,23 @@ static int on_init_connect(sched_ctx_t *ctx, cluster_global_t *g, term_t m)
     }
     int rc = 0;
     gsession_t *s = session_find(g, node_atom);
+    if (s == NULL && (known_has(g, node_atom) || node_list_has(g->up, g->nup, node_atom)))
+        /* No session: its nodeup came and the session ended (it
+         * finished, or we learnt of the node through another and sent
+         * it in_sync, which ends its side too), or we know the node and
+         * send it in_sync on nodeup.  OTP acts on no init_connect but
+         * through its nodeup's resolver either.  A new session here
+         * would send an init_connect its side has no session for, and
+         * two such sessions restart each other for ever. */
+        return 0;
     if (s != NULL && s->have_his) {
         /* A new attempt while one runs: start over [restart_connect]. */
         rc = session_unlock_here(ctx, g, s);
         session_remove(g, s);
         s = NULL;
     }
-    if (rc == 0 && s == NULL) {
-        known_remove(g, node_atom);
+    if (rc == 0 && s == NULL) /* before its nodeup, or a restart */
         rc = session_start(ctx, g, node_atom, &s);
-    }
     if (rc < 0 || s == NULL)
         return rc;
     heap_t *h = sched_heap(ctx);
@@ -986,7 +1020,25 @@ static int connect_known(sched_ctx_t *ctx, cluster_global_t *g)
     return rc;
 }
 
-/* Adds the nodes of a peer's known list (or new_nodes) to ours. */
+/* Ends our sync session with node_atom, if any, without a result
+ * [cancel_locker]: its lock here is freed. */
+static int session_cancel(sched_ctx_t *ctx, cluster_global_t *g, term_t node_atom)
+{
+    gsession_t *s = session_find(g, node_atom);
+    if (s == NULL)
+        return 0;
+    int rc = s->awaiting || s->locked ? session_unlock_here(ctx, g, s) : 0;
+    session_remove(g, s);
+    return rc;
+}
+
+/* Adds the nodes of a peer's known list (or new_nodes) to ours.  A sync
+ * session of ours with a node learnt of this way ends: the in_sync we
+ * send makes an OTP node end its side of it (handle_cast in_sync), after
+ * which it drops that session's lock_set and exchange unanswered, so a
+ * session that went on would hold `global` here for good and every
+ * registration would be refused (OTP ends its own side likewise:
+ * cancel_resolved_locker on resolved, and its locker skips known nodes). */
 static int add_known_nodes(sched_ctx_t *ctx, cluster_global_t *g, term_t nodes, term_t except)
 {
     int rc = 0;
@@ -996,6 +1048,8 @@ static int add_known_nodes(sched_ctx_t *ctx, cluster_global_t *g, term_t nodes, 
         if (n == TERM_NONE || n == except)
             continue;
         rc = known_add(g, n, &added);
+        if (rc == 0 && added)
+            rc = session_cancel(ctx, g, n);
         if (rc == 0 && added && is_connected(ctx, n))
             rc = send_in_sync(ctx, n);
         else if (rc == 0 && added)
@@ -1064,7 +1118,12 @@ static int on_resolved(sched_ctx_t *ctx, cluster_global_t *g, term_t m)
 static int on_new_nodes(sched_ctx_t *ctx, cluster_global_t *g, term_t m)
 {
     int rc = add_known_nodes(ctx, g, el(m, 4), TERM_NONE);
-    return rc == 0 ? do_ops(ctx, g, el(m, 2)) : rc;
+    if (rc == 0)
+        rc = do_ops(ctx, g, el(m, 2));
+    /* A session ended may have freed `global` here. */
+    if (rc == 0)
+        rc = sessions_try_lock(ctx, g);
+    return rc == 0 ? trans_start(ctx, g) : rc;
 }
 
 /* ---- this node's registrations: trans_all_known ---- */
@@ -1307,6 +1366,20 @@ static int on_call(sched_ctx_t *ctx, cluster_global_t *g, term_t from, term_t re
     return rc == 0 ? gen_reply(ctx, from, reply) : rc;
 }
 
+/* {in_sync, Node, _}: the node learnt of us through another and ended
+ * its side of our sync session (OTP's handle_cast in_sync cancels its
+ * locker and forgets the session's tags), so it will answer nothing of
+ * ours: our side ends too, freeing `global` here if it held it. */
+static int on_in_sync(sched_ctx_t *ctx, cluster_global_t *g, term_t node_atom)
+{
+    if (session_find(g, node_atom) == NULL)
+        return 0;
+    int rc = session_cancel(ctx, g, node_atom);
+    if (rc == 0)
+        rc = sessions_try_lock(ctx, g);
+    return rc == 0 ? trans_start(ctx, g) : rc;
+}
+
 static int on_cast(sched_ctx_t *ctx, cluster_global_t *g, term_t m)
 {
     size_t n = tarity(m);
@@ -1321,9 +1394,11 @@ static int on_cast(sched_ctx_t *ctx, cluster_global_t *g, term_t m)
         return on_resolved(ctx, g, m);
     if (n == 6 && is(tag, "new_nodes"))
         return on_new_nodes(ctx, g, m);
-    if ((n == 3 && is(tag, "in_sync")) || (n == 3 && is(tag, "async_del_name")) ||
-        (n == 3 && is(tag, "async_del_lock")) || (n == 4 && is(tag, "lock_set")))
-        return 0; /* in_sync: we sent ours on resolved; the rest is pre-R14 */
+    if (n == 3 && is(tag, "in_sync") && term_is_atom(el(m, 1)))
+        return on_in_sync(ctx, g, el(m, 1));
+    if ((n == 3 && is(tag, "async_del_name")) || (n == 3 && is(tag, "async_del_lock")) ||
+        (n == 4 && is(tag, "lock_set")))
+        return 0; /* pre-R14 */
     log_dropped("unknown or malformed $gen_cast", m);
     return 0;
 }
@@ -1339,6 +1414,7 @@ static int on_nodedown(sched_ctx_t *ctx, cluster_global_t *g, term_t node_atom)
     if (rc < 0)
         return rc;
     known_remove(g, node_atom);
+    up_remove(g, node_atom);
     table_drop_node(g, node_atom);
     locks_drop_node(g, node_atom);
     for (size_t i = 0; g->trans != NULL && i < g->trans_n; i++)
@@ -1373,6 +1449,9 @@ static int global_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
         return on_call(ctx, g, el(msg, 1), el(msg, 2));
     if (n == 2 && is(tag, "nodeup") && term_is_atom(el(msg, 1))) {
         gsession_t *s;
+        int rc = up_add(g, el(msg, 1));
+        if (rc < 0)
+            return rc;
         if (known_has(g, el(msg, 1)))
             return send_in_sync(ctx, el(msg, 1));
         if (session_find(g, el(msg, 1)) != NULL)
@@ -1654,6 +1733,7 @@ void cluster_global_clear(void)
         session_remove(g, &g->sess[g->nsess - 1]);
     free(g->sess);
     free(g->known);
+    free(g->up);
     free(g->trans_nodes);
     blob_free(&g->trans_ref);
     if (g->trans != NULL)
