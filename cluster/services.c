@@ -952,6 +952,8 @@ static int to_ctrl_sync(conn_t *c, heap_t *h, const char *tag, term_t a, term_t 
     return rc == SCHED_ENOPROC ? 0 : rc;
 }
 
+#define CTRL_BACKLOG_MAX 64
+
 /*
  * The peer's process `from` monitors local `target` (a pid or a registered
  * name) with its reference `rref`.  The monitor is set here, on the
@@ -965,6 +967,15 @@ static int to_ctrl_sync(conn_t *c, heap_t *h, const char *tag, term_t a, term_t 
  */
 static int monitor_for_peer(conn_t *c, heap_t *h, term_t from, term_t target, term_t rref)
 {
+    /* Back-pressure: the reader no longer waits for the controller, so a
+     * peer's many callers could run it far behind (1000 OTP callers of
+     * girder_kv under ASan: every later call answered seconds late).
+     * Past CTRL_BACKLOG_MAX waiting messages the monitor goes through it
+     * and the reader waits, as before. */
+    sched_process_info_t info;
+    if (sched_process_info(cluster_conn_controller(c), &info) == GD_OK &&
+        info.message_queue_len > CTRL_BACKLOG_MAX)
+        return to_ctrl_sync(c, h, "$gd_monitor", from, target, rref);
     term_t lref, msg;
     int rc = sched_ref_new(h, &lref);
     term_t items[5] = {heap_atom("$gd_monitor_set"), from, target, rref, lref};
