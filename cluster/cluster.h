@@ -119,9 +119,8 @@
  *     to beam_loadgen 2.26 on a loaded box (load ~6) but 1.36 idle (3
  *     rounds: 1.27, 1.38, 1.11), issue 15 asks 2; holding a scheduler's
  *     sends until it idles (one send() per batch) was measured worse: its
- *     run queue
- *     empties every ~8 replies, so it sent more often than the loop
- *     thread does;
+ *     run queue empties every ~8 replies, so it sent more often than the
+ *     loop thread does;
  *   - a completed big message is still decoded in one piece on the loop
  *     thread (its terms; its binaries are no longer copied there); the
  *     encoding of a big send is not budgeted: a 64 MB term (a list; a
