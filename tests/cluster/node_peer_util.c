@@ -283,3 +283,21 @@ bool np_echo_round_trip(np_peer_t *p, term_t t)
     return r[1] == heap_atom("echo_reply") && heap_compare_checked(r[2], t, true, &order) == 0 &&
            order == 0;
 }
+
+static int idle_init(sched_ctx_t *ctx, term_t arg, term_t *state)
+{
+    (void)ctx;
+    (void)arg;
+    *state = TERM_NIL;
+    return 0;
+}
+
+static int idle_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
+{
+    (void)ctx;
+    (void)msg;
+    (void)state;
+    return 0;
+}
+
+const sched_behaviour_t np_idle_beh = {idle_init, idle_handle, NULL, NULL};

@@ -71,4 +71,7 @@ bool np_rpc(np_peer_t *p, const char *m, const char *f, term_t args, term_t *out
 /* {echo, Node} ! {Self, T}; true when {echo_reply, T} comes back. */
 bool np_echo_round_trip(np_peer_t *p, term_t t);
 
+/* A process that does nothing: a pid to register, link or monitor. */
+extern const sched_behaviour_t np_idle_beh;
+
 #endif

@@ -97,24 +97,6 @@ static void session_left_waiting(np_peer_t *p, const char *name, term_t *server)
               elem(req, 4) == term_make_small(7));
 }
 
-static int idle_init(sched_ctx_t *ctx, term_t arg, term_t *state)
-{
-    (void)ctx;
-    (void)arg;
-    *state = TERM_NIL;
-    return 0;
-}
-
-static int idle_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
-{
-    (void)ctx;
-    (void)msg;
-    (void)state;
-    return 0;
-}
-
-static const sched_behaviour_t idle_beh = {idle_init, idle_handle, NULL, NULL};
-
 typedef struct reg_job {
     term_t name, pid;
     int rc;
@@ -174,7 +156,7 @@ static int register_answering(np_peer_t *const *peers, size_t n, const char *nam
 {
     reg_job_t j = {.name = heap_atom(name), .rc = 1};
     atomic_init(&j.done, false);
-    CU_ASSERT_FATAL(sched_spawn(NULL, &idle_beh, TERM_NIL, &j.pid) == 0);
+    CU_ASSERT_FATAL(sched_spawn(NULL, &np_idle_beh, TERM_NIL, &j.pid) == 0);
     pthread_t t;
     CU_ASSERT_FATAL(pthread_create(&t, NULL, reg_thread, &j) == 0);
     while (!atomic_load(&j.done))

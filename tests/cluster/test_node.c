@@ -371,24 +371,6 @@ static void test_stop(void)
 
 /* ---- the global registry through its C API ---- */
 
-static int idle_init(sched_ctx_t *ctx, term_t arg, term_t *state)
-{
-    (void)ctx;
-    (void)arg;
-    *state = TERM_NIL;
-    return 0;
-}
-
-static int idle_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
-{
-    (void)ctx;
-    (void)msg;
-    (void)state;
-    return 0;
-}
-
-static const sched_behaviour_t idle_beh = {idle_init, idle_handle, NULL, NULL};
-
 /* Polls (up to 3 s) until name resolves to want. */
 static bool global_resolves(heap_t *h, term_t name, term_t want)
 {
@@ -411,8 +393,8 @@ static void test_global_local(void)
     heap_t h;
     CU_ASSERT_FATAL(heap_init(&h, 0) == 0);
     term_t pid, other, got, name = heap_atom("gd_test_global"), undef = heap_atom("undefined");
-    CU_ASSERT_FATAL(sched_spawn(NULL, &idle_beh, TERM_NIL, &pid) == 0);
-    CU_ASSERT_FATAL(sched_spawn(NULL, &idle_beh, TERM_NIL, &other) == 0);
+    CU_ASSERT_FATAL(sched_spawn(NULL, &np_idle_beh, TERM_NIL, &pid) == 0);
+    CU_ASSERT_FATAL(sched_spawn(NULL, &np_idle_beh, TERM_NIL, &other) == 0);
     CU_ASSERT(cluster_global_register(&h, name, pid) == 0);
     CU_ASSERT(global_resolves(&h, name, pid));
     CU_ASSERT(cluster_global_register(&h, name, other) == SCHED_ENAME_TAKEN);
@@ -437,8 +419,8 @@ static void test_global_term_names(void)
     heap_t h;
     CU_ASSERT_FATAL(heap_init(&h, 0) == 0);
     term_t pid, other, got, undef = heap_atom("undefined"), names[5];
-    CU_ASSERT_FATAL(sched_spawn(NULL, &idle_beh, TERM_NIL, &pid) == 0);
-    CU_ASSERT_FATAL(sched_spawn(NULL, &idle_beh, TERM_NIL, &other) == 0);
+    CU_ASSERT_FATAL(sched_spawn(NULL, &np_idle_beh, TERM_NIL, &pid) == 0);
+    CU_ASSERT_FATAL(sched_spawn(NULL, &np_idle_beh, TERM_NIL, &other) == 0);
     CU_ASSERT_FATAL(heap_make_tuple_from(&h, 2, (term_t[]){heap_atom("svc"), term_make_small(7)},
                                          &names[0]) == 0);
     CU_ASSERT_FATAL(heap_make_list(&h, (term_t[]){term_make_small('a'), term_make_small('b')}, 2,
