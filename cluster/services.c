@@ -972,16 +972,14 @@ static int monitor_for_peer(conn_t *c, heap_t *h, term_t from, term_t target, te
      * girder_kv under ASan: every later call answered seconds late).
      * Past CTRL_BACKLOG_MAX waiting messages the monitor goes through it
      * and the reader waits, as before. */
-    sched_process_info_t info;
-    if (sched_process_info(cluster_conn_controller(c), &info) == GD_OK &&
-        info.message_queue_len > CTRL_BACKLOG_MAX)
+    term_t ctrl = cluster_conn_controller(c);
+    if (sched_message_queue_len(ctrl) > CTRL_BACKLOG_MAX)
         return to_ctrl_sync(c, h, "$gd_monitor", from, target, rref);
     term_t lref, msg;
     int rc = sched_ref_new(h, &lref);
     term_t items[5] = {heap_atom("$gd_monitor_set"), from, target, rref, lref};
     if (rc == 0)
         rc = heap_make_tuple_from(h, 5, items, &msg);
-    term_t ctrl = cluster_conn_controller(c);
     if (rc == 0)
         rc = sched_send(NULL, ctrl, msg);
     if (rc == 0)

@@ -2085,6 +2085,17 @@ static size_t proc_memory_bytes(sched_proc_t *p)
            atomic_load_explicit(&p->pub_dict_bytes, memory_order_relaxed);
 }
 
+uint32_t sched_message_queue_len(term_t pid)
+{
+    sched_proc_t *p = proc_get(pid);
+    if (p == NULL)
+        return 0;
+    /* Relaxed: a statistic, as in sched_process_info. */
+    uint32_t n = atomic_load_explicit(&p->qlen, memory_order_relaxed);
+    proc_put(p);
+    return n;
+}
+
 int sched_process_info(term_t pid, sched_process_info_t *out)
 {
     sched_proc_t *p = proc_get(pid);

@@ -620,6 +620,9 @@ typedef struct sched_process_info {
     term_t registered_name; /* or [] */
 } sched_process_info_t;
 
+/* A process's message_queue_len alone, without process_info's registry
+ * lookup (a global lock): 0 when it is gone.  Any thread, O(1). */
+uint32_t sched_message_queue_len(term_t pid);
 /* Fills *out for pid.  SCHED_ENOPROC for a dead pid.  Any thread. */
 int sched_process_info(term_t pid, sched_process_info_t *out) GD_MUST_CHECK;
 

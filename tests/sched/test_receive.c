@@ -182,6 +182,7 @@ static void test_suspend_resume(void)
     CU_ASSERT(atomic_load(&handled) == 1);
     CU_ASSERT(sched_process_info(p, &info) == GD_OK && info.status == SCHED_STATUS_WAITING &&
               info.message_queue_len == 100);
+    CU_ASSERT(sched_message_queue_len(p) == 100);
     uint64_t reds = info.reductions;
     nanosleep(&ts, NULL);
     CU_ASSERT(sched_process_info(p, &info) == GD_OK && info.reductions == reds); /* no spin */
@@ -197,6 +198,7 @@ static void test_suspend_resume(void)
     CU_ASSERT(sched_wait_exit(&p, 1, 5000) == GD_OK);
     CU_ASSERT(atomic_load(&handled) == 101);
     CU_ASSERT(sched_resume(p) == GD_OK); /* a dead pid: nothing */
+    CU_ASSERT(sched_message_queue_len(p) == 0);
     st_stop();
 }
 
