@@ -1777,41 +1777,59 @@ int sched_unlink(sched_ctx_t *ctx, term_t to)
 }
 
 /* Monitors the local process `to` (pid or name) with reference ref. */
-static int monitor_local(sched_ctx_t *ctx, term_t to, sched_ref_t ref, term_t *ref_out)
+/* How monitor `ref` of `to` by `watcher` starts: sig is the SIG_MONITOR
+ * for the live target t (referenced: the caller delivers sig to it, then
+ * puts it) or, with t NULL, the watcher's own 'DOWN' noproc.  pid and
+ * name are what the watcher's entry records (pid NONE without a live
+ * target: the DOWN for an unregistered name names {Name, Node}). */
+typedef struct monitor_start {
+    sched_proc_t *t;
+    msg_t *sig;
+    term_t pid, name;
+} monitor_start_t;
+
+static int monitor_prepare(term_t watcher, term_t to, sched_ref_t ref, monitor_start_t *ms)
 {
     term_t pid;
     int rc = resolve(to, &pid);
     if (rc != GD_OK)
         return rc;
-    term_t name = term_is_atom(to) ? to : TERM_NONE;
-    rc = ref_term(&ctx->heap, ref, ref_out);
+    ms->name = term_is_atom(to) ? to : TERM_NONE;
+    ms->t = pid == TERM_NONE ? NULL : proc_get(pid);
+    ms->pid = ms->t != NULL ? pid : TERM_NONE;
+    ms->sig = ms->t == NULL ? down_sig(ref, pid == TERM_NONE ? watcher : pid, ms->name, atom_noproc)
+                            : msg_new(SIG_MONITOR, watcher);
+    if (ms->sig == NULL) {
+        if (ms->t != NULL)
+            proc_put(ms->t);
+        return GD_ENOMEM;
+    }
+    if (ms->t != NULL) {
+        ms->sig->ref = ref;
+        ms->sig->name = ms->name;
+    }
+    return GD_OK;
+}
+
+static int monitor_local(sched_ctx_t *ctx, term_t to, sched_ref_t ref, term_t *ref_out)
+{
+    monitor_start_t ms;
+    int rc = monitor_prepare(ctx->pid, to, ref, &ms);
     if (rc != GD_OK)
         return rc;
-    ctx->reds--;
-    sched_proc_t *t = pid == TERM_NONE ? NULL : proc_get(pid);
-    msg_t *m = t == NULL ? down_sig(ref, pid == TERM_NONE ? ctx->pid : pid, name, atom_noproc)
-                         : msg_new(SIG_MONITOR, ctx->pid);
-    if (m == NULL) {
-        rc = GD_ENOMEM;
-        goto out;
+    rc = ref_term(&ctx->heap, ref, ref_out);
+    if (rc == GD_OK) {
+        ctx->reds--;
+        rc = mon_add(&ctx->monitors, ref, ms.pid, ms.name);
     }
-    /* The DOWN for an unregistered name names {Name, Node}; its pid field
-     * is unused then. */
-    rc = mon_add(&ctx->monitors, ref, t != NULL ? pid : TERM_NONE, name);
-    if (rc != GD_OK) {
-        msg_free(m);
-        goto out;
-    }
-    if (t == NULL) {
-        self_sig(ctx, m);
-    } else {
-        m->ref = ref;
-        m->name = name;
-        deliver(t, m);
-    }
-out:
-    if (t != NULL)
-        proc_put(t);
+    if (rc != GD_OK)
+        msg_free(ms.sig);
+    else if (ms.t == NULL)
+        self_sig(ctx, ms.sig);
+    else
+        deliver(ms.t, ms.sig);
+    if (ms.t != NULL)
+        proc_put(ms.t);
     return rc;
 }
 
@@ -1830,35 +1848,24 @@ int sched_ref_new(heap_t *h, term_t *ref_out)
 int sched_monitor_for(term_t watcher, term_t to, term_t ref)
 {
     sched_ref_t r;
-    term_t pid;
     if (!term_is_local_pid(watcher) || !ref_words(ref, &r) || sched_dist_target(to))
         return GD_EINVAL;
-    int rc = resolve(to, &pid);
+    monitor_start_t ms;
+    int rc = monitor_prepare(watcher, to, r, &ms);
     if (rc != GD_OK)
         return rc;
-    term_t name = term_is_atom(to) ? to : TERM_NONE;
+    /* The watcher's entry first: the target's 'DOWN' (or the noproc one)
+     * comes after it in the watcher's inbox. */
     sched_proc_t *w = proc_get(watcher);
-    if (w == NULL)
-        return SCHED_ENOPROC;
-    sched_proc_t *t = pid == TERM_NONE ? NULL : proc_get(pid);
-    /* The watcher's entry first: the target's 'DOWN' (or the noproc one
-     * below) comes after it in the watcher's inbox. */
-    msg_t *m = t == NULL ? down_sig(r, pid == TERM_NONE ? watcher : pid, name, atom_noproc)
-                         : msg_new(SIG_MONITOR, watcher);
-    rc = m == NULL ? GD_ENOMEM : monitor_add_to(w, r, t != NULL ? pid : TERM_NONE, name);
-    if (rc != GD_OK) {
-        if (m != NULL)
-            msg_free(m);
-    } else if (t == NULL) {
-        deliver(w, m);
-    } else {
-        m->ref = r;
-        m->name = name;
-        deliver(t, m);
-    }
-    if (t != NULL)
-        proc_put(t);
-    proc_put(w);
+    rc = w == NULL ? SCHED_ENOPROC : monitor_add_to(w, r, ms.pid, ms.name);
+    if (rc != GD_OK)
+        msg_free(ms.sig);
+    else
+        deliver(ms.t != NULL ? ms.t : w, ms.sig);
+    if (ms.t != NULL)
+        proc_put(ms.t);
+    if (w != NULL)
+        proc_put(w);
     return rc;
 }
 
