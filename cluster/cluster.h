@@ -395,8 +395,9 @@ typedef struct dist_msg {
 
 /* Looks for a complete 4-byte-length frame at in[0..len): returns 1 and
  * *frame_len (body bytes after the length) when one is there, 0 when more
- * bytes are needed, DIST_ETOO_LARGE when the length exceeds max (checked
- * before anything is buffered for it).  O(1). */
+ * bytes are needed (*frame_len is set too once the length is in, len >=
+ * 4), DIST_ETOO_LARGE when the length exceeds max (checked before
+ * anything is buffered for it).  O(1). */
 int dist_frame_split(const uint8_t *in, size_t len, size_t max, size_t *frame_len) GD_MUST_CHECK;
 
 /* True for the operations followed by a payload term. */

@@ -20,10 +20,8 @@ int dist_frame_split(const uint8_t *in, size_t len, size_t max, size_t *frame_le
     uint32_t n = get32(in);
     if (n > max)
         return DIST_ETOO_LARGE;
-    if (len - 4 < n)
-        return 0;
     *frame_len = n;
-    return 1;
+    return len - 4 < n ? 0 : 1;
 }
 
 bool dist_op_has_payload(int op)

@@ -1000,6 +1000,14 @@ static int sink_finish(conn_t *c)
     return c->sink_last ? last_fragment_done(c, c->sink_hdr) : 0;
 }
 
+/* Closes c over a frame that could not be taken in (error rc). */
+static void conn_close_bad_data(conn_t *c, int rc)
+{
+    char why[128];
+    snprintf(why, sizeof why, "bad data on the connection: %s", dist_strerror(rc));
+    conn_close(c, why);
+}
+
 /* Decodes and handles every complete frame in the input buffer. */
 static void read_frames(conn_t *c, struct evbuffer *in)
 {
@@ -1018,10 +1026,9 @@ static void read_frames(conn_t *c, struct evbuffer *in)
         }
         if (rc == 0) {
             /* What the frame still lacks: the next read asks for it. */
-            size_t len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
-            c->rx_want = 4 + len - avail;
+            c->rx_want = 4 + n - avail;
             if (c->rd != NULL && c->rx_want >= SINK_MIN)
-                rc = sink_start(c, in, len, avail - 4);
+                rc = sink_start(c, in, n, avail - 4);
             if (rc == 0) {
                 if (c->sink_left > 0)
                     c->rx_want = 0;
@@ -1044,9 +1051,7 @@ static void read_frames(conn_t *c, struct evbuffer *in)
             evbuffer_drain(in, 4 + n);
         }
         if (rc < 0) {
-            char why[128];
-            snprintf(why, sizeof why, "bad data on the connection: %s", dist_strerror(rc));
-            conn_close(c, why);
+            conn_close_bad_data(c, rc);
             return;
         }
     }
@@ -1097,13 +1102,13 @@ static void sock_read_cb(evutil_socket_t fd, short what, void *arg)
         /* The sink's bytes first, then room in rxq for what follows: only
          * a little while sinking, so that the next big frame's bytes land
          * in its own sink rather than in rxq (to be copied from there). */
-        if (c->sink_left > 0)
-            want = RX_SINK_PEEK;
+        bool sinking = c->sink_left > 0;
         struct iovec iov[3];
         int k = 0;
-        bool sinking = c->sink_left > 0;
-        if (sinking)
+        if (sinking) {
+            want = RX_SINK_PEEK;
             iov[k++] = (struct iovec){c->sink_dst, c->sink_left};
+        }
         struct evbuffer_iovec vec[2];
         int nvec = evbuffer_reserve_space(c->rxq, (ev_ssize_t)want, vec, 2);
         if (nvec <= 0) {
@@ -1143,9 +1148,7 @@ static void sock_read_cb(evutil_socket_t fd, short what, void *arg)
         if (sinking && c->sink_left == 0) {
             int rc = sink_finish(c);
             if (rc < 0) {
-                char why[128];
-                snprintf(why, sizeof why, "bad data on the connection: %s", dist_strerror(rc));
-                conn_close(c, why);
+                conn_close_bad_data(c, rc);
                 return;
             }
         }
