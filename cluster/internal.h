@@ -73,9 +73,12 @@ term_t cluster_conn_node(conn_t *c);
 /* The controller process of connection c (loop thread). */
 term_t cluster_conn_controller(conn_t *c);
 
-/* Controller acknowledgements (loop thread: next and wait; controller:
- * ack).  wait returns once the controller ctrl of c acknowledged seq, the
- * connection went, or CLUSTER_CTRL_WAIT_MS passed. */
+/* Controller acknowledgements (the connection's reader: next and wait;
+ * controller: ack).  wait returns once the controller ctrl of c
+ * acknowledged seq, the connection went, or CLUSTER_CTRL_WAIT_MS passed;
+ * on a scheduler thread (node.c's idle poller) it does not wait but
+ * stops the connection's reading until then (the reader must return
+ * without reading further frames of c). */
 #define CLUSTER_CTRL_WAIT_MS 500
 uint64_t cluster_ctrl_next(conn_t *c);
 void cluster_ctrl_wait(conn_t *c, uint64_t seq);

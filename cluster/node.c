@@ -7,8 +7,10 @@
  * node.c and tls.c are the files of cluster/ that include <event2/...>.
  *
  * Threads and locking.  One loop thread runs every socket callback and
- * timer.  Scheduler threads reach connections only through the send hook,
- * under node.lock: they encode the message on their own thread (no lock
+ * timer, and reads the up TCP connections unless an idle scheduler does
+ * (idle_poll): whoever reads them holds node.rd_lock, which covers their
+ * receive state (rxq, decoder, sinks).  Scheduler threads reach
+ * connections otherwise only through the send hook, under node.lock: they encode the message on their own thread (no lock
  * held), then under the lock find (or create) the connection and append
  * the bytes to its bufferevent (thread-safe, and never blocking: it only
  * appends to a buffer) or, while the connection is being set up, to its
@@ -17,9 +19,11 @@
  * Connections are freed only on the loop thread, after being unlinked
  * under the lock (Redis' freeClientAsync: never inside their own
  * callback), so the loop may use a connection without the lock for the
- * fields only it touches (handshake, decoder, scratch heap).
+ * fields only it touches (handshake, timers), and a reader the receive
+ * state under rd_lock (conn_free takes it before freeing).
  */
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -31,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -73,11 +78,21 @@ typedef struct conn {
      * here without the bufferevent's lock, which senders on the
      * schedulers take for every write (see read_up). */
     struct evbuffer *rxq;
-    /* An up TCP connection is read by this event rather than by the
-     * bufferevent (see sock_read_cb); rx_want: bytes the frame at the
-     * head of rxq still lacks (0: none known). */
-    struct event *rd;
+    /* An up TCP connection's socket is read through node.rd_ep rather
+     * than by the bufferevent (see conn_read), by whoever holds
+     * node.rd_lock; in_rd_ep (set under both locks) says it is there.
+     * rx_want: bytes the frame at the head of rxq still lacks (0: none
+     * known). */
+    int rd_fd;
+    bool in_rd_ep;
     size_t rx_want;
+    /* A frame read on a scheduler thread needed the controller to act
+     * before the frames after it (to_ctrl_sync): the reader stops there
+     * and the connection waits on node.deferred until the controller has
+     * acknowledged sync_seq (rd_lock; see conn_defer). */
+    bool deferred;
+    uint64_t sync_seq;
+    struct conn *deferred_next;
     /* A big frame's bytes go from the socket straight to where they end
      * up (sock_read_cb): a continuation fragment's into its sequence's
      * buffer, another big frame's into a binary of its own.  sink_left:
@@ -100,9 +115,9 @@ typedef struct conn {
     dist_tx_t tx; /* the atom cache of what we send */
     uint64_t id;  /* unique per connection: tells a reused address apart */
     bool wrote;   /* anything written since the last tick check */
-    uint64_t last_read_ns;
+    _Atomic uint64_t last_read_ns; /* relaxed: the tick reads it on the loop thread */
     term_t ctrl;         /* the controller process (TERM_NONE before up) */
-    uint64_t ctrl_seq;   /* last sequence sent to the controller (loop thread) */
+    uint64_t ctrl_seq;   /* last sequence sent to the controller (the reader) */
     uint64_t ctrl_acked; /* last it acknowledged (node.lock) */
     /* Back-pressure and statistics (node.lock).  busy: more than the
      * node's dist_buf_busy_limit bytes wait for the socket (or, before
@@ -156,8 +171,25 @@ static struct node {
     _Atomic uint64_t sequences; /* sequence ids handed out (next_sequence_id) */
     cluster_global_t *global;   /* the global registry (global.c), while running */
     _Atomic bool loop_stop;
-    _Atomic uint64_t loop_reads;
-} node = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    _Atomic uint64_t loop_read_ns; /* when the loop thread last read (relaxed) */
+    /* Reading the up TCP connections (see conns_read_locked): rd_ep
+     * holds their sockets; wake_ep holds rd_ep while the loop thread
+     * reads them (its event rd_ev), and not while a spinning scheduler
+     * does (rd_poller, see idle_poll).  rd_lock: held by whoever reads,
+     * it covers the connections' receive state and `deferred`.
+     * rd_mode_lock: the switches between the two. */
+    int rd_ep, wake_ep;
+    struct event *rd_ev;
+    pthread_mutex_t rd_lock, rd_mode_lock;
+    _Atomic unsigned rd_poller; /* the reading scheduler's number, 0: the loop, RD_CLOSED */
+    _Atomic unsigned rd_deferred;
+    conn_t *deferred;
+} node = {.lock = PTHREAD_MUTEX_INITIALIZER,
+          .cond = PTHREAD_COND_INITIALIZER,
+          .rd_lock = PTHREAD_MUTEX_INITIALIZER,
+          .rd_mode_lock = PTHREAD_MUTEX_INITIALIZER,
+          .rd_ep = -1,
+          .wake_ep = -1};
 
 cluster_global_t **cluster_global_slot(void)
 {
@@ -206,6 +238,25 @@ const char *cluster_node_name(size_t *len)
 
 /* ---- connections ---- */
 
+/* Drops c from the readers' set (and from the deferred list), waiting out
+ * a reader that may be using it.  The loop thread or the stopping one. */
+static void rd_remove(conn_t *c)
+{
+    pthread_mutex_lock(&node.rd_lock);
+    (void)epoll_ctl(node.rd_ep, EPOLL_CTL_DEL, c->rd_fd, NULL);
+    if (c->deferred) {
+        for (conn_t **pp = &node.deferred; *pp != NULL; pp = &(*pp)->deferred_next)
+            if (*pp == c) {
+                *pp = c->deferred_next;
+                break;
+            }
+        c->deferred = false;
+        atomic_fetch_sub_explicit(&node.rd_deferred, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&node.rd_lock);
+    c->in_rd_ep = false;
+}
+
 /* Drops the bodies c still holds for pending (and their binaries). */
 static void held_free(conn_t *c)
 {
@@ -218,8 +269,8 @@ static void held_free(conn_t *c)
 
 static void conn_free(conn_t *c)
 {
-    if (c->rd != NULL)
-        event_free(c->rd); /* before the bufferevent closes the socket */
+    if (c->in_rd_ep)
+        rd_remove(c); /* before the bufferevent closes the socket */
     if (c->bev != NULL)
         bufferevent_free(c->bev);
     if (c->timer != NULL)
@@ -339,12 +390,17 @@ static void conn_kill_locked(conn_t *c)
     conn_unbusy_locked(c); /* nothing will drain now: let its senders go */
     if (c->bev != NULL)
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-    /* Not blocking: another thread may kill c while sock_read_cb runs,
-     * which then finds it dead. */
-    if (c->rd != NULL)
-        event_del_noblock(c->rd);
+    /* Silenced, not removed: a reader may be reading c now (it then
+     * finds it dead); conn_free removes it under rd_lock. */
+    if (c->in_rd_ep) {
+        struct epoll_event none = {.events = 0, .data.ptr = c};
+        (void)epoll_ctl(node.rd_ep, EPOLL_CTL_MOD, c->rd_fd, &none);
+    }
+    /* Not blocking: a scheduler that reads c may kill it while the loop
+     * thread runs this very timer's callback, which waits for node.lock
+     * (tick_cb); the callback then finds c dead. */
     if (c->timer != NULL)
-        event_del(c->timer);
+        event_del_noblock(c->timer);
     if (!c->connect_job)
         conn_schedule_free(c);
 }
@@ -778,7 +834,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     conn_t *c = arg;
     uint64_t ticktime_ns = (uint64_t)node.cfg.ticktime_s * 1000000000u;
-    if (now_ns() - c->last_read_ns > ticktime_ns) {
+    if (now_ns() - atomic_load_explicit(&c->last_read_ns, memory_order_relaxed) > ticktime_ns) {
         conn_close(c, "not responding (net_tick_timeout)");
         return;
     }
@@ -804,7 +860,7 @@ static int conn_up(conn_t *c)
     if (rc < 0)
         return rc;
     c->rx_ready = true;
-    c->last_read_ns = now_ns();
+    atomic_store_explicit(&c->last_read_ns, now_ns(), memory_order_relaxed);
     pthread_mutex_lock(&node.lock);
     /* Under the lock: a sender may have started it (find_accepting_locked). */
     if (!term_is_pid(c->ctrl)) {
@@ -1013,6 +1069,9 @@ static void read_frames(conn_t *c, struct evbuffer *in)
 {
     c->rx_want = 0;
     for (;;) {
+        /* The frame before needs its controller first (conn_defer). */
+        if (c->deferred)
+            return;
         size_t avail = evbuffer_get_length(in), n;
         if (avail < 4)
             return;
@@ -1027,7 +1086,7 @@ static void read_frames(conn_t *c, struct evbuffer *in)
         if (rc == 0) {
             /* What the frame still lacks: the next read asks for it. */
             c->rx_want = 4 + n - avail;
-            if (c->rd != NULL && c->rx_want >= SINK_MIN)
+            if (c->in_rd_ep && c->rx_want >= SINK_MIN)
                 rc = sink_start(c, in, n, avail - 4);
             if (rc == 0) {
                 if (c->sink_left > 0)
@@ -1083,19 +1142,17 @@ static void read_up(conn_t *c, struct evbuffer *in)
 #define LOOP_SPIN_NS 20000
 
 /*
- * Reads an up TCP connection straight into rxq and decodes its frames.
- * libevent 2.1's bufferevent reads at most 4 KiB per readv (its
- * EVBUFFER_MAX_READ caps whatever FIONREAD reports, and it makes that
- * ioctl before every read): a 1 MiB message took 256 reads and loop
- * passes.  One readv here takes 64 KiB, or the rest of a big frame.
- * Level-triggered: a read that fills its room is followed by another,
- * a short one ends the pass (epoll reports what arrives later).
+ * Reads an up TCP connection straight into rxq and decodes its frames
+ * (rd_lock held).  libevent 2.1's bufferevent reads at most 4 KiB per
+ * readv (its EVBUFFER_MAX_READ caps whatever FIONREAD reports, and it
+ * makes that ioctl before every read): a 1 MiB message took 256 reads
+ * and loop passes.  One readv here takes 64 KiB, or the rest of a big
+ * frame.  Level-triggered: a read that fills its room is followed by
+ * another, a short one ends the pass (rd_ep reports what arrives later).
  */
-static void sock_read_cb(evutil_socket_t fd, short what, void *arg)
+static void conn_read(conn_t *c)
 {
-    (void)what;
-    conn_t *c = arg;
-    for (int pass = 0; pass < 4 && c->state == CONN_UP; pass++) {
+    for (int pass = 0; pass < 4 && c->state == CONN_UP && !c->deferred; pass++) {
         size_t want = c->rx_want > RX_READ_MIN ? c->rx_want : RX_READ_MIN;
         if (want > RX_READ_MAX)
             want = RX_READ_MAX;
@@ -1123,7 +1180,7 @@ static void sock_read_cb(evutil_socket_t fd, short what, void *arg)
         }
         for (int i = 0; i < k; i++)
             room += iov[i].iov_len;
-        ssize_t got = readv(fd, iov, k);
+        ssize_t got = readv(c->rd_fd, iov, k);
         if (got <= 0) {
             evbuffer_commit_space(c->rxq, vec, 0);
             if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -1131,8 +1188,7 @@ static void sock_read_cb(evutil_socket_t fd, short what, void *arg)
             conn_close(c, got == 0 ? "connection closed by peer" : "socket error");
             return;
         }
-        c->last_read_ns = now_ns();
-        atomic_fetch_add_explicit(&node.loop_reads, 1, memory_order_relaxed);
+        atomic_store_explicit(&c->last_read_ns, now_ns(), memory_order_relaxed);
         size_t left = (size_t)got;
         if (sinking) {
             size_t take = left < c->sink_left ? left : c->sink_left;
@@ -1158,21 +1214,228 @@ static void sock_read_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* An up TCP connection: its reads move from the bufferevent to
- * sock_read_cb (TLS stays with OpenSSL's bufferevent). */
-static int own_reads_start(conn_t *c)
+/* A frame of c read on a scheduler asked its controller to act before the
+ * frames after it (to_ctrl_sync): c waits on node.deferred, its reader
+ * stopping at once (read_frames, conn_read), until the controller has
+ * acknowledged seq.  A scheduler must not wait for that: the controller
+ * may be queued on it.  rd_lock held. */
+static void conn_defer(conn_t *c, uint64_t seq)
 {
-    if (c->tls)
+    c->sync_seq = seq;
+    if (c->deferred)
+        return;
+    c->deferred = true;
+    c->deferred_next = node.deferred;
+    node.deferred = c;
+    atomic_fetch_add_explicit(&node.rd_deferred, 1, memory_order_relaxed);
+}
+
+/* The connection's controller has acted on c->sync_seq (or never will: c
+ * or the node is going).  The loop thread waits for it, up to
+ * CLUSTER_CTRL_WAIT_MS; a scheduler only looks. */
+static bool conn_sync_done(conn_t *c)
+{
+    if (!sched_on_scheduler()) {
+        cluster_ctrl_wait(c, c->sync_seq);
+        return true;
+    }
+    pthread_mutex_lock(&node.lock);
+    bool done = c->ctrl_acked >= c->sync_seq || c->state != CONN_UP || !node.running;
+    pthread_mutex_unlock(&node.lock);
+    return done;
+}
+
+/*
+ * Reads what the up TCP connections have for us (rd_lock held): first
+ * the frames left in the deferred connections' rxq once their controller
+ * has acted, then every socket rd_ep reports.  True when anything was
+ * read or resumed.
+ */
+#define RD_EVENTS 32
+
+static bool conns_read_locked(void)
+{
+    bool any = false;
+    conn_t *waiting = node.deferred;
+    node.deferred = NULL;
+    while (waiting != NULL) {
+        conn_t *c = waiting;
+        waiting = c->deferred_next;
+        c->deferred = false;
+        atomic_fetch_sub_explicit(&node.rd_deferred, 1, memory_order_relaxed);
+        if (c->state != CONN_UP)
+            continue;
+        if (!conn_sync_done(c)) {
+            conn_defer(c, c->sync_seq);
+            continue;
+        }
+        c->sync_seq = 0;
+        read_frames(c, c->rxq);
+        any = true;
+    }
+    struct epoll_event ev[RD_EVENTS];
+    int n = epoll_wait(node.rd_ep, ev, RD_EVENTS, 0);
+    for (int i = 0; i < n; i++) {
+        conn_t *c = ev[i].data.ptr;
+        if (c->state == CONN_UP && !c->deferred) {
+            conn_read(c);
+            any = true;
+        }
+    }
+    return any;
+}
+
+/* The loop thread's reads: rd_ep (through wake_ep) has something, or a
+ * scheduler that stopped polling left deferred connections (idle_done). */
+static void rd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    pthread_mutex_lock(&node.rd_lock);
+    if (conns_read_locked())
+        atomic_store_explicit(&node.loop_read_ns, now_ns(), memory_order_relaxed);
+    pthread_mutex_unlock(&node.rd_lock);
+}
+
+/* rd_poller while the node is stopped: no scheduler has that number. */
+#define RD_CLOSED UINT_MAX
+
+/*
+ * The schedulers' idle poller (sched_set_idle_poller).  The first
+ * scheduler to spin becomes the reader: it takes rd_ep out of wake_ep,
+ * so that what arrives no longer wakes the loop thread, and reads the
+ * sockets itself each round; what it delivers runs on it at once.  When
+ * its spin ends (idle_done) rd_ep goes back, and the loop thread, woken
+ * by what arrived meanwhile (level-triggered), reads again.  Before,
+ * every frame of a round trip woke the loop thread and then its
+ * process's scheduler: two wake-ups on each node, which on two cores
+ * also fought the spinning schedulers for the CPU.
+ */
+static bool idle_poll(void *ud, unsigned who)
+{
+    (void)ud;
+    /* Relaxed: a hint; the switch and the check below are under locks. */
+    unsigned cur = atomic_load_explicit(&node.rd_poller, memory_order_relaxed);
+    if (cur != who) {
+        /* Not while the loop thread reads a steady stream (it spins then,
+         * see loop_main): it reads in parallel with the schedulers that
+         * run what it delivers. */
+        if (cur != 0 ||
+            now_ns() - atomic_load_explicit(&node.loop_read_ns, memory_order_relaxed) < LOOP_SPIN_NS)
+            return false;
+        pthread_mutex_lock(&node.rd_mode_lock);
+        bool mine = atomic_load_explicit(&node.rd_poller, memory_order_relaxed) == 0;
+        if (mine) {
+            atomic_store_explicit(&node.rd_poller, who, memory_order_relaxed);
+            (void)epoll_ctl(node.wake_ep, EPOLL_CTL_DEL, node.rd_ep, NULL);
+        }
+        pthread_mutex_unlock(&node.rd_mode_lock);
+        if (!mine)
+            return false;
+    }
+    if (pthread_mutex_trylock(&node.rd_lock) != 0)
+        return false;
+    /* Rechecked under rd_lock: cluster_stop closes the readers' set
+     * (RD_CLOSED) before it takes this lock and frees connections. */
+    bool any = atomic_load_explicit(&node.rd_poller, memory_order_relaxed) == who &&
+               conns_read_locked();
+    pthread_mutex_unlock(&node.rd_lock);
+    return any;
+}
+
+static void idle_done(void *ud, unsigned who)
+{
+    (void)ud;
+    if (atomic_load_explicit(&node.rd_poller, memory_order_relaxed) != who)
+        return;
+    pthread_mutex_lock(&node.rd_mode_lock);
+    if (atomic_load_explicit(&node.rd_poller, memory_order_relaxed) == who) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+        (void)epoll_ctl(node.wake_ep, EPOLL_CTL_ADD, node.rd_ep, &ev);
+        atomic_store_explicit(&node.rd_poller, 0, memory_order_relaxed);
+        /* Connections left waiting for their controller: the loop thread
+         * resumes them (it may wait). */
+        if (atomic_load_explicit(&node.rd_deferred, memory_order_relaxed) != 0)
+            event_active(node.rd_ev, EV_READ, 0);
+    }
+    pthread_mutex_unlock(&node.rd_mode_lock);
+}
+
+static const sched_idle_poller_t idle_poller = {idle_poll, idle_done, NULL};
+
+/* Sets up the readers' set before the loop thread starts. */
+static int readers_start(void)
+{
+    node.rd_ep = epoll_create1(EPOLL_CLOEXEC);
+    node.wake_ep = epoll_create1(EPOLL_CLOEXEC);
+    if (node.rd_ep < 0 || node.wake_ep < 0)
+        return GD_ESYSTEM_LIMIT;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (epoll_ctl(node.wake_ep, EPOLL_CTL_ADD, node.rd_ep, &ev) != 0)
+        return GD_ESYSTEM_LIMIT;
+    node.rd_ev = event_new(node.base, node.wake_ep, EV_READ | EV_PERSIST, rd_cb, NULL);
+    if (node.rd_ev == NULL || event_add(node.rd_ev, NULL) != 0)
+        return GD_ENOMEM;
+    node.deferred = NULL;
+    atomic_store_explicit(&node.rd_deferred, 0, memory_order_relaxed);
+    atomic_store_explicit(&node.rd_poller, 0, memory_order_relaxed);
+    return 0;
+}
+
+/* No scheduler reads from now on (the loop thread has stopped). */
+static void readers_close(void)
+{
+    sched_set_idle_poller(NULL);
+    pthread_mutex_lock(&node.rd_mode_lock);
+    atomic_store_explicit(&node.rd_poller, RD_CLOSED, memory_order_relaxed);
+    pthread_mutex_unlock(&node.rd_mode_lock);
+    /* Waits out a scheduler reading now. */
+    pthread_mutex_lock(&node.rd_lock);
+    pthread_mutex_unlock(&node.rd_lock);
+}
+
+/* After the connections are freed. */
+static void readers_free(void)
+{
+    if (node.rd_ev != NULL)
+        event_free(node.rd_ev);
+    node.rd_ev = NULL;
+    if (node.rd_ep >= 0)
+        close(node.rd_ep);
+    if (node.wake_ep >= 0)
+        close(node.wake_ep);
+    node.rd_ep = node.wake_ep = -1;
+}
+
+/* An up connection: a TCP one's reads move from the bufferevent to the
+ * readers' set (TLS stays with OpenSSL's bufferevent), and what came
+ * with the end of the handshake (in) is decoded. */
+static int own_reads_start(conn_t *c, struct evbuffer *in)
+{
+    if (c->tls) {
+        read_up(c, in);
         return 0;
+    }
     if (c->rxq == NULL)
         c->rxq = evbuffer_new();
-    c->rd = c->rxq == NULL ? NULL
-                           : event_new(node.base, bufferevent_getfd(c->bev), EV_READ | EV_PERSIST,
-                                       sock_read_cb, c);
-    if (c->rd == NULL || event_add(c->rd, NULL) != 0)
+    if (c->rxq == NULL)
         return GD_ENOMEM;
+    c->rd_fd = bufferevent_getfd(c->bev);
     bufferevent_disable(c->bev, EV_READ);
-    return 0;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    /* Under rd_lock: a scheduler may read c as soon as it is in rd_ep,
+     * and the bytes that came with the handshake go first. */
+    pthread_mutex_lock(&node.rd_lock);
+    int rc = epoll_ctl(node.rd_ep, EPOLL_CTL_ADD, c->rd_fd, &ev) == 0 ? 0 : GD_ESYSTEM_LIMIT;
+    if (rc == 0) {
+        pthread_mutex_lock(&node.lock);
+        c->in_rd_ep = true;
+        pthread_mutex_unlock(&node.lock);
+        read_up(c, in);
+    }
+    pthread_mutex_unlock(&node.rd_lock);
+    return rc;
 }
 
 /* Sends what the handshake wrote (4-byte lengths inside TLS). */
@@ -1277,12 +1540,9 @@ static void read_handshake(conn_t *c, struct evbuffer *in)
         if (rc == 1) {
             rc = conn_up(c);
             if (rc >= 0)
-                rc = own_reads_start(c);
-            if (rc < 0) {
+                rc = own_reads_start(c, in);
+            if (rc < 0)
                 conn_close(c, dist_strerror(rc));
-                return;
-            }
-            read_up(c, in);
             return;
         }
         if (used == 0) {
@@ -1301,7 +1561,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
     if (c->state == CONN_HANDSHAKE) {
         read_handshake(c, in);
     } else if (c->state == CONN_UP) {
-        c->last_read_ns = now_ns();
+        atomic_store_explicit(&c->last_read_ns, now_ns(), memory_order_relaxed);
         read_up(c, in);
     } else {
         evbuffer_drain(in, evbuffer_get_length(in));
@@ -2098,6 +2358,10 @@ uint64_t cluster_ctrl_next(conn_t *c)
 
 void cluster_ctrl_wait(conn_t *c, uint64_t seq)
 {
+    if (c->in_rd_ep && sched_on_scheduler()) {
+        conn_defer(c, seq);
+        return;
+    }
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_nsec += (long)CLUSTER_CTRL_WAIT_MS * 1000000L;
@@ -2179,23 +2443,18 @@ int cluster_nodes_of(heap_t *h, unsigned kinds, term_t tail, term_t *out)
  * it awake instead of costing a wake-up (dist_pingpong_100: ~1.7x the
  * rate with 20 us, 3 interleaved rounds on the loaded 2-core box).  100 us
  * made the 1-pair ping-pong slower (25%): with a reply every ~50 us the
- * spinning threads of both nodes competed for the two cores.
+ * spinning threads of both nodes competed for the two cores.  (A lone
+ * round trip is now read by the spinning scheduler instead: idle_poll.)
  */
 static void *loop_main(void *arg)
 {
     (void)arg;
-    uint64_t seen = 0, last_active = 0;
     while (!atomic_load_explicit(&node.loop_stop, memory_order_acquire)) {
-        uint64_t now = now_ns();
-        bool spin = now - last_active < LOOP_SPIN_NS;
+        uint64_t last = atomic_load_explicit(&node.loop_read_ns, memory_order_relaxed);
+        bool spin = now_ns() - last < LOOP_SPIN_NS;
         event_base_loop(node.base, EVLOOP_ONCE | (spin ? EVLOOP_NONBLOCK : 0));
-        uint64_t reads = atomic_load_explicit(&node.loop_reads, memory_order_relaxed);
-        if (reads != seen) {
-            seen = reads;
-            last_active = now_ns();
-        } else if (spin) {
+        if (spin && atomic_load_explicit(&node.loop_read_ns, memory_order_relaxed) == last)
             sched_yield();
-        }
     }
     return NULL;
 }
@@ -2325,6 +2584,8 @@ int cluster_start(const cluster_config_t *cfg)
         goto fail;
     }
     rc = listen_on();
+    if (rc == 0)
+        rc = readers_start();
     if (rc < 0)
         goto fail;
 
@@ -2387,6 +2648,7 @@ int cluster_start(const cluster_config_t *cfg)
                                       .monitor = hook_monitor,
                                       .demonitor = hook_demonitor};
     sched_set_dist_hooks(&node.hooks);
+    sched_set_idle_poller(&idle_poller); /* (sched_start cleared it) */
     node.running = true;
     rc = cluster_services_start(&node.events);
     if (rc == 0 && cfg->start_services != NULL)
@@ -2425,6 +2687,7 @@ void cluster_stop(void)
         pthread_join(node.loop_thread, NULL);
         node.loop_started = false;
     }
+    readers_close();
     sched_stop();
     cluster_global_clear();
     sched_set_dist_hooks(NULL);
@@ -2444,6 +2707,7 @@ void cluster_stop(void)
     /* Deferred releases still queued on the loop. */
     if (node.base != NULL)
         event_base_loop(node.base, EVLOOP_NONBLOCK);
+    readers_free();
     if (node.listener != NULL)
         evconnlistener_free(node.listener);
     node.listener = NULL;

@@ -348,6 +348,9 @@ typedef struct node {
     /* When a scheduler last gave the C library's free memory back
      * (scheduler.c's trim_free_memory). */
     _Atomic uint64_t last_malloc_trim_ns;
+    /* The idle poller (sched_set_idle_poller), NULL when none: release on
+     * store, acquire on load, as the distribution hooks. */
+    _Atomic(const sched_idle_poller_t *) idle_poller;
     slot_t *slots;
     uint32_t max_procs;
     pthread_mutex_t free_lock;

@@ -738,4 +738,31 @@ int sched_dist_link(sched_ctx_t *ctx, term_t to, bool unlink) GD_MUST_CHECK;
 int sched_dist_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out) GD_MUST_CHECK;
 int sched_dist_demonitor(sched_ctx_t *ctx, term_t ref) GD_MUST_CHECK;
 
+/* ---- idle polling (sched/scheduler.c) ----
+ * A scheduler that ran out of work spins a while before it sleeps; when
+ * its last idle stretch was short (work comes back quickly, as replies
+ * do) it yields the CPU between looks for up to ~300 µs.  In that phase
+ * it calls poll(ud, who) once per round: the distribution layer installs
+ * a poller that reads its sockets there, so a reply that arrives while a
+ * scheduler waits for it is read and delivered on that scheduler, with
+ * no other thread to wake (the loop thread's epoll wake-up cost as much
+ * as the rest of a round trip).  `who` is the scheduler's number from 1.
+ * poll runs outside any process, must not block, and returns true when it
+ * delivered or started anything.  done(ud, who) is called once when a
+ * spin that called poll ends (work found, or the scheduler goes to
+ * sleep).  Both may still be called once after the poller was removed
+ * (a spin that loaded it earlier): they must stay callable. */
+typedef struct sched_idle_poller {
+    bool (*poll)(void *ud, unsigned who);
+    void (*done)(void *ud, unsigned who);
+    void *ud;
+} sched_idle_poller_t;
+
+/* Installs the idle poller (NULL removes it); the table must stay valid
+ * for as long as the process runs (see above). */
+void sched_set_idle_poller(const sched_idle_poller_t *poller);
+/* True on a scheduler thread (inside a process or not): code that may
+ * run there must not wait for a process to act. */
+bool sched_on_scheduler(void);
+
 #endif /* GIRDER_SCHED_H */

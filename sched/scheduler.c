@@ -410,8 +410,10 @@ static bool work_visible(const runq_t *self)
  * distribution calls (rpc, erpc: a request every ~100-150 µs) found the
  * scheduler asleep with 100 µs, each call paying a futex wake-up
  * (dist_rpc_call girder<->girder median 7.6k -> 11.5k calls/s, erpc 8.2k
- * -> 13.9k, 3 interleaved rounds on the loaded box).  True when work
- * appeared. */
+ * -> 13.9k, 3 interleaved rounds on the loaded box).  In the yield
+ * phase each round also calls the idle poller, if one is installed
+ * (sched_set_idle_poller: the distribution layer reads its sockets
+ * there).  True when work appeared. */
 static bool spin_for_work(runq_t *self, bool yield_phase)
 {
     for (int i = 0; i < SPIN_PAUSE_ROUNDS; i++) {
@@ -423,13 +425,38 @@ static bool spin_for_work(runq_t *self, bool yield_phase)
     }
     if (!yield_phase)
         return false;
+    /* Acquire pairs with the release in sched_set_idle_poller. */
+    const sched_idle_poller_t *ip =
+        atomic_load_explicit(&sched_node.idle_poller, memory_order_acquire);
+    unsigned who = self->index + 1;
+    bool found = false;
     uint64_t t0 = sched_now_ns();
     do {
         sched_yield();
-        if (work_visible(self))
-            return true;
+        /* What the poller delivers lands in this scheduler's run-next
+         * slot (runq_push_woken), which work_visible does not look at. */
+        if (ip != NULL && ip->poll(ip->ud, who) && rq_has_next(self)) {
+            found = true;
+            break;
+        }
+        if (work_visible(self)) {
+            found = true;
+            break;
+        }
     } while (sched_now_ns() - t0 < SPIN_YIELD_NS);
-    return false;
+    if (ip != NULL)
+        ip->done(ip->ud, who);
+    return found;
+}
+
+void sched_set_idle_poller(const sched_idle_poller_t *poller)
+{
+    atomic_store_explicit(&sched_node.idle_poller, poller, memory_order_release);
+}
+
+bool sched_on_scheduler(void)
+{
+    return sched_current_rq != NULL;
 }
 
 /* A scheduler that runs out of work gives the C library's free memory

@@ -2,8 +2,10 @@
  * test_basic.c — processes, messages and signals one at a time: order of a
  * single sender, exits (normal, kill → killed, other reasons, trap_exit),
  * links, monitors, noproc, registered names, the process dictionary,
- * spawn_link/spawn_monitor, failing callbacks, max_heap_size, process_info.
+ * spawn_link/spawn_monitor, failing callbacks, max_heap_size, process_info,
+ * the idle poller.
  */
+#include <stdatomic.h>
 #include <time.h>
 
 #include "cunit_main.h"
@@ -363,7 +365,83 @@ static void test_stop_with_live_processes(void)
     st_stop();
 }
 
+
+/* ---- the idle poller (sched_set_idle_poller) ----
+ * A spinning scheduler calls poll each round and done once when the spin
+ * ends; what poll delivers must run.  The poller below delivers
+ * IP_MSGS messages (IP_BASE + n) to ip_target, one per call, and records
+ * misuse in ip_errors: a `who` out of range, a call off the schedulers,
+ * done without poll. */
+#define IP_MSGS 100
+#define IP_BASE 100000
+#define IP_MAX_WHO 8
+static term_t ip_target;
+static _Atomic unsigned ip_polls, ip_dones, ip_errors, ip_sent;
+static _Atomic bool ip_in_spin[IP_MAX_WHO + 1];
+
+static bool ip_poll(void *ud, unsigned who)
+{
+    (void)ud;
+    if (who == 0 || who > IP_MAX_WHO || !sched_on_scheduler()) {
+        atomic_fetch_add(&ip_errors, 1);
+        return false;
+    }
+    atomic_store(&ip_in_spin[who], true);
+    atomic_fetch_add(&ip_polls, 1);
+    unsigned n = atomic_fetch_add(&ip_sent, 1);
+    if (n >= IP_MSGS)
+        return false;
+    if (sched_send(NULL, ip_target, S(IP_BASE + (int64_t)n)) != 0)
+        atomic_fetch_add(&ip_errors, 1);
+    return true;
+}
+
+static void ip_done(void *ud, unsigned who)
+{
+    (void)ud;
+    if (who == 0 || who > IP_MAX_WHO || !atomic_exchange(&ip_in_spin[who], false))
+        atomic_fetch_add(&ip_errors, 1);
+    atomic_fetch_add(&ip_dones, 1);
+}
+
+static const sched_idle_poller_t ip_poller = {ip_poll, ip_done, NULL};
+
+static size_t ip_delivered(void)
+{
+    size_t got = 0;
+    for (size_t i = 0; i < st_log_len(); i++) {
+        st_rec_t r = st_log_get(i);
+        got += r.kind == ST_MSG && term_is_small(r.a) && term_small_value(r.a) >= IP_BASE;
+    }
+    return got;
+}
+
+static void test_idle_poller(void)
+{
+    st_start(2);
+    CU_ASSERT(!sched_on_scheduler());
+    ip_target = st_spawn_observer();
+    sched_set_idle_poller(&ip_poller);
+    /* Work every 50 µs keeps the schedulers' idle stretches short, so
+     * that they spin with yields (and poll) rather than sleep at once. */
+    uint64_t t0 = st_now_ns();
+    for (int i = 0; ip_delivered() < IP_MSGS && st_now_ns() - t0 < 5000000000u; i++) {
+        st_send(ip_target, S(i));
+        nanosleep(&(struct timespec){0, 50000}, NULL);
+    }
+    CU_ASSERT(ip_delivered() == IP_MSGS);
+    sched_set_idle_poller(NULL);
+    st_stop();
+    CU_ASSERT(atomic_load(&ip_polls) > 0);
+    CU_ASSERT(atomic_load(&ip_dones) > 0);
+    CU_ASSERT(atomic_load(&ip_errors) == 0);
+    /* Every spin that polled ended with done. */
+    for (unsigned w = 0; w <= IP_MAX_WHO; w++)
+        CU_ASSERT(!atomic_load(&ip_in_spin[w]));
+}
+
 static const gd_test_case_t gd_tests[] = {
+    {"idle poller: called while spinning, its deliveries run", test_idle_poller},
     {"monitor set for another process", test_monitor_for},
     {"order of one sender", test_order_one_sender},
     {"exit reasons, kill -> killed, trap_exit", test_exit_reasons},
