@@ -101,20 +101,18 @@
  *     tests/bench/dist (measured by hand: erl->girder echo RTT p50 about
  *     0.85x erl<->erl's); OTP 26+ inet_tls (kTLS, its framing) not
  *     verified; no CRL checks; verify_fun is Erlang-only;
- *   - speed (tests/bench/dist -n 2, girder<->girder over erl<->erl, the
- *     box loaded by other work): one-way small 5.6x, 1 MiB binaries 2.4x,
- *     100-pair ping-pong 2.4x (RTT p50 0.39x, p99 0.14x), but 1-pair
- *     ping-pong ~1.1x (RTT p50 ~1.0x) and rpc/erpc 0.55-0.6x (then
- *     measured 11-14k calls/s after the 300 us scheduler spin, BEAM
- *     12-13k): a round trip still wakes the loop thread and a scheduler on
- *     each side, where the raw TCP floor here is ~19 us p50 (two threads
- *     in a blocking loopback ping-pong, measured by hand): 2x BEAM's
- *     rate would need that floor; next step: idle schedulers
- *     polling the dist sockets (BEAM's way), and LINK set up like
- *     MONITOR_P (the controller still acknowledges each incoming LINK);
- *     hook_link links the caller to the controller before telling it, so
- *     a connection lost in between can end the caller with the
- *     controller's noconnection rather than the remote pid's;
+ *   - speed (tests/bench/dist, girder<->girder over erl<->erl, see
+ *     docs/benchmarks.md for the figures): one-way small ~3x, 1 MiB
+ *     binaries ~2.5x, 100-pair ping-pong ~1.5-2x; since idle schedulers
+ *     read the sockets (node.c idle_poll) the 1-pair ping-pong is ~2x
+ *     (RTT p50 ~0.5x) and erpc ~1.4-2x, but rpc (rex, with a monitor per
+ *     call: MONITOR_P, REG_SEND and DEMONITOR, the peer's controller
+ *     runs twice per call) stays ~0.9x; an incoming LINK still waits for
+ *     the controller (read on a scheduler: the connection is parked until
+ *     it acknowledges), and hook_link links the caller to the controller
+ *     before telling it, so a connection lost in between can end the
+ *     caller with the controller's noconnection rather than the remote
+ *     pid's;
  *   - loadgen (girder bench, 1000 clients, docs/benchmarks.md): ratio
  *     to beam_loadgen 2.26 on a loaded box (load ~6) but 1.36 idle (3
  *     rounds: 1.27, 1.38, 1.11), issue 15 asks 2; holding a scheduler's
