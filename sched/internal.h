@@ -306,6 +306,14 @@ typedef struct runq {
      * queue's tail, so two processes waking each other cannot keep the
      * rest of the queue waiting longer than one slice would. */
     int32_t chain_reds;
+    /* The idle poller's role (sched_set_idle_poller), kept while the work
+     * a spin found runs: poll_held says its done is still owed (cleared
+     * by exchange, by the owner or by the watchdog for a long slice),
+     * poll_ip is the table it polled, poll_since when the spin found the
+     * work and poll_last the last poll (owner only). */
+    _Atomic bool poll_held;
+    _Atomic(const sched_idle_poller_t *) poll_ip; /* relaxed: poll_held orders it */
+    uint64_t poll_since, poll_last;
     /* The scheduler's cached clock (owner only): refreshed from
      * clock_gettime (50-80 ns in this VM, 10% of a ring hop) only when the
      * TSC says ~30 µs or more passed since the last read. */

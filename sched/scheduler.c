@@ -391,6 +391,51 @@ static bool work_visible(const runq_t *self)
     return atomic_load_explicit(&n->stopping, memory_order_relaxed);
 }
 
+/* The poller role of a spin that found work is kept while that work
+ * runs, up to POLL_HOLD_NS of busy time, the scheduler polling between
+ * slices at most every POLL_BUSY_EVERY_NS: handing it back to the loop
+ * thread at once cost two epoll_ctl calls per round trip on each node,
+ * and a loop wake-up for a frame that came during the run.  A slice
+ * longer than the watchdog's tick gives it back from the watchdog
+ * (watchdog_pass), so a long callback does not hold up the sockets. */
+#define POLL_HOLD_NS 50000
+#define POLL_BUSY_EVERY_NS 10000
+
+static void poll_hold(runq_t *rq, const sched_idle_poller_t *ip, uint64_t now)
+{
+    atomic_store_explicit(&rq->poll_ip, ip, memory_order_relaxed);
+    rq->poll_since = rq->poll_last = now;
+    /* Release: the watchdog that takes the flag (acquire) sees poll_ip. */
+    atomic_store_explicit(&rq->poll_held, true, memory_order_release);
+}
+
+/* Owes rq's done no more: calls it if it was still owed.  The owner, or
+ * the watchdog for a scheduler in a long slice. */
+static void poll_release(runq_t *rq)
+{
+    /* Acquire pairs with poll_hold's release. */
+    if (!atomic_exchange_explicit(&rq->poll_held, false, memory_order_acquire))
+        return;
+    const sched_idle_poller_t *ip = atomic_load_explicit(&rq->poll_ip, memory_order_relaxed);
+    ip->done(ip->ud, rq->index + 1);
+}
+
+/* After a slice, on a scheduler holding the poller role: polls now and
+ * then, and gives the role back once busy for POLL_HOLD_NS. */
+static void poll_while_busy(runq_t *rq)
+{
+    if (!atomic_load_explicit(&rq->poll_held, memory_order_relaxed))
+        return;
+    uint64_t now = rq_clock_ns(rq);
+    if (now - rq->poll_since >= POLL_HOLD_NS) {
+        poll_release(rq);
+    } else if (now - rq->poll_last >= POLL_BUSY_EVERY_NS) {
+        rq->poll_last = now;
+        const sched_idle_poller_t *ip = atomic_load_explicit(&rq->poll_ip, memory_order_relaxed);
+        (void)ip->poll(ip->ud, rq->index + 1);
+    }
+}
+
 /* Spins for work before sleeping, as BEAM's schedulers busy-wait: a
  * wake-up through the condition variable costs a futex call on the
  * waker's side and a context switch on ours (tens of µs on a loaded VM),
@@ -423,14 +468,16 @@ static bool spin_for_work(runq_t *self, bool yield_phase)
         __builtin_ia32_pause();
 #endif
     }
-    if (!yield_phase)
+    if (!yield_phase) {
+        poll_release(self);
         return false;
+    }
     /* Acquire pairs with the release in sched_set_idle_poller. */
     const sched_idle_poller_t *ip =
         atomic_load_explicit(&sched_node.idle_poller, memory_order_acquire);
     unsigned who = self->index + 1;
     bool found = false;
-    uint64_t t0 = sched_now_ns();
+    uint64_t t0 = sched_now_ns(), now = t0;
     do {
         sched_yield();
         /* What the poller delivers lands in this scheduler's run-next
@@ -443,10 +490,19 @@ static bool spin_for_work(runq_t *self, bool yield_phase)
             found = true;
             break;
         }
-    } while (sched_now_ns() - t0 < SPIN_YIELD_NS);
-    if (ip != NULL)
+        now = sched_now_ns();
+    } while (now - t0 < SPIN_YIELD_NS);
+    if (ip != atomic_load_explicit(&self->poll_ip, memory_order_relaxed))
+        poll_release(self); /* a role held under another table */
+    if (ip == NULL)
+        return found;
+    if (!found) {
+        atomic_store_explicit(&self->poll_held, false, memory_order_relaxed);
         ip->done(ip->ud, who);
-    return found;
+        return false;
+    }
+    poll_hold(self, ip, now);
+    return true;
 }
 
 void sched_set_idle_poller(const sched_idle_poller_t *poller)
@@ -575,6 +631,7 @@ static void *scheduler_main(void *arg)
         }
         int32_t used = proc_run(p);
         atomic_store_explicit(&rq->slice_start, 0, memory_order_relaxed);
+        poll_while_busy(rq);
         rq->chain_reds = chained ? rq->chain_reds + used : used;
         /* Relaxed peek, release clear: pairs with the stealers' acquire
          * loads (they stop taking the whole queue). */
@@ -586,6 +643,7 @@ static void *scheduler_main(void *arg)
         if (atomic_load_explicit(&n->stuck_now, memory_order_relaxed) != 0)
             take_over_stuck(rq);
     }
+    poll_release(rq);
     return NULL;
 }
 
@@ -685,6 +743,9 @@ static bool watchdog_pass(bool may_fire)
         if (may_fire && t0 != 0 && now > t0 && now - t0 > WATCHDOG_TICK_NS &&
             now / 1000000u >= atomic_load_explicit(&rq->tnext, memory_order_relaxed))
             timer_rq_advance(rq, now / 1000000u);
+        /* The sockets wait for no long slice (see POLL_HOLD_NS). */
+        if (t0 != 0 && now > t0 && now - t0 > WATCHDOG_TICK_NS)
+            poll_release(rq);
         if (t0 != 0 && now > t0 && now - t0 > n->stuck_ns) {
             stuck++;
             if (slice_burns(rq, t0, now))
