@@ -1276,8 +1276,13 @@ static bool has_work(sched_proc_t *p, uint32_t s)
 static void account(sched_proc_t *p, int64_t *counted)
 {
     int64_t used = (int64_t)SCHED_CONTEXT_REDS - p->reds;
-    /* Relaxed: a statistic for process_info. */
-    atomic_fetch_add_explicit(&p->pub_reds, (uint64_t)(used - *counted), memory_order_relaxed);
+    /* A statistic for process_info, written only by the thread running p
+     * (the state CAS hands p from one run to the next): a relaxed load
+     * and store, no locked RMW on the ring's path. */
+    atomic_store_explicit(&p->pub_reds,
+                          atomic_load_explicit(&p->pub_reds, memory_order_relaxed) +
+                              (uint64_t)(used - *counted),
+                          memory_order_relaxed);
     runq_t *rq = sched_current_rq;
     sched_stat_add(rq != NULL ? &rq->stat_reductions : NULL, &sched_node.stat_reductions_other,
                    (uint64_t)(used - *counted));
