@@ -1302,17 +1302,20 @@ static void rd_cb(evutil_socket_t fd, short what, void *arg)
 #define RD_CLOSED UINT_MAX
 
 /*
- * The schedulers' idle poller (sched_set_idle_poller).  The first
- * scheduler to spin becomes the reader: it takes rd_ep out of wake_ep,
- * so that what arrives no longer wakes the loop thread, and reads the
- * sockets itself each round; what it delivers runs on it at once.  When
- * its spin ends (idle_done) rd_ep goes back, and the loop thread, woken
- * by what arrived meanwhile (level-triggered), reads again.  Before,
+ * The schedulers' idle poller (sched_set_idle_poller).  A scheduler
+ * that spins becomes the reader (rd_poller): the first takes rd_ep out
+ * of wake_ep, so that what arrives no longer wakes the loop thread, and
+ * reads the sockets itself each round; what it delivers runs on it at
+ * once.  It keeps the role while it runs that work (polling between
+ * slices), and other schedulers leave the sockets to it.  When the
+ * holder gives it up (idle_done: asleep, or busy for long) rd_ep goes
+ * back, and the loop thread, woken by what arrived meanwhile
+ * (level-triggered), reads again.  Before,
  * every frame of a round trip woke the loop thread and then its
  * process's scheduler: two wake-ups on each node, which on two cores
  * also fought the spinning schedulers for the CPU.
  */
-static bool idle_poll(void *ud, unsigned who)
+static bool idle_poll(void *ud, unsigned who, bool idle)
 {
     (void)ud;
     /* Relaxed: a hint; the switch and the check below are under locks. */
@@ -1320,8 +1323,9 @@ static bool idle_poll(void *ud, unsigned who)
     if (cur != who) {
         /* Not while the loop thread reads a steady stream (it spins then,
          * see loop_main): it reads in parallel with the schedulers that
-         * run what it delivers. */
-        if (cur != 0 ||
+         * run what it delivers.  Only a spinning scheduler takes the
+         * role (a busy one that gave it up does not take it back). */
+        if (!idle || cur != 0 ||
             now_ns() - atomic_load_explicit(&node.loop_read_ns, memory_order_relaxed) < LOOP_SPIN_NS)
             return false;
         pthread_mutex_lock(&node.rd_mode_lock);

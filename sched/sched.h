@@ -748,12 +748,15 @@ int sched_dist_demonitor(sched_ctx_t *ctx, term_t ref) GD_MUST_CHECK;
  * no other thread to wake (the loop thread's epoll wake-up cost as much
  * as the rest of a round trip).  `who` is the scheduler's number from 1.
  * poll runs outside any process, must not block, and returns true when it
- * delivered or started anything.  done(ud, who) is called once when a
- * spin that called poll ends (work found, or the scheduler goes to
- * sleep).  Both may still be called once after the poller was removed
- * (a spin that loaded it earlier): they must stay callable. */
+ * delivered or started anything.  A spin that found work keeps polling
+ * between the slices of that work for a while (idle false then, see
+ * scheduler.c's POLL_HOLD_NS).  done(ud, who) is called once when that
+ * ends (the scheduler goes to sleep or stays busy), from the scheduler or
+ * from the watchdog for a slice longer than its tick.  Both may still be
+ * called once after the poller was removed (a spin that loaded it
+ * earlier): they must stay callable. */
 typedef struct sched_idle_poller {
-    bool (*poll)(void *ud, unsigned who);
+    bool (*poll)(void *ud, unsigned who, bool idle);
     void (*done)(void *ud, unsigned who);
     void *ud;
 } sched_idle_poller_t;

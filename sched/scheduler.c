@@ -432,7 +432,7 @@ static void poll_while_busy(runq_t *rq)
     } else if (now - rq->poll_last >= POLL_BUSY_EVERY_NS) {
         rq->poll_last = now;
         const sched_idle_poller_t *ip = atomic_load_explicit(&rq->poll_ip, memory_order_relaxed);
-        (void)ip->poll(ip->ud, rq->index + 1);
+        (void)ip->poll(ip->ud, rq->index + 1, false);
     }
 }
 
@@ -482,7 +482,7 @@ static bool spin_for_work(runq_t *self, bool yield_phase)
         sched_yield();
         /* What the poller delivers lands in this scheduler's run-next
          * slot (runq_push_woken), which work_visible does not look at. */
-        if (ip != NULL && ip->poll(ip->ud, who) && rq_has_next(self)) {
+        if (ip != NULL && ip->poll(ip->ud, who, true) && rq_has_next(self)) {
             found = true;
             break;
         }

@@ -379,9 +379,10 @@ static term_t ip_target;
 static _Atomic unsigned ip_polls, ip_dones, ip_errors, ip_sent;
 static _Atomic bool ip_in_spin[IP_MAX_WHO + 1];
 
-static bool ip_poll(void *ud, unsigned who)
+static bool ip_poll(void *ud, unsigned who, bool idle)
 {
     (void)ud;
+    (void)idle;
     if (who == 0 || who > IP_MAX_WHO || !sched_on_scheduler()) {
         atomic_fetch_add(&ip_errors, 1);
         return false;
