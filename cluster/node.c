@@ -10,8 +10,8 @@
  * timer, and reads the up TCP connections unless an idle scheduler does
  * (idle_poll): whoever reads them holds node.rd_lock, which covers their
  * receive state (rxq, decoder, sinks).  Scheduler threads reach
- * connections otherwise only through the send hook, under node.lock: they encode the message on their own thread (no lock
- * held), then under the lock find (or create) the connection and append
+ * connections otherwise only through the send hook, under node.lock: they encode the message on
+ * their own thread (no lock held), then under the lock find (or create) the connection and append
  * the bytes to its bufferevent (thread-safe, and never blocking: it only
  * appends to a buffer) or, while the connection is being set up, to its
  * pending buffer.  Bufferevents run their callbacks deferred and unlocked,
@@ -112,13 +112,13 @@ typedef struct conn {
      * their length for back-pressure. */
     dist_body_t *held;
     size_t nheld, held_cap, held_next, held_bytes;
-    dist_tx_t tx; /* the atom cache of what we send */
-    uint64_t id;  /* unique per connection: tells a reused address apart */
-    bool wrote;   /* anything written since the last tick check */
+    dist_tx_t tx;                  /* the atom cache of what we send */
+    uint64_t id;                   /* unique per connection: tells a reused address apart */
+    bool wrote;                    /* anything written since the last tick check */
     _Atomic uint64_t last_read_ns; /* relaxed: the tick reads it on the loop thread */
-    term_t ctrl;         /* the controller process (TERM_NONE before up) */
-    uint64_t ctrl_seq;   /* last sequence sent to the controller (the reader) */
-    uint64_t ctrl_acked; /* last it acknowledged (node.lock) */
+    term_t ctrl;                   /* the controller process (TERM_NONE before up) */
+    uint64_t ctrl_seq;             /* last sequence sent to the controller (the reader) */
+    uint64_t ctrl_acked;           /* last it acknowledged (node.lock) */
     /* Back-pressure and statistics (node.lock).  busy: more than the
      * node's dist_buf_busy_limit bytes wait for the socket (or, before
      * the handshake ends, in pending); sending coroutine processes then
@@ -1326,7 +1326,8 @@ static bool idle_poll(void *ud, unsigned who, bool idle)
          * run what it delivers.  Only a spinning scheduler takes the
          * role (a busy one that gave it up does not take it back). */
         if (!idle || cur != 0 ||
-            now_ns() - atomic_load_explicit(&node.loop_read_ns, memory_order_relaxed) < LOOP_SPIN_NS)
+            now_ns() - atomic_load_explicit(&node.loop_read_ns, memory_order_relaxed) <
+                LOOP_SPIN_NS)
             return false;
         pthread_mutex_lock(&node.rd_mode_lock);
         bool mine = atomic_load_explicit(&node.rd_poller, memory_order_relaxed) == 0;
@@ -1342,8 +1343,8 @@ static bool idle_poll(void *ud, unsigned who, bool idle)
         return false;
     /* Rechecked under rd_lock: cluster_stop closes the readers' set
      * (RD_CLOSED) before it takes this lock and frees connections. */
-    bool any = atomic_load_explicit(&node.rd_poller, memory_order_relaxed) == who &&
-               conns_read_locked();
+    bool any =
+        atomic_load_explicit(&node.rd_poller, memory_order_relaxed) == who && conns_read_locked();
     pthread_mutex_unlock(&node.rd_lock);
     return any;
 }

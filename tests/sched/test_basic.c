@@ -365,7 +365,6 @@ static void test_stop_with_live_processes(void)
     st_stop();
 }
 
-
 /* ---- the idle poller (sched_set_idle_poller) ----
  * A spinning scheduler calls poll each round and done once when the spin
  * ends; what poll delivers must run.  The poller below delivers
