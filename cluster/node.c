@@ -184,6 +184,7 @@ static struct node {
     _Atomic unsigned rd_poller; /* the reading scheduler's number, 0: the loop, RD_CLOSED */
     _Atomic unsigned rd_deferred;
     conn_t *deferred;
+    bool rd_got; /* conns_read_locked: a read got bytes (rd_lock) */
 } node = {.lock = PTHREAD_MUTEX_INITIALIZER,
           .cond = PTHREAD_COND_INITIALIZER,
           .rd_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -1189,6 +1190,7 @@ static void conn_read(conn_t *c)
             return;
         }
         atomic_store_explicit(&c->last_read_ns, now_ns(), memory_order_relaxed);
+        node.rd_got = true;
         size_t left = (size_t)got;
         if (sinking) {
             size_t take = left < c->sink_left ? left : c->sink_left;
@@ -1248,14 +1250,16 @@ static bool conn_sync_done(conn_t *c)
 /*
  * Reads what the up TCP connections have for us (rd_lock held): first
  * the frames left in the deferred connections' rxq once their controller
- * has acted, then every socket rd_ep reports.  True when anything was
- * read or resumed.
+ * has acted, then every socket rd_ep reports.  True when a read got bytes
+ * or a connection resumed (a socket reported but empty does not count:
+ * the loop thread spins only after real reads).
  */
 #define RD_EVENTS 32
 
 static bool conns_read_locked(void)
 {
     bool any = false;
+    node.rd_got = false;
     conn_t *waiting = node.deferred;
     node.deferred = NULL;
     while (waiting != NULL) {
@@ -1277,12 +1281,10 @@ static bool conns_read_locked(void)
     int n = epoll_wait(node.rd_ep, ev, RD_EVENTS, 0);
     for (int i = 0; i < n; i++) {
         conn_t *c = ev[i].data.ptr;
-        if (c->state == CONN_UP && !c->deferred) {
+        if (c->state == CONN_UP && !c->deferred)
             conn_read(c);
-            any = true;
-        }
     }
-    return any;
+    return any || node.rd_got;
 }
 
 /* The loop thread's reads: rd_ep (through wake_ep) has something, or a
