@@ -103,19 +103,23 @@
  *     verified; no CRL checks; verify_fun is Erlang-only;
  *   - speed (tests/bench/dist, girder<->girder over erl<->erl, see
  *     docs/benchmarks.md for the figures): one-way small ~3x, 1 MiB
- *     binaries ~2.5x, 100-pair ping-pong ~1.5-2x; since idle schedulers
- *     read the sockets (node.c idle_poll) the 1-pair ping-pong is ~2x
- *     (RTT p50 ~0.5x) and erpc ~1.4-2x, but rpc (rex, with a monitor per
- *     call: MONITOR_P, REG_SEND and DEMONITOR, the peer's controller
- *     runs twice per call) stays ~0.9x; an incoming LINK still waits for
- *     the controller (read on a scheduler: the connection is parked until
- *     it acknowledges), and hook_link links the caller to the controller
- *     before telling it, so a connection lost in between can end the
- *     caller with the controller's noconnection rather than the remote
- *     pid's;
+ *     binaries 2-2.3x, 100-pair ping-pong 1.1-1.4x in today's runs
+ *     (1.8-2.4 in others: noisy); since idle schedulers read the sockets
+ *     (node.c idle_poll) the 1-pair ping-pong is ~1.9x (RTT p50 ~0.5x)
+ *     and erpc 1-1.5x, but rpc (rex, with a monitor per call: MONITOR_P,
+ *     REG_SEND and DEMONITOR, the controller runs twice per call on each
+ *     side) ~1x; erl->girder rpc/erpc went from ~0.7x to ~1.5x, but its
+ *     one-way small messages fell from ~1.2x to ~0.8x with the new read
+ *     path (also with the idle poller off: not found yet); an incoming
+ *     LINK still waits for the controller (read on a scheduler: the
+ *     connection is parked until it acknowledges), and hook_link links
+ *     the caller to the controller before telling it, so a connection
+ *     lost in between can end the caller with the controller's
+ *     noconnection rather than the remote pid's;
  *   - loadgen (girder bench, 1000 clients, docs/benchmarks.md): ratio
  *     to beam_loadgen 2.26 on a loaded box (load ~6) but 1.36 idle (3
- *     rounds: 1.27, 1.38, 1.11), issue 15 asks 2; holding a scheduler's
+ *     rounds: 1.27, 1.38, 1.11) and 1.28 on 2026-12-07 (load ~2.5, after
+ *     the idle-scheduler reads), issue 15 asks 2; holding a scheduler's
  *     sends until it idles (one send() per batch) was measured worse: its
  *     run queue empties every ~8 replies, so it sent more often than the
  *     loop thread does;
