@@ -74,12 +74,13 @@
  *     or more, from the binaries themselves (etf bin_refs; sendmsg, then
  *     evbuffer references): no copy into the body or a frame buffer;
  *     bursts of frames leave in few large writes; an up TCP connection
- *     is read by an event of our own (sock_read_cb: 64 KiB per readv, or
- *     the rest of a big frame, no FIONREAD ioctl; libevent 2.1's
- *     bufferevent read 4 KiB per call), a big frame or continuation
- *     fragment straight into its binary or sequence buffer; frames are
- *     split and decoded from a loop-thread-only buffer (rxq), not under
- *     the bufferevent lock senders take; an incoming MONITOR_P is set up
+ *     is read through an epoll set of our own (conn_read: 64 KiB per
+ *     readv, or the rest of a big frame, no FIONREAD ioctl; libevent
+ *     2.1's bufferevent read 4 KiB per call), by the loop thread or an
+ *     idle scheduler, a big frame or continuation fragment straight into
+ *     its binary or sequence buffer; frames are split and decoded from a
+ *     buffer only the reader touches (rxq), not under the bufferevent
+ *     lock senders take; an incoming MONITOR_P is set up
  *     by the reading thread for the controller (sched_monitor_for), not
  *     waited for;
  *   - bad input: tests/cluster/test_node_malformed.c (58 handshakes and

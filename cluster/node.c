@@ -10,11 +10,12 @@
  * timer, and reads the up TCP connections unless an idle scheduler does
  * (idle_poll): whoever reads them holds node.rd_lock, which covers their
  * receive state (rxq, decoder, sinks).  Scheduler threads reach
- * connections otherwise only through the send hook, under node.lock: they encode the message on
- * their own thread (no lock held), then under the lock find (or create) the connection and append
- * the bytes to its bufferevent (thread-safe, and never blocking: it only
- * appends to a buffer) or, while the connection is being set up, to its
- * pending buffer.  Bufferevents run their callbacks deferred and unlocked,
+ * connections otherwise only through the send hook, under node.lock:
+ * they encode the message on their own thread (no lock held), then under
+ * the lock find (or create) the connection and append the bytes to its
+ * bufferevent (thread-safe, and never blocking: it only appends to a
+ * buffer) or, while the connection is being set up, to its pending
+ * buffer.  Bufferevents run their callbacks deferred and unlocked,
  * so the lock order is always node.lock, then a bufferevent's own lock.
  * Connections are freed only on the loop thread, after being unlinked
  * under the lock (Redis' freeClientAsync: never inside their own
@@ -94,7 +95,7 @@ typedef struct conn {
     uint64_t sync_seq;
     struct conn *deferred_next;
     /* A big frame's bytes go from the socket straight to where they end
-     * up (sock_read_cb): a continuation fragment's into its sequence's
+     * up (conn_read): a continuation fragment's into its sequence's
      * buffer, another big frame's into a binary of its own.  sink_left:
      * bytes still to come (0: no sink). */
     uint8_t *sink_dst;
@@ -1312,10 +1313,10 @@ static void rd_cb(evutil_socket_t fd, short what, void *arg)
  * slices), and other schedulers leave the sockets to it.  When the
  * holder gives it up (idle_done: asleep, or busy for long) rd_ep goes
  * back, and the loop thread, woken by what arrived meanwhile
- * (level-triggered), reads again.  Before,
- * every frame of a round trip woke the loop thread and then its
- * process's scheduler: two wake-ups on each node, which on two cores
- * also fought the spinning schedulers for the CPU.
+ * (level-triggered), reads again.  Before, every frame of a round trip
+ * woke the loop thread and then its process's scheduler: two wake-ups on
+ * each node, which on two cores also fought the spinning schedulers for
+ * the CPU.
  */
 static bool idle_poll(void *ud, unsigned who, bool idle)
 {

@@ -1781,7 +1781,6 @@ int sched_unlink(sched_ctx_t *ctx, term_t to)
     return GD_OK;
 }
 
-/* Monitors the local process `to` (pid or name) with reference ref. */
 /* How monitor `ref` of `to` by `watcher` starts: sig is the SIG_MONITOR
  * for the live target t (referenced: the caller delivers sig to it, then
  * puts it) or, with t NULL, the watcher's own 'DOWN' noproc.  pid and
@@ -1816,6 +1815,7 @@ static int monitor_prepare(term_t watcher, term_t to, sched_ref_t ref, monitor_s
     return GD_OK;
 }
 
+/* Monitors the local process `to` (pid or name) with reference ref. */
 static int monitor_local(sched_ctx_t *ctx, term_t to, sched_ref_t ref, term_t *ref_out)
 {
     monitor_start_t ms;

@@ -740,11 +740,12 @@ static bool watchdog_pass(bool may_fire)
         if (t0 != 0 || len != 0 || slotted)
             busy = true;
         /* Relaxed hint, as in scheduler_main. */
-        if (may_fire && t0 != 0 && now > t0 && now - t0 > WATCHDOG_TICK_NS &&
+        bool past_tick = t0 != 0 && now > t0 && now - t0 > WATCHDOG_TICK_NS;
+        if (may_fire && past_tick &&
             now / 1000000u >= atomic_load_explicit(&rq->tnext, memory_order_relaxed))
             timer_rq_advance(rq, now / 1000000u);
         /* The sockets wait for no long slice (see POLL_HOLD_NS). */
-        if (t0 != 0 && now > t0 && now - t0 > WATCHDOG_TICK_NS)
+        if (past_tick)
             poll_release(rq);
         if (t0 != 0 && now > t0 && now - t0 > n->stuck_ns) {
             stuck++;
