@@ -382,6 +382,10 @@ static bool work_visible(const runq_t *self)
         uint32_t len = atomic_load_explicit(&rq->len, memory_order_relaxed);
         if (len > (k == 0 ? 0u : 1u))
             return true;
+        /* Its own run-next slot: filled from this thread outside any
+         * process (the idle poller's deliveries), it is work too. */
+        if (k == 0 && rq_has_next(rq))
+            return true;
         /* A stuck queue gives up even its only process (steal): the
          * watchdog wakes sleepers for it, not a spinner, which must look. */
         if (k != 0 && (len > 0 || rq_has_next(rq)) && rq_stuck(rq))
@@ -481,11 +485,11 @@ static bool spin_for_work(runq_t *self, bool yield_phase)
     do {
         sched_yield();
         /* What the poller delivers lands in this scheduler's run-next
-         * slot (runq_push_woken), which work_visible does not look at. */
-        if (ip != NULL && ip->poll(ip->ud, who, true) && rq_has_next(self)) {
-            found = true;
-            break;
-        }
+         * slot (runq_push_woken), which work_visible looks at: also when
+         * poll says it read nothing (a connection it closed still told
+         * its controller, which then waited asleep in the slot). */
+        if (ip != NULL)
+            (void)ip->poll(ip->ud, who, true);
         if (work_visible(self)) {
             found = true;
             break;
