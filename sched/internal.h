@@ -415,6 +415,11 @@ bool node_running(void);
 /* Per-thread: the scheduler (run queue) this thread runs, or NULL. */
 extern _Thread_local runq_t *sched_current_rq;
 
+/* Tests only (0 in production): every Nth message push of a thread stalls
+ * ~20 µs between reading the receiver's state word and linking the
+ * message (process.c deliver), to show the wake-up protocol survives it. */
+extern _Atomic uint32_t sched_test_push_stall_every;
+
 /* Runs one slice of p on the current scheduler (process.c); returns the
  * reductions it used (p may be gone by then). */
 int32_t proc_run(sched_proc_t *p);

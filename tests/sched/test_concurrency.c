@@ -6,9 +6,11 @@
  * scheduler, ping-pong wake-up races, and link/monitor storms.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 
 #include "cunit_main.h"
+#include "sched/internal.h"
 #include "sched_test_util.h"
 
 #define A st_atom
@@ -286,6 +288,7 @@ typedef struct storm_thread {
     int idx;
     int rounds;
     term_t target;
+    bool yield; /* waits yielding the CPU (so a stalled sender gets one) */
     bool ok;
 } storm_thread_t;
 
@@ -302,20 +305,24 @@ static void *storm_main(void *arg)
             if (st_now_ns() > end) {
                 t->ok = false;
                 break;
+            } else if (t->yield) {
+                sched_yield();
             }
     }
     return NULL;
 }
 
-static void test_wakeup_storm(void)
+static void wakeup_storm(int rounds, uint32_t stall_every)
 {
     st_start(2);
+    atomic_store(&sched_test_push_stall_every, stall_every);
     term_t target;
     CU_ASSERT_FATAL(sched_spawn(NULL, &ack_beh, TERM_NIL, &target) == GD_OK);
     storm_thread_t th[STORM_THREADS];
     for (int i = 0; i < STORM_THREADS; i++) {
         atomic_store(&acks[i], 0);
-        th[i] = (storm_thread_t){.idx = i, .rounds = ST_SCALE(20000, 2000), .target = target};
+        th[i] = (storm_thread_t){
+            .idx = i, .rounds = rounds, .target = target, .yield = stall_every != 0};
         CU_ASSERT_FATAL(pthread_create(&th[i].th, NULL, storm_main, &th[i]) == 0);
     }
     for (int i = 0; i < STORM_THREADS; i++) {
@@ -323,7 +330,22 @@ static void test_wakeup_storm(void)
         CU_ASSERT(th[i].ok);
         CU_ASSERT(atomic_load(&acks[i]) == (uint64_t)th[i].rounds);
     }
+    atomic_store(&sched_test_push_stall_every, 0);
     st_stop();
+}
+
+static void test_wakeup_storm(void)
+{
+    wakeup_storm(ST_SCALE(20000, 2000), 0);
+}
+
+/* A sender that read the state word (ACTIVE, running) and skipped the
+ * wake-up is slow to link its message: the runner must not idle past it.
+ * Goes red (a thread's round trip times out) when proc_run stops looking
+ * at in_tail before it idles. */
+static void test_wakeup_storm_stalled_pushes(void)
+{
+    wakeup_storm(ST_SCALE(5000, 1000), 3);
 }
 
 /* ---- link and monitor storms ---- */
@@ -464,6 +486,7 @@ static const gd_test_case_t gd_tests[] = {
     {"fragments built on threads, attached on schedulers", test_fragments_across_threads},
     {"ping-pong pairs", test_pingpong_pairs},
     {"wake-up storm from foreign threads", test_wakeup_storm},
+    {"wake-up storm, pushes stalled before their link", test_wakeup_storm_stalled_pushes},
     {"monitor storm", test_monitor_storm},
     {"link chain", test_link_chain},
     {NULL, NULL},
