@@ -79,13 +79,18 @@ typedef struct conn {
      * here without the bufferevent's lock, which senders on the
      * schedulers take for every write (see read_up). */
     struct evbuffer *rxq;
-    /* An up TCP connection's socket is read through node.rd_ep rather
-     * than by the bufferevent (see conn_read), by whoever holds
-     * node.rd_lock; in_rd_ep (set under both locks) says it is there.
-     * rx_want: bytes the frame at the head of rxq still lacks (0: none
-     * known). */
+    /* An up TCP connection's socket is read by us rather than by the
+     * bufferevent (see conn_read), by whoever holds node.rd_lock: the
+     * loop thread, woken by rd_evc (an event of the socket's own), or a
+     * scheduler that polls node.rd_ep; in_rd_ep (set under both locks)
+     * says it is there.  rd_parked: rd_evc is off while a scheduler reads
+     * (node.parked, rd_mode_lock; see conn_loop_read_cb).  rx_want: bytes
+     * the frame at the head of rxq still lacks (0: none known). */
     int rd_fd;
     bool in_rd_ep;
+    bool rd_parked;
+    struct event *rd_evc;
+    struct conn *parked_next;
     size_t rx_want;
     /* A frame read on a scheduler thread needed the controller to act
      * before the frames after it (to_ctrl_sync): the reader stops there
@@ -138,6 +143,11 @@ typedef struct conn {
      * (relaxed load and store). */
     _Atomic uint64_t bytes_in, msgs_in;
     uint64_t bytes_out, msgs_out; /* node.lock */
+    /* Writes on c (relaxed: the loop thread's read reads it to tell a
+     * stream from round trips, see conn_loop_read_cb), and their number
+     * at the loop thread's last read (rd_lock). */
+    _Atomic uint32_t writes;
+    uint32_t writes_at_read;
 } conn_t;
 
 static struct node {
@@ -172,26 +182,30 @@ static struct node {
     _Atomic uint64_t sequences; /* sequence ids handed out (next_sequence_id) */
     cluster_global_t *global;   /* the global registry (global.c), while running */
     _Atomic bool loop_stop;
-    _Atomic uint64_t loop_read_ns; /* when the loop thread last read (relaxed) */
-    /* Reading the up TCP connections (see conns_read_locked): rd_ep
-     * holds their sockets; wake_ep holds rd_ep while the loop thread
-     * reads them (its event rd_ev), and not while a spinning scheduler
-     * does (rd_poller, see idle_poll).  rd_lock: held by whoever reads,
+    _Atomic uint64_t loop_read_ns;   /* when the loop thread last read (relaxed) */
+    _Atomic uint64_t loop_stream_ns; /* until when it reads a stream (relaxed; loop_read) */
+    /* Reading the up TCP connections: the loop thread through an event
+     * per socket (conn_loop_read_cb) while rd_poller is 0, a spinning
+     * scheduler through rd_ep, which holds every socket, while it is the
+     * scheduler's number (see idle_poll).  rd_lock: held by whoever reads,
      * it covers the connections' receive state and `deferred`.
-     * rd_mode_lock: the switches between the two. */
-    int rd_ep, wake_ep;
+     * rd_mode_lock: the switches between the two, and `parked` (the
+     * connections whose loop event is off meanwhile).  rd_ev: the loop
+     * thread's call to take the reading back (rd_cb). */
+    int rd_ep;
     struct event *rd_ev;
     pthread_mutex_t rd_lock, rd_mode_lock;
     _Atomic unsigned rd_poller; /* the reading scheduler's number, 0: the loop, RD_CLOSED */
     _Atomic unsigned rd_deferred;
+    _Atomic unsigned rd_parked_n;
     conn_t *deferred;
+    conn_t *parked;
     bool rd_got; /* conns_read_locked: a read got bytes (rd_lock) */
 } node = {.lock = PTHREAD_MUTEX_INITIALIZER,
           .cond = PTHREAD_COND_INITIALIZER,
           .rd_lock = PTHREAD_MUTEX_INITIALIZER,
           .rd_mode_lock = PTHREAD_MUTEX_INITIALIZER,
-          .rd_ep = -1,
-          .wake_ep = -1};
+          .rd_ep = -1};
 
 cluster_global_t **cluster_global_slot(void)
 {
@@ -240,10 +254,30 @@ const char *cluster_node_name(size_t *len)
 
 /* ---- connections ---- */
 
-/* Drops c from the readers' set (and from the deferred list), waiting out
- * a reader that may be using it.  The loop thread or the stopping one. */
+/* Drops c from the parked list (rd_mode_lock held). */
+static void conn_unpark_locked(conn_t *c)
+{
+    for (conn_t **pp = &node.parked; *pp != NULL; pp = &(*pp)->parked_next)
+        if (*pp == c) {
+            *pp = c->parked_next;
+            break;
+        }
+    c->rd_parked = false;
+    atomic_fetch_sub_explicit(&node.rd_parked_n, 1, memory_order_relaxed);
+}
+
+/* Drops c from the readers' set (and from the deferred and parked lists),
+ * waiting out a reader that may be using it.  The loop thread or the
+ * stopping one (so no callback of rd_evc runs). */
 static void rd_remove(conn_t *c)
 {
+    pthread_mutex_lock(&node.rd_mode_lock);
+    if (c->rd_parked)
+        conn_unpark_locked(c);
+    pthread_mutex_unlock(&node.rd_mode_lock);
+    if (c->rd_evc != NULL)
+        event_free(c->rd_evc);
+    c->rd_evc = NULL;
     pthread_mutex_lock(&node.rd_lock);
     (void)epoll_ctl(node.rd_ep, EPOLL_CTL_DEL, c->rd_fd, NULL);
     if (c->deferred) {
@@ -397,6 +431,7 @@ static void conn_kill_locked(conn_t *c)
     if (c->in_rd_ep) {
         struct epoll_event none = {.events = 0, .data.ptr = c};
         (void)epoll_ctl(node.rd_ep, EPOLL_CTL_MOD, c->rd_fd, &none);
+        event_del_noblock(c->rd_evc);
     }
     /* Not blocking: a scheduler that reads c may kill it while the loop
      * thread runs this very timer's callback, which waits for node.lock
@@ -464,6 +499,7 @@ static int conn_write_locked(conn_t *c, const uint8_t *p, size_t n, etf_buf_t *o
         return DIST_ECLOSED;
     c->wrote = true;
     c->bytes_out += n;
+    atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
     size_t off = 0;
     int rc = 0;
     bufferevent_lock(c->bev);
@@ -570,6 +606,7 @@ static int conn_write_fragments_locked(conn_t *c, dist_frag_iter_t *it, shared_b
     if (c->state != CONN_UP)
         return DIST_ECLOSED;
     c->wrote = true;
+    atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
     int rc = 0;
     bufferevent_lock(c->bev);
     struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -1257,10 +1294,11 @@ static bool conn_sync_done(conn_t *c)
  */
 #define RD_EVENTS 32
 
-static bool conns_read_locked(void)
+/* The first half: resumes the deferred connections whose controller has
+ * acted (the loop thread waits for it).  True when one resumed. */
+static bool deferred_resume_locked(void)
 {
     bool any = false;
-    node.rd_got = false;
     conn_t *waiting = node.deferred;
     node.deferred = NULL;
     while (waiting != NULL) {
@@ -1278,6 +1316,13 @@ static bool conns_read_locked(void)
         read_frames(c, c->rxq);
         any = true;
     }
+    return any;
+}
+
+static bool conns_read_locked(void)
+{
+    node.rd_got = false;
+    bool any = deferred_resume_locked();
     struct epoll_event ev[RD_EVENTS];
     int n = epoll_wait(node.rd_ep, ev, RD_EVENTS, 0);
     for (int i = 0; i < n; i++) {
@@ -1288,32 +1333,129 @@ static bool conns_read_locked(void)
     return any || node.rd_got;
 }
 
-/* The loop thread's reads: rd_ep (through wake_ep) has something, or a
- * scheduler that stopped polling left deferred connections (idle_done). */
+/* rd_poller while the node is stopped: no scheduler has that number. */
+#define RD_CLOSED UINT_MAX
+
+/* A stream, to the loop thread: two reads of a connection less than
+ * LOOP_STREAM_GAP_NS apart with nothing written to it in between (round
+ * trips, ping-pong or rpc, write a reply between their reads).  It then
+ * keeps the reading for LOOP_STREAM_NS: a spinning scheduler that took it
+ * in the stream's gaps read it in small bites between running what it
+ * read, and switched back and forth with the loop thread ~20k times a
+ * second (an erl sender's one-way stream: 145k msgs/s, 185-200k with the
+ * loop thread reading alone; ~40k reads/s, as many as a ping-pong's, so
+ * the time between reads does not tell the two apart). */
+#define LOOP_STREAM_GAP_NS 200000
+#define LOOP_STREAM_NS 1000000
+
+/* The loop thread read at `now` (loop thread only); stream: see above. */
+static void loop_read_at(uint64_t now, bool stream)
+{
+    if (stream)
+        atomic_store_explicit(&node.loop_stream_ns, now + LOOP_STREAM_NS, memory_order_relaxed);
+    atomic_store_explicit(&node.loop_read_ns, now, memory_order_relaxed);
+}
+
+/* True while the loop thread reads: it read within LOOP_SPIN_NS (and
+ * spins, see loop_main), or it reads a stream. */
+static bool loop_reading(uint64_t now)
+{
+    return now - atomic_load_explicit(&node.loop_read_ns, memory_order_relaxed) < LOOP_SPIN_NS ||
+           now < atomic_load_explicit(&node.loop_stream_ns, memory_order_relaxed);
+}
+
+/* Turns c's loop event off until the loop thread reads again (rd_cb);
+ * rd_mode_lock held, on the loop thread. */
+static void conn_park_locked(conn_t *c)
+{
+    if (c->rd_parked)
+        return;
+    event_del(c->rd_evc);
+    c->rd_parked = true;
+    c->parked_next = node.parked;
+    node.parked = c;
+    atomic_fetch_add_explicit(&node.rd_parked_n, 1, memory_order_relaxed);
+}
+
+/*
+ * The loop thread's read of one socket (its event rd_evc, level-
+ * triggered).  The sockets are watched by libevent one by one, not
+ * through rd_ep nested in the loop's epoll: a nested epoll set made an
+ * erl sender's one-way stream ~30% slower (200k -> 145k msgs/s on the
+ * loaded 2-core box; the extra epoll_wait alone was not it).  While a
+ * scheduler reads (rd_poller), the event is parked instead, so that
+ * what arrives wakes the loop thread at most once per socket per
+ * scheduler's turn; idle_done calls rd_cb, which puts them back.
+ */
+static void conn_loop_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_t *c = arg;
+    /* Relaxed: a hint; the decision to park is taken under
+     * rd_mode_lock, which idle_done holds to hand the reading back. */
+    if (atomic_load_explicit(&node.rd_poller, memory_order_relaxed) != 0) {
+        pthread_mutex_lock(&node.rd_mode_lock);
+        bool park = atomic_load_explicit(&node.rd_poller, memory_order_relaxed) != 0;
+        if (park)
+            conn_park_locked(c);
+        pthread_mutex_unlock(&node.rd_mode_lock);
+        if (park)
+            return;
+    }
+    pthread_mutex_lock(&node.rd_lock);
+    node.rd_got = false;
+    if (c->deferred)
+        (void)deferred_resume_locked();
+    uint64_t last = atomic_load_explicit(&c->last_read_ns, memory_order_relaxed);
+    uint32_t writes = atomic_load_explicit(&c->writes, memory_order_relaxed);
+    if (c->state == CONN_UP && !c->deferred)
+        conn_read(c);
+    if (node.rd_got) {
+        uint64_t now = now_ns();
+        loop_read_at(now, now - last < LOOP_STREAM_GAP_NS && writes == c->writes_at_read);
+        c->writes_at_read = writes;
+    }
+    pthread_mutex_unlock(&node.rd_lock);
+}
+
+/* The loop thread takes the reading back from a scheduler (idle_done):
+ * the parked events go back on (level-triggered: a socket with bytes
+ * waiting fires at once), and the connections the scheduler left
+ * deferred resume (the loop thread may wait for their controller). */
 static void rd_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     (void)arg;
+    pthread_mutex_lock(&node.rd_mode_lock);
+    if (atomic_load_explicit(&node.rd_poller, memory_order_relaxed) == 0) {
+        conn_t *c = node.parked;
+        node.parked = NULL;
+        atomic_store_explicit(&node.rd_parked_n, 0, memory_order_relaxed);
+        for (; c != NULL; c = c->parked_next) {
+            c->rd_parked = false;
+            if (c->state == CONN_UP && event_add(c->rd_evc, NULL) != 0)
+                cluster_log("%s: could not watch the socket again", c->peer);
+        }
+    }
+    pthread_mutex_unlock(&node.rd_mode_lock);
     pthread_mutex_lock(&node.rd_lock);
-    if (conns_read_locked())
-        atomic_store_explicit(&node.loop_read_ns, now_ns(), memory_order_relaxed);
+    if (deferred_resume_locked())
+        loop_read_at(now_ns(), false);
     pthread_mutex_unlock(&node.rd_lock);
 }
 
-/* rd_poller while the node is stopped: no scheduler has that number. */
-#define RD_CLOSED UINT_MAX
-
 /*
  * The schedulers' idle poller (sched_set_idle_poller).  A scheduler
- * that spins becomes the reader (rd_poller): the first takes rd_ep out
- * of wake_ep, so that what arrives no longer wakes the loop thread, and
- * reads the sockets itself each round; what it delivers runs on it at
- * once.  It keeps the role while it runs that work (polling between
- * slices), and other schedulers leave the sockets to it.  When the
- * holder gives it up (idle_done: asleep, or busy for long) rd_ep goes
- * back, and the loop thread, woken by what arrived meanwhile
- * (level-triggered), reads again.  Before, every frame of a round trip
+ * that spins becomes the reader (rd_poller) and polls rd_ep each round;
+ * what it delivers runs on it at once.  The loop thread, woken once by
+ * what arrives on a socket meanwhile, parks that socket's event
+ * (conn_loop_read_cb), so it is not woken again for it.  The scheduler
+ * keeps the role while it runs that work (polling between slices), and
+ * other schedulers leave the sockets to it.  When the holder gives it up
+ * (idle_done: asleep, or busy for long) the loop thread puts the parked
+ * events back (rd_cb) and reads again.  Before, every frame of a round trip
  * woke the loop thread and then its process's scheduler: two wake-ups on
  * each node, which on two cores also fought the spinning schedulers for
  * the CPU.
@@ -1328,16 +1470,12 @@ static bool idle_poll(void *ud, unsigned who, bool idle)
          * see loop_main): it reads in parallel with the schedulers that
          * run what it delivers.  Only a spinning scheduler takes the
          * role (a busy one that gave it up does not take it back). */
-        if (!idle || cur != 0 ||
-            now_ns() - atomic_load_explicit(&node.loop_read_ns, memory_order_relaxed) <
-                LOOP_SPIN_NS)
+        if (!idle || cur != 0 || loop_reading(now_ns()))
             return false;
         pthread_mutex_lock(&node.rd_mode_lock);
         bool mine = atomic_load_explicit(&node.rd_poller, memory_order_relaxed) == 0;
-        if (mine) {
+        if (mine)
             atomic_store_explicit(&node.rd_poller, who, memory_order_relaxed);
-            (void)epoll_ctl(node.wake_ep, EPOLL_CTL_DEL, node.rd_ep, NULL);
-        }
         pthread_mutex_unlock(&node.rd_mode_lock);
         if (!mine)
             return false;
@@ -1359,12 +1497,12 @@ static void idle_done(void *ud, unsigned who)
         return;
     pthread_mutex_lock(&node.rd_mode_lock);
     if (atomic_load_explicit(&node.rd_poller, memory_order_relaxed) == who) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-        (void)epoll_ctl(node.wake_ep, EPOLL_CTL_ADD, node.rd_ep, &ev);
         atomic_store_explicit(&node.rd_poller, 0, memory_order_relaxed);
-        /* Connections left waiting for their controller: the loop thread
-         * resumes them (it may wait). */
-        if (atomic_load_explicit(&node.rd_deferred, memory_order_relaxed) != 0)
+        /* Parked sockets (under this lock, so none is parked after this
+         * look), and connections left waiting for their controller: the
+         * loop thread takes them back (it may wait). */
+        if (atomic_load_explicit(&node.rd_parked_n, memory_order_relaxed) != 0 ||
+            atomic_load_explicit(&node.rd_deferred, memory_order_relaxed) != 0)
             event_active(node.rd_ev, EV_READ, 0);
     }
     pthread_mutex_unlock(&node.rd_mode_lock);
@@ -1376,16 +1514,15 @@ static const sched_idle_poller_t idle_poller = {idle_poll, idle_done, NULL};
 static int readers_start(void)
 {
     node.rd_ep = epoll_create1(EPOLL_CLOEXEC);
-    node.wake_ep = epoll_create1(EPOLL_CLOEXEC);
-    if (node.rd_ep < 0 || node.wake_ep < 0)
+    if (node.rd_ep < 0)
         return GD_ESYSTEM_LIMIT;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-    if (epoll_ctl(node.wake_ep, EPOLL_CTL_ADD, node.rd_ep, &ev) != 0)
-        return GD_ESYSTEM_LIMIT;
-    node.rd_ev = event_new(node.base, node.wake_ep, EV_READ | EV_PERSIST, rd_cb, NULL);
-    if (node.rd_ev == NULL || event_add(node.rd_ev, NULL) != 0)
+    /* No socket: only made active (idle_done). */
+    node.rd_ev = event_new(node.base, -1, 0, rd_cb, NULL);
+    if (node.rd_ev == NULL)
         return GD_ENOMEM;
     node.deferred = NULL;
+    node.parked = NULL;
+    atomic_store_explicit(&node.rd_parked_n, 0, memory_order_relaxed);
     atomic_store_explicit(&node.rd_deferred, 0, memory_order_relaxed);
     atomic_store_explicit(&node.rd_poller, 0, memory_order_relaxed);
     return 0;
@@ -1411,9 +1548,7 @@ static void readers_free(void)
     node.rd_ev = NULL;
     if (node.rd_ep >= 0)
         close(node.rd_ep);
-    if (node.wake_ep >= 0)
-        close(node.wake_ep);
-    node.rd_ep = node.wake_ep = -1;
+    node.rd_ep = -1;
 }
 
 /* An up connection: a TCP one's reads move from the bufferevent to the
@@ -1431,11 +1566,18 @@ static int own_reads_start(conn_t *c, struct evbuffer *in)
         return GD_ENOMEM;
     c->rd_fd = bufferevent_getfd(c->bev);
     bufferevent_disable(c->bev, EV_READ);
+    c->rd_evc = event_new(node.base, c->rd_fd, EV_READ | EV_PERSIST, conn_loop_read_cb, c);
+    if (c->rd_evc == NULL)
+        return GD_ENOMEM;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     /* Under rd_lock: a scheduler may read c as soon as it is in rd_ep,
      * and the bytes that came with the handshake go first. */
     pthread_mutex_lock(&node.rd_lock);
     int rc = epoll_ctl(node.rd_ep, EPOLL_CTL_ADD, c->rd_fd, &ev) == 0 ? 0 : GD_ESYSTEM_LIMIT;
+    if (rc == 0 && event_add(c->rd_evc, NULL) != 0) {
+        (void)epoll_ctl(node.rd_ep, EPOLL_CTL_DEL, c->rd_fd, NULL);
+        rc = GD_ENOMEM;
+    }
     if (rc == 0) {
         pthread_mutex_lock(&node.lock);
         c->in_rd_ep = true;
@@ -1443,6 +1585,10 @@ static int own_reads_start(conn_t *c, struct evbuffer *in)
         read_up(c, in);
     }
     pthread_mutex_unlock(&node.rd_lock);
+    if (rc != 0) {
+        event_free(c->rd_evc);
+        c->rd_evc = NULL;
+    }
     return rc;
 }
 

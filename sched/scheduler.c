@@ -430,11 +430,14 @@ static void poll_while_busy(runq_t *rq)
 {
     if (!atomic_load_explicit(&rq->poll_held, memory_order_relaxed))
         return;
-    uint64_t now = rq_clock_ns(rq);
-    if (now - rq->poll_since >= POLL_HOLD_NS) {
+    /* Signed: the cached clock may lag poll_since (set from a fresh
+     * reading); unsigned, a lag read as a long busy stretch and gave the
+     * role back after nearly every round trip. */
+    int64_t now = (int64_t)rq_clock_ns(rq);
+    if (now - (int64_t)rq->poll_since >= POLL_HOLD_NS) {
         poll_release(rq);
-    } else if (now - rq->poll_last >= POLL_BUSY_EVERY_NS) {
-        rq->poll_last = now;
+    } else if (now - (int64_t)rq->poll_last >= POLL_BUSY_EVERY_NS) {
+        rq->poll_last = (uint64_t)now;
         const sched_idle_poller_t *ip = atomic_load_explicit(&rq->poll_ip, memory_order_relaxed);
         (void)ip->poll(ip->ud, rq->index + 1, false);
     }
@@ -466,8 +469,13 @@ static void poll_while_busy(runq_t *rq)
 static bool spin_for_work(runq_t *self, bool yield_phase)
 {
     for (int i = 0; i < SPIN_PAUSE_ROUNDS; i++) {
-        if (work_visible(self))
+        if (work_visible(self)) {
+            /* Out of work and back at it: a new busy stretch for the
+             * role's hold (poll_while_busy). */
+            if (atomic_load_explicit(&self->poll_held, memory_order_relaxed))
+                self->poll_since = rq_clock_ns(self);
             return true;
+        }
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
