@@ -221,6 +221,23 @@ static void test_rest_for_one(void)
     nt_stop();
 }
 
+/* Waits (5 s) until pid has a monitor on it: a client told to monitor
+ * it does so when it next runs, which on a loaded box (TSan, tests run two
+ * at a time) came after a crash the test sent the supervisor's child
+ * itself, so the client's DOWN said noproc. */
+static bool monitored(term_t pid)
+{
+    uint64_t end = st_now_ns() + 5000000000u;
+    sched_process_info_t info;
+    while (sched_process_info(pid, &info) == GD_OK && st_now_ns() < end) {
+        if (info.monitored_by > 0)
+            return true;
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
 static void test_intensity(void)
 {
     nt_start(2);
@@ -228,6 +245,7 @@ static void test_intensity(void)
                                spec("b", GIRDER_PERMANENT, 1000)};
     term_t sup = start_sup(GIRDER_ONE_FOR_ONE, 2, c, 2), cl = nt_spawn_client();
     st_send(cl, st_tuple(2, A("monitor"), sup));
+    CU_ASSERT(monitored(sup));
     term_t a = started("a", 0);
     started("b", 0);
     /* Two restarts within the period are allowed... */
