@@ -103,15 +103,13 @@
  *     0.85x erl<->erl's); OTP 26+ inet_tls (kTLS, its framing) not
  *     verified; no CRL checks; verify_fun is Erlang-only;
  *   - speed (tests/bench/dist, girder<->girder over erl<->erl, see
- *     docs/benchmarks.md for the figures): one-way small ~3x, 1 MiB
- *     binaries 2-2.3x, 100-pair ping-pong 1.1-1.4x in today's runs
- *     (1.8-2.4 in others: noisy); since idle schedulers read the sockets
- *     (node.c idle_poll) the 1-pair ping-pong is ~1.9x (RTT p50 ~0.5x)
- *     and erpc 1-1.5x, but rpc (rex, with a monitor per call: MONITOR_P,
- *     REG_SEND and DEMONITOR, the controller runs twice per call on each
- *     side) ~1x; erl->girder rpc/erpc went from ~0.7x to ~1.5x, but its
- *     one-way small messages fell from ~1.2x to ~0.8x with the new read
- *     path (also with the idle poller off: not found yet); an incoming
+ *     docs/benchmarks.md for the figures): one-way small 2.6-3x, 1 MiB
+ *     binaries 1.9-2.3x, 100-pair ping-pong 1.1-1.4x (noisy: rounds
+ *     of 1.1 and 3.1); since idle schedulers read the sockets (node.c
+ *     idle_poll) the 1-pair ping-pong is ~1.8-2.1x (RTT p50 ~0.5x), rpc
+ *     ~1.7x and erpc ~1.6x (issue 14 asks 2x); erl->girder is 1.2-1.4x
+ *     on every round trip and 1.7x on 1 MiB, one-way small ~0.9x (at
+ *     parity in single rounds: both sides 160-200k msgs/s); an incoming
  *     LINK still waits for the controller (read on a scheduler: the
  *     connection is parked until it acknowledges), and hook_link links
  *     the caller to the controller before telling it, so a connection
