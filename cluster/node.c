@@ -1404,6 +1404,14 @@ static void conn_loop_read_cb(evutil_socket_t fd, short what, void *arg)
             return;
     }
     pthread_mutex_lock(&node.rd_lock);
+    if (c->state != CONN_UP) {
+        /* Killed (conn_kill_locked, maybe on a scheduler, whose
+         * event_del_noblock can lose to rd_cb putting the event back):
+         * level-triggered, it would fire until conn_free. */
+        event_del(c->rd_evc);
+        pthread_mutex_unlock(&node.rd_lock);
+        return;
+    }
     node.rd_got = false;
     if (c->deferred)
         (void)deferred_resume_locked();
