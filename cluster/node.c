@@ -197,7 +197,6 @@ static struct node {
     pthread_mutex_t rd_lock, rd_mode_lock;
     _Atomic unsigned rd_poller; /* the reading scheduler's number, 0: the loop, RD_CLOSED */
     _Atomic unsigned rd_deferred;
-    _Atomic unsigned rd_parked_n;
     conn_t *deferred;
     conn_t *parked;
     bool rd_got; /* conns_read_locked: a read got bytes (rd_lock) */
@@ -263,7 +262,6 @@ static void conn_unpark_locked(conn_t *c)
             break;
         }
     c->rd_parked = false;
-    atomic_fetch_sub_explicit(&node.rd_parked_n, 1, memory_order_relaxed);
 }
 
 /* Drops c from the readers' set (and from the deferred and parked lists),
@@ -1374,7 +1372,6 @@ static void conn_park_locked(conn_t *c)
     c->rd_parked = true;
     c->parked_next = node.parked;
     node.parked = c;
-    atomic_fetch_add_explicit(&node.rd_parked_n, 1, memory_order_relaxed);
 }
 
 /*
@@ -1440,7 +1437,6 @@ static void rd_cb(evutil_socket_t fd, short what, void *arg)
     if (atomic_load_explicit(&node.rd_poller, memory_order_relaxed) == 0) {
         conn_t *c = node.parked;
         node.parked = NULL;
-        atomic_store_explicit(&node.rd_parked_n, 0, memory_order_relaxed);
         for (; c != NULL; c = c->parked_next) {
             c->rd_parked = false;
             if (c->state == CONN_UP && event_add(c->rd_evc, NULL) != 0)
@@ -1509,7 +1505,7 @@ static void idle_done(void *ud, unsigned who)
         /* Parked sockets (under this lock, so none is parked after this
          * look), and connections left waiting for their controller: the
          * loop thread takes them back (it may wait). */
-        if (atomic_load_explicit(&node.rd_parked_n, memory_order_relaxed) != 0 ||
+        if (node.parked != NULL ||
             atomic_load_explicit(&node.rd_deferred, memory_order_relaxed) != 0)
             event_active(node.rd_ev, EV_READ, 0);
     }
@@ -1530,7 +1526,6 @@ static int readers_start(void)
         return GD_ENOMEM;
     node.deferred = NULL;
     node.parked = NULL;
-    atomic_store_explicit(&node.rd_parked_n, 0, memory_order_relaxed);
     atomic_store_explicit(&node.rd_deferred, 0, memory_order_relaxed);
     atomic_store_explicit(&node.rd_poller, 0, memory_order_relaxed);
     return 0;

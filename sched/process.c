@@ -227,15 +227,28 @@ static void inbox_init(sched_proc_t *p)
     p->in_head = &p->in_sentinel;
 }
 
-static void inbox_push(sched_proc_t *p, msg_link_t *n)
+/* A push in two steps: claim the tail (returns the node n goes after),
+ * then link.  deliver reads the receiver's state between the two. */
+static msg_link_t *inbox_claim(sched_proc_t *p, msg_link_t *n)
 {
     /* Relaxed: n is not reachable yet; the exchange below publishes it. */
     atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
-    /* acq_rel: orders n's contents before other producers link after it. */
-    msg_link_t *prev = atomic_exchange_explicit(&p->in_tail, n, memory_order_acq_rel);
+    /* acq_rel: orders n's contents before other producers link after it;
+     * seq_cst: deliver may skip its wake-up CAS on the strength of this
+     * exchange preceding its load of the state word (see there). */
+    return atomic_exchange_explicit(&p->in_tail, n, memory_order_seq_cst);
+}
+
+static void inbox_link(msg_link_t *prev, msg_link_t *n)
+{
     /* Release: publishes n (and the message it heads) to the owner's
      * acquire load of prev->next in inbox_pop. */
     atomic_store_explicit(&prev->next, n, memory_order_release);
+}
+
+static void inbox_push(sched_proc_t *p, msg_link_t *n)
+{
+    inbox_link(inbox_claim(p, n), n);
 }
 
 /* Takes the oldest published item or NULL.  May return NULL while a
@@ -244,7 +257,7 @@ static void inbox_push(sched_proc_t *p, msg_link_t *n)
 static msg_t *inbox_pop(sched_proc_t *p)
 {
     msg_link_t *head = p->in_head;
-    /* Acquire pairs with the release store in deliver (or inbox_push). */
+    /* Acquire pairs with the release store in inbox_link. */
     msg_link_t *next = atomic_load_explicit(&head->next, memory_order_acquire);
     if (head == &p->in_sentinel) {
         if (next == NULL)
@@ -346,15 +359,11 @@ static void deliver(sched_proc_t *p, msg_t *m)
         runq_t *rq = sched_current_rq;
         sched_stat_add(rq != NULL ? &rq->stat_messages : NULL, &sched_node.stat_messages_other, 1);
     }
-    msg_link_t *n = &m->link;
-    /* Relaxed: n is not reachable yet; the exchange publishes it. */
-    atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
-    msg_link_t *prev = atomic_exchange_explicit(&p->in_tail, n, memory_order_seq_cst);
+    msg_link_t *prev = inbox_claim(p, &m->link);
     uint32_t s = atomic_load_explicit(&p->state, memory_order_seq_cst);
     if (GD_UNLIKELY(atomic_load_explicit(&sched_test_push_stall_every, memory_order_relaxed)))
         push_stall();
-    /* Release: publishes m to the owner's acquire load in inbox_pop. */
-    atomic_store_explicit(&prev->next, n, memory_order_release);
+    inbox_link(prev, &m->link);
     if (!((s & PS_ACTIVE) && (s & (PS_RUNNING | PS_IN_RUNQ))))
         wake(p);
 }

@@ -62,6 +62,15 @@ static uint64_t rq_clock_ns(runq_t *rq)
     return rq->clock_ns;
 }
 
+/* Brings rq's cached clock up to now, a fresh sched_now_ns() reading. */
+static void rq_clock_set(runq_t *rq, uint64_t now)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    rq->clock_tsc = __rdtsc();
+#endif
+    rq->clock_ns = now;
+}
+
 /* Forgets rq's cached clock (after a sleep): the next read is real. */
 static void rq_clock_reset(runq_t *rq)
 {
@@ -408,6 +417,11 @@ static bool work_visible(const runq_t *self)
 static void poll_hold(runq_t *rq, const sched_idle_poller_t *ip, uint64_t now)
 {
     atomic_store_explicit(&rq->poll_ip, ip, memory_order_relaxed);
+    /* The stamps and poll_while_busy's reads from one clock, rq's cache:
+     * stamped from a fresh reading while the cache lagged, the busy time
+     * came out negative, read as a long stretch, and the role went back
+     * after nearly every round trip. */
+    rq_clock_set(rq, now);
     rq->poll_since = rq->poll_last = now;
     /* Release: the watchdog that takes the flag (acquire) sees poll_ip. */
     atomic_store_explicit(&rq->poll_held, true, memory_order_release);
@@ -430,14 +444,11 @@ static void poll_while_busy(runq_t *rq)
 {
     if (!atomic_load_explicit(&rq->poll_held, memory_order_relaxed))
         return;
-    /* Signed: the cached clock may lag poll_since (set from a fresh
-     * reading); unsigned, a lag read as a long busy stretch and gave the
-     * role back after nearly every round trip. */
-    int64_t now = (int64_t)rq_clock_ns(rq);
-    if (now - (int64_t)rq->poll_since >= POLL_HOLD_NS) {
+    uint64_t now = rq_clock_ns(rq);
+    if (now - rq->poll_since >= POLL_HOLD_NS) {
         poll_release(rq);
-    } else if (now - (int64_t)rq->poll_last >= POLL_BUSY_EVERY_NS) {
-        rq->poll_last = (uint64_t)now;
+    } else if (now - rq->poll_last >= POLL_BUSY_EVERY_NS) {
+        rq->poll_last = now;
         const sched_idle_poller_t *ip = atomic_load_explicit(&rq->poll_ip, memory_order_relaxed);
         (void)ip->poll(ip->ud, rq->index + 1, false);
     }
