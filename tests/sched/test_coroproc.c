@@ -187,15 +187,17 @@ static bool pred_late(term_t msg, void *arg)
 /* Reports: 0 the first wait's rc and 1 its duration (a non-matching
  * message arrives meanwhile), 2 the second's rc (a match cancels), 6 an
  * infinite wait's, 3 the zero-timeout rc, 4 the skipped message taken
- * afterwards. */
+ * afterwards. The first wait's end is reported on its own, so the test
+ * sends the match after it and not after a sleep a loaded machine can
+ * stretch past the second wait's timeout. */
 static int timeouts(sched_ctx_t *ctx, term_t arg)
 {
     term_t msg = TERM_NIL;
     uint64_t t0 = st_now_ns();
     int rc = sched_receive_wait(ctx, pred_go, NULL, 40, &msg);
     res[1] = (int64_t)(st_now_ns() - t0);
-    res[0] = rc;
-    res[2] = sched_receive_wait(ctx, pred_go, NULL, 60, &msg);
+    report(0, rc);
+    res[2] = sched_receive_wait(ctx, pred_go, NULL, 300, &msg);
     /* The match cancelled that timeout: an infinite wait is not cut short
      * by it. */
     res[6] = sched_receive_wait(ctx, pred_late, NULL, -1, &msg);
@@ -223,11 +225,13 @@ static void test_receive_timeout(void)
     CU_ASSERT_FATAL(sched_spawn_coro(NULL, timeouts, TERM_NIL, &p) == GD_OK);
     sleep_ms(5);
     st_send(p, S(1)); /* does not match: the timeout still fires */
-    sleep_ms(60);
-    st_send(p, A("go"));
-    sleep_ms(150);
-    st_send(p, A("late"));
     CU_ASSERT_FATAL(wait_reported(1));
+    st_send(p, A("go"));
+    /* Past the second wait's 300 ms: had the match left its timer armed,
+     * it would cut the infinite wait short. */
+    sleep_ms(400);
+    st_send(p, A("late"));
+    CU_ASSERT_FATAL(wait_reported(2));
     CU_ASSERT_EQUAL(res[6], GD_OK);
     CU_ASSERT_EQUAL(res[0], SCHED_ETIMEOUT);
     CU_ASSERT(res[1] >= 40000000);
