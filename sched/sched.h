@@ -767,5 +767,10 @@ void sched_set_idle_poller(const sched_idle_poller_t *poller);
 /* True on a scheduler thread (inside a process or not): code that may
  * run there must not wait for a process to act. */
 bool sched_on_scheduler(void);
+/* How many processes wait to run on the calling scheduler after the
+ * current one (0 off a scheduler; a hint, read without the queue's lock):
+ * I/O code uses it to queue output for one batched write instead of a
+ * syscall per message while many processes are sending. */
+uint32_t sched_runnable_here(void);
 
 #endif /* GIRDER_SCHED_H */

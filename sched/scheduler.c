@@ -538,6 +538,16 @@ bool sched_on_scheduler(void)
     return sched_current_rq != NULL;
 }
 
+uint32_t sched_runnable_here(void)
+{
+    const runq_t *rq = sched_current_rq;
+    if (rq == NULL)
+        return 0;
+    /* Relaxed: a hint, as stealers read len. */
+    return atomic_load_explicit(&rq->len, memory_order_relaxed) +
+           (atomic_load_explicit(&rq->next, memory_order_relaxed) != NULL);
+}
+
 /* A scheduler that runs out of work gives the C library's free memory
  * back to the OS, at most once a second node-wide (malloc_trim walks
  * every arena): while busy, each arena keeps up to SCHED_MALLOC_KEEP free
