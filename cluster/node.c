@@ -465,8 +465,9 @@ static void conn_close(conn_t *c, const char *why)
  * With a burst of 1, a call's REG_SEND waited for the loop thread.  A
  * scheduler with many senders queued (girder bench's 1000 clients) would
  * make a syscall for nearly every message otherwise, their turns spreading
- * the bursts out in time: with 1000 echo clients against an erl node, 0.8
- * send(2) per round trip before, ~0.05 after, +5% round trips/s.  The
+ * the bursts out in time: with 1000 echo clients against an erl node,
+ * 0.5-0.8 send(2) per round trip before, ~0.25 after, +5-8% round
+ * trips/s.  The
  * queue must be long: with "any other process runnable" a call's
  * requests and replies, which a helper process or two run beside, went
  * through the loop thread and girder<->girder rpc:call fell from 1.4x to
