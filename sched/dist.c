@@ -7,7 +7,7 @@
  */
 #include <stdatomic.h>
 
-#include "sched/sched.h"
+#include "internal.h"
 
 /* The installed table (NULL: none).  Release on store pairs with the
  * acquire load in the send path, so a sender that sees the pointer sees
@@ -32,6 +32,15 @@ static bool name_node(term_t to, term_t *name, term_t *node)
     return true;
 }
 
+/* The hooks, once the calling process's outbox is delivered: a remote
+ * peer acting on what this process sends it must not overtake the local
+ * messages the process sent before. */
+static const sched_dist_hooks_t *hooks_after_flush(void)
+{
+    proc_outbox_flush();
+    return atomic_load_explicit(&dist_hooks, memory_order_acquire);
+}
+
 bool sched_dist_target(term_t to)
 {
     term_t name, node;
@@ -43,7 +52,7 @@ int sched_dist_send(sched_ctx_t *ctx, term_t to, term_t msg)
     term_t name, node;
     if (name_node(to, &name, &node) && node == heap_node_name())
         return sched_send(ctx, name, msg);
-    const sched_dist_hooks_t *h = atomic_load_explicit(&dist_hooks, memory_order_acquire);
+    const sched_dist_hooks_t *h = hooks_after_flush();
     if (h == NULL || h->send == NULL)
         return GD_EBADARG;
     int rc = h->send(h->ud, ctx != NULL ? sched_self(ctx) : TERM_NIL, to, msg);
@@ -54,7 +63,7 @@ int sched_dist_send(sched_ctx_t *ctx, term_t to, term_t msg)
 
 int sched_dist_exit(sched_ctx_t *ctx, term_t to, term_t reason)
 {
-    const sched_dist_hooks_t *h = atomic_load_explicit(&dist_hooks, memory_order_acquire);
+    const sched_dist_hooks_t *h = hooks_after_flush();
     if (h == NULL || h->exit == NULL)
         return GD_EBADARG;
     return h->exit(h->ud, ctx != NULL ? sched_self(ctx) : TERM_NIL, to, reason);
@@ -62,7 +71,7 @@ int sched_dist_exit(sched_ctx_t *ctx, term_t to, term_t reason)
 
 int sched_dist_link(sched_ctx_t *ctx, term_t to, bool unlink)
 {
-    const sched_dist_hooks_t *h = atomic_load_explicit(&dist_hooks, memory_order_acquire);
+    const sched_dist_hooks_t *h = hooks_after_flush();
     if (!term_is_ext_pid(to) || h == NULL || h->link == NULL)
         return GD_EBADARG;
     return h->link(h->ud, ctx, to, unlink);
@@ -73,7 +82,7 @@ int sched_dist_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out)
     term_t name, node;
     if (name_node(to, &name, &node) && node == heap_node_name())
         return sched_monitor(ctx, name, ref_out);
-    const sched_dist_hooks_t *h = atomic_load_explicit(&dist_hooks, memory_order_acquire);
+    const sched_dist_hooks_t *h = hooks_after_flush();
     if (!(term_is_ext_pid(to) || name_node(to, &name, &node)) || h == NULL || h->monitor == NULL)
         return GD_EBADARG;
     return h->monitor(h->ud, ctx, to, ref_out);
@@ -81,6 +90,6 @@ int sched_dist_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out)
 
 int sched_dist_demonitor(sched_ctx_t *ctx, term_t ref)
 {
-    const sched_dist_hooks_t *h = atomic_load_explicit(&dist_hooks, memory_order_acquire);
+    const sched_dist_hooks_t *h = hooks_after_flush();
     return h == NULL || h->demonitor == NULL ? GD_OK : h->demonitor(h->ud, ctx, ref);
 }

@@ -341,6 +341,20 @@ typedef struct runq {
     struct send_timer **tmap; /* send_after timers by key (chained hash) */
     size_t tmap_cap, tmap_n;
     pcb_pool_t pcbs; /* this scheduler's PCBs (owner only) */
+    /* The outbox (process.c, outbox_*; owner only): messages the running
+     * process sent in a row to one other local process, delivered as one
+     * chain (one exchange on the receiver's inbox, one reference, one
+     * queue-length add) when it sends or signals anything else, asks for
+     * process_info, spawns, charges reductions, reaches OUTBOX_MAX or ends
+     * its slice.  `to` holds a reference while the outbox is open (NULL:
+     * closed); last_to is the target of the slice's last plain send (a
+     * pointer to compare, no reference: the second send in a row to it
+     * opens the outbox). */
+    struct {
+        sched_proc_t *to, *last_to;
+        struct msg *first, *last;
+        uint32_t n;
+    } outbox;
 } __attribute__((aligned(64))) runq_t;
 
 /* Queues p (which the caller just marked IN_RUNQ) on a run queue. */
@@ -423,6 +437,10 @@ extern _Atomic uint32_t sched_test_push_stall_every;
 /* Runs one slice of p on the current scheduler (process.c); returns the
  * reductions it used (p may be gone by then). */
 int32_t proc_run(sched_proc_t *p);
+/* Delivers what the running process's outbox holds (see runq_t.outbox);
+ * nothing off the schedulers.  Before anything that lets another thread
+ * see the sender act (its signals, a spawn, a remote send). */
+void proc_outbox_flush(void);
 
 /* Adds v to one of the current scheduler's statistics (own: the field of
  * sched_current_rq) or, off the schedulers, to the node's (other). */
