@@ -270,6 +270,14 @@ bool sched_bump_reds(sched_ctx_t *ctx, uint32_t n);
  * outside any process.  Errors: GD_ENOMEM, GD_ESYSTEM_LIMIT (message too
  * large), GD_EBADARG (to is neither), SCHED_ESTOPPED.
  * O(size of msg).
+ *
+ * From a process, the second and later messages in a row to one other
+ * local process are handed over in chains of up to 64: each is delivered
+ * before the sender's next signal or send elsewhere, spawn, process_info
+ * or sched_bump_reds, and before it stops running (slice used up, a wait
+ * in receive, exit), so the pair's order and every causal chain through
+ * this sender hold; only a C loop that never calls the runtime again
+ * holds its last messages until it returns.
  */
 int sched_send(sched_ctx_t *ctx, term_t to, term_t msg) GD_MUST_CHECK;
 
