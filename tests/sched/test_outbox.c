@@ -37,6 +37,38 @@ static int burst(sched_ctx_t *ctx, term_t to, int count)
     return GD_OK;
 }
 
+/* Starts `schedulers` schedulers, an observer R (on the last scheduler;
+ * trapping exits when trap) with an empty log, and a sender running beh
+ * on scheduler 1, then sends the sender {tag, R}.  Returns R; *sender
+ * gets the sender's pid. */
+static term_t start_burst(unsigned schedulers, const sched_behaviour_t *beh, const char *tag,
+                          bool trap, term_t *sender)
+{
+    st_start(schedulers);
+    atomic_store(&sender_done, 0);
+    sched_spawn_opts_t on_first = {.scheduler = 1}, on_last = {.scheduler = (int)schedulers};
+    term_t r = st_spawn_observer_opt(&on_last);
+    if (trap)
+        st_send(r, st_tuple(2, A("trap"), A("true")));
+    CU_ASSERT_FATAL(st_wait_idle(r));
+    st_log_reset();
+    CU_ASSERT_FATAL(sched_spawn_opt(NULL, beh, TERM_NIL, &on_first, sender, NULL) == GD_OK);
+    st_send(*sender, st_tuple(2, A(tag), r));
+    return r;
+}
+
+/* Waits for BURST + 1 log records, asserts that the first BURST are
+ * {n, 0..BURST-1} and returns the one after them. */
+static st_rec_t record_after_burst(void)
+{
+    CU_ASSERT_FATAL(st_log_wait(BURST + 1));
+    for (size_t i = 0; i < BURST; i++) {
+        st_rec_t rec = st_log_get(i);
+        CU_ASSERT(rec.kind == ST_MSG && rec.a == A("n") && rec.b == S((int64_t)i));
+    }
+    return st_log_get(BURST);
+}
+
 static int sender_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 {
     (void)ctx;
@@ -60,22 +92,9 @@ static const sched_behaviour_t burst_exit_beh = {sender_init, burst_exit_handle,
 
 static void test_signal_after_burst(void)
 {
-    st_start(2);
-    atomic_store(&sender_done, 0);
-    sched_spawn_opts_t on1 = {.scheduler = 1}, on2 = {.scheduler = 2};
-    term_t r = st_spawn_observer_opt(&on2);
-    st_send(r, st_tuple(2, A("trap"), A("true")));
-    CU_ASSERT_FATAL(st_wait_idle(r));
-    st_log_reset();
     term_t s;
-    CU_ASSERT_FATAL(sched_spawn_opt(NULL, &burst_exit_beh, TERM_NIL, &on1, &s, NULL) == GD_OK);
-    st_send(s, st_tuple(2, A("burst_exit"), r));
-    CU_ASSERT_FATAL(st_log_wait(BURST + 1));
-    for (size_t i = 0; i < BURST; i++) {
-        st_rec_t rec = st_log_get(i);
-        CU_ASSERT(rec.kind == ST_MSG && rec.a == A("n") && rec.b == S((int64_t)i));
-    }
-    st_rec_t last = st_log_get(BURST);
+    start_burst(2, &burst_exit_beh, "burst_exit", true, &s);
+    st_rec_t last = record_after_burst();
     CU_ASSERT(last.kind == ST_EXIT && last.a == s && last.b == A("after_burst"));
     st_stop();
 }
@@ -100,14 +119,9 @@ static const sched_behaviour_t burst_info_beh = {sender_init, burst_info_handle,
 
 static void test_process_info_counts_burst(void)
 {
-    st_start(1);
-    atomic_store(&sender_done, 0);
     atomic_store(&qlen_seen, -1);
-    term_t r = st_spawn_observer();
-    CU_ASSERT_FATAL(st_wait_idle(r));
     term_t s;
-    CU_ASSERT_FATAL(sched_spawn(NULL, &burst_info_beh, TERM_NIL, &s) == GD_OK);
-    st_send(s, st_tuple(2, A("burst_info"), r));
+    start_burst(1, &burst_info_beh, "burst_info", false, &s);
     CU_ASSERT_FATAL(st_log_wait(10));
     CU_ASSERT(atomic_load(&sender_done) == 1);
     CU_ASSERT_EQUAL(atomic_load(&qlen_seen), 10);
@@ -152,20 +166,9 @@ static const sched_behaviour_t burst_spawn_beh = {sender_init, burst_spawn_handl
 
 static void test_child_after_burst(void)
 {
-    st_start(2);
-    atomic_store(&sender_done, 0);
-    sched_spawn_opts_t on1 = {.scheduler = 1}, on2 = {.scheduler = 2};
-    term_t r = st_spawn_observer_opt(&on2);
-    CU_ASSERT_FATAL(st_wait_idle(r));
     term_t s;
-    CU_ASSERT_FATAL(sched_spawn_opt(NULL, &burst_spawn_beh, TERM_NIL, &on1, &s, NULL) == GD_OK);
-    st_send(s, st_tuple(2, A("burst_spawn"), r));
-    CU_ASSERT_FATAL(st_log_wait(BURST + 1));
-    for (size_t i = 0; i < BURST; i++) {
-        st_rec_t rec = st_log_get(i);
-        CU_ASSERT(rec.kind == ST_MSG && rec.a == A("n") && rec.b == S((int64_t)i));
-    }
-    st_rec_t last = st_log_get(BURST);
+    start_burst(2, &burst_spawn_beh, "burst_spawn", false, &s);
+    st_rec_t last = record_after_burst();
     CU_ASSERT(last.kind == ST_MSG && last.a == A("child"));
     st_stop();
 }
@@ -189,15 +192,8 @@ static const sched_behaviour_t burst_loop_beh = {sender_init, burst_loop_handle,
 
 static void test_charged_loop_hands_over(void)
 {
-    st_start(2);
-    atomic_store(&sender_done, 0);
-    sched_spawn_opts_t on1 = {.scheduler = 1}, on2 = {.scheduler = 2};
-    term_t r = st_spawn_observer_opt(&on2);
-    CU_ASSERT_FATAL(st_wait_idle(r));
-    st_log_reset();
     term_t s;
-    CU_ASSERT_FATAL(sched_spawn_opt(NULL, &burst_loop_beh, TERM_NIL, &on1, &s, NULL) == GD_OK);
-    st_send(s, st_tuple(2, A("burst_loop"), r));
+    start_burst(2, &burst_loop_beh, "burst_loop", false, &s);
     uint64_t until = st_now_ns() + 5000000000u;
     while (atomic_load(&sender_done) == 0 && st_now_ns() < until) {
     }
