@@ -401,14 +401,20 @@ static void outbox_deliver(runq_t *rq)
     proc_put(t);
 }
 
-void proc_outbox_flush(void)
+/* The end of a run on rq (or a flush point inside one): delivers the
+ * outbox and forgets the last target. */
+static inline void outbox_end_run(runq_t *rq)
 {
-    runq_t *rq = sched_current_rq;
-    if (rq == NULL)
-        return;
     rq->outbox.last_to = NULL;
     if (rq->outbox.to != NULL)
         outbox_deliver(rq);
+}
+
+void proc_outbox_flush(void)
+{
+    runq_t *rq = sched_current_rq;
+    if (rq != NULL)
+        outbox_end_run(rq);
 }
 
 /* The outbox's target when it is open for `to` (a pid) in ctx's slice:
@@ -432,19 +438,23 @@ static void outbox_append(runq_t *rq, msg_t *m)
 }
 
 /* Takes message m that process ctx sends to t (t referenced by the
- * caller) into the outbox, or says no (false: deliver it).  The second
- * message in a row to t opens the outbox with a reference of its own. */
+ * caller) into the outbox, or says no (false: deliver it, the outbox
+ * being empty then).  The second message in a row to t opens the outbox
+ * with a reference of its own. */
 static bool outbox_take(sched_ctx_t *ctx, sched_proc_t *t, msg_t *m)
 {
     runq_t *rq = sched_current_rq;
-    if (ctx == NULL || rq == NULL || t == ctx || m->kind != MSG_MESSAGE)
-        return false;
-    if (rq->outbox.to == t) {
+    if (rq == NULL)
+        return false; /* off the schedulers: no outbox */
+    /* Never open for the sender itself, so t == ctx cannot match. */
+    if (rq->outbox.to == t && m->kind == MSG_MESSAGE) {
         outbox_append(rq, m);
         return true;
     }
     if (rq->outbox.to != NULL)
         outbox_deliver(rq);
+    if (ctx == NULL || t == ctx || m->kind != MSG_MESSAGE)
+        return false;
     if (rq->outbox.last_to != t) {
         rq->outbox.last_to = t;
         return false;
@@ -1462,7 +1472,7 @@ int32_t proc_run(sched_proc_t *p)
             run_callbacks(p);
         /* Before anything below lets another thread run p (or see it
          * gone): what it sent is delivered by then. */
-        proc_outbox_flush();
+        outbox_end_run(sched_current_rq);
         if (p->flags & PF_EXIT_PENDING) {
             account(p, &counted);
             do_exit(p);
@@ -1782,7 +1792,7 @@ static int send_body(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sche
         if (ctx != NULL)
             ctx->reds -= 1 + (int32_t)(m->frag != NULL ? m->frag->used / 16 : 0);
         if (!outbox_take(ctx, t, m))
-            deliver(t, m);
+            deliver_chain(t, m, m, m->kind == MSG_MESSAGE);
     }
     proc_put(t);
     if (ctx != NULL && rc == GD_OK)
