@@ -467,11 +467,10 @@ static void conn_close(conn_t *c, const char *why)
  * make a syscall for nearly every message otherwise, their turns spreading
  * the bursts out in time: with 1000 echo clients against an erl node,
  * 0.5-0.8 send(2) per round trip before, ~0.25 after, +5-8% round
- * trips/s.  The
- * queue must be long: with "any other process runnable" a call's
- * requests and replies, which a helper process or two run beside, went
- * through the loop thread and girder<->girder rpc:call fell from 1.4x to
- * 0.65x erl<->erl's calls/s. */
+ * trips/s.  The queue must be long: with "any other process runnable" a
+ * call's requests and replies, which a helper process or two run beside,
+ * went through the loop thread and girder<->girder rpc:call fell from
+ * 1.4x to 0.65x erl<->erl's calls/s. */
 #define DIRECT_WRITE_QUEUE_MAX 8
 #define DIRECT_WRITE_GAP_NS 20000
 #define DIRECT_WRITE_BURST 3

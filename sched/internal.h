@@ -215,6 +215,14 @@ struct sched_proc {
 };
 typedef struct sched_proc sched_proc_t;
 
+/* Charges ctx (may be NULL: nobody to charge) for sending m: a reduction,
+ * plus one per 16 words copied. */
+static inline void proc_charge_send(sched_proc_t *ctx, const msg_t *m)
+{
+    if (ctx != NULL)
+        ctx->reds -= 1 + (int32_t)(m->frag != NULL ? m->frag->used / 16 : 0);
+}
+
 /* ---- process table ---- */
 
 /* Slot word: refs:32 | serial << 32 (at most 28 bits: sched_node.serial_mask)

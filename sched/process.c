@@ -389,9 +389,12 @@ static void deliver_chain(sched_proc_t *p, msg_t *first, msg_t *last, uint32_t m
  * delivers: deliver flushes first) is the order sent. */
 #define OUTBOX_MAX 64
 
+/* Delivers the outbox's chain and closes it; nothing when it is closed. */
 static void outbox_deliver(runq_t *rq)
 {
     sched_proc_t *t = rq->outbox.to;
+    if (t == NULL)
+        return;
     msg_t *first = rq->outbox.first, *last = rq->outbox.last;
     uint32_t n = rq->outbox.n;
     rq->outbox.to = NULL;
@@ -406,8 +409,7 @@ static void outbox_deliver(runq_t *rq)
 static inline void outbox_end_run(runq_t *rq)
 {
     rq->outbox.last_to = NULL;
-    if (rq->outbox.to != NULL)
-        outbox_deliver(rq);
+    outbox_deliver(rq);
 }
 
 void proc_outbox_flush(void)
@@ -417,14 +419,12 @@ void proc_outbox_flush(void)
         outbox_end_run(rq);
 }
 
-/* The outbox's target when it is open for `to` (a pid) in ctx's slice:
- * a send may then skip the lookup, the outbox holding a reference. */
-static sched_proc_t *outbox_target(const sched_ctx_t *ctx, term_t to)
+/* Whether the outbox is open for `to` (a pid) in ctx's slice: a send may
+ * then skip the lookup, the outbox holding a reference. */
+static bool outbox_open_for(const sched_ctx_t *ctx, term_t to)
 {
     runq_t *rq = sched_current_rq;
-    if (ctx == NULL || rq == NULL || rq->outbox.to == NULL || rq->outbox.to->pid != to)
-        return NULL;
-    return rq->outbox.to;
+    return ctx != NULL && rq != NULL && rq->outbox.to != NULL && rq->outbox.to->pid == to;
 }
 
 static void outbox_append(runq_t *rq, msg_t *m)
@@ -451,8 +451,7 @@ static bool outbox_take(sched_ctx_t *ctx, sched_proc_t *t, msg_t *m)
         outbox_append(rq, m);
         return true;
     }
-    if (rq->outbox.to != NULL)
-        outbox_deliver(rq);
+    outbox_deliver(rq);
     if (ctx == NULL || t == ctx || m->kind != MSG_MESSAGE)
         return false;
     if (rq->outbox.last_to != t) {
@@ -469,7 +468,7 @@ static bool outbox_take(sched_ctx_t *ctx, sched_proc_t *t, msg_t *m)
 static void deliver(sched_proc_t *p, msg_t *m)
 {
     runq_t *rq = sched_current_rq;
-    if (rq != NULL && rq->outbox.to != NULL)
+    if (rq != NULL)
         outbox_deliver(rq);
     deliver_chain(p, m, m, m->kind == MSG_MESSAGE);
 }
@@ -1789,8 +1788,7 @@ static int send_body(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sche
         *built = NULL;
     }
     if (rc == GD_OK) {
-        if (ctx != NULL)
-            ctx->reds -= 1 + (int32_t)(m->frag != NULL ? m->frag->used / 16 : 0);
+        proc_charge_send(ctx, m);
         if (!outbox_take(ctx, t, m))
             deliver_chain(t, m, m, m->kind == MSG_MESSAGE);
     }
@@ -1800,16 +1798,15 @@ static int send_body(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sche
     return rc;
 }
 
-/* sched_send to the open outbox's target t (outbox_target): a copy
+/* sched_send to the open outbox's target (outbox_target): a copy
  * appended without a lookup or a reference of its own. */
-static int send_outboxed(sched_ctx_t *ctx, sched_proc_t *t, term_t msg)
+static int send_outboxed(sched_ctx_t *ctx, term_t msg)
 {
-    (void)t;
     msg_t *m = NULL;
     int rc = msg_for_body(MSG_MESSAGE, ctx->pid, msg, NULL, &m);
     if (rc != GD_OK)
         return rc;
-    ctx->reds -= 1 + (int32_t)(m->frag != NULL ? m->frag->used / 16 : 0);
+    proc_charge_send(ctx, m);
     outbox_append(sched_current_rq, m);
     coro_point(ctx);
     return GD_OK;
@@ -1822,9 +1819,9 @@ int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
         return sched_dist_send(ctx, to, msg);
     if (!term_is_local_pid(to) && term_is_local_ref(to))
         return send_alias(ctx, to, msg, NULL);
-    sched_proc_t *t = outbox_target(ctx, to);
-    if (t != NULL && node_running())
-        return send_outboxed(ctx, t, msg);
+    if (outbox_open_for(ctx, to) && node_running())
+        return send_outboxed(ctx, msg);
+    sched_proc_t *t;
     int rc = lookup_target(to, &t);
     if (rc != GD_OK || t == NULL)
         return rc;

@@ -303,8 +303,7 @@ int sched_send_after(sched_ctx_t *ctx, uint64_t ms, term_t dest, term_t msg, ter
         goto fail_frag;
     if (earliest && rq != sched_this_rq())
         (void)rq_wake_sleeper(rq);
-    if (ctx != NULL)
-        ctx->reds -= 1 + (int32_t)(m->frag != NULL ? m->frag->used / 16 : 0);
+    proc_charge_send(ctx, m);
     return GD_OK;
 
 fail_frag:
