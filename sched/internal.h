@@ -363,7 +363,30 @@ typedef struct runq {
         struct msg *first, *last;
         uint32_t n;
     } outbox;
+    /* Borrowed PCBs (scheduler.c): the reclaim epoch this scheduler saw
+     * at its last quiescent state (UINT64_MAX while it sleeps or before it
+     * starts), and whether it holds a borrowed PCB now (borrow_begin).
+     * The owner writes both; reapers read them. */
+    _Atomic uint64_t qs_epoch;
+    _Atomic bool borrowing;
 } __attribute__((aligned(64))) runq_t;
+
+/* A borrowed lookup (proc_peek) on scheduler rq starts: a reaper that
+ * finds rq lagging behind its epoch and issues a process-wide barrier
+ * (sched_os_membarrier) then sees this flag, or this thread's slot loads
+ * after it see what the reaper saw.  Only the compiler needs fencing. */
+static inline void borrow_begin(runq_t *rq)
+{
+    atomic_store_explicit(&rq->borrowing, true, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+/* The borrowed PCB is no longer used (release: the uses come before a
+ * reaper's acquire load that sees the flag clear). */
+static inline void borrow_end(runq_t *rq)
+{
+    atomic_store_explicit(&rq->borrowing, false, memory_order_release);
+}
 
 /* Queues p (which the caller just marked IN_RUNQ) on a run queue. */
 void runq_push(sched_proc_t *p);
@@ -391,6 +414,17 @@ typedef struct node {
     /* Zombies: PCBs whose last reference dropped, reaped by schedulers
      * (Treiber stack: push CAS release, take exchange acquire). */
     _Atomic(sched_proc_t *) zombies;
+    /* Borrowed PCBs (scheduler.c): schedulers may look pids up without a
+     * reference (borrow_ok: the process-wide barrier is available), so a
+     * zombie waits in limbo until every scheduler passed a quiescent
+     * state after the epoch its batch was given.  limbo, limbo_epoch and
+     * limbo_since (ns) are under limbo_lock; limbo_full is a hint. */
+    bool borrow_ok;
+    _Atomic uint64_t reclaim_epoch;
+    pthread_mutex_t limbo_lock;
+    sched_proc_t *limbo;
+    uint64_t limbo_epoch, limbo_since;
+    _Atomic bool limbo_full;
     runq_t *rqs;
     unsigned nsched;       /* base schedulers */
     unsigned max_rqs;      /* base + extra */
@@ -441,6 +475,10 @@ extern _Thread_local runq_t *sched_current_rq;
  * ~20 µs between reading the receiver's state word and linking the
  * message (process.c deliver), to show the wake-up protocol survives it. */
 extern _Atomic uint32_t sched_test_push_stall_every;
+/* Tests only: the stall's length in µs (0: 20 µs), and the one sender
+ * whose pushes stall (0: every sender). */
+extern _Atomic uint32_t sched_test_push_stall_us;
+extern _Atomic term_t sched_test_push_stall_from;
 
 /* Runs one slice of p on the current scheduler (process.c); returns the
  * reductions it used (p may be gone by then). */
@@ -463,6 +501,10 @@ static inline void sched_stat_add(_Atomic uint64_t *own, _Atomic uint64_t *other
 /* Frees a zombie: answers signals that raced its exit, frees the PCB and
  * returns the slot (process.c). */
 void proc_reap(sched_proc_t *p);
+/* The process-wide memory barrier (os.c): registers for it (false when
+ * the kernel refuses) and issues one (false on failure). */
+bool sched_os_membarrier_init(void);
+bool sched_os_membarrier(void);
 /* Frees every live process and zombie at node stop (process.c). */
 void proc_destroy_all(void);
 /* Interns the atoms sched/ uses (process.c; at node start). */

@@ -1,13 +1,16 @@
 /*
  * os.c — what the operating system reports about this OS process, for
  * metrics and for the tests that check memory comes back; the C library's
- * memory policy the runtime sets.
+ * memory policy the runtime sets; the process-wide memory barrier that
+ * reclamation uses (scheduler.c, "Borrowed PCBs").
  */
+#include <linux/membarrier.h>
 #include <malloc.h>
 #include <stdio.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
-#include "sched.h"
+#include "internal.h"
 
 size_t sched_os_rss_bytes(void)
 {
@@ -36,4 +39,19 @@ void sched_os_malloc_policy(void)
      */
     (void)mallopt(M_MMAP_THRESHOLD, SCHED_MALLOC_MMAP_MIN);
     (void)mallopt(M_TRIM_THRESHOLD, SCHED_MALLOC_KEEP);
+}
+
+bool sched_os_membarrier_init(void)
+{
+    /* Linux 4.14+.  Refused in some sandboxes (seccomp): the schedulers
+     * then take a reference for every lookup, as off the schedulers. */
+    long cmds = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (cmds < 0 || !(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED))
+        return false;
+    return syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+bool sched_os_membarrier(void)
+{
+    return syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
 }

@@ -166,12 +166,26 @@ sched_proc_t *proc_get(term_t pid)
     }
 }
 
-/* One more reference to p, which the caller already holds one of. */
-static void proc_hold(sched_proc_t *p)
+/* The live process pid names, borrowed: no reference, valid until this
+ * scheduler's next quiescent state (scheduler.c, "Borrowed PCBs").  Only
+ * on a scheduler thread, between borrow_begin and borrow_end, and never
+ * kept past borrow_end. */
+static sched_proc_t *proc_peek(term_t pid)
 {
-    /* Relaxed: the caller's reference keeps the PCB; proc_put orders. */
-    atomic_fetch_add_explicit(&sched_node.slots[pid_index(p->pid)].word, 1, memory_order_relaxed);
+    uint32_t idx = pid_index(pid);
+    if (idx >= sched_node.max_procs)
+        return NULL;
+    slot_t *s = &sched_node.slots[idx];
+    /* Seq_cst (acquire for s->proc and the PCB, as proc_get's): a
+     * scheduler back from sleep must see the clearing a reaper relied
+     * on (qs_online). */
+    uint64_t w = atomic_load_explicit(&s->word, memory_order_seq_cst);
+    if (!(w & SLOT_LIVE) || ((w >> SLOT_SERIAL_SHIFT) & sched_node.serial_mask) != pid_serial(pid))
+        return NULL;
+    return s->proc;
 }
+
+
 
 void proc_put(sched_proc_t *p)
 {
@@ -329,18 +343,25 @@ void proc_wake(sched_proc_t *p)
     wake(p);
 }
 
-_Atomic uint32_t sched_test_push_stall_every;
+_Atomic uint32_t sched_test_push_stall_every, sched_test_push_stall_us;
+_Atomic term_t sched_test_push_stall_from;
 
-/* Tests: every Nth push of a thread sleeps ~20 µs between reading the
+/* Tests: every Nth push of a thread sleeps (~20 µs) between reading the
  * state word and linking the message, the window deliver's skip must
  * survive (a sleep, not a spin: the runner may spin meanwhile). */
-static void push_stall(void)
+static void push_stall(term_t from)
 {
     static _Thread_local uint32_t pushes;
+    term_t only = atomic_load_explicit(&sched_test_push_stall_from, memory_order_relaxed);
+    if (only != 0 && only != from)
+        return;
     uint32_t every = atomic_load_explicit(&sched_test_push_stall_every, memory_order_relaxed);
     if (++pushes % every != 0)
         return;
-    struct timespec t = {0, 20000};
+    uint32_t us = atomic_load_explicit(&sched_test_push_stall_us, memory_order_relaxed);
+    if (us == 0)
+        us = 20;
+    struct timespec t = {us / 1000000u, (long)(us % 1000000u) * 1000L};
     nanosleep(&t, NULL);
 }
 
@@ -372,7 +393,7 @@ static void deliver_chain(sched_proc_t *p, msg_t *first, msg_t *last, uint32_t m
     msg_link_t *prev = inbox_claim(p, &last->link);
     uint32_t s = atomic_load_explicit(&p->state, memory_order_seq_cst);
     if (GD_UNLIKELY(atomic_load_explicit(&sched_test_push_stall_every, memory_order_relaxed)))
-        push_stall();
+        push_stall(first->from);
     inbox_link(prev, &first->link);
     if (!((s & PS_ACTIVE) && (s & (PS_RUNNING | PS_IN_RUNQ))))
         wake(p);
@@ -458,7 +479,10 @@ static bool outbox_take(sched_ctx_t *ctx, sched_proc_t *t, msg_t *m)
         rq->outbox.last_to = t;
         return false;
     }
-    proc_hold(t);
+    /* A reference of its own (t may be borrowed); none when t is on its
+     * way out: the message then goes the plain way. */
+    if (proc_get(t->pid) == NULL)
+        return false;
     rq->outbox.to = t;
     rq->outbox.first = rq->outbox.last = m;
     rq->outbox.n = 1;
@@ -1019,10 +1043,11 @@ static void notify_exit(void)
 static void unpublish(sched_proc_t *p)
 {
     slot_t *s = &sched_node.slots[pid_index(p->pid)];
-    /* Acq_rel RMW: ordered after the PCB's last use as a live process;
+    /* Seq_cst RMW: ordered after the PCB's last use as a live process;
      * lookups that succeeded before it hold references, waited for by the
-     * reaper. */
-    atomic_fetch_and_explicit(&s->word, ~SLOT_LIVE, memory_order_acq_rel);
+     * reaper, or borrowed the PCB (seq_cst: see scheduler.c, "Borrowed
+     * PCBs"). */
+    atomic_fetch_and_explicit(&s->word, ~SLOT_LIVE, memory_order_seq_cst);
 }
 
 /* Ends p (running on this scheduler) with p->reason. */
@@ -1104,12 +1129,14 @@ void proc_destroy_all(void)
         release_owned(p);
         pcb_free(p);
     }
-    sched_proc_t *z = atomic_exchange_explicit(&n->zombies, NULL, memory_order_acquire);
-    while (z != NULL) {
-        sched_proc_t *next = z->rq_next;
-        proc_reap(z);
-        z = next;
-    }
+    sched_proc_t *lists[2] = {atomic_exchange_explicit(&n->zombies, NULL, memory_order_acquire),
+                              n->limbo};
+    n->limbo = NULL;
+    for (int i = 0; i < 2; i++)
+        for (sched_proc_t *z = lists[i], *next; z != NULL; z = next) {
+            next = z->rq_next;
+            proc_reap(z);
+        }
     atomic_store_explicit(&n->nprocs, 0, memory_order_relaxed);
 }
 
@@ -1776,8 +1803,10 @@ static int msg_for_body(enum msg_kind kind, term_t from, term_t msg, heap_frag_t
 
 /* send_copy, or with *built (non-NULL) the fragment chain msg already
  * lies in: taken as the body instead of a copy (freed on failure). */
-static int send_body(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_ref_t ref,
-                     term_t msg, heap_frag_t **built)
+/* send_body's work but the drop and the preemption point: t is the
+ * caller's (referenced or borrowed). */
+static int send_to(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_ref_t ref,
+                   term_t msg, heap_frag_t **built)
 {
     msg_t *m = NULL;
     int rc = msg_for_body(kind, ctx != NULL ? ctx->pid : TERM_NIL, msg, built, &m);
@@ -1792,8 +1821,30 @@ static int send_body(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sche
         if (!outbox_take(ctx, t, m))
             deliver_chain(t, m, m, m->kind == MSG_MESSAGE);
     }
+    return rc;
+}
+
+static int send_body(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_ref_t ref,
+                     term_t msg, heap_frag_t **built)
+{
+    int rc = send_to(ctx, t, kind, ref, msg, built);
     proc_put(t);
     if (ctx != NULL && rc == GD_OK)
+        coro_point(ctx);
+    return rc;
+}
+
+/* sched_send to local pid `to` from scheduler rq, the target borrowed
+ * (no reference taken or dropped: scheduler.c, "Borrowed PCBs"). */
+static int send_borrowed(sched_ctx_t *ctx, runq_t *rq, term_t to, term_t msg)
+{
+    if (!node_running())
+        return SCHED_ESTOPPED;
+    borrow_begin(rq);
+    sched_proc_t *t = proc_peek(to);
+    int rc = t != NULL ? send_to(ctx, t, MSG_MESSAGE, (sched_ref_t){{0, 0, 0}}, msg, NULL) : GD_OK;
+    borrow_end(rq);
+    if (t != NULL && ctx != NULL && rc == GD_OK)
         coro_point(ctx);
     return rc;
 }
@@ -1821,6 +1872,9 @@ int sched_send(sched_ctx_t *ctx, term_t to, term_t msg)
         return send_alias(ctx, to, msg, NULL);
     if (outbox_open_for(ctx, to) && node_running())
         return send_outboxed(ctx, msg);
+    runq_t *rq = sched_current_rq;
+    if (rq != NULL && sched_node.borrow_ok && term_is_local_pid(to))
+        return send_borrowed(ctx, rq, to, msg);
     sched_proc_t *t;
     int rc = lookup_target(to, &t);
     if (rc != GD_OK || t == NULL)

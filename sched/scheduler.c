@@ -454,6 +454,152 @@ static void poll_while_busy(runq_t *rq)
     }
 }
 
+/*
+ * Borrowed PCBs.  A process running on a scheduler sends by looking the
+ * target up without taking a reference (process.c proc_peek): a CAS and a
+ * fetch_sub on the target's slot word per send were ~11% of a ring hop.
+ * Such a borrowed pointer is used within one send and never kept, so a
+ * PCB whose last reference dropped (a zombie) may be freed once every
+ * scheduler has passed a quiescent state, a point where it holds no
+ * borrowed pointer, after the PCB's slot stopped naming a live process:
+ *
+ * - A reaper moves the zombies to limbo and gives the batch the next
+ *   epoch E (an acq_rel increment of reclaim_epoch, after the slots were
+ *   cleared).
+ * - Each scheduler stores the epoch it reads into qs_epoch at the top of
+ *   its loop (qs_note: acquire load, release store; no locked
+ *   instruction).  One that read E or more looks slots up after seeing
+ *   them cleared; its earlier borrowed uses come before the store.
+ * - A sleeping scheduler holds nothing: its qs_epoch is UINT64_MAX.  One
+ *   that wakes stores its epoch with seq_cst, and borrowed lookups load
+ *   slots with seq_cst, so a reaper that still read UINT64_MAX has its
+ *   clearing of the slot seen by the waker's lookups.
+ * - A scheduler stuck in a long slice (a C loop) does not come round.
+ *   After RECLAIM_FORCE_NS, or when the reaper itself is about to sleep,
+ *   the reaper issues a process-wide barrier (membarrier) and then reads
+ *   the laggard's `borrowing` flag: clear means its borrowed uses are over
+ *   and its next lookups see the cleared slots (the barrier orders its
+ *   flag store against its slot loads, the asymmetric fence of userspace
+ *   RCU).
+ *
+ * Without the barrier (borrow_ok false) nothing is borrowed and zombies
+ * are reaped at once, as before.
+ */
+#define RECLAIM_FORCE_NS 1000000u
+
+/* A quiescent state of rq's scheduler (its loop top). */
+static void qs_note(runq_t *rq)
+{
+    /* Acquire pairs with the acq_rel increment in limbo_fill. */
+    uint64_t e = atomic_load_explicit(&sched_node.reclaim_epoch, memory_order_acquire);
+    /* Relaxed: the owner's own field.  Release: the uses before it. */
+    if (atomic_load_explicit(&rq->qs_epoch, memory_order_relaxed) != e)
+        atomic_store_explicit(&rq->qs_epoch, e, memory_order_release);
+}
+
+/* rq's scheduler sleeps (or stops): it holds nothing borrowed. */
+static void qs_offline(runq_t *rq)
+{
+    /* Seq_cst: a scheduler about to sleep after this sees it (grace_passed). */
+    atomic_store_explicit(&rq->qs_epoch, UINT64_MAX, memory_order_seq_cst);
+}
+
+/* rq's scheduler wakes (or starts). */
+static void qs_online(runq_t *rq)
+{
+    /* Seq_cst, with proc_peek's slot load and grace_passed's loads: see
+     * "Borrowed PCBs". */
+    uint64_t e = atomic_load_explicit(&sched_node.reclaim_epoch, memory_order_seq_cst);
+    atomic_store_explicit(&rq->qs_epoch, e, memory_order_seq_cst);
+}
+
+/* Whether no scheduler but self (at a quiescent state) can hold a
+ * borrowed pointer to a PCB of epoch e's batch.  With force, laggards are
+ * checked through the process-wide barrier. */
+static bool grace_passed(const runq_t *self, uint64_t e, bool force)
+{
+    node_t *n = &sched_node;
+    /* Acquire: as in wake_one_sleeper. */
+    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    bool lagging = false;
+    for (unsigned i = 0; i < nrqs && !lagging; i++)
+        lagging = &n->rqs[i] != self &&
+                  atomic_load_explicit(&n->rqs[i].qs_epoch, memory_order_seq_cst) < e;
+    if (!lagging)
+        return true;
+    if (!force || !sched_os_membarrier())
+        return false;
+    for (unsigned i = 0; i < nrqs; i++) {
+        runq_t *rq = &n->rqs[i];
+        /* Acquire pairs with borrow_end's release. */
+        if (rq != self && atomic_load_explicit(&rq->qs_epoch, memory_order_seq_cst) < e &&
+            atomic_load_explicit(&rq->borrowing, memory_order_acquire))
+            return false;
+    }
+    return true;
+}
+
+static void reap_list(sched_proc_t *z)
+{
+    while (z != NULL) {
+        sched_proc_t *next = z->rq_next;
+        proc_reap(z);
+        z = next;
+    }
+}
+
+/* Moves the zombies to limbo as a new epoch's batch (under limbo_lock,
+ * limbo empty). */
+static void limbo_fill(node_t *n)
+{
+    /* Acquire pairs with the release CAS in proc_put. */
+    n->limbo = atomic_exchange_explicit(&n->zombies, NULL, memory_order_acquire);
+    if (n->limbo == NULL)
+        return;
+    /* Seq_cst (acq_rel at least): after the slots' clearing, which the
+     * zombies' push carried here; before the schedulers' epoch loads. */
+    n->limbo_epoch = atomic_fetch_add_explicit(&n->reclaim_epoch, 1, memory_order_seq_cst) + 1;
+    n->limbo_since = sched_now_ns();
+}
+
+/* Frees the PCBs whose last reference dropped and whose grace period
+ * passed; rq is the caller's scheduler, at a quiescent state.  `idle`:
+ * the caller is about to sleep, so limbo is settled now (with the
+ * barrier) rather than left to schedulers that may all be asleep. */
+static void reap_zombies(runq_t *rq, bool idle)
+{
+    node_t *n = &sched_node;
+    /* Relaxed peeks; the exchange and the lock order. */
+    if (atomic_load_explicit(&n->zombies, memory_order_relaxed) == NULL &&
+        !atomic_load_explicit(&n->limbo_full, memory_order_relaxed))
+        return;
+    if (!n->borrow_ok) {
+        /* Acquire pairs with the release CAS in proc_put. */
+        reap_list(atomic_exchange_explicit(&n->zombies, NULL, memory_order_acquire));
+        return;
+    }
+    if (pthread_mutex_trylock(&n->limbo_lock) != 0)
+        return; /* another scheduler is at it */
+    sched_proc_t *ripe = NULL, *ripe_new = NULL;
+    if (n->limbo != NULL &&
+        grace_passed(rq, n->limbo_epoch,
+                     idle || sched_now_ns() - n->limbo_since >= RECLAIM_FORCE_NS)) {
+        ripe = n->limbo;
+        n->limbo = NULL;
+    }
+    if (n->limbo == NULL) {
+        limbo_fill(n);
+        if (idle && n->limbo != NULL && grace_passed(rq, n->limbo_epoch, true)) {
+            ripe_new = n->limbo;
+            n->limbo = NULL;
+        }
+    }
+    atomic_store_explicit(&n->limbo_full, n->limbo != NULL, memory_order_relaxed);
+    pthread_mutex_unlock(&n->limbo_lock);
+    reap_list(ripe);
+    reap_list(ripe_new);
+}
+
 /* Spins for work before sleeping, as BEAM's schedulers busy-wait: a
  * wake-up through the condition variable costs a futex call on the
  * waker's side and a context switch on ours (tens of µs on a loaded VM),
@@ -503,6 +649,7 @@ static bool spin_for_work(runq_t *self, bool yield_phase)
     uint64_t t0 = sched_now_ns(), now = t0;
     do {
         sched_yield();
+        qs_note(self);
         /* What the poller delivers lands in this scheduler's run-next
          * slot (runq_push_woken), which work_visible looks at: also when
          * poll says it read nothing (a connection it closed still told
@@ -568,33 +715,20 @@ static void trim_free_memory(void)
     (void)malloc_trim(0);
 }
 
-/* Frees the PCBs whose last reference dropped. */
-static void reap_zombies(void)
-{
-    /* Relaxed peek; the exchange below is the acquire. */
-    if (atomic_load_explicit(&sched_node.zombies, memory_order_relaxed) == NULL)
-        return;
-    /* Acquire pairs with the release CAS in proc_put. */
-    sched_proc_t *z = atomic_exchange_explicit(&sched_node.zombies, NULL, memory_order_acquire);
-    while (z != NULL) {
-        sched_proc_t *next = z->rq_next;
-        proc_reap(z);
-        z = next;
-    }
-}
-
 static void *scheduler_main(void *arg)
 {
     runq_t *rq = arg;
     node_t *n = &sched_node;
     sched_current_rq = rq;
+    qs_online(rq);
     rq_clock_reset(rq);
     /* When this scheduler last ran out of work, and whether work came back
      * within SPIN_YIELD_NS then (spin_for_work's yield phase). */
     uint64_t idle_since = 0;
     bool short_idle = false;
     for (;;) {
-        reap_zombies();
+        qs_note(rq);
+        reap_zombies(rq, false);
         uint64_t now = rq_clock_ns(rq);
         /* Relaxed hint: the advance rereads the wheel under its lock. */
         if (now / 1000000u >= atomic_load_explicit(&rq->tnext, memory_order_relaxed))
@@ -632,6 +766,8 @@ static void *scheduler_main(void *arg)
             pcb_pool_trim(rq);
             heap_msg_slab_trim();
             trim_free_memory();
+            qs_offline(rq);
+            reap_zombies(rq, true);
             pthread_mutex_lock(&rq->lock);
             /* len under the lock; stopping as above. */
             if (atomic_load_explicit(&rq->len, memory_order_relaxed) == 0 && !rq->wake_pending &&
@@ -658,6 +794,7 @@ static void *scheduler_main(void *arg)
             }
             rq->wake_pending = false;
             pthread_mutex_unlock(&rq->lock);
+            qs_online(rq);
             rq_clock_reset(rq);
             short_idle = sched_now_ns() - idle_since < SPIN_YIELD_NS;
             continue;
@@ -677,6 +814,7 @@ static void *scheduler_main(void *arg)
             take_over_stuck(rq);
     }
     poll_release(rq);
+    qs_offline(rq);
     return NULL;
 }
 
@@ -856,6 +994,7 @@ static void free_node(void)
     pcb_pools_free();
     pthread_mutex_destroy(&n->pool_lock);
     pthread_mutex_destroy(&n->free_lock);
+    pthread_mutex_destroy(&n->limbo_lock);
     pthread_mutex_destroy(&n->wd_lock);
     pthread_cond_destroy(&n->wd_cond);
     pthread_mutex_destroy(&n->exit_lock);
@@ -931,6 +1070,8 @@ int sched_start(const sched_opts_t *opts)
     n->serial_mask = ((uint64_t)1 << (28 - n->idx_bits)) - 1;
     n->stuck_ns = opts->stuck_ns != 0 ? opts->stuck_ns : STUCK_NS_DEFAULT;
     pthread_mutex_init(&n->free_lock, NULL);
+    pthread_mutex_init(&n->limbo_lock, NULL);
+    n->borrow_ok = sched_os_membarrier_init();
     pthread_mutex_init(&n->pool_lock, NULL);
     pthread_mutex_init(&n->wd_lock, NULL);
     pthread_cond_init(&n->wd_cond, NULL);
@@ -965,6 +1106,8 @@ int sched_start(const sched_opts_t *opts)
         pthread_mutex_init(&n->rqs[i].lock, NULL);
         pthread_cond_init(&n->rqs[i].wake, &cattr);
         n->rqs[i].index = i;
+        /* Not started: holds nothing borrowed. */
+        atomic_store_explicit(&n->rqs[i].qs_epoch, UINT64_MAX, memory_order_relaxed);
         timer_rq_init(&n->rqs[i], now_ms);
     }
     pthread_condattr_destroy(&cattr);
