@@ -185,8 +185,6 @@ static sched_proc_t *proc_peek(term_t pid)
     return s->proc;
 }
 
-
-
 void proc_put(sched_proc_t *p)
 {
     slot_t *s = &sched_node.slots[pid_index(p->pid)];

@@ -183,8 +183,8 @@ static void test_send_stalled_past_force(void)
     atomic_store(&stalled_sent, 0);
     sched_spawn_opts_t on_first = {.scheduler = 1}, on_second = {.scheduler = 2};
     term_t sender, victim;
-    CU_ASSERT_FATAL(sched_spawn_opt(NULL, &stalled_sender_beh, TERM_NIL, &on_first, &sender,
-                                    NULL) == GD_OK);
+    CU_ASSERT_FATAL(
+        sched_spawn_opt(NULL, &stalled_sender_beh, TERM_NIL, &on_first, &sender, NULL) == GD_OK);
     CU_ASSERT_FATAL(sched_spawn_opt(NULL, &doomed_beh, TERM_NIL, &on_second, &victim, NULL) ==
                     GD_OK);
     CU_ASSERT_FATAL(st_wait_idle(victim));
