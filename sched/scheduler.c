@@ -569,8 +569,10 @@ static void limbo_fill(node_t *n)
 static void reap_zombies(runq_t *rq, bool idle)
 {
     node_t *n = &sched_node;
-    /* Relaxed peeks; the exchange and the lock order. */
-    if (atomic_load_explicit(&n->zombies, memory_order_relaxed) == NULL &&
+    /* Relaxed peeks; the exchange and the lock order.  Not before a sleep,
+     * where a stale limbo_full would leave a batch to schedulers that may
+     * all be asleep. */
+    if (!idle && atomic_load_explicit(&n->zombies, memory_order_relaxed) == NULL &&
         !atomic_load_explicit(&n->limbo_full, memory_order_relaxed))
         return;
     if (!n->borrow_ok) {
