@@ -381,7 +381,7 @@ static void deliver_chain(sched_proc_t *p, msg_t *first, msg_t *last, uint32_t m
 {
     /* Relaxed: message_queue_len is a statistic. */
     if (messages != 0) {
-        atomic_fetch_add_explicit(&p->qlen, messages, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->qlen_in, messages, memory_order_relaxed);
         runq_t *rq = sched_current_rq;
         sched_stat_add(rq != NULL ? &rq->stat_messages : NULL, &sched_node.stat_messages_other,
                        messages);
@@ -848,6 +848,25 @@ static void answer_noproc(sched_proc_t *p, const msg_t *m)
         send_sig(m->from, a);
 }
 
+/* The owner changes p's queue length by d: -1 for a message handled, +1
+ * for a signal it turned into a message (owner only: no RMW). */
+static inline void qlen_owner_add(sched_proc_t *p, int32_t d)
+{
+    uint32_t out = atomic_load_explicit(&p->qlen_out, memory_order_relaxed);
+    atomic_store_explicit(&p->qlen_out, out - (uint32_t)d, memory_order_relaxed);
+}
+
+/* p's message_queue_len (any thread).  The two counters are read without
+ * order between them, so a reader may see a message handled before its
+ * delivery: such a negative count reads as 0. */
+static uint32_t proc_qlen(sched_proc_t *p)
+{
+    uint32_t out = atomic_load_explicit(&p->qlen_out, memory_order_relaxed);
+    uint32_t in = atomic_load_explicit(&p->qlen_in, memory_order_relaxed);
+    int32_t n = (int32_t)(in - out);
+    return n > 0 ? (uint32_t)n : 0;
+}
+
 /* Handles one signal taken from the inbox (m consumed). */
 static void handle_signal(sched_proc_t *p, msg_t *m)
 {
@@ -860,7 +879,7 @@ static void handle_signal(sched_proc_t *p, msg_t *m)
             die(p, atom_killed);
         } else if (p->flags & PF_TRAP_EXIT) {
             m->kind = MSG_MESSAGE;
-            atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
+            qlen_owner_add(p, 1);
             queue_append(p, m);
             return;
         } else if (reason != atom_normal || (!m->linked && m->from == p->pid)) {
@@ -893,7 +912,7 @@ static void handle_signal(sched_proc_t *p, msg_t *m)
         if (mon_remove(p->monitors, m->ref, NULL)) {
             alias_monitor_gone(p, m->ref);
             m->kind = MSG_MESSAGE;
-            atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
+            qlen_owner_add(p, 1);
             queue_append(p, m);
             return;
         }
@@ -901,7 +920,7 @@ static void handle_signal(sched_proc_t *p, msg_t *m)
     case MSG_ALIAS:
         if (alias_accept(p, m->ref)) {
             m->kind = MSG_MESSAGE;
-            atomic_fetch_add_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
+            qlen_owner_add(p, 1);
             queue_append(p, m);
             return;
         }
@@ -939,7 +958,7 @@ static msg_t *queue_unlink(sched_proc_t *p, msg_t **link)
     /* Links into the queue may now dangle: drop them. */
     p->save = &p->q_first;
     p->mark = NULL;
-    atomic_fetch_sub_explicit(&p->qlen, 1, memory_order_relaxed); /* statistic */
+    qlen_owner_add(p, -1);
     return m;
 }
 
@@ -2349,7 +2368,7 @@ uint32_t sched_message_queue_len(term_t pid)
     if (p == NULL)
         return 0;
     /* Relaxed: a statistic, as in sched_process_info. */
-    uint32_t n = atomic_load_explicit(&p->qlen, memory_order_relaxed);
+    uint32_t n = proc_qlen(p);
     proc_put(p);
     return n;
 }
@@ -2368,7 +2387,7 @@ int sched_process_info(term_t pid, sched_process_info_t *out)
                   : (s & PS_IN_RUNQ) ? SCHED_STATUS_RUNNABLE
                                      : SCHED_STATUS_WAITING;
     out->priority = (enum sched_priority)p->prio;
-    out->message_queue_len = atomic_load_explicit(&p->qlen, memory_order_relaxed);
+    out->message_queue_len = proc_qlen(p);
     out->heap_size_words = atomic_load_explicit(&p->pub_heap_words, memory_order_relaxed);
     out->reductions = atomic_load_explicit(&p->pub_reds, memory_order_relaxed);
     out->links = atomic_load_explicit(&p->pub_links, memory_order_relaxed);
