@@ -2103,6 +2103,110 @@ static term_t sender_or_kernel(term_t from)
     return term_is_pid(k) ? k : from;
 }
 
+/*
+ * Corking.  A process that sends several signals to one node in a run
+ * (a call: MONITOR_P then REG_SEND, and the DEMONITOR_P of the call
+ * before) would make a write for each, the peer a read for each; a
+ * round trip's worth of syscalls per signal where OTP's port batches
+ * them.  So while a process runs on a scheduler, the small bodies it
+ * sends to a node are kept here, encoded but not framed (the atom cache
+ * must follow the order of the writes: framing happens under node.lock
+ * at the flush), and leave in one write when its run ends (sched/'s
+ * run_end hook: it yields, waits in a receive, is suspended or exits),
+ * before anything else of the process's goes out another way, before a
+ * controller is told to act for it, and when the next body is for
+ * another node or would not fit.  Per scheduler thread: a run belongs
+ * to one thread, and only the process running there sends into it.
+ */
+#define CORK_MAX 16384
+/* Bodies longer than this go out at once (after the cork). */
+#define CORK_BODY_MAX 4096
+
+typedef struct cork {
+    term_t node; /* where the held bodies go (meaningless when n is 0) */
+    size_t len;  /* bytes used in buf: records as in pending (PENDING_HDR) */
+    size_t n;
+    uint8_t buf[CORK_MAX];
+} cork_t;
+
+static _Thread_local cork_t cork;
+
+/* Writes what this thread holds (see above): framed in order under
+ * node.lock, as one write on an up connection, queued on one being set
+ * up, dropped when the node cannot be reached (as an immediate send
+ * would have been). */
+static void cork_flush(void)
+{
+    if (cork.n == 0)
+        return;
+    etf_buf_t frames = {0};
+    int rc = 0;
+    pthread_mutex_lock(&node.lock);
+    conn_t *c = get_conn_locked(cork.node);
+    for (size_t pos = 0; c != NULL && pos < cork.len && rc == 0;) {
+        const uint8_t *r = cork.buf + pos;
+        dist_body_t b = {{(uint8_t *)r + PENDING_HDR, get64(r + 17), get64(r + 17)},
+                         get64(r + 8),
+                         r[16] != 0,
+                         {0}};
+        if (c->state == CONN_UP) {
+            rc = frame_locked(c, &b, get64(r), &frames);
+            c->msgs_out++;
+        } else {
+            rc = conn_send_body_locked(c, &b, get64(r));
+        }
+        pos += PENDING_HDR + b.bytes.len;
+    }
+    if (c != NULL && c->state == CONN_UP && rc == 0)
+        rc = conn_write_locked(c, frames.data, frames.len, &frames);
+    if (rc < 0 && rc != DIST_ECLOSED && c != NULL && c->state == CONN_UP) {
+        /* The process has gone on: nobody to tell, and the cache may now
+         * say more than the peer was told. */
+        cluster_log("%s: cannot send (%s); closing", c->peer, dist_strerror(rc));
+        conn_kill_locked(c);
+    }
+    pthread_mutex_unlock(&node.lock);
+    etf_buf_free(&frames);
+    cork.n = 0;
+    cork.len = 0;
+}
+
+static void hook_run_end(void *ud)
+{
+    (void)ud;
+    cork_flush();
+}
+
+void cluster_cork_flush(void)
+{
+    cork_flush();
+}
+
+/* Holds body b (seq) for node_atom when the caller is a process in a run
+ * and b is small (see above); false when it must go out now (whatever
+ * this thread held has been written first then). */
+static bool cork_add(term_t node_atom, const dist_body_t *b, uint64_t seq)
+{
+    size_t need = PENDING_HDR + b->bytes.len;
+    if (b->refs.n > 0 || b->bytes.len > CORK_BODY_MAX || !sched_dist_in_run()) {
+        cork_flush();
+        return false;
+    }
+    if (cork.n > 0 && (cork.node != node_atom || cork.len + need > CORK_MAX))
+        cork_flush();
+    uint8_t *w = cork.buf + cork.len;
+    w = put64(w, seq);
+    w = put64(w, b->ctl_len);
+    *w++ = b->has_payload;
+    w = put64(w, b->bytes.len);
+    memcpy(w, b->bytes.data, b->bytes.len);
+    cork.node = node_atom;
+    cork.len += need;
+    cork.n++;
+    sched_dist_cork();
+    return true;
+}
+
 /* Encodes control + payload and sends them to node_atom, creating the
  * connection if asked.  Encoding and framing (O(size)) happen without the
  * lock; a message for an unreachable or dead connection is dropped, as
@@ -2116,6 +2220,9 @@ static int send_to_node(term_t node_atom, term_t control, term_t payload, bool c
     /* Big binaries referenced, not copied, for the fragment writer. */
     int rc = dist_encode_body_refs(control, payload, &b);
     if (rc < 0)
+        goto out;
+    /* Only what may open the connection is held: the flush opens it. */
+    if (connect ? cork_add(node_atom, &b, seq) : (cork_flush(), false))
         goto out;
     pthread_mutex_lock(&node.lock);
     conn_t *c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
@@ -2294,6 +2401,9 @@ static int make_tell(sched_ctx_t *ctx, const char *tag, term_t a, term_t b, term
 /* {Tag, A, B[, D]} to a controller. */
 static int tell(sched_ctx_t *ctx, term_t ctrl, const char *tag, term_t a, term_t b, term_t d)
 {
+    /* The controller may write for the caller (a LINK, a DEMONITOR_P):
+     * after what the caller sent before. */
+    cork_flush();
     term_t msg;
     int rc = make_tell(ctx, tag, a, b, d, &msg);
     return rc < 0 ? rc : sched_send(ctx, ctrl, msg);
@@ -2815,7 +2925,8 @@ int cluster_start(const cluster_config_t *cfg)
                                       .exit = hook_exit,
                                       .link = hook_link,
                                       .monitor = hook_monitor,
-                                      .demonitor = hook_demonitor};
+                                      .demonitor = hook_demonitor,
+                                      .run_end = hook_run_end};
     sched_set_dist_hooks(&node.hooks);
     sched_set_idle_poller(&idle_poller); /* (sched_start cleared it) */
     node.running = true;
