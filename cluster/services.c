@@ -762,6 +762,11 @@ static int ctrl_outgoing(sched_ctx_t *ctx, term_t msg, term_t *state, bool *hand
         return ctrl_send(ctx, DOP_DEMONITOR_P, el(msg, 1), wire_target(el(found, 3)), el(found, 1),
                          TERM_NONE);
     }
+    if (is_atom(tag, "$gd_out_forget") && n == 3) {
+        /* {_, Local, Ref}: Local demonitored and wrote the DEMONITOR_P
+         * itself (node.c's hook_demonitor); only the entry goes. */
+        return state_remove(h, state, out_mon_by_owner, el(msg, 1), el(msg, 2), &found);
+    }
     if (is_atom(tag, "$gd_down") && n == 3) {
         /* {_, Ref, Reason} from the peer's MONITOR_P_EXIT. */
         rc = state_remove(h, state, out_mon_by_ref, el(msg, 1), TERM_NONE, &found);
