@@ -2680,6 +2680,11 @@ int cluster_send_control(term_t node_atom, term_t control, term_t payload)
     return send_to_node(node_atom, control, payload, SEND_LIVE);
 }
 
+int cluster_send_own_control(term_t node_atom, term_t control, term_t payload)
+{
+    return send_to_node(node_atom, control, payload, SEND_LIVE_CORK);
+}
+
 uint64_t cluster_ctrl_next(conn_t *c)
 {
     return ++c->ctrl_seq;
