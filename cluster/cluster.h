@@ -811,6 +811,7 @@ typedef struct cluster_conn_stats {
     bool busy;                    /* over the output limit now */
     uint64_t suspends;            /* times a sending process was suspended */
     size_t out_queued;            /* bytes waiting for the socket now */
+    uint64_t writes;              /* output writes so far (each a batch of frames) */
     cluster_traffic_t traffic;
 } cluster_conn_stats_t;
 

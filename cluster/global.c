@@ -1531,6 +1531,8 @@ static int request(bool is_register, term_t name, term_t pid)
         g->queue_head = r;
     g->queue_tail = r;
     pthread_mutex_unlock(&g->lock);
+    /* The server's work may wait on what the caller sent before. */
+    cluster_cork_flush();
     /* Should the server be gone (stopping), cluster_global_clear answers
      * what is queued. */
     int sent = sched_send(NULL, g->server, heap_atom("$gd_global_request"));

@@ -91,6 +91,13 @@ int cluster_controller_start(term_t node_atom, term_t *pid) GD_MUST_CHECK;
  * connects): a controller's answers die with their connection.  Any
  * thread. */
 int cluster_send_control(term_t node_atom, term_t control, term_t payload) GD_MUST_CHECK;
+/* As cluster_send_control for a process's own signal (not a
+ * controller's answer): it may be held with what the process sends next
+ * in its run and leave in the same write (node.c's cork). */
+int cluster_send_own_control(term_t node_atom, term_t control, term_t payload) GD_MUST_CHECK;
+/* Writes what the calling process's run holds back (node.c's cork) now:
+ * before the caller blocks its thread for an answer that may need it. */
+void cluster_cork_flush(void);
 
 /* Spawns net_kernel, rex and echo, and the node events process (its pid
  * in *events) (after sched_start). */

@@ -388,6 +388,7 @@ static void conn_stats_fill_locked(const conn_t *c, uint64_t now, cluster_conn_s
     s->busy = c->busy;
     s->traffic.busy_ns = c->busy_ns + (c->busy ? now - c->busy_since_ns : 0);
     s->suspends = c->suspends;
+    s->writes = atomic_load_explicit(&c->writes, memory_order_relaxed);
     s->out_queued = c->bev != NULL ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
 }
 
@@ -2103,19 +2104,136 @@ static term_t sender_or_kernel(term_t from)
     return term_is_pid(k) ? k : from;
 }
 
+/*
+ * Corking.  A process that sends several signals to one node in a run
+ * (a call: MONITOR_P then REG_SEND, and the DEMONITOR_P of the call
+ * before) would make a write for each, the peer a read for each; a
+ * round trip's worth of syscalls per signal where OTP's port batches
+ * them.  So while a process runs on a scheduler, the small bodies it
+ * sends to a node are kept here, encoded but not framed (the atom cache
+ * must follow the order of the writes: framing happens under node.lock
+ * at the flush), and leave in one write when its run ends (sched/'s
+ * run_end hook: it yields, waits in a receive, is suspended or exits),
+ * before anything else of the process's goes out another way, before a
+ * controller is told to act for it, and when the next body is for
+ * another node or would not fit.  Per scheduler thread: a run belongs
+ * to one thread, and only the process running there sends into it.
+ */
+#define CORK_MAX 16384
+/* Bodies longer than this go out at once (after the cork). */
+#define CORK_BODY_MAX 4096
+
+typedef struct cork {
+    term_t node;  /* where the held bodies go (meaningless when n is 0) */
+    bool connect; /* one of them may open the connection (a message) */
+    size_t len;   /* bytes used in buf: records as in pending (PENDING_HDR) */
+    size_t n;
+    uint8_t buf[CORK_MAX];
+} cork_t;
+
+static _Thread_local cork_t cork;
+
+/* Writes what this thread holds (see above): framed in order under
+ * node.lock, as one write on an up connection, queued on one being set
+ * up, dropped when the node cannot be reached (as an immediate send
+ * would have been). */
+static void cork_flush(void)
+{
+    if (cork.n == 0)
+        return;
+    etf_buf_t frames = {0};
+    int rc = 0;
+    pthread_mutex_lock(&node.lock);
+    conn_t *c = cork.connect ? get_conn_locked(cork.node) : find_conn_locked(cork.node);
+    for (size_t pos = 0; c != NULL && pos < cork.len && rc == 0;) {
+        const uint8_t *r = cork.buf + pos;
+        dist_body_t b = {{(uint8_t *)r + PENDING_HDR, get64(r + 17), get64(r + 17)},
+                         get64(r + 8),
+                         r[16] != 0,
+                         {0}};
+        if (c->state == CONN_UP) {
+            rc = frame_locked(c, &b, get64(r), &frames);
+            c->msgs_out++;
+        } else {
+            rc = conn_send_body_locked(c, &b, get64(r));
+        }
+        pos += PENDING_HDR + b.bytes.len;
+    }
+    if (c != NULL && c->state == CONN_UP && rc == 0)
+        rc = conn_write_locked(c, frames.data, frames.len, &frames);
+    if (rc < 0 && rc != DIST_ECLOSED && c != NULL && c->state == CONN_UP) {
+        /* The process has gone on: nobody to tell, and the cache may now
+         * say more than the peer was told. */
+        cluster_log("%s: cannot send (%s); closing", c->peer, dist_strerror(rc));
+        conn_kill_locked(c);
+    }
+    pthread_mutex_unlock(&node.lock);
+    etf_buf_free(&frames);
+    cork.n = 0;
+    cork.len = 0;
+    cork.connect = false;
+}
+
+static void hook_run_end(void *ud)
+{
+    (void)ud;
+    cork_flush();
+}
+
+void cluster_cork_flush(void)
+{
+    cork_flush();
+}
+
+/* Holds body b (seq) for node_atom when the caller is a process in a run
+ * and b is small (see above); false when it must go out now (whatever
+ * this thread held has been written first then).  connect: b may open
+ * the connection. */
+static bool cork_add(term_t node_atom, const dist_body_t *b, uint64_t seq, bool connect)
+{
+    size_t need = PENDING_HDR + b->bytes.len;
+    if (b->refs.n > 0 || b->bytes.len > CORK_BODY_MAX || !sched_dist_in_run()) {
+        cork_flush();
+        return false;
+    }
+    if (cork.n > 0 && (cork.node != node_atom || cork.len + need > CORK_MAX))
+        cork_flush();
+    uint8_t *w = cork.buf + cork.len;
+    w = put64(w, seq);
+    w = put64(w, b->ctl_len);
+    *w++ = b->has_payload;
+    w = put64(w, b->bytes.len);
+    memcpy(w, b->bytes.data, b->bytes.len);
+    cork.node = node_atom;
+    cork.connect |= connect;
+    cork.len += need;
+    cork.n++;
+    sched_dist_cork();
+    return true;
+}
+
+/* How send_to_node finds the connection: creating it (a process's
+ * signal) or only a live one, and then whether the body may be corked
+ * (a process's own signal, not a controller's answer: those die with
+ * their connection, and a corked one could outlive it). */
+enum send_how { SEND_CONNECT, SEND_LIVE, SEND_LIVE_CORK };
+
 /* Encodes control + payload and sends them to node_atom, creating the
  * connection if asked.  Encoding and framing (O(size)) happen without the
  * lock; a message for an unreachable or dead connection is dropped, as
  * Erlang does.  Every message, exit and DOWN signals too (their reason is
  * a payload OTP fragments like a message's), gets its own sequence id. */
-static int send_to_node(term_t node_atom, term_t control, term_t payload, bool connect)
+static int send_to_node(term_t node_atom, term_t control, term_t payload, enum send_how how)
 {
+    bool connect = how == SEND_CONNECT;
     uint64_t seq = next_sequence_id();
     dist_body_t b = {0};
     etf_buf_t frames = {0};
     /* Big binaries referenced, not copied, for the fragment writer. */
     int rc = dist_encode_body_refs(control, payload, &b);
     if (rc < 0)
+        goto out;
+    if (how != SEND_LIVE ? cork_add(node_atom, &b, seq, connect) : (cork_flush(), false))
         goto out;
     pthread_mutex_lock(&node.lock);
     conn_t *c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
@@ -2180,7 +2298,7 @@ int cluster_send_remote(term_t from, term_t to, term_t msg)
     }
     if (!term_is_pid(ctl[2]))
         return 0; /* no process to name as the sender: nothing can be sent */
-    return send_to_node(node_atom, term_make_boxed(ctl), msg, true);
+    return send_to_node(node_atom, term_make_boxed(ctl), msg, SEND_CONNECT);
 }
 
 static int hook_send(void *ud, term_t from, term_t to, term_t msg)
@@ -2262,7 +2380,7 @@ static int hook_exit(void *ud, term_t from, term_t to, term_t reason)
         return 0;
     heap_ident_t id;
     heap_ident(to, &id);
-    return send_to_node(id.node, term_make_boxed(ctl), reason, true);
+    return send_to_node(id.node, term_make_boxed(ctl), reason, SEND_CONNECT);
 }
 
 /* The controller of the connection to node_atom (connecting if needed),
@@ -2294,6 +2412,9 @@ static int make_tell(sched_ctx_t *ctx, const char *tag, term_t a, term_t b, term
 /* {Tag, A, B[, D]} to a controller. */
 static int tell(sched_ctx_t *ctx, term_t ctrl, const char *tag, term_t a, term_t b, term_t d)
 {
+    /* The controller may write for the caller (a LINK, a DEMONITOR_P):
+     * after what the caller sent before. */
+    cork_flush();
     term_t msg;
     int rc = make_tell(ctx, tag, a, b, d, &msg);
     return rc < 0 ? rc : sched_send(ctx, ctrl, msg);
@@ -2347,6 +2468,10 @@ static int hook_link(void *ud, sched_ctx_t *ctx, term_t to, bool unlink)
     return rc < 0 ? rc : tell(ctx, ctrl, "$gd_out_link", sched_self(ctx), to, TERM_NONE);
 }
 
+/* The process dictionary's key for the latest remote monitor a process
+ * set, {Ref, Node, Target} (Target as a DEMONITOR_P names it). */
+#define LAST_MONITOR_KEY "$gd_remote_monitor"
+
 /* A local process monitors a remote pid or {Name, Node}: the controller
  * records it and turns the peer's answer (or the connection's end) into a
  * DOWN message; the caller sends the MONITOR_P itself, so it leaves on the
@@ -2378,9 +2503,16 @@ static int hook_monitor(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out)
          * the controller answers noconnection and this goes to a new
          * connection whose controller does not know the ref: the peer's
          * answer to it is dropped there. */
+        term_t target = name == TERM_NONE ? to : name;
         term_t ctl[5] = {heap_make_header(HDR_TUPLE, 4), term_make_small(DOP_MONITOR_P),
-                         sched_self(ctx), name == TERM_NONE ? to : name, *ref_out};
-        return send_to_node(node_atom, term_make_boxed(ctl), TERM_NONE, true);
+                         sched_self(ctx), target, *ref_out};
+        rc = send_to_node(node_atom, term_make_boxed(ctl), TERM_NONE, SEND_CONNECT);
+        /* What hook_demonitor needs to write the DEMONITOR_P itself: the
+         * process's latest remote monitor (a call has one at a time). */
+        term_t rec, items[3] = {*ref_out, node_atom, target};
+        if (rc == 0)
+            rc = heap_make_tuple_from(sched_heap(ctx), 3, items, &rec);
+        return rc == 0 ? sched_dict_put(ctx, heap_atom(LAST_MONITOR_KEY), rec, NULL) : rc;
     }
     term_t *e, down;
     rc = heap_make_tuple(sched_heap(ctx), 5, &e, &down);
@@ -2407,6 +2539,34 @@ static int hook_demonitor(void *ud, sched_ctx_t *ctx, term_t ref)
      * which girder_call's own flush does). */
     if (term_is_local_ref(ref))
         (void)sched_alias_remove(ctx, ref);
+    /* The process's latest remote monitor (a call's): the process writes
+     * the DEMONITOR_P itself, corked, so it leaves with what it sends next
+     * (the next call's MONITOR_P and REG_SEND: one write for the three
+     * instead of the controller's write of its own), and the controller
+     * of that node only forgets its entry.  The controller is told after
+     * the DEMONITOR_P is queued, so it writes nothing for this monitor
+     * meanwhile but a MONITOR_P_EXIT's DOWN, which the alias drops. */
+    term_t key = heap_atom(LAST_MONITOR_KEY), rec = sched_dict_get(ctx, key);
+    int order = 1;
+    if (term_is_tuple(rec) && term_tuple_arity(rec) == 3 &&
+        heap_compare_checked(term_tuple_elems(rec)[0], ref, true, &order) == 0 && order == 0) {
+        const term_t *r = term_tuple_elems(rec);
+        term_t node_atom = r[1];
+        term_t ctl[5] = {heap_make_header(HDR_TUPLE, 4), term_make_small(DOP_DEMONITOR_P),
+                         sched_self(ctx), r[2], ref};
+        int rc = send_to_node(node_atom, term_make_boxed(ctl), TERM_NONE, SEND_LIVE_CORK);
+        (void)sched_dict_erase(ctx, key);
+        pthread_mutex_lock(&node.lock);
+        conn_t *c = find_conn_locked(node_atom);
+        term_t ctrl = c != NULL ? c->ctrl : TERM_NONE;
+        pthread_mutex_unlock(&node.lock);
+        term_t msg;
+        if (rc == 0 && term_is_pid(ctrl))
+            rc = make_tell(ctx, "$gd_out_forget", sched_self(ctx), ref, TERM_NONE, &msg);
+        if (rc == 0 && term_is_pid(ctrl))
+            rc = sched_send(ctx, ctrl, msg);
+        return rc == SCHED_ENOPROC ? 0 : rc;
+    }
     size_t n = 0, cap = 0;
     pthread_mutex_lock(&node.lock);
     for (conn_t *c = node.conns; c != NULL; c = c->next)
@@ -2497,7 +2657,7 @@ int cluster_spawn_request(sched_ctx_t *ctx, term_t node_atom, term_t req_id, ter
                          sched_self(ctx),
                          mfa,
                          term_make_list(opts)};
-        rc = send_to_node(node_atom, term_make_boxed(ctl), args, true);
+        rc = send_to_node(node_atom, term_make_boxed(ctl), args, SEND_CONNECT);
     }
     return rc;
 }
@@ -2517,7 +2677,12 @@ int cluster_spawn_abandon(sched_ctx_t *ctx, term_t node_atom, term_t req_id)
 
 int cluster_send_control(term_t node_atom, term_t control, term_t payload)
 {
-    return send_to_node(node_atom, control, payload, false);
+    return send_to_node(node_atom, control, payload, SEND_LIVE);
+}
+
+int cluster_send_own_control(term_t node_atom, term_t control, term_t payload)
+{
+    return send_to_node(node_atom, control, payload, SEND_LIVE_CORK);
 }
 
 uint64_t cluster_ctrl_next(conn_t *c)
@@ -2815,7 +2980,8 @@ int cluster_start(const cluster_config_t *cfg)
                                       .exit = hook_exit,
                                       .link = hook_link,
                                       .monitor = hook_monitor,
-                                      .demonitor = hook_demonitor};
+                                      .demonitor = hook_demonitor,
+                                      .run_end = hook_run_end};
     sched_set_dist_hooks(&node.hooks);
     sched_set_idle_poller(&idle_poller); /* (sched_start cleared it) */
     node.running = true;

@@ -762,6 +762,11 @@ static int ctrl_outgoing(sched_ctx_t *ctx, term_t msg, term_t *state, bool *hand
         return ctrl_send(ctx, DOP_DEMONITOR_P, el(msg, 1), wire_target(el(found, 3)), el(found, 1),
                          TERM_NONE);
     }
+    if (is_atom(tag, "$gd_out_forget") && n == 3) {
+        /* {_, Local, Ref}: Local demonitored and wrote the DEMONITOR_P
+         * itself (node.c's hook_demonitor); only the entry goes. */
+        return state_remove(h, state, out_mon_by_owner, el(msg, 1), el(msg, 2), &found);
+    }
     if (is_atom(tag, "$gd_down") && n == 3) {
         /* {_, Ref, Reason} from the peer's MONITOR_P_EXIT. */
         rc = state_remove(h, state, out_mon_by_ref, el(msg, 1), TERM_NONE, &found);
@@ -1252,7 +1257,9 @@ static int erpc_init(sched_ctx_t *ctx, term_t arg, term_t *state)
                        from,
                        el(arg, 3),
                        self};
-    int rc = cluster_send_control(node_atom, term_make_boxed(reply), TERM_NONE);
+    /* The reply and the DOWN (or exit) below are the process's own: a
+     * quick function's leave in one write at the end of its run. */
+    int rc = cluster_send_own_control(node_atom, term_make_boxed(reply), TERM_NONE);
     if (rc < 0)
         return rc;
     term_t kind, value, stack;
@@ -1269,11 +1276,11 @@ static int erpc_init(sched_ctx_t *ctx, term_t arg, term_t *state)
     if (flags & 2) {
         term_t down[5] = {heap_make_header(HDR_TUPLE, 4),
                           term_make_small(DOP_PAYLOAD_MONITOR_P_EXIT), self, from, req_id};
-        rc = cluster_send_control(node_atom, term_make_boxed(down), reason);
+        rc = cluster_send_own_control(node_atom, term_make_boxed(down), reason);
     } else if (flags & 1) {
         term_t ex[4] = {heap_make_header(HDR_TUPLE, 3), term_make_small(DOP_PAYLOAD_EXIT), self,
                         from};
-        rc = cluster_send_control(node_atom, term_make_boxed(ex), reason);
+        rc = cluster_send_own_control(node_atom, term_make_boxed(ex), reason);
     }
     return rc < 0 ? rc : sched_exit(ctx, heap_atom("normal"));
 }

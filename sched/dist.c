@@ -93,3 +93,29 @@ int sched_dist_demonitor(sched_ctx_t *ctx, term_t ref)
     const sched_dist_hooks_t *h = hooks_after_flush();
     return h == NULL || h->demonitor == NULL ? GD_OK : h->demonitor(h->ud, ctx, ref);
 }
+
+_Thread_local bool sched_dist_corked;
+
+bool sched_dist_in_run(void)
+{
+    /* The slice's start is stamped just before a process is picked and
+     * cleared right after proc_run returns: between the two, the only
+     * sender on this thread is the process proc_run runs, whose run end
+     * calls sched_dist_run_end.  Timers and the idle poller send outside
+     * that window, where nothing would flush. */
+    const runq_t *rq = sched_current_rq;
+    return rq != NULL && atomic_load_explicit(&rq->slice_start, memory_order_relaxed) != 0;
+}
+
+void sched_dist_cork(void)
+{
+    sched_dist_corked = true;
+}
+
+void sched_dist_run_end_(void)
+{
+    sched_dist_corked = false;
+    const sched_dist_hooks_t *h = atomic_load_explicit(&dist_hooks, memory_order_acquire);
+    if (h != NULL && h->run_end != NULL)
+        h->run_end(h->ud);
+}

@@ -490,6 +490,15 @@ int32_t proc_run(sched_proc_t *p);
  * nothing off the schedulers.  Before anything that lets another thread
  * see the sender act (its signals, a spawn, a remote send). */
 void proc_outbox_flush(void);
+/* Set by sched_dist_cork: the running process's distribution output is
+ * held until its run ends (sched_dist_run_end, called by proc_run). */
+extern _Thread_local bool sched_dist_corked;
+void sched_dist_run_end_(void);
+static inline void sched_dist_run_end(void)
+{
+    if (sched_dist_corked)
+        sched_dist_run_end_();
+}
 
 /* Adds v to one of the current scheduler's statistics (own: the field of
  * sched_current_rq) or, off the schedulers, to the node's (other). */

@@ -1514,8 +1514,9 @@ int32_t proc_run(sched_proc_t *p)
         else
             run_callbacks(p);
         /* Before anything below lets another thread run p (or see it
-         * gone): what it sent is delivered by then. */
+         * gone): what it sent is delivered by then, remote output too. */
         outbox_end_run(sched_current_rq);
+        sched_dist_run_end();
         if (p->flags & PF_EXIT_PENDING) {
             account(p, &counted);
             do_exit(p);

@@ -736,6 +736,10 @@ typedef struct sched_dist_hooks {
      * a coroutine process blocks in a receive) until the connection's
      * output drains.  A preemption point. */
     int (*sent)(void *ud, sched_ctx_t *ctx, term_t to);
+    /* Optional: called on the scheduler thread at the end of every run
+     * of a process (before another thread may run it, see
+     * sched_dist_cork) once the hooks corked output during that run. */
+    void (*run_end)(void *ud);
     void *ud;
 } sched_dist_hooks_t;
 
@@ -752,6 +756,13 @@ int sched_dist_exit(sched_ctx_t *ctx, term_t to, term_t reason) GD_MUST_CHECK;
 int sched_dist_link(sched_ctx_t *ctx, term_t to, bool unlink) GD_MUST_CHECK;
 int sched_dist_monitor(sched_ctx_t *ctx, term_t to, term_t *ref_out) GD_MUST_CHECK;
 int sched_dist_demonitor(sched_ctx_t *ctx, term_t ref) GD_MUST_CHECK;
+/* Corking: while a process runs on a scheduler (sched_dist_in_run), the
+ * distribution layer may hold what the process sends and write it in one
+ * go; sched_dist_cork asks for the hooks' run_end at the end of this run
+ * (when the process yields, waits in a receive, is suspended or exits),
+ * so held output never outlives the run that made it. */
+bool sched_dist_in_run(void);
+void sched_dist_cork(void);
 
 /* ---- idle polling (sched/scheduler.c) ----
  * A scheduler that ran out of work spins a while before it sleeps; when

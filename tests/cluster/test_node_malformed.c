@@ -758,6 +758,70 @@ static void test_slow_reader_behaviour(void)
     slow_reader(true);
 }
 
+/* A call as girder_call makes it to a remote process, twice in one run:
+ * monitor, send, demonitor, monitor, send, then a wait (the run's end). */
+static int call_signals(sched_ctx_t *ctx, term_t peer)
+{
+    term_t ref = TERM_NONE, msg;
+    int rc = sched_root_push(ctx, &peer);
+    if (rc == 0)
+        rc = sched_root_push(ctx, &ref);
+    if (rc != 0)
+        return rc;
+    rc = sched_monitor(ctx, peer, &ref);
+    if (rc == 0)
+        rc = sched_send(ctx, peer, heap_atom("call1"));
+    if (rc == 0)
+        rc = sched_demonitor(ctx, ref);
+    if (rc == 0)
+        rc = sched_monitor(ctx, peer, &ref);
+    if (rc == 0)
+        rc = sched_send(ctx, peer, heap_atom("call2"));
+    if (rc == 0)
+        rc = sched_receive_wait(ctx, NULL, NULL, 300, &msg);
+    sched_root_pop(ctx, 2);
+    return rc == SCHED_ETIMEOUT ? 0 : rc;
+}
+
+/* What a process sends to one node in a run leaves in one write (node.c's
+ * cork), its own DEMONITOR_P included (not the controller's write after
+ * it), in the order sent: the peer reads MONITOR_P, the message, the
+ * DEMONITOR_P of the first monitor, then the second call's two.  A tick
+ * the node writes meanwhile may add one write. */
+static void test_call_one_write(void)
+{
+    log_capture();
+    np_start_node(0);
+    wait_no_conns();
+    np_peer_t p;
+    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
+    CU_ASSERT(np_echo_round_trip(&p, heap_atom("up")));
+    cluster_conn_stats_t st0 = {0}, st1 = {0};
+    CU_ASSERT_FATAL(conn_stats_of(p.name, &st0));
+    term_t caller;
+    CU_ASSERT_FATAL(sched_spawn_coro(NULL, call_signals, p.self, &caller) == 0);
+    const int ops[5] = {DOP_MONITOR_P, DOP_SEND_SENDER, DOP_DEMONITOR_P, DOP_MONITOR_P,
+                        DOP_SEND_SENDER};
+    term_t refs[5] = {TERM_NONE};
+    for (int i = 0; i < 5; i++) {
+        dist_msg_t m;
+        CU_ASSERT_FATAL(np_peer_recv(&p, &m, 3000));
+        CU_ASSERT(m.op == ops[i]);
+        if (m.op == DOP_MONITOR_P || m.op == DOP_DEMONITOR_P)
+            refs[i] = term_tuple_elems(m.control)[3];
+        if (m.op == DOP_SEND_SENDER)
+            CU_ASSERT(m.payload == heap_atom(i == 1 ? "call1" : "call2"));
+    }
+    int order = 1;
+    CU_ASSERT(heap_compare_checked(refs[0], refs[2], true, &order) == 0 && order == 0);
+    CU_ASSERT(heap_compare_checked(refs[0], refs[3], true, &order) == 0 && order != 0);
+    CU_ASSERT_FATAL(conn_stats_of(p.name, &st1));
+    uint64_t writes = st1.writes - st0.writes;
+    fprintf(stdout, "a run's five signals: %llu write(s)\n", (unsigned long long)writes);
+    CU_ASSERT(writes >= 1 && writes <= 2);
+    np_peer_close(&p);
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"malformed handshakes and frames", test_malformed},
     {"unknown flags", test_unknown_flags},
@@ -765,6 +829,7 @@ static const gd_test_case_t gd_tests[] = {
     {"a peer that stops reading", test_slow_reader},
     {"malformed global messages", test_global_malformed},
     {"a peer that stops reading a behaviour's sends", test_slow_reader_behaviour},
+    {"a run's signals to a node in one write", test_call_one_write},
     {NULL, NULL},
 };
 
