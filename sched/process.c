@@ -1731,9 +1731,10 @@ heap_t *sched_heap(sched_ctx_t *ctx)
 
 bool sched_bump_reds(sched_ctx_t *ctx, uint32_t n)
 {
-    /* A long C loop calls this: what it sent leaves now, not at the end
-     * of its slice. */
+    /* A long C loop calls this: what it sent, to local processes and to
+     * other nodes, leaves now, not at the end of its slice. */
     proc_outbox_flush();
+    sched_dist_run_end();
     ctx->reds -= (int32_t)(n > INT32_MAX / 2 ? INT32_MAX / 2 : n);
     if (ctx->cfn != NULL)
         return coro_point(ctx);

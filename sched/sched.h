@@ -284,7 +284,9 @@ bool sched_bump_reds(sched_ctx_t *ctx, uint32_t n);
  * or sched_bump_reds, and before it stops running (slice used up, a wait
  * in receive, exit), so the pair's order and every causal chain through
  * this sender hold; only a C loop that never calls the runtime again
- * holds its last messages until it returns.
+ * holds its last messages until it returns.  Small messages to other nodes
+ * are held the same way (sched_dist_cork) and leave in one write at the
+ * run's end or at sched_bump_reds.
  */
 int sched_send(sched_ctx_t *ctx, term_t to, term_t msg) GD_MUST_CHECK;
 
