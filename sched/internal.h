@@ -513,6 +513,8 @@ static inline void sched_stat_add(_Atomic uint64_t *own, _Atomic uint64_t *other
 /* Frees a zombie: answers signals that raced its exit, frees the PCB and
  * returns the slot (process.c). */
 void proc_reap(sched_proc_t *p);
+/* proc_reap for each PCB of a list linked through rq_next. */
+void proc_reap_list(sched_proc_t *z);
 /* The process-wide memory barrier (os.c): registers for it (false when
  * the kernel refuses) and issues one (false on failure). */
 bool sched_os_membarrier_init(void);

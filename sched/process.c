@@ -145,6 +145,13 @@ static void slot_free(uint32_t idx)
     pthread_mutex_unlock(&n->free_lock);
 }
 
+/* Whether slot word w names pid's process alive (LIVE, pid's serial). */
+static inline bool slot_names(uint64_t w, term_t pid)
+{
+    return (w & SLOT_LIVE) &&
+           ((w >> SLOT_SERIAL_SHIFT) & sched_node.serial_mask) == pid_serial(pid);
+}
+
 sched_proc_t *proc_get(term_t pid)
 {
     if (!term_is_local_pid(pid))
@@ -152,13 +159,12 @@ sched_proc_t *proc_get(term_t pid)
     uint32_t idx = pid_index(pid);
     if (idx >= sched_node.max_procs)
         return NULL;
-    uint64_t serial = pid_serial(pid);
     slot_t *s = &sched_node.slots[idx];
     /* Acquire pairs with the spawner's release store of LIVE (and the
      * release sequence of later RMWs): s->proc and the PCB are visible. */
     uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
     for (;;) {
-        if (!(w & SLOT_LIVE) || ((w >> SLOT_SERIAL_SHIFT) & sched_node.serial_mask) != serial)
+        if (!slot_names(w, pid))
             return NULL;
         if (atomic_compare_exchange_weak_explicit(&s->word, &w, w + 1, memory_order_acquire,
                                                   memory_order_acquire))
@@ -180,9 +186,7 @@ static sched_proc_t *proc_peek(term_t pid)
      * scheduler back from sleep must see the clearing a reaper relied
      * on (qs_online). */
     uint64_t w = atomic_load_explicit(&s->word, memory_order_seq_cst);
-    if (!(w & SLOT_LIVE) || ((w >> SLOT_SERIAL_SHIFT) & sched_node.serial_mask) != pid_serial(pid))
-        return NULL;
-    return s->proc;
+    return slot_names(w, pid) ? s->proc : NULL;
 }
 
 void proc_put(sched_proc_t *p)
@@ -1127,6 +1131,14 @@ void proc_reap(sched_proc_t *p)
     slot_free(idx);
 }
 
+void proc_reap_list(sched_proc_t *z)
+{
+    for (sched_proc_t *next; z != NULL; z = next) {
+        next = z->rq_next;
+        proc_reap(z);
+    }
+}
+
 void proc_destroy_all(void)
 {
     node_t *n = &sched_node;
@@ -1146,14 +1158,9 @@ void proc_destroy_all(void)
         release_owned(p);
         pcb_free(p);
     }
-    sched_proc_t *lists[2] = {atomic_exchange_explicit(&n->zombies, NULL, memory_order_acquire),
-                              n->limbo};
+    proc_reap_list(atomic_exchange_explicit(&n->zombies, NULL, memory_order_acquire));
+    proc_reap_list(n->limbo);
     n->limbo = NULL;
-    for (int i = 0; i < 2; i++)
-        for (sched_proc_t *z = lists[i], *next; z != NULL; z = next) {
-            next = z->rq_next;
-            proc_reap(z);
-        }
     atomic_store_explicit(&n->nprocs, 0, memory_order_relaxed);
 }
 
@@ -1820,8 +1827,6 @@ static int msg_for_body(enum msg_kind kind, term_t from, term_t msg, heap_frag_t
     return GD_OK;
 }
 
-/* send_copy, or with *built (non-NULL) the fragment chain msg already
- * lies in: taken as the body instead of a copy (freed on failure). */
 /* send_body's work but the drop and the preemption point: t is the
  * caller's (referenced or borrowed). */
 static int send_to(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_ref_t ref,
@@ -1843,6 +1848,8 @@ static int send_to(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_
     return rc;
 }
 
+/* send_copy, or with *built (non-NULL) the fragment chain msg already
+ * lies in: taken as the body instead of a copy (freed on failure). */
 static int send_body(sched_ctx_t *ctx, sched_proc_t *t, enum msg_kind kind, sched_ref_t ref,
                      term_t msg, heap_frag_t **built)
 {
@@ -1868,7 +1875,7 @@ static int send_borrowed(sched_ctx_t *ctx, runq_t *rq, term_t to, term_t msg)
     return rc;
 }
 
-/* sched_send to the open outbox's target (outbox_target): a copy
+/* sched_send to the open outbox's target (outbox_open_for): a copy
  * appended without a lookup or a reference of its own. */
 static int send_outboxed(sched_ctx_t *ctx, term_t msg)
 {

@@ -513,39 +513,32 @@ static void qs_online(runq_t *rq)
     atomic_store_explicit(&rq->qs_epoch, e, memory_order_seq_cst);
 }
 
+/* The first scheduler but self that has not passed a quiescent state
+ * since epoch e began (and, with borrowing, holds a borrowed PCB now),
+ * or NULL. */
+static const runq_t *grace_laggard(const runq_t *self, uint64_t e, bool borrowing)
+{
+    node_t *n = &sched_node;
+    /* Acquire: as in wake_one_sleeper. */
+    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
+    for (unsigned i = 0; i < nrqs; i++) {
+        const runq_t *rq = &n->rqs[i];
+        /* Acquire on borrowing pairs with borrow_end's release. */
+        if (rq != self && atomic_load_explicit(&rq->qs_epoch, memory_order_seq_cst) < e &&
+            (!borrowing || atomic_load_explicit(&rq->borrowing, memory_order_acquire)))
+            return rq;
+    }
+    return NULL;
+}
+
 /* Whether no scheduler but self (at a quiescent state) can hold a
  * borrowed pointer to a PCB of epoch e's batch.  With force, laggards are
  * checked through the process-wide barrier. */
 static bool grace_passed(const runq_t *self, uint64_t e, bool force)
 {
-    node_t *n = &sched_node;
-    /* Acquire: as in wake_one_sleeper. */
-    unsigned nrqs = atomic_load_explicit(&n->nrqs, memory_order_acquire);
-    bool lagging = false;
-    for (unsigned i = 0; i < nrqs && !lagging; i++)
-        lagging = &n->rqs[i] != self &&
-                  atomic_load_explicit(&n->rqs[i].qs_epoch, memory_order_seq_cst) < e;
-    if (!lagging)
+    if (grace_laggard(self, e, false) == NULL)
         return true;
-    if (!force || !sched_os_membarrier())
-        return false;
-    for (unsigned i = 0; i < nrqs; i++) {
-        runq_t *rq = &n->rqs[i];
-        /* Acquire pairs with borrow_end's release. */
-        if (rq != self && atomic_load_explicit(&rq->qs_epoch, memory_order_seq_cst) < e &&
-            atomic_load_explicit(&rq->borrowing, memory_order_acquire))
-            return false;
-    }
-    return true;
-}
-
-static void reap_list(sched_proc_t *z)
-{
-    while (z != NULL) {
-        sched_proc_t *next = z->rq_next;
-        proc_reap(z);
-        z = next;
-    }
+    return force && sched_os_membarrier() && grace_laggard(self, e, true) == NULL;
 }
 
 /* Moves the zombies to limbo as a new epoch's batch (under limbo_lock,
@@ -577,7 +570,7 @@ static void reap_zombies(runq_t *rq, bool idle)
         return;
     if (!n->borrow_ok) {
         /* Acquire pairs with the release CAS in proc_put. */
-        reap_list(atomic_exchange_explicit(&n->zombies, NULL, memory_order_acquire));
+        proc_reap_list(atomic_exchange_explicit(&n->zombies, NULL, memory_order_acquire));
         return;
     }
     if (pthread_mutex_trylock(&n->limbo_lock) != 0)
@@ -598,8 +591,8 @@ static void reap_zombies(runq_t *rq, bool idle)
     }
     atomic_store_explicit(&n->limbo_full, n->limbo != NULL, memory_order_relaxed);
     pthread_mutex_unlock(&n->limbo_lock);
-    reap_list(ripe);
-    reap_list(ripe_new);
+    proc_reap_list(ripe);
+    proc_reap_list(ripe_new);
 }
 
 /* Spins for work before sleeping, as BEAM's schedulers busy-wait: a
