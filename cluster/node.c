@@ -703,18 +703,38 @@ static bool send_big_body_locked(conn_t *c, dist_body_t *b, uint64_t seq, int *r
  * seq:64 ctl_len:64 has_payload:8 len:64 bytes, and framed when the
  * handshake has told which flags the peer has (lock held). */
 #define PENDING_HDR 25
+
+/* Writes a record's header at w; returns where its bytes go. */
+static uint8_t *pending_put_hdr(uint8_t *w, uint64_t seq, uint64_t ctl_len, uint8_t payload,
+                                uint64_t len)
+{
+    w = put64(w, seq);
+    w = put64(w, ctl_len);
+    *w++ = payload;
+    return put64(w, len);
+}
+
+/* Writes body b (seq) as a record at w (PENDING_HDR + its length). */
+static void pending_put(uint8_t *w, const dist_body_t *b, uint64_t seq)
+{
+    w = pending_put_hdr(w, seq, b->ctl_len, b->has_payload, b->bytes.len);
+    memcpy(w, b->bytes.data, b->bytes.len);
+}
+
+/* The body record r holds (its bytes left where they lie). */
+static dist_body_t pending_body(const uint8_t *r)
+{
+    return (dist_body_t){
+        {(uint8_t *)r + PENDING_HDR, get64(r + 17), get64(r + 17)}, get64(r + 8), r[16] != 0, {0}};
+}
+
 static int queue_body(conn_t *c, const dist_body_t *b, uint64_t seq)
 {
     size_t len = b->bytes.len;
     int rc = etf_buf_reserve(&c->pending, PENDING_HDR + len);
     if (rc < 0)
         return rc;
-    uint8_t *w = c->pending.data + c->pending.len;
-    w = put64(w, seq);
-    w = put64(w, b->ctl_len);
-    *w++ = b->has_payload;
-    w = put64(w, len);
-    memcpy(w, b->bytes.data, len);
+    pending_put(c->pending.data + c->pending.len, b, seq);
     c->pending.len += PENDING_HDR + len;
     conn_note_queued_locked(c, c->pending.len + c->held_bytes);
     return 0;
@@ -741,11 +761,8 @@ static int queue_held_body(conn_t *c, dist_body_t *b, uint64_t seq)
     int rc = etf_buf_reserve(&c->pending, PENDING_HDR);
     if (rc < 0)
         return rc;
-    uint8_t *w = c->pending.data + c->pending.len;
-    w = put64(w, seq);
-    w = put64(w, b->ctl_len);
-    *w++ = (uint8_t)(PENDING_HELD | (b->has_payload ? 1 : 0));
-    put64(w, 0);
+    pending_put_hdr(c->pending.data + c->pending.len, seq, b->ctl_len,
+                    (uint8_t)(PENDING_HELD | (b->has_payload ? 1 : 0)), 0);
     c->pending.len += PENDING_HDR;
     c->held_bytes += dist_body_len(b);
     c->held[c->nheld++] = *b;
@@ -806,10 +823,7 @@ static int flush_pending(conn_t *c)
             pos += PENDING_HDR;
             continue;
         }
-        dist_body_t b = {{(uint8_t *)r + PENDING_HDR, get64(r + 17), get64(r + 17)},
-                         get64(r + 8),
-                         r[16] != 0,
-                         {0}};
+        dist_body_t b = pending_body(r);
         frames.len = 0;
         rc = frame_locked(c, &b, get64(r), &frames);
         if (rc == 0)
@@ -2147,10 +2161,7 @@ static void cork_flush(void)
     conn_t *c = cork.connect ? get_conn_locked(cork.node) : find_conn_locked(cork.node);
     for (size_t pos = 0; c != NULL && pos < cork.len && rc == 0;) {
         const uint8_t *r = cork.buf + pos;
-        dist_body_t b = {{(uint8_t *)r + PENDING_HDR, get64(r + 17), get64(r + 17)},
-                         get64(r + 8),
-                         r[16] != 0,
-                         {0}};
+        dist_body_t b = pending_body(r);
         if (c->state == CONN_UP) {
             rc = frame_locked(c, &b, get64(r), &frames);
             c->msgs_out++;
@@ -2198,12 +2209,7 @@ static bool cork_add(term_t node_atom, const dist_body_t *b, uint64_t seq, bool 
     }
     if (cork.n > 0 && (cork.node != node_atom || cork.len + need > CORK_MAX))
         cork_flush();
-    uint8_t *w = cork.buf + cork.len;
-    w = put64(w, seq);
-    w = put64(w, b->ctl_len);
-    *w++ = b->has_payload;
-    w = put64(w, b->bytes.len);
-    memcpy(w, b->bytes.data, b->bytes.len);
+    pending_put(cork.buf + cork.len, b, seq);
     cork.node = node_atom;
     cork.connect |= connect;
     cork.len += need;
@@ -2233,7 +2239,9 @@ static int send_to_node(term_t node_atom, term_t control, term_t payload, enum s
     int rc = dist_encode_body_refs(control, payload, &b);
     if (rc < 0)
         goto out;
-    if (how != SEND_LIVE ? cork_add(node_atom, &b, seq, connect) : (cork_flush(), false))
+    if (how == SEND_LIVE)
+        cork_flush(); /* held bodies leave before this one */
+    else if (cork_add(node_atom, &b, seq, connect))
         goto out;
     pthread_mutex_lock(&node.lock);
     conn_t *c = connect ? get_conn_locked(node_atom) : find_conn_locked(node_atom);
@@ -2560,11 +2568,13 @@ static int hook_demonitor(void *ud, sched_ctx_t *ctx, term_t ref)
         conn_t *c = find_conn_locked(node_atom);
         term_t ctrl = c != NULL ? c->ctrl : TERM_NONE;
         pthread_mutex_unlock(&node.lock);
-        term_t msg;
-        if (rc == 0 && term_is_pid(ctrl))
+        if (rc == 0 && term_is_pid(ctrl)) {
+            /* Not tell(): its flush would send the DEMONITOR_P alone. */
+            term_t msg;
             rc = make_tell(ctx, "$gd_out_forget", sched_self(ctx), ref, TERM_NONE, &msg);
-        if (rc == 0 && term_is_pid(ctrl))
-            rc = sched_send(ctx, ctrl, msg);
+            if (rc == 0)
+                rc = sched_send(ctx, ctrl, msg);
+        }
         return rc == SCHED_ENOPROC ? 0 : rc;
     }
     size_t n = 0, cap = 0;
