@@ -18,6 +18,12 @@ uint64_t st_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+void st_sleep_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000L};
+    nanosleep(&ts, NULL);
+}
+
 void st_start_heap_only(void)
 {
     CU_ASSERT_FATAL(heap_init(&test_heap, 0) == GD_OK);

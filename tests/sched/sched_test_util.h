@@ -83,6 +83,8 @@ bool st_wait_idle(term_t pid);
 
 /* Monotonic ns. */
 uint64_t st_now_ns(void);
+/* Sleeps us microseconds (the test thread's waits and pauses). */
+void st_sleep_us(long us);
 
 /*
  * The probe: a process that records, for every {ping, SentNs} it handles,

@@ -11,19 +11,12 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "cunit_main.h"
 #include "sched_test_util.h"
 
 #define A st_atom
 #define S term_make_small
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* Checks made inside the owner: checks[i] holds 1 when check i held, 2
  * when it failed; `reported` counts finished owners (release). */
@@ -53,7 +46,7 @@ static void finish(int want_checks)
 {
     uint64_t end = st_now_ns() + 10000000000u;
     while (atomic_load_explicit(&reported, memory_order_acquire) < 1 && st_now_ns() < end)
-        sleep_ms(1);
+        st_sleep_us(1 * 1000);
     CU_ASSERT_FATAL(atomic_load_explicit(&reported, memory_order_acquire) == 1);
     CU_ASSERT(nchecks == want_checks);
     for (int i = 0; i < nchecks; i++) {
@@ -351,7 +344,7 @@ static void test_outside(void)
     CU_ASSERT_FATAL(sched_spawn_coro(NULL, run_outside, TERM_NIL, &pid) == GD_OK);
     uint64_t end = st_now_ns() + 5000000000u;
     while (!atomic_load_explicit(&published, memory_order_acquire) && st_now_ns() < end)
-        sleep_ms(1);
+        st_sleep_us(1 * 1000);
     CU_ASSERT_FATAL(atomic_load_explicit(&published, memory_order_acquire));
     /* The ref as cluster/ would decode it from an ALIAS_SEND. */
     heap_t h;

@@ -8,7 +8,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cunit_main.h"
@@ -16,12 +15,6 @@
 
 #define A st_atom
 #define S term_make_small
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* The calling thread, read afresh at every call (never folded across a
  * coroutine switch as pthread_self may be: the empty volatile asm keeps the
@@ -66,7 +59,7 @@ static bool wait_reported(int n)
     while (atomic_load_explicit(&reported, memory_order_acquire) < n) {
         if (st_now_ns() > end)
             return false;
-        sleep_ms(1);
+        st_sleep_us(1 * 1000);
     }
     return true;
 }
@@ -223,13 +216,13 @@ static void test_receive_timeout(void)
     start(2, 0);
     term_t p;
     CU_ASSERT_FATAL(sched_spawn_coro(NULL, timeouts, TERM_NIL, &p) == GD_OK);
-    sleep_ms(5);
+    st_sleep_us(5 * 1000);
     st_send(p, S(1)); /* does not match: the timeout still fires */
     CU_ASSERT_FATAL(wait_reported(1));
     st_send(p, A("go"));
     /* Past the second wait's 300 ms: had the match left its timer armed,
      * it would cut the infinite wait short. */
-    sleep_ms(400);
+    st_sleep_us(400 * 1000);
     st_send(p, A("late"));
     CU_ASSERT_FATAL(wait_reported(2));
     CU_ASSERT_EQUAL(res[6], GD_OK);
@@ -552,7 +545,7 @@ static void test_preemption(void)
     CU_ASSERT_FATAL(sched_spawn_coro(NULL, yielder, S(0), &a) == GD_OK);
     CU_ASSERT_FATAL(sched_spawn_coro(NULL, yielder, S(1), &b) == GD_OK);
     CU_ASSERT_FATAL(sched_spawn(NULL, &st_observer, TERM_NIL, &echo) == GD_OK);
-    sleep_ms(20);
+    st_sleep_us(20 * 1000);
     st_send(echo, S(5));
     st_rec_t r;
     CU_ASSERT(st_log_of(echo, 0, &r));
@@ -646,7 +639,7 @@ static void test_migration_roots(void)
     st_send(s1, S(0));
     st_send(s2, S(1));
     CU_ASSERT_FATAL(wait_reported(3));
-    sleep_ms(10);
+    st_sleep_us(10 * 1000);
     st_send(p, A("go"));
     CU_ASSERT_FATAL(wait_reported(5));
     CU_ASSERT_EQUAL(res[0], 41);

@@ -9,7 +9,6 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "cunit_main.h"
 #include "sched_test_util.h"
@@ -50,12 +49,6 @@ static int big_handle(sched_ctx_t *ctx, term_t msg, term_t *state)
 
 static const sched_behaviour_t big_beh = {big_init, big_handle, NULL, NULL};
 
-static void sleep_us(long us)
-{
-    struct timespec ts = {0, us * 1000};
-    nanosleep(&ts, NULL);
-}
-
 static void test_long_gc_probe_latency(void)
 {
     atomic_store(&stored_ns, 0);
@@ -88,7 +81,7 @@ static void test_long_gc_probe_latency(void)
     while (atomic_load(&done_ns) == 0 && st_now_ns() < end && pings < ST_PROBE_MAX) {
         st_probe_ping(probe);
         pings++;
-        sleep_us(1000);
+        st_sleep_us(1000);
     }
     CU_ASSERT_FATAL(atomic_load(&done_ns) != 0);
     CU_ASSERT(st_probe_wait(pings));
