@@ -755,14 +755,15 @@ static void *scheduler_main(void *arg)
             }
         }
         if (p == NULL) {
-            /* Idle: give the cached coroutine stacks' pages and the PCB
-             * chunks that emptied back first. */
+            /* Idle: settle limbo first (its PCBs go back to the pools),
+             * then give the cached coroutine stacks' pages and the PCB
+             * chunks that emptied back. */
+            qs_offline(rq);
+            reap_zombies(rq, true);
             sched_coro_cache_trim();
             pcb_pool_trim(rq);
             heap_msg_slab_trim();
             trim_free_memory();
-            qs_offline(rq);
-            reap_zombies(rq, true);
             pthread_mutex_lock(&rq->lock);
             /* len under the lock; stopping as above. */
             if (atomic_load_explicit(&rq->len, memory_order_relaxed) == 0 && !rq->wake_pending &&
