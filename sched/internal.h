@@ -260,6 +260,10 @@ typedef struct pcb_pool {
     size_t nfree;
     char *bump, *bump_end;
     _Atomic(sched_proc_t *) remote;
+    /* PCBs pushed on `remote` since the owner last took them (signed: a
+     * take can count a PCB before its pusher does).  Relaxed: a wake-up
+     * hint, see pcb_pool_trim_due. */
+    _Atomic int64_t remote_count;
     size_t chunks;    /* chunks this pool carved and still holds */
     size_t trim_mark; /* nfree after the last trim (lowered as PCBs are reused) */
 } pcb_pool_t;
@@ -273,6 +277,12 @@ void pcb_free(sched_proc_t *p);
  * PCBs are all free; called when the scheduler idles. */
 struct runq;
 void pcb_pool_trim(struct runq *rq);
+/* Whether other threads gave rq's pool back a chunk's worth of PCBs that
+ * it has not taken yet: an idling scheduler checks it under its lock
+ * before it sleeps, as pcb_free wakes a sleeping owner when the count
+ * gets there, so the chunks those PCBs free are unmapped (the reaper of
+ * another scheduler's zombies is not their pool's owner). */
+bool pcb_pool_trim_due(struct runq *rq);
 /* Bytes of PCB chunks mapped now (all pools). */
 size_t pcb_mapped_bytes(void);
 /* Unmaps every chunk (node stop, after the last PCB was freed). */
@@ -404,6 +414,9 @@ typedef struct node {
     /* When a scheduler last gave the C library's free memory back
      * (scheduler.c's trim_free_memory). */
     _Atomic uint64_t last_malloc_trim_ns;
+    /* Processes were reaped since that trim (relaxed: a hint); an idling
+     * scheduler that finds the trim due later sleeps until then. */
+    _Atomic bool malloc_trim_owed;
     /* The idle poller (sched_set_idle_poller), NULL when none: release on
      * store, acquire on load, as the distribution hooks. */
     _Atomic(const sched_idle_poller_t *) idle_poller;

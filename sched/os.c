@@ -34,8 +34,16 @@ void sched_os_malloc_policy(void)
      * buffer then faults all its pages in again.  A 1 MiB dist message
      * cost its receiver 256 page faults (dist_oneway_1mib: 770 MiB/s;
      * with this policy over 3,000).  Blocks up to 4 MiB now come from
-     * the arenas, and up to 64 MiB of free memory stays in each for
-     * reuse, as BEAM's allocators keep their carriers.
+     * the arenas, and up to 16 MiB of free memory stays at the top of
+     * each for reuse, as BEAM's allocators keep their carriers.  Not
+     * more: malloc_trim gives back free chunks inside an arena and the
+     * main arena's top, but never the top of a thread's arena (glibc
+     * trims those only in free, past this threshold), so what is kept
+     * there stays resident while the node idles.  With 64 MiB a million
+     * exited processes left 52-63 MiB resident per scheduler's arena
+     * (test_sched_spawn's exited-memory check failed 1 run in 10); with
+     * 16 MiB, 37-62 MiB in all, and the 1 MiB dist one-way and spawn
+     * benchmarks moved within their noise.
      */
     (void)mallopt(M_MMAP_THRESHOLD, SCHED_MALLOC_MMAP_MIN);
     (void)mallopt(M_TRIM_THRESHOLD, SCHED_MALLOC_KEEP);

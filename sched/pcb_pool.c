@@ -144,13 +144,16 @@ static void take_remote(pcb_pool_t *pool)
     if (atomic_load_explicit(&pool->remote, memory_order_relaxed) == NULL)
         return;
     sched_proc_t *p = atomic_exchange_explicit(&pool->remote, NULL, memory_order_acquire);
+    int64_t taken = 0;
     while (p != NULL) {
         sched_proc_t *next = p->rq_next;
         p->rq_next = pool->free;
         pool->free = p;
         pool->nfree++;
+        taken++;
         p = next;
     }
+    atomic_fetch_sub_explicit(&pool->remote_count, taken, memory_order_relaxed);
 }
 
 /* A PCB from pool (the caller's own, or the shared one with pool_lock
@@ -276,6 +279,23 @@ void pcb_free(sched_proc_t *p)
         p->rq_next = head;
     while (!atomic_compare_exchange_weak_explicit(&owner->remote, &head, p, memory_order_release,
                                                   memory_order_relaxed));
+    /* A chunk's worth waiting: an owner asleep would never take them (it
+     * trims when it idles), so it is woken once, as the count gets there;
+     * one about to sleep sees the count under its lock (trim_due). */
+    if (atomic_fetch_add_explicit(&owner->remote_count, 1, memory_order_relaxed) + 1 ==
+        (int64_t)CHUNK_SLOTS)
+        (void)rq_wake_sleeper((runq_t *)(void *)((char *)owner - offsetof(runq_t, pcbs)));
+#endif
+}
+
+bool pcb_pool_trim_due(runq_t *rq)
+{
+#ifdef PCB_POOL_MALLOC
+    (void)rq;
+    return false;
+#else
+    return atomic_load_explicit(&rq->pcbs.remote_count, memory_order_relaxed) >=
+           (int64_t)CHUNK_SLOTS;
 #endif
 }
 
@@ -283,11 +303,13 @@ void pcb_pool_trim(runq_t *rq)
 {
 #ifndef PCB_POOL_MALLOC
     size_t released = pool_trim(&rq->pcbs, false);
-    /* The shared pool only when nobody else holds it: a trim can wait. */
-    if (pthread_mutex_trylock(&sched_node.pool_lock) == 0) {
-        released += pool_trim(&sched_node.shared_pool, true);
-        pthread_mutex_unlock(&sched_node.pool_lock);
-    }
+    /* The shared pool has no owner to come back to it: whoever idles
+     * waits its turn (a trylock let a scheduler that freed the last PCBs
+     * of a chunk there while another trimmed skip it, the chunk mapped
+     * until some scheduler idled again). */
+    pthread_mutex_lock(&sched_node.pool_lock);
+    released += pool_trim(&sched_node.shared_pool, true);
+    pthread_mutex_unlock(&sched_node.pool_lock);
 #if defined(__GLIBC__)
     /* A chunk's worth of processes exited: their heaps and messages went
      * back to malloc, which keeps freed memory below its arenas' tops

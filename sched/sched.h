@@ -659,7 +659,7 @@ size_t sched_os_rss_bytes(void);
  * instead of handing it back to the OS at once (see os.c).  A program
  * that wants another policy calls mallopt after sched_start. */
 #define SCHED_MALLOC_MMAP_MIN ((int)4 << 20)
-#define SCHED_MALLOC_KEEP ((int)64 << 20)
+#define SCHED_MALLOC_KEEP ((int)16 << 20)
 void sched_os_malloc_policy(void);
 
 /* Node statistics for tests and benchmarks. */

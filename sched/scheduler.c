@@ -555,6 +555,16 @@ static void limbo_fill(node_t *n)
     n->limbo_since = sched_now_ns();
 }
 
+/* Frees a list of zombies; their heaps go back to malloc, so a trim is
+ * owed (trim_free_memory). */
+static void reap_list(sched_proc_t *z)
+{
+    if (z == NULL)
+        return;
+    proc_reap_list(z);
+    atomic_store_explicit(&sched_node.malloc_trim_owed, true, memory_order_relaxed);
+}
+
 /* Frees the PCBs whose last reference dropped and whose grace period
  * passed; rq is the caller's scheduler, at a quiescent state.  `idle`:
  * the caller is about to sleep, so limbo is settled now (with the
@@ -570,7 +580,7 @@ static void reap_zombies(runq_t *rq, bool idle)
         return;
     if (!n->borrow_ok) {
         /* Acquire pairs with the release CAS in proc_put. */
-        proc_reap_list(atomic_exchange_explicit(&n->zombies, NULL, memory_order_acquire));
+        reap_list(atomic_exchange_explicit(&n->zombies, NULL, memory_order_acquire));
         return;
     }
     if (pthread_mutex_trylock(&n->limbo_lock) != 0)
@@ -591,8 +601,8 @@ static void reap_zombies(runq_t *rq, bool idle)
     }
     atomic_store_explicit(&n->limbo_full, n->limbo != NULL, memory_order_relaxed);
     pthread_mutex_unlock(&n->limbo_lock);
-    proc_reap_list(ripe);
-    proc_reap_list(ripe_new);
+    reap_list(ripe);
+    reap_list(ripe_new);
 }
 
 /* Spins for work before sleeping, as BEAM's schedulers busy-wait: a
@@ -697,17 +707,26 @@ uint32_t sched_runnable_here(void)
  * exited processes left ~100 MiB resident otherwise). */
 #define MALLOC_TRIM_INTERVAL_NS 1000000000u
 
-static void trim_free_memory(void)
+static uint64_t trim_free_memory(void)
 {
     node_t *n = &sched_node;
     uint64_t now = sched_now_ns();
     /* Relaxed: the CAS decides which scheduler trims. */
     uint64_t last = atomic_load_explicit(&n->last_malloc_trim_ns, memory_order_relaxed);
-    if (now - last < MALLOC_TRIM_INTERVAL_NS ||
-        !atomic_compare_exchange_strong_explicit(&n->last_malloc_trim_ns, &last, now,
+    if (now - last < MALLOC_TRIM_INTERVAL_NS) {
+        /* Too soon.  Processes reaped since the last trim left their heaps
+         * with malloc: without a trim when the interval is up, a node that
+         * goes quiet now keeps them resident for good. */
+        if (!atomic_load_explicit(&n->malloc_trim_owed, memory_order_relaxed))
+            return UINT64_MAX;
+        return (last + MALLOC_TRIM_INTERVAL_NS + 999999u) / 1000000u;
+    }
+    if (!atomic_compare_exchange_strong_explicit(&n->last_malloc_trim_ns, &last, now,
                                                  memory_order_relaxed, memory_order_relaxed))
-        return;
+        return UINT64_MAX;
+    atomic_store_explicit(&n->malloc_trim_owed, false, memory_order_relaxed);
     (void)malloc_trim(0);
+    return UINT64_MAX;
 }
 
 static void *scheduler_main(void *arg)
@@ -763,11 +782,25 @@ static void *scheduler_main(void *arg)
             sched_coro_cache_trim();
             pcb_pool_trim(rq);
             heap_msg_slab_trim();
-            trim_free_memory();
+            /* When to wake without work (ms, as the timers): for the C
+             * library's trim when it is owed, and in a millisecond when
+             * zombies wait (a scheduler borrowing at the barrier kept a
+             * batch in limbo, another held limbo_lock, or a thread off
+             * the schedulers queued one since the reap above) that no
+             * scheduler might otherwise come back to. */
+            uint64_t idle_due = trim_free_memory();
             pthread_mutex_lock(&rq->lock);
-            /* len under the lock; stopping as above. */
+            /* Zombies under the lock: sched_kick_reaper takes it after
+             * it queued one, so either the zombie is seen here or the
+             * kick sees `sleeping`.  Relaxed: hints; the timeout retries. */
+            if (atomic_load_explicit(&n->limbo_full, memory_order_relaxed) ||
+                atomic_load_explicit(&n->zombies, memory_order_relaxed) != NULL)
+                idle_due = sched_now_ns() / 1000000u + 1u;
+            /* len under the lock; stopping as above; pcb_pool_trim_due
+             * as the zombies (pcb_free's wake-up of a sleeping owner). */
             if (atomic_load_explicit(&rq->len, memory_order_relaxed) == 0 && !rq->wake_pending &&
-                !atomic_load_explicit(&n->stopping, memory_order_acquire)) {
+                !atomic_load_explicit(&n->stopping, memory_order_acquire) &&
+                !pcb_pool_trim_due(rq)) {
                 rq->sleeping = true;
                 /* Relaxed: a hint for wake_one_sleeper (the watchdog
                  * covers a stale read). */
@@ -777,6 +810,8 @@ static void *scheduler_main(void *arg)
                      * armed here from elsewhere either is seen now or
                      * wakes us (rq_wake_sleeper takes this lock). */
                     uint64_t due = atomic_load_explicit(&rq->tnext, memory_order_relaxed);
+                    if (idle_due < due)
+                        due = idle_due;
                     if (due == UINT64_MAX) {
                         pthread_cond_wait(&rq->wake, &rq->lock);
                         continue;
