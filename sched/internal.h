@@ -444,6 +444,7 @@ typedef struct node {
     runq_t *rqs;
     unsigned nsched;       /* base schedulers */
     unsigned max_rqs;      /* base + extra */
+    bool no_yield_spin;    /* sched_opts_t's, for spin_for_work */
     _Atomic unsigned nrqs; /* started (release after the queue is ready) */
     _Atomic unsigned sleepers;
     _Atomic bool stopping;

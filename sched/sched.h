@@ -195,6 +195,12 @@ typedef struct sched_opts {
     uint64_t stuck_ns;             /* slice length that marks a scheduler stuck; 0 = 2 ms */
     unsigned max_extra_schedulers; /* threads added when all are stuck; 0 = 2 */
     unsigned dirty_threads;        /* dirty-call pool size; 0 = SCHED_DIRTY_THREADS_DEFAULT */
+    /* An idle scheduler sleeps after its short pause spin, without the
+     * phase of polls between sched_yield()s (up to 300 us) that catches
+     * a distribution reply or the idle poller's reads: for a node whose
+     * work comes in batches a known while apart (cluster's read
+     * batching), where that phase only spins between the batches. */
+    bool no_yield_spin;
 } sched_opts_t;
 
 #define SCHED_MAX_PROCESSES_DEFAULT ((uint32_t)1 << 21)

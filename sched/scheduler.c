@@ -768,7 +768,7 @@ static void *scheduler_main(void *arg)
             atomic_store_explicit(&rq->slice_start, 0, memory_order_relaxed);
         if (p == NULL) {
             idle_since = now;
-            if (spin_for_work(rq, short_idle)) {
+            if (spin_for_work(rq, short_idle && !n->no_yield_spin)) {
                 short_idle = true; /* found within the spin: a short stretch */
                 continue;
             }
@@ -1091,6 +1091,7 @@ int sched_start(const sched_opts_t *opts)
     if (nsched > 1024)
         return GD_EINVAL;
     n->nsched = nsched;
+    n->no_yield_spin = opts->no_yield_spin;
     n->max_rqs =
         nsched + (opts->max_extra_schedulers != 0 ? opts->max_extra_schedulers : MAX_EXTRA_DEFAULT);
     n->max_procs = opts->max_processes != 0 ? opts->max_processes : SCHED_MAX_PROCESSES_DEFAULT;

@@ -280,10 +280,11 @@ typedef struct bench_target {
 /* The run's parameters as the user gave them (or defaulted). */
 typedef struct bench_params {
     const char *workload;
-    uint64_t clients;      /* client processes */
-    uint32_t client_nodes; /* girder nodes generating load */
-    unsigned schedulers;   /* scheduler threads of the bench's own node; 0: not told */
-    const char *payload;   /* payload shape, e.g. "binary" */
+    uint64_t clients;       /* client processes */
+    uint32_t client_nodes;  /* girder nodes generating load */
+    unsigned schedulers;    /* scheduler threads of the bench's own node; 0: not told */
+    unsigned read_batch_us; /* the bench node's read batching (cluster_config_t); 0: none */
+    const char *payload;    /* payload shape, e.g. "binary" */
     uint64_t payload_bytes;
     double rate_per_s; /* open-loop arrivals per second; 0 = closed loop */
     double duration_s;

@@ -373,6 +373,10 @@ static void facts_tables(bench_buf_t *b, const bench_results_t *r)
         snprintf(v, sizeof v, "%u", p->schedulers);
         kv_row(b, "schedulers (bench node)", v);
     }
+    if (p->read_batch_us > 0) {
+        snprintf(v, sizeof v, "every %u us at most", p->read_batch_us);
+        kv_row(b, "socket reads (bench node)", v);
+    }
     snprintf(v, sizeof v, "%s, %llu bytes", p->payload ? p->payload : "?",
              (unsigned long long)p->payload_bytes);
     kv_row(b, "payload", v);

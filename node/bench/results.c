@@ -198,6 +198,7 @@ int bench_results_write_json(const bench_results_t *r, FILE *out)
     json_kv_u64(&b, "client_nodes", p->client_nodes, false);
     if (p->schedulers > 0)
         json_kv_u64(&b, "schedulers", p->schedulers, false);
+    json_kv_u64(&b, "read_batch_us", p->read_batch_us, false);
     json_kv_str(&b, "payload", p->payload, false);
     json_kv_u64(&b, "payload_bytes", p->payload_bytes, false);
     json_kv_str(&b, "mode", p->rate_per_s > 0 ? "open" : "closed", false);

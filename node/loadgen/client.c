@@ -164,6 +164,7 @@ int lg_client_start(const lg_client_opts_t *o, const char *like_node, const char
                             .cookie = cookie,
                             .hidden = true,
                             .quiet = true,
+                            .read_batch_us = o->read_batch_us,
                             .schedulers =
                                 o->schedulers ? o->schedulers : lg_client_schedulers_default()};
     int rc = cluster_start(&cfg);

@@ -36,12 +36,13 @@
 
 /* Flags of every client command; zeroed means the defaults. */
 typedef struct lg_client_opts {
-    const char *cookie;  /* -setcookie; NULL: ~/.erlang.cookie */
-    const char *name;    /* -sname/-name; NULL: girder_cli_<pid> */
-    bool longnames;      /* -name given (else: the style of the target's host) */
-    bool name_given;     /* -sname or -name was given */
-    uint64_t timeout_ms; /* -timeout S; 0: LG_TIMEOUT_DEFAULT_MS */
-    unsigned schedulers; /* scheduler threads; 0: lg_client_schedulers_default() */
+    const char *cookie;     /* -setcookie; NULL: ~/.erlang.cookie */
+    const char *name;       /* -sname/-name; NULL: girder_cli_<pid> */
+    bool longnames;         /* -name given (else: the style of the target's host) */
+    bool name_given;        /* -sname or -name was given */
+    uint64_t timeout_ms;    /* -timeout S; 0: LG_TIMEOUT_DEFAULT_MS */
+    unsigned schedulers;    /* scheduler threads; 0: lg_client_schedulers_default() */
+    unsigned read_batch_us; /* cluster_config_t.read_batch_us of the client node */
 } lg_client_opts_t;
 
 #define LG_TIMEOUT_DEFAULT_MS 5000

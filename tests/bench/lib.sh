@@ -66,15 +66,16 @@ bench_prepare() {
 
 emit() { echo "$1"; echo "$1" >>"$out"; }
 
-# run_one <impl> <run> <command...>: runs it, tags and emits its JSON lines.
+# run_one <impl> <run> <command...>: runs it, tags and emits its JSON lines
+# (kept in $tmp/<impl>.<run>, or $tmp/$run_stem.<run> when run_stem is set).
 status=0
 run_one() {
   local impl=$1 run=$2; shift 2
-  local load t0 t1 rc
+  local load t0 t1 rc f="$tmp/${run_stem:-$impl}.$run"
   load=$(cut -d' ' -f1 /proc/loadavg)
   echo "== run $run: $impl" >&2
   t0=$(date +%s.%N)
-  BENCH_RUN=$run timeout 300 "$@" >"$tmp/$impl.$run" 2>"$tmp/err"
+  BENCH_RUN=$run timeout 300 "$@" >"$f" 2>"$tmp/err"
   rc=$?
   t1=$(date +%s.%N)
   cat "$tmp/err" >&2
@@ -82,12 +83,12 @@ run_one() {
   if [ $rc -ne 0 ]; then
     status=1
     emit "{\"bench\":\"$bench_for\",\"impl\":\"$impl\",\"params\":{},\"value\":null,\"unit\":null,\"error\":\"exit $rc\",\"run\":$run}"
-    : >"$tmp/$impl.$run"
+    : >"$f"
     return
   fi
   # BEAM's lines carry no impl: add it after the bench name.
-  sed -i '/"impl":/!s/^{"bench":"\([^"]*\)",/{"bench":"\1","impl":"'"$impl"'",/' "$tmp/$impl.$run"
-  while IFS= read -r line; do emit "$line"; done <"$tmp/$impl.$run"
+  sed -i '/"impl":/!s/^{"bench":"\([^"]*\)",/{"bench":"\1","impl":"'"$impl"'",/' "$f"
+  while IFS= read -r line; do emit "$line"; done <"$f"
 }
 
 # value <file> <bench> [kind]: the "value" of that bench's line (of that

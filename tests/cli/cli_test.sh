@@ -83,7 +83,7 @@ for c in ping rpc send reload bench; do
   done
 done
 for f in --workload --clients --duration --warmup --rate --payload --client-nodes --client-node \
-         --json --html --quiet --server --mfa -schedulers; do
+         --json --html --quiet --server --mfa -schedulers --read-batch; do
   echo "$out" | grep -q -- "$f" || fail "girder bench --help does not mention $f"
 done
 echo "help texts: ok"
@@ -94,6 +94,7 @@ for args in "ping" "ping a@b c@d" "ping nohost" "ping -timeout 0 a@b" "ping -bog
             "bench --clients 1000001 $g" "bench --payload bogus:1 $g" "bench --workload nope $g" \
             "bench --duration x $g" "bench --mfa erlang:node $g" "bench --bogus 1 $g" \
             "bench -schedulers 0 $g" "bench -schedulers 1025 $g" "bench -schedulers x $g" \
+            "bench --read-batch 100001 $g" "bench --read-batch -1 $g" "bench --read-batch x $g" \
             "reload" "reload $g girder_kv" "reload $g girder_kv a b" "reload nohost m p" \
             "demo --duration 0" "demo --clients x" "demo --name-suffix a-b" "demo --bogus" \
             "demo --out" "node -sname x --connect nohost"; do
@@ -232,7 +233,8 @@ assert [t['node'] for t in ts] == ['$g','$e'], ts" || fail "kinds/nodes in echo.
 # The client node's schedulers: one fewer than the cores by default, or -schedulers N.
 python3 -c "
 import json, os; p = json.load(open('$work/echo.json'))['params']
-assert p['schedulers'] == max(1, os.cpu_count() - 1), p" || fail "default schedulers in echo.json"
+assert p['schedulers'] == max(1, os.cpu_count() - 1), p
+assert p['read_batch_us'] == 0, p" || fail "default schedulers or read batching in echo.json"
 [ -s "$work/echo.html" ] && grep -q "<svg" "$work/echo.html" || fail "no HTML report"
 echo "bench echo: $(python3 -c "import json; print([(t['kind'], t['ops_per_s']) for t in json.load(open('$work/echo.json'))['targets']])")"
 for w in call cast; do
@@ -241,6 +243,17 @@ for w in call cast; do
   check_json "$work/$w.json" 1 "t['workload'] == '$w'"
   python3 -c "import json; assert json.load(open('$work/$w.json'))['params']['schedulers'] == 3" ||
     fail "bench -schedulers 3: not in $w.json"
+done
+# Read batching: 100 us by default in a closed loop of 256 clients or more,
+# or as --read-batch says; every reply still checked.
+for rb in "" "--read-batch 200"; do
+  # shellcheck disable=SC2086
+  expect 0 "$girder" bench -setcookie "$cookie" --quiet --duration 1 --warmup 0.3 --clients 300 \
+      $rb --json "$work/rb.json" "$g"
+  check_json "$work/rb.json" 1
+  want=$([ -n "$rb" ] && echo 200 || echo 100)
+  python3 -c "import json; assert json.load(open('$work/rb.json'))['params']['read_batch_us'] == $want" ||
+    fail "bench $rb --clients 300: read_batch_us is not $want"
 done
 expect 0 "$girder" bench -setcookie "$cookie" --quiet --workload rpc --duration 1 --warmup 0.3 \
     --clients 20 --payload map:5 --json "$work/rpc.json" "$g" "$e"

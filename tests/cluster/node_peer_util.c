@@ -21,6 +21,11 @@ static int np_serial;
 
 void np_start_node(size_t busy_limit)
 {
+    np_start_node_batched(busy_limit, 0);
+}
+
+void np_start_node_batched(size_t busy_limit, unsigned read_batch_us)
+{
     static bool started;
     if (started)
         return;
@@ -45,6 +50,7 @@ void np_start_node(size_t busy_limit)
     cfg.setuptime_s = 1;
     cfg.schedulers = 2;
     cfg.dist_buf_busy_limit = busy_limit;
+    cfg.read_batch_us = read_batch_us;
     CU_ASSERT_FATAL(cluster_start(&cfg) == 0);
     epmd_client_opts_t eo = {.port = epmd_port, .timeout_ms = 2000};
     epmd_node_info_t info;

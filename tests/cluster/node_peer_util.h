@@ -19,6 +19,8 @@
  * kernel, name "np<pid>@localhost", ticktime 2 s, setuptime 1 s, 2
  * schedulers, output limit busy_limit bytes, 0: the default). */
 void np_start_node(size_t busy_limit);
+/* The same with read batching (cluster_config_t.read_batch_us). */
+void np_start_node_batched(size_t busy_limit, unsigned read_batch_us);
 const char *np_node_name(void);
 /* The embedded EPMD's port (after np_start_node). */
 uint16_t np_epmd_port(void);
