@@ -49,26 +49,25 @@ trap stop_all EXIT
 start_girder_epmd "$girder"
 host=$(erl -noshell -eval 'io:format("~s", [net_adm:localhost()]), halt().')
 cookie=gdlg_$$_cookie_0123456789
+# await_node <node> <what>: waits up to 10 s for it to answer a ping.
+await_node() {
+  for _ in $(seq 1 100); do
+    "$girder" ping -setcookie "$cookie" -timeout 1 "$1" >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+  "$girder" ping -setcookie "$cookie" "$1" >/dev/null || fail "$2 did not start"
+}
 target=gdlg_target_$$@$host
 erl -noshell -sname "gdlg_target_$$" -setcookie "$cookie" -pa "$tmp" \
     -eval 'beam_loadgen:target()' >"$tmp/target.log" 2>&1 &
 target_pid=$!
-for i in $(seq 1 100); do
-  "$girder" ping -setcookie "$cookie" -timeout 1 "$target" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-"$girder" ping -setcookie "$cookie" "$target" >/dev/null || fail "the target node did not start"
+await_node "$target" "the target node"
 "$girder" rpc -setcookie "$cookie" "$target" erlang whereis '[echo]' | grep -q '^<' ||
   fail "the target has no echo process"
-
 gtarget=gdlg_gtarget_$$@$host
 "$girder" node -sname "gdlg_gtarget_$$" -setcookie "$cookie" >"$tmp/gtarget.log" 2>&1 &
 gtarget_pid=$!
-for i in $(seq 1 100); do
-  "$girder" ping -setcookie "$cookie" -timeout 1 "$gtarget" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-"$girder" ping -setcookie "$cookie" "$gtarget" >/dev/null || fail "the girder target did not start"
+await_node "$gtarget" "the girder target"
 
 # cpu_s <pid>: user + system CPU seconds of that process so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
