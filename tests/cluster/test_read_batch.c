@@ -27,9 +27,8 @@ static uint64_t mono_ms(void)
 
 static void test_limit(void)
 {
-    cluster_config_t cfg = {.name = "rb_limit",
-                            .cookie = NP_COOKIE,
-                            .read_batch_us = CLUSTER_READ_BATCH_MAX_US + 1};
+    cluster_config_t cfg = {
+        .name = "rb_limit", .cookie = NP_COOKIE, .read_batch_us = CLUSTER_READ_BATCH_MAX_US + 1};
     CU_ASSERT(cluster_start(&cfg) == GD_EINVAL);
 }
 
