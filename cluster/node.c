@@ -1401,16 +1401,6 @@ static void conn_park_locked(conn_t *c)
     node.parked = c;
 }
 
-/*
- * The loop thread's read of one socket (its event rd_evc, level-
- * triggered).  The sockets are watched by libevent one by one, not
- * through rd_ep nested in the loop's epoll: a nested epoll set made an
- * erl sender's one-way stream ~30% slower (200k -> 145k msgs/s on the
- * loaded 2-core box; the extra epoll_wait alone was not it).  While a
- * scheduler reads (rd_poller), the event is parked instead, so that
- * what arrives wakes the loop thread at most once per socket per
- * scheduler's turn; idle_done calls rd_cb, which puts them back.
- */
 /* Read batching (cluster_config_t.read_batch_us): the loop thread, the
  * only reader then, waits until read_batch_us passed since c's last read,
  * so that its read takes what accumulated meanwhile.  Outside rd_lock:
@@ -1428,6 +1418,16 @@ static void read_batch_wait(const conn_t *c)
     (void)nanosleep(&ts, NULL);
 }
 
+/*
+ * The loop thread's read of one socket (its event rd_evc, level-
+ * triggered).  The sockets are watched by libevent one by one, not
+ * through rd_ep nested in the loop's epoll: a nested epoll set made an
+ * erl sender's one-way stream ~30% slower (200k -> 145k msgs/s on the
+ * loaded 2-core box; the extra epoll_wait alone was not it).  While a
+ * scheduler reads (rd_poller), the event is parked instead, so that
+ * what arrives wakes the loop thread at most once per socket per
+ * scheduler's turn; idle_done calls rd_cb, which puts them back.
+ */
 static void conn_loop_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;

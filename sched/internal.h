@@ -274,9 +274,9 @@ sched_proc_t *pcb_alloc(void);
 /* Gives a PCB back to the pool that carved it. */
 void pcb_free(sched_proc_t *p);
 /* Unmaps the chunks of this scheduler's pool (and the shared pool's) whose
- * PCBs are all free; called when the scheduler idles. */
+ * PCBs are all free; called when the scheduler idles.  Returns how many. */
 struct runq;
-void pcb_pool_trim(struct runq *rq);
+size_t pcb_pool_trim(struct runq *rq);
 /* Whether other threads gave rq's pool back a chunk's worth of PCBs that
  * it has not taken yet: an idling scheduler checks it under its lock
  * before it sleeps, as pcb_free wakes a sleeping owner when the count

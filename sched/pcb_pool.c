@@ -35,9 +35,6 @@
  */
 #include <stdlib.h>
 #include <sys/mman.h>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
 #include "internal.h"
 
@@ -299,7 +296,7 @@ bool pcb_pool_trim_due(runq_t *rq)
 #endif
 }
 
-void pcb_pool_trim(runq_t *rq)
+size_t pcb_pool_trim(runq_t *rq)
 {
 #ifndef PCB_POOL_MALLOC
     size_t released = pool_trim(&rq->pcbs, false);
@@ -310,17 +307,10 @@ void pcb_pool_trim(runq_t *rq)
     pthread_mutex_lock(&sched_node.pool_lock);
     released += pool_trim(&sched_node.shared_pool, true);
     pthread_mutex_unlock(&sched_node.pool_lock);
-#if defined(__GLIBC__)
-    /* A chunk's worth of processes exited: their heaps and messages went
-     * back to malloc, which keeps freed memory below its arenas' tops
-     * resident (measured: 1M idle processes exited left 108 MiB of 813
-     * resident until malloc_trim).  Only after the node shrank, so an idle
-     * scheduler pays the arena walk once per shrink, not per idle. */
-    if (released != 0)
-        (void)malloc_trim(0);
-#endif
+    return released;
 #else
     (void)rq;
+    return 0;
 #endif
 }
 
