@@ -200,6 +200,10 @@ static struct node {
     conn_t *deferred;
     conn_t *parked;
     bool rd_got; /* conns_read_locked: a read got bytes (rd_lock) */
+    /* The connections in rd_ep, and the one when there is one (rd_lock;
+     * see conns_read_locked). */
+    unsigned rd_count;
+    conn_t *rd_only;
 } node = {.lock = PTHREAD_MUTEX_INITIALIZER,
           .cond = PTHREAD_COND_INITIALIZER,
           .rd_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -267,6 +271,21 @@ static void conn_unpark_locked(conn_t *c)
 /* Drops c from the readers' set (and from the deferred and parked lists),
  * waiting out a reader that may be using it.  The loop thread or the
  * stopping one (so no callback of rd_evc runs). */
+/* c left rd_ep (rd_lock held): the count, and the one left if one is
+ * (in_rd_ep is set under node.lock, which follows rd_lock). */
+static void rd_count_dropped(conn_t *c)
+{
+    node.rd_count--;
+    node.rd_only = NULL;
+    if (node.rd_count != 1)
+        return;
+    pthread_mutex_lock(&node.lock);
+    for (conn_t *o = node.conns; o != NULL && node.rd_only == NULL; o = o->next)
+        if (o != c && o->in_rd_ep)
+            node.rd_only = o;
+    pthread_mutex_unlock(&node.lock);
+}
+
 static void rd_remove(conn_t *c)
 {
     pthread_mutex_lock(&node.rd_mode_lock);
@@ -278,6 +297,7 @@ static void rd_remove(conn_t *c)
     c->rd_evc = NULL;
     pthread_mutex_lock(&node.rd_lock);
     (void)epoll_ctl(node.rd_ep, EPOLL_CTL_DEL, c->rd_fd, NULL);
+    rd_count_dropped(c);
     if (c->deferred) {
         for (conn_t **pp = &node.deferred; *pp != NULL; pp = &(*pp)->deferred_next)
             if (*pp == c) {
@@ -1348,6 +1368,16 @@ static bool conns_read_locked(void)
 {
     node.rd_got = false;
     bool any = deferred_resume_locked();
+    conn_t *only = node.rd_only;
+    if (only != NULL) {
+        /* One connection (a node talking to one peer): its socket is
+         * read at once, an empty one answering EAGAIN, instead of asking
+         * rd_ep first.  A frame on the way to a spinning scheduler takes
+         * one system call less, a round trip two (~1 us each here). */
+        if (only->state == CONN_UP && !only->deferred)
+            conn_read(only);
+        return any || node.rd_got;
+    }
     struct epoll_event ev[RD_EVENTS];
     int n = epoll_wait(node.rd_ep, ev, RD_EVENTS, 0);
     for (int i = 0; i < n; i++) {
@@ -1562,6 +1592,8 @@ static const sched_idle_poller_t idle_poller = {idle_poll, idle_done, NULL};
 /* Sets up the readers' set before the loop thread starts. */
 static int readers_start(void)
 {
+    node.rd_count = 0;
+    node.rd_only = NULL;
     node.rd_ep = epoll_create1(EPOLL_CLOEXEC);
     if (node.rd_ep < 0)
         return GD_ESYSTEM_LIMIT;
@@ -1630,6 +1662,7 @@ static int own_reads_start(conn_t *c, struct evbuffer *in)
         pthread_mutex_lock(&node.lock);
         c->in_rd_ep = true;
         pthread_mutex_unlock(&node.lock);
+        node.rd_only = ++node.rd_count == 1 ? c : NULL;
         read_up(c, in);
     }
     pthread_mutex_unlock(&node.rd_lock);
@@ -1989,6 +2022,7 @@ static int tcp_connect(const char *host, uint16_t port, int timeout_ms)
 static void *connect_main(void *arg)
 {
     connect_job_t *job = arg;
+    (void)pthread_setname_np(pthread_self(), "gd-connect");
     char *at = strchr(job->name, '@');
     *at = 0;
     const char *host = at + 1;
@@ -2811,6 +2845,7 @@ int cluster_nodes_of(heap_t *h, unsigned kinds, term_t tail, term_t *out)
 static void *loop_main(void *arg)
 {
     (void)arg;
+    (void)pthread_setname_np(pthread_self(), "gd-io");
     while (!atomic_load_explicit(&node.loop_stop, memory_order_acquire)) {
         uint64_t last = atomic_load_explicit(&node.loop_read_ns, memory_order_relaxed);
         bool spin = now_ns() - last < LOOP_SPIN_NS;

@@ -56,6 +56,7 @@ static void job_free(dirty_job_t *j)
 static void *dirty_main(void *unused)
 {
     (void)unused;
+    (void)pthread_setname_np(pthread_self(), "gd-dirty");
     pthread_mutex_lock(&pool.lock);
     for (;;) {
         while (pool.head == NULL && pool.accepting)
