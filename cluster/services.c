@@ -25,7 +25,14 @@ static size_t arity(term_t t)
 
 static bool is_atom(term_t t, const char *name)
 {
-    return term_is_atom(t) && t == heap_atom(name);
+    /* The text compared, not heap_atom(name): that hashes and probes the
+     * table, and a controller's dispatch asks this a dozen times a
+     * message. */
+    if (!term_is_atom(t))
+        return false;
+    size_t len;
+    const char *text = heap_atom_text(t, &len);
+    return strlen(name) == len && memcmp(text, name, len) == 0;
 }
 
 /* Length of a proper list, or -1. */

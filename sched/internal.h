@@ -456,11 +456,16 @@ typedef struct node {
     /* True while the watchdog sleeps waiting for work (seq_cst: see
      * rq_append and watchdog_kick). */
     _Atomic bool wd_idle;
+    /* One watchdog pass at a time, by the watchdog or a spinning
+     * scheduler (watchdog_pass_locked), and when a spinning scheduler
+     * last made one (relaxed: the watchdog's hint to sleep longer). */
+    pthread_mutex_t wd_pass_lock;
+    _Atomic uint64_t wd_spin_pass_ns;
     pthread_mutex_t exit_lock; /* exit waiters */
     pthread_cond_t exit_cond;
     _Atomic uint32_t exit_waiters;
     _Atomic uint64_t ref_counter;
-    _Atomic uint64_t steals, stuck_marks, extra_started;
+    _Atomic uint64_t steals, stuck_marks, extra_started, wd_wakeups;
     /* Schedulers marked stuck now (the watchdog adds, a scheduler whose
      * slice ended subtracts; relaxed: a hint that makes busy schedulers
      * look for a stuck queue to take over after each slice). */

@@ -670,12 +670,13 @@ void sched_os_malloc_policy(void);
 
 /* Node statistics for tests and benchmarks. */
 typedef struct sched_stats {
-    unsigned schedulers;    /* threads running now (extra included) */
-    uint64_t steals;        /* processes moved by stealing */
-    uint64_t stuck_marks;   /* times a scheduler was marked stuck */
-    uint64_t extra_started; /* extra scheduler threads started */
-    uint64_t reductions;    /* used by every process so far (all schedulers) */
-    uint64_t messages;      /* delivered to local processes so far (any sender) */
+    unsigned schedulers;       /* threads running now (extra included) */
+    uint64_t steals;           /* processes moved by stealing */
+    uint64_t stuck_marks;      /* times a scheduler was marked stuck */
+    uint64_t extra_started;    /* extra scheduler threads started */
+    uint64_t reductions;       /* used by every process so far (all schedulers) */
+    uint64_t messages;         /* delivered to local processes so far (any sender) */
+    uint64_t watchdog_wakeups; /* times the watchdog thread woke (ticks and kicks) */
 } sched_stats_t;
 void sched_stats(sched_stats_t *out);
 

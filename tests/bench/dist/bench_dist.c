@@ -363,8 +363,8 @@ static int erpc_once(sched_ctx_t *ctx, term_t peer, int k, double *rate)
 }
 
 /* BENCH_DIST_ONLY=pingpong,small,1mib,rpc,erpc (any of them, comma
- * separated; unset: all) runs part of the workloads, for profiling; the
- * results of the others are then 0. */
+ * separated, pingpong1 or pingpong100 for one of the two; unset: all) runs part of the workloads,
+ * for profiling; the results of the others are then 0. */
 static bool wanted(const char *workload)
 {
     const char *only = getenv("BENCH_DIST_ONLY");
@@ -397,9 +397,9 @@ static int driver(sched_ctx_t *ctx, term_t peer)
     while (sched_receive_wait(ctx, pred_tag, TAG("spawned"), 500, &stale) == 0)
         if ((rc = sched_send(ctx, term_tuple_elems(stale)[1], atom("stop"))) < 0)
             return rc;
-    for (int r = 0; r < REPS && rc == 0 && wanted("pingpong"); r++)
+    for (int r = 0; r < REPS && rc == 0 && (wanted("pingpong") || wanted("pingpong1")); r++)
         rc = pingpong_once(ctx, peer, 1, 10000, PP1, r);
-    for (int r = 0; r < REPS && rc == 0 && wanted("pingpong"); r++)
+    for (int r = 0; r < REPS && rc == 0 && (wanted("pingpong") || wanted("pingpong100")); r++)
         rc = pingpong_once(ctx, peer, 100, 500, PP100, r);
     for (int r = 0; r < REPS && rc == 0 && wanted("small"); r++)
         rc = oneway_once(ctx, peer, 200000, TERM_NONE, &res.small[r]);
