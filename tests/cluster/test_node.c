@@ -619,6 +619,55 @@ static void test_frames_across_reads(void)
     np_peer_close(&p);
 }
 
+/* Replies that queue behind a peer that reads late (a small receive
+ * buffer, nothing read until every request is in) come out whole and in
+ * order: the first fill the socket, the next wait in the bufferevent's
+ * output, the rest in the connection's outq until the loop thread has
+ * written what is ahead of them (conn_write_locked), and a big reply in
+ * the middle (fragments written from the body) goes behind all of them. */
+static void test_queued_output_in_order(void)
+{
+    /* No back-pressure: the echo service goes on replying while nothing
+     * is read, so the big reply finds replies waiting in outq. */
+    np_start_node((size_t)64 << 20);
+    np_peer_t p;
+    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 4096) == 1);
+    enum { N = 3000, SMALL = 2000, BIG = 300000, BIG_AT = 1500 };
+    static uint8_t bytes[BIG];
+    for (size_t i = 0; i < sizeof bytes; i++)
+        bytes[i] = (uint8_t)(i * 7);
+    for (int i = 0; i < N; i++) {
+        term_t bin, inner, msg;
+        CU_ASSERT_FATAL(heap_make_binary(&p.h, bytes, i == BIG_AT ? BIG : SMALL, &bin) == 0);
+        term_t in_items[2] = {term_make_small(i), bin};
+        CU_ASSERT_FATAL(heap_make_tuple_from(&p.h, 2, in_items, &inner) == 0);
+        term_t items[2] = {p.self, inner};
+        CU_ASSERT_FATAL(heap_make_tuple_from(&p.h, 2, items, &msg) == 0);
+        CU_ASSERT_FATAL(np_send_named(&p, "echo", msg));
+    }
+    struct timespec settle = {0, 200000000};
+    nanosleep(&settle, NULL);
+    int in_order = 0;
+    for (int i = 0; i < N; i++) {
+        dist_msg_t m;
+        if (!np_peer_recv(&p, &m, 5000))
+            break;
+        term_t *r = term_is_boxed_of(m.payload, HDR_TUPLE) ? term_boxed_ptr(m.payload) : NULL;
+        term_t *t = r != NULL && term_is_boxed_of(r[2], HDR_TUPLE) ? term_boxed_ptr(r[2]) : NULL;
+        size_t want = i == BIG_AT ? BIG : SMALL;
+        heap_bin_view_t v = {0};
+        if (t != NULL && term_is_binary(t[2]))
+            heap_bin_view(t[2], &v);
+        if (t == NULL || t[1] != term_make_small(i) || v.bytes == NULL || v.bit_size != want * 8 ||
+            memcmp(v.bytes, bytes, want) != 0)
+            break;
+        in_order++;
+    }
+    CU_ASSERT(in_order == N);
+    CU_ASSERT(np_echo_round_trip(&p, heap_atom("after")));
+    np_peer_close(&p);
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"cookie file", test_cookie_file},
     {"echo", test_echo},
@@ -633,6 +682,7 @@ static const gd_test_case_t gd_tests[] = {
     {"rpc nodes/1, otp_release", test_rpc_nodes_release},
     {"services restarted", test_services_restarted},
     {"frames across reads", test_frames_across_reads},
+    {"queued output in order", test_queued_output_in_order},
     {"stop", test_stop},
     {NULL, NULL},
 };
