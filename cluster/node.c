@@ -278,9 +278,6 @@ static void conn_unpark_locked(conn_t *c)
     c->rd_parked = false;
 }
 
-/* Drops c from the readers' set (and from the deferred and parked lists),
- * waiting out a reader that may be using it.  The loop thread or the
- * stopping one (so no callback of rd_evc runs). */
 /* c left rd_ep (rd_lock held): the count, and the one left if one is
  * (in_rd_ep is set under node.lock, which follows rd_lock). */
 static void rd_count_dropped(conn_t *c)
@@ -296,6 +293,9 @@ static void rd_count_dropped(conn_t *c)
     pthread_mutex_unlock(&node.lock);
 }
 
+/* Drops c from the readers' set (and from the deferred and parked lists),
+ * waiting out a reader that may be using it.  The loop thread or the
+ * stopping one (so no callback of rd_evc runs). */
 static void rd_remove(conn_t *c)
 {
     pthread_mutex_lock(&node.rd_mode_lock);

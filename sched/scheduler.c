@@ -3,10 +3,10 @@
  * balances and rescues stuck schedulers, and node start/stop.
  */
 #include <errno.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -619,6 +619,8 @@ static void reap_zombies(runq_t *rq, bool idle)
     reap_list(ripe_new);
 }
 
+static void spin_watchdog_pass(uint64_t now);
+
 /* Spins for work before sleeping, as BEAM's schedulers busy-wait: a
  * wake-up through the condition variable costs a futex call on the
  * waker's side and a context switch on ours (tens of µs on a loaded VM),
@@ -641,9 +643,8 @@ static void reap_zombies(runq_t *rq, bool idle)
  * -> 13.9k, 3 interleaved rounds on the loaded box).  In the yield
  * phase each round also calls the idle poller, if one is installed
  * (sched_set_idle_poller: the distribution layer reads its sockets
- * there).  True when work appeared. */
-static void spin_watchdog_pass(uint64_t now);
-
+ * there) and makes the watchdog's pass once a tick (spin_watchdog_pass).
+ * True when work appeared. */
 static bool spin_for_work(runq_t *self, bool yield_phase)
 {
     for (int i = 0; i < SPIN_PAUSE_ROUNDS; i++) {
@@ -1187,7 +1188,6 @@ int sched_start(const sched_opts_t *opts)
     pthread_mutex_init(&n->pool_lock, NULL);
     pthread_mutex_init(&n->wd_lock, NULL);
     pthread_mutex_init(&n->wd_pass_lock, NULL);
-    atomic_store_explicit(&n->wd_spin_pass_ns, 0, memory_order_relaxed);
     pthread_cond_init(&n->wd_cond, NULL);
     pthread_mutex_init(&n->exit_lock, NULL);
     pthread_cond_init(&n->exit_cond, NULL);

@@ -363,8 +363,9 @@ static int erpc_once(sched_ctx_t *ctx, term_t peer, int k, double *rate)
 }
 
 /* BENCH_DIST_ONLY=pingpong,small,1mib,rpc,erpc (any of them, comma
- * separated, pingpong1 or pingpong100 for one of the two; unset: all) runs part of the workloads,
- * for profiling; the results of the others are then 0. */
+ * separated; pingpong1 or pingpong100 for one of the two ping-pongs;
+ * unset: all) runs part of the workloads, for profiling; the results of
+ * the others are then 0. */
 static bool wanted(const char *workload)
 {
     const char *only = getenv("BENCH_DIST_ONLY");
