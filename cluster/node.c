@@ -2595,13 +2595,31 @@ static int hook_link(void *ud, sched_ctx_t *ctx, term_t to, bool unlink)
     (void)ud;
     heap_ident_t id;
     heap_ident(to, &id);
-    term_t ctrl = controller_for(id.node);
-    if (!term_is_pid(ctrl))
-        return unlink ? 0 : sched_exit_pid(ctx, sched_self(ctx), heap_atom("noconnection"));
-    if (unlink)
-        return tell(ctx, ctrl, "$gd_out_unlink", sched_self(ctx), to, TERM_NONE);
-    int rc = sched_link(ctx, ctrl);
-    return rc < 0 ? rc : tell(ctx, ctrl, "$gd_out_link", sched_self(ctx), to, TERM_NONE);
+    if (unlink) {
+        term_t ctrl = controller_for(id.node);
+        return term_is_pid(ctrl) ? tell(ctx, ctrl, "$gd_out_unlink", sched_self(ctx), to, TERM_NONE)
+                                 : 0;
+    }
+    /* The controller writes the LINK: after what the caller sent before. */
+    cork_flush();
+    term_t msg;
+    int rc = make_tell(ctx, "$gd_out_link", sched_self(ctx), to, TERM_NONE, &msg);
+    if (rc < 0)
+        return rc;
+    /* Linked and told under node.lock, as tell_controller_of does: a
+     * controller found there has not been sent its '$gd_nodedown' yet, so
+     * the link breaks with noconnection, never with noproc. */
+    bool told = false;
+    pthread_mutex_lock(&node.lock);
+    conn_t *c = get_conn_locked(id.node);
+    if (c != NULL && term_is_pid(c->ctrl)) {
+        rc = sched_link(ctx, c->ctrl);
+        if (rc == 0)
+            rc = sched_send(NULL, c->ctrl, msg);
+        told = true;
+    }
+    pthread_mutex_unlock(&node.lock);
+    return told ? rc : sched_exit_pid(ctx, sched_self(ctx), heap_atom("noconnection"));
 }
 
 /* The process dictionary's key for the latest remote monitor a process
@@ -2744,21 +2762,25 @@ int cluster_monitor_node(sched_ctx_t *ctx, term_t node_atom, bool on)
         return GD_EBADARG;
     if (node_atom == heap_node_name())
         return 0; /* this node never goes down for its own processes */
-    term_t ctrl;
-    if (on) {
-        ctrl = controller_for(node_atom); /* connects, as OTP's monitor_node */
-    } else {
+    if (!on) {
         pthread_mutex_lock(&node.lock);
         conn_t *c = find_conn_locked(node_atom);
-        ctrl = c != NULL ? c->ctrl : TERM_NONE;
+        term_t ctrl = c != NULL ? c->ctrl : TERM_NONE;
         pthread_mutex_unlock(&node.lock);
-    }
-    int rc = term_is_pid(ctrl) ? tell(ctx, ctrl, on ? "$gd_monitor_node" : "$gd_demonitor_node",
-                                      sched_self(ctx), TERM_NONE, TERM_NONE)
-                               : SCHED_ENOPROC;
-    if (rc != SCHED_ENOPROC || !on)
+        int rc = term_is_pid(ctrl) ? tell(ctx, ctrl, "$gd_demonitor_node", sched_self(ctx),
+                                          TERM_NIL, TERM_NONE)
+                                   : 0;
         return rc == SCHED_ENOPROC ? 0 : rc;
-    /* No connection can be made (or it ended just now): down at once. */
+    }
+    /* Connects, as OTP's monitor_node does.  Told under node.lock, so a
+     * connection that fails to come up answers it with its nodedown; a
+     * send to its controller after that would be dropped unanswered. */
+    bool told = false;
+    int rc = tell_controller_of(ctx, node_atom, "$gd_monitor_node", sched_self(ctx), TERM_NIL,
+                                TERM_NONE, &told);
+    if (rc < 0 || told)
+        return rc;
+    /* No connection can be made: down at once. */
     term_t *e, msg;
     rc = heap_make_tuple(sched_heap(ctx), 2, &e, &msg);
     if (rc < 0)

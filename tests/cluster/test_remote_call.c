@@ -211,10 +211,84 @@ static void test_unreachable_node(void)
     }
 }
 
+/* What the watcher coroutine saw: rounds that got their nodedown, and
+ * the link's exit reason. */
+typedef struct watch_slot {
+    int rounds, downs;
+    term_t link_reason;
+    bool done;
+} watch_slot_t;
+
+static watch_slot_t watch;
+
+static bool is_nodedown(term_t msg, void *node)
+{
+    return term_is_tuple(msg) && term_tuple_arity(msg) == 2 &&
+           el(msg, 0) == heap_atom("nodedown") && el(msg, 1) == *(term_t *)node;
+}
+
+static bool is_exit(term_t msg, void *unused)
+{
+    (void)unused;
+    return term_is_tuple(msg) && term_tuple_arity(msg) == 3 && el(msg, 0) == heap_atom("EXIT");
+}
+
+static int watcher_main(sched_ctx_t *ctx, term_t arg)
+{
+    (void)arg;
+    term_t node = heap_atom("nobody_here@localhost"), msg;
+    int downs = 0;
+    for (int i = 0; i < watch.rounds; i++) {
+        if (cluster_monitor_node(ctx, node, true) != 0)
+            break;
+        if (sched_receive_wait(ctx, is_nodedown, &node, 5000, &msg) != 0)
+            break;
+        downs++;
+    }
+    term_t reason = TERM_NONE, remote;
+    (void)sched_trap_exit(ctx, true);
+    if (heap_make_ext_pid(sched_heap(ctx), node, 40, 0, 7, &remote) == 0 &&
+        sched_link(ctx, remote) == 0 && sched_receive_wait(ctx, is_exit, NULL, 5000, &msg) == 0)
+        reason = el(msg, 2);
+    pthread_mutex_lock(&slot_mu);
+    watch.downs = downs;
+    watch.link_reason = term_is_atom(reason) ? reason : TERM_NONE;
+    watch.done = true;
+    pthread_cond_broadcast(&slot_cv);
+    pthread_mutex_unlock(&slot_mu);
+    return 0;
+}
+
+/* monitor_node on a node nobody runs: each round starts a connection
+ * attempt, and each gets its {nodedown, Node} however quickly the attempt
+ * fails (the request used to be sent to the controller after the lock:
+ * when the attempt failed in between, the controller had gone with its
+ * nodedown and the request was dropped, so no nodedown ever came).  A link
+ * to a pid there breaks with noconnection. */
+static void test_unreachable_monitor_node(void)
+{
+    np_start_node(0);
+    watch = (watch_slot_t){.rounds = 100};
+    term_t pid;
+    CU_ASSERT_FATAL(sched_spawn_coro(NULL, watcher_main, TERM_NIL, &pid) == 0);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 60;
+    pthread_mutex_lock(&slot_mu);
+    int rc = 0;
+    while (!watch.done && rc == 0)
+        rc = pthread_cond_timedwait(&slot_cv, &slot_mu, &dl);
+    pthread_mutex_unlock(&slot_mu);
+    CU_ASSERT_FATAL(watch.done);
+    CU_ASSERT_EQUAL(watch.downs, watch.rounds);
+    CU_ASSERT(watch.link_reason == heap_atom("noconnection"));
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"first call while the connection is set up", test_first_call_while_connecting},
     {"calls on an up connection", test_call_reply},
     {"unreachable node: nodedown, never a hang", test_unreachable_node},
+    {"unreachable node: monitor_node and link", test_unreachable_monitor_node},
     {NULL, NULL},
 };
 
