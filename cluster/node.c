@@ -2767,9 +2767,9 @@ int cluster_monitor_node(sched_ctx_t *ctx, term_t node_atom, bool on)
         conn_t *c = find_conn_locked(node_atom);
         term_t ctrl = c != NULL ? c->ctrl : TERM_NONE;
         pthread_mutex_unlock(&node.lock);
-        int rc = term_is_pid(ctrl) ? tell(ctx, ctrl, "$gd_demonitor_node", sched_self(ctx),
-                                          TERM_NIL, TERM_NONE)
-                                   : 0;
+        int rc = term_is_pid(ctrl)
+                     ? tell(ctx, ctrl, "$gd_demonitor_node", sched_self(ctx), TERM_NIL, TERM_NONE)
+                     : 0;
         return rc == SCHED_ENOPROC ? 0 : rc;
     }
     /* Connects, as OTP's monitor_node does.  Told under node.lock, so a
