@@ -69,7 +69,7 @@ static void usage(FILE *out)
             "  --json FILE         write the results as JSON\n"
             "  --html FILE         write a self-contained HTML report\n"
             "  -schedulers N       scheduler threads of this process's client node, 1..1024\n"
-            "                      (default: online cores - 1, at least 1; the node's I/O\n"
+            "                      (default: available cores - 1, at least 1; the node's I/O\n"
             "                      thread is the other full-time worker)\n"
             "  --read-batch US     read each connection at most every US microseconds,\n"
             "                      0..100000: fewer, fuller reads, CPU left to the target\n"

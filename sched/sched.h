@@ -188,9 +188,14 @@ typedef struct sched_spawn_opts {
  * 233; an idle process here costs at most 38 words of heap. */
 #define SCHED_MIN_HEAP_DEFAULT 38
 
+/* The cores this process may run on (its CPU affinity mask, as `taskset`
+ * or a container's cpuset sets it; the online count when that cannot be
+ * read): the default number of schedulers, as BEAM's.  At least 1. */
+unsigned sched_cores_available(void);
+
 /* Node options; zero-initialised means the defaults. */
 typedef struct sched_opts {
-    unsigned schedulers;           /* 0 = one per online core */
+    unsigned schedulers;           /* 0 = sched_cores_available() */
     uint32_t max_processes;        /* 0 = SCHED_MAX_PROCESSES_DEFAULT */
     uint64_t stuck_ns;             /* slice length that marks a scheduler stuck; 0 = 2 ms */
     unsigned max_extra_schedulers; /* threads added when all are stuck; 0 = 2 */

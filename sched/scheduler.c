@@ -1154,6 +1154,15 @@ static void stop_threads(void)
         }
 }
 
+unsigned sched_cores_available(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return (unsigned)CPU_COUNT(&set);
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (unsigned)online : 1;
+}
+
 int sched_start(const sched_opts_t *opts)
 {
     static const sched_opts_t defaults;
@@ -1165,10 +1174,8 @@ int sched_start(const sched_opts_t *opts)
     memset(n, 0, sizeof *n);
     sched_os_malloc_policy();
     unsigned nsched = opts->schedulers;
-    if (nsched == 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        nsched = c > 0 ? (unsigned)c : 1;
-    }
+    if (nsched == 0)
+        nsched = sched_cores_available();
     if (nsched > 1024)
         return GD_EINVAL;
     n->nsched = nsched;

@@ -178,8 +178,8 @@ int lg_client_start(const lg_client_opts_t *o, const char *like_node, const char
 
 unsigned lg_client_schedulers_default(void)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    return cores > 2 ? (unsigned)(cores - 1) : 1;
+    unsigned cores = sched_cores_available();
+    return cores > 2 ? cores - 1 : 1;
 }
 
 void lg_client_stop(void)

@@ -5,6 +5,7 @@
  * spawn_link/spawn_monitor, failing callbacks, max_heap_size, process_info,
  * the idle poller.
  */
+#include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -365,6 +366,28 @@ static void test_stop_with_live_processes(void)
     st_stop();
 }
 
+/* The default scheduler count follows the CPU affinity mask (taskset, a
+ * container's cpuset), as BEAM's does: pinned to one core, one
+ * scheduler. */
+static void test_default_schedulers_follow_affinity(void)
+{
+    cpu_set_t old, one;
+    CU_ASSERT_FATAL(sched_getaffinity(0, sizeof old, &old) == 0);
+    CU_ASSERT(sched_cores_available() == (unsigned)CPU_COUNT(&old));
+    int first = 0;
+    while (!CPU_ISSET(first, &old))
+        first++;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    CU_ASSERT_FATAL(sched_setaffinity(0, sizeof one, &one) == 0);
+    CU_ASSERT(sched_cores_available() == 1);
+    st_start(0);
+    sched_scheduler_stats_t stats[4];
+    CU_ASSERT(sched_scheduler_stats(stats, 4) == 1);
+    st_stop();
+    CU_ASSERT_FATAL(sched_setaffinity(0, sizeof old, &old) == 0);
+}
+
 /* ---- the idle poller (sched_set_idle_poller) ----
  * A spinning scheduler calls poll each round and done once when the spin
  * ends; what poll delivers must run.  The poller below delivers
@@ -454,6 +477,7 @@ static const gd_test_case_t gd_tests[] = {
     {"max_heap_size kills", test_max_heap_size},
     {"process_info", test_process_info},
     {"stop with live processes", test_stop_with_live_processes},
+    {"default schedulers follow the affinity mask", test_default_schedulers_follow_affinity},
     {NULL, NULL},
 };
 

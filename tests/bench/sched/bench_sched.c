@@ -597,8 +597,7 @@ static void bench_fairness(const char *name, int nbusy, bool cloop)
 {
     enum { REPS = 3 };
     double p50[REPS], p99[REPS], mx[REPS], wakeups[REPS];
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned nsched = ncpu > 0 ? (unsigned)ncpu : 1;
+    unsigned nsched = sched_cores_available();
     fair_late = malloc(FAIR_MAX_SAMPLES * sizeof *fair_late);
     term_t *busy = malloc((size_t)(nbusy + 1) * sizeof *busy);
     if (fair_late == NULL || busy == NULL)
@@ -663,8 +662,7 @@ static void bench_fairness(const char *name, int nbusy, bool cloop)
 
 static void bench_fairness_all(void)
 {
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int nbusy = 2 * (ncpu > 0 ? (int)ncpu : 1);
+    int nbusy = 2 * (int)sched_cores_available();
     bench_fairness("fairness_idle", 0, false);
     bench_fairness("fairness", nbusy, false);
     bench_fairness("fairness_cloop", nbusy, true);
