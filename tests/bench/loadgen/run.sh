@@ -13,13 +13,25 @@
 # to echo, await {echo_reply, _}, check it) for the same duration and
 # warm-up.  stdout (and -o FILE) gets JSON lines: loadgen_echo (round
 # trips/s), loadgen_echo_p50/_p99 (us) per side, target and round, "env"
-# lines, loadgen_target_cpu (the OTP target's CPU seconds per wall second
-# while each side ran: at ~1.0 its one busy scheduler thread is the
-# limit, not the client), then ratio lines (girder's median / BEAM's):
-# loadgen_echo is the throughput ratio (issue 15's target: >= 2), with
-# "target":"girder" in params for the girder target.  CLIENTS,
+# lines; from the middle of each side's measured window (durations of 3 s
+# or more) loadgen_target_cpu (the target's CPU seconds per wall second:
+# at ~1.0 the target's one busy scheduler thread is the limit, not the
+# client), loadgen_client_cpu and loadgen_client_cpu_per_rt (the client's
+# CPU µs per round trip: what one round trip costs the generator).  Then
+# ratio lines (girder's median / BEAM's): loadgen_echo is the throughput
+# ratio (issue 15's target: >= 2), loadgen_client_cpu_per_rt the cost
+# ratio, with "target":"girder" in params for the girder target.  CLIENTS,
 # DURATION_S, WARMUP_S and PAYLOAD_BYTES in the environment change the
 # workload (defaults 1000, 5, 1, 32).
+#
+# Placement: with two cores or more, the targets run on the first core this
+# script may use and each client side on the others (taskset), so both
+# generators get the same CPU and neither takes it from the target: a
+# client sharing the target's cores is measured by how much CPU it leaves
+# the target, not by what it can send.  Each side's runtime sees only its
+# cores (BEAM and girder size their schedulers by the affinity mask).
+# PLACEMENT=shared runs everything on every core instead; the "env" lines
+# say which ("placement").
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -30,7 +42,20 @@ clients=${CLIENTS:-1000}
 duration=${DURATION_S:-5}
 warmup=${WARMUP_S:-1}
 bytes=${PAYLOAD_BYTES:-32}
-env_extra="\"clients\":$clients,\"duration_s\":$duration,\"warmup_s\":$warmup,"
+placement=${PLACEMENT:-split}
+# The cores this script may use (its affinity list, e.g. "0-3,6").
+cores=()
+for part in $(taskset -cp $$ 2>/dev/null | sed 's/.*: *//' | tr ',' ' '); do
+  if [[ $part == *-* ]]; then cores+=($(seq "${part%-*}" "${part#*-}")); else cores+=("$part"); fi
+done
+on_target=(); on_client=()
+if [ "$placement" = split ] && [ ${#cores[@]} -ge 2 ]; then
+  on_target=(taskset -c "${cores[0]}")
+  on_client=(taskset -c "$(IFS=,; echo "${cores[*]:1}")")
+else
+  placement=shared
+fi
+env_extra="\"clients\":$clients,\"duration_s\":$duration,\"warmup_s\":$warmup,\"placement\":\"$placement\","
 
 bench_need_beam "$here/beam_loadgen.erl"
 command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
@@ -58,38 +83,78 @@ await_node() {
   "$girder" ping -setcookie "$cookie" "$1" >/dev/null || fail "$2 did not start"
 }
 target=gdlg_target_$$@$host
-erl -noshell -sname "gdlg_target_$$" -setcookie "$cookie" -pa "$tmp" \
+"${on_target[@]}" erl -noshell -sname "gdlg_target_$$" -setcookie "$cookie" -pa "$tmp" \
     -eval 'beam_loadgen:target()' >"$tmp/target.log" 2>&1 &
 target_pid=$!
 await_node "$target" "the target node"
 "$girder" rpc -setcookie "$cookie" "$target" erlang whereis '[echo]' | grep -q '^<' ||
   fail "the target has no echo process"
 gtarget=gdlg_gtarget_$$@$host
-"$girder" node -sname "gdlg_gtarget_$$" -setcookie "$cookie" >"$tmp/gtarget.log" 2>&1 &
+"${on_target[@]}" "$girder" node -sname "gdlg_gtarget_$$" -setcookie "$cookie" >"$tmp/gtarget.log" 2>&1 &
 gtarget_pid=$!
 await_node "$gtarget" "the girder target"
 
 # cpu_s <pid>: user + system CPU seconds of that process so far.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
-# target_cpu <impl> <run> <before> <after> <t0> <t1>: the OTP target's
-# CPU seconds per wall second while that side ran.
-target_cpu() {
-  emit "{\"bench\":\"loadgen_target_cpu\",\"impl\":\"$1\",\"params\":{\"target\":\"$target\"},\"value\":$(awk "BEGIN{printf \"%.2f\", ($4 - $3) / ($6 - $5)}"),\"unit\":\"cpu_s/s\",\"run\":$2}"
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null; }
+# window_cpu <client-pattern> <target-pid> <file>: the CPU seconds the
+# target and the client (the process pgrep -f finds by the pattern) use
+# within the measured window, from 1 s after the warm-up to 1 s before the
+# end (start-up and shutdown left out), into file as "TARGET CLIENT WALL".
+window_cpu() {
+  local cp t0 c0 w0 t1 c1 w1
+  sleep "$((warmup + 1))"
+  cp=$(pgrep -f -- "$1" | head -n1)
+  [ -n "$cp" ] || return
+  t0=$(cpu_s "$2"); c0=$(cpu_s "$cp"); w0=$(date +%s.%N)
+  sleep "$((duration - 2))"
+  t1=$(cpu_s "$2"); c1=$(cpu_s "$cp"); w1=$(date +%s.%N)
+  [ -n "$t0" ] && [ -n "$c0" ] && [ -n "$t1" ] && [ -n "$c1" ] &&
+    awk "BEGIN{printf \"%.3f %.3f %.3f\", $t1 - $t0, $c1 - $c0, $w1 - $w0}" >"$3"
+}
+# cpu_lines <impl> <run> <target-node> <stem>: from window_cpu's figures,
+# loadgen_target_cpu and loadgen_client_cpu (CPU seconds per wall second)
+# and loadgen_client_cpu_per_rt (the client's CPU µs per round trip at the
+# rate it reached), also kept in the side's result file for the ratios.
+cpu_lines() {
+  local f=$tmp/$4.$2 w rate tc cc per line
+  [ -s "$tmp/$4.cpu" ] || return 0
+  read -r tc cc w <"$tmp/$4.cpu"
+  rate=$(value "$f" loadgen_echo)
+  [ -n "$rate" ] || return 0
+  per=$(awk "BEGIN{printf \"%.3f\", $cc / $w / $rate * 1e6}")
+  for line in \
+    "{\"bench\":\"loadgen_target_cpu\",\"impl\":\"$1\",\"params\":{\"target\":\"$3\"},\"value\":$(awk "BEGIN{printf \"%.2f\", $tc / $w}"),\"unit\":\"cpu_s/s\",\"run\":$2}" \
+    "{\"bench\":\"loadgen_client_cpu\",\"impl\":\"$1\",\"params\":{\"target\":\"$3\"},\"value\":$(awk "BEGIN{printf \"%.2f\", $cc / $w}"),\"unit\":\"cpu_s/s\",\"run\":$2}" \
+    "{\"bench\":\"loadgen_client_cpu_per_rt\",\"impl\":\"$1\",\"params\":{\"target\":\"$3\"},\"value\":$per,\"unit\":\"us\",\"run\":$2}"; do
+    emit "$line"
+    echo "$line" >>"$f"
+  done
 }
 # side <impl> <run> <target> <stem>: one client side against one target.
 side() {
-  local impl=$1 run=$2 tgt=$3 stem=$4 c0 c1 t0 t1
-  c0=$(cpu_s "$target_pid"); t0=$(date +%s.%N)
+  local impl=$1 run=$2 tgt=$3 stem=$4 tpid=$target_pid sampler pattern
+  [ "$tgt" = "$gtarget" ] && tpid=$gtarget_pid
+  rm -f "$tmp/$stem.cpu"
   if [ "$impl" = girder ]; then
-    run_stem=$stem run_one girder "$run" "$here/girder_side.sh" "$girder" "$cookie" "$tgt" "$clients" \
-        "$duration" "$warmup" "$bytes" "$tmp/$stem.json"
+    pattern="^[^ ]*/girder bench -setcookie .*$tmp/$stem.json"
   else
-    run_stem=$stem run_one beam "$run" erl -noshell -hidden -sname "gdlg_gen_${$}_${stem}_$run" \
-        -setcookie "$cookie" -pa "$tmp" -s bench_beam run beam_loadgen \
+    pattern="^[^ ]*beam[^ ]* .*gdlg_gen_${$}_${stem}_$run"
+  fi
+  if [ "$duration" -ge 3 ]; then
+    window_cpu "$pattern" "$tpid" "$tmp/$stem.cpu" &
+    sampler=$!
+  fi
+  if [ "$impl" = girder ]; then
+    run_stem=$stem run_one girder "$run" "${on_client[@]}" "$here/girder_side.sh" "$girder" \
+        "$cookie" "$tgt" "$clients" "$duration" "$warmup" "$bytes" "$tmp/$stem.json"
+  else
+    run_stem=$stem run_one beam "$run" "${on_client[@]}" erl -noshell -hidden \
+        -sname "gdlg_gen_${$}_${stem}_$run" -setcookie "$cookie" -pa "$tmp" \
+        -s bench_beam run beam_loadgen \
         -extra "$tgt" "$clients" "$((duration * 1000))" "$((warmup * 1000))" "$bytes"
   fi
-  c1=$(cpu_s "$target_pid"); t1=$(date +%s.%N)
-  [ "$tgt" = "$target" ] && target_cpu "$impl" "$run" "$c0" "$c1" "$t0" "$t1"
+  [ -n "${sampler:-}" ] && wait "$sampler"
+  cpu_lines "$impl" "$run" "$tgt" "$stem"
 }
 
 for run in $(seq 1 "$rounds"); do
@@ -99,11 +164,12 @@ for run in $(seq 1 "$rounds"); do
   side beam "$run" "$gtarget" beam_gt
 done
 
-bench_ratio_lines "$tmp/girder" "$tmp/beam" loadgen_echo loadgen_echo_p50 loadgen_echo_p99
+bench_ratio_lines "$tmp/girder" "$tmp/beam" loadgen_echo loadgen_echo_p50 loadgen_echo_p99 \
+    loadgen_client_cpu_per_rt
 # Against the girder target: the same lines, told apart by "target".
 real_out=$out; out=$tmp/gt.jsonl; : >"$out"
 bench_ratio_lines "$tmp/girder_gt" "$tmp/beam_gt" loadgen_echo loadgen_echo_p50 \
-    loadgen_echo_p99 >/dev/null
+    loadgen_echo_p99 loadgen_client_cpu_per_rt >/dev/null
 out=$real_out
 while IFS= read -r line; do
   emit "${line/\"params\":\{/\"params\":\{\"target\":\"girder\",}"
