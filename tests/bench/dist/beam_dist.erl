@@ -67,12 +67,22 @@ main() ->
     Node = list_to_atom(os:getenv("BENCH_DIST_PEER")),
     wait_peer(Node, 100),
     bench_beam:log("peer ~p up", [Node]),
-    pingpong(Node, 1, 10000),
-    pingpong(Node, 100, 500),
-    oneway(Node, small, 200000),
-    oneway(Node, '1mib', 1000),
-    rpc(Node, rpc, 10000),
-    rpc(Node, erpc, 10000).
+    [F() || {Names, F} <- [{["pingpong", "pingpong1"], fun() -> pingpong(Node, 1, 10000) end},
+                           {["pingpong", "pingpong100"], fun() -> pingpong(Node, 100, 500) end},
+                           {["small"], fun() -> oneway(Node, small, 200000) end},
+                           {["1mib"], fun() -> oneway(Node, '1mib', 1000) end},
+                           {["rpc"], fun() -> rpc(Node, rpc, 10000) end},
+                           {["erpc"], fun() -> rpc(Node, erpc, 10000) end}],
+            wanted(Names)],
+    ok.
+
+%% BENCH_DIST_ONLY as bench_dist.c reads it (pingpong,small,1mib,rpc,erpc,
+%% or pingpong1/pingpong100; unset: all), for profiling one workload.
+wanted(Names) ->
+    case os:getenv("BENCH_DIST_ONLY") of
+        false -> true;
+        Only -> lists:any(fun(N) -> lists:member(N, string:split(Only, ",", all)) end, Names)
+    end.
 
 %% The peer is up once its spawner answers (it registers after the node
 %% starts, so a ping alone is not enough).
