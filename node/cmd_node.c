@@ -31,6 +31,8 @@ static void usage(FILE *out)
                  "defaults to ~/.erlang.cookie (created with 150 random bits when missing).\n"
                  "+zdbbl: a connection's output limit (default 1024 KB, as OTP): past it,\n"
                  "sending processes wait until it drains.\n"
+                 "-schedulers: scheduler threads (default: the cores the process may run on,\n"
+                 "as its CPU affinity mask says, e.g. under taskset; as erl's +S).\n"
                  "Runs until SIGTERM or SIGINT, then closes its connections and leaves EPMD.\n"
                  "--metrics serves Prometheus metrics at http://HOST:PORT/metrics (HOST empty:\n"
                  "every address; PORT 0: a free one, logged): processes, run queues,\n"
