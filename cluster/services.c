@@ -1246,29 +1246,52 @@ static int deliver(heap_t *h, term_t to, term_t msg)
     return rc == SCHED_ENOPROC || rc == GD_EBADARG ? 0 : rc;
 }
 
+/* The DOWN (monitor, flag 2) or exit (link, flag 1) an erpc process
+ * ends with, carrying reason; arg is its spawn argument (erpc_init). */
+static int erpc_send_end(sched_ctx_t *ctx, term_t arg, term_t reason)
+{
+    term_t node_atom = el(arg, 0), req_id = el(arg, 1), from = el(arg, 2);
+    int64_t flags = term_small_value(el(arg, 3));
+    term_t self = sched_self(ctx);
+    if (flags & 2) {
+        term_t down[5] = {heap_make_header(HDR_TUPLE, 4),
+                          term_make_small(DOP_PAYLOAD_MONITOR_P_EXIT), self, from, req_id};
+        return cluster_send_own_control(node_atom, term_make_boxed(down), reason);
+    }
+    if (flags & 1) {
+        term_t ex[4] = {heap_make_header(HDR_TUPLE, 3), term_make_small(DOP_PAYLOAD_EXIT), self,
+                        from};
+        return cluster_send_own_control(node_atom, term_make_boxed(ex), reason);
+    }
+    return 0;
+}
+
 /* The process erpc's spawn_request creates: it answers SPAWN_REPLY
  * first (nothing from it may precede that), runs the function, and ends;
  * the result travels as its exit reason in the DOWN (or link exit) the
  * caller asked for (docs/protocol.md 5.4).  Its argument is {Node, ReqId, From,
- * Flags, Ref | none, M, F, Args}. */
+ * Flags, Ref | none, M, F, Args}.  The state holds that argument until the
+ * result has gone out (then []): should the process end otherwise (out of
+ * memory in the function or here), erpc_terminate sends the DOWN with
+ * its exit reason, or the caller, with no timeout, would wait for ever. */
 static int erpc_init(sched_ctx_t *ctx, term_t arg, term_t *state)
 {
-    (void)state;
     heap_t *h = sched_heap(ctx);
+    *state = arg;
     term_t node_atom = el(arg, 0), req_id = el(arg, 1), from = el(arg, 2), ref = el(arg, 4);
-    int64_t flags = term_small_value(el(arg, 3));
-    term_t self = sched_self(ctx);
     term_t reply[6] = {heap_make_header(HDR_TUPLE, 5),
                        term_make_small(DOP_SPAWN_REPLY),
                        req_id,
                        from,
                        el(arg, 3),
-                       self};
+                       sched_self(ctx)};
     /* The reply and the DOWN (or exit) below are the process's own: a
      * quick function's leave in one write at the end of its run. */
     int rc = cluster_send_own_control(node_atom, term_make_boxed(reply), TERM_NONE);
-    if (rc < 0)
+    if (rc < 0) {
+        *state = TERM_NIL; /* no SPAWN_REPLY: no DOWN may follow */
         return rc;
+    }
     term_t kind, value, stack;
     rc = rpc_run(h, el(arg, 5), el(arg, 6), el(arg, 7), &kind, &value, &stack);
     if (rc < 0)
@@ -1280,19 +1303,20 @@ static int erpc_init(sched_ctx_t *ctx, term_t arg, term_t *state)
         if (rc < 0)
             return rc;
     }
-    if (flags & 2) {
-        term_t down[5] = {heap_make_header(HDR_TUPLE, 4),
-                          term_make_small(DOP_PAYLOAD_MONITOR_P_EXIT), self, from, req_id};
-        rc = cluster_send_own_control(node_atom, term_make_boxed(down), reason);
-    } else if (flags & 1) {
-        term_t ex[4] = {heap_make_header(HDR_TUPLE, 3), term_make_small(DOP_PAYLOAD_EXIT), self,
-                        from};
-        rc = cluster_send_own_control(node_atom, term_make_boxed(ex), reason);
-    }
-    return rc < 0 ? rc : sched_exit(ctx, heap_atom("normal"));
+    rc = erpc_send_end(ctx, arg, reason);
+    if (rc < 0)
+        return rc;
+    *state = TERM_NIL;
+    return sched_exit(ctx, heap_atom("normal"));
 }
 
-static const sched_behaviour_t erpc_beh = {erpc_init, never_handle, NULL, NULL};
+static void erpc_terminate(sched_ctx_t *ctx, term_t reason, term_t state)
+{
+    if (term_is_tuple(state))
+        (void)erpc_send_end(ctx, state, reason);
+}
+
+static const sched_behaviour_t erpc_beh = {erpc_init, never_handle, erpc_terminate, NULL};
 
 /* Process bodies a peer may start with spawn_request (erlang:spawn/4,
  * spawn_link/4, spawn_monitor/4, spawn_request/5 from OTP): the

@@ -1084,8 +1084,14 @@ static void do_exit(sched_proc_t *p)
     p->name = TERM_NIL;
     term_t reason = p->reason;
     if ((p->flags & PF_INITED) && p->beh != NULL && p->beh->terminate != NULL &&
-        reason != atom_killed)
+        reason != atom_killed) {
         p->beh->terminate(p, reason, p->st);
+        /* The run's end has passed: what terminate sent leaves now, not
+         * at this scheduler's next run (an erpc process's DOWN waited in
+         * the distribution cork while the scheduler slept). */
+        proc_outbox_flush();
+        sched_dist_run_end();
+    }
     drain_dead(p);
     if (p->links != NULL)
         for (uint32_t i = 0; i < p->links->n; i++) {

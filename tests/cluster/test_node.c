@@ -668,6 +668,80 @@ static void test_queued_output_in_order(void)
     np_peer_close(&p);
 }
 
+/* A registered function that runs out of memory. */
+static int fn_out_of_memory(heap_t *h, term_t args, term_t *result)
+{
+    (void)h;
+    (void)args;
+    (void)result;
+    return GD_ENOMEM;
+}
+
+/* An erpc process whose function fails with GD_ENOMEM after its
+ * SPAWN_REPLY: the caller's monitor still gets its DOWN (reason
+ * {callback_error, Code}), or an erpc:call with no timeout would wait for
+ * ever.  (It used to end with no DOWN at all.)  A call that returns is
+ * checked alongside, and the node keeps serving. */
+static void test_erpc_down_after_failure(void)
+{
+    np_start_node(0);
+    CU_ASSERT_FATAL(cluster_rpc_register("gdtest", "nomem", 0, fn_out_of_memory) == 0);
+    np_peer_t p;
+    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
+    heap_t *h = &p.h;
+    const char *fns[2] = {"nomem", "no_such_fn"};
+    for (int i = 0; i < 2; i++) {
+        term_t req, ref, mfa, opts, args, ctl;
+        uint32_t w[3] = {1, 2, (uint32_t)i + 10};
+        CU_ASSERT_FATAL(heap_make_ref(h, heap_atom(p.name), 77, w, 3, &req) == 0);
+        w[2] += 100;
+        CU_ASSERT_FATAL(heap_make_ref(h, heap_atom(p.name), 77, w, 3, &ref) == 0);
+        CU_ASSERT_FATAL(
+            heap_make_tuple_from(
+                h, 3, (term_t[]){heap_atom("erpc"), heap_atom("execute_call"), term_make_small(4)},
+                &mfa) == 0);
+        CU_ASSERT_FATAL(heap_make_list(h, (term_t[]){heap_atom("monitor")}, 1, &opts) == 0);
+        CU_ASSERT_FATAL(
+            heap_make_list(h, (term_t[]){ref, heap_atom("gdtest"), heap_atom(fns[i]), TERM_NIL}, 4,
+                           &args) == 0);
+        /* {29, ReqId, From, GroupLeader, MFA, Opts} + Args */
+        CU_ASSERT_FATAL(heap_make_tuple_from(h, 6,
+                                             (term_t[]){term_make_small(DOP_SPAWN_REQUEST), req,
+                                                        p.self, p.self, mfa, opts},
+                                             &ctl) == 0);
+        etf_buf_t b = {0};
+        CU_ASSERT_FATAL(dist_encode_message(ctl, args, 1, 0, &b) == 0);
+        CU_ASSERT_FATAL(np_write_all(p.fd, b.data, b.len));
+        etf_buf_free(&b);
+        dist_msg_t m;
+        CU_ASSERT_FATAL(np_peer_recv(&p, &m, 5000));
+        CU_ASSERT_FATAL(m.op == DOP_SPAWN_REPLY);
+        term_t pid = term_tuple_elems(m.control)[4];
+        CU_ASSERT_FATAL(term_is_pid(pid));
+        bool down = np_peer_recv(&p, &m, 5000);
+        CU_ASSERT(down);
+        if (!down)
+            break;
+        /* {28, FromPid, ToPid, ReqId} + Reason */
+        CU_ASSERT(m.op == DOP_PAYLOAD_MONITOR_P_EXIT);
+        const term_t *e = term_tuple_elems(m.control);
+        int o1 = 1, o2 = 1, o3 = 1;
+        CU_ASSERT(heap_compare_checked(e[1], pid, true, &o1) == 0 && o1 == 0);
+        CU_ASSERT(heap_compare_checked(e[2], p.self, true, &o2) == 0 && o2 == 0);
+        CU_ASSERT(heap_compare_checked(e[3], req, true, &o3) == 0 && o3 == 0);
+        CU_ASSERT(term_is_tuple(m.payload));
+        if (i == 0) { /* {callback_error, Code} */
+            CU_ASSERT(term_tuple_arity(m.payload) == 2 &&
+                      term_tuple_elems(m.payload)[0] == heap_atom("callback_error"));
+        } else { /* {Ref, error, undef, Stack} */
+            CU_ASSERT(term_tuple_arity(m.payload) == 4 &&
+                      term_tuple_elems(m.payload)[2] == heap_atom("undef"));
+        }
+    }
+    CU_ASSERT(np_echo_round_trip(&p, heap_atom("after")));
+    np_peer_close(&p);
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"cookie file", test_cookie_file},
     {"echo", test_echo},
@@ -683,6 +757,7 @@ static const gd_test_case_t gd_tests[] = {
     {"services restarted", test_services_restarted},
     {"frames across reads", test_frames_across_reads},
     {"queued output in order", test_queued_output_in_order},
+    {"erpc: a DOWN after a failed function", test_erpc_down_after_failure},
     {"stop", test_stop},
     {NULL, NULL},
 };
