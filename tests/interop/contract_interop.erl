@@ -23,6 +23,7 @@ main([GStr, VStr, VOs]) ->
          {echo_odd_terms_rpc_and_erpc, fun() -> echo_terms(G) end},
          {undef_shapes_like_otp, fun() -> undef(G, O) end},
          {wrong_arity_and_bad_args, fun() -> arity(G, O) end},
+         {rex_features_and_block_call, fun() -> rex_forms(G, O) end},
          {multicall_girder_and_otp, fun() -> multicall(G, O) end},
          {rpc_cast_and_erpc_cast, fun() -> casts(G) end},
          {erpc_send_request, fun() -> send_request(G) end},
@@ -161,6 +162,29 @@ undef(G, O) ->
          EWant = erpc_outcome(fun() -> erpc:call(O, M, F, A) end),
          {error, {exception, undef, [{M, F, A, _} | _]}} = EWant
      end || {M, F, A} <- Calls],
+    ok.
+
+%% The other forms rex answers (protocol.md 5.1, 5.4): OTP's own
+%% features_request, as an OTP peer answers it, and rpc:block_call (rex's
+%% gen_server call form), results and errors as OTP's.
+rex_forms(G, O) ->
+    [begin
+         {rex, N} ! {self(), features_request},
+         receive {features_reply, N, Features} -> true = lists:member(erpc, Features)
+         after 5000 -> exit({no_features_reply, N})
+         end
+     end || N <- [G, O]],
+    {rex, G} ! {self(), features_request},
+    {features_reply, G, [erpc]} = receive {features_reply, G, _} = R -> R after 5000 -> none end,
+    x = rpc:block_call(G, girder, echo, [x]),
+    {a, [1]} = rpc:block_call(G, girder, echo, [{a, [1]}], 5000),
+    G = rpc:block_call(G, erlang, node, []),
+    [begin
+         Got = rpc:block_call(G, M, F, A),
+         {badrpc, {'EXIT', {undef, [{M, F, A, []}]}}} = Got,
+         Want = top(swap(rpc:block_call(O, M, F, A), O, G)),
+         Want = top(Got)
+     end || {M, F, A} <- [{nomod, nofun, [1]}, {girder, echo, []}]],
     ok.
 
 %% A function with the wrong number of arguments is undef, with the
