@@ -190,6 +190,20 @@ one_line "reload wrong cookie"; echo "$err" | grep -q "cookie" || fail "reload w
 kill "$nr_pid"; wait "$nr_pid" 2>/dev/null; nr_pid=
 echo "reload: ok"
 
+# ---- a weak cookie draws one loud warning at start (design.md) ----
+# The nodes above run with a 26-character cookie: no warning.
+grep -q "WARNING.*cookie" "$work/g.log" && fail "a 26-character cookie drew a warning: $(cat "$work/g.log")"
+"$girder" node -sname "gdcli_nr$$" -setcookie abc 2>"$work/weak.log" &
+nr_pid=$!
+for i in $(seq 1 100); do
+  "$girder" ping -setcookie abc -timeout 1 "gdcli_nr$$@$host" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+[ "$(grep -c "WARNING.*cookie" "$work/weak.log")" = 1 ] ||
+  fail "a 3-character cookie: want one warning, got: $(cat "$work/weak.log")"
+kill "$nr_pid"; wait "$nr_pid" 2>/dev/null; nr_pid=
+echo "weak cookie warning: ok"
+
 # ---- a node that accepts TCP and never answers: -timeout bounds all ----
 python3 "$here/silent_node.py" "gdcli_silent$$" >"$work/silent.out" 2>&1 &
 silent_pid=$!
