@@ -35,8 +35,8 @@
  *     girder:echo/1, spawn_echo/0, info/0, watch/2, send/2,
  *     watch_nodes/2, erlang:node/0, nodes/0, nodes/1, system_info/1;
  *     the services (net_kernel, rex, echo) run under a keeper that
- *     restarts one that exits (girder_kv is not kept: killed, it stays
- *     down); tests/interop/contract_interop.* checks design.md's node
+ *     restarts one that exits (node/'s girder_kv runs under a supervisor
+ *     of its own); tests/interop/contract_interop.* checks design.md's node
  *     contract row by row from an OTP 25 node;
  *     cluster_rpc_register for applications; node/ adds girder_kv and
  *     girder:call_out/4, rpc_out/6 (cluster_config_t.start_services);

@@ -329,9 +329,12 @@ void girder_block_stop_signals(sigset_t *set_out);
  * Starts girder_kv (node/kv.c), the registered key-value gen_server of the
  * node contract: {put, K, V} -> ok, {get, K} -> {ok, V} | error,
  * {delete, K} -> ok, any terms as keys (exact match) and values; any other
- * request is answered {error, {badrequest, Req}}.  From outside any
- * process, after sched_start; the name is registered by the new process
- * (girder_whereis shows it once its init ran).  Errors: girder_gen_start's.
+ * request is answered {error, {badrequest, Req}}.  It runs under the
+ * supervisor girder_kv_sup (one_for_one, permanent, 10 restarts in 5 s):
+ * killed, it comes back empty, with the code loaded last (girder:reload).
+ * *pid_out is the supervisor's pid.  From outside any process, after
+ * sched_start; the name is registered by the new process (girder_whereis
+ * shows it once its init ran).  Errors: girder_sup_start's.
  */
 int girder_kv_start(term_t *pid_out) GD_MUST_CHECK;
 

@@ -8,19 +8,49 @@
  * here anyway (design.md, security defaults).
  */
 #include <dlfcn.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
 #include "cluster.h"
 #include "internal.h"
 
-int girder_kv_start(term_t *pid_out)
+/* The code a (re)started girder_kv runs: the built-in module until a
+ * reload (bif_reload), after which a restart starts the loaded one, as
+ * OTP's supervisors restart a child with the code loaded last.  Part of
+ * the node's runtime state, shared by the supervisor's scheduler and the
+ * rpc thread that reloads. */
+static _Atomic(const girder_kv_module_t *) kv_current = &girder_kv_module;
+
+/* girder_kv_sup's child start: girder_kv, linked to the supervisor. */
+static int kv_child_start(sched_ctx_t *ctx, term_t arg, term_t *pid_out)
 {
+    (void)arg;
     term_t name = heap_atom("girder_kv");
     if (name == TERM_NONE)
         return GD_ENOMEM;
-    girder_gen_opts_t opts = {.name = name};
-    return girder_gen_start(NULL, &girder_kv_module.gen, TERM_NIL, &opts, pid_out);
+    girder_gen_opts_t opts = {.name = name, .link = true};
+    const girder_kv_module_t *mod = atomic_load_explicit(&kv_current, memory_order_acquire);
+    return girder_gen_start(ctx, &mod->gen, TERM_NIL, &opts, pid_out);
+}
+
+int girder_kv_start(term_t *pid_out)
+{
+    term_t name = heap_atom("girder_kv"), sup_name = heap_atom("girder_kv_sup");
+    if (name == TERM_NONE || sup_name == TERM_NONE)
+        return GD_ENOMEM;
+    /* Permanent under a one_for_one supervisor: the node contract's
+     * girder_kv is served again (empty) after it dies, up to 10 restarts
+     * in 5 s (then the supervisor gives up, as OTP's would). */
+    girder_child_spec_t child = {.id = name,
+                                 .start = kv_child_start,
+                                 .arg = TERM_NIL,
+                                 .restart = GIRDER_PERMANENT,
+                                 .shutdown = 5000,
+                                 .type = GIRDER_WORKER};
+    girder_sup_flags_t flags = {.strategy = GIRDER_ONE_FOR_ONE, .intensity = 10, .period_ms = 5000};
+    girder_gen_opts_t opts = {.name = sup_name};
+    return girder_sup_start(NULL, &flags, &child, 1, &opts, pid_out);
 }
 
 /* girder:reload(girder_kv, Path) -> {ok, Vsn} | {error, Why}. */
@@ -69,6 +99,10 @@ static int bif_reload(heap_t *h, term_t args, term_t *out)
         }
         items[0] = ATOM_OK;
         items[1] = term_make_small(next->vsn);
+        /* As the running server takes it (kv_module.c's kv_info). */
+        if (rc == GD_OK && next->gen.init != NULL && next->gen.handle_call != NULL &&
+            next->gen.code_change != NULL)
+            atomic_store_explicit(&kv_current, next, memory_order_release);
     }
     if (rc == GD_OK)
         rc = heap_make_tuple(h, 2, &e, out);

@@ -34,6 +34,7 @@ main([GStr, VStr, VOs]) ->
          {kv_rows, fun() -> kv_rows(G) end},
          {kv_timeouts_and_junk, fun() -> kv_corners(G) end},
          {kv_sys_calls, fun() -> kv_sys(G) end},
+         {kv_restarted_after_kill, fun() -> kv_restart(G) end},
          {kv_1000_callers, fun() -> kv_concurrent(G) end},
          {links_monitors_both_ways, fun() -> links_monitors(G) end},
          {demonitor_flush_unlink, fun() -> demonitor_unlink(G) end},
@@ -449,6 +450,27 @@ kv_corners(G) ->
     ok = kv(G, {put, alive, yes}),
     {ok, yes} = kv(G, {get, alive}),
     ok = kv(G, {delete, alive}).
+
+%% Every girder node serves girder_kv: killed, it is started again (by its
+%% supervisor, girder_kv_sup), empty, under its name.
+kv_restart(G) ->
+    ok = kv(G, {put, before_kill, 1}),
+    Old = rpc:call(G, erlang, whereis, [girder_kv]),
+    true = is_pid(Old),
+    Ref = monitor(process, Old),
+    exit(Old, kill),
+    receive {'DOWN', Ref, process, Old, killed} -> ok after 5000 -> exit(no_down) end,
+    wait_for(girder_kv_back, true,
+             fun() ->
+                     P = rpc:call(G, erlang, whereis, [girder_kv]),
+                     is_pid(P) andalso P =/= Old
+             end),
+    error = kv(G, {get, before_kill}),
+    ok = kv(G, {put, after_restart, 1}),
+    {ok, 1} = kv(G, {get, after_restart}),
+    ok = kv(G, {delete, after_restart}),
+    true = is_pid(rpc:call(G, erlang, whereis, [girder_kv_sup])),
+    ok.
 
 %% What OTP users try on a gen_server: the sys calls answer as on an OTP
 %% gen_server (get_status in gen_server's shape), suspend holds the calls

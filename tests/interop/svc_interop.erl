@@ -339,6 +339,19 @@ kv_reload(G, KvV2) ->
     2 = kv(G, version),
     [{ok, I} = kv(G, {get, {before, I}}) || I <- lists:seq(1, 500)],
     {error, {badrequest, nope}} = kv(G, nope),
+    %% killed after the reload, it comes back (empty) with the new code
+    Old = rpc:call(G, erlang, whereis, [girder_kv]),
+    exit(Old, kill),
+    Back = fun Back(0) -> exit(girder_kv_not_back);
+               Back(N) ->
+                   case rpc:call(G, erlang, whereis, [girder_kv]) of
+                       P when is_pid(P), P =/= Old -> ok;
+                       _ -> timer:sleep(50), Back(N - 1)
+                   end
+           end,
+    ok = Back(100),
+    2 = kv(G, version),
+    error = kv(G, {get, {before, 1}}),
     {rpc_calls_during_reload, lists:sum(Counts)}.
 
 load(G, I, N, Stop) ->
