@@ -15,8 +15,9 @@
 
 /* 32 letters of 26: 150 bits, above the 128 asked for. */
 #define COOKIE_NEW_LEN 32
-/* Largest cookie file read. */
-#define COOKIE_MAX 1020
+/* Largest cookie file read (OTP reads any size; a bigger file is
+ * refused rather than cut). */
+#define COOKIE_MAX 65536
 
 /* Writes a fresh cookie to path with O_EXCL (never over an existing
  * file), mode 0400. */
@@ -56,22 +57,38 @@ int cluster_cookie_load(const char *path, char **out, bool *created)
     }
     if (fd < 0)
         return GD_EINVAL;
+    /* Group or other access: refused, as OTP refuses it. */
     struct stat st;
-    char buf[COOKIE_MAX + 1];
-    ssize_t n = -1;
-    if (fstat(fd, &st) == 0 && (st.st_mode & 077) == 0)
-        n = read(fd, buf, COOKIE_MAX);
+    bool readable = fstat(fd, &st) == 0 && (st.st_mode & 077) == 0 && st.st_size > 0 &&
+                    st.st_size <= COOKIE_MAX;
+    char *buf = readable ? malloc((size_t)st.st_size + 1) : NULL;
+    /* One byte more than the size: a file that grew meanwhile is refused. */
+    ssize_t n = buf != NULL ? read(fd, buf, (size_t)st.st_size + 1) : -1;
     close(fd);
-    if (n <= 0)
+    if (readable && buf == NULL)
+        return GD_ENOMEM;
+    if (n <= 0 || n > st.st_size) {
+        free(buf);
         return GD_EINVAL;
-    while (n > 0 &&
-           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-        n--;
-    if (n == 0 || memchr(buf, 0, (size_t)n) != NULL)
-        return GD_EINVAL;
-    buf[n] = 0;
-    *out = strdup(buf);
-    return *out == NULL ? GD_ENOMEM : 0;
+    }
+    /* As OTP's auth:check_cookie: the printable ASCII bytes up to the
+     * first other one are the cookie (spaces included); after it only
+     * newlines, returns and spaces may follow. */
+    ssize_t len = 0;
+    while (len < n && buf[len] >= ' ' && buf[len] <= '~')
+        len++;
+    for (ssize_t i = len; i < n; i++)
+        if (buf[i] != '\n' && buf[i] != '\r' && buf[i] != ' ') {
+            free(buf);
+            return GD_EINVAL; /* "Bad characters in cookie" */
+        }
+    if (len == 0) {
+        free(buf);
+        return GD_EINVAL; /* "Too short cookie string" */
+    }
+    buf[len] = 0;
+    *out = buf;
+    return 0;
 }
 
 bool cluster_cookie_weak(const char *cookie)

@@ -162,6 +162,36 @@ static void test_cookie_file(void)
     CU_ASSERT(chmod(path, 0644) == 0);
     CU_ASSERT(cluster_cookie_load(path, &c1, &created) == GD_EINVAL);
     unlink(path);
+    /* Contents read as OTP 25's auth:check_cookie reads them: the
+     * printable bytes up to the first other one, then only newlines,
+     * returns and spaces; a long file whole. */
+    static char big[3001];
+    memset(big, 'q', 3000);
+    const struct {
+        const char *text, *cookie; /* NULL: refused */
+    } files[] = {
+        {"abc \n", "abc "},      {"  abc\r\n\n  ", "  abc"}, {"abc", "abc"},
+        {"abc\ndef\n", NULL},    {"ab\tc\n", NULL},          {"\n", NULL},
+        {"caf\xc3\xa9\n", NULL}, {"abc\n\t", NULL},          {big, big},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT(write(fd, files[i].text, strlen(files[i].text)) ==
+                  (ssize_t)strlen(files[i].text));
+        close(fd);
+        c1 = NULL;
+        int rc = cluster_cookie_load(path, &c1, &created);
+        if (files[i].cookie == NULL) {
+            CU_ASSERT(rc == GD_EINVAL);
+        } else {
+            CU_ASSERT(rc == 0 && c1 != NULL && strcmp(c1, files[i].cookie) == 0);
+        }
+        if ((rc == 0) != (files[i].cookie != NULL))
+            fprintf(stderr, "cookie file %zu: rc %d\n", i, rc);
+        free(c1);
+        unlink(path);
+    }
     rmdir(dir);
     CU_ASSERT(cluster_cookie_weak("secret"));
     CU_ASSERT(cluster_cookie_weak("abcdefghijklmno"));

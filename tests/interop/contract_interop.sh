@@ -44,11 +44,26 @@ out=$(HOME=$bad timeout 10 "$girder" node -sname "gdctbad$$" 2>&1); rc=$?
 [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || fail "readable cookie file: $out"
 printf '%s\n' "$out" | grep -q "cookie" || fail "readable cookie file: $out"
 
+# The cookie file read as erl reads it: a space before the newline is part
+# of the cookie, so an erl with the same HOME pings the node.
+sphome=$work/sphome
+mkdir -p "$sphome"
+printf 'gdct space cookie 0123456789 \n' >"$sphome/.erlang.cookie"
+chmod 400 "$sphome/.erlang.cookie"
+HOME=$sphome start_girder_node "$work/space.log" -sname "gdcts$$"
+space_pid=$girder_node_pid
+wait_girder_registered "gdcts$$" "$space_pid"
+pong=$(HOME=$sphome erl -sname "ects$$" -noshell \
+  -eval "io:format(\"~p\", [net_adm:ping('gdcts$$@$host')]), halt()." 2>&1)
+[ "$pong" = pong ] || fail "erl with the same cookie file (trailing space) got: $pong"
+stop_girder_process "$space_pid" TERM || fail "the trailing-space node's exit status"
+
 start_girder_node "$work/victim.log" --sname "$v" --cookie "$cookie"
 victim_pid=$girder_node_pid
 wait_girder_registered "$v" "$victim_pid"
 
-erl -sname "ect$$" -setcookie "$cookie" -noshell -pa "$work" \
+# erl takes its cookie from the same file (no -setcookie), as a user's would.
+HOME=$home erl -sname "ect$$" -noshell -pa "$work" \
     -eval "contract_interop:main([\"$g@$host\", \"$v@$host\", \"$victim_pid\"])" ||
   fail "contract_interop checks"
 wait "$victim_pid" 2>/dev/null
