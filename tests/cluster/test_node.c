@@ -772,6 +772,64 @@ static void test_erpc_down_after_failure(void)
     np_peer_close(&p);
 }
 
+/* An application's own rpc functions (cluster_rpc_register). */
+static int fn_double(heap_t *h, term_t args, term_t *result)
+{
+    (void)h;
+    term_t n = term_car(args);
+    if (!term_is_small(n))
+        return GD_EBADARG;
+    *result = term_make_small(2 * term_small_value(n));
+    return 0;
+}
+
+static int fn_triple(heap_t *h, term_t args, term_t *result)
+{
+    (void)h;
+    term_t n = term_car(args);
+    if (!term_is_small(n))
+        return GD_EBADARG;
+    *result = term_make_small(3 * term_small_value(n));
+    return 0;
+}
+
+/* Registered after the node started, a function answers rpc:call; a bad
+ * argument is badarg in OTP's shape; registering it again replaces it;
+ * the table holds CLUSTER_RPC_MAX functions in all (built-ins included),
+ * then GD_ESYSTEM_LIMIT, and a replacement still works when it is full.
+ * Runs last but one: it fills the node's table. */
+static void test_rpc_register(void)
+{
+    np_start_node(0);
+    CU_ASSERT_FATAL(cluster_rpc_register("app", "double", 1, fn_double) == 0);
+    CU_ASSERT(cluster_rpc_register("app", "double", 1, NULL) == GD_EINVAL);
+    CU_ASSERT(cluster_rpc_register("app", "double", 256, fn_double) == GD_EINVAL);
+    np_peer_t p;
+    CU_ASSERT_FATAL(np_peer_connect(&p, NP_COOKIE, NULL, 0, 0) == 1);
+    heap_t *h = &p.h;
+    term_t r;
+    CU_ASSERT_FATAL(np_rpc(&p, "app", "double", list1(h, term_make_small(21)), &r));
+    CU_ASSERT(r == term_make_small(42));
+    CU_ASSERT_FATAL(np_rpc(&p, "app", "double", list1(h, heap_atom("x")), &r));
+    CU_ASSERT(is_badarg(r));
+    CU_ASSERT(cluster_rpc_register("app", "double", 1, fn_triple) == 0);
+    CU_ASSERT_FATAL(np_rpc(&p, "app", "double", list1(h, term_make_small(21)), &r));
+    CU_ASSERT(r == term_make_small(63));
+    int added = 0, rc = 0;
+    for (int i = 0; i <= CLUSTER_RPC_MAX && rc == 0; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "f%d", i);
+        rc = cluster_rpc_register("appfill", name, 0, fn_double);
+        added += rc == 0;
+    }
+    CU_ASSERT(rc == GD_ESYSTEM_LIMIT);
+    CU_ASSERT(added > 0 && added < CLUSTER_RPC_MAX);
+    CU_ASSERT(cluster_rpc_register("app", "double", 1, fn_double) == 0);
+    CU_ASSERT_FATAL(np_rpc(&p, "app", "double", list1(h, term_make_small(5)), &r));
+    CU_ASSERT(r == term_make_small(10));
+    np_peer_close(&p);
+}
+
 static const gd_test_case_t gd_tests[] = {
     {"cookie file", test_cookie_file},
     {"echo", test_echo},
@@ -788,6 +846,7 @@ static const gd_test_case_t gd_tests[] = {
     {"frames across reads", test_frames_across_reads},
     {"queued output in order", test_queued_output_in_order},
     {"erpc: a DOWN after a failed function", test_erpc_down_after_failure},
+    {"rpc: an application's own functions", test_rpc_register},
     {"stop", test_stop},
     {NULL, NULL},
 };
