@@ -772,25 +772,27 @@ static void test_erpc_down_after_failure(void)
     np_peer_close(&p);
 }
 
-/* An application's own rpc functions (cluster_rpc_register). */
-static int fn_double(heap_t *h, term_t args, term_t *result)
+/* An application's own rpc functions (cluster_rpc_register): Args [N]
+ * times k, badarg for anything but a small integer. */
+static int times_k(term_t args, int64_t k, term_t *result)
 {
-    (void)h;
     term_t n = term_car(args);
     if (!term_is_small(n))
         return GD_EBADARG;
-    *result = term_make_small(2 * term_small_value(n));
+    *result = term_make_small(k * term_small_value(n));
     return 0;
+}
+
+static int fn_double(heap_t *h, term_t args, term_t *result)
+{
+    (void)h;
+    return times_k(args, 2, result);
 }
 
 static int fn_triple(heap_t *h, term_t args, term_t *result)
 {
     (void)h;
-    term_t n = term_car(args);
-    if (!term_is_small(n))
-        return GD_EBADARG;
-    *result = term_make_small(3 * term_small_value(n));
-    return 0;
+    return times_k(args, 3, result);
 }
 
 /* Registered after the node started, a function answers rpc:call; a bad
