@@ -2564,11 +2564,13 @@ static int tell(sched_ctx_t *ctx, term_t ctrl, const char *tag, term_t a, term_t
  * before any '$gd_nodedown' of the connection (conn_kill_locked sends that
  * under the lock too): a monitor or spawn request told while the
  * connection is being set up is answered by noconnection if the setup
- * fails, never lost to a controller that already exited.  *told: false
+ * fails, never lost to a controller that already exited.  link_first:
+ * the caller links to the controller first, under the same lock (a remote
+ * link then breaks with noconnection, never with noproc).  *told: false
  * when the node cannot be reached (nothing sent).
  */
 static int tell_controller_of(sched_ctx_t *ctx, term_t node_atom, const char *tag, term_t a,
-                              term_t b, term_t d, bool *told)
+                              term_t b, term_t d, bool link_first, bool *told)
 {
     term_t msg;
     int rc = make_tell(ctx, tag, a, b, d, &msg);
@@ -2578,7 +2580,9 @@ static int tell_controller_of(sched_ctx_t *ctx, term_t node_atom, const char *ta
     pthread_mutex_lock(&node.lock);
     conn_t *c = get_conn_locked(node_atom);
     if (c != NULL && term_is_pid(c->ctrl)) {
-        rc = sched_send(NULL, c->ctrl, msg);
+        rc = link_first ? sched_link(ctx, c->ctrl) : 0;
+        if (rc == 0)
+            rc = sched_send(NULL, c->ctrl, msg);
         *told = rc == 0;
     }
     pthread_mutex_unlock(&node.lock);
@@ -2602,24 +2606,12 @@ static int hook_link(void *ud, sched_ctx_t *ctx, term_t to, bool unlink)
     }
     /* The controller writes the LINK: after what the caller sent before. */
     cork_flush();
-    term_t msg;
-    int rc = make_tell(ctx, "$gd_out_link", sched_self(ctx), to, TERM_NONE, &msg);
-    if (rc < 0)
-        return rc;
-    /* Linked and told under node.lock, as tell_controller_of does: a
-     * controller found there has not been sent its '$gd_nodedown' yet, so
-     * the link breaks with noconnection, never with noproc. */
     bool told = false;
-    pthread_mutex_lock(&node.lock);
-    conn_t *c = get_conn_locked(id.node);
-    if (c != NULL && term_is_pid(c->ctrl)) {
-        rc = sched_link(ctx, c->ctrl);
-        if (rc == 0)
-            rc = sched_send(NULL, c->ctrl, msg);
-        told = true;
-    }
-    pthread_mutex_unlock(&node.lock);
-    return told ? rc : sched_exit_pid(ctx, sched_self(ctx), heap_atom("noconnection"));
+    int rc = tell_controller_of(ctx, id.node, "$gd_out_link", sched_self(ctx), to, TERM_NONE, true,
+                                &told);
+    if (rc < 0 || told)
+        return rc;
+    return sched_exit_pid(ctx, sched_self(ctx), heap_atom("noconnection"));
 }
 
 /* The process dictionary's key for the latest remote monitor a process
@@ -2647,8 +2639,8 @@ static int hook_monitor(void *ud, sched_ctx_t *ctx, term_t to, term_t *ref_out)
     /* The controller knows the monitor before the MONITOR_P leaves, so
      * the peer's answer finds the entry. */
     bool told = false;
-    rc =
-        tell_controller_of(ctx, node_atom, "$gd_out_monitor", sched_self(ctx), to, *ref_out, &told);
+    rc = tell_controller_of(ctx, node_atom, "$gd_out_monitor", sched_self(ctx), to, *ref_out, false,
+                            &told);
     if (rc < 0)
         return rc;
     if (told) {
@@ -2777,7 +2769,7 @@ int cluster_monitor_node(sched_ctx_t *ctx, term_t node_atom, bool on)
      * send to its controller after that would be dropped unanswered. */
     bool told = false;
     int rc = tell_controller_of(ctx, node_atom, "$gd_monitor_node", sched_self(ctx), TERM_NIL,
-                                TERM_NONE, &told);
+                                TERM_NONE, false, &told);
     if (rc < 0 || told)
         return rc;
     /* No connection can be made: down at once. */
@@ -2805,7 +2797,7 @@ int cluster_spawn_request(sched_ctx_t *ctx, term_t node_atom, term_t req_id, ter
      * point: the boxed arguments stay where they are. */
     bool told = false;
     int rc = tell_controller_of(ctx, node_atom, "$gd_out_spawn", sched_self(ctx), req_id, node_atom,
-                                &told);
+                                false, &told);
     if (rc == 0 && !told)
         return DIST_ENOCONNECTION;
     if (rc == 0) {
