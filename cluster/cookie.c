@@ -77,14 +77,13 @@ int cluster_cookie_load(const char *path, char **out, bool *created)
     ssize_t len = 0;
     while (len < n && buf[len] >= ' ' && buf[len] <= '~')
         len++;
-    for (ssize_t i = len; i < n; i++)
-        if (buf[i] != '\n' && buf[i] != '\r' && buf[i] != ' ') {
-            free(buf);
-            return GD_EINVAL; /* "Bad characters in cookie" */
-        }
-    if (len == 0) {
+    ssize_t end = len;
+    while (end < n && (buf[end] == '\n' || buf[end] == '\r' || buf[end] == ' '))
+        end++;
+    /* OTP: "Too short cookie string", "Bad characters in cookie". */
+    if (len == 0 || end < n) {
         free(buf);
-        return GD_EINVAL; /* "Too short cookie string" */
+        return GD_EINVAL;
     }
     buf[len] = 0;
     *out = buf;
