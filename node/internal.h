@@ -155,6 +155,9 @@ typedef struct girder_kv_module {
     int vsn;
 } girder_kv_module_t;
 extern const girder_kv_module_t girder_kv_module;
+/* Whether m can take over girder_kv (init, handle_call and code_change
+ * present): what a reload hands the running server and a restart runs. */
+bool girder_kv_module_usable(const girder_kv_module_t *m);
 
 /* Registers girder:call_out/4 and girder:rpc_out/6 for rpc (remote.c).
  * Errors: cluster_rpc_register's. */

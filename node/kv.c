@@ -100,8 +100,7 @@ static int bif_reload(heap_t *h, term_t args, term_t *out)
         items[0] = ATOM_OK;
         items[1] = term_make_small(next->vsn);
         /* As the running server takes it (kv_module.c's kv_info). */
-        if (rc == GD_OK && next->gen.init != NULL && next->gen.handle_call != NULL &&
-            next->gen.code_change != NULL)
+        if (rc == GD_OK && girder_kv_module_usable(next))
             atomic_store_explicit(&kv_current, next, memory_order_release);
     }
     if (rc == GD_OK)

@@ -256,6 +256,12 @@ static int kv_import(heap_t *h, term_t bin, term_t *state)
     return rc;
 }
 
+bool girder_kv_module_usable(const girder_kv_module_t *m)
+{
+    return m != NULL && m->gen.init != NULL && m->gen.handle_call != NULL &&
+           m->gen.code_change != NULL;
+}
+
 /* {'$girder_kv_reload', ModuleAddr} (kv.c, girder:reload/2): the state
  * goes out as msgpack, the new module's table becomes the server's, and
  * its code_change takes the state in. */
@@ -268,8 +274,7 @@ static int kv_info(sched_ctx_t *ctx, term_t msg, term_t *state, girder_ret_t *re
         return rc;
     const girder_kv_module_t *next =
         (const girder_kv_module_t *)node_term_addr(term_tuple_elems(msg)[1]);
-    if (next == NULL || next->gen.init == NULL || next->gen.handle_call == NULL ||
-        next->gen.code_change == NULL)
+    if (!girder_kv_module_usable(next))
         return GD_OK; /* not a kv module: stay as we are */
     term_t bin;
     rc = kv_export(sched_heap(ctx), *state, &bin);
