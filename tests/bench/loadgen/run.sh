@@ -116,44 +116,44 @@ window_cpu() {
 # and loadgen_client_cpu_per_rt (the client's CPU µs per round trip at the
 # rate it reached), also kept in the side's result file for the ratios.
 cpu_lines() {
-  local f=$tmp/$4.$2 w rate tc cc per line
+  local f=$tmp/$4.$2 w rate tc cc
   [ -s "$tmp/$4.cpu" ] || return 0
   read -r tc cc w <"$tmp/$4.cpu"
   rate=$(value "$f" loadgen_echo)
   [ -n "$rate" ] || return 0
-  per=$(awk "BEGIN{printf \"%.3f\", $cc / $w / $rate * 1e6}")
-  for line in \
-    "{\"bench\":\"loadgen_target_cpu\",\"impl\":\"$1\",\"params\":{\"target\":\"$3\"},\"value\":$(awk "BEGIN{printf \"%.2f\", $tc / $w}"),\"unit\":\"cpu_s/s\",\"run\":$2}" \
-    "{\"bench\":\"loadgen_client_cpu\",\"impl\":\"$1\",\"params\":{\"target\":\"$3\"},\"value\":$(awk "BEGIN{printf \"%.2f\", $cc / $w}"),\"unit\":\"cpu_s/s\",\"run\":$2}" \
-    "{\"bench\":\"loadgen_client_cpu_per_rt\",\"impl\":\"$1\",\"params\":{\"target\":\"$3\"},\"value\":$per,\"unit\":\"us\",\"run\":$2}"; do
-    emit "$line"
-    echo "$line" >>"$f"
-  done
+  cpu_line "$f" "$1" "$2" "$3" loadgen_target_cpu "$(awk "BEGIN{printf \"%.2f\", $tc / $w}")" cpu_s/s
+  cpu_line "$f" "$1" "$2" "$3" loadgen_client_cpu "$(awk "BEGIN{printf \"%.2f\", $cc / $w}")" cpu_s/s
+  cpu_line "$f" "$1" "$2" "$3" loadgen_client_cpu_per_rt \
+    "$(awk "BEGIN{printf \"%.3f\", $cc / $w / $rate * 1e6}")" us
+}
+# cpu_line <file> <impl> <run> <target-node> <bench> <value> <unit>: one
+# such line, emitted and appended to file.
+cpu_line() {
+  local line="{\"bench\":\"$5\",\"impl\":\"$2\",\"params\":{\"target\":\"$4\"},\"value\":$6,\"unit\":\"$7\",\"run\":$3}"
+  emit "$line"
+  echo "$line" >>"$1"
 }
 # side <impl> <run> <target> <stem>: one client side against one target.
 side() {
-  local impl=$1 run=$2 tgt=$3 stem=$4 tpid=$target_pid sampler pattern
+  local impl=$1 run=$2 tgt=$3 stem=$4 tpid=$target_pid sampler= pattern cmd
   [ "$tgt" = "$gtarget" ] && tpid=$gtarget_pid
   rm -f "$tmp/$stem.cpu"
   if [ "$impl" = girder ]; then
     pattern="^[^ ]*/girder bench -setcookie .*$tmp/$stem.json"
+    cmd=("$here/girder_side.sh" "$girder" "$cookie" "$tgt" "$clients" "$duration" "$warmup"
+         "$bytes" "$tmp/$stem.json")
   else
     pattern="^[^ ]*beam[^ ]* .*gdlg_gen_${$}_${stem}_$run"
+    cmd=(erl -noshell -hidden -sname "gdlg_gen_${$}_${stem}_$run" -setcookie "$cookie"
+         -pa "$tmp" -s bench_beam run beam_loadgen
+         -extra "$tgt" "$clients" "$((duration * 1000))" "$((warmup * 1000))" "$bytes")
   fi
   if [ "$duration" -ge 3 ]; then
     window_cpu "$pattern" "$tpid" "$tmp/$stem.cpu" &
     sampler=$!
   fi
-  if [ "$impl" = girder ]; then
-    run_stem=$stem run_one girder "$run" "${on_client[@]}" "$here/girder_side.sh" "$girder" \
-        "$cookie" "$tgt" "$clients" "$duration" "$warmup" "$bytes" "$tmp/$stem.json"
-  else
-    run_stem=$stem run_one beam "$run" "${on_client[@]}" erl -noshell -hidden \
-        -sname "gdlg_gen_${$}_${stem}_$run" -setcookie "$cookie" -pa "$tmp" \
-        -s bench_beam run beam_loadgen \
-        -extra "$tgt" "$clients" "$((duration * 1000))" "$((warmup * 1000))" "$bytes"
-  fi
-  [ -n "${sampler:-}" ] && wait "$sampler"
+  run_stem=$stem run_one "$impl" "$run" "${on_client[@]}" "${cmd[@]}"
+  [ -n "$sampler" ] && wait "$sampler"
   cpu_lines "$impl" "$run" "$tgt" "$stem"
 }
 
