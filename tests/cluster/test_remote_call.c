@@ -72,8 +72,9 @@ static void start_call(const char *name, const char *node, int64_t timeout_ms)
     CU_ASSERT_FATAL(sched_spawn_coro(NULL, caller_main, TERM_NIL, &pid) == 0);
 }
 
-/* Waits for the call's end; false after ms. */
-static bool wait_call(int ms)
+/* Waits until *done (set under slot_mu, with slot_cv broadcast); false
+ * after ms. */
+static bool wait_done(const bool *done, int ms)
 {
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
@@ -83,11 +84,17 @@ static bool wait_call(int ms)
     dl.tv_nsec %= 1000000000L;
     pthread_mutex_lock(&slot_mu);
     int rc = 0;
-    while (!slot.done && rc == 0)
+    while (!*done && rc == 0)
         rc = pthread_cond_timedwait(&slot_cv, &slot_mu, &dl);
-    bool done = slot.done;
+    bool seen = *done;
     pthread_mutex_unlock(&slot_mu);
-    return done;
+    return seen;
+}
+
+/* Waits for the call's end; false after ms. */
+static bool wait_call(int ms)
+{
+    return wait_done(&slot.done, ms);
 }
 
 static term_t el(term_t t, size_t i)
@@ -271,15 +278,7 @@ static void test_unreachable_monitor_node(void)
     watch = (watch_slot_t){.rounds = 100};
     term_t pid;
     CU_ASSERT_FATAL(sched_spawn_coro(NULL, watcher_main, TERM_NIL, &pid) == 0);
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 60;
-    pthread_mutex_lock(&slot_mu);
-    int rc = 0;
-    while (!watch.done && rc == 0)
-        rc = pthread_cond_timedwait(&slot_cv, &slot_mu, &dl);
-    pthread_mutex_unlock(&slot_mu);
-    CU_ASSERT_FATAL(watch.done);
+    CU_ASSERT_FATAL(wait_done(&watch.done, 60000));
     CU_ASSERT_EQUAL(watch.downs, watch.rounds);
     CU_ASSERT(watch.link_reason == heap_atom("noconnection"));
 }
