@@ -9,6 +9,7 @@
 %% with kill -9.
 -module(contract_interop).
 -export([main/1, hold/0]).
+-import(interop_check, [wait_for/3]).
 
 main([GStr, VStr, VOs]) ->
     G = list_to_atom(GStr),
@@ -71,13 +72,6 @@ top({badrpc, {'EXIT', {R, [{M, F, A, _} | _]}}}) -> {badrpc, 'EXIT', R, {M, F, A
 top({error, {exception, R, [{M, F, A, _} | _]}}) -> {error, exception, R, {M, F, A}};
 top(X) -> X.
 
-wait_for(What, Want, F) -> wait_for(What, Want, F, 100).
-wait_for(What, Want, F, 0) -> exit({timeout, What, want, Want, got, F()});
-wait_for(What, Want, F, N) ->
-    case F() of
-        Want -> ok;
-        _ -> timer:sleep(50), wait_for(What, Want, F, N - 1)
-    end.
 
 no_msg(Ms) -> receive M -> exit({unexpected, M}) after Ms -> ok end.
 

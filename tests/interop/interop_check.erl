@@ -1,11 +1,11 @@
-%% interop_check: the check runner the interop suites share
-%% (dist_interop, dist_tls, mesh_interop, svc_interop, frag_interop).
-%% Each suite's .sh compiles this module with erlc next to the suite's
-%% own, so a change to how checks are timed, reported or turned into the
-%% exit status is made once for all of them.
+%% interop_check: the check runner and polling helpers the OTP-driven
+%% interop suites share.  girder_epmd.sh's interop_suite_setup compiles
+%% this module with erlc next to each suite's own, so a change to how
+%% checks are timed, reported or turned into the exit status is made once
+%% for all of them.
 -module(interop_check).
 -export([run_all/2, run_all/3, echo/3, echo_terms/3, echo_replies_in_order/2,
-         wait_member/3]).
+         wait_member/3, wait_for/3]).
 
 %% Runs every {Name, Fun} check in order, prints one ok/FAIL line each and
 %% a summary under Label, and halts 0 when all passed, 1 otherwise.
@@ -62,4 +62,14 @@ wait_member(X, F, N) ->
     case lists:member(X, F()) of
         true -> ok;
         false -> timer:sleep(100), wait_member(X, F, N - 1)
+    end.
+
+%% Polls F() every 50 ms, up to 100 times, until it returns Want; exits
+%% with What, Want and the last value otherwise.
+wait_for(What, Want, F) -> wait_for(What, Want, F, 100).
+wait_for(What, Want, F, 0) -> exit({timeout, What, want, Want, got, F()});
+wait_for(What, Want, F, N) ->
+    case F() of
+        Want -> ok;
+        _ -> timer:sleep(50), wait_for(What, Want, F, N - 1)
     end.

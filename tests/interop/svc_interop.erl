@@ -342,14 +342,11 @@ kv_reload(G, KvV2) ->
     %% killed after the reload, it comes back (empty) with the new code
     Old = rpc:call(G, erlang, whereis, [girder_kv]),
     exit(Old, kill),
-    Back = fun Back(0) -> exit(girder_kv_not_back);
-               Back(N) ->
-                   case rpc:call(G, erlang, whereis, [girder_kv]) of
-                       P when is_pid(P), P =/= Old -> ok;
-                       _ -> timer:sleep(50), Back(N - 1)
-                   end
-           end,
-    ok = Back(100),
+    ok = interop_check:wait_for(girder_kv_back, true,
+                                fun() ->
+                                        P = rpc:call(G, erlang, whereis, [girder_kv]),
+                                        is_pid(P) andalso P =/= Old
+                                end),
     2 = kv(G, version),
     error = kv(G, {get, {before, 1}}),
     {rpc_calls_during_reload, lists:sum(Counts)}.

@@ -52,14 +52,7 @@ otp_silent(G) ->
         Self = self(),
         W = rpc:call(G, girder, watch_nodes, [Self, P]), % girder connects to P
         true = is_pid(W),
-        Up = fun Up(0) -> exit(no_connection_to_peer);
-                 Up(N) ->
-                     case lists:member(P, rpc:call(G, erlang, nodes, [])) of
-                         true -> ok;
-                         false -> timer:sleep(50), Up(N - 1)
-                     end
-             end,
-        ok = Up(200),
+        ok = interop_check:wait_member(P, fun() -> rpc:call(G, erlang, nodes, []) end, 100),
         T0 = erlang:monotonic_time(millisecond),
         [] = os:cmd("kill -STOP " ++ PeerOs),
         receive {watch_node, {nodedown, P}} -> ok after 15000 -> exit(no_nodedown) end,
