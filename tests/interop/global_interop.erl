@@ -33,13 +33,7 @@ main(Args) ->
 %% ---- helpers ----
 
 %% Polls F() every 100 ms until it returns Want (exits after 10 s).
-wait_for(What, Want, F) -> wait_for(What, Want, F, 100).
-wait_for(What, Want, F, 0) -> exit({timeout, What, want, Want, got, F()});
-wait_for(What, Want, F, N) ->
-    case F() of
-        Want -> ok;
-        _ -> timer:sleep(100), wait_for(What, Want, F, N - 1)
-    end.
+wait_for(What, Want, F) -> interop_check:wait_for(What, Want, F, 100, 100).
 
 whereis_on(Node, Name) -> rpc:call(Node, global, whereis_name, [Name], 5000).
 

@@ -5,7 +5,7 @@
 %% for all of them.
 -module(interop_check).
 -export([run_all/2, run_all/3, echo/3, echo_terms/3, echo_replies_in_order/2,
-         wait_member/3, wait_for/3]).
+         wait_member/3, wait_for/3, wait_for/5]).
 
 %% Runs every {Name, Fun} check in order, prints one ok/FAIL line each and
 %% a summary under Label, and halts 0 when all passed, 1 otherwise.
@@ -64,12 +64,13 @@ wait_member(X, F, N) ->
         false -> timer:sleep(100), wait_member(X, F, N - 1)
     end.
 
-%% Polls F() every 50 ms, up to 100 times, until it returns Want; exits
-%% with What, Want and the last value otherwise.
-wait_for(What, Want, F) -> wait_for(What, Want, F, 100).
-wait_for(What, Want, F, 0) -> exit({timeout, What, want, Want, got, F()});
-wait_for(What, Want, F, N) ->
+%% Polls F() every SleepMs, up to Tries times (wait_for/3: 50 ms, 100
+%% times), until it returns Want; exits with What, Want and the last value
+%% otherwise.
+wait_for(What, Want, F) -> wait_for(What, Want, F, 100, 50).
+wait_for(What, Want, F, 0, _) -> exit({timeout, What, want, Want, got, F()});
+wait_for(What, Want, F, Tries, SleepMs) ->
     case F() of
         Want -> ok;
-        _ -> timer:sleep(50), wait_for(What, Want, F, N - 1)
+        _ -> timer:sleep(SleepMs), wait_for(What, Want, F, Tries - 1, SleepMs)
     end.
